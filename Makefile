@@ -1,0 +1,85 @@
+# fedhub — a plain Makefile.
+#   make            fedhub and fedhub-bench
+#   make test       every test (unit, integration), ends with "N passed, N failed"
+#   make bench      the benchmark suite, rewrites BENCHMARKS.md
+#   make run        fedhub on the shipped router.conf
+#   make asan/tsan  sanitizer builds in build/asan, build/tsan
+#   make fuzz       libFuzzer targets (clang) in build/fuzz
+
+CC      ?= gcc
+BUILD   ?= build/release
+OPT     ?= -O2 -g
+CFLAGS  += -std=gnu11 $(OPT) -Wall -Wextra -Wno-unused-parameter -Wshadow -fno-strict-aliasing \
+           -D_GNU_SOURCE -I. -MMD -MP
+LDFLAGS +=
+
+# The accelerated wolfSSL from ./scripts/build-wolfssl.sh when present, else the system one.
+WOLF_LOCAL := $(wildcard .deps/wolfssl/lib/pkgconfig/wolfssl.pc)
+ifneq ($(WOLF_LOCAL),)
+WOLF_CFLAGS := -I$(CURDIR)/.deps/wolfssl/include -DFEDHUB_WOLFSSL_LOCAL=1
+WOLF_LIBS   := -L$(CURDIR)/.deps/wolfssl/lib -Wl,-rpath,$(CURDIR)/.deps/wolfssl/lib -lwolfssl
+else
+WOLF_CFLAGS := $(shell pkg-config --cflags wolfssl)
+WOLF_LIBS   := $(shell pkg-config --libs wolfssl)
+endif
+
+PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd
+CFLAGS  += $(shell pkg-config --cflags $(PKGS)) $(WOLF_CFLAGS)
+LIBS    := $(shell pkg-config --libs $(PKGS)) $(WOLF_LIBS) -lexpat -lpthread -lm
+MALLOC  ?= -ljemalloc
+
+LIB_SRC   := $(filter-out router/main.c,$(wildcard xml/*.c net/*.c router/*.c))
+BENCH_SRC := $(wildcard bench/*.c)
+TEST_SRC  := $(wildcard tests/unit/test_*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+TESTS     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: fedhub fedhub-bench
+
+fedhub: $(BUILD)/fedhub
+	ln -sf $< $@
+fedhub-bench: $(BUILD)/fedhub-bench
+	ln -sf $< $@
+
+$(BUILD)/fedhub: $(BUILD)/router/main.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) $(MALLOC)
+$(BUILD)/fedhub-bench: $(BENCH_OBJ) $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) $(MALLOC)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka $(MALLOC)
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+unit-tests: $(TESTS)
+
+test: all unit-tests
+	BUILD=$(BUILD) ./tests/run.sh
+
+bench: all
+	./bench/run-suite.sh
+
+run: fedhub
+	./fedhub -c router.conf
+
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" MALLOC= \
+		build/asan/fedhub build/asan/fedhub-bench unit-tests
+tsan:
+	$(MAKE) BUILD=build/tsan OPT="-O1 -g -fsanitize=thread" MALLOC= build/tsan/fedhub unit-tests
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+build/fuzz/%: tests/fuzz/%.c $(wildcard xml/*.c)
+	@mkdir -p build/fuzz
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(shell pkg-config --cflags mxml) \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $^ $(shell pkg-config --libs mxml) -lexpat
+
+clean:
+	rm -rf build fedhub fedhub-bench
+
+.PHONY: all test unit-tests bench run asan tsan fuzz clean
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,187 @@
+/*
+ * net/net.h — the worker runtime: one io_uring per worker thread, pinned.
+ *
+ * A connection lives on one worker for its whole life. Bytes arrive in
+ * provided buffers (multishot recv) and are handed to the connection's owner
+ * in place; the owner may keep slices of them (taking a reference on the
+ * buffer) and queue those slices for sending on any connection, on any worker,
+ * without copying. Sends are coalesced: one sendmsg per connection per loop
+ * turn with every queued slice. Workers talk to each other and to the control
+ * thread through single-producer/single-consumer rings of fixed-size messages;
+ * a worker that pushed messages wakes the destination with IORING_OP_MSG_RING
+ * once per loop turn.
+ *
+ * Buffer references are plain integers touched only by the buffer's owning
+ * worker: a worker that is done with another worker's buffer sends it back in
+ * a NET_MSG_RELEASE message. No atomic read-modify-write anywhere.
+ */
+#ifndef FEDHUB_NET_H
+#define FEDHUB_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define NET_MAX_WORKERS 64
+#define NET_CTRL NET_MAX_WORKERS /* index of the control thread in rings */
+
+struct net_worker;
+struct net_conn;
+
+/* A reference-counted byte buffer owned by one worker. */
+struct net_buf {
+	int32_t ref;     /* owner worker only */
+	int32_t bid;     /* provided-buffer id, or -1 for a heap buffer */
+	uint16_t owner;  /* worker index */
+	uint32_t cap, len;
+	char *data;
+};
+
+struct net_slice {
+	struct net_buf *b; /* may be NULL for static bytes */
+	const char *p;
+	uint32_t n;
+};
+
+/* A stable reference to a connection, valid across workers: a stale one
+ * (connection closed and slot reused) is detected by its generation. */
+struct net_ref {
+	uint16_t worker;
+	uint32_t slot;
+	uint32_t gen;
+};
+
+struct net_conn_ops {
+	/* Bytes [p, p+n) arrived, contiguous, in buffer b. Return how many were
+	 * consumed; the rest is presented again, first, with more bytes after it.
+	 * Take net_buf_ref(b) to keep any of them past the return. */
+	size_t (*on_data)(struct net_conn *c, struct net_buf *b, const char *p, size_t n);
+	/* Outbound connect finished (err = 0 or -errno). */
+	void (*on_connect)(struct net_conn *c, int err);
+	/* The connection is gone (peer closed, error, or net_close). Last call. */
+	void (*on_close)(struct net_conn *c, int err);
+	/* c->deadline passed. */
+	void (*on_timer)(struct net_conn *c);
+	/* Output queue drained below its limit after being full (optional). */
+	void (*on_drain)(struct net_conn *c);
+};
+
+struct net_conn {
+	uint64_t id;            /* for logs: unique per process */
+	struct net_ref ref;
+	struct net_worker *w;
+	int fd;
+	uint32_t flags;
+	int close_err;
+	uint16_t inflight;      /* ring operations not completed yet */
+	uint16_t listen_kind;   /* which listener accepted it (cfg_listen_kind) */
+	const struct net_conn_ops *ops;
+	void *user;
+	uint64_t deadline;      /* ms, monotonic; 0 = none */
+	uint64_t last_rx;       /* ms of the last received bytes */
+	struct sockaddr_storage peer;
+	/* input: bytes of an incomplete unit kept between receives */
+	struct net_buf *pend;
+	/* output: a ring of slices */
+	struct net_slice *oq;
+	uint32_t oq_head, oq_len, oq_cap;
+	uint32_t oq_sent_in_head; /* bytes of oq[head] already sent */
+	uint32_t oq_inflight_n;   /* slices covered by the send in flight */
+	uint64_t oq_bytes;
+	struct net_conn *dirty_next; /* on the worker's send list */
+	struct net_conn *all_next, *all_prev;
+};
+
+enum net_conn_flag {
+	NET_F_OPEN = 1 << 0,
+	NET_F_CONNECTING = 1 << 1,
+	NET_F_RECV_ARMED = 1 << 2,
+	NET_F_SENDING = 1 << 3,
+	NET_F_DIRTY = 1 << 4,
+	NET_F_CLOSING = 1 << 5,     /* close once the output queue is sent */
+	NET_F_CLOSED = 1 << 6,      /* fd closed, waiting for inflight ops */
+	NET_F_RECV_STOPPED = 1 << 7,/* no more reads wanted */
+	NET_F_NOBUFS = 1 << 8,      /* recv stopped for lack of buffers */
+	NET_F_CLOSE_NOTIFIED = 1 << 9,
+	NET_F_FREED = 1 << 10,      /* slot back on the free list */
+};
+
+/* Fixed-size messages between threads. */
+#define NET_MSG_PAYLOAD 48
+enum net_msg_type {
+	NET_MSG_RELEASE = 1, /* buf: a buffer of the destination, one ref less */
+	NET_MSG_WAKE,
+	NET_MSG_USER = 16,   /* router-defined from here */
+};
+struct net_msg {
+	uint16_t type;
+	uint16_t src;
+	uint32_t u32;
+	struct net_buf *buf;
+	union {
+		unsigned char bytes[NET_MSG_PAYLOAD];
+		struct { struct net_ref dst; struct net_slice s; } stanza;
+	} u;
+};
+
+struct net_config {
+	int workers;         /* 0 = one per core */
+	uint32_t buf_size;   /* provided buffer size */
+	uint32_t buf_count;  /* provided buffers per worker (power of two) */
+	uint32_t ring_msgs;  /* messages per SPSC ring (power of two) */
+	uint32_t max_pending;/* max bytes kept for one incomplete unit */
+	void (*on_worker_start)(struct net_worker *w);
+	void (*on_worker_stop)(struct net_worker *w);
+	/* a message of type >= NET_MSG_USER arrived on worker w */
+	void (*on_msg)(struct net_worker *w, struct net_msg *m);
+	/* a listener accepted c (set c->ops/user) */
+	void (*on_accept)(struct net_conn *c, int listen_kind);
+	/* called every tick (~100 ms) on each worker */
+	void (*on_tick)(struct net_worker *w, uint64_t now_ms);
+	/* the control thread got a message (type >= NET_MSG_USER) */
+	void (*on_ctrl_msg)(struct net_msg *m);
+};
+
+int net_init(const struct net_config *cfg);
+int net_listen(int kind, const struct sockaddr *sa, socklen_t len);
+int net_start(void);       /* start the workers */
+void net_stop(void);       /* ask every worker to finish, then join */
+int net_nworkers(void);
+struct net_worker *net_worker_at(int i);
+int net_worker_id(const struct net_worker *w);
+void *net_worker_user(struct net_worker *w);
+void net_worker_set_user(struct net_worker *w, void *u);
+uint64_t net_now_ms(void);  /* cached per loop turn on workers */
+bool net_stopping(void);
+
+/* Connections (worker thread only, on the connection's own worker). */
+struct net_conn *net_connect(struct net_worker *w, const struct sockaddr *sa, socklen_t len,
+			     const struct net_conn_ops *ops, void *user);
+/* Queue bytes. The slice's buffer gets one more reference. Returns 0 or
+ * -ENOBUFS when the connection's queue limit would be exceeded. */
+int net_send_slice(struct net_conn *c, struct net_buf *b, const char *p, size_t n);
+/* Copy small generated bytes (stream headers, errors, answers) and queue them. */
+int net_send_copy(struct net_conn *c, const char *p, size_t n);
+void net_set_queue_limit(uint64_t bytes);
+void net_close(struct net_conn *c, bool flush); /* flush: send the queue first */
+struct net_conn *net_conn_get(struct net_worker *w, struct net_ref r); /* NULL if stale */
+void net_worker_foreach(struct net_worker *w, void (*fn)(struct net_conn *c, void *arg), void *arg);
+void net_conn_stop_reading(struct net_conn *c);
+
+/* Buffers. */
+static inline void net_buf_ref(struct net_buf *b) { if (b) b->ref++; }
+void net_buf_unref(struct net_worker *self, struct net_buf *b);
+struct net_buf *net_buf_new(struct net_worker *w, size_t cap);
+
+/* Messages: from worker `self` (NULL on the control thread) to worker dst
+ * (or NET_CTRL). Returns 0 or -ENOBUFS when that ring is full. */
+int net_msg_send(struct net_worker *self, int dst, const struct net_msg *m);
+
+/* The control thread: runs fn(arg) in a loop with its own wake-up eventfd;
+ * net_ctrl_wait() blocks until a message arrives or timeout_ms passes, also
+ * watching the given fds (for c-ares). */
+int net_ctrl_eventfd(void);
+int net_ctrl_drain(void); /* deliver pending messages to on_ctrl_msg */
+
+#endif

@@ -1,0 +1,1174 @@
+/*
+ * net/worker.c — the io_uring worker loop.
+ *
+ * One thread per worker, pinned to a core, owning one ring created with
+ * SINGLE_ISSUER | DEFER_TASKRUN (falling back when the kernel refuses). Each
+ * worker has its own SO_REUSEPORT listener per configured address with a
+ * multishot accept, a provided-buffer ring for multishot receives, and a slab
+ * of connection slots whose generation numbers make cross-worker references
+ * safe after a connection is gone.
+ *
+ * One loop turn:
+ *   report an RCU quiescent state; prepare one sendmsg for every connection
+ *   with queued output; wake every worker we sent messages to (MSG_RING);
+ *   go RCU-offline and wait for completions (or the next tick); handle
+ *   completions; drain the message rings; run timers.
+ *
+ * user_data of an SQE is a pointer with the operation in its low 3 bits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <time.h>
+#include <unistd.h>
+#include <liburing.h>
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+#include "net/net.h"
+#include "net/log.h"
+
+enum op {
+	OP_ACCEPT = 1, /* ptr: struct listener */
+	OP_RECV,       /* ptr: conn */
+	OP_SEND,
+	OP_CONNECT,
+	OP_CANCEL,
+	OP_WAKE,       /* eventfd read; ptr: worker */
+	OP_MSGRING,    /* completion of our own MSG_RING sqe */
+};
+#define UD(ptr, op) ((uint64_t)(uintptr_t)(ptr) | (op))
+#define UD_PTR(ud) ((void *)(uintptr_t)((ud) & ~7ULL))
+#define UD_OP(ud) ((int)((ud) & 7))
+
+#define BGID 1
+#define TICK_MS 100
+#define IOV_PER_SEND 64
+
+struct spsc {
+	_Alignas(64) _Atomic uint32_t head; /* consumer */
+	_Alignas(64) _Atomic uint32_t tail; /* producer */
+	uint32_t mask;
+	struct net_msg *m;
+};
+
+struct listener {
+	int fd;
+	int kind;
+	struct net_worker *w;
+	_Alignas(8) char pad[8];
+};
+
+struct net_worker {
+	int id;
+	int cpu;
+	pthread_t th;
+	struct io_uring ring;
+	int ring_fd;
+	int wake_fd;          /* eventfd the control thread writes */
+	uint64_t wake_buf;
+	bool ring_ready;
+	void *user;
+	/* provided receive buffers */
+	struct io_uring_buf_ring *br;
+	char *bufmem;
+	struct net_buf *bufs;
+	uint32_t nbufs, bufsz;
+	uint32_t bufs_out;    /* buffers not in the ring */
+	/* connections */
+	struct net_conn **slots;
+	uint32_t nslots, slots_cap;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	struct net_conn *all;
+	struct net_conn *dirty;
+	struct net_conn *nobufs_wait;
+	/* listeners */
+	struct listener lis[16];
+	int nlis;
+	/* messages: in[src] is the ring from src to us */
+	struct spsc *in[NET_MAX_WORKERS + 1];
+	bool woke[NET_MAX_WORKERS + 1]; /* we pushed to dst this turn */
+	/* releases that did not fit their ring; retried each turn */
+	struct net_msg *backlog;
+	uint32_t nbacklog, backlog_cap;
+	struct iovec *iov;
+	uint32_t iov_used, iov_cap;
+	struct msghdr *mh;
+	uint32_t mh_used, mh_cap;
+	uint64_t now;
+	uint64_t next_tick;
+	bool stopped;
+};
+
+static struct net_config cfg;
+static struct net_worker *workers;
+static int nworkers;
+static struct spsc *ctrl_in[NET_MAX_WORKERS]; /* worker -> control */
+static struct spsc *ctrl_out[NET_MAX_WORKERS]; /* control -> worker (== workers[i].in[NET_CTRL]) */
+static int ctrl_efd = -1;
+static _Atomic bool stopping;
+static _Atomic uint64_t next_conn_id = 1;
+static uint64_t queue_limit = 4u << 20;
+static struct { int kind; struct sockaddr_storage ss; socklen_t len; } listens[16];
+static int nlistens;
+static __thread struct net_worker *self_worker;
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t net_now_ms(void)
+{
+	return self_worker ? self_worker->now : mono_ms();
+}
+
+bool net_stopping(void) { return atomic_load_explicit(&stopping, memory_order_relaxed); }
+int net_nworkers(void) { return nworkers; }
+struct net_worker *net_worker_at(int i) { return &workers[i]; }
+int net_worker_id(const struct net_worker *w) { return w->id; }
+void *net_worker_user(struct net_worker *w) { return w->user; }
+void net_worker_set_user(struct net_worker *w, void *u) { w->user = u; }
+void net_set_queue_limit(uint64_t bytes) { queue_limit = bytes; }
+
+/* ---- SPSC rings ---------------------------------------------------- */
+
+static struct spsc *spsc_new(uint32_t n)
+{
+	struct spsc *r = aligned_alloc(64, sizeof(*r));
+	memset(r, 0, sizeof(*r));
+	r->mask = n - 1;
+	r->m = calloc(n, sizeof(struct net_msg));
+	return r;
+}
+
+static int spsc_push(struct spsc *r, const struct net_msg *m)
+{
+	uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	uint32_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+	if (t - h > r->mask)
+		return -ENOBUFS;
+	r->m[t & r->mask] = *m;
+	atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+	return 0;
+}
+
+/* Drain up to max messages into fn; returns how many. */
+static uint32_t spsc_drain(struct spsc *r, struct net_worker *w, uint32_t max,
+			   void (*fn)(struct net_worker *, struct net_msg *))
+{
+	uint32_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+	uint32_t n = 0;
+	while (h != t && n < max) {
+		struct net_msg m = r->m[h & r->mask];
+		h++;
+		n++;
+		atomic_store_explicit(&r->head, h, memory_order_release);
+		fn(w, &m);
+	}
+	return n;
+}
+
+static bool spsc_empty(struct spsc *r)
+{
+	return atomic_load_explicit(&r->head, memory_order_relaxed) ==
+	       atomic_load_explicit(&r->tail, memory_order_acquire);
+}
+
+/* ---- buffers ------------------------------------------------------- */
+
+static void buf_recycle(struct net_worker *w, struct net_buf *b)
+{
+	if (b->bid >= 0) {
+		io_uring_buf_ring_add(w->br, b->data, w->bufsz, (unsigned short)b->bid,
+				      io_uring_buf_ring_mask(w->nbufs), 0);
+		io_uring_buf_ring_advance(w->br, 1);
+		w->bufs_out--;
+	} else {
+		free(b->data);
+		free(b);
+	}
+}
+
+struct net_buf *net_buf_new(struct net_worker *w, size_t cap)
+{
+	struct net_buf *b = malloc(sizeof(*b));
+	if (!b)
+		return NULL;
+	b->data = malloc(cap ? cap : 1);
+	if (!b->data) {
+		free(b);
+		return NULL;
+	}
+	b->ref = 1;
+	b->bid = -1;
+	b->owner = w ? (uint16_t)w->id : NET_CTRL;
+	b->cap = (uint32_t)cap;
+	b->len = 0;
+	return b;
+}
+
+static void backlog_push(struct net_worker *w, const struct net_msg *m)
+{
+	if (w->nbacklog == w->backlog_cap) {
+		w->backlog_cap = w->backlog_cap ? w->backlog_cap * 2 : 64;
+		w->backlog = realloc(w->backlog, w->backlog_cap * sizeof(*m));
+	}
+	w->backlog[w->nbacklog++] = *m;
+}
+
+void net_buf_unref(struct net_worker *w, struct net_buf *b)
+{
+	if (!b)
+		return;
+	if (b->owner == (uint16_t)w->id) {
+		if (--b->ref == 0)
+			buf_recycle(w, b);
+		return;
+	}
+	struct net_msg m = { .type = NET_MSG_RELEASE, .src = (uint16_t)w->id, .buf = b };
+	if (b->owner == NET_CTRL) { /* control-made buffers are plain heap, shared-free */
+		if (__atomic_sub_fetch(&b->ref, 1, __ATOMIC_ACQ_REL) == 0)
+			buf_recycle(w, b);
+		return;
+	}
+	if (w->nbacklog || net_msg_send(w, b->owner, &m) < 0)
+		backlog_push(w, &m);
+}
+
+/* ---- connections --------------------------------------------------- */
+
+static struct net_conn *conn_alloc(struct net_worker *w)
+{
+	struct net_conn *c;
+	uint32_t slot;
+	if (w->nfree) {
+		slot = w->free_slots[--w->nfree];
+		c = w->slots[slot];
+		uint32_t gen = c->ref.gen + 1;
+		memset(c, 0, sizeof(*c));
+		c->ref.gen = gen;
+	} else {
+		if (w->nslots == w->slots_cap) {
+			w->slots_cap = w->slots_cap ? w->slots_cap * 2 : 256;
+			w->slots = realloc(w->slots, w->slots_cap * sizeof(*w->slots));
+			w->free_slots = realloc(w->free_slots, w->slots_cap * sizeof(uint32_t));
+		}
+		slot = w->nslots++;
+		c = calloc(1, sizeof(*c));
+		w->slots[slot] = c;
+		c->ref.gen = 1;
+	}
+	c->ref.worker = (uint16_t)w->id;
+	c->ref.slot = slot;
+	c->w = w;
+	c->fd = -1;
+	c->id = atomic_fetch_add_explicit(&next_conn_id, 1, memory_order_relaxed);
+	c->flags = NET_F_OPEN;
+	c->last_rx = w->now;
+	c->all_next = w->all;
+	if (w->all)
+		w->all->all_prev = c;
+	w->all = c;
+	return c;
+}
+
+struct net_conn *net_conn_get(struct net_worker *w, struct net_ref r)
+{
+	if (r.worker != w->id || r.slot >= w->nslots)
+		return NULL;
+	struct net_conn *c = w->slots[r.slot];
+	if (c->ref.gen != r.gen || !(c->flags & NET_F_OPEN) || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
+		return NULL;
+	return c;
+}
+
+static void oq_release_all(struct net_conn *c)
+{
+	while (c->oq_len) {
+		net_buf_unref(c->w, c->oq[c->oq_head].b);
+		c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
+		c->oq_len--;
+	}
+	c->oq_bytes = 0;
+	free(c->oq);
+	c->oq = NULL;
+	c->oq_cap = 0;
+}
+
+/* Free the slot once no ring operation refers to it any more. */
+static void conn_maybe_free(struct net_conn *c)
+{
+	struct net_worker *w = c->w;
+	if (!(c->flags & NET_F_CLOSED) || c->inflight || (c->flags & NET_F_FREED))
+		return;
+	if (!(c->flags & NET_F_CLOSE_NOTIFIED)) {
+		c->flags |= NET_F_CLOSE_NOTIFIED;
+		if (c->ops && c->ops->on_close)
+			c->ops->on_close(c, c->close_err);
+	}
+	oq_release_all(c);
+	if (c->pend) {
+		net_buf_unref(w, c->pend);
+		c->pend = NULL;
+	}
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		w->all = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
+	c->flags = NET_F_CLOSED | NET_F_CLOSE_NOTIFIED | NET_F_FREED;
+	w->free_slots[w->nfree++] = c->ref.slot;
+}
+
+static void conn_teardown(struct net_conn *c, int err)
+{
+	if (c->flags & NET_F_CLOSED)
+		return;
+	c->flags |= NET_F_CLOSED;
+	c->flags &= ~NET_F_OPEN;
+	c->close_err = err;
+	if (c->fd >= 0) {
+		/* Cancel whatever is pending on the fd, then close it. A plain
+		 * close(2) is fine here: closing is not on the stanza path. */
+		if (c->flags & (NET_F_RECV_ARMED | NET_F_SENDING | NET_F_CONNECTING)) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->w->ring);
+			if (!sqe) {
+				io_uring_submit(&c->w->ring);
+				sqe = io_uring_get_sqe(&c->w->ring);
+			}
+			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data64(sqe, UD(c, OP_CANCEL));
+			c->inflight++;
+			io_uring_submit(&c->w->ring);
+		}
+		shutdown(c->fd, SHUT_RDWR);
+		close(c->fd);
+		c->fd = -1;
+	}
+	conn_maybe_free(c);
+}
+
+void net_close(struct net_conn *c, bool flush)
+{
+	if (c->flags & (NET_F_CLOSED))
+		return;
+	if (flush && c->oq_len && !(c->flags & NET_F_CONNECTING)) {
+		c->flags |= NET_F_CLOSING;
+		c->deadline = c->w->now + 2000; /* do not wait forever for a dead peer */
+		return;
+	}
+	conn_teardown(c, 0);
+}
+
+void net_conn_stop_reading(struct net_conn *c)
+{
+	c->flags |= NET_F_RECV_STOPPED;
+}
+
+static struct io_uring_sqe *get_sqe(struct net_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe) {
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static void arm_recv(struct net_conn *c)
+{
+	struct io_uring_sqe *sqe = get_sqe(c->w);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BGID;
+	io_uring_sqe_set_data64(sqe, UD(c, OP_RECV));
+	c->flags |= NET_F_RECV_ARMED;
+	c->inflight++;
+}
+
+static void mark_dirty(struct net_conn *c)
+{
+	if (c->flags & NET_F_DIRTY)
+		return;
+	c->flags |= NET_F_DIRTY;
+	c->dirty_next = c->w->dirty;
+	c->w->dirty = c;
+}
+
+int net_send_slice(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	if (!(c->flags & NET_F_OPEN) || (c->flags & NET_F_CLOSING))
+		return -EPIPE;
+	if (n == 0)
+		return 0;
+	if (c->oq_bytes + n > queue_limit)
+		return -ENOBUFS;
+	if (c->oq_len == c->oq_cap) {
+		uint32_t ncap = c->oq_cap ? c->oq_cap * 2 : 16;
+		struct net_slice *q = malloc(ncap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < c->oq_len; i++)
+			q[i] = c->oq[(c->oq_head + i) & (c->oq_cap - 1)];
+		free(c->oq);
+		c->oq = q;
+		c->oq_head = 0;
+		c->oq_cap = ncap;
+	}
+	net_buf_ref(b);
+	c->oq[(c->oq_head + c->oq_len) & (c->oq_cap - 1)] = (struct net_slice){ b, p, (uint32_t)n };
+	c->oq_len++;
+	c->oq_bytes += n;
+	if (!(c->flags & NET_F_CONNECTING))
+		mark_dirty(c);
+	return 0;
+}
+
+int net_send_copy(struct net_conn *c, const char *p, size_t n)
+{
+	/* Append to the last slice when it is our own small copy with room:
+	 * generated bytes are coalesced instead of one buffer each. */
+	if (c->oq_len > (c->flags & NET_F_SENDING ? c->oq_inflight_n : 0)) {
+		struct net_slice *last = &c->oq[(c->oq_head + c->oq_len - 1) & (c->oq_cap - 1)];
+		struct net_buf *b = last->b;
+		if (b && b->bid < 0 && b->ref == 1 && b->owner == c->w->id &&
+		    last->p + last->n == b->data + b->len && b->len + n <= b->cap) {
+			if (c->oq_bytes + n > queue_limit)
+				return -ENOBUFS;
+			memcpy(b->data + b->len, p, n);
+			b->len += (uint32_t)n;
+			last->n += (uint32_t)n;
+			c->oq_bytes += n;
+			return 0;
+		}
+	}
+	struct net_buf *b = net_buf_new(c->w, n < 2048 ? 2048 : n);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b->data, p, n);
+	b->len = (uint32_t)n;
+	int r = net_send_slice(c, b, b->data, n);
+	net_buf_unref(c->w, b);
+	return r;
+}
+
+static void prep_send(struct net_worker *w, struct net_conn *c)
+{
+	uint32_t n = c->oq_len < IOV_PER_SEND ? c->oq_len : IOV_PER_SEND;
+	if (w->iov_used + n > w->iov_cap || w->mh_used == w->mh_cap)
+		return; /* next turn */
+	struct iovec *iov = &w->iov[w->iov_used];
+	for (uint32_t i = 0; i < n; i++) {
+		struct net_slice *s = &c->oq[(c->oq_head + i) & (c->oq_cap - 1)];
+		iov[i].iov_base = (void *)s->p;
+		iov[i].iov_len = s->n;
+	}
+	iov[0].iov_base = (char *)iov[0].iov_base + c->oq_sent_in_head;
+	iov[0].iov_len -= c->oq_sent_in_head;
+	w->iov_used += n;
+	struct msghdr *mh = &w->mh[w->mh_used++];
+	memset(mh, 0, sizeof(*mh));
+	mh->msg_iov = iov;
+	mh->msg_iovlen = n;
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_sendmsg(sqe, c->fd, mh, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, UD(c, OP_SEND));
+	c->flags |= NET_F_SENDING;
+	c->oq_inflight_n = n;
+	c->inflight++;
+}
+
+static void flush_sends(struct net_worker *w)
+{
+	struct net_conn *c = w->dirty, *next;
+	struct net_conn *retry = NULL;
+	w->dirty = NULL;
+	w->iov_used = 0;
+	w->mh_used = 0;
+	for (; c; c = next) {
+		next = c->dirty_next;
+		c->flags &= ~NET_F_DIRTY;
+		if (!(c->flags & NET_F_OPEN) || c->fd < 0 || (c->flags & (NET_F_SENDING | NET_F_CONNECTING)))
+			continue;
+		if (!c->oq_len)
+			continue;
+		uint32_t before = w->mh_used;
+		prep_send(w, c);
+		if (w->mh_used == before) { /* no room this turn */
+			c->flags |= NET_F_DIRTY;
+			c->dirty_next = retry;
+			retry = c;
+		}
+	}
+	w->dirty = retry;
+}
+
+static void on_send_done(struct net_worker *w, struct net_conn *c, int res)
+{
+	c->flags &= ~NET_F_SENDING;
+	if (c->flags & NET_F_CLOSED)
+		return;
+	if (res < 0) {
+		if (res == -EAGAIN || res == -EINTR) {
+			mark_dirty(c);
+			return;
+		}
+		conn_teardown(c, res);
+		return;
+	}
+	uint64_t was = c->oq_bytes;
+	size_t left = (size_t)res;
+	c->oq_bytes -= left;
+	while (left && c->oq_len) {
+		struct net_slice *s = &c->oq[c->oq_head];
+		uint32_t rem = s->n - c->oq_sent_in_head;
+		if (left < rem) {
+			c->oq_sent_in_head += (uint32_t)left;
+			break;
+		}
+		left -= rem;
+		c->oq_sent_in_head = 0;
+		net_buf_unref(w, s->b);
+		c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
+		c->oq_len--;
+	}
+	if (c->oq_len)
+		mark_dirty(c);
+	else if (c->flags & NET_F_CLOSING)
+		conn_teardown(c, 0);
+	if (was > queue_limit / 2 && c->oq_bytes <= queue_limit / 2 && c->ops && c->ops->on_drain &&
+	    !(c->flags & NET_F_CLOSED))
+		c->ops->on_drain(c);
+}
+
+/* Hand bytes to the owner. When an incomplete unit is pending, new bytes are
+ * appended to it in growing chunks only until the owner completes it; the
+ * rest of the receive buffer is then handed over in place. */
+static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	size_t off = 0;
+	while (c->pend && off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		struct net_buf *pb = c->pend;
+		size_t old = pb->len;
+		size_t chunk = old < 1024 ? 1024 : old;
+		if (chunk > n - off)
+			chunk = n - off;
+		if (old + chunk > cfg.max_pending) {
+			chunk = cfg.max_pending > old ? cfg.max_pending - old : 0;
+			if (!chunk) { /* the owner's limits should have caught this */
+				conn_teardown(c, -EMSGSIZE);
+				return;
+			}
+		}
+		if (old + chunk > pb->cap) {
+			size_t ncap = pb->cap * 2;
+			while (ncap < old + chunk)
+				ncap *= 2;
+			char *d = realloc(pb->data, ncap);
+			if (!d) {
+				conn_teardown(c, -ENOMEM);
+				return;
+			}
+			pb->data = d;
+			pb->cap = (uint32_t)ncap;
+		}
+		memcpy(pb->data + old, p + off, chunk);
+		pb->len = (uint32_t)(old + chunk);
+		size_t used = c->ops->on_data(c, pb, pb->data, pb->len);
+		if (c->flags & NET_F_CLOSED)
+			return;
+		if (used >= old) {
+			/* the pending unit is complete; continue in place */
+			off += used - old;
+			c->pend = NULL;
+			net_buf_unref(w, pb);
+			break;
+		}
+		off += chunk;
+		size_t rest = pb->len - used;
+		if (pb->ref > 1) { /* the owner kept slices of it: start a new one */
+			struct net_buf *nb = net_buf_new(w, rest * 2 > 4096 ? rest * 2 : 4096);
+			memcpy(nb->data, pb->data + used, rest);
+			nb->len = (uint32_t)rest;
+			net_buf_unref(w, pb);
+			c->pend = nb;
+		} else if (used) {
+			memmove(pb->data, pb->data + used, rest);
+			pb->len = (uint32_t)rest;
+		}
+	}
+	if (c->pend || off >= n || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
+		return;
+	size_t used = c->ops->on_data(c, b, p + off, n - off);
+	if (c->flags & NET_F_CLOSED)
+		return;
+	if (used < n - off && !(c->flags & NET_F_CLOSING)) {
+		size_t rest = n - off - used;
+		struct net_buf *nb = net_buf_new(w, rest * 2 > 4096 ? rest * 2 : 4096);
+		if (!nb) {
+			conn_teardown(c, -ENOMEM);
+			return;
+		}
+		memcpy(nb->data, p + off + used, rest);
+		nb->len = (uint32_t)rest;
+		c->pend = nb;
+	}
+}
+
+static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe)
+{
+	int res = cqe->res;
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	if (!more) {
+		c->flags &= ~NET_F_RECV_ARMED;
+	}
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		struct net_buf *b = &w->bufs[bid];
+		b->ref = 1;
+		b->len = res > 0 ? (uint32_t)res : 0;
+		w->bufs_out++;
+		if (res > 0 && !(c->flags & (NET_F_CLOSED | NET_F_RECV_STOPPED))) {
+			c->last_rx = w->now;
+			deliver(w, c, b, b->data, (size_t)res);
+		}
+		net_buf_unref(w, b);
+	}
+	if (c->flags & NET_F_CLOSED)
+		return;
+	if (res == 0) {
+		conn_teardown(c, 0);
+		return;
+	}
+	if (res < 0) {
+		if (res == -ENOBUFS) {
+			/* out of receive buffers: retry when some come back */
+			c->flags |= NET_F_NOBUFS;
+			return;
+		}
+		if (res != -ECANCELED)
+			conn_teardown(c, res);
+		return;
+	}
+	if (!more && !(c->flags & (NET_F_RECV_STOPPED | NET_F_CLOSING)))
+		arm_recv(c);
+}
+
+static void set_sock_opts(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+struct net_conn *net_connect(struct net_worker *w, const struct sockaddr *sa, socklen_t len,
+			     const struct net_conn_ops *ops, void *user)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	set_sock_opts(fd);
+	struct net_conn *c = conn_alloc(w);
+	c->fd = fd;
+	c->ops = ops;
+	c->user = user;
+	memcpy(&c->peer, sa, len);
+	c->flags |= NET_F_CONNECTING;
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&c->peer, len);
+	io_uring_sqe_set_data64(sqe, UD(c, OP_CONNECT));
+	c->inflight++;
+	return c;
+}
+
+static void on_connect_done(struct net_worker *w, struct net_conn *c, int res)
+{
+	c->flags &= ~NET_F_CONNECTING;
+	if (c->flags & NET_F_CLOSED)
+		return;
+	if (res < 0) {
+		c->ops->on_connect(c, res);
+		conn_teardown(c, res);
+		return;
+	}
+	arm_recv(c);
+	if (c->oq_len)
+		mark_dirty(c);
+	c->ops->on_connect(c, 0);
+}
+
+static void arm_accept(struct net_worker *w, struct listener *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, UD(l, OP_ACCEPT));
+}
+
+static void on_accept(struct net_worker *w, struct listener *l, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopped && !net_stopping())
+		arm_accept(w, l);
+	if (cqe->res < 0)
+		return;
+	int fd = cqe->res;
+	if (net_stopping()) {
+		close(fd);
+		return;
+	}
+	set_sock_opts(fd);
+	struct net_conn *c = conn_alloc(w);
+	c->fd = fd;
+	c->listen_kind = (uint16_t)l->kind;
+	socklen_t sl = sizeof(c->peer);
+	getpeername(fd, (struct sockaddr *)&c->peer, &sl);
+	cfg.on_accept(c, l->kind);
+	if (c->flags & NET_F_CLOSED)
+		return;
+	arm_recv(c);
+}
+
+/* ---- messages ------------------------------------------------------ */
+
+int net_msg_send(struct net_worker *self, int dst, const struct net_msg *m)
+{
+	struct spsc *r;
+	if (!self) { /* control thread */
+		r = ctrl_out[dst];
+		int rc = spsc_push(r, m);
+		if (rc == 0) {
+			uint64_t one = 1;
+			if (write(workers[dst].wake_fd, &one, sizeof(one)) < 0) {
+				/* the counter saturates only if the worker is gone */
+			}
+		}
+		return rc;
+	}
+	if (dst == NET_CTRL) {
+		int rc = spsc_push(ctrl_in[self->id], m);
+		if (rc == 0) {
+			uint64_t one = 1;
+			if (write(ctrl_efd, &one, sizeof(one)) < 0) {
+			}
+		}
+		return rc;
+	}
+	r = workers[dst].in[self->id];
+	int rc = spsc_push(r, m);
+	if (rc == 0)
+		self->woke[dst] = true;
+	return rc;
+}
+
+static void handle_msg(struct net_worker *w, struct net_msg *m)
+{
+	if (m->type == NET_MSG_RELEASE) {
+		net_buf_unref(w, m->buf);
+		return;
+	}
+	if (m->type == NET_MSG_WAKE)
+		return;
+	cfg.on_msg(w, m);
+}
+
+static void drain_msgs(struct net_worker *w)
+{
+	for (int s = 0; s < nworkers; s++)
+		if (s != w->id)
+			spsc_drain(w->in[s], w, 4096, handle_msg);
+	spsc_drain(w->in[NET_CTRL], w, 4096, handle_msg);
+}
+
+static void flush_wakes(struct net_worker *w)
+{
+	/* releases that did not fit earlier */
+	if (w->nbacklog) {
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < w->nbacklog; i++) {
+			struct net_msg *m = &w->backlog[i];
+			if (spsc_push(workers[m->buf->owner].in[w->id], m) < 0)
+				w->backlog[k++] = *m;
+			else
+				w->woke[m->buf->owner] = true;
+		}
+		w->nbacklog = k;
+	}
+	for (int d = 0; d < nworkers; d++) {
+		if (!w->woke[d])
+			continue;
+		w->woke[d] = false;
+		struct io_uring_sqe *sqe = get_sqe(w);
+		io_uring_prep_msg_ring(sqe, workers[d].ring_fd, 0, UD(&workers[d], OP_WAKE) | 0, 0);
+		io_uring_sqe_set_data64(sqe, UD(w, OP_MSGRING));
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	}
+}
+
+static void arm_wake(struct net_worker *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, UD(w, OP_WAKE) | 0);
+	/* distinguish our eventfd read from MSG_RING wakes by the buffer: a
+	 * MSG_RING CQE carries res 0 and user_data UD(w, OP_WAKE) too, so the
+	 * read is tagged by setting bit 0 of the worker pointer offset below */
+	sqe->user_data = UD((char *)w + 8, OP_WAKE);
+}
+
+/* ---- the loop ------------------------------------------------------ */
+
+static int ring_setup(struct net_worker *w)
+{
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN;
+	p.flags |= IORING_SETUP_CQSIZE;
+	p.cq_entries = 16384;
+	int rc = io_uring_queue_init_params(4096, &w->ring, &p);
+	if (rc < 0) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = 16384;
+		rc = io_uring_queue_init_params(4096, &w->ring, &p);
+		if (rc < 0)
+			return rc;
+		if (w->id == 0)
+			log_warn(0, "io_uring: SINGLE_ISSUER/DEFER_TASKRUN unavailable, using defaults");
+	}
+	w->ring_fd = w->ring.ring_fd;
+	/* provided buffer ring */
+	size_t ringsz = w->nbufs * sizeof(struct io_uring_buf);
+	w->br = mmap(NULL, ringsz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (w->br == MAP_FAILED)
+		return -ENOMEM;
+	struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)w->br, .ring_entries = w->nbufs, .bgid = BGID };
+	rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (rc < 0)
+		return rc;
+	io_uring_buf_ring_init(w->br);
+	w->bufmem = mmap(NULL, (size_t)w->nbufs * w->bufsz, PROT_READ | PROT_WRITE,
+			 MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
+	if (w->bufmem == MAP_FAILED)
+		return -ENOMEM;
+	w->bufs = calloc(w->nbufs, sizeof(struct net_buf));
+	for (uint32_t i = 0; i < w->nbufs; i++) {
+		struct net_buf *b = &w->bufs[i];
+		b->bid = (int32_t)i;
+		b->owner = (uint16_t)w->id;
+		b->cap = w->bufsz;
+		b->data = w->bufmem + (size_t)i * w->bufsz;
+		io_uring_buf_ring_add(w->br, b->data, w->bufsz, (unsigned short)i,
+				      io_uring_buf_ring_mask(w->nbufs), (int)i);
+	}
+	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
+	return 0;
+}
+
+static int open_listener(int kind, const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, sa, len) < 0 || listen(fd, 4096) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	(void)kind;
+	return fd;
+}
+
+static void run_timers(struct net_worker *w)
+{
+	struct net_conn *c, *next;
+	for (c = w->all; c; c = next) {
+		next = c->all_next;
+		if (c->flags & NET_F_CLOSED)
+			continue;
+		if (c->deadline && c->deadline <= w->now) {
+			c->deadline = 0;
+			if (c->flags & NET_F_CLOSING)
+				conn_teardown(c, -ETIMEDOUT);
+			else if (c->ops && c->ops->on_timer)
+				c->ops->on_timer(c);
+		}
+	}
+	/* connections that ran out of receive buffers: retry when there are some */
+	if (w->bufs_out < w->nbufs / 2) {
+		for (c = w->all; c; c = c->all_next)
+			if ((c->flags & NET_F_NOBUFS) && !(c->flags & (NET_F_CLOSED | NET_F_RECV_ARMED))) {
+				c->flags &= ~NET_F_NOBUFS;
+				arm_recv(c);
+			}
+	}
+	if (cfg.on_tick)
+		cfg.on_tick(w, w->now);
+}
+
+static void handle_cqe(struct net_worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	void *ptr = UD_PTR(ud);
+	switch (UD_OP(ud)) {
+	case OP_ACCEPT:
+		on_accept(w, ptr, cqe);
+		break;
+	case OP_RECV: {
+		struct net_conn *c = ptr;
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			c->inflight--;
+		on_recv(w, c, cqe);
+		conn_maybe_free(c);
+		break;
+	}
+	case OP_SEND: {
+		struct net_conn *c = ptr;
+		c->inflight--;
+		on_send_done(w, c, cqe->res);
+		conn_maybe_free(c);
+		break;
+	}
+	case OP_CONNECT: {
+		struct net_conn *c = ptr;
+		c->inflight--;
+		on_connect_done(w, c, cqe->res);
+		conn_maybe_free(c);
+		break;
+	}
+	case OP_CANCEL: {
+		struct net_conn *c = ptr;
+		c->inflight--;
+		conn_maybe_free(c);
+		break;
+	}
+	case OP_WAKE:
+		if (ptr == (char *)w + 8 && !w->stopped)
+			arm_wake(w); /* our eventfd read completed */
+		break;
+	default:
+		break;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct net_worker *w = arg;
+	self_worker = w;
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	w->now = mono_ms();
+	int rc = ring_setup(w);
+	if (rc < 0) {
+		log_error(0, "worker %d: io_uring setup failed: %s", w->id, strerror(-rc));
+		exit(1);
+	}
+	w->iov_cap = 65536;
+	w->iov = malloc(w->iov_cap * sizeof(struct iovec));
+	w->mh_cap = 4096;
+	w->mh = malloc(w->mh_cap * sizeof(struct msghdr));
+	for (int i = 0; i < nlistens; i++) {
+		int fd = open_listener(listens[i].kind, (struct sockaddr *)&listens[i].ss, listens[i].len);
+		if (fd < 0) {
+			log_error(0, "worker %d: cannot listen: %s", w->id, strerror(-fd));
+			exit(1);
+		}
+		w->lis[w->nlis] = (struct listener){ .fd = fd, .kind = listens[i].kind, .w = w };
+		arm_accept(w, &w->lis[w->nlis]);
+		w->nlis++;
+	}
+	arm_wake(w);
+	rcu_register_thread();
+	if (cfg.on_worker_start)
+		cfg.on_worker_start(w);
+	__atomic_store_n(&w->ring_ready, true, __ATOMIC_RELEASE);
+	w->next_tick = w->now + TICK_MS;
+	uint64_t stop_at = 0;
+
+	for (;;) {
+		rcu_quiescent_state();
+		flush_sends(w);
+		flush_wakes(w);
+		struct __kernel_timespec ts;
+		uint64_t wait = w->next_tick > w->now ? w->next_tick - w->now : 0;
+		ts.tv_sec = (long long)(wait / 1000);
+		ts.tv_nsec = (long long)(wait % 1000) * 1000000;
+		struct io_uring_cqe *cqe = NULL;
+		rcu_thread_offline();
+		rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		rcu_thread_online();
+		w->now = mono_ms();
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			handle_cqe(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+		drain_msgs(w);
+		if (w->now >= w->next_tick) {
+			w->next_tick = w->now + TICK_MS;
+			run_timers(w);
+		}
+		if (net_stopping() && !w->stopped) {
+			w->stopped = true;
+			for (int i = 0; i < w->nlis; i++) {
+				close(w->lis[i].fd);
+			}
+			if (cfg.on_worker_stop)
+				cfg.on_worker_stop(w);
+			stop_at = w->now + 1000;
+		}
+		if (w->stopped) {
+			bool busy = false;
+			for (struct net_conn *c = w->all; c; c = c->all_next)
+				if (!(c->flags & NET_F_CLOSED) && c->oq_len)
+					busy = true;
+			if (!busy || w->now >= stop_at)
+				break;
+		}
+	}
+	for (struct net_conn *c = w->all, *next; c; c = next) {
+		next = c->all_next;
+		conn_teardown(c, 0);
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+int net_init(const struct net_config *c)
+{
+	cfg = *c;
+	if (!cfg.buf_size)
+		cfg.buf_size = 32768;
+	if (!cfg.buf_count)
+		cfg.buf_count = 512;
+	if (!cfg.ring_msgs)
+		cfg.ring_msgs = 16384;
+	if (!cfg.max_pending)
+		cfg.max_pending = 1 << 20;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	nworkers = cfg.workers > 0 ? cfg.workers : (int)(ncpu > 0 ? ncpu : 1);
+	if (nworkers > NET_MAX_WORKERS)
+		nworkers = NET_MAX_WORKERS;
+	workers = calloc((size_t)nworkers, sizeof(*workers));
+	ctrl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	for (int i = 0; i < nworkers; i++) {
+		struct net_worker *w = &workers[i];
+		w->id = i;
+		w->cpu = ncpu > 1 ? (int)(i % ncpu) : -1;
+		w->nbufs = cfg.buf_count;
+		w->bufsz = cfg.buf_size;
+		w->wake_fd = eventfd(0, EFD_CLOEXEC);
+		ctrl_in[i] = spsc_new(cfg.ring_msgs);
+	}
+	for (int i = 0; i < nworkers; i++) {
+		for (int s = 0; s < nworkers; s++)
+			if (s != i)
+				workers[i].in[s] = spsc_new(cfg.ring_msgs);
+		workers[i].in[NET_CTRL] = ctrl_out[i] = spsc_new(cfg.ring_msgs);
+	}
+	return 0;
+}
+
+int net_listen(int kind, const struct sockaddr *sa, socklen_t len)
+{
+	if (nlistens == 16)
+		return -ENOSPC;
+	/* Check now that the address can be bound, so a bad config fails early. */
+	int fd = open_listener(kind, sa, len);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	listens[nlistens].kind = kind;
+	memcpy(&listens[nlistens].ss, sa, len);
+	listens[nlistens].len = len;
+	nlistens++;
+	return 0;
+}
+
+int net_start(void)
+{
+	for (int i = 0; i < nworkers; i++) {
+		int rc = pthread_create(&workers[i].th, NULL, worker_main, &workers[i]);
+		if (rc)
+			return -rc;
+	}
+	for (int i = 0; i < nworkers; i++)
+		while (!__atomic_load_n(&workers[i].ring_ready, __ATOMIC_ACQUIRE))
+			usleep(1000);
+	return 0;
+}
+
+void net_stop(void)
+{
+	atomic_store(&stopping, true);
+	for (int i = 0; i < nworkers; i++) {
+		uint64_t one = 1;
+		if (write(workers[i].wake_fd, &one, sizeof(one)) < 0) {
+		}
+	}
+	for (int i = 0; i < nworkers; i++)
+		pthread_join(workers[i].th, NULL);
+}
+
+int net_ctrl_eventfd(void) { return ctrl_efd; }
+
+static void ctrl_handle(struct net_worker *unused, struct net_msg *m)
+{
+	(void)unused;
+	if (m->type == NET_MSG_RELEASE)
+		return; /* control never lends buffers to workers */
+	if (cfg.on_ctrl_msg)
+		cfg.on_ctrl_msg(m);
+}
+
+int net_ctrl_drain(void)
+{
+	uint64_t v;
+	if (read(ctrl_efd, &v, sizeof(v)) < 0) {
+	}
+	int n = 0;
+	for (int i = 0; i < nworkers; i++)
+		n += (int)spsc_drain(ctrl_in[i], NULL, 1u << 30, ctrl_handle);
+	return n;
+}
+
+bool net_ctrl_pending(void);
+bool net_ctrl_pending(void)
+{
+	for (int i = 0; i < nworkers; i++)
+		if (!spsc_empty(ctrl_in[i]))
+			return true;
+	return false;
+}
+
+void net_worker_foreach(struct net_worker *w, void (*fn)(struct net_conn *c, void *arg), void *arg)
+{
+	for (struct net_conn *c = w->all, *next; c; c = next) {
+		next = c->all_next;
+		if (!(c->flags & NET_F_CLOSED))
+			fn(c, arg);
+	}
+}

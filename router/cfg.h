@@ -1,0 +1,133 @@
+/*
+ * router/cfg.h — router.conf: one source of truth for every directive.
+ *
+ * Format: one directive per line, `#` starts a comment (at the start of a line
+ * or after whitespace), `[section]` or `[section NAME]` opens a block. Unknown
+ * directives, bad values, duplicate sections and missing required values are
+ * errors reported with their line. The shipped router.conf documents every
+ * directive; cfg_directive_names[] lists them so a test can hold it to that.
+ */
+#ifndef FEDHUB_CFG_H
+#define FEDHUB_CFG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#define CFG_NAME_MAX 256 /* a domain name, normalised */
+
+enum cfg_listen_kind { CFG_LISTEN_S2S, CFG_LISTEN_S2S_TLS, CFG_LISTEN_COMPONENT };
+enum cfg_tls_mode { CFG_TLS_REQUIRED, CFG_TLS_OPTIONAL, CFG_TLS_OFF };
+
+struct cfg_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64]; /* as written, for logs */
+};
+
+struct cfg_listen {
+	enum cfg_listen_kind kind;
+	struct cfg_addr addr;
+	enum cfg_tls_mode tls; /* s2s listeners: STARTTLS policy */
+	bool proxy_protocol;   /* expect a PROXY protocol v1/v2 header */
+	int line;              /* in the config file, for messages */
+};
+
+struct cfg_domain { /* [domain NAME]: a hosted domain (the hub is its s2s server) */
+	char name[CFG_NAME_MAX];
+	char cert[512], key[512]; /* PEM paths; empty = no certificate */
+	int line;
+};
+
+struct cfg_component { /* [component NAME]: an XEP-0114 service */
+	char name[CFG_NAME_MAX];
+	char secret[256];
+	int line;
+};
+
+struct cfg_route { /* [route NAME]: static route, overrides DNS */
+	char name[CFG_NAME_MAX];
+	struct cfg_addr connect[8];
+	int nconnect;
+	enum cfg_tls_mode tls;
+	bool direct_tls;
+	int line;
+};
+
+struct cfg {
+	/* [hub] */
+	int workers;                  /* 0 = auto: one per core */
+	char hub_domain[CFG_NAME_MAX];/* the hub's own domain (ping, disco) */
+	struct cfg_listen listen[16];
+	int nlisten;
+	struct cfg_addr http;         /* /health, /metrics; len 0 = off */
+	char dialback_secret_file[512];
+	char dialback_secret[128];    /* read from the file, or random if none */
+	int log_level;                /* 0 error 1 warn 2 info 3 debug */
+	uint32_t max_stanza_size;
+	uint32_t max_stanza_size_preauth;
+	uint32_t max_depth, max_attrs, max_name;
+	uint32_t link_queue_max;      /* stanzas queued per outbound link while it connects */
+	uint32_t send_queue_max;      /* bytes queued per connection before bouncing */
+	uint32_t idle_timeout;        /* s; close links idle this long */
+	uint32_t keepalive_interval;  /* s; whitespace keepalive / ping on idle links */
+	uint32_t connect_timeout;     /* s; outbound connect + auth */
+	uint32_t retry_min, retry_max;/* s; outbound reconnect backoff bounds */
+	struct cfg_addr dns_server;   /* len 0 = system resolv.conf */
+	char ca_file[512];            /* CA bundle for peer certificates; empty = system */
+	enum cfg_tls_mode s2s_tls;    /* default outbound TLS policy */
+	/* sections */
+	struct cfg_domain *domains;
+	int ndomains;
+	struct cfg_component *components;
+	int ncomponents;
+	struct cfg_route *routes;
+	int nroutes;
+	/* [cluster]: present iff cluster is true; exactly one of redis / sentinel */
+	bool cluster;
+	struct cfg_addr cluster_redis;        /* len 0 = use sentinels */
+	struct cfg_addr cluster_sentinel[8];
+	int ncluster_sentinel;
+	char cluster_master[64];              /* the Sentinel master name */
+	char cluster_node_id[64];             /* empty = auto (derived at start) */
+};
+
+/* Parse text (name is used in messages). On error prints "NAME:LINE: message"
+ * for each error to `err` (may be NULL) and returns the number of errors (> 0);
+ * 0 on success. `c` is overwritten (it needs no initialisation) and, whatever
+ * the result, must be released with cfg_free. Files named by the config are
+ * checked at this point (cert, key, ca_file) and the dialback secret is read
+ * (or generated), so a config that parses is one the daemon can start with. */
+int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err);
+int cfg_load(struct cfg *c, const char *path, FILE *err);
+/* The embedded default (cfg_default_text): loopback listeners, hub domain
+ * "localhost", [domain localhost] without a certificate, and the component
+ * echo.localhost with secret "secret". */
+int cfg_load_default(struct cfg *c, FILE *err);
+void cfg_free(struct cfg *c);
+extern const char cfg_default_text[];
+
+/* Every directive and section name the parser knows, NULL-terminated. */
+extern const char *const cfg_directive_names[];
+extern const char *const cfg_section_names[];
+
+/* Normalise a domain (lower-case ASCII; IDNA2008 via libidn2 for non-ASCII;
+ * strips one trailing dot). Only LDH labels of 1..63 octets, 253 in all, no
+ * IPv4 literal. Returns length or -1 if invalid. */
+int cfg_domain_normalise(const char *in, size_t n, char *out, size_t cap);
+
+/* "1.2.3.4:P", "[v6]:P" or "localhost:P" (127.0.0.1); no DNS is done. The port
+ * may be left out when default_port > 0. Returns 0 or -EINVAL. */
+int cfg_parse_addr(const char *s, struct cfg_addr *a, int default_port);
+/* The numeric host ("127.0.0.1", "::1") and the port of a parsed address,
+ * for libraries that take them apart (hiredis, libmicrohttpd). */
+int cfg_addr_host(const struct cfg_addr *a, char *buf, size_t cap);
+int cfg_addr_port(const struct cfg_addr *a);
+
+/* Names for logs: "required", "s2s-tls"... */
+const char *cfg_tls_mode_name(enum cfg_tls_mode m);
+const char *cfg_listen_kind_name(enum cfg_listen_kind k);
+
+#endif

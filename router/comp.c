@@ -1,0 +1,180 @@
+/*
+ * router/comp.c — XEP-0114 components (jabber:component:accept).
+ *
+ * A component opens a stream to its domain, proves it knows the shared
+ * secret with <handshake>hex(SHA-1(stream id + secret))</handshake>, and is
+ * then one connection in its domain's pool in the routing table. Stanzas to
+ * the domain are spread over the pool by (from, to) bare JIDs (route.c);
+ * stanzas from it are routed like any other, with `from` checked against the
+ * domain.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha.h>
+#include <wolfssl/wolfcrypt/hash.h>
+
+#include "router/hub.h"
+#include "net/log.h"
+
+enum { C_WAIT_HDR, C_WAIT_HANDSHAKE, C_READY };
+
+static const struct cfg_component *find_component(const char *d)
+{
+	for (int i = 0; i < hub_cfg->ncomponents; i++)
+		if (strcmp(hub_cfg->components[i].name, d) == 0)
+			return &hub_cfg->components[i];
+	return NULL;
+}
+
+static void comp_open(struct hubw *h, struct sess *s)
+{
+	const struct xml_stream_hdr *hd = &s->tok.hdr;
+	char to[CFG_NAME_MAX];
+	sess_new_stream_id(h, s);
+	if (hd->default_ns != XML_NS_COMPONENT) {
+		sess_stream_error(s, SERR_INVALID_NAMESPACE, NULL);
+		return;
+	}
+	int tl = hd->to.n ? jid_domain(hd->to, memchr(hd->to.p, '&', hd->to.n) != NULL, to, sizeof(to)) : -1;
+	if (tl <= 0 || !find_component(to)) {
+		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
+		return;
+	}
+	s->local = strdup(to);
+	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+		      "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s'>",
+		   s->stream_id, s->local);
+	s->state = C_WAIT_HANDSHAKE;
+}
+
+static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	static const char hex[] = "0123456789abcdef";
+	const struct cfg_component *cc = find_component(s->local);
+	char buf[512], want[41];
+	int n = snprintf(buf, sizeof(buf), "%s%s", s->stream_id, cc ? cc->secret : "");
+	unsigned char dig[WC_SHA_DIGEST_SIZE];
+	wc_ShaHash((const byte *)buf, (word32)n, dig);
+	for (int i = 0; i < WC_SHA_DIGEST_SIZE; i++) {
+		want[2 * i] = hex[dig[i] >> 4];
+		want[2 * i + 1] = hex[dig[i] & 15];
+	}
+	want[40] = 0;
+	/* the element's text, between '>' and '</' */
+	const char *gt = memchr(st->raw.p, '>', st->raw.n);
+	const char *end = st->raw.p + st->raw.n;
+	while (end > st->raw.p && end[-1] != '<')
+		end--;
+	bool ok = false;
+	if (gt && !(st->flags & XML_ST_EMPTY) && end - 1 > gt) {
+		const char *t = gt + 1;
+		size_t tn = (size_t)(end - 1 - t);
+		while (tn && (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t'))
+			t++, tn--;
+		while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\n' || t[tn - 1] == '\r' || t[tn - 1] == '\t'))
+			tn--;
+		if (tn == 40) {
+			unsigned char d = 0;
+			for (int i = 0; i < 40; i++) {
+				char ch = t[i];
+				if (ch >= 'A' && ch <= 'F')
+					ch = (char)(ch - 'A' + 'a');
+				d |= (unsigned char)(ch ^ want[i]);
+			}
+			ok = d == 0;
+		}
+	}
+	if (!ok) {
+		sess_stream_error(s, SERR_NOT_AUTHORIZED, NULL);
+		return;
+	}
+	int pool = rt_comp_add(s->local, s->c->ref);
+	if (pool < 0) {
+		sess_stream_error(s, SERR_RESOURCE_CONSTRAINT, "component pool full");
+		return;
+	}
+	s->state = C_READY;
+	s->tok.authenticated = true;
+	h->m->comp_links++;
+	sess_sendf(s, "<handshake/>");
+	log_info(s->c->id, "component %s connected (%d in pool)", s->local, pool);
+	s->c->deadline = 0;
+}
+
+static size_t comp_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	size_t off = 0;
+	h->m->bytes_in += n;
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		size_t used = 0;
+		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
+		if (ev == XML_EV_MORE)
+			break;
+		if (ev == XML_EV_ERROR) {
+			sess_stream_error_xml(s, s->tok.err);
+			return n;
+		}
+		if (ev == XML_EV_STREAM_OPEN) {
+			comp_open(h, s);
+		} else if (ev == XML_EV_STANZA) {
+			const struct xml_stanza *st = &s->tok.st;
+			if (s->state == C_WAIT_HANDSHAKE) {
+				if (span_eq(st->name, "handshake"))
+					comp_handshake(h, s, st);
+				else
+					sess_stream_error(s, SERR_NOT_AUTHORIZED, NULL);
+			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
+				net_close(c, false);
+				return n;
+			} else if (st->nsid == XML_NS_COMPONENT &&
+				   (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
+				    span_eq(st->name, "iq"))) {
+				route_stanza(h, s, b, st);
+			} else {
+				sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+			}
+		} else if (ev == XML_EV_STREAM_CLOSE) {
+			sess_sendf(s, "</stream:stream>");
+			net_close(c, true);
+			return n;
+		}
+		off += used;
+	}
+	return off;
+}
+
+static void comp_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	if (s->state == C_READY) {
+		int left = rt_comp_del(s->local, c->ref);
+		log_info(c->id, "component %s disconnected (%d left in pool)", s->local, left < 0 ? 0 : left);
+	}
+	sess_free(s);
+}
+
+static void comp_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	if (s->state != C_READY)
+		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no handshake in time");
+}
+
+const struct net_conn_ops comp_ops = {
+	.on_data = comp_on_data,
+	.on_close = comp_on_close,
+	.on_timer = comp_on_timer,
+};
+
+void comp_accept(struct net_conn *c)
+{
+	struct sess *s = sess_new(SESS_COMP);
+	s->c = c;
+	c->ops = &comp_ops;
+	c->user = s;
+	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+}

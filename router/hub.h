@@ -1,0 +1,155 @@
+/*
+ * router/hub.h — what the router's files share: sessions, routing, bounces.
+ * Not a public API: everything outside router/ uses net/, xml/ and cfg.h.
+ */
+#ifndef FEDHUB_HUB_H
+#define FEDHUB_HUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "net/net.h"
+#include "net/dns.h"
+#include "xml/xml.h"
+#include "router/cfg.h"
+#include "router/met.h"
+#include "router/rt.h"
+
+/* RFC 6120 §4.9.3 stream errors the router sends (besides xml_err ones). */
+enum hub_serr {
+	SERR_BAD_FORMAT,
+	SERR_HOST_UNKNOWN,
+	SERR_IMPROPER_ADDRESSING,
+	SERR_INVALID_FROM,
+	SERR_INVALID_NAMESPACE,
+	SERR_NOT_AUTHORIZED,
+	SERR_POLICY_VIOLATION,
+	SERR_CONNECTION_TIMEOUT,
+	SERR_SYSTEM_SHUTDOWN,
+	SERR_UNSUPPORTED_STANZA_TYPE,
+	SERR_UNSUPPORTED_VERSION,
+	SERR_RESOURCE_CONSTRAINT,
+	SERR_REMOTE_CONNECTION_FAILED,
+	SERR_INTERNAL_SERVER_ERROR,
+	SERR_UNDEFINED_CONDITION,
+};
+const char *hub_serr_name(enum hub_serr e);
+
+/* RFC 6120 §8.3.3 stanza errors used in bounces. */
+enum hub_sterr {
+	STERR_REMOTE_SERVER_NOT_FOUND,
+	STERR_REMOTE_SERVER_TIMEOUT,
+	STERR_SERVICE_UNAVAILABLE,
+	STERR_RESOURCE_CONSTRAINT,
+	STERR_FEATURE_NOT_IMPLEMENTED,
+	STERR_ITEM_NOT_FOUND,
+	STERR_BAD_REQUEST,
+};
+
+enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
+
+/* A (remote, local) domain pair on an s2s link and its dialback state. */
+enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
+struct pair {
+	char *remote, *local;
+	uint8_t state;
+	struct net_ref verifier; /* SESS_S2S_IN: the verify connection */
+};
+
+struct s2s_out;
+struct sess {
+	enum sess_kind kind;
+	struct net_conn *c;
+	struct xml_tok tok;
+	uint8_t state;
+	bool got_features;
+	bool peer_v1;
+	char stream_id[33];
+	char *local;   /* component domain; s2s: our domain in the header */
+	char *remote;  /* s2s: the peer's domain */
+	struct pair *pairs;
+	uint16_t npairs, cpairs;
+	struct s2s_out *link;     /* SESS_S2S_OUT */
+	/* SESS_VERIFY: what to ask and whom to tell */
+	struct net_ref ask_for;   /* the inbound session waiting */
+	char *key;
+	char *verify_id;
+	uint64_t idle_deadline;
+};
+
+/* Per-worker router state. */
+struct hubw {
+	struct net_worker *w;
+	struct met_worker *m;
+	struct s2s_out **links;   /* open hash by remote domain */
+	uint32_t nlinks_cap;
+	uint32_t nlinks;
+	unsigned char rnd[256];   /* CSPRNG bytes for stream ids */
+	uint32_t rnd_used;
+};
+
+extern struct cfg *hub_cfg;
+extern char hub_dialback_key[65]; /* hex SHA-256 of the dialback secret (XEP-0185) */
+
+static inline struct hubw *hubw_of(struct net_worker *w) { return net_worker_user(w); }
+
+/* Router-defined inter-thread messages. */
+enum {
+	HUB_MSG_STANZA = NET_MSG_USER + 8, /* u.stanza: deliver to a connection */
+	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
+};
+
+/* Where a stanza came from, for address checks and bounces. */
+struct route_src {
+	struct sess *s;     /* NULL when the hub itself made it */
+};
+
+/* Route one stanza whose bytes are [raw] in buffer b (a reference is taken
+ * when it is kept). st describes it. */
+void route_stanza(struct hubw *h, struct sess *from, struct net_buf *b, const struct xml_stanza *st);
+/* Bounce a stanza to its sender with a stanza error (never for type=error). */
+void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text);
+/* Bounce from raw bytes (parses them again: slow path). */
+void route_bounce_raw(struct hubw *h, const char *p, size_t n, enum hub_sterr err);
+/* Route bytes the hub generated (answers, bounces). */
+void route_generated(struct hubw *h, const char *p, size_t n);
+/* Route a stanza with parsed to/from domains to a remote domain's link (on this worker). */
+void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen,
+		     struct net_buf *b, const char *p, size_t n);
+void route_on_msg(struct hubw *h, struct net_msg *m);
+
+/* JID helpers: the domain part, normalised into out. Returns length or -1. */
+int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap);
+/* The bare JID (local@domain) span of a raw JID. */
+struct xml_span jid_bare(struct xml_span jid);
+
+/* Stream errors: send the error and the stream close, then close the link. */
+void sess_stream_error(struct sess *s, enum hub_serr e, const char *text);
+void sess_stream_error_xml(struct sess *s, enum xml_err e);
+void sess_send(struct sess *s, const char *p, size_t n);
+void sess_sendf(struct sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sess_new_stream_id(struct hubw *h, struct sess *s);
+struct sess *sess_new(enum sess_kind kind);
+void sess_free(struct sess *s);
+/* Copy a span into a fresh string (decoding references when esc). */
+char *span_dup(struct xml_span v, bool esc);
+bool span_eq(struct xml_span v, const char *s);
+
+/* s2s.c */
+extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
+void s2s_accept(struct net_conn *c);
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b,
+		      const char *p, size_t n);
+void s2s_on_dns(struct hubw *h, struct dns_req *r);
+void s2s_tick(struct hubw *h, uint64_t now);
+void s2s_shutdown(struct hubw *h);
+bool hub_serves(const char *domain, size_t n); /* a domain we are the server for */
+void dialback_key(const char *receiving, const char *originating, const char *id, char out[65]);
+
+/* comp.c */
+extern const struct net_conn_ops comp_ops;
+void comp_accept(struct net_conn *c);
+
+/* local.c: stanzas addressed to the hub's own domain */
+void local_handle(struct hubw *h, const struct xml_stanza *st);
+
+#endif

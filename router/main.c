@@ -1,0 +1,241 @@
+/*
+ * router/main.c — fedhub: command line, start-up, shutdown.
+ *
+ *   fedhub [-c FILE]          run (without -c: the embedded default config)
+ *   fedhub -t [-c FILE]       check the configuration and exit
+ *   fedhub --check-xml FILE   tokenize a recorded stream ("-" = stdin)
+ *
+ * Start-up: load the config, fill the routing table with the static routes
+ * (the hub's domain, hosted domains, component domains), start the workers
+ * (one per core), the control thread (DNS) and the HTTP endpoint, then wait
+ * for SIGTERM or SIGINT in this thread. Stop: workers close their streams
+ * with system-shutdown, flush for up to a second, and the process exits 0.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/version.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+#include "router/hub.h"
+#include "net/log.h"
+
+struct cfg *hub_cfg;
+char hub_dialback_key[65];
+
+const char *tls_library_info(void) __attribute__((weak));
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: fedhub [-c FILE] [-t]\n"
+			"       fedhub --check-xml FILE\n"
+			"  -c FILE   configuration (default: the embedded one, see router.conf)\n"
+			"  -t        check the configuration and exit\n");
+}
+
+static void on_worker_start(struct net_worker *w)
+{
+	struct hubw *h = calloc(1, sizeof(*h));
+	h->w = w;
+	h->m = met_of(net_worker_id(w));
+	h->rnd_used = sizeof(h->rnd);
+	net_worker_set_user(w, h);
+}
+
+static void on_accept(struct net_conn *c, int kind)
+{
+	struct hubw *h = hubw_of(c->w);
+	h->m->conn_accepted++;
+	if (kind == CFG_LISTEN_COMPONENT)
+		comp_accept(c);
+	else
+		s2s_accept(c);
+}
+
+static void on_msg(struct net_worker *w, struct net_msg *m)
+{
+	struct hubw *h = hubw_of(w);
+	if (m->type == DNS_MSG_RESULT) {
+		struct dns_req *r;
+		memcpy(&r, m->u.bytes, sizeof(r));
+		s2s_on_dns(h, r);
+	} else {
+		route_on_msg(h, m);
+	}
+}
+
+static void on_tick(struct net_worker *w, uint64_t now)
+{
+	static __thread uint64_t last;
+	if (now - last < 1000)
+		return;
+	last = now;
+	s2s_tick(hubw_of(w), now);
+}
+
+static void shutdown_conn(struct net_conn *c, void *arg)
+{
+	struct sess *s = c->user;
+	(void)arg;
+	if (!s || s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY)
+		return;
+	sess_stream_error(s, SERR_SYSTEM_SHUTDOWN, NULL);
+}
+
+static void on_worker_stop(struct net_worker *w)
+{
+	struct hubw *h = hubw_of(w);
+	s2s_shutdown(h);
+	net_worker_foreach(w, shutdown_conn, NULL);
+}
+
+static void *ctrl_main(void *arg)
+{
+	(void)arg;
+	dns_ctrl_loop();
+	return NULL;
+}
+
+static int make_dialback_key(void)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char d[WC_SHA256_DIGEST_SIZE];
+	const char *secret = hub_cfg->dialback_secret;
+	if (wc_Sha256Hash((const byte *)secret, (word32)strlen(secret), d) != 0)
+		return -1;
+	for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++) {
+		hub_dialback_key[2 * i] = hex[d[i] >> 4];
+		hub_dialback_key[2 * i + 1] = hex[d[i] & 15];
+	}
+	hub_dialback_key[64] = 0;
+	return 0;
+}
+
+static int fill_table(void)
+{
+	int rc = 0;
+	for (int i = 0; i < hub_cfg->ndomains; i++)
+		rc |= rt_set_static(hub_cfg->domains[i].name, RT_HOSTED);
+	for (int i = 0; i < hub_cfg->ncomponents; i++)
+		rc |= rt_set_static(hub_cfg->components[i].name, RT_COMPONENT);
+	if (hub_cfg->hub_domain[0])
+		rc |= rt_set_static(hub_cfg->hub_domain, RT_HUB);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf = NULL;
+	bool test_only = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			conf = argv[++i];
+		} else if (strcmp(argv[i], "-t") == 0) {
+			test_only = true;
+		} else if (strcmp(argv[i], "--check-xml") == 0 && i + 1 < argc) {
+			struct xml_limits lim;
+			xml_limits_default(&lim);
+			return xml_check_file(argv[i + 1], &lim);
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage();
+			return 0;
+		} else {
+			usage();
+			return 2;
+		}
+	}
+
+	static struct cfg cfg;
+	int errs = conf ? cfg_load(&cfg, conf, stderr) : cfg_load_default(&cfg, stderr);
+	if (errs) {
+		fprintf(stderr, "configuration has %d error%s\n", errs, errs == 1 ? "" : "s");
+		return 1;
+	}
+	if (test_only) {
+		printf("configuration ok\n");
+		return 0;
+	}
+	hub_cfg = &cfg;
+	log_level = cfg.log_level;
+
+	log_info(0, "fedhub starting (%s), %s", conf ? conf : "embedded default configuration",
+		 tls_library_info ? tls_library_info() : "wolfSSL " LIBWOLFSSL_VERSION_STRING);
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit it */
+
+	if (make_dialback_key() < 0 || rt_init() < 0) {
+		log_error(0, "cannot initialise");
+		return 1;
+	}
+	rcu_register_thread();
+	if (fill_table() != 0) {
+		log_error(0, "cannot fill the routing table");
+		return 1;
+	}
+	rcu_thread_offline();
+	met_init(cfg.workers > 0 ? cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN));
+	net_set_queue_limit(cfg.send_queue_max);
+	struct net_config nc = {
+		.workers = cfg.workers,
+		.max_pending = cfg.max_stanza_size + 4096,
+		.on_worker_start = on_worker_start,
+		.on_worker_stop = on_worker_stop,
+		.on_msg = on_msg,
+		.on_accept = on_accept,
+		.on_tick = on_tick,
+		.on_ctrl_msg = dns_on_ctrl_msg,
+	};
+	net_init(&nc);
+	char dns_server[80] = "";
+	if (cfg.dns_server.len)
+		snprintf(dns_server, sizeof(dns_server), "%s", cfg.dns_server.text);
+	if (dns_init(dns_server[0] ? dns_server : NULL) < 0) {
+		log_error(0, "cannot initialise DNS");
+		return 1;
+	}
+	for (int i = 0; i < cfg.nlisten; i++) {
+		struct cfg_listen *l = &cfg.listen[i];
+		int rc = net_listen(l->kind, (struct sockaddr *)&l->addr.ss, l->addr.len);
+		if (rc < 0) {
+			log_error(0, "cannot listen on %s: %s", l->addr.text, strerror(-rc));
+			return 1;
+		}
+		log_info(0, "listening: %s %s", l->kind == CFG_LISTEN_COMPONENT ? "component" :
+						 l->kind == CFG_LISTEN_S2S_TLS ? "s2s-tls" : "s2s", l->addr.text);
+	}
+	if (cfg.http.len && met_http_start(&cfg.http) < 0) {
+		log_error(0, "cannot start the HTTP endpoint on %s", cfg.http.text);
+		return 1;
+	}
+	if (net_start() < 0) {
+		log_error(0, "cannot start workers");
+		return 1;
+	}
+	pthread_t ctrl;
+	pthread_create(&ctrl, NULL, ctrl_main, NULL);
+	log_info(0, "fedhub running: %d workers, hub domain %s", net_nworkers(), cfg.hub_domain);
+
+	int sig = 0;
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGPIPE)
+		;
+	log_info(0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	net_stop();
+	pthread_join(ctrl, NULL);
+	if (cfg.http.len)
+		met_http_stop();
+	log_info(0, "stopped");
+	return 0;
+}

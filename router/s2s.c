@@ -1,0 +1,1061 @@
+/*
+ * router/s2s.c — server-to-server streams (RFC 6120) with Server Dialback
+ * (XEP-0220, keys per XEP-0185), inbound and outbound.
+ *
+ * Three kinds of connection:
+ *   inbound  (SESS_S2S_IN)  a remote server's stream to us. Each (remote,
+ *            local) pair it claims with <db:result/> is checked by a verify
+ *            connection and then carries stanzas; several pairs may share the
+ *            stream (piggybacking). It also answers <db:verify/> for keys we
+ *            gave out on our outbound links: XEP-0185 keys need no state.
+ *   outbound (SESS_S2S_OUT) our stream to a remote domain, one per remote
+ *            domain on the worker that owns it in the routing table. Every
+ *            local domain that sends to that remote is one pair on it; its
+ *            stanzas queue (bounded) until the pair is valid, and are bounced
+ *            if the link cannot be made.
+ *   verify   (SESS_VERIFY)  a short stream to a remote's authoritative server
+ *            carrying one <db:verify/>, on the inbound session's worker.
+ *
+ * Address checks on inbound stanzas live in route.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+
+#include "router/hub.h"
+#include "net/log.h"
+
+#define STREAM_NS "xmlns:stream='http://etherx.jabber.org/streams'"
+
+enum link_state { L_IDLE, L_RESOLVING, L_CONNECTING, L_OPEN, L_BACKOFF };
+
+struct qitem {
+	struct net_buf *b;
+	const char *p;
+	uint32_t n;
+};
+
+struct lpair {
+	char *local;
+	uint8_t state;      /* enum pair_state */
+	struct qitem *q;
+	uint32_t qlen, qcap;
+};
+
+struct s2s_out {
+	char *remote;
+	struct s2s_out *hnext;
+	struct sess *sess;
+	uint8_t state;
+	bool dns_pending;
+	bool dead;           /* remove once DNS comes back */
+	struct lpair *lp;
+	int nlp;
+	uint32_t queued;
+	struct dns_target t[DNS_MAX_TARGETS];
+	int nt, next_t;
+	int last_fail;       /* enum hub_sterr for bounces */
+	uint32_t backoff_ms;
+	uint64_t retry_at;
+	uint64_t last_activity;
+	uint64_t last_keepalive;
+};
+
+struct verify {
+	struct net_ref in;   /* the inbound session waiting for the answer */
+	char *remote, *local, *key, *id;
+	struct dns_target t[DNS_MAX_TARGETS];
+	int nt, next_t;
+	struct sess *sess;
+	bool dns_pending;
+	bool done;
+};
+
+/* DNS requests carry one of these as their cookie. */
+struct dns_wait {
+	struct dns_req req;
+	struct s2s_out *link;
+	struct verify *v;
+};
+
+static void link_try_next(struct hubw *h, struct s2s_out *L);
+static void verify_try_next(struct hubw *h, struct verify *v);
+
+/* ---- dialback keys (XEP-0185) -------------------------------------- */
+
+void dialback_key(const char *receiving, const char *originating, const char *id, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	Hmac hmac;
+	unsigned char mac[WC_SHA256_DIGEST_SIZE];
+	wc_HmacInit(&hmac, NULL, INVALID_DEVID);
+	wc_HmacSetKey(&hmac, WC_SHA256, (const byte *)hub_dialback_key, 64);
+	wc_HmacUpdate(&hmac, (const byte *)receiving, (word32)strlen(receiving));
+	wc_HmacUpdate(&hmac, (const byte *)" ", 1);
+	wc_HmacUpdate(&hmac, (const byte *)originating, (word32)strlen(originating));
+	wc_HmacUpdate(&hmac, (const byte *)" ", 1);
+	wc_HmacUpdate(&hmac, (const byte *)id, (word32)strlen(id));
+	wc_HmacFinal(&hmac, mac);
+	wc_HmacFree(&hmac);
+	for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++) {
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[64] = 0;
+}
+
+/* The text content of a simple element like <db:result ...>KEY</db:result>. */
+static struct xml_span elem_text(const struct xml_stanza *st)
+{
+	struct xml_span r = { NULL, 0 };
+	if (st->flags & XML_ST_EMPTY)
+		return r;
+	const char *gt = memchr(st->raw.p, '>', st->raw.n);
+	const char *end = st->raw.p + st->raw.n;
+	while (end > st->raw.p && end[-1] != '<')
+		end--;
+	if (!gt || end <= gt + 1)
+		return r;
+	r.p = gt + 1;
+	r.n = (uint32_t)(end - 1 - r.p);
+	/* trim surrounding whitespace */
+	while (r.n && (r.p[0] == ' ' || r.p[0] == '\n' || r.p[0] == '\t' || r.p[0] == '\r'))
+		r.p++, r.n--;
+	while (r.n && (r.p[r.n - 1] == ' ' || r.p[r.n - 1] == '\n' || r.p[r.n - 1] == '\t' || r.p[r.n - 1] == '\r'))
+		r.n--;
+	return r;
+}
+
+static bool key_ok(struct xml_span got, const char *want)
+{
+	size_t n = strlen(want);
+	if (got.n != n)
+		return false;
+	unsigned char d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= (unsigned char)(got.p[i] ^ want[i]);
+	return d == 0;
+}
+
+static int norm_attr(struct xml_span v, bool esc, char *out, size_t cap)
+{
+	if (!v.n)
+		return -1;
+	return jid_domain(v, esc, out, cap);
+}
+
+/* ---- static routes and resolution ---------------------------------- */
+
+static const struct cfg_route *static_route(const char *domain)
+{
+	for (int i = 0; i < hub_cfg->nroutes; i++)
+		if (strcmp(hub_cfg->routes[i].name, domain) == 0)
+			return &hub_cfg->routes[i];
+	return NULL;
+}
+
+/* Fill targets from a [route]; returns true if the domain has one. */
+static bool route_targets(const char *domain, struct dns_target *t, int *nt)
+{
+	const struct cfg_route *r = static_route(domain);
+	if (!r)
+		return false;
+	*nt = 0;
+	for (int i = 0; i < r->nconnect && *nt < DNS_MAX_TARGETS; i++) {
+		memcpy(&t[*nt].ss, &r->connect[i].ss, r->connect[i].len);
+		t[*nt].len = r->connect[i].len;
+		(*nt)++;
+	}
+	return true;
+}
+
+static void resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v)
+{
+	struct dns_wait *dw = calloc(1, sizeof(*dw));
+	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
+	dw->link = L;
+	dw->v = v;
+	dw->req.cookie = dw;
+	h->m->dns_queries++;
+	if (dns_submit(h->w, &dw->req) < 0) {
+		dw->req.status = -EAGAIN;
+		s2s_on_dns(h, &dw->req);
+	}
+}
+
+/* ---- outbound links ------------------------------------------------ */
+
+static uint32_t link_slot(struct hubw *h, const char *remote)
+{
+	return rt_hash(remote, strlen(remote)) & (h->nlinks_cap - 1);
+}
+
+static struct s2s_out *link_find(struct hubw *h, const char *remote)
+{
+	if (!h->nlinks_cap)
+		return NULL;
+	for (struct s2s_out *L = h->links[link_slot(h, remote)]; L; L = L->hnext)
+		if (strcmp(L->remote, remote) == 0)
+			return L;
+	return NULL;
+}
+
+static struct s2s_out *link_new(struct hubw *h, const char *remote)
+{
+	if (!h->nlinks_cap) {
+		h->nlinks_cap = 1024;
+		h->links = calloc(h->nlinks_cap, sizeof(*h->links));
+	}
+	struct s2s_out *L = calloc(1, sizeof(*L));
+	L->remote = strdup(remote);
+	L->backoff_ms = hub_cfg->retry_min * 1000;
+	L->last_activity = net_now_ms();
+	uint32_t s = link_slot(h, remote);
+	L->hnext = h->links[s];
+	h->links[s] = L;
+	h->nlinks++;
+	return L;
+}
+
+static void link_free(struct hubw *h, struct s2s_out *L)
+{
+	struct s2s_out **pp = &h->links[link_slot(h, L->remote)];
+	while (*pp && *pp != L)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = L->hnext;
+	h->nlinks--;
+	rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
+	for (int i = 0; i < L->nlp; i++) {
+		for (uint32_t k = 0; k < L->lp[i].qlen; k++)
+			net_buf_unref(h->w, L->lp[i].q[k].b);
+		free(L->lp[i].q);
+		free(L->lp[i].local);
+	}
+	free(L->lp);
+	free(L->remote);
+	free(L);
+}
+
+static struct lpair *link_pair(struct s2s_out *L, const char *local)
+{
+	for (int i = 0; i < L->nlp; i++)
+		if (strcmp(L->lp[i].local, local) == 0)
+			return &L->lp[i];
+	L->lp = realloc(L->lp, (size_t)(L->nlp + 1) * sizeof(*L->lp));
+	struct lpair *p = &L->lp[L->nlp++];
+	memset(p, 0, sizeof(*p));
+	p->local = strdup(local);
+	return p;
+}
+
+static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
+{
+	for (uint32_t k = 0; k < p->qlen; k++) {
+		route_bounce_raw(h, p->q[k].p, p->q[k].n, err);
+		net_buf_unref(h->w, p->q[k].b);
+	}
+	L->queued -= p->qlen;
+	p->qlen = 0;
+}
+
+static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	for (uint32_t k = 0; k < p->qlen; k++) {
+		if (net_send_slice(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0)
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
+		else
+			h->m->stanzas_routed++;
+		net_buf_unref(h->w, p->q[k].b);
+	}
+	L->queued -= p->qlen;
+	p->qlen = 0;
+}
+
+static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	char key[65];
+	dialback_key(L->remote, p->local, L->sess->stream_id, key);
+	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", p->local, L->remote, key);
+	p->state = PAIR_PENDING;
+}
+
+/* The link failed: bounce everything queued and back off. */
+static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, const char *why)
+{
+	log_info(0, "s2s out %s: failed: %s", L->remote, why);
+	h->m->s2s_out_failed++;
+	L->last_fail = err;
+	for (int i = 0; i < L->nlp; i++) {
+		pair_bounce_queue(h, L, &L->lp[i], err);
+		L->lp[i].state = PAIR_NONE;
+	}
+	L->state = L_BACKOFF;
+	L->retry_at = net_now_ms() + L->backoff_ms;
+	L->backoff_ms *= 2;
+	if (L->backoff_ms > hub_cfg->retry_max * 1000)
+		L->backoff_ms = hub_cfg->retry_max * 1000;
+}
+
+static void link_start(struct hubw *h, struct s2s_out *L)
+{
+	L->next_t = 0;
+	if (route_targets(L->remote, L->t, &L->nt)) {
+		link_try_next(h, L);
+		return;
+	}
+	L->state = L_RESOLVING;
+	L->dns_pending = true;
+	resolve(h, L->remote, L, NULL);
+}
+
+static void link_try_next(struct hubw *h, struct s2s_out *L)
+{
+	while (L->next_t < L->nt) {
+		struct dns_target *t = &L->t[L->next_t++];
+		struct sess *s = sess_new(SESS_S2S_OUT);
+		s->link = L;
+		s->remote = strdup(L->remote);
+		s->local = strdup(L->nlp ? L->lp[0].local : hub_cfg->hub_domain);
+		s->tok.authenticated = true; /* we chose to talk to it */
+		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_out_ops, s);
+		if (!c) {
+			sess_free(s);
+			continue;
+		}
+		s->c = c;
+		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+		L->sess = s;
+		L->state = L_CONNECTING;
+		return;
+	}
+	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND,
+		  L->nt ? "no address could be reached" : "no address");
+}
+
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b,
+		      const char *p, size_t n)
+{
+	struct s2s_out *L = link_find(h, remote);
+	if (!L) {
+		/* make sure the table names us as the owner (it may have been
+		 * released while the message was on its way) */
+		int owner = rt_s2s_claim(remote, strlen(remote), (uint16_t)net_worker_id(h->w));
+		if (owner >= 0 && owner != net_worker_id(h->w)) {
+			struct xml_stanza st;
+			(void)st;
+			route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
+			return;
+		}
+		L = link_new(h, remote);
+	}
+	L->last_activity = net_now_ms();
+	struct lpair *pr = link_pair(L, local);
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
+		if (net_send_slice(L->sess->c, b, p, n) < 0) {
+			h->m->send_queue_full++;
+			route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
+		} else {
+			h->m->stanzas_routed++;
+		}
+		return;
+	}
+	if (L->state == L_BACKOFF) {
+		if (net_now_ms() < L->retry_at) {
+			route_bounce_raw(h, p, n, (enum hub_sterr)L->last_fail);
+			return;
+		}
+		L->state = L_IDLE;
+	}
+	if (pr->state == PAIR_INVALID) {
+		route_bounce_raw(h, p, n, STERR_REMOTE_SERVER_NOT_FOUND);
+		return;
+	}
+	if (L->queued >= hub_cfg->link_queue_max) {
+		h->m->send_queue_full++;
+		route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
+		return;
+	}
+	if (pr->qlen == pr->qcap) {
+		pr->qcap = pr->qcap ? pr->qcap * 2 : 16;
+		pr->q = realloc(pr->q, pr->qcap * sizeof(*pr->q));
+	}
+	net_buf_ref(b);
+	pr->q[pr->qlen++] = (struct qitem){ b, p, (uint32_t)n };
+	L->queued++;
+	if (L->state == L_IDLE)
+		link_start(h, L);
+	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess->got_features)
+		send_db_result(h, L, pr);
+}
+
+static void out_open_stream(struct sess *s)
+{
+	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		      " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+		   s->local, s->remote);
+}
+
+static void out_on_connect(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		log_info(c->id, "s2s out %s: connect failed: %s", s->remote, strerror(-err));
+		return; /* on_close follows and tries the next address */
+	}
+	(void)h;
+	log_debug(c->id, "s2s out %s: connected", s->remote);
+	out_open_stream(s);
+}
+
+static void out_start_dialback(struct hubw *h, struct s2s_out *L)
+{
+	for (int i = 0; i < L->nlp; i++)
+		if (L->lp[i].state == PAIR_NONE)
+			send_db_result(h, L, &L->lp[i]);
+}
+
+static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	s->got_features = true;
+	struct s2s_out *L = s->link;
+	/* RFC 6120 §5.3.1: STARTTLS marked <required/> cannot be skipped. */
+	if (memmem(st->raw.p, st->raw.n, "urn:ietf:params:xml:ns:xmpp-tls", 31) &&
+	    memmem(st->raw.p, st->raw.n, "required", 8)) {
+		log_warn(s->c->id, "s2s out %s: peer requires STARTTLS, which this link does not offer", s->remote);
+		if (L) {
+			L->sess = NULL;
+			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "peer requires TLS");
+		}
+		s->link = NULL;
+		sess_sendf(s, "</stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	if (L) {
+		L->state = L_OPEN;
+		out_start_dialback(h, L);
+	}
+}
+
+static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	struct s2s_out *L = s->link;
+	char local[CFG_NAME_MAX];
+	if (!L || norm_attr(st->to, st->flags & XML_ST_TO_ESC, local, sizeof(local)) < 0)
+		return;
+	struct lpair *p = NULL;
+	for (int i = 0; i < L->nlp; i++)
+		if (strcmp(L->lp[i].local, local) == 0)
+			p = &L->lp[i];
+	if (!p || p->state != PAIR_PENDING)
+		return;
+	if (span_eq(st->type, "valid")) {
+		p->state = PAIR_VALID;
+		h->m->s2s_out_links++;
+		L->backoff_ms = hub_cfg->retry_min * 1000;
+		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
+		pair_flush(h, L, p);
+	} else {
+		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote,
+			 (int)st->type.n, st->type.p);
+		p->state = PAIR_INVALID;
+		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+	}
+}
+
+static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	size_t off = 0;
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		size_t used = 0;
+		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
+		if (ev == XML_EV_MORE)
+			break;
+		if (ev == XML_EV_ERROR) {
+			sess_stream_error_xml(s, s->tok.err);
+			return n;
+		}
+		off += used;
+		if (ev == XML_EV_STREAM_OPEN) {
+			const struct xml_stream_hdr *hd = &s->tok.hdr;
+			size_t k = hd->id.n < sizeof(s->stream_id) - 1 ? hd->id.n : sizeof(s->stream_id) - 1;
+			memcpy(s->stream_id, hd->id.p, k);
+			s->stream_id[k] = 0;
+			s->state = 1;
+			s->peer_v1 = span_eq(hd->version, "1.0");
+			if (!hd->id.n) {
+				sess_stream_error(s, SERR_INVALID_NAMESPACE, "no stream id");
+				return n;
+			}
+			if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
+				out_features(h, s, &(struct xml_stanza){ .raw = { "", 0 } });
+		} else if (ev == XML_EV_STANZA) {
+			const struct xml_stanza *st = &s->tok.st;
+			if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
+				if (!s->got_features)
+					out_features(h, s, st);
+			} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
+				out_db_result(h, s, st);
+			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
+				log_warn(c->id, "s2s out %s: stream error from peer: %.*s", s->remote,
+					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
+				net_close(c, false);
+				return n;
+			}
+			/* anything else on our outbound stream is ignored */
+		} else if (ev == XML_EV_STREAM_CLOSE) {
+			sess_sendf(s, "</stream:stream>");
+			net_close(c, true);
+			return n;
+		}
+	}
+	return off;
+}
+
+static void out_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct s2s_out *L = s->link;
+	if (L && L->sess == s) {
+		L->sess = NULL;
+		bool any_valid = false;
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state == PAIR_VALID)
+				any_valid = true;
+		if (!any_valid && L->state != L_OPEN) {
+			/* never got through: next address, or fail */
+			L->state = L_CONNECTING;
+			link_try_next(h, L);
+		} else if (!any_valid && L->queued) {
+			L->state = L_IDLE;
+			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "stream closed before authentication");
+		} else {
+			/* an established link went away: start again if work is queued */
+			for (int i = 0; i < L->nlp; i++)
+				L->lp[i].state = PAIR_NONE;
+			L->state = L_IDLE;
+			if (L->queued)
+				link_start(h, L);
+		}
+	}
+	log_debug(c->id, "s2s out %s closed (%d)", s->remote, err);
+	sess_free(s);
+}
+
+static void out_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct s2s_out *L = s->link;
+	if (L && L->sess == s) {
+		bool any_valid = false;
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state == PAIR_VALID)
+				any_valid = true;
+		if (!any_valid) {
+			L->sess = NULL;
+			s->link = NULL;
+			link_fail(h, L, STERR_REMOTE_SERVER_TIMEOUT, "timed out connecting or authenticating");
+			net_close(c, false);
+			return;
+		}
+	}
+}
+
+const struct net_conn_ops s2s_out_ops = {
+	.on_data = out_on_data,
+	.on_connect = out_on_connect,
+	.on_close = out_on_close,
+	.on_timer = out_on_timer,
+};
+
+/* ---- verify connections (we are the receiving server) -------------- */
+
+static void verify_answer(struct hubw *h, struct verify *v, int result);
+
+static void verify_try_next(struct hubw *h, struct verify *v)
+{
+	while (v->next_t < v->nt) {
+		struct dns_target *t = &v->t[v->next_t++];
+		struct sess *s = sess_new(SESS_VERIFY);
+		s->remote = strdup(v->remote);
+		s->local = strdup(v->local);
+		s->tok.authenticated = true;
+		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_verify_ops, s);
+		if (!c) {
+			sess_free(s);
+			continue;
+		}
+		s->c = c;
+		s->key = (char *)v; /* back-pointer; sess_free must not free it */
+		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+		v->sess = s;
+		return;
+	}
+	verify_answer(h, v, -1);
+}
+
+static void verify_free(struct verify *v)
+{
+	free(v->remote);
+	free(v->local);
+	free(v->key);
+	free(v->id);
+	free(v);
+}
+
+/* result: 1 valid, 0 invalid, -1 could not ask */
+static void verify_answer(struct hubw *h, struct verify *v, int result)
+{
+	if (v->done)
+		return;
+	v->done = true;
+	struct net_conn *ic = net_conn_get(h->w, v->in);
+	struct sess *in = ic ? ic->user : NULL;
+	if (in) {
+		struct pair *p = NULL;
+		for (int i = 0; i < in->npairs; i++)
+			if (strcmp(in->pairs[i].remote, v->remote) == 0 && strcmp(in->pairs[i].local, v->local) == 0)
+				p = &in->pairs[i];
+		if (p && p->state == PAIR_PENDING) {
+			if (result == 1) {
+				p->state = PAIR_VALID;
+				h->m->dialback_ok++;
+				h->m->s2s_in_links++;
+				in->tok.authenticated = true;
+				log_info(ic->id, "s2s in %s -> %s: authenticated (dialback)", v->remote, v->local);
+				sess_sendf(in, "<db:result from='%s' to='%s' type='valid'/>", v->local, v->remote);
+			} else if (result == 0) {
+				p->state = PAIR_INVALID;
+				h->m->dialback_fail++;
+				log_warn(ic->id, "s2s in %s -> %s: dialback key invalid", v->remote, v->local);
+				sess_sendf(in, "<db:result from='%s' to='%s' type='invalid'/>", v->local, v->remote);
+			} else {
+				p->state = PAIR_NONE;
+				h->m->dialback_fail++;
+				log_warn(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote, v->local);
+				/* XEP-0220 §2.4: dialback errors */
+				sess_sendf(in, "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+					       "<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+					       "</error></db:result>", v->local, v->remote);
+			}
+		}
+	}
+	if (!v->dns_pending && !v->sess)
+		verify_free(v);
+}
+
+static void verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local,
+			 struct xml_span key)
+{
+	struct verify *v = calloc(1, sizeof(*v));
+	v->in = in->c->ref;
+	v->remote = strdup(remote);
+	v->local = strdup(local);
+	v->key = span_dup(key, false);
+	v->id = strdup(in->stream_id);
+	if (route_targets(remote, v->t, &v->nt)) {
+		verify_try_next(h, v);
+		return;
+	}
+	v->dns_pending = true;
+	resolve(h, remote, NULL, v);
+}
+
+static size_t verify_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct verify *v = (struct verify *)s->key;
+	size_t off = 0;
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		size_t used = 0;
+		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
+		if (ev == XML_EV_MORE)
+			break;
+		if (ev == XML_EV_ERROR) {
+			sess_stream_error_xml(s, s->tok.err);
+			return n;
+		}
+		off += used;
+		bool ask = false;
+		if (ev == XML_EV_STREAM_OPEN) {
+			s->state = 1;
+			if (!span_eq(s->tok.hdr.version, "1.0"))
+				ask = true;
+		} else if (ev == XML_EV_STANZA) {
+			const struct xml_stanza *st = &s->tok.st;
+			if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features") && !s->got_features) {
+				s->got_features = true;
+				ask = true;
+			} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
+				int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
+				if (v)
+					verify_answer(h, v, res);
+				sess_sendf(s, "</stream:stream>");
+				net_close(c, true);
+				return n;
+			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
+				net_close(c, false);
+				return n;
+			}
+		} else if (ev == XML_EV_STREAM_CLOSE) {
+			net_close(c, false);
+			return n;
+		}
+		if (ask && v)
+			sess_sendf(s, "<db:verify from='%s' to='%s' id='%s'>%s</db:verify>", v->local, v->remote,
+				   v->id, v->key);
+	}
+	return off;
+}
+
+static void verify_on_connect(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	if (err)
+		return;
+	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		      " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+		   s->local, s->remote);
+}
+
+static void verify_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct verify *v = (struct verify *)s->key;
+	s->key = NULL;
+	if (v) {
+		v->sess = NULL;
+		if (!v->done) {
+			if (c->flags & NET_F_CONNECTING || err)
+				verify_try_next(h, v);
+			else
+				verify_answer(h, v, -1);
+		} else if (!v->dns_pending) {
+			verify_free(v);
+		}
+	}
+	sess_free(s);
+}
+
+static void verify_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct verify *v = (struct verify *)s->key;
+	if (v)
+		verify_answer(h, v, -1);
+	net_close(c, false);
+}
+
+const struct net_conn_ops s2s_verify_ops = {
+	.on_data = verify_on_data,
+	.on_connect = verify_on_connect,
+	.on_close = verify_on_close,
+	.on_timer = verify_on_timer,
+};
+
+void s2s_on_dns(struct hubw *h, struct dns_req *r)
+{
+	struct dns_wait *dw = r->cookie;
+	if (r->status)
+		h->m->dns_failures++;
+	if (dw->link) {
+		struct s2s_out *L = dw->link;
+		L->dns_pending = false;
+		if (L->dead) {
+			link_free(h, L);
+		} else if (r->status) {
+			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "DNS lookup failed");
+		} else {
+			memcpy(L->t, r->t, sizeof(L->t));
+			L->nt = r->ntargets;
+			L->next_t = 0;
+			link_try_next(h, L);
+		}
+	} else if (dw->v) {
+		struct verify *v = dw->v;
+		v->dns_pending = false;
+		if (r->status) {
+			verify_answer(h, v, -1);
+			if (v->done && !v->sess)
+				verify_free(v);
+		} else {
+			memcpy(v->t, r->t, sizeof(v->t));
+			v->nt = r->ntargets;
+			v->next_t = 0;
+			verify_try_next(h, v);
+		}
+	}
+	free(dw);
+}
+
+/* ---- inbound streams ----------------------------------------------- */
+
+static struct pair *in_pair(struct sess *s, const char *remote, const char *local, bool add)
+{
+	for (int i = 0; i < s->npairs; i++)
+		if (strcmp(s->pairs[i].remote, remote) == 0 && strcmp(s->pairs[i].local, local) == 0)
+			return &s->pairs[i];
+	if (!add)
+		return NULL;
+	if (s->npairs == s->cpairs) {
+		s->cpairs = s->cpairs ? s->cpairs * 2 : 2;
+		s->pairs = realloc(s->pairs, s->cpairs * sizeof(*s->pairs));
+	}
+	struct pair *p = &s->pairs[s->npairs++];
+	memset(p, 0, sizeof(*p));
+	p->remote = strdup(remote);
+	p->local = strdup(local);
+	return p;
+}
+
+static void in_stream_open(struct hubw *h, struct sess *s)
+{
+	const struct xml_stream_hdr *hd = &s->tok.hdr;
+	char to[CFG_NAME_MAX];
+	sess_new_stream_id(h, s);
+	if (hd->default_ns != XML_NS_SERVER) {
+		sess_stream_error(s, SERR_INVALID_NAMESPACE, NULL);
+		return;
+	}
+	int tl = hd->to.n ? jid_domain(hd->to, memchr(hd->to.p, '&', hd->to.n) != NULL, to, sizeof(to)) : -1;
+	if (tl > 0 && !hub_serves(to, (size_t)tl)) {
+		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
+		return;
+	}
+	s->local = strdup(tl > 0 ? to : hub_cfg->hub_domain);
+	s->peer_v1 = span_eq(hd->version, "1.0");
+	char from_attr[CFG_NAME_MAX + 16] = "";
+	char fr[CFG_NAME_MAX];
+	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0)
+		snprintf(from_attr, sizeof(from_attr), " to='%s'", fr);
+	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		      " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
+		   s->stream_id, s->local, from_attr, s->peer_v1 ? " version='1.0'" : "");
+	s->state = 1;
+	if (s->peer_v1)
+		sess_sendf(s, "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
+			      "</stream:features>");
+}
+
+static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	char from[CFG_NAME_MAX], to[CFG_NAME_MAX];
+	if (norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0 ||
+	    norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
+		return;
+	}
+	if (!hub_serves(to, strlen(to))) {
+		/* XEP-0220 §2.4.1: item-not-found for a domain we do not host */
+		sess_sendf(s, "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+			      "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+			   to, from);
+		return;
+	}
+	struct xml_span key = elem_text(st);
+	if (!key.n) {
+		sess_stream_error(s, SERR_BAD_FORMAT, "db:result without a key");
+		return;
+	}
+	struct pair *p = in_pair(s, from, to, true);
+	if (p->state == PAIR_VALID) {
+		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
+		return;
+	}
+	if (p->state == PAIR_PENDING)
+		return;
+	p->state = PAIR_PENDING;
+	verify_start(h, s, from, to, key);
+}
+
+static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	char from[CFG_NAME_MAX], to[CFG_NAME_MAX], key[65];
+	if (norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0 ||
+	    norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0 || !st->id.n) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
+		return;
+	}
+	char id[128];
+	int il = xml_attr_decode(st->id, id, sizeof(id) - 1);
+	if (il < 0) {
+		sess_stream_error(s, SERR_BAD_FORMAT, NULL);
+		return;
+	}
+	id[il] = 0;
+	if (!hub_serves(to, strlen(to))) {
+		sess_sendf(s, "<db:verify from='%s' to='%s' id='%s' type='error'><error type='cancel'>"
+			      "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>",
+			   to, from, id);
+		return;
+	}
+	/* we are the authoritative server: `from` received our key for `to` */
+	dialback_key(from, to, id, key);
+	bool ok = key_ok(elem_text(st), key);
+	sess_sendf(s, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", to, from, id, ok ? "valid" : "invalid");
+	(void)h;
+}
+
+static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	size_t off = 0;
+	h->m->bytes_in += n;
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		size_t used = 0;
+		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
+		if (ev == XML_EV_MORE)
+			break;
+		if (ev == XML_EV_ERROR) {
+			sess_stream_error_xml(s, s->tok.err);
+			return n;
+		}
+		if (ev == XML_EV_STREAM_OPEN) {
+			in_stream_open(h, s);
+		} else if (ev == XML_EV_STANZA) {
+			const struct xml_stanza *st = &s->tok.st;
+			if (st->nsid == XML_NS_SERVER) {
+				if (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
+				    span_eq(st->name, "iq"))
+					route_stanza(h, s, b, st);
+				else
+					sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+			} else if (st->nsid == XML_NS_DIALBACK) {
+				if (span_eq(st->name, "result"))
+					in_db_result(h, s, st);
+				else if (span_eq(st->name, "verify"))
+					in_db_verify(h, s, st);
+				else
+					sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+			} else if (st->nsid == XML_NS_TLS) {
+				/* RFC 6120 §5.4.2.2: we did not offer it */
+				sess_sendf(s, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>");
+				net_close(c, true);
+				return n;
+			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
+				log_info(c->id, "s2s in: stream error from peer: %.*s",
+					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
+				net_close(c, false);
+				return n;
+			} else {
+				sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+			}
+		} else if (ev == XML_EV_STREAM_CLOSE) {
+			sess_sendf(s, "</stream:stream>");
+			net_close(c, true);
+			return n;
+		}
+		off += used;
+	}
+	return off;
+}
+
+static void in_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	log_debug(c->id, "s2s in closed (%d)", err);
+	sess_free(s);
+}
+
+static void in_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	uint64_t now = net_now_ms();
+	bool authed = false;
+	for (int i = 0; i < s->npairs; i++)
+		if (s->pairs[i].state == PAIR_VALID)
+			authed = true;
+	if (!authed && s->npairs == 0) {
+		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no authentication in time");
+		return;
+	}
+	if (now - c->last_rx >= (uint64_t)hub_cfg->idle_timeout * 1000) {
+		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, NULL);
+		return;
+	}
+	c->deadline = c->last_rx + (uint64_t)hub_cfg->idle_timeout * 1000;
+	if (c->deadline <= now)
+		c->deadline = now + 1000;
+}
+
+const struct net_conn_ops s2s_in_ops = {
+	.on_data = in_on_data,
+	.on_close = in_on_close,
+	.on_timer = in_on_timer,
+};
+
+void s2s_accept(struct net_conn *c)
+{
+	struct sess *s = sess_new(SESS_S2S_IN);
+	s->c = c;
+	c->ops = &s2s_in_ops;
+	c->user = s;
+	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000 * 3;
+}
+
+/* Once a second: keepalives on idle links, idle links closed, back-offs ended. */
+void s2s_tick(struct hubw *h, uint64_t now)
+{
+	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
+	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
+	for (uint32_t i = 0; i < h->nlinks_cap; i++) {
+		struct s2s_out *L = h->links[i], *next;
+		for (; L; L = next) {
+			next = L->hnext;
+			if (L->state == L_BACKOFF && now >= L->retry_at) {
+				if (L->queued == 0 && now - L->last_activity > idle) {
+					link_free(h, L);
+					continue;
+				}
+				L->state = L_IDLE;
+			}
+			if (L->state == L_OPEN && L->sess && !L->queued) {
+				if (now - L->last_activity >= idle) {
+					struct sess *s = L->sess;
+					L->sess = NULL;
+					s->link = NULL;
+					sess_sendf(s, "</stream:stream>");
+					net_close(s->c, true);
+					link_free(h, L);
+					continue;
+				}
+				if (ka && now - L->last_keepalive >= ka && now - L->last_activity >= ka) {
+					/* RFC 6120 §4.6.1 whitespace keepalive */
+					L->last_keepalive = now;
+					sess_send(L->sess, " ", 1);
+				}
+			}
+			if (L->state == L_IDLE && !L->queued && !L->sess && !L->dns_pending &&
+			    now - L->last_activity > idle) {
+				link_free(h, L);
+			}
+		}
+	}
+}
+
+void s2s_shutdown(struct hubw *h)
+{
+	for (uint32_t i = 0; i < h->nlinks_cap; i++)
+		for (struct s2s_out *L = h->links[i]; L; L = L->hnext) {
+			for (int k = 0; k < L->nlp; k++)
+				pair_bounce_queue(h, L, &L->lp[k], STERR_REMOTE_SERVER_TIMEOUT);
+			if (L->sess) {
+				sess_sendf(L->sess, "</stream:stream>");
+				net_close(L->sess->c, true);
+			}
+		}
+}

@@ -1,0 +1,203 @@
+"""Minimal XMPP peers for driving fedhub in tests: a XEP-0114 component and a
+remote server speaking s2s with Server Dialback (authoritative for its own
+domain). Plain sockets and a tiny stanza splitter: these are test fixtures,
+kept independent of fedhub's own code so they check it from the outside."""
+import hashlib, re, socket, threading, time, xml.etree.ElementTree as ET
+
+NS_STREAM = "http://etherx.jabber.org/streams"
+
+
+class Reader:
+    """Splits an XMPP stream into the header and top-level elements."""
+
+    def __init__(self, sock):
+        self.sock, self.buf, self.header = sock, b"", None
+
+    def _fill(self, deadline):
+        self.sock.settimeout(max(0.01, deadline - time.time()))
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError("peer closed")
+        self.buf += d
+
+    def stream_header(self, timeout=5):
+        deadline = time.time() + timeout
+        while True:
+            m = re.search(rb"<stream:stream[^>]*>", self.buf)
+            if m:
+                self.header = m.group(0).decode()
+                self.buf = self.buf[m.end():]
+                return self.header
+            self._fill(deadline)
+
+    def element(self, timeout=5):
+        deadline = time.time() + timeout
+        while True:
+            self.buf = self.buf.lstrip()
+            if self.buf.startswith(b"</stream:stream>"):
+                raise EOFError("stream closed")
+            end = self._complete()
+            if end:
+                raw, self.buf = self.buf[:end], self.buf[end:]
+                return raw.decode()
+            self._fill(deadline)
+
+    def _complete(self):
+        depth, i, b = 0, 0, self.buf
+        while True:
+            j = b.find(b"<", i)
+            if j < 0:
+                return 0
+            k = b.find(b">", j)
+            if k < 0:
+                return 0
+            tag = b[j:k + 1]
+            if tag.startswith(b"</"):
+                depth -= 1
+            elif not tag.endswith(b"/>"):
+                depth += 1
+            if depth == 0:
+                return k + 1
+            i = k + 1
+
+
+def attr(raw, name):
+    m = re.search(r"""\s%s=(['"])(.*?)\1""" % re.escape(name), raw.split(">", 1)[0])
+    return m.group(2) if m else None
+
+
+def stream_id(header):
+    return attr(header + ">", "id")
+
+
+class Component:
+    def __init__(self, port, domain, secret, host="127.0.0.1"):
+        self.s = socket.create_connection((host, port), timeout=5)
+        self.r = Reader(self.s)
+        self.domain = domain
+        self.s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
+                        % (NS_STREAM, domain)).encode())
+        sid = stream_id(self.r.stream_header())
+        h = hashlib.sha1((sid + secret).encode()).hexdigest()
+        self.s.sendall(("<handshake>%s</handshake>" % h).encode())
+        el = self.r.element()
+        if not el.startswith("<handshake"):
+            raise RuntimeError("handshake refused: " + el)
+
+    def send(self, x):
+        self.s.sendall(x.encode())
+
+    def recv(self, timeout=5):
+        return self.r.element(timeout)
+
+    def close(self):
+        try:
+            self.s.sendall(b"</stream:stream>")
+        except OSError:
+            pass
+        self.s.close()
+
+
+def db_key(secret, receiving, originating, sid):
+    import hmac
+    k = hashlib.sha256(secret.encode()).hexdigest().encode()
+    return hmac.new(k, ("%s %s %s" % (receiving, originating, sid)).encode(), hashlib.sha256).hexdigest()
+
+
+class RemoteServer:
+    """A remote XMPP server `domain`: dials the hub to send, and listens on
+    `port` for the hub's dialback verification and the hub's own outbound
+    streams (it accepts every db:result the hub sends: it is the receiving
+    server there, and trusts the hub for the test)."""
+
+    def __init__(self, domain, port, secret="fake-secret"):
+        self.domain, self.secret = domain, secret
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.listen(64)
+        self.inbox, self.lock, self.stop = [], threading.Lock(), False
+        self.inbound_conns = 0
+        self.db_results = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        r = Reader(c)
+        try:
+            hdr = r.stream_header(30)
+            with self.lock:
+                self.inbound_conns += 1
+            sid = "fake%d" % id(c)
+            c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
+                       " id='%s' from='%s' version='1.0'><stream:features/>" % (NS_STREAM, sid, self.domain)).encode())
+            while True:
+                el = r.element(60)
+                if el.startswith("<db:verify"):
+                    frm, to, vid = attr(el, "from"), attr(el, "to"), attr(el, "id")
+                    key = re.search(r">([^<]*)<", el).group(1)
+                    ok = key == db_key(self.secret, frm, to, vid)
+                    c.sendall(("<db:verify from='%s' to='%s' id='%s' type='%s'/>"
+                               % (to, frm, vid, "valid" if ok else "invalid")).encode())
+                elif el.startswith("<db:result"):
+                    frm, to = attr(el, "from"), attr(el, "to")
+                    with self.lock:
+                        self.db_results.append((frm, to))
+                    c.sendall(("<db:result from='%s' to='%s' type='valid'/>" % (to, frm)).encode())
+                else:
+                    with self.lock:
+                        self.inbox.append(el)
+        except (EOFError, OSError):
+            pass
+        finally:
+            c.close()
+
+    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1"):
+        """An s2s stream to the hub, authenticated with dialback for to_domain."""
+        frm = from_domain or self.domain
+        s = socket.create_connection((host, port), timeout=5)
+        r = Reader(s)
+        s.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
+                   " from='%s' to='%s' version='1.0'>" % (NS_STREAM, frm, to_domain)).encode())
+        sid = stream_id(r.stream_header())
+        r.element()  # features
+        return S2SOut(self, s, r, sid, frm)
+
+    def messages(self):
+        with self.lock:
+            return list(self.inbox)
+
+    def close(self):
+        self.stop = True
+        self.lsock.close()
+
+
+class S2SOut:
+    def __init__(self, server, s, r, sid, frm):
+        self.server, self.s, self.r, self.sid, self.frm = server, s, r, sid, frm
+
+    def auth(self, to_domain, timeout=10):
+        key = db_key(self.server.secret, to_domain, self.frm, self.sid)
+        self.s.sendall(("<db:result from='%s' to='%s'>%s</db:result>" % (self.frm, to_domain, key)).encode())
+        el = self.r.element(timeout)
+        return attr(el, "type")
+
+    def send(self, x):
+        self.s.sendall(x.encode())
+
+    def recv(self, timeout=5):
+        return self.r.element(timeout)
+
+    def close(self):
+        try:
+            self.s.sendall(b"</stream:stream>")
+        except OSError:
+            pass
+        self.s.close()

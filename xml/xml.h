@@ -1,0 +1,185 @@
+/*
+ * xml/xml.h — zero-copy streaming tokenizer for XMPP streams (RFC 6120).
+ *
+ * The caller owns the bytes. It feeds the tokenizer the unconsumed part of its
+ * receive buffer; the tokenizer returns one event at a time whose strings are
+ * spans (pointer + length) into that buffer. Nothing is allocated and nothing
+ * is copied. A stanza that is not complete yet returns XML_EV_MORE: the caller
+ * keeps every byte from `buf` on (moving them to the front of a bigger buffer
+ * if it likes, since the tokenizer's saved state uses offsets, not pointers)
+ * and calls again with the same bytes plus more. The tokenizer remembers how
+ * far it had scanned, so bytes are not re-scanned.
+ *
+ * Contract of xml_tok_next(), in the picohttpparser style:
+ *   returns an event (> 0) and sets *consumed to the number of bytes of `buf`
+ *   that event covers (the caller advances by that much);
+ *   returns XML_EV_MORE (0): incomplete, keep all `len` bytes, call again with
+ *   more appended; *consumed is 0;
+ *   returns XML_EV_ERROR (< 0): t->err and t->err_offset say why and where
+ *   (offset counted from the start of the stream). The stream is dead.
+ *
+ * Only the stream header and the top level of each stanza are reported; the
+ * content of a stanza is checked for well-formedness and skipped.
+ */
+#ifndef FEDHUB_XML_H
+#define FEDHUB_XML_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+struct xml_span {
+	const char *p;
+	uint32_t n;
+};
+
+/* RFC 6120 §4.9.3 stream error conditions the tokenizer can raise. */
+enum xml_err {
+	XML_OK = 0,
+	XML_ERR_NOT_WELL_FORMED,      /* not-well-formed */
+	XML_ERR_RESTRICTED_XML,       /* restricted-xml: DTD, comment, PI, entity */
+	XML_ERR_INVALID_NAMESPACE,    /* invalid-namespace: stream ns wrong */
+	XML_ERR_BAD_NAMESPACE_PREFIX, /* bad-namespace-prefix: undeclared prefix */
+	XML_ERR_BAD_FORMAT,           /* bad-format: e.g. text at top level */
+	XML_ERR_POLICY_VIOLATION,     /* policy-violation: a limit was exceeded */
+	XML_ERR_UNSUPPORTED_ENCODING, /* unsupported-encoding: not UTF-8 */
+	XML_ERR_INVALID_XML,          /* invalid-xml: bad UTF-8 / forbidden char */
+	XML_ERR_UNSUPPORTED_VERSION,  /* unsupported-version */
+	XML_ERR__COUNT
+};
+const char *xml_err_name(enum xml_err e); /* wire name, e.g. "not-well-formed" */
+
+enum xml_ev {
+	XML_EV_ERROR = -1,
+	XML_EV_MORE = 0,
+	XML_EV_STREAM_OPEN = 1, /* <stream:stream ...> (t->hdr filled) */
+	XML_EV_STANZA,          /* one complete top-level element (t->st filled) */
+	XML_EV_STREAM_CLOSE,    /* </stream:stream> */
+	XML_EV_WHITESPACE,      /* whitespace between stanzas (keepalive) */
+};
+
+struct xml_limits {
+	uint32_t max_stanza;         /* bytes of one stanza once authenticated */
+	uint32_t max_stanza_preauth; /* bytes of one stanza before that */
+	uint32_t max_depth;          /* element nesting inside a stanza (<= XML_MAX_DEPTH) */
+	uint32_t max_attrs;          /* attributes per element */
+	uint32_t max_name;           /* bytes of one qualified name */
+};
+#define XML_MAX_DEPTH 64
+#define XML_MAX_ATTRS 64  /* upper bound for max_attrs */
+#define XML_MAX_NSDECL 32 /* xmlns declarations in scope inside one stanza */
+void xml_limits_default(struct xml_limits *l);
+
+/* Well-known namespaces, resolved once so the router compares integers. */
+enum xml_ns {
+	XML_NS_OTHER = 0,
+	XML_NS_SERVER,    /* jabber:server */
+	XML_NS_COMPONENT, /* jabber:component:accept */
+	XML_NS_STREAMS,   /* http://etherx.jabber.org/streams */
+	XML_NS_DIALBACK,  /* jabber:server:dialback */
+	XML_NS_TLS,       /* urn:ietf:params:xml:ns:xmpp-tls */
+	XML_NS_SASL,      /* urn:ietf:params:xml:ns:xmpp-sasl */
+};
+
+struct xml_stream_hdr {
+	struct xml_span raw;     /* the whole start tag */
+	struct xml_span ns;      /* default namespace (jabber:server, ...) */
+	struct xml_span to, from, id, version, lang;
+	enum xml_ns default_ns;
+	bool has_dialback_ns;    /* xmlns:db='jabber:server:dialback' declared */
+};
+
+enum xml_stanza_flags {
+	XML_ST_TO_ESC = 1 << 0,   /* `to` value contains '&': decode before use */
+	XML_ST_FROM_ESC = 1 << 1,
+	XML_ST_TYPE_ESC = 1 << 2,
+	XML_ST_ID_ESC = 1 << 3,
+	XML_ST_EMPTY = 1 << 4,    /* <x/> */
+};
+
+struct xml_stanza {
+	struct xml_span raw;   /* the whole element, '<' to the final '>' */
+	struct xml_span ns;    /* resolved namespace URI */
+	struct xml_span name;  /* local name */
+	struct xml_span prefix;/* prefix as written (may be empty) */
+	enum xml_ns nsid;
+	struct xml_span to, from, type, id; /* raw values, n == 0 when absent */
+	uint32_t flags;
+};
+
+/* Internal records of struct xml_tok (offsets into the pending bytes). */
+struct xml_attr_slot {
+	uint32_t name, val, vlen; /* offsets of the name and value, value length */
+	uint16_t nlen, colon;     /* name length; colon position + 1, 0 if none */
+	uint8_t amp;              /* value contains '&' */
+};
+struct xml_nsdecl_slot {
+	uint32_t prefix, uri, ulen;
+	uint16_t plen;
+	uint8_t level, amp;       /* element level that declared it */
+};
+struct xml_span_off {
+	uint32_t off, n;
+};
+struct xml_root_rec {
+	struct xml_span_off name, prefix, ns, to, from, type, id;
+	int8_t ns_src;            /* -1 pending bytes, -2 stream default ns,
+	                             -3 none, >= 0 index into decl[] */
+	uint32_t flags;
+	enum xml_ns nsid;
+};
+
+/* Tokenizer state: about 3 KiB, no pointers into caller memory survive an
+ * XML_EV_MORE return. Fields below `hdr`/`st` are internal to xml.c. */
+struct xml_tok {
+	struct xml_limits lim;
+	bool authenticated;       /* selects max_stanza over max_stanza_preauth */
+	int state;                /* internal */
+	uint64_t stream_off;      /* bytes consumed so far (for error offsets) */
+	uint32_t scan;            /* bytes of the pending stanza already scanned */
+	uint32_t depth;
+	uint32_t open[XML_MAX_DEPTH]; /* offsets of open element names */
+	uint32_t sub[16];         /* internal resumable sub-state */
+	/* stream-level namespace bindings, copied (the header is gone later) */
+	char stream_prefix[32];
+	char default_ns[64];
+	struct { char prefix[16]; char uri[64]; } decl[8];
+	uint8_t ndecl;
+	enum xml_err err;
+	uint64_t err_offset;
+	struct xml_stream_hdr hdr; /* valid right after XML_EV_STREAM_OPEN */
+	struct xml_stanza st;      /* valid right after XML_EV_STANZA */
+	/* internal: current start tag, namespace scopes, root element */
+	uint16_t nattr, nnsd;
+	uint16_t open_len[XML_MAX_DEPTH];
+	struct xml_attr_slot attr[XML_MAX_ATTRS];
+	struct xml_nsdecl_slot nsd[XML_MAX_NSDECL];
+	struct xml_root_rec root;
+};
+
+void xml_tok_init(struct xml_tok *t, const struct xml_limits *lim);
+/* Start over for a new stream on the same connection (after STARTTLS/SASL). */
+void xml_tok_reset(struct xml_tok *t);
+int xml_tok_next(struct xml_tok *t, const char *buf, size_t len, size_t *consumed);
+
+/* Map a namespace URI to its enum xml_ns (XML_NS_OTHER when unknown). */
+enum xml_ns xml_ns_id(const char *uri, size_t n);
+
+/* Decode an attribute value (entity and character references) into out.
+ * Returns its length, or -1 if it does not fit or is malformed. */
+int xml_attr_decode(struct xml_span v, char *out, size_t cap);
+
+/* Escape text for an attribute value (attr=true) or character data.
+ * Returns the length written, or -1 if it does not fit. */
+int xml_escape(char *out, size_t cap, const char *s, size_t n, bool attr);
+
+/* `fedhub --check-xml FILE`: tokenize a recorded stream (FILE may be "-").
+ * Prints "ok N stanzas" or "error CONDITION at byte N"; returns 0 or 1. */
+int xml_check_file(const char *path, const struct xml_limits *lim);
+
+/* mxml bridge: build a tree of one stanza (for stanzas addressed to the hub).
+ * Returns an mxml_node_t * (declared void * to keep mxml out of this header);
+ * free it with mxmlDelete(). NULL on failure. Never used on forwarding. */
+void *xml_to_mxml(struct xml_span raw);
+
+#endif
