@@ -65,6 +65,9 @@ struct net_conn_ops {
 	void (*on_timer)(struct net_conn *c);
 	/* Output queue drained below its limit after being full (optional). */
 	void (*on_drain)(struct net_conn *c);
+	/* TLS handshake finished: err = 0, or a negative tls_err (the
+	 * connection is closed after this returns). */
+	void (*on_tls)(struct net_conn *c, int err);
 };
 
 struct net_conn {
@@ -89,6 +92,11 @@ struct net_conn {
 	uint32_t oq_sent_in_head; /* bytes of oq[head] already sent */
 	uint32_t oq_inflight_n;   /* slices covered by the send in flight */
 	uint64_t oq_bytes;
+	/* TLS (net/tls.h), once net_start_tls() was called */
+	struct tls_conn *tls;
+	uint32_t raw_slices;     /* queued before TLS started: sent in the clear */
+	uint32_t tls_inflight;   /* ciphertext bytes in the send in flight */
+	struct net_buf *plain;   /* decrypted bytes being handed to on_data */
 	struct net_conn *dirty_next; /* on the worker's send list */
 	struct net_conn *all_next, *all_prev;
 };
@@ -105,6 +113,7 @@ enum net_conn_flag {
 	NET_F_NOBUFS = 1 << 8,      /* recv stopped for lack of buffers */
 	NET_F_CLOSE_NOTIFIED = 1 << 9,
 	NET_F_FREED = 1 << 10,      /* slot back on the free list */
+	NET_F_TLS_HS = 1 << 11,     /* TLS handshake in progress */
 };
 
 /* Fixed-size messages between threads. */
@@ -168,6 +177,12 @@ void net_close(struct net_conn *c, bool flush); /* flush: send the queue first *
 struct net_conn *net_conn_get(struct net_worker *w, struct net_ref r); /* NULL if stale */
 void net_worker_foreach(struct net_worker *w, void (*fn)(struct net_conn *c, void *arg), void *arg);
 void net_conn_stop_reading(struct net_conn *c);
+/* Put TLS under the connection: everything queued so far still goes out in
+ * the clear (e.g. <proceed/>), everything after is encrypted, and received
+ * bytes from now on are TLS records. A client connection starts its
+ * handshake at once. The connection owns t from here on. */
+struct tls_conn;
+void net_start_tls(struct net_conn *c, struct tls_conn *t, bool client);
 
 /* Buffers. */
 static inline void net_buf_ref(struct net_buf *b) { if (b) b->ref++; }

@@ -37,6 +37,7 @@
 
 #include "net/net.h"
 #include "net/log.h"
+#include "net/tls.h"
 
 enum op {
 	OP_ACCEPT = 1, /* ptr: struct listener */
@@ -322,6 +323,14 @@ static void conn_maybe_free(struct net_conn *c)
 			c->ops->on_close(c, c->close_err);
 	}
 	oq_release_all(c);
+	if (c->tls) {
+		tls_conn_free(c->tls);
+		c->tls = NULL;
+	}
+	if (c->plain) {
+		net_buf_unref(w, c->plain);
+		c->plain = NULL;
+	}
 	if (c->pend) {
 		net_buf_unref(w, c->pend);
 		c->pend = NULL;
@@ -468,11 +477,20 @@ int net_send_copy(struct net_conn *c, const char *p, size_t n)
 	return r;
 }
 
-static void prep_send(struct net_worker *w, struct net_conn *c)
+static void tls_prep_send(struct net_worker *w, struct net_conn *c);
+
+/* Returns false when this turn has no room left for the send. */
+static bool prep_send(struct net_worker *w, struct net_conn *c)
 {
+	if (c->tls && !c->raw_slices) {
+		tls_prep_send(w, c);
+		return true;
+	}
 	uint32_t n = c->oq_len < IOV_PER_SEND ? c->oq_len : IOV_PER_SEND;
+	if (c->tls && n > c->raw_slices)
+		n = c->raw_slices;
 	if (w->iov_used + n > w->iov_cap || w->mh_used == w->mh_cap)
-		return; /* next turn */
+		return false; /* next turn */
 	struct iovec *iov = &w->iov[w->iov_used];
 	for (uint32_t i = 0; i < n; i++) {
 		struct net_slice *s = &c->oq[(c->oq_head + i) & (c->oq_cap - 1)];
@@ -492,6 +510,7 @@ static void prep_send(struct net_worker *w, struct net_conn *c)
 	c->flags |= NET_F_SENDING;
 	c->oq_inflight_n = n;
 	c->inflight++;
+	return true;
 }
 
 static void flush_sends(struct net_worker *w)
@@ -506,11 +525,9 @@ static void flush_sends(struct net_worker *w)
 		c->flags &= ~NET_F_DIRTY;
 		if (!(c->flags & NET_F_OPEN) || c->fd < 0 || (c->flags & (NET_F_SENDING | NET_F_CONNECTING)))
 			continue;
-		if (!c->oq_len)
+		if (!c->oq_len && !(c->tls && tls_pending_out(c->tls, &(const void *){ NULL })))
 			continue;
-		uint32_t before = w->mh_used;
-		prep_send(w, c);
-		if (w->mh_used == before) { /* no room this turn */
+		if (!prep_send(w, c)) { /* no room this turn */
 			c->flags |= NET_F_DIRTY;
 			c->dirty_next = retry;
 			retry = c;
@@ -532,6 +549,16 @@ static void on_send_done(struct net_worker *w, struct net_conn *c, int res)
 		conn_teardown(c, res);
 		return;
 	}
+	if (c->tls && c->tls_inflight) {
+		c->tls_inflight = 0;
+		tls_consume_out(c->tls, (size_t)res);
+		const void *p;
+		if (c->oq_len || tls_pending_out(c->tls, &p))
+			mark_dirty(c);
+		else if (c->flags & NET_F_CLOSING)
+			conn_teardown(c, 0);
+		return;
+	}
 	uint64_t was = c->oq_bytes;
 	size_t left = (size_t)res;
 	c->oq_bytes -= left;
@@ -544,11 +571,13 @@ static void on_send_done(struct net_worker *w, struct net_conn *c, int res)
 		}
 		left -= rem;
 		c->oq_sent_in_head = 0;
+		if (c->raw_slices)
+			c->raw_slices--;
 		net_buf_unref(w, s->b);
 		c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
 		c->oq_len--;
 	}
-	if (c->oq_len)
+	if (c->oq_len || (c->tls && !c->raw_slices))
 		mark_dirty(c);
 	else if (c->flags & NET_F_CLOSING)
 		conn_teardown(c, 0);
@@ -631,6 +660,153 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 	}
 }
 
+/* ---- TLS ----------------------------------------------------------- */
+
+void net_start_tls(struct net_conn *c, struct tls_conn *t, bool client)
+{
+	c->tls = t;
+	c->raw_slices = c->oq_len;
+	c->flags |= NET_F_TLS_HS;
+	if (client)
+		tls_handshake(t); /* writes the ClientHello */
+	mark_dirty(c);
+}
+
+static void tls_fail(struct net_worker *w, struct net_conn *c, int err)
+{
+	if (c->ops->on_tls && (c->flags & NET_F_TLS_HS))
+		c->ops->on_tls(c, err);
+	c->flags &= ~NET_F_TLS_HS;
+	if (c->flags & NET_F_CLOSED)
+		return;
+	/* let an alert go out, then close */
+	c->flags |= NET_F_RECV_STOPPED;
+	const void *p;
+	if (tls_pending_out(c->tls, &p)) {
+		c->flags |= NET_F_CLOSING;
+		c->deadline = w->now + 1000;
+		mark_dirty(c);
+	} else {
+		conn_teardown(c, err);
+	}
+}
+
+/* Ciphertext arrived: feed it, drive the handshake, hand plaintext on. */
+static void tls_in(struct net_worker *w, struct net_conn *c, const char *p, size_t n)
+{
+	size_t off = 0;
+	while (off < n || (c->flags & NET_F_TLS_HS) == 0) {
+		if (off < n) {
+			size_t k = n - off;
+			int rc = tls_feed(c->tls, p + off, k);
+			if (rc == TLS_ERR_AGAIN)
+				k = 0; /* read what is buffered first */
+			else if (rc < 0) {
+				tls_fail(w, c, rc);
+				return;
+			}
+			off += k;
+		}
+		if (c->flags & NET_F_TLS_HS) {
+			int rc = tls_handshake(c->tls);
+			mark_dirty(c);
+			if (rc < 0) {
+				tls_fail(w, c, rc);
+				return;
+			}
+			if (rc == 0) {
+				if (off >= n)
+					return;
+				continue;
+			}
+			c->flags &= ~NET_F_TLS_HS;
+			if (c->ops->on_tls)
+				c->ops->on_tls(c, 0);
+			if (c->flags & (NET_F_CLOSED | NET_F_CLOSING))
+				return;
+		}
+		/* plaintext */
+		for (;;) {
+			struct net_buf *pb = c->plain;
+			if (!pb || pb->ref > 1) {
+				if (pb)
+					net_buf_unref(w, pb);
+				pb = c->plain = net_buf_new(w, 16384 + 512);
+				if (!pb) {
+					conn_teardown(c, -ENOMEM);
+					return;
+				}
+			}
+			ssize_t r = tls_read(c->tls, pb->data, pb->cap);
+			if (r == 0)
+				break;
+			if (r < 0) {
+				if (r == TLS_ERR_CLOSED)
+					conn_teardown(c, 0);
+				else
+					tls_fail(w, c, (int)r);
+				return;
+			}
+			pb->len = (uint32_t)r;
+			deliver(w, c, pb, pb->data, (size_t)r);
+			if (c->flags & (NET_F_CLOSED | NET_F_CLOSING))
+				return;
+		}
+		const void *q;
+		if (tls_pending_out(c->tls, &q))
+			mark_dirty(c);
+		if (off >= n)
+			return;
+	}
+}
+
+/* Encrypt everything queued (many stanzas per record) and send the records. */
+static void tls_prep_send(struct net_worker *w, struct net_conn *c)
+{
+	static __thread char stage[16384];
+	if (!(c->flags & NET_F_TLS_HS)) {
+		while (c->oq_len) {
+			size_t k = 0;
+			uint32_t taken = 0, head = c->oq_head, skip = c->oq_sent_in_head;
+			while (taken < c->oq_len) {
+				struct net_slice *s = &c->oq[(head + taken) & (c->oq_cap - 1)];
+				size_t rem = s->n - skip;
+				if (k + rem > sizeof(stage)) {
+					if (k == 0) { /* one big slice: a part of it */
+						memcpy(stage, s->p + skip, sizeof(stage));
+						k = sizeof(stage);
+						skip += (uint32_t)sizeof(stage);
+					}
+					break;
+				}
+				memcpy(stage + k, s->p + skip, rem);
+				k += rem;
+				skip = 0;
+				taken++;
+			}
+			if (tls_write(c->tls, stage, k) < 0)
+				break; /* output full: the records already made go first */
+			c->oq_bytes -= k;
+			for (uint32_t i = 0; i < taken; i++) {
+				net_buf_unref(w, c->oq[c->oq_head].b);
+				c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
+				c->oq_len--;
+			}
+			c->oq_sent_in_head = skip;
+		}
+	}
+	const void *p;
+	size_t n = tls_pending_out(c->tls, &p);
+	if (!n)
+		return;
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, UD(c, OP_SEND));
+	c->flags |= NET_F_SENDING;
+	c->tls_inflight = (uint32_t)n;
+	c->inflight++;
+}
+
 static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
@@ -646,7 +822,10 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 		w->bufs_out++;
 		if (res > 0 && !(c->flags & (NET_F_CLOSED | NET_F_RECV_STOPPED))) {
 			c->last_rx = w->now;
-			deliver(w, c, b, b->data, (size_t)res);
+			if (c->tls)
+				tls_in(w, c, b->data, (size_t)res);
+			else
+				deliver(w, c, b, b->data, (size_t)res);
 		}
 		net_buf_unref(w, b);
 	}

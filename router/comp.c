@@ -97,7 +97,7 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 	}
 	s->state = C_READY;
 	s->tok.authenticated = true;
-	h->m->comp_links++;
+	MET_INC(h->m, comp_links);
 	sess_sendf(s, "<handshake/>");
 	log_info(s->c->id, "component %s connected (%d in pool)", s->local, pool);
 	s->c->deadline = 0;
@@ -108,7 +108,7 @@ static size_t comp_on_data(struct net_conn *c, struct net_buf *b, const char *p,
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
 	size_t off = 0;
-	h->m->bytes_in += n;
+	MET_ADD(h->m, bytes_in, n);
 	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);

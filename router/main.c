@@ -28,9 +28,6 @@
 #include "router/hub.h"
 #include "net/log.h"
 
-struct cfg *hub_cfg;
-char hub_dialback_key[65];
-
 const char *tls_library_info(void) __attribute__((weak));
 
 static void usage(void)
@@ -53,7 +50,7 @@ static void on_worker_start(struct net_worker *w)
 static void on_accept(struct net_conn *c, int kind)
 {
 	struct hubw *h = hubw_of(c->w);
-	h->m->conn_accepted++;
+	MET_INC(h->m, conn_accepted);
 	if (kind == CFG_LISTEN_COMPONENT)
 		comp_accept(c);
 	else
@@ -200,8 +197,12 @@ int main(int argc, char **argv)
 	};
 	net_init(&nc);
 	char dns_server[80] = "";
-	if (cfg.dns_server.len)
-		snprintf(dns_server, sizeof(dns_server), "%s", cfg.dns_server.text);
+	if (cfg.dns_server.len) {
+		char host[64];
+		cfg_addr_host(&cfg.dns_server, host, sizeof(host));
+		snprintf(dns_server, sizeof(dns_server), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+			 cfg_addr_port(&cfg.dns_server));
+	}
 	if (dns_init(dns_server[0] ? dns_server : NULL) < 0) {
 		log_error(0, "cannot initialise DNS");
 		return 1;

@@ -161,11 +161,11 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 			return;
 		}
 		if (net_send_slice(c, b, st->raw.p, st->raw.n) < 0) {
-			h->m->send_queue_full++;
+			MET_INC(h->m, send_queue_full);
 			route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
 			return;
 		}
-		h->m->stanzas_routed++;
+		MET_INC(h->m, stanzas_routed);
 		return;
 	}
 	struct net_msg m = { .type = HUB_MSG_STANZA, .buf = b };
@@ -176,11 +176,11 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 	net_buf_ref(b);
 	if (net_msg_send(h->w, dst.worker, &m) < 0) {
 		net_buf_unref(h->w, b);
-		h->m->send_queue_full++;
+		MET_INC(h->m, send_queue_full);
 		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
 		return;
 	}
-	h->m->stanzas_cross_worker++;
+	MET_INC(h->m, stanzas_cross_worker);
 }
 
 void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen,
@@ -209,11 +209,11 @@ static void to_remote(struct hubw *h, const char *to, int tl, const char *fr, st
 	net_buf_ref(b);
 	if (net_msg_send(h->w, owner, &m) < 0) {
 		net_buf_unref(h->w, b);
-		h->m->send_queue_full++;
+		MET_INC(h->m, send_queue_full);
 		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
 		return;
 	}
-	h->m->stanzas_cross_worker++;
+	MET_INC(h->m, stanzas_cross_worker);
 }
 
 void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const struct xml_stanza *st)
@@ -253,13 +253,13 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		log_warn(0, "route: generated stanza without addresses dropped");
 		return;
 	}
-	h->m->stanzas_in++;
+	MET_INC(h->m, stanzas_in);
 
 	const struct rt_route *r = rt_lookup(to, (size_t)tl);
 	if (r) {
 		switch (r->kind) {
 		case RT_HUB:
-			h->m->stanzas_local++;
+			MET_INC(h->m, stanzas_local);
 			local_handle(h, st);
 			return;
 		case RT_HOSTED:
@@ -323,13 +323,13 @@ void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr er
 {
 	if (span_eq(st->type, "error") || !st->from.n) {
 		/* RFC 6120 §8.3.1: never answer an error with an error */
-		h->m->stanzas_dropped_error++;
+		MET_INC(h->m, stanzas_dropped_error);
 		return;
 	}
 	if (span_eq(st->name, "presence") && !span_eq(st->type, "probe") && st->type.n) {
 		/* presence other than available/probe is not worth an error */
 	}
-	h->m->stanzas_bounced++;
+	MET_INC(h->m, stanzas_bounced);
 	char buf[4096];
 	size_t n = 0;
 	int k = snprintf(buf, sizeof(buf), "<%.*s", (int)st->name.n, st->name.p);

@@ -180,7 +180,7 @@ static void resolve(struct hubw *h, const char *domain, struct s2s_out *L, struc
 	dw->link = L;
 	dw->v = v;
 	dw->req.cookie = dw;
-	h->m->dns_queries++;
+	MET_INC(h->m, dns_queries);
 	if (dns_submit(h->w, &dw->req) < 0) {
 		dw->req.status = -EAGAIN;
 		s2s_on_dns(h, &dw->req);
@@ -269,7 +269,7 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 		if (net_send_slice(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0)
 			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
 		else
-			h->m->stanzas_routed++;
+			MET_INC(h->m, stanzas_routed);
 		net_buf_unref(h->w, p->q[k].b);
 	}
 	L->queued -= p->qlen;
@@ -288,7 +288,7 @@ static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
 static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, const char *why)
 {
 	log_info(0, "s2s out %s: failed: %s", L->remote, why);
-	h->m->s2s_out_failed++;
+	MET_INC(h->m, s2s_out_failed);
 	L->last_fail = err;
 	for (int i = 0; i < L->nlp; i++) {
 		pair_bounce_queue(h, L, &L->lp[i], err);
@@ -357,10 +357,10 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	struct lpair *pr = link_pair(L, local);
 	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
 		if (net_send_slice(L->sess->c, b, p, n) < 0) {
-			h->m->send_queue_full++;
+			MET_INC(h->m, send_queue_full);
 			route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
 		} else {
-			h->m->stanzas_routed++;
+			MET_INC(h->m, stanzas_routed);
 		}
 		return;
 	}
@@ -376,7 +376,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		return;
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
-		h->m->send_queue_full++;
+		MET_INC(h->m, send_queue_full);
 		route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
 		return;
 	}
@@ -457,7 +457,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 		return;
 	if (span_eq(st->type, "valid")) {
 		p->state = PAIR_VALID;
-		h->m->s2s_out_links++;
+		MET_INC(h->m, s2s_out_links);
 		L->backoff_ms = hub_cfg->retry_min * 1000;
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
 		pair_flush(h, L, p);
@@ -629,19 +629,19 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 		if (p && p->state == PAIR_PENDING) {
 			if (result == 1) {
 				p->state = PAIR_VALID;
-				h->m->dialback_ok++;
-				h->m->s2s_in_links++;
+				MET_INC(h->m, dialback_ok);
+				MET_INC(h->m, s2s_in_links);
 				in->tok.authenticated = true;
 				log_info(ic->id, "s2s in %s -> %s: authenticated (dialback)", v->remote, v->local);
 				sess_sendf(in, "<db:result from='%s' to='%s' type='valid'/>", v->local, v->remote);
 			} else if (result == 0) {
 				p->state = PAIR_INVALID;
-				h->m->dialback_fail++;
+				MET_INC(h->m, dialback_fail);
 				log_warn(ic->id, "s2s in %s -> %s: dialback key invalid", v->remote, v->local);
 				sess_sendf(in, "<db:result from='%s' to='%s' type='invalid'/>", v->local, v->remote);
 			} else {
 				p->state = PAIR_NONE;
-				h->m->dialback_fail++;
+				MET_INC(h->m, dialback_fail);
 				log_warn(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote, v->local);
 				/* XEP-0220 §2.4: dialback errors */
 				sess_sendf(in, "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
@@ -770,7 +770,7 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 {
 	struct dns_wait *dw = r->cookie;
 	if (r->status)
-		h->m->dns_failures++;
+		MET_INC(h->m, dns_failures);
 	if (dw->link) {
 		struct s2s_out *L = dw->link;
 		L->dns_pending = false;
@@ -914,7 +914,7 @@ static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, s
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
 	size_t off = 0;
-	h->m->bytes_in += n;
+	MET_ADD(h->m, bytes_in, n);
 	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);

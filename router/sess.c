@@ -11,6 +11,9 @@
 #include "router/hub.h"
 #include "net/log.h"
 
+struct cfg *hub_cfg;
+char hub_dialback_key[65];
+
 static const char *const serr_names[] = {
 	[SERR_BAD_FORMAT] = "bad-format",
 	[SERR_HOST_UNKNOWN] = "host-unknown",
@@ -105,7 +108,7 @@ void sess_sendf(struct sess *s, const char *fmt, ...)
 static void stream_error(struct sess *s, const char *cond, const char *text)
 {
 	struct hubw *h = hubw_of(s->c->w);
-	h->m->stream_errors_sent++;
+	MET_INC(h->m, stream_errors_sent);
 	log_info(s->c->id, "stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
 	/* RFC 6120 §4.9.1.2: an error before our header is sent still opens one. */
 	if (s->state == 0 && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)

@@ -1,0 +1,1308 @@
+/*
+ * net/tls.c — the TLS engine for s2s links, on wolfSSL, without sockets.
+ *
+ * I/O. wolfSSL is given receive/send callbacks that read ciphertext from the
+ * connection's input buffer (filled by tls_feed) and append records to its
+ * output buffer (drained by tls_pending_out/tls_consume_out). The receive
+ * callback answers WANT_READ when the buffer is empty, so wolfSSL returns to
+ * the caller instead of blocking; nothing here ever sees a file descriptor.
+ * Both buffers are allocated only while they hold bytes and freed when
+ * drained, so an idle link costs wolfSSL's own state plus ~100 bytes. The
+ * output bound is enforced before wolfSSL_write runs (room for the plaintext
+ * plus record overhead), so the send callback never has to refuse and
+ * wolfSSL never sees a partial write.
+ *
+ * Certificates. Hosted domains' chains and keys are kept as DER in the ctx
+ * and indexed in an open-addressing hash table name -> cert by every dNSName
+ * of their subjectAltName (wildcards as "*.example.org", looked up after the
+ * exact name). wolfSSL's certificate-setup callback picks the entry from the
+ * SNI on each inbound handshake and loads it into that WOLFSSL object only;
+ * wolfSSL frees per-object certs and keys with the other handshake-only state
+ * (FreeHandshakeResources) when the handshake ends. One WOLFSSL_CTX per
+ * direction serves all domains, so 10,000 domains cost their DER bytes plus
+ * the index, not 10,000 wolfSSL contexts.
+ *
+ * Verification. wolfSSL verifies the chain against the CA bundle, dates and
+ * extended key usage; our verify callback records the outcome and, at depth 0,
+ * extracts the leaf's identities (dNSName, SRV-ID and XmppAddr otherNames, CN
+ * only when there is no SAN) with a small bounds-checked DER reader, because
+ * wolfSSL does not expose otherName SANs. The identities are kept as a compact
+ * blob so tls_peer_verify_domain() can answer for every domain pair
+ * multiplexed on a link (XEP-0288 / dialback piggybacking), and so a resumed
+ * outbound session — which carries no certificate — still knows whom it
+ * talks to: the session cache stores the blob beside the ticket.
+ * With verify_required false the handshake completes despite a bad chain and
+ * the s2s layer decides (dialback); with it true the handshake fails.
+ *
+ * Sessions. Outbound connections resume with tickets: a direct-mapped cache
+ * keyed by (remote, local) domain pair, filled from wolfSSL's new-session
+ * callback (wolfSSL's global cache is bypassed), guarded by a mutex because
+ * the ctx is shared by workers; only touched at connect and on a new ticket.
+ */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include "net/tls.h"
+
+#define TLS_DEFAULT_CA "/etc/ssl/certs/ca-certificates.crt"
+#define TLS_DEFAULT_CIPHERS \
+	"TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:" \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS_RECORD_MAX 16384
+/* header 5 + AEAD tag 16 + TLS 1.2 explicit nonce 8 or TLS 1.3 type byte 1, rounded up */
+#define TLS_RECORD_OVERHEAD 32
+#define TLS_NAME_MAX 253
+#define TLS_IDENT_MAX 4096	/* identities kept per peer certificate */
+
+/* Identity blob entries: [kind][len][bytes], kinds below. */
+enum { ID_DNS = 'D', ID_SRV = 'S', ID_XMPP = 'X', ID_CN = 'C' };
+
+struct tls_cert {
+	uint8_t *chain;		/* leaf then intermediates, DER, concatenated */
+	uint8_t *key;		/* private key, DER */
+	uint32_t chain_len, key_len;
+};
+
+struct tls_name {
+	char *name;		/* lower case; "*.example.org" for a wildcard */
+	uint64_t hash;
+	struct tls_cert *cert;
+};
+
+struct tls_sess {
+	char *key;		/* "remote local" */
+	uint64_t hash;
+	WOLFSSL_SESSION *sess;
+	uint8_t *ident;
+	uint16_t ident_len;
+	int verify_err;
+	bool have_cert;
+};
+
+struct tls_ctx {
+	struct tls_opts opts;
+	WOLFSSL_CTX *srv, *cli;
+	struct tls_cert **certs;
+	size_t ncerts, certs_cap;
+	struct tls_name *names;	/* open addressing, power-of-two size */
+	size_t nnames, names_cap;
+	struct tls_cert *def;
+	WOLFSSL_CTX *scratch;	/* checks that a key matches its certificate at load */
+	pthread_mutex_t sess_lock;
+	struct tls_sess *sess;
+	size_t sess_mask;
+};
+
+struct tls_buf {
+	uint8_t *p;
+	uint32_t off, len, cap;
+};
+
+struct tls_conn {
+	struct tls_ctx *ctx;
+	WOLFSSL *ssl;
+	struct tls_buf in, out;
+	uint8_t *ident;		/* peer identities, see ID_* */
+	uint8_t *resume_ident;	/* from the session cache, used if resumed */
+	char *sess_key;		/* client: session cache key */
+	char *remote;		/* client: the domain dialled */
+	int verify_err;		/* first chain error (wolfSSL or X509 code), 0 = none */
+	int werr;		/* last wolfSSL error */
+	int fail;		/* tls_err of the failure, 0 = none */
+	uint16_t ident_len, resume_ident_len;
+	int16_t verify_depth;
+	int resume_verify_err;
+	bool server, done, eof, have_cert, name_err, resumed;
+	bool resume_have_cert;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static void tls_global_init(void)
+{
+	wolfSSL_Init();
+}
+
+static uint64_t tls_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	for (size_t i = 0; i < n; i++) {
+		h ^= (uint8_t)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* Lower-case copy without trailing dot; length or -1 if too long/empty. */
+static int tls_canon(const char *in, char out[TLS_NAME_MAX + 1])
+{
+	size_t n = strlen(in);
+	if (n && in[n - 1] == '.')
+		n--;
+	if (n == 0 || n > TLS_NAME_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		char ch = in[i];
+		out[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+	}
+	out[n] = 0;
+	return (int)n;
+}
+
+static bool tls_ieq(const char *a, size_t an, const char *b, size_t bn)
+{
+	return an == bn && strncasecmp(a, b, an) == 0;
+}
+
+static int tls_buf_reserve(struct tls_buf *b, size_t more)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if ((size_t)b->len + more <= b->cap)
+		return 0;
+	if (b->off) {		/* compact before growing */
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+		if ((size_t)b->len + more <= b->cap)
+			return 0;
+	}
+	size_t cap = b->cap ? b->cap : 512;
+	while (cap < (size_t)b->len + more)
+		cap *= 2;
+	if (cap > UINT32_MAX)
+		return TLS_ERR_NOMEM;
+	uint8_t *p = realloc(b->p, cap);
+	if (!p)
+		return TLS_ERR_NOMEM;
+	b->p = p;
+	b->cap = (uint32_t)cap;
+	return 0;
+}
+
+/* Drained buffers are released: idle links hold no ciphertext memory. */
+static void tls_buf_release_if_empty(struct tls_buf *b)
+{
+	if (b->off == b->len) {
+		free(b->p);
+		memset(b, 0, sizeof(*b));
+	}
+}
+
+static char *tls_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	for (;;) {
+		if (n + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			char *p = realloc(buf, cap);
+			if (!p) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = p;
+		}
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
+/* ------------------------------------------------------------ DER reader */
+
+/*
+ * One TLV at *p (definite lengths, low tag numbers only — all X.509 needs).
+ * Returns 0 and advances *p past it, or -1 if it does not fit in [*p, end).
+ */
+static int der_tlv(const uint8_t **p, const uint8_t *end, uint8_t *tag, const uint8_t **val, size_t *len)
+{
+	const uint8_t *q = *p;
+	if (end - q < 2)
+		return -1;
+	*tag = *q++;
+	if ((*tag & 0x1f) == 0x1f)
+		return -1;
+	size_t l = *q++;
+	if (l & 0x80) {
+		unsigned nb = l & 0x7f;
+		if (nb == 0 || nb > 4 || (size_t)(end - q) < nb)
+			return -1;
+		l = 0;
+		while (nb--)
+			l = (l << 8) | *q++;
+	}
+	if (l > (size_t)(end - q))
+		return -1;
+	*val = q;
+	*len = l;
+	*p = q + l;
+	return 0;
+}
+
+/* Expect a TLV with the given tag; same contract as der_tlv. */
+static int der_expect(const uint8_t **p, const uint8_t *end, uint8_t want, const uint8_t **val, size_t *len)
+{
+	uint8_t tag;
+	const uint8_t *save = *p;
+	if (der_tlv(p, end, &tag, val, len) < 0 || tag != want) {
+		*p = save;
+		return -1;
+	}
+	return 0;
+}
+
+static const uint8_t OID_SAN[] = { 0x55, 0x1d, 0x11 };			/* 2.5.29.17 */
+static const uint8_t OID_CN[] = { 0x55, 0x04, 0x03 };			/* 2.5.4.3 */
+static const uint8_t OID_XMPPADDR[] = { 0x2b, 6, 1, 5, 5, 7, 8, 5 };	/* id-on-xmppAddr */
+static const uint8_t OID_SRVNAME[] = { 0x2b, 6, 1, 5, 5, 7, 8, 7 };	/* id-on-dnsSRV */
+
+#define OID_IS(v, n, oid) ((n) == sizeof(oid) && memcmp((v), (oid), sizeof(oid)) == 0)
+
+typedef void (*tls_ident_fn)(void *arg, int kind, const uint8_t *s, size_t n);
+
+/* RFC 5280 GeneralNames: dNSName [2], otherName [0] for xmppAddr / SRVName. */
+static int der_san(const uint8_t *v, size_t n, tls_ident_fn fn, void *arg)
+{
+	const uint8_t *p = v, *end = v + n, *seq, *gn;
+	size_t seqn, gnl;
+	uint8_t tag;
+	if (der_expect(&p, end, 0x30, &seq, &seqn) < 0)
+		return -1;
+	p = seq;
+	end = seq + seqn;
+	while (p < end) {
+		if (der_tlv(&p, end, &tag, &gn, &gnl) < 0)
+			return -1;
+		if (tag == 0x82) {
+			fn(arg, ID_DNS, gn, gnl);
+		} else if (tag == 0xa0) {
+			/* otherName ::= SEQUENCE { type-id OID, value [0] EXPLICIT ANY } (implicit SEQ) */
+			const uint8_t *q = gn, *qe = gn + gnl, *oid, *ex, *s;
+			size_t oidn, exn, sn;
+			uint8_t st;
+			if (der_expect(&q, qe, 0x06, &oid, &oidn) < 0 || der_expect(&q, qe, 0xa0, &ex, &exn) < 0)
+				return -1;
+			const uint8_t *r = ex;
+			if (der_tlv(&r, ex + exn, &st, &s, &sn) < 0)
+				return -1;
+			if (OID_IS(oid, oidn, OID_XMPPADDR) && st == 0x0c)	/* UTF8String */
+				fn(arg, ID_XMPP, s, sn);
+			else if (OID_IS(oid, oidn, OID_SRVNAME) && st == 0x16)	/* IA5String */
+				fn(arg, ID_SRV, s, sn);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Walk a certificate: report SAN identities, and the subject CN only when the
+ * certificate has no subjectAltName (RFC 6125 §6.4.4). Returns 0 or -1.
+ */
+static int der_cert_idents(const uint8_t *der, size_t len, tls_ident_fn fn, void *arg)
+{
+	const uint8_t *p = der, *end = der + len, *cert, *tbs, *v, *subj = NULL;
+	size_t certn, tbsn, vn, subjn = 0;
+	uint8_t tag;
+	bool have_san = false;
+
+	if (der_expect(&p, end, 0x30, &cert, &certn) < 0)
+		return -1;
+	p = cert;
+	if (der_expect(&p, cert + certn, 0x30, &tbs, &tbsn) < 0)
+		return -1;
+	p = tbs;
+	end = tbs + tbsn;
+	der_expect(&p, end, 0xa0, &v, &vn);			/* version, optional */
+	if (der_expect(&p, end, 0x02, &v, &vn) < 0 ||		/* serial */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||		/* signature alg */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||		/* issuer */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||		/* validity */
+	    der_expect(&p, end, 0x30, &subj, &subjn) < 0 ||	/* subject */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0)		/* SPKI */
+		return -1;
+	while (p < end) {
+		if (der_tlv(&p, end, &tag, &v, &vn) < 0)
+			return -1;
+		if (tag != 0xa3)				/* [1], [2] unique ids */
+			continue;
+		const uint8_t *q = v, *exts, *ext;
+		size_t extsn, extn;
+		if (der_expect(&q, v + vn, 0x30, &exts, &extsn) < 0)
+			return -1;
+		q = exts;
+		while (q < exts + extsn) {
+			const uint8_t *r, *oid, *val;
+			size_t oidn, valn;
+			if (der_expect(&q, exts + extsn, 0x30, &ext, &extn) < 0)
+				return -1;
+			r = ext;
+			if (der_expect(&r, ext + extn, 0x06, &oid, &oidn) < 0)
+				return -1;
+			der_expect(&r, ext + extn, 0x01, &val, &valn);	/* critical, optional */
+			if (der_expect(&r, ext + extn, 0x04, &val, &valn) < 0)
+				return -1;
+			if (OID_IS(oid, oidn, OID_SAN)) {
+				have_san = true;
+				if (der_san(val, valn, fn, arg) < 0)
+					return -1;
+			}
+		}
+	}
+	if (have_san)
+		return 0;
+	/* Name ::= SEQUENCE OF SET OF SEQUENCE { OID, value } */
+	p = subj;
+	end = subj + subjn;
+	while (p < end) {
+		const uint8_t *set, *atv, *oid, *s;
+		size_t setn, atvn, oidn, sn;
+		if (der_expect(&p, end, 0x31, &set, &setn) < 0)
+			return -1;
+		const uint8_t *q = set;
+		while (q < set + setn) {
+			if (der_expect(&q, set + setn, 0x30, &atv, &atvn) < 0)
+				return -1;
+			const uint8_t *r = atv;
+			if (der_expect(&r, atv + atvn, 0x06, &oid, &oidn) < 0 ||
+			    der_tlv(&r, atv + atvn, &tag, &s, &sn) < 0)
+				return -1;
+			if (OID_IS(oid, oidn, OID_CN))
+				fn(arg, ID_CN, s, sn);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Does the private key (DER) carry the certificate's public key? EC keys
+ * (SEC1 / PKCS#8, as openssl and wolfSSL write them) embed the public point;
+ * RSA keys embed the modulus. A byte search for it is enough to catch a key
+ * file paired with the wrong certificate, which wolfSSL's own check misses
+ * in some builds. Returns 1 match, 0 mismatch, -1 cannot tell.
+ */
+static int der_key_matches_cert(const uint8_t *cert, size_t certn, const uint8_t *key, size_t keyn)
+{
+	const uint8_t *p = cert, *end = cert + certn, *c, *tbs, *v, *spki = NULL;
+	size_t cn, tbsn, vn, spkin = 0;
+	if (der_expect(&p, end, 0x30, &c, &cn) < 0)
+		return -1;
+	p = c;
+	if (der_expect(&p, c + cn, 0x30, &tbs, &tbsn) < 0)
+		return -1;
+	p = tbs;
+	end = tbs + tbsn;
+	der_expect(&p, end, 0xa0, &v, &vn);
+	for (int i = 0; i < 5; i++)	/* serial, sigalg, issuer, validity, subject */
+		if (der_tlv(&p, end, &(uint8_t){ 0 }, &v, &vn) < 0)
+			return -1;
+	if (der_expect(&p, end, 0x30, &spki, &spkin) < 0)
+		return -1;
+	p = spki;
+	const uint8_t *bits;
+	size_t bitsn;
+	if (der_expect(&p, spki + spkin, 0x30, &v, &vn) < 0 || der_expect(&p, spki + spkin, 0x03, &bits, &bitsn) < 0 ||
+	    bitsn < 2)
+		return -1;
+	bits++, bitsn--;	/* unused-bits octet */
+	if (bits[0] == 0x30) {	/* RSAPublicKey: look for the modulus */
+		const uint8_t *q = bits, *rsa, *mod;
+		size_t rsan, modn;
+		if (der_expect(&q, bits + bitsn, 0x30, &rsa, &rsan) < 0)
+			return -1;
+		q = rsa;
+		if (der_expect(&q, rsa + rsan, 0x02, &mod, &modn) < 0)
+			return -1;
+		bits = mod, bitsn = modn;
+	}
+	if (bitsn < 32)
+		return -1;
+	if (memmem(key, keyn, bits, bitsn))
+		return 1;
+	if (bits[0] != 0x04)
+		return 0;	/* RSA: the modulus is always in the private key */
+	/* EC: a key that carries some other public point is the wrong key; one
+	 * written without its public point proves nothing. */
+	uint8_t hdr[4] = { 0x03, (uint8_t)(bitsn + 1), 0x00, 0x04 };
+	if (bitsn + 1 >= 0x80)
+		return -1;
+	return memmem(key, keyn, hdr, sizeof(hdr)) ? 0 : -1;
+}
+
+struct ident_acc {
+	uint8_t buf[TLS_IDENT_MAX];
+	size_t len;
+};
+
+static void ident_add(void *arg, int kind, const uint8_t *s, size_t n)
+{
+	struct ident_acc *a = arg;
+	/* names longer than a DNS name, or with NULs, identify nothing we would match */
+	if (n == 0 || n > 255 || memchr(s, 0, n) || a->len + 2 + n > sizeof(a->buf))
+		return;
+	a->buf[a->len++] = (uint8_t)kind;
+	a->buf[a->len++] = (uint8_t)n;
+	memcpy(a->buf + a->len, s, n);
+	a->len += n;
+}
+
+/* ------------------------------------------------------- name matching */
+
+int tls_dns_id_match(const char *pat, size_t plen, const char *domain)
+{
+	size_t dlen = strlen(domain);
+	if (dlen && domain[dlen - 1] == '.')
+		dlen--;
+	if (plen && pat[plen - 1] == '.')
+		plen--;
+	if (plen == 0 || dlen == 0 || memchr(domain, '*', dlen))
+		return 0;
+	if (plen > 2 && pat[0] == '*' && pat[1] == '.') {
+		/* RFC 6125 §6.4.3: '*' only as the complete left-most label, standing
+		 * for exactly one label; "*.com"-like two-label patterns are refused. */
+		const char *rest = pat + 2;
+		size_t rn = plen - 2;
+		if (memchr(rest, '*', rn) || !memchr(rest, '.', rn))
+			return 0;
+		const char *dot = memchr(domain, '.', dlen);
+		if (!dot || dot == domain)
+			return 0;
+		return tls_ieq(rest, rn, dot + 1, dlen - (size_t)(dot + 1 - domain));
+	}
+	if (memchr(pat, '*', plen))
+		return 0;	/* partial-label or inner wildcards never match */
+	return tls_ieq(pat, plen, domain, dlen);
+}
+
+static bool ident_match(const uint8_t *id, size_t len, const char *domain)
+{
+	static const char srv[] = "_xmpp-server.";
+	size_t dlen = strlen(domain);
+	if (dlen && domain[dlen - 1] == '.')
+		dlen--;
+	for (size_t i = 0; i + 2 <= len;) {
+		int kind = id[i];
+		size_t n = id[i + 1];
+		const char *s = (const char *)id + i + 2;
+		if (i + 2 + n > len)
+			break;
+		i += 2 + n;
+		switch (kind) {
+		case ID_DNS:
+			if (tls_dns_id_match(s, n, domain))
+				return true;
+			break;
+		case ID_SRV:	/* RFC 6120 §13.7.1.2.1, RFC 4985: "_xmpp-server.DOMAIN" */
+			if (n > sizeof(srv) - 1 && strncasecmp(s, srv, sizeof(srv) - 1) == 0 &&
+			    tls_ieq(s + sizeof(srv) - 1, n - (sizeof(srv) - 1), domain, dlen))
+				return true;
+			break;
+		case ID_XMPP:	/* id-on-xmppAddr holding the bare domain */
+		case ID_CN:	/* present only when the cert has no SAN; no wildcards */
+			if (tls_ieq(s, n, domain, dlen))
+				return true;
+			break;
+		}
+	}
+	return false;
+}
+
+/* -------------------------------------------------------- domain index */
+
+static struct tls_name *names_find(const struct tls_ctx *ctx, const char *name, size_t n, uint64_t h)
+{
+	if (!ctx->names_cap)
+		return NULL;
+	size_t mask = ctx->names_cap - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct tls_name *e = &ctx->names[i];
+		if (!e->name)
+			return NULL;
+		if (e->hash == h && strncmp(e->name, name, n) == 0 && e->name[n] == 0)
+			return e;
+	}
+}
+
+static int names_grow(struct tls_ctx *ctx)
+{
+	size_t cap = ctx->names_cap ? ctx->names_cap * 2 : 1024;
+	struct tls_name *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return TLS_ERR_NOMEM;
+	for (size_t i = 0; i < ctx->names_cap; i++) {
+		struct tls_name *e = &ctx->names[i];
+		if (!e->name)
+			continue;
+		size_t j = e->hash & (cap - 1);
+		while (t[j].name)
+			j = (j + 1) & (cap - 1);
+		t[j] = *e;
+	}
+	free(ctx->names);
+	ctx->names = t;
+	ctx->names_cap = cap;
+	return 0;
+}
+
+static int names_put(struct tls_ctx *ctx, const char *name, struct tls_cert *cert)
+{
+	size_t n = strlen(name);
+	uint64_t h = tls_hash(name, n);
+	struct tls_name *e = names_find(ctx, name, n, h);
+	if (e) {
+		e->cert = cert;	/* the newest certificate wins: a renewal */
+		return 0;
+	}
+	if ((ctx->nnames + 1) * 10 > ctx->names_cap * 7 && names_grow(ctx) < 0)
+		return TLS_ERR_NOMEM;
+	size_t mask = ctx->names_cap - 1, i = h & mask;
+	while (ctx->names[i].name)
+		i = (i + 1) & mask;
+	if (!(ctx->names[i].name = strdup(name)))
+		return TLS_ERR_NOMEM;
+	ctx->names[i].hash = h;
+	ctx->names[i].cert = cert;
+	ctx->nnames++;
+	return 0;
+}
+
+/* Exact name, then the wildcard covering its left-most label. */
+static struct tls_cert *names_lookup(const struct tls_ctx *ctx, const char *domain)
+{
+	char c[TLS_NAME_MAX + 3];
+	int n = tls_canon(domain, c + 2);
+	if (n < 0)
+		return NULL;
+	struct tls_name *e = names_find(ctx, c + 2, (size_t)n, tls_hash(c + 2, (size_t)n));
+	if (e)
+		return e->cert;
+	char *dot = memchr(c + 2, '.', (size_t)n);
+	if (!dot || dot == c + 2)
+		return NULL;
+	char *w = dot - 1;	/* reuse the buffer: "*" + ".rest" */
+	w[0] = '*';
+	size_t wn = (size_t)(c + 2 + n - w);
+	e = names_find(ctx, w, wn, tls_hash(w, wn));
+	return e ? e->cert : NULL;
+}
+
+struct name_acc {
+	struct tls_ctx *ctx;
+	struct tls_cert *cert;
+	int count, err;
+	bool have_dns;
+};
+
+static void name_index(void *arg, int kind, const uint8_t *s, size_t n)
+{
+	struct name_acc *a = arg;
+	char raw[TLS_NAME_MAX + 2], c[TLS_NAME_MAX + 1];
+	if ((kind != ID_DNS && kind != ID_CN) || n == 0 || n > TLS_NAME_MAX || memchr(s, 0, n))
+		return;
+	/* a CN is indexed only if it looks like a host name (RFC 6125 CN-ID) */
+	if (kind == ID_CN && (!memchr(s, '.', n) || memchr(s, ' ', n)))
+		return;
+	memcpy(raw, s, n);
+	raw[n] = 0;
+	if (tls_canon(raw, c) < 0)
+		return;
+	/* index only what a lookup can hit: no partial or inner wildcards, no "*.tld" */
+	char *star = strchr(c, '*');
+	if (star && (star != c || c[1] != '.' || strchr(c + 1, '*') || !strchr(c + 2, '.')))
+		return;
+	int r = names_put(a->ctx, c, a->cert);
+	if (r < 0)
+		a->err = r;
+	else
+		a->count++;
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static int tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+	struct tls_conn *c = arg;
+	(void)ssl;
+	size_t avail = c->in.len - c->in.off;
+	if (avail == 0)
+		return c->eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+	size_t n = avail < (size_t)sz ? avail : (size_t)sz;
+	memcpy(buf, c->in.p + c->in.off, n);
+	c->in.off += (uint32_t)n;
+	tls_buf_release_if_empty(&c->in);
+	return (int)n;
+}
+
+static int tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+	struct tls_conn *c = arg;
+	(void)ssl;
+	/* Bounds are checked before wolfSSL_write; handshake and alerts are small. */
+	if (tls_buf_reserve(&c->out, (size_t)sz) < 0)
+		return WOLFSSL_CBIO_ERR_GENERAL;
+	memcpy(c->out.p + c->out.len, buf, (size_t)sz);
+	c->out.len += (uint32_t)sz;
+	return sz;
+}
+
+static int tls_load_cert(WOLFSSL *ssl, const struct tls_cert *cert)
+{
+	if (wolfSSL_use_certificate_chain_buffer_format(ssl, cert->chain, cert->chain_len,
+							WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+	    wolfSSL_use_PrivateKey_buffer(ssl, cert->key, cert->key_len, WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+		return -1;
+	return 0;
+}
+
+/* The name in the client's SNI (NUL-terminated by wolfSSL), or NULL. */
+static const char *tls_sni_get(WOLFSSL *ssl)
+{
+	void *d = NULL;
+	return wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &d) ? d : NULL;
+}
+
+/* Server: choose the certificate from the client's SNI (after ClientHello). */
+static int tls_cert_setup_cb(WOLFSSL *ssl, void *arg)
+{
+	struct tls_ctx *ctx = arg;
+	const char *sni = tls_sni_get(ssl);
+	struct tls_cert *cert = sni ? names_lookup(ctx, sni) : NULL;
+	/* The default is loaded in the WOLFSSL_CTX and shared, not copied. */
+	if (!cert || cert == ctx->def)
+		return 1;
+	return tls_load_cert(ssl, cert) == 0 ? 1 : 0;
+}
+
+static int tls_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *st)
+{
+	struct tls_conn *c = st->userCtx;
+	if (!c)
+		return ok;
+	if (!ok && c->verify_err == 0) {
+		c->verify_err = st->error ? st->error : -1;
+		c->verify_depth = (int16_t)st->error_depth;
+	}
+	if (st->error_depth == 0 && st->certs && st->totalCerts > 0 && !c->ident) {
+		struct ident_acc *a = malloc(sizeof(*a));
+		if (a) {
+			a->len = 0;
+			c->have_cert = true;
+			if (der_cert_idents(st->certs[0].buffer, st->certs[0].length, ident_add, a) == 0 &&
+			    a->len && (c->ident = malloc(a->len))) {
+				memcpy(c->ident, a->buf, a->len);
+				c->ident_len = (uint16_t)a->len;
+			}
+			free(a);
+		}
+		/* An outbound link must reach the domain it dialled (RFC 6120 §13.7.2.1). */
+		if (!c->server && c->remote && c->ctx->opts.verify_required && ok &&
+		    !ident_match(c->ident, c->ident_len, c->remote)) {
+			c->name_err = true;
+			return 0;
+		}
+	}
+	return c->ctx->opts.verify_required ? ok : 1;
+}
+
+/* --------------------------------------------------------- session cache */
+
+static struct tls_sess *sess_slot(struct tls_ctx *ctx, const char *key, uint64_t *h)
+{
+	*h = tls_hash(key, strlen(key));
+	return &ctx->sess[*h & ctx->sess_mask];
+}
+
+static void sess_clear(struct tls_sess *s)
+{
+	if (s->sess)
+		wolfSSL_SESSION_free(s->sess);
+	free(s->key);
+	free(s->ident);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Client: wolfSSL has a new session (ticket): remember it for this domain pair. */
+static int tls_new_session_cb(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
+{
+	struct tls_conn *c = wolfSSL_GetIOReadCtx(ssl);
+	if (!c || c->server || !c->sess_key || !wolfSSL_SESSION_has_ticket(sess))
+		return 0;
+	/* A resumed session has no certificate: carry the first handshake's identity on. */
+	bool resumed = wolfSSL_session_reused(ssl) && !c->done;	/* once done, ident is the effective one */
+	const uint8_t *id = resumed ? c->resume_ident : c->ident;
+	size_t idn = resumed ? c->resume_ident_len : c->ident_len;
+	WOLFSSL_SESSION *dup = wolfSSL_SESSION_dup(sess);
+	uint8_t *idc = idn ? malloc(idn) : NULL;
+	char *key = strdup(c->sess_key);
+	if (!dup || (idn && !idc) || !key) {
+		if (dup)
+			wolfSSL_SESSION_free(dup);
+		free(idc);
+		free(key);
+		return 0;
+	}
+	if (idn)
+		memcpy(idc, id, idn);
+	struct tls_ctx *ctx = c->ctx;
+	uint64_t h;
+	pthread_mutex_lock(&ctx->sess_lock);
+	struct tls_sess *s = sess_slot(ctx, key, &h);
+	sess_clear(s);
+	s->key = key;
+	s->hash = h;
+	s->sess = dup;
+	s->ident = idc;
+	s->ident_len = (uint16_t)idn;
+	s->verify_err = resumed ? c->resume_verify_err : c->verify_err;
+	s->have_cert = resumed ? c->resume_have_cert : c->have_cert;
+	pthread_mutex_unlock(&ctx->sess_lock);
+	return 0;	/* wolfSSL keeps ownership of `sess` */
+}
+
+static void tls_sess_resume(struct tls_conn *c)
+{
+	struct tls_ctx *ctx = c->ctx;
+	uint64_t h;
+	pthread_mutex_lock(&ctx->sess_lock);
+	struct tls_sess *s = sess_slot(ctx, c->sess_key, &h);
+	if (s->sess && s->hash == h && strcmp(s->key, c->sess_key) == 0 &&
+	    wolfSSL_set_session(c->ssl, s->sess) == WOLFSSL_SUCCESS) {
+		if (s->ident_len && (c->resume_ident = malloc(s->ident_len))) {
+			memcpy(c->resume_ident, s->ident, s->ident_len);
+			c->resume_ident_len = s->ident_len;
+		}
+		c->resume_verify_err = s->verify_err;
+		c->resume_have_cert = s->have_cert;
+	}
+	pthread_mutex_unlock(&ctx->sess_lock);
+}
+
+/* ------------------------------------------------------------------ ctx */
+
+static WOLFSSL_CTX *tls_wctx_new(const struct tls_opts *o, bool server)
+{
+	WOLFSSL_METHOD *m;
+	if (o->max_version == 12)
+		m = server ? wolfTLSv1_2_server_method() : wolfTLSv1_2_client_method();
+	else if (o->min_version == 13)
+		m = server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method();
+	else
+		m = server ? wolfSSLv23_server_method() : wolfSSLv23_client_method();
+	WOLFSSL_CTX *w = m ? wolfSSL_CTX_new(m) : NULL;
+	if (!w)
+		return NULL;
+	if (wolfSSL_CTX_SetMinVersion(w, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_set_cipher_list(w, o->ciphers) != WOLFSSL_SUCCESS)
+		goto fail;
+	if (wolfSSL_CTX_load_verify_locations_ex(w, o->ca_file, NULL, WOLFSSL_LOAD_FLAG_IGNORE_ERR) != WOLFSSL_SUCCESS)
+		goto fail;
+	wolfSSL_CTX_SetIORecv(w, tls_io_recv);
+	wolfSSL_CTX_SetIOSend(w, tls_io_send);
+	int mode = WOLFSSL_VERIFY_PEER;
+	if (server && o->verify_required)
+		mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	wolfSSL_CTX_set_verify(w, mode, tls_verify_cb);
+	if (server) {
+		/* wolfSSL keeps the client's SNI only if the server "uses" SNI itself:
+		 * a placeholder name answered on mismatch stores whatever the client
+		 * asked for, for the certificate callback (works without
+		 * WOLFSSL_ALWAYS_KEEP_SNI or the OpenSSL-compat servername API). */
+		static const char placeholder[] = "fedhub.invalid";
+		if (wolfSSL_CTX_UseSNI(w, WOLFSSL_SNI_HOST_NAME, placeholder, sizeof(placeholder) - 1) != WOLFSSL_SUCCESS)
+			goto fail;
+		wolfSSL_CTX_SNI_SetOptions(w, WOLFSSL_SNI_HOST_NAME, WOLFSSL_SNI_ANSWER_ON_MISMATCH);
+		/* tickets are stateless: no server-side session cache */
+		wolfSSL_CTX_set_session_cache_mode(w, WOLFSSL_SESS_CACHE_OFF);
+	} else {
+		wolfSSL_CTX_UseSessionTicket(w);
+		wolfSSL_CTX_set_session_cache_mode(w, WOLFSSL_SESS_CACHE_CLIENT | WOLFSSL_SESS_CACHE_NO_INTERNAL);
+		wolfSSL_CTX_sess_set_new_cb(w, tls_new_session_cb);
+	}
+	return w;
+fail:
+	wolfSSL_CTX_free(w);
+	return NULL;
+}
+
+struct tls_ctx *tls_ctx_new(const struct tls_opts *opts)
+{
+	pthread_once(&tls_once, tls_global_init);
+	struct tls_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return NULL;
+	if (opts)
+		ctx->opts = *opts;
+	struct tls_opts *o = &ctx->opts;
+	if (!o->ca_file)
+		o->ca_file = TLS_DEFAULT_CA;
+	if (!o->ciphers)
+		o->ciphers = TLS_DEFAULT_CIPHERS;
+	if (!o->session_cache)
+		o->session_cache = 1024;
+	if (!o->out_max)
+		o->out_max = 256 * 1024;
+	if (!o->in_max)
+		o->in_max = 64 * 1024;
+	size_t slots = 1;
+	while (slots < o->session_cache)
+		slots *= 2;
+	ctx->sess_mask = slots - 1;
+	pthread_mutex_init(&ctx->sess_lock, NULL);
+	ctx->sess = calloc(slots, sizeof(*ctx->sess));
+	ctx->srv = tls_wctx_new(o, true);
+	ctx->cli = tls_wctx_new(o, false);
+	if (!ctx->sess || !ctx->srv || !ctx->cli) {
+		tls_ctx_free(ctx);
+		return NULL;
+	}
+	wolfSSL_CTX_set_cert_cb(ctx->srv, tls_cert_setup_cb, ctx);
+	return ctx;
+}
+
+void tls_ctx_free(struct tls_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->srv)
+		wolfSSL_CTX_free(ctx->srv);
+	if (ctx->cli)
+		wolfSSL_CTX_free(ctx->cli);
+	if (ctx->scratch)
+		wolfSSL_CTX_free(ctx->scratch);
+	for (size_t i = 0; i < ctx->names_cap; i++)
+		free(ctx->names[i].name);
+	free(ctx->names);
+	for (size_t i = 0; i < ctx->ncerts; i++) {
+		free(ctx->certs[i]->chain);
+		free(ctx->certs[i]->key);
+		free(ctx->certs[i]);
+	}
+	free(ctx->certs);
+	if (ctx->sess) {
+		for (size_t i = 0; i <= ctx->sess_mask; i++)
+			sess_clear(&ctx->sess[i]);
+		free(ctx->sess);
+	}
+	pthread_mutex_destroy(&ctx->sess_lock);
+	free(ctx);
+}
+
+/* wolfSSL refuses to create a server WOLFSSL without a certificate in its
+ * context: the default one lives there, and other domains' replace it per
+ * connection from the certificate callback. */
+static int tls_use_default(struct tls_ctx *ctx, struct tls_cert *cert)
+{
+	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx->srv, cert->chain, cert->chain_len,
+							    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->srv, cert->key, cert->key_len,
+					      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+		return TLS_ERR_ARG;
+	ctx->def = cert;
+	return 0;
+}
+
+/* PEM chain file -> concatenated DER; returns bytes or -1. */
+static long tls_pem_chain_to_der(const char *pem, size_t len, uint8_t **out)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----", end_[] = "-----END CERTIFICATE-----";
+	uint8_t *der = malloc(len);
+	long n = 0;
+	const char *p = pem, *pe = pem + len;
+	if (!der)
+		return -1;
+	while ((p = memmem(p, (size_t)(pe - p), begin, sizeof(begin) - 1))) {
+		const char *e = memmem(p, (size_t)(pe - p), end_, sizeof(end_) - 1);
+		if (!e)
+			break;
+		e += sizeof(end_) - 1;
+		int r = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der + n, (int)(len - (size_t)n), CERT_TYPE);
+		if (r <= 0) {
+			free(der);
+			return -1;
+		}
+		n += r;
+		p = e;
+	}
+	if (n == 0) {
+		free(der);
+		return -1;
+	}
+	*out = realloc(der, (size_t)n) ?: der;
+	return n;
+}
+
+int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key_path)
+{
+	size_t clen, klen;
+	char *cpem = tls_read_file(cert_path, &clen);
+	char *kpem = tls_read_file(key_path, &klen);
+	struct tls_cert *cert = calloc(1, sizeof(*cert));
+	int ret = TLS_ERR_ARG;
+	long n;
+
+	if (!cpem || !kpem || !cert)
+		goto out;
+	if ((n = tls_pem_chain_to_der(cpem, clen, &cert->chain)) < 0)
+		goto out;
+	cert->chain_len = (uint32_t)n;
+	if (!(cert->key = malloc(klen)))
+		goto out;
+	int kn = wc_KeyPemToDer((const unsigned char *)kpem, (int)klen, cert->key, (int)klen, NULL);
+	if (kn <= 0)
+		goto out;
+	cert->key_len = (uint32_t)kn;
+	cert->key = realloc(cert->key, (size_t)kn) ?: cert->key;
+
+	/* Refuse a key that does not belong to the certificate now, not at the first handshake. */
+	if (!ctx->scratch && !(ctx->scratch = wolfSSL_CTX_new(wolfSSLv23_server_method())))
+		goto out;
+	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx->scratch, cert->chain, cert->chain_len,
+							    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->scratch, cert->key, cert->key_len,
+					      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_check_private_key(ctx->scratch) != WOLFSSL_SUCCESS)
+		goto out;
+	{
+		const uint8_t *lp = cert->chain, *lv;
+		size_t lvn;
+		uint8_t lt;
+		if (der_tlv(&lp, cert->chain + cert->chain_len, &lt, &lv, &lvn) < 0 ||
+		    der_key_matches_cert(cert->chain, (size_t)(lp - cert->chain), cert->key, cert->key_len) == 0)
+			goto out;
+	}
+
+	if (ctx->ncerts == ctx->certs_cap) {
+		size_t cap = ctx->certs_cap ? ctx->certs_cap * 2 : 64;
+		struct tls_cert **v = realloc(ctx->certs, cap * sizeof(*v));
+		if (!v) {
+			ret = TLS_ERR_NOMEM;
+			goto out;
+		}
+		ctx->certs = v;
+		ctx->certs_cap = cap;
+	}
+	/* The leaf is the first DER element: its length is in its own header. */
+	const uint8_t *p = cert->chain, *v;
+	size_t vn;
+	uint8_t tag;
+	if (der_tlv(&p, cert->chain + cert->chain_len, &tag, &v, &vn) < 0)
+		goto out;
+	struct name_acc acc = { .ctx = ctx, .cert = cert };
+	ctx->certs[ctx->ncerts++] = cert;	/* owned by ctx from here, even on error */
+	if (der_cert_idents(cert->chain, (size_t)(p - cert->chain), name_index, &acc) < 0) {
+		cert = NULL;
+		goto out;
+	}
+	if (acc.err) {
+		ret = acc.err;
+		cert = NULL;
+		goto out;
+	}
+	if (!ctx->def && tls_use_default(ctx, cert) < 0)
+		goto out;
+	ret = acc.count ? acc.count : TLS_ERR_ARG;
+	cert = NULL;
+out:
+	if (cert) {
+		free(cert->chain);
+		free(cert->key);
+		free(cert);
+	}
+	if (kpem) {
+		memset(kpem, 0, klen);	/* private key text */
+		free(kpem);
+	}
+	free(cpem);
+	return ret;
+}
+
+int tls_ctx_set_default(struct tls_ctx *ctx, const char *domain)
+{
+	struct tls_cert *c = names_lookup(ctx, domain);
+	return c ? tls_use_default(ctx, c) : TLS_ERR_ARG;
+}
+
+size_t tls_ctx_cert_count(const struct tls_ctx *ctx) { return ctx->ncerts; }
+size_t tls_ctx_name_count(const struct tls_ctx *ctx) { return ctx->nnames; }
+bool tls_ctx_has_name(const struct tls_ctx *ctx, const char *domain) { return names_lookup(ctx, domain) != NULL; }
+
+/* ----------------------------------------------------------------- conn */
+
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *remote, const char *local)
+{
+	struct tls_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->ctx = ctx;
+	c->server = server;
+	c->ssl = wolfSSL_new(server ? ctx->srv : ctx->cli);
+	if (!c->ssl)
+		goto fail;
+	wolfSSL_SetIOReadCtx(c->ssl, c);
+	wolfSSL_SetIOWriteCtx(c->ssl, c);
+	wolfSSL_SetCertCbCtx(c->ssl, c);
+	if (!server && remote) {
+		char canon[TLS_NAME_MAX + 1];
+		if (tls_canon(remote, canon) < 0 || !(c->remote = strdup(canon)))
+			goto fail;
+		if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, canon, (unsigned short)strlen(canon)) != WOLFSSL_SUCCESS)
+			goto fail;
+		size_t kn = strlen(canon) + 2 + (local ? strlen(local) : 0);
+		if (!(c->sess_key = malloc(kn)))
+			goto fail;
+		snprintf(c->sess_key, kn, "%s %s", canon, local ? local : "");
+		tls_sess_resume(c);
+	}
+	if (!server && local) {
+		struct tls_cert *cert = names_lookup(ctx, local);
+		if (cert && tls_load_cert(c->ssl, cert) < 0)
+			goto fail;
+	}
+	return c;
+fail:
+	tls_conn_free(c);
+	return NULL;
+}
+
+void tls_conn_free(struct tls_conn *c)
+{
+	if (!c)
+		return;
+	if (c->ssl)
+		wolfSSL_free(c->ssl);
+	free(c->in.p);
+	free(c->out.p);
+	free(c->ident);
+	free(c->resume_ident);
+	free(c->sess_key);
+	free(c->remote);
+	free(c);
+}
+
+int tls_feed(struct tls_conn *c, const void *cipher, size_t n)
+{
+	if (n == 0) {
+		c->eof = true;
+		return 0;
+	}
+	if ((size_t)(c->in.len - c->in.off) + n > c->ctx->opts.in_max)
+		return TLS_ERR_AGAIN;
+	if (tls_buf_reserve(&c->in, n) < 0)
+		return TLS_ERR_NOMEM;
+	memcpy(c->in.p + c->in.len, cipher, n);
+	c->in.len += (uint32_t)n;
+	return 0;
+}
+
+static int tls_failed(struct tls_conn *c, int ret)
+{
+	int e = wolfSSL_get_error(c->ssl, ret);
+	c->werr = e;
+	if (c->name_err)
+		c->fail = TLS_ERR_NAME;
+	else if (c->verify_err && c->ctx->opts.verify_required)
+		c->fail = TLS_ERR_VERIFY;
+	else if (e == NO_PEER_CERT)
+		c->fail = TLS_ERR_NOCERT;
+	else if (e == WOLFSSL_ERROR_ZERO_RETURN || e == SOCKET_PEER_CLOSED_E || e == SOCKET_ERROR_E)
+		c->fail = TLS_ERR_CLOSED;
+	else
+		c->fail = TLS_ERR_PROTO;
+	return c->fail;
+}
+
+int tls_handshake(struct tls_conn *c)
+{
+	if (c->done)
+		return 1;
+	if (c->fail)
+		return c->fail;
+	int r = c->server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
+	if (r == WOLFSSL_SUCCESS) {
+		c->done = true;
+		c->resumed = wolfSSL_session_reused(c->ssl) != 0;
+		if (c->resumed && !c->ident) {
+			c->ident = c->resume_ident;
+			c->ident_len = c->resume_ident_len;
+			c->verify_err = c->resume_verify_err;
+			c->have_cert = c->resume_have_cert;
+			c->resume_ident = NULL;
+		}
+		free(c->resume_ident);
+		c->resume_ident = NULL;
+		c->resume_ident_len = 0;
+		return 1;
+	}
+	int e = wolfSSL_get_error(c->ssl, r);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+		return 0;
+	return tls_failed(c, r);
+}
+
+ssize_t tls_read(struct tls_conn *c, void *plain, size_t cap)
+{
+	if (!c->done)
+		return TLS_ERR_STATE;
+	if (c->fail)
+		return c->fail;
+	if (cap > INT_MAX)
+		cap = INT_MAX;
+	int r = wolfSSL_read(c->ssl, plain, (int)cap);
+	if (r > 0)
+		return r;
+	int e = wolfSSL_get_error(c->ssl, r);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+		return c->eof && c->in.len == c->in.off ? (c->fail = TLS_ERR_CLOSED) : 0;
+	return tls_failed(c, r);
+}
+
+int tls_write(struct tls_conn *c, const void *plain, size_t n)
+{
+	if (!c->done)
+		return TLS_ERR_STATE;
+	if (c->fail)
+		return c->fail;
+	if (n == 0)
+		return 0;
+	if (n > INT_MAX)
+		return TLS_ERR_ARG;
+	size_t records = (n + TLS_RECORD_MAX - 1) / TLS_RECORD_MAX;
+	size_t need = n + records * TLS_RECORD_OVERHEAD;
+	size_t pending = c->out.len - c->out.off;
+	/* An empty buffer always takes one call, so a batch larger than out_max still progresses. */
+	if (pending && pending + need > c->ctx->opts.out_max)
+		return TLS_ERR_AGAIN;
+	if (tls_buf_reserve(&c->out, need) < 0)
+		return TLS_ERR_NOMEM;
+	int r = wolfSSL_write(c->ssl, plain, (int)n);
+	if (r == (int)n)
+		return 0;
+	return tls_failed(c, r);
+}
+
+int tls_close_notify(struct tls_conn *c)
+{
+	int r = wolfSSL_shutdown(c->ssl);
+	if (r == WOLFSSL_SUCCESS || r == WOLFSSL_SHUTDOWN_NOT_DONE)
+		return 0;
+	int e = wolfSSL_get_error(c->ssl, r);
+	return e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE ? 0 : TLS_ERR_PROTO;
+}
+
+size_t tls_pending_out(struct tls_conn *c, const void **p)
+{
+	*p = c->out.p ? c->out.p + c->out.off : NULL;
+	return c->out.len - c->out.off;
+}
+
+void tls_consume_out(struct tls_conn *c, size_t n)
+{
+	size_t pending = c->out.len - c->out.off;
+	c->out.off += (uint32_t)(n < pending ? n : pending);
+	tls_buf_release_if_empty(&c->out);
+}
+
+const char *tls_sni(struct tls_conn *c)
+{
+	if (!c->server)
+		return NULL;
+	return tls_sni_get(c->ssl);
+}
+
+int tls_peer_verify_domain(struct tls_conn *c, const char *domain)
+{
+	if (!c->have_cert)
+		return TLS_ERR_NOCERT;
+	if (c->verify_err)
+		return TLS_ERR_VERIFY;
+	return ident_match(c->ident, c->ident_len, domain) ? 0 : TLS_ERR_NAME;
+}
+
+bool tls_resumed(struct tls_conn *c) { return c->resumed; }
+const char *tls_version(struct tls_conn *c) { return wolfSSL_get_version(c->ssl); }
+const char *tls_cipher(struct tls_conn *c) { return wolfSSL_get_cipher_name(c->ssl); }
+
+const char *tls_strerror(int err)
+{
+	switch (err) {
+	case 0: return "ok";
+	case TLS_ERR_CLOSED: return "connection closed";
+	case TLS_ERR_PROTO: return "TLS protocol error";
+	case TLS_ERR_VERIFY: return "peer certificate not trusted";
+	case TLS_ERR_NAME: return "peer certificate does not match the domain";
+	case TLS_ERR_NOCERT: return "peer presented no certificate";
+	case TLS_ERR_AGAIN: return "buffer full";
+	case TLS_ERR_NOMEM: return "out of memory";
+	case TLS_ERR_STATE: return "not valid in this state";
+	case TLS_ERR_ARG: return "bad argument or certificate";
+	}
+	return "unknown TLS error";
+}
+
+/* wolfSSL reports chain errors as its own (negative) codes or, with
+ * OPENSSL_COMPATIBLE_DEFAULTS, as X509_V_ERR_* (positive). */
+static const char *tls_verify_str(int e)
+{
+	if (e > 0)
+		return wolfSSL_X509_verify_cert_error_string(e);
+	return wolfSSL_ERR_reason_error_string((unsigned long)e);
+}
+
+const char *tls_error(struct tls_conn *c)
+{
+	static __thread char buf[256];
+	if (c->name_err)
+		snprintf(buf, sizeof(buf), "%s: %s", tls_strerror(TLS_ERR_NAME), c->remote ? c->remote : "");
+	else if (c->verify_err)
+		snprintf(buf, sizeof(buf), "certificate at depth %d: %s%s%s", c->verify_depth,
+			 tls_verify_str(c->verify_err), c->werr ? "; " : "",
+			 c->werr ? wolfSSL_ERR_reason_error_string((unsigned long)c->werr) : "");
+	else if (c->werr)
+		snprintf(buf, sizeof(buf), "%s (wolfSSL %d)", wolfSSL_ERR_reason_error_string((unsigned long)c->werr), c->werr);
+	else
+		snprintf(buf, sizeof(buf), "%s", tls_strerror(c->fail));
+	return buf;
+}
+
+const char *tls_library_info(void)
+{
+	static char buf[96];
+	const char *aesni = "no (not in this wolfSSL build)";
+#ifdef WOLFSSL_AESNI
+	aesni = "no (CPU lacks AES-NI)";
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned a, b, cx, d;
+	if (__get_cpuid(1, &a, &b, &cx, &d) && (cx & bit_AES))
+		aesni = "yes";
+#endif
+#endif
+	snprintf(buf, sizeof(buf), "wolfSSL %s, AES-NI: %s", wolfSSL_lib_version(), aesni);
+	return buf;
+}

@@ -1,0 +1,458 @@
+/*
+ * router/met.c — counters, gauges, and the /health + /metrics HTTP endpoint.
+ *
+ * Design. The stanza path must not pay for observability: each worker owns a
+ * cache-line-aligned block of 64-bit counters and bumps them with plain
+ * relaxed stores (MET_INC in met.h: no lock prefix, no shared line). Nobody
+ * else writes a block. Readers (the HTTP thread) load each field relaxed and
+ * sum across blocks when /metrics is fetched, so a scrape costs
+ * O(workers x counters) once, and the workers never notice it.
+ *
+ * Everything slower — named gauges the control thread publishes (routes,
+ * cluster state) and the string fields of /health ("redis":"down") — changes
+ * rarely and sits behind one mutex that only the control thread and the HTTP
+ * thread take (a render holds it throughout; workers never take it).
+ *
+ * The endpoint is libmicrohttpd with its own polling thread, bound to the one
+ * configured address (loopback by default): it is for the operator's scraper
+ * and the load balancer's health check, not for the Internet. A response is
+ * rendered into a fresh buffer per request; nothing is cached, so what it
+ * shows is as fresh as the last store of each worker.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <microhttpd.h>
+#include "net/log.h"
+#include "router/met.h"
+
+#define MET_MAX_GAUGES 32
+#define MET_GAUGE_NAME 48
+#define MET_MAX_HEALTH 16
+#define MET_HEALTH_KEY 32
+#define MET_HEALTH_VAL 64
+
+struct met_gauge {
+	char name[MET_GAUGE_NAME];
+	uint64_t v;
+};
+
+struct met_health {
+	char key[MET_HEALTH_KEY];
+	char val[MET_HEALTH_VAL];
+};
+
+static struct {
+	struct met_worker *blocks; /* nworkers + 1 (the control thread's) */
+	int nworkers;
+	struct timespec start;
+	bool ready;
+
+	pthread_mutex_t lock; /* gauges and health fields */
+	struct met_gauge gauges[MET_MAX_GAUGES];
+	int ngauges;
+	struct met_health health[MET_MAX_HEALTH];
+	int nhealth;
+
+	struct MHD_Daemon *httpd;
+	int port;
+} met = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = true};
+
+/* Help text for the gauges the daemon is known to publish; others get a
+ * generic one rather than being refused. */
+static const struct {
+	const char *name, *help;
+} gauge_help[] = {
+	{"routes", "entries in the routing table"},
+	{"domains", "hosted domains"},
+	{"components_connected", "component connections open"},
+	{"s2s_links_in", "inbound s2s links open"},
+	{"s2s_links_out", "outbound s2s links open"},
+	{"cluster_nodes", "live cluster nodes seen in Redis"},
+	{"redis_up", "1 while the Redis connection is up"},
+	{"dns_cache_entries", "entries in the DNS cache"},
+};
+
+/* ---- counters ------------------------------------------------------------ */
+
+int met_init(int nworkers)
+{
+	struct met_worker *b;
+	size_t n;
+
+	if (nworkers < 0)
+		return -EINVAL;
+	n = (size_t)nworkers + 1;
+	/* sizeof is a multiple of 64 thanks to the aligned attribute, as
+	 * aligned_alloc wants. */
+	b = aligned_alloc(64, n * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	memset(b, 0, n * sizeof(*b));
+	/* Under the lock because the HTTP thread may be rendering (a test
+	 * re-initialising between requests); workers must not be running. */
+	pthread_mutex_lock(&met.lock);
+	free(met.blocks);
+	met.blocks = b;
+	met.nworkers = nworkers;
+	clock_gettime(CLOCK_MONOTONIC, &met.start);
+	met.ngauges = 0;
+	met.nhealth = 0;
+	met.ready = true;
+	pthread_mutex_unlock(&met.lock);
+	return 0;
+}
+
+struct met_worker *met_of(int worker)
+{
+	if (!met.blocks || worker < 0 || worker > met.nworkers)
+		return NULL;
+	return &met.blocks[worker];
+}
+
+static bool name_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+int met_set_gauge(const char *name, uint64_t v)
+{
+	int i, r = 0;
+
+	if (!name_ok(name, MET_GAUGE_NAME - 1))
+		return -EINVAL;
+	pthread_mutex_lock(&met.lock);
+	for (i = 0; i < met.ngauges; i++)
+		if (!strcmp(met.gauges[i].name, name))
+			break;
+	if (i == met.ngauges) {
+		if (met.ngauges == MET_MAX_GAUGES) {
+			r = -ENOSPC;
+			goto out;
+		}
+		strcpy(met.gauges[met.ngauges++].name, name);
+	}
+	met.gauges[i].v = v;
+out:
+	pthread_mutex_unlock(&met.lock);
+	return r;
+}
+
+int met_set_health(const char *key, const char *value)
+{
+	int i, r = 0;
+
+	if (!name_ok(key, MET_HEALTH_KEY - 1) || !strcmp(key, "status") ||
+	    !strcmp(key, "workers") || !strcmp(key, "uptime_s") ||
+	    (value && strlen(value) >= MET_HEALTH_VAL))
+		return -EINVAL;
+	pthread_mutex_lock(&met.lock);
+	for (i = 0; i < met.nhealth; i++)
+		if (!strcmp(met.health[i].key, key))
+			break;
+	if (!value) {
+		if (i < met.nhealth)
+			met.health[i] = met.health[--met.nhealth];
+		goto out;
+	}
+	if (i == met.nhealth) {
+		if (met.nhealth == MET_MAX_HEALTH) {
+			r = -ENOSPC;
+			goto out;
+		}
+		strcpy(met.health[met.nhealth++].key, key);
+	}
+	strcpy(met.health[i].val, value);
+out:
+	pthread_mutex_unlock(&met.lock);
+	return r;
+}
+
+void met_set_ready(bool ready)
+{
+	pthread_mutex_lock(&met.lock);
+	met.ready = ready;
+	pthread_mutex_unlock(&met.lock);
+}
+
+static uint64_t uptime_s(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - met.start.tv_sec);
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+/* An appender that counts what it could not write, like snprintf. */
+struct out {
+	char *p;
+	size_t cap, len;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room = o->len < o->cap ? o->cap - o->len : 0;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? o->p + o->len : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->len += (size_t)n;
+}
+
+static void metric(struct out *o, const char *name, const char *suffix, const char *type,
+		   const char *help, uint64_t v)
+{
+	put(o, "# HELP fedhub_%s%s %s\n# TYPE fedhub_%s%s %s\nfedhub_%s%s %llu\n", name, suffix,
+	    help, name, suffix, type, name, suffix, (unsigned long long)v);
+}
+
+static uint64_t sum_field(size_t off)
+{
+	uint64_t s = 0;
+
+	for (int w = 0; met.blocks && w <= met.nworkers; w++)
+		s += __atomic_load_n((uint64_t *)((char *)&met.blocks[w] + off), __ATOMIC_RELAXED);
+	return s;
+}
+
+size_t met_render(char *buf, size_t cap)
+{
+	struct out o = {buf, cap, 0};
+
+	pthread_mutex_lock(&met.lock);
+#define MET_LINE(name, help) \
+	metric(&o, #name, "_total", "counter", help, sum_field(offsetof(struct met_worker, name)));
+	MET_COUNTERS(MET_LINE)
+#undef MET_LINE
+	metric(&o, "conns_open", "", "gauge", "connections open",
+	       sum_field(offsetof(struct met_worker, conns_open)));
+	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
+	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
+	metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
+	for (int i = 0; i < met.ngauges; i++) {
+		const char *help = "gauge published by the hub";
+		for (size_t k = 0; k < sizeof(gauge_help) / sizeof(gauge_help[0]); k++)
+			if (!strcmp(gauge_help[k].name, met.gauges[i].name))
+				help = gauge_help[k].help;
+		metric(&o, met.gauges[i].name, "", "gauge", help, met.gauges[i].v);
+	}
+	pthread_mutex_unlock(&met.lock);
+	if (cap)
+		buf[o.len < cap ? o.len : cap - 1] = 0;
+	return o.len;
+}
+
+/* RFC 8259 §7 string escaping. */
+static void put_json_str(struct out *o, const char *s)
+{
+	put(o, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			put(o, "\\%c", ch);
+		else if (ch < 0x20)
+			put(o, "\\u%04x", ch);
+		else
+			put(o, "%c", ch);
+	}
+	put(o, "\"");
+}
+
+size_t met_render_health(char *buf, size_t cap, bool *ok)
+{
+	struct out o = {buf, cap, 0};
+
+	pthread_mutex_lock(&met.lock);
+	*ok = met.ready;
+	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable",
+	    met.nworkers, (unsigned long long)uptime_s());
+	for (int i = 0; i < met.nhealth; i++) {
+		put(&o, ",");
+		put_json_str(&o, met.health[i].key);
+		put(&o, ":");
+		put_json_str(&o, met.health[i].val);
+	}
+	pthread_mutex_unlock(&met.lock);
+	put(&o, "}");
+	if (cap)
+		buf[o.len < cap ? o.len : cap - 1] = 0;
+	return o.len;
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
+
+/* Render with `fn` into a malloc'd buffer sized to fit. */
+static char *render_alloc(size_t (*fn)(char *, size_t, bool *), bool *ok, size_t *len)
+{
+	size_t cap = 8192;
+
+	for (;;) {
+		char *b = malloc(cap);
+		if (!b)
+			return NULL;
+		*len = fn(b, cap, ok);
+		if (*len < cap)
+			return b;
+		free(b);
+		cap = *len + 1024; /* a gauge may have appeared meanwhile */
+	}
+}
+
+static size_t render_metrics(char *buf, size_t cap, bool *ok)
+{
+	*ok = true;
+	return met_render(buf, cap);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+			     char *body, size_t len)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+	char *b = strdup(text);
+
+	if (!b)
+		return MHD_NO;
+	return reply(conn, status, "text/plain; charset=utf-8", b, strlen(b));
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size, void **req_cls)
+{
+	bool is_health = !strcmp(url, "/health"), is_metrics = !strcmp(url, "/metrics");
+	bool ok;
+	size_t len;
+	char *body;
+
+	if (!is_health && !is_metrics)
+		return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+		struct MHD_Response *r;
+		enum MHD_Result ret;
+		/* Answer at once, without reading a request body. */
+		r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!r)
+			return MHD_NO;
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+		ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	if (is_health) {
+		body = render_alloc(met_render_health, &ok, &len);
+		if (!body)
+			return MHD_NO;
+		return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+			     "application/json", body, len);
+	}
+	body = render_alloc(render_metrics, &ok, &len);
+	if (!body)
+		return MHD_NO;
+	/* The content type Prometheus expects for its text exposition format. */
+	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
+}
+
+static void on_mhd_error(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = 0;
+	log_warn(0, "http: %s", msg);
+}
+
+int met_http_start(const struct cfg_addr *addr)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *info;
+	char host[64];
+	bool v6;
+
+	if (met.httpd)
+		return -EALREADY;
+	if (!addr || addr->len == 0)
+		return -EINVAL;
+	v6 = addr->ss.ss_family == AF_INET6;
+	if (v6)
+		flags |= MHD_USE_IPv6;
+	met.httpd = MHD_start_daemon(flags, (uint16_t)cfg_addr_port(addr), NULL, NULL, on_request,
+				     NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+				     MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr->ss,
+				     /* a scraper and a health checker, not a crowd */
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+				     MHD_OPTION_END);
+	if (!met.httpd) {
+		log_error(0, "http: cannot listen on %s", addr->text);
+		return -EADDRNOTAVAIL;
+	}
+	info = MHD_get_daemon_info(met.httpd, MHD_DAEMON_INFO_BIND_PORT);
+	met.port = info ? info->port : cfg_addr_port(addr);
+	if (cfg_addr_host(addr, host, sizeof(host)) < 0)
+		strcpy(host, "?");
+	log_info(0, "http: /health and /metrics on %s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+		 met.port);
+	return 0;
+}
+
+int met_http_port(void)
+{
+	return met.httpd ? met.port : 0;
+}
+
+void met_http_stop(void)
+{
+	if (!met.httpd)
+		return;
+	MHD_stop_daemon(met.httpd);
+	met.httpd = NULL;
+	met.port = 0;
+}
+
+void met_free(void)
+{
+	met_http_stop();
+	pthread_mutex_lock(&met.lock);
+	free(met.blocks);
+	met.blocks = NULL;
+	met.nworkers = 0;
+	pthread_mutex_unlock(&met.lock);
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""fedhub's routing end to end against scripted peers (tests/integration/fakepeer.py):
+components (XEP-0114), a remote server with dialback both ways, bounces, address
+checks, component pools, stream errors. Real Prosody and ejabberd are covered by
+t_interop_*; this one pins down fedhub's own behaviour precisely."""
+import os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fakepeer import Component, RemoteServer, Reader, attr
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
+S2S, COMP, HTTP, REMOTE = 24269, 24347, 24280, 24270
+CONF = """
+[hub]
+workers 2
+domain hub.fake
+listen s2s 127.0.0.1:%d
+listen component 127.0.0.1:%d
+http 127.0.0.1:%d
+log_level debug
+connect_timeout 3
+retry_min 1
+[component echo.fake]
+secret s3cret
+[component echo2.fake]
+secret s3cret
+[route remote.fake]
+connect 127.0.0.1:%d
+[route nowhere.fake]
+connect 127.0.0.1:24999
+""" % (S2S, COMP, HTTP, REMOTE)
+
+results = []
+
+
+def check(name, cond, detail=""):
+    results.append(bool(cond))
+    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:300]), flush=True)
+
+
+def metrics():
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % HTTP, timeout=3).read().decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(fedhub_\w+) ([0-9.e+]+)$", body, re.M)}
+
+
+def stream_error_of(sock_reader):
+    try:
+        while True:
+            el = sock_reader.element(5)
+            if el.startswith("<stream:error"):
+                m = re.search(r"<([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-streams'", el)
+                return m.group(1) if m else el
+    except EOFError:
+        return "closed"
+    except OSError as e:
+        return "oserror " + str(e)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="fedhub-route-")
+    conf = os.path.join(tmp, "hub.conf")
+    open(conf, "w").write(CONF)
+    log = open(os.path.join(tmp, "hub.log"), "w")
+    hub = subprocess.Popen([FEDHUB, "-c", conf], stderr=log, stdout=log)
+    rs = None
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        run(rs_holder := [])
+        rs = rs_holder[0] if rs_holder else None
+    finally:
+        if rs:
+            rs.close()
+        hub.send_signal(signal.SIGTERM)
+        try:
+            rc = hub.wait(5)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+            rc = "timeout"
+        check("hub exits 0 on SIGTERM", rc == 0, rc)
+        log.close()
+        if not all(results):
+            print(open(os.path.join(tmp, "hub.log")).read()[-4000:])
+        subprocess.call(["rm", "-rf", tmp])
+    print("%d passed, %d failed" % (results.count(True), results.count(False)))
+    sys.exit(0 if all(results) else 1)
+
+
+def run(holder):
+    c = Component(COMP, "echo.fake", "s3cret")
+    check("component handshake accepted", True)
+    try:
+        Component(COMP, "echo.fake", "wrong")
+        check("component with a wrong secret refused", False, "accepted")
+    except (RuntimeError, EOFError, OSError) as e:
+        check("component with a wrong secret refused", "not-authorized" in str(e) or isinstance(e, EOFError), e)
+
+    c.send("<iq type='get' id='p1' from='bot@echo.fake' to='hub.fake'><ping xmlns='urn:xmpp:ping'/></iq>")
+    el = c.recv()
+    check("hub answers XEP-0199 ping", attr(el, "type") == "result" and attr(el, "id") == "p1", el)
+    c.send("<iq type='get' id='d1' from='bot@echo.fake' to='hub.fake'>"
+           "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    el = c.recv()
+    check("hub answers disco#info", "urn:xmpp:ping" in el and "identity" in el, el)
+    c.send("<iq type='get' id='v1' from='bot@echo.fake' to='hub.fake'><query xmlns='jabber:iq:version'/></iq>")
+    el = c.recv()
+    check("other iq to the hub gets service-unavailable", "service-unavailable" in el and attr(el, "type") == "error", el)
+
+    rs = RemoteServer("remote.fake", REMOTE)
+    holder.append(rs)
+    o = rs.connect_out(S2S, "echo.fake")
+    check("inbound dialback verified through the authoritative server", o.auth("echo.fake") == "valid")
+    o.send("<message from='u@remote.fake/r' to='bot@echo.fake' id='m1'><body>hello</body></message>")
+    el = c.recv()
+    check("s2s stanza reaches the component, bytes unchanged",
+          el == "<message from='u@remote.fake/r' to='bot@echo.fake' id='m1'><body>hello</body></message>", el)
+
+    # both components send to the same remote: one outbound link, two dialback pairs
+    c2 = Component(COMP, "echo2.fake", "s3cret")
+    c.send("<message from='bot@echo.fake' to='u@remote.fake/r' id='m2'><body>back</body></message>")
+    c2.send("<message from='bot@echo2.fake' to='u@remote.fake/r' id='m2b'><body>back2</body></message>")
+    deadline = time.time() + 8
+    while time.time() < deadline and len(rs.messages()) < 2:
+        time.sleep(0.05)
+    msgs = rs.messages()
+    check("component replies leave on an outbound link", any("id='m2'" in m for m in msgs), msgs)
+    pairs = sorted(set(rs.db_results))
+    check("piggybacking: two local domains authenticated on one link",
+          pairs == [("echo.fake", "remote.fake"), ("echo2.fake", "remote.fake")] and any("id='m2b'" in m for m in msgs),
+          pairs)
+
+    c.send("<message from='bot@echo.fake' to='u@nowhere.fake' id='m3'><body>x</body></message>")
+    el = c.recv(10)
+    check("unreachable domain bounced with remote-server-not-found",
+          "remote-server-not-found" in el and attr(el, "id") == "m3" and attr(el, "to") == "bot@echo.fake", el)
+    c.send("<message from='bot@echo.fake' to='u@nxdomain.invalid' id='m4'><body>x</body></message>")
+    el = c.recv(10)
+    check("domain without DNS records bounced", "remote-server-not-found" in el and attr(el, "id") == "m4", el)
+    c.send("<message from='bot@echo.fake' to='u@nowhere.fake' id='m5' type='error'><body>x</body></message>")
+    c.send("<iq from='bot@echo.fake' to='hub.fake' id='p2' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+    el = c.recv(5)
+    check("error stanzas are never bounced", attr(el, "id") == "p2", el)
+
+    # component pool: two connections for echo.fake, stanzas spread per pair and ordered
+    c_b = Component(COMP, "echo.fake", "s3cret")
+    senders = ["s%d@remote.fake" % i for i in range(8)]
+    for seq in range(20):
+        for s in senders:
+            o.send("<message from='%s' to='bot@echo.fake' id='%s-%d'><body>n</body></message>" % (s, s, seq))
+    got = {"a": [], "b": []}
+
+    def drain(comp, key, until):
+        while time.time() < until:
+            try:
+                got[key].append(comp.recv(0.3))
+            except (OSError, EOFError):
+                break
+    drain(c, "a", time.time() + 3)
+    drain(c_b, "b", time.time() + 1)
+    allmsgs = got["a"] + got["b"]
+    check("pool: every stanza delivered once", len(allmsgs) == 160, len(allmsgs))
+    check("pool: both connections used", len(got["a"]) > 0 and len(got["b"]) > 0, (len(got["a"]), len(got["b"])))
+    ok = True
+    for key in "ab":
+        last = {}
+        for el in got[key]:
+            sid = attr(el, "id")
+            s, n = sid.rsplit("-", 1)
+            if last.get(s, -1) >= int(n):
+                ok = False
+            last[s] = int(n)
+    split = all(not ({attr(e, "from") for e in got["a"]} & {attr(e, "from") for e in got["b"]}) for _ in [0])
+    check("pool: each pair stays on one connection, in order", ok and split)
+
+    c_b.close()
+    time.sleep(0.3)
+    for seq in range(5):
+        o.send("<message from='late@remote.fake' to='bot@echo.fake' id='late-%d'><body>n</body></message>" % seq)
+    els = [c.recv(3) for _ in range(5)]
+    check("pool: a closed connection's share moves to the others",
+          [attr(e, "id") for e in els] == ["late-%d" % i for i in range(5)], els)
+
+    m = metrics()
+    check("metrics count routed and bounced stanzas",
+          m.get("fedhub_stanzas_routed_total", 0) >= 160 and m.get("fedhub_stanzas_bounced_total", 0) >= 2, m)
+
+    # address checks: from a domain not authenticated on the link
+    o.send("<message from='u@other.fake' to='bot@echo.fake' id='x1'><body>spoof</body></message>")
+    check("unauthenticated from closes the link with invalid-from", stream_error_of(o.r) == "invalid-from")
+
+    o2 = rs.connect_out(S2S, "echo.fake")
+    o2.auth("echo.fake")
+    o2.send("<message from='u@remote.fake' to='someone@elsewhere.fake' id='x2'/>")
+    check("to a domain the hub does not serve: host-unknown", stream_error_of(o2.r) == "host-unknown")
+
+    o3 = rs.connect_out(S2S, "echo.fake")
+    o3.send("<message from='u@remote.fake' to='bot@echo.fake'><body>x</bod></message>")
+    check("malformed XML: not-well-formed", stream_error_of(o3.r) == "not-well-formed")
+
+    o4 = rs.connect_out(S2S, "echo.fake")
+    o4.send("<!-- hi --><message/>")
+    check("comment in the stream: restricted-xml", stream_error_of(o4.r) == "restricted-xml")
+
+    s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
+    s.sendall(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+              b"to='not-ours.fake' version='1.0'>")
+    rd = Reader(s)
+    rd.stream_header()
+    check("stream to a domain the hub does not serve: host-unknown", stream_error_of(rd) == "host-unknown")
+
+    c.send("<message from='bot@elsewhere.fake' to='u@remote.fake' id='x3'/>")
+    check("component sending as another domain: invalid-from", stream_error_of(c.r) == "invalid-from")
+
+
+if __name__ == "__main__":
+    main()
