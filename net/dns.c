@@ -35,7 +35,12 @@ struct query {
 	struct dns_req *req;
 	int pending;          /* address lookups outstanding */
 	int nsrv;
-	struct { char host[256]; uint16_t port; struct dns_target t[4]; int nt; } srv[DNS_MAX_TARGETS];
+	struct { char host[256]; uint16_t port; bool tls; struct dns_target t[4]; int nt; } srv[DNS_MAX_TARGETS];
+	/* both SRV answers (_xmpp-server, _xmpps-server) are gathered first */
+	int srv_pending;
+	int srv_err;
+	struct { char host[256]; uint16_t port, prio, weight; bool tls; } rec[32];
+	int nrec;
 	uint32_t ttl;
 	bool fallback;
 };
@@ -161,6 +166,7 @@ static void on_addr(void *arg, int status, int timeouts, struct ares_addrinfo *a
 			struct dns_target *t = &q->srv[idx].t[q->srv[idx].nt++];
 			memcpy(&t->ss, n->ai_addr, n->ai_addrlen);
 			t->len = n->ai_addrlen;
+			t->tls = q->srv[idx].tls;
 			if (n->ai_family == AF_INET)
 				((struct sockaddr_in *)&t->ss)->sin_port = htons(q->srv[idx].port);
 			else
@@ -192,37 +198,44 @@ static void lookup_addrs(struct query *q)
 	}
 }
 
-/* RFC 2782: lowest priority first; within one priority, weighted random. */
-static void order_srv(struct ares_srv_reply *list, struct query *q)
+/* RFC 2782: lowest priority first; within one priority, weighted random.
+ * XEP-0368 §3: _xmpps-server and _xmpp-server records are merged, and at
+ * equal priority direct TLS goes first. */
+static void order_srv(struct query *q)
 {
-	struct ares_srv_reply *v[64];
-	int n = 0;
-	for (struct ares_srv_reply *s = list; s && n < 64; s = s->next)
-		v[n++] = s;
-	for (int i = 1; i < n; i++) /* stable sort by priority */
-		for (int j = i; j > 0 && v[j - 1]->priority > v[j]->priority; j--) {
-			struct ares_srv_reply *t = v[j]; v[j] = v[j - 1]; v[j - 1] = t;
+	int idx[32], n = q->nrec;
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0; j--) {
+			int a = idx[j - 1], b = idx[j];
+			if (q->rec[a].prio < q->rec[b].prio ||
+			    (q->rec[a].prio == q->rec[b].prio && (q->rec[a].tls || !q->rec[b].tls)))
+				break;
+			idx[j - 1] = b;
+			idx[j] = a;
 		}
 	for (int i = 0; i < n && q->nsrv < DNS_MAX_TARGETS;) {
 		int j = i;
-		while (j < n && v[j]->priority == v[i]->priority)
+		while (j < n && q->rec[idx[j]].prio == q->rec[idx[i]].prio && q->rec[idx[j]].tls == q->rec[idx[i]].tls)
 			j++;
 		while (i < j && q->nsrv < DNS_MAX_TARGETS) {
 			uint32_t total = 0, pick, rnd = 0;
 			for (int k = i; k < j; k++)
-				total += v[k]->weight + 1u;
+				total += q->rec[idx[k]].weight + 1u;
 			if (getrandom(&rnd, sizeof(rnd), 0) < 0)
 				rnd = (uint32_t)now_s();
 			pick = rnd % total;
 			int k = i;
 			for (; k < j - 1; k++) {
-				if (pick < v[k]->weight + 1u)
+				if (pick < q->rec[idx[k]].weight + 1u)
 					break;
-				pick -= v[k]->weight + 1u;
+				pick -= q->rec[idx[k]].weight + 1u;
 			}
-			struct ares_srv_reply *t = v[k]; v[k] = v[i]; v[i] = t;
-			snprintf(q->srv[q->nsrv].host, sizeof(q->srv[0].host), "%s", v[i]->host);
-			q->srv[q->nsrv].port = v[i]->port;
+			int t = idx[k]; idx[k] = idx[i]; idx[i] = t;
+			memcpy(q->srv[q->nsrv].host, q->rec[idx[i]].host, sizeof(q->srv[0].host));
+			q->srv[q->nsrv].port = q->rec[idx[i]].port;
+			q->srv[q->nsrv].tls = q->rec[idx[i]].tls;
 			q->nsrv++;
 			i++;
 		}
@@ -230,26 +243,21 @@ static void order_srv(struct ares_srv_reply *list, struct query *q)
 	}
 }
 
-static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+static void srv_done(struct query *q)
 {
-	struct query *q = arg;
-	struct ares_srv_reply *srv = NULL;
-	(void)timeouts;
-	if (status == ARES_SUCCESS && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS && srv) {
+	if (q->nrec) {
 		/* RFC 6120 §3.2.1: a single "." target means the service is not offered */
-		if (!srv->next && strcmp(srv->host, ".") == 0 ) {
-			ares_free_data(srv);
+		if (q->nrec == 1 && strcmp(q->rec[0].host, ".") == 0) {
 			q->req->status = -ENOENT;
 			complete(q);
 			return;
 		}
-		order_srv(srv, q);
-		ares_free_data(srv);
+		order_srv(q);
 		lookup_addrs(q);
 		return;
 	}
-	if (status == ARES_ETIMEOUT || status == ARES_ECONNREFUSED || status == ARES_ESERVFAIL) {
-		q->req->status = ares_to_errno(status);
+	if (q->srv_err == ARES_ETIMEOUT || q->srv_err == ARES_ECONNREFUSED || q->srv_err == ARES_ESERVFAIL) {
+		q->req->status = ares_to_errno(q->srv_err);
 		complete(q);
 		return;
 	}
@@ -259,6 +267,41 @@ static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int
 	snprintf(q->srv[0].host, sizeof(q->srv[0].host), "%s", q->req->domain);
 	q->srv[0].port = 5269;
 	lookup_addrs(q);
+}
+
+static void on_srv_common(struct query *q, bool tls, int status, unsigned char *abuf, int alen)
+{
+	struct ares_srv_reply *srv = NULL;
+	if (status == ARES_SUCCESS && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS) {
+		for (struct ares_srv_reply *r = srv; r && q->nrec < 32; r = r->next) {
+			if (tls && strcmp(r->host, ".") == 0)
+				continue; /* no direct TLS offered: not an error */
+			snprintf(q->rec[q->nrec].host, sizeof(q->rec[0].host), "%s", r->host);
+			q->rec[q->nrec].port = r->port;
+			q->rec[q->nrec].prio = r->priority;
+			q->rec[q->nrec].weight = r->weight;
+			q->rec[q->nrec].tls = tls;
+			q->nrec++;
+		}
+		if (srv)
+			ares_free_data(srv);
+	} else if (!tls) {
+		q->srv_err = status;
+	}
+	if (--q->srv_pending == 0)
+		srv_done(q);
+}
+
+static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	on_srv_common(arg, false, status, abuf, alen);
+}
+
+static void on_srvs(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	on_srv_common(arg, true, status, abuf, alen);
 }
 
 void dns_on_ctrl_msg(struct net_msg *m)
@@ -283,6 +326,9 @@ void dns_on_ctrl_msg(struct net_msg *m)
 	q->ttl = 3600;
 	r->status = 0;
 	char name[300];
+	q->srv_pending = 2;
+	snprintf(name, sizeof(name), "_xmpps-server._tcp.%s", r->domain);
+	ares_query(chan, name, ns_c_in, ns_t_srv, on_srvs, q);
 	snprintf(name, sizeof(name), "_xmpp-server._tcp.%s", r->domain);
 	ares_query(chan, name, ns_c_in, ns_t_srv, on_srv, q);
 }

@@ -10,6 +10,7 @@
 #ifndef FEDHUB_DNS_H
 #define FEDHUB_DNS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "net/net.h"
@@ -20,6 +21,7 @@ enum { DNS_MSG_QUERY = NET_MSG_USER, DNS_MSG_RESULT };
 struct dns_target {
 	struct sockaddr_storage ss;
 	socklen_t len;
+	bool tls; /* from _xmpps-server: direct TLS (XEP-0368) */
 };
 
 struct dns_req {

@@ -74,6 +74,16 @@ struct sess {
 	char *key;
 	char *verify_id;
 	uint64_t idle_deadline;
+	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
+	uint8_t tls_policy;       /* enum cfg_tls_mode for this stream */
+	bool tls_offered;         /* inbound: we advertised STARTTLS */
+	bool tls_on;              /* the stream runs over TLS */
+	bool direct_tls;          /* XEP-0368: TLS from the first byte */
+	bool starttls_sent;       /* outbound: waiting for <proceed/> */
+	bool sasl_sent;           /* outbound: waiting for <success/> */
+	bool sasl_offered;        /* inbound: EXTERNAL advertised */
+	bool peer_cert_ok;        /* the peer's certificate proves `remote` */
+	char *sasl_domain;        /* outbound: the local domain SASL authenticated */
 };
 
 /* Per-worker router state. */
@@ -88,6 +98,8 @@ struct hubw {
 };
 
 extern struct cfg *hub_cfg;
+struct tls_ctx;
+extern struct tls_ctx *hub_tls; /* every hosted domain's certificate; NULL: no TLS */
 extern char hub_dialback_key[65]; /* hex SHA-256 of the dialback secret (XEP-0185) */
 
 static inline struct hubw *hubw_of(struct net_worker *w) { return net_worker_user(w); }
@@ -136,7 +148,7 @@ bool span_eq(struct xml_span v, const char *s);
 
 /* s2s.c */
 extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
-void s2s_accept(struct net_conn *c);
+void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
 void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b,
 		      const char *p, size_t n);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);

@@ -27,8 +27,8 @@
 
 #include "router/hub.h"
 #include "net/log.h"
+#include "net/tls.h"
 
-const char *tls_library_info(void) __attribute__((weak));
 
 static void usage(void)
 {
@@ -50,11 +50,12 @@ static void on_worker_start(struct net_worker *w)
 static void on_accept(struct net_conn *c, int kind)
 {
 	struct hubw *h = hubw_of(c->w);
+	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
 	MET_INC(h->m, conn_accepted);
-	if (kind == CFG_LISTEN_COMPONENT)
+	if (l->kind == CFG_LISTEN_COMPONENT)
 		comp_accept(c);
 	else
-		s2s_accept(c);
+		s2s_accept(c, l);
 }
 
 static void on_msg(struct net_worker *w, struct net_msg *m)
@@ -116,6 +117,30 @@ static int make_dialback_key(void)
 	return 0;
 }
 
+/* One TLS context for the whole hub: every [domain]'s certificate, indexed
+ * by name for SNI, the CA bundle, and the outbound session cache. */
+static int make_tls(void)
+{
+	struct tls_opts o = { .ca_file = hub_cfg->ca_file[0] ? hub_cfg->ca_file : NULL };
+	hub_tls = tls_ctx_new(&o);
+	if (!hub_tls)
+		return -1;
+	int n = 0;
+	for (int i = 0; i < hub_cfg->ndomains; i++) {
+		struct cfg_domain *d = &hub_cfg->domains[i];
+		if (!d->cert[0])
+			continue;
+		int rc = tls_ctx_add_cert(hub_tls, d->cert, d->key[0] ? d->key : d->cert);
+		if (rc < 0) {
+			log_error(0, "[domain %s]: cannot load %s: %s", d->name, d->cert, tls_strerror(rc));
+			return -1;
+		}
+		n++;
+	}
+	log_info(0, "tls: %d certificate%s, %zu names", n, n == 1 ? "" : "s", tls_ctx_name_count(hub_tls));
+	return 0;
+}
+
 static int fill_table(void)
 {
 	int rc = 0;
@@ -164,7 +189,7 @@ int main(int argc, char **argv)
 	log_level = cfg.log_level;
 
 	log_info(0, "fedhub starting (%s), %s", conf ? conf : "embedded default configuration",
-		 tls_library_info ? tls_library_info() : "wolfSSL " LIBWOLFSSL_VERSION_STRING);
+		 tls_library_info());
 
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -173,6 +198,10 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit it */
 
+	if (make_tls() < 0) {
+		log_error(0, "cannot set up TLS");
+		return 1;
+	}
 	if (make_dialback_key() < 0 || rt_init() < 0) {
 		log_error(0, "cannot initialise");
 		return 1;
@@ -209,7 +238,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < cfg.nlisten; i++) {
 		struct cfg_listen *l = &cfg.listen[i];
-		int rc = net_listen(l->kind, (struct sockaddr *)&l->addr.ss, l->addr.len);
+		int rc = net_listen(i, (struct sockaddr *)&l->addr.ss, l->addr.len);
 		if (rc < 0) {
 			log_error(0, "cannot listen on %s: %s", l->addr.text, strerror(-rc));
 			return 1;

@@ -25,11 +25,15 @@
 #include <arpa/inet.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/coding.h>
 
 #include "router/hub.h"
 #include "net/log.h"
+#include "net/tls.h"
 
 #define STREAM_NS "xmlns:stream='http://etherx.jabber.org/streams'"
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 
 enum link_state { L_IDLE, L_RESOLVING, L_CONNECTING, L_OPEN, L_BACKOFF };
 
@@ -313,11 +317,23 @@ static void link_start(struct hubw *h, struct s2s_out *L)
 	resolve(h, L->remote, L, NULL);
 }
 
+/* Outbound TLS policy: the [route]'s, else s2s_tls. */
+static enum cfg_tls_mode out_tls_policy(const char *remote)
+{
+	const struct cfg_route *r = static_route(remote);
+	if (!hub_tls)
+		return CFG_TLS_OFF;
+	return r ? r->tls : hub_cfg->s2s_tls;
+}
+
 static void link_try_next(struct hubw *h, struct s2s_out *L)
 {
 	while (L->next_t < L->nt) {
 		struct dns_target *t = &L->t[L->next_t++];
 		struct sess *s = sess_new(SESS_S2S_OUT);
+		s->tls_policy = (uint8_t)out_tls_policy(L->remote);
+		const struct cfg_route *sr = static_route(L->remote);
+		s->direct_tls = (sr && sr->direct_tls) || t->tls;
 		s->link = L;
 		s->remote = strdup(L->remote);
 		s->local = strdup(L->nlp ? L->lp[0].local : hub_cfg->hub_domain);
@@ -409,7 +425,37 @@ static void out_on_connect(struct net_conn *c, int err)
 		return; /* on_close follows and tries the next address */
 	}
 	(void)h;
-	log_debug(c->id, "s2s out %s: connected", s->remote);
+	log_debug(c->id, "s2s out %s: connected%s", s->remote, s->direct_tls ? " (direct TLS)" : "");
+	if (s->direct_tls && hub_tls) {
+		struct tls_conn *t = tls_conn_new(hub_tls, false, s->remote, s->local);
+		if (!t) {
+			net_close(c, false);
+			return;
+		}
+		net_start_tls(c, t, true); /* the stream opens once the handshake is done */
+		return;
+	}
+	out_open_stream(s);
+}
+
+/* The outbound handshake finished: check the certificate, open the stream. */
+static void out_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		log_warn(c->id, "s2s out %s: TLS failed: %s", s->remote, c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return; /* the connection closes; on_close tries the next address or fails */
+	}
+	MET_INC(h->m, tls_handshakes);
+	s->tls_on = true;
+	int v = tls_peer_verify_domain(c->tls, s->remote);
+	s->peer_cert_ok = v == 0;
+	log_info(c->id, "s2s out %s: %s %s%s, certificate %s", s->remote, tls_version(c->tls), tls_cipher(c->tls),
+		 tls_resumed(c->tls) ? " (resumed)" : "", v == 0 ? "valid" : tls_strerror(v));
+	xml_tok_reset(&s->tok);
+	s->got_features = false;
 	out_open_stream(s);
 }
 
@@ -420,26 +466,99 @@ static void out_start_dialback(struct hubw *h, struct s2s_out *L)
 			send_db_result(h, L, &L->lp[i]);
 }
 
+static void out_give_up(struct hubw *h, struct sess *s, const char *why)
+{
+	struct s2s_out *L = s->link;
+	if (L) {
+		L->sess = NULL;
+		link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, why);
+	}
+	s->link = NULL;
+	sess_sendf(s, "</stream:stream>");
+	net_close(s->c, true);
+}
+
 static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza *st)
 {
 	s->got_features = true;
 	struct s2s_out *L = s->link;
-	/* RFC 6120 §5.3.1: STARTTLS marked <required/> cannot be skipped. */
-	if (memmem(st->raw.p, st->raw.n, "urn:ietf:params:xml:ns:xmpp-tls", 31) &&
-	    memmem(st->raw.p, st->raw.n, "required", 8)) {
-		log_warn(s->c->id, "s2s out %s: peer requires STARTTLS, which this link does not offer", s->remote);
-		if (L) {
-			L->sess = NULL;
-			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "peer requires TLS");
+	bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
+	if (!s->tls_on) {
+		if (offers_tls && s->tls_policy != CFG_TLS_OFF) {
+			/* RFC 6120 §5.4.2.1 */
+			sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
+			s->starttls_sent = true;
+			return;
 		}
-		s->link = NULL;
-		sess_sendf(s, "</stream:stream>");
-		net_close(s->c, true);
-		return;
+		if (s->tls_policy == CFG_TLS_REQUIRED) {
+			log_warn(s->c->id, "s2s out %s: peer offers no STARTTLS and TLS is required", s->remote);
+			out_give_up(h, s, "TLS required, not offered");
+			return;
+		}
+		/* RFC 6120 §5.3.1: STARTTLS marked <required/> cannot be skipped. */
+		if (offers_tls && memmem(st->raw.p, st->raw.n, "<required", 9)) {
+			log_warn(s->c->id, "s2s out %s: peer requires STARTTLS and TLS is off here", s->remote);
+			out_give_up(h, s, "peer requires TLS");
+			return;
+		}
 	}
-	if (L) {
-		L->state = L_OPEN;
-		out_start_dialback(h, L);
+	if (!L)
+		return;
+	L->state = L_OPEN;
+	/* XEP-0178: SASL EXTERNAL for the first local domain our certificate covers,
+	 * when the peer's certificate is good too (it will check ours). */
+	if (s->tls_on && !s->sasl_domain && !s->sasl_sent && memmem(st->raw.p, st->raw.n, NS_SASL, sizeof(NS_SASL) - 1) &&
+	    memmem(st->raw.p, st->raw.n, "EXTERNAL", 8)) {
+		for (int i = 0; i < L->nlp; i++) {
+			if (L->lp[i].state != PAIR_NONE || !tls_ctx_has_name(hub_tls, L->lp[i].local))
+				continue;
+			byte b64[CFG_NAME_MAX * 2];
+			word32 bl = sizeof(b64);
+			const char *d = L->lp[i].local;
+			if (Base64_Encode_NoNl((const byte *)d, (word32)strlen(d), b64, &bl) != 0)
+				break;
+			sess_sendf(s, "<auth xmlns='" NS_SASL "' mechanism='EXTERNAL'>%.*s</auth>", (int)bl, b64);
+			s->sasl_sent = true;
+			s->sasl_domain = strdup(d);
+			L->lp[i].state = PAIR_PENDING;
+			return; /* dialback for the others once SASL is done */
+		}
+	}
+	out_start_dialback(h, L);
+}
+
+static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
+{
+	struct s2s_out *L = s->link;
+	s->sasl_sent = false;
+	struct lpair *p = NULL;
+	if (L)
+		for (int i = 0; i < L->nlp; i++)
+			if (s->sasl_domain && strcmp(L->lp[i].local, s->sasl_domain) == 0)
+				p = &L->lp[i];
+	if (ok) {
+		/* RFC 6120 §6.4.6: the stream restarts */
+		log_info(s->c->id, "s2s out %s -> %s: authenticated (SASL EXTERNAL)", s->sasl_domain, s->remote);
+		MET_INC(h->m, s2s_out_links);
+		xml_tok_reset(&s->tok);
+		s->got_features = false;
+		free(s->local);
+		s->local = strdup(s->sasl_domain);
+		out_open_stream(s);
+		if (p) {
+			p->state = PAIR_VALID;
+			if (L)
+				L->backoff_ms = hub_cfg->retry_min * 1000;
+			pair_flush(h, L, p);
+		}
+	} else {
+		log_info(s->c->id, "s2s out %s: SASL EXTERNAL refused, using dialback", s->remote);
+		free(s->sasl_domain);
+		s->sasl_domain = strdup(""); /* do not try again on this stream */
+		if (p)
+			p->state = PAIR_NONE;
+		if (L)
+			out_start_dialback(h, L);
 	}
 }
 
@@ -504,6 +623,23 @@ static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, 
 					out_features(h, s, st);
 			} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
 				out_db_result(h, s, st);
+			} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
+				s->starttls_sent = false;
+				if (!span_eq(st->name, "proceed")) {
+					out_give_up(h, s, "STARTTLS refused");
+					return n;
+				}
+				struct tls_conn *t = tls_conn_new(hub_tls, false, s->remote, s->local);
+				if (!t) {
+					out_give_up(h, s, "TLS setup failed");
+					return n;
+				}
+				net_start_tls(c, t, true);
+				return n; /* nothing may follow <proceed/> in the clear */
+			} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
+				out_sasl_result(h, s, span_eq(st->name, "success"));
+				if (span_eq(st->name, "success"))
+					return off; /* a new stream header follows */
 			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
 				log_warn(c->id, "s2s out %s: stream error from peer: %.*s", s->remote,
 					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
@@ -574,6 +710,7 @@ static void out_on_timer(struct net_conn *c)
 const struct net_conn_ops s2s_out_ops = {
 	.on_data = out_on_data,
 	.on_connect = out_on_connect,
+	.on_tls = out_on_tls,
 	.on_close = out_on_close,
 	.on_timer = out_on_timer,
 };
@@ -821,6 +958,14 @@ static struct pair *in_pair(struct sess *s, const char *remote, const char *loca
 	return p;
 }
 
+static bool in_has_valid(struct sess *s)
+{
+	for (int i = 0; i < s->npairs; i++)
+		if (s->pairs[i].state == PAIR_VALID)
+			return true;
+	return false;
+}
+
 static void in_stream_open(struct hubw *h, struct sess *s)
 {
 	const struct xml_stream_hdr *hd = &s->tok.hdr;
@@ -835,19 +980,111 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
 		return;
 	}
+	free(s->local);
 	s->local = strdup(tl > 0 ? to : hub_cfg->hub_domain);
 	s->peer_v1 = span_eq(hd->version, "1.0");
 	char from_attr[CFG_NAME_MAX + 16] = "";
-	char fr[CFG_NAME_MAX];
-	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0)
+	char fr[CFG_NAME_MAX] = "";
+	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0) {
 		snprintf(from_attr, sizeof(from_attr), " to='%s'", fr);
+		free(s->remote);
+		s->remote = strdup(fr);
+	} else {
+		fr[0] = 0;
+	}
 	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
 		      " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
 		   s->stream_id, s->local, from_attr, s->peer_v1 ? " version='1.0'" : "");
 	s->state = 1;
-	if (s->peer_v1)
-		sess_sendf(s, "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
-			      "</stream:features>");
+	if (!s->peer_v1)
+		return;
+	/* RFC 6120 §4.3.2: STARTTLS first (alone when it is required); after
+	 * TLS, SASL EXTERNAL when the peer's certificate proves its domain
+	 * (XEP-0178), and dialback (XEP-0220) for the rest. */
+	char feat[512];
+	int n = snprintf(feat, sizeof(feat), "<stream:features>");
+	bool can_tls = !s->tls_on && hub_tls && s->tls_policy != CFG_TLS_OFF && tls_ctx_cert_count(hub_tls) > 0;
+	if (can_tls) {
+		s->tls_offered = true;
+		n += snprintf(feat + n, sizeof(feat) - (size_t)n, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
+			      s->tls_policy == CFG_TLS_REQUIRED ? "<required/>" : "");
+	}
+	if (!(can_tls && s->tls_policy == CFG_TLS_REQUIRED)) {
+		if (s->tls_on && fr[0] && !in_has_valid(s) && tls_peer_verify_domain(s->c->tls, fr) == 0) {
+			s->sasl_offered = true;
+			n += snprintf(feat + n, sizeof(feat) - (size_t)n,
+				      "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+		}
+		n += snprintf(feat + n, sizeof(feat) - (size_t)n,
+			      "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>");
+	}
+	snprintf(feat + n, sizeof(feat) - (size_t)n, "</stream:features>");
+	sess_sendf(s, "%s", feat);
+}
+
+/* <starttls/> from the peer (RFC 6120 §5.4.2.3). */
+static void in_starttls(struct hubw *h, struct sess *s)
+{
+	if (!s->tls_offered || s->tls_on) {
+		sess_sendf(s, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	struct tls_conn *t = tls_conn_new(hub_tls, true, NULL, NULL);
+	if (!t) {
+		sess_sendf(s, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	sess_sendf(s, "<proceed xmlns='" NS_TLS "'/>");
+	net_start_tls(s->c, t, false);
+	(void)h;
+}
+
+/* <auth mechanism='EXTERNAL'/> (XEP-0178 §2): the authorization identity is
+ * the peer's domain, base64, or "=" for the stream's `from`. */
+static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	char domain[CFG_NAME_MAX] = "";
+	struct xml_span txt = elem_text(st);
+	const char *mech = memmem(st->raw.p, st->raw.n, "EXTERNAL", 8);
+	if (!s->sasl_offered || !mech) {
+		sess_sendf(s, "<failure xmlns='" NS_SASL "'><invalid-mechanism/></failure>");
+		return;
+	}
+	if (txt.n && !(txt.n == 1 && txt.p[0] == '=')) {
+		byte dec[CFG_NAME_MAX];
+		word32 dl = sizeof(dec) - 1;
+		if (Base64_Decode((const byte *)txt.p, txt.n, dec, &dl) != 0 || dl == 0) {
+			sess_sendf(s, "<failure xmlns='" NS_SASL "'><incorrect-encoding/></failure>");
+			return;
+		}
+		struct xml_span d = { (const char *)dec, dl };
+		if (jid_domain(d, false, domain, sizeof(domain)) < 0) {
+			sess_sendf(s, "<failure xmlns='" NS_SASL "'><invalid-authzid/></failure>");
+			return;
+		}
+	} else if (s->remote) {
+		snprintf(domain, sizeof(domain), "%s", s->remote);
+	}
+	if (!domain[0] || tls_peer_verify_domain(s->c->tls, domain) != 0) {
+		MET_INC(h->m, dialback_fail);
+		log_warn(s->c->id, "s2s in: SASL EXTERNAL for %s refused: %s", domain[0] ? domain : "(none)",
+			 tls_error(s->c->tls));
+		sess_sendf(s, "<failure xmlns='" NS_SASL "'><not-authorized/></failure></stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	struct pair *p = in_pair(s, domain, s->local, true);
+	p->state = PAIR_VALID;
+	MET_INC(h->m, s2s_in_links);
+	s->tok.authenticated = true;
+	s->sasl_offered = false;
+	log_info(s->c->id, "s2s in %s -> %s: authenticated (SASL EXTERNAL)", domain, s->local);
+	sess_sendf(s, "<success xmlns='" NS_SASL "'/>");
+	xml_tok_reset(&s->tok); /* RFC 6120 §6.4.6: the peer restarts the stream */
+	s->tok.authenticated = true;
+	s->state = 0;
 }
 
 static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
@@ -877,6 +1114,16 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 	}
 	if (p->state == PAIR_PENDING)
 		return;
+	if (s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0) {
+		/* XEP-0344 §2.3: the certificate already proves the domain */
+		p->state = PAIR_VALID;
+		MET_INC(h->m, dialback_ok);
+		MET_INC(h->m, s2s_in_links);
+		s->tok.authenticated = true;
+		log_info(s->c->id, "s2s in %s -> %s: authenticated (dialback, certificate trusted)", from, to);
+		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
+		return;
+	}
 	p->state = PAIR_PENDING;
 	verify_start(h, s, from, to, key);
 }
@@ -928,6 +1175,21 @@ static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, s
 			in_stream_open(h, s);
 		} else if (ev == XML_EV_STANZA) {
 			const struct xml_stanza *st = &s->tok.st;
+			if (st->nsid == XML_NS_TLS && span_eq(st->name, "starttls")) {
+				in_starttls(h, s);
+				return n; /* what follows is TLS */
+			}
+			if (st->nsid == XML_NS_SASL && span_eq(st->name, "auth")) {
+				in_sasl_auth(h, s, st);
+				off += used;
+				continue;
+			}
+			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED && s->tls_offered &&
+			    !(st->nsid == XML_NS_STREAMS)) {
+				/* RFC 6120 §5.3.1: STARTTLS is mandatory-to-negotiate here */
+				sess_stream_error(s, SERR_POLICY_VIOLATION, "STARTTLS required");
+				return n;
+			}
 			if (st->nsid == XML_NS_SERVER) {
 				if (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
 				    span_eq(st->name, "iq"))
@@ -941,11 +1203,6 @@ static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, s
 					in_db_verify(h, s, st);
 				else
 					sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
-			} else if (st->nsid == XML_NS_TLS) {
-				/* RFC 6120 §5.4.2.2: we did not offer it */
-				sess_sendf(s, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>");
-				net_close(c, true);
-				return n;
 			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
 				log_info(c->id, "s2s in: stream error from peer: %.*s",
 					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
@@ -992,18 +1249,47 @@ static void in_on_timer(struct net_conn *c)
 		c->deadline = now + 1000;
 }
 
+static void in_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		log_warn(c->id, "s2s in: TLS failed: %s", c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return;
+	}
+	MET_INC(h->m, tls_handshakes);
+	s->tls_on = true;
+	s->tls_offered = false;
+	log_info(c->id, "s2s in: %s %s, SNI %s", tls_version(c->tls), tls_cipher(c->tls),
+		 tls_sni(c->tls) ? tls_sni(c->tls) : "(none)");
+	xml_tok_reset(&s->tok);
+	s->state = 0;
+}
+
 const struct net_conn_ops s2s_in_ops = {
 	.on_data = in_on_data,
+	.on_tls = in_on_tls,
 	.on_close = in_on_close,
 	.on_timer = in_on_timer,
 };
 
-void s2s_accept(struct net_conn *c)
+void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 {
 	struct sess *s = sess_new(SESS_S2S_IN);
 	s->c = c;
 	c->ops = &s2s_in_ops;
 	c->user = s;
+	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);
+	if (l->kind == CFG_LISTEN_S2S_TLS && hub_tls) {
+		/* XEP-0368: TLS from the first byte */
+		s->direct_tls = true;
+		struct tls_conn *t = tls_conn_new(hub_tls, true, NULL, NULL);
+		if (t)
+			net_start_tls(c, t, false);
+		else
+			net_close(c, false);
+	}
 	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000 * 3;
 }
 

@@ -12,6 +12,7 @@
 #include "net/log.h"
 
 struct cfg *hub_cfg;
+struct tls_ctx *hub_tls;
 char hub_dialback_key[65];
 
 static const char *const serr_names[] = {
@@ -67,6 +68,7 @@ void sess_free(struct sess *s)
 	free(s->remote);
 	free(s->key);
 	free(s->verify_id);
+	free(s->sasl_domain);
 	free(s);
 }
 
