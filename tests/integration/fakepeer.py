@@ -2,7 +2,7 @@
 remote server speaking s2s with Server Dialback (authoritative for its own
 domain). Plain sockets and a tiny stanza splitter: these are test fixtures,
 kept independent of fedhub's own code so they check it from the outside."""
-import hashlib, re, socket, threading, time, xml.etree.ElementTree as ET
+import base64, hashlib, re, socket, ssl, threading, time
 
 NS_STREAM = "http://etherx.jabber.org/streams"
 
@@ -110,8 +110,10 @@ class RemoteServer:
     streams (it accepts every db:result the hub sends: it is the receiving
     server there, and trusts the hub for the test)."""
 
-    def __init__(self, domain, port, secret="fake-secret"):
+    def __init__(self, domain, port, secret="fake-secret", tls_server=None):
         self.domain, self.secret = domain, secret
+        self.tls_server = tls_server  # ssl.SSLContext: offer STARTTLS and SASL EXTERNAL
+        self.sasl_ok = []             # domains authenticated by SASL EXTERNAL on inbound streams
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", port))
@@ -131,15 +133,51 @@ class RemoteServer:
 
     def _serve(self, c):
         r = Reader(c)
+        tls = False
         try:
             hdr = r.stream_header(30)
             with self.lock:
                 self.inbound_conns += 1
             sid = "fake%d" % id(c)
-            c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
-                       " id='%s' from='%s' version='1.0'><stream:features/>" % (NS_STREAM, sid, self.domain)).encode())
+
+            def features():
+                f = ""
+                if self.tls_server and not tls:
+                    f = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                elif tls and c.getpeercert():
+                    f = ("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism>"
+                         "</mechanisms>")
+                c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
+                           " id='%s' from='%s' version='1.0'><stream:features>%s</stream:features>"
+                           % (NS_STREAM, sid, self.domain, f)).encode())
+            features()
             while True:
                 el = r.element(60)
+                if el.startswith("<starttls"):
+                    c.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                    c = self.tls_server.wrap_socket(c, server_side=True)
+                    tls = True
+                    r = Reader(c)
+                    r.stream_header(10)
+                    features()
+                    continue
+                if el.startswith("<auth"):
+                    authz = base64.b64decode(re.search(r">([^<]*)<", el).group(1)).decode()
+                    names = [v for k, v in c.getpeercert().get("subjectAltName", ()) if k == "DNS"]
+                    if authz in names:
+                        with self.lock:
+                            self.sasl_ok.append(authz)
+                        c.sendall(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+                        r = Reader(c)
+                        r.buf = b""
+                        r.stream_header(10)
+                        sid = sid + "x"
+                        c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' "
+                                   "xmlns:db='jabber:server:dialback' id='%s' from='%s' version='1.0'>"
+                                   "<stream:features/>" % (NS_STREAM, sid, self.domain)).encode())
+                    else:
+                        c.sendall(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>")
+                    continue
                 if el.startswith("<db:verify"):
                     frm, to, vid = attr(el, "from"), attr(el, "to"), attr(el, "id")
                     key = re.search(r">([^<]*)<", el).group(1)
@@ -159,16 +197,32 @@ class RemoteServer:
         finally:
             c.close()
 
-    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1"):
-        """An s2s stream to the hub, authenticated with dialback for to_domain."""
+    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1", tls=None, direct=False):
+        """An s2s stream to the hub. tls: an ssl.SSLContext for STARTTLS (or
+        direct TLS when direct=True). The features last seen are in .features."""
         frm = from_domain or self.domain
         s = socket.create_connection((host, port), timeout=5)
+        if direct:
+            s = tls.wrap_socket(s, server_hostname=to_domain)
         r = Reader(s)
-        s.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
-                   " from='%s' to='%s' version='1.0'>" % (NS_STREAM, frm, to_domain)).encode())
+        hdr = ("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
+               " from='%s' to='%s' version='1.0'>" % (NS_STREAM, frm, to_domain)).encode()
+        s.sendall(hdr)
         sid = stream_id(r.stream_header())
-        r.element()  # features
-        return S2SOut(self, s, r, sid, frm)
+        feats = r.element()
+        if tls is not None and not direct:
+            s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            el = r.element()
+            if not el.startswith("<proceed"):
+                raise RuntimeError("no proceed: " + el)
+            s = tls.wrap_socket(s, server_hostname=to_domain)
+            r = Reader(s)
+            s.sendall(hdr)
+            sid = stream_id(r.stream_header())
+            feats = r.element()
+        o = S2SOut(self, s, r, sid, frm)
+        o.features, o.hdr = feats, hdr
+        return o
 
     def messages(self):
         with self.lock:
@@ -188,6 +242,18 @@ class S2SOut:
         self.s.sendall(("<db:result from='%s' to='%s'>%s</db:result>" % (self.frm, to_domain, key)).encode())
         el = self.r.element(timeout)
         return attr(el, "type")
+
+    def sasl_external(self, authzid):
+        self.s.sendall(("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>%s</auth>"
+                        % base64.b64encode(authzid.encode()).decode()).encode())
+        el = self.r.element()
+        if not el.startswith("<success"):
+            return el
+        self.r = Reader(self.s)
+        self.s.sendall(self.hdr)
+        self.sid = stream_id(self.r.stream_header())
+        self.features = self.r.element()
+        return "success"
 
     def send(self, x):
         self.s.sendall(x.encode())
