@@ -98,6 +98,7 @@ struct net_conn {
 	uint32_t tls_inflight;   /* ciphertext bytes in the send in flight */
 	struct net_buf *plain;   /* decrypted bytes being handed to on_data */
 	struct net_conn *dirty_next; /* on the worker's send list */
+	struct net_conn *nobufs_next; /* waiting for receive buffers */
 	struct net_conn *all_next, *all_prev;
 };
 

@@ -352,6 +352,14 @@ static void conn_teardown(struct net_conn *c, int err)
 	c->flags |= NET_F_CLOSED;
 	c->flags &= ~NET_F_OPEN;
 	c->close_err = err;
+	if (c->flags & NET_F_NOBUFS) { /* off the waiting list before the slot is reused */
+		struct net_conn **pp = &c->w->nobufs_wait;
+		while (*pp && *pp != c)
+			pp = &(*pp)->nobufs_next;
+		if (*pp)
+			*pp = c->nobufs_next;
+		c->flags &= ~NET_F_NOBUFS;
+	}
 	if (c->fd >= 0) {
 		/* Cancel whatever is pending on the fd, then close it. A plain
 		 * close(2) is fine here: closing is not on the stanza path. */
@@ -837,8 +845,12 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 	}
 	if (res < 0) {
 		if (res == -ENOBUFS) {
-			/* out of receive buffers: retry when some come back */
-			c->flags |= NET_F_NOBUFS;
+			/* out of receive buffers: retry as soon as some come back */
+			if (!(c->flags & NET_F_NOBUFS)) {
+				c->flags |= NET_F_NOBUFS;
+				c->nobufs_next = w->nobufs_wait;
+				w->nobufs_wait = c;
+			}
 			return;
 		}
 		if (res != -ECANCELED)
@@ -1091,16 +1103,21 @@ static void run_timers(struct net_worker *w)
 				c->ops->on_timer(c);
 		}
 	}
-	/* connections that ran out of receive buffers: retry when there are some */
-	if (w->bufs_out < w->nbufs / 2) {
-		for (c = w->all; c; c = c->all_next)
-			if ((c->flags & NET_F_NOBUFS) && !(c->flags & (NET_F_CLOSED | NET_F_RECV_ARMED))) {
-				c->flags &= ~NET_F_NOBUFS;
-				arm_recv(c);
-			}
-	}
 	if (cfg.on_tick)
 		cfg.on_tick(w, w->now);
+}
+
+/* Connections whose multishot receive stopped for lack of buffers. */
+static void rearm_nobufs(struct net_worker *w)
+{
+	struct net_conn *c = w->nobufs_wait, *next;
+	w->nobufs_wait = NULL;
+	for (; c; c = next) {
+		next = c->nobufs_next;
+		c->flags &= ~NET_F_NOBUFS;
+		if (!(c->flags & (NET_F_CLOSED | NET_F_RECV_ARMED | NET_F_RECV_STOPPED | NET_F_CLOSING)))
+			arm_recv(c);
+	}
 }
 
 static void handle_cqe(struct net_worker *w, struct io_uring_cqe *cqe)
@@ -1206,6 +1223,8 @@ static void *worker_main(void *arg)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		drain_msgs(w);
+		if (w->nobufs_wait && w->bufs_out < w->nbufs - w->nbufs / 4)
+			rearm_nobufs(w);
 		if (w->now >= w->next_tick) {
 			w->next_tick = w->now + TICK_MS;
 			run_timers(w);
