@@ -15,8 +15,10 @@
  * Certificates. Hosted domains' chains and keys are kept as DER in the ctx
  * and indexed in an open-addressing hash table name -> cert by every dNSName
  * of their subjectAltName (wildcards as "*.example.org", looked up after the
- * exact name). wolfSSL's certificate-setup callback picks the entry from the
- * SNI on each inbound handshake and loads it into that WOLFSSL object only;
+ * exact name). The default certificate sits in the server WOLFSSL_CTX (wolfSSL
+ * will not create a server object without one) and is shared by reference;
+ * wolfSSL's certificate-setup callback picks another entry from the SNI on
+ * each inbound handshake and loads it into that WOLFSSL object only;
  * wolfSSL frees per-object certs and keys with the other handshake-only state
  * (FreeHandshakeResources) when the handshake ends. One WOLFSSL_CTX per
  * direction serves all domains, so 10,000 domains cost their DER bytes plus
@@ -45,7 +47,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
-#include <errno.h>
+#include <idn2.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -58,6 +60,13 @@
 #endif
 
 #include "net/tls.h"
+
+/* The peer's identities are read in the verify callback at depth 0, which
+ * wolfSSL calls on success only with this (both the Debian package and
+ * scripts/build-wolfssl.sh define it). */
+#ifndef WOLFSSL_ALWAYS_VERIFY_CB
+#error "net/tls.c needs wolfSSL built with -DWOLFSSL_ALWAYS_VERIFY_CB"
+#endif
 
 #define TLS_DEFAULT_CA "/etc/ssl/certs/ca-certificates.crt"
 #define TLS_DEFAULT_CIPHERS \
@@ -473,6 +482,17 @@ static void ident_add(void *arg, int kind, const uint8_t *s, size_t n)
 	a->len += n;
 }
 
+static void tls_cert_free(struct tls_cert *cert)
+{
+	if (!cert)
+		return;
+	if (cert->key)
+		memset(cert->key, 0, cert->key_len);
+	free(cert->key);
+	free(cert->chain);
+	free(cert);
+}
+
 /* ------------------------------------------------------- name matching */
 
 int tls_dns_id_match(const char *pat, size_t plen, const char *domain)
@@ -501,6 +521,24 @@ int tls_dns_id_match(const char *pat, size_t plen, const char *domain)
 	return tls_ieq(pat, plen, domain, dlen);
 }
 
+/* An XmppAddr is internationalized (U-labels); the domain we check is an A-label name. */
+static bool xmppaddr_idn_match(const char *s, size_t n, const char *domain, size_t dlen)
+{
+	char u[256], *a = NULL;
+	size_t i;
+	for (i = 0; i < n && !((unsigned char)s[i] & 0x80); i++)
+		;
+	if (i == n || n >= sizeof(u))
+		return false;	/* plain ASCII was compared already */
+	memcpy(u, s, n);
+	u[n] = 0;
+	if (idn2_to_ascii_8z(u, &a, IDN2_NONTRANSITIONAL) != IDN2_OK)
+		return false;
+	bool ok = tls_ieq(a, strlen(a), domain, dlen);
+	idn2_free(a);
+	return ok;
+}
+
 static bool ident_match(const uint8_t *id, size_t len, const char *domain)
 {
 	static const char srv[] = "_xmpp-server.";
@@ -524,7 +562,10 @@ static bool ident_match(const uint8_t *id, size_t len, const char *domain)
 			    tls_ieq(s + sizeof(srv) - 1, n - (sizeof(srv) - 1), domain, dlen))
 				return true;
 			break;
-		case ID_XMPP:	/* id-on-xmppAddr holding the bare domain */
+		case ID_XMPP:	/* id-on-xmppAddr holding the bare domain, UTF-8 (RFC 6120 §13.7.1.4) */
+			if (tls_ieq(s, n, domain, dlen) || xmppaddr_idn_match(s, n, domain, dlen))
+				return true;
+			break;
 		case ID_CN:	/* present only when the cert has no SAN; no wildcards */
 			if (tls_ieq(s, n, domain, dlen))
 				return true;
@@ -711,9 +752,9 @@ static int tls_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *st)
 	}
 	if (st->error_depth == 0 && st->certs && st->totalCerts > 0 && !c->ident) {
 		struct ident_acc *a = malloc(sizeof(*a));
+		c->have_cert = true;
 		if (a) {
 			a->len = 0;
-			c->have_cert = true;
 			if (der_cert_idents(st->certs[0].buffer, st->certs[0].length, ident_add, a) == 0 &&
 			    a->len && (c->ident = malloc(a->len))) {
 				memcpy(c->ident, a->buf, a->len);
@@ -899,11 +940,8 @@ void tls_ctx_free(struct tls_ctx *ctx)
 	for (size_t i = 0; i < ctx->names_cap; i++)
 		free(ctx->names[i].name);
 	free(ctx->names);
-	for (size_t i = 0; i < ctx->ncerts; i++) {
-		free(ctx->certs[i]->chain);
-		free(ctx->certs[i]->key);
-		free(ctx->certs[i]);
-	}
+	for (size_t i = 0; i < ctx->ncerts; i++)
+		tls_cert_free(ctx->certs[i]);
 	free(ctx->certs);
 	if (ctx->sess) {
 		for (size_t i = 0; i <= ctx->sess_mask; i++)
@@ -960,81 +998,65 @@ static long tls_pem_chain_to_der(const char *pem, size_t len, uint8_t **out)
 
 int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key_path)
 {
-	size_t clen, klen;
+	size_t clen = 0, klen = 0, leaf_len, vn;
 	char *cpem = tls_read_file(cert_path, &clen);
 	char *kpem = tls_read_file(key_path, &klen);
 	struct tls_cert *cert = calloc(1, sizeof(*cert));
-	int ret = TLS_ERR_ARG;
+	const uint8_t *p, *v;
+	uint8_t tag;
+	int kn, ret = TLS_ERR_ARG;
 	long n;
 
-	if (!cpem || !kpem || !cert)
-		goto out;
-	if ((n = tls_pem_chain_to_der(cpem, clen, &cert->chain)) < 0)
+	if (!cpem || !kpem || !cert || (n = tls_pem_chain_to_der(cpem, clen, &cert->chain)) < 0)
 		goto out;
 	cert->chain_len = (uint32_t)n;
-	if (!(cert->key = malloc(klen)))
+	/* the leaf is the first DER element of the chain */
+	p = cert->chain;
+	if (der_tlv(&p, cert->chain + cert->chain_len, &tag, &v, &vn) < 0)
 		goto out;
-	int kn = wc_KeyPemToDer((const unsigned char *)kpem, (int)klen, cert->key, (int)klen, NULL);
-	if (kn <= 0)
+	leaf_len = (size_t)(p - cert->chain);
+	if (!(cert->key = malloc(klen)) ||
+	    (kn = wc_KeyPemToDer((const unsigned char *)kpem, (int)klen, cert->key, (int)klen, NULL)) <= 0)
 		goto out;
 	cert->key_len = (uint32_t)kn;
-	cert->key = realloc(cert->key, (size_t)kn) ?: cert->key;
 
-	/* Refuse a key that does not belong to the certificate now, not at the first handshake. */
+	/* Refuse a key that does not belong to its certificate now, not at the first handshake. */
 	if (!ctx->scratch && !(ctx->scratch = wolfSSL_CTX_new(wolfSSLv23_server_method())))
 		goto out;
 	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx->scratch, cert->chain, cert->chain_len,
 							    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
 	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->scratch, cert->key, cert->key_len,
 					      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_check_private_key(ctx->scratch) != WOLFSSL_SUCCESS)
+	    wolfSSL_CTX_check_private_key(ctx->scratch) != WOLFSSL_SUCCESS ||
+	    der_key_matches_cert(cert->chain, leaf_len, cert->key, cert->key_len) == 0)
 		goto out;
-	{
-		const uint8_t *lp = cert->chain, *lv;
-		size_t lvn;
-		uint8_t lt;
-		if (der_tlv(&lp, cert->chain + cert->chain_len, &lt, &lv, &lvn) < 0 ||
-		    der_key_matches_cert(cert->chain, (size_t)(lp - cert->chain), cert->key, cert->key_len) == 0)
-			goto out;
-	}
 
 	if (ctx->ncerts == ctx->certs_cap) {
 		size_t cap = ctx->certs_cap ? ctx->certs_cap * 2 : 64;
-		struct tls_cert **v = realloc(ctx->certs, cap * sizeof(*v));
-		if (!v) {
+		struct tls_cert **vec = realloc(ctx->certs, cap * sizeof(*vec));
+		if (!vec) {
 			ret = TLS_ERR_NOMEM;
 			goto out;
 		}
-		ctx->certs = v;
+		ctx->certs = vec;
 		ctx->certs_cap = cap;
 	}
-	/* The leaf is the first DER element: its length is in its own header. */
-	const uint8_t *p = cert->chain, *v;
-	size_t vn;
-	uint8_t tag;
-	if (der_tlv(&p, cert->chain + cert->chain_len, &tag, &v, &vn) < 0)
-		goto out;
+	/* wolfSSL has parsed the certificate above; our reader only collects names */
 	struct name_acc acc = { .ctx = ctx, .cert = cert };
-	ctx->certs[ctx->ncerts++] = cert;	/* owned by ctx from here, even on error */
-	if (der_cert_idents(cert->chain, (size_t)(p - cert->chain), name_index, &acc) < 0) {
-		cert = NULL;
-		goto out;
-	}
-	if (acc.err) {
+	der_cert_idents(cert->chain, leaf_len, name_index, &acc);
+	if (acc.count == 0)
+		goto out;	/* names nothing; nothing refers to it */
+	/* indexed names point at it: the ctx owns it from here, even on error */
+	ctx->certs[ctx->ncerts++] = cert;
+	if (acc.err)
 		ret = acc.err;
-		cert = NULL;
-		goto out;
-	}
-	if (!ctx->def && tls_use_default(ctx, cert) < 0)
-		goto out;
-	ret = acc.count ? acc.count : TLS_ERR_ARG;
+	else if (!ctx->def && tls_use_default(ctx, cert) < 0)
+		ret = TLS_ERR_ARG;
+	else
+		ret = acc.count;
 	cert = NULL;
 out:
-	if (cert) {
-		free(cert->chain);
-		free(cert->key);
-		free(cert);
-	}
+	tls_cert_free(cert);
 	if (kpem) {
 		memset(kpem, 0, klen);	/* private key text */
 		free(kpem);
@@ -1172,6 +1194,8 @@ ssize_t tls_read(struct tls_conn *c, void *plain, size_t cap)
 		return TLS_ERR_STATE;
 	if (c->fail)
 		return c->fail;
+	if (cap == 0)
+		return TLS_ERR_ARG;
 	if (cap > INT_MAX)
 		cap = INT_MAX;
 	int r = wolfSSL_read(c->ssl, plain, (int)cap);
@@ -1277,23 +1301,32 @@ static const char *tls_verify_str(int e)
 
 const char *tls_error(struct tls_conn *c)
 {
-	static __thread char buf[256];
-	if (c->name_err)
-		snprintf(buf, sizeof(buf), "%s: %s", tls_strerror(TLS_ERR_NAME), c->remote ? c->remote : "");
-	else if (c->verify_err)
-		snprintf(buf, sizeof(buf), "certificate at depth %d: %s%s%s", c->verify_depth,
-			 tls_verify_str(c->verify_err), c->werr ? "; " : "",
-			 c->werr ? wolfSSL_ERR_reason_error_string((unsigned long)c->werr) : "");
-	else if (c->werr)
-		snprintf(buf, sizeof(buf), "%s (wolfSSL %d)", wolfSSL_ERR_reason_error_string((unsigned long)c->werr), c->werr);
-	else
-		snprintf(buf, sizeof(buf), "%s", tls_strerror(c->fail));
+	/* a few per-thread buffers, so two calls in one log line do not clobber each other */
+	static __thread char bufs[4][256];
+	static __thread unsigned turn;
+	char *buf = bufs[turn++ & 3];
+	const char *ws = c->werr ? wolfSSL_ERR_reason_error_string((unsigned long)c->werr) : NULL;
+	if (c->name_err) {
+		snprintf(buf, sizeof(bufs[0]), "%s: %s", tls_strerror(TLS_ERR_NAME), c->remote ? c->remote : "");
+	} else if (c->verify_err) {
+		const char *vs = tls_verify_str(c->verify_err);
+		if (ws && (!vs || strstr(vs, "unknown")))
+			vs = ws, ws = NULL;	/* X509 codes wolfSSL cannot name */
+		if (ws && strcmp(ws, vs) == 0)
+			ws = NULL;
+		snprintf(buf, sizeof(bufs[0]), "certificate at depth %d: %s%s%s", c->verify_depth, vs ? vs : "?",
+			 ws ? "; " : "", ws ? ws : "");
+	} else if (ws) {
+		snprintf(buf, sizeof(bufs[0]), "%s (wolfSSL %d)", ws, c->werr);
+	} else {
+		snprintf(buf, sizeof(bufs[0]), "%s", tls_strerror(c->fail));
+	}
 	return buf;
 }
 
 const char *tls_library_info(void)
 {
-	static char buf[96];
+	static __thread char buf[96];
 	const char *aesni = "no (not in this wolfSSL build)";
 #ifdef WOLFSSL_AESNI
 	aesni = "no (CPU lacks AES-NI)";

@@ -23,6 +23,15 @@
  *               while ((n = tls_pending_out(c, &p)) > 0) send p[0..n), tls_consume_out(c, sent);
  *   A client starts with tls_handshake() before any input (it writes ClientHello).
  *   On failure, flush tls_pending_out() (it may hold an alert) before closing.
+ *   Keep calling tls_read() after the handshake even before sending: in TLS 1.3
+ *   the server's session ticket and any rejection of the client certificate
+ *   (an alert: the client's tls_handshake() has already returned 1) arrive then.
+ *   Authenticate each domain pair with tls_peer_verify_domain() once done.
+ *
+ * Resumption: outbound links resume with tickets and keep the identity
+ * verified in the full handshake. Inbound links resumed by a peer carry no
+ * client certificate (tickets are stateless): tls_peer_verify_domain() says
+ * TLS_ERR_NOCERT there, and the s2s layer uses dialback.
  */
 #ifndef FEDHUB_TLS_H
 #define FEDHUB_TLS_H
@@ -123,7 +132,8 @@ int tls_peer_verify_domain(struct tls_conn *c, const char *domain);
 bool tls_resumed(struct tls_conn *c);
 const char *tls_version(struct tls_conn *c);	/* "TLSv1.3" ... */
 const char *tls_cipher(struct tls_conn *c);
-/* Why the last failure happened (handshake, read, verification). Never NULL. */
+/* Why the last failure happened (handshake, read, verification). Never NULL;
+ * a per-thread buffer, valid until four more tls_error() calls on the thread. */
 const char *tls_error(struct tls_conn *c);
 const char *tls_strerror(int err);
 
