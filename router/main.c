@@ -188,8 +188,15 @@ int main(int argc, char **argv)
 	hub_cfg = &cfg;
 	log_level = cfg.log_level;
 
-	log_info(0, "fedhub starting (%s), %s", conf ? conf : "embedded default configuration",
-		 tls_library_info());
+#ifdef FEDHUB_WOLFSSL_LOCAL
+	const char *wolf_build = "accelerated build";
+#else
+	const char *wolf_build = "system library";
+#endif
+	log_info(0, "fedhub starting (%s), %s (%s)", conf ? conf : "embedded default configuration",
+		 tls_library_info(), wolf_build);
+	if (strstr(tls_library_info(), "AES-NI: no"))
+		log_warn(0, "TLS runs without AES-NI: expect encryption to cost far more CPU");
 
 	sigset_t sigs;
 	sigemptyset(&sigs);
