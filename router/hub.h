@@ -63,7 +63,7 @@ struct sess {
 	uint8_t state;
 	bool got_features;
 	bool peer_v1;
-	char stream_id[33];
+	char stream_id[128]; /* ours: 32 hex chars; a peer's may be longer (UUIDs) */
 	char *local;   /* component domain; s2s: our domain in the header */
 	char *remote;  /* s2s: the peer's domain */
 	struct pair *pairs;

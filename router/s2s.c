@@ -605,15 +605,15 @@ static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, 
 		off += used;
 		if (ev == XML_EV_STREAM_OPEN) {
 			const struct xml_stream_hdr *hd = &s->tok.hdr;
-			size_t k = hd->id.n < sizeof(s->stream_id) - 1 ? hd->id.n : sizeof(s->stream_id) - 1;
-			memcpy(s->stream_id, hd->id.p, k);
+			int k = hd->id.n ? xml_attr_decode(hd->id, s->stream_id, sizeof(s->stream_id) - 1) : -1;
+			if (k <= 0) {
+				/* the id is part of the dialback key: it must be whole */
+				sess_stream_error(s, SERR_BAD_FORMAT, "missing or oversized stream id");
+				return n;
+			}
 			s->stream_id[k] = 0;
 			s->state = 1;
 			s->peer_v1 = span_eq(hd->version, "1.0");
-			if (!hd->id.n) {
-				sess_stream_error(s, SERR_INVALID_NAMESPACE, "no stream id");
-				return n;
-			}
 			if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
 				out_features(h, s, &(struct xml_stanza){ .raw = { "", 0 } });
 		} else if (ev == XML_EV_STANZA) {

@@ -129,8 +129,8 @@ struct xml_root_rec {
 	enum xml_ns nsid;
 };
 
-/* Tokenizer state: about 3 KiB, no pointers into caller memory survive an
- * XML_EV_MORE return. Fields below `hdr`/`st` are internal to xml.c. */
+/* Tokenizer state: about 3.4 KiB, no pointers into caller memory survive an
+ * XML_EV_MORE return. Fields after `st` are internal to xml.c. */
 struct xml_tok {
 	struct xml_limits lim;
 	bool authenticated;       /* selects max_stanza over max_stanza_preauth */
