@@ -52,10 +52,13 @@ const char *xml_err_name(enum xml_err e); /* wire name, e.g. "not-well-formed" *
 enum xml_ev {
 	XML_EV_ERROR = -1,
 	XML_EV_MORE = 0,
-	XML_EV_STREAM_OPEN = 1, /* <stream:stream ...> (t->hdr filled) */
+	XML_EV_STREAM_OPEN = 1, /* <stream:stream ...> (t->hdr filled); the bytes
+	                           consumed include a BOM / XML declaration
+	                           before it, hdr.raw is the start tag alone */
 	XML_EV_STANZA,          /* one complete top-level element (t->st filled) */
 	XML_EV_STREAM_CLOSE,    /* </stream:stream> */
-	XML_EV_WHITESPACE,      /* whitespace between stanzas (keepalive) */
+	XML_EV_WHITESPACE,      /* whitespace between stanzas (keepalive); a run
+	                           split across reads comes as several events */
 };
 
 struct xml_limits {
@@ -158,7 +161,8 @@ struct xml_tok {
 };
 
 void xml_tok_init(struct xml_tok *t, const struct xml_limits *lim);
-/* Start over for a new stream on the same connection (after STARTTLS/SASL). */
+/* Start over for a new stream on the same connection (after STARTTLS/SASL).
+ * Keeps the limits and t->authenticated. */
 void xml_tok_reset(struct xml_tok *t);
 int xml_tok_next(struct xml_tok *t, const char *buf, size_t len, size_t *consumed);
 
