@@ -65,6 +65,9 @@ struct net_conn_ops {
 	void (*on_timer)(struct net_conn *c);
 	/* Output queue drained below its limit after being full (optional). */
 	void (*on_drain)(struct net_conn *c);
+	/* At close, each queued slice that was not sent (optional): the owner
+	 * may route it elsewhere. The slice is released after the call. */
+	void (*on_unsent)(struct net_conn *c, struct net_buf *b, const char *p, size_t n);
 	/* TLS handshake finished: err = 0, or a negative tls_err (the
 	 * connection is closed after this returns). */
 	void (*on_tls)(struct net_conn *c, int err);

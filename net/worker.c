@@ -345,10 +345,28 @@ static void conn_maybe_free(struct net_conn *c)
 	w->free_slots[w->nfree++] = c->ref.slot;
 }
 
+/* Hand queued slices [from, oq_len) that never left back to the owner,
+ * which may route them elsewhere, and drop them from the queue. Plaintext
+ * only: TLS output was gathered for this peer already. */
+static void give_back_unsent(struct net_conn *c, uint32_t from)
+{
+	if (!c->ops || !c->ops->on_unsent || c->tls)
+		return;
+	for (uint32_t k = from; k < c->oq_len; k++) {
+		struct net_slice *sl = &c->oq[(c->oq_head + k) & (c->oq_cap - 1)];
+		c->ops->on_unsent(c, sl->b, sl->p, sl->n);
+		c->oq_bytes -= sl->n;
+		net_buf_unref(c->w, sl->b);
+	}
+	if (c->oq_len > from)
+		c->oq_len = from;
+}
+
 static void conn_teardown(struct net_conn *c, int err)
 {
 	if (c->flags & NET_F_CLOSED)
 		return;
+	give_back_unsent(c, (c->flags & NET_F_SENDING) ? c->oq_inflight_n : 0);
 	c->flags |= NET_F_CLOSED;
 	c->flags &= ~NET_F_OPEN;
 	c->close_err = err;
@@ -547,8 +565,11 @@ static void flush_sends(struct net_worker *w)
 static void on_send_done(struct net_worker *w, struct net_conn *c, int res)
 {
 	c->flags &= ~NET_F_SENDING;
-	if (c->flags & NET_F_CLOSED)
+	if (c->flags & NET_F_CLOSED) {
+		if (res < 0) /* the send in flight at close did not happen */
+			give_back_unsent(c, 0);
 		return;
+	}
 	if (res < 0) {
 		if (res == -EAGAIN || res == -EINTR) {
 			mark_dirty(c);

@@ -150,11 +150,25 @@ static size_t comp_on_data(struct net_conn *c, struct net_buf *b, const char *p,
 static void comp_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
-	if (s->state == C_READY) {
-		int left = rt_comp_del(s->local, c->ref);
-		log_info(c->id, "component %s disconnected (%d left in pool)", s->local, left < 0 ? 0 : left);
+	if (s->state == C_READY || s->was_ready) {
+		int left = s->state == C_READY ? rt_comp_del(s->local, c->ref) : -1;
+		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");
 	}
 	sess_free(s);
+}
+
+/* Stanzas queued to this connection that never left: its share of the pool
+ * moves to the others, so route them again (after on_close took it out). */
+static void comp_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (s->state == C_READY) {
+		rt_comp_del(s->local, c->ref);
+		s->state = C_WAIT_HDR; /* on_close must not remove it twice */
+		s->was_ready = true;
+	}
+	route_raw(h, b, p, n);
 }
 
 static void comp_on_timer(struct net_conn *c)
@@ -168,6 +182,7 @@ const struct net_conn_ops comp_ops = {
 	.on_data = comp_on_data,
 	.on_close = comp_on_close,
 	.on_timer = comp_on_timer,
+	.on_unsent = comp_on_unsent,
 };
 
 void comp_accept(struct net_conn *c)

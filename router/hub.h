@@ -83,6 +83,7 @@ struct sess {
 	bool sasl_sent;           /* outbound: waiting for <success/> */
 	bool sasl_offered;        /* inbound: EXTERNAL advertised */
 	bool peer_cert_ok;        /* the peer's certificate proves `remote` */
+	bool was_ready;           /* component: was in the pool */
 	char *sasl_domain;        /* outbound: the local domain SASL authenticated */
 };
 
@@ -122,6 +123,8 @@ void route_stanza(struct hubw *h, struct sess *from, struct net_buf *b, const st
 void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text);
 /* Bounce from raw bytes (parses them again: slow path). */
 void route_bounce_raw(struct hubw *h, const char *p, size_t n, enum hub_sterr err);
+/* Route stanza bytes again (slow path: parses them). */
+void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n);
 /* Route bytes the hub generated (answers, bounces). */
 void route_generated(struct hubw *h, const char *p, size_t n);
 /* Route a stanza with parsed to/from domains to a remote domain's link (on this worker). */

@@ -18,8 +18,8 @@
 #define MET_COUNTERS(X) \
 	X(conn_accepted, "connections accepted") \
 	X(conn_closed, "connections closed") \
-	X(s2s_in_links, "inbound s2s links authenticated") \
-	X(s2s_out_links, "outbound s2s links authenticated") \
+	X(s2s_in_links, "(remote, local) domain pairs authenticated on inbound s2s streams") \
+	X(s2s_out_links, "(local, remote) domain pairs authenticated on outbound s2s links") \
 	X(s2s_out_failed, "outbound s2s link attempts that failed") \
 	X(comp_links, "component connections authenticated") \
 	X(stanzas_in, "stanzas received") \

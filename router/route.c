@@ -376,6 +376,21 @@ void route_bounce_raw(struct hubw *h, const char *p, size_t n, enum hub_sterr er
 	route_bounce(h, &st, err, NULL);
 }
 
+void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n)
+{
+	struct xml_stanza st;
+	/* only stanzas: not stream headers, dialback, keepalives the hub wrote */
+	if (!(n > 3 && (!memcmp(p, "<message", 8 < n ? 8 : n) || !memcmp(p, "<presence", 9 < n ? 9 : n) ||
+			!memcmp(p, "<iq", 3))))
+		return;
+	if (parse_one(p, n, &st) < 0 || st.nsid != XML_NS_SERVER) {
+		MET_INC(h->m, stanzas_dropped_error);
+		log_warn(0, "route: a queued stanza could not be parsed again to route it");
+		return;
+	}
+	route_stanza(h, NULL, b, &st);
+}
+
 void route_generated(struct hubw *h, const char *p, size_t n)
 {
 	struct net_buf *b = net_buf_new(h->w, n);

@@ -687,6 +687,24 @@ static void out_on_close(struct net_conn *c, int err)
 	sess_free(s);
 }
 
+/* Stanzas queued on a link that died before sending them: detach the link
+ * so it starts again, and queue them there anew (route.c parses them). */
+static void out_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct s2s_out *L = s->link;
+	if (L && L->sess == s) {
+		L->sess = NULL;
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state != PAIR_INVALID)
+				L->lp[i].state = PAIR_NONE;
+		L->state = L_IDLE;
+		s->link = NULL;
+	}
+	route_raw(h, b, p, n);
+}
+
 static void out_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
@@ -711,6 +729,7 @@ const struct net_conn_ops s2s_out_ops = {
 	.on_data = out_on_data,
 	.on_connect = out_on_connect,
 	.on_tls = out_on_tls,
+	.on_unsent = out_on_unsent,
 	.on_close = out_on_close,
 	.on_timer = out_on_timer,
 };

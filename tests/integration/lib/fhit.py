@@ -1,0 +1,837 @@
+"""fhit: the integration-test harness for fedhub.
+
+Starts real federation peers on loopback, each under a private temporary
+directory, and the fedhub under test:
+
+  dnsmasq   127.0.0.2:53, SRV + A records for the test domains under the made-up
+            TLD .fhtest (not .test: libunbound answers NXDOMAIN for .test itself),
+            NXDOMAIN for every other .fhtest name (--local=/fhtest/; without it
+            dnsmasq answers REFUSED and ejabberd takes that as a failed lookup).
+  Prosody   host pro.fhtest, plaintext c2s and s2s, dialback, resolving through
+            dnsmasq with lua-unbound (unbound = { resolvconf = ... }).
+  ejabberd  host ejd.fhtest, its own node name and Erlang distribution port (no
+            epmd), resolving through dnsmasq. ejabberd looks SRV records up with
+            inet_res (which honours ERL_INETRC's resolv_conf) but then resolves the
+            SRV *target* with net:getaddrinfo, i.e. glibc and /etc/resolv.conf: that
+            is where "DNS lookup failed: enoname" came from. So ejabberd runs in a
+            private mount namespace in which /etc/resolv.conf is bind-mounted to a
+            file naming 127.0.0.2; the machine's own resolver is untouched.
+  fedhub    the system under test, on a config written here.
+  slixmpp   c2s users and XEP-0114 echo components, in this process's asyncio loop.
+
+Ports are fixed (21000-21899) because the SRV records carry them and one dnsmasq
+serves them, so the scripts that use them take an exclusive lock and run one at
+a time. Every process is started in its own session and stopped by its process
+group id (so ejabberd's su/erl/beam chain goes with it), also when a case fails,
+times out, or the script is interrupted.
+"""
+
+import asyncio
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+import xml.etree.ElementTree as ET
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+
+DNS_IP = "127.0.0.2"
+LOOP = "127.0.0.1"
+TLD = "fhtest"
+
+# One port plan for every script that uses dnsmasq (the SRV records name them).
+PORTS = {
+    "hub_s2s": 21269, "hub_comp": 21347, "hub_http": 21280,
+    "pro_c2s": 21222, "pro_s2s": 21270,
+    "ejd_c2s": 21322, "ejd_s2s": 21370, "ejd_dist": 21390,
+}
+
+HUB = "hub.fhtest"
+PRO = "pro.fhtest"
+EJD = "ejd.fhtest"
+# Second hosts on each peer with no DNS record at all (NXDOMAIN): fedhub can
+# reach them only through a [route] in its config.
+PRO2 = "pro2.fhtest"
+EJD2 = "ejd2.fhtest"
+ECHO = "echo.fhtest"
+ECHO2 = "echo2.fhtest"
+NOPE = "nope.fhtest"
+SECRET = "s3cret"
+PASSWORD = "pw-fhit"
+
+LOCK_FILE = "/tmp/fedhub-fhit.lock"
+
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_PING = "urn:xmpp:ping"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+
+
+def log(*a):
+    print("#", *a, file=sys.stderr, flush=True)
+
+
+class CaseFailed(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise CaseFailed(msg)
+
+
+# --------------------------------------------------------------------------
+# processes
+
+class Harness:
+    """Owns the temp dir, the lock, every started process, and the case tally."""
+
+    def __init__(self, name, deadline_s, lock=True):
+        self.name = name
+        self.procs = []           # (label, Popen) in start order
+        self.passed = 0
+        self.failed = 0
+        self.dir = tempfile.mkdtemp(prefix="fhit-%s-" % name)
+        # ejabberd runs as its own user and must reach its subdir.
+        os.chmod(self.dir, 0o755)
+        self.keep = os.environ.get("FHIT_KEEP") == "1"
+        self._lockf = None
+        self._deadline_s = deadline_s
+        if lock:
+            self._take_lock()
+        # The whole script is bounded: SIGALRM turns into an exception in the
+        # main thread, which unwinds through the finally that stops everything.
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.alarm(deadline_s)
+
+    def _take_lock(self):
+        self._lockf = open(LOCK_FILE, "a+")
+        t0 = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() - t0 > 300:
+                    raise RuntimeError("another fhit script holds %s for >300 s" % LOCK_FILE)
+                time.sleep(0.5)
+
+    def _on_alarm(self, *_):
+        # KeyboardInterrupt because asyncio re-raises only that (and SystemExit)
+        # from inside its callbacks; anything else would be logged and lost.
+        raise KeyboardInterrupt("script deadline of %d s reached" % self._deadline_s)
+
+    def _on_signal(self, signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def spawn(self, label, argv, logname, env=None, cwd=None):
+        logf = open(self.path(logname), "ab")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                             start_new_session=True, env=env, cwd=cwd)
+        logf.close()
+        self.procs.append((label, p))
+        log("started %s pid %d: %s" % (label, p.pid, " ".join(argv)))
+        return p
+
+    def stop(self, p, grace=5.0, sig=signal.SIGTERM):
+        """Signal the process group led by p, wait, then SIGKILL the group.
+        Returns the exit status, or None if it had to be killed."""
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # Children of the group (beam, erl_child_setup) may outlive the leader.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            return p.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def cleanup(self):
+        signal.alarm(0)
+        for label, p in reversed(self.procs):
+            stop = getattr(p, "fhit_stop", None)
+            try:
+                if stop is not None and p.poll() is None:
+                    stop()
+                self.stop(p)
+            except Exception as e:  # keep stopping the rest
+                log("stopping %s: %s" % (label, e))
+        self.procs = []
+        if self.keep:
+            log("kept %s" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lockf:
+            self._lockf.close()
+            self._lockf = None
+
+    def dump_logs(self, names, tail=40):
+        for n in names:
+            fn = self.path(n)
+            if not os.path.exists(fn):
+                continue
+            with open(fn, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()[-tail:]
+            log("---- last %d lines of %s" % (len(lines), n))
+            for line in lines:
+                log("  " + line)
+
+    # ---- cases
+
+    def result(self, name, ok, why=""):
+        if ok:
+            self.passed += 1
+            print("ok %s" % name, flush=True)
+        else:
+            self.failed += 1
+            print("not ok %s%s" % (name, (" # " + why.replace("\n", " ")) if why else ""), flush=True)
+
+    async def case(self, name, coro_fn, timeout):
+        """Run one case under its own time bound; any exception is a failure."""
+        try:
+            await asyncio.wait_for(coro_fn(), timeout)
+            self.result(name, True)
+            return True
+        except asyncio.TimeoutError:
+            self.result(name, False, "timed out after %d s" % timeout)
+        except CaseFailed as e:
+            self.result(name, False, str(e))
+        except Exception as e:
+            traceback.print_exc(file=sys.stderr)
+            self.result(name, False, "%s: %s" % (type(e).__name__, e))
+        return False
+
+
+def wait_port(host, port, timeout, proc=None):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), 0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def port_free(host, port):
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------
+# DNS
+
+QTYPES = {"A": 1, "AAAA": 28, "SRV": 33}
+
+
+def dns_query(name, qtype, server=DNS_IP, port=53, timeout=1.0):
+    """One UDP query. Returns (rcode, answers) with answers a list of
+    ("A", "1.2.3.4") or ("SRV", (prio, weight, port, target))."""
+    qid = os.getpid() & 0xFFFF
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack(">HH", QTYPES[qtype], 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(q, (server, port))
+        r, _ = s.recvfrom(4096)
+    finally:
+        s.close()
+    rcode = r[3] & 0x0F
+    an = struct.unpack(">H", r[6:8])[0]
+
+    def read_name(off):
+        labels = []
+        jumped_end = None
+        while True:
+            n = r[off]
+            if n & 0xC0 == 0xC0:
+                if jumped_end is None:
+                    jumped_end = off + 2
+                off = ((n & 0x3F) << 8) | r[off + 1]
+                continue
+            off += 1
+            if n == 0:
+                break
+            labels.append(r[off:off + n].decode())
+            off += n
+        return ".".join(labels), (jumped_end if jumped_end is not None else off)
+
+    off = 12
+    _, off = read_name(off)
+    off += 4
+    out = []
+    for _ in range(an):
+        _, off = read_name(off)
+        typ, _cls, _ttl, rdlen = struct.unpack(">HHIH", r[off:off + 10])
+        off += 10
+        rd = off
+        if typ == 1:
+            out.append(("A", socket.inet_ntoa(r[rd:rd + 4])))
+        elif typ == 33:
+            prio, weight, port_ = struct.unpack(">HHH", r[rd:rd + 6])
+            target, _ = read_name(rd + 6)
+            out.append(("SRV", (prio, weight, port_, target)))
+        off = rd + rdlen
+    return rcode, out
+
+
+RCODE_NXDOMAIN = 3
+
+
+def start_dnsmasq(h, srv):
+    """srv: {domain: port} -> _xmpp-server._tcp.DOMAIN SRV DOMAIN:port and
+    DOMAIN A 127.0.0.1."""
+    if shutil.which("dnsmasq") is None:
+        raise RuntimeError("dnsmasq not installed")
+    argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+            "--no-resolv", "--no-hosts", "--no-poll",
+            "--listen-address=%s" % DNS_IP, "--bind-interfaces", "--port=53",
+            "--local=/%s/" % TLD, "--pid-file=%s" % h.path("dnsmasq.pid"),
+            "--user=root", "--log-queries", "--log-facility=%s" % h.path("dnsmasq.log")]
+    for dom, port in srv.items():
+        argv.append("--srv-host=_xmpp-server._tcp.%s,%s,%d,0,0" % (dom, dom, port))
+        argv.append("--host-record=%s,%s" % (dom, LOOP))
+    p = h.spawn("dnsmasq", argv, "dnsmasq.out")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 10:
+        if p.poll() is not None:
+            h.dump_logs(["dnsmasq.out"])
+            raise RuntimeError("dnsmasq exited with %s (is %s:53 taken?)" % (p.returncode, DNS_IP))
+        try:
+            rcode, ans = dns_query("_xmpp-server._tcp.%s" % next(iter(srv)), "SRV", timeout=0.3)
+            if rcode == 0 and ans:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("dnsmasq did not answer")
+    with open(h.path("resolv.conf"), "w") as f:
+        f.write("nameserver %s\noptions timeout:1 attempts:2\n" % DNS_IP)
+    return p
+
+
+# --------------------------------------------------------------------------
+# Prosody
+
+PROSODY_CFG = """-- written by tests/integration/lib/fhit.py
+run_as_root = true
+daemonize = false
+pidfile = "{dir}/prosody.pid"
+data_path = "{dir}/data"
+interfaces = {{ "127.0.0.1" }}
+local_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {c2s} }}
+s2s_ports = {{ {s2s} }}
+c2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ }}
+legacy_ssl_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody.log" }} }}
+-- No certificates and no mod_tls: the peer speaks plaintext, like fedhub this round.
+modules_enabled = {{ "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix" }}
+authentication = "internal_plain"
+storage = "internal"
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+s2s_require_encryption = false
+s2s_secure_auth = false
+s2s_timeout = 20
+unbound = {{ resolvconf = "{dir}/../resolv.conf" }}
+{vhosts}
+"""
+
+
+class Prosody:
+    def __init__(self, h, host=PRO, c2s=PORTS["pro_c2s"], s2s=PORTS["pro_s2s"], extra_hosts=(PRO2,)):
+        self.h, self.host, self.c2s, self.s2s = h, host, c2s, s2s
+        self.dir = h.path("prosody")
+        os.makedirs(self.dir + "/data", exist_ok=True)
+        self.cfg = os.path.join(self.dir, "prosody.cfg.lua")
+        with open(self.cfg, "w") as f:
+            f.write(PROSODY_CFG.format(dir=self.dir, c2s=c2s, s2s=s2s,
+                                       vhosts="\n".join('VirtualHost "%s"' % d for d in (host,) + tuple(extra_hosts))))
+        self.proc = None
+        self.logs = ["prosody/prosody.log", "prosody.out"]
+
+    def ctl(self, *args, timeout=30):
+        return subprocess.run(["prosodyctl", "--config", self.cfg] + list(args), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def register(self, user, password=PASSWORD, host=None):
+        r = self.ctl("register", user, host or self.host, password)
+        if r.returncode != 0:
+            raise RuntimeError("prosodyctl register %s: %s%s" % (user, r.stdout, r.stderr))
+
+    def start(self):
+        for p in (self.c2s, self.s2s):
+            if not port_free(LOOP, p):
+                raise RuntimeError("port %d is taken" % p)
+        self.proc = self.h.spawn("prosody", ["prosody", "--config", self.cfg], "prosody.out")
+        if not (wait_port(LOOP, self.c2s, 20, self.proc) and wait_port(LOOP, self.s2s, 5, self.proc)):
+            self.h.dump_logs(self.logs)
+            raise RuntimeError("prosody did not listen on %d/%d" % (self.c2s, self.s2s))
+
+
+# --------------------------------------------------------------------------
+# ejabberd
+
+EJABBERD_YML = """# written by tests/integration/lib/fhit.py
+hosts:
+{hosts}
+loglevel: info
+log_rotate_count: 0
+certfiles: []
+define_macro: {{}}
+listen:
+  - port: {c2s}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls: false
+    max_stanza_size: 262144
+  - port: {s2s}
+    ip: "127.0.0.1"
+    module: ejabberd_s2s_in
+    max_stanza_size: 524288
+# Plaintext s2s with dialback, like fedhub this round. With no certificate,
+# 'optional' would still advertise STARTTLS and then fail the handshake
+# ("TLS failed: no_certfile"), so STARTTLS is off until the tests carry a CA.
+s2s_use_starttls: false
+s2s_access: s2s
+outgoing_s2s_families: [ipv4]
+outgoing_s2s_port: 5269
+s2s_dns_timeout: 3
+s2s_dns_retries: 1
+# After a failed outbound attempt ejabberd bounces stanzas to that domain for
+# up to this long (default 300 s), which would poison later cases.
+s2s_max_retry_delay: 2
+auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+  loopback:
+    ip:
+      - 127.0.0.0/8
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  s2s:
+    allow: all
+  register:
+    deny: all
+shaper_rules:
+  c2s_shaper: none
+  s2s_shaper: none
+modules:
+  mod_s2s_dialback: {{}}
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_offline: {{}}
+"""
+
+INETRC = """{{lookup,["file","dns"]}}.
+{{host,{{127,0,0,1}},["localhost"]}}.
+{{resolv_conf,"{resolv}"}}.
+"""
+
+EJABBERDCTL_CFG = """# written by tests/integration/lib/fhit.py
+ERLANG_NODE={node}
+INET_DIST_INTERFACE=127.0.0.1
+# A fixed distribution port: no epmd, and no port outside the test range.
+ERL_DIST_PORT={dist}
+"""
+
+
+class Ejabberd:
+    def __init__(self, h, host=EJD, node="fhit1@localhost", c2s=PORTS["ejd_c2s"], s2s=PORTS["ejd_s2s"],
+                 dist=PORTS["ejd_dist"], extra_hosts=(EJD2,)):
+        self.h, self.host, self.node = h, host, node
+        self.c2s, self.s2s, self.dist = c2s, s2s, dist
+        self.dir = h.path("ejabberd")
+        self.cfgdir = os.path.join(self.dir, "etc")
+        self.spool = os.path.join(self.dir, "spool")
+        self.logdir = os.path.join(self.dir, "log")
+        for d in (self.cfgdir, self.spool, self.logdir):
+            os.makedirs(d, exist_ok=True)
+        self.resolv = os.path.join(self.dir, "resolv.conf")
+        with open(self.resolv, "w") as f:
+            f.write("nameserver %s\noptions timeout:1 attempts:2\n" % DNS_IP)
+        with open(os.path.join(self.cfgdir, "ejabberd.yml"), "w") as f:
+            f.write(EJABBERD_YML.format(hosts="\n".join("  - %s" % d for d in (host,) + tuple(extra_hosts)),
+                                        c2s=c2s, s2s=s2s))
+        with open(os.path.join(self.cfgdir, "inetrc"), "w") as f:
+            f.write(INETRC.format(resolv=self.resolv))
+        with open(os.path.join(self.cfgdir, "ejabberdctl.cfg"), "w") as f:
+            f.write(EJABBERDCTL_CFG.format(node=node, dist=dist))
+        subprocess.run(["chown", "-R", "ejabberd:ejabberd", self.dir], check=True)
+        self.proc = None
+        self.logs = ["ejabberd/log/ejabberd.log", "ejabberd/log/error.log", "ejabberd.out"]
+
+    def _ctl_argv(self):
+        return ["ejabberdctl", "--config-dir", self.cfgdir, "--config", os.path.join(self.cfgdir, "ejabberd.yml"),
+                "--spool", self.spool, "--logs", self.logdir, "--node", self.node]
+
+    def ctl(self, *args, timeout=60):
+        return subprocess.run(self._ctl_argv() + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, cwd=self.dir)
+
+    def register(self, user, password=PASSWORD, host=None):
+        r = self.ctl("register", user, host or self.host, password)
+        if r.returncode != 0:
+            raise RuntimeError("ejabberdctl register %s: %s%s" % (user, r.stdout, r.stderr))
+
+    def start(self):
+        for p in (self.c2s, self.s2s, self.dist):
+            if not port_free(LOOP, p):
+                raise RuntimeError("port %d is taken" % p)
+        # The private mount namespace: see the comment atop this file.
+        script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", self.resolv] + \
+            self._ctl_argv() + ["foreground"]
+        self.proc = self.h.spawn("ejabberd", argv, "ejabberd.out", cwd=self.dir)
+        self.proc.fhit_stop = self.stop
+        if not (wait_port(LOOP, self.c2s, 60, self.proc) and wait_port(LOOP, self.s2s, 10, self.proc)):
+            self.h.dump_logs(self.logs)
+            raise RuntimeError("ejabberd did not listen on %d/%d" % (self.c2s, self.s2s))
+        # The listeners open before every module is up; 'status' says when it is.
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            r = self.ctl("status", timeout=30)
+            if r.returncode == 0 and "is running" in r.stdout and "started" in r.stdout:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("ejabberd status never said started: %s" % r.stdout)
+
+    def stop(self):
+        try:
+            self.ctl("stop", timeout=20)
+            self.proc.wait(15)
+        except Exception as e:
+            log("ejabberdctl stop: %s" % e)
+
+
+# --------------------------------------------------------------------------
+# fedhub
+
+def fedhub_binary():
+    b = os.environ.get("FEDHUB", os.path.join(REPO, "fedhub"))
+    return b if os.path.isfile(b) and os.access(b, os.X_OK) else None
+
+
+def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub=""):
+    lines = ["# written by tests/integration/lib/fhit.py", "[hub]", "workers 2", "domain %s" % HUB,
+             "listen s2s %s:%d tls optional" % (LOOP, PORTS["hub_s2s"]),
+             "listen component %s:%d" % (LOOP, PORTS["hub_comp"]),
+             "http %s:%d" % (LOOP, PORTS["hub_http"]),
+             "dns_server %s:53" % DNS_IP,
+             "log_level debug"]
+    if extra_hub:
+        lines.append(extra_hub)
+    for c in components:
+        lines += ["[component %s]" % c, "secret %s" % SECRET]
+    for dom, hp in (routes or {}).items():
+        lines += ["[route %s]" % dom, "connect %s" % hp]
+    fn = h.path("fedhub.conf")
+    with open(fn, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return fn
+
+
+class Fedhub:
+    def __init__(self, h, conf):
+        self.h, self.conf = h, conf
+        self.bin = fedhub_binary()
+        self.proc = None
+        self.logs = ["fedhub.log"]
+
+    def start(self):
+        if self.bin is None:
+            raise RuntimeError("no fedhub binary (build it with make, or set FEDHUB=path)")
+        for p in (PORTS["hub_s2s"], PORTS["hub_comp"], PORTS["hub_http"]):
+            if not port_free(LOOP, p):
+                raise RuntimeError("port %d is taken" % p)
+        self.proc = self.h.spawn("fedhub", [self.bin, "-c", self.conf], "fedhub.log")
+        ok = all(wait_port(LOOP, PORTS[k], 10, self.proc) for k in ("hub_s2s", "hub_comp", "hub_http"))
+        if not ok:
+            self.h.dump_logs(self.logs)
+            raise RuntimeError("fedhub did not listen (exit status %s)" % self.proc.poll())
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        """SIGTERM; returns (exit status, seconds taken) or (None, s) if killed."""
+        t0 = time.monotonic()
+        rc = self.h.stop(self.proc, grace=2.0)
+        return rc, time.monotonic() - t0
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+def http_get(port, path, timeout=5):
+    try:
+        with urllib.request.urlopen("http://%s:%d%s" % (LOOP, port, path), timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def metric(port, name):
+    """Sum of every sample of a Prometheus metric (all label sets), or None."""
+    status, body = http_get(port, "/metrics")
+    if status != 200:
+        return None
+    total, seen = 0.0, False
+    for line in body.splitlines():
+        m = re.match(r"^%s(\{[^}]*\})?\s+([0-9.eE+-]+)" % re.escape(name), line)
+        if m:
+            total += float(m.group(2))
+            seen = True
+    return total if seen else None
+
+
+def tcp_links(pid, dport):
+    """Established TCP connections owned by pid to 127.0.0.1:dport."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", "%s:%d" % (LOOP, dport)],
+                         capture_output=True, text=True, timeout=10).stdout
+    return [line for line in out.splitlines() if "pid=%d," % pid in line]
+
+
+# --------------------------------------------------------------------------
+# slixmpp actors (imported lazily so the shell tests need no slixmpp)
+
+def _slix():
+    import logging
+    import slixmpp
+    logging.getLogger("slixmpp").setLevel(logging.ERROR)
+    return slixmpp
+
+
+def make_user_class():
+    slixmpp = _slix()
+
+    class User(slixmpp.ClientXMPP):
+        """A c2s user on a peer, plaintext, that queues every message it gets."""
+
+        def __init__(self, jid, password, port):
+            super().__init__(jid, password)
+            self.port = port
+            self.inbox = asyncio.Queue()
+            self.online = asyncio.Event()
+            self.failed = None
+            self['feature_mechanisms'].unencrypted_plain = True
+            self.register_plugin("xep_0030")
+            self.register_plugin("xep_0199")
+            self.add_event_handler("session_start", self._on_start)
+            self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
+            self.add_event_handler("failed_auth", lambda *_: self._fail("auth failed"))
+            self.add_event_handler("connection_failed", lambda e: self._fail("connection failed: %s" % e))
+
+        def _fail(self, why):
+            self.failed = why
+            self.online.set()
+
+        async def _on_start(self, _):
+            # Available presence, so messages to the bare JID reach this resource.
+            self.send_presence()
+            self.online.set()
+
+        async def login(self, timeout=20):
+            self.connect((LOOP, self.port), force_starttls=False, disable_starttls=True)
+            try:
+                await asyncio.wait_for(self.online.wait(), timeout)
+            finally:
+                self.cancel_connection_attempt()
+            if self.failed:
+                raise CaseFailed("%s: %s" % (self.boundjid, self.failed))
+
+        async def next_message(self, timeout, pred=lambda m: True):
+            t0 = time.monotonic()
+            while True:
+                left = timeout - (time.monotonic() - t0)
+                if left <= 0:
+                    raise CaseFailed("%s: no matching message within %d s" % (self.boundjid.bare, timeout))
+                try:
+                    m = await asyncio.wait_for(self.inbox.get(), left)
+                except asyncio.TimeoutError:
+                    continue
+                if pred(m):
+                    return m
+
+        def close(self):
+            if self.transport:
+                self.abort()
+
+    return User
+
+
+def make_component_class():
+    slixmpp = _slix()
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import StanzaPath
+
+    class EchoComponent(slixmpp.ComponentXMPP):
+        """An XEP-0114 component connection. Messages with a body are echoed to
+        their sender as 'TAG|body' from the address they were sent to; iq get/set
+        to a localpart starting with 'bot' gets an empty result, any other
+        address gets item-not-found. Everything received is recorded."""
+
+        def __init__(self, domain, tag, port=PORTS["hub_comp"], secret=SECRET):
+            super().__init__(domain, secret, LOOP, port)
+            self.tag = tag
+            self.received = []      # message bodies echoed, in arrival order: (from, to, body)
+            self.errors = asyncio.Queue()   # type='error' messages received
+            self.iqs = 0
+            self.online = asyncio.Event()
+            self.gone = asyncio.Event()
+            self.failed = None
+            self.dead = False       # set by close(): a crashed process handles nothing more
+            self.register_handler(Callback("fhit message", StanzaPath("message"), self._on_message))
+            self.register_handler(Callback("fhit iq", StanzaPath("iq"), self._on_iq))
+            self.add_event_handler("session_start", lambda _: self.online.set())
+            self.add_event_handler("disconnected", self._on_gone)
+            self.add_event_handler("stream_error", lambda e: self._fail("stream error %s" % e['condition']))
+            self.add_event_handler("connection_failed", lambda e: self._fail("connection failed: %s" % e))
+
+        def _fail(self, why):
+            self.failed = self.failed or why
+            self.online.set()
+
+        def _on_gone(self, _):
+            self.gone.set()
+            self._fail("disconnected")
+
+        def _on_message(self, msg):
+            if self.dead:
+                return
+            if msg["type"] == "error":
+                self.errors.put_nowait(msg)
+                return
+            body = msg["body"]
+            if not body:
+                return
+            self.received.append((str(msg["from"]), str(msg["to"]), body))
+            self.make_message(mto=msg["from"], mfrom=msg["to"], mbody="%s|%s" % (self.tag, body),
+                              mtype=msg["type"] or "normal").send()
+
+        def _on_iq(self, iq):
+            if self.dead or iq["type"] not in ("get", "set"):
+                return      # results/errors for our own requests go to their waiters
+            self.iqs += 1
+            if iq["to"].user.startswith("bot"):
+                iq.reply(clear=True).send()
+            else:
+                r = iq.reply(clear=True)
+                r["error"]["type"] = "cancel"
+                r["error"]["condition"] = "item-not-found"
+                r.send()
+
+        async def start(self, timeout=10):
+            self.connect()
+            try:
+                await asyncio.wait_for(self.online.wait(), timeout)
+            except asyncio.TimeoutError:
+                self._fail("no handshake within %d s" % timeout)
+            finally:
+                self.cancel_connection_attempt()
+            if self.failed:
+                self.close()
+                raise CaseFailed("component %s/%s: %s" % (self.boundjid, self.tag, self.failed))
+
+        def send_body(self, frm, to, body, mtype="chat"):
+            self.make_message(mto=to, mfrom=frm, mbody=body, mtype=mtype).send()
+
+        async def iq_get(self, frm, to, payload, timeout=10):
+            """Send an iq get with the given payload element; returns the
+            response stanza (result or error; never raises on type='error')."""
+            iq = self.Iq()
+            iq["type"] = "get"
+            iq["to"] = to
+            iq["from"] = frm
+            iq.append(payload)
+            from slixmpp.exceptions import IqError
+            try:
+                return await iq.send(timeout=timeout)
+            except IqError as e:
+                return e.iq
+
+        def close(self):
+            """Drop the TCP connection at once, like a crashed process."""
+            self.dead = True
+            self.cancel_connection_attempt()
+            if self.transport:
+                self.abort()
+
+    return EchoComponent
+
+
+def error_condition(stanza):
+    """The RFC 6120 defined condition of an error stanza, or None."""
+    err = stanza.xml.find("{%s}error" % stanza.namespace)
+    if err is None:
+        return None
+    for child in err:
+        if child.tag.startswith("{%s}" % NS_STANZAS) and not child.tag.endswith("}text"):
+            return child.tag.split("}", 1)[1]
+    return None
+
+
+def el(tag, ns):
+    return ET.Element("{%s}%s" % (ns, tag))
+
+
+def run_main(h, coro_fn):
+    """Run the async body, always clean up, and exit 1 on any failure."""
+    code = 1
+    try:
+        asyncio.run(coro_fn())
+    except (Exception, KeyboardInterrupt) as e:
+        traceback.print_exc(file=sys.stderr)
+        h.result("%s-harness" % h.name, False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        h.cleanup()
+    if h.failed == 0 and h.passed > 0:
+        code = 0
+    log("%s: %d passed, %d failed" % (h.name, h.passed, h.failed))
+    sys.exit(code)
