@@ -189,6 +189,7 @@ void comp_accept(struct net_conn *c)
 {
 	struct sess *s = sess_new(SESS_COMP);
 	s->c = c;
+	MET_INC(hubw_of(c->w)->m, conns_open);
 	c->ops = &comp_ops;
 	c->user = s;
 	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;

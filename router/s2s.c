@@ -344,6 +344,7 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 			continue;
 		}
 		s->c = c;
+		MET_INC(hubw_of(c->w)->m, conns_open);
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		L->sess = s;
 		L->state = L_CONNECTING;
@@ -752,6 +753,7 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 			continue;
 		}
 		s->c = c;
+		MET_INC(hubw_of(c->w)->m, conns_open);
 		s->key = (char *)v; /* back-pointer; sess_free must not free it */
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		v->sess = s;
@@ -1297,6 +1299,7 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 {
 	struct sess *s = sess_new(SESS_S2S_IN);
 	s->c = c;
+	MET_INC(hubw_of(c->w)->m, conns_open);
 	c->ops = &s2s_in_ops;
 	c->user = s;
 	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);

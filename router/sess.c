@@ -59,6 +59,8 @@ void sess_free(struct sess *s)
 {
 	if (!s)
 		return;
+	if (s->c)
+		MET_DEC(hubw_of(s->c->w)->m, conns_open);
 	for (int i = 0; i < s->npairs; i++) {
 		free(s->pairs[i].remote);
 		free(s->pairs[i].local);
