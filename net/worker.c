@@ -54,7 +54,7 @@ enum op {
 
 #define BGID 1
 #define TICK_MS 100
-#define IOV_PER_SEND 64
+#define IOV_PER_SEND 256
 
 struct spsc {
 	_Alignas(64) _Atomic uint32_t head; /* consumer */
@@ -1116,6 +1116,19 @@ static void run_timers(struct net_worker *w)
 		next = c->all_next;
 		if (c->flags & NET_F_CLOSED)
 			continue;
+		/* an idle connection keeps no buffers: what it had is given back */
+		if (w->now - c->last_rx > 5000 && !(c->flags & NET_F_SENDING)) {
+			if (!c->oq_len && c->oq) {
+				free(c->oq);
+				c->oq = NULL;
+				c->oq_cap = 0;
+				c->oq_head = 0;
+			}
+			if (c->plain && c->plain->ref == 1) {
+				net_buf_unref(w, c->plain);
+				c->plain = NULL;
+			}
+		}
 		if (c->deadline && c->deadline <= w->now) {
 			c->deadline = 0;
 			if (c->flags & NET_F_CLOSING)

@@ -27,7 +27,9 @@ times out, or the script is interrupted.
 """
 
 import asyncio
+import concurrent.futures
 import fcntl
+import itertools
 import os
 import re
 import shutil
@@ -53,6 +55,10 @@ PORTS = {
     "hub_s2s": 21269, "hub_comp": 21347, "hub_http": 21280,
     "pro_c2s": 21222, "pro_s2s": 21270,
     "ejd_c2s": 21322, "ejd_s2s": 21370, "ejd_dist": 21390,
+    # The TLS suite (lib/tls_interop.py): direct TLS (XEP-0368) listeners, and
+    # a second, plaintext-only Prosody.
+    "hub_s2s_tls": 21268, "pro_s2s_tls": 21271, "ejd_s2s_tls": 21371,
+    "plain_c2s": 21224, "plain_s2s": 21272,
 }
 
 HUB = "hub.fhtest"
@@ -250,6 +256,67 @@ def port_free(host, port):
 
 
 # --------------------------------------------------------------------------
+# certificates
+
+class PKI:
+    """A throw-away CA in DIR/pki and leaf certificates it signs: SAN dNSName
+    for each of the leaf's domains, EKU serverAuth + clientAuth (an s2s peer
+    is both). All leaves share one EC key: each certificate costs one openssl
+    run, so a few hundred are made in seconds."""
+
+    def __init__(self, h):
+        self.dir = h.path("pki")
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self.key = os.path.join(self.dir, "leaf.key")
+        self._csr = os.path.join(self.dir, "leaf.csr")
+        self._serial = itertools.count(2)   # next() is atomic under the GIL: leaf() runs in threads
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=fhit test CA",
+                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self._run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", self.key, "-out", self._csr, "-subj", "/CN=fhit leaf")
+        # Peers running as their own user (ejabberd) read copies; these are test keys.
+        os.chmod(self.key, 0o644)
+
+    @staticmethod
+    def _run(*args):
+        r = subprocess.run(("openssl",) + args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s: %s" % (args[0], r.stderr.strip()))
+
+    def leaf(self, name, sans):
+        """Signs NAME.crt for the domains sans (subject CN = the first one).
+        Returns (cert path, key path)."""
+        crt = os.path.join(self.dir, name + ".crt")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=%s\n"
+                    % ",".join("DNS:" + d for d in sans))
+        self._run("x509", "-req", "-in", self._csr, "-subj", "/CN=" + sans[0], "-CA", self.ca, "-CAkey", self.ca_key,
+                  "-set_serial", str(next(self._serial)), "-days", "2", "-extfile", ext, "-out", crt)
+        return crt, self.key
+
+    def leaves(self, specs, jobs=3):
+        """leaf() for each (name, sans) in specs, jobs openssl runs at a time.
+        Returns [(cert, key)] in the order of specs."""
+        with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
+            return list(ex.map(lambda nv: self.leaf(*nv), specs))
+
+    def combined(self, name, sans):
+        """Like leaf(), plus NAME.pem holding the certificate and the key (ejabberd's certfiles)."""
+        crt, key = self.leaf(name, sans)
+        pem = os.path.join(self.dir, name + ".pem")
+        with open(pem, "w") as out, open(crt) as c, open(key) as k:
+            out.write(c.read() + k.read())
+        os.chmod(pem, 0o644)
+        return pem
+
+
+# --------------------------------------------------------------------------
 # DNS
 
 QTYPES = {"A": 1, "AAAA": 28, "SRV": 33}
@@ -312,9 +379,10 @@ def dns_query(name, qtype, server=DNS_IP, port=53, timeout=1.0):
 RCODE_NXDOMAIN = 3
 
 
-def start_dnsmasq(h, srv):
+def start_dnsmasq(h, srv, xmpps=None):
     """srv: {domain: port} -> _xmpp-server._tcp.DOMAIN SRV DOMAIN:port and
-    DOMAIN A 127.0.0.1."""
+    DOMAIN A 127.0.0.1. xmpps: {domain: port} -> _xmpps-server._tcp.DOMAIN
+    SRV DOMAIN:port (XEP-0368 direct TLS), same priority and weight."""
     if shutil.which("dnsmasq") is None:
         raise RuntimeError("dnsmasq not installed")
     argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
@@ -325,6 +393,10 @@ def start_dnsmasq(h, srv):
     for dom, port in srv.items():
         argv.append("--srv-host=_xmpp-server._tcp.%s,%s,%d,0,0" % (dom, dom, port))
         argv.append("--host-record=%s,%s" % (dom, LOOP))
+    for dom, port in (xmpps or {}).items():
+        argv.append("--srv-host=_xmpps-server._tcp.%s,%s,%d,0,0" % (dom, dom, port))
+        if dom not in srv:
+            argv.append("--host-record=%s,%s" % (dom, LOOP))
     p = h.spawn("dnsmasq", argv, "dnsmasq.out")
     t0 = time.monotonic()
     while time.monotonic() - t0 < 10:
@@ -358,36 +430,60 @@ local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s} }}
 s2s_ports = {{ {s2s} }}
 c2s_direct_tls_ports = {{ }}
-s2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ {s2s_direct} }}
 legacy_ssl_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody.log" }} }}
--- No certificates and no mod_tls: the peer speaks plaintext, like fedhub this round.
-modules_enabled = {{ "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix" }}
+{tls_comment}
+modules_enabled = {{ "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix"{tls_module} }}
 authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
-s2s_require_encryption = false
-s2s_secure_auth = false
+s2s_require_encryption = {s2s_secure}
+s2s_secure_auth = {s2s_secure}
 s2s_timeout = 20
 unbound = {{ resolvconf = "{dir}/../resolv.conf" }}
-{vhosts}
+{tls_extra}{vhosts}
 """
 
 
+class ProsodyTLS:
+    """TLS settings for a Prosody instance. certs: {vhost: (crt, key)}: each is
+    copied into the instance's certificates dir as VHOST.crt/VHOST.key, where
+    Prosody finds it by name. secure: s2s_require_encryption and
+    s2s_secure_auth. direct_port: s2s_direct_tls_ports (XEP-0368)."""
+
+    def __init__(self, cafile, certs, secure=True, direct_port=None):
+        self.cafile, self.certs, self.secure, self.direct_port = cafile, certs, secure, direct_port
+
+
 class Prosody:
-    def __init__(self, h, host=PRO, c2s=PORTS["pro_c2s"], s2s=PORTS["pro_s2s"], extra_hosts=(PRO2,)):
+    def __init__(self, h, host=PRO, c2s=PORTS["pro_c2s"], s2s=PORTS["pro_s2s"], extra_hosts=(PRO2,),
+                 name="prosody", tls=None):
         self.h, self.host, self.c2s, self.s2s = h, host, c2s, s2s
-        self.dir = h.path("prosody")
+        self.name, self.tls = name, tls
+        self.dir = h.path(name)
         os.makedirs(self.dir + "/data", exist_ok=True)
         self.cfg = os.path.join(self.dir, "prosody.cfg.lua")
+        fmt = dict(dir=self.dir, c2s=c2s, s2s=s2s, s2s_direct="", s2s_secure="false", tls_module="", tls_extra="",
+                   tls_comment="-- No certificates and no mod_tls: the peer speaks plaintext s2s.",
+                   vhosts="\n".join('VirtualHost "%s"' % d for d in (host,) + tuple(extra_hosts)))
+        if tls is not None:
+            certdir = os.path.join(self.dir, "certs")
+            os.makedirs(certdir, exist_ok=True)
+            for vhost, (crt, key) in tls.certs.items():
+                shutil.copy(crt, os.path.join(certdir, vhost + ".crt"))
+                shutil.copy(key, os.path.join(certdir, vhost + ".key"))
+            fmt.update(tls_module='; "tls"', s2s_secure="true" if tls.secure else "false",
+                       s2s_direct=str(tls.direct_port) if tls.direct_port else "",
+                       tls_comment="-- STARTTLS with the test CA's certificates (one per vhost, by file name).",
+                       tls_extra='certificates = "%s"\nssl = { cafile = "%s" }\n' % (certdir, tls.cafile))
         with open(self.cfg, "w") as f:
-            f.write(PROSODY_CFG.format(dir=self.dir, c2s=c2s, s2s=s2s,
-                                       vhosts="\n".join('VirtualHost "%s"' % d for d in (host,) + tuple(extra_hosts))))
+            f.write(PROSODY_CFG.format(**fmt))
         self.proc = None
-        self.logs = ["prosody/prosody.log", "prosody.out"]
+        self.logs = ["%s/prosody.log" % name, "%s.out" % name]
 
     def ctl(self, *args, timeout=30):
         return subprocess.run(["prosodyctl", "--config", self.cfg] + list(args), stdin=subprocess.DEVNULL,
@@ -399,13 +495,14 @@ class Prosody:
             raise RuntimeError("prosodyctl register %s: %s%s" % (user, r.stdout, r.stderr))
 
     def start(self):
-        for p in (self.c2s, self.s2s):
+        for p in (self.c2s, self.s2s) + ((self.tls.direct_port,) if self.tls and self.tls.direct_port else ()):
             if not port_free(LOOP, p):
                 raise RuntimeError("port %d is taken" % p)
-        self.proc = self.h.spawn("prosody", ["prosody", "--config", self.cfg], "prosody.out")
-        if not (wait_port(LOOP, self.c2s, 20, self.proc) and wait_port(LOOP, self.s2s, 5, self.proc)):
+        self.proc = self.h.spawn(self.name, ["prosody", "--config", self.cfg], "%s.out" % self.name)
+        ports = [self.c2s, self.s2s] + ([self.tls.direct_port] if self.tls and self.tls.direct_port else [])
+        if not (wait_port(LOOP, self.c2s, 20, self.proc) and all(wait_port(LOOP, p, 5, self.proc) for p in ports)):
             self.h.dump_logs(self.logs)
-            raise RuntimeError("prosody did not listen on %d/%d" % (self.c2s, self.s2s))
+            raise RuntimeError("prosody did not listen on %s" % ports)
 
 
 # --------------------------------------------------------------------------
@@ -416,8 +513,8 @@ hosts:
 {hosts}
 loglevel: info
 log_rotate_count: 0
-certfiles: []
-define_macro: {{}}
+certfiles: {certfiles}
+{ca_file}define_macro: {{}}
 listen:
   - port: {c2s}
     ip: "127.0.0.1"
@@ -428,10 +525,8 @@ listen:
     ip: "127.0.0.1"
     module: ejabberd_s2s_in
     max_stanza_size: 524288
-# Plaintext s2s with dialback, like fedhub this round. With no certificate,
-# 'optional' would still advertise STARTTLS and then fail the handshake
-# ("TLS failed: no_certfile"), so STARTTLS is off until the tests carry a CA.
-s2s_use_starttls: false
+{direct_listener}{starttls_comment}
+s2s_use_starttls: {starttls}
 s2s_access: s2s
 outgoing_s2s_families: [ipv4]
 outgoing_s2s_port: 5269
@@ -461,7 +556,7 @@ shaper_rules:
   c2s_shaper: none
   s2s_shaper: none
 modules:
-  mod_s2s_dialback: {{}}
+{dialback_module}
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
@@ -481,9 +576,23 @@ ERL_DIST_PORT={dist}
 """
 
 
+class EjabberdTLS:
+    """TLS settings for ejabberd. certfiles: PEM files (certificates and keys;
+    ejabberd picks a certificate by the names it carries, and presents its
+    first one for a host no certificate names). s2s_use_starttls: required.
+    secure: no mod_s2s_dialback, so a link authenticates with SASL EXTERNAL
+    (a valid certificate naming the domain) or not at all, and ejabberd checks
+    the certificate of every server it connects to (its s2s_out_tls_verify hook
+    answers 'no check needed' only while dialback may be used instead).
+    direct_port: a second ejabberd_s2s_in listener with tls: true (XEP-0368)."""
+
+    def __init__(self, cafile, certfiles, secure=True, direct_port=None):
+        self.cafile, self.certfiles, self.secure, self.direct_port = cafile, certfiles, secure, direct_port
+
+
 class Ejabberd:
     def __init__(self, h, host=EJD, node="fhit1@localhost", c2s=PORTS["ejd_c2s"], s2s=PORTS["ejd_s2s"],
-                 dist=PORTS["ejd_dist"], extra_hosts=(EJD2,)):
+                 dist=PORTS["ejd_dist"], extra_hosts=(EJD2,), tls=None):
         self.h, self.host, self.node = h, host, node
         self.c2s, self.s2s, self.dist = c2s, s2s, dist
         self.dir = h.path("ejabberd")
@@ -495,9 +604,29 @@ class Ejabberd:
         self.resolv = os.path.join(self.dir, "resolv.conf")
         with open(self.resolv, "w") as f:
             f.write("nameserver %s\noptions timeout:1 attempts:2\n" % DNS_IP)
+        fmt = dict(certfiles="[]", ca_file="", direct_listener="", starttls="false",
+                   dialback_module="  mod_s2s_dialback: {}",
+                   starttls_comment="# Plaintext s2s with dialback. With no certificate, 'optional' would still\n"
+                   "# advertise STARTTLS and then fail the handshake (\"TLS failed: no_certfile\").")
+        self.tls = tls
+        if tls is not None:
+            pki = os.path.join(self.dir, "pki")   # inside self.dir: chowned to ejabberd below
+            os.makedirs(pki, exist_ok=True)
+            files = []
+            for src in list(tls.certfiles) + [tls.cafile]:
+                dst = os.path.join(pki, os.path.basename(src))
+                shutil.copy(src, dst)
+                files.append(dst)
+            fmt.update(certfiles="\n" + "".join('  - "%s"\n' % f for f in files[:-1]),
+                       ca_file='ca_file: "%s"\n' % files[-1], starttls="required",
+                       starttls_comment="# STARTTLS required, certificates checked against the test CA.",
+                       dialback_module="  mod_s2s_dialback: {}" if not tls.secure else "  # no mod_s2s_dialback: certificates only")
+            if tls.direct_port:
+                fmt["direct_listener"] = ('  - port: %d\n    ip: "127.0.0.1"\n    module: ejabberd_s2s_in\n'
+                                          '    tls: true\n    max_stanza_size: 524288\n' % tls.direct_port)
         with open(os.path.join(self.cfgdir, "ejabberd.yml"), "w") as f:
             f.write(EJABBERD_YML.format(hosts="\n".join("  - %s" % d for d in (host,) + tuple(extra_hosts)),
-                                        c2s=c2s, s2s=s2s))
+                                        c2s=c2s, s2s=s2s, **fmt))
         with open(os.path.join(self.cfgdir, "inetrc"), "w") as f:
             f.write(INETRC.format(resolv=self.resolv))
         with open(os.path.join(self.cfgdir, "ejabberdctl.cfg"), "w") as f:
@@ -520,7 +649,8 @@ class Ejabberd:
             raise RuntimeError("ejabberdctl register %s: %s%s" % (user, r.stdout, r.stderr))
 
     def start(self):
-        for p in (self.c2s, self.s2s, self.dist):
+        direct = (self.tls.direct_port,) if self.tls and self.tls.direct_port else ()
+        for p in (self.c2s, self.s2s, self.dist) + direct:
             if not port_free(LOOP, p):
                 raise RuntimeError("port %d is taken" % p)
         # The private mount namespace: see the comment atop this file.
@@ -529,7 +659,8 @@ class Ejabberd:
             self._ctl_argv() + ["foreground"]
         self.proc = self.h.spawn("ejabberd", argv, "ejabberd.out", cwd=self.dir)
         self.proc.fhit_stop = self.stop
-        if not (wait_port(LOOP, self.c2s, 60, self.proc) and wait_port(LOOP, self.s2s, 10, self.proc)):
+        if not (wait_port(LOOP, self.c2s, 60, self.proc) and
+                all(wait_port(LOOP, p, 10, self.proc) for p in (self.s2s,) + direct)):
             self.h.dump_logs(self.logs)
             raise RuntimeError("ejabberd did not listen on %d/%d" % (self.c2s, self.s2s))
         # The listeners open before every module is up; 'status' says when it is.
@@ -557,9 +688,11 @@ def fedhub_binary():
     return b if os.path.isfile(b) and os.access(b, os.X_OK) else None
 
 
-def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub=""):
+def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tls="optional", domains=None):
+    """s2s_tls: the STARTTLS policy of the s2s listener. domains: {name: (cert,
+    key)}, one [domain] section each, in order."""
     lines = ["# written by tests/integration/lib/fhit.py", "[hub]", "workers 2", "domain %s" % HUB,
-             "listen s2s %s:%d tls optional" % (LOOP, PORTS["hub_s2s"]),
+             "listen s2s %s:%d tls %s" % (LOOP, PORTS["hub_s2s"], s2s_tls),
              "listen component %s:%d" % (LOOP, PORTS["hub_comp"]),
              "http %s:%d" % (LOOP, PORTS["hub_http"]),
              "dns_server %s:53" % DNS_IP,
@@ -570,6 +703,8 @@ def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub=""):
         lines += ["[component %s]" % c, "secret %s" % SECRET]
     for dom, hp in (routes or {}).items():
         lines += ["[route %s]" % dom, "connect %s" % hp]
+    for dom, (cert, key) in (domains or {}).items():
+        lines += ["[domain %s]" % dom, "cert %s" % cert, "key %s" % key]
     fn = h.path("fedhub.conf")
     with open(fn, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -577,8 +712,10 @@ def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub=""):
 
 
 class Fedhub:
-    def __init__(self, h, conf):
+    def __init__(self, h, conf, extra_ports=()):
+        """extra_ports: PORTS keys of further listeners to wait for (hub_s2s_tls)."""
         self.h, self.conf = h, conf
+        self.keys = ("hub_s2s", "hub_comp", "hub_http") + tuple(extra_ports)
         self.bin = fedhub_binary()
         self.proc = None
         self.logs = ["fedhub.log"]
@@ -586,11 +723,11 @@ class Fedhub:
     def start(self):
         if self.bin is None:
             raise RuntimeError("no fedhub binary (build it with make, or set FEDHUB=path)")
-        for p in (PORTS["hub_s2s"], PORTS["hub_comp"], PORTS["hub_http"]):
-            if not port_free(LOOP, p):
-                raise RuntimeError("port %d is taken" % p)
+        for k in self.keys:
+            if not port_free(LOOP, PORTS[k]):
+                raise RuntimeError("port %d is taken" % PORTS[k])
         self.proc = self.h.spawn("fedhub", [self.bin, "-c", self.conf], "fedhub.log")
-        ok = all(wait_port(LOOP, PORTS[k], 10, self.proc) for k in ("hub_s2s", "hub_comp", "hub_http"))
+        ok = all(wait_port(LOOP, PORTS[k], 10, self.proc) for k in self.keys)
         if not ok:
             self.h.dump_logs(self.logs)
             raise RuntimeError("fedhub did not listen (exit status %s)" % self.proc.poll())
@@ -629,6 +766,45 @@ def metric(port, name):
             total += float(m.group(2))
             seen = True
     return total if seen else None
+
+
+def tcp_conns_to_local_port(lport):
+    """Established TCP connections whose local end is 127.0.0.1:lport, i.e.
+    accepted by whoever listens there (ss -t, no process filter)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "src", "%s:%d" % (LOOP, lport)],
+                         capture_output=True, text=True, timeout=10).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def log_lines(h, name, pattern, start=0):
+    """Lines of the log file h.path(name) from byte offset start that match the regex."""
+    try:
+        with open(h.path(name), "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if re.search(pattern, line)]
+
+
+def log_size(h, name):
+    try:
+        return os.path.getsize(h.path(name))
+    except OSError:
+        return 0
+
+
+async def wait_log(h, name, pattern, timeout, start=0):
+    """Waits until a line matching pattern appears in the log (from offset
+    start); returns the matching lines or raises CaseFailed."""
+    t0 = time.monotonic()
+    while True:
+        got = log_lines(h, name, pattern, start)
+        if got:
+            return got
+        if time.monotonic() - t0 > timeout:
+            raise CaseFailed("no line matching /%s/ in %s within %d s" % (pattern, name, timeout))
+        await asyncio.sleep(0.1)
 
 
 def tcp_links(pid, dport):
