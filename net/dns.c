@@ -348,12 +348,14 @@ void dns_ctrl_loop(void)
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		int n = 0;
 		pfd[n++] = (struct pollfd){ .fd = net_ctrl_eventfd(), .events = POLLIN };
-		int bits = ares_getsock(chan, socks, ARES_GETSOCK_MAXNUM);
+		/* unsigned: c-ares' ARES_GETSOCK_WRITABLE(bits, 15) shifts 1 into
+		 * the sign bit of an int (undefined behaviour, UBSan reports it) */
+		unsigned bits = (unsigned)ares_getsock(chan, socks, ARES_GETSOCK_MAXNUM);
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
-			if (ARES_GETSOCK_READABLE(bits, i))
+			if (bits & (1u << i))
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev)
 				pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };

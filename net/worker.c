@@ -1234,6 +1234,12 @@ static void *worker_main(void *arg)
 	if (cfg.on_worker_start)
 		cfg.on_worker_start(w);
 	__atomic_store_n(&w->ring_ready, true, __ATOMIC_RELEASE);
+	/* Our first accepted connection may hand a stanza to another worker:
+	 * its ring (ring_fd for MSG_RING, its message rings) must be set up and
+	 * visible here first. A worker that fails its setup exits the process. */
+	for (int i = 0; i < nworkers; i++)
+		while (!__atomic_load_n(&workers[i].ring_ready, __ATOMIC_ACQUIRE))
+			usleep(100);
 	w->next_tick = w->now + TICK_MS;
 	uint64_t stop_at = 0;
 

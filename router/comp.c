@@ -150,6 +150,7 @@ static size_t comp_on_data(struct net_conn *c, struct net_buf *b, const char *p,
 static void comp_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
+	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
 	if (s->state == C_READY || s->was_ready) {
 		int left = s->state == C_READY ? rt_comp_del(s->local, c->ref) : -1;
 		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");

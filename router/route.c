@@ -49,7 +49,9 @@ static const char *const sterr_types[] = {
 };
 
 /* A tokenizer already inside a stream, for parsing bytes the hub made or
- * must look at again. One per worker. */
+ * must look at again. One per worker, in thread-local storage: a malloc'ed
+ * one had no owner to free it when the worker thread ends (LeakSanitizer). */
+static __thread struct xml_tok gen_tok_store;
 static __thread struct xml_tok *gen_tok;
 
 static const char gen_hdr[] = "<stream:stream xmlns='jabber:server' "
@@ -61,8 +63,7 @@ static int parse_one(const char *p, size_t n, struct xml_stanza *st)
 	size_t used;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (!gen_tok || gen_tok->err) {
-			if (!gen_tok)
-				gen_tok = malloc(sizeof(*gen_tok));
+			gen_tok = &gen_tok_store;
 			struct xml_limits lim;
 			xml_limits_default(&lim);
 			lim.max_stanza = lim.max_stanza_preauth = 1u << 30;
@@ -137,7 +138,9 @@ static void deliver_component(struct hubw *h, const struct rt_route *r, struct n
 	 * connection, hence in order. */
 	struct xml_span f = jid_bare(st->from), t = jid_bare(st->to);
 	uint32_t hv = rt_hash(f.p, f.n) * 31u ^ rt_hash(t.p, t.n);
-	to_conn(h, r->conns[hv % r->nconns], b, st, hops);
+	/* A reroute (hops > 0) found the chosen connection closing while the
+	 * table still lists it: take the next one, not the same one again. */
+	to_conn(h, r->conns[(hv + (uint32_t)hops) % r->nconns], b, st, hops);
 }
 
 static void reroute(struct hubw *h, struct net_buf *b, const struct xml_stanza *st, int hops)
@@ -321,6 +324,18 @@ static int put_attr(char *out, size_t cap, const char *name, struct xml_span v)
 
 void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text)
 {
+	if (!st->name.n) {
+		/* A stanza that came from another worker carries only its bytes
+		 * and addresses (struct xstz): no name, type or id. Parse it
+		 * again (slow path, bounces only) rather than build "<" ... "</>". */
+		struct xml_stanza full;
+		if (parse_one(st->raw.p, st->raw.n, &full) < 0 || !full.name.n) {
+			log_warn(0, "route: a stanza from another worker could not be parsed again to bounce it");
+			return;
+		}
+		route_bounce(h, &full, err, text);
+		return;
+	}
 	if (span_eq(st->type, "error") || !st->from.n) {
 		/* RFC 6120 §8.3.1: never answer an error with an error */
 		MET_INC(h->m, stanzas_dropped_error);

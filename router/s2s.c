@@ -946,9 +946,13 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 		struct verify *v = dw->v;
 		v->dns_pending = false;
 		if (r->status) {
-			verify_answer(h, v, -1);
-			if (v->done && !v->sess)
+			/* verify_answer() frees v itself when it answers (no DNS
+			 * wait, no session left); one answered before only waited
+			 * for this lookup */
+			if (v->done)
 				verify_free(v);
+			else
+				verify_answer(h, v, -1);
 		} else {
 			memcpy(v->t, r->t, sizeof(v->t));
 			v->nt = r->ntargets;
@@ -960,6 +964,12 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 }
 
 /* ---- inbound streams ----------------------------------------------- */
+
+/* Domain pairs one inbound stream may claim (XEP-0220 piggybacking). Each
+ * costs a verification (a DNS lookup and a connection) and memory; without a
+ * bound one unauthenticated stream could claim millions, and the uint16_t
+ * count would wrap. */
+#define S2S_MAX_PAIRS 1000
 
 static struct pair *in_pair(struct sess *s, const char *remote, const char *local, bool add)
 {
@@ -1096,6 +1106,10 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		net_close(s->c, true);
 		return;
 	}
+	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, domain, s->local, false)) {
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
+		return;
+	}
 	struct pair *p = in_pair(s, domain, s->local, true);
 	p->state = PAIR_VALID;
 	MET_INC(h->m, s2s_in_links);
@@ -1128,6 +1142,10 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_BAD_FORMAT, "db:result without a key");
 		return;
 	}
+	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, from, to, false)) {
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
+		return;
+	}
 	struct pair *p = in_pair(s, from, to, true);
 	if (p->state == PAIR_VALID) {
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
@@ -1157,13 +1175,21 @@ static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
 		return;
 	}
-	char id[128];
-	int il = xml_attr_decode(st->id, id, sizeof(id) - 1);
+	char raw_id[128], id[128 * 6];
+	int il = xml_attr_decode(st->id, raw_id, sizeof(raw_id) - 1);
 	if (il < 0) {
 		sess_stream_error(s, SERR_BAD_FORMAT, NULL);
 		return;
 	}
-	id[il] = 0;
+	raw_id[il] = 0;
+	/* the key is computed over the decoded id; the answer echoes it
+	 * escaped, or an id like "x' type='valid" would add attributes */
+	int el = xml_escape(id, sizeof(id) - 1, raw_id, (size_t)il, true);
+	if (el < 0) {
+		sess_stream_error(s, SERR_BAD_FORMAT, NULL);
+		return;
+	}
+	id[el] = 0;
 	if (!hub_serves(to, strlen(to))) {
 		sess_sendf(s, "<db:verify from='%s' to='%s' id='%s' type='error'><error type='cancel'>"
 			      "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>",
@@ -1171,7 +1197,7 @@ static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza
 		return;
 	}
 	/* we are the authoritative server: `from` received our key for `to` */
-	dialback_key(from, to, id, key);
+	dialback_key(from, to, raw_id, key);
 	bool ok = key_ok(elem_text(st), key);
 	sess_sendf(s, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", to, from, id, ok ? "valid" : "invalid");
 	(void)h;
@@ -1245,6 +1271,7 @@ static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, s
 static void in_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
+	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
 	log_debug(c->id, "s2s in closed (%d)", err);
 	sess_free(s);
 }
