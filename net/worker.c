@@ -198,7 +198,7 @@ static void buf_recycle(struct net_worker *w, struct net_buf *b)
 		io_uring_buf_ring_add(w->br, b->data, w->bufsz, (unsigned short)b->bid,
 				      io_uring_buf_ring_mask(w->nbufs), 0);
 		io_uring_buf_ring_advance(w->br, 1);
-		w->bufs_out--;
+		__atomic_store_n(&w->bufs_out, w->bufs_out - 1, __ATOMIC_RELAXED); /* one writer */
 	} else {
 		free(b->data);
 		free(b);
@@ -354,9 +354,8 @@ static void give_back_unsent(struct net_conn *c, uint32_t from)
 		return;
 	for (uint32_t k = from; k < c->oq_len; k++) {
 		struct net_slice *sl = &c->oq[(c->oq_head + k) & (c->oq_cap - 1)];
-		c->ops->on_unsent(c, sl->b, sl->p, sl->n);
 		c->oq_bytes -= sl->n;
-		net_buf_unref(c->w, sl->b);
+		c->ops->on_unsent(c, sl->b, sl->p, sl->n); /* takes the queue's reference */
 	}
 	if (c->oq_len > from)
 		c->oq_len = from;
@@ -446,14 +445,45 @@ static void mark_dirty(struct net_conn *c)
 	c->w->dirty = c;
 }
 
+/* Slices a queue may hold before it copies what it gets from receive
+ * buffers that are running short: a queue that does not drain (a peer that
+ * does not read) would otherwise pin the receive buffers, one per slice,
+ * until none is left and every connection of that worker stops receiving. */
+#define PIN_MAX_SLICES 32
+
+static bool bufs_short(uint16_t owner)
+{
+	if (owner >= nworkers)
+		return false;
+	struct net_worker *o = &workers[owner];
+	return __atomic_load_n(&o->bufs_out, __ATOMIC_RELAXED) > o->nbufs / 2;
+}
+
 int net_send_slice(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	net_buf_ref(b); /* only ever on the owner's thread: see net.h */
+	int rc = net_send_slice_take(c, b, p, n);
+	if (rc < 0)
+		net_buf_unref(c->w, b);
+	return rc;
+}
+
+int net_send_slice_take(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	if (!(c->flags & NET_F_OPEN) || (c->flags & NET_F_CLOSING))
 		return -EPIPE;
-	if (n == 0)
+	if (n == 0) {
+		net_buf_unref(c->w, b);
 		return 0;
+	}
 	if (c->oq_bytes + n > queue_limit)
 		return -ENOBUFS;
+	if (b && b->bid >= 0 && c->oq_len >= PIN_MAX_SLICES && bufs_short(b->owner)) {
+		int rc = net_send_copy(c, p, n);
+		if (rc == 0)
+			net_buf_unref(c->w, b);
+		return rc;
+	}
 	if (c->oq_len == c->oq_cap) {
 		uint32_t ncap = c->oq_cap ? c->oq_cap * 2 : 16;
 		struct net_slice *q = malloc(ncap * sizeof(*q));
@@ -466,7 +496,6 @@ int net_send_slice(struct net_conn *c, struct net_buf *b, const char *p, size_t 
 		c->oq_head = 0;
 		c->oq_cap = ncap;
 	}
-	net_buf_ref(b);
 	c->oq[(c->oq_head + c->oq_len) & (c->oq_cap - 1)] = (struct net_slice){ b, p, (uint32_t)n };
 	c->oq_len++;
 	c->oq_bytes += n;
@@ -498,8 +527,9 @@ int net_send_copy(struct net_conn *c, const char *p, size_t n)
 		return -ENOMEM;
 	memcpy(b->data, p, n);
 	b->len = (uint32_t)n;
-	int r = net_send_slice(c, b, b->data, n);
-	net_buf_unref(c->w, b);
+	int r = net_send_slice_take(c, b, b->data, n);
+	if (r < 0)
+		net_buf_unref(c->w, b);
 	return r;
 }
 
@@ -848,7 +878,7 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 		struct net_buf *b = &w->bufs[bid];
 		b->ref = 1;
 		b->len = res > 0 ? (uint32_t)res : 0;
-		w->bufs_out++;
+		__atomic_store_n(&w->bufs_out, w->bufs_out + 1, __ATOMIC_RELAXED);
 		if (res > 0 && !(c->flags & (NET_F_CLOSED | NET_F_RECV_STOPPED))) {
 			c->last_rx = w->now;
 			if (c->tls)

@@ -133,6 +133,7 @@ static size_t comp_on_data(struct net_conn *c, struct net_buf *b, const char *p,
 			} else if (st->nsid == XML_NS_COMPONENT &&
 				   (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
 				    span_eq(st->name, "iq"))) {
+				net_buf_ref(b); /* ours: b is what this worker received */
 				route_stanza(h, s, b, st);
 			} else {
 				sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);

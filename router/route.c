@@ -5,7 +5,13 @@
  * worker that owns it), or bounce it with the RFC 6120 stanza error.
  *
  * Nothing here allocates or copies a routed stanza: the destination queues a
- * slice of the receive buffer. Only bounces and the hub's own answers are
+ * slice of the receive buffer.
+ *
+ * References: every function here that takes a buffer CONSUMES one reference
+ * on it: it hands it on (to a connection's queue, a link's queue, or another
+ * worker in a message) or drops it. Only the owning worker ever adds
+ * references; another worker only moves the one its message carried, so
+ * counts are never touched by two threads. Only bounces and the hub's own answers are
  * built anew, and those are parsed again by a per-worker tokenizer so they
  * take the same path as everything else.
  */
@@ -58,7 +64,8 @@ static const char gen_hdr[] = "<stream:stream xmlns='jabber:server' "
 			      "xmlns:stream='http://etherx.jabber.org/streams' "
 			      "xmlns:db='jabber:server:dialback'>";
 
-static int parse_one(const char *p, size_t n, struct xml_stanza *st)
+/* Parse the first stanza of [p, p+n); returns the bytes it takes, or -1. */
+static long parse_next(const char *p, size_t n, struct xml_stanza *st)
 {
 	size_t used;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -73,14 +80,24 @@ static int parse_one(const char *p, size_t n, struct xml_stanza *st)
 				return -1;
 		}
 		int ev = xml_tok_next(gen_tok, p, n, &used);
-		if (ev == XML_EV_STANZA && used == n) {
+		while (ev == XML_EV_WHITESPACE && used < n) {
+			size_t more;
+			ev = xml_tok_next(gen_tok, p + used, n - used, &more);
+			used += more;
+		}
+		if (ev == XML_EV_STANZA) {
 			*st = gen_tok->st;
-			return 0;
+			return (long)used;
 		}
 		/* anything else leaves the tokenizer mid-way: start over once */
 		gen_tok->err = XML_ERR_NOT_WELL_FORMED;
 	}
 	return -1;
+}
+
+static int parse_one(const char *p, size_t n, struct xml_stanza *st)
+{
+	return parse_next(p, n, st) == (long)n ? 0 : -1;
 }
 
 bool hub_serves(const char *domain, size_t n)
@@ -132,6 +149,7 @@ static void deliver_component(struct hubw *h, const struct rt_route *r, struct n
 {
 	if (!r->nconns) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
+		net_buf_unref(h->w, b);
 		return;
 	}
 	/* Spread by the (from, to) bare JIDs so each conversation stays on one
@@ -153,6 +171,7 @@ static void reroute(struct hubw *h, struct net_buf *b, const struct xml_stanza *
 		return;
 	}
 	route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
+	net_buf_unref(h->w, b);
 }
 
 static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops)
@@ -163,24 +182,24 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 			reroute(h, b, st, hops);
 			return;
 		}
-		if (net_send_slice(c, b, st->raw.p, st->raw.n) < 0) {
+		if (net_send_slice_take(c, b, st->raw.p, st->raw.n) < 0) {
 			MET_INC(h->m, send_queue_full);
 			route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
+			net_buf_unref(h->w, b);
 			return;
 		}
 		MET_INC(h->m, stanzas_routed);
 		return;
 	}
-	struct net_msg m = { .type = HUB_MSG_STANZA, .buf = b };
+	struct net_msg m = { .type = HUB_MSG_STANZA, .buf = b }; /* carries our reference */
 	struct xstz *x = (struct xstz *)m.u.bytes;
 	fill_xstz(x, st);
 	x->dst = dst;
 	x->hops = (uint8_t)hops;
-	net_buf_ref(b);
 	if (net_msg_send(h->w, dst.worker, &m) < 0) {
-		net_buf_unref(h->w, b);
 		MET_INC(h->m, send_queue_full);
 		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
+		net_buf_unref(h->w, b);
 		return;
 	}
 	MET_INC(h->m, stanzas_cross_worker);
@@ -200,20 +219,20 @@ static void to_remote(struct hubw *h, const char *to, int tl, const char *fr, st
 	int owner = rt_s2s_claim(to, (size_t)tl, (uint16_t)net_worker_id(h->w));
 	if (owner < 0) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
+		net_buf_unref(h->w, b);
 		return;
 	}
 	if (owner == net_worker_id(h->w)) {
 		s2s_link_enqueue(h, to, fr, b, st->raw.p, st->raw.n);
 		return;
 	}
-	struct net_msg m = { .type = HUB_MSG_TO_LINK, .buf = b };
+	struct net_msg m = { .type = HUB_MSG_TO_LINK, .buf = b }; /* carries our reference */
 	struct xstz *x = (struct xstz *)m.u.bytes;
 	fill_xstz(x, st);
-	net_buf_ref(b);
 	if (net_msg_send(h->w, owner, &m) < 0) {
-		net_buf_unref(h->w, b);
 		MET_INC(h->m, send_queue_full);
 		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
+		net_buf_unref(h->w, b);
 		return;
 	}
 	MET_INC(h->m, stanzas_cross_worker);
@@ -229,11 +248,11 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		/* RFC 6120 §8.1.1.1 / §8.1.2.1: s2s stanzas carry both addresses */
 		if (tl <= 0 || fl <= 0) {
 			sess_stream_error(src, SERR_IMPROPER_ADDRESSING, NULL);
-			return;
+			goto drop;
 		}
 		if (!hub_serves(to, (size_t)tl)) {
 			sess_stream_error(src, SERR_HOST_UNKNOWN, NULL);
-			return;
+			goto drop;
 		}
 		struct pair *pr = find_pair(src, fr, to);
 		if (!pr || pr->state != PAIR_VALID) {
@@ -241,20 +260,20 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			 * stream; §4.9.3.7 host-unknown would name our side instead */
 			sess_stream_error(src, any_valid_pair_from(src, fr) ? SERR_HOST_UNKNOWN : SERR_INVALID_FROM,
 					  NULL);
-			return;
+			goto drop;
 		}
 	} else if (src && src->kind == SESS_COMP) {
 		if (fl <= 0 || !domain_within(fr, (size_t)fl, src->local)) {
 			sess_stream_error(src, SERR_INVALID_FROM, NULL);
-			return;
+			goto drop;
 		}
 		if (tl <= 0) {
 			route_bounce(h, st, STERR_BAD_REQUEST, NULL);
-			return;
+			goto drop;
 		}
 	} else if (tl <= 0 || fl <= 0) {
 		log_warn(0, "route: generated stanza without addresses dropped");
-		return;
+		goto drop;
 	}
 	MET_INC(h->m, stanzas_in);
 
@@ -264,10 +283,10 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		case RT_HUB:
 			MET_INC(h->m, stanzas_local);
 			local_handle(h, st);
-			return;
+			goto drop;
 		case RT_HOSTED:
 			route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
-			return;
+			goto drop;
 		case RT_COMPONENT:
 			deliver_component(h, r, b, st, 0);
 			return;
@@ -278,9 +297,12 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 	/* A remote domain: only for stanzas from a domain we serve. */
 	if (!hub_serves(fr, (size_t)fl)) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
-		return;
+		goto drop;
 	}
 	to_remote(h, to, tl, fr, b, st);
+	return;
+drop:
+	net_buf_unref(h->w, b);
 }
 
 static void xstz_to_stanza(const struct xstz *x, struct xml_stanza *st)
@@ -308,8 +330,9 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
 		if (tl > 0 && fl > 0)
 			s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n);
+		else
+			net_buf_unref(h->w, m->buf);
 	}
-	net_buf_unref(h->w, m->buf);
 }
 
 /* Copy an attribute value with the quote it was written with. */
@@ -391,19 +414,45 @@ void route_bounce_raw(struct hubw *h, const char *p, size_t n, enum hub_sterr er
 	route_bounce(h, &st, err, NULL);
 }
 
+/* Bytes queued to a connection that went away: one stanza, or several
+ * when the queue had copied them together. Consumes the reference. */
 void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n)
 {
-	struct xml_stanza st;
-	/* only stanzas: not stream headers, dialback, keepalives the hub wrote */
-	if (!(n > 3 && (!memcmp(p, "<message", 8 < n ? 8 : n) || !memcmp(p, "<presence", 9 < n ? 9 : n) ||
-			!memcmp(p, "<iq", 3))))
-		return;
-	if (parse_one(p, n, &st) < 0 || st.nsid != XML_NS_SERVER) {
-		MET_INC(h->m, stanzas_dropped_error);
-		log_warn(0, "route: a queued stanza could not be parsed again to route it");
-		return;
+	size_t off = 0;
+	while (off < n) {
+		while (off < n && (p[off] == ' ' || p[off] == '\n' || p[off] == '\t' || p[off] == '\r'))
+			off++;
+		if (off == n)
+			break;
+		const char *q = p + off;
+		size_t left = n - off;
+		/* only stanzas: not stream headers, dialback, keepalives the hub wrote */
+		if (!(left > 3 && (!memcmp(q, "<message", left < 8 ? left : 8) ||
+				   !memcmp(q, "<presence", left < 9 ? left : 9) || !memcmp(q, "<iq", 3))))
+			break;
+		struct xml_stanza st;
+		long used = parse_next(q, left, &st);
+		if (used <= 0 || st.nsid != XML_NS_SERVER) {
+			MET_INC(h->m, stanzas_dropped_error);
+			log_warn(0, "route: a queued stanza could not be parsed again to route it");
+			break;
+		}
+		off += (size_t)used;
+		if (off < n) {
+			/* more follow in this buffer: each routed stanza needs its own
+			 * reference; a buffer of another worker gets copied instead */
+			if (b->owner == (uint16_t)net_worker_id(h->w)) {
+				net_buf_ref(b);
+				route_stanza(h, NULL, b, &st);
+			} else {
+				route_generated(h, q, (size_t)used);
+			}
+		} else {
+			route_stanza(h, NULL, b, &st);
+			return;
+		}
 	}
-	route_stanza(h, NULL, b, &st);
+	net_buf_unref(h->w, b);
 }
 
 void route_generated(struct hubw *h, const char *p, size_t n)
@@ -414,9 +463,10 @@ void route_generated(struct hubw *h, const char *p, size_t n)
 	memcpy(b->data, p, n);
 	b->len = (uint32_t)n;
 	struct xml_stanza st;
-	if (parse_one(b->data, n, &st) == 0)
-		route_stanza(h, NULL, b, &st);
-	else
-		log_warn(0, "route: generated stanza did not parse: %.*s", (int)(n > 200 ? 200 : n), p);
+	if (parse_one(b->data, n, &st) == 0) {
+		route_stanza(h, NULL, b, &st); /* consumes our reference */
+		return;
+	}
+	log_warn(0, "route: generated stanza did not parse: %.*s", (int)(n > 200 ? 200 : n), p);
 	net_buf_unref(h->w, b);
 }

@@ -270,11 +270,13 @@ static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p
 static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
-		if (net_send_slice(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0)
+		/* the queue's reference moves to the connection's queue */
+		if (net_send_slice_take(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0) {
 			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
-		else
+			net_buf_unref(h->w, p->q[k].b);
+		} else {
 			MET_INC(h->m, stanzas_routed);
-		net_buf_unref(h->w, p->q[k].b);
+		}
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
@@ -354,60 +356,77 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 		  L->nt ? "no address could be reached" : "no address");
 }
 
+/* A stanza for `remote` from our domain `local`. Consumes the reference on b. */
 void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b,
 		      const char *p, size_t n)
 {
 	struct s2s_out *L = link_find(h, remote);
+	enum hub_sterr bounce;
 	if (!L) {
 		/* make sure the table names us as the owner (it may have been
 		 * released while the message was on its way) */
 		int owner = rt_s2s_claim(remote, strlen(remote), (uint16_t)net_worker_id(h->w));
 		if (owner >= 0 && owner != net_worker_id(h->w)) {
-			struct xml_stanza st;
-			(void)st;
-			route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
-			return;
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
 		}
 		L = link_new(h, remote);
 	}
 	L->last_activity = net_now_ms();
 	struct lpair *pr = link_pair(L, local);
 	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
-		if (net_send_slice(L->sess->c, b, p, n) < 0) {
+		if (net_send_slice_take(L->sess->c, b, p, n) < 0) {
 			MET_INC(h->m, send_queue_full);
-			route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
-		} else {
-			MET_INC(h->m, stanzas_routed);
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
 		}
+		MET_INC(h->m, stanzas_routed);
 		return;
 	}
 	if (L->state == L_BACKOFF) {
 		if (net_now_ms() < L->retry_at) {
-			route_bounce_raw(h, p, n, (enum hub_sterr)L->last_fail);
-			return;
+			bounce = (enum hub_sterr)L->last_fail;
+			goto bounce;
 		}
 		L->state = L_IDLE;
 	}
 	if (pr->state == PAIR_INVALID) {
-		route_bounce_raw(h, p, n, STERR_REMOTE_SERVER_NOT_FOUND);
-		return;
+		bounce = STERR_REMOTE_SERVER_NOT_FOUND;
+		goto bounce;
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
 		MET_INC(h->m, send_queue_full);
-		route_bounce_raw(h, p, n, STERR_RESOURCE_CONSTRAINT);
-		return;
+		bounce = STERR_RESOURCE_CONSTRAINT;
+		goto bounce;
 	}
 	if (pr->qlen == pr->qcap) {
 		pr->qcap = pr->qcap ? pr->qcap * 2 : 16;
 		pr->q = realloc(pr->q, pr->qcap * sizeof(*pr->q));
 	}
-	net_buf_ref(b);
-	pr->q[pr->qlen++] = (struct qitem){ b, p, (uint32_t)n };
+	if (b->bid >= 0) {
+		/* a link may take seconds to come up: do not hold a receive
+		 * buffer (the worker's, or another's) for that long, keep a copy */
+		struct net_buf *cb = net_buf_new(h->w, n);
+		if (!cb) {
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		memcpy(cb->data, p, n);
+		cb->len = (uint32_t)n;
+		net_buf_unref(h->w, b);
+		b = cb;
+		p = cb->data;
+	}
+	pr->q[pr->qlen++] = (struct qitem){ b, p, (uint32_t)n }; /* the queue holds the reference */
 	L->queued++;
 	if (L->state == L_IDLE)
 		link_start(h, L);
 	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess->got_features)
 		send_db_result(h, L, pr);
+	return;
+bounce:
+	route_bounce_raw(h, p, n, bounce);
+	net_buf_unref(h->w, b);
 }
 
 static void out_open_stream(struct sess *s)
@@ -1239,8 +1258,10 @@ static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, s
 			}
 			if (st->nsid == XML_NS_SERVER) {
 				if (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
-				    span_eq(st->name, "iq"))
+				    span_eq(st->name, "iq")) {
+					net_buf_ref(b); /* ours: b is what this worker received */
 					route_stanza(h, s, b, st);
+				}
 				else
 					sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
 			} else if (st->nsid == XML_NS_DIALBACK) {
