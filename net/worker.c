@@ -1336,8 +1336,21 @@ int net_init(const struct net_config *c)
 		cfg.ring_msgs = 16384;
 	if (!cfg.max_pending)
 		cfg.max_pending = 1 << 20;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	nworkers = cfg.workers > 0 ? cfg.workers : (int)(ncpu > 0 ? ncpu : 1);
+	/* Workers are pinned inside the CPU set the process was given (taskset,
+	 * cgroups): `workers auto` is one per CPU of that set. */
+	cpu_set_t allowed;
+	int cpus[CPU_SETSIZE], ncpu = 0;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+		for (int i = 0; i < CPU_SETSIZE; i++)
+			if (CPU_ISSET(i, &allowed))
+				cpus[ncpu++] = i;
+	}
+	if (ncpu == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		for (ncpu = 0; ncpu < (n > 0 ? n : 1) && ncpu < CPU_SETSIZE; ncpu++)
+			cpus[ncpu] = ncpu;
+	}
+	nworkers = cfg.workers > 0 ? cfg.workers : ncpu;
 	if (nworkers > NET_MAX_WORKERS)
 		nworkers = NET_MAX_WORKERS;
 	workers = calloc((size_t)nworkers, sizeof(*workers));
@@ -1345,7 +1358,7 @@ int net_init(const struct net_config *c)
 	for (int i = 0; i < nworkers; i++) {
 		struct net_worker *w = &workers[i];
 		w->id = i;
-		w->cpu = ncpu > 1 ? (int)(i % ncpu) : -1;
+		w->cpu = ncpu > 1 ? cpus[i % ncpu] : -1; /* one CPU: nothing to choose */
 		w->nbufs = cfg.buf_count;
 		w->bufsz = cfg.buf_size;
 		w->wake_fd = eventfd(0, EFD_CLOEXEC);

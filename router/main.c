@@ -219,7 +219,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rcu_thread_offline();
-	met_init(cfg.workers > 0 ? cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN));
 	net_set_queue_limit(cfg.send_queue_max);
 	struct net_config nc = {
 		.workers = cfg.workers,
@@ -232,6 +231,7 @@ int main(int argc, char **argv)
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 	net_init(&nc);
+	met_init(net_nworkers());
 	char dns_server[80] = "";
 	if (cfg.dns_server.len) {
 		char host[64];

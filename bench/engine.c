@@ -1,0 +1,1359 @@
+/*
+ * bench/engine.c — the load generator's io_uring loop.
+ *
+ * One thread, one ring, every socket non-blocking and driven by completions:
+ * connect, recv (one outstanding per connection into its own buffer), send
+ * (one outstanding per connection, double-buffered so that stanzas produced
+ * while a send is in flight go out together in the next one), accept on the
+ * bench's own listeners. A single pinned loop keeps the bench cheap and its
+ * timing simple; it is far from being the bottleneck for the targets measured
+ * so far (see BENCHMARKS.md), and the target runs on the other CPUs.
+ *
+ * Roles of a connection:
+ *   S2S_OUT  the bench as a remote server dialling the target's s2s port:
+ *            stream header, then one <db:result/> per bench domain piggybacked
+ *            on the link (XEP-0220 §2.1, keys per XEP-0185), ready once the
+ *            target says type='valid' for all of them.
+ *   S2S_IN   the target dialling the bench, which is the authoritative server
+ *            of its domains: it answers <db:verify/> by recomputing the key
+ *            (valid only if it matches), accepts the target's own <db:result/>
+ *            on that stream (both ends are on loopback and the bench is not
+ *            the system under test), and receives stanzas: echo replies,
+ *            component-to-s2s traffic, bounces.
+ *   COMP     an XEP-0114 component: handshake = hex(SHA-1(stream id + secret)).
+ *   RELAY_IN HAProxy mode: the far end of a plain TCP relay; no XMPP peer
+ *            answers, the bench only frames and accounts what arrives.
+ *
+ * Accounting. A sender "flow" is one (from, to) pair with its own sequence.
+ * Each stanza's id is "fhb-FLOW-SEQ-TS" (hex; TS = CLOCK_MONOTONIC ns of the
+ * intended send time). The final receiver parses it back: latency = now - TS,
+ * order per flow (a sequence number below the highest seen so far counts as
+ * out of order), type='error' counts as bounced. Lost = sent - delivered -
+ * bounced after the drain. In open loop, TS is the time the stanza was due,
+ * not the time it was written, so a stalled target shows up in the latency
+ * (no coordinated omission). The --fault option changes only what the bench
+ * sends (one stanza never written, or two written swapped), so the receive
+ * side accounting is exercised exactly as in a real run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <liburing.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/sha.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+#include "bench/bench.h"
+
+/* ---- crypto ---------------------------------------------------------------- */
+
+static void be_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+void bench_db_key(const char *secret, const char *recv, const char *orig,
+		  const char *stream_id, char out[65])
+{
+	unsigned char d[WC_SHA256_DIGEST_SIZE];
+	char khex[2 * WC_SHA256_DIGEST_SIZE + 1], text[1024];
+	wc_Sha256Hash((const byte *)secret, (word32)strlen(secret), d);
+	be_hex(d, sizeof d, khex);
+	int n = snprintf(text, sizeof text, "%s %s %s", recv, orig, stream_id);
+	Hmac h;
+	wc_HmacInit(&h, NULL, INVALID_DEVID);
+	wc_HmacSetKey(&h, WC_SHA256, (const byte *)khex, (word32)strlen(khex));
+	wc_HmacUpdate(&h, (const byte *)text, (word32)n);
+	wc_HmacFinal(&h, d);
+	wc_HmacFree(&h);
+	be_hex(d, sizeof d, out);
+}
+
+void bench_comp_handshake(const char *stream_id, const char *secret, char out[41])
+{
+	wc_Sha s;
+	unsigned char d[WC_SHA_DIGEST_SIZE];
+	wc_InitSha(&s);
+	wc_ShaUpdate(&s, (const byte *)stream_id, (word32)strlen(stream_id));
+	wc_ShaUpdate(&s, (const byte *)secret, (word32)strlen(secret));
+	wc_ShaFinal(&s, d);
+	wc_ShaFree(&s);
+	be_hex(d, sizeof d, out);
+}
+
+/* ---- /proc ----------------------------------------------------------------- */
+
+int bench_proc_sample(int pid, double *cpu_s, uint64_t *rss_kib, uint64_t *hwm_kib)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* the command name may hold spaces and parentheses: fields count from the last ')' */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long ut = 0, st = 0;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	if (cpu_s)
+		*cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	char line[256];
+	while (fgets(line, sizeof line, f)) {
+		unsigned long v;
+		if (rss_kib && sscanf(line, "VmRSS: %lu", &v) == 1)
+			*rss_kib = v;
+		if (hwm_kib && sscanf(line, "VmHWM: %lu", &v) == 1)
+			*hwm_kib = v;
+	}
+	fclose(f);
+	return 0;
+}
+
+/* ---- the engine's state ----------------------------------------------------- */
+
+enum bc_role { BC_S2S_OUT, BC_S2S_IN, BC_COMP, BC_RELAY_IN };
+enum bc_state { BC_IDLE, BC_CONNECTING, BC_STREAM, BC_AUTH, BC_READY, BC_CLOSED };
+enum { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_ACCEPT };
+
+struct bc_obuf {
+	char *p;
+	size_t len, cap;
+};
+
+struct bconn {
+	int fd, idx;
+	enum bc_role role;
+	enum bc_state state;
+	bool recv_busy, send_busy, connect_busy, dirty, closing, counted_setup;
+	char *rbuf;
+	size_t rlen, rcap;
+	int depth;                 /* 0 before the stream header, 1 after */
+	bool want_features;        /* S2S_OUT: peer said version='1.0' */
+	struct bc_obuf ob[2];
+	int acc;                   /* ob[acc] accumulates; ob[acc^1] is in flight */
+	size_t soff;
+	char stream_id[128];
+	int dom_first, ndom, ndom_valid; /* S2S_OUT: piggybacked bench domains */
+	int comp_dom;              /* COMP: index into comp_domains */
+	int flow_first, nflows, next_flow;
+	uint32_t inflight;
+	uint64_t next_ns;          /* open loop: when the next stanza is due */
+	uint64_t base_ns;          /* open loop: when the first one was due */
+	double interval_ns;
+	uint64_t due_count;
+};
+
+struct bflow {
+	int conn;                  /* sending connection */
+	int from_dom, to_dom;      /* bench domain index / component domain index */
+	int user;
+	bool from_comp;            /* component -> s2s */
+	uint32_t next_seq, max_seen; /* max_seen = highest seq received + 1 */
+	uint64_t sent, delivered, bounced;
+	bool held;                 /* --fault reorder: a stanza kept back */
+	char held_buf[2048];
+	size_t held_len;
+};
+
+struct eng {
+	const struct bench_opts *o;
+	struct bench_result *r;
+	struct io_uring ring;
+	struct bconn *c;
+	int nc, capc;
+	struct bflow *f;
+	int nf;
+	int lfd_db, lfd_relay;
+	int *dirty;
+	int ndirty, capdirty;
+	int setups_pending;
+	int next_link_to_start, next_comp_to_start;
+	uint64_t now;
+	uint64_t t_measure0, t_measure1;
+	bool generating, measuring;
+	struct bench_hist sec_hist;
+	uint64_t sec_delivered;
+	uint64_t rng;
+	bool fault_done;
+	char body[8192];
+	int body_len;
+};
+
+static uint64_t be_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void be_error(struct eng *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void be_error(struct eng *e, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (!e->r->error[0])
+		snprintf(e->r->error, sizeof e->r->error, "%s", msg);
+	fprintf(stderr, "fedhub-bench: %s\n", msg);
+}
+
+static void be_domain(const struct eng *e, int i, char *out, size_t cap)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(out, cap, e->o->domain_fmt, i + 1);
+#pragma GCC diagnostic pop
+}
+
+/* ---- ring helpers ---------------------------------------------------------- */
+
+static struct io_uring_sqe *be_sqe(struct eng *e)
+{
+	struct io_uring_sqe *s = io_uring_get_sqe(&e->ring);
+	if (!s) {
+		io_uring_submit(&e->ring);
+		s = io_uring_get_sqe(&e->ring);
+	}
+	return s;
+}
+
+static uint64_t be_ud(int idx, int op)
+{
+	return ((uint64_t)(uint32_t)idx << 8) | (uint64_t)op;
+}
+
+static void be_arm_recv(struct eng *e, struct bconn *c)
+{
+	if (c->recv_busy || c->closing)
+		return;
+	if (c->rcap - c->rlen < 4096) {
+		c->rcap *= 2;
+		c->rbuf = realloc(c->rbuf, c->rcap);
+	}
+	struct io_uring_sqe *s = be_sqe(e);
+	io_uring_prep_recv(s, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+	io_uring_sqe_set_data64(s, be_ud(c->idx, OP_RECV));
+	c->recv_busy = true;
+}
+
+static void be_write(struct eng *e, struct bconn *c, const char *p, size_t n)
+{
+	struct bc_obuf *b = &c->ob[c->acc];
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2 + 4096;
+		b->p = realloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	if (!c->dirty) {
+		c->dirty = true;
+		if (e->ndirty == e->capdirty) {
+			e->capdirty = e->capdirty ? e->capdirty * 2 : 256;
+			e->dirty = realloc(e->dirty, sizeof(int) * (size_t)e->capdirty);
+		}
+		e->dirty[e->ndirty++] = c->idx;
+	}
+}
+
+static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		be_write(e, c, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void be_flush(struct eng *e, struct bconn *c)
+{
+	if (c->send_busy || c->closing || c->ob[c->acc].len == 0)
+		return;
+	struct bc_obuf *b = &c->ob[c->acc];
+	c->acc ^= 1;
+	c->soff = 0;
+	struct io_uring_sqe *s = be_sqe(e);
+	io_uring_prep_send(s, c->fd, b->p, b->len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(s, be_ud(c->idx, OP_SEND));
+	c->send_busy = true;
+}
+
+static void be_flush_dirty(struct eng *e)
+{
+	for (int i = 0; i < e->ndirty; i++) {
+		struct bconn *c = &e->c[e->dirty[i]];
+		c->dirty = false;
+		be_flush(e, c);
+	}
+	e->ndirty = 0;
+}
+
+static struct bconn *be_new_conn(struct eng *e, enum bc_role role, int fd)
+{
+	if (e->nc == e->capc) {
+		e->capc = e->capc ? e->capc * 2 : 64;
+		e->c = realloc(e->c, sizeof(struct bconn) * (size_t)e->capc);
+	}
+	struct bconn *c = &e->c[e->nc];
+	memset(c, 0, sizeof *c);
+	c->idx = e->nc++;
+	c->fd = fd;
+	c->role = role;
+	c->rcap = 16384;
+	c->rbuf = malloc(c->rcap);
+	c->flow_first = -1;
+	return c;
+}
+
+static void be_close(struct eng *e, struct bconn *c, const char *why)
+{
+	if (c->state == BC_CLOSED)
+		return;
+	if (why)
+		be_error(e, "connection %d (%s) closed: %s", c->idx,
+			 c->role == BC_S2S_OUT ? "s2s out" : c->role == BC_S2S_IN ? "s2s in" :
+			 c->role == BC_COMP ? "component" : "relay", why);
+	if (!c->counted_setup && (c->role == BC_S2S_OUT || c->role == BC_COMP) &&
+	    c->state != BC_IDLE) {
+		c->counted_setup = true;
+		e->setups_pending--;
+	}
+	c->state = BC_CLOSED;
+	c->closing = true;
+	if (c->fd >= 0) {
+		shutdown(c->fd, SHUT_RDWR);
+		if (!c->recv_busy && !c->send_busy && !c->connect_busy) {
+			close(c->fd);
+			c->fd = -1;
+		}
+	}
+}
+
+/* Close the fd once no operation refers to it any more. */
+static void be_maybe_release(struct bconn *c)
+{
+	if (c->closing && c->fd >= 0 && !c->recv_busy && !c->send_busy && !c->connect_busy) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+/* ---- XML framing ------------------------------------------------------------ */
+
+/* Length of the tag starting at p[0] == '<' up to and including '>', quotes
+ * respected; 0 if the buffer ends first. */
+static size_t bx_tag_len(const char *p, size_t n)
+{
+	char q = 0;
+	for (size_t i = 1; i < n; i++) {
+		char ch = p[i];
+		if (q) {
+			if (ch == q)
+				q = 0;
+		} else if (ch == '\'' || ch == '"') {
+			q = ch;
+		} else if (ch == '>') {
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/* Length of the complete element starting at p[0] == '<'; 0 if incomplete. */
+static size_t bx_elem_len(const char *p, size_t n)
+{
+	size_t i = 0;
+	int d = 0;
+	while (i < n) {
+		if (p[i] != '<') {
+			const char *lt = memchr(p + i, '<', n - i);
+			if (!lt)
+				return 0;
+			i = (size_t)(lt - p);
+			continue;
+		}
+		size_t t = bx_tag_len(p + i, n - i);
+		if (!t)
+			return 0;
+		if (p[i + 1] == '/')
+			d--;
+		else if (p[i + t - 2] != '/')
+			d++;
+		i += t;
+		if (d <= 0)
+			return i;
+	}
+	return 0;
+}
+
+struct bx_span {
+	const char *p;
+	size_t n;
+};
+
+static bool bx_eq(struct bx_span s, const char *lit)
+{
+	size_t l = strlen(lit);
+	return s.n == l && memcmp(s.p, lit, l) == 0;
+}
+
+static struct bx_span bx_name(const char *tag, size_t tl)
+{
+	size_t i = 1;
+	while (i < tl && tag[i] != ' ' && tag[i] != '\t' && tag[i] != '\n' && tag[i] != '\r' &&
+	       tag[i] != '/' && tag[i] != '>')
+		i++;
+	return (struct bx_span){ tag + 1, i - 1 };
+}
+
+/* Attribute value (raw, unescaped: the bench's own values need no escaping). */
+static bool bx_attr(const char *tag, size_t tl, const char *name, struct bx_span *v)
+{
+	size_t nl = strlen(name), i = 1 + bx_name(tag, tl).n;
+	while (i < tl) {
+		while (i < tl && (tag[i] == ' ' || tag[i] == '\t' || tag[i] == '\n' || tag[i] == '\r'))
+			i++;
+		if (i >= tl || tag[i] == '>' || tag[i] == '/')
+			return false;
+		size_t a = i;
+		while (i < tl && tag[i] != '=' && tag[i] != ' ')
+			i++;
+		size_t an = i - a;
+		while (i < tl && tag[i] != '\'' && tag[i] != '"')
+			i++;
+		if (i >= tl)
+			return false;
+		char q = tag[i++];
+		size_t vs = i;
+		while (i < tl && tag[i] != q)
+			i++;
+		if (an == nl && memcmp(tag + a, name, nl) == 0) {
+			v->p = tag + vs;
+			v->n = i - vs;
+			return true;
+		}
+		i++;
+	}
+	return false;
+}
+
+static void bx_cstr(struct bx_span s, char *out, size_t cap)
+{
+	size_t n = s.n < cap - 1 ? s.n : cap - 1;
+	memcpy(out, s.p, n);
+	out[n] = 0;
+}
+
+/* Text between the start tag and the first child or end tag. */
+static struct bx_span bx_text(const char *el, size_t n, size_t tl)
+{
+	const char *lt = memchr(el + tl, '<', n - tl);
+	return (struct bx_span){ el + tl, lt ? (size_t)(lt - (el + tl)) : 0 };
+}
+
+/* ---- traffic ---------------------------------------------------------------- */
+
+static uint64_t be_rand(struct eng *e)
+{
+	e->rng ^= e->rng << 13;
+	e->rng ^= e->rng >> 7;
+	e->rng ^= e->rng << 17;
+	return e->rng;
+}
+
+static void be_flow_jids(struct eng *e, struct bflow *f, char *from, char *to, size_t cap)
+{
+	char d[256];
+	be_domain(e, f->from_dom, d, sizeof d);
+	if (f->from_comp) {
+		snprintf(from, cap, "svc%d@%s", f->user, e->o->comp_domains[f->to_dom]);
+		snprintf(to, cap, "u%d@%s", f->user, d);
+	} else {
+		snprintf(from, cap, "u%d@%s", f->user, d);
+		snprintf(to, cap, "%s", e->o->comp_domains[f->to_dom]);
+	}
+}
+
+/* Build one stanza of flow fi into out; returns its length. */
+static size_t be_make_stanza(struct eng *e, int fi, uint32_t seq, uint64_t ts, char *out, size_t cap)
+{
+	struct bflow *f = &e->f[fi];
+	char from[300], to[300], id[64];
+	be_flow_jids(e, f, from, to, sizeof from);
+	snprintf(id, sizeof id, "fhb-%x-%x-%llx", fi, seq, (unsigned long long)ts);
+	int tot = e->o->mix_msg + e->o->mix_presence + e->o->mix_iq;
+	int pick = tot > 0 ? (int)(be_rand(e) % (uint64_t)tot) : 0;
+	int n;
+	if (pick < e->o->mix_msg || tot == 0) {
+		n = snprintf(out, cap, "<message from='%s' to='%s' id='%s' type='chat'><body>", from, to, id);
+		/* pad the body so the whole stanza is about --size bytes */
+		int pad = e->o->size - n - (int)strlen("</body></message>");
+		if (pad < 1)
+			pad = 1;
+		if (pad > e->body_len)
+			pad = e->body_len;
+		memcpy(out + n, e->body, (size_t)pad);
+		n += pad;
+		n += snprintf(out + n, cap - (size_t)n, "</body></message>");
+	} else if (pick < e->o->mix_msg + e->o->mix_presence) {
+		n = snprintf(out, cap, "<presence from='%s' to='%s' id='%s'/>", from, to, id);
+	} else {
+		n = snprintf(out, cap, "<iq from='%s' to='%s' id='%s' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+			     from, to, id);
+	}
+	return (size_t)n;
+}
+
+static void be_send_one(struct eng *e, struct bconn *c, uint64_t ts)
+{
+	int fi = c->flow_first + c->next_flow;
+	c->next_flow = (c->next_flow + 1) % c->nflows;
+	struct bflow *f = &e->f[fi];
+	char buf[2048];
+	uint32_t seq = f->next_seq++;
+	size_t n = be_make_stanza(e, fi, seq, ts, buf, sizeof buf);
+	f->sent++;
+	e->r->sent++;
+	c->inflight++;
+	/* Faults act on the sending side only, after warm-up so that the stanza
+	 * concerned is one the receiver accounts like any other. */
+	if (e->o->fault != BF_NONE && !e->fault_done && e->measuring && seq >= 3) {
+		if (e->o->fault == BF_DROP_ONE) {
+			e->fault_done = true;
+			return; /* counted as sent, never written */
+		}
+		if (e->o->fault == BF_REORDER && !f->held) {
+			f->held = true;
+			memcpy(f->held_buf, buf, n);
+			f->held_len = n;
+			return;
+		}
+	}
+	be_write(e, c, buf, n);
+	if (f->held && !e->fault_done) {
+		be_write(e, c, f->held_buf, f->held_len); /* the earlier one, after the later */
+		e->fault_done = true;
+	}
+}
+
+static void be_generate(struct eng *e)
+{
+	if (!e->generating || e->o->scenario == BS_IDLE_LINKS)
+		return;
+	for (int i = 0; i < e->nc; i++) {
+		struct bconn *c = &e->c[i];
+		if (c->state != BC_READY || c->nflows == 0)
+			continue;
+		if (e->o->rate > 0) {
+			/* open loop: every stanza that is due goes now, stamped with when it was due */
+			int burst = 0;
+			while (c->next_ns <= e->now && burst < 4096) {
+				be_send_one(e, c, c->next_ns);
+				c->due_count++;
+				c->next_ns = c->base_ns + (uint64_t)((double)c->due_count * c->interval_ns);
+				burst++;
+			}
+		} else {
+			while (c->inflight < (uint32_t)e->o->window)
+				be_send_one(e, c, e->now);
+		}
+	}
+}
+
+/* A stanza reached its final receiver. */
+static void be_account(struct eng *e, const char *el, size_t tl)
+{
+	struct bx_span id, type;
+	if (!bx_attr(el, tl, "id", &id) || id.n < 5 || memcmp(id.p, "fhb-", 4) != 0)
+		return;
+	char *end;
+	unsigned long fi = strtoul(id.p + 4, &end, 16);
+	if (*end != '-' || fi >= (unsigned long)e->nf)
+		return;
+	unsigned long seq = strtoul(end + 1, &end, 16);
+	if (*end != '-')
+		return;
+	unsigned long long ts = strtoull(end + 1, &end, 16);
+	struct bflow *f = &e->f[fi];
+	struct bconn *sc = &e->c[f->conn];
+	if (sc->inflight)
+		sc->inflight--;
+	bool err = bx_attr(el, tl, "type", &type) && bx_eq(type, "error");
+	if (err) {
+		f->bounced++;
+		e->r->bounced++;
+		return;
+	}
+	f->delivered++;
+	if (f->delivered > f->sent) {
+		e->r->dup++;
+		return;
+	}
+	e->r->delivered++;
+	if ((uint32_t)seq + 1 <= f->max_seen)
+		e->r->out_of_order++;
+	else
+		f->max_seen = (uint32_t)seq + 1;
+	uint64_t lat = e->now > ts ? e->now - ts : 0;
+	if (e->measuring) {
+		bench_hist_add(&e->r->hist, lat);
+		e->r->measured_delivered++;
+	}
+	bench_hist_add(&e->sec_hist, lat);
+	e->sec_delivered++;
+}
+
+/* ---- protocol ------------------------------------------------------------------ */
+
+static const char *be_stream_ns_db =
+	"xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+	"xmlns:db='jabber:server:dialback'";
+
+static void be_setup_done(struct eng *e, struct bconn *c)
+{
+	if (!c->counted_setup) {
+		c->counted_setup = true;
+		e->setups_pending--;
+		if (c->role == BC_S2S_OUT)
+			e->r->links_up++;
+		else
+			e->r->comps_up++;
+	}
+}
+
+static void be_s2s_out_results(struct eng *e, struct bconn *c)
+{
+	for (int i = 0; i < c->ndom; i++) {
+		char d[256], key[65];
+		be_domain(e, c->dom_first + i, d, sizeof d);
+		bench_db_key(e->o->db_secret, e->o->target_domain, d, c->stream_id, key);
+		be_writef(e, c, "<db:result from='%s' to='%s'>%s</db:result>", d, e->o->target_domain, key);
+	}
+	c->state = BC_AUTH;
+}
+
+static void be_on_header(struct eng *e, struct bconn *c, const char *tag, size_t tl)
+{
+	struct bx_span v;
+	if (bx_attr(tag, tl, "id", &v))
+		bx_cstr(v, c->stream_id, sizeof c->stream_id);
+	if (c->role == BC_S2S_OUT) {
+		/* RFC 6120 streams announce features first; a pre-1.0 peer does not */
+		c->want_features = bx_attr(tag, tl, "version", &v) && bx_eq(v, "1.0");
+		if (!c->want_features)
+			be_s2s_out_results(e, c);
+	} else if (c->role == BC_S2S_IN) {
+		struct bx_span from = { "", 0 }, to = { "", 0 };
+		bx_attr(tag, tl, "from", &from);
+		bx_attr(tag, tl, "to", &to);
+		bool v1 = bx_attr(tag, tl, "version", &v) && bx_eq(v, "1.0");
+		snprintf(c->stream_id, sizeof c->stream_id, "fhb%lx%x", (unsigned long)be_rand(e), c->idx);
+		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s id='%s' from='%.*s'%s%.*s%s%s>",
+			  be_stream_ns_db, c->stream_id, (int)to.n, to.p, from.n ? " to='" : "",
+			  (int)from.n, from.p, from.n ? "'" : "", v1 ? " version='1.0'" : "");
+		if (v1)
+			be_writef(e, c, "<stream:features><dialback xmlns='urn:xmpp:features:dialback'>"
+					"<errors/></dialback></stream:features>");
+		c->state = BC_READY;
+	} else if (c->role == BC_COMP) {
+		char hs[41];
+		bench_comp_handshake(c->stream_id, e->o->comp_secret, hs);
+		be_writef(e, c, "<handshake>%s</handshake>", hs);
+		c->state = BC_AUTH;
+	}
+}
+
+/* Component: send back what arrived, addresses swapped (echo scenario). */
+static void be_echo(struct eng *e, struct bconn *c, const char *el, size_t n, size_t tl,
+		    struct bx_span name)
+{
+	struct bx_span from, to, id, type;
+	if (!bx_attr(el, tl, "from", &from) || !bx_attr(el, tl, "to", &to) || !bx_attr(el, tl, "id", &id))
+		return;
+	bool has_type = bx_attr(el, tl, "type", &type);
+	if (has_type && bx_eq(type, "error"))
+		return; /* never answer an error */
+	if (bx_eq(name, "iq")) {
+		be_writef(e, c, "<iq type='result' from='%.*s' to='%.*s' id='%.*s'/>", (int)to.n, to.p,
+			  (int)from.n, from.p, (int)id.n, id.p);
+		return;
+	}
+	be_writef(e, c, "<%.*s from='%.*s' to='%.*s' id='%.*s'%s%.*s%s%s", (int)name.n, name.p,
+		  (int)to.n, to.p, (int)from.n, from.p, (int)id.n, id.p, has_type ? " type='" : "",
+		  has_type ? (int)type.n : 0, has_type ? type.p : "", has_type ? "'" : "",
+		  el[tl - 2] == '/' ? "/>" : ">");
+	if (el[tl - 2] != '/')
+		be_write(e, c, el + tl, n - tl); /* children and end tag as received */
+}
+
+static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t n)
+{
+	size_t tl = bx_tag_len(el, n);
+	struct bx_span name = bx_name(el, tl), v;
+	bool is_traffic = bx_eq(name, "message") || bx_eq(name, "presence") || bx_eq(name, "iq");
+
+	if (c->role == BC_RELAY_IN) {
+		if (is_traffic)
+			be_account(e, el, tl);
+		return;
+	}
+	if (bx_eq(name, "stream:error")) {
+		be_error(e, "stream error from target on connection %d (%s): %.*s", c->idx,
+			 c->role == BC_COMP ? "component" : c->role == BC_S2S_IN ? "s2s in" : "s2s out",
+			 (int)(n > 300 ? 300 : n), el);
+		be_close(e, c, NULL);
+		return;
+	}
+	if (c->role == BC_S2S_OUT) {
+		if (bx_eq(name, "stream:features")) {
+			if (c->state == BC_STREAM && c->want_features)
+				be_s2s_out_results(e, c);
+			return;
+		}
+		if (bx_eq(name, "db:result")) {
+			if (bx_attr(el, tl, "type", &v) && bx_eq(v, "valid")) {
+				if (++c->ndom_valid >= c->ndom && c->state != BC_READY) {
+					c->state = BC_READY;
+					be_setup_done(e, c);
+				}
+			} else {
+				be_error(e, "dialback refused by target: %.*s", (int)(n > 400 ? 400 : n), el);
+				be_close(e, c, NULL);
+			}
+			return;
+		}
+		if (is_traffic)
+			be_account(e, el, tl);
+		return;
+	}
+	if (c->role == BC_S2S_IN) {
+		struct bx_span from = { "", 0 }, to = { "", 0 }, id = { "", 0 };
+		bx_attr(el, tl, "from", &from);
+		bx_attr(el, tl, "to", &to);
+		if (bx_eq(name, "db:verify")) {
+			char f[256], t[256], sid[256], want[65];
+			bx_attr(el, tl, "id", &id);
+			bx_cstr(from, f, sizeof f);
+			bx_cstr(to, t, sizeof t);
+			bx_cstr(id, sid, sizeof sid);
+			struct bx_span key = bx_text(el, n, tl);
+			bench_db_key(e->o->db_secret, f, t, sid, want);
+			bool ok = key.n == 64 && memcmp(key.p, want, 64) == 0;
+			be_writef(e, c, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", t, f, sid,
+				  ok ? "valid" : "invalid");
+			if (!ok)
+				be_error(e, "target presented a wrong dialback key for %s -> %s", f, t);
+			return;
+		}
+		if (bx_eq(name, "db:result")) {
+			/* The target authenticating its own stream to us: accepted (see top). */
+			be_writef(e, c, "<db:result from='%.*s' to='%.*s' type='valid'/>", (int)to.n, to.p,
+				  (int)from.n, from.p);
+			return;
+		}
+		if (is_traffic)
+			be_account(e, el, tl);
+		return;
+	}
+	if (c->role == BC_COMP) {
+		if (bx_eq(name, "handshake")) {
+			if (c->state != BC_READY) {
+				c->state = BC_READY;
+				be_setup_done(e, c);
+			}
+			return;
+		}
+		if (!is_traffic)
+			return;
+		if (e->o->scenario == BS_ECHO)
+			be_echo(e, c, el, n, tl, name);
+		else
+			be_account(e, el, tl);
+	}
+}
+
+static void be_process(struct eng *e, struct bconn *c)
+{
+	size_t pos = 0;
+	while (pos < c->rlen && c->state != BC_CLOSED) {
+		char *p = c->rbuf + pos;
+		size_t n = c->rlen - pos;
+		if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
+			pos++;
+			continue;
+		}
+		if (*p != '<') {
+			size_t k = n < 120 ? n : 120;
+			for (size_t j = 0; j < k; j++) /* keep the message on one line */
+				if ((unsigned char)p[j] < 0x20)
+					p[j] = '.';
+			be_error(e, "connection %d (%s): text outside any element at byte %zu of the buffer, "
+				 "after %zu bytes of stanzas: \"%.*s\"", c->idx,
+				 c->role == BC_COMP ? "component" : c->role == BC_S2S_IN ? "s2s in" : "s2s out",
+				 pos, pos, (int)k, p);
+			be_close(e, c, NULL);
+			return;
+		}
+		if (n < 2)
+			break;
+		if (p[1] == '?') {
+			const char *q = memmem(p, n, "?>", 2);
+			if (!q)
+				break;
+			pos += (size_t)(q + 2 - p);
+			continue;
+		}
+		if (p[1] == '/') { /* </stream:stream> */
+			size_t t = bx_tag_len(p, n);
+			if (!t)
+				break;
+			pos += t;
+			be_close(e, c, e->generating || c->role == BC_S2S_OUT || c->role == BC_COMP ?
+					       "stream closed by peer" : NULL);
+			return;
+		}
+		if (c->depth == 0) {
+			size_t t = bx_tag_len(p, n);
+			if (!t)
+				break;
+			c->depth = 1;
+			if (c->state == BC_CONNECTING || c->state == BC_IDLE)
+				c->state = BC_STREAM;
+			be_on_header(e, c, p, t);
+			pos += t;
+			continue;
+		}
+		size_t el = bx_elem_len(p, n);
+		if (!el)
+			break;
+		be_on_stanza(e, c, p, el);
+		pos += el;
+	}
+	if (pos > 0 && c->rbuf) {
+		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+		c->rlen -= pos;
+	}
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+static int be_socket(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	return fd;
+}
+
+static void be_start_connect(struct eng *e, struct bconn *c)
+{
+	const struct sockaddr_in *sa = c->role == BC_COMP ? &e->o->target_comp : &e->o->target_s2s;
+	c->fd = be_socket();
+	if (c->fd < 0) {
+		be_error(e, "socket: %s", strerror(errno));
+		c->state = BC_CLOSED;
+		return;
+	}
+	c->state = BC_CONNECTING;
+	e->setups_pending++;
+	struct io_uring_sqe *s = be_sqe(e);
+	io_uring_prep_connect(s, c->fd, (const struct sockaddr *)sa, sizeof *sa);
+	io_uring_sqe_set_data64(s, be_ud(c->idx, OP_CONNECT));
+	c->connect_busy = true;
+}
+
+static void be_on_connected(struct eng *e, struct bconn *c)
+{
+	if (c->role == BC_COMP) {
+		be_writef(e, c, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+				"xmlns:stream='http://etherx.jabber.org/streams' to='%s'>",
+			  e->o->comp_domains[c->comp_dom]);
+	} else if (e->o->relay) {
+		char d[256];
+		be_domain(e, c->dom_first, d, sizeof d);
+		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
+			  be_stream_ns_db, d, e->o->target_domain);
+		c->state = BC_READY; /* nothing answers on a plain relay */
+		be_setup_done(e, c);
+	} else {
+		char d[256];
+		be_domain(e, c->dom_first, d, sizeof d);
+		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
+			  be_stream_ns_db, d, e->o->target_domain);
+	}
+	be_arm_recv(e, c);
+}
+
+static int be_listen(struct eng *e, const struct sockaddr_in *sa)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* a previous run's ring may release its listener a moment after it exits */
+	int rc;
+	for (int i = 0; (rc = bind(fd, (const struct sockaddr *)sa, sizeof *sa)) < 0 && errno == EADDRINUSE && i < 30; i++)
+		usleep(100000);
+	if (rc < 0 || listen(fd, 4096) < 0) {
+		char a[64];
+		inet_ntop(AF_INET, &sa->sin_addr, a, sizeof a);
+		be_error(e, "listen on %s:%d: %s", a, ntohs(sa->sin_port), strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void be_arm_accept(struct eng *e, int lfd, int tag)
+{
+	struct io_uring_sqe *s = be_sqe(e);
+	io_uring_prep_accept(s, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(s, be_ud(tag, OP_ACCEPT));
+}
+
+static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	int op = (int)(ud & 0xff), idx = (int)(uint32_t)(ud >> 8);
+	int res = cqe->res;
+	if (op == OP_ACCEPT) {
+		bool relay = idx == 1;
+		if (res >= 0) {
+			int one = 1;
+			setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			struct bconn *c = be_new_conn(e, relay ? BC_RELAY_IN : BC_S2S_IN, res);
+			c->state = BC_IDLE;
+			be_arm_recv(e, c);
+		} else if (res != -ECANCELED) {
+			be_error(e, "accept: %s", strerror(-res));
+		}
+		if (res != -ECANCELED && res != -EBADF)
+			be_arm_accept(e, relay ? e->lfd_relay : e->lfd_db, idx);
+		return;
+	}
+	struct bconn *c = &e->c[idx];
+	switch (op) {
+	case OP_CONNECT:
+		c->connect_busy = false;
+		if (c->closing) {
+			be_maybe_release(c);
+			return;
+		}
+		if (res < 0) {
+			char a[64];
+			const struct sockaddr_in *sa = c->role == BC_COMP ? &e->o->target_comp : &e->o->target_s2s;
+			inet_ntop(AF_INET, &sa->sin_addr, a, sizeof a);
+			be_error(e, "connect %s:%d: %s", a, ntohs(sa->sin_port), strerror(-res));
+			be_close(e, c, NULL);
+			return;
+		}
+		be_on_connected(e, c);
+		return;
+	case OP_RECV:
+		c->recv_busy = false;
+		if (c->closing) {
+			be_maybe_release(c);
+			return;
+		}
+		if (res <= 0) {
+			/* our own links closing is an error at any time; the target's
+			 * connections to us may close once traffic has stopped */
+			bool ours = c->role == BC_S2S_OUT || c->role == BC_COMP;
+			be_close(e, c, e->generating || ours ? (res == 0 ? "peer closed" : strerror(-res)) : NULL);
+			be_maybe_release(c);
+			return;
+		}
+		c->rlen += (size_t)res;
+		be_process(e, c);
+		be_arm_recv(e, c);
+		be_maybe_release(c);
+		return;
+	case OP_SEND: {
+		c->send_busy = false;
+		struct bc_obuf *b = &c->ob[c->acc ^ 1];
+		if (c->closing) {
+			be_maybe_release(c);
+			return;
+		}
+		if (res < 0) {
+			be_close(e, c, e->generating ? strerror(-res) : NULL);
+			be_maybe_release(c);
+			return;
+		}
+		c->soff += (size_t)res;
+		if (c->soff < b->len) {
+			struct io_uring_sqe *s = be_sqe(e);
+			io_uring_prep_send(s, c->fd, b->p + c->soff, b->len - c->soff, MSG_NOSIGNAL);
+			io_uring_sqe_set_data64(s, be_ud(c->idx, OP_SEND));
+			c->send_busy = true;
+			return;
+		}
+		b->len = 0;
+		be_flush(e, c);
+		return;
+	}
+	}
+}
+
+/* ---- plan: connections and flows ----------------------------------------------- */
+
+static void be_plan(struct eng *e)
+{
+	const struct bench_opts *o = e->o;
+	int links = o->links, doms = o->domains > 0 ? o->domains : o->links;
+	int per = (doms + links - 1) / links; /* piggybacked domains per link */
+	if (per < 1)
+		per = 1;
+	/* components first: they must be attached before traffic reaches the target */
+	for (int k = 0; k < o->components && o->have_comp; k++) {
+		struct bconn *c = be_new_conn(e, BC_COMP, -1);
+		c->comp_dom = k % o->ncomp_domains;
+	}
+	for (int l = 0; l < links; l++) {
+		struct bconn *c = be_new_conn(e, BC_S2S_OUT, -1);
+		c->dom_first = (l * per) % doms;
+		c->ndom = per;
+		if (c->dom_first + c->ndom > doms)
+			c->ndom = doms - c->dom_first;
+	}
+	/* flows */
+	int cap = 0;
+	for (int i = 0; i < e->nc; i++) {
+		struct bconn *c = &e->c[i];
+		int want = 0;
+		if (c->role == BC_S2S_OUT && o->scenario != BS_COMPONENT_S2S)
+			want = c->ndom;
+		if (c->role == BC_COMP && o->scenario == BS_COMPONENT_S2S) {
+			/* component k talks to the bench domains d with d % K == k */
+			for (int d = 0; d < doms; d++)
+				if (d % o->components == c->idx)
+					want++;
+		}
+		if (!want)
+			continue;
+		if (e->nf + want > cap) {
+			cap = (e->nf + want) * 2;
+			e->f = realloc(e->f, sizeof(struct bflow) * (size_t)cap);
+		}
+		c->flow_first = e->nf;
+		c->nflows = want;
+		for (int j = 0, d = 0; j < want; j++) {
+			struct bflow *f = &e->f[e->nf++];
+			memset(f, 0, sizeof *f);
+			f->conn = i;
+			if (c->role == BC_S2S_OUT) {
+				f->from_dom = c->dom_first + j;
+				f->to_dom = f->from_dom % o->ncomp_domains;
+				f->user = i;
+			} else {
+				while (d % o->components != c->idx)
+					d++;
+				f->from_comp = true;
+				f->from_dom = d++;
+				f->to_dom = c->comp_dom;
+				f->user = c->idx;
+			}
+		}
+	}
+}
+
+static void be_start_setups(struct eng *e)
+{
+	for (int i = 0; i < e->nc && e->setups_pending < e->o->connect_concurrency; i++) {
+		struct bconn *c = &e->c[i];
+		if ((c->role == BC_S2S_OUT || c->role == BC_COMP) && c->state == BC_IDLE && c->fd < 0) {
+			/* links wait until every component is attached */
+			if (c->role == BC_S2S_OUT && e->r->comps_up < (e->o->have_comp ? e->o->components : 0))
+				return;
+			be_start_connect(e, c);
+		}
+	}
+}
+
+static uint64_t be_inflight(struct eng *e)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < e->nf; i++)
+		n += e->f[i].sent - e->f[i].delivered - e->f[i].bounced;
+	return n;
+}
+
+static int be_ring_turn(struct eng *e, uint64_t wait_ns)
+{
+	be_flush_dirty(e);
+	struct __kernel_timespec ts = { .tv_sec = (long long)(wait_ns / 1000000000ull),
+					.tv_nsec = (long long)(wait_ns % 1000000000ull) };
+	struct io_uring_cqe *cqe;
+	int rc = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
+	if (rc < 0 && rc != -ETIME && rc != -EINTR) {
+		be_error(e, "io_uring: %s", strerror(-rc));
+		return -1;
+	}
+	e->now = be_now();
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(&e->ring, head, cqe) {
+		be_on_cqe(e, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&e->ring, seen);
+	return 0;
+}
+
+static void be_progress(struct eng *e, double t, const char *phase)
+{
+	if (e->o->quiet)
+		return;
+	uint64_t p99 = bench_hist_quantile(&e->sec_hist, 0.99);
+	fprintf(stderr, "[%6.1fs] %-8s rate %9llu/s  p99 %8.3f ms  in-flight %7llu  bounced %llu  links %d/%d  comps %d\n",
+		t, phase, (unsigned long long)e->sec_delivered, (double)p99 / 1e6,
+		(unsigned long long)be_inflight(e), (unsigned long long)e->r->bounced, e->r->links_up,
+		e->r->links_wanted, e->r->comps_up);
+	bench_hist_reset(&e->sec_hist);
+	e->sec_delivered = 0;
+}
+
+static void be_pin(const struct bench_opts *o)
+{
+	if (o->ncpus <= 0)
+		return;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (int i = 0; i < o->ncpus; i++)
+		CPU_SET(o->cpus[i], &set);
+	if (sched_setaffinity(0, sizeof set, &set) < 0)
+		fprintf(stderr, "fedhub-bench: cannot pin to the given CPUs: %s\n", strerror(errno));
+}
+
+static void be_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int bench_run(const struct bench_opts *o, struct bench_result *r)
+{
+	struct eng E, *e = &E;
+	memset(e, 0, sizeof E);
+	memset(r, 0, sizeof *r);
+	e->o = o;
+	e->r = r;
+	e->rng = 0x9e3779b97f4a7c15ull;
+	e->lfd_db = e->lfd_relay = -1;
+	for (int i = 0; i < (int)sizeof e->body; i++)
+		e->body[i] = (char)('a' + i % 26);
+	e->body_len = (int)sizeof e->body;
+	be_pin(o);
+	be_raise_nofile();
+
+	struct io_uring_params p;
+	memset(&p, 0, sizeof p);
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	p.cq_entries = 65536;
+	int rc = io_uring_queue_init_params(4096, &e->ring, &p);
+	if (rc < 0) {
+		memset(&p, 0, sizeof p);
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = 65536;
+		rc = io_uring_queue_init_params(4096, &e->ring, &p);
+	}
+	if (rc < 0) {
+		be_error(e, "io_uring_queue_init: %s", strerror(-rc));
+		return -1;
+	}
+
+	if (o->target_pid > 0) {
+		r->have_target = bench_proc_sample(o->target_pid, NULL, &r->target_rss_before_kib, NULL) == 0;
+		if (!r->have_target)
+			fprintf(stderr, "fedhub-bench: target pid %d not readable; no CPU/RSS figures\n",
+				o->target_pid);
+	}
+	if (o->relay) {
+		e->lfd_relay = be_listen(e, &o->relay_listen);
+		if (e->lfd_relay < 0)
+			goto out;
+		be_arm_accept(e, e->lfd_relay, 1);
+	} else {
+		e->lfd_db = be_listen(e, &o->listen_db);
+		if (e->lfd_db < 0)
+			goto out;
+		be_arm_accept(e, e->lfd_db, 0);
+	}
+	be_plan(e);
+	r->links_wanted = o->links;
+
+	/* setup: components, then links, a bounded number at a time */
+	uint64_t t_start = be_now(), next_tick = t_start + 1000000000ull;
+	e->now = t_start;
+	while (r->links_up < o->links || (o->have_comp && r->comps_up < o->components)) {
+		be_start_setups(e);
+		if (be_ring_turn(e, 10000000ull) < 0)
+			goto out;
+		if (e->now >= next_tick) {
+			be_progress(e, (double)(e->now - t_start) / 1e9, "setup");
+			next_tick += 1000000000ull;
+		}
+		bool stuck = true;
+		for (int i = 0; i < e->nc; i++)
+			if ((e->c[i].role == BC_S2S_OUT || e->c[i].role == BC_COMP) && e->c[i].state != BC_CLOSED)
+				stuck = false;
+		if (stuck || r->error[0] || (double)(e->now - t_start) / 1e9 > o->setup_timeout) {
+			if (!r->error[0]) {
+				int st[BC_CLOSED + 1] = { 0 }, nin = 0;
+				for (int i = 0; i < e->nc; i++) {
+					if (e->c[i].role == BC_S2S_OUT)
+						st[e->c[i].state]++;
+					nin += e->c[i].role == BC_S2S_IN;
+				}
+				be_error(e, "setup incomplete after %.0f s: %d/%d links (%d connecting, %d awaiting "
+					 "the stream, %d awaiting dialback results, %d closed; %d connections from "
+					 "the target), %d/%d components",
+					 o->setup_timeout, r->links_up, o->links, st[BC_CONNECTING], st[BC_STREAM],
+					 st[BC_AUTH], st[BC_CLOSED], nin, r->comps_up, o->have_comp ? o->components : 0);
+			}
+			goto out;
+		}
+	}
+	r->setup_s = (double)(e->now - t_start) / 1e9;
+
+	/* traffic: warm-up, measured window, drain */
+	uint64_t t0 = e->now;
+	e->t_measure0 = t0 + (uint64_t)(o->warmup * 1e9);
+	e->t_measure1 = e->t_measure0 + (uint64_t)(o->seconds * 1e9);
+	e->generating = true;
+	int nsenders = 0;
+	for (int i = 0; i < e->nc; i++)
+		if (e->c[i].nflows)
+			nsenders++;
+	for (int i = 0; i < e->nc && o->rate > 0; i++) {
+		struct bconn *c = &e->c[i];
+		if (!c->nflows)
+			continue;
+		c->interval_ns = 1e9 * nsenders / o->rate;
+		/* spread the senders' phases over one interval */
+		c->next_ns = c->base_ns = t0 + (uint64_t)(c->interval_ns * i / (nsenders ? nsenders : 1));
+	}
+	next_tick = t0 + 1000000000ull;
+	double cpu0 = 0, cpu1 = 0;
+	bool measuring_started = false;
+	for (;;) {
+		e->now = be_now();
+		if (!measuring_started && e->now >= e->t_measure0) {
+			measuring_started = e->measuring = true;
+			if (r->have_target)
+				bench_proc_sample(o->target_pid, &cpu0, &r->target_rss_kib, NULL);
+		}
+		/* a broken link ends the measurement early (except when faults are
+		 * injected on purpose): the window is then what was measured */
+		bool stop = r->error[0] && o->fault == BF_NONE;
+		if (e->now >= e->t_measure1 || stop) {
+			if (e->now < e->t_measure1)
+				e->t_measure1 = e->now > e->t_measure0 ? e->now : e->t_measure0;
+			e->measuring = false;
+			if (measuring_started && r->have_target &&
+			    bench_proc_sample(o->target_pid, &cpu1, NULL, &r->target_hwm_kib) < 0) {
+				be_error(e, "target process %d exited during the run", o->target_pid);
+				cpu1 = cpu0;
+			}
+			if (!measuring_started)
+				cpu1 = cpu0 = 0;
+			break;
+		}
+		be_generate(e);
+		uint64_t wait = o->rate > 0 ? 200000ull : 50000000ull;
+		if (be_ring_turn(e, wait) < 0)
+			goto out;
+		if (e->now >= next_tick) {
+			if (e->measuring && r->have_target) {
+				uint64_t rss = 0;
+				if (bench_proc_sample(o->target_pid, NULL, &rss, NULL) == 0 && rss > r->target_rss_kib)
+					r->target_rss_kib = rss;
+			}
+			be_progress(e, (double)(e->now - t0) / 1e9, e->measuring ? "measure" : "warmup");
+			next_tick += 1000000000ull;
+		}
+	}
+	r->measured_s = (double)(e->t_measure1 - e->t_measure0) / 1e9;
+	r->target_cpu_s = cpu1 - cpu0;
+
+	if (o->scenario == BS_IDLE_LINKS) {
+		/* prove the links are alive: one stanza per flow after the idle window */
+		for (int i = 0; i < e->nc; i++) {
+			struct bconn *c = &e->c[i];
+			if (c->state == BC_READY && c->nflows)
+				for (int j = 0; j < c->nflows; j++)
+					be_send_one(e, c, e->now);
+		}
+	}
+	/* drain: wait for what is in flight, bounded */
+	e->generating = false;
+	uint64_t t_drain = be_now();
+	while (be_inflight(e) > 0 && (double)(be_now() - t_drain) / 1e9 < o->drain) {
+		if (be_ring_turn(e, 10000000ull) < 0)
+			break;
+		if (o->fault == BF_REORDER && e->fault_done == false)
+			break;
+	}
+out:
+	r->lost = r->sent > r->delivered + r->bounced ? r->sent - r->delivered - r->bounced : 0;
+	for (int i = 0; i < e->nc; i++) {
+		struct bconn *c = &e->c[i];
+		if (c->fd >= 0)
+			close(c->fd);
+		free(c->rbuf);
+		free(c->ob[0].p);
+		free(c->ob[1].p);
+	}
+	/* shutdown() fails the pending accept, so the ring drops its reference
+	 * to the listener now and the port is free for the next run */
+	if (e->lfd_db >= 0)
+		shutdown(e->lfd_db, SHUT_RDWR);
+	if (e->lfd_relay >= 0)
+		shutdown(e->lfd_relay, SHUT_RDWR);
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
+	struct io_uring_cqe *cqe;
+	while (io_uring_wait_cqe_timeout(&e->ring, &cqe, &ts) == 0)
+		io_uring_cqe_seen(&e->ring, cqe);
+	if (e->lfd_db >= 0)
+		close(e->lfd_db);
+	if (e->lfd_relay >= 0)
+		close(e->lfd_relay);
+	io_uring_queue_exit(&e->ring);
+	free(e->c);
+	free(e->f);
+	free(e->dirty);
+	return r->error[0] ? -1 : 0;
+}

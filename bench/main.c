@@ -1,0 +1,708 @@
+/*
+ * bench/main.c — fedhub-bench: command line, scenarios, reports, compare mode.
+ *
+ * One run drives one target whose addresses are given (fedhub, Prosody,
+ * ejabberd, or a TCP relay) and prints a progress line per second, a text
+ * report, and optionally JSON. `compare` starts each named target itself with
+ * the configs in bench/peers/ (through bench/peers/target.sh, so the same
+ * script serves the suite and a person at a shell), runs the same scenario
+ * against each in turn, stops it, and prints one table with ratios to fedhub.
+ * Exit status: 0 clean, 1 if any stanza was lost or delivered out of order,
+ * 2 if the run could not be done (usage, setup failure).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include "bench/bench.h"
+
+struct bm_named {
+	char name[32];
+	struct bench_result r;
+	bool ran;
+	char skipped[256];
+};
+
+static const char *bm_scenario_name(enum bench_scenario s)
+{
+	switch (s) {
+	case BS_S2S_COMPONENT: return "s2s-component";
+	case BS_COMPONENT_S2S: return "component-s2s";
+	case BS_ECHO: return "echo";
+	case BS_IDLE_LINKS: return "idle-links";
+	}
+	return "?";
+}
+
+static void bm_usage(FILE *f)
+{
+	fputs(
+"usage: fedhub-bench SCENARIO [options]\n"
+"       fedhub-bench compare SCENARIO --targets fedhub,prosody,ejabberd,haproxy [options]\n"
+"\n"
+"Scenarios:\n"
+"  s2s-component  remote servers (s2s links, dialback) send to a component through the target\n"
+"  component-s2s  components send to the bench's domains; the target dials the bench (dialback)\n"
+"  echo           s2s -> target -> component, which echoes back -> target -> s2s (round trip)\n"
+"  idle-links     many authenticated s2s links held idle: target memory and CPU per link,\n"
+"                 then one stanza per link to show each is still alive\n"
+"  tokenizer      the XML tokenizer alone (bench/tok_bench.c)\n"
+"  handshakes     TLS handshakes/s and bulk cost of the TLS engine (bench/tls_bench.c)\n"
+"  certload       start-up cost of many per-domain certificates (bench/tls_bench.c)\n"
+"  relay          the worker runtime alone: bytes through one worker vs direct (bench/net_relay.c)\n"
+"  transit        s2s -> target -> s2s: not implemented yet\n"
+"\n"
+"Target (defaults are fedhub's bench config, bench/peers/fedhub.conf.in):\n"
+"  --target-s2s HOST:PORT    target's s2s listener            (127.0.0.1:22269)\n"
+"  --target-comp HOST:PORT   target's component listener      (127.0.0.1:22347)\n"
+"  --target-pid PID          measure its CPU (utime+stime over the measured window) and RSS\n"
+"  --target-name NAME        label in reports and JSON        (target)\n"
+"  --target-domain D         to= of the bench's s2s streams   (the first component domain)\n"
+"  --comp-domain D[,D...]    component domain(s); component i uses the (i mod n)th (comp.fhb)\n"
+"  --comp-secret S           XEP-0114 secret                  (s3cret)\n"
+"  --relay HOST:PORT         relay mode (HAProxy): the bench listens here as the far end of a\n"
+"                            plain TCP relay from --target-s2s; no XMPP peer, no dialback\n"
+"Bench side:\n"
+"  --listen HOST:PORT        the bench's dialback/s2s listener the target dials (127.0.0.1:22270)\n"
+"  --domain-format FMT       names of the bench's domains, %d = 1..N (bench%d.fhb)\n"
+"  --db-secret S             dialback secret of the bench's domains (fhb-dialback)\n"
+"  --links M                 s2s links (4)\n"
+"  --domains N               bench domains, piggybacked ceil(N/M) per link (= links)\n"
+"  --components K            component connections (1)\n"
+"  --connect-concurrency N   connections being set up at once (256)\n"
+"  --setup-timeout S         seconds to bring every link up (60)\n"
+"  --cpus LIST               pin the bench to these CPUs, e.g. 0 or 0,1 or 0-3\n"
+"Load:\n"
+"  --seconds T               measured window (10)\n"
+"  --warmup W                warm-up before it, not measured (2)\n"
+"  --drain D                 max seconds to wait for stanzas in flight at the end (10)\n"
+"  --size BYTES              message stanza size (300)\n"
+"  --window W                closed loop: stanzas in flight per sending connection (64)\n"
+"  --rate R                  open loop: R stanzas/s in total, latency from the intended send\n"
+"                            time (coordinated omission corrected)\n"
+"  --mix msg=90,presence=5,iq=5   stanza mix (relative weights)\n"
+"Output:\n"
+"  --json FILE               write the results as JSON\n"
+"  --quiet                   no per-second progress lines\n"
+"Compare mode:\n"
+"  --targets LIST            targets to start in turn with bench/peers/target.sh\n"
+"  --peers DIR               where target.sh and the configs live (auto-detected)\n"
+"  --target-cpus LIST        CPUs for the targets (default: all but the bench's)\n"
+"\n"
+"Exit status: 0 clean; 1 if any stanza was lost or out of order; 2 if the run failed.\n",
+	      f);
+}
+
+static int bm_parse_addr(const char *s, struct sockaddr_in *sa)
+{
+	char host[128];
+	const char *colon = strrchr(s, ':');
+	if (!colon || (size_t)(colon - s) >= sizeof host)
+		return -1;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = 0;
+	memset(sa, 0, sizeof *sa);
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)atoi(colon + 1));
+	if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+static int bm_parse_cpus(const char *s, int *cpus, int max)
+{
+	int n = 0;
+	char buf[256];
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) {
+		int a, b;
+		if (sscanf(tok, "%d-%d", &a, &b) == 2) {
+			for (int i = a; i <= b && n < max; i++)
+				cpus[n++] = i;
+		} else if (sscanf(tok, "%d", &a) == 1) {
+			cpus[n++] = a;
+		} else {
+			return -1;
+		}
+	}
+	return n;
+}
+
+static int bm_parse_mix(const char *s, struct bench_opts *o)
+{
+	o->mix_msg = o->mix_presence = o->mix_iq = 0;
+	char buf[128];
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+		int v;
+		if (sscanf(tok, "msg=%d", &v) == 1)
+			o->mix_msg = v;
+		else if (sscanf(tok, "presence=%d", &v) == 1)
+			o->mix_presence = v;
+		else if (sscanf(tok, "iq=%d", &v) == 1)
+			o->mix_iq = v;
+		else
+			return -1;
+	}
+	return 0;
+}
+
+static void bm_machine(int *nproc, char *cpu, size_t cpucap, char *kernel, size_t kcap)
+{
+	*nproc = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	snprintf(cpu, cpucap, "unknown");
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+	while (f && fgets(line, sizeof line, f)) {
+		char *c = strchr(line, ':');
+		if (strncmp(line, "model name", 10) == 0 && c) {
+			snprintf(cpu, cpucap, "%s", c + 2);
+			cpu[strcspn(cpu, "\n")] = 0;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	struct utsname u;
+	uname(&u);
+	snprintf(kernel, kcap, "%s", u.release);
+}
+
+/* ---- figures ---------------------------------------------------------------- */
+
+static double bm_rate(const struct bench_result *r)
+{
+	return r->measured_s > 0 ? (double)r->measured_delivered / r->measured_s : 0;
+}
+
+static double bm_cpu_us(const struct bench_result *r)
+{
+	return r->have_target && r->measured_delivered ? r->target_cpu_s * 1e6 / (double)r->measured_delivered : 0;
+}
+
+static void bm_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r)
+{
+	fprintf(f, "\n== %s against %s\n", bm_scenario_name(o->scenario), name);
+	if (r->error[0])
+		fprintf(f, "error          %s\n", r->error);
+	fprintf(f, "setup          %d/%d links, %d components in %.2f s\n", r->links_up, r->links_wanted,
+		r->comps_up, r->setup_s);
+	if (o->scenario == BS_IDLE_LINKS) {
+		fprintf(f, "idle window    %.1f s\n", r->measured_s);
+		if (r->have_target) {
+			fprintf(f, "target RSS     %llu KiB before, %llu KiB with the links: %.1f KiB per link\n",
+				(unsigned long long)r->target_rss_before_kib, (unsigned long long)r->target_rss_kib,
+				r->links_up ? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up : 0);
+			fprintf(f, "target CPU     %.3f s over the idle window (%.2f%% of a core)\n", r->target_cpu_s,
+				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0);
+		}
+	} else {
+		fprintf(f, "mode           %s\n", o->rate > 0 ? "open loop" : "closed loop");
+		if (o->rate > 0)
+			fprintf(f, "offered        %.0f stanzas/s\n", o->rate);
+		else
+			fprintf(f, "window         %d per sending connection\n", o->window);
+		fprintf(f, "throughput     %.0f stanzas/s over %.1f s (after %.1f s warm-up)\n", bm_rate(r),
+			r->measured_s, o->warmup);
+		const struct bench_hist *h = &r->hist;
+		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
+			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
+			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6,
+			(double)h->max / 1e6);
+		if (r->have_target)
+			fprintf(f, "target CPU     %.1f%% of a core, %.2f us per stanza; RSS %llu KiB (VmHWM %llu KiB)\n",
+				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0, bm_cpu_us(r),
+				(unsigned long long)r->target_rss_kib, (unsigned long long)r->target_hwm_kib);
+	}
+	fprintf(f, "stanzas        sent %llu  delivered %llu  bounced %llu  lost %llu  out-of-order %llu%s\n",
+		(unsigned long long)r->sent, (unsigned long long)r->delivered, (unsigned long long)r->bounced,
+		(unsigned long long)r->lost, (unsigned long long)r->out_of_order,
+		r->dup ? "  (duplicates seen)" : "");
+}
+
+static void bm_json_target(FILE *f, const char *name, const struct bench_result *r, const char *skipped)
+{
+	fprintf(f, "\"%s\":{", name);
+	if (skipped && skipped[0]) {
+		fprintf(f, "\"skipped\":\"");
+		for (const char *p = skipped; *p; p++)
+			if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+				fputc(*p, f);
+		fprintf(f, "\"}");
+		return;
+	}
+	const struct bench_hist *h = &r->hist;
+	fprintf(f, "\"stanzas_per_s\":%.1f,\"cpu_us_per_stanza\":%.3f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+		   "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"rss_kib\":%llu,\"hwm_kib\":%llu,"
+		   "\"sent\":%llu,\"delivered\":%llu,\"bounced\":%llu,\"lost\":%llu,\"out_of_order\":%llu,"
+		   "\"links_up\":%d,\"links\":%d,\"setup_s\":%.3f,\"measured_s\":%.3f,\"target_cpu_s\":%.3f,"
+		   "\"rss_before_kib\":%llu",
+		bm_rate(r), bm_cpu_us(r), bench_hist_quantile(h, 0.5) / 1e3, bench_hist_quantile(h, 0.9) / 1e3,
+		bench_hist_quantile(h, 0.99) / 1e3, bench_hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
+		(unsigned long long)r->target_rss_kib, (unsigned long long)r->target_hwm_kib,
+		(unsigned long long)r->sent, (unsigned long long)r->delivered, (unsigned long long)r->bounced,
+		(unsigned long long)r->lost, (unsigned long long)r->out_of_order, r->links_up, r->links_wanted,
+		r->setup_s, r->measured_s, r->target_cpu_s, (unsigned long long)r->target_rss_before_kib);
+	if (r->error[0]) {
+		fprintf(f, ",\"error\":\"");
+		for (const char *p = r->error; *p; p++)
+			if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+				fputc(*p, f);
+		fputc('"', f);
+	}
+	fputc('}', f);
+}
+
+static int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named *t, int nt,
+			 const char *cmdline)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "fedhub-bench: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int nproc;
+	char cpu[256], kernel[128];
+	bm_machine(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
+	fprintf(f, "{\"scenario\":\"%s\",\"command\":\"", bm_scenario_name(o->scenario));
+	for (const char *p = cmdline; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fputc('\\', f);
+		fputc(*p, f);
+	}
+	fprintf(f, "\",\"mode\":\"%s\",\"rate\":%.0f,\"window\":%d,\"links\":%d,\"domains\":%d,"
+		   "\"components\":%d,\"size\":%d,\"seconds\":%.1f,\"warmup\":%.1f,",
+		o->rate > 0 ? "open" : "closed", o->rate, o->window, o->links, o->domains, o->components,
+		o->size, o->seconds, o->warmup);
+	fprintf(f, "\"machine\":{\"nproc\":%d,\"cpu_model\":\"%s\",\"kernel\":\"%s\"},\"targets\":{", nproc, cpu,
+		kernel);
+	for (int i = 0; i < nt; i++) {
+		if (i)
+			fputc(',', f);
+		bm_json_target(f, t[i].name, &t[i].r, t[i].skipped);
+	}
+	fprintf(f, "}}\n");
+	fclose(f);
+	return 0;
+}
+
+/* ---- compare: start/stop targets with bench/peers/target.sh --------------------- */
+
+static int bm_find_peers(char *out, size_t cap)
+{
+	const char *env = getenv("FHB_PEERS");
+	char exe[PATH_MAX], cand[PATH_MAX + 64];
+	if (env) {
+		snprintf(out, cap, "%s", env);
+		return 0;
+	}
+	if (access("bench/peers/target.sh", X_OK) == 0) {
+		snprintf(out, cap, "%.4000s/bench/peers", getcwd(exe, sizeof exe) ? exe : ".");
+		return 0;
+	}
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		/* build/release/fedhub-bench -> ../../bench/peers */
+		for (int up = 1; up <= 3; up++) {
+			char *s = strrchr(exe, '/');
+			if (!s)
+				break;
+			*s = 0;
+			snprintf(cand, sizeof cand, "%s/bench/peers/target.sh", exe);
+			if (access(cand, X_OK) == 0) {
+				snprintf(out, cap, "%.4000s/bench/peers", exe);
+				return 0;
+			}
+		}
+	}
+	return -1;
+}
+
+/* Runs `target.sh start NAME DIR CPUS NDOMAINS`; reads key=value lines it prints. */
+static int bm_target_start(const char *peers, const char *name, const char *dir, const char *cpus,
+			   struct bench_opts *o, char *err, size_t errcap)
+{
+	char cmd[PATH_MAX + 1024];
+	/* the target must know the bench's domains (static routes, DNS records) */
+	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d", peers, name, dir, cpus, o->domains);
+	FILE *p = popen(cmd, "r");
+	if (!p) {
+		snprintf(err, errcap, "cannot run target.sh: %s", strerror(errno));
+		return -1;
+	}
+	char line[512];
+	bool have_pid = false;
+	err[0] = 0;
+	while (fgets(line, sizeof line, p)) {
+		line[strcspn(line, "\n")] = 0;
+		char v[480];
+		if (sscanf(line, "pid=%d", &o->target_pid) == 1)
+			have_pid = true;
+		else if (sscanf(line, "s2s=%479s", v) == 1)
+			bm_parse_addr(v, &o->target_s2s);
+		else if (sscanf(line, "comp=%479s", v) == 1) {
+			bm_parse_addr(v, &o->target_comp);
+			o->have_comp = true;
+		} else if (sscanf(line, "relay=%479s", v) == 1) {
+			bm_parse_addr(v, &o->relay_listen);
+			o->relay = true;
+			o->have_comp = false;
+		} else if (strncmp(line, "error=", 6) == 0)
+			snprintf(err, errcap, "%.200s", line + 6);
+	}
+	int st = pclose(p);
+	if (st != 0 || !have_pid) {
+		if (!err[0])
+			snprintf(err, errcap, "target.sh start %s failed (status %d)", name, st);
+		return -1;
+	}
+	return 0;
+}
+
+static void bm_target_stop(const char *peers, const char *name, const char *dir)
+{
+	char cmd[PATH_MAX + 1024];
+	snprintf(cmd, sizeof cmd, "'%s/target.sh' stop '%s' '%s' >/dev/null", peers, name, dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "fedhub-bench: stopping %s reported an error\n", name);
+}
+
+static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named *t, int nt)
+{
+	const struct bench_result *ref = NULL;
+	for (int i = 0; i < nt; i++)
+		if (strcmp(t[i].name, "fedhub") == 0 && t[i].ran && !t[i].skipped[0])
+			ref = &t[i].r;
+	fprintf(f, "\n%s, %s, %d links x %d domains, %d component(s), %d-byte messages\n",
+		bm_scenario_name(o->scenario), o->rate > 0 ? "open loop" : "closed loop", o->links,
+		o->domains, o->components, o->size);
+	if (o->scenario == BS_IDLE_LINKS) {
+		fprintf(f, "| target | links up | setup s | RSS before MiB | RSS with links MiB | KiB per link | idle CPU %% | alive (delivered/sent) |\n");
+		fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---|\n");
+		for (int i = 0; i < nt; i++) {
+			const struct bench_result *r = &t[i].r;
+			if (t[i].skipped[0]) {
+				fprintf(f, "| %s | skipped: %s |||||||\n", t[i].name, t[i].skipped);
+				continue;
+			}
+			fprintf(f, "| %s | %d/%d | %.2f | %.1f | %.1f | %.1f | %.2f | %llu/%llu |\n", t[i].name,
+				r->links_up, r->links_wanted, r->setup_s, r->target_rss_before_kib / 1024.0,
+				r->target_rss_kib / 1024.0,
+				r->links_up ? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up : 0,
+				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0,
+				(unsigned long long)r->delivered, (unsigned long long)r->sent);
+		}
+		return;
+	}
+	fprintf(f, "| target | stanzas/s | CPU us/stanza | p50 ms | p99 ms | p99.9 ms | RSS MiB | lost | out of order | vs fedhub (rate, CPU) |\n");
+	fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+	for (int i = 0; i < nt; i++) {
+		const struct bench_result *r = &t[i].r;
+		if (t[i].skipped[0]) {
+			fprintf(f, "| %s | skipped: %s |||||||||\n", t[i].name, t[i].skipped);
+			continue;
+		}
+		char ratio[64] = "n/a";
+		if (ref && bm_rate(ref) > 0 && bm_cpu_us(r) > 0)
+			snprintf(ratio, sizeof ratio, "%.2fx, %.2fx", bm_rate(r) / bm_rate(ref),
+				 bm_cpu_us(r) / (bm_cpu_us(ref) > 0 ? bm_cpu_us(ref) : 1));
+		else if (ref == r)
+			snprintf(ratio, sizeof ratio, "1.00x, 1.00x");
+		fprintf(f, "| %s | %.0f | %.2f | %.3f | %.3f | %.3f | %.1f | %llu | %llu | %s |\n", t[i].name,
+			bm_rate(r), bm_cpu_us(r), bench_hist_quantile(&r->hist, 0.5) / 1e6,
+			bench_hist_quantile(&r->hist, 0.99) / 1e6, bench_hist_quantile(&r->hist, 0.999) / 1e6,
+			(double)r->target_rss_kib / 1024.0, (unsigned long long)r->lost,
+			(unsigned long long)r->out_of_order, ratio);
+	}
+}
+
+/* ---- main -------------------------------------------------------------------- */
+
+static int bm_scenario(const char *s, enum bench_scenario *out)
+{
+	if (!strcmp(s, "s2s-component")) *out = BS_S2S_COMPONENT;
+	else if (!strcmp(s, "component-s2s")) *out = BS_COMPONENT_S2S;
+	else if (!strcmp(s, "echo")) *out = BS_ECHO;
+	else if (!strcmp(s, "idle-links")) *out = BS_IDLE_LINKS;
+	else return -1;
+	return 0;
+}
+
+static void bm_split_domains(struct bench_opts *o, const char *s)
+{
+	char buf[2048];
+	snprintf(buf, sizeof buf, "%s", s);
+	o->ncomp_domains = 0;
+	for (char *tok = strtok(buf, ","); tok && o->ncomp_domains < 8; tok = strtok(NULL, ","))
+		snprintf(o->comp_domains[o->ncomp_domains++], sizeof o->comp_domains[0], "%s", tok);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		bm_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "tokenizer"))
+		return bench_tokenizer(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "handshakes"))
+		return bench_handshakes(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "certload"))
+		return bench_tls_certload(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "relay"))
+		return bench_relay(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "transit")) {
+		fprintf(stderr, "fedhub-bench: transit: not implemented yet\n");
+		return 2;
+	}
+	bool compare = !strcmp(argv[1], "compare");
+	int first = compare ? 2 : 1;
+	if (argc <= first) {
+		bm_usage(stderr);
+		return 2;
+	}
+	struct bench_opts o;
+	memset(&o, 0, sizeof o);
+	if (bm_scenario(argv[first], &o.scenario) < 0) {
+		if (!strcmp(argv[first], "transit") || !strcmp(argv[first], "handshakes") ||
+		    !strcmp(argv[first], "tokenizer"))
+			fprintf(stderr, "fedhub-bench: %s: not available in compare mode\n", argv[first]);
+		else
+			fprintf(stderr, "fedhub-bench: unknown scenario '%s' (see --help)\n", argv[first]);
+		return 2;
+	}
+	bm_parse_addr("127.0.0.1:22269", &o.target_s2s);
+	bm_parse_addr("127.0.0.1:22347", &o.target_comp);
+	bm_parse_addr("127.0.0.1:22270", &o.listen_db);
+	o.have_comp = true;
+	bm_split_domains(&o, "comp.fhb");
+	snprintf(o.comp_secret, sizeof o.comp_secret, "s3cret");
+	snprintf(o.domain_fmt, sizeof o.domain_fmt, "bench%%d.fhb");
+	snprintf(o.db_secret, sizeof o.db_secret, "fhb-dialback");
+	o.links = 4;
+	o.components = 1;
+	o.seconds = 10;
+	o.warmup = 2;
+	o.drain = 10;
+	o.size = 300;
+	o.window = 64;
+	o.mix_msg = 90;
+	o.mix_presence = 5;
+	o.mix_iq = 5;
+	o.connect_concurrency = 256;
+	o.setup_timeout = 60;
+	const char *json = NULL, *targets = NULL, *peers_arg = NULL, *target_cpus = NULL;
+	char target_name[32] = "target";
+
+	enum { O_S2S = 256, O_COMP, O_PID, O_NAME, O_TDOM, O_CDOM, O_CSEC, O_RELAY, O_LISTEN, O_DFMT,
+	       O_DBSEC, O_LINKS, O_DOMS, O_COMPS, O_CC, O_SETUP, O_CPUS, O_SECS, O_WARM, O_DRAIN,
+	       O_SIZE, O_WIN, O_RATE, O_MIX, O_JSON, O_QUIET, O_TARGETS, O_PEERS, O_TCPUS, O_FAULT };
+	static const struct option lo[] = {
+		{ "target-s2s", 1, 0, O_S2S }, { "target-comp", 1, 0, O_COMP }, { "target-pid", 1, 0, O_PID },
+		{ "target-name", 1, 0, O_NAME }, { "target-domain", 1, 0, O_TDOM },
+		{ "comp-domain", 1, 0, O_CDOM }, { "comp-secret", 1, 0, O_CSEC }, { "relay", 1, 0, O_RELAY },
+		{ "listen", 1, 0, O_LISTEN }, { "domain-format", 1, 0, O_DFMT }, { "db-secret", 1, 0, O_DBSEC },
+		{ "links", 1, 0, O_LINKS }, { "domains", 1, 0, O_DOMS }, { "components", 1, 0, O_COMPS },
+		{ "connect-concurrency", 1, 0, O_CC }, { "setup-timeout", 1, 0, O_SETUP },
+		{ "cpus", 1, 0, O_CPUS }, { "seconds", 1, 0, O_SECS }, { "warmup", 1, 0, O_WARM },
+		{ "drain", 1, 0, O_DRAIN }, { "size", 1, 0, O_SIZE }, { "window", 1, 0, O_WIN },
+		{ "rate", 1, 0, O_RATE }, { "mix", 1, 0, O_MIX }, { "json", 1, 0, O_JSON },
+		{ "quiet", 0, 0, O_QUIET }, { "targets", 1, 0, O_TARGETS }, { "peers", 1, 0, O_PEERS },
+		{ "target-cpus", 1, 0, O_TCPUS }, { "fault", 1, 0, O_FAULT }, { "help", 0, 0, 'h' },
+		{ 0, 0, 0, 0 }
+	};
+	optind = first + 1;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case O_S2S:
+			if (bm_parse_addr(optarg, &o.target_s2s) < 0) goto bad;
+			break;
+		case O_COMP:
+			if (bm_parse_addr(optarg, &o.target_comp) < 0) goto bad;
+			break;
+		case O_PID: o.target_pid = atoi(optarg); break;
+		case O_NAME: snprintf(target_name, sizeof target_name, "%s", optarg); break;
+		case O_TDOM: snprintf(o.target_domain, sizeof o.target_domain, "%s", optarg); break;
+		case O_CDOM: bm_split_domains(&o, optarg); break;
+		case O_CSEC: snprintf(o.comp_secret, sizeof o.comp_secret, "%s", optarg); break;
+		case O_RELAY:
+			if (bm_parse_addr(optarg, &o.relay_listen) < 0) goto bad;
+			o.relay = true;
+			o.have_comp = false;
+			break;
+		case O_LISTEN:
+			if (bm_parse_addr(optarg, &o.listen_db) < 0) goto bad;
+			break;
+		case O_DFMT:
+			if (!strstr(optarg, "%d") || strchr(strstr(optarg, "%d") + 1, '%')) goto bad;
+			snprintf(o.domain_fmt, sizeof o.domain_fmt, "%s", optarg);
+			break;
+		case O_DBSEC: snprintf(o.db_secret, sizeof o.db_secret, "%s", optarg); break;
+		case O_LINKS: o.links = atoi(optarg); break;
+		case O_DOMS: o.domains = atoi(optarg); break;
+		case O_COMPS: o.components = atoi(optarg); break;
+		case O_CC: o.connect_concurrency = atoi(optarg); break;
+		case O_SETUP: o.setup_timeout = atof(optarg); break;
+		case O_CPUS:
+			if ((o.ncpus = bm_parse_cpus(optarg, o.cpus, 64)) <= 0) goto bad;
+			break;
+		case O_SECS: o.seconds = atof(optarg); break;
+		case O_WARM: o.warmup = atof(optarg); break;
+		case O_DRAIN: o.drain = atof(optarg); break;
+		case O_SIZE: o.size = atoi(optarg); break;
+		case O_WIN: o.window = atoi(optarg); break;
+		case O_RATE: o.rate = atof(optarg); break;
+		case O_MIX:
+			if (bm_parse_mix(optarg, &o) < 0) goto bad;
+			break;
+		case O_JSON: json = optarg; break;
+		case O_QUIET: o.quiet = true; break;
+		case O_TARGETS: targets = optarg; break;
+		case O_PEERS: peers_arg = optarg; break;
+		case O_TCPUS: target_cpus = optarg; break;
+		case O_FAULT:
+			/* testing the bench's own accounting: see tests/integration/t_bench_accounting.sh */
+			if (!strcmp(optarg, "drop-one")) o.fault = BF_DROP_ONE;
+			else if (!strcmp(optarg, "reorder")) o.fault = BF_REORDER;
+			else goto bad;
+			break;
+		case 'h': bm_usage(stdout); return 0;
+		default: goto bad;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fedhub-bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (o.links < 1 || o.components < 0 || o.window < 1 || o.seconds <= 0 || o.size < 64 ||
+	    o.size > 4000 || o.connect_concurrency < 1) {
+		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000)\n");
+		return 2;
+	}
+	if (o.domains <= 0)
+		o.domains = o.links;
+	if (o.domains > o.links * 64) {
+		fprintf(stderr, "fedhub-bench: at most 64 domains piggybacked per link\n");
+		return 2;
+	}
+	if (o.components == 0)
+		o.have_comp = false;
+	if ((o.scenario == BS_COMPONENT_S2S || o.scenario == BS_ECHO) && (!o.have_comp || o.relay)) {
+		fprintf(stderr, "fedhub-bench: %s needs components (and no --relay)\n", bm_scenario_name(o.scenario));
+		return 2;
+	}
+	if (!o.target_domain[0])
+		snprintf(o.target_domain, sizeof o.target_domain, "%s", o.comp_domains[0]);
+	signal(SIGPIPE, SIG_IGN);
+
+	char cmdline[4096] = "fedhub-bench";
+	for (int i = 1; i < argc; i++) {
+		size_t l = strlen(cmdline);
+		snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
+	}
+
+	if (!compare) {
+		struct bm_named t;
+		memset(&t, 0, sizeof t);
+		snprintf(t.name, sizeof t.name, "%s", target_name);
+		int rc = bench_run(&o, &t.r);
+		t.ran = true;
+		bm_report(stdout, &o, t.name, &t.r);
+		if (json)
+			bm_write_json(json, &o, &t, 1, cmdline);
+		if (rc < 0 && (t.r.links_up < o.links || t.r.sent == 0))
+			return 2;
+		return (t.r.lost || t.r.out_of_order || t.r.error[0]) ? 1 : 0;
+	}
+
+	/* compare */
+	if (!targets) {
+		fprintf(stderr, "fedhub-bench: compare needs --targets\n");
+		return 2;
+	}
+	char peers[PATH_MAX];
+	if (peers_arg)
+		snprintf(peers, sizeof peers, "%s", peers_arg);
+	else if (bm_find_peers(peers, sizeof peers) < 0) {
+		fprintf(stderr, "fedhub-bench: cannot find bench/peers/target.sh (use --peers DIR)\n");
+		return 2;
+	}
+	char tcpus[128] = "";
+	if (target_cpus) {
+		snprintf(tcpus, sizeof tcpus, "%s", target_cpus);
+	} else {
+		/* every online CPU the bench is not pinned to; all of them if none left */
+		int n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+		for (int i = 0; i < n; i++) {
+			bool mine = false;
+			for (int j = 0; j < o.ncpus; j++)
+				mine |= o.cpus[j] == i;
+			if (!mine) {
+				size_t l = strlen(tcpus);
+				snprintf(tcpus + l, sizeof tcpus - l, "%s%d", l ? "," : "", i);
+			}
+		}
+		if (!tcpus[0])
+			snprintf(tcpus, sizeof tcpus, "0-%d", n - 1);
+	}
+	struct bm_named t[8];
+	int nt = 0, worst = 0;
+	char tl[256];
+	snprintf(tl, sizeof tl, "%s", targets);
+	char *save = NULL;
+	for (char *name = strtok_r(tl, ",", &save); name && nt < 8; name = strtok_r(NULL, ",", &save)) {
+		struct bm_named *x = &t[nt++];
+		memset(x, 0, sizeof *x);
+		snprintf(x->name, sizeof x->name, "%s", name);
+		struct bench_opts oo = o;
+		oo.relay = false;
+		oo.have_comp = o.components > 0;
+		char dir[] = "/tmp/fhb-target-XXXXXX";
+		if (!mkdtemp(dir)) {
+			snprintf(x->skipped, sizeof x->skipped, "mkdtemp: %s", strerror(errno));
+			continue;
+		}
+		fprintf(stderr, "fedhub-bench: starting %s (CPUs %s) in %s\n", name, tcpus, dir);
+		char err[256];
+		if (bm_target_start(peers, name, dir, tcpus, &oo, err, sizeof err) < 0) {
+			snprintf(x->skipped, sizeof x->skipped, "%s", err);
+			fprintf(stderr, "fedhub-bench: %s skipped: %s\n", name, err);
+			bm_target_stop(peers, name, dir);
+			continue;
+		}
+		if (oo.relay && oo.scenario != BS_S2S_COMPONENT && oo.scenario != BS_IDLE_LINKS) {
+			snprintf(x->skipped, sizeof x->skipped, "a relay does no %s", bm_scenario_name(oo.scenario));
+			bm_target_stop(peers, name, dir);
+			continue;
+		}
+		int rc = bench_run(&oo, &x->r);
+		x->ran = true;
+		bm_target_stop(peers, name, dir);
+		bm_report(stdout, &oo, name, &x->r);
+		if (rc < 0 && x->r.measured_delivered == 0) {
+			snprintf(x->skipped, sizeof x->skipped, "failed: %s", x->r.error[0] ? x->r.error : "nothing delivered");
+			worst = 2;
+		}
+		/* idle-links delivers its stanzas after the (idle) measured window */
+		bool none = x->r.measured_delivered == 0 && oo.scenario != BS_IDLE_LINKS;
+		if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
+			worst = 1;
+	}
+	bm_print_table(stdout, &o, t, nt);
+	if (json)
+		bm_write_json(json, &o, t, nt, cmdline);
+	return worst;
+bad:
+	fprintf(stderr, "fedhub-bench: bad option value (see --help)\n");
+	return 2;
+}

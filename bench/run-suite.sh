@@ -1,0 +1,80 @@
+#!/bin/bash
+# bench/run-suite.sh — the standard benchmark suite (`make bench`).
+#
+# Runs, in bounded time (a few minutes on 2 cores), each with a time limit:
+#   1. tokenizer       the XML tokenizer alone (bench/tok_bench.c)
+#   2. s2s-component   fedhub, plaintext dialback links in, one component out
+#   3. echo            fedhub round trip, closed loop to find the max, then
+#                      open loop at 50% of it (latency at a sane load)
+#   4. idle-links      10,000 authenticated links (fewer if the fd limit is low)
+#   5. compare s2s-component --targets fedhub,prosody,ejabberd,haproxy
+# then rewrites BENCHMARKS.md from the JSON results: every table with the
+# exact command that produced it, the machine and the date. A step that fails
+# is marked skipped (with why) in BENCHMARKS.md; the suite goes on.
+#
+# The bench is pinned to CPU 0, the targets to the other CPUs (compare mode
+# does this itself). Results and logs stay in build/bench/.
+# Environment: SECONDS_PER_RUN (10), IDLE_LINKS (10000), IDLE_TARGETS
+# (fedhub,prosody,ejabberd), COMPARE_TARGETS (fedhub,prosody,ejabberd,haproxy).
+set -u
+cd "$(dirname "$0")/.."
+BENCH=./fedhub-bench
+OUT=build/bench
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.txt
+T=${SECONDS_PER_RUN:-10}
+IDLE_TARGETS=${IDLE_TARGETS:-fedhub,prosody,ejabberd}
+COMPARE_TARGETS=${COMPARE_TARGETS:-fedhub,prosody,ejabberd,haproxy}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+nofile=$(ulimit -n)
+links=${IDLE_LINKS:-10000}
+# each side needs one fd per link plus some headroom
+if [ "$links" -gt $((nofile - 500)) ]; then links=$((nofile - 500)); fi
+
+# the targets' ports are shared with tests/integration/t_bench_*: one at a time
+exec 9>/tmp/fhb-bench.lock
+flock -w 900 9 || { echo "run-suite: another bench run holds /tmp/fhb-bench.lock" >&2; exit 1; }
+
+[ -x "$BENCH" ] || { echo "run-suite: $BENCH is not built (make)" >&2; exit 1; }
+
+# step NAME LIMIT_S -- COMMAND...: runs it, keeps its output and exact command
+step() {
+	local name=$1 limit=$2
+	shift 3
+	echo "== $name: $*" >&2
+	printf '%s\n' "$*" >"$OUT/$name.cmd"
+	timeout "$limit" "$@" >"$OUT/$name.txt" 2>"$OUT/$name.log"
+	local rc=$?
+	echo "$rc" >"$OUT/$name.rc"
+	tail -n 12 "$OUT/$name.txt" >&2
+	[ "$rc" -eq 0 ] || echo "   ($name exited $rc; see $OUT/$name.log)" >&2
+	return 0
+}
+
+step tokenizer 120 -- "$BENCH" tokenizer
+
+step s2s-component 120 -- "$BENCH" compare s2s-component --targets fedhub --cpus 0 \
+	--links 8 --domains 32 --components 1 --seconds "$T" --warmup 2 --quiet \
+	--json "$OUT/s2s-component.json"
+
+step echo-max 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \
+	--links 8 --domains 8 --seconds 5 --warmup 2 --quiet --json "$OUT/echo-max.json"
+max=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["targets"]["fedhub"]["stanzas_per_s"]))' \
+	"$OUT/echo-max.json" 2>/dev/null || echo 0)
+if [ "${max:-0}" -gt 0 ]; then
+	step echo-half 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \
+		--links 8 --domains 8 --rate $((max / 2)) --seconds "$T" --warmup 2 --quiet \
+		--json "$OUT/echo-half.json"
+else
+	echo "closed-loop echo measured nothing; open-loop echo skipped" >"$OUT/echo-half.skip"
+fi
+
+step idle-links 400 -- "$BENCH" compare idle-links --targets "$IDLE_TARGETS" --cpus 0 \
+	--links "$links" --domains 100 --seconds "$T" --warmup 0 --setup-timeout 120 --quiet \
+	--json "$OUT/idle-links.json"
+
+step compare 400 -- "$BENCH" compare s2s-component --targets "$COMPARE_TARGETS" --cpus 0 \
+	--links 8 --domains 32 --components 1 --seconds "$T" --warmup 2 --quiet \
+	--json "$OUT/compare.json"
+
+python3 bench/report.py "$OUT" BENCHMARKS.md && echo "run-suite: BENCHMARKS.md rewritten" >&2
