@@ -681,6 +681,7 @@ static void d_listen(struct parser *p, int argc, char **argv)
 			l.proxy_protocol = true;
 		} else if (!strcmp(argv[i], "tls") && !tls_given && i + 1 < argc) {
 			tls_given = true;
+			l.tls_set = true;
 			if (parse_tls_mode(argv[++i], &l.tls) < 0) {
 				ERR(p, "listen: bad tls mode '%s' (expected required, optional or off)",
 				    argv[i]);
@@ -1332,6 +1333,14 @@ static void final_checks(struct parser *p)
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;
+	/* Secure by default: with certificates to offer, STARTTLS is required
+	 * on s2s listeners and outbound links unless the file says otherwise;
+	 * without any, TLS cannot be offered and stays optional outbound. */
+	for (int i = 0; i < c->nlisten; i++)
+		if (c->listen[i].kind == CFG_LISTEN_S2S && !c->listen[i].tls_set)
+			c->listen[i].tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
+	if (!p->seen[D_s2s_tls])
+		c->s2s_tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)
 			perr(p, c->listen[i].line,

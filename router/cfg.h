@@ -31,6 +31,7 @@ struct cfg_listen {
 	enum cfg_listen_kind kind;
 	struct cfg_addr addr;
 	enum cfg_tls_mode tls; /* s2s listeners: STARTTLS policy */
+	bool tls_set;          /* given in the file; else: required when a [domain] has a cert */
 	bool proxy_protocol;   /* expect a PROXY protocol v1/v2 header */
 	int line;              /* in the config file, for messages */
 };
