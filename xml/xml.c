@@ -50,6 +50,9 @@
 #define XML_HAVE_SSE2 1
 #endif
 
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
 /* ------------------------------------------------------------------ */
 /* constants and tables */
 
@@ -311,25 +314,21 @@ static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, s
 	/* Most runs in XMPP are short and ASCII (attribute values, a word of
 	 * status text): the first 16 bytes are looked at here, inline, and
 	 * the call to a wide loop is made only when the run goes on or holds
-	 * non-ASCII. */
+	 * anything below 0x20 or above 0x7f before its end. Those are all
+	 * left to the wide loop (TAB, LF, CR included), which keeps this
+	 * check to six vector operations. */
 	if (i + 16 <= end) {
 		__m128i x = _mm_loadu_si128((const __m128i *)(b + i));
 		__m128i m = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8((char)c1)),
 					 _mm_cmpeq_epi8(x, _mm_set1_epi8((char)c2)));
 		m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8((char)c3)));
-		__m128i ok = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\t')),
-					  _mm_cmpeq_epi8(x, _mm_set1_epi8('\n')));
-		ok = _mm_or_si128(ok, _mm_cmpeq_epi8(x, _mm_set1_epi8('\r')));
-		__m128i ctl = _mm_andnot_si128(x, _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
-		m = _mm_or_si128(m, _mm_andnot_si128(ok, ctl));
-		unsigned mask = (unsigned)_mm_movemask_epi8(m), hi = (unsigned)_mm_movemask_epi8(x);
-		if (mask) {
-			unsigned k = (unsigned)__builtin_ctz(mask);
-			if (!(hi & ((1u << k) - 1)))
-				return i + k;
-		} else if (!hi) {
+		unsigned sp = (unsigned)_mm_movemask_epi8(m) | 0x10000;
+		unsigned lo = (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20))) | 0x10000;
+		unsigned ks = (unsigned)__builtin_ctz(sp), kl = (unsigned)__builtin_ctz(lo);
+		if (ks < kl)
+			return i + ks;
+		if (kl == 16)
 			i += 16;
-		}
 	}
 	if (have_avx2)
 		return scan_avx2(b, i, end, c1, c2, c3, stop);
@@ -635,10 +634,29 @@ enum {
 	K_REFVAL, /* character reference value so far */
 	K_RET,    /* state to return to after the reference */
 	K_HDR,    /* offset of '<' of the stream header */
-	K_DEFLEN, /* strlen(t->default_ns) */
 	K__N
 };
-_Static_assert(K__N <= 16, "sub[] too small");
+_Static_assert(K__N <= sizeof ((struct xml_tok *)0)->sub / sizeof(uint32_t), "sub[] too small");
+
+/* One attribute of the start tag being read. These live on the stack of
+ * xml_tok_next(), not in struct xml_tok: a start tag read in one call has
+ * its slots filled as it is scanned; one that spans calls is re-read from
+ * its '<' when its '>' arrives (tag_attrs()), which costs one pass over a
+ * tag whose bytes are already validated, never a pass over the stanza. */
+struct xml_attr_slot {
+	uint32_t name, val, vlen; /* offsets of the name and value, value length */
+	uint16_t nlen, colon;     /* name length; colon position + 1, 0 if none */
+	uint8_t amp;              /* value contains '&' */
+};
+
+/* Where the namespace of a stanza's root comes from (xml_root_rec.ns_src). */
+enum {
+	NSRC_PENDING, /* ns is a span of the pending bytes */
+	NSRC_DEFAULT, /* the stream's default namespace */
+	NSRC_NONE,    /* no namespace */
+	NSRC_XML,     /* the xml prefix */
+	NSRC_DECL,    /* a stream-level binding: ns.off is an offset in decls[] */
+};
 enum { MODE_HDR = 1, MODE_STANZA = 2 };
 
 static int tok_fail(struct xml_tok *t, enum xml_err e, size_t at)
@@ -676,22 +694,56 @@ void xml_tok_reset(struct xml_tok *t)
 /* ------------------------------------------------------------------ */
 /* namespaces */
 
+/* A resolved prefix. NSRC_PENDING: off is the offset of the xmlns:p
+ * attribute declaring it (its value is found by decl_value() only when the
+ * URI itself is needed, which is rare: the root element and expanded-name
+ * duplicate checks); NSRC_DECL: lit/n are the URI in t->decls, off the
+ * offset of that URI in decls[]; NSRC_XML: lit/n are the xml namespace. */
 struct ns_ref {
-	int src; /* -1 pending bytes, -2 stream default, -3 none/xml, >= 0 decl[] */
+	int src;
 	uint32_t off, n;
-	bool amp;
 	const char *lit;
 };
 
-static const struct xml_nsdecl_slot *nsd_find(const struct xml_tok *t, const uint8_t *b,
-					      const uint8_t *pfx, size_t plen)
+/* Stream-level bindings are packed in t->decls as [plen][ulen][prefix][uri]. */
+static inline const char *decl_pfx(const struct xml_tok *t, unsigned e)
 {
-	for (int k = t->nnsd - 1; k >= 0; k--) {
-		const struct xml_nsdecl_slot *d = &t->nsd[k];
-		if (d->plen == plen && !memcmp(b + d->prefix, pfx, plen))
-			return d;
-	}
-	return NULL;
+	return t->decls + e + 2;
+}
+static inline const char *decl_uri(const struct xml_tok *t, unsigned e)
+{
+	return t->decls + e + 2 + (uint8_t)t->decls[e];
+}
+static inline unsigned decl_next(const struct xml_tok *t, unsigned e)
+{
+	return e + 2 + (uint8_t)t->decls[e] + (uint8_t)t->decls[e + 1];
+}
+
+/* The prefix length of the validated xmlns:p attribute at b[off]. */
+static size_t decl_plen(const uint8_t *b, uint32_t off)
+{
+	size_t k = off + 6;
+	while (b[k] != '=' && !(cls[b[k]] & C_WS))
+		k++;
+	return k - off - 6;
+}
+
+/* The value of the validated attribute whose name starts at b[off] (and
+ * whose closing quote lies before b[end]): its offset, length and whether
+ * it holds a reference. */
+static uint32_t attr_value_at(const uint8_t *b, size_t off, size_t end, uint32_t *n, bool *amp)
+{
+	size_t k = off;
+	while (b[k] != '=')
+		k++;
+	k++;
+	while (cls[b[k]] & C_WS)
+		k++;
+	uint8_t q = b[k++];
+	const uint8_t *e = memchr(b + k, q, end - k);
+	*n = (uint32_t)(e - (b + k));
+	*amp = memchr(b + k, '&', *n) != NULL;
+	return (uint32_t)k;
 }
 
 /* Resolve a prefix; false when it is not declared. */
@@ -699,33 +751,43 @@ static bool ns_lookup(const struct xml_tok *t, const uint8_t *b, const uint8_t *
 		      struct ns_ref *r)
 {
 	if (plen == 3 && !memcmp(pfx, "xml", 3)) { /* can only be bound to itself */
-		*r = (struct ns_ref){.src = -3, .lit = NS_XML, .n = sizeof NS_XML - 1};
+		*r = (struct ns_ref){.src = NSRC_XML, .lit = NS_XML, .n = sizeof NS_XML - 1};
 		return true;
 	}
-	const struct xml_nsdecl_slot *d = nsd_find(t, b, pfx, plen);
-	if (d) {
-		*r = (struct ns_ref){.src = -1, .off = d->uri, .n = d->ulen, .amp = d->amp};
-		return true;
-	}
-	for (int k = t->ndecl - 1; k >= 0; k--)
-		if (strlen(t->decl[k].prefix) == plen && !memcmp(t->decl[k].prefix, pfx, plen)) {
-			*r = (struct ns_ref){.src = k, .lit = t->decl[k].uri,
-					     .n = (uint32_t)strlen(t->decl[k].uri)};
+	for (int k = t->nnsd - 1; k >= 0; k--) {
+		uint32_t off = t->nsd[k];
+		if (decl_plen(b, off) == plen && !memcmp(b + off + 6, pfx, plen)) {
+			*r = (struct ns_ref){.src = NSRC_PENDING, .off = off};
 			return true;
 		}
-	return false;
+	}
+	int found = -1;
+	for (unsigned e = 0, k = 0; k < t->ndecl; k++, e = decl_next(t, e))
+		if ((uint8_t)t->decls[e] == plen && !memcmp(decl_pfx(t, e), pfx, plen))
+			found = (int)e; /* the last one wins */
+	if (found < 0)
+		return false;
+	*r = (struct ns_ref){.src = NSRC_DECL, .lit = decl_uri(t, (unsigned)found),
+			     .off = (uint32_t)(decl_uri(t, (unsigned)found) - t->decls),
+			     .n = (uint8_t)t->decls[found + 1]};
+	return true;
 }
 
-static struct ns_view ns_ref_view(const uint8_t *b, const struct ns_ref *r, char *buf, size_t cap)
+static struct ns_view ns_ref_view(const uint8_t *b, size_t end, const struct ns_ref *r, char *buf,
+				  size_t cap)
 {
-	if (r->src == -1)
-		return ns_norm(b + r->off, r->n, r->amp, buf, cap);
+	if (r->src == NSRC_PENDING) {
+		uint32_t n;
+		bool amp;
+		uint32_t v = attr_value_at(b, r->off, end, &n, &amp);
+		return ns_norm(b + v, n, amp, buf, cap);
+	}
 	return (struct ns_view){r->lit, r->n};
 }
 
 /* An xmlns or xmlns:p attribute, checked as expat's addBinding does. */
-static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr_slot *a,
-		      uint32_t level, bool hdr, size_t tag)
+static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr_slot *a, bool hdr,
+		      size_t tag)
 {
 	char buf[256];
 	bool deflt = a->colon == 0;
@@ -750,20 +812,22 @@ static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr
 		return 0; /* built in */
 	if (hdr) {
 		if (deflt) {
-			if (v.n >= sizeof t->default_ns)
+			/* only jabber:server and jabber:component:accept are
+			 * accepted (hdr_finish), so the id is all we keep */
+			if (v.n >= 64)
 				return tok_fail(t, XML_ERR_INVALID_NAMESPACE, tag);
-			memcpy(t->default_ns, v.p, v.n);
-			t->default_ns[v.n] = 0;
-			t->sub[K_DEFLEN] = (uint32_t)v.n;
+			t->default_ns = (uint8_t)xml_ns_id(v.p, v.n);
 			return 0;
 		}
-		if (t->ndecl >= sizeof t->decl / sizeof t->decl[0] || plen >= sizeof t->decl[0].prefix ||
-		    v.n >= sizeof t->decl[0].uri)
+		if (t->ndecl >= 8 || plen >= 16 || v.n >= 64 ||
+		    t->dlen + 2 + plen + v.n > sizeof t->decls)
 			return tok_fail(t, XML_ERR_POLICY_VIOLATION, tag);
-		memcpy(t->decl[t->ndecl].prefix, pfx, plen);
-		t->decl[t->ndecl].prefix[plen] = 0;
-		memcpy(t->decl[t->ndecl].uri, v.p, v.n);
-		t->decl[t->ndecl].uri[v.n] = 0;
+		char *e = t->decls + t->dlen;
+		e[0] = (char)plen;
+		e[1] = (char)v.n;
+		memcpy(e + 2, pfx, plen);
+		memcpy(e + 2 + plen, v.p, v.n);
+		t->dlen = (uint8_t)(t->dlen + 2 + plen + v.n);
 		t->ndecl++;
 		return 0;
 	}
@@ -771,9 +835,9 @@ static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr
 		return 0; /* only the root's default matters, read by root_record */
 	if (t->nnsd >= XML_MAX_NSDECL)
 		return tok_fail(t, XML_ERR_POLICY_VIOLATION, tag);
-	t->nsd[t->nnsd++] = (struct xml_nsdecl_slot){
-		.prefix = a->name + 6, .plen = (uint16_t)plen, .uri = a->val, .ulen = a->vlen,
-		.level = (uint8_t)level, .amp = a->amp};
+	/* in document order: the ones of an element lie after its name, which
+	 * is how an end tag finds those going out of scope */
+	t->nsd[t->nnsd++] = a->name;
 	return 0;
 }
 
@@ -791,83 +855,139 @@ static bool attr_is(const uint8_t *b, const struct xml_attr_slot *a, const char 
 	return a->nlen == n && !memcmp(b + a->name, s, n);
 }
 
-static void root_record(struct xml_tok *t, const uint8_t *b, const struct ns_ref *ens,
-			int deflt_attr, bool empty)
+/* The attribute slots of the validated start tag whose '<' is at b[lt] and
+ * whose '>' is at b[end - 1]; returns their number. */
+static unsigned tag_attrs(const uint8_t *b, size_t lt, size_t end, struct xml_attr_slot *a)
+{
+	size_t i = lt + 1;
+	unsigned n = 0;
+	while (!(cls[b[i]] & C_WS) && b[i] != '>' && b[i] != '/')
+		i++;
+	for (;;) {
+		while (cls[b[i]] & C_WS)
+			i++;
+		if (b[i] == '>' || b[i] == '/')
+			return n;
+		size_t s = i, colon = 0;
+		while (b[i] != '=' && !(cls[b[i]] & C_WS)) {
+			if (b[i] == ':')
+				colon = i - s + 1;
+			i++;
+		}
+		uint32_t vn;
+		bool amp;
+		uint32_t v = attr_value_at(b, i, end, &vn, &amp);
+		a[n] = (struct xml_attr_slot){.name = (uint32_t)s, .nlen = (uint16_t)(i - s),
+					      .colon = (uint16_t)colon, .val = v, .vlen = vn,
+					      .amp = amp};
+		n++;
+		i = (size_t)v + vn + 1;
+	}
+}
+
+/* The root's to/from/type/id: told apart by length and first byte before
+ * any compare, since most attributes are one of these four. */
+static void root_attrs(struct xml_root_rec *r, const uint8_t *b, const struct xml_attr_slot *at,
+		       unsigned n)
+{
+	for (unsigned k = 0; k < n; k++) {
+		const struct xml_attr_slot *a = &at[k];
+		const uint8_t *nm = b + a->name;
+		struct xml_span_off s = {a->val, a->vlen};
+		uint16_t esc = a->amp ? 1 : 0;
+		if (a->nlen == 2) {
+			if (nm[0] == 't' && nm[1] == 'o') {
+				r->to = s;
+				r->flags |= esc * XML_ST_TO_ESC;
+			} else if (nm[0] == 'i' && nm[1] == 'd') {
+				r->id = s;
+				r->flags |= esc * XML_ST_ID_ESC;
+			}
+		} else if (a->nlen == 4) {
+			if (!memcmp(nm, "from", 4)) {
+				r->from = s;
+				r->flags |= esc * XML_ST_FROM_ESC;
+			} else if (!memcmp(nm, "type", 4)) {
+				r->type = s;
+				r->flags |= esc * XML_ST_TYPE_ESC;
+			}
+		}
+	}
+}
+
+static void root_record(struct xml_tok *t, const uint8_t *b, size_t end, const struct ns_ref *ens,
+			const struct xml_attr_slot *at, int deflt_attr, bool empty)
 {
 	struct xml_root_rec *r = &t->root;
-	uint32_t name = t->sub[K_NAME], nlen = t->sub[K_NLEN], colon = t->sub[K_NCOLON];
+	uint32_t colon = t->sub[K_NCOLON];
 	memset(r, 0, sizeof *r);
-	r->prefix = (struct xml_span_off){name, colon ? colon - 1 : 0};
-	r->name = (struct xml_span_off){name + colon, nlen - colon};
+	r->name = t->sub[K_NAME];
+	r->nlen = (uint16_t)t->sub[K_NLEN];
+	r->colon = (uint16_t)colon;
 	char buf[256];
 	struct ns_view v = {"", 0};
 	if (colon) {
-		r->ns_src = (int8_t)ens->src;
-		r->ns = (struct xml_span_off){ens->off, ens->n};
-		v = ns_ref_view(b, ens, buf, sizeof buf);
+		r->ns_src = (uint8_t)ens->src;
+		if (ens->src == NSRC_PENDING) {
+			uint32_t n;
+			bool amp;
+			uint32_t off = attr_value_at(b, ens->off, end, &n, &amp);
+			r->ns = (struct xml_span_off){off, n};
+			v = ns_norm(b + off, n, amp, buf, sizeof buf);
+		} else {
+			r->ns = (struct xml_span_off){ens->off, ens->n};
+			v = (struct ns_view){ens->lit, ens->n};
+		}
 	} else if (deflt_attr >= 0) {
-		const struct xml_attr_slot *a = &t->attr[deflt_attr];
-		r->ns_src = -1;
+		const struct xml_attr_slot *a = &at[deflt_attr];
+		r->ns_src = NSRC_PENDING;
 		r->ns = (struct xml_span_off){a->val, a->vlen};
 		/* known names have no whitespace: raw unless escaped */
 		v = (struct ns_view){(const char *)b + a->val, a->vlen};
 		if (a->amp)
 			v = ns_norm(b + a->val, a->vlen, a->amp, buf, sizeof buf);
-	} else if (t->default_ns[0]) {
-		r->ns_src = -2;
-		v = (struct ns_view){t->default_ns, t->sub[K_DEFLEN]};
+	} else if (t->default_ns) {
+		r->ns_src = NSRC_DEFAULT;
 	} else {
-		r->ns_src = -3;
+		r->ns_src = NSRC_NONE;
 	}
-	r->nsid = xml_ns_id(v.p, v.n);
-	if (r->ns_src == -3 && colon)
-		r->ns_src = -4; /* the xml namespace itself */
-	for (unsigned k = 0; k < t->nattr; k++) {
-		const struct xml_attr_slot *a = &t->attr[k];
-		struct xml_span_off s = {a->val, a->vlen};
-		if (attr_is(b, a, "to", 2)) {
-			r->to = s;
-			r->flags |= a->amp ? XML_ST_TO_ESC : 0;
-		} else if (attr_is(b, a, "from", 4)) {
-			r->from = s;
-			r->flags |= a->amp ? XML_ST_FROM_ESC : 0;
-		} else if (attr_is(b, a, "type", 4)) {
-			r->type = s;
-			r->flags |= a->amp ? XML_ST_TYPE_ESC : 0;
-		} else if (attr_is(b, a, "id", 2)) {
-			r->id = s;
-			r->flags |= a->amp ? XML_ST_ID_ESC : 0;
-		}
-	}
+	r->nsid = r->ns_src == NSRC_DEFAULT ? t->default_ns : (uint8_t)xml_ns_id(v.p, v.n);
+	root_attrs(r, b, at, t->nattr);
 	if (empty)
 		r->flags |= XML_ST_EMPTY;
 }
 
-static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *ens, size_t endpos)
+/* The stream's default namespace, one of the two hdr_finish accepts. */
+static struct xml_span ns_known_uri(enum xml_ns id)
+{
+	if (id == XML_NS_SERVER)
+		return (struct xml_span){"jabber:server", 13};
+	return (struct xml_span){"jabber:component:accept", 23};
+}
+
+static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *ens,
+		      const struct xml_attr_slot *at, size_t endpos)
 {
 	uint32_t name = t->sub[K_NAME], nlen = t->sub[K_NLEN], colon = t->sub[K_NCOLON];
 	size_t tag = t->sub[K_HDR];
-	char buf[256];
 	if (nlen - colon != 6 || memcmp(b + name + colon, "stream", 6))
 		return tok_fail(t, XML_ERR_BAD_FORMAT, tag);
-	if (!colon || !view_eq(ns_ref_view(b, ens, buf, sizeof buf), NS_STREAMS))
+	/* the header's prefix can only be bound in the header itself */
+	if (!colon || ens->src != NSRC_DECL || !view_eq((struct ns_view){ens->lit, ens->n}, NS_STREAMS))
 		return tok_fail(t, XML_ERR_INVALID_NAMESPACE, tag);
-	if (colon - 1 >= sizeof t->stream_prefix)
-		return tok_fail(t, XML_ERR_POLICY_VIOLATION, tag);
-	memcpy(t->stream_prefix, b + name, colon - 1);
-	t->stream_prefix[colon - 1] = 0;
+	t->stream_pfx = (uint8_t)(ens->off - 2 - (colon - 1));
 
 	struct xml_stream_hdr *h = &t->hdr;
 	memset(h, 0, sizeof *h);
 	h->raw = (struct xml_span){(const char *)b + tag, (uint32_t)(endpos - tag)};
-	h->default_ns = xml_ns_id(t->default_ns, strlen(t->default_ns));
+	h->default_ns = (enum xml_ns)t->default_ns;
 	if (h->default_ns != XML_NS_SERVER && h->default_ns != XML_NS_COMPONENT)
 		return tok_fail(t, XML_ERR_INVALID_NAMESPACE, tag);
-	for (unsigned k = 0; k < t->ndecl; k++)
-		if (!strcmp(t->decl[k].uri, "jabber:server:dialback"))
+	for (unsigned e = 0, k = 0; k < t->ndecl; k++, e = decl_next(t, e))
+		if ((uint8_t)t->decls[e + 1] == 22 && !memcmp(decl_uri(t, e), "jabber:server:dialback", 22))
 			h->has_dialback_ns = true;
 	for (unsigned k = 0; k < t->nattr; k++) {
-		const struct xml_attr_slot *a = &t->attr[k];
+		const struct xml_attr_slot *a = &at[k];
 		struct xml_span s = {(const char *)b + a->val, a->vlen};
 		if (attr_is(b, a, "xmlns", 5))
 			h->ns = s;
@@ -899,68 +1019,83 @@ static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *
 }
 
 /* The '>' of a start tag has been read: check attributes and namespaces,
- * record the root of a stanza, push the element. Returns 0 or an error. */
-static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos);
+ * record the root of a stanza, push the element. `at` holds the tag's
+ * attribute slots when `fresh` (the whole tag was read in this call);
+ * otherwise they are rebuilt from the tag's bytes. Returns 0 or an error. */
+static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos,
+			   struct xml_attr_slot *at, bool fresh);
 static inline __attribute__((always_inline)) int elem_start(struct xml_tok *t, const uint8_t *b,
-							    bool empty, size_t endpos)
+							    bool empty, size_t endpos,
+							    struct xml_attr_slot *at, bool fresh)
 {
 	/* most elements inside a stanza have no attributes and no prefix */
 	if (t->nattr == 0 && !t->sub[K_NCOLON] && t->depth > 0 && !empty &&
 	    t->depth < t->lim.max_depth) {
 		t->open[t->depth] = t->sub[K_NAME];
-		t->open_len[t->depth] = (uint16_t)t->sub[K_NLEN];
 		t->depth++;
 		return 0;
 	}
-	return elem_start_full(t, b, empty, endpos);
+	return elem_start_full(t, b, empty, endpos, at, fresh);
 }
 
-static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos)
+static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos,
+			   struct xml_attr_slot *at, bool fresh)
 {
 	size_t tag = t->sub[K_NAME] - 1;
 	unsigned n = t->nattr;
 	bool hdr = t->sub[K_MODE] == MODE_HDR;
 	uint32_t level = t->depth + 1;
 	uint16_t nsd0 = t->nnsd;
-	bool any_colon = t->sub[K_NCOLON] != 0;
+	unsigned npfx = 0; /* prefixed attributes, xmlns:p included */
 	int deflt = -1;
 
 	if (!hdr && level > t->lim.max_depth)
 		return tok_fail(t, XML_ERR_POLICY_VIOLATION, tag);
+	if (!fresh && n)
+		tag_attrs(b, tag, endpos, at);
+	/* Duplicate names: each name sets one bit of a 64-bit filter (from
+	 * its length and its first and last bytes); only a name whose bit is
+	 * already set is compared with the ones before it. */
+	uint64_t seen = 0;
 	for (unsigned k = 0; k < n; k++) {
-		const struct xml_attr_slot *a = &t->attr[k];
-		for (unsigned m = 0; m < k; m++) {
-			const struct xml_attr_slot *o = &t->attr[m];
-			if (o->nlen == a->nlen && b[o->name] == b[a->name] &&
-			    !memcmp(b + o->name, b + a->name, a->nlen))
-				return tok_fail(t, XML_ERR_NOT_WELL_FORMED, tag);
+		const struct xml_attr_slot *a = &at[k];
+		const uint8_t *nm = b + a->name;
+		unsigned h = (a->nlen * 7u + nm[0] + nm[a->nlen - 1] * 3u) & 63;
+		if (unlikely(seen >> h & 1)) {
+			for (unsigned m = 0; m < k; m++) {
+				const struct xml_attr_slot *o = &at[m];
+				if (o->nlen == a->nlen && !memcmp(b + o->name, nm, a->nlen))
+					return tok_fail(t, XML_ERR_NOT_WELL_FORMED, tag);
+			}
 		}
-		if (a->colon)
-			any_colon = true;
-		if (is_xmlns_attr(b, a)) {
-			if (ns_declare(t, b, a, level, hdr, tag) < 0)
+		seen |= 1ull << h;
+		npfx += a->colon != 0;
+		if (unlikely(nm[0] == 'x') && is_xmlns_attr(b, a)) {
+			if (ns_declare(t, b, a, hdr, tag) < 0)
 				return XML_EV_ERROR;
 			if (!a->colon)
 				deflt = (int)k;
 		}
 	}
 
-	struct ns_ref ens = {.src = -3};
-	if (any_colon) {
+	struct ns_ref ens = {.src = NSRC_NONE};
+	if (npfx || t->sub[K_NCOLON]) {
 		uint32_t name = t->sub[K_NAME], colon = t->sub[K_NCOLON];
 		if (colon && !ns_lookup(t, b, b + name, colon - 1, &ens))
 			return tok_fail(t, XML_ERR_BAD_NAMESPACE_PREFIX, tag);
 		for (unsigned k = 0; k < n; k++) {
-			const struct xml_attr_slot *a = &t->attr[k];
+			const struct xml_attr_slot *a = &at[k];
 			if (!a->colon || is_xmlns_attr(b, a))
 				continue;
 			struct ns_ref ra;
 			if (!ns_lookup(t, b, b + a->name, a->colon - 1u, &ra))
 				return tok_fail(t, XML_ERR_BAD_NAMESPACE_PREFIX, tag);
 			/* same local name under another prefix bound to the
-			 * same URI is a duplicate (Namespaces in XML §6.3) */
-			for (unsigned m = 0; m < k; m++) {
-				const struct xml_attr_slot *o = &t->attr[m];
+			 * same URI is a duplicate (Namespaces in XML §6.3);
+			 * that takes two prefixed attributes, since one
+			 * without a prefix is in no namespace */
+			for (unsigned m = 0; npfx > 1 && m < k; m++) {
+				const struct xml_attr_slot *o = &at[m];
 				struct ns_ref ro;
 				if (!o->colon || is_xmlns_attr(b, o) ||
 				    o->nlen - o->colon != a->nlen - a->colon ||
@@ -970,22 +1105,21 @@ static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size
 				if (!ns_lookup(t, b, b + o->name, o->colon - 1u, &ro))
 					continue;
 				char b1[256], b2[256];
-				struct ns_view v1 = ns_ref_view(b, &ra, b1, sizeof b1);
-				struct ns_view v2 = ns_ref_view(b, &ro, b2, sizeof b2);
+				struct ns_view v1 = ns_ref_view(b, endpos, &ra, b1, sizeof b1);
+				struct ns_view v2 = ns_ref_view(b, endpos, &ro, b2, sizeof b2);
 				if (v1.n == v2.n && !memcmp(v1.p, v2.p, v1.n))
 					return tok_fail(t, XML_ERR_NOT_WELL_FORMED, tag);
 			}
 		}
 	}
 	if (hdr)
-		return hdr_finish(t, b, &ens, endpos);
+		return hdr_finish(t, b, &ens, at, endpos);
 	if (level == 1)
-		root_record(t, b, &ens, deflt, empty);
+		root_record(t, b, endpos, &ens, at, deflt, empty);
 	if (empty) {
 		t->nnsd = nsd0; /* its declarations go out of scope with it */
 	} else {
 		t->open[t->depth] = t->sub[K_NAME];
-		t->open_len[t->depth] = (uint16_t)t->sub[K_NLEN];
 		t->depth = level;
 	}
 	return 0;
@@ -998,23 +1132,24 @@ static void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
 	const char *c = (const char *)b;
 #define SP(f) ((struct xml_span){r->f.n ? c + r->f.off : NULL, r->f.n})
 	s->raw = (struct xml_span){c, (uint32_t)n};
-	s->name = SP(name);
-	s->prefix = SP(prefix);
+	s->name = (struct xml_span){c + r->name + r->colon, (uint32_t)(r->nlen - r->colon)};
+	s->prefix = (struct xml_span){r->colon ? c + r->name : NULL,
+				      (uint32_t)(r->colon ? r->colon - 1 : 0)};
 	s->to = SP(to);
 	s->from = SP(from);
 	s->type = SP(type);
 	s->id = SP(id);
 #undef SP
 	switch (r->ns_src) {
-	case -1: s->ns = (struct xml_span){c + r->ns.off, r->ns.n}; break;
-	case -2: s->ns = (struct xml_span){t->default_ns, t->sub[K_DEFLEN]}; break;
-	case -3: s->ns = (struct xml_span){"", 0}; break;
-	case -4: s->ns = (struct xml_span){NS_XML, sizeof NS_XML - 1}; break;
-	default:
-		s->ns = (struct xml_span){t->decl[r->ns_src].uri,
-					  (uint32_t)strlen(t->decl[r->ns_src].uri)};
+	case NSRC_PENDING: s->ns = (struct xml_span){c + r->ns.off, r->ns.n}; break;
+	case NSRC_DEFAULT:
+		s->ns = ns_known_uri(t->default_ns);
+		break;
+	case NSRC_NONE: s->ns = (struct xml_span){"", 0}; break;
+	case NSRC_XML: s->ns = (struct xml_span){NS_XML, sizeof NS_XML - 1}; break;
+	default: s->ns = (struct xml_span){t->decls + r->ns.off, r->ns.n};
 	}
-	s->nsid = r->nsid;
+	s->nsid = (enum xml_ns)r->nsid;
 	s->flags = r->flags;
 }
 
@@ -1128,6 +1263,16 @@ static inline bool bytes_eq(const uint8_t *a, const uint8_t *b, size_t n)
 		if (*a++ != *b++)
 			return false;
 	return true;
+}
+
+/* Length of the (validated) name of an open element at b[off]: it ends
+ * at the whitespace, '/' or '>' that follows it. */
+static inline size_t open_name_len(const uint8_t *b, size_t off)
+{
+	size_t k = off;
+	while (!(cls[b[k]] & C_WS) && b[k] != '>' && b[k] != '/')
+		k++;
+	return k - off;
 }
 
 /* Continue a qualified name at b[*pi]: 0 when it ended (at the delimiter),
@@ -1256,6 +1401,10 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 	size_t end = len < lim ? len : lim;
 	bool clipped = len > lim;
 	int r;
+	/* attribute slots of the start tag being read; valid when `fresh`,
+	 * i.e. when that tag's name was read in this call */
+	struct xml_attr_slot at[XML_MAX_ATTRS];
+	bool fresh = false;
 
 #define NEED(k)                                                                                    \
 	do {                                                                                       \
@@ -1379,9 +1528,9 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			if (i >= end)
 				goto more;
 			{
-				size_t pl = strlen(t->stream_prefix), nl = i - t->sub[K_TOK];
+				size_t pl = (uint8_t)t->decls[t->stream_pfx], nl = i - t->sub[K_TOK];
 				const uint8_t *nm = b + t->sub[K_TOK];
-				if (nl != pl + 7 || memcmp(nm, t->stream_prefix, pl) ||
+				if (nl != pl + 7 || memcmp(nm, decl_pfx(t, t->stream_pfx), pl) ||
 				    memcmp(nm + pl, ":stream", 7))
 					FAIL(XML_ERR_NOT_WELL_FORMED, 0);
 			}
@@ -1403,6 +1552,23 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_STAG_NAME0:
 		L_S_STAG_NAME0:
 			NEED(1);
+			/* Fast path: an ASCII name without a prefix, followed by
+			 * whitespace, '>' or '/', all in the buffer. */
+			if (likely(cls[b[i]] & C_NS)) {
+				size_t j = skip_namechars(b, i + 1, end);
+				if (likely(j < end && j - i <= t->lim.max_name &&
+					   ((cls[b[j]] & C_WS) || b[j] == '>' || b[j] == '/'))) {
+					t->sub[K_NAME] = (uint32_t)i;
+					t->sub[K_NLEN] = (uint32_t)(j - i);
+					t->sub[K_NCOLON] = 0;
+					t->nattr = 0;
+					fresh = true;
+					t->sub[K_WS] = 0;
+					i = j;
+					st = S_STAG_IN;
+					goto L_S_STAG_IN;
+				}
+			}
 			if ((r = name_start(t, b, i, end)) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
@@ -1421,6 +1587,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			t->sub[K_NLEN] = (uint32_t)(i - t->sub[K_TOK]);
 			t->sub[K_NCOLON] = t->sub[K_COLON];
 			t->nattr = 0;
+			fresh = true;
 			t->sub[K_WS] = 0;
 			st = S_STAG_IN;
 			/* fallthrough */
@@ -1433,7 +1600,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			NEED(1);
 			if (b[i] == '>') {
 				i++;
-				if (elem_start(t, b, false, i) < 0)
+				if (elem_start(t, b, false, i, at, fresh) < 0)
 					return XML_EV_ERROR;
 				if (t->sub[K_MODE] == MODE_HDR) {
 					t->scan = 0;
@@ -1456,36 +1623,49 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			 * value free of references, all in the buffer, read
 			 * without going through the states one by one. Anything
 			 * else is read by the states below from its first byte. */
-			if (cls[b[i]] & C_NS) {
+		attr_fast:
+			if (likely(cls[b[i]] & C_NS)) {
 				size_t j = skip_namechars(b, i + 1, end), colon = 0;
-				if (j + 1 < end && b[j] == ':' && (cls[b[j + 1]] & C_NS)) {
+				if (unlikely(j + 1 < end && b[j] == ':' && (cls[b[j + 1]] & C_NS))) {
 					colon = j - i + 1;
 					j = skip_namechars(b, j + 2, end);
 				}
 				size_t nend = j;
-				while (j < end && (cls[b[j]] & C_WS))
-					j++;
-				if (j + 1 < end && b[j] == '=' && nend - i <= t->lim.max_name) {
-					j++;
+				uint8_t q = 0;
+				/* name='value' without spaces around '=' is the rule */
+				if (likely(j + 2 < end && b[j] == '=' && (b[j + 1] == '\'' || b[j + 1] == '"'))) {
+					q = b[j + 1];
+					j += 2;
+				} else {
 					while (j < end && (cls[b[j]] & C_WS))
 						j++;
-					if (j < end && (b[j] == '"' || b[j] == '\'')) {
-						uint8_t q = b[j];
-						size_t v = j + 1;
-						size_t e = scan_run(b, v, end, q, '<', '&',
-								    q == '"' ? stop_dq : stop_sq);
-						if (e < end && b[e] == q) {
-							struct xml_attr_slot *a = &t->attr[t->nattr++];
-							a->name = (uint32_t)i;
-							a->nlen = (uint16_t)(nend - i);
-							a->colon = (uint16_t)colon;
-							a->val = (uint32_t)v;
-							a->vlen = (uint32_t)(e - v);
-							a->amp = 0;
-							i = e + 1;
-							t->sub[K_WS] = 0;
-							goto L_S_STAG_IN;
+					if (j + 1 < end && b[j] == '=') {
+						j++;
+						while (j < end && (cls[b[j]] & C_WS))
+							j++;
+						if (j < end && (b[j] == '"' || b[j] == '\''))
+							q = b[j++];
+					}
+				}
+				if (likely(q && nend - i <= t->lim.max_name)) {
+					size_t e = scan_run(b, j, end, q, '<', '&', q == '"' ? stop_dq : stop_sq);
+					if (likely(e < end && b[e] == q)) {
+						struct xml_attr_slot *a = &at[t->nattr++];
+						a->name = (uint32_t)i;
+						a->nlen = (uint16_t)(nend - i);
+						a->colon = (uint16_t)colon;
+						a->val = (uint32_t)j;
+						a->vlen = (uint32_t)(e - j);
+						a->amp = 0;
+						i = e + 1;
+						/* most often one space and the next name */
+						if (likely(i + 1 < end && b[i] == ' ' && (cls[b[i + 1]] & C_NS) &&
+							   t->nattr < t->lim.max_attrs)) {
+							i++;
+							goto attr_fast;
 						}
+						t->sub[K_WS] = 0;
+						goto L_S_STAG_IN;
 					}
 				}
 			}
@@ -1507,7 +1687,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			if (r > 0)
 				goto more;
 			{
-				struct xml_attr_slot *a = &t->attr[t->nattr];
+				struct xml_attr_slot *a = &at[t->nattr];
 				a->name = t->sub[K_TOK];
 				a->nlen = (uint16_t)(i - t->sub[K_TOK]);
 				a->colon = (uint16_t)t->sub[K_COLON];
@@ -1528,8 +1708,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			if (b[i] != '"' && b[i] != '\'')
 				FAIL(XML_ERR_NOT_WELL_FORMED, i);
 			t->sub[K_QUOTE] = b[i];
-			t->attr[t->nattr].val = (uint32_t)(i + 1);
-			t->attr[t->nattr].amp = 0;
+			at[t->nattr].val = (uint32_t)(i + 1);
+			at[t->nattr].amp = 0;
 			i++;
 			st = S_ATTR_VAL;
 			/* fallthrough */
@@ -1544,7 +1724,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				if (c == q)
 					break;
 				if (c == '&') {
-					t->attr[t->nattr].amp = 1;
+					at[t->nattr].amp = 1;
 					break;
 				}
 				if (c == '<')
@@ -1565,7 +1745,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				i++;
 				GO(S_REF);
 			}
-			struct xml_attr_slot *a = &t->attr[t->nattr];
+			struct xml_attr_slot *a = &at[t->nattr];
 			a->vlen = (uint32_t)(i - a->val);
 			t->nattr++;
 			t->sub[K_WS] = 0;
@@ -1580,7 +1760,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			i++;
 			if (t->sub[K_MODE] == MODE_HDR)
 				FAIL(XML_ERR_BAD_FORMAT, t->sub[K_HDR]); /* an empty stream */
-			if (elem_start(t, b, true, i) < 0)
+			if (elem_start(t, b, true, i, at, fresh) < 0)
 				return XML_EV_ERROR;
 			if (t->depth == 0)
 				goto stanza_done;
@@ -1651,9 +1831,31 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			GO(S_TEXT);
 		case S_ETAG_NAME:
 		etag_name:
+#ifdef XML_HAVE_SSE2
+			if (i == t->sub[K_TOK] && i + 16 <= end) {
+				/* Usually the whole name is there and shorter than 16
+				 * bytes: find where the open element's name ends (its
+				 * whitespace, '/' or '>') and compare both in one go. */
+				const uint8_t *on = b + t->open[t->depth - 1];
+				__m128i y = _mm_loadu_si128((const __m128i *)on);
+				__m128i x = _mm_loadu_si128((const __m128i *)(b + i));
+				__m128i term = _mm_cmpeq_epi8(_mm_min_epu8(y, _mm_set1_epi8(0x20)), y);
+				term = _mm_or_si128(term, _mm_cmpeq_epi8(y, _mm_set1_epi8('>')));
+				term = _mm_or_si128(term, _mm_cmpeq_epi8(y, _mm_set1_epi8('/')));
+				unsigned tm = (unsigned)_mm_movemask_epi8(term);
+				unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, y));
+				unsigned nl = (unsigned)__builtin_ctz(tm | 0x10000), low = (1u << nl) - 1;
+				uint8_t c = b[i + (nl & 15)];
+				if (likely(nl < 16 && (eq & low) == low && (c == '>' || (cls[c] & C_WS)))) {
+					i += nl;
+					st = S_ETAG_WS;
+					goto etag_ws;
+				}
+			}
+#endif
 			if (i == t->sub[K_TOK]) {
 				/* usually the whole name is there: compare it at once */
-				uint32_t d = t->depth - 1, nl = t->open_len[d];
+				uint32_t d = t->depth - 1, nl = open_name_len(b, t->open[d]);
 				if (i + nl < end && bytes_eq(b + i, b + t->open[d], nl) &&
 				    !(cls[b[i + nl]] & C_NC) && b[i + nl] != ':' && b[i + nl] < 0x80) {
 					i += nl;
@@ -1667,7 +1869,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				goto more;
 			{
 				uint32_t d = t->depth - 1, nl = (uint32_t)(i - t->sub[K_TOK]);
-				if (nl != t->open_len[d] || memcmp(b + t->sub[K_TOK], b + t->open[d], nl))
+				if (nl != open_name_len(b, t->open[d]) || memcmp(b + t->sub[K_TOK], b + t->open[d], nl))
 					FAIL(XML_ERR_NOT_WELL_FORMED, t->sub[K_TOK] - 2);
 			}
 			st = S_ETAG_WS;
@@ -1679,7 +1881,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			if (b[i] != '>')
 				FAIL(XML_ERR_NOT_WELL_FORMED, i);
 			i++;
-			while (t->nnsd && t->nsd[t->nnsd - 1].level == t->depth)
+			while (t->nnsd && t->nsd[t->nnsd - 1] > t->open[t->depth - 1])
 				t->nnsd--;
 			if (--t->depth == 0)
 				goto stanza_done;

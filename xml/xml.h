@@ -68,7 +68,7 @@ struct xml_limits {
 	uint32_t max_attrs;          /* attributes per element */
 	uint32_t max_name;           /* bytes of one qualified name */
 };
-#define XML_MAX_DEPTH 64
+#define XML_MAX_DEPTH 48  /* upper bound for max_depth */
 #define XML_MAX_ATTRS 64  /* upper bound for max_attrs */
 #define XML_MAX_NSDECL 32 /* xmlns declarations in scope inside one stanza */
 void xml_limits_default(struct xml_limits *l);
@@ -110,54 +110,47 @@ struct xml_stanza {
 	uint32_t flags;
 };
 
-/* Internal records of struct xml_tok (offsets into the pending bytes). */
-struct xml_attr_slot {
-	uint32_t name, val, vlen; /* offsets of the name and value, value length */
-	uint16_t nlen, colon;     /* name length; colon position + 1, 0 if none */
-	uint8_t amp;              /* value contains '&' */
-};
-struct xml_nsdecl_slot {
-	uint32_t prefix, uri, ulen;
-	uint16_t plen;
-	uint8_t level, amp;       /* element level that declared it */
-};
+/* Internal records of struct xml_tok: offsets into the pending bytes, so
+ * they stay valid when the caller moves them (see xml.c). */
 struct xml_span_off {
 	uint32_t off, n;
 };
 struct xml_root_rec {
-	struct xml_span_off name, prefix, ns, to, from, type, id;
-	int8_t ns_src;            /* -1 pending bytes, -2 stream default ns,
-	                             -3 none, >= 0 index into decl[] */
-	uint32_t flags;
-	enum xml_ns nsid;
+	struct xml_span_off to, from, type, id, ns;
+	uint32_t name;            /* offset of the qualified name */
+	uint16_t nlen, colon;     /* its length; colon position + 1, 0 if none */
+	uint8_t ns_src;           /* where ns points: enum in xml.c */
+	uint8_t nsid;             /* enum xml_ns */
+	uint16_t flags;           /* enum xml_stanza_flags */
 };
+#define XML_DECL_BYTES 192 /* stream-level xmlns:prefix bindings, packed */
 
-/* Tokenizer state: about 3.4 KiB, no pointers into caller memory survive an
- * XML_EV_MORE return. Fields after `st` are internal to xml.c. */
+/* Tokenizer state: under 1 KiB (one lives in every connection), and no
+ * pointer into caller memory survives an XML_EV_MORE return. The scratch
+ * of the start tag being read (its attributes) is not kept here: it lives
+ * on the stack of xml_tok_next() and is rebuilt from the tag's bytes when
+ * the tag spans several calls. Fields after `st` are internal to xml.c. */
 struct xml_tok {
 	struct xml_limits lim;
 	bool authenticated;       /* selects max_stanza over max_stanza_preauth */
-	int state;                /* internal */
-	uint64_t stream_off;      /* bytes consumed so far (for error offsets) */
-	uint32_t scan;            /* bytes of the pending stanza already scanned */
-	uint32_t depth;
-	uint32_t open[XML_MAX_DEPTH]; /* offsets of open element names */
-	uint32_t sub[16];         /* internal resumable sub-state */
-	/* stream-level namespace bindings, copied (the header is gone later) */
-	char stream_prefix[32];
-	char default_ns[64];
-	struct { char prefix[16]; char uri[64]; } decl[8];
-	uint8_t ndecl;
+	uint8_t state;            /* internal */
+	uint8_t default_ns;       /* enum xml_ns of the stream's default namespace */
+	uint8_t stream_pfx;       /* offset in decls[] of the stream prefix binding */
 	enum xml_err err;
 	uint64_t err_offset;
+	uint64_t stream_off;      /* bytes consumed so far (for error offsets) */
+	uint32_t scan;            /* bytes of the pending stanza already scanned */
 	struct xml_stream_hdr hdr; /* valid right after XML_EV_STREAM_OPEN */
 	struct xml_stanza st;      /* valid right after XML_EV_STANZA */
-	/* internal: current start tag, namespace scopes, root element */
-	uint16_t nattr, nnsd;
-	uint16_t open_len[XML_MAX_DEPTH];
-	struct xml_attr_slot attr[XML_MAX_ATTRS];
-	struct xml_nsdecl_slot nsd[XML_MAX_NSDECL];
+	/* internal */
+	uint32_t depth;
+	uint16_t nattr, nnsd;     /* attributes read in the open tag; nsd[] used */
+	uint8_t ndecl, dlen;      /* stream-level bindings: count, bytes used */
+	uint32_t sub[14];         /* resumable sub-state */
+	uint32_t open[XML_MAX_DEPTH];  /* offsets of the open elements' names */
+	uint32_t nsd[XML_MAX_NSDECL];  /* offsets of the xmlns:p attributes in scope */
 	struct xml_root_rec root;
+	char decls[XML_DECL_BYTES];
 };
 
 void xml_tok_init(struct xml_tok *t, const struct xml_limits *lim);

@@ -660,6 +660,33 @@ static void test_domain_cert_and_key(void **state)
 	rmtmp(key);
 }
 
+/* Secure by default: certificates make STARTTLS required unless the file
+ * says otherwise; without any it cannot be offered and stays optional. */
+static void test_tls_default_follows_certificates(void **state)
+{
+	char *cert = tmpfile_with("cert\n");
+	char *conf;
+	struct cfg c;
+
+	expect_ok(&c, HUB "[route r.example]\nconnect 127.0.0.1:5269\n");
+	assert_int_equal(c.listen[0].tls, CFG_TLS_OPTIONAL);
+	assert_int_equal(c.s2s_tls, CFG_TLS_OPTIONAL);
+	assert_int_equal(c.routes[0].tls, CFG_TLS_OPTIONAL);
+	cfg_free(&c);
+
+	assert_true(asprintf(&conf, HUB "listen s2s 127.0.0.1:5271 tls optional\n"
+				    "[domain a.example]\ncert %s\n[route r.example]\nconnect 127.0.0.1:5269\n",
+			     cert) > 0);
+	expect_ok(&c, conf);
+	assert_int_equal(c.listen[0].tls, CFG_TLS_REQUIRED);
+	assert_int_equal(c.listen[1].tls, CFG_TLS_OPTIONAL); /* as written */
+	assert_int_equal(c.s2s_tls, CFG_TLS_REQUIRED);
+	assert_int_equal(c.routes[0].tls, CFG_TLS_REQUIRED);
+	cfg_free(&c);
+	free(conf);
+	rmtmp(cert);
+}
+
 static void test_routes(void **state)
 {
 	struct cfg c;
@@ -839,6 +866,7 @@ int main(void)
 		cmocka_unit_test(test_many_sections),
 		cmocka_unit_test(test_cluster_section),
 		cmocka_unit_test(test_dialback_secret),
+		cmocka_unit_test(test_tls_default_follows_certificates),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_reports_file_name),
 	};

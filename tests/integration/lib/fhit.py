@@ -841,6 +841,9 @@ def make_user_class():
             self.register_plugin("xep_0199")
             self.add_event_handler("session_start", self._on_start)
             self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
+            # slixmpp raises 'message' only for messages with a body; a bounce
+            # without one (Prosody's, for a failed s2s link) is 'message_error' alone.
+            self.add_event_handler("message_error", lambda m: None if m["body"] else self.inbox.put_nowait(m))
             self.add_event_handler("failed_auth", lambda *_: self._fail("auth failed"))
             self.add_event_handler("connection_failed", lambda e: self._fail("connection failed: %s" % e))
 
