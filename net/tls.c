@@ -131,7 +131,9 @@ struct tls_conn {
 	uint8_t *ident;		/* peer identities, see ID_* */
 	uint8_t *resume_ident;	/* from the session cache, used if resumed */
 	char *sess_key;		/* client: session cache key */
-	char *remote;		/* client: the domain dialled */
+	char *remote;		/* client: the domain dialled; server: the stream's `to`,
+				 * used when the client sends no SNI (STARTTLS peers
+				 * such as Prosody send none) */
 	int verify_err;		/* first chain error (wolfSSL or X509 code), 0 = none */
 	int werr;		/* last wolfSSL error */
 	int fail;		/* tls_err of the failure, 0 = none */
@@ -735,6 +737,11 @@ static int tls_cert_setup_cb(WOLFSSL *ssl, void *arg)
 	struct tls_ctx *ctx = arg;
 	const char *sni = tls_sni_get(ssl);
 	struct tls_cert *cert = sni ? names_lookup(ctx, sni) : NULL;
+	if (!sni) {
+		struct tls_conn *c = wolfSSL_GetIOReadCtx(ssl);
+		if (c && c->server && c->remote)
+			cert = names_lookup(ctx, c->remote);
+	}
 	/* The default is loaded in the WOLFSSL_CTX and shared, not copied. */
 	if (!cert || cert == ctx->def)
 		return 1;
@@ -1101,6 +1108,11 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *remo
 			goto fail;
 		snprintf(c->sess_key, kn, "%s %s", canon, local ? local : "");
 		tls_sess_resume(c);
+	}
+	if (server && local) {
+		char canon[TLS_NAME_MAX + 1];
+		if (tls_canon(local, canon) >= 0 && !(c->remote = strdup(canon)))
+			goto fail;
 	}
 	if (!server && local) {
 		struct tls_cert *cert = names_lookup(ctx, local);

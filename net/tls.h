@@ -91,8 +91,9 @@ size_t tls_ctx_name_count(const struct tls_ctx *ctx);	/* names indexed */
 bool tls_ctx_has_name(const struct tls_ctx *ctx, const char *domain);
 
 /*
- * A new connection. server: remote/local are NULL, the certificate is chosen
- * from the client's SNI. client: remote is the domain to reach (sent as SNI,
+ * A new connection. server: remote is NULL; the certificate is chosen from
+ * the client's SNI, or, when it sends none, by `local` (the domain the
+ * stream was opened to) if given. client: remote is the domain to reach (sent as SNI,
  * checked against the server's certificate when verify_required, and the key
  * of the session cache); local, when we hold its certificate, is presented if
  * the server asks for one.

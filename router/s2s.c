@@ -48,10 +48,18 @@ struct lpair {
 	uint8_t state;      /* enum pair_state */
 	struct qitem *q;
 	uint32_t qlen, qcap;
+	uint64_t since;     /* PENDING: db:result sent; INVALID: refused */
+	struct s2s_out *alt;/* a link of its own for this local domain */
 };
 
 struct s2s_out {
 	char *remote;
+	/* A peer that takes SASL EXTERNAL but no dialback can authenticate one
+	 * local domain per stream: every other local domain then gets a link of
+	 * its own, an `alt` hanging off its pair, outside the table. */
+	struct s2s_out *parent;
+	bool peer_dialback;
+	bool unlinked;       /* out of the table: only its memory is left */
 	struct s2s_out *hnext;
 	struct sess *sess;
 	uint8_t state;
@@ -87,6 +95,7 @@ struct dns_wait {
 };
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
+static void out_start_dialback(struct hubw *h, struct s2s_out *L);
 static void verify_try_next(struct hubw *h, struct verify *v);
 
 /* ---- dialback keys (XEP-0185) -------------------------------------- */
@@ -225,18 +234,43 @@ static struct s2s_out *link_new(struct hubw *h, const char *remote)
 	return L;
 }
 
+/* Take L out of everything, drop what it holds, and free it, or leave the
+ * memory to s2s_on_dns() when a lookup for it is still out. */
 static void link_free(struct hubw *h, struct s2s_out *L)
 {
-	struct s2s_out **pp = &h->links[link_slot(h, L->remote)];
-	while (*pp && *pp != L)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = L->hnext;
-	h->nlinks--;
-	rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
+	if (!L->unlinked) {
+		L->unlinked = true;
+		if (!L->parent) {
+			struct s2s_out **pp = &h->links[link_slot(h, L->remote)];
+			while (*pp && *pp != L)
+				pp = &(*pp)->hnext;
+			if (*pp)
+				*pp = L->hnext;
+			h->nlinks--;
+			rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
+		}
+		if (L->sess) { /* e.g. an alt still connected while its parent goes */
+			struct sess *s = L->sess;
+			L->sess = NULL;
+			s->link = NULL;
+			sess_sendf(s, "</stream:stream>");
+			net_close(s->c, true);
+		}
+		for (int i = 0; i < L->nlp; i++) {
+			if (L->lp[i].alt)
+				link_free(h, L->lp[i].alt);
+			L->lp[i].alt = NULL;
+			for (uint32_t k = 0; k < L->lp[i].qlen; k++)
+				net_buf_unref(h->w, L->lp[i].q[k].b);
+			L->lp[i].qlen = 0;
+		}
+		L->queued = 0;
+	}
+	if (L->dns_pending) {
+		L->dead = true;
+		return;
+	}
 	for (int i = 0; i < L->nlp; i++) {
-		for (uint32_t k = 0; k < L->lp[i].qlen; k++)
-			net_buf_unref(h->w, L->lp[i].q[k].b);
 		free(L->lp[i].q);
 		free(L->lp[i].local);
 	}
@@ -288,6 +322,7 @@ static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	dialback_key(L->remote, p->local, L->sess->stream_id, key);
 	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", p->local, L->remote, key);
 	p->state = PAIR_PENDING;
+	p->since = net_now_ms();
 }
 
 /* The link failed: bounce everything queued and back off. */
@@ -350,6 +385,7 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		L->sess = s;
 		L->state = L_CONNECTING;
+		L->peer_dialback = true; /* until its features say otherwise */
 		return;
 	}
 	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND,
@@ -374,6 +410,11 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	}
 	L->last_activity = net_now_ms();
 	struct lpair *pr = link_pair(L, local);
+	if (pr->alt) {
+		L = pr->alt;
+		pr = &L->lp[0];
+		L->last_activity = net_now_ms();
+	}
 	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
 		if (net_send_slice_take(L->sess->c, b, p, n) < 0) {
 			MET_INC(h->m, send_queue_full);
@@ -391,8 +432,11 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		L->state = L_IDLE;
 	}
 	if (pr->state == PAIR_INVALID) {
-		bounce = STERR_REMOTE_SERVER_NOT_FOUND;
-		goto bounce;
+		if (net_now_ms() - pr->since < (uint64_t)hub_cfg->retry_min * 1000) {
+			bounce = STERR_REMOTE_SERVER_NOT_FOUND;
+			goto bounce;
+		}
+		pr->state = PAIR_NONE; /* try again */
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
 		MET_INC(h->m, send_queue_full);
@@ -421,8 +465,8 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	L->queued++;
 	if (L->state == L_IDLE)
 		link_start(h, L);
-	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess->got_features)
-		send_db_result(h, L, pr);
+	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess && L->sess->got_features)
+		out_start_dialback(h, L);
 	return;
 bounce:
 	route_bounce_raw(h, p, n, bounce);
@@ -479,11 +523,53 @@ static void out_on_tls(struct net_conn *c, int err)
 	out_open_stream(s);
 }
 
+static void link_start(struct hubw *h, struct s2s_out *L);
+
+/* A link of its own for pair p of L, which carries its queue along. */
+static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	struct s2s_out *A = calloc(1, sizeof(*A));
+	if (!A)
+		return;
+	A->remote = strdup(L->remote);
+	A->parent = L;
+	A->backoff_ms = hub_cfg->retry_min * 1000;
+	A->last_activity = net_now_ms();
+	A->lp = calloc(1, sizeof(*A->lp));
+	A->nlp = 1;
+	A->lp[0] = *p; /* the queue moves */
+	A->lp[0].local = strdup(p->local);
+	A->lp[0].alt = NULL;
+	A->lp[0].state = PAIR_NONE;
+	A->queued = p->qlen;
+	L->queued -= p->qlen;
+	p->q = NULL;
+	p->qlen = p->qcap = 0;
+	p->alt = A;
+	log_info(L->sess ? L->sess->c->id : 0, "s2s out %s: no dialback offered; %s gets a link of its own",
+		 L->remote, p->local);
+	link_start(h, A);
+}
+
 static void out_start_dialback(struct hubw *h, struct s2s_out *L)
 {
-	for (int i = 0; i < L->nlp; i++)
-		if (L->lp[i].state == PAIR_NONE)
-			send_db_result(h, L, &L->lp[i]);
+	for (int i = 0; i < L->nlp; i++) {
+		struct lpair *p = &L->lp[i];
+		if (p->state != PAIR_NONE || p->alt)
+			continue;
+		if (L->peer_dialback) {
+			send_db_result(h, L, p);
+		} else if (!L->parent) {
+			pair_to_alt(h, L, p);
+		} else {
+			/* a link of its own already, and neither SASL nor dialback */
+			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate",
+				 p->local, L->remote);
+			p->state = PAIR_INVALID;
+			p->since = net_now_ms();
+			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+		}
+	}
 }
 
 static void out_give_up(struct hubw *h, struct sess *s, const char *why)
@@ -525,6 +611,17 @@ static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza
 	if (!L)
 		return;
 	L->state = L_OPEN;
+	{
+		bool offers_db = memmem(st->raw.p, st->raw.n, "urn:xmpp:features:dialback", 26) != NULL;
+		bool offers_ext = s->tls_on && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8) != NULL;
+		/* servers that predate the dialback feature still do dialback;
+		 * one that offers SASL EXTERNAL and not dialback does not (and
+		 * after SASL the restarted stream's features name neither) */
+		if (offers_db)
+			L->peer_dialback = true;
+		else if (offers_ext)
+			L->peer_dialback = false;
+	}
 	/* XEP-0178: SASL EXTERNAL for the first local domain our certificate covers,
 	 * when the peer's certificate is good too (it will check ours). */
 	if (s->tls_on && !s->sasl_domain && !s->sasl_sent && memmem(st->raw.p, st->raw.n, NS_SASL, sizeof(NS_SASL) - 1) &&
@@ -604,6 +701,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote,
 			 (int)st->type.n, st->type.p);
 		p->state = PAIR_INVALID;
+		p->since = net_now_ms();
 		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
 	}
 }
@@ -1080,7 +1178,8 @@ static void in_starttls(struct hubw *h, struct sess *s)
 		net_close(s->c, true);
 		return;
 	}
-	struct tls_conn *t = tls_conn_new(hub_tls, true, NULL, NULL);
+	/* without SNI, the certificate of the domain the stream is for */
+	struct tls_conn *t = tls_conn_new(hub_tls, true, NULL, s->local);
 	if (!t) {
 		sess_sendf(s, "<failure xmlns='" NS_TLS "'/></stream:stream>");
 		net_close(s->c, true);
@@ -1364,54 +1463,78 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 }
 
 /* Once a second: keepalives on idle links, idle links closed, back-offs ended. */
-void s2s_tick(struct hubw *h, uint64_t now)
+/* Once a second for each link: back-off ended, dialback answers that never
+ * came, whitespace keepalives, idle links closed. Returns true if L was freed. */
+static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 {
 	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
 	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
+	for (int i = 0; i < L->nlp; i++) {
+		struct lpair *p = &L->lp[i];
+		if (p->alt && link_tick(h, p->alt, now))
+			p->alt = NULL;
+		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
+			/* XEP-0220 has no deadline of its own: a peer that ignores
+			 * our db:result must not hold the queue forever */
+			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: no dialback answer in %us",
+				 p->local, L->remote, hub_cfg->connect_timeout);
+			p->state = PAIR_INVALID;
+			p->since = now;
+			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);
+		}
+	}
+	if (L->state == L_BACKOFF && now >= L->retry_at) {
+		if (L->queued == 0 && now - L->last_activity > idle) {
+			link_free(h, L);
+			return true;
+		}
+		L->state = L_IDLE;
+	}
+	if (L->state == L_OPEN && L->sess && !L->queued) {
+		if (now - L->last_activity >= idle) {
+			link_free(h, L); /* closes the stream */
+			return true;
+		}
+		if (ka && now - L->last_keepalive >= ka && now - L->last_activity >= ka) {
+			/* RFC 6120 §4.6.1 whitespace keepalive */
+			L->last_keepalive = now;
+			sess_send(L->sess, " ", 1);
+		}
+	}
+	if (L->state == L_IDLE && !L->queued && !L->sess && !L->dns_pending && now - L->last_activity > idle) {
+		link_free(h, L);
+		return true;
+	}
+	return false;
+}
+
+void s2s_tick(struct hubw *h, uint64_t now)
+{
 	for (uint32_t i = 0; i < h->nlinks_cap; i++) {
 		struct s2s_out *L = h->links[i], *next;
 		for (; L; L = next) {
 			next = L->hnext;
-			if (L->state == L_BACKOFF && now >= L->retry_at) {
-				if (L->queued == 0 && now - L->last_activity > idle) {
-					link_free(h, L);
-					continue;
-				}
-				L->state = L_IDLE;
-			}
-			if (L->state == L_OPEN && L->sess && !L->queued) {
-				if (now - L->last_activity >= idle) {
-					struct sess *s = L->sess;
-					L->sess = NULL;
-					s->link = NULL;
-					sess_sendf(s, "</stream:stream>");
-					net_close(s->c, true);
-					link_free(h, L);
-					continue;
-				}
-				if (ka && now - L->last_keepalive >= ka && now - L->last_activity >= ka) {
-					/* RFC 6120 §4.6.1 whitespace keepalive */
-					L->last_keepalive = now;
-					sess_send(L->sess, " ", 1);
-				}
-			}
-			if (L->state == L_IDLE && !L->queued && !L->sess && !L->dns_pending &&
-			    now - L->last_activity > idle) {
-				link_free(h, L);
-			}
+			link_tick(h, L, now);
 		}
+	}
+}
+
+static void link_shutdown(struct hubw *h, struct s2s_out *L)
+{
+	for (int k = 0; k < L->nlp; k++) {
+		pair_bounce_queue(h, L, &L->lp[k], STERR_REMOTE_SERVER_TIMEOUT);
+		if (L->lp[k].alt)
+			link_shutdown(h, L->lp[k].alt);
+	}
+	if (L->sess) {
+		sess_sendf(L->sess, "</stream:stream>");
+		net_close(L->sess->c, true);
 	}
 }
 
 void s2s_shutdown(struct hubw *h)
 {
 	for (uint32_t i = 0; i < h->nlinks_cap; i++)
-		for (struct s2s_out *L = h->links[i]; L; L = L->hnext) {
-			for (int k = 0; k < L->nlp; k++)
-				pair_bounce_queue(h, L, &L->lp[k], STERR_REMOTE_SERVER_TIMEOUT);
-			if (L->sess) {
-				sess_sendf(L->sess, "</stream:stream>");
-				net_close(L->sess->c, true);
-			}
-		}
+		for (struct s2s_out *L = h->links[i]; L; L = L->hnext)
+			link_shutdown(h, L);
 }

@@ -1,0 +1,10 @@
+#!/usr/bin/python3
+"""t_tls_prosody: fedhub federating with Prosody 0.12 over TLS only, certificates and
+SASL EXTERNAL (see lib/tls_interop.py)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import tls_interop  # noqa: E402
+
+tls_interop.main("prosody")
