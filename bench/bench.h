@@ -45,7 +45,9 @@ uint64_t bench_hist_quantile(const struct bench_hist *h, double q);
 enum bench_scenario {
 	BS_S2S_COMPONENT, /* s2s links -> target -> components */
 	BS_COMPONENT_S2S, /* components -> target -> s2s (target dials the bench) */
-	BS_ECHO,          /* s2s -> target -> component, echoed back -> s2s */
+	BS_ECHO,          /* s2s -> target -> component, echoed back -> s2s
+	                   * (the `transit` scenario: a hub carrying traffic
+	                   * between remote servers through a service) */
 	BS_IDLE_LINKS,    /* many authenticated links, idle; memory and CPU per link */
 };
 
@@ -76,6 +78,10 @@ struct bench_opts {
 	enum bench_fault fault;
 	bool quiet;                    /* no progress lines */
 	double setup_timeout;          /* s to establish every link */
+	/* --tls: STARTTLS on every s2s link, both directions, then SASL
+	 * EXTERNAL where offered (dialback otherwise), with net/tls.h */
+	bool tls;
+	char tls_ca[512], tls_cert[512], tls_key[512];
 };
 
 /* What a run measured; filled by bench_run(). */
@@ -93,6 +99,10 @@ struct bench_result {
 	/* setup */
 	int links_up, links_wanted, comps_up;
 	double setup_s;
+	/* --tls: links that ran TLS and how they authenticated */
+	int tls_out, external_out;     /* the bench's links to the target */
+	int tls_in, external_in;       /* the target's links to the bench */
+	char tls_info[96];             /* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
 	char error[512];               /* non-empty: the run could not be done */
 };
 

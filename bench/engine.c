@@ -24,6 +24,21 @@
  *   RELAY_IN HAProxy mode: the far end of a plain TCP relay; no XMPP peer
  *            answers, the bench only frames and accounts what arrives.
  *
+ * TLS (--tls). Every s2s link, in both directions, runs STARTTLS (RFC 6120
+ * §5) after the first stream features, through fedhub's own engine
+ * (net/tls.h: memory buffers, no socket inside): received ciphertext goes
+ * to tls_feed() and the plaintext from tls_read() into the same parser as a
+ * plain link; plaintext written by the protocol code is encrypted with one
+ * tls_write() per flush (many stanzas per record) and the ciphertext is
+ * copied out of the engine before it is sent, since the engine may move its
+ * buffer while a send is in flight. On its own links the bench then asks
+ * for SASL EXTERNAL (XEP-0178) for its first domain when the target offers
+ * it, and uses dialback for the domains piggybacked after it (which a
+ * target implementing XEP-0344 validates from the certificate). On the
+ * target's links to the bench, the bench offers STARTTLS (required), then
+ * EXTERNAL when the target's certificate proves the stream's `from`.
+ * Certificates: bench/peers/mkcerts.sh (one CA, a *.fhb leaf for the bench).
+ *
  * Accounting. A sender "flow" is one (from, to) pair with its own sequence.
  * Each stanza's id is "fhb-FLOW-SEQ-TS" (hex; TS = CLOCK_MONOTONIC ns of the
  * intended send time). The final receiver parses it back: latency = now - TS,
@@ -50,10 +65,18 @@
 #include <arpa/inet.h>
 #include <liburing.h>
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/sha.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 #include "bench/bench.h"
+#include "net/tls.h"
+
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+/* ciphertext read per recv: with the plaintext drained after each feed, the
+ * engine's input (bounded at 64 KiB) never holds more than a record plus this */
+#define BE_CIPHER_RECV 16384
 
 /* ---- crypto ---------------------------------------------------------------- */
 
@@ -160,6 +183,15 @@ struct bconn {
 	int dom_first, ndom, ndom_valid; /* S2S_OUT: piggybacked bench domains */
 	int comp_dom;              /* COMP: index into comp_domains */
 	int flow_first, nflows, next_flow;
+	/* TLS (--tls) */
+	struct tls_conn *tls;
+	bool tls_done;             /* handshake finished */
+	bool switch_tls;           /* stop parsing: what follows is TLS */
+	bool starttls_sent, sasl_sent, sasl_ok;
+	bool send_cipher;          /* the send in flight is from cob */
+	char *cbuf;                /* ciphertext receive buffer */
+	struct bc_obuf cob;        /* ciphertext being sent */
+	char peer[256];            /* S2S_IN: the stream's from */
 	uint32_t inflight;
 	uint64_t next_ns;          /* open loop: when the next stanza is due */
 	uint64_t base_ns;          /* open loop: when the first one was due */
@@ -201,6 +233,7 @@ struct eng {
 	bool fault_done;
 	char body[8192];
 	int body_len;
+	struct tls_ctx *tls;
 };
 
 static uint64_t be_now(void)
@@ -252,25 +285,39 @@ static void be_arm_recv(struct eng *e, struct bconn *c)
 {
 	if (c->recv_busy || c->closing)
 		return;
+	struct io_uring_sqe *s;
+	if (c->tls) {
+		if (!c->cbuf)
+			c->cbuf = malloc(BE_CIPHER_RECV);
+		s = be_sqe(e);
+		io_uring_prep_recv(s, c->fd, c->cbuf, BE_CIPHER_RECV, 0);
+		io_uring_sqe_set_data64(s, be_ud(c->idx, OP_RECV));
+		c->recv_busy = true;
+		return;
+	}
 	if (c->rcap - c->rlen < 4096) {
 		c->rcap *= 2;
 		c->rbuf = realloc(c->rbuf, c->rcap);
 	}
-	struct io_uring_sqe *s = be_sqe(e);
+	s = be_sqe(e);
 	io_uring_prep_recv(s, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
 	io_uring_sqe_set_data64(s, be_ud(c->idx, OP_RECV));
 	c->recv_busy = true;
 }
 
-static void be_write(struct eng *e, struct bconn *c, const char *p, size_t n)
+static void be_obuf_put(struct bc_obuf *b, const void *p, size_t n)
 {
-	struct bc_obuf *b = &c->ob[c->acc];
 	if (b->len + n > b->cap) {
 		b->cap = (b->len + n) * 2 + 4096;
 		b->p = realloc(b->p, b->cap);
 	}
 	memcpy(b->p + b->len, p, n);
 	b->len += n;
+}
+
+/* The connection has output for the next flush (be_flush_dirty). */
+static void be_mark_dirty(struct eng *e, struct bconn *c)
+{
 	if (!c->dirty) {
 		c->dirty = true;
 		if (e->ndirty == e->capdirty) {
@@ -279,6 +326,12 @@ static void be_write(struct eng *e, struct bconn *c, const char *p, size_t n)
 		}
 		e->dirty[e->ndirty++] = c->idx;
 	}
+}
+
+static void be_write(struct eng *e, struct bconn *c, const char *p, size_t n)
+{
+	be_obuf_put(&c->ob[c->acc], p, n);
+	be_mark_dirty(e, c);
 }
 
 static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...)
@@ -294,9 +347,49 @@ static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...)
 		be_write(e, c, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
+static void be_close(struct eng *e, struct bconn *c, const char *why);
+
+/* TLS output: the plaintext written since the last flush becomes records
+ * (one tls_write for all of it), then every pending ciphertext byte, the
+ * handshake's included, is copied to cob and sent. */
+static void be_flush_tls(struct eng *e, struct bconn *c)
+{
+	struct bc_obuf *pb = &c->ob[c->acc];
+	if (pb->len && c->tls_done) {
+		int rc = tls_write(c->tls, pb->p, pb->len);
+		if (rc == 0)
+			pb->len = 0;
+		else if (rc != TLS_ERR_AGAIN) {
+			be_close(e, c, tls_error(c->tls));
+			return;
+		}
+	}
+	const void *p;
+	size_t n = tls_pending_out(c->tls, &p);
+	if (n == 0)
+		return;
+	c->cob.len = 0;
+	be_obuf_put(&c->cob, p, n);
+	tls_consume_out(c->tls, n);
+	c->soff = 0;
+	c->send_cipher = true;
+	struct io_uring_sqe *s = be_sqe(e);
+	io_uring_prep_send(s, c->fd, c->cob.p, c->cob.len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(s, be_ud(c->idx, OP_SEND));
+	c->send_busy = true;
+}
+
 static void be_flush(struct eng *e, struct bconn *c)
 {
-	if (c->send_busy || c->closing || c->ob[c->acc].len == 0)
+	if (c->send_busy || c->closing)
+		return;
+	/* bytes written before the handshake finished are the STARTTLS
+	 * exchange itself (<proceed/>): they go out in the clear, first */
+	if (c->tls && (c->tls_done || c->ob[c->acc].len == 0)) {
+		be_flush_tls(e, c);
+		return;
+	}
+	if (c->ob[c->acc].len == 0)
 		return;
 	struct bc_obuf *b = &c->ob[c->acc];
 	c->acc ^= 1;
@@ -650,15 +743,51 @@ static void be_setup_done(struct eng *e, struct bconn *c)
 	}
 }
 
-static void be_s2s_out_results(struct eng *e, struct bconn *c)
+/* Dialback for the link's domains from index `first` on (the ones before
+ * it are authenticated already, by SASL EXTERNAL). */
+static void be_s2s_out_results(struct eng *e, struct bconn *c, int first)
 {
-	for (int i = 0; i < c->ndom; i++) {
+	for (int i = first; i < c->ndom; i++) {
 		char d[256], key[65];
 		be_domain(e, c->dom_first + i, d, sizeof d);
 		bench_db_key(e->o->db_secret, e->o->target_domain, d, c->stream_id, key);
 		be_writef(e, c, "<db:result from='%s' to='%s'>%s</db:result>", d, e->o->target_domain, key);
 	}
 	c->state = BC_AUTH;
+	if (c->ndom_valid >= c->ndom) {
+		c->state = BC_READY;
+		be_setup_done(e, c);
+	}
+}
+
+static void be_s2s_out_header(struct eng *e, struct bconn *c)
+{
+	char d[256];
+	be_domain(e, c->dom_first, d, sizeof d);
+	be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
+		  be_stream_ns_db, d, e->o->target_domain);
+}
+
+/* The handshake finished: check the peer, restart the stream (RFC 6120 §5.4.3.3). */
+static void be_on_tls_ready(struct eng *e, struct bconn *c)
+{
+	if (!e->r->tls_info[0])
+		snprintf(e->r->tls_info, sizeof e->r->tls_info, "%s %s", tls_version(c->tls), tls_cipher(c->tls));
+	c->depth = 0;
+	if (c->role == BC_S2S_OUT) {
+		int v = tls_peer_verify_domain(c->tls, e->o->target_domain);
+		if (v != 0) {
+			be_error(e, "connection %d: the target's certificate does not prove %s: %s (%s)", c->idx,
+				 e->o->target_domain, tls_strerror(v), tls_error(c->tls));
+			be_close(e, c, NULL);
+			return;
+		}
+		e->r->tls_out++;
+		c->want_features = false;
+		be_s2s_out_header(e, c);
+	} else {
+		e->r->tls_in++;
+	}
 }
 
 static void be_on_header(struct eng *e, struct bconn *c, const char *tag, size_t tl)
@@ -669,20 +798,34 @@ static void be_on_header(struct eng *e, struct bconn *c, const char *tag, size_t
 	if (c->role == BC_S2S_OUT) {
 		/* RFC 6120 streams announce features first; a pre-1.0 peer does not */
 		c->want_features = bx_attr(tag, tl, "version", &v) && bx_eq(v, "1.0");
-		if (!c->want_features)
-			be_s2s_out_results(e, c);
+		if (!c->want_features && e->o->tls) {
+			be_error(e, "connection %d: the target's stream is not version 1.0: no STARTTLS", c->idx);
+			be_close(e, c, NULL);
+		} else if (!c->want_features) {
+			be_s2s_out_results(e, c, 0);
+		}
 	} else if (c->role == BC_S2S_IN) {
 		struct bx_span from = { "", 0 }, to = { "", 0 };
 		bx_attr(tag, tl, "from", &from);
 		bx_attr(tag, tl, "to", &to);
 		bool v1 = bx_attr(tag, tl, "version", &v) && bx_eq(v, "1.0");
+		bx_cstr(from, c->peer, sizeof c->peer);
 		snprintf(c->stream_id, sizeof c->stream_id, "fhb%lx%x", (unsigned long)be_rand(e), c->idx);
 		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s id='%s' from='%.*s'%s%.*s%s%s>",
 			  be_stream_ns_db, c->stream_id, (int)to.n, to.p, from.n ? " to='" : "",
 			  (int)from.n, from.p, from.n ? "'" : "", v1 ? " version='1.0'" : "");
-		if (v1)
-			be_writef(e, c, "<stream:features><dialback xmlns='urn:xmpp:features:dialback'>"
-					"<errors/></dialback></stream:features>");
+		if (v1 && e->o->tls && !c->tls) {
+			/* RFC 6120 §5.3.1: mandatory-to-negotiate, offered alone */
+			be_writef(e, c, "<stream:features><starttls xmlns='" NS_TLS "'><required/></starttls>"
+					"</stream:features>");
+		} else if (v1) {
+			/* XEP-0178: EXTERNAL once the certificate proves the stream's from */
+			bool ext = c->tls_done && !c->sasl_ok && c->peer[0] &&
+				   tls_peer_verify_domain(c->tls, c->peer) == 0;
+			be_writef(e, c, "<stream:features>%s<dialback xmlns='urn:xmpp:features:dialback'>"
+					"<errors/></dialback></stream:features>",
+				  ext ? "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>" : "");
+		}
 		c->state = BC_READY;
 	} else if (c->role == BC_COMP) {
 		char hs[41];
@@ -715,6 +858,74 @@ static void be_echo(struct eng *e, struct bconn *c, const char *el, size_t n, si
 		be_write(e, c, el + tl, n - tl); /* children and end tag as received */
 }
 
+/* S2S_OUT: the target's features. With --tls: STARTTLS first, then SASL
+ * EXTERNAL for the link's first domain when offered, dialback for the rest. */
+static void be_s2s_out_features(struct eng *e, struct bconn *c, const char *el, size_t n)
+{
+	if (e->o->tls && !c->tls) {
+		if (!memmem(el, n, NS_TLS, strlen(NS_TLS))) {
+			be_error(e, "connection %d: --tls, but the target offers no STARTTLS", c->idx);
+			be_close(e, c, NULL);
+			return;
+		}
+		be_writef(e, c, "<starttls xmlns='" NS_TLS "'/>");
+		c->starttls_sent = true;
+		return;
+	}
+	if (c->sasl_ok) { /* the stream restarted after SASL: the other domains */
+		be_s2s_out_results(e, c, 1);
+		return;
+	}
+	if (c->tls_done && memmem(el, n, NS_SASL, strlen(NS_SASL)) &&
+	    memmem(el, n, "<mechanism>EXTERNAL</mechanism>", 31)) {
+		char d[256];
+		byte b64[512];
+		word32 bl = sizeof b64;
+		be_domain(e, c->dom_first, d, sizeof d);
+		if (Base64_Encode_NoNl((const byte *)d, (word32)strlen(d), b64, &bl) == 0) {
+			be_writef(e, c, "<auth xmlns='" NS_SASL "' mechanism='EXTERNAL'>%.*s</auth>", (int)bl, b64);
+			c->sasl_sent = true;
+			return;
+		}
+	}
+	be_s2s_out_results(e, c, 0);
+}
+
+/* S2S_IN: <auth mechanism='EXTERNAL'> (XEP-0178 §2): the authorization
+ * identity is the target's domain in base64, or "=" / nothing for the
+ * stream's from; it must be proved by the certificate. */
+static void be_sasl_external(struct eng *e, struct bconn *c, const char *el, size_t n, size_t tl)
+{
+	struct bx_span mech, txt = bx_text(el, n, tl);
+	char domain[256];
+	snprintf(domain, sizeof domain, "%s", c->peer);
+	if (!c->tls_done || !bx_attr(el, tl, "mechanism", &mech) || !bx_eq(mech, "EXTERNAL")) {
+		be_writef(e, c, "<failure xmlns='" NS_SASL "'><invalid-mechanism/></failure>");
+		return;
+	}
+	if (txt.n && !(txt.n == 1 && txt.p[0] == '=')) {
+		byte dec[256];
+		word32 dl = sizeof dec - 1;
+		if (Base64_Decode((const byte *)txt.p, (word32)txt.n, dec, &dl) != 0) {
+			be_writef(e, c, "<failure xmlns='" NS_SASL "'><incorrect-encoding/></failure>");
+			return;
+		}
+		dec[dl] = 0;
+		snprintf(domain, sizeof domain, "%s", (const char *)dec);
+	}
+	int v = domain[0] ? tls_peer_verify_domain(c->tls, domain) : TLS_ERR_NAME;
+	if (v != 0) {
+		be_error(e, "connection %d (s2s in): SASL EXTERNAL for '%s' refused: %s", c->idx, domain,
+			 tls_strerror(v));
+		be_writef(e, c, "<failure xmlns='" NS_SASL "'><not-authorized/></failure>");
+		return;
+	}
+	c->sasl_ok = true;
+	e->r->external_in++;
+	be_writef(e, c, "<success xmlns='" NS_SASL "'/>");
+	c->depth = 0; /* RFC 6120 §6.4.6: a new stream header follows */
+}
+
 static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t n)
 {
 	size_t tl = bx_tag_len(el, n);
@@ -736,7 +947,42 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 	if (c->role == BC_S2S_OUT) {
 		if (bx_eq(name, "stream:features")) {
 			if (c->state == BC_STREAM && c->want_features)
-				be_s2s_out_results(e, c);
+				be_s2s_out_features(e, c, el, n);
+			return;
+		}
+		if (c->starttls_sent && bx_attr(el, tl, "xmlns", &v) && bx_eq(v, NS_TLS)) {
+			c->starttls_sent = false;
+			if (!bx_eq(name, "proceed")) {
+				be_error(e, "connection %d: STARTTLS refused by the target: %.*s", c->idx,
+					 (int)(n > 200 ? 200 : n), el);
+				be_close(e, c, NULL);
+				return;
+			}
+			char d[256];
+			be_domain(e, c->dom_first, d, sizeof d);
+			c->tls = tls_conn_new(e->tls, false, e->o->target_domain, d);
+			if (!c->tls) {
+				be_error(e, "connection %d: tls_conn_new failed", c->idx);
+				be_close(e, c, NULL);
+				return;
+			}
+			c->switch_tls = true;
+			return;
+		}
+		if (c->sasl_sent && bx_attr(el, tl, "xmlns", &v) && bx_eq(v, NS_SASL)) {
+			c->sasl_sent = false;
+			if (bx_eq(name, "success")) {
+				/* RFC 6120 §6.4.6: both ends restart the stream */
+				c->sasl_ok = true;
+				c->ndom_valid++;
+				e->r->external_out++;
+				c->depth = 0;
+				c->want_features = false;
+				be_s2s_out_header(e, c);
+			} else {
+				/* the features of this stream offered dialback too */
+				be_s2s_out_results(e, c, 0);
+			}
 			return;
 		}
 		if (bx_eq(name, "db:result")) {
@@ -759,6 +1005,30 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 		struct bx_span from = { "", 0 }, to = { "", 0 }, id = { "", 0 };
 		bx_attr(el, tl, "from", &from);
 		bx_attr(el, tl, "to", &to);
+		if (bx_eq(name, "starttls")) {
+			if (!e->o->tls || c->tls || !(c->tls = tls_conn_new(e->tls, true, NULL, NULL))) {
+				be_writef(e, c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+				be_error(e, "connection %d (s2s in): unexpected <starttls/>", c->idx);
+				be_close(e, c, NULL);
+				return;
+			}
+			be_writef(e, c, "<proceed xmlns='" NS_TLS "'/>");
+			c->switch_tls = true;
+			return;
+		}
+		if (bx_eq(name, "auth")) {
+			be_sasl_external(e, c, el, n, tl);
+			return;
+		}
+		if (e->o->tls && !c->tls_done) {
+			/* RFC 6120 §5.3.1: nothing but STARTTLS before TLS */
+			be_error(e, "connection %d (s2s in): the target sent <%.*s/> before STARTTLS", c->idx,
+				 (int)name.n, name.p);
+			be_writef(e, c, "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+					"</stream:error></stream:stream>");
+			be_close(e, c, NULL);
+			return;
+		}
 		if (bx_eq(name, "db:verify")) {
 			char f[256], t[256], sid[256], want[65];
 			bx_attr(el, tl, "id", &id);
@@ -800,6 +1070,8 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 			be_account(e, el, tl);
 	}
 }
+
+static void be_start_tls(struct eng *e, struct bconn *c);
 
 static void be_process(struct eng *e, struct bconn *c)
 {
@@ -857,11 +1129,82 @@ static void be_process(struct eng *e, struct bconn *c)
 			break;
 		be_on_stanza(e, c, p, el);
 		pos += el;
+		if (c->switch_tls)
+			break;
 	}
 	if (pos > 0 && c->rbuf) {
 		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
 		c->rlen -= pos;
 	}
+	if (c->switch_tls && c->state != BC_CLOSED)
+		be_start_tls(e, c);
+}
+
+/* ---- TLS input ------------------------------------------------------------------ */
+
+/* Drive the handshake, then move every plaintext byte into rbuf and parse it. */
+static void be_tls_pump(struct eng *e, struct bconn *c)
+{
+	if (!c->tls_done) {
+		int r = tls_handshake(c->tls);
+		if (r < 0) {
+			be_error(e, "connection %d (%s): TLS handshake failed: %s", c->idx,
+				 c->role == BC_S2S_IN ? "s2s in" : "s2s out", tls_error(c->tls));
+			be_close(e, c, NULL);
+			return;
+		}
+		if (r == 1) {
+			c->tls_done = true;
+			be_on_tls_ready(e, c);
+		}
+	}
+	while (c->tls_done && c->state != BC_CLOSED) {
+		if (c->rcap - c->rlen < 16384) {
+			c->rcap = c->rcap * 2 > c->rlen + 16384 ? c->rcap * 2 : c->rlen + 16384;
+			c->rbuf = realloc(c->rbuf, c->rcap);
+		}
+		ssize_t k = tls_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen);
+		if (k == 0)
+			break;
+		if (k < 0) {
+			bool ours = c->role == BC_S2S_OUT;
+			be_close(e, c, e->generating || ours ? tls_strerror((int)k) : NULL);
+			return;
+		}
+		c->rlen += (size_t)k;
+		be_process(e, c);
+	}
+	if (c->state != BC_CLOSED) {
+		const void *p;
+		if (tls_pending_out(c->tls, &p) > 0)
+			be_mark_dirty(e, c);
+	}
+}
+
+/* <proceed/> was received (S2S_OUT) or written (S2S_IN): the connection's
+ * next bytes are TLS. Whatever followed it in the buffer is ciphertext. */
+static void be_start_tls(struct eng *e, struct bconn *c)
+{
+	c->switch_tls = false;
+	c->depth = 0;
+	size_t left = c->rlen;
+	c->rlen = 0;
+	if (left && tls_feed(c->tls, c->rbuf, left) < 0) {
+		be_close(e, c, "TLS input overflow");
+		return;
+	}
+	if (c->role == BC_S2S_OUT || left)
+		be_tls_pump(e, c); /* the client speaks first: ClientHello */
+}
+
+static void be_tls_in(struct eng *e, struct bconn *c, size_t n)
+{
+	int rc = tls_feed(c->tls, c->cbuf, n);
+	if (rc < 0) {
+		be_close(e, c, tls_strerror(rc));
+		return;
+	}
+	be_tls_pump(e, c);
 }
 
 /* ---- connections ------------------------------------------------------------- */
@@ -907,10 +1250,7 @@ static void be_on_connected(struct eng *e, struct bconn *c)
 		c->state = BC_READY; /* nothing answers on a plain relay */
 		be_setup_done(e, c);
 	} else {
-		char d[256];
-		be_domain(e, c->dom_first, d, sizeof d);
-		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
-			  be_stream_ns_db, d, e->o->target_domain);
+		be_s2s_out_header(e, c);
 	}
 	be_arm_recv(e, c);
 }
@@ -994,14 +1334,18 @@ static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
 			be_maybe_release(c);
 			return;
 		}
-		c->rlen += (size_t)res;
-		be_process(e, c);
+		if (c->tls) {
+			be_tls_in(e, c, (size_t)res);
+		} else {
+			c->rlen += (size_t)res;
+			be_process(e, c);
+		}
 		be_arm_recv(e, c);
 		be_maybe_release(c);
 		return;
 	case OP_SEND: {
 		c->send_busy = false;
-		struct bc_obuf *b = &c->ob[c->acc ^ 1];
+		struct bc_obuf *b = c->send_cipher ? &c->cob : &c->ob[c->acc ^ 1];
 		if (c->closing) {
 			be_maybe_release(c);
 			return;
@@ -1020,6 +1364,7 @@ static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
 			return;
 		}
 		b->len = 0;
+		c->send_cipher = false;
 		be_flush(e, c);
 		return;
 	}
@@ -1201,6 +1546,16 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 			fprintf(stderr, "fedhub-bench: target pid %d not readable; no CPU/RSS figures\n",
 				o->target_pid);
 	}
+	if (o->tls) {
+		struct tls_opts to = { .ca_file = o->tls_ca, .verify_required = false };
+		e->tls = tls_ctx_new(&to);
+		int k = e->tls ? tls_ctx_add_cert(e->tls, o->tls_cert, o->tls_key) : TLS_ERR_NOMEM;
+		if (k < 1) {
+			be_error(e, "TLS: cannot load CA %s / certificate %s / key %s: %s", o->tls_ca, o->tls_cert,
+				 o->tls_key, tls_strerror(k));
+			goto out;
+		}
+	}
 	if (o->relay) {
 		e->lfd_relay = be_listen(e, &o->relay_listen);
 		if (e->lfd_relay < 0)
@@ -1336,6 +1691,9 @@ out:
 		free(c->rbuf);
 		free(c->ob[0].p);
 		free(c->ob[1].p);
+		tls_conn_free(c->tls);
+		free(c->cbuf);
+		free(c->cob.p);
 	}
 	/* shutdown() fails the pending accept, so the ring drops its reference
 	 * to the listener now and the port is free for the next run */
@@ -1352,6 +1710,7 @@ out:
 	if (e->lfd_relay >= 0)
 		close(e->lfd_relay);
 	io_uring_queue_exit(&e->ring);
+	tls_ctx_free(e->tls);
 	free(e->c);
 	free(e->f);
 	free(e->dirty);

@@ -31,12 +31,15 @@ struct bm_named {
 	char skipped[256];
 };
 
+/* `transit` is echo under the name a reader of the scenario list looks for */
+static bool bm_transit;
+
 static const char *bm_scenario_name(enum bench_scenario s)
 {
 	switch (s) {
 	case BS_S2S_COMPONENT: return "s2s-component";
 	case BS_COMPONENT_S2S: return "component-s2s";
-	case BS_ECHO: return "echo";
+	case BS_ECHO: return bm_transit ? "transit" : "echo";
 	case BS_IDLE_LINKS: return "idle-links";
 	}
 	return "?";
@@ -58,7 +61,11 @@ static void bm_usage(FILE *f)
 "  handshakes     TLS handshakes/s and bulk cost of the TLS engine (bench/tls_bench.c)\n"
 "  certload       start-up cost of many per-domain certificates (bench/tls_bench.c)\n"
 "  relay          the worker runtime alone: bytes through one worker vs direct (bench/net_relay.c)\n"
-"  transit        s2s -> target -> s2s: not implemented yet\n"
+"  transit        the same run as echo, named for what it shows: a hub carrying traffic from\n"
+"                 remote servers to remote servers through an internal service (s2s in ->\n"
+"                 target -> component -> target -> s2s out, end-to-end latency). A plain\n"
+"                 s2s -> s2s relay is not a transit scenario: an XMPP server accepts inbound\n"
+"                 s2s stanzas only for domains it serves (RFC 6120 §13.4 address checks)\n"
 "\n"
 "Target (defaults are fedhub's bench config, bench/peers/fedhub.conf.in):\n"
 "  --target-s2s HOST:PORT    target's s2s listener            (127.0.0.1:22269)\n"
@@ -70,6 +77,13 @@ static void bm_usage(FILE *f)
 "  --comp-secret S           XEP-0114 secret                  (s3cret)\n"
 "  --relay HOST:PORT         relay mode (HAProxy): the bench listens here as the far end of a\n"
 "                            plain TCP relay from --target-s2s; no XMPP peer, no dialback\n"
+"TLS:\n"
+"  --tls                     STARTTLS on every s2s link, both directions (RFC 6120 §5), then\n"
+"                            SASL EXTERNAL (XEP-0178) where offered, dialback for the other\n"
+"                            domains of a link; the TLS engine is fedhub's own (net/tls.h).\n"
+"                            compare: target.sh sets the target up for it (fedhub only)\n"
+"  --tls-dir DIR             ca.pem, bench.pem, bench.key (bench/peers/mkcerts.sh DIR makes\n"
+"                            them); compare mode uses the ones target.sh made\n"
 "Bench side:\n"
 "  --listen HOST:PORT        the bench's dialback/s2s listener the target dials (127.0.0.1:22270)\n"
 "  --domain-format FMT       names of the bench's domains, %d = 1..N (bench%d.fhb)\n"
@@ -195,6 +209,11 @@ static void bm_report(FILE *f, const struct bench_opts *o, const char *name, con
 		fprintf(f, "error          %s\n", r->error);
 	fprintf(f, "setup          %d/%d links, %d components in %.2f s\n", r->links_up, r->links_wanted,
 		r->comps_up, r->setup_s);
+	if (o->tls)
+		fprintf(f, "tls            %s; bench->target %d/%d links TLS, %d by SASL EXTERNAL; "
+			   "target->bench %d TLS, %d by SASL EXTERNAL\n",
+			r->tls_info[0] ? r->tls_info : "no handshake done", r->tls_out, r->links_wanted,
+			r->external_out, r->tls_in, r->external_in);
 	if (o->scenario == BS_IDLE_LINKS) {
 		fprintf(f, "idle window    %.1f s\n", r->measured_s);
 		if (r->have_target) {
@@ -251,6 +270,10 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 		(unsigned long long)r->sent, (unsigned long long)r->delivered, (unsigned long long)r->bounced,
 		(unsigned long long)r->lost, (unsigned long long)r->out_of_order, r->links_up, r->links_wanted,
 		r->setup_s, r->measured_s, r->target_cpu_s, (unsigned long long)r->target_rss_before_kib);
+	if (r->tls_info[0])
+		fprintf(f, ",\"tls\":\"%s\",\"tls_links_out\":%d,\"external_out\":%d,\"tls_links_in\":%d,"
+			   "\"external_in\":%d",
+			r->tls_info, r->tls_out, r->external_out, r->tls_in, r->external_in);
 	if (r->error[0]) {
 		fprintf(f, ",\"error\":\"");
 		for (const char *p = r->error; *p; p++)
@@ -279,9 +302,9 @@ static int bm_write_json(const char *path, const struct bench_opts *o, struct bm
 		fputc(*p, f);
 	}
 	fprintf(f, "\",\"mode\":\"%s\",\"rate\":%.0f,\"window\":%d,\"links\":%d,\"domains\":%d,"
-		   "\"components\":%d,\"size\":%d,\"seconds\":%.1f,\"warmup\":%.1f,",
+		   "\"components\":%d,\"size\":%d,\"seconds\":%.1f,\"warmup\":%.1f,\"tls\":%s,",
 		o->rate > 0 ? "open" : "closed", o->rate, o->window, o->links, o->domains, o->components,
-		o->size, o->seconds, o->warmup);
+		o->size, o->seconds, o->warmup, o->tls ? "true" : "false");
 	fprintf(f, "\"machine\":{\"nproc\":%d,\"cpu_model\":\"%s\",\"kernel\":\"%s\"},\"targets\":{", nproc, cpu,
 		kernel);
 	for (int i = 0; i < nt; i++) {
@@ -327,20 +350,29 @@ static int bm_find_peers(char *out, size_t cap)
 	return -1;
 }
 
-/* Runs `target.sh start NAME DIR CPUS NDOMAINS`; reads key=value lines it prints. */
+/* Where --tls-dir points: the CA and the bench's certificate and key. */
+static void bm_tls_dir(struct bench_opts *o, const char *dir)
+{
+	snprintf(o->tls_ca, sizeof o->tls_ca, "%.480s/ca.pem", dir);
+	snprintf(o->tls_cert, sizeof o->tls_cert, "%.480s/bench.pem", dir);
+	snprintf(o->tls_key, sizeof o->tls_key, "%.480s/bench.key", dir);
+}
+
+/* Runs `target.sh start NAME DIR CPUS NDOMAINS [tls]`; reads key=value lines it prints. */
 static int bm_target_start(const char *peers, const char *name, const char *dir, const char *cpus,
 			   struct bench_opts *o, char *err, size_t errcap)
 {
 	char cmd[PATH_MAX + 1024];
 	/* the target must know the bench's domains (static routes, DNS records) */
-	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d", peers, name, dir, cpus, o->domains);
+	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d%s", peers, name, dir, cpus, o->domains,
+		 o->tls ? " tls" : "");
 	FILE *p = popen(cmd, "r");
 	if (!p) {
 		snprintf(err, errcap, "cannot run target.sh: %s", strerror(errno));
 		return -1;
 	}
 	char line[512];
-	bool have_pid = false;
+	bool have_pid = false, have_tls = false;
 	err[0] = 0;
 	while (fgets(line, sizeof line, p)) {
 		line[strcspn(line, "\n")] = 0;
@@ -356,6 +388,9 @@ static int bm_target_start(const char *peers, const char *name, const char *dir,
 			bm_parse_addr(v, &o->relay_listen);
 			o->relay = true;
 			o->have_comp = false;
+		} else if (sscanf(line, "tls_dir=%479s", v) == 1) {
+			bm_tls_dir(o, v);
+			have_tls = true;
 		} else if (strncmp(line, "error=", 6) == 0)
 			snprintf(err, errcap, "%.200s", line + 6);
 	}
@@ -363,6 +398,10 @@ static int bm_target_start(const char *peers, const char *name, const char *dir,
 	if (st != 0 || !have_pid) {
 		if (!err[0])
 			snprintf(err, errcap, "target.sh start %s failed (status %d)", name, st);
+		return -1;
+	}
+	if (o->tls && !have_tls) {
+		snprintf(err, errcap, "target.sh set %s up without TLS certificates", name);
 		return -1;
 	}
 	return 0;
@@ -432,6 +471,7 @@ static int bm_scenario(const char *s, enum bench_scenario *out)
 	if (!strcmp(s, "s2s-component")) *out = BS_S2S_COMPONENT;
 	else if (!strcmp(s, "component-s2s")) *out = BS_COMPONENT_S2S;
 	else if (!strcmp(s, "echo")) *out = BS_ECHO;
+	else if (!strcmp(s, "transit")) { *out = BS_ECHO; bm_transit = true; }
 	else if (!strcmp(s, "idle-links")) *out = BS_IDLE_LINKS;
 	else return -1;
 	return 0;
@@ -448,6 +488,8 @@ static void bm_split_domains(struct bench_opts *o, const char *s)
 
 int main(int argc, char **argv)
 {
+	/* a peer that closes is an error to report, not a reason to die */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		bm_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
@@ -460,10 +502,6 @@ int main(int argc, char **argv)
 		return bench_tls_certload(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "relay"))
 		return bench_relay(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "transit")) {
-		fprintf(stderr, "fedhub-bench: transit: not implemented yet\n");
-		return 2;
-	}
 	bool compare = !strcmp(argv[1], "compare");
 	int first = compare ? 2 : 1;
 	if (argc <= first) {
@@ -473,8 +511,8 @@ int main(int argc, char **argv)
 	struct bench_opts o;
 	memset(&o, 0, sizeof o);
 	if (bm_scenario(argv[first], &o.scenario) < 0) {
-		if (!strcmp(argv[first], "transit") || !strcmp(argv[first], "handshakes") ||
-		    !strcmp(argv[first], "tokenizer"))
+		if (!strcmp(argv[first], "handshakes") || !strcmp(argv[first], "tokenizer") ||
+		    !strcmp(argv[first], "certload") || !strcmp(argv[first], "relay"))
 			fprintf(stderr, "fedhub-bench: %s: not available in compare mode\n", argv[first]);
 		else
 			fprintf(stderr, "fedhub-bench: unknown scenario '%s' (see --help)\n", argv[first]);
@@ -500,12 +538,13 @@ int main(int argc, char **argv)
 	o.mix_iq = 5;
 	o.connect_concurrency = 256;
 	o.setup_timeout = 60;
-	const char *json = NULL, *targets = NULL, *peers_arg = NULL, *target_cpus = NULL;
+	const char *json = NULL, *targets = NULL, *peers_arg = NULL, *target_cpus = NULL, *tls_dir = NULL;
 	char target_name[32] = "target";
 
 	enum { O_S2S = 256, O_COMP, O_PID, O_NAME, O_TDOM, O_CDOM, O_CSEC, O_RELAY, O_LISTEN, O_DFMT,
 	       O_DBSEC, O_LINKS, O_DOMS, O_COMPS, O_CC, O_SETUP, O_CPUS, O_SECS, O_WARM, O_DRAIN,
-	       O_SIZE, O_WIN, O_RATE, O_MIX, O_JSON, O_QUIET, O_TARGETS, O_PEERS, O_TCPUS, O_FAULT };
+	       O_SIZE, O_WIN, O_RATE, O_MIX, O_JSON, O_QUIET, O_TARGETS, O_PEERS, O_TCPUS, O_FAULT,
+	       O_TLS, O_TLSDIR };
 	static const struct option lo[] = {
 		{ "target-s2s", 1, 0, O_S2S }, { "target-comp", 1, 0, O_COMP }, { "target-pid", 1, 0, O_PID },
 		{ "target-name", 1, 0, O_NAME }, { "target-domain", 1, 0, O_TDOM },
@@ -518,6 +557,7 @@ int main(int argc, char **argv)
 		{ "rate", 1, 0, O_RATE }, { "mix", 1, 0, O_MIX }, { "json", 1, 0, O_JSON },
 		{ "quiet", 0, 0, O_QUIET }, { "targets", 1, 0, O_TARGETS }, { "peers", 1, 0, O_PEERS },
 		{ "target-cpus", 1, 0, O_TCPUS }, { "fault", 1, 0, O_FAULT }, { "help", 0, 0, 'h' },
+		{ "tls", 0, 0, O_TLS }, { "tls-dir", 1, 0, O_TLSDIR },
 		{ 0, 0, 0, 0 }
 	};
 	optind = first + 1;
@@ -576,6 +616,8 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "reorder")) o.fault = BF_REORDER;
 			else goto bad;
 			break;
+		case O_TLS: o.tls = true; break;
+		case O_TLSDIR: tls_dir = optarg; break;
 		case 'h': bm_usage(stdout); return 0;
 		default: goto bad;
 		}
@@ -603,7 +645,16 @@ int main(int argc, char **argv)
 	}
 	if (!o.target_domain[0])
 		snprintf(o.target_domain, sizeof o.target_domain, "%s", o.comp_domains[0]);
-	signal(SIGPIPE, SIG_IGN);
+	if (o.tls && o.relay) {
+		fprintf(stderr, "fedhub-bench: --tls and --relay do not go together (a relay has no TLS peer)\n");
+		return 2;
+	}
+	if (o.tls && !compare && !tls_dir) {
+		fprintf(stderr, "fedhub-bench: --tls needs --tls-dir DIR (bench/peers/mkcerts.sh DIR makes one)\n");
+		return 2;
+	}
+	if (tls_dir)
+		bm_tls_dir(&o, tls_dir);
 
 	char cmdline[4096] = "fedhub-bench";
 	for (int i = 1; i < argc; i++) {

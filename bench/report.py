@@ -34,7 +34,7 @@ def load(name):
 
 
 def machine():
-    for n in ("compare", "s2s-component", "idle-links", "echo-max", "echo-half"):
+    for n in ("compare", "s2s-component", "s2s-component-tls", "idle-links", "echo-max", "echo-half"):
         d = load(n)
         if d:
             return d["machine"]
@@ -150,6 +150,52 @@ def section(title, name, body_fn, intro=""):
     return s
 
 
+def text_section(title, name, intro):
+    """A benchmark whose own text report is the result."""
+    s = [f"## {title}", "", intro, "", "```", command(name) or "(not run)", "```", ""]
+    t = read(name, "txt")
+    if t and (read(name, "rc") or "").strip() == "0":
+        s += ["```", t.strip(), "```", ""]
+    else:
+        s += [f"Result: {status(name)}.", "", f"Skipped: {skipped_reason(name)}", ""]
+    return s
+
+
+def tls_vs_plain():
+    """fedhub's CPU per stanza with and without TLS, from the four s2s-component runs."""
+    s = ["## TLS vs plaintext: fedhub CPU per stanza", "",
+         "From the runs above (closed loop: each at its own maximum) and the same two commands"
+         " open loop at one offered rate, half the lower of the two maxima, so that both cost"
+         " figures come from the same load (batching, and so CPU per stanza, depends on load)."
+         " The target: TLS adds at most 1 us of fedhub CPU per ~300-byte stanza.", ""]
+    rows = [("closed loop", "s2s-component", "s2s-component-tls"),
+            ("open loop, equal rate", "s2s-component-eq", "s2s-component-tls-eq")]
+    table = ["| load | plaintext stanzas/s | TLS stanzas/s | plaintext us/stanza | TLS us/stanza |"
+             " TLS adds us/stanza | TLS p99 ms (plaintext) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    verdict = None
+    for label, pn, tn in rows:
+        p, t = load(pn), load(tn)
+        p = p and p["targets"].get("fedhub")
+        t = t and t["targets"].get("fedhub")
+        if not p or not t or "skipped" in p or "skipped" in t or not p["cpu_us_per_stanza"] \
+                or not t["cpu_us_per_stanza"]:
+            why = read("s2s-component-eq", "skip") if pn == "s2s-component-eq" else None
+            table.append(f"| {label} | not measured: {cell((why or 'a run failed, see above').strip())} | | | | | |")
+            continue
+        add = t["cpu_us_per_stanza"] - p["cpu_us_per_stanza"]
+        if "open" in label or verdict is None:
+            verdict = (label, add)
+        table.append(f"| {label} | {p['stanzas_per_s']:.0f} | {t['stanzas_per_s']:.0f} | "
+                     f"{p['cpu_us_per_stanza']:.2f} | {t['cpu_us_per_stanza']:.2f} | {add:+.2f} | "
+                     f"{ms(t['p99_us'])} ({ms(p['p99_us'])}) |")
+    s += table + [""]
+    if verdict:
+        ok = "within" if verdict[1] <= 1.0 else "**over**"
+        s += [f"At {verdict[0]}, TLS adds {verdict[1]:.2f} us per stanza: {ok} the 1 us target.", ""]
+    return s
+
+
 m = machine()
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 L = [
@@ -160,8 +206,9 @@ L = [
     f"- Date: {now}",
     f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}",
     "- Layout: fedhub-bench pinned to CPU 0, the target to the remaining CPUs (`taskset`),",
-    "  everything on loopback, plaintext s2s authenticated by Server Dialback (XEP-0220),",
-    "  XEP-0114 components. Targets are started with the configs in bench/peers/.",
+    "  everything on loopback, plaintext s2s authenticated by Server Dialback (XEP-0220)",
+    "  unless a section says TLS, XEP-0114 components. Targets are started with the configs",
+    "  in bench/peers/ (bench/peers/target.sh).",
     "- Target CPU is user+sys from /proc/PID/stat over the measured window (after warm-up),",
     "  divided by the stanzas delivered in that window; RSS is the largest VmRSS sampled in it.",
     "- Latency: send to final receipt, log-linear histogram (about 3% resolution). Closed loop",
@@ -183,11 +230,25 @@ if tok and (read("tokenizer", "rc") or "").strip() == "0":
 else:
     L += [f"Skipped: {skipped_reason('tokenizer')}", ""]
 
+L += text_section("TLS engine alone", "handshakes",
+                  "net/tls.c driven in memory, one thread: full and resumed TLS 1.3 handshakes with"
+                  " mutual certificate verification, bulk cost per 300-byte stanza, memory per idle link.")
+L += text_section("Worker runtime alone", "relay",
+                  "Bytes over loopback, sender -> sink directly and sender -> one fedhub worker -> sink"
+                  " (received buffers forwarded as slices, as the router forwards stanzas).")
 L += section("fedhub: s2s links to a component", "s2s-component", lambda d: load_table(d, False),
              "Remote servers (the bench) send over dialback-authenticated s2s links to comp.fhb,"
              " an external component (the bench); ~300-byte messages with some presence and iq.")
+L += section("fedhub: s2s links to a component, TLS", "s2s-component-tls", lambda d: load_table(d, False),
+             "The same, every s2s link with STARTTLS (RFC 6120 §5) and SASL EXTERNAL (XEP-0178) for"
+             " its first domain, the other piggybacked domains by dialback trusted from the"
+             " certificate (XEP-0344); a test CA (bench/peers/mkcerts.sh). The bench speaks TLS"
+             " through fedhub's own engine (net/tls.h).")
+L += tls_vs_plain()
 L += section("fedhub: echo round trip, closed loop (maximum)", "echo-max", lambda d: load_table(d, False),
-             "s2s -> fedhub -> component, echoed back -> fedhub -> s2s (the bench's dialback listener).")
+             "s2s -> fedhub -> component, echoed back -> fedhub -> s2s (the bench's dialback listener):"
+             " a hub carrying traffic between remote servers through an internal service"
+             " (`fedhub-bench transit` is this run).")
 if load("echo-half") is None and read("echo-half", "skip"):
     L += ["## fedhub: echo round trip at 50% of the maximum", "", f"Skipped: {read('echo-half', 'skip').strip()}", ""]
 else:

@@ -1,13 +1,19 @@
 #!/bin/bash
 # bench/run-suite.sh — the standard benchmark suite (`make bench`).
 #
-# Runs, in bounded time (a few minutes on 2 cores), each with a time limit:
+# Runs, in bounded time (about 5 minutes on 2 cores), each with a time limit:
 #   1. tokenizer       the XML tokenizer alone (bench/tok_bench.c)
-#   2. s2s-component   fedhub, plaintext dialback links in, one component out
-#   3. echo            fedhub round trip, closed loop to find the max, then
+#   2. handshakes      the TLS engine alone: handshakes/s, bulk cost (bench/tls_bench.c)
+#   3. relay           the worker runtime alone: bytes through one worker (bench/net_relay.c)
+#   4. s2s-component   fedhub, plaintext dialback links in, one component out;
+#                      then the same with --tls (STARTTLS + SASL EXTERNAL), and
+#                      both again open loop at one rate (half the lower of the
+#                      two maxima), so that TLS's CPU per stanza is compared
+#                      at equal load, not only at each one's maximum
+#   5. echo            fedhub round trip, closed loop to find the max, then
 #                      open loop at 50% of it (latency at a sane load)
-#   4. idle-links      10,000 authenticated links (fewer if the fd limit is low)
-#   5. compare s2s-component --targets fedhub,prosody,ejabberd,haproxy
+#   6. idle-links      10,000 authenticated links (fewer if the fd limit is low)
+#   7. compare s2s-component --targets fedhub,prosody,ejabberd,haproxy
 # then rewrites BENCHMARKS.md from the JSON results: every table with the
 # exact command that produced it, the machine and the date. A step that fails
 # is marked skipped (with why) in BENCHMARKS.md; the suite goes on.
@@ -51,16 +57,38 @@ step() {
 	return 0
 }
 
-step tokenizer 120 -- "$BENCH" tokenizer
+# rate FILE: stanzas/s measured for fedhub in a result, 0 if none
+rate() {
+	python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["targets"]["fedhub"]["stanzas_per_s"]))' \
+		"$1" 2>/dev/null || echo 0
+}
 
-step s2s-component 120 -- "$BENCH" compare s2s-component --targets fedhub --cpus 0 \
-	--links 8 --domains 32 --components 1 --seconds "$T" --warmup 2 --quiet \
+step tokenizer 120 -- "$BENCH" tokenizer
+step handshakes 120 -- taskset -c 0 "$BENCH" handshakes --json "$OUT/handshakes.json"
+step relay 120 -- "$BENCH" relay --json "$OUT/relay.json"
+
+# plaintext and TLS: the same command but for --tls
+S2SC=(--targets fedhub --cpus 0 --links 8 --domains 32 --components 1 --warmup 2 --quiet)
+step s2s-component 120 -- "$BENCH" compare s2s-component "${S2SC[@]}" --seconds "$T" \
 	--json "$OUT/s2s-component.json"
+step s2s-component-tls 120 -- "$BENCH" compare s2s-component "${S2SC[@]}" --seconds "$T" --tls \
+	--json "$OUT/s2s-component-tls.json"
+plain=$(rate "$OUT/s2s-component.json")
+tls=$(rate "$OUT/s2s-component-tls.json")
+eq=$((plain < tls ? plain / 2 : tls / 2))
+if [ "$eq" -gt 0 ]; then
+	step s2s-component-eq 120 -- "$BENCH" compare s2s-component "${S2SC[@]}" --seconds "$T" \
+		--rate "$eq" --json "$OUT/s2s-component-eq.json"
+	step s2s-component-tls-eq 120 -- "$BENCH" compare s2s-component "${S2SC[@]}" --seconds "$T" \
+		--rate "$eq" --tls --json "$OUT/s2s-component-tls-eq.json"
+else
+	echo "a closed-loop s2s-component run measured nothing; no equal-load comparison" \
+		>"$OUT/s2s-component-eq.skip"
+fi
 
 step echo-max 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \
 	--links 8 --domains 8 --seconds 5 --warmup 2 --quiet --json "$OUT/echo-max.json"
-max=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["targets"]["fedhub"]["stanzas_per_s"]))' \
-	"$OUT/echo-max.json" 2>/dev/null || echo 0)
+max=$(rate "$OUT/echo-max.json")
 if [ "${max:-0}" -gt 0 ]; then
 	step echo-half 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \
 		--links 8 --domains 8 --rate $((max / 2)) --seconds "$T" --warmup 2 --quiet \

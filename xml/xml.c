@@ -7,21 +7,43 @@
  * pending token (stream header or one top-level stanza) always starts at
  * buf[0]: every event tells the caller how many bytes it covered, and the
  * caller keeps everything after that. So every position the machine needs to
- * remember (where a name started, the open element names, the attributes of
- * the tag being read, the xmlns declarations in scope) is an offset from
- * buf[0], stored in struct xml_tok, and stays valid when the caller moves the
+ * remember is an offset from buf[0] and stays valid when the caller moves the
  * bytes or appends more. Each state can stop at any byte: the state number,
  * the scan position (t->scan) and a handful of counters in t->sub[] are all
  * that survives an XML_EV_MORE return, so a stanza fed one byte at a time is
- * still scanned once, not once per call. The only re-read on resumption is a
- * UTF-8 sequence cut by the chunk boundary (at most 3 bytes).
+ * still scanned once, not once per call. The re-reads on resumption are a
+ * UTF-8 sequence cut by the chunk boundary (at most 3 bytes) and, once per
+ * start tag cut by a boundary, that tag's attribute list (below).
  *
- * Speed comes from the long runs: character data, attribute values and CDATA
- * are skipped 32 bytes (AVX2, chosen at start-up) or 16 bytes (SSE2) at a
- * time, stopping only at the bytes that matter there ('<', '&', ']', the
- * quote, control characters and non-ASCII). Non-ASCII is then validated as
- * UTF-8 and as an XML 1.0 Char by a scalar loop over the non-ASCII run.
- * Names and whitespace in tags go through a 256-entry class table.
+ * Memory. A struct xml_tok lives in every connection, so it is kept under
+ * 1 KiB (a unit test holds it there); what it keeps, and what it does not:
+ *  - the attributes of the start tag being read (for duplicate checks,
+ *    xmlns declarations, the root's to/from/type/id) are slots on the stack
+ *    of xml_tok_next(), filled while the tag is scanned. A tag that spans
+ *    calls has its slots rebuilt from its '<' when its '>' arrives
+ *    (tag_attrs()): one pass over a tag whose bytes are already validated,
+ *    bounded by the tag, never by the stanza, and only for cut tags;
+ *  - the open elements are the offsets of their names; a name's length is
+ *    found again at its end tag (where it ends at whitespace, '/' or '>');
+ *  - the xmlns:p declarations in scope inside a stanza are the offsets of
+ *    those attributes; their prefix and value are read from the bytes when
+ *    a prefix is resolved, and the declarations of an element are those
+ *    after its name, which is how an end tag drops them;
+ *  - the stream header's bindings, which outlive its bytes, are copied into
+ *    one packed array (a header declares two or three); its default
+ *    namespace is kept as its enum xml_ns, the only two accepted.
+ *
+ * Speed comes from the long runs and from the common shapes. Character data,
+ * attribute values and CDATA are skipped 32 bytes (AVX2, chosen at
+ * start-up; two nibble-table shuffles classify the bytes) or 16 bytes (SSE2)
+ * at a time, stopping only at the bytes that matter there ('<', '&', ']',
+ * the quote, control characters); AVX2 validates UTF-8 in the vector loop,
+ * otherwise non-ASCII stops the run and a scalar loop validates it. Element
+ * and attribute names of the usual shape (ASCII, no prefix, under 17 bytes,
+ * then '>', '/', whitespace or ="...) are classified with what follows them
+ * in one 16-byte vector; anything else goes through the states one byte
+ * class at a time (a 256-entry table). Most end tags are matched against
+ * their start tag in one vector compare.
  *
  * What is checked: full XML 1.0 well-formedness inside stanzas (matching end
  * tags at every depth, attribute syntax, duplicate attributes by qualified
@@ -252,34 +274,58 @@ static inline size_t u8_backoff(const uint8_t *b, size_t i, size_t floor)
 	return i;
 }
 
-__attribute__((target("avx2"))) static size_t scan_avx2(const uint8_t *b, size_t i, size_t end,
-							uint8_t c1, uint8_t c2, uint8_t c3,
-							const uint8_t *stop)
+/* Nibble tables of the run kinds for scan_avx2: byte x stops a run when
+ * lo[x & 15] & hi[x >> 4] is not zero. Bits 0 and 1 flag the C0 controls
+ * other than TAB, LF and CR (high nibble 0 and 1), bits 2-4 the kind's
+ * special bytes, one bit each so that no other byte can match. High
+ * nibbles 8-F have no bit: non-ASCII is validated as UTF-8 instead. One
+ * pair of shuffles thus replaces eight compares per 32 bytes. Built at
+ * start-up from the stop tables' special bytes. */
+static uint8_t nib_text[32], nib_dq[32], nib_sq[32], nib_cdata[32];
+
+static void nib_build(uint8_t *t, const char *special)
 {
-	const __m256i v1 = _mm256_set1_epi8((char)c1), v2 = _mm256_set1_epi8((char)c2);
-	const __m256i v3 = _mm256_set1_epi8((char)c3), sp = _mm256_set1_epi8(0x20);
-	const __m256i tab = _mm256_set1_epi8('\t'), lf = _mm256_set1_epi8('\n');
-	const __m256i cr = _mm256_set1_epi8('\r');
+	for (unsigned n = 0; n < 16; n++) {
+		t[n] = 2; /* 0x10-0x1F */
+		if (n != '\t' && n != '\n' && n != '\r')
+			t[n] |= 1; /* 0x00-0x0F */
+	}
+	t[16 + 0] = 1;
+	t[16 + 1] = 2;
+	for (unsigned k = 0; special[k]; k++) {
+		uint8_t c = (uint8_t)special[k], bit = (uint8_t)(4u << k);
+		t[c & 15] |= bit;
+		t[16 + (c >> 4)] |= bit;
+	}
+}
+
+static inline const uint8_t *nib_for(const uint8_t *stop)
+{
+	return stop == stop_text ? nib_text : stop == stop_dq ? nib_dq
+	     : stop == stop_sq ? nib_sq : nib_cdata;
+}
+
+__attribute__((target("avx2"))) static size_t scan_avx2(const uint8_t *b, size_t i, size_t end,
+							const uint8_t *nib)
+{
+	const __m256i lo_t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nib));
+	const __m256i hi_t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(nib + 16)));
+	const __m256i lo4 = _mm256_set1_epi8(0x0F), zero = _mm256_setzero_si256();
 	const __m256i inc_max = _mm256_loadu_si256((const __m256i *)u8_inc_max);
 	const size_t start = i;
-	__m256i prev = _mm256_setzero_si256();
+	__m256i prev = zero;
 	bool carry = false; /* the previous vector ended inside a sequence */
 	while (i + 32 <= end) {
 		__m256i x = _mm256_loadu_si256((const __m256i *)(b + i));
-		__m256i m = _mm256_or_si256(_mm256_cmpeq_epi8(x, v1), _mm256_cmpeq_epi8(x, v2));
-		m = _mm256_or_si256(m, _mm256_cmpeq_epi8(x, v3));
-		/* C0 controls but TAB, LF, CR; not the non-ASCII bytes (sign set) */
-		__m256i ok = _mm256_or_si256(_mm256_cmpeq_epi8(x, tab), _mm256_cmpeq_epi8(x, lf));
-		ok = _mm256_or_si256(ok, _mm256_cmpeq_epi8(x, cr));
-		__m256i ctl = _mm256_andnot_si256(x, _mm256_cmpgt_epi8(sp, x));
-		m = _mm256_or_si256(m, _mm256_andnot_si256(ok, ctl));
-		unsigned mask = (unsigned)_mm256_movemask_epi8(m);
+		__m256i cl = _mm256_shuffle_epi8(lo_t, _mm256_and_si256(x, lo4));
+		__m256i ch = _mm256_shuffle_epi8(hi_t, _mm256_and_si256(_mm256_srli_epi16(x, 4), lo4));
+		__m256i none = _mm256_cmpeq_epi8(_mm256_and_si256(cl, ch), zero);
+		unsigned mask = ~(unsigned)_mm256_movemask_epi8(none);
 		unsigned k = mask ? (unsigned)__builtin_ctz(mask) : 32;
 		unsigned hi = (unsigned)_mm256_movemask_epi8(x);
 		if (hi || carry) {
 			__m256i e = u8_errors(x, prev);
-			unsigned em = ~(unsigned)_mm256_movemask_epi8(
-				_mm256_cmpeq_epi8(e, _mm256_setzero_si256()));
+			unsigned em = ~(unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(e, zero));
 			uint64_t upto = k < 32 ? (2ull << k) - 1 : 0xFFFFFFFFull;
 			if (em & upto) /* let the scalar decoder say where and why */
 				return carry ? u8_backoff(b, i, start) : i + (unsigned)__builtin_ctz(hi);
@@ -292,7 +338,7 @@ __attribute__((target("avx2"))) static size_t scan_avx2(const uint8_t *b, size_t
 	}
 	if (carry)
 		return u8_backoff(b, i, start);
-	return scan_sse2(b, i, end, c1, c2, c3, stop);
+	return i; /* the caller finishes the last bytes */
 }
 
 static bool have_avx2;
@@ -300,6 +346,10 @@ __attribute__((constructor)) static void xml_cpu_init(void)
 {
 	__builtin_cpu_init();
 	have_avx2 = __builtin_cpu_supports("avx2") && !getenv("FEDHUB_XML_NO_AVX2");
+	nib_build(nib_text, "<&]");
+	nib_build(nib_dq, "\"<&");
+	nib_build(nib_sq, "'<&");
+	nib_build(nib_cdata, "]");
 }
 #endif
 
@@ -330,8 +380,11 @@ static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, s
 		if (kl == 16)
 			i += 16;
 	}
-	if (have_avx2)
-		return scan_avx2(b, i, end, c1, c2, c3, stop);
+	if (have_avx2) {
+		i = scan_avx2(b, i, end, nib_for(stop));
+		if (i + 32 <= end)
+			return i;
+	}
 	return scan_sse2(b, i, end, c1, c2, c3, stop);
 #else
 	(void)c1, (void)c2, (void)c3;
@@ -1223,22 +1276,31 @@ static int xmldecl_parse(struct xml_tok *t, const uint8_t *b, size_t s, size_t e
 /* ------------------------------------------------------------------ */
 /* the machine */
 
+#ifdef XML_HAVE_SSE2
+/* Bit k set where x[k] is an ASCII NameChar other than ':'. Each class is
+ * one wrapping subtract and one signed compare: (c - lo) is below n as an
+ * unsigned byte iff (c - lo - 128) is below n - 128 as a signed one. */
+static inline __m128i in_range16(__m128i x, char lo, char n)
+{
+	return _mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(-lo - 128))),
+			      _mm_set1_epi8((char)(n - 128)));
+}
+static inline unsigned namechar_mask16(__m128i x)
+{
+	__m128i let = in_range16(_mm_or_si128(x, _mm_set1_epi8(0x20)), 'a', 26); /* A-Z too */
+	__m128i dig = in_range16(x, '0', 10);
+	__m128i pun = _mm_or_si128(in_range16(x, '-', 2), _mm_cmpeq_epi8(x, _mm_set1_epi8('_')));
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(let, dig), pun));
+}
+#endif
+
 /* Skip NameChars other than ':' and non-ASCII: 16 at a time, so that the
  * end of a name costs no mispredicted loop exit. */
 static inline size_t skip_namechars(const uint8_t *b, size_t i, size_t end)
 {
 #ifdef XML_HAVE_SSE2
 	while (i + 16 <= end) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(b + i));
-		__m128i lc = _mm_or_si128(x, _mm_set1_epi8(0x20)); /* A-Z -> a-z */
-		__m128i let = _mm_and_si128(_mm_cmpgt_epi8(lc, _mm_set1_epi8('a' - 1)),
-					    _mm_cmplt_epi8(lc, _mm_set1_epi8('z' + 1)));
-		__m128i dig = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
-					    _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
-		__m128i pun = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('-')),
-					   _mm_cmpeq_epi8(x, _mm_set1_epi8('.')));
-		pun = _mm_or_si128(pun, _mm_cmpeq_epi8(x, _mm_set1_epi8('_')));
-		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(let, dig), pun));
+		unsigned m = namechar_mask16(_mm_loadu_si128((const __m128i *)(b + i)));
 		if (m != 0xFFFF)
 			return i + (unsigned)__builtin_ctz(~m);
 		i += 16;
@@ -1492,7 +1554,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				t->scan = 0;
 				t->stream_off += i;
 				*consumed = i;
-				t->state = st;
+				t->state = (uint8_t)st;
 				return XML_EV_WHITESPACE;
 			}
 			if (st == S_CLOSED)
@@ -1552,12 +1614,20 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_STAG_NAME0:
 		L_S_STAG_NAME0:
 			NEED(1);
-			/* Fast path: an ASCII name without a prefix, followed by
-			 * whitespace, '>' or '/', all in the buffer. */
-			if (likely(cls[b[i]] & C_NS)) {
-				size_t j = skip_namechars(b, i + 1, end);
-				if (likely(j < end && j - i <= t->lim.max_name &&
-					   ((cls[b[j]] & C_WS) || b[j] == '>' || b[j] == '/'))) {
+			/* Fast path: an ASCII name without a prefix, shorter than
+			 * 17 bytes, followed by whitespace, '>' or '/', all in
+			 * the buffer: where it ends and what follows come out of
+			 * one vector, with no load depending on the name length. */
+#ifdef XML_HAVE_SSE2
+			if (likely(i + 17 <= end && (cls[b[i]] & C_NS))) {
+				__m128i x = _mm_loadu_si128((const __m128i *)(b + i + 1));
+				unsigned n = (unsigned)__builtin_ctz(~namechar_mask16(x));
+				__m128i term = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x20)), x);
+				term = _mm_or_si128(term, _mm_cmpeq_epi8(x, _mm_set1_epi8('>')));
+				term = _mm_or_si128(term, _mm_cmpeq_epi8(x, _mm_set1_epi8('/')));
+				size_t j = i + 1 + n;
+				if (likely(((unsigned)_mm_movemask_epi8(term) >> n & 1) &&
+					   n < t->lim.max_name)) {
 					t->sub[K_NAME] = (uint32_t)i;
 					t->sub[K_NLEN] = (uint32_t)(j - i);
 					t->sub[K_NCOLON] = 0;
@@ -1569,6 +1639,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 					goto L_S_STAG_IN;
 				}
 			}
+#endif
 			if ((r = name_start(t, b, i, end)) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
@@ -1625,13 +1696,32 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			 * else is read by the states below from its first byte. */
 		attr_fast:
 			if (likely(cls[b[i]] & C_NS)) {
-				size_t j = skip_namechars(b, i + 1, end), colon = 0;
+				size_t j, nend, colon = 0;
+				uint8_t q = 0;
+#ifdef XML_HAVE_SSE2
+				/* The rule: a short unprefixed name, '=' and a quote,
+				 * all seen in one vector. */
+				if (likely(i + 17 <= end)) {
+					__m128i x = _mm_loadu_si128((const __m128i *)(b + i + 1));
+					unsigned n = (unsigned)__builtin_ctz(~namechar_mask16(x));
+					unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('=')));
+					unsigned qm = (unsigned)_mm_movemask_epi8(
+						_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\'')),
+							     _mm_cmpeq_epi8(x, _mm_set1_epi8('"'))));
+					if (likely((eq >> n & qm >> (n + 1) & 1) && n < t->lim.max_name)) {
+						nend = i + 1 + n;
+						q = b[nend + 1];
+						j = nend + 2;
+						goto attr_value;
+					}
+				}
+#endif
+				j = skip_namechars(b, i + 1, end);
 				if (unlikely(j + 1 < end && b[j] == ':' && (cls[b[j + 1]] & C_NS))) {
 					colon = j - i + 1;
 					j = skip_namechars(b, j + 2, end);
 				}
-				size_t nend = j;
-				uint8_t q = 0;
+				nend = j;
 				/* name='value' without spaces around '=' is the rule */
 				if (likely(j + 2 < end && b[j] == '=' && (b[j + 1] == '\'' || b[j + 1] == '"'))) {
 					q = b[j + 1];
@@ -1648,6 +1738,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 					}
 				}
 				if (likely(q && nend - i <= t->lim.max_name)) {
+				attr_value:; /* from the one-vector check: name, '=', quote read */
 					size_t e = scan_run(b, j, end, q, '<', '&', q == '"' ? stop_dq : stop_sq);
 					if (likely(e < end && b[e] == q)) {
 						struct xml_attr_slot *a = &at[t->nattr++];
@@ -1855,7 +1946,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 #endif
 			if (i == t->sub[K_TOK]) {
 				/* usually the whole name is there: compare it at once */
-				uint32_t d = t->depth - 1, nl = open_name_len(b, t->open[d]);
+				uint32_t d = t->depth - 1, nl = (uint32_t)open_name_len(b, t->open[d]);
 				if (i + nl < end && bytes_eq(b + i, b + t->open[d], nl) &&
 				    !(cls[b[i + nl]] & C_NC) && b[i + nl] != ':' && b[i + nl] < 0x80) {
 					i += nl;
@@ -2031,7 +2122,7 @@ stanza_done:
 more:
 	if (clipped)
 		return tok_fail(t, XML_ERR_POLICY_VIOLATION, lim);
-	t->state = st;
+	t->state = (uint8_t)st;
 	t->scan = (uint32_t)i;
 	return XML_EV_MORE;
 #undef NEED

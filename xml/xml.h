@@ -8,7 +8,8 @@
  * keeps every byte from `buf` on (moving them to the front of a bigger buffer
  * if it likes, since the tokenizer's saved state uses offsets, not pointers)
  * and calls again with the same bytes plus more. The tokenizer remembers how
- * far it had scanned, so bytes are not re-scanned.
+ * far it had scanned, so bytes are not re-scanned (but for one extra read
+ * of a start tag cut by a chunk boundary, to list its attributes again).
  *
  * Contract of xml_tok_next(), in the picohttpparser style:
  *   returns an event (> 0) and sets *consumed to the number of bytes of `buf`

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/peers/target.sh — start and stop the targets fedhub-bench compares.
 #
-#   target.sh start NAME DIR CPUS [NDOMAINS]   NAME: fedhub prosody ejabberd haproxy
+#   target.sh start NAME DIR CPUS [NDOMAINS [tls]]  NAME: fedhub prosody ejabberd haproxy
 #   target.sh stop NAME DIR
 #
 # `start` writes the target's config into DIR (a fresh temp dir), starts it on
@@ -11,7 +11,13 @@
 #   s2s=HOST:PORT      where the bench's s2s links connect
 #   comp=HOST:PORT     where the bench's components connect
 #   relay=HOST:PORT    (haproxy) where the bench listens as the far end
+#   tls_dir=DIR        (tls) the CA and the bench's certificate (bench/peers/mkcerts.sh)
 #   error=TEXT         why it could not start (exit status non-zero)
+# With `tls` (fedhub only), mkcerts.sh writes a test CA and the certificates
+# into DIR/certs, and fedhub gets ca_file, a certificate for comp.fhb and
+# hub.fhb, `tls required` on its s2s listener and s2s_tls required for the
+# links it dials: every s2s link then runs STARTTLS, and SASL EXTERNAL
+# (XEP-0178) where the certificate proves the stream's domain.
 # `stop` kills what `start` started, by the PIDs it recorded in DIR, and
 # removes DIR. Every target serves the component domain comp.fhb (secret
 # s3cret) and must reach the bench's domains bench1.fhb..benchN.fhb at the
@@ -30,7 +36,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cmd=${1:-}; name=${2:-}; dir=${3:-}
-cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}
+cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}; tls=${6:-}
 
 fail() { echo "error=$*"; exit 1; }
 
@@ -83,6 +89,16 @@ start_fedhub() {
 	for b in "$REPO/fedhub" "$REPO/build/release/fedhub"; do [ -x "$b" ] && bin=$b && break; done
 	[ -n "$bin" ] || fail "fedhub is not built"
 	subst "$HERE/fedhub.conf.in" "$dir/router.conf"
+	if [ "$tls" = tls ]; then
+		"$HERE/mkcerts.sh" "$dir/certs" "$ndom" >"$dir/mkcerts.out" 2>&1 ||
+			fail "mkcerts.sh: $(tail -n 2 "$dir/mkcerts.out" | tr '\n' ' ')"
+		sed -i -e "s|^listen s2s \(.*\) tls optional|listen s2s \1 tls required|" \
+			-e "s|^\[hub\]\$|[hub]\nca_file $dir/certs/ca.pem\ns2s_tls required|" "$dir/router.conf"
+		printf '[domain comp.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
+			>>"$dir/router.conf"
+		printf '[domain hub.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
+			>>"$dir/router.conf"
+	fi
 	for ((i = 1; i <= ndom; i++)); do
 		printf '[route bench%d.fhb]\nconnect 127.0.0.1:22270\n' "$i" >>"$dir/router.conf"
 	done
@@ -95,6 +111,8 @@ start_fedhub() {
 	echo "pid=$pid"
 	echo "s2s=127.0.0.1:22269"
 	echo "comp=127.0.0.1:22347"
+	[ "$tls" = tls ] && echo "tls_dir=$dir/certs"
+	return 0
 }
 
 start_prosody() {
@@ -221,7 +239,9 @@ stop_target() {
 
 case "$cmd" in
 start)
-	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS]"
+	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS [tls]]"
+	[ -z "$tls" ] || [ "$tls" = tls ] || fail "unknown option '$tls' (tls or nothing)"
+	[ -z "$tls" ] || [ "$name" = fedhub ] || fail "TLS runs are set up for fedhub only"
 	case "$name" in
 	fedhub) start_fedhub ;;
 	prosody) start_prosody ;;
@@ -231,5 +251,5 @@ start)
 	esac
 	;;
 stop) stop_target ;;
-*) echo "usage: target.sh start|stop NAME DIR [CPUS NDOMAINS]" >&2; exit 2 ;;
+*) echo "usage: target.sh start|stop NAME DIR [CPUS NDOMAINS [tls]]" >&2; exit 2 ;;
 esac

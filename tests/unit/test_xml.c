@@ -913,6 +913,181 @@ static void test_to_mxml(void **state)
 	mxmlDelete(n);
 }
 
+
+/* One lives in every connection: the router's per-link budget holds it to
+ * a kilobyte. */
+static void test_tokenizer_state_fits_in_1k(void **state)
+{
+	(void)state;
+	assert_true(sizeof(struct xml_tok) <= 1024);
+}
+
+/* The run scanners (inline 16-byte check, AVX2 nibble tables, SSE2 and
+ * scalar tails) must stop at exactly the same bytes: every ASCII byte at
+ * every offset of a text run, an attribute value of each quote and a CDATA
+ * section, long enough for the wide loops to be used when fed whole. */
+static void test_runs_stop_at_every_byte_and_offset(void **state)
+{
+	(void)state;
+	size_t h = strlen(HDR);
+	static const struct {
+		const char *open, *close;
+		const char *stops; /* bytes that end or break the run */
+	} kinds[] = {
+		{"<message>", "</message>", "<&"},
+		{"<message a='", "'/>", "<&'"},
+		{"<message a=\"", "\"/>", "<&\""},
+		{"<message><![CDATA[", "]]></message>", ""},
+	};
+	for (size_t kd = 0; kd < sizeof kinds / sizeof kinds[0]; kd++) {
+		size_t on = strlen(kinds[kd].open);
+		for (unsigned c = 1; c < 0x80; c++) {
+			if (c == ']' && kd == 3)
+				continue; /* "]]>" ends the section early */
+			for (size_t p = 0; p < 70; p += (p < 40 ? 1 : 7)) {
+				char doc[512];
+				size_t n = 0;
+				memcpy(doc, HDR, h);
+				n = h;
+				memcpy(doc + n, kinds[kd].open, on);
+				n += on;
+				memset(doc + n, 'a', p);
+				n += p;
+				doc[n++] = (char)c;
+				memset(doc + n, 'b', 40);
+				n += 40;
+				n += (size_t)sprintf(doc + n, "%s", kinds[kd].close);
+				struct run r1, r2;
+				feed(doc, n, NULL, true, chunk_whole, 0, &r1);
+				feed(doc, n, NULL, true, chunk_one, 0, &r2);
+				strip_ws(&r1);
+				strip_ws(&r2);
+				assert_same_run(&r1, &r2);
+				bool ctl = c < 0x20 && c != '\t' && c != '\n' && c != '\r';
+				if (ctl) {
+					assert_true(r1.error);
+					assert_int_equal(r1.err, XML_ERR_INVALID_XML);
+					assert_int_equal(r1.err_off, h + on + p);
+				} else if (!strchr(kinds[kd].stops, (int)c)) {
+					assert_false(r1.error);
+					assert_int_equal(r1.stanzas, 1);
+				} else {
+					assert_true(r1.error);
+				}
+			}
+		}
+	}
+}
+
+/* Every ASCII byte inside an element name and an attribute name, names
+ * of every length around the 16-byte vectors. */
+static void test_name_bytes_every_byte_and_length(void **state)
+{
+	(void)state;
+	for (unsigned c = 1; c < 0x80; c++) {
+		bool namechar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+		for (size_t len = 1; len < 40; len += (len < 20 ? 1 : 9)) {
+			char name[64], doc[1024];
+			memset(name, 'n', len);
+			name[len] = 0;
+			/* the byte in the middle of the name, or last */
+			size_t at = len / 2;
+			name[at] = (char)c;
+			struct run r;
+			snprintf(doc, sizeof doc, "%s<%s/><m %s='v'/></stream:stream>", HDR, name, name);
+			feed(doc, strlen(doc), NULL, true, chunk_whole, 0, &r);
+			bool ws = c == ' ' || c == '\t' || c == '\n' || c == '\r';
+			if (c == ':' && at > 0 && at + 1 < len) {
+				/* a prefix nobody declared */
+				assert_true(r.error);
+				assert_int_equal(r.err, XML_ERR_BAD_NAMESPACE_PREFIX);
+			} else if (ws && at > 0 && at + 1 == len) {
+				/* "<nn />", "<m nn ='v'/>" */
+				assert_false(r.error);
+				assert_int_equal(strlen(r.ev[1].name), len - 1);
+			} else if (namechar) {
+				if (at == 0 && (c == '-' || c == '.' || (c >= '0' && c <= '9'))) {
+					assert_true(r.error); /* not a NameStartChar */
+					continue;
+				}
+				assert_false(r.error);
+				assert_int_equal(r.stanzas, 2);
+				assert_int_equal(strlen(r.ev[1].name), len);
+				assert_memory_equal(r.ev[1].name, name, len);
+			} else if (at > 0 && ws) {
+				/* "<nn nn/>": an attribute without a value */
+				assert_true(r.error);
+				assert_int_equal(r.err, XML_ERR_NOT_WELL_FORMED);
+			} else {
+				assert_true(r.error);
+			}
+		}
+	}
+}
+
+static void test_stream_level_declarations(void **state)
+{
+	(void)state;
+	struct run r;
+	/* bindings of the header hold for the whole stream, the last one of a
+	 * prefix wins, and the header's prefix closes the stream */
+	run_doc("<s:stream xmlns='jabber:server' xmlns:s='http://etherx.jabber.org/streams' "
+		"xmlns:db='jabber:server:dialback' xmlns:x='urn:example:extra'>"
+		"<x:thing/><db:result to='a'/><s:error/><message/></s:stream>",
+		&r);
+	assert_false(r.error);
+	assert_true(r.closed);
+	assert_int_equal(r.ev[0].flags, 1); /* has_dialback_ns */
+	assert_string_equal(r.ev[1].ns, "urn:example:extra");
+	assert_string_equal(r.ev[1].prefix, "x");
+	assert_int_equal(r.ev[2].nsid, XML_NS_DIALBACK);
+	assert_string_equal(r.ev[2].ns, "jabber:server:dialback");
+	assert_int_equal(r.ev[3].nsid, XML_NS_STREAMS);
+	assert_string_equal(r.ev[4].ns, "jabber:server");
+	assert_int_equal(r.ev[4].nsid, XML_NS_SERVER);
+	/* more bindings than the tokenizer keeps: refused, not truncated */
+	char doc[2048];
+	size_t n = (size_t)sprintf(doc, "<stream:stream xmlns='jabber:server' "
+					"xmlns:stream='http://etherx.jabber.org/streams'");
+	for (int k = 0; k < 6; k++)
+		n += (size_t)sprintf(doc + n, " xmlns:p%d='urn:example:a-rather-long-namespace-name:%d'",
+				     k, k);
+	sprintf(doc + n, ">");
+	expect_error(doc, XML_ERR_POLICY_VIOLATION, 0);
+}
+
+static void test_namespace_scopes_inside_stanzas(void **state)
+{
+	(void)state;
+	struct run r;
+	/* the root's own prefix, bound on the root */
+	run_doc(HDR "<q:iq xmlns:q='jabber:server' to='x'><q:a/></q:iq>", &r);
+	assert_false(r.error);
+	assert_int_equal(r.ev[1].nsid, XML_NS_SERVER);
+	assert_string_equal(r.ev[1].ns, "jabber:server");
+	/* escaped, so normalised before it is compared */
+	run_doc(HDR "<q:iq xmlns:q='jabber&#58;server'/>", &r);
+	assert_false(r.error);
+	assert_int_equal(r.ev[1].nsid, XML_NS_SERVER);
+	/* a binding ends with the element that made it, at any depth */
+	expect_stanza_error("<m><a xmlns:p='u'><b><p:c/></b></a><p:d/></m>",
+			    XML_ERR_BAD_NAMESPACE_PREFIX, 35);
+	expect_stanza_ok("<m xmlns:p='u'><a xmlns:q='v'><q:b p:x='1' q:x='2'/></a><p:d/></m>");
+	/* the same URI under two prefixes bound at different depths */
+	expect_stanza_error("<m xmlns:p='u'><a xmlns:q='u'><b p:x='1' q:x='2'/></a></m>",
+			    XML_ERR_NOT_WELL_FORMED, 30);
+	/* names that share length, first and last byte are still distinct */
+	expect_stanza_ok("<m axb='1' ayb='2' azb='3' to='a' id='b'/>");
+	expect_stanza_error("<m axb='1' ayb='2' azb='3' ayb='4'/>", XML_ERR_NOT_WELL_FORMED, 0);
+	/* declarations in scope are bounded */
+	char st[1024];
+	size_t n = 0;
+	for (int k = 0; k <= XML_MAX_NSDECL; k++)
+		n += (size_t)sprintf(st + n, "<e xmlns:p%d='u%d'>", k, k);
+	expect_stanza_error(st, XML_ERR_POLICY_VIOLATION, -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -938,6 +1113,11 @@ int main(void)
 		cmocka_unit_test(test_err_names),
 		cmocka_unit_test(test_check_file),
 		cmocka_unit_test(test_to_mxml),
+		cmocka_unit_test(test_tokenizer_state_fits_in_1k),
+		cmocka_unit_test(test_runs_stop_at_every_byte_and_offset),
+		cmocka_unit_test(test_name_bytes_every_byte_and_length),
+		cmocka_unit_test(test_stream_level_declarations),
+		cmocka_unit_test(test_namespace_scopes_inside_stanzas),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
