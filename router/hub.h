@@ -84,6 +84,7 @@ struct sess {
 	bool sasl_offered;        /* inbound: EXTERNAL advertised */
 	bool peer_cert_ok;        /* the peer's certificate proves `remote` */
 	bool was_ready;           /* component: was in the pool */
+	bool bidi;                /* outbound: XEP-0288 bidirectional */
 	char *sasl_domain;        /* outbound: the local domain SASL authenticated */
 };
 
@@ -158,6 +159,8 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r);
 void s2s_tick(struct hubw *h, uint64_t now);
 void s2s_shutdown(struct hubw *h);
 bool hub_serves(const char *domain, size_t n); /* a domain we are the server for */
+/* Outbound: is `local` authenticated on this link (XEP-0288 reverse traffic)? */
+bool s2s_out_pair_valid(struct sess *s, const char *local);
 void dialback_key(const char *receiving, const char *originating, const char *id, char out[65]);
 
 /* comp.c */

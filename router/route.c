@@ -262,6 +262,22 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 					  NULL);
 			goto drop;
 		}
+	} else if (src && src->kind == SESS_S2S_OUT) {
+		/* XEP-0288: on our bidirectional link the peer may send from its
+		 * domain (the one we connected to and authenticated with) to the
+		 * local domains authenticated on the link */
+		if (tl <= 0 || fl <= 0) {
+			sess_stream_error(src, SERR_IMPROPER_ADDRESSING, NULL);
+			goto drop;
+		}
+		if (!src->remote || strcmp(fr, src->remote) != 0) {
+			sess_stream_error(src, SERR_INVALID_FROM, NULL);
+			goto drop;
+		}
+		if (!hub_serves(to, (size_t)tl) || !s2s_out_pair_valid(src, to)) {
+			sess_stream_error(src, SERR_HOST_UNKNOWN, NULL);
+			goto drop;
+		}
 	} else if (src && src->kind == SESS_COMP) {
 		if (fl <= 0 || !domain_within(fr, (size_t)fl, src->local)) {
 			sess_stream_error(src, SERR_INVALID_FROM, NULL);

@@ -611,6 +611,13 @@ static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza
 	if (!L)
 		return;
 	L->state = L_OPEN;
+	/* XEP-0288: ask for a bidirectional stream before authenticating, so
+	 * the peer sends its stanzas for us over this link too */
+	if (!s->bidi && memmem(st->raw.p, st->raw.n, "urn:xmpp:features:bidi", 22)) {
+		sess_sendf(s, "<bidi xmlns='urn:xmpp:bidi'/>");
+		s->bidi = true;
+		log_debug(s->c->id, "s2s out %s: bidirectional (XEP-0288)", s->remote);
+	}
 	{
 		bool offers_db = memmem(st->raw.p, st->raw.n, "urn:xmpp:features:dialback", 26) != NULL;
 		bool offers_ext = s->tls_on && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8) != NULL;
@@ -763,6 +770,13 @@ static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, 
 					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
 				net_close(c, false);
 				return n;
+			}
+			else if (s->bidi && st->nsid == XML_NS_SERVER &&
+				 (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
+				  span_eq(st->name, "iq"))) {
+				/* XEP-0288: the peer's stanzas on our link */
+				net_buf_ref(b);
+				route_stanza(h, s, b, st);
 			}
 			/* anything else on our outbound stream is ignored */
 		} else if (ev == XML_EV_STREAM_CLOSE) {
@@ -1040,6 +1054,17 @@ const struct net_conn_ops s2s_verify_ops = {
 	.on_close = verify_on_close,
 	.on_timer = verify_on_timer,
 };
+
+bool s2s_out_pair_valid(struct sess *s, const char *local)
+{
+	struct s2s_out *L = s->link;
+	if (!L)
+		return false;
+	for (int i = 0; i < L->nlp; i++)
+		if (L->lp[i].state == PAIR_VALID && strcmp(L->lp[i].local, local) == 0)
+			return true;
+	return false;
+}
 
 void s2s_on_dns(struct hubw *h, struct dns_req *r)
 {

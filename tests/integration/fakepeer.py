@@ -110,8 +110,10 @@ class RemoteServer:
     streams (it accepts every db:result the hub sends: it is the receiving
     server there, and trusts the hub for the test)."""
 
-    def __init__(self, domain, port, secret="fake-secret", tls_server=None):
+    def __init__(self, domain, port, secret="fake-secret", tls_server=None, bidi=False):
         self.domain, self.secret = domain, secret
+        self.bidi = bidi              # offer XEP-0288 on inbound streams
+        self.bidi_socks = []          # inbound streams whose initiator asked for it
         self.tls_server = tls_server  # ssl.SSLContext: offer STARTTLS and SASL EXTERNAL
         self.sasl_ok = []             # domains authenticated by SASL EXTERNAL on inbound streams
         self.lsock = socket.socket()
@@ -147,12 +149,18 @@ class RemoteServer:
                 elif tls and c.getpeercert():
                     f = ("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism>"
                          "</mechanisms>")
+                if self.bidi and not (self.tls_server and not tls):
+                    f += "<bidi xmlns='urn:xmpp:features:bidi'/>"
                 c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
                            " id='%s' from='%s' version='1.0'><stream:features>%s</stream:features>"
                            % (NS_STREAM, sid, self.domain, f)).encode())
             features()
             while True:
                 el = r.element(60)
+                if el.startswith("<bidi"):
+                    with self.lock:
+                        self.bidi_socks.append(c)
+                    continue
                 if el.startswith("<starttls"):
                     c.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
                     c = self.tls_server.wrap_socket(c, server_side=True)

@@ -9,7 +9,7 @@ from fakepeer import Component, RemoteServer, Reader, attr
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
-S2S, COMP, HTTP, REMOTE = 24269, 24347, 24280, 24270
+S2S, COMP, HTTP, REMOTE, BIDI = 24269, 24347, 24280, 24270, 24271
 CONF = """
 [hub]
 workers 2
@@ -28,7 +28,9 @@ secret s3cret
 connect 127.0.0.1:%d
 [route nowhere.fake]
 connect 127.0.0.1:24999
-""" % (S2S, COMP, HTTP, REMOTE)
+[route bidi.fake]
+connect 127.0.0.1:%d
+""" % (S2S, COMP, HTTP, REMOTE, BIDI)
 
 results = []
 
@@ -211,6 +213,29 @@ def run(holder):
     rd = Reader(s)
     rd.stream_header()
     check("stream to a domain the hub does not serve: host-unknown", stream_error_of(rd) == "host-unknown")
+
+    # XEP-0288: a peer offering bidi gets asked for it, and its stanzas on
+    # the hub's outbound link are routed (and address-checked) like inbound ones
+    rb = RemoteServer("bidi.fake", BIDI, bidi=True)
+    try:
+        c.send("<message from='bot@echo.fake' to='u@bidi.fake' id='b1'><body>hi</body></message>")
+        deadline = time.time() + 8
+        while time.time() < deadline and not (rb.bidi_socks and any("id='b1'" in m for m in rb.messages())):
+            time.sleep(0.05)
+        check("XEP-0288: the hub asks a peer that offers it for a bidirectional link",
+              len(rb.bidi_socks) == 1 and any("id='b1'" in m for m in rb.messages()), (rb.bidi_socks, rb.messages()))
+        if rb.bidi_socks:
+            bs = rb.bidi_socks[0]
+            bs.sendall(b"<message from='u@bidi.fake/r' to='bot@echo.fake' id='b2'><body>back</body></message>")
+            el = c.recv(5)
+            check("XEP-0288: the peer's stanza on the hub's link reaches the component", attr(el, "id") == "b2", el)
+            bs.sendall(b"<message from='u@other.fake' to='bot@echo.fake' id='b3'/>")
+            time.sleep(0.3)
+            c.send("<iq type='get' id='p9' from='bot@echo.fake' to='hub.fake'><ping xmlns='urn:xmpp:ping'/></iq>")
+            el = c.recv(5)
+            check("XEP-0288: a spoofed from on the bidirectional link is not routed", attr(el, "id") == "p9", el)
+    finally:
+        rb.close()
 
     c.send("<message from='bot@elsewhere.fake' to='u@remote.fake' id='x3'/>")
     check("component sending as another domain: invalid-from", stream_error_of(c.r) == "invalid-from")

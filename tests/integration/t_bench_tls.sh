@@ -1,0 +1,122 @@
+#!/bin/bash
+# tests/integration/t_bench_tls.sh — fedhub-bench's TLS links and `transit`.
+#
+# Against a real fedhub started by bench/peers/target.sh (with `tls`: a test
+# CA, certificates, `tls required` on both directions):
+#   tls_s2s_component         every bench link did STARTTLS and SASL EXTERNAL
+#                             for its first domain (JSON counters), the other
+#                             piggybacked domain by dialback; traffic clean
+#   tls_echo_both_directions  fedhub's own links to the bench ran TLS and
+#                             SASL EXTERNAL too (the bench as TLS server)
+#   tls_untrusted_target_fails  the bench trusting another CA refuses the
+#                             target's certificate: exit 2, no traffic
+#   tls_plain_target_fails    --tls against a fedhub without certificates
+#                             (no STARTTLS offered): exit 2, never plaintext
+#   transit_runs_as_echo      `transit` is the echo run under its own name
+# Each case checks the exit status and the JSON the bench wrote.
+set -u
+cd "$(dirname "$0")/../.."
+BENCH=${BENCH:-./fedhub-bench}
+[ -x "$BENCH" ] || BENCH=build/release/fedhub-bench
+tmp=$(mktemp -d /tmp/fhb-btls-XXXXXX)
+tdir=""
+fails=0
+stop_target() {
+	[ -n "$tdir" ] && bench/peers/target.sh stop fedhub "$tdir" >/dev/null 2>&1
+	tdir=""
+}
+cleanup() {
+	stop_target
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+# the targets' ports are shared with `make bench`: one at a time
+exec 9>/tmp/fhb-bench.lock
+flock -w 600 9 || { echo "not ok bench_lock (another bench run holds /tmp/fhb-bench.lock)"; exit 1; }
+
+if [ ! -x "$BENCH" ] || ! [ -x fedhub ] && ! [ -x build/release/fedhub ]; then
+	echo "not ok built (fedhub and fedhub-bench: run make)"
+	exit 1
+fi
+
+# start_target [tls]: fedhub from target.sh; sets pid and certs
+start_target() {
+	tdir=$(mktemp -d /tmp/fhb-btls-target-XXXXXX)
+	local out
+	out=$(bench/peers/target.sh start fedhub "$tdir" "0-$(($(nproc) - 1))" 4 "$@")
+	pid=$(sed -n 's/^pid=//p' <<<"$out")
+	certs=$(sed -n 's/^tls_dir=//p' <<<"$out")
+	[ -n "$pid" ] || { echo "# target.sh: $out"; return 1; }
+}
+
+field() { # field FILE NAME: a value from the bench's JSON (first target)
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=list(d["targets"].values())[0]; print(d.get(sys.argv[2], t.get(sys.argv[2], "missing")))' "$1" "$2" 2>/dev/null || echo missing
+}
+
+# run NAME -- bench args...: runs it; rc in $rc, JSON in $tmp/NAME.json
+run() {
+	local name=$1
+	shift 2
+	timeout 60 "$BENCH" "$@" --quiet --json "$tmp/$name.json" >"$tmp/$name.out" 2>&1
+	rc=$?
+}
+
+# verdict NAME COND...: ok when the test expression holds
+verdict() {
+	local name=$1
+	shift
+	if "$@"; then
+		echo "ok $name"
+	else
+		fails=$((fails + 1))
+		echo "not ok $name"
+		sed 's/^/#   /' "$tmp/$name.out" 2>/dev/null | tail -n 15
+	fi
+}
+
+L=(--links 2 --domains 4 --seconds 1 --warmup 0.5 --drain 5 --window 16)
+
+# --- fedhub with TLS ---------------------------------------------------------
+if start_target tls && [ -n "$certs" ]; then
+	run tls_s2s_component -- s2s-component "${L[@]}" --tls --tls-dir "$certs" --target-pid "$pid"
+	j=$tmp/tls_s2s_component.json
+	verdict tls_s2s_component test "$rc" = 0 -a "$(field "$j" tls_links_out)" = 2 \
+		-a "$(field "$j" external_out)" = 2 -a "$(field "$j" lost)" = 0 \
+		-a "$(field "$j" out_of_order)" = 0 -a "$(field "$j" delivered)" != 0
+
+	run tls_echo_both_directions -- echo "${L[@]}" --tls --tls-dir "$certs" --target-pid "$pid"
+	j=$tmp/tls_echo_both_directions.json
+	in=$(field "$j" tls_links_in)
+	ext=$(field "$j" external_in)
+	# fedhub dials once per bench domain it sends to: at least one link
+	verdict tls_echo_both_directions test "$rc" = 0 -a "$(field "$j" tls_links_out)" = 2 \
+		-a "${in//[^0-9]/}0" -ge 10 -a "${ext//[^0-9]/}0" -ge 10 \
+		-a "$(field "$j" lost)" = 0 -a "$(field "$j" delivered)" != 0
+
+	bench/peers/mkcerts.sh "$tmp/other" 4 >/dev/null 2>&1
+	run tls_untrusted_target_fails -- s2s-component "${L[@]}" --tls --tls-dir "$tmp/other" --setup-timeout 10
+	verdict tls_untrusted_target_fails test "$rc" = 2 -a "$(field "$tmp/tls_untrusted_target_fails.json" sent)" = 0 \
+		-a "$(grep -c 'does not prove comp.fhb' "$tmp/tls_untrusted_target_fails.out")" -ge 1
+else
+	echo "not ok tls_target_start"
+	fails=$((fails + 1))
+fi
+stop_target
+
+# --- fedhub without certificates ----------------------------------------------
+if start_target; then
+	bench/peers/mkcerts.sh "$tmp/plain" 4 >/dev/null 2>&1
+	run tls_plain_target_fails -- s2s-component "${L[@]}" --tls --tls-dir "$tmp/plain" --setup-timeout 10
+	verdict tls_plain_target_fails test "$rc" = 2 -a "$(field "$tmp/tls_plain_target_fails.json" sent)" = 0 \
+		-a "$(grep -c 'offers no STARTTLS' "$tmp/tls_plain_target_fails.out")" -ge 1
+
+	run transit_runs_as_echo -- transit "${L[@]}" --target-pid "$pid"
+	j=$tmp/transit_runs_as_echo.json
+	verdict transit_runs_as_echo test "$rc" = 0 -a "$(field "$j" scenario)" = transit \
+		-a "$(field "$j" lost)" = 0 -a "$(field "$j" delivered)" != 0
+else
+	echo "not ok plain_target_start"
+	fails=$((fails + 1))
+fi
+stop_target
+[ "$fails" -eq 0 ]
