@@ -436,7 +436,7 @@ http_ports = {{ }}
 https_ports = {{ }}
 log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody.log" }} }}
 {tls_comment}
-modules_enabled = {{ "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix"{tls_module} }}
+modules_enabled = {{ "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix"{tls_module}{bidi_module} }}
 authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false
@@ -461,13 +461,14 @@ class ProsodyTLS:
 
 class Prosody:
     def __init__(self, h, host=PRO, c2s=PORTS["pro_c2s"], s2s=PORTS["pro_s2s"], extra_hosts=(PRO2,),
-                 name="prosody", tls=None):
+                 name="prosody", tls=None, bidi=False):
         self.h, self.host, self.c2s, self.s2s = h, host, c2s, s2s
         self.name, self.tls = name, tls
         self.dir = h.path(name)
         os.makedirs(self.dir + "/data", exist_ok=True)
         self.cfg = os.path.join(self.dir, "prosody.cfg.lua")
         fmt = dict(dir=self.dir, c2s=c2s, s2s=s2s, s2s_direct="", s2s_secure="false", tls_module="", tls_extra="",
+                   bidi_module='; "s2s_bidi"' if bidi else "",
                    tls_comment="-- No certificates and no mod_tls: the peer speaks plaintext s2s.",
                    vhosts="\n".join('VirtualHost "%s"' % d for d in (host,) + tuple(extra_hosts)))
         if tls is not None:

@@ -43,7 +43,8 @@ async def scenario(h, peer_name):
 
     fhit.start_dnsmasq(h, {domain: s2s_port, HUB: PORTS["hub_s2s"], ECHO: PORTS["hub_s2s"],
                            ECHO2: PORTS["hub_s2s"]})
-    peer = fhit.Prosody(h) if P == "prosody" else fhit.Ejabberd(h)
+    # Prosody offers XEP-0288 (mod_s2s_bidi): fedhub's links to it carry both ways
+    peer = fhit.Prosody(h, bidi=True) if P == "prosody" else fhit.Ejabberd(h)
     if P == "prosody":
         peer.register("alice")
         peer.register("alice", host=domain2)
