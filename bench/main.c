@@ -7,6 +7,9 @@
  * the configs in bench/peers/ (through bench/peers/target.sh, so the same
  * script serves the suite and a person at a shell), runs the same scenario
  * against each in turn, stops it, and prints one table with ratios to fedhub.
+ * `transit` is the echo run under another name (see the usage text), not a
+ * copy of it. --tls puts STARTTLS and SASL EXTERNAL on every s2s link
+ * (engine.c); in compare mode target.sh makes the certificates.
  * Exit status: 0 clean, 1 if any stanza was lost or delivered out of order,
  * 2 if the run could not be done (usage, setup failure).
  */
@@ -65,7 +68,7 @@ static void bm_usage(FILE *f)
 "                 remote servers to remote servers through an internal service (s2s in ->\n"
 "                 target -> component -> target -> s2s out, end-to-end latency). A plain\n"
 "                 s2s -> s2s relay is not a transit scenario: an XMPP server accepts inbound\n"
-"                 s2s stanzas only for domains it serves (RFC 6120 §13.4 address checks)\n"
+"                 s2s stanzas only for the domains it serves (RFC 6120 address checks)\n"
 "\n"
 "Target (defaults are fedhub's bench config, bench/peers/fedhub.conf.in):\n"
 "  --target-s2s HOST:PORT    target's s2s listener            (127.0.0.1:22269)\n"

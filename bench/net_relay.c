@@ -75,6 +75,7 @@ static void *sink_main(void *p)
 	return NULL;
 }
 
+/* A short run would report a rate for bytes never moved: say so. */
 static void send_all(int fd)
 {
 	static char buf[1 << 16];
@@ -84,8 +85,11 @@ static void send_all(int fd)
 		if (total_bytes - sent < k)
 			k = total_bytes - sent;
 		ssize_t n = write(fd, buf, k);
-		if (n <= 0)
-			break;
+		if (n <= 0) {
+			fprintf(stderr, "relay: write after %llu of %llu bytes: %s\n", (unsigned long long)sent,
+				(unsigned long long)total_bytes, n < 0 ? strerror(errno) : "closed");
+			exit(1);
+		}
 		sent += (uint64_t)n;
 	}
 }
