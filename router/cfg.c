@@ -40,6 +40,7 @@
 #include <sys/random.h>
 #include <idn2.h>
 #include "router/cfg.h"
+#include "xml/xml.h" /* XML_MAX_DEPTH bounds max_depth */
 
 /* ---- sections ---------------------------------------------------------- */
 
@@ -800,7 +801,7 @@ static void d_max_stanza_size_preauth(struct parser *p, int argc, char **argv)
 static void d_max_depth(struct parser *p, int argc, char **argv)
 {
 	/* 2: the stream element and a stanza, nothing inside it. */
-	set_u32(p, "max_depth", argv[0], U_NUM, 2, 1024, &p->c->max_depth);
+	set_u32(p, "max_depth", argv[0], U_NUM, 2, XML_MAX_DEPTH, &p->c->max_depth);
 }
 
 static void d_max_attrs(struct parser *p, int argc, char **argv)

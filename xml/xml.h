@@ -135,8 +135,8 @@ struct xml_tok {
 	struct xml_limits lim;
 	bool authenticated;       /* selects max_stanza over max_stanza_preauth */
 	uint8_t state;            /* internal */
-	uint8_t default_ns;       /* enum xml_ns of the stream's default namespace */
-	uint8_t stream_pfx;       /* offset in decls[] of the stream prefix binding */
+	uint8_t default_ns;       /* internal: the stream default namespace (enum xml_ns) */
+	uint8_t stream_pfx;       /* internal: decls[] offset of the stream prefix */
 	enum xml_err err;
 	uint64_t err_offset;
 	uint64_t stream_off;      /* bytes consumed so far (for error offsets) */
