@@ -102,6 +102,7 @@ struct bench_result {
 	/* --tls: links that ran TLS and how they authenticated */
 	int tls_out, external_out;     /* the bench's links to the target */
 	int tls_in, external_in;       /* the target's links to the bench */
+	int plain_verify_in;           /* <db:verify/> received without the required STARTTLS */
 	char tls_info[96];             /* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
 	char error[512];               /* non-empty: the run could not be done */
 };

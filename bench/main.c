@@ -217,6 +217,9 @@ static void bm_report(FILE *f, const struct bench_opts *o, const char *name, con
 			   "target->bench %d TLS, %d by SASL EXTERNAL\n",
 			r->tls_info[0] ? r->tls_info : "no handshake done", r->tls_out, r->links_wanted,
 			r->external_out, r->tls_in, r->external_in);
+	if (o->tls && r->plain_verify_in)
+		fprintf(f, "tls warning    the target sent %d dialback verification(s) in the clear, skipping the "
+			   "STARTTLS the bench requires\n", r->plain_verify_in);
 	if (o->scenario == BS_IDLE_LINKS) {
 		fprintf(f, "idle window    %.1f s\n", r->measured_s);
 		if (r->have_target) {
@@ -275,8 +278,8 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 		r->setup_s, r->measured_s, r->target_cpu_s, (unsigned long long)r->target_rss_before_kib);
 	if (r->tls_info[0])
 		fprintf(f, ",\"tls\":\"%s\",\"tls_links_out\":%d,\"external_out\":%d,\"tls_links_in\":%d,"
-			   "\"external_in\":%d",
-			r->tls_info, r->tls_out, r->external_out, r->tls_in, r->external_in);
+			   "\"external_in\":%d,\"plain_verify_in\":%d",
+			r->tls_info, r->tls_out, r->external_out, r->tls_in, r->external_in, r->plain_verify_in);
 	if (r->error[0]) {
 		fprintf(f, ",\"error\":\"");
 		for (const char *p = r->error; *p; p++)

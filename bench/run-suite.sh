@@ -10,8 +10,9 @@
 #                      both again open loop at one rate (half the lower of the
 #                      two maxima), so that TLS's CPU per stanza is compared
 #                      at equal load, not only at each one's maximum
-#   5. echo            fedhub round trip, closed loop to find the max, then
-#                      open loop at 50% of it (latency at a sane load)
+#   5. echo            fedhub round trip, closed loop to find the max, the same
+#                      with TLS on every s2s link (both directions), then open
+#                      loop at 50% of the plaintext max (latency at a sane load)
 #   6. idle-links      10,000 authenticated links (fewer if the fd limit is low)
 #   7. compare s2s-component --targets fedhub,prosody,ejabberd,haproxy
 # then rewrites BENCHMARKS.md from the JSON results: every table with the
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 BENCH=./fedhub-bench
 OUT=build/bench
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.txt
+rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.txt "$OUT"/*.skip "$OUT"/*.rc "$OUT"/*.cmd
 T=${SECONDS_PER_RUN:-10}
 IDLE_TARGETS=${IDLE_TARGETS:-fedhub,prosody,ejabberd}
 COMPARE_TARGETS=${COMPARE_TARGETS:-fedhub,prosody,ejabberd,haproxy}
@@ -88,6 +89,8 @@ fi
 
 step echo-max 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \
 	--links 8 --domains 8 --seconds 5 --warmup 2 --quiet --json "$OUT/echo-max.json"
+step echo-tls 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \
+	--links 8 --domains 8 --seconds 5 --warmup 2 --quiet --tls --json "$OUT/echo-tls.json"
 max=$(rate "$OUT/echo-max.json")
 if [ "${max:-0}" -gt 0 ]; then
 	step echo-half 120 -- "$BENCH" compare echo --targets fedhub --cpus 0 \

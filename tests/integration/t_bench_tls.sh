@@ -8,6 +8,10 @@
 #                             piggybacked domain by dialback; traffic clean
 #   tls_echo_both_directions  fedhub's own links to the bench ran TLS and
 #                             SASL EXTERNAL too (the bench as TLS server)
+#   tls_dialback_fallback     a bench certificate naming only bench1.fhb: the
+#                             link for bench2.fhb is not offered EXTERNAL and
+#                             authenticates by dialback (fedhub calls the
+#                             bench's listener back, over TLS)
 #   tls_untrusted_target_fails  the bench trusting another CA refuses the
 #                             target's certificate: exit 2, no traffic
 #   tls_plain_target_fails    --tls against a fedhub without certificates
@@ -92,6 +96,26 @@ if start_target tls && [ -n "$certs" ]; then
 	verdict tls_echo_both_directions test "$rc" = 0 -a "$(field "$j" tls_links_out)" = 2 \
 		-a "${in//[^0-9]/}0" -ge 10 -a "${ext//[^0-9]/}0" -ge 10 \
 		-a "$(field "$j" lost)" = 0 -a "$(field "$j" delivered)" != 0
+
+	# the target's CA, a bench certificate for bench1.fhb alone
+	fb=$tmp/fallback
+	mkdir -p "$fb"
+	cp "$certs/ca.pem" "$fb/"
+	printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+		"extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=DNS:bench1.fhb" >"$fb/ext"
+	{ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$fb/bench.key" &&
+		openssl req -new -key "$fb/bench.key" -subj /CN=bench1.fhb -out "$fb/csr" &&
+		openssl x509 -req -in "$fb/csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.key" -CAcreateserial \
+			-CAserial "$fb/srl" -days 2 -extfile "$fb/ext" -out "$fb/bench.pem"; } >/dev/null 2>&1
+	run tls_dialback_fallback -- s2s-component --links 2 --domains 2 --seconds 1 --warmup 0.5 --drain 5 \
+		--window 16 --tls --tls-dir "$fb" --target-pid "$pid"
+	j=$tmp/tls_dialback_fallback.json
+	verdict tls_dialback_fallback test "$rc" = 0 -a "$(field "$j" tls_links_out)" = 2 \
+		-a "$(field "$j" external_out)" = 1 -a "$(field "$j" lost)" = 0 -a "$(field "$j" delivered)" != 0
+	# fedhub's dialback verification streams do not run STARTTLS yet (even
+	# with s2s_tls required); the bench answers them and counts them
+	pv=$(field "$j" plain_verify_in)
+	[ "$pv" = 0 ] || echo "# note: fedhub sent $pv dialback verification(s) without STARTTLS"
 
 	bench/peers/mkcerts.sh "$tmp/other" 4 >/dev/null 2>&1
 	run tls_untrusted_target_fails -- s2s-component "${L[@]}" --tls --tls-dir "$tmp/other" --setup-timeout 10
