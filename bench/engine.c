@@ -421,7 +421,10 @@ static struct bconn *be_new_conn(struct eng *e, enum bc_role role, int fd)
 	c->idx = e->nc++;
 	c->fd = fd;
 	c->role = role;
-	c->rcap = 16384;
+	/* A component connection receives the traffic of every link: one recv
+	 * per loop turn must take many stanzas. The others stay small, as
+	 * idle-links holds thousands of them. */
+	c->rcap = role == BC_COMP ? 262144 : 16384;
 	c->rbuf = malloc(c->rcap);
 	c->flow_first = -1;
 	return c;

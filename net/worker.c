@@ -814,6 +814,10 @@ static void tls_in(struct net_worker *w, struct net_conn *c, const char *p, size
 		const void *q;
 		if (tls_pending_out(c->tls, &q))
 			mark_dirty(c);
+		if (c->plain && c->plain->ref == 1) { /* nothing kept it: an idle link holds none */
+			net_buf_unref(w, c->plain);
+			c->plain = NULL;
+		}
 		if (off >= n)
 			return;
 	}

@@ -877,6 +877,7 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 		struct sess *s = sess_new(SESS_VERIFY);
 		s->remote = strdup(v->remote);
 		s->local = strdup(v->local);
+		s->tls_policy = (uint8_t)out_tls_policy(v->remote);
 		s->tok.authenticated = true;
 		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_verify_ops, s);
 		if (!c) {
@@ -985,7 +986,33 @@ static size_t verify_on_data(struct net_conn *c, struct net_buf *b, const char *
 			const struct xml_stanza *st = &s->tok.st;
 			if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features") && !s->got_features) {
 				s->got_features = true;
-				ask = true;
+				bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
+				if (!s->tls_on && offers_tls && s->tls_policy != CFG_TLS_OFF) {
+					/* the key travels under the same TLS policy as the link */
+					sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
+					s->starttls_sent = true;
+				} else if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
+					log_warn(c->id, "s2s verify %s: no STARTTLS offered and TLS is required", s->remote);
+					if (v)
+						verify_answer(h, v, -1);
+					sess_sendf(s, "</stream:stream>");
+					net_close(c, true);
+					return n;
+				} else {
+					ask = true;
+				}
+			} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
+				s->starttls_sent = false;
+				struct tls_conn *t = span_eq(st->name, "proceed") ?
+					tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
+				if (!t) {
+					if (v)
+						verify_answer(h, v, -1);
+					net_close(c, false);
+					return n;
+				}
+				net_start_tls(c, t, true);
+				return n; /* nothing may follow <proceed/> in the clear */
 			} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
 				int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
 				if (v)
@@ -1016,6 +1043,22 @@ static void verify_on_connect(struct net_conn *c, int err)
 	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
 		      " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
 		   s->local, s->remote);
+}
+
+static void verify_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		log_warn(c->id, "s2s verify %s: TLS failed: %s", s->remote, c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return; /* on_close tries the next address */
+	}
+	MET_INC(h->m, tls_handshakes);
+	s->tls_on = true;
+	xml_tok_reset(&s->tok);
+	s->got_features = false;
+	verify_on_connect(c, 0); /* a new stream over TLS */
 }
 
 static void verify_on_close(struct net_conn *c, int err)
@@ -1051,6 +1094,7 @@ static void verify_on_timer(struct net_conn *c)
 const struct net_conn_ops s2s_verify_ops = {
 	.on_data = verify_on_data,
 	.on_connect = verify_on_connect,
+	.on_tls = verify_on_tls,
 	.on_close = verify_on_close,
 	.on_timer = verify_on_timer,
 };

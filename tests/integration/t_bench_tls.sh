@@ -112,10 +112,10 @@ if start_target tls && [ -n "$certs" ]; then
 	j=$tmp/tls_dialback_fallback.json
 	verdict tls_dialback_fallback test "$rc" = 0 -a "$(field "$j" tls_links_out)" = 2 \
 		-a "$(field "$j" external_out)" = 1 -a "$(field "$j" lost)" = 0 -a "$(field "$j" delivered)" != 0
-	# fedhub's dialback verification streams do not run STARTTLS yet (even
-	# with s2s_tls required); the bench answers them and counts them
+	# with s2s_tls required, fedhub's dialback verification streams must
+	# run STARTTLS too: the key never travels in the clear
 	pv=$(field "$j" plain_verify_in)
-	[ "$pv" = 0 ] || echo "# note: fedhub sent $pv dialback verification(s) without STARTTLS"
+	verdict tls_dialback_verify_over_tls test "$pv" = 0
 
 	bench/peers/mkcerts.sh "$tmp/other" 4 >/dev/null 2>&1
 	run tls_untrusted_target_fails -- s2s-component "${L[@]}" --tls --tls-dir "$tmp/other" --setup-timeout 10
