@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #define NET_MAX_WORKERS 64
 #define NET_CTRL NET_MAX_WORKERS /* index of the control thread in rings */
@@ -86,7 +87,7 @@ struct net_conn {
 	void *user;
 	uint64_t deadline;      /* ms, monotonic; 0 = none */
 	uint64_t last_rx;       /* ms of the last received bytes */
-	struct sockaddr_storage peer;
+	struct sockaddr_in6 peer;  /* IPv4 or IPv6: both fit, and a conn stays small */
 	/* input: bytes of an incomplete unit kept between receives */
 	struct net_buf *pend;
 	/* output: a ring of slices */

@@ -485,7 +485,7 @@ int net_send_slice_take(struct net_conn *c, struct net_buf *b, const char *p, si
 		return rc;
 	}
 	if (c->oq_len == c->oq_cap) {
-		uint32_t ncap = c->oq_cap ? c->oq_cap * 2 : 16;
+		uint32_t ncap = c->oq_cap ? c->oq_cap * 2 : 4; /* idle links stay small */
 		struct net_slice *q = malloc(ncap * sizeof(*q));
 		if (!q)
 			return -ENOMEM;
@@ -925,6 +925,8 @@ static void set_sock_opts(int fd)
 struct net_conn *net_connect(struct net_worker *w, const struct sockaddr *sa, socklen_t len,
 			     const struct net_conn_ops *ops, void *user)
 {
+	if (len > sizeof(((struct net_conn *)0)->peer))
+		return NULL; /* not IPv4 or IPv6 */
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
@@ -1333,7 +1335,7 @@ int net_init(const struct net_config *c)
 {
 	cfg = *c;
 	if (!cfg.buf_size)
-		cfg.buf_size = 32768;
+		cfg.buf_size = 16384; /* one TLS record; the pool is 8 MiB per worker */
 	if (!cfg.buf_count)
 		cfg.buf_count = 512;
 	if (!cfg.ring_msgs)

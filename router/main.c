@@ -30,6 +30,11 @@
 #include "net/tls.h"
 
 
+/* jemalloc: give freed pages back within a second (a burst of dialback
+ * verification connections should not stay resident), from a background
+ * thread rather than on the stanza path. */
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: fedhub [-c FILE] [-t]\n"
