@@ -103,49 +103,30 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 	s->c->deadline = 0;
 }
 
+static enum drive comp_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
+{
+	if (ev == XML_EV_STREAM_OPEN) {
+		comp_open(h, s);
+		return DRIVE_ON;
+	}
+	const struct xml_stanza *st = &s->tok.st;
+	if (s->state == C_WAIT_HANDSHAKE) {
+		if (span_eq(st->name, "handshake"))
+			comp_handshake(h, s, st);
+		else
+			sess_stream_error(s, SERR_NOT_AUTHORIZED, NULL);
+	} else if (st->nsid == XML_NS_COMPONENT && st_routable(st)) {
+		net_buf_ref(b); /* ours: b is what this worker received */
+		route_stanza(h, s, b, st);
+	} else {
+		sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+	}
+	return DRIVE_ON;
+}
+
 static size_t comp_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
-	struct sess *s = c->user;
-	struct hubw *h = hubw_of(c->w);
-	size_t off = 0;
-	MET_ADD(h->m, bytes_in, n);
-	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
-		size_t used = 0;
-		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
-		if (ev == XML_EV_MORE)
-			break;
-		if (ev == XML_EV_ERROR) {
-			sess_stream_error_xml(s, s->tok.err);
-			return n;
-		}
-		if (ev == XML_EV_STREAM_OPEN) {
-			comp_open(h, s);
-		} else if (ev == XML_EV_STANZA) {
-			const struct xml_stanza *st = &s->tok.st;
-			if (s->state == C_WAIT_HANDSHAKE) {
-				if (span_eq(st->name, "handshake"))
-					comp_handshake(h, s, st);
-				else
-					sess_stream_error(s, SERR_NOT_AUTHORIZED, NULL);
-			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
-				net_close(c, false);
-				return n;
-			} else if (st->nsid == XML_NS_COMPONENT &&
-				   (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
-				    span_eq(st->name, "iq"))) {
-				net_buf_ref(b); /* ours: b is what this worker received */
-				route_stanza(h, s, b, st);
-			} else {
-				sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
-			}
-		} else if (ev == XML_EV_STREAM_CLOSE) {
-			sess_sendf(s, "</stream:stream>");
-			net_close(c, true);
-			return n;
-		}
-		off += used;
-	}
-	return off;
+	return sess_drive(c->user, b, p, n, comp_event);
 }
 
 static void comp_on_close(struct net_conn *c, int err)

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include "net/net.h"
 #include "net/dns.h"
 #include "xml/xml.h"
@@ -137,6 +138,19 @@ void route_on_msg(struct hubw *h, struct net_msg *m);
 int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap);
 /* The bare JID (local@domain) span of a raw JID. */
 struct xml_span jid_bare(struct xml_span jid);
+
+/* Driving a session's stream: see sess_drive() in sess.c. A handler gets
+ * each XML_EV_STREAM_OPEN and XML_EV_STANZA; DRIVE_ALL consumes the rest of
+ * the bytes (TLS follows, or the stream is over). */
+enum drive { DRIVE_ON, DRIVE_ALL };
+typedef enum drive (*sess_event_fn)(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
+size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, sess_event_fn fn);
+static inline bool st_routable(const struct xml_stanza *st)
+{
+	return (st->name.n == 7 && !memcmp(st->name.p, "message", 7)) ||
+	       (st->name.n == 8 && !memcmp(st->name.p, "presence", 8)) ||
+	       (st->name.n == 2 && !memcmp(st->name.p, "iq", 2));
+}
 
 /* Stream errors: send the error and the stream close, then close the link. */
 void sess_stream_error(struct sess *s, enum hub_serr e, const char *text);

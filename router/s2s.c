@@ -713,79 +713,54 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 	}
 }
 
+static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
+{
+	if (ev == XML_EV_STREAM_OPEN) {
+		const struct xml_stream_hdr *hd = &s->tok.hdr;
+		int k = hd->id.n ? xml_attr_decode(hd->id, s->stream_id, sizeof(s->stream_id) - 1) : -1;
+		if (k <= 0) {
+			/* the id is part of the dialback key: it must be whole */
+			sess_stream_error(s, SERR_BAD_FORMAT, "missing or oversized stream id");
+			return DRIVE_ALL;
+		}
+		s->stream_id[k] = 0;
+		s->state = 1;
+		s->peer_v1 = span_eq(hd->version, "1.0");
+		if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
+			out_features(h, s, &(struct xml_stanza){ .raw = { "", 0 } });
+		return DRIVE_ON;
+	}
+	const struct xml_stanza *st = &s->tok.st;
+	if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
+		if (!s->got_features)
+			out_features(h, s, st);
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
+		out_db_result(h, s, st);
+	} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
+		s->starttls_sent = false;
+		struct tls_conn *t = span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local)
+								 : NULL;
+		if (!t) {
+			out_give_up(h, s, "STARTTLS refused or failed");
+			return DRIVE_ALL;
+		}
+		net_start_tls(s->c, t, true);
+		return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+	} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
+		/* on success the tokenizer starts over: the peer's new header follows */
+		out_sasl_result(h, s, span_eq(st->name, "success"));
+	} else if (s->bidi && st->nsid == XML_NS_SERVER && st_routable(st)) {
+		/* XEP-0288: the peer's stanzas on our link */
+		net_buf_ref(b);
+		route_stanza(h, s, b, st);
+	}
+	/* anything else on our outbound stream is ignored */
+	return DRIVE_ON;
+}
+
 static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
-	struct sess *s = c->user;
-	struct hubw *h = hubw_of(c->w);
-	size_t off = 0;
-	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
-		size_t used = 0;
-		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
-		if (ev == XML_EV_MORE)
-			break;
-		if (ev == XML_EV_ERROR) {
-			sess_stream_error_xml(s, s->tok.err);
-			return n;
-		}
-		off += used;
-		if (ev == XML_EV_STREAM_OPEN) {
-			const struct xml_stream_hdr *hd = &s->tok.hdr;
-			int k = hd->id.n ? xml_attr_decode(hd->id, s->stream_id, sizeof(s->stream_id) - 1) : -1;
-			if (k <= 0) {
-				/* the id is part of the dialback key: it must be whole */
-				sess_stream_error(s, SERR_BAD_FORMAT, "missing or oversized stream id");
-				return n;
-			}
-			s->stream_id[k] = 0;
-			s->state = 1;
-			s->peer_v1 = span_eq(hd->version, "1.0");
-			if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
-				out_features(h, s, &(struct xml_stanza){ .raw = { "", 0 } });
-		} else if (ev == XML_EV_STANZA) {
-			const struct xml_stanza *st = &s->tok.st;
-			if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
-				if (!s->got_features)
-					out_features(h, s, st);
-			} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
-				out_db_result(h, s, st);
-			} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
-				s->starttls_sent = false;
-				if (!span_eq(st->name, "proceed")) {
-					out_give_up(h, s, "STARTTLS refused");
-					return n;
-				}
-				struct tls_conn *t = tls_conn_new(hub_tls, false, s->remote, s->local);
-				if (!t) {
-					out_give_up(h, s, "TLS setup failed");
-					return n;
-				}
-				net_start_tls(c, t, true);
-				return n; /* nothing may follow <proceed/> in the clear */
-			} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
-				out_sasl_result(h, s, span_eq(st->name, "success"));
-				if (span_eq(st->name, "success"))
-					return off; /* a new stream header follows */
-			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
-				log_warn(c->id, "s2s out %s: stream error from peer: %.*s", s->remote,
-					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
-				net_close(c, false);
-				return n;
-			}
-			else if (s->bidi && st->nsid == XML_NS_SERVER &&
-				 (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
-				  span_eq(st->name, "iq"))) {
-				/* XEP-0288: the peer's stanzas on our link */
-				net_buf_ref(b);
-				route_stanza(h, s, b, st);
-			}
-			/* anything else on our outbound stream is ignored */
-		} else if (ev == XML_EV_STREAM_CLOSE) {
-			sess_sendf(s, "</stream:stream>");
-			net_close(c, true);
-			return n;
-		}
-	}
-	return off;
+	return sess_drive(c->user, b, p, n, out_event);
 }
 
 static void out_on_close(struct net_conn *c, int err)
@@ -961,78 +936,65 @@ static void verify_start(struct hubw *h, struct sess *in, const char *remote, co
 	resolve(h, remote, NULL, v);
 }
 
-static size_t verify_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
 {
-	struct sess *s = c->user;
-	struct hubw *h = hubw_of(c->w);
 	struct verify *v = (struct verify *)s->key;
-	size_t off = 0;
-	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
-		size_t used = 0;
-		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
-		if (ev == XML_EV_MORE)
-			break;
-		if (ev == XML_EV_ERROR) {
-			sess_stream_error_xml(s, s->tok.err);
-			return n;
-		}
-		off += used;
-		bool ask = false;
-		if (ev == XML_EV_STREAM_OPEN) {
-			s->state = 1;
-			if (!span_eq(s->tok.hdr.version, "1.0"))
-				ask = true;
-		} else if (ev == XML_EV_STANZA) {
-			const struct xml_stanza *st = &s->tok.st;
-			if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features") && !s->got_features) {
-				s->got_features = true;
-				bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
-				if (!s->tls_on && offers_tls && s->tls_policy != CFG_TLS_OFF) {
-					/* the key travels under the same TLS policy as the link */
-					sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
-					s->starttls_sent = true;
-				} else if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
-					log_warn(c->id, "s2s verify %s: no STARTTLS offered and TLS is required", s->remote);
-					if (v)
-						verify_answer(h, v, -1);
-					sess_sendf(s, "</stream:stream>");
-					net_close(c, true);
-					return n;
-				} else {
-					ask = true;
-				}
-			} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
-				s->starttls_sent = false;
-				struct tls_conn *t = span_eq(st->name, "proceed") ?
-					tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
-				if (!t) {
-					if (v)
-						verify_answer(h, v, -1);
-					net_close(c, false);
-					return n;
-				}
-				net_start_tls(c, t, true);
-				return n; /* nothing may follow <proceed/> in the clear */
-			} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
-				int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
+	struct net_conn *c = s->c;
+	bool ask = false;
+	if (ev == XML_EV_STREAM_OPEN) {
+		s->state = 1;
+		if (!span_eq(s->tok.hdr.version, "1.0"))
+			ask = true;
+	} else {
+		const struct xml_stanza *st = &s->tok.st;
+		if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features") && !s->got_features) {
+			s->got_features = true;
+			bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
+			if (!s->tls_on && offers_tls && s->tls_policy != CFG_TLS_OFF) {
+				/* the key travels under the same TLS policy as the link */
+				sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
+				s->starttls_sent = true;
+			} else if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
+				log_warn(c->id, "s2s verify %s: no STARTTLS offered and TLS is required", s->remote);
 				if (v)
-					verify_answer(h, v, res);
+					verify_answer(h, v, -1);
 				sess_sendf(s, "</stream:stream>");
 				net_close(c, true);
-				return n;
-			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
-				net_close(c, false);
-				return n;
+				return DRIVE_ALL;
+			} else {
+				ask = true;
 			}
-		} else if (ev == XML_EV_STREAM_CLOSE) {
-			net_close(c, false);
-			return n;
+		} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
+			s->starttls_sent = false;
+			struct tls_conn *t = span_eq(st->name, "proceed") ?
+				tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
+			if (!t) {
+				if (v)
+					verify_answer(h, v, -1);
+				net_close(c, false);
+				return DRIVE_ALL;
+			}
+			net_start_tls(c, t, true);
+			return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+		} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
+			int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
+			if (v)
+				verify_answer(h, v, res);
+			sess_sendf(s, "</stream:stream>");
+			net_close(c, true);
+			return DRIVE_ALL;
 		}
-		if (ask && v)
-			sess_sendf(s, "<db:verify from='%s' to='%s' id='%s'>%s</db:verify>", v->local, v->remote,
-				   v->id, v->key);
 	}
-	return off;
+	if (ask && v)
+		sess_sendf(s, "<db:verify from='%s' to='%s' id='%s'>%s</db:verify>", v->local, v->remote, v->id,
+			   v->key);
+	(void)b;
+	return DRIVE_ON;
+}
+
+static size_t verify_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	return sess_drive(c->user, b, p, n, verify_event);
 }
 
 static void verify_on_connect(struct net_conn *c, int err)
@@ -1390,71 +1352,42 @@ static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza
 	(void)h;
 }
 
+static enum drive in_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
+{
+	if (ev == XML_EV_STREAM_OPEN) {
+		in_stream_open(h, s);
+		return DRIVE_ON;
+	}
+	const struct xml_stanza *st = &s->tok.st;
+	if (st->nsid == XML_NS_TLS && span_eq(st->name, "starttls")) {
+		in_starttls(h, s);
+		return DRIVE_ALL; /* what follows is TLS */
+	}
+	if (st->nsid == XML_NS_SASL && span_eq(st->name, "auth")) {
+		in_sasl_auth(h, s, st);
+		return DRIVE_ON;
+	}
+	if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED && s->tls_offered) {
+		/* RFC 6120 §5.3.1: STARTTLS is mandatory-to-negotiate here */
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "STARTTLS required");
+		return DRIVE_ALL;
+	}
+	if (st->nsid == XML_NS_SERVER && st_routable(st)) {
+		net_buf_ref(b); /* ours: b is what this worker received */
+		route_stanza(h, s, b, st);
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
+		in_db_result(h, s, st);
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
+		in_db_verify(h, s, st);
+	} else {
+		sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+	}
+	return DRIVE_ON;
+}
+
 static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
-	struct sess *s = c->user;
-	struct hubw *h = hubw_of(c->w);
-	size_t off = 0;
-	MET_ADD(h->m, bytes_in, n);
-	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
-		size_t used = 0;
-		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
-		if (ev == XML_EV_MORE)
-			break;
-		if (ev == XML_EV_ERROR) {
-			sess_stream_error_xml(s, s->tok.err);
-			return n;
-		}
-		if (ev == XML_EV_STREAM_OPEN) {
-			in_stream_open(h, s);
-		} else if (ev == XML_EV_STANZA) {
-			const struct xml_stanza *st = &s->tok.st;
-			if (st->nsid == XML_NS_TLS && span_eq(st->name, "starttls")) {
-				in_starttls(h, s);
-				return n; /* what follows is TLS */
-			}
-			if (st->nsid == XML_NS_SASL && span_eq(st->name, "auth")) {
-				in_sasl_auth(h, s, st);
-				off += used;
-				continue;
-			}
-			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED && s->tls_offered &&
-			    !(st->nsid == XML_NS_STREAMS)) {
-				/* RFC 6120 §5.3.1: STARTTLS is mandatory-to-negotiate here */
-				sess_stream_error(s, SERR_POLICY_VIOLATION, "STARTTLS required");
-				return n;
-			}
-			if (st->nsid == XML_NS_SERVER) {
-				if (span_eq(st->name, "message") || span_eq(st->name, "presence") ||
-				    span_eq(st->name, "iq")) {
-					net_buf_ref(b); /* ours: b is what this worker received */
-					route_stanza(h, s, b, st);
-				}
-				else
-					sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
-			} else if (st->nsid == XML_NS_DIALBACK) {
-				if (span_eq(st->name, "result"))
-					in_db_result(h, s, st);
-				else if (span_eq(st->name, "verify"))
-					in_db_verify(h, s, st);
-				else
-					sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
-			} else if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "error")) {
-				log_info(c->id, "s2s in: stream error from peer: %.*s",
-					 (int)(st->raw.n > 300 ? 300 : st->raw.n), st->raw.p);
-				net_close(c, false);
-				return n;
-			} else {
-				sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
-			}
-		} else if (ev == XML_EV_STREAM_CLOSE) {
-			sess_sendf(s, "</stream:stream>");
-			net_close(c, true);
-			return n;
-		}
-		off += used;
-	}
-	return off;
+	return sess_drive(c->user, b, p, n, in_event);
 }
 
 static void in_on_close(struct net_conn *c, int err)

@@ -208,3 +208,44 @@ int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap)
 	}
 	return cfg_domain_normalise(d, dn, out, cap);
 }
+
+/* The loop every session runs over received bytes: tokenize, hand each
+ * stream header and stanza to the session's handler, and deal here with
+ * what is the same for all: malformed input (the stream error the
+ * tokenizer names), the peer's stream error, its </stream:stream>, and
+ * whitespace keepalives. Returns the bytes consumed (net keeps the rest). */
+size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, sess_event_fn fn)
+{
+	struct net_conn *c = s->c;
+	struct hubw *h = hubw_of(c->w);
+	size_t off = 0;
+	MET_ADD(h->m, bytes_in, n);
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		size_t used = 0;
+		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
+		if (ev == XML_EV_MORE)
+			break;
+		if (ev == XML_EV_ERROR) {
+			sess_stream_error_xml(s, s->tok.err);
+			return n;
+		}
+		off += used;
+		if (ev == XML_EV_WHITESPACE)
+			continue;
+		if (ev == XML_EV_STREAM_CLOSE) {
+			/* RFC 6120 §4.4: answer with our own close */
+			sess_sendf(s, "</stream:stream>");
+			net_close(c, true);
+			return n;
+		}
+		if (ev == XML_EV_STANZA && s->tok.st.nsid == XML_NS_STREAMS && span_eq(s->tok.st.name, "error")) {
+			log_info(c->id, "stream error from peer: %.*s", (int)(s->tok.st.raw.n > 300 ? 300 : s->tok.st.raw.n),
+				 s->tok.st.raw.p);
+			net_close(c, false);
+			return n;
+		}
+		if (fn(h, s, b, ev) == DRIVE_ALL)
+			return n;
+	}
+	return off;
+}
