@@ -24,8 +24,8 @@
 /* Log-linear: 32 linear sub-buckets per power of two, so any reported
  * percentile is within ~3% of the true value; values are nanoseconds. */
 #define BH_SUB_BITS 5
-#define BH_SUB (1u << BH_SUB_BITS)
-#define BH_BUCKETS ((64 - BH_SUB_BITS + 1) * BH_SUB)
+#define BH_SUB      (1u << BH_SUB_BITS)
+#define BH_BUCKETS  ((64 - BH_SUB_BITS + 1) * BH_SUB)
 
 struct bench_hist {
 	uint64_t count;
@@ -46,8 +46,8 @@ enum bench_scenario {
 	BS_S2S_COMPONENT, /* s2s links -> target -> components */
 	BS_COMPONENT_S2S, /* components -> target -> s2s (target dials the bench) */
 	BS_ECHO,          /* s2s -> target -> component, echoed back -> s2s
-	                   * (the `transit` scenario: a hub carrying traffic
-	                   * between remote servers through a service) */
+			   * (the `transit` scenario: a hub carrying traffic
+			   * between remote servers through a service) */
 	BS_IDLE_LINKS,    /* many authenticated links, idle; memory and CPU per link */
 };
 
@@ -57,27 +57,27 @@ struct bench_opts {
 	enum bench_scenario scenario;
 	struct sockaddr_in target_s2s, target_comp;
 	bool have_comp;
-	struct sockaddr_in listen_db;  /* the bench's dialback / inbound s2s listener */
-	bool relay;                    /* HAProxy mode: plain relay, no XMPP peer */
+	struct sockaddr_in listen_db; /* the bench's dialback / inbound s2s listener */
+	bool relay;                   /* HAProxy mode: plain relay, no XMPP peer */
 	struct sockaddr_in relay_listen;
-	int target_pid;                /* 0: no CPU/RSS figures */
-	char target_domain[256];       /* s2s stream to=; defaults to the component domain */
-	char comp_domains[8][256];     /* --comp-domain a,b,...: component i uses [i % n] */
+	int target_pid;            /* 0: no CPU/RSS figures */
+	char target_domain[256];   /* s2s stream to=; defaults to the component domain */
+	char comp_domains[8][256]; /* --comp-domain a,b,...: component i uses [i % n] */
 	int ncomp_domains;
 	char comp_secret[256];
-	char domain_fmt[64];           /* printf format of bench domains, %d = 1..N */
-	char db_secret[64];            /* dialback secret of the bench's domains */
+	char domain_fmt[64]; /* printf format of bench domains, %d = 1..N */
+	char db_secret[64];  /* dialback secret of the bench's domains */
 	int links, domains, components;
 	double seconds, warmup, drain;
-	int size;                      /* target size of a message stanza, bytes */
-	int window;                    /* closed loop: in-flight stanzas per sending connection */
-	double rate;                   /* open loop: stanzas/s in total; 0 = closed loop */
+	int size;                          /* target size of a message stanza, bytes */
+	int window;                        /* closed loop: in-flight stanzas per sending connection */
+	double rate;                       /* open loop: stanzas/s in total; 0 = closed loop */
 	int mix_msg, mix_presence, mix_iq; /* relative weights */
-	int connect_concurrency;       /* connections being set up at once */
+	int connect_concurrency;           /* connections being set up at once */
 	int cpus[64], ncpus;
 	enum bench_fault fault;
-	bool quiet;                    /* no progress lines */
-	double setup_timeout;          /* s to establish every link */
+	bool quiet;           /* no progress lines */
+	double setup_timeout; /* s to establish every link */
 	/* --tls: STARTTLS on every s2s link, both directions, then SASL
 	 * EXTERNAL where offered (dialback otherwise), with net/tls.h */
 	bool tls;
@@ -87,24 +87,24 @@ struct bench_opts {
 /* What a run measured; filled by bench_run(). */
 struct bench_result {
 	uint64_t sent, delivered, bounced, lost, out_of_order, dup;
-	uint64_t measured_delivered;   /* delivered inside the measured window */
-	double measured_s;             /* length of the measured window */
-	struct bench_hist hist;        /* latency of stanzas delivered in the window */
+	uint64_t measured_delivered; /* delivered inside the measured window */
+	double measured_s;           /* length of the measured window */
+	struct bench_hist hist;      /* latency of stanzas delivered in the window */
 	/* target process over the measured window */
 	bool have_target;
 	double target_cpu_s;
-	uint64_t target_rss_kib;       /* max sampled VmRSS in the window */
-	uint64_t target_hwm_kib;       /* VmHWM at the end */
-	uint64_t target_rss_before_kib;/* idle-links: VmRSS before the links */
+	uint64_t target_rss_kib;        /* max sampled VmRSS in the window */
+	uint64_t target_hwm_kib;        /* VmHWM at the end */
+	uint64_t target_rss_before_kib; /* idle-links: VmRSS before the links */
 	/* setup */
 	int links_up, links_wanted, comps_up;
 	double setup_s;
 	/* --tls: links that ran TLS and how they authenticated */
-	int tls_out, external_out;     /* the bench's links to the target */
-	int tls_in, external_in;       /* the target's links to the bench */
-	int plain_verify_in;           /* <db:verify/> received without the required STARTTLS */
-	char tls_info[96];             /* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
-	char error[512];               /* non-empty: the run could not be done */
+	int tls_out, external_out; /* the bench's links to the target */
+	int tls_in, external_in;   /* the target's links to the bench */
+	int plain_verify_in;       /* <db:verify/> received without the required STARTTLS */
+	char tls_info[96];         /* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
+	char error[512];           /* non-empty: the run could not be done */
 };
 
 int bench_run(const struct bench_opts *o, struct bench_result *r);
@@ -113,8 +113,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *r);
 int bench_proc_sample(int pid, double *cpu_s, uint64_t *rss_kib, uint64_t *hwm_kib);
 
 /* XEP-0185 dialback key: hex(HMAC-SHA256(hex(SHA256(secret)), "recv orig id")). */
-void bench_db_key(const char *secret, const char *recv, const char *orig,
-		  const char *stream_id, char out[65]);
+void bench_db_key(const char *secret, const char *recv, const char *orig, const char *stream_id, char out[65]);
 /* XEP-0114 handshake: hex(SHA1(stream_id + secret)). */
 void bench_comp_handshake(const char *stream_id, const char *secret, char out[41]);
 

@@ -72,7 +72,7 @@
 #include "bench/bench.h"
 #include "net/tls.h"
 
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_TLS  "urn:ietf:params:xml:ns:xmpp-tls"
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 /* ciphertext read per recv: with the plaintext drained after each feed, the
  * engine's input (bounded at 64 KiB) never holds more than a record plus this */
@@ -90,8 +90,7 @@ static void be_hex(const unsigned char *b, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
-void bench_db_key(const char *secret, const char *recv, const char *orig,
-		  const char *stream_id, char out[65])
+void bench_db_key(const char *secret, const char *recv, const char *orig, const char *stream_id, char out[65])
 {
 	unsigned char d[WC_SHA256_DIGEST_SIZE];
 	char khex[2 * WC_SHA256_DIGEST_SIZE + 1], text[1024];
@@ -174,39 +173,39 @@ struct bconn {
 	bool recv_busy, send_busy, connect_busy, dirty, closing, counted_setup;
 	char *rbuf;
 	size_t rlen, rcap;
-	int depth;                 /* 0 before the stream header, 1 after */
-	bool want_features;        /* S2S_OUT: peer said version='1.0' */
+	int depth;          /* 0 before the stream header, 1 after */
+	bool want_features; /* S2S_OUT: peer said version='1.0' */
 	struct bc_obuf ob[2];
-	int acc;                   /* ob[acc] accumulates; ob[acc^1] is in flight */
+	int acc; /* ob[acc] accumulates; ob[acc^1] is in flight */
 	size_t soff;
 	char stream_id[128];
 	int dom_first, ndom, ndom_valid; /* S2S_OUT: piggybacked bench domains */
-	int comp_dom;              /* COMP: index into comp_domains */
+	int comp_dom;                    /* COMP: index into comp_domains */
 	int flow_first, nflows, next_flow;
 	/* TLS (--tls) */
 	struct tls_conn *tls;
-	bool tls_done;             /* handshake finished */
-	bool switch_tls;           /* stop parsing: what follows is TLS */
+	bool tls_done;   /* handshake finished */
+	bool switch_tls; /* stop parsing: what follows is TLS */
 	bool starttls_sent, sasl_sent, sasl_ok;
-	bool send_cipher;          /* the send in flight is from cob */
-	char *cbuf;                /* ciphertext receive buffer */
-	struct bc_obuf cob;        /* ciphertext being sent */
-	char peer[256];            /* S2S_IN: the stream's from */
+	bool send_cipher;   /* the send in flight is from cob */
+	char *cbuf;         /* ciphertext receive buffer */
+	struct bc_obuf cob; /* ciphertext being sent */
+	char peer[256];     /* S2S_IN: the stream's from */
 	uint32_t inflight;
-	uint64_t next_ns;          /* open loop: when the next stanza is due */
-	uint64_t base_ns;          /* open loop: when the first one was due */
+	uint64_t next_ns; /* open loop: when the next stanza is due */
+	uint64_t base_ns; /* open loop: when the first one was due */
 	double interval_ns;
 	uint64_t due_count;
 };
 
 struct bflow {
-	int conn;                  /* sending connection */
-	int from_dom, to_dom;      /* bench domain index / component domain index */
+	int conn;             /* sending connection */
+	int from_dom, to_dom; /* bench domain index / component domain index */
 	int user;
-	bool from_comp;            /* component -> s2s */
+	bool from_comp;              /* component -> s2s */
 	uint32_t next_seq, max_seen; /* max_seen = highest seq received + 1 */
 	uint64_t sent, delivered, bounced;
-	bool held;                 /* --fault reorder: a stanza kept back */
+	bool held; /* --fault reorder: a stanza kept back */
 	char held_buf[2048];
 	size_t held_len;
 };
@@ -334,8 +333,7 @@ static void be_write(struct eng *e, struct bconn *c, const char *p, size_t n)
 	be_mark_dirty(e, c);
 }
 
-static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void be_writef(struct eng *e, struct bconn *c, const char *fmt, ...)
 {
 	char buf[4096];
@@ -436,10 +434,12 @@ static void be_close(struct eng *e, struct bconn *c, const char *why)
 		return;
 	if (why)
 		be_error(e, "connection %d (%s) closed: %s", c->idx,
-			 c->role == BC_S2S_OUT ? "s2s out" : c->role == BC_S2S_IN ? "s2s in" :
-			 c->role == BC_COMP ? "component" : "relay", why);
-	if (!c->counted_setup && (c->role == BC_S2S_OUT || c->role == BC_COMP) &&
-	    c->state != BC_IDLE) {
+			 c->role == BC_S2S_OUT  ? "s2s out"
+			 : c->role == BC_S2S_IN ? "s2s in"
+			 : c->role == BC_COMP   ? "component"
+						: "relay",
+			 why);
+	if (!c->counted_setup && (c->role == BC_S2S_OUT || c->role == BC_COMP) && c->state != BC_IDLE) {
 		c->counted_setup = true;
 		e->setups_pending--;
 	}
@@ -525,10 +525,10 @@ static bool bx_eq(struct bx_span s, const char *lit)
 static struct bx_span bx_name(const char *tag, size_t tl)
 {
 	size_t i = 1;
-	while (i < tl && tag[i] != ' ' && tag[i] != '\t' && tag[i] != '\n' && tag[i] != '\r' &&
-	       tag[i] != '/' && tag[i] != '>')
+	while (i < tl && tag[i] != ' ' && tag[i] != '\t' && tag[i] != '\n' && tag[i] != '\r' && tag[i] != '/' &&
+	       tag[i] != '>')
 		i++;
-	return (struct bx_span){ tag + 1, i - 1 };
+	return (struct bx_span){tag + 1, i - 1};
 }
 
 /* Attribute value (raw, unescaped: the bench's own values need no escaping). */
@@ -573,7 +573,7 @@ static void bx_cstr(struct bx_span s, char *out, size_t cap)
 static struct bx_span bx_text(const char *el, size_t n, size_t tl)
 {
 	const char *lt = memchr(el + tl, '<', n - tl);
-	return (struct bx_span){ el + tl, lt ? (size_t)(lt - (el + tl)) : 0 };
+	return (struct bx_span){el + tl, lt ? (size_t)(lt - (el + tl)) : 0};
 }
 
 /* ---- traffic ---------------------------------------------------------------- */
@@ -730,9 +730,8 @@ static void be_account(struct eng *e, const char *el, size_t tl)
 
 /* ---- protocol ------------------------------------------------------------------ */
 
-static const char *be_stream_ns_db =
-	"xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
-	"xmlns:db='jabber:server:dialback'";
+static const char *be_stream_ns_db = "xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+				     "xmlns:db='jabber:server:dialback'";
 
 static void be_setup_done(struct eng *e, struct bconn *c)
 {
@@ -767,8 +766,8 @@ static void be_s2s_out_header(struct eng *e, struct bconn *c)
 {
 	char d[256];
 	be_domain(e, c->dom_first, d, sizeof d);
-	be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
-		  be_stream_ns_db, d, e->o->target_domain);
+	be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>", be_stream_ns_db, d,
+		  e->o->target_domain);
 }
 
 /* The handshake finished: check the peer, restart the stream (RFC 6120 §5.4.3.3). */
@@ -808,26 +807,29 @@ static void be_on_header(struct eng *e, struct bconn *c, const char *tag, size_t
 			be_s2s_out_results(e, c, 0);
 		}
 	} else if (c->role == BC_S2S_IN) {
-		struct bx_span from = { "", 0 }, to = { "", 0 };
+		struct bx_span from = {"", 0}, to = {"", 0};
 		bx_attr(tag, tl, "from", &from);
 		bx_attr(tag, tl, "to", &to);
 		bool v1 = bx_attr(tag, tl, "version", &v) && bx_eq(v, "1.0");
 		bx_cstr(from, c->peer, sizeof c->peer);
 		snprintf(c->stream_id, sizeof c->stream_id, "fhb%lx%x", (unsigned long)be_rand(e), c->idx);
 		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s id='%s' from='%.*s'%s%.*s%s%s>",
-			  be_stream_ns_db, c->stream_id, (int)to.n, to.p, from.n ? " to='" : "",
-			  (int)from.n, from.p, from.n ? "'" : "", v1 ? " version='1.0'" : "");
+			  be_stream_ns_db, c->stream_id, (int)to.n, to.p, from.n ? " to='" : "", (int)from.n, from.p,
+			  from.n ? "'" : "", v1 ? " version='1.0'" : "");
 		if (v1 && e->o->tls && !c->tls) {
 			/* RFC 6120 §5.3.1: mandatory-to-negotiate, offered alone */
-			be_writef(e, c, "<stream:features><starttls xmlns='" NS_TLS "'><required/></starttls>"
-					"</stream:features>");
+			be_writef(e, c,
+				  "<stream:features><starttls xmlns='" NS_TLS "'><required/></starttls>"
+				  "</stream:features>");
 		} else if (v1) {
 			/* XEP-0178: EXTERNAL once the certificate proves the stream's from */
 			bool ext = c->tls_done && !c->sasl_ok && c->peer[0] &&
 				   tls_peer_verify_domain(c->tls, c->peer) == 0;
-			be_writef(e, c, "<stream:features>%s<dialback xmlns='urn:xmpp:features:dialback'>"
-					"<errors/></dialback></stream:features>",
-				  ext ? "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>" : "");
+			be_writef(e, c,
+				  "<stream:features>%s<dialback xmlns='urn:xmpp:features:dialback'>"
+				  "<errors/></dialback></stream:features>",
+				  ext ? "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>"
+				      : "");
 		}
 		c->state = BC_READY;
 	} else if (c->role == BC_COMP) {
@@ -839,8 +841,7 @@ static void be_on_header(struct eng *e, struct bconn *c, const char *tag, size_t
 }
 
 /* Component: send back what arrived, addresses swapped (echo scenario). */
-static void be_echo(struct eng *e, struct bconn *c, const char *el, size_t n, size_t tl,
-		    struct bx_span name)
+static void be_echo(struct eng *e, struct bconn *c, const char *el, size_t n, size_t tl, struct bx_span name)
 {
 	struct bx_span from, to, id, type;
 	if (!bx_attr(el, tl, "from", &from) || !bx_attr(el, tl, "to", &to) || !bx_attr(el, tl, "id", &id))
@@ -849,14 +850,13 @@ static void be_echo(struct eng *e, struct bconn *c, const char *el, size_t n, si
 	if (has_type && bx_eq(type, "error"))
 		return; /* never answer an error */
 	if (bx_eq(name, "iq")) {
-		be_writef(e, c, "<iq type='result' from='%.*s' to='%.*s' id='%.*s'/>", (int)to.n, to.p,
-			  (int)from.n, from.p, (int)id.n, id.p);
+		be_writef(e, c, "<iq type='result' from='%.*s' to='%.*s' id='%.*s'/>", (int)to.n, to.p, (int)from.n,
+			  from.p, (int)id.n, id.p);
 		return;
 	}
-	be_writef(e, c, "<%.*s from='%.*s' to='%.*s' id='%.*s'%s%.*s%s%s", (int)name.n, name.p,
-		  (int)to.n, to.p, (int)from.n, from.p, (int)id.n, id.p, has_type ? " type='" : "",
-		  has_type ? (int)type.n : 0, has_type ? type.p : "", has_type ? "'" : "",
-		  el[tl - 2] == '/' ? "/>" : ">");
+	be_writef(e, c, "<%.*s from='%.*s' to='%.*s' id='%.*s'%s%.*s%s%s", (int)name.n, name.p, (int)to.n, to.p,
+		  (int)from.n, from.p, (int)id.n, id.p, has_type ? " type='" : "", has_type ? (int)type.n : 0,
+		  has_type ? type.p : "", has_type ? "'" : "", el[tl - 2] == '/' ? "/>" : ">");
 	if (el[tl - 2] != '/')
 		be_write(e, c, el + tl, n - tl); /* children and end tag as received */
 }
@@ -942,7 +942,9 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 	}
 	if (bx_eq(name, "stream:error")) {
 		be_error(e, "stream error from target on connection %d (%s): %.*s", c->idx,
-			 c->role == BC_COMP ? "component" : c->role == BC_S2S_IN ? "s2s in" : "s2s out",
+			 c->role == BC_COMP     ? "component"
+			 : c->role == BC_S2S_IN ? "s2s in"
+						: "s2s out",
 			 (int)(n > 300 ? 300 : n), el);
 		be_close(e, c, NULL);
 		return;
@@ -1005,7 +1007,7 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 		return;
 	}
 	if (c->role == BC_S2S_IN) {
-		struct bx_span from = { "", 0 }, to = { "", 0 }, id = { "", 0 };
+		struct bx_span from = {"", 0}, to = {"", 0}, id = {"", 0};
 		bx_attr(el, tl, "from", &from);
 		bx_attr(el, tl, "to", &to);
 		if (bx_eq(name, "starttls")) {
@@ -1029,14 +1031,17 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 			 * would stall the link being set up), counted and reported,
 			 * since the dialback key then crossed the wire in the clear. */
 			if (!e->r->plain_verify_in++)
-				fprintf(stderr, "fedhub-bench: connection %d (s2s in): the target sent <db:verify/> "
-						"without the STARTTLS the bench requires\n", c->idx);
+				fprintf(stderr,
+					"fedhub-bench: connection %d (s2s in): the target sent <db:verify/> "
+					"without the STARTTLS the bench requires\n",
+					c->idx);
 		} else if (e->o->tls && !c->tls_done) {
 			/* RFC 6120 §5.3.1: nothing but STARTTLS before TLS */
 			be_error(e, "connection %d (s2s in): the target sent <%.*s/> before STARTTLS", c->idx,
 				 (int)name.n, name.p);
-			be_writef(e, c, "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
-					"</stream:error></stream:stream>");
+			be_writef(e, c,
+				  "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+				  "</stream:error></stream:stream>");
 			be_close(e, c, NULL);
 			return;
 		}
@@ -1057,8 +1062,8 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 		}
 		if (bx_eq(name, "db:result")) {
 			/* The target authenticating its own stream to us: accepted (see top). */
-			be_writef(e, c, "<db:result from='%.*s' to='%.*s' type='valid'/>", (int)to.n, to.p,
-				  (int)from.n, from.p);
+			be_writef(e, c, "<db:result from='%.*s' to='%.*s' type='valid'/>", (int)to.n, to.p, (int)from.n,
+				  from.p);
 			return;
 		}
 		if (is_traffic)
@@ -1099,9 +1104,13 @@ static void be_process(struct eng *e, struct bconn *c)
 			for (size_t j = 0; j < k; j++) /* keep the message on one line */
 				if ((unsigned char)p[j] < 0x20)
 					p[j] = '.';
-			be_error(e, "connection %d (%s): text outside any element at byte %zu of the buffer, "
-				 "after %zu bytes of stanzas: \"%.*s\"", c->idx,
-				 c->role == BC_COMP ? "component" : c->role == BC_S2S_IN ? "s2s in" : "s2s out",
+			be_error(e,
+				 "connection %d (%s): text outside any element at byte %zu of the buffer, "
+				 "after %zu bytes of stanzas: \"%.*s\"",
+				 c->idx,
+				 c->role == BC_COMP     ? "component"
+				 : c->role == BC_S2S_IN ? "s2s in"
+							: "s2s out",
 				 pos, pos, (int)k, p);
 			be_close(e, c, NULL);
 			return;
@@ -1120,8 +1129,9 @@ static void be_process(struct eng *e, struct bconn *c)
 			if (!t)
 				break;
 			pos += t;
-			be_close(e, c, e->generating || c->role == BC_S2S_OUT || c->role == BC_COMP ?
-					       "stream closed by peer" : NULL);
+			be_close(e, c,
+				 e->generating || c->role == BC_S2S_OUT || c->role == BC_COMP ? "stream closed by peer"
+											      : NULL);
 			return;
 		}
 		if (c->depth == 0) {
@@ -1250,8 +1260,9 @@ static void be_start_connect(struct eng *e, struct bconn *c)
 static void be_on_connected(struct eng *e, struct bconn *c)
 {
 	if (c->role == BC_COMP) {
-		be_writef(e, c, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
-				"xmlns:stream='http://etherx.jabber.org/streams' to='%s'>",
+		be_writef(e, c,
+			  "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+			  "xmlns:stream='http://etherx.jabber.org/streams' to='%s'>",
 			  e->o->comp_domains[c->comp_dom]);
 	} else if (e->o->relay) {
 		char d[256];
@@ -1274,7 +1285,8 @@ static int be_listen(struct eng *e, const struct sockaddr_in *sa)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	/* a previous run's ring may release its listener a moment after it exits */
 	int rc;
-	for (int i = 0; (rc = bind(fd, (const struct sockaddr *)sa, sizeof *sa)) < 0 && errno == EADDRINUSE && i < 30; i++)
+	for (int i = 0; (rc = bind(fd, (const struct sockaddr *)sa, sizeof *sa)) < 0 && errno == EADDRINUSE && i < 30;
+	     i++)
 		usleep(100000);
 	if (rc < 0 || listen(fd, 4096) < 0) {
 		char a[64];
@@ -1468,8 +1480,8 @@ static uint64_t be_inflight(struct eng *e)
 static int be_ring_turn(struct eng *e, uint64_t wait_ns)
 {
 	be_flush_dirty(e);
-	struct __kernel_timespec ts = { .tv_sec = (long long)(wait_ns / 1000000000ull),
-					.tv_nsec = (long long)(wait_ns % 1000000000ull) };
+	struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000ull),
+				       .tv_nsec = (long long)(wait_ns % 1000000000ull)};
 	struct io_uring_cqe *cqe;
 	int rc = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR) {
@@ -1478,7 +1490,8 @@ static int be_ring_turn(struct eng *e, uint64_t wait_ns)
 	}
 	e->now = be_now();
 	unsigned head, seen = 0;
-	io_uring_for_each_cqe(&e->ring, head, cqe) {
+	io_uring_for_each_cqe(&e->ring, head, cqe)
+	{
 		be_on_cqe(e, cqe);
 		seen++;
 	}
@@ -1491,10 +1504,10 @@ static void be_progress(struct eng *e, double t, const char *phase)
 	if (e->o->quiet)
 		return;
 	uint64_t p99 = bench_hist_quantile(&e->sec_hist, 0.99);
-	fprintf(stderr, "[%6.1fs] %-8s rate %9llu/s  p99 %8.3f ms  in-flight %7llu  bounced %llu  links %d/%d  comps %d\n",
-		t, phase, (unsigned long long)e->sec_delivered, (double)p99 / 1e6,
-		(unsigned long long)be_inflight(e), (unsigned long long)e->r->bounced, e->r->links_up,
-		e->r->links_wanted, e->r->comps_up);
+	fprintf(stderr,
+		"[%6.1fs] %-8s rate %9llu/s  p99 %8.3f ms  in-flight %7llu  bounced %llu  links %d/%d  comps %d\n", t,
+		phase, (unsigned long long)e->sec_delivered, (double)p99 / 1e6, (unsigned long long)be_inflight(e),
+		(unsigned long long)e->r->bounced, e->r->links_up, e->r->links_wanted, e->r->comps_up);
 	bench_hist_reset(&e->sec_hist);
 	e->sec_delivered = 0;
 }
@@ -1558,7 +1571,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 				o->target_pid);
 	}
 	if (o->tls) {
-		struct tls_opts to = { .ca_file = o->tls_ca, .verify_required = false };
+		struct tls_opts to = {.ca_file = o->tls_ca, .verify_required = false};
 		e->tls = tls_ctx_new(&to);
 		int k = e->tls ? tls_ctx_add_cert(e->tls, o->tls_cert, o->tls_key) : TLS_ERR_NOMEM;
 		if (k < 1) {
@@ -1598,17 +1611,19 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 				stuck = false;
 		if (stuck || r->error[0] || (double)(e->now - t_start) / 1e9 > o->setup_timeout) {
 			if (!r->error[0]) {
-				int st[BC_CLOSED + 1] = { 0 }, nin = 0;
+				int st[BC_CLOSED + 1] = {0}, nin = 0;
 				for (int i = 0; i < e->nc; i++) {
 					if (e->c[i].role == BC_S2S_OUT)
 						st[e->c[i].state]++;
 					nin += e->c[i].role == BC_S2S_IN;
 				}
-				be_error(e, "setup incomplete after %.0f s: %d/%d links (%d connecting, %d awaiting "
+				be_error(e,
+					 "setup incomplete after %.0f s: %d/%d links (%d connecting, %d awaiting "
 					 "the stream, %d awaiting dialback results, %d closed; %d connections from "
 					 "the target), %d/%d components",
 					 o->setup_timeout, r->links_up, o->links, st[BC_CONNECTING], st[BC_STREAM],
-					 st[BC_AUTH], st[BC_CLOSED], nin, r->comps_up, o->have_comp ? o->components : 0);
+					 st[BC_AUTH], st[BC_CLOSED], nin, r->comps_up,
+					 o->have_comp ? o->components : 0);
 			}
 			goto out;
 		}
@@ -1712,7 +1727,7 @@ out:
 		shutdown(e->lfd_db, SHUT_RDWR);
 	if (e->lfd_relay >= 0)
 		shutdown(e->lfd_relay, SHUT_RDWR);
-	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
+	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50000000};
 	struct io_uring_cqe *cqe;
 	while (io_uring_wait_cqe_timeout(&e->ring, &cqe, &ts) == 0)
 		io_uring_cqe_seen(&e->ring, cqe);

@@ -40,81 +40,84 @@ static bool bm_transit;
 static const char *bm_scenario_name(enum bench_scenario s)
 {
 	switch (s) {
-	case BS_S2S_COMPONENT: return "s2s-component";
-	case BS_COMPONENT_S2S: return "component-s2s";
-	case BS_ECHO: return bm_transit ? "transit" : "echo";
-	case BS_IDLE_LINKS: return "idle-links";
+	case BS_S2S_COMPONENT:
+		return "s2s-component";
+	case BS_COMPONENT_S2S:
+		return "component-s2s";
+	case BS_ECHO:
+		return bm_transit ? "transit" : "echo";
+	case BS_IDLE_LINKS:
+		return "idle-links";
 	}
 	return "?";
 }
 
 static void bm_usage(FILE *f)
 {
-	fputs(
-"usage: fedhub-bench SCENARIO [options]\n"
-"       fedhub-bench compare SCENARIO --targets fedhub,prosody,ejabberd,haproxy [options]\n"
-"\n"
-"Scenarios:\n"
-"  s2s-component  remote servers (s2s links, dialback) send to a component through the target\n"
-"  component-s2s  components send to the bench's domains; the target dials the bench (dialback)\n"
-"  echo           s2s -> target -> component, which echoes back -> target -> s2s (round trip)\n"
-"  idle-links     many authenticated s2s links held idle: target memory and CPU per link,\n"
-"                 then one stanza per link to show each is still alive\n"
-"  tokenizer      the XML tokenizer alone (bench/tok_bench.c)\n"
-"  handshakes     TLS handshakes/s and bulk cost of the TLS engine (bench/tls_bench.c)\n"
-"  certload       start-up cost of many per-domain certificates (bench/tls_bench.c)\n"
-"  relay          the worker runtime alone: bytes through one worker vs direct (bench/net_relay.c)\n"
-"  transit        the same run as echo, named for what it shows: a hub carrying traffic from\n"
-"                 remote servers to remote servers through an internal service (s2s in ->\n"
-"                 target -> component -> target -> s2s out, end-to-end latency). A plain\n"
-"                 s2s -> s2s relay is not a transit scenario: an XMPP server accepts inbound\n"
-"                 s2s stanzas only for the domains it serves (RFC 6120 address checks)\n"
-"\n"
-"Target (defaults are fedhub's bench config, bench/peers/fedhub.conf.in):\n"
-"  --target-s2s HOST:PORT    target's s2s listener            (127.0.0.1:22269)\n"
-"  --target-comp HOST:PORT   target's component listener      (127.0.0.1:22347)\n"
-"  --target-pid PID          measure its CPU (utime+stime over the measured window) and RSS\n"
-"  --target-name NAME        label in reports and JSON        (target)\n"
-"  --target-domain D         to= of the bench's s2s streams   (the first component domain)\n"
-"  --comp-domain D[,D...]    component domain(s); component i uses the (i mod n)th (comp.fhb)\n"
-"  --comp-secret S           XEP-0114 secret                  (s3cret)\n"
-"  --relay HOST:PORT         relay mode (HAProxy): the bench listens here as the far end of a\n"
-"                            plain TCP relay from --target-s2s; no XMPP peer, no dialback\n"
-"TLS:\n"
-"  --tls                     STARTTLS on every s2s link, both directions (RFC 6120 §5), then\n"
-"                            SASL EXTERNAL (XEP-0178) where offered, dialback for the other\n"
-"                            domains of a link; the TLS engine is fedhub's own (net/tls.h).\n"
-"                            compare: target.sh sets the target up for it (fedhub only)\n"
-"  --tls-dir DIR             ca.pem, bench.pem, bench.key (bench/peers/mkcerts.sh DIR makes\n"
-"                            them); compare mode uses the ones target.sh made\n"
-"Bench side:\n"
-"  --listen HOST:PORT        the bench's dialback/s2s listener the target dials (127.0.0.1:22270)\n"
-"  --domain-format FMT       names of the bench's domains, %d = 1..N (bench%d.fhb)\n"
-"  --db-secret S             dialback secret of the bench's domains (fhb-dialback)\n"
-"  --links M                 s2s links (4)\n"
-"  --domains N               bench domains, piggybacked ceil(N/M) per link (= links)\n"
-"  --components K            component connections (1)\n"
-"  --connect-concurrency N   connections being set up at once (256)\n"
-"  --setup-timeout S         seconds to bring every link up (60)\n"
-"  --cpus LIST               pin the bench to these CPUs, e.g. 0 or 0,1 or 0-3\n"
-"Load:\n"
-"  --seconds T               measured window (10)\n"
-"  --warmup W                warm-up before it, not measured (2)\n"
-"  --drain D                 max seconds to wait for stanzas in flight at the end (10)\n"
-"  --size BYTES              message stanza size (300)\n"
-"  --window W                closed loop: stanzas in flight per sending connection (64)\n"
-"  --rate R                  open loop: R stanzas/s in total, latency from the intended send\n"
-"                            time (coordinated omission corrected)\n"
-"  --mix msg=90,presence=5,iq=5   stanza mix (relative weights)\n"
-"Output:\n"
-"  --json FILE               write the results as JSON\n"
-"  --quiet                   no per-second progress lines\n"
-"Compare mode:\n"
-"  --targets LIST            targets to start in turn with bench/peers/target.sh\n"
-"  --peers DIR               where target.sh and the configs live (auto-detected)\n"
-"  --target-cpus LIST        CPUs for the targets (default: all but the bench's)\n"
-"\n"
-"Exit status: 0 clean; 1 if any stanza was lost or out of order; 2 if the run failed.\n",
+	fputs("usage: fedhub-bench SCENARIO [options]\n"
+	      "       fedhub-bench compare SCENARIO --targets fedhub,prosody,ejabberd,haproxy [options]\n"
+	      "\n"
+	      "Scenarios:\n"
+	      "  s2s-component  remote servers (s2s links, dialback) send to a component through the target\n"
+	      "  component-s2s  components send to the bench's domains; the target dials the bench (dialback)\n"
+	      "  echo           s2s -> target -> component, which echoes back -> target -> s2s (round trip)\n"
+	      "  idle-links     many authenticated s2s links held idle: target memory and CPU per link,\n"
+	      "                 then one stanza per link to show each is still alive\n"
+	      "  tokenizer      the XML tokenizer alone (bench/tok_bench.c)\n"
+	      "  handshakes     TLS handshakes/s and bulk cost of the TLS engine (bench/tls_bench.c)\n"
+	      "  certload       start-up cost of many per-domain certificates (bench/tls_bench.c)\n"
+	      "  relay          the worker runtime alone: bytes through one worker vs direct (bench/net_relay.c)\n"
+	      "  transit        the same run as echo, named for what it shows: a hub carrying traffic from\n"
+	      "                 remote servers to remote servers through an internal service (s2s in ->\n"
+	      "                 target -> component -> target -> s2s out, end-to-end latency). A plain\n"
+	      "                 s2s -> s2s relay is not a transit scenario: an XMPP server accepts inbound\n"
+	      "                 s2s stanzas only for the domains it serves (RFC 6120 address checks)\n"
+	      "\n"
+	      "Target (defaults are fedhub's bench config, bench/peers/fedhub.conf.in):\n"
+	      "  --target-s2s HOST:PORT    target's s2s listener            (127.0.0.1:22269)\n"
+	      "  --target-comp HOST:PORT   target's component listener      (127.0.0.1:22347)\n"
+	      "  --target-pid PID          measure its CPU (utime+stime over the measured window) and RSS\n"
+	      "  --target-name NAME        label in reports and JSON        (target)\n"
+	      "  --target-domain D         to= of the bench's s2s streams   (the first component domain)\n"
+	      "  --comp-domain D[,D...]    component domain(s); component i uses the (i mod n)th (comp.fhb)\n"
+	      "  --comp-secret S           XEP-0114 secret                  (s3cret)\n"
+	      "  --relay HOST:PORT         relay mode (HAProxy): the bench listens here as the far end of a\n"
+	      "                            plain TCP relay from --target-s2s; no XMPP peer, no dialback\n"
+	      "TLS:\n"
+	      "  --tls                     STARTTLS on every s2s link, both directions (RFC 6120 §5), then\n"
+	      "                            SASL EXTERNAL (XEP-0178) where offered, dialback for the other\n"
+	      "                            domains of a link; the TLS engine is fedhub's own (net/tls.h).\n"
+	      "                            compare: target.sh sets the target up for it (fedhub only)\n"
+	      "  --tls-dir DIR             ca.pem, bench.pem, bench.key (bench/peers/mkcerts.sh DIR makes\n"
+	      "                            them); compare mode uses the ones target.sh made\n"
+	      "Bench side:\n"
+	      "  --listen HOST:PORT        the bench's dialback/s2s listener the target dials (127.0.0.1:22270)\n"
+	      "  --domain-format FMT       names of the bench's domains, %d = 1..N (bench%d.fhb)\n"
+	      "  --db-secret S             dialback secret of the bench's domains (fhb-dialback)\n"
+	      "  --links M                 s2s links (4)\n"
+	      "  --domains N               bench domains, piggybacked ceil(N/M) per link (= links)\n"
+	      "  --components K            component connections (1)\n"
+	      "  --connect-concurrency N   connections being set up at once (256)\n"
+	      "  --setup-timeout S         seconds to bring every link up (60)\n"
+	      "  --cpus LIST               pin the bench to these CPUs, e.g. 0 or 0,1 or 0-3\n"
+	      "Load:\n"
+	      "  --seconds T               measured window (10)\n"
+	      "  --warmup W                warm-up before it, not measured (2)\n"
+	      "  --drain D                 max seconds to wait for stanzas in flight at the end (10)\n"
+	      "  --size BYTES              message stanza size (300)\n"
+	      "  --window W                closed loop: stanzas in flight per sending connection (64)\n"
+	      "  --rate R                  open loop: R stanzas/s in total, latency from the intended send\n"
+	      "                            time (coordinated omission corrected)\n"
+	      "  --mix msg=90,presence=5,iq=5   stanza mix (relative weights)\n"
+	      "Output:\n"
+	      "  --json FILE               write the results as JSON\n"
+	      "  --quiet                   no per-second progress lines\n"
+	      "Compare mode:\n"
+	      "  --targets LIST            targets to start in turn with bench/peers/target.sh\n"
+	      "  --peers DIR               where target.sh and the configs live (auto-detected)\n"
+	      "  --target-cpus LIST        CPUs for the targets (default: all but the bench's)\n"
+	      "\n"
+	      "Exit status: 0 clean; 1 if any stanza was lost or out of order; 2 if the run failed.\n",
 	      f);
 }
 
@@ -210,22 +213,27 @@ static void bm_report(FILE *f, const struct bench_opts *o, const char *name, con
 	fprintf(f, "\n== %s against %s\n", bm_scenario_name(o->scenario), name);
 	if (r->error[0])
 		fprintf(f, "error          %s\n", r->error);
-	fprintf(f, "setup          %d/%d links, %d components in %.2f s\n", r->links_up, r->links_wanted,
-		r->comps_up, r->setup_s);
+	fprintf(f, "setup          %d/%d links, %d components in %.2f s\n", r->links_up, r->links_wanted, r->comps_up,
+		r->setup_s);
 	if (o->tls)
-		fprintf(f, "tls            %s; bench->target %d/%d links TLS, %d by SASL EXTERNAL; "
-			   "target->bench %d TLS, %d by SASL EXTERNAL\n",
+		fprintf(f,
+			"tls            %s; bench->target %d/%d links TLS, %d by SASL EXTERNAL; "
+			"target->bench %d TLS, %d by SASL EXTERNAL\n",
 			r->tls_info[0] ? r->tls_info : "no handshake done", r->tls_out, r->links_wanted,
 			r->external_out, r->tls_in, r->external_in);
 	if (o->tls && r->plain_verify_in)
-		fprintf(f, "tls warning    the target sent %d dialback verification(s) in the clear, skipping the "
-			   "STARTTLS the bench requires\n", r->plain_verify_in);
+		fprintf(f,
+			"tls warning    the target sent %d dialback verification(s) in the clear, skipping the "
+			"STARTTLS the bench requires\n",
+			r->plain_verify_in);
 	if (o->scenario == BS_IDLE_LINKS) {
 		fprintf(f, "idle window    %.1f s\n", r->measured_s);
 		if (r->have_target) {
 			fprintf(f, "target RSS     %llu KiB before, %llu KiB with the links: %.1f KiB per link\n",
 				(unsigned long long)r->target_rss_before_kib, (unsigned long long)r->target_rss_kib,
-				r->links_up ? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up : 0);
+				r->links_up
+					? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up
+					: 0);
 			fprintf(f, "target CPU     %.3f s over the idle window (%.2f%% of a core)\n", r->target_cpu_s,
 				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0);
 		}
@@ -240,17 +248,16 @@ static void bm_report(FILE *f, const struct bench_opts *o, const char *name, con
 		const struct bench_hist *h = &r->hist;
 		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
 			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
-			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6,
-			(double)h->max / 1e6);
+			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
 		if (r->have_target)
-			fprintf(f, "target CPU     %.1f%% of a core, %.2f us per stanza; RSS %llu KiB (VmHWM %llu KiB)\n",
+			fprintf(f,
+				"target CPU     %.1f%% of a core, %.2f us per stanza; RSS %llu KiB (VmHWM %llu KiB)\n",
 				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0, bm_cpu_us(r),
 				(unsigned long long)r->target_rss_kib, (unsigned long long)r->target_hwm_kib);
 	}
 	fprintf(f, "stanzas        sent %llu  delivered %llu  bounced %llu  lost %llu  out-of-order %llu%s\n",
 		(unsigned long long)r->sent, (unsigned long long)r->delivered, (unsigned long long)r->bounced,
-		(unsigned long long)r->lost, (unsigned long long)r->out_of_order,
-		r->dup ? "  (duplicates seen)" : "");
+		(unsigned long long)r->lost, (unsigned long long)r->out_of_order, r->dup ? "  (duplicates seen)" : "");
 }
 
 static void bm_json_target(FILE *f, const char *name, const struct bench_result *r, const char *skipped)
@@ -265,11 +272,12 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 		return;
 	}
 	const struct bench_hist *h = &r->hist;
-	fprintf(f, "\"stanzas_per_s\":%.1f,\"cpu_us_per_stanza\":%.3f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
-		   "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"rss_kib\":%llu,\"hwm_kib\":%llu,"
-		   "\"sent\":%llu,\"delivered\":%llu,\"bounced\":%llu,\"lost\":%llu,\"out_of_order\":%llu,"
-		   "\"links_up\":%d,\"links\":%d,\"setup_s\":%.3f,\"measured_s\":%.3f,\"target_cpu_s\":%.3f,"
-		   "\"rss_before_kib\":%llu",
+	fprintf(f,
+		"\"stanzas_per_s\":%.1f,\"cpu_us_per_stanza\":%.3f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+		"\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"rss_kib\":%llu,\"hwm_kib\":%llu,"
+		"\"sent\":%llu,\"delivered\":%llu,\"bounced\":%llu,\"lost\":%llu,\"out_of_order\":%llu,"
+		"\"links_up\":%d,\"links\":%d,\"setup_s\":%.3f,\"measured_s\":%.3f,\"target_cpu_s\":%.3f,"
+		"\"rss_before_kib\":%llu",
 		bm_rate(r), bm_cpu_us(r), bench_hist_quantile(h, 0.5) / 1e3, bench_hist_quantile(h, 0.9) / 1e3,
 		bench_hist_quantile(h, 0.99) / 1e3, bench_hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
 		(unsigned long long)r->target_rss_kib, (unsigned long long)r->target_hwm_kib,
@@ -277,8 +285,9 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 		(unsigned long long)r->lost, (unsigned long long)r->out_of_order, r->links_up, r->links_wanted,
 		r->setup_s, r->measured_s, r->target_cpu_s, (unsigned long long)r->target_rss_before_kib);
 	if (r->tls_info[0])
-		fprintf(f, ",\"tls\":\"%s\",\"tls_links_out\":%d,\"external_out\":%d,\"tls_links_in\":%d,"
-			   "\"external_in\":%d,\"plain_verify_in\":%d",
+		fprintf(f,
+			",\"tls\":\"%s\",\"tls_links_out\":%d,\"external_out\":%d,\"tls_links_in\":%d,"
+			"\"external_in\":%d,\"plain_verify_in\":%d",
 			r->tls_info, r->tls_out, r->external_out, r->tls_in, r->external_in, r->plain_verify_in);
 	if (r->error[0]) {
 		fprintf(f, ",\"error\":\"");
@@ -290,8 +299,7 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 	fputc('}', f);
 }
 
-static int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named *t, int nt,
-			 const char *cmdline)
+static int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named *t, int nt, const char *cmdline)
 {
 	FILE *f = fopen(path, "w");
 	if (!f) {
@@ -307,10 +315,11 @@ static int bm_write_json(const char *path, const struct bench_opts *o, struct bm
 			fputc('\\', f);
 		fputc(*p, f);
 	}
-	fprintf(f, "\",\"mode\":\"%s\",\"rate\":%.0f,\"window\":%d,\"links\":%d,\"domains\":%d,"
-		   "\"components\":%d,\"size\":%d,\"seconds\":%.1f,\"warmup\":%.1f,\"tls\":%s,",
-		o->rate > 0 ? "open" : "closed", o->rate, o->window, o->links, o->domains, o->components,
-		o->size, o->seconds, o->warmup, o->tls ? "true" : "false");
+	fprintf(f,
+		"\",\"mode\":\"%s\",\"rate\":%.0f,\"window\":%d,\"links\":%d,\"domains\":%d,"
+		"\"components\":%d,\"size\":%d,\"seconds\":%.1f,\"warmup\":%.1f,\"tls\":%s,",
+		o->rate > 0 ? "open" : "closed", o->rate, o->window, o->links, o->domains, o->components, o->size,
+		o->seconds, o->warmup, o->tls ? "true" : "false");
 	fprintf(f, "\"machine\":{\"nproc\":%d,\"cpu_model\":\"%s\",\"kernel\":\"%s\"},\"targets\":{", nproc, cpu,
 		kernel);
 	for (int i = 0; i < nt; i++) {
@@ -365,8 +374,8 @@ static void bm_tls_dir(struct bench_opts *o, const char *dir)
 }
 
 /* Runs `target.sh start NAME DIR CPUS NDOMAINS [tls]`; reads key=value lines it prints. */
-static int bm_target_start(const char *peers, const char *name, const char *dir, const char *cpus,
-			   struct bench_opts *o, char *err, size_t errcap)
+static int bm_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
+			   char *err, size_t errcap)
 {
 	char cmd[PATH_MAX + 1024];
 	/* the target must know the bench's domains (static routes, DNS records) */
@@ -428,10 +437,11 @@ static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named 
 		if (strcmp(t[i].name, "fedhub") == 0 && t[i].ran && !t[i].skipped[0])
 			ref = &t[i].r;
 	fprintf(f, "\n%s, %s, %d links x %d domains, %d component(s), %d-byte messages\n",
-		bm_scenario_name(o->scenario), o->rate > 0 ? "open loop" : "closed loop", o->links,
-		o->domains, o->components, o->size);
+		bm_scenario_name(o->scenario), o->rate > 0 ? "open loop" : "closed loop", o->links, o->domains,
+		o->components, o->size);
 	if (o->scenario == BS_IDLE_LINKS) {
-		fprintf(f, "| target | links up | setup s | RSS before MiB | RSS with links MiB | KiB per link | idle CPU %% | alive (delivered/sent) |\n");
+		fprintf(f, "| target | links up | setup s | RSS before MiB | RSS with links MiB | KiB per link | idle "
+			   "CPU %% | alive (delivered/sent) |\n");
 		fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---|\n");
 		for (int i = 0; i < nt; i++) {
 			const struct bench_result *r = &t[i].r;
@@ -442,13 +452,16 @@ static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named 
 			fprintf(f, "| %s | %d/%d | %.2f | %.1f | %.1f | %.1f | %.2f | %llu/%llu |\n", t[i].name,
 				r->links_up, r->links_wanted, r->setup_s, r->target_rss_before_kib / 1024.0,
 				r->target_rss_kib / 1024.0,
-				r->links_up ? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up : 0,
+				r->links_up
+					? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up
+					: 0,
 				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0,
 				(unsigned long long)r->delivered, (unsigned long long)r->sent);
 		}
 		return;
 	}
-	fprintf(f, "| target | stanzas/s | CPU us/stanza | p50 ms | p99 ms | p99.9 ms | RSS MiB | lost | out of order | vs fedhub (rate, CPU) |\n");
+	fprintf(f, "| target | stanzas/s | CPU us/stanza | p50 ms | p99 ms | p99.9 ms | RSS MiB | lost | out of order "
+		   "| vs fedhub (rate, CPU) |\n");
 	fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
 	for (int i = 0; i < nt; i++) {
 		const struct bench_result *r = &t[i].r;
@@ -474,12 +487,19 @@ static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named 
 
 static int bm_scenario(const char *s, enum bench_scenario *out)
 {
-	if (!strcmp(s, "s2s-component")) *out = BS_S2S_COMPONENT;
-	else if (!strcmp(s, "component-s2s")) *out = BS_COMPONENT_S2S;
-	else if (!strcmp(s, "echo")) *out = BS_ECHO;
-	else if (!strcmp(s, "transit")) { *out = BS_ECHO; bm_transit = true; }
-	else if (!strcmp(s, "idle-links")) *out = BS_IDLE_LINKS;
-	else return -1;
+	if (!strcmp(s, "s2s-component"))
+		*out = BS_S2S_COMPONENT;
+	else if (!strcmp(s, "component-s2s"))
+		*out = BS_COMPONENT_S2S;
+	else if (!strcmp(s, "echo"))
+		*out = BS_ECHO;
+	else if (!strcmp(s, "transit")) {
+		*out = BS_ECHO;
+		bm_transit = true;
+	} else if (!strcmp(s, "idle-links"))
+		*out = BS_IDLE_LINKS;
+	else
+		return -1;
 	return 0;
 }
 
@@ -547,93 +567,203 @@ int main(int argc, char **argv)
 	const char *json = NULL, *targets = NULL, *peers_arg = NULL, *target_cpus = NULL, *tls_dir = NULL;
 	char target_name[32] = "target";
 
-	enum { O_S2S = 256, O_COMP, O_PID, O_NAME, O_TDOM, O_CDOM, O_CSEC, O_RELAY, O_LISTEN, O_DFMT,
-	       O_DBSEC, O_LINKS, O_DOMS, O_COMPS, O_CC, O_SETUP, O_CPUS, O_SECS, O_WARM, O_DRAIN,
-	       O_SIZE, O_WIN, O_RATE, O_MIX, O_JSON, O_QUIET, O_TARGETS, O_PEERS, O_TCPUS, O_FAULT,
-	       O_TLS, O_TLSDIR };
-	static const struct option lo[] = {
-		{ "target-s2s", 1, 0, O_S2S }, { "target-comp", 1, 0, O_COMP }, { "target-pid", 1, 0, O_PID },
-		{ "target-name", 1, 0, O_NAME }, { "target-domain", 1, 0, O_TDOM },
-		{ "comp-domain", 1, 0, O_CDOM }, { "comp-secret", 1, 0, O_CSEC }, { "relay", 1, 0, O_RELAY },
-		{ "listen", 1, 0, O_LISTEN }, { "domain-format", 1, 0, O_DFMT }, { "db-secret", 1, 0, O_DBSEC },
-		{ "links", 1, 0, O_LINKS }, { "domains", 1, 0, O_DOMS }, { "components", 1, 0, O_COMPS },
-		{ "connect-concurrency", 1, 0, O_CC }, { "setup-timeout", 1, 0, O_SETUP },
-		{ "cpus", 1, 0, O_CPUS }, { "seconds", 1, 0, O_SECS }, { "warmup", 1, 0, O_WARM },
-		{ "drain", 1, 0, O_DRAIN }, { "size", 1, 0, O_SIZE }, { "window", 1, 0, O_WIN },
-		{ "rate", 1, 0, O_RATE }, { "mix", 1, 0, O_MIX }, { "json", 1, 0, O_JSON },
-		{ "quiet", 0, 0, O_QUIET }, { "targets", 1, 0, O_TARGETS }, { "peers", 1, 0, O_PEERS },
-		{ "target-cpus", 1, 0, O_TCPUS }, { "fault", 1, 0, O_FAULT }, { "help", 0, 0, 'h' },
-		{ "tls", 0, 0, O_TLS }, { "tls-dir", 1, 0, O_TLSDIR },
-		{ 0, 0, 0, 0 }
+	enum {
+		O_S2S = 256,
+		O_COMP,
+		O_PID,
+		O_NAME,
+		O_TDOM,
+		O_CDOM,
+		O_CSEC,
+		O_RELAY,
+		O_LISTEN,
+		O_DFMT,
+		O_DBSEC,
+		O_LINKS,
+		O_DOMS,
+		O_COMPS,
+		O_CC,
+		O_SETUP,
+		O_CPUS,
+		O_SECS,
+		O_WARM,
+		O_DRAIN,
+		O_SIZE,
+		O_WIN,
+		O_RATE,
+		O_MIX,
+		O_JSON,
+		O_QUIET,
+		O_TARGETS,
+		O_PEERS,
+		O_TCPUS,
+		O_FAULT,
+		O_TLS,
+		O_TLSDIR
 	};
+	static const struct option lo[] = {{"target-s2s", 1, 0, O_S2S},
+					   {"target-comp", 1, 0, O_COMP},
+					   {"target-pid", 1, 0, O_PID},
+					   {"target-name", 1, 0, O_NAME},
+					   {"target-domain", 1, 0, O_TDOM},
+					   {"comp-domain", 1, 0, O_CDOM},
+					   {"comp-secret", 1, 0, O_CSEC},
+					   {"relay", 1, 0, O_RELAY},
+					   {"listen", 1, 0, O_LISTEN},
+					   {"domain-format", 1, 0, O_DFMT},
+					   {"db-secret", 1, 0, O_DBSEC},
+					   {"links", 1, 0, O_LINKS},
+					   {"domains", 1, 0, O_DOMS},
+					   {"components", 1, 0, O_COMPS},
+					   {"connect-concurrency", 1, 0, O_CC},
+					   {"setup-timeout", 1, 0, O_SETUP},
+					   {"cpus", 1, 0, O_CPUS},
+					   {"seconds", 1, 0, O_SECS},
+					   {"warmup", 1, 0, O_WARM},
+					   {"drain", 1, 0, O_DRAIN},
+					   {"size", 1, 0, O_SIZE},
+					   {"window", 1, 0, O_WIN},
+					   {"rate", 1, 0, O_RATE},
+					   {"mix", 1, 0, O_MIX},
+					   {"json", 1, 0, O_JSON},
+					   {"quiet", 0, 0, O_QUIET},
+					   {"targets", 1, 0, O_TARGETS},
+					   {"peers", 1, 0, O_PEERS},
+					   {"target-cpus", 1, 0, O_TCPUS},
+					   {"fault", 1, 0, O_FAULT},
+					   {"help", 0, 0, 'h'},
+					   {"tls", 0, 0, O_TLS},
+					   {"tls-dir", 1, 0, O_TLSDIR},
+					   {0, 0, 0, 0}};
 	optind = first + 1;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case O_S2S:
-			if (bm_parse_addr(optarg, &o.target_s2s) < 0) goto bad;
+			if (bm_parse_addr(optarg, &o.target_s2s) < 0)
+				goto bad;
 			break;
 		case O_COMP:
-			if (bm_parse_addr(optarg, &o.target_comp) < 0) goto bad;
+			if (bm_parse_addr(optarg, &o.target_comp) < 0)
+				goto bad;
 			break;
-		case O_PID: o.target_pid = atoi(optarg); break;
-		case O_NAME: snprintf(target_name, sizeof target_name, "%s", optarg); break;
-		case O_TDOM: snprintf(o.target_domain, sizeof o.target_domain, "%s", optarg); break;
-		case O_CDOM: bm_split_domains(&o, optarg); break;
-		case O_CSEC: snprintf(o.comp_secret, sizeof o.comp_secret, "%s", optarg); break;
+		case O_PID:
+			o.target_pid = atoi(optarg);
+			break;
+		case O_NAME:
+			snprintf(target_name, sizeof target_name, "%s", optarg);
+			break;
+		case O_TDOM:
+			snprintf(o.target_domain, sizeof o.target_domain, "%s", optarg);
+			break;
+		case O_CDOM:
+			bm_split_domains(&o, optarg);
+			break;
+		case O_CSEC:
+			snprintf(o.comp_secret, sizeof o.comp_secret, "%s", optarg);
+			break;
 		case O_RELAY:
-			if (bm_parse_addr(optarg, &o.relay_listen) < 0) goto bad;
+			if (bm_parse_addr(optarg, &o.relay_listen) < 0)
+				goto bad;
 			o.relay = true;
 			o.have_comp = false;
 			break;
 		case O_LISTEN:
-			if (bm_parse_addr(optarg, &o.listen_db) < 0) goto bad;
+			if (bm_parse_addr(optarg, &o.listen_db) < 0)
+				goto bad;
 			break;
 		case O_DFMT:
-			if (!strstr(optarg, "%d") || strchr(strstr(optarg, "%d") + 1, '%')) goto bad;
+			if (!strstr(optarg, "%d") || strchr(strstr(optarg, "%d") + 1, '%'))
+				goto bad;
 			snprintf(o.domain_fmt, sizeof o.domain_fmt, "%s", optarg);
 			break;
-		case O_DBSEC: snprintf(o.db_secret, sizeof o.db_secret, "%s", optarg); break;
-		case O_LINKS: o.links = atoi(optarg); break;
-		case O_DOMS: o.domains = atoi(optarg); break;
-		case O_COMPS: o.components = atoi(optarg); break;
-		case O_CC: o.connect_concurrency = atoi(optarg); break;
-		case O_SETUP: o.setup_timeout = atof(optarg); break;
+		case O_DBSEC:
+			snprintf(o.db_secret, sizeof o.db_secret, "%s", optarg);
+			break;
+		case O_LINKS:
+			o.links = atoi(optarg);
+			break;
+		case O_DOMS:
+			o.domains = atoi(optarg);
+			break;
+		case O_COMPS:
+			o.components = atoi(optarg);
+			break;
+		case O_CC:
+			o.connect_concurrency = atoi(optarg);
+			break;
+		case O_SETUP:
+			o.setup_timeout = atof(optarg);
+			break;
 		case O_CPUS:
-			if ((o.ncpus = bm_parse_cpus(optarg, o.cpus, 64)) <= 0) goto bad;
+			if ((o.ncpus = bm_parse_cpus(optarg, o.cpus, 64)) <= 0)
+				goto bad;
 			break;
-		case O_SECS: o.seconds = atof(optarg); break;
-		case O_WARM: o.warmup = atof(optarg); break;
-		case O_DRAIN: o.drain = atof(optarg); break;
-		case O_SIZE: o.size = atoi(optarg); break;
-		case O_WIN: o.window = atoi(optarg); break;
-		case O_RATE: o.rate = atof(optarg); break;
+		case O_SECS:
+			o.seconds = atof(optarg);
+			break;
+		case O_WARM:
+			o.warmup = atof(optarg);
+			break;
+		case O_DRAIN:
+			o.drain = atof(optarg);
+			break;
+		case O_SIZE:
+			o.size = atoi(optarg);
+			break;
+		case O_WIN:
+			o.window = atoi(optarg);
+			break;
+		case O_RATE:
+			o.rate = atof(optarg);
+			break;
 		case O_MIX:
-			if (bm_parse_mix(optarg, &o) < 0) goto bad;
+			if (bm_parse_mix(optarg, &o) < 0)
+				goto bad;
 			break;
-		case O_JSON: json = optarg; break;
-		case O_QUIET: o.quiet = true; break;
-		case O_TARGETS: targets = optarg; break;
-		case O_PEERS: peers_arg = optarg; break;
-		case O_TCPUS: target_cpus = optarg; break;
+		case O_JSON:
+			json = optarg;
+			break;
+		case O_QUIET:
+			o.quiet = true;
+			break;
+		case O_TARGETS:
+			targets = optarg;
+			break;
+		case O_PEERS:
+			peers_arg = optarg;
+			break;
+		case O_TCPUS:
+			target_cpus = optarg;
+			break;
 		case O_FAULT:
 			/* testing the bench's own accounting: see tests/integration/t_bench_accounting.sh */
-			if (!strcmp(optarg, "drop-one")) o.fault = BF_DROP_ONE;
-			else if (!strcmp(optarg, "reorder")) o.fault = BF_REORDER;
-			else goto bad;
+			if (!strcmp(optarg, "drop-one"))
+				o.fault = BF_DROP_ONE;
+			else if (!strcmp(optarg, "reorder"))
+				o.fault = BF_REORDER;
+			else
+				goto bad;
 			break;
-		case O_TLS: o.tls = true; break;
-		case O_TLSDIR: tls_dir = optarg; break;
-		case 'h': bm_usage(stdout); return 0;
-		default: goto bad;
+		case O_TLS:
+			o.tls = true;
+			break;
+		case O_TLSDIR:
+			tls_dir = optarg;
+			break;
+		case 'h':
+			bm_usage(stdout);
+			return 0;
+		default:
+			goto bad;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "fedhub-bench: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (o.links < 1 || o.components < 0 || o.window < 1 || o.seconds <= 0 || o.size < 64 ||
-	    o.size > 4000 || o.connect_concurrency < 1) {
+	if (o.links < 1 || o.components < 0 || o.window < 1 || o.seconds <= 0 || o.size < 64 || o.size > 4000 ||
+	    o.connect_concurrency < 1) {
 		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000)\n");
 		return 2;
 	}
@@ -747,7 +877,8 @@ int main(int argc, char **argv)
 		bm_target_stop(peers, name, dir);
 		bm_report(stdout, &oo, name, &x->r);
 		if (rc < 0 && x->r.measured_delivered == 0) {
-			snprintf(x->skipped, sizeof x->skipped, "failed: %s", x->r.error[0] ? x->r.error : "nothing delivered");
+			snprintf(x->skipped, sizeof x->skipped, "failed: %s",
+				 x->r.error[0] ? x->r.error : "nothing delivered");
 			worst = 2;
 		}
 		/* idle-links delivers its stanzas after the (idle) measured window */

@@ -21,7 +21,7 @@
 
 #include "net/net.h"
 
-#define RELAY_PORT_IN 22990
+#define RELAY_PORT_IN   22990
 #define RELAY_PORT_SINK 22991
 
 static uint64_t total_bytes = 4ull << 30;
@@ -38,7 +38,8 @@ static double now_s(void)
 static int listen_on(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
 		perror("relay: listen");
@@ -49,7 +50,8 @@ static int listen_on(int port)
 
 static int dial(int port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	for (int i = 0; i < 200; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
@@ -61,7 +63,10 @@ static int dial(int port)
 	exit(1);
 }
 
-struct sink_arg { int lfd; uint64_t got; };
+struct sink_arg {
+	int lfd;
+	uint64_t got;
+};
 
 static void *sink_main(void *p)
 {
@@ -103,7 +108,11 @@ static size_t relay_data(struct net_conn *c, struct net_buf *b, const char *p, s
 		return 0; /* queue full: keep the bytes, they come again with more */
 	return out_conn ? n : 0;
 }
-static void relay_close(struct net_conn *c, int err) { (void)c; (void)err; }
+static void relay_close(struct net_conn *c, int err)
+{
+	(void)c;
+	(void)err;
+}
 static void out_connect(struct net_conn *c, int err)
 {
 	if (err) {
@@ -112,19 +121,23 @@ static void out_connect(struct net_conn *c, int err)
 	}
 	__atomic_store_n(&out_conn, c, __ATOMIC_RELEASE);
 }
-static const struct net_conn_ops in_ops = { .on_data = relay_data, .on_close = relay_close };
-static const struct net_conn_ops out_ops = { .on_data = relay_data, .on_connect = out_connect, .on_close = relay_close };
+static const struct net_conn_ops in_ops = {.on_data = relay_data, .on_close = relay_close};
+static const struct net_conn_ops out_ops = {.on_data = relay_data, .on_connect = out_connect, .on_close = relay_close};
 
 static void relay_accept(struct net_conn *c, int kind)
 {
 	(void)kind;
 	c->ops = &in_ops;
 	pending_in = c;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(RELAY_PORT_SINK),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET, .sin_port = htons(RELAY_PORT_SINK), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	net_connect(c->w, (struct sockaddr *)&a, sizeof(a), &out_ops, NULL);
 }
-static void relay_msg(struct net_worker *w, struct net_msg *m) { (void)w; (void)m; }
+static void relay_msg(struct net_worker *w, struct net_msg *m)
+{
+	(void)w;
+	(void)m;
+}
 
 static double thread_cpu_of_process(void)
 {
@@ -147,7 +160,7 @@ int bench_relay(int argc, char **argv)
 		}
 	}
 	/* direct: sender -> sink */
-	struct sink_arg s1 = { .lfd = listen_on(RELAY_PORT_SINK) };
+	struct sink_arg s1 = {.lfd = listen_on(RELAY_PORT_SINK)};
 	pthread_t th;
 	pthread_create(&th, NULL, sink_main, &s1);
 	int fd = dial(RELAY_PORT_SINK);
@@ -158,11 +171,12 @@ int bench_relay(int argc, char **argv)
 	close(fd);
 
 	/* relay: sender -> worker -> sink */
-	struct sink_arg s2 = { .lfd = s1.lfd };
+	struct sink_arg s2 = {.lfd = s1.lfd};
 	pthread_create(&th, NULL, sink_main, &s2);
-	struct net_config nc = { .workers = 1, .on_accept = relay_accept, .on_msg = relay_msg };
+	struct net_config nc = {.workers = 1, .on_accept = relay_accept, .on_msg = relay_msg};
 	net_init(&nc);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(RELAY_PORT_IN), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET, .sin_port = htons(RELAY_PORT_IN), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	net_set_queue_limit(1u << 30);
 	if (net_listen(0, (struct sockaddr *)&a, sizeof(a)) < 0 || net_start() < 0) {
 		fprintf(stderr, "relay: cannot start the worker\n");
@@ -195,8 +209,9 @@ int bench_relay(int argc, char **argv)
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (f) {
-			fprintf(f, "{\"scenario\":\"relay\",\"gib\":%.2f,\"direct_gibps\":%.3f,\"relay_gibps\":%.3f,"
-				   "\"ratio\":%.3f,\"direct_cpu_s\":%.3f,\"relay_cpu_s\":%.3f}\n",
+			fprintf(f,
+				"{\"scenario\":\"relay\",\"gib\":%.2f,\"direct_gibps\":%.3f,\"relay_gibps\":%.3f,"
+				"\"ratio\":%.3f,\"direct_cpu_s\":%.3f,\"relay_cpu_s\":%.3f}\n",
 				gb, gb / t_direct, gb / t_relay, t_direct / t_relay, cpu_direct, cpu_relay);
 			fclose(f);
 		}

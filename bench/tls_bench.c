@@ -96,7 +96,7 @@ static struct tls_ctx *tb_ctx(struct tb_pki *k, const char *cert, unsigned cache
 	snprintf(ca, sizeof(ca), "%s/ca.pem", k->dir);
 	snprintf(c, sizeof(c), "%s/%s.pem", k->dir, cert);
 	snprintf(key, sizeof(key), "%s/%s.key", k->dir, cert);
-	struct tls_opts o = { .ca_file = ca, .verify_required = true, .session_cache = cache };
+	struct tls_opts o = {.ca_file = ca, .verify_required = true, .session_cache = cache};
 	struct tls_ctx *x = tls_ctx_new(&o);
 	if (!x || tls_ctx_add_cert(x, c, key) < 1) {
 		tls_ctx_free(x);
@@ -136,7 +136,7 @@ static size_t tb_xfer(struct tb_end *a, struct tb_end *b)
 		double t = tb_cpu();
 		int r = tls_feed(b->c, p, n);
 		tls_consume_out(a->c, n);
-		b->cpu += tb_cpu() - t;	/* the copy is the receiver's cost */
+		b->cpu += tb_cpu() - t; /* the copy is the receiver's cost */
 		if (r < 0)
 			return 0;
 		moved += n;
@@ -165,10 +165,10 @@ static int tb_handshakes(struct tls_ctx *sx, struct tls_ctx *cx, int n, bool alt
 	double csum = 0, ssum = 0;
 	out->resumed = 0;
 	for (int i = 0; i < n; i++) {
-		struct tb_end sv = { .c = tls_conn_new(sx, true, NULL, NULL) };
+		struct tb_end sv = {.c = tls_conn_new(sx, true, NULL, NULL)};
 		double t = tb_cpu();
 		const char *remote = alternate && (i & 1) ? "x.wild.example" : "a.example";
-		struct tb_end cl = { .c = tls_conn_new(cx, false, remote, "c.example") };
+		struct tb_end cl = {.c = tls_conn_new(cx, false, remote, "c.example")};
 		cl.cpu += tb_cpu() - t;
 		if (!sv.c || !cl.c || tb_pair(&cl, &sv) < 0) {
 			fprintf(stderr, "tls_bench: handshake failed: %s / %s\n", cl.c ? tls_error(cl.c) : "-",
@@ -239,8 +239,8 @@ int bench_handshakes(int argc, char **argv)
 	double us_stanza = 0;
 	const char *cipher = "";
 	{
-		struct tb_end s = { .c = tls_conn_new(sx, true, NULL, NULL) };
-		struct tb_end c = { .c = tls_conn_new(cx2, false, "a.example", "c.example") };
+		struct tb_end s = {.c = tls_conn_new(sx, true, NULL, NULL)};
+		struct tb_end c = {.c = tls_conn_new(cx2, false, "a.example", "c.example")};
 		if (!s.c || !c.c || tb_pair(&c, &s) < 0)
 			goto out;
 		cipher = tls_cipher(c.c);
@@ -307,7 +307,8 @@ int bench_handshakes(int argc, char **argv)
 		FILE *f = fopen(json, "w");
 		if (!f)
 			goto out;
-		fprintf(f, "{\"library\": \"%s\", \"cipher\": \"%s\",\n"
+		fprintf(f,
+			"{\"library\": \"%s\", \"cipher\": \"%s\",\n"
 			" \"full_handshake_pairs_per_s\": %.0f, \"full_handshake_server_per_core_s\": %.0f,"
 			" \"full_handshake_client_per_core_s\": %.0f,\n"
 			" \"resumed_handshake_pairs_per_s\": %.0f, \"resumed_handshake_server_per_core_s\": %.0f,"
@@ -371,7 +372,7 @@ int bench_tls_certload(int argc, char **argv)
 	certgen_free(&g);
 	double gen = tb_wall() - t0;
 
-	struct tls_opts o = { .ca_file = ca };
+	struct tls_opts o = {.ca_file = ca};
 	struct tls_ctx *x = tls_ctx_new(&o);
 	if (!x)
 		goto out;
@@ -395,7 +396,8 @@ int bench_tls_certload(int argc, char **argv)
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (f) {
-			fprintf(f, "{\"certs\": %d, \"load_s\": %.4f, \"us_per_cert\": %.2f, \"bytes_per_cert\": %.0f}\n",
+			fprintf(f,
+				"{\"certs\": %d, \"load_s\": %.4f, \"us_per_cert\": %.2f, \"bytes_per_cert\": %.0f}\n",
 				n, load, load * 1e6 / n, (double)(m1 - m0) / n);
 			fclose(f);
 		}

@@ -67,11 +67,34 @@ static uint32_t tb_rand(uint32_t n)
 	return (uint32_t)(tb_rng % n);
 }
 
-static const char *const tb_words[] = {
-	"hello", "the", "server", "federation", "is", "up", "again", "see", "you", "tomorrow",
-	"at", "the", "meeting", "about", "routing", "and", "dialback", "keys", "ok", "thanks",
-	"caf\xc3\xa9", "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", "\xe4\xbd\xa0\xe5\xa5\xbd",
-	"\xf0\x9f\x91\x8d", "na\xc3\xafve", "&lt;3", "&amp;", "Tsch\xc3\xbc\xc3\x9f"};
+static const char *const tb_words[] = {"hello",
+				       "the",
+				       "server",
+				       "federation",
+				       "is",
+				       "up",
+				       "again",
+				       "see",
+				       "you",
+				       "tomorrow",
+				       "at",
+				       "the",
+				       "meeting",
+				       "about",
+				       "routing",
+				       "and",
+				       "dialback",
+				       "keys",
+				       "ok",
+				       "thanks",
+				       "caf\xc3\xa9",
+				       "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
+				       "\xe4\xbd\xa0\xe5\xa5\xbd",
+				       "\xf0\x9f\x91\x8d",
+				       "na\xc3\xafve",
+				       "&lt;3",
+				       "&amp;",
+				       "Tsch\xc3\xbc\xc3\x9f"};
 
 static void tb_text(struct tb_buf *b, size_t bytes, bool ascii)
 {
@@ -103,28 +126,29 @@ static void tb_stanza(struct tb_buf *b)
 	uint32_t kind = tb_rand(100);
 	if (kind < 55) { /* message, 100 B .. 4 KiB */
 		size_t body = tb_rand(8) == 0 ? 1000 + tb_rand(3000) : 20 + tb_rand(300);
-		tb_printf(b, "<message from='%s' to='%s' type='chat' id='%s%u' xml:lang='en'><body>",
-			  from, to, tb_rand(10) == 0 ? "a&amp;b-" : "m-", id);
+		tb_printf(b, "<message from='%s' to='%s' type='chat' id='%s%u' xml:lang='en'><body>", from, to,
+			  tb_rand(10) == 0 ? "a&amp;b-" : "m-", id);
 		tb_text(b, body, tb_rand(3) != 0);
 		tb_printf(b, "</body>");
 		if (tb_rand(2))
 			tb_printf(b, "<active xmlns='http://jabber.org/protocol/chatstates'/>");
 		if (tb_rand(3) == 0)
-			tb_printf(b, "<request xmlns='urn:xmpp:receipts'/><origin-id "
-				     "xmlns='urn:xmpp:sid:0' id='%08x-75b4-431b-adb2-eb6b9e546014'/>",
+			tb_printf(b,
+				  "<request xmlns='urn:xmpp:receipts'/><origin-id "
+				  "xmlns='urn:xmpp:sid:0' id='%08x-75b4-431b-adb2-eb6b9e546014'/>",
 				  id);
 		tb_printf(b, "</message>");
 	} else if (kind < 85) { /* presence */
-		tb_printf(b, "<presence from='%s' to='%s'%s>", from, to,
-			  tb_rand(5) == 0 ? " type='unavailable'" : "");
+		tb_printf(b, "<presence from='%s' to='%s'%s>", from, to, tb_rand(5) == 0 ? " type='unavailable'" : "");
 		if (tb_rand(2))
 			tb_printf(b, "<show>%s</show><status>", tb_rand(2) ? "away" : "dnd");
 		else
 			tb_printf(b, "<status>");
 		tb_text(b, 10 + tb_rand(60), tb_rand(2));
-		tb_printf(b, "</status><priority>%u</priority><c xmlns='http://jabber.org/protocol/caps' "
-			     "hash='sha-1' node='https://conversations.im' "
-			     "ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/>",
+		tb_printf(b,
+			  "</status><priority>%u</priority><c xmlns='http://jabber.org/protocol/caps' "
+			  "hash='sha-1' node='https://conversations.im' "
+			  "ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/>",
 			  tb_rand(50));
 		if (tb_rand(3) == 0)
 			tb_printf(b, "<x xmlns='vcard-temp:x:update'><photo>"
@@ -132,26 +156,30 @@ static void tb_stanza(struct tb_buf *b)
 		tb_printf(b, "</presence>");
 	} else if (kind < 95) { /* iq ping / disco */
 		if (tb_rand(2)) {
-			tb_printf(b, "<iq type='get' from='%s' to='%s' id='ping-%u'><ping "
-				     "xmlns='urn:xmpp:ping'/></iq>",
+			tb_printf(b,
+				  "<iq type='get' from='%s' to='%s' id='ping-%u'><ping "
+				  "xmlns='urn:xmpp:ping'/></iq>",
 				  from, to, id);
 		} else {
-			tb_printf(b, "<iq type='result' from='%s' to='%s' id='disco-%u'><query "
-				     "xmlns='http://jabber.org/protocol/disco#info'><identity "
-				     "category='server' type='im' name='Prosody &amp; friends'/>",
+			tb_printf(b,
+				  "<iq type='result' from='%s' to='%s' id='disco-%u'><query "
+				  "xmlns='http://jabber.org/protocol/disco#info'><identity "
+				  "category='server' type='im' name='Prosody &amp; friends'/>",
 				  from, to, id);
 			static const char *const feats[] = {
-				"urn:xmpp:ping", "jabber:iq:version", "urn:xmpp:time",
-				"http://jabber.org/protocol/disco#items", "urn:xmpp:carbons:2",
-				"urn:xmpp:mam:2", "vcard-temp", "urn:xmpp:blocking"};
+				"urn:xmpp:ping",      "jabber:iq:version",
+				"urn:xmpp:time",      "http://jabber.org/protocol/disco#items",
+				"urn:xmpp:carbons:2", "urn:xmpp:mam:2",
+				"vcard-temp",         "urn:xmpp:blocking"};
 			for (unsigned k = 0; k < 8; k++)
 				tb_printf(b, "<feature var='%s'/>", feats[k]);
 			tb_printf(b, "</query></iq>");
 		}
 	} else { /* iq vCard result, 1-4 KiB */
-		tb_printf(b, "<iq type='result' from='%s' to='%s' id='vc-%u'><vCard "
-			     "xmlns='vcard-temp'><FN>Juliet Capulet</FN><N><FAMILY>Capulet</FAMILY>"
-			     "<GIVEN>Juliet</GIVEN></N><NICKNAME>J\xc3\xbcliet</NICKNAME><DESC>",
+		tb_printf(b,
+			  "<iq type='result' from='%s' to='%s' id='vc-%u'><vCard "
+			  "xmlns='vcard-temp'><FN>Juliet Capulet</FN><N><FAMILY>Capulet</FAMILY>"
+			  "<GIVEN>Juliet</GIVEN></N><NICKNAME>J\xc3\xbcliet</NICKNAME><DESC>",
 			  from, to, id);
 		tb_text(b, 200 + tb_rand(600), tb_rand(2));
 		tb_printf(b, "</DESC><PHOTO><TYPE>image/png</TYPE><BINVAL>");
@@ -270,8 +298,7 @@ int bench_tokenizer(int argc, char **argv)
 	/* warm up, and check both parse the whole stream */
 	long fs = tb_fedhub_pass(t, b.p, b.n), es = tb_expat_pass(xp, b.p, b.n);
 	if (fs != want || es != want) {
-		fprintf(stderr, "tokenizer: stanza count mismatch: built %ld, fedhub %ld, expat %ld\n",
-			want, fs, es);
+		fprintf(stderr, "tokenizer: stanza count mismatch: built %ld, fedhub %ld, expat %ld\n", want, fs, es);
 		return 2;
 	}
 
@@ -292,16 +319,17 @@ int bench_tokenizer(int argc, char **argv)
 
 	printf("tokenizer: %.1f MiB stream, %ld stanzas (avg %zu B)\n", (double)b.n / (1 << 20), want,
 	       b.n / (size_t)want);
-	printf("tokenizer: fedhub %.2f GB/s, expat %.3f GB/s, ratio %.1fx\n", fedhub_gbps,
-	       expat_gbps, fedhub_gbps / expat_gbps);
+	printf("tokenizer: fedhub %.2f GB/s, expat %.3f GB/s, ratio %.1fx\n", fedhub_gbps, expat_gbps,
+	       fedhub_gbps / expat_gbps);
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (!f) {
 			perror(json);
 			return 2;
 		}
-		fprintf(f, "{\"fedhub_gbps\": %.3f, \"expat_gbps\": %.3f, \"ratio\": %.2f, "
-			   "\"stream_bytes\": %zu, \"stanzas\": %ld}\n",
+		fprintf(f,
+			"{\"fedhub_gbps\": %.3f, \"expat_gbps\": %.3f, \"ratio\": %.2f, "
+			"\"stream_bytes\": %zu, \"stanzas\": %ld}\n",
 			fedhub_gbps, expat_gbps, fedhub_gbps / expat_gbps, b.n, want);
 		fclose(f);
 	}

@@ -11,28 +11,32 @@
 
 __attribute__((weak)) int bench_tokenizer(int argc, char **argv)
 {
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	fprintf(stderr, "fedhub-bench: tokenizer: not built (bench/tok_bench.c missing)\n");
 	return 2;
 }
 
 __attribute__((weak)) int bench_handshakes(int argc, char **argv)
 {
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	fprintf(stderr, "fedhub-bench: handshakes: not built (bench/tls_bench.c missing)\n");
 	return 2;
 }
 
 __attribute__((weak)) int bench_tls_certload(int argc, char **argv)
 {
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	fprintf(stderr, "fedhub-bench: certload: not built (bench/tls_bench.c missing)\n");
 	return 2;
 }
 
 __attribute__((weak)) int bench_relay(int argc, char **argv)
 {
-	(void)argc; (void)argv;
+	(void)argc;
+	(void)argv;
 	fprintf(stderr, "fedhub-bench: relay: not built (bench/net_relay.c missing)\n");
 	return 2;
 }

@@ -33,13 +33,23 @@ static struct cache_ent *cache;
 
 struct query {
 	struct dns_req *req;
-	int pending;          /* address lookups outstanding */
+	int pending; /* address lookups outstanding */
 	int nsrv;
-	struct { char host[256]; uint16_t port; bool tls; struct dns_target t[4]; int nt; } srv[DNS_MAX_TARGETS];
+	struct {
+		char host[256];
+		uint16_t port;
+		bool tls;
+		struct dns_target t[4];
+		int nt;
+	} srv[DNS_MAX_TARGETS];
 	/* both SRV answers (_xmpp-server, _xmpps-server) are gathered first */
 	int srv_pending;
 	int srv_err;
-	struct { char host[256]; uint16_t port, prio, weight; bool tls; } rec[32];
+	struct {
+		char host[256];
+		uint16_t port, prio, weight;
+		bool tls;
+	} rec[32];
 	int nrec;
 	uint32_t ttl;
 	bool fallback;
@@ -76,10 +86,10 @@ int dns_init(const char *server)
 
 static void finish(struct dns_req *r)
 {
-	struct net_msg m = { .type = DNS_MSG_RESULT };
+	struct net_msg m = {.type = DNS_MSG_RESULT};
 	memcpy(m.u.bytes, &r, sizeof(r));
 	while (net_msg_send(NULL, r->worker, &m) < 0) {
-		struct timespec ts = { 0, 1000000 };
+		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL); /* the worker's ring is full: control may wait */
 	}
 }
@@ -133,7 +143,8 @@ static void complete(struct query *q)
 		r->status = 0;
 	cache_put(r, r->status == 0 ? q->ttl : 30);
 	if (r->status)
-		log_info(0, "dns: %s: %s", r->domain, r->status == -ENOENT ? "no such domain or service" : "lookup failed");
+		log_info(0, "dns: %s: %s", r->domain,
+			 r->status == -ENOENT ? "no such domain or service" : "lookup failed");
 	finish(r);
 	free(q);
 }
@@ -152,7 +163,10 @@ static int ares_to_errno(int st)
 	}
 }
 
-struct addr_ctx { struct query *q; int idx; };
+struct addr_ctx {
+	struct query *q;
+	int idx;
+};
 
 static void on_addr(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
 {
@@ -232,7 +246,9 @@ static void order_srv(struct query *q)
 					break;
 				pick -= q->rec[idx[k]].weight + 1u;
 			}
-			int t = idx[k]; idx[k] = idx[i]; idx[i] = t;
+			int t = idx[k];
+			idx[k] = idx[i];
+			idx[i] = t;
 			memcpy(q->srv[q->nsrv].host, q->rec[idx[i]].host, sizeof(q->srv[0].host));
 			q->srv[q->nsrv].port = q->rec[idx[i]].port;
 			q->srv[q->nsrv].tls = q->rec[idx[i]].tls;
@@ -335,7 +351,7 @@ void dns_on_ctrl_msg(struct net_msg *m)
 
 int dns_submit(struct net_worker *w, struct dns_req *r)
 {
-	struct net_msg m = { .type = DNS_MSG_QUERY };
+	struct net_msg m = {.type = DNS_MSG_QUERY};
 	r->worker = net_worker_id(w);
 	memcpy(m.u.bytes, &r, sizeof(r));
 	return net_msg_send(w, NET_CTRL, &m);
@@ -347,7 +363,7 @@ void dns_ctrl_loop(void)
 		struct pollfd pfd[1 + ARES_GETSOCK_MAXNUM];
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		int n = 0;
-		pfd[n++] = (struct pollfd){ .fd = net_ctrl_eventfd(), .events = POLLIN };
+		pfd[n++] = (struct pollfd){.fd = net_ctrl_eventfd(), .events = POLLIN};
 		/* unsigned: c-ares' ARES_GETSOCK_WRITABLE(bits, 15) shifts 1 into
 		 * the sign bit of an int (undefined behaviour, UBSan reports it) */
 		unsigned bits = (unsigned)ares_getsock(chan, socks, ARES_GETSOCK_MAXNUM);
@@ -358,16 +374,17 @@ void dns_ctrl_loop(void)
 			if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev)
-				pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
+				pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
 		}
-		struct timeval tv = { 1, 0 }, *tvp = ares_timeout(chan, &tv, &tv);
+		struct timeval tv = {1, 0}, *tvp = ares_timeout(chan, &tv, &tv);
 		int ms = (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000);
 		if (ms > 200)
 			ms = 200; /* notice net_stopping() promptly */
 		poll(pfd, (nfds_t)n, ms);
 		net_ctrl_drain();
 		for (int i = 1; i < n; i++) {
-			ares_socket_t rs = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd : ARES_SOCKET_BAD;
+			ares_socket_t rs =
+				(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd : ARES_SOCKET_BAD;
 			ares_socket_t ws = (pfd[i].revents & POLLOUT) ? pfd[i].fd : ARES_SOCKET_BAD;
 			if (rs != ARES_SOCKET_BAD || ws != ARES_SOCKET_BAD)
 				ares_process_fd(chan, rs, ws);

@@ -27,8 +27,8 @@ struct dns_target {
 struct dns_req {
 	char domain[256];
 	int worker;
-	void *cookie;         /* the worker's, untouched */
-	int status;           /* 0, or -ENOENT (no such domain/service), -ETIMEDOUT, -EIO */
+	void *cookie; /* the worker's, untouched */
+	int status;   /* 0, or -ENOENT (no such domain/service), -ETIMEDOUT, -EIO */
 	int ntargets;
 	struct dns_target t[DNS_MAX_TARGETS];
 };

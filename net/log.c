@@ -25,7 +25,9 @@ void log_msg(int level, uint64_t conn_id, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	n += snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-		      level_name[level < 0 ? 0 : level > 3 ? 3 : level]);
+		      level_name[level < 0   ? 0
+				 : level > 3 ? 3
+					     : level]);
 	if (conn_id)
 		n += snprintf(line + n, sizeof(line) - n, "[c%llu] ", (unsigned long long)conn_id);
 	va_start(ap, fmt);

@@ -25,16 +25,16 @@
 #include <netinet/in.h>
 
 #define NET_MAX_WORKERS 64
-#define NET_CTRL NET_MAX_WORKERS /* index of the control thread in rings */
+#define NET_CTRL        NET_MAX_WORKERS /* index of the control thread in rings */
 
 struct net_worker;
 struct net_conn;
 
 /* A reference-counted byte buffer owned by one worker. */
 struct net_buf {
-	int32_t ref;     /* owner worker only */
-	int32_t bid;     /* provided-buffer id, or -1 for a heap buffer */
-	uint16_t owner;  /* worker index */
+	int32_t ref;    /* owner worker only */
+	int32_t bid;    /* provided-buffer id, or -1 for a heap buffer */
+	uint16_t owner; /* worker index */
 	uint32_t cap, len;
 	char *data;
 };
@@ -75,19 +75,19 @@ struct net_conn_ops {
 };
 
 struct net_conn {
-	uint64_t id;            /* for logs: unique per process */
+	uint64_t id; /* for logs: unique per process */
 	struct net_ref ref;
 	struct net_worker *w;
 	int fd;
 	uint32_t flags;
 	int close_err;
-	uint16_t inflight;      /* ring operations not completed yet */
-	uint16_t listen_kind;   /* which listener accepted it (cfg_listen_kind) */
+	uint16_t inflight;    /* ring operations not completed yet */
+	uint16_t listen_kind; /* which listener accepted it (cfg_listen_kind) */
 	const struct net_conn_ops *ops;
 	void *user;
-	uint64_t deadline;      /* ms, monotonic; 0 = none */
-	uint64_t last_rx;       /* ms of the last received bytes */
-	struct sockaddr_in6 peer;  /* IPv4 or IPv6: both fit, and a conn stays small */
+	uint64_t deadline;        /* ms, monotonic; 0 = none */
+	uint64_t last_rx;         /* ms of the last received bytes */
+	struct sockaddr_in6 peer; /* IPv4 or IPv6: both fit, and a conn stays small */
 	/* input: bytes of an incomplete unit kept between receives */
 	struct net_buf *pend;
 	/* output: a ring of slices */
@@ -98,10 +98,10 @@ struct net_conn {
 	uint64_t oq_bytes;
 	/* TLS (net/tls.h), once net_start_tls() was called */
 	struct tls_conn *tls;
-	uint32_t raw_slices;     /* queued before TLS started: sent in the clear */
-	uint32_t tls_inflight;   /* ciphertext bytes in the send in flight */
-	struct net_buf *plain;   /* decrypted bytes being handed to on_data */
-	struct net_conn *dirty_next; /* on the worker's send list */
+	uint32_t raw_slices;          /* queued before TLS started: sent in the clear */
+	uint32_t tls_inflight;        /* ciphertext bytes in the send in flight */
+	struct net_buf *plain;        /* decrypted bytes being handed to on_data */
+	struct net_conn *dirty_next;  /* on the worker's send list */
 	struct net_conn *nobufs_next; /* waiting for receive buffers */
 	struct net_conn *all_next, *all_prev;
 };
@@ -112,13 +112,13 @@ enum net_conn_flag {
 	NET_F_RECV_ARMED = 1 << 2,
 	NET_F_SENDING = 1 << 3,
 	NET_F_DIRTY = 1 << 4,
-	NET_F_CLOSING = 1 << 5,     /* close once the output queue is sent */
-	NET_F_CLOSED = 1 << 6,      /* fd closed, waiting for inflight ops */
-	NET_F_RECV_STOPPED = 1 << 7,/* no more reads wanted */
-	NET_F_NOBUFS = 1 << 8,      /* recv stopped for lack of buffers */
+	NET_F_CLOSING = 1 << 5,      /* close once the output queue is sent */
+	NET_F_CLOSED = 1 << 6,       /* fd closed, waiting for inflight ops */
+	NET_F_RECV_STOPPED = 1 << 7, /* no more reads wanted */
+	NET_F_NOBUFS = 1 << 8,       /* recv stopped for lack of buffers */
 	NET_F_CLOSE_NOTIFIED = 1 << 9,
-	NET_F_FREED = 1 << 10,      /* slot back on the free list */
-	NET_F_TLS_HS = 1 << 11,     /* TLS handshake in progress */
+	NET_F_FREED = 1 << 10,  /* slot back on the free list */
+	NET_F_TLS_HS = 1 << 11, /* TLS handshake in progress */
 };
 
 /* Fixed-size messages between threads. */
@@ -126,7 +126,7 @@ enum net_conn_flag {
 enum net_msg_type {
 	NET_MSG_RELEASE = 1, /* buf: a buffer of the destination, one ref less */
 	NET_MSG_WAKE,
-	NET_MSG_USER = 16,   /* router-defined from here */
+	NET_MSG_USER = 16, /* router-defined from here */
 };
 struct net_msg {
 	uint16_t type;
@@ -135,16 +135,19 @@ struct net_msg {
 	struct net_buf *buf;
 	union {
 		unsigned char bytes[NET_MSG_PAYLOAD];
-		struct { struct net_ref dst; struct net_slice s; } stanza;
+		struct {
+			struct net_ref dst;
+			struct net_slice s;
+		} stanza;
 	} u;
 };
 
 struct net_config {
-	int workers;         /* 0 = one per core */
-	uint32_t buf_size;   /* provided buffer size */
-	uint32_t buf_count;  /* provided buffers per worker (power of two) */
-	uint32_t ring_msgs;  /* messages per SPSC ring (power of two) */
-	uint32_t max_pending;/* max bytes kept for one incomplete unit */
+	int workers;          /* 0 = one per core */
+	uint32_t buf_size;    /* provided buffer size */
+	uint32_t buf_count;   /* provided buffers per worker (power of two) */
+	uint32_t ring_msgs;   /* messages per SPSC ring (power of two) */
+	uint32_t max_pending; /* max bytes kept for one incomplete unit */
 	void (*on_worker_start)(struct net_worker *w);
 	void (*on_worker_stop)(struct net_worker *w);
 	/* a message of type >= NET_MSG_USER arrived on worker w */
@@ -159,14 +162,14 @@ struct net_config {
 
 int net_init(const struct net_config *cfg);
 int net_listen(int kind, const struct sockaddr *sa, socklen_t len);
-int net_start(void);       /* start the workers */
-void net_stop(void);       /* ask every worker to finish, then join */
+int net_start(void); /* start the workers */
+void net_stop(void); /* ask every worker to finish, then join */
 int net_nworkers(void);
 struct net_worker *net_worker_at(int i);
 int net_worker_id(const struct net_worker *w);
 void *net_worker_user(struct net_worker *w);
 void net_worker_set_user(struct net_worker *w, void *u);
-uint64_t net_now_ms(void);  /* cached per loop turn on workers */
+uint64_t net_now_ms(void); /* cached per loop turn on workers */
 bool net_stopping(void);
 
 /* Connections (worker thread only, on the connection's own worker). */
@@ -184,7 +187,7 @@ int net_send_slice_take(struct net_conn *c, struct net_buf *b, const char *p, si
 /* Copy small generated bytes (stream headers, errors, answers) and queue them. */
 int net_send_copy(struct net_conn *c, const char *p, size_t n);
 void net_set_queue_limit(uint64_t bytes);
-void net_close(struct net_conn *c, bool flush); /* flush: send the queue first */
+void net_close(struct net_conn *c, bool flush);                        /* flush: send the queue first */
 struct net_conn *net_conn_get(struct net_worker *w, struct net_ref r); /* NULL if stale */
 void net_worker_foreach(struct net_worker *w, void (*fn)(struct net_conn *c, void *arg), void *arg);
 void net_conn_stop_reading(struct net_conn *c);
@@ -196,7 +199,11 @@ struct tls_conn;
 void net_start_tls(struct net_conn *c, struct tls_conn *t, bool client);
 
 /* Buffers. */
-static inline void net_buf_ref(struct net_buf *b) { if (b) b->ref++; }
+static inline void net_buf_ref(struct net_buf *b)
+{
+	if (b)
+		b->ref++;
+}
 void net_buf_unref(struct net_worker *self, struct net_buf *b);
 struct net_buf *net_buf_new(struct net_worker *w, size_t cap);
 

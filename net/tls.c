@@ -69,34 +69,34 @@
 #endif
 
 #define TLS_DEFAULT_CA "/etc/ssl/certs/ca-certificates.crt"
-#define TLS_DEFAULT_CIPHERS \
+#define TLS_DEFAULT_CIPHERS                                                               \
 	"TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:" \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                      \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                      \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS_RECORD_MAX 16384
 /* header 5 + AEAD tag 16 + TLS 1.2 explicit nonce 8 or TLS 1.3 type byte 1, rounded up */
 #define TLS_RECORD_OVERHEAD 32
-#define TLS_NAME_MAX 253
-#define TLS_IDENT_MAX 4096	/* identities kept per peer certificate */
+#define TLS_NAME_MAX        253
+#define TLS_IDENT_MAX       4096 /* identities kept per peer certificate */
 
 /* Identity blob entries: [kind][len][bytes], kinds below. */
 enum { ID_DNS = 'D', ID_SRV = 'S', ID_XMPP = 'X', ID_CN = 'C' };
 
 struct tls_cert {
-	uint8_t *chain;		/* leaf then intermediates, DER, concatenated */
-	uint8_t *key;		/* private key, DER */
+	uint8_t *chain; /* leaf then intermediates, DER, concatenated */
+	uint8_t *key;   /* private key, DER */
 	uint32_t chain_len, key_len;
 };
 
 struct tls_name {
-	char *name;		/* lower case; "*.example.org" for a wildcard */
+	char *name; /* lower case; "*.example.org" for a wildcard */
 	uint64_t hash;
 	struct tls_cert *cert;
 };
 
 struct tls_sess {
-	char *key;		/* "remote local" */
+	char *key; /* "remote local" */
 	uint64_t hash;
 	WOLFSSL_SESSION *sess;
 	uint8_t *ident;
@@ -110,10 +110,10 @@ struct tls_ctx {
 	WOLFSSL_CTX *srv, *cli;
 	struct tls_cert **certs;
 	size_t ncerts, certs_cap;
-	struct tls_name *names;	/* open addressing, power-of-two size */
+	struct tls_name *names; /* open addressing, power-of-two size */
 	size_t nnames, names_cap;
 	struct tls_cert *def;
-	WOLFSSL_CTX *scratch;	/* checks that a key matches its certificate at load */
+	WOLFSSL_CTX *scratch; /* checks that a key matches its certificate at load */
 	pthread_mutex_t sess_lock;
 	struct tls_sess *sess;
 	size_t sess_mask;
@@ -128,15 +128,15 @@ struct tls_conn {
 	struct tls_ctx *ctx;
 	WOLFSSL *ssl;
 	struct tls_buf in, out;
-	uint8_t *ident;		/* peer identities, see ID_* */
-	uint8_t *resume_ident;	/* from the session cache, used if resumed */
-	char *sess_key;		/* client: session cache key */
-	char *remote;		/* client: the domain dialled; server: the stream's `to`,
-				 * used when the client sends no SNI (STARTTLS peers
-				 * such as Prosody send none) */
-	int verify_err;		/* first chain error (wolfSSL or X509 code), 0 = none */
-	int werr;		/* last wolfSSL error */
-	int fail;		/* tls_err of the failure, 0 = none */
+	uint8_t *ident;        /* peer identities, see ID_* */
+	uint8_t *resume_ident; /* from the session cache, used if resumed */
+	char *sess_key;        /* client: session cache key */
+	char *remote;          /* client: the domain dialled; server: the stream's `to`,
+				* used when the client sends no SNI (STARTTLS peers
+				* such as Prosody send none) */
+	int verify_err;        /* first chain error (wolfSSL or X509 code), 0 = none */
+	int werr;              /* last wolfSSL error */
+	int fail;              /* tls_err of the failure, 0 = none */
 	uint16_t ident_len, resume_ident_len;
 	int16_t verify_depth;
 	int resume_verify_err;
@@ -154,7 +154,7 @@ static void tls_global_init(void)
 
 static uint64_t tls_hash(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 	for (size_t i = 0; i < n; i++) {
 		h ^= (uint8_t)s[i];
 		h *= 1099511628211ULL;
@@ -189,7 +189,7 @@ static int tls_buf_reserve(struct tls_buf *b, size_t more)
 		b->off = b->len = 0;
 	if ((size_t)b->len + more <= b->cap)
 		return 0;
-	if (b->off) {		/* compact before growing */
+	if (b->off) { /* compact before growing */
 		memmove(b->p, b->p + b->off, b->len - b->off);
 		b->len -= b->off;
 		b->off = 0;
@@ -290,10 +290,10 @@ static int der_expect(const uint8_t **p, const uint8_t *end, uint8_t want, const
 	return 0;
 }
 
-static const uint8_t OID_SAN[] = { 0x55, 0x1d, 0x11 };			/* 2.5.29.17 */
-static const uint8_t OID_CN[] = { 0x55, 0x04, 0x03 };			/* 2.5.4.3 */
-static const uint8_t OID_XMPPADDR[] = { 0x2b, 6, 1, 5, 5, 7, 8, 5 };	/* id-on-xmppAddr */
-static const uint8_t OID_SRVNAME[] = { 0x2b, 6, 1, 5, 5, 7, 8, 7 };	/* id-on-dnsSRV */
+static const uint8_t OID_SAN[] = {0x55, 0x1d, 0x11};               /* 2.5.29.17 */
+static const uint8_t OID_CN[] = {0x55, 0x04, 0x03};                /* 2.5.4.3 */
+static const uint8_t OID_XMPPADDR[] = {0x2b, 6, 1, 5, 5, 7, 8, 5}; /* id-on-xmppAddr */
+static const uint8_t OID_SRVNAME[] = {0x2b, 6, 1, 5, 5, 7, 8, 7};  /* id-on-dnsSRV */
 
 #define OID_IS(v, n, oid) ((n) == sizeof(oid) && memcmp((v), (oid), sizeof(oid)) == 0)
 
@@ -324,9 +324,9 @@ static int der_san(const uint8_t *v, size_t n, tls_ident_fn fn, void *arg)
 			const uint8_t *r = ex;
 			if (der_tlv(&r, ex + exn, &st, &s, &sn) < 0)
 				return -1;
-			if (OID_IS(oid, oidn, OID_XMPPADDR) && st == 0x0c)	/* UTF8String */
+			if (OID_IS(oid, oidn, OID_XMPPADDR) && st == 0x0c) /* UTF8String */
 				fn(arg, ID_XMPP, s, sn);
-			else if (OID_IS(oid, oidn, OID_SRVNAME) && st == 0x16)	/* IA5String */
+			else if (OID_IS(oid, oidn, OID_SRVNAME) && st == 0x16) /* IA5String */
 				fn(arg, ID_SRV, s, sn);
 		}
 	}
@@ -351,18 +351,18 @@ static int der_cert_idents(const uint8_t *der, size_t len, tls_ident_fn fn, void
 		return -1;
 	p = tbs;
 	end = tbs + tbsn;
-	der_expect(&p, end, 0xa0, &v, &vn);			/* version, optional */
-	if (der_expect(&p, end, 0x02, &v, &vn) < 0 ||		/* serial */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||		/* signature alg */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||		/* issuer */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||		/* validity */
-	    der_expect(&p, end, 0x30, &subj, &subjn) < 0 ||	/* subject */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0)		/* SPKI */
+	der_expect(&p, end, 0xa0, &v, &vn);                 /* version, optional */
+	if (der_expect(&p, end, 0x02, &v, &vn) < 0 ||       /* serial */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||       /* signature alg */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||       /* issuer */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||       /* validity */
+	    der_expect(&p, end, 0x30, &subj, &subjn) < 0 || /* subject */
+	    der_expect(&p, end, 0x30, &v, &vn) < 0)         /* SPKI */
 		return -1;
 	while (p < end) {
 		if (der_tlv(&p, end, &tag, &v, &vn) < 0)
 			return -1;
-		if (tag != 0xa3)				/* [1], [2] unique ids */
+		if (tag != 0xa3) /* [1], [2] unique ids */
 			continue;
 		const uint8_t *q = v, *exts, *ext;
 		size_t extsn, extn;
@@ -377,7 +377,7 @@ static int der_cert_idents(const uint8_t *der, size_t len, tls_ident_fn fn, void
 			r = ext;
 			if (der_expect(&r, ext + extn, 0x06, &oid, &oidn) < 0)
 				return -1;
-			der_expect(&r, ext + extn, 0x01, &val, &valn);	/* critical, optional */
+			der_expect(&r, ext + extn, 0x01, &val, &valn); /* critical, optional */
 			if (der_expect(&r, ext + extn, 0x04, &val, &valn) < 0)
 				return -1;
 			if (OID_IS(oid, oidn, OID_SAN)) {
@@ -431,8 +431,8 @@ static int der_key_matches_cert(const uint8_t *cert, size_t certn, const uint8_t
 	p = tbs;
 	end = tbs + tbsn;
 	der_expect(&p, end, 0xa0, &v, &vn);
-	for (int i = 0; i < 5; i++)	/* serial, sigalg, issuer, validity, subject */
-		if (der_tlv(&p, end, &(uint8_t){ 0 }, &v, &vn) < 0)
+	for (int i = 0; i < 5; i++) /* serial, sigalg, issuer, validity, subject */
+		if (der_tlv(&p, end, &(uint8_t){0}, &v, &vn) < 0)
 			return -1;
 	if (der_expect(&p, end, 0x30, &spki, &spkin) < 0)
 		return -1;
@@ -442,8 +442,8 @@ static int der_key_matches_cert(const uint8_t *cert, size_t certn, const uint8_t
 	if (der_expect(&p, spki + spkin, 0x30, &v, &vn) < 0 || der_expect(&p, spki + spkin, 0x03, &bits, &bitsn) < 0 ||
 	    bitsn < 2)
 		return -1;
-	bits++, bitsn--;	/* unused-bits octet */
-	if (bits[0] == 0x30) {	/* RSAPublicKey: look for the modulus */
+	bits++, bitsn--;       /* unused-bits octet */
+	if (bits[0] == 0x30) { /* RSAPublicKey: look for the modulus */
 		const uint8_t *q = bits, *rsa, *mod;
 		size_t rsan, modn;
 		if (der_expect(&q, bits + bitsn, 0x30, &rsa, &rsan) < 0)
@@ -458,10 +458,10 @@ static int der_key_matches_cert(const uint8_t *cert, size_t certn, const uint8_t
 	if (memmem(key, keyn, bits, bitsn))
 		return 1;
 	if (bits[0] != 0x04)
-		return 0;	/* RSA: the modulus is always in the private key */
+		return 0; /* RSA: the modulus is always in the private key */
 	/* EC: a key that carries some other public point is the wrong key; one
 	 * written without its public point proves nothing. */
-	uint8_t hdr[4] = { 0x03, (uint8_t)(bitsn + 1), 0x00, 0x04 };
+	uint8_t hdr[4] = {0x03, (uint8_t)(bitsn + 1), 0x00, 0x04};
 	if (bitsn + 1 >= 0x80)
 		return -1;
 	return memmem(key, keyn, hdr, sizeof(hdr)) ? 0 : -1;
@@ -519,7 +519,7 @@ int tls_dns_id_match(const char *pat, size_t plen, const char *domain)
 		return tls_ieq(rest, rn, dot + 1, dlen - (size_t)(dot + 1 - domain));
 	}
 	if (memchr(pat, '*', plen))
-		return 0;	/* partial-label or inner wildcards never match */
+		return 0; /* partial-label or inner wildcards never match */
 	return tls_ieq(pat, plen, domain, dlen);
 }
 
@@ -531,7 +531,7 @@ static bool xmppaddr_idn_match(const char *s, size_t n, const char *domain, size
 	for (i = 0; i < n && !((unsigned char)s[i] & 0x80); i++)
 		;
 	if (i == n || n >= sizeof(u))
-		return false;	/* plain ASCII was compared already */
+		return false; /* plain ASCII was compared already */
 	memcpy(u, s, n);
 	u[n] = 0;
 	if (idn2_to_ascii_8z(u, &a, IDN2_NONTRANSITIONAL) != IDN2_OK)
@@ -559,16 +559,16 @@ static bool ident_match(const uint8_t *id, size_t len, const char *domain)
 			if (tls_dns_id_match(s, n, domain))
 				return true;
 			break;
-		case ID_SRV:	/* RFC 6120 §13.7.1.2.1, RFC 4985: "_xmpp-server.DOMAIN" */
+		case ID_SRV: /* RFC 6120 §13.7.1.2.1, RFC 4985: "_xmpp-server.DOMAIN" */
 			if (n > sizeof(srv) - 1 && strncasecmp(s, srv, sizeof(srv) - 1) == 0 &&
 			    tls_ieq(s + sizeof(srv) - 1, n - (sizeof(srv) - 1), domain, dlen))
 				return true;
 			break;
-		case ID_XMPP:	/* id-on-xmppAddr holding the bare domain, UTF-8 (RFC 6120 §13.7.1.4) */
+		case ID_XMPP: /* id-on-xmppAddr holding the bare domain, UTF-8 (RFC 6120 §13.7.1.4) */
 			if (tls_ieq(s, n, domain, dlen) || xmppaddr_idn_match(s, n, domain, dlen))
 				return true;
 			break;
-		case ID_CN:	/* present only when the cert has no SAN; no wildcards */
+		case ID_CN: /* present only when the cert has no SAN; no wildcards */
 			if (tls_ieq(s, n, domain, dlen))
 				return true;
 			break;
@@ -620,7 +620,7 @@ static int names_put(struct tls_ctx *ctx, const char *name, struct tls_cert *cer
 	uint64_t h = tls_hash(name, n);
 	struct tls_name *e = names_find(ctx, name, n, h);
 	if (e) {
-		e->cert = cert;	/* the newest certificate wins: a renewal */
+		e->cert = cert; /* the newest certificate wins: a renewal */
 		return 0;
 	}
 	if ((ctx->nnames + 1) * 10 > ctx->names_cap * 7 && names_grow(ctx) < 0)
@@ -649,7 +649,7 @@ static struct tls_cert *names_lookup(const struct tls_ctx *ctx, const char *doma
 	char *dot = memchr(c + 2, '.', (size_t)n);
 	if (!dot || dot == c + 2)
 		return NULL;
-	char *w = dot - 1;	/* reuse the buffer: "*" + ".rest" */
+	char *w = dot - 1; /* reuse the buffer: "*" + ".rest" */
 	w[0] = '*';
 	size_t wn = (size_t)(c + 2 + n - w);
 	e = names_find(ctx, w, wn, tls_hash(w, wn));
@@ -717,8 +717,8 @@ static int tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
 
 static int tls_load_cert(WOLFSSL *ssl, const struct tls_cert *cert)
 {
-	if (wolfSSL_use_certificate_chain_buffer_format(ssl, cert->chain, cert->chain_len,
-							WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+	if (wolfSSL_use_certificate_chain_buffer_format(ssl, cert->chain, cert->chain_len, WOLFSSL_FILETYPE_ASN1) !=
+		    WOLFSSL_SUCCESS ||
 	    wolfSSL_use_PrivateKey_buffer(ssl, cert->key, cert->key_len, WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
 		return -1;
 	return 0;
@@ -762,8 +762,8 @@ static int tls_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *st)
 		c->have_cert = true;
 		if (a) {
 			a->len = 0;
-			if (der_cert_idents(st->certs[0].buffer, st->certs[0].length, ident_add, a) == 0 &&
-			    a->len && (c->ident = malloc(a->len))) {
+			if (der_cert_idents(st->certs[0].buffer, st->certs[0].length, ident_add, a) == 0 && a->len &&
+			    (c->ident = malloc(a->len))) {
 				memcpy(c->ident, a->buf, a->len);
 				c->ident_len = (uint16_t)a->len;
 			}
@@ -803,7 +803,7 @@ static int tls_new_session_cb(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
 	if (!c || c->server || !c->sess_key || !wolfSSL_SESSION_has_ticket(sess))
 		return 0;
 	/* A resumed session has no certificate: carry the first handshake's identity on. */
-	bool resumed = wolfSSL_session_reused(ssl) && !c->done;	/* once done, ident is the effective one */
+	bool resumed = wolfSSL_session_reused(ssl) && !c->done; /* once done, ident is the effective one */
 	const uint8_t *id = resumed ? c->resume_ident : c->ident;
 	size_t idn = resumed ? c->resume_ident_len : c->ident_len;
 	WOLFSSL_SESSION *dup = wolfSSL_SESSION_dup(sess);
@@ -831,7 +831,7 @@ static int tls_new_session_cb(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
 	s->verify_err = resumed ? c->resume_verify_err : c->verify_err;
 	s->have_cert = resumed ? c->resume_have_cert : c->have_cert;
 	pthread_mutex_unlock(&ctx->sess_lock);
-	return 0;	/* wolfSSL keeps ownership of `sess` */
+	return 0; /* wolfSSL keeps ownership of `sess` */
 }
 
 static void tls_sess_resume(struct tls_conn *c)
@@ -883,7 +883,8 @@ static WOLFSSL_CTX *tls_wctx_new(const struct tls_opts *o, bool server)
 		 * asked for, for the certificate callback (works without
 		 * WOLFSSL_ALWAYS_KEEP_SNI or the OpenSSL-compat servername API). */
 		static const char placeholder[] = "fedhub.invalid";
-		if (wolfSSL_CTX_UseSNI(w, WOLFSSL_SNI_HOST_NAME, placeholder, sizeof(placeholder) - 1) != WOLFSSL_SUCCESS)
+		if (wolfSSL_CTX_UseSNI(w, WOLFSSL_SNI_HOST_NAME, placeholder, sizeof(placeholder) - 1) !=
+		    WOLFSSL_SUCCESS)
 			goto fail;
 		wolfSSL_CTX_SNI_SetOptions(w, WOLFSSL_SNI_HOST_NAME, WOLFSSL_SNI_ANSWER_ON_MISMATCH);
 		/* tickets are stateless: no server-side session cache */
@@ -966,8 +967,8 @@ static int tls_use_default(struct tls_ctx *ctx, struct tls_cert *cert)
 {
 	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx->srv, cert->chain, cert->chain_len,
 							    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->srv, cert->key, cert->key_len,
-					      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->srv, cert->key, cert->key_len, WOLFSSL_FILETYPE_ASN1) !=
+		    WOLFSSL_SUCCESS)
 		return TLS_ERR_ARG;
 	ctx->def = cert;
 	return 0;
@@ -987,7 +988,8 @@ static long tls_pem_chain_to_der(const char *pem, size_t len, uint8_t **out)
 		if (!e)
 			break;
 		e += sizeof(end_) - 1;
-		int r = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der + n, (int)(len - (size_t)n), CERT_TYPE);
+		int r = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der + n, (int)(len - (size_t)n),
+					CERT_TYPE);
 		if (r <= 0) {
 			free(der);
 			return -1;
@@ -1032,8 +1034,8 @@ int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key
 		goto out;
 	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx->scratch, cert->chain, cert->chain_len,
 							    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->scratch, cert->key, cert->key_len,
-					      WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->scratch, cert->key, cert->key_len, WOLFSSL_FILETYPE_ASN1) !=
+		    WOLFSSL_SUCCESS ||
 	    wolfSSL_CTX_check_private_key(ctx->scratch) != WOLFSSL_SUCCESS ||
 	    der_key_matches_cert(cert->chain, leaf_len, cert->key, cert->key_len) == 0)
 		goto out;
@@ -1049,10 +1051,10 @@ int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key
 		ctx->certs_cap = cap;
 	}
 	/* wolfSSL has parsed the certificate above; our reader only collects names */
-	struct name_acc acc = { .ctx = ctx, .cert = cert };
+	struct name_acc acc = {.ctx = ctx, .cert = cert};
 	der_cert_idents(cert->chain, leaf_len, name_index, &acc);
 	if (acc.count == 0)
-		goto out;	/* names nothing; nothing refers to it */
+		goto out; /* names nothing; nothing refers to it */
 	/* indexed names point at it: the ctx owns it from here, even on error */
 	ctx->certs[ctx->ncerts++] = cert;
 	if (acc.err)
@@ -1065,7 +1067,7 @@ int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key
 out:
 	tls_cert_free(cert);
 	if (kpem) {
-		memset(kpem, 0, klen);	/* private key text */
+		memset(kpem, 0, klen); /* private key text */
 		free(kpem);
 	}
 	free(cpem);
@@ -1078,9 +1080,18 @@ int tls_ctx_set_default(struct tls_ctx *ctx, const char *domain)
 	return c ? tls_use_default(ctx, c) : TLS_ERR_ARG;
 }
 
-size_t tls_ctx_cert_count(const struct tls_ctx *ctx) { return ctx->ncerts; }
-size_t tls_ctx_name_count(const struct tls_ctx *ctx) { return ctx->nnames; }
-bool tls_ctx_has_name(const struct tls_ctx *ctx, const char *domain) { return names_lookup(ctx, domain) != NULL; }
+size_t tls_ctx_cert_count(const struct tls_ctx *ctx)
+{
+	return ctx->ncerts;
+}
+size_t tls_ctx_name_count(const struct tls_ctx *ctx)
+{
+	return ctx->nnames;
+}
+bool tls_ctx_has_name(const struct tls_ctx *ctx, const char *domain)
+{
+	return names_lookup(ctx, domain) != NULL;
+}
 
 /* ----------------------------------------------------------------- conn */
 
@@ -1101,7 +1112,8 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *remo
 		char canon[TLS_NAME_MAX + 1];
 		if (tls_canon(remote, canon) < 0 || !(c->remote = strdup(canon)))
 			goto fail;
-		if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, canon, (unsigned short)strlen(canon)) != WOLFSSL_SUCCESS)
+		if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, canon, (unsigned short)strlen(canon)) !=
+		    WOLFSSL_SUCCESS)
 			goto fail;
 		size_t kn = strlen(canon) + 2 + (local ? strlen(local) : 0);
 		if (!(c->sess_key = malloc(kn)))
@@ -1281,23 +1293,42 @@ int tls_peer_verify_domain(struct tls_conn *c, const char *domain)
 	return ident_match(c->ident, c->ident_len, domain) ? 0 : TLS_ERR_NAME;
 }
 
-bool tls_resumed(struct tls_conn *c) { return c->resumed; }
-const char *tls_version(struct tls_conn *c) { return wolfSSL_get_version(c->ssl); }
-const char *tls_cipher(struct tls_conn *c) { return wolfSSL_get_cipher_name(c->ssl); }
+bool tls_resumed(struct tls_conn *c)
+{
+	return c->resumed;
+}
+const char *tls_version(struct tls_conn *c)
+{
+	return wolfSSL_get_version(c->ssl);
+}
+const char *tls_cipher(struct tls_conn *c)
+{
+	return wolfSSL_get_cipher_name(c->ssl);
+}
 
 const char *tls_strerror(int err)
 {
 	switch (err) {
-	case 0: return "ok";
-	case TLS_ERR_CLOSED: return "connection closed";
-	case TLS_ERR_PROTO: return "TLS protocol error";
-	case TLS_ERR_VERIFY: return "peer certificate not trusted";
-	case TLS_ERR_NAME: return "peer certificate does not match the domain";
-	case TLS_ERR_NOCERT: return "peer presented no certificate";
-	case TLS_ERR_AGAIN: return "buffer full";
-	case TLS_ERR_NOMEM: return "out of memory";
-	case TLS_ERR_STATE: return "not valid in this state";
-	case TLS_ERR_ARG: return "bad argument or certificate";
+	case 0:
+		return "ok";
+	case TLS_ERR_CLOSED:
+		return "connection closed";
+	case TLS_ERR_PROTO:
+		return "TLS protocol error";
+	case TLS_ERR_VERIFY:
+		return "peer certificate not trusted";
+	case TLS_ERR_NAME:
+		return "peer certificate does not match the domain";
+	case TLS_ERR_NOCERT:
+		return "peer presented no certificate";
+	case TLS_ERR_AGAIN:
+		return "buffer full";
+	case TLS_ERR_NOMEM:
+		return "out of memory";
+	case TLS_ERR_STATE:
+		return "not valid in this state";
+	case TLS_ERR_ARG:
+		return "bad argument or certificate";
 	}
 	return "unknown TLS error";
 }
@@ -1323,7 +1354,7 @@ const char *tls_error(struct tls_conn *c)
 	} else if (c->verify_err) {
 		const char *vs = tls_verify_str(c->verify_err);
 		if (ws && (!vs || strstr(vs, "unknown")))
-			vs = ws, ws = NULL;	/* X509 codes wolfSSL cannot name */
+			vs = ws, ws = NULL; /* X509 codes wolfSSL cannot name */
 		if (ws && strcmp(ws, vs) == 0)
 			ws = NULL;
 		snprintf(buf, sizeof(bufs[0]), "certificate at depth %d: %s%s%s", c->verify_depth, vs ? vs : "?",

@@ -45,35 +45,35 @@ struct tls_conn;
 
 /* Error codes (negative); tls_strerror() names them, tls_error() adds detail. */
 enum tls_err {
-	TLS_ERR_CLOSED = -1,	/* peer sent close_notify or the transport ended */
-	TLS_ERR_PROTO = -2,	/* TLS failure (alert, bad record, handshake) */
-	TLS_ERR_VERIFY = -3,	/* peer certificate chain not trusted / expired / bad usage */
-	TLS_ERR_NAME = -4,	/* certificate does not name the domain (RFC 6125) */
-	TLS_ERR_NOCERT = -5,	/* peer presented no certificate */
-	TLS_ERR_AGAIN = -6,	/* output or input buffer full: drain, then retry */
+	TLS_ERR_CLOSED = -1, /* peer sent close_notify or the transport ended */
+	TLS_ERR_PROTO = -2,  /* TLS failure (alert, bad record, handshake) */
+	TLS_ERR_VERIFY = -3, /* peer certificate chain not trusted / expired / bad usage */
+	TLS_ERR_NAME = -4,   /* certificate does not name the domain (RFC 6125) */
+	TLS_ERR_NOCERT = -5, /* peer presented no certificate */
+	TLS_ERR_AGAIN = -6,  /* output or input buffer full: drain, then retry */
 	TLS_ERR_NOMEM = -7,
-	TLS_ERR_STATE = -8,	/* call not valid now (e.g. write before handshake) */
-	TLS_ERR_ARG = -9,	/* bad argument, file or certificate */
+	TLS_ERR_STATE = -8, /* call not valid now (e.g. write before handshake) */
+	TLS_ERR_ARG = -9,   /* bad argument, file or certificate */
 };
 
 struct tls_opts {
-	const char *ca_file;	/* PEM bundle; NULL: /etc/ssl/certs/ca-certificates.crt */
-	const char *ciphers;	/* wolfSSL/OpenSSL cipher names, ':'-separated; NULL: AES-GCM + ChaCha20 (ECDHE) */
-	int min_version;	/* 12 or 13 (TLS 1.x); 0: 12 */
-	int max_version;	/* 12 or 13; 0: 13 */
+	const char *ca_file; /* PEM bundle; NULL: /etc/ssl/certs/ca-certificates.crt */
+	const char *ciphers; /* wolfSSL/OpenSSL cipher names, ':'-separated; NULL: AES-GCM + ChaCha20 (ECDHE) */
+	int min_version;     /* 12 or 13 (TLS 1.x); 0: 12 */
+	int max_version;     /* 12 or 13; 0: 13 */
 	/* true: a peer whose chain does not verify fails the handshake (and a
 	 * server then requires a client certificate). false: the handshake
 	 * completes and tls_peer_verify_domain() reports the failure, so the s2s
 	 * layer can fall back to dialback (XEP-0220). */
 	bool verify_required;
-	unsigned session_cache;	/* outbound session cache slots; 0: 1024 */
-	size_t out_max;		/* bound on buffered ciphertext to send; 0: 256 KiB */
-	size_t in_max;		/* bound on buffered ciphertext received; 0: 64 KiB */
+	unsigned session_cache; /* outbound session cache slots; 0: 1024 */
+	size_t out_max;         /* bound on buffered ciphertext to send; 0: 256 KiB */
+	size_t in_max;          /* bound on buffered ciphertext received; 0: 64 KiB */
 };
 
 /* wolfSSL global init is done on first use. */
 struct tls_ctx *tls_ctx_new(const struct tls_opts *opts);
-void tls_ctx_free(struct tls_ctx *ctx);	/* after every tls_conn made from it */
+void tls_ctx_free(struct tls_ctx *ctx); /* after every tls_conn made from it */
 
 /*
  * Load a hosted domain's certificate chain (PEM, leaf first) and its private
@@ -85,8 +85,8 @@ void tls_ctx_free(struct tls_ctx *ctx);	/* after every tls_conn made from it */
  */
 int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_pem_path, const char *key_pem_path);
 int tls_ctx_set_default(struct tls_ctx *ctx, const char *domain);
-size_t tls_ctx_cert_count(const struct tls_ctx *ctx);	/* certificates held */
-size_t tls_ctx_name_count(const struct tls_ctx *ctx);	/* names indexed */
+size_t tls_ctx_cert_count(const struct tls_ctx *ctx); /* certificates held */
+size_t tls_ctx_name_count(const struct tls_ctx *ctx); /* names indexed */
 /* The certificate the hub would present for a name (exact, then wildcard): true if one matches. */
 bool tls_ctx_has_name(const struct tls_ctx *ctx, const char *domain);
 
@@ -131,7 +131,7 @@ const char *tls_sni(struct tls_conn *c);
  */
 int tls_peer_verify_domain(struct tls_conn *c, const char *domain);
 bool tls_resumed(struct tls_conn *c);
-const char *tls_version(struct tls_conn *c);	/* "TLSv1.3" ... */
+const char *tls_version(struct tls_conn *c); /* "TLSv1.3" ... */
 const char *tls_cipher(struct tls_conn *c);
 /* Why the last failure happened (handshake, read, verification). Never NULL;
  * a per-thread buffer, valid until four more tls_error() calls on the thread. */

@@ -45,15 +45,15 @@ enum op {
 	OP_SEND,
 	OP_CONNECT,
 	OP_CANCEL,
-	OP_WAKE,       /* eventfd read; ptr: worker */
-	OP_MSGRING,    /* completion of our own MSG_RING sqe */
+	OP_WAKE,    /* eventfd read; ptr: worker */
+	OP_MSGRING, /* completion of our own MSG_RING sqe */
 };
 #define UD(ptr, op) ((uint64_t)(uintptr_t)(ptr) | (op))
-#define UD_PTR(ud) ((void *)(uintptr_t)((ud) & ~7ULL))
-#define UD_OP(ud) ((int)((ud) & 7))
+#define UD_PTR(ud)  ((void *)(uintptr_t)((ud) & ~7ULL))
+#define UD_OP(ud)   ((int)((ud)&7))
 
-#define BGID 1
-#define TICK_MS 100
+#define BGID         1
+#define TICK_MS      100
 #define IOV_PER_SEND 256
 
 struct spsc {
@@ -76,7 +76,7 @@ struct net_worker {
 	pthread_t th;
 	struct io_uring ring;
 	int ring_fd;
-	int wake_fd;          /* eventfd the control thread writes */
+	int wake_fd; /* eventfd the control thread writes */
 	uint64_t wake_buf;
 	bool ring_ready;
 	void *user;
@@ -85,7 +85,7 @@ struct net_worker {
 	char *bufmem;
 	struct net_buf *bufs;
 	uint32_t nbufs, bufsz;
-	uint32_t bufs_out;    /* buffers not in the ring */
+	uint32_t bufs_out; /* buffers not in the ring */
 	/* connections */
 	struct net_conn **slots;
 	uint32_t nslots, slots_cap;
@@ -115,13 +115,17 @@ struct net_worker {
 static struct net_config cfg;
 static struct net_worker *workers;
 static int nworkers;
-static struct spsc *ctrl_in[NET_MAX_WORKERS]; /* worker -> control */
+static struct spsc *ctrl_in[NET_MAX_WORKERS];  /* worker -> control */
 static struct spsc *ctrl_out[NET_MAX_WORKERS]; /* control -> worker (== workers[i].in[NET_CTRL]) */
 static int ctrl_efd = -1;
 static _Atomic bool stopping;
 static _Atomic uint64_t next_conn_id = 1;
 static uint64_t queue_limit = 4u << 20;
-static struct { int kind; struct sockaddr_storage ss; socklen_t len; } listens[16];
+static struct {
+	int kind;
+	struct sockaddr_storage ss;
+	socklen_t len;
+} listens[16];
 static int nlistens;
 static __thread struct net_worker *self_worker;
 
@@ -137,13 +141,34 @@ uint64_t net_now_ms(void)
 	return self_worker ? self_worker->now : mono_ms();
 }
 
-bool net_stopping(void) { return atomic_load_explicit(&stopping, memory_order_relaxed); }
-int net_nworkers(void) { return nworkers; }
-struct net_worker *net_worker_at(int i) { return &workers[i]; }
-int net_worker_id(const struct net_worker *w) { return w->id; }
-void *net_worker_user(struct net_worker *w) { return w->user; }
-void net_worker_set_user(struct net_worker *w, void *u) { w->user = u; }
-void net_set_queue_limit(uint64_t bytes) { queue_limit = bytes; }
+bool net_stopping(void)
+{
+	return atomic_load_explicit(&stopping, memory_order_relaxed);
+}
+int net_nworkers(void)
+{
+	return nworkers;
+}
+struct net_worker *net_worker_at(int i)
+{
+	return &workers[i];
+}
+int net_worker_id(const struct net_worker *w)
+{
+	return w->id;
+}
+void *net_worker_user(struct net_worker *w)
+{
+	return w->user;
+}
+void net_worker_set_user(struct net_worker *w, void *u)
+{
+	w->user = u;
+}
+void net_set_queue_limit(uint64_t bytes)
+{
+	queue_limit = bytes;
+}
 
 /* ---- SPSC rings ---------------------------------------------------- */
 
@@ -241,7 +266,7 @@ void net_buf_unref(struct net_worker *w, struct net_buf *b)
 			buf_recycle(w, b);
 		return;
 	}
-	struct net_msg m = { .type = NET_MSG_RELEASE, .src = (uint16_t)w->id, .buf = b };
+	struct net_msg m = {.type = NET_MSG_RELEASE, .src = (uint16_t)w->id, .buf = b};
 	if (b->owner == NET_CTRL) { /* control-made buffers are plain heap, shared-free */
 		if (__atomic_sub_fetch(&b->ref, 1, __ATOMIC_ACQ_REL) == 0)
 			buf_recycle(w, b);
@@ -496,7 +521,7 @@ int net_send_slice_take(struct net_conn *c, struct net_buf *b, const char *p, si
 		c->oq_head = 0;
 		c->oq_cap = ncap;
 	}
-	c->oq[(c->oq_head + c->oq_len) & (c->oq_cap - 1)] = (struct net_slice){ b, p, (uint32_t)n };
+	c->oq[(c->oq_head + c->oq_len) & (c->oq_cap - 1)] = (struct net_slice){b, p, (uint32_t)n};
 	c->oq_len++;
 	c->oq_bytes += n;
 	if (!(c->flags & NET_F_CONNECTING))
@@ -511,8 +536,8 @@ int net_send_copy(struct net_conn *c, const char *p, size_t n)
 	if (c->oq_len > (c->flags & NET_F_SENDING ? c->oq_inflight_n : 0)) {
 		struct net_slice *last = &c->oq[(c->oq_head + c->oq_len - 1) & (c->oq_cap - 1)];
 		struct net_buf *b = last->b;
-		if (b && b->bid < 0 && b->ref == 1 && b->owner == c->w->id &&
-		    last->p + last->n == b->data + b->len && b->len + n <= b->cap) {
+		if (b && b->bid < 0 && b->ref == 1 && b->owner == c->w->id && last->p + last->n == b->data + b->len &&
+		    b->len + n <= b->cap) {
 			if (c->oq_bytes + n > queue_limit)
 				return -ENOBUFS;
 			memcpy(b->data + b->len, p, n);
@@ -581,7 +606,7 @@ static void flush_sends(struct net_worker *w)
 		c->flags &= ~NET_F_DIRTY;
 		if (!(c->flags & NET_F_OPEN) || c->fd < 0 || (c->flags & (NET_F_SENDING | NET_F_CONNECTING)))
 			continue;
-		if (!c->oq_len && !(c->tls && tls_pending_out(c->tls, &(const void *){ NULL })))
+		if (!c->oq_len && !(c->tls && tls_pending_out(c->tls, &(const void *){NULL})))
 			continue;
 		if (!prep_send(w, c)) { /* no room this turn */
 			c->flags |= NET_F_DIRTY;
@@ -1103,7 +1128,7 @@ static int ring_setup(struct net_worker *w)
 	w->br = mmap(NULL, ringsz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (w->br == MAP_FAILED)
 		return -ENOMEM;
-	struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)w->br, .ring_entries = w->nbufs, .bgid = BGID };
+	struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)w->br, .ring_entries = w->nbufs, .bgid = BGID};
 	rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
 	if (rc < 0)
 		return rc;
@@ -1119,8 +1144,8 @@ static int ring_setup(struct net_worker *w)
 		b->owner = (uint16_t)w->id;
 		b->cap = w->bufsz;
 		b->data = w->bufmem + (size_t)i * w->bufsz;
-		io_uring_buf_ring_add(w->br, b->data, w->bufsz, (unsigned short)i,
-				      io_uring_buf_ring_mask(w->nbufs), (int)i);
+		io_uring_buf_ring_add(w->br, b->data, w->bufsz, (unsigned short)i, io_uring_buf_ring_mask(w->nbufs),
+				      (int)i);
 	}
 	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
 	return 0;
@@ -1261,7 +1286,7 @@ static void *worker_main(void *arg)
 			log_error(0, "worker %d: cannot listen: %s", w->id, strerror(-fd));
 			exit(1);
 		}
-		w->lis[w->nlis] = (struct listener){ .fd = fd, .kind = listens[i].kind, .w = w };
+		w->lis[w->nlis] = (struct listener){.fd = fd, .kind = listens[i].kind, .w = w};
 		arm_accept(w, &w->lis[w->nlis]);
 		w->nlis++;
 	}
@@ -1293,7 +1318,8 @@ static void *worker_main(void *arg)
 		rcu_thread_online();
 		w->now = mono_ms();
 		unsigned head, n = 0;
-		io_uring_for_each_cqe(&w->ring, head, cqe) {
+		io_uring_for_each_cqe(&w->ring, head, cqe)
+		{
 			handle_cqe(w, cqe);
 			n++;
 		}
@@ -1420,7 +1446,10 @@ void net_stop(void)
 		pthread_join(workers[i].th, NULL);
 }
 
-int net_ctrl_eventfd(void) { return ctrl_efd; }
+int net_ctrl_eventfd(void)
+{
+	return ctrl_efd;
+}
 
 static void ctrl_handle(struct net_worker *unused, struct net_msg *m)
 {

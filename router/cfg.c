@@ -46,12 +46,12 @@
 
 enum cfg_sect { S_NONE, S_HUB, S_CLUSTER, S_DOMAIN, S_COMPONENT, S_ROUTE, S_UNKNOWN };
 
-#define SB(s) (1u << (s))
-#define HUB SB(S_HUB)
-#define CLUSTER SB(S_CLUSTER)
-#define DOMAIN SB(S_DOMAIN)
+#define SB(s)     (1u << (s))
+#define HUB       SB(S_HUB)
+#define CLUSTER   SB(S_CLUSTER)
+#define DOMAIN    SB(S_DOMAIN)
 #define COMPONENT SB(S_COMPONENT)
-#define ROUTE SB(S_ROUTE)
+#define ROUTE     SB(S_ROUTE)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 static const char *const sect_names[] = {
@@ -68,43 +68,43 @@ struct parser;
 typedef void cfg_handler(struct parser *p, int argc, char **argv);
 
 /* name, sections, repeatable, min values, max values */
-#define CFG_DIRECTIVES(X)                                 \
-	X(workers, HUB, 0, 1, 1)                          \
-	X(domain, HUB, 0, 1, 1)                           \
-	X(listen, HUB, 1, 2, 5)                           \
-	X(http, HUB, 0, 1, 1)                             \
-	X(dialback_secret_file, HUB, 0, 1, 1)             \
-	X(log_level, HUB, 0, 1, 1)                        \
-	X(max_stanza_size, HUB, 0, 1, 1)                  \
-	X(max_stanza_size_preauth, HUB, 0, 1, 1)          \
-	X(max_depth, HUB, 0, 1, 1)                        \
-	X(max_attrs, HUB, 0, 1, 1)                        \
-	X(max_name, HUB, 0, 1, 1)                         \
-	X(link_queue_max, HUB, 0, 1, 1)                   \
-	X(send_queue_max, HUB, 0, 1, 1)                   \
-	X(idle_timeout, HUB, 0, 1, 1)                     \
-	X(keepalive_interval, HUB, 0, 1, 1)               \
-	X(connect_timeout, HUB, 0, 1, 1)                  \
-	X(retry_min, HUB, 0, 1, 1)                        \
-	X(retry_max, HUB, 0, 1, 1)                        \
-	X(dns_server, HUB, 0, 1, 1)                       \
-	X(ca_file, HUB, 0, 1, 1)                          \
-	X(s2s_tls, HUB, 0, 1, 1)                          \
-	X(redis, CLUSTER, 0, 1, 1)                        \
-	X(sentinel, CLUSTER, 1, 2, 2)                     \
-	X(node_id, CLUSTER, 0, 1, 1)                      \
-	X(cert, DOMAIN, 0, 1, 1)                          \
-	X(key, DOMAIN, 0, 1, 1)                           \
-	X(secret, COMPONENT, 0, 1, 1)                     \
-	X(connect, ROUTE, 1, 1, 1)                        \
-	X(tls, ROUTE, 0, 1, 1)                            \
+#define CFG_DIRECTIVES(X)                        \
+	X(workers, HUB, 0, 1, 1)                 \
+	X(domain, HUB, 0, 1, 1)                  \
+	X(listen, HUB, 1, 2, 5)                  \
+	X(http, HUB, 0, 1, 1)                    \
+	X(dialback_secret_file, HUB, 0, 1, 1)    \
+	X(log_level, HUB, 0, 1, 1)               \
+	X(max_stanza_size, HUB, 0, 1, 1)         \
+	X(max_stanza_size_preauth, HUB, 0, 1, 1) \
+	X(max_depth, HUB, 0, 1, 1)               \
+	X(max_attrs, HUB, 0, 1, 1)               \
+	X(max_name, HUB, 0, 1, 1)                \
+	X(link_queue_max, HUB, 0, 1, 1)          \
+	X(send_queue_max, HUB, 0, 1, 1)          \
+	X(idle_timeout, HUB, 0, 1, 1)            \
+	X(keepalive_interval, HUB, 0, 1, 1)      \
+	X(connect_timeout, HUB, 0, 1, 1)         \
+	X(retry_min, HUB, 0, 1, 1)               \
+	X(retry_max, HUB, 0, 1, 1)               \
+	X(dns_server, HUB, 0, 1, 1)              \
+	X(ca_file, HUB, 0, 1, 1)                 \
+	X(s2s_tls, HUB, 0, 1, 1)                 \
+	X(redis, CLUSTER, 0, 1, 1)               \
+	X(sentinel, CLUSTER, 1, 2, 2)            \
+	X(node_id, CLUSTER, 0, 1, 1)             \
+	X(cert, DOMAIN, 0, 1, 1)                 \
+	X(key, DOMAIN, 0, 1, 1)                  \
+	X(secret, COMPONENT, 0, 1, 1)            \
+	X(connect, ROUTE, 1, 1, 1)               \
+	X(tls, ROUTE, 0, 1, 1)                   \
 	X(direct_tls, ROUTE, 0, 1, 1)
 
 enum cfg_dir_id {
 #define X(n, s, r, lo, hi) D_##n,
 	CFG_DIRECTIVES(X)
 #undef X
-	D__COUNT
+		D__COUNT
 };
 
 #define X(n, s, r, lo, hi) static cfg_handler d_##n;
@@ -129,7 +129,7 @@ const char *const cfg_directive_names[] = {
 #define X(n, s, r, lo, hi) #n,
 	CFG_DIRECTIVES(X)
 #undef X
-	NULL,
+		NULL,
 };
 
 /* ---- section-name set ---------------------------------------------------- */
@@ -217,13 +217,13 @@ struct parser {
 
 	enum cfg_sect sect;
 	int sect_line;
-	bool sect_dup;       /* a second [hub] / [cluster]: reported, not re-checked */
-	int seen[D__COUNT];  /* line of each directive in the current section */
+	bool sect_dup;             /* a second [hub] / [cluster]: reported, not re-checked */
+	int seen[D__COUNT];        /* line of each directive in the current section */
 	int sect_first[S_UNKNOWN]; /* line of the first [hub] / [cluster] */
 	/* The entry the current named section fills: an element of the cfg
 	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
 	 * directives are still checked but go nowhere. */
-	int cur;             /* index into the cfg array, -1 = scratch */
+	int cur; /* index into the cfg array, -1 = scratch */
 	union {
 		struct cfg_domain d;
 		struct cfg_component k;
@@ -234,8 +234,7 @@ struct parser {
 	struct name_set names;
 };
 
-static void perr(struct parser *p, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void perr(struct parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void perr(struct parser *p, int line, const char *fmt, ...)
 {
@@ -303,16 +302,30 @@ static int parse_unit(const char *s, enum unit u, uint64_t *v)
 		return -1;
 	if (*e && u == U_BYTES) {
 		switch (*e++) {
-		case 'k': case 'K': mul = 1024; break;
-		case 'm': case 'M': mul = 1024 * 1024; break;
-		default: return -1;
+		case 'k':
+		case 'K':
+			mul = 1024;
+			break;
+		case 'm':
+		case 'M':
+			mul = 1024 * 1024;
+			break;
+		default:
+			return -1;
 		}
 	} else if (*e && u == U_SECONDS) {
 		switch (*e++) {
-		case 's': mul = 1; break;
-		case 'm': mul = 60; break;
-		case 'h': mul = 3600; break;
-		default: return -1;
+		case 's':
+			mul = 1;
+			break;
+		case 'm':
+			mul = 60;
+			break;
+		case 'h':
+			mul = 3600;
+			break;
+		default:
+			return -1;
 		}
 	}
 	if (*e)
@@ -329,8 +342,8 @@ static const char *const unit_hint[] = {
 	[U_SECONDS] = "a duration in seconds, with an optional s, m or h suffix",
 };
 
-static void set_u32(struct parser *p, const char *name, const char *s, enum unit u,
-		    uint64_t lo, uint64_t hi, uint32_t *field)
+static void set_u32(struct parser *p, const char *name, const char *s, enum unit u, uint64_t lo, uint64_t hi,
+		    uint32_t *field)
 {
 	uint64_t v;
 
@@ -339,8 +352,8 @@ static void set_u32(struct parser *p, const char *name, const char *s, enum unit
 		return;
 	}
 	if (v < lo || v > hi) {
-		ERR(p, "%s: %llu is out of range (%llu..%llu)", name, (unsigned long long)v,
-		    (unsigned long long)lo, (unsigned long long)hi);
+		ERR(p, "%s: %llu is out of range (%llu..%llu)", name, (unsigned long long)v, (unsigned long long)lo,
+		    (unsigned long long)hi);
 		return;
 	}
 	*field = (uint32_t)v;
@@ -362,9 +375,12 @@ static int parse_tls_mode(const char *s, enum cfg_tls_mode *m)
 const char *cfg_tls_mode_name(enum cfg_tls_mode m)
 {
 	switch (m) {
-	case CFG_TLS_REQUIRED: return "required";
-	case CFG_TLS_OPTIONAL: return "optional";
-	case CFG_TLS_OFF: return "off";
+	case CFG_TLS_REQUIRED:
+		return "required";
+	case CFG_TLS_OPTIONAL:
+		return "optional";
+	case CFG_TLS_OFF:
+		return "off";
 	}
 	return "?";
 }
@@ -372,9 +388,12 @@ const char *cfg_tls_mode_name(enum cfg_tls_mode m)
 const char *cfg_listen_kind_name(enum cfg_listen_kind k)
 {
 	switch (k) {
-	case CFG_LISTEN_S2S: return "s2s";
-	case CFG_LISTEN_S2S_TLS: return "s2s-tls";
-	case CFG_LISTEN_COMPONENT: return "component";
+	case CFG_LISTEN_S2S:
+		return "s2s";
+	case CFG_LISTEN_S2S_TLS:
+		return "s2s-tls";
+	case CFG_LISTEN_COMPONENT:
+		return "component";
 	}
 	return "?";
 }
@@ -508,13 +527,11 @@ int cfg_addr_port(const struct cfg_addr *a)
 
 static bool addr_equal(const struct cfg_addr *x, const struct cfg_addr *y)
 {
-	return x->len == y->len && x->ss.ss_family == y->ss.ss_family &&
-	       cfg_addr_port(x) == cfg_addr_port(y) &&
-	       (x->ss.ss_family == AF_INET6
-			? !memcmp(&((const struct sockaddr_in6 *)&x->ss)->sin6_addr,
-				  &((const struct sockaddr_in6 *)&y->ss)->sin6_addr, 16)
-			: ((const struct sockaddr_in *)&x->ss)->sin_addr.s_addr ==
-				  ((const struct sockaddr_in *)&y->ss)->sin_addr.s_addr);
+	return x->len == y->len && x->ss.ss_family == y->ss.ss_family && cfg_addr_port(x) == cfg_addr_port(y) &&
+	       (x->ss.ss_family == AF_INET6 ? !memcmp(&((const struct sockaddr_in6 *)&x->ss)->sin6_addr,
+						      &((const struct sockaddr_in6 *)&y->ss)->sin6_addr, 16)
+					    : ((const struct sockaddr_in *)&x->ss)->sin_addr.s_addr ==
+						      ((const struct sockaddr_in *)&y->ss)->sin_addr.s_addr);
 }
 
 /* ---- domain names -------------------------------------------------------- */
@@ -673,8 +690,7 @@ static void d_listen(struct parser *p, int argc, char **argv)
 		return;
 	}
 	if (cfg_parse_addr(argv[1], &l.addr, default_port) < 0) {
-		ERR(p, "listen: bad address '%s' (expected IPV4:PORT, [IPV6]:PORT or localhost:PORT)",
-		    argv[1]);
+		ERR(p, "listen: bad address '%s' (expected IPV4:PORT, [IPV6]:PORT or localhost:PORT)", argv[1]);
 		return;
 	}
 	for (int i = 2; i < argc; i++) {
@@ -684,13 +700,11 @@ static void d_listen(struct parser *p, int argc, char **argv)
 			tls_given = true;
 			l.tls_set = true;
 			if (parse_tls_mode(argv[++i], &l.tls) < 0) {
-				ERR(p, "listen: bad tls mode '%s' (expected required, optional or off)",
-				    argv[i]);
+				ERR(p, "listen: bad tls mode '%s' (expected required, optional or off)", argv[i]);
 				return;
 			}
 		} else {
-			ERR(p, "listen: unexpected '%s' (options: tls required|optional|off, proxy_protocol)",
-			    argv[i]);
+			ERR(p, "listen: unexpected '%s' (options: tls required|optional|off, proxy_protocol)", argv[i]);
 			return;
 		}
 	}
@@ -722,8 +736,7 @@ static void d_http(struct parser *p, int argc, char **argv)
 		return;
 	}
 	if (cfg_parse_addr(argv[0], &p->c->http, 5280) < 0)
-		ERR(p, "http: bad address '%s' (expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or off)",
-		    argv[0]);
+		ERR(p, "http: bad address '%s' (expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or off)", argv[0]);
 }
 
 static void d_dialback_secret_file(struct parser *p, int argc, char **argv)
@@ -753,15 +766,14 @@ static void d_dialback_secret_file(struct parser *p, int argc, char **argv)
 		n--;
 	for (ssize_t i = 0; i < n; i++) {
 		if (buf[i] <= ' ' || buf[i] > '~') {
-			ERR(p, "dialback_secret_file: '%s' must hold one line of printable ASCII",
-			    argv[0]);
+			ERR(p, "dialback_secret_file: '%s' must hold one line of printable ASCII", argv[0]);
 			explicit_bzero(buf, sizeof(buf));
 			return;
 		}
 	}
 	if (n < 16 || (size_t)n >= sizeof(c->dialback_secret)) {
-		ERR(p, "dialback_secret_file: the secret in '%s' must be 16 to %zu characters",
-		    argv[0], sizeof(c->dialback_secret) - 1);
+		ERR(p, "dialback_secret_file: the secret in '%s' must be 16 to %zu characters", argv[0],
+		    sizeof(c->dialback_secret) - 1);
 		explicit_bzero(buf, sizeof(buf));
 		return;
 	}
@@ -794,8 +806,7 @@ static void d_max_stanza_size(struct parser *p, int argc, char **argv)
 
 static void d_max_stanza_size_preauth(struct parser *p, int argc, char **argv)
 {
-	set_u32(p, "max_stanza_size_preauth", argv[0], U_BYTES, 1 * KB, 64 * MB,
-		&p->c->max_stanza_size_preauth);
+	set_u32(p, "max_stanza_size_preauth", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_stanza_size_preauth);
 }
 
 static void d_max_depth(struct parser *p, int argc, char **argv)
@@ -854,8 +865,7 @@ static void d_retry_max(struct parser *p, int argc, char **argv)
 static void d_dns_server(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_addr(argv[0], &p->c->dns_server, 53) < 0)
-		ERR(p, "dns_server: bad address '%s' (expected IPV4[:PORT] or [IPV6][:PORT])",
-		    argv[0]);
+		ERR(p, "dns_server: bad address '%s' (expected IPV4[:PORT] or [IPV6][:PORT])", argv[0]);
 }
 
 static void d_ca_file(struct parser *p, int argc, char **argv)
@@ -874,8 +884,7 @@ static void d_s2s_tls(struct parser *p, int argc, char **argv)
 static void d_redis(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_addr(argv[0], &p->c->cluster_redis, 6379) < 0)
-		ERR(p, "redis: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])",
-		    argv[0]);
+		ERR(p, "redis: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
 }
 
 static void d_sentinel(struct parser *p, int argc, char **argv)
@@ -884,8 +893,7 @@ static void d_sentinel(struct parser *p, int argc, char **argv)
 	struct cfg_addr a;
 
 	if (cfg_parse_addr(argv[0], &a, 26379) < 0) {
-		ERR(p, "sentinel: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])",
-		    argv[0]);
+		ERR(p, "sentinel: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
 		return;
 	}
 	if (!is_token(argv[1], sizeof(c->cluster_master) - 1)) {
@@ -893,8 +901,8 @@ static void d_sentinel(struct parser *p, int argc, char **argv)
 		return;
 	}
 	if (c->ncluster_sentinel && strcmp(c->cluster_master, argv[1])) {
-		ERR(p, "sentinel: master '%s' differs from '%s' named before (one master per cluster)",
-		    argv[1], c->cluster_master);
+		ERR(p, "sentinel: master '%s' differs from '%s' named before (one master per cluster)", argv[1],
+		    c->cluster_master);
 		return;
 	}
 	if (c->ncluster_sentinel == (int)(sizeof(c->cluster_sentinel) / sizeof(c->cluster_sentinel[0]))) {
@@ -1013,8 +1021,7 @@ static void section_close(struct parser *p)
 	}
 	case S_COMPONENT:
 		if (!p->seen[D_secret])
-			perr(p, p->sect_line, "[component %s]: missing required 'secret'",
-			     cur_component(p)->name);
+			perr(p, p->sect_line, "[component %s]: missing required 'secret'", cur_component(p)->name);
 		break;
 	case S_ROUTE: {
 		struct cfg_route *r = cur_route(p);
@@ -1091,8 +1098,8 @@ static void section_open(struct parser *p, int argc, char **argv)
 			s = (enum cfg_sect)i;
 	if (s == S_UNKNOWN) {
 		const char *hint = argc > 0 ? closest(argv[0], cfg_section_names) : NULL;
-		ERR(p, "unknown section [%s]%s%s%s", argc > 0 ? argv[0] : "",
-		    hint ? " (did you mean [" : "", hint ? hint : "", hint ? "]?)" : "");
+		ERR(p, "unknown section [%s]%s%s%s", argc > 0 ? argv[0] : "", hint ? " (did you mean [" : "",
+		    hint ? hint : "", hint ? "]?)" : "");
 		p->sect = S_UNKNOWN;
 		return;
 	}
@@ -1130,14 +1137,14 @@ static void section_open(struct parser *p, int argc, char **argv)
 		return;
 	}
 	if (kind == K_ROUTE && (e->line[K_DOMAIN] || e->line[K_COMPONENT])) {
-		ERR(p, "[route %s]: %s is served here ([%s] at line %d); a route is for remote domains",
-		    name, name, e->line[K_DOMAIN] ? "domain" : "component",
+		ERR(p, "[route %s]: %s is served here ([%s] at line %d); a route is for remote domains", name, name,
+		    e->line[K_DOMAIN] ? "domain" : "component",
 		    e->line[K_DOMAIN] ? e->line[K_DOMAIN] : e->line[K_COMPONENT]);
 		return;
 	}
 	if (kind != K_ROUTE && e->line[K_ROUTE]) {
-		ERR(p, "[%s %s]: %s already has a [route] at line %d; a route is for remote domains",
-		    argv[0], name, name, e->line[K_ROUTE]);
+		ERR(p, "[%s %s]: %s already has a [route] at line %d; a route is for remote domains", argv[0], name,
+		    name, e->line[K_ROUTE]);
 		return;
 	}
 	e->line[kind] = p->line;
@@ -1151,8 +1158,7 @@ static void section_open(struct parser *p, int argc, char **argv)
 		}
 		break;
 	case S_COMPONENT:
-		idx = grow(p, (void **)&c->components, &c->ncomponents, &p->cap_components,
-			   sizeof(*c->components));
+		idx = grow(p, (void **)&c->components, &c->ncomponents, &p->cap_components, sizeof(*c->components));
 		if (idx >= 0) {
 			strcpy(c->components[idx].name, name);
 			c->components[idx].line = p->line;
@@ -1255,8 +1261,8 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 		return; /* reported with its header */
 	if (!d) {
 		const char *hint = closest(argv[0], cfg_directive_names);
-		ERR(p, "unknown directive '%s'%s%s%s", argv[0], hint ? " (did you mean '" : "",
-		    hint ? hint : "", hint ? "'?)" : "");
+		ERR(p, "unknown directive '%s'%s%s%s", argv[0], hint ? " (did you mean '" : "", hint ? hint : "",
+		    hint ? "'?)" : "");
 		return;
 	}
 	if (p->sect == S_NONE) {
@@ -1268,14 +1274,13 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 		for (int s = S_HUB; s < S_UNKNOWN; s++)
 			if (d->sections & SB(s))
 				home = sect_names[s];
-		ERR(p, "'%s' is not allowed in [%s] (it belongs in [%s%s])", d->name,
-		    sect_names[p->sect], home, (sect_named & d->sections) ? " NAME" : "");
+		ERR(p, "'%s' is not allowed in [%s] (it belongs in [%s%s])", d->name, sect_names[p->sect], home,
+		    (sect_named & d->sections) ? " NAME" : "");
 		return;
 	}
 	if (argc - 1 < d->min || argc - 1 > d->max) {
 		if (d->min == d->max)
-			ERR(p, "'%s' takes %d value%s, got %d", d->name, d->min, d->min == 1 ? "" : "s",
-			    argc - 1);
+			ERR(p, "'%s' takes %d value%s, got %d", d->name, d->min, d->min == 1 ? "" : "s", argc - 1);
 		else
 			ERR(p, "'%s' takes %d to %d values, got %d", d->name, d->min, d->max, argc - 1);
 		return;
@@ -1324,13 +1329,11 @@ static void final_checks(struct parser *p)
 	if (c->nlisten == 0)
 		perr(p, p->sect_first[S_HUB], "[hub]: no 'listen' line; the hub would accept nothing");
 	if (c->max_stanza_size_preauth > c->max_stanza_size)
-		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth]
-							   : p->sect_first[S_HUB],
-		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)",
-		     c->max_stanza_size_preauth, c->max_stanza_size);
+		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth] : p->sect_first[S_HUB],
+		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)", c->max_stanza_size_preauth,
+		     c->max_stanza_size);
 	if (c->retry_min > c->retry_max)
-		perr(p, p->sect_first[S_HUB], "retry_min (%us) exceeds retry_max (%us)", c->retry_min,
-		     c->retry_max);
+		perr(p, p->sect_first[S_HUB], "retry_min (%us) exceeds retry_max (%us)", c->retry_min, c->retry_max);
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;
@@ -1344,16 +1347,14 @@ static void final_checks(struct parser *p)
 		c->s2s_tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)
-			perr(p, c->listen[i].line,
-			     "listen %s %s requires TLS but no [domain] has a cert",
+			perr(p, c->listen[i].line, "listen %s %s requires TLS but no [domain] has a cert",
 			     cfg_listen_kind_name(c->listen[i].kind), c->listen[i].addr.text);
 
 	/* The hub's own domain is answered by the hub: no component or
 	 * route may claim it. */
 	struct name_ent *e = name_find(&p->names, c->hub_domain, false);
 	if (e && e->line[K_COMPONENT])
-		perr(p, e->line[K_COMPONENT], "[component %s]: that is the hub's own domain",
-		     c->hub_domain);
+		perr(p, e->line[K_COMPONENT], "[component %s]: that is the hub's own domain", c->hub_domain);
 	if (e && e->line[K_ROUTE])
 		perr(p, e->line[K_ROUTE], "[route %s]: that is the hub's own domain", c->hub_domain);
 
@@ -1415,8 +1416,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 	if (!p.oom) {
 		section_close(&p);
 		final_checks(&p);
-		if (!c->dialback_secret[0] && random_secret(c->dialback_secret,
-							    sizeof(c->dialback_secret)) < 0)
+		if (!c->dialback_secret[0] && random_secret(c->dialback_secret, sizeof(c->dialback_secret)) < 0)
 			perr(&p, 0, "cannot generate a dialback secret: %s", strerror(errno));
 	}
 	if (p.oom)
@@ -1485,20 +1485,19 @@ fail:
 	return 1;
 }
 
-const char cfg_default_text[] =
-	"# fedhub's built-in configuration, used when it runs without -c:\n"
-	"# everything on loopback, no certificates.\n"
-	"[hub]\n"
-	"workers auto\n"
-	"domain localhost\n"
-	"listen s2s 127.0.0.1:5269\n"
-	"listen component 127.0.0.1:5347\n"
-	"http 127.0.0.1:5280\n"
-	"\n"
-	"[domain localhost]\n"
-	"\n"
-	"[component echo.localhost]\n"
-	"secret secret\n";
+const char cfg_default_text[] = "# fedhub's built-in configuration, used when it runs without -c:\n"
+				"# everything on loopback, no certificates.\n"
+				"[hub]\n"
+				"workers auto\n"
+				"domain localhost\n"
+				"listen s2s 127.0.0.1:5269\n"
+				"listen component 127.0.0.1:5347\n"
+				"http 127.0.0.1:5280\n"
+				"\n"
+				"[domain localhost]\n"
+				"\n"
+				"[component echo.localhost]\n"
+				"secret secret\n";
 
 int cfg_load_default(struct cfg *c, FILE *err)
 {

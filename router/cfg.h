@@ -59,26 +59,26 @@ struct cfg_route { /* [route NAME]: static route, overrides DNS */
 
 struct cfg {
 	/* [hub] */
-	int workers;                  /* 0 = auto: one per core */
-	char hub_domain[CFG_NAME_MAX];/* the hub's own domain (ping, disco) */
+	int workers;                   /* 0 = auto: one per core */
+	char hub_domain[CFG_NAME_MAX]; /* the hub's own domain (ping, disco) */
 	struct cfg_listen listen[16];
 	int nlisten;
-	struct cfg_addr http;         /* /health, /metrics; len 0 = off */
+	struct cfg_addr http; /* /health, /metrics; len 0 = off */
 	char dialback_secret_file[512];
-	char dialback_secret[128];    /* read from the file, or random if none */
-	int log_level;                /* 0 error 1 warn 2 info 3 debug */
+	char dialback_secret[128]; /* read from the file, or random if none */
+	int log_level;             /* 0 error 1 warn 2 info 3 debug */
 	uint32_t max_stanza_size;
 	uint32_t max_stanza_size_preauth;
 	uint32_t max_depth, max_attrs, max_name;
-	uint32_t link_queue_max;      /* stanzas queued per outbound link while it connects */
-	uint32_t send_queue_max;      /* bytes queued per connection before bouncing */
-	uint32_t idle_timeout;        /* s; close links idle this long */
-	uint32_t keepalive_interval;  /* s; whitespace keepalive / ping on idle links */
-	uint32_t connect_timeout;     /* s; outbound connect + auth */
-	uint32_t retry_min, retry_max;/* s; outbound reconnect backoff bounds */
-	struct cfg_addr dns_server;   /* len 0 = system resolv.conf */
-	char ca_file[512];            /* CA bundle for peer certificates; empty = system */
-	enum cfg_tls_mode s2s_tls;    /* default outbound TLS policy */
+	uint32_t link_queue_max;       /* stanzas queued per outbound link while it connects */
+	uint32_t send_queue_max;       /* bytes queued per connection before bouncing */
+	uint32_t idle_timeout;         /* s; close links idle this long */
+	uint32_t keepalive_interval;   /* s; whitespace keepalive / ping on idle links */
+	uint32_t connect_timeout;      /* s; outbound connect + auth */
+	uint32_t retry_min, retry_max; /* s; outbound reconnect backoff bounds */
+	struct cfg_addr dns_server;    /* len 0 = system resolv.conf */
+	char ca_file[512];             /* CA bundle for peer certificates; empty = system */
+	enum cfg_tls_mode s2s_tls;     /* default outbound TLS policy */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;
@@ -88,11 +88,11 @@ struct cfg {
 	int nroutes;
 	/* [cluster]: present iff cluster is true; exactly one of redis / sentinel */
 	bool cluster;
-	struct cfg_addr cluster_redis;        /* len 0 = use sentinels */
+	struct cfg_addr cluster_redis; /* len 0 = use sentinels */
 	struct cfg_addr cluster_sentinel[8];
 	int ncluster_sentinel;
-	char cluster_master[64];              /* the Sentinel master name */
-	char cluster_node_id[64];             /* empty = auto (derived at start) */
+	char cluster_master[64];  /* the Sentinel master name */
+	char cluster_node_id[64]; /* empty = auto (derived at start) */
 };
 
 /* Parse text (name is used in messages). On error prints "NAME:LINE: message"

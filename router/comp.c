@@ -43,8 +43,9 @@ static void comp_open(struct hubw *h, struct sess *s)
 		return;
 	}
 	s->local = strdup(to);
-	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
-		      "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s'>",
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+		   "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s'>",
 		   s->stream_id, s->local);
 	s->state = C_WAIT_HANDSHAKE;
 }

@@ -65,47 +65,50 @@ struct sess {
 	bool got_features;
 	bool peer_v1;
 	char stream_id[128]; /* ours: 32 hex chars; a peer's may be longer (UUIDs) */
-	char *local;   /* component domain; s2s: our domain in the header */
-	char *remote;  /* s2s: the peer's domain */
+	char *local;         /* component domain; s2s: our domain in the header */
+	char *remote;        /* s2s: the peer's domain */
 	struct pair *pairs;
 	uint16_t npairs, cpairs;
-	struct s2s_out *link;     /* SESS_S2S_OUT */
+	struct s2s_out *link; /* SESS_S2S_OUT */
 	/* SESS_VERIFY: what to ask and whom to tell */
-	struct net_ref ask_for;   /* the inbound session waiting */
+	struct net_ref ask_for; /* the inbound session waiting */
 	char *key;
 	char *verify_id;
 	uint64_t idle_deadline;
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
-	uint8_t tls_policy;       /* enum cfg_tls_mode for this stream */
-	bool tls_offered;         /* inbound: we advertised STARTTLS */
-	bool tls_on;              /* the stream runs over TLS */
-	bool direct_tls;          /* XEP-0368: TLS from the first byte */
-	bool starttls_sent;       /* outbound: waiting for <proceed/> */
-	bool sasl_sent;           /* outbound: waiting for <success/> */
-	bool sasl_offered;        /* inbound: EXTERNAL advertised */
-	bool peer_cert_ok;        /* the peer's certificate proves `remote` */
-	bool was_ready;           /* component: was in the pool */
-	bool bidi;                /* outbound: XEP-0288 bidirectional */
-	char *sasl_domain;        /* outbound: the local domain SASL authenticated */
+	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
+	bool tls_offered;   /* inbound: we advertised STARTTLS */
+	bool tls_on;        /* the stream runs over TLS */
+	bool direct_tls;    /* XEP-0368: TLS from the first byte */
+	bool starttls_sent; /* outbound: waiting for <proceed/> */
+	bool sasl_sent;     /* outbound: waiting for <success/> */
+	bool sasl_offered;  /* inbound: EXTERNAL advertised */
+	bool peer_cert_ok;  /* the peer's certificate proves `remote` */
+	bool was_ready;     /* component: was in the pool */
+	bool bidi;          /* outbound: XEP-0288 bidirectional */
+	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
 };
 
 /* Per-worker router state. */
 struct hubw {
 	struct net_worker *w;
 	struct met_worker *m;
-	struct s2s_out **links;   /* open hash by remote domain */
+	struct s2s_out **links; /* open hash by remote domain */
 	uint32_t nlinks_cap;
 	uint32_t nlinks;
-	unsigned char rnd[256];   /* CSPRNG bytes for stream ids */
+	unsigned char rnd[256]; /* CSPRNG bytes for stream ids */
 	uint32_t rnd_used;
 };
 
 extern struct cfg *hub_cfg;
 struct tls_ctx;
-extern struct tls_ctx *hub_tls; /* every hosted domain's certificate; NULL: no TLS */
+extern struct tls_ctx *hub_tls;   /* every hosted domain's certificate; NULL: no TLS */
 extern char hub_dialback_key[65]; /* hex SHA-256 of the dialback secret (XEP-0185) */
 
-static inline struct hubw *hubw_of(struct net_worker *w) { return net_worker_user(w); }
+static inline struct hubw *hubw_of(struct net_worker *w)
+{
+	return net_worker_user(w);
+}
 
 /* Router-defined inter-thread messages. */
 enum {
@@ -115,7 +118,7 @@ enum {
 
 /* Where a stanza came from, for address checks and bounces. */
 struct route_src {
-	struct sess *s;     /* NULL when the hub itself made it */
+	struct sess *s; /* NULL when the hub itself made it */
 };
 
 /* Route one stanza whose bytes are [raw] in buffer b (a reference is taken
@@ -130,8 +133,8 @@ void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n);
 /* Route bytes the hub generated (answers, bounces). */
 void route_generated(struct hubw *h, const char *p, size_t n);
 /* Route a stanza with parsed to/from domains to a remote domain's link (on this worker). */
-void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen,
-		     struct net_buf *b, const char *p, size_t n);
+void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen, struct net_buf *b,
+		     const char *p, size_t n);
 void route_on_msg(struct hubw *h, struct net_msg *m);
 
 /* JID helpers: the domain part, normalised into out. Returns length or -1. */
@@ -167,8 +170,8 @@ bool span_eq(struct xml_span v, const char *s);
 /* s2s.c */
 extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b,
-		      const char *p, size_t n);
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p,
+		      size_t n);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);
 void s2s_tick(struct hubw *h, uint64_t now);
 void s2s_shutdown(struct hubw *h);

@@ -58,8 +58,7 @@ void local_handle(struct hubw *h, const struct xml_stanza *st)
 	if (get && name && ns && strcmp(name, "ping") == 0 && strcmp(ns, "urn:xmpp:ping") == 0) {
 		reply(h, st, NULL);
 	} else if (get && name && ns && strcmp(name, "query") == 0 &&
-		   strcmp(ns, "http://jabber.org/protocol/disco#info") == 0 &&
-		   !mxmlElementGetAttr(child, "node")) {
+		   strcmp(ns, "http://jabber.org/protocol/disco#info") == 0 && !mxmlElementGetAttr(child, "node")) {
 		reply(h, st,
 		      "<query xmlns='http://jabber.org/protocol/disco#info'>"
 		      "<identity category='server' type='im' name='fedhub'/>"

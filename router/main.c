@@ -29,7 +29,6 @@
 #include "net/log.h"
 #include "net/tls.h"
 
-
 /* jemalloc: give freed pages back within a second (a burst of dialback
  * verification connections should not stay resident), from a background
  * thread rather than on the stanza path. */
@@ -126,7 +125,7 @@ static int make_dialback_key(void)
  * by name for SNI, the CA bundle, and the outbound session cache. */
 static int make_tls(void)
 {
-	struct tls_opts o = { .ca_file = hub_cfg->ca_file[0] ? hub_cfg->ca_file : NULL };
+	struct tls_opts o = {.ca_file = hub_cfg->ca_file[0] ? hub_cfg->ca_file : NULL};
 	hub_tls = tls_ctx_new(&o);
 	if (!hub_tls)
 		return -1;
@@ -198,8 +197,8 @@ int main(int argc, char **argv)
 #else
 	const char *wolf_build = "system library";
 #endif
-	log_info(0, "fedhub starting (%s), %s (%s)", conf ? conf : "embedded default configuration",
-		 tls_library_info(), wolf_build);
+	log_info(0, "fedhub starting (%s), %s (%s)", conf ? conf : "embedded default configuration", tls_library_info(),
+		 wolf_build);
 	if (strstr(tls_library_info(), "AES-NI: no"))
 		log_warn(0, "TLS runs without AES-NI: expect encryption to cost far more CPU");
 
@@ -255,8 +254,11 @@ int main(int argc, char **argv)
 			log_error(0, "cannot listen on %s: %s", l->addr.text, strerror(-rc));
 			return 1;
 		}
-		log_info(0, "listening: %s %s", l->kind == CFG_LISTEN_COMPONENT ? "component" :
-						 l->kind == CFG_LISTEN_S2S_TLS ? "s2s-tls" : "s2s", l->addr.text);
+		log_info(0, "listening: %s %s",
+			 l->kind == CFG_LISTEN_COMPONENT ? "component"
+			 : l->kind == CFG_LISTEN_S2S_TLS ? "s2s-tls"
+							 : "s2s",
+			 l->addr.text);
 	}
 	if (cfg.http.len && met_http_start(&cfg.http) < 0) {
 		log_error(0, "cannot start the HTTP endpoint on %s", cfg.http.text);

@@ -154,9 +154,8 @@ int met_set_health(const char *key, const char *value)
 {
 	int i, r = 0;
 
-	if (!name_ok(key, MET_HEALTH_KEY - 1) || !strcmp(key, "status") ||
-	    !strcmp(key, "workers") || !strcmp(key, "uptime_s") ||
-	    (value && strlen(value) >= MET_HEALTH_VAL))
+	if (!name_ok(key, MET_HEALTH_KEY - 1) || !strcmp(key, "status") || !strcmp(key, "workers") ||
+	    !strcmp(key, "uptime_s") || (value && strlen(value) >= MET_HEALTH_VAL))
 		return -EINVAL;
 	pthread_mutex_lock(&met.lock);
 	for (i = 0; i < met.nhealth; i++)
@@ -218,11 +217,10 @@ static void put(struct out *o, const char *fmt, ...)
 		o->len += (size_t)n;
 }
 
-static void metric(struct out *o, const char *name, const char *suffix, const char *type,
-		   const char *help, uint64_t v)
+static void metric(struct out *o, const char *name, const char *suffix, const char *type, const char *help, uint64_t v)
 {
-	put(o, "# HELP fedhub_%s%s %s\n# TYPE fedhub_%s%s %s\nfedhub_%s%s %llu\n", name, suffix,
-	    help, name, suffix, type, name, suffix, (unsigned long long)v);
+	put(o, "# HELP fedhub_%s%s %s\n# TYPE fedhub_%s%s %s\nfedhub_%s%s %llu\n", name, suffix, help, name, suffix,
+	    type, name, suffix, (unsigned long long)v);
 }
 
 static uint64_t sum_field(size_t off)
@@ -239,12 +237,10 @@ size_t met_render(char *buf, size_t cap)
 	struct out o = {buf, cap, 0};
 
 	pthread_mutex_lock(&met.lock);
-#define MET_LINE(name, help) \
-	metric(&o, #name, "_total", "counter", help, sum_field(offsetof(struct met_worker, name)));
+#define MET_LINE(name, help) metric(&o, #name, "_total", "counter", help, sum_field(offsetof(struct met_worker, name)));
 	MET_COUNTERS(MET_LINE)
 #undef MET_LINE
-	metric(&o, "conns_open", "", "gauge", "connections open",
-	       sum_field(offsetof(struct met_worker, conns_open)));
+	metric(&o, "conns_open", "", "gauge", "connections open", sum_field(offsetof(struct met_worker, conns_open)));
 	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
@@ -283,8 +279,8 @@ size_t met_render_health(char *buf, size_t cap, bool *ok)
 
 	pthread_mutex_lock(&met.lock);
 	*ok = met.ready;
-	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable",
-	    met.nworkers, (unsigned long long)uptime_s());
+	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable", met.nworkers,
+	    (unsigned long long)uptime_s());
 	for (int i = 0; i < met.nhealth; i++) {
 		put(&o, ",");
 		put_json_str(&o, met.health[i].key);
@@ -323,8 +319,7 @@ static size_t render_metrics(char *buf, size_t cap, bool *ok)
 	return met_render(buf, cap);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
-			     char *body, size_t len)
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, size_t len)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -350,9 +345,9 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
 	return reply(conn, status, "text/plain; charset=utf-8", b, strlen(b));
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size, void **req_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **req_cls)
 {
 	bool is_health = !strcmp(url, "/health"), is_metrics = !strcmp(url, "/metrics");
 	bool ok;
@@ -377,8 +372,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		body = render_alloc(met_render_health, &ok, &len);
 		if (!body)
 			return MHD_NO;
-		return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-			     "application/json", body, len);
+		return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body, len);
 	}
 	body = render_alloc(render_metrics, &ok, &len);
 	if (!body)
@@ -413,13 +407,11 @@ int met_http_start(const struct cfg_addr *addr)
 	v6 = addr->ss.ss_family == AF_INET6;
 	if (v6)
 		flags |= MHD_USE_IPv6;
-	met.httpd = MHD_start_daemon(flags, (uint16_t)cfg_addr_port(addr), NULL, NULL, on_request,
-				     NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
-				     MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr->ss,
-				     /* a scraper and a health checker, not a crowd */
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				     MHD_OPTION_END);
+	met.httpd = MHD_start_daemon(
+		flags, (uint16_t)cfg_addr_port(addr), NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+		on_mhd_error, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr->ss,
+		/* a scraper and a health checker, not a crowd */
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!met.httpd) {
 		log_error(0, "http: cannot listen on %s", addr->text);
 		return -EADDRNOTAVAIL;
@@ -428,8 +420,7 @@ int met_http_start(const struct cfg_addr *addr)
 	met.port = info ? info->port : cfg_addr_port(addr);
 	if (cfg_addr_host(addr, host, sizeof(host)) < 0)
 		strcpy(host, "?");
-	log_info(0, "http: /health and /metrics on %s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
-		 met.port);
+	log_info(0, "http: /health and /metrics on %s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", met.port);
 	return 0;
 }
 

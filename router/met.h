@@ -15,28 +15,28 @@
 #include <stdint.h>
 #include "router/cfg.h"
 
-#define MET_COUNTERS(X) \
-	X(conn_accepted, "connections accepted") \
-	X(conn_closed, "connections closed") \
-	X(s2s_in_links, "(remote, local) domain pairs authenticated on inbound s2s streams") \
-	X(s2s_out_links, "(local, remote) domain pairs authenticated on outbound s2s links") \
-	X(s2s_out_failed, "outbound s2s link attempts that failed") \
-	X(comp_links, "component connections authenticated") \
-	X(stanzas_in, "stanzas received") \
-	X(stanzas_routed, "stanzas routed to a destination") \
-	X(stanzas_cross_worker, "stanzas handed to another worker") \
-	X(stanzas_bounced, "stanzas bounced with an error") \
+#define MET_COUNTERS(X)                                                                       \
+	X(conn_accepted, "connections accepted")                                              \
+	X(conn_closed, "connections closed")                                                  \
+	X(s2s_in_links, "(remote, local) domain pairs authenticated on inbound s2s streams")  \
+	X(s2s_out_links, "(local, remote) domain pairs authenticated on outbound s2s links")  \
+	X(s2s_out_failed, "outbound s2s link attempts that failed")                           \
+	X(comp_links, "component connections authenticated")                                  \
+	X(stanzas_in, "stanzas received")                                                     \
+	X(stanzas_routed, "stanzas routed to a destination")                                  \
+	X(stanzas_cross_worker, "stanzas handed to another worker")                           \
+	X(stanzas_bounced, "stanzas bounced with an error")                                   \
 	X(stanzas_dropped_error, "error stanzas that could not be delivered (never bounced)") \
-	X(stanzas_local, "stanzas answered by the hub itself") \
-	X(bytes_in, "bytes received") \
-	X(bytes_out, "bytes sent") \
-	X(stream_errors_sent, "stream errors sent") \
-	X(dialback_ok, "dialback verifications that succeeded") \
-	X(dialback_fail, "dialback verifications that failed") \
-	X(dns_queries, "DNS queries made") \
-	X(dns_failures, "DNS queries that failed") \
-	X(tls_handshakes, "TLS handshakes completed") \
-	X(tls_failures, "TLS handshakes that failed") \
+	X(stanzas_local, "stanzas answered by the hub itself")                                \
+	X(bytes_in, "bytes received")                                                         \
+	X(bytes_out, "bytes sent")                                                            \
+	X(stream_errors_sent, "stream errors sent")                                           \
+	X(dialback_ok, "dialback verifications that succeeded")                               \
+	X(dialback_fail, "dialback verifications that failed")                                \
+	X(dns_queries, "DNS queries made")                                                    \
+	X(dns_failures, "DNS queries that failed")                                            \
+	X(tls_handshakes, "TLS handshakes completed")                                         \
+	X(tls_failures, "TLS handshakes that failed")                                         \
 	X(send_queue_full, "stanzas refused because a queue was full")
 
 struct met_worker {
@@ -48,10 +48,9 @@ struct met_worker {
 } __attribute__((aligned(64))); /* blocks never share a cache line */
 
 /* Only the worker that owns `w` may call these on it. */
-#define MET_ADD(w, field, n) \
-	__atomic_store_n(&(w)->field, (w)->field + (uint64_t)(n), __ATOMIC_RELAXED)
-#define MET_INC(w, field) MET_ADD(w, field, 1)
-#define MET_DEC(w, field) MET_ADD(w, field, -1) /* gauges only (conns_open) */
+#define MET_ADD(w, field, n) __atomic_store_n(&(w)->field, (w)->field + (uint64_t)(n), __ATOMIC_RELAXED)
+#define MET_INC(w, field)    MET_ADD(w, field, 1)
+#define MET_DEC(w, field)    MET_ADD(w, field, -1) /* gauges only (conns_open) */
 
 /* Allocate n per-worker blocks (index n is the control thread's), zeroed, and
  * start the uptime clock. Call before any thread uses met_of; calling it again

@@ -144,8 +144,8 @@ static void fill_xstz(struct xstz *x, const struct xml_stanza *st)
 
 static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops);
 
-static void deliver_component(struct hubw *h, const struct rt_route *r, struct net_buf *b,
-			      const struct xml_stanza *st, int hops)
+static void deliver_component(struct hubw *h, const struct rt_route *r, struct net_buf *b, const struct xml_stanza *st,
+			      int hops)
 {
 	if (!r->nconns) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
@@ -191,7 +191,7 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 		MET_INC(h->m, stanzas_routed);
 		return;
 	}
-	struct net_msg m = { .type = HUB_MSG_STANZA, .buf = b }; /* carries our reference */
+	struct net_msg m = {.type = HUB_MSG_STANZA, .buf = b}; /* carries our reference */
 	struct xstz *x = (struct xstz *)m.u.bytes;
 	fill_xstz(x, st);
 	x->dst = dst;
@@ -205,8 +205,8 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 	MET_INC(h->m, stanzas_cross_worker);
 }
 
-void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen,
-		     struct net_buf *b, const char *p, size_t n)
+void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen, struct net_buf *b,
+		     const char *p, size_t n)
 {
 	(void)llen;
 	s2s_link_enqueue(h, remote, local, b, p, n);
@@ -226,7 +226,7 @@ static void to_remote(struct hubw *h, const char *to, int tl, const char *fr, st
 		s2s_link_enqueue(h, to, fr, b, st->raw.p, st->raw.n);
 		return;
 	}
-	struct net_msg m = { .type = HUB_MSG_TO_LINK, .buf = b }; /* carries our reference */
+	struct net_msg m = {.type = HUB_MSG_TO_LINK, .buf = b}; /* carries our reference */
 	struct xstz *x = (struct xstz *)m.u.bytes;
 	fill_xstz(x, st);
 	if (net_msg_send(h->w, owner, &m) < 0) {
@@ -327,9 +327,9 @@ static void xstz_to_stanza(const struct xstz *x, struct xml_stanza *st)
 	st->raw.p = x->p;
 	st->raw.n = x->n;
 	if (x->to_len)
-		st->to = (struct xml_span){ x->p + x->to_off, x->to_len };
+		st->to = (struct xml_span){x->p + x->to_off, x->to_len};
 	if (x->from_len)
-		st->from = (struct xml_span){ x->p + x->from_off, x->from_len };
+		st->from = (struct xml_span){x->p + x->from_off, x->from_len};
 	st->flags = x->flags;
 }
 

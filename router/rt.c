@@ -33,7 +33,10 @@ uint32_t rt_hash(const char *d, size_t n)
 	return h;
 }
 
-struct key { const char *d; size_t n; };
+struct key {
+	const char *d;
+	size_t n;
+};
 
 static int match(struct cds_lfht_node *node, const void *k)
 {
@@ -50,7 +53,7 @@ int rt_init(void)
 
 static struct rt_entry *find(const char *d, size_t n)
 {
-	struct key k = { d, n };
+	struct key k = {d, n};
 	struct cds_lfht_iter it;
 	cds_lfht_lookup(table, rt_hash(d, n), match, &k, &it);
 	struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
@@ -86,7 +89,7 @@ static int install(const char *d, size_t n, const struct rt_route *r)
 	struct rt_entry *e = entry_new(d, n, r);
 	if (!e)
 		return -ENOMEM;
-	struct key k = { d, n };
+	struct key k = {d, n};
 	rcu_read_lock();
 	struct cds_lfht_node *old = cds_lfht_add_replace(table, rt_hash(d, n), match, &k, &e->node);
 	rcu_read_unlock();
@@ -107,7 +110,7 @@ static int remove_entry(struct rt_entry *e)
 
 int rt_set_static(const char *d, enum rt_kind kind)
 {
-	struct rt_route r = { .kind = kind };
+	struct rt_route r = {.kind = kind};
 	pthread_mutex_lock(&write_lock);
 	int rc = install(d, strlen(d), &r);
 	pthread_mutex_unlock(&write_lock);
@@ -168,7 +171,7 @@ int rt_s2s_claim(const char *d, size_t n, uint16_t owner)
 	if (e) {
 		rc = e->r.kind == RT_S2S_OUT ? e->r.owner : -EEXIST;
 	} else {
-		struct rt_route r = { .kind = RT_S2S_OUT, .owner = owner };
+		struct rt_route r = {.kind = RT_S2S_OUT, .owner = owner};
 		rc = install(d, n, &r);
 		if (rc == 0)
 			rc = owner;

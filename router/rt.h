@@ -22,18 +22,18 @@
 #define RT_POOL_MAX 32
 
 enum rt_kind {
-	RT_HUB = 1,     /* the hub's own domain: answered locally */
-	RT_HOSTED,      /* a [domain] with no component attached */
-	RT_COMPONENT,   /* a [component] domain: its connections */
-	RT_S2S_OUT,     /* a remote domain with an outbound link on `owner` */
+	RT_HUB = 1,   /* the hub's own domain: answered locally */
+	RT_HOSTED,    /* a [domain] with no component attached */
+	RT_COMPONENT, /* a [component] domain: its connections */
+	RT_S2S_OUT,   /* a remote domain with an outbound link on `owner` */
 };
 
 struct rt_entry;
 struct rt_route {
 	enum rt_kind kind;
-	uint16_t owner;                      /* RT_S2S_OUT: worker holding the link */
-	uint16_t nconns;                     /* RT_COMPONENT */
-	struct net_ref conns[RT_POOL_MAX];   /* RT_COMPONENT: the pool */
+	uint16_t owner;                    /* RT_S2S_OUT: worker holding the link */
+	uint16_t nconns;                   /* RT_COMPONENT */
+	struct net_ref conns[RT_POOL_MAX]; /* RT_COMPONENT: the pool */
 };
 
 int rt_init(void);

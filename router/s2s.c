@@ -32,8 +32,8 @@
 #include "net/tls.h"
 
 #define STREAM_NS "xmlns:stream='http://etherx.jabber.org/streams'"
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_TLS    "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL   "urn:ietf:params:xml:ns:xmpp-sasl"
 
 enum link_state { L_IDLE, L_RESOLVING, L_CONNECTING, L_OPEN, L_BACKOFF };
 
@@ -45,11 +45,11 @@ struct qitem {
 
 struct lpair {
 	char *local;
-	uint8_t state;      /* enum pair_state */
+	uint8_t state; /* enum pair_state */
 	struct qitem *q;
 	uint32_t qlen, qcap;
-	uint64_t since;     /* PENDING: db:result sent; INVALID: refused */
-	struct s2s_out *alt;/* a link of its own for this local domain */
+	uint64_t since;      /* PENDING: db:result sent; INVALID: refused */
+	struct s2s_out *alt; /* a link of its own for this local domain */
 };
 
 struct s2s_out {
@@ -59,18 +59,18 @@ struct s2s_out {
 	 * its own, an `alt` hanging off its pair, outside the table. */
 	struct s2s_out *parent;
 	bool peer_dialback;
-	bool unlinked;       /* out of the table: only its memory is left */
+	bool unlinked; /* out of the table: only its memory is left */
 	struct s2s_out *hnext;
 	struct sess *sess;
 	uint8_t state;
 	bool dns_pending;
-	bool dead;           /* remove once DNS comes back */
+	bool dead; /* remove once DNS comes back */
 	struct lpair *lp;
 	int nlp;
 	uint32_t queued;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
-	int last_fail;       /* enum hub_sterr for bounces */
+	int last_fail; /* enum hub_sterr for bounces */
 	uint32_t backoff_ms;
 	uint64_t retry_at;
 	uint64_t last_activity;
@@ -78,7 +78,7 @@ struct s2s_out {
 };
 
 struct verify {
-	struct net_ref in;   /* the inbound session waiting for the answer */
+	struct net_ref in; /* the inbound session waiting for the answer */
 	char *remote, *local, *key, *id;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
@@ -124,7 +124,7 @@ void dialback_key(const char *receiving, const char *originating, const char *id
 /* The text content of a simple element like <db:result ...>KEY</db:result>. */
 static struct xml_span elem_text(const struct xml_stanza *st)
 {
-	struct xml_span r = { NULL, 0 };
+	struct xml_span r = {NULL, 0};
 	if (st->flags & XML_ST_EMPTY)
 		return r;
 	const char *gt = memchr(st->raw.p, '>', st->raw.n);
@@ -388,13 +388,11 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 		L->peer_dialback = true; /* until its features say otherwise */
 		return;
 	}
-	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND,
-		  L->nt ? "no address could be reached" : "no address");
+	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, L->nt ? "no address could be reached" : "no address");
 }
 
 /* A stanza for `remote` from our domain `local`. Consumes the reference on b. */
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b,
-		      const char *p, size_t n)
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n)
 {
 	struct s2s_out *L = link_find(h, remote);
 	enum hub_sterr bounce;
@@ -461,7 +459,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		b = cb;
 		p = cb->data;
 	}
-	pr->q[pr->qlen++] = (struct qitem){ b, p, (uint32_t)n }; /* the queue holds the reference */
+	pr->q[pr->qlen++] = (struct qitem){b, p, (uint32_t)n}; /* the queue holds the reference */
 	L->queued++;
 	if (L->state == L_IDLE)
 		link_start(h, L);
@@ -475,8 +473,9 @@ bounce:
 
 static void out_open_stream(struct sess *s)
 {
-	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
-		      " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		   " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
 		   s->local, s->remote);
 }
 
@@ -509,7 +508,8 @@ static void out_on_tls(struct net_conn *c, int err)
 	struct hubw *h = hubw_of(c->w);
 	if (err) {
 		MET_INC(h->m, tls_failures);
-		log_warn(c->id, "s2s out %s: TLS failed: %s", s->remote, c->tls ? tls_error(c->tls) : tls_strerror(err));
+		log_warn(c->id, "s2s out %s: TLS failed: %s", s->remote,
+			 c->tls ? tls_error(c->tls) : tls_strerror(err));
 		return; /* the connection closes; on_close tries the next address or fails */
 	}
 	MET_INC(h->m, tls_handshakes);
@@ -546,8 +546,8 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	p->q = NULL;
 	p->qlen = p->qcap = 0;
 	p->alt = A;
-	log_info(L->sess ? L->sess->c->id : 0, "s2s out %s: no dialback offered; %s gets a link of its own",
-		 L->remote, p->local);
+	log_info(L->sess ? L->sess->c->id : 0, "s2s out %s: no dialback offered; %s gets a link of its own", L->remote,
+		 p->local);
 	link_start(h, A);
 }
 
@@ -631,8 +631,8 @@ static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza
 	}
 	/* XEP-0178: SASL EXTERNAL for the first local domain our certificate covers,
 	 * when the peer's certificate is good too (it will check ours). */
-	if (s->tls_on && !s->sasl_domain && !s->sasl_sent && memmem(st->raw.p, st->raw.n, NS_SASL, sizeof(NS_SASL) - 1) &&
-	    memmem(st->raw.p, st->raw.n, "EXTERNAL", 8)) {
+	if (s->tls_on && !s->sasl_domain && !s->sasl_sent &&
+	    memmem(st->raw.p, st->raw.n, NS_SASL, sizeof(NS_SASL) - 1) && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8)) {
 		for (int i = 0; i < L->nlp; i++) {
 			if (L->lp[i].state != PAIR_NONE || !tls_ctx_has_name(hub_tls, L->lp[i].local))
 				continue;
@@ -705,8 +705,8 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
 		pair_flush(h, L, p);
 	} else {
-		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote,
-			 (int)st->type.n, st->type.p);
+		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote, (int)st->type.n,
+			 st->type.p);
 		p->state = PAIR_INVALID;
 		p->since = net_now_ms();
 		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
@@ -727,7 +727,7 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 		s->state = 1;
 		s->peer_v1 = span_eq(hd->version, "1.0");
 		if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
-			out_features(h, s, &(struct xml_stanza){ .raw = { "", 0 } });
+			out_features(h, s, &(struct xml_stanza){.raw = {"", 0}});
 		return DRIVE_ON;
 	}
 	const struct xml_stanza *st = &s->tok.st;
@@ -738,8 +738,8 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 		out_db_result(h, s, st);
 	} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
 		s->starttls_sent = false;
-		struct tls_conn *t = span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local)
-								 : NULL;
+		struct tls_conn *t =
+			span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
 		if (!t) {
 			out_give_up(h, s, "STARTTLS refused or failed");
 			return DRIVE_ALL;
@@ -907,11 +907,14 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 			} else {
 				p->state = PAIR_NONE;
 				MET_INC(h->m, dialback_fail);
-				log_warn(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote, v->local);
+				log_warn(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote,
+					 v->local);
 				/* XEP-0220 §2.4: dialback errors */
-				sess_sendf(in, "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
-					       "<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-					       "</error></db:result>", v->local, v->remote);
+				sess_sendf(in,
+					   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+					   "<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+					   "</error></db:result>",
+					   v->local, v->remote);
 			}
 		}
 	}
@@ -919,8 +922,7 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 		verify_free(v);
 }
 
-static void verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local,
-			 struct xml_span key)
+static void verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key)
 {
 	struct verify *v = calloc(1, sizeof(*v));
 	v->in = in->c->ref;
@@ -966,8 +968,8 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 			}
 		} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
 			s->starttls_sent = false;
-			struct tls_conn *t = span_eq(st->name, "proceed") ?
-				tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
+			struct tls_conn *t =
+				span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
 			if (!t) {
 				if (v)
 					verify_answer(h, v, -1);
@@ -1002,8 +1004,9 @@ static void verify_on_connect(struct net_conn *c, int err)
 	struct sess *s = c->user;
 	if (err)
 		return;
-	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
-		      " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		   " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
 		   s->local, s->remote);
 }
 
@@ -1013,7 +1016,8 @@ static void verify_on_tls(struct net_conn *c, int err)
 	struct hubw *h = hubw_of(c->w);
 	if (err) {
 		MET_INC(h->m, tls_failures);
-		log_warn(c->id, "s2s verify %s: TLS failed: %s", s->remote, c->tls ? tls_error(c->tls) : tls_strerror(err));
+		log_warn(c->id, "s2s verify %s: TLS failed: %s", s->remote,
+			 c->tls ? tls_error(c->tls) : tls_strerror(err));
 		return; /* on_close tries the next address */
 	}
 	MET_INC(h->m, tls_handshakes);
@@ -1171,8 +1175,9 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 	} else {
 		fr[0] = 0;
 	}
-	sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
-		      " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		   " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
 		   s->stream_id, s->local, from_attr, s->peer_v1 ? " version='1.0'" : "");
 	s->state = 1;
 	if (!s->peer_v1)
@@ -1239,7 +1244,7 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 			sess_sendf(s, "<failure xmlns='" NS_SASL "'><incorrect-encoding/></failure>");
 			return;
 		}
-		struct xml_span d = { (const char *)dec, dl };
+		struct xml_span d = {(const char *)dec, dl};
 		if (jid_domain(d, false, domain, sizeof(domain)) < 0) {
 			sess_sendf(s, "<failure xmlns='" NS_SASL "'><invalid-authzid/></failure>");
 			return;
@@ -1281,8 +1286,9 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 	}
 	if (!hub_serves(to, strlen(to))) {
 		/* XEP-0220 §2.4.1: item-not-found for a domain we do not host */
-		sess_sendf(s, "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
-			      "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+		sess_sendf(s,
+			   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+			   "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
 			   to, from);
 		return;
 	}
@@ -1340,8 +1346,9 @@ static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza
 	}
 	id[el] = 0;
 	if (!hub_serves(to, strlen(to))) {
-		sess_sendf(s, "<db:verify from='%s' to='%s' id='%s' type='error'><error type='cancel'>"
-			      "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>",
+		sess_sendf(s,
+			   "<db:verify from='%s' to='%s' id='%s' type='error'><error type='cancel'>"
+			   "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>",
 			   to, from, id);
 		return;
 	}
@@ -1478,8 +1485,8 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
 			/* XEP-0220 has no deadline of its own: a peer that ignores
 			 * our db:result must not hold the queue forever */
-			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: no dialback answer in %us",
-				 p->local, L->remote, hub_cfg->connect_timeout);
+			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: no dialback answer in %us", p->local,
+				 L->remote, hub_cfg->connect_timeout);
 			p->state = PAIR_INVALID;
 			p->since = now;
 			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);

@@ -116,11 +116,13 @@ static void stream_error(struct sess *s, const char *cond, const char *text)
 	log_info(s->c->id, "stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
 	/* RFC 6120 §4.9.1.2: an error before our header is sent still opens one. */
 	if (s->state == 0 && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
-		sess_sendf(s, "<?xml version='1.0'?><stream:stream xmlns='%s' "
-			      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+		sess_sendf(s,
+			   "<?xml version='1.0'?><stream:stream xmlns='%s' "
+			   "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
 			   s->kind == SESS_COMP ? "jabber:component:accept" : "jabber:server");
-	sess_sendf(s, "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>%s%s%s"
-		      "</stream:error></stream:stream>",
+	sess_sendf(s,
+		   "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>%s%s%s"
+		   "</stream:error></stream:stream>",
 		   cond, text ? "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>" : "", text ? text : "",
 		   text ? "</text>" : "");
 	net_conn_stop_reading(s->c);
@@ -239,8 +241,8 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 			return n;
 		}
 		if (ev == XML_EV_STANZA && s->tok.st.nsid == XML_NS_STREAMS && span_eq(s->tok.st.name, "error")) {
-			log_info(c->id, "stream error from peer: %.*s", (int)(s->tok.st.raw.n > 300 ? 300 : s->tok.st.raw.n),
-				 s->tok.st.raw.p);
+			log_info(c->id, "stream error from peer: %.*s",
+				 (int)(s->tok.st.raw.n > 300 ? 300 : s->tok.st.raw.n), s->tok.st.raw.p);
 			net_close(c, false);
 			return n;
 		}

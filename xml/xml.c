@@ -72,15 +72,15 @@
 #define XML_HAVE_SSE2 1
 #endif
 
-#define likely(x) __builtin_expect(!!(x), 1)
+#define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* ------------------------------------------------------------------ */
 /* constants and tables */
 
 #define NS_STREAMS "http://etherx.jabber.org/streams"
-#define NS_XML "http://www.w3.org/XML/1998/namespace"
-#define NS_XMLNS "http://www.w3.org/2000/xmlns/"
+#define NS_XML     "http://www.w3.org/XML/1998/namespace"
+#define NS_XMLNS   "http://www.w3.org/2000/xmlns/"
 
 static const char *const err_names[XML_ERR__COUNT] = {
 	[XML_OK] = "ok",
@@ -122,11 +122,18 @@ enum {
 	C_HEX = 16 /* 0-9a-fA-F */
 };
 static const uint8_t cls[256] = {
-	['\t'] = C_WS, ['\n'] = C_WS, ['\r'] = C_WS, [' '] = C_WS,
-	['A' ... 'F'] = C_NS | C_NC | C_HEX, ['G' ... 'Z'] = C_NS | C_NC,
-	['a' ... 'f'] = C_NS | C_NC | C_HEX, ['g' ... 'z'] = C_NS | C_NC,
-	['_'] = C_NS | C_NC, ['0' ... '9'] = C_NC | C_DIG | C_HEX,
-	['-'] = C_NC, ['.'] = C_NC,
+	['\t'] = C_WS,
+	['\n'] = C_WS,
+	['\r'] = C_WS,
+	[' '] = C_WS,
+	['A' ... 'F'] = C_NS | C_NC | C_HEX,
+	['G' ... 'Z'] = C_NS | C_NC,
+	['a' ... 'f'] = C_NS | C_NC | C_HEX,
+	['g' ... 'z'] = C_NS | C_NC,
+	['_'] = C_NS | C_NC,
+	['0' ... '9'] = C_NC | C_DIG | C_HEX,
+	['-'] = C_NC,
+	['.'] = C_NC,
 };
 
 /* Stop tables for the run scanners: non-zero where a run must stop. Every
@@ -152,8 +159,7 @@ static size_t scan_scalar(const uint8_t *b, size_t i, size_t end, const uint8_t 
  * 0x20 and anything above 0x7f as signed < 0x20); TAB/LF/CR are candidates
  * too and are dismissed through the stop table, which keeps the vector part
  * at seven instructions per block. */
-static size_t scan_sse2(const uint8_t *b, size_t i, size_t end, uint8_t c1, uint8_t c2,
-			uint8_t c3, const uint8_t *stop)
+static size_t scan_sse2(const uint8_t *b, size_t i, size_t end, uint8_t c1, uint8_t c2, uint8_t c3, const uint8_t *stop)
 {
 	const __m128i v1 = _mm_set1_epi8((char)c1), v2 = _mm_set1_epi8((char)c2);
 	const __m128i v3 = _mm_set1_epi8((char)c3), sp = _mm_set1_epi8(0x20);
@@ -185,45 +191,72 @@ static size_t scan_sse2(const uint8_t *b, size_t i, size_t end, uint8_t c1, uint
  * scalar path at a character boundary: the scalar decoder is the one that
  * reports errors, so the error offset never depends on how bytes came in.
  */
-#define U8_TOO_SHORT (1 << 0)
-#define U8_TOO_LONG (1 << 1)
-#define U8_OVERLONG_3 (1 << 2)
-#define U8_TOO_LARGE (1 << 3)
-#define U8_SURROGATE (1 << 4)
-#define U8_OVERLONG_2 (1 << 5)
+#define U8_TOO_SHORT      (1 << 0)
+#define U8_TOO_LONG       (1 << 1)
+#define U8_OVERLONG_3     (1 << 2)
+#define U8_TOO_LARGE      (1 << 3)
+#define U8_SURROGATE      (1 << 4)
+#define U8_OVERLONG_2     (1 << 5)
 #define U8_TOO_LARGE_1000 (1 << 6)
-#define U8_OVERLONG_4 (1 << 6)
-#define U8_TWO_CONTS (1 << 7)
-#define U8_CARRY (U8_TOO_SHORT | U8_TOO_LONG | U8_TWO_CONTS)
+#define U8_OVERLONG_4     (1 << 6)
+#define U8_TWO_CONTS      (1 << 7)
+#define U8_CARRY          (U8_TOO_SHORT | U8_TOO_LONG | U8_TWO_CONTS)
 
 /* The three nibble tables, 16 entries each (broadcast to both lanes). */
-static const uint8_t u8_t1[16] = {
-	U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG, U8_TOO_LONG,
-	U8_TOO_LONG, U8_TOO_LONG, U8_TWO_CONTS, U8_TWO_CONTS, U8_TWO_CONTS, U8_TWO_CONTS,
-	U8_TOO_SHORT | U8_OVERLONG_2, U8_TOO_SHORT, U8_TOO_SHORT | U8_OVERLONG_3 | U8_SURROGATE,
-	U8_TOO_SHORT | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_OVERLONG_4};
-static const uint8_t u8_t2[16] = {
-	U8_CARRY | U8_OVERLONG_3 | U8_OVERLONG_2 | U8_OVERLONG_4, U8_CARRY | U8_OVERLONG_2,
-	U8_CARRY, U8_CARRY, U8_CARRY | U8_TOO_LARGE,
-	U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000, U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
-	U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000, U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
-	U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000, U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
-	U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000, U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
-	U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_SURROGATE,
-	U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000, U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000};
-static const uint8_t u8_t3[16] = {
-	U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT,
-	U8_TOO_SHORT, U8_TOO_SHORT,
-	U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_OVERLONG_3 | U8_TOO_LARGE_1000 | U8_OVERLONG_4,
-	U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_OVERLONG_3 | U8_TOO_LARGE,
-	U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_SURROGATE | U8_TOO_LARGE,
-	U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_SURROGATE | U8_TOO_LARGE,
-	U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT, U8_TOO_SHORT};
+static const uint8_t u8_t1[16] = {U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TOO_LONG,
+				  U8_TWO_CONTS,
+				  U8_TWO_CONTS,
+				  U8_TWO_CONTS,
+				  U8_TWO_CONTS,
+				  U8_TOO_SHORT | U8_OVERLONG_2,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT | U8_OVERLONG_3 | U8_SURROGATE,
+				  U8_TOO_SHORT | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_OVERLONG_4};
+static const uint8_t u8_t2[16] = {U8_CARRY | U8_OVERLONG_3 | U8_OVERLONG_2 | U8_OVERLONG_4,
+				  U8_CARRY | U8_OVERLONG_2,
+				  U8_CARRY,
+				  U8_CARRY,
+				  U8_CARRY | U8_TOO_LARGE,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000 | U8_SURROGATE,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000,
+				  U8_CARRY | U8_TOO_LARGE | U8_TOO_LARGE_1000};
+static const uint8_t u8_t3[16] = {U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_OVERLONG_3 | U8_TOO_LARGE_1000 |
+					  U8_OVERLONG_4,
+				  U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_OVERLONG_3 | U8_TOO_LARGE,
+				  U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_SURROGATE | U8_TOO_LARGE,
+				  U8_TOO_LONG | U8_OVERLONG_2 | U8_TWO_CONTS | U8_SURROGATE | U8_TOO_LARGE,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT,
+				  U8_TOO_SHORT};
 /* "unfinished at the end of the vector": last byte >= C0, the one before
  * >= E0, the one before that >= F0 */
-static const uint8_t u8_inc_max[32] = {
-	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0xF0 - 1, 0xE0 - 1, 0xC0 - 1};
+static const uint8_t u8_inc_max[32] = {255, 255, 255, 255, 255, 255, 255, 255,      255,      255,     255,
+				       255, 255, 255, 255, 255, 255, 255, 255,      255,      255,     255,
+				       255, 255, 255, 255, 255, 255, 255, 0xF0 - 1, 0xE0 - 1, 0xC0 - 1};
 
 __attribute__((target("avx2"))) static inline __m256i u8_table(const uint8_t *t)
 {
@@ -236,9 +269,12 @@ __attribute__((target("avx2"))) static inline __m256i u8_prev(__m256i x, __m256i
 {
 	__m256i t = _mm256_permute2x128_si256(prev, x, 0x21);
 	switch (n) {
-	case 1: return _mm256_alignr_epi8(x, t, 15);
-	case 2: return _mm256_alignr_epi8(x, t, 14);
-	default: return _mm256_alignr_epi8(x, t, 13);
+	case 1:
+		return _mm256_alignr_epi8(x, t, 15);
+	case 2:
+		return _mm256_alignr_epi8(x, t, 14);
+	default:
+		return _mm256_alignr_epi8(x, t, 13);
 	}
 }
 
@@ -301,12 +337,10 @@ static void nib_build(uint8_t *t, const char *special)
 
 static inline const uint8_t *nib_for(const uint8_t *stop)
 {
-	return stop == stop_text ? nib_text : stop == stop_dq ? nib_dq
-	     : stop == stop_sq ? nib_sq : nib_cdata;
+	return stop == stop_text ? nib_text : stop == stop_dq ? nib_dq : stop == stop_sq ? nib_sq : nib_cdata;
 }
 
-__attribute__((target("avx2"))) static size_t scan_avx2(const uint8_t *b, size_t i, size_t end,
-							const uint8_t *nib)
+__attribute__((target("avx2"))) static size_t scan_avx2(const uint8_t *b, size_t i, size_t end, const uint8_t *nib)
 {
 	const __m256i lo_t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nib));
 	const __m256i hi_t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(nib + 16)));
@@ -356,9 +390,8 @@ __attribute__((constructor)) static void xml_cpu_init(void)
 /* First byte in [i, end) that the run of this kind must stop at, or end.
  * With AVX2, non-ASCII is validated in the vector loop and is not a stop;
  * otherwise it stops there and hi_run() validates it. */
-static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, size_t i,
-							     size_t end, uint8_t c1, uint8_t c2,
-							     uint8_t c3, const uint8_t *stop)
+static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, size_t i, size_t end, uint8_t c1,
+							     uint8_t c2, uint8_t c3, const uint8_t *stop)
 {
 #ifdef XML_HAVE_SSE2
 	/* Most runs in XMPP are short and ASCII (attribute values, a word of
@@ -398,8 +431,7 @@ static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, s
 /* Decode one sequence at b[i] (b[i] >= 0x80). Returns its length, 0 when
  * the bytes so far are a valid prefix but the buffer ends, -1 when it is
  * not UTF-8 or not an XML 1.0 Char (surrogates, U+FFFE, U+FFFF). */
-static inline __attribute__((always_inline)) int utf8_dec(const uint8_t *b, size_t i, size_t end,
-							 uint32_t *cp)
+static inline __attribute__((always_inline)) int utf8_dec(const uint8_t *b, size_t i, size_t end, uint32_t *cp)
 {
 	uint8_t c = b[i];
 	size_t avail = end - i;
@@ -423,8 +455,7 @@ static inline __attribute__((always_inline)) int utf8_dec(const uint8_t *b, size
 			return 0;
 		if ((b[i + 2] & 0xC0) != 0x80)
 			return -1;
-		uint32_t v = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(c1 & 0x3F) << 6) |
-			     (b[i + 2] & 0x3F);
+		uint32_t v = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(c1 & 0x3F) << 6) | (b[i + 2] & 0x3F);
 		if (v >= 0xFFFE)
 			return -1;
 		*cp = v;
@@ -453,25 +484,22 @@ static inline __attribute__((always_inline)) int utf8_dec(const uint8_t *b, size
 
 static inline bool xml_is_char(uint32_t v)
 {
-	return v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v <= 0xD7FF) ||
-	       (v >= 0xE000 && v <= 0xFFFD) || (v >= 0x10000 && v <= 0x10FFFF);
+	return v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v <= 0xD7FF) || (v >= 0xE000 && v <= 0xFFFD) ||
+	       (v >= 0x10000 && v <= 0x10FFFF);
 }
 
 /* XML 1.0 fifth edition NameStartChar / NameChar above ASCII. */
 static bool name_start_hi(uint32_t v)
 {
 	return (v >= 0xC0 && v <= 0xD6) || (v >= 0xD8 && v <= 0xF6) || (v >= 0xF8 && v <= 0x2FF) ||
-	       (v >= 0x370 && v <= 0x37D) || (v >= 0x37F && v <= 0x1FFF) ||
-	       (v >= 0x200C && v <= 0x200D) || (v >= 0x2070 && v <= 0x218F) ||
-	       (v >= 0x2C00 && v <= 0x2FEF) || (v >= 0x3001 && v <= 0xD7FF) ||
-	       (v >= 0xF900 && v <= 0xFDCF) || (v >= 0xFDF0 && v <= 0xFFFD) ||
-	       (v >= 0x10000 && v <= 0xEFFFF);
+	       (v >= 0x370 && v <= 0x37D) || (v >= 0x37F && v <= 0x1FFF) || (v >= 0x200C && v <= 0x200D) ||
+	       (v >= 0x2070 && v <= 0x218F) || (v >= 0x2C00 && v <= 0x2FEF) || (v >= 0x3001 && v <= 0xD7FF) ||
+	       (v >= 0xF900 && v <= 0xFDCF) || (v >= 0xFDF0 && v <= 0xFFFD) || (v >= 0x10000 && v <= 0xEFFFF);
 }
 
 static bool name_char_hi(uint32_t v)
 {
-	return name_start_hi(v) || v == 0xB7 || (v >= 0x300 && v <= 0x36F) ||
-	       (v >= 0x203F && v <= 0x2040);
+	return name_start_hi(v) || v == 0xB7 || (v >= 0x300 && v <= 0x36F) || (v >= 0x203F && v <= 0x2040);
 }
 
 static size_t utf8_put(char *o, uint32_t v)
@@ -573,15 +601,31 @@ int xml_escape(char *out, size_t cap, const char *s, size_t n, bool attr)
 	for (size_t i = 0; i < n; i++) {
 		const char *r = NULL;
 		switch (s[i]) {
-		case '&': r = "&amp;"; break;
-		case '<': r = "&lt;"; break;
-		case '>': r = "&gt;"; break;
-		case '"': r = attr ? "&quot;" : NULL; break;
-		case '\'': r = attr ? "&apos;" : NULL; break;
+		case '&':
+			r = "&amp;";
+			break;
+		case '<':
+			r = "&lt;";
+			break;
+		case '>':
+			r = "&gt;";
+			break;
+		case '"':
+			r = attr ? "&quot;" : NULL;
+			break;
+		case '\'':
+			r = attr ? "&apos;" : NULL;
+			break;
 		/* keep them through attribute-value normalisation */
-		case '\t': r = attr ? "&#9;" : NULL; break;
-		case '\n': r = attr ? "&#10;" : NULL; break;
-		case '\r': r = "&#13;"; break; /* end-of-line handling eats bare CR */
+		case '\t':
+			r = attr ? "&#9;" : NULL;
+			break;
+		case '\n':
+			r = attr ? "&#10;" : NULL;
+			break;
+		case '\r':
+			r = "&#13;";
+			break; /* end-of-line handling eats bare CR */
 		}
 		size_t rn = r ? strlen(r) : 1;
 		if (o + rn > cap)
@@ -597,7 +641,10 @@ int xml_escape(char *out, size_t cap, const char *s, size_t n, bool attr)
 
 enum xml_ns xml_ns_id(const char *uri, size_t n)
 {
-#define KNOWN(s, id) {s, sizeof s - 1, id}
+#define KNOWN(s, id)                \
+	{                           \
+		s, sizeof s - 1, id \
+	}
 	static const struct {
 		const char *s;
 		size_t n;
@@ -656,30 +703,46 @@ static bool view_eq(struct ns_view a, const char *s)
 /* tokenizer states */
 
 enum {
-	S_INIT = 0,  /* stream start: optional BOM */
-	S_INIT2,     /* optional <?xml ...?> */
-	S_XMLDECL,   /* inside the XML declaration, looking for "?>" */
-	S_PRE_HDR,   /* whitespace before <stream:stream */
-	S_TOP,       /* between stanzas */
-	S_TOP_LT,    /* '<' at top level */
-	S_CLOSE_NAME, S_CLOSE_WS, /* </stream:stream> */
-	S_CLOSED,    /* after </stream:stream> */
+	S_INIT = 0, /* stream start: optional BOM */
+	S_INIT2,    /* optional <?xml ...?> */
+	S_XMLDECL,  /* inside the XML declaration, looking for "?>" */
+	S_PRE_HDR,  /* whitespace before <stream:stream */
+	S_TOP,      /* between stanzas */
+	S_TOP_LT,   /* '<' at top level */
+	S_CLOSE_NAME,
+	S_CLOSE_WS, /* </stream:stream> */
+	S_CLOSED,   /* after </stream:stream> */
 	S_DEAD,
 	/* inside the header or a stanza */
-	S_STAG_NAME0, S_STAG_NAME, S_STAG_IN, S_ATTR_NAME0, S_ATTR_NAME, S_ATTR_EQ, S_ATTR_Q,
-	S_ATTR_VAL, S_EMPTY_GT, S_TEXT, S_TEXT_RBR, S_LT, S_ETAG_NAME, S_ETAG_WS, S_BANG,
-	S_CDATA, S_CDATA_RBR, S_REF,
+	S_STAG_NAME0,
+	S_STAG_NAME,
+	S_STAG_IN,
+	S_ATTR_NAME0,
+	S_ATTR_NAME,
+	S_ATTR_EQ,
+	S_ATTR_Q,
+	S_ATTR_VAL,
+	S_EMPTY_GT,
+	S_TEXT,
+	S_TEXT_RBR,
+	S_LT,
+	S_ETAG_NAME,
+	S_ETAG_WS,
+	S_BANG,
+	S_CDATA,
+	S_CDATA_RBR,
+	S_REF,
 };
 
 /* t->sub[] slots */
 enum {
-	K_MODE,   /* MODE_HDR or MODE_STANZA */
-	K_TOK,    /* start of the name being read */
-	K_COLON,  /* its colon position + 1 */
-	K_NAME,   /* element name of the open tag: offset, length, colon */
+	K_MODE,  /* MODE_HDR or MODE_STANZA */
+	K_TOK,   /* start of the name being read */
+	K_COLON, /* its colon position + 1 */
+	K_NAME,  /* element name of the open tag: offset, length, colon */
 	K_NLEN,
 	K_NCOLON,
-	K_WS,     /* whitespace seen since the last name/value in a tag */
+	K_WS, /* whitespace seen since the last name/value in a tag */
 	K_QUOTE,
 	K_CNT,    /* ']' run length / "[CDATA[" match progress */
 	K_REFTOK, /* '&' of the reference being read */
@@ -689,7 +752,7 @@ enum {
 	K_HDR,    /* offset of '<' of the stream header */
 	K__N
 };
-_Static_assert(K__N <= sizeof ((struct xml_tok *)0)->sub / sizeof(uint32_t), "sub[] too small");
+_Static_assert(K__N <= sizeof((struct xml_tok *)0)->sub / sizeof(uint32_t), "sub[] too small");
 
 /* One attribute of the start tag being read. These live on the stack of
  * xml_tok_next(), not in struct xml_tok: a start tag read in one call has
@@ -800,8 +863,7 @@ static uint32_t attr_value_at(const uint8_t *b, size_t off, size_t end, uint32_t
 }
 
 /* Resolve a prefix; false when it is not declared. */
-static bool ns_lookup(const struct xml_tok *t, const uint8_t *b, const uint8_t *pfx, size_t plen,
-		      struct ns_ref *r)
+static bool ns_lookup(const struct xml_tok *t, const uint8_t *b, const uint8_t *pfx, size_t plen, struct ns_ref *r)
 {
 	if (plen == 3 && !memcmp(pfx, "xml", 3)) { /* can only be bound to itself */
 		*r = (struct ns_ref){.src = NSRC_XML, .lit = NS_XML, .n = sizeof NS_XML - 1};
@@ -820,14 +882,14 @@ static bool ns_lookup(const struct xml_tok *t, const uint8_t *b, const uint8_t *
 			found = (int)e; /* the last one wins */
 	if (found < 0)
 		return false;
-	*r = (struct ns_ref){.src = NSRC_DECL, .lit = decl_uri(t, (unsigned)found),
+	*r = (struct ns_ref){.src = NSRC_DECL,
+			     .lit = decl_uri(t, (unsigned)found),
 			     .off = (uint32_t)(decl_uri(t, (unsigned)found) - t->decls),
 			     .n = (uint8_t)t->decls[found + 1]};
 	return true;
 }
 
-static struct ns_view ns_ref_view(const uint8_t *b, size_t end, const struct ns_ref *r, char *buf,
-				  size_t cap)
+static struct ns_view ns_ref_view(const uint8_t *b, size_t end, const struct ns_ref *r, char *buf, size_t cap)
 {
 	if (r->src == NSRC_PENDING) {
 		uint32_t n;
@@ -839,8 +901,7 @@ static struct ns_view ns_ref_view(const uint8_t *b, size_t end, const struct ns_
 }
 
 /* An xmlns or xmlns:p attribute, checked as expat's addBinding does. */
-static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr_slot *a, bool hdr,
-		      size_t tag)
+static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr_slot *a, bool hdr, size_t tag)
 {
 	char buf[256];
 	bool deflt = a->colon == 0;
@@ -872,8 +933,7 @@ static int ns_declare(struct xml_tok *t, const uint8_t *b, const struct xml_attr
 			t->default_ns = (uint8_t)xml_ns_id(v.p, v.n);
 			return 0;
 		}
-		if (t->ndecl >= 8 || plen >= 16 || v.n >= 64 ||
-		    t->dlen + 2 + plen + v.n > sizeof t->decls)
+		if (t->ndecl >= 8 || plen >= 16 || v.n >= 64 || t->dlen + 2 + plen + v.n > sizeof t->decls)
 			return tok_fail(t, XML_ERR_POLICY_VIOLATION, tag);
 		char *e = t->decls + t->dlen;
 		e[0] = (char)plen;
@@ -930,8 +990,11 @@ static unsigned tag_attrs(const uint8_t *b, size_t lt, size_t end, struct xml_at
 		uint32_t vn;
 		bool amp;
 		uint32_t v = attr_value_at(b, i, end, &vn, &amp);
-		a[n] = (struct xml_attr_slot){.name = (uint32_t)s, .nlen = (uint16_t)(i - s),
-					      .colon = (uint16_t)colon, .val = v, .vlen = vn,
+		a[n] = (struct xml_attr_slot){.name = (uint32_t)s,
+					      .nlen = (uint16_t)(i - s),
+					      .colon = (uint16_t)colon,
+					      .val = v,
+					      .vlen = vn,
 					      .amp = amp};
 		n++;
 		i = (size_t)v + vn + 1;
@@ -940,8 +1003,7 @@ static unsigned tag_attrs(const uint8_t *b, size_t lt, size_t end, struct xml_at
 
 /* The root's to/from/type/id: told apart by length and first byte before
  * any compare, since most attributes are one of these four. */
-static void root_attrs(struct xml_root_rec *r, const uint8_t *b, const struct xml_attr_slot *at,
-		       unsigned n)
+static void root_attrs(struct xml_root_rec *r, const uint8_t *b, const struct xml_attr_slot *at, unsigned n)
 {
 	for (unsigned k = 0; k < n; k++) {
 		const struct xml_attr_slot *a = &at[k];
@@ -1018,8 +1080,8 @@ static struct xml_span ns_known_uri(enum xml_ns id)
 	return (struct xml_span){"jabber:component:accept", 23};
 }
 
-static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *ens,
-		      const struct xml_attr_slot *at, size_t endpos)
+static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *ens, const struct xml_attr_slot *at,
+		      size_t endpos)
 {
 	uint32_t name = t->sub[K_NAME], nlen = t->sub[K_NLEN], colon = t->sub[K_NCOLON];
 	size_t tag = t->sub[K_HDR];
@@ -1075,15 +1137,13 @@ static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *
  * record the root of a stanza, push the element. `at` holds the tag's
  * attribute slots when `fresh` (the whole tag was read in this call);
  * otherwise they are rebuilt from the tag's bytes. Returns 0 or an error. */
-static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos,
-			   struct xml_attr_slot *at, bool fresh);
-static inline __attribute__((always_inline)) int elem_start(struct xml_tok *t, const uint8_t *b,
-							    bool empty, size_t endpos,
-							    struct xml_attr_slot *at, bool fresh)
+static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos, struct xml_attr_slot *at,
+			   bool fresh);
+static inline __attribute__((always_inline)) int elem_start(struct xml_tok *t, const uint8_t *b, bool empty,
+							    size_t endpos, struct xml_attr_slot *at, bool fresh)
 {
 	/* most elements inside a stanza have no attributes and no prefix */
-	if (t->nattr == 0 && !t->sub[K_NCOLON] && t->depth > 0 && !empty &&
-	    t->depth < t->lim.max_depth) {
+	if (t->nattr == 0 && !t->sub[K_NCOLON] && t->depth > 0 && !empty && t->depth < t->lim.max_depth) {
 		t->open[t->depth] = t->sub[K_NAME];
 		t->depth++;
 		return 0;
@@ -1091,8 +1151,8 @@ static inline __attribute__((always_inline)) int elem_start(struct xml_tok *t, c
 	return elem_start_full(t, b, empty, endpos, at, fresh);
 }
 
-static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos,
-			   struct xml_attr_slot *at, bool fresh)
+static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos, struct xml_attr_slot *at,
+			   bool fresh)
 {
 	size_t tag = t->sub[K_NAME] - 1;
 	unsigned n = t->nattr;
@@ -1150,10 +1210,8 @@ static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size
 			for (unsigned m = 0; npfx > 1 && m < k; m++) {
 				const struct xml_attr_slot *o = &at[m];
 				struct ns_ref ro;
-				if (!o->colon || is_xmlns_attr(b, o) ||
-				    o->nlen - o->colon != a->nlen - a->colon ||
-				    memcmp(b + o->name + o->colon, b + a->name + a->colon,
-					   a->nlen - a->colon))
+				if (!o->colon || is_xmlns_attr(b, o) || o->nlen - o->colon != a->nlen - a->colon ||
+				    memcmp(b + o->name + o->colon, b + a->name + a->colon, a->nlen - a->colon))
 					continue;
 				if (!ns_lookup(t, b, b + o->name, o->colon - 1u, &ro))
 					continue;
@@ -1186,21 +1244,27 @@ static void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
 #define SP(f) ((struct xml_span){r->f.n ? c + r->f.off : NULL, r->f.n})
 	s->raw = (struct xml_span){c, (uint32_t)n};
 	s->name = (struct xml_span){c + r->name + r->colon, (uint32_t)(r->nlen - r->colon)};
-	s->prefix = (struct xml_span){r->colon ? c + r->name : NULL,
-				      (uint32_t)(r->colon ? r->colon - 1 : 0)};
+	s->prefix = (struct xml_span){r->colon ? c + r->name : NULL, (uint32_t)(r->colon ? r->colon - 1 : 0)};
 	s->to = SP(to);
 	s->from = SP(from);
 	s->type = SP(type);
 	s->id = SP(id);
 #undef SP
 	switch (r->ns_src) {
-	case NSRC_PENDING: s->ns = (struct xml_span){c + r->ns.off, r->ns.n}; break;
+	case NSRC_PENDING:
+		s->ns = (struct xml_span){c + r->ns.off, r->ns.n};
+		break;
 	case NSRC_DEFAULT:
 		s->ns = ns_known_uri(t->default_ns);
 		break;
-	case NSRC_NONE: s->ns = (struct xml_span){"", 0}; break;
-	case NSRC_XML: s->ns = (struct xml_span){NS_XML, sizeof NS_XML - 1}; break;
-	default: s->ns = (struct xml_span){t->decls + r->ns.off, r->ns.n};
+	case NSRC_NONE:
+		s->ns = (struct xml_span){"", 0};
+		break;
+	case NSRC_XML:
+		s->ns = (struct xml_span){NS_XML, sizeof NS_XML - 1};
+		break;
+	default:
+		s->ns = (struct xml_span){t->decls + r->ns.off, r->ns.n};
 	}
 	s->nsid = (enum xml_ns)r->nsid;
 	s->flags = r->flags;
@@ -1282,8 +1346,7 @@ static int xmldecl_parse(struct xml_tok *t, const uint8_t *b, size_t s, size_t e
  * unsigned byte iff (c - lo - 128) is below n - 128 as a signed one. */
 static inline __m128i in_range16(__m128i x, char lo, char n)
 {
-	return _mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(-lo - 128))),
-			      _mm_set1_epi8((char)(n - 128)));
+	return _mm_cmplt_epi8(_mm_add_epi8(x, _mm_set1_epi8((char)(-lo - 128))), _mm_set1_epi8((char)(n - 128)));
 }
 static inline unsigned namechar_mask16(__m128i x)
 {
@@ -1339,8 +1402,7 @@ static inline size_t open_name_len(const uint8_t *b, size_t off)
 
 /* Continue a qualified name at b[*pi]: 0 when it ended (at the delimiter),
  * 1 when the buffer ended, -1 on error (already recorded). */
-static inline __attribute__((always_inline)) int scan_qname(struct xml_tok *t, const uint8_t *b,
-							   size_t *pi, size_t end)
+static inline __attribute__((always_inline)) int scan_qname(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end)
 {
 	size_t i = *pi;
 	/* A name may take max_name bytes: scanning stops one byte past that,
@@ -1388,8 +1450,7 @@ static inline __attribute__((always_inline)) int scan_qname(struct xml_tok *t, c
 		uint32_t cp;
 		if (after >= i)
 			return tok_fail(t, XML_ERR_NOT_WELL_FORMED, i);
-		if (b[after] < 0x80 ? !(cls[b[after]] & C_NS)
-				    : (utf8_dec(b, after, i, &cp) <= 0 || !name_start_hi(cp)))
+		if (b[after] < 0x80 ? !(cls[b[after]] & C_NS) : (utf8_dec(b, after, i, &cp) <= 0 || !name_start_hi(cp)))
 			return tok_fail(t, XML_ERR_NOT_WELL_FORMED, after);
 	}
 	return 0;
@@ -1416,8 +1477,7 @@ static inline __attribute__((always_inline)) int name_start(struct xml_tok *t, c
 /* Validate a run of non-ASCII text starting at b[i]: returns the new
  * position, or (size_t)-1 on error (recorded); stops short at a sequence
  * cut by the buffer end (the caller then waits for more). */
-static inline size_t hi_run(struct xml_tok *t, const uint8_t *b, size_t i, size_t end,
-			    const uint8_t *stop)
+static inline size_t hi_run(struct xml_tok *t, const uint8_t *b, size_t i, size_t end, const uint8_t *stop)
 {
 	/* Text in most languages mixes short ASCII stretches (spaces,
 	 * punctuation, digits) with non-ASCII letters: stay in this loop over
@@ -1468,22 +1528,22 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 	struct xml_attr_slot at[XML_MAX_ATTRS];
 	bool fresh = false;
 
-#define NEED(k)                                                                                    \
-	do {                                                                                       \
-		if (i + (k) > end)                                                                 \
-			goto more;                                                                 \
+#define NEED(k)                    \
+	do {                       \
+		if (i + (k) > end) \
+			goto more; \
 	} while (0)
 #define FAIL(e, at) return tok_fail(t, (e), (at))
 	/* a transition to a state known here jumps straight to its code */
-#define GO(s)                                                                                      \
-	do {                                                                                       \
-		st = (s);                                                                          \
-		goto L_##s;                                                                        \
+#define GO(s)               \
+	do {                \
+		st = (s);   \
+		goto L_##s; \
 	} while (0)
-#define SKIP_WS()                                                                                  \
-	do {                                                                                       \
-		while (i < end && (cls[b[i]] & C_WS))                                              \
-			i++;                                                                       \
+#define SKIP_WS()                                     \
+	do {                                          \
+		while (i < end && (cls[b[i]] & C_WS)) \
+			i++;                          \
 	} while (0)
 
 	for (;;) {
@@ -1626,8 +1686,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				term = _mm_or_si128(term, _mm_cmpeq_epi8(x, _mm_set1_epi8('>')));
 				term = _mm_or_si128(term, _mm_cmpeq_epi8(x, _mm_set1_epi8('/')));
 				size_t j = i + 1 + n;
-				if (likely(((unsigned)_mm_movemask_epi8(term) >> n & 1) &&
-					   n < t->lim.max_name)) {
+				if (likely(((unsigned)_mm_movemask_epi8(term) >> n & 1) && n < t->lim.max_name)) {
 					t->sub[K_NAME] = (uint32_t)i;
 					t->sub[K_NLEN] = (uint32_t)(j - i);
 					t->sub[K_NCOLON] = 0;
@@ -1704,7 +1763,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				if (likely(i + 17 <= end)) {
 					__m128i x = _mm_loadu_si128((const __m128i *)(b + i + 1));
 					unsigned n = (unsigned)__builtin_ctz(~namechar_mask16(x));
-					unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('=')));
+					unsigned eq =
+						(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('=')));
 					unsigned qm = (unsigned)_mm_movemask_epi8(
 						_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\'')),
 							     _mm_cmpeq_epi8(x, _mm_set1_epi8('"'))));
@@ -1947,8 +2007,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			if (i == t->sub[K_TOK]) {
 				/* usually the whole name is there: compare it at once */
 				uint32_t d = t->depth - 1, nl = (uint32_t)open_name_len(b, t->open[d]);
-				if (i + nl < end && bytes_eq(b + i, b + t->open[d], nl) &&
-				    !(cls[b[i + nl]] & C_NC) && b[i + nl] != ':' && b[i + nl] < 0x80) {
+				if (i + nl < end && bytes_eq(b + i, b + t->open[d], nl) && !(cls[b[i + nl]] & C_NC) &&
+				    b[i + nl] != ':' && b[i + nl] < 0x80) {
 					i += nl;
 					st = S_ETAG_WS;
 					goto etag_ws;
@@ -2055,8 +2115,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 						size_t en = i - rt - 1;
 						if (!((en == 2 && (!memcmp(e, "lt", 2) || !memcmp(e, "gt", 2))) ||
 						      (en == 3 && !memcmp(e, "amp", 3)) ||
-						      (en == 4 && (!memcmp(e, "quot", 4) ||
-								   !memcmp(e, "apos", 4)))))
+						      (en == 4 && (!memcmp(e, "quot", 4) || !memcmp(e, "apos", 4)))))
 							FAIL(XML_ERR_RESTRICTED_XML, rt); /* §11.1 */
 						i++;
 						st = (int)t->sub[K_RET];
@@ -2163,8 +2222,7 @@ int xml_check_file(const char *path, const struct xml_limits *lim)
 		size_t used;
 		int ev = xml_tok_next(t, buf, have, &used);
 		if (ev == XML_EV_ERROR) {
-			printf("error %s at byte %llu\n", xml_err_name(t->err),
-			       (unsigned long long)t->err_offset);
+			printf("error %s at byte %llu\n", xml_err_name(t->err), (unsigned long long)t->err_offset);
 			rc = 1;
 			break;
 		}
@@ -2181,8 +2239,7 @@ int xml_check_file(const char *path, const struct xml_limits *lim)
 			/* ending between stanzas is fine (a capture may stop
 			 * before </stream:stream>); inside a token it is not */
 			if (have || !opened) {
-				printf("error %s at byte %llu\n",
-				       xml_err_name(XML_ERR_NOT_WELL_FORMED),
+				printf("error %s at byte %llu\n", xml_err_name(XML_ERR_NOT_WELL_FORMED),
 				       (unsigned long long)(t->stream_off + have));
 				rc = 1;
 			} else {

@@ -54,12 +54,12 @@ enum xml_ev {
 	XML_EV_ERROR = -1,
 	XML_EV_MORE = 0,
 	XML_EV_STREAM_OPEN = 1, /* <stream:stream ...> (t->hdr filled); the bytes
-	                           consumed include a BOM / XML declaration
-	                           before it, hdr.raw is the start tag alone */
+				   consumed include a BOM / XML declaration
+				   before it, hdr.raw is the start tag alone */
 	XML_EV_STANZA,          /* one complete top-level element (t->st filled) */
 	XML_EV_STREAM_CLOSE,    /* </stream:stream> */
 	XML_EV_WHITESPACE,      /* whitespace between stanzas (keepalive); a run
-	                           split across reads comes as several events */
+				   split across reads comes as several events */
 };
 
 struct xml_limits {
@@ -69,8 +69,8 @@ struct xml_limits {
 	uint32_t max_attrs;          /* attributes per element */
 	uint32_t max_name;           /* bytes of one qualified name */
 };
-#define XML_MAX_DEPTH 48  /* upper bound for max_depth */
-#define XML_MAX_ATTRS 64  /* upper bound for max_attrs */
+#define XML_MAX_DEPTH  48 /* upper bound for max_depth */
+#define XML_MAX_ATTRS  64 /* upper bound for max_attrs */
 #define XML_MAX_NSDECL 32 /* xmlns declarations in scope inside one stanza */
 void xml_limits_default(struct xml_limits *l);
 
@@ -86,26 +86,26 @@ enum xml_ns {
 };
 
 struct xml_stream_hdr {
-	struct xml_span raw;     /* the whole start tag */
-	struct xml_span ns;      /* default namespace (jabber:server, ...) */
+	struct xml_span raw; /* the whole start tag */
+	struct xml_span ns;  /* default namespace (jabber:server, ...) */
 	struct xml_span to, from, id, version, lang;
 	enum xml_ns default_ns;
-	bool has_dialback_ns;    /* xmlns:db='jabber:server:dialback' declared */
+	bool has_dialback_ns; /* xmlns:db='jabber:server:dialback' declared */
 };
 
 enum xml_stanza_flags {
-	XML_ST_TO_ESC = 1 << 0,   /* `to` value contains '&': decode before use */
+	XML_ST_TO_ESC = 1 << 0, /* `to` value contains '&': decode before use */
 	XML_ST_FROM_ESC = 1 << 1,
 	XML_ST_TYPE_ESC = 1 << 2,
 	XML_ST_ID_ESC = 1 << 3,
-	XML_ST_EMPTY = 1 << 4,    /* <x/> */
+	XML_ST_EMPTY = 1 << 4, /* <x/> */
 };
 
 struct xml_stanza {
-	struct xml_span raw;   /* the whole element, '<' to the final '>' */
-	struct xml_span ns;    /* resolved namespace URI */
-	struct xml_span name;  /* local name */
-	struct xml_span prefix;/* prefix as written (may be empty) */
+	struct xml_span raw;    /* the whole element, '<' to the final '>' */
+	struct xml_span ns;     /* resolved namespace URI */
+	struct xml_span name;   /* local name */
+	struct xml_span prefix; /* prefix as written (may be empty) */
 	enum xml_ns nsid;
 	struct xml_span to, from, type, id; /* raw values, n == 0 when absent */
 	uint32_t flags;
@@ -118,11 +118,11 @@ struct xml_span_off {
 };
 struct xml_root_rec {
 	struct xml_span_off to, from, type, id, ns;
-	uint32_t name;            /* offset of the qualified name */
-	uint16_t nlen, colon;     /* its length; colon position + 1, 0 if none */
-	uint8_t ns_src;           /* where ns points: enum in xml.c */
-	uint8_t nsid;             /* enum xml_ns */
-	uint16_t flags;           /* enum xml_stanza_flags */
+	uint32_t name;        /* offset of the qualified name */
+	uint16_t nlen, colon; /* its length; colon position + 1, 0 if none */
+	uint8_t ns_src;       /* where ns points: enum in xml.c */
+	uint8_t nsid;         /* enum xml_ns */
+	uint16_t flags;       /* enum xml_stanza_flags */
 };
 #define XML_DECL_BYTES 192 /* stream-level xmlns:prefix bindings, packed */
 
@@ -133,23 +133,23 @@ struct xml_root_rec {
  * the tag spans several calls. Fields after `st` are internal to xml.c. */
 struct xml_tok {
 	struct xml_limits lim;
-	bool authenticated;       /* selects max_stanza over max_stanza_preauth */
-	uint8_t state;            /* internal */
-	uint8_t default_ns;       /* internal: the stream default namespace (enum xml_ns) */
-	uint8_t stream_pfx;       /* internal: decls[] offset of the stream prefix */
+	bool authenticated; /* selects max_stanza over max_stanza_preauth */
+	uint8_t state;      /* internal */
+	uint8_t default_ns; /* internal: the stream default namespace (enum xml_ns) */
+	uint8_t stream_pfx; /* internal: decls[] offset of the stream prefix */
 	enum xml_err err;
 	uint64_t err_offset;
-	uint64_t stream_off;      /* bytes consumed so far (for error offsets) */
-	uint32_t scan;            /* bytes of the pending stanza already scanned */
+	uint64_t stream_off;       /* bytes consumed so far (for error offsets) */
+	uint32_t scan;             /* bytes of the pending stanza already scanned */
 	struct xml_stream_hdr hdr; /* valid right after XML_EV_STREAM_OPEN */
 	struct xml_stanza st;      /* valid right after XML_EV_STANZA */
 	/* internal */
 	uint32_t depth;
-	uint16_t nattr, nnsd;     /* attributes read in the open tag; nsd[] used */
-	uint8_t ndecl, dlen;      /* stream-level bindings: count, bytes used */
-	uint32_t sub[14];         /* resumable sub-state */
-	uint32_t open[XML_MAX_DEPTH];  /* offsets of the open elements' names */
-	uint32_t nsd[XML_MAX_NSDECL];  /* offsets of the xmlns:p attributes in scope */
+	uint16_t nattr, nnsd;         /* attributes read in the open tag; nsd[] used */
+	uint8_t ndecl, dlen;          /* stream-level bindings: count, bytes used */
+	uint32_t sub[14];             /* resumable sub-state */
+	uint32_t open[XML_MAX_DEPTH]; /* offsets of the open elements' names */
+	uint32_t nsd[XML_MAX_NSDECL]; /* offsets of the xmlns:p attributes in scope */
 	struct xml_root_rec root;
 	char decls[XML_DECL_BYTES];
 };

@@ -30,7 +30,7 @@ struct certgen {
 	ecc_key ca_key;
 	unsigned char ca_der[4096];
 	int ca_der_len;
-	ecc_key key;		/* reused when share_key */
+	ecc_key key; /* reused when share_key */
 	bool share_key, have_key;
 };
 
@@ -118,7 +118,7 @@ static int certgen_domain(struct certgen *g, const char *dir, const char *domain
 		return -1;
 #endif
 #ifdef WOLFSSL_ALT_NAMES
-	{	/* GeneralNames ::= SEQUENCE { dNSName [2] IA5String } */
+	{ /* GeneralNames ::= SEQUENCE { dNSName [2] IA5String } */
 		size_t dn = strlen(domain);
 		if (dn > 120)
 			return -1;

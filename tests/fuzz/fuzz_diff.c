@@ -27,8 +27,8 @@
 
 #include "xml/xml.h"
 
-#define HDR                                                                                        \
-	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "    \
+#define HDR                                                                                     \
+	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
 	"xmlns:db='jabber:server:dialback' to='a.example' from='b.example' version='1.0'>"
 
 #define MAXSP 256
@@ -56,8 +56,7 @@ static void XMLCALL ex_end(void *u, const XML_Char *name)
 	struct ex_ctx *c = u;
 	(void)name;
 	if (c->depth-- == 2 && c->nsp < MAXSP) {
-		c->sp[c->nsp].e =
-			(uint64_t)XML_GetCurrentByteIndex(c->p) + (uint64_t)XML_GetCurrentByteCount(c->p);
+		c->sp[c->nsp].e = (uint64_t)XML_GetCurrentByteIndex(c->p) + (uint64_t)XML_GetCurrentByteCount(c->p);
 		c->nsp++;
 	}
 }
@@ -86,8 +85,7 @@ static void XMLCALL ex_cdata(void *u)
 	if (c->depth == 1)
 		c->must_reject = true;
 }
-static void XMLCALL ex_doctype(void *u, const XML_Char *n, const XML_Char *s, const XML_Char *pu,
-			       int has)
+static void XMLCALL ex_doctype(void *u, const XML_Char *n, const XML_Char *s, const XML_Char *pu, int has)
 {
 	(void)n, (void)s, (void)pu, (void)has;
 	((struct ex_ctx *)u)->must_reject = true;
@@ -185,8 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool accepted = !err && closed && off == n;
 	if (err && (t.err == XML_ERR_POLICY_VIOLATION ||
 		    (!opened && (t.err == XML_ERR_BAD_FORMAT || t.err == XML_ERR_INVALID_NAMESPACE ||
-				 t.err == XML_ERR_UNSUPPORTED_VERSION ||
-				 t.err == XML_ERR_UNSUPPORTED_ENCODING))))
+				 t.err == XML_ERR_UNSUPPORTED_VERSION || t.err == XML_ERR_UNSUPPORTED_ENCODING))))
 		return 0;
 	bool expect = eok && !ex.must_reject;
 	if (accepted != expect) {

@@ -22,8 +22,8 @@
 
 #include "xml/xml.h"
 
-#define HDR                                                                                        \
-	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "    \
+#define HDR                                                                                     \
+	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
 	"xmlns:db='jabber:server:dialback' to='a.example' from='b.example' version='1.0'>"
 
 struct fx_ev {
@@ -53,8 +53,8 @@ static void check_value(struct xml_span v)
 		abort(); /* the tokenizer accepted it, so it must decode */
 }
 
-static void fx_run(const uint8_t *doc, size_t n, const struct xml_limits *lim, bool auth,
-		   uint8_t seed, bool chunked, struct fx_run *r)
+static void fx_run(const uint8_t *doc, size_t n, const struct xml_limits *lim, bool auth, uint8_t seed, bool chunked,
+		   struct fx_run *r)
 {
 	static struct xml_tok t;
 	xml_tok_init(&t, lim);

@@ -39,8 +39,7 @@ static void expect_one_error(const char *text, const char *want)
 	int r = parse(&c, text, &errs);
 
 	if (r != 1 || !strstr(errs, want))
-		print_error("config:\n%s\nwanted 1 error containing \"%s\", got %d:\n%s", text, want,
-			    r, errs);
+		print_error("config:\n%s\nwanted 1 error containing \"%s\", got %d:\n%s", text, want, r, errs);
 	assert_int_equal(r, 1);
 	assert_non_null(strstr(errs, want));
 	free(errs);
@@ -262,26 +261,26 @@ static void test_every_hub_value_is_stored(void **state)
 	char *ca = tmpfile_with("x\n");
 	char *conf;
 
-	assert_true(asprintf(&conf, HUB
-			     "workers 3\n"
-			     "domain Hub.Example\n"
-			     "http [::1]:8080\n"
-			     "log_level debug\n"
-			     "max_stanza_size 1m\n"
-			     "max_stanza_size_preauth 8k\n"
-			     "max_depth 10\n"
-			     "max_attrs 20\n"
-			     "max_name 100\n"
-			     "link_queue_max 5\n"
-			     "send_queue_max 64k\n"
-			     "idle_timeout 2h\n"
-			     "keepalive_interval 10m\n"
-			     "connect_timeout 30s\n"
-			     "retry_min 1\n"
-			     "retry_max 1h\n"
-			     "dns_server 127.0.0.53\n"
-			     "ca_file %s\n"
-			     "s2s_tls required\n",
+	assert_true(asprintf(&conf,
+			     HUB "workers 3\n"
+				 "domain Hub.Example\n"
+				 "http [::1]:8080\n"
+				 "log_level debug\n"
+				 "max_stanza_size 1m\n"
+				 "max_stanza_size_preauth 8k\n"
+				 "max_depth 10\n"
+				 "max_attrs 20\n"
+				 "max_name 100\n"
+				 "link_queue_max 5\n"
+				 "send_queue_max 64k\n"
+				 "idle_timeout 2h\n"
+				 "keepalive_interval 10m\n"
+				 "connect_timeout 30s\n"
+				 "retry_min 1\n"
+				 "retry_max 1h\n"
+				 "dns_server 127.0.0.53\n"
+				 "ca_file %s\n"
+				 "s2s_tls required\n",
 			     ca) > 0);
 	expect_ok(&c, conf);
 	assert_int_equal(c.workers, 3);
@@ -394,8 +393,7 @@ static void test_component_without_secret_rejected(void **state)
 
 static void test_duplicate_directive_rejected(void **state)
 {
-	expect_one_error(HUB "workers 2\nworkers 3\n",
-			 "router.conf:4: duplicate 'workers' (first at line 3)");
+	expect_one_error(HUB "workers 2\nworkers 3\n", "router.conf:4: duplicate 'workers' (first at line 3)");
 	expect_one_error(HUB "[component c.example]\nsecret a\nsecret b\n",
 			 "router.conf:5: duplicate 'secret' (first at line 4)");
 	/* per section: the same directive in two [domain] blocks is fine */
@@ -589,9 +587,9 @@ static void test_domain_normalise(void **state)
 	expect_norm("a_b.example", NULL);
 	expect_norm("a b.example", NULL);
 	expect_norm("a@b.example", NULL);
-	expect_norm("€.example", NULL);       /* disallowed in IDNA2008 */
-	expect_norm("xn--zz.example", NULL);  /* not valid punycode */
-	expect_norm("192.0.2.1", NULL);       /* IP literals are not domains */
+	expect_norm("€.example", NULL);      /* disallowed in IDNA2008 */
+	expect_norm("xn--zz.example", NULL); /* not valid punycode */
+	expect_norm("192.0.2.1", NULL);      /* IP literals are not domains */
 	expect_norm("[::1]", NULL);
 	expect_norm("\xff\xfe.example", NULL); /* not UTF-8 */
 
@@ -636,10 +634,11 @@ static void test_domain_cert_and_key(void **state)
 	char *conf;
 	struct cfg c;
 
-	assert_true(asprintf(&conf, HUB "listen s2s-tls 127.0.0.1:5270\n"
-				    "[domain a.example]\ncert %s\nkey %s\n"
-				    "[domain b.example]\ncert %s\n"
-				    "[domain c.example]\n",
+	assert_true(asprintf(&conf,
+			     HUB "listen s2s-tls 127.0.0.1:5270\n"
+				 "[domain a.example]\ncert %s\nkey %s\n"
+				 "[domain b.example]\ncert %s\n"
+				 "[domain c.example]\n",
 			     cert, key, cert) > 0);
 	expect_ok(&c, conf);
 	assert_int_equal(c.ndomains, 3);
@@ -674,8 +673,9 @@ static void test_tls_default_follows_certificates(void **state)
 	assert_int_equal(c.routes[0].tls, CFG_TLS_OPTIONAL);
 	cfg_free(&c);
 
-	assert_true(asprintf(&conf, HUB "listen s2s 127.0.0.1:5271 tls optional\n"
-				    "[domain a.example]\ncert %s\n[route r.example]\nconnect 127.0.0.1:5269\n",
+	assert_true(asprintf(&conf,
+			     HUB "listen s2s 127.0.0.1:5271 tls optional\n"
+				 "[domain a.example]\ncert %s\n[route r.example]\nconnect 127.0.0.1:5269\n",
 			     cert) > 0);
 	expect_ok(&c, conf);
 	assert_int_equal(c.listen[0].tls, CFG_TLS_REQUIRED);

@@ -59,8 +59,8 @@ static struct http_reply http_fetch(const char *ip, int port, const char *method
 		return r;
 	}
 	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-			 method, path, v6 ? "localhost" : ip);
+			 "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", method, path,
+			 v6 ? "localhost" : ip);
 	assert_int_equal(write(fd, req, (size_t)n), n);
 	for (;;) {
 		if (cap - len < 4096) {
@@ -145,8 +145,8 @@ static void test_health_is_ok_json(void **state)
 
 	assert_int_equal(r.status, 200);
 	assert_non_null(strcasestr(r.head, "\r\nContent-Type: application/json"));
-	assert_int_equal(sscanf(r.body, "{\"status\":\"ok\",\"workers\":%d,\"uptime_s\":%llu}%n",
-				&workers, &up, &end), 2);
+	assert_int_equal(sscanf(r.body, "{\"status\":\"ok\",\"workers\":%d,\"uptime_s\":%llu}%n", &workers, &up, &end),
+			 2);
 	assert_int_equal(workers, NWORKERS);
 	assert_int_equal((size_t)end, strlen(r.body)); /* nothing else */
 	reply_free(&r);
@@ -262,20 +262,20 @@ static void test_every_counter_is_exported(void **state)
 	long long want = 1;
 	char name[96], type[256];
 
-#define SET(field, help)                                  \
-	MET_ADD(met_of(0), field, want);                  \
-	MET_ADD(met_of(NWORKERS), field, want * 1000);    \
+#define SET(field, help)                               \
+	MET_ADD(met_of(0), field, want);               \
+	MET_ADD(met_of(NWORKERS), field, want * 1000); \
 	want++;
 	MET_COUNTERS(SET)
 #undef SET
 	r = get("/metrics");
 	assert_int_equal(r.status, 200);
 	want = 1;
-#define CHECK(field, help)                                                         \
-	snprintf(name, sizeof(name), "fedhub_%s_total", #field);                   \
-	snprintf(type, sizeof(type), "\n# TYPE %s counter\n%s ", name, name);      \
-	assert_non_null(strstr(r.body, type));                                     \
-	assert_int_equal(sample(r.body, name), want * 1001);                       \
+#define CHECK(field, help)                                                    \
+	snprintf(name, sizeof(name), "fedhub_%s_total", #field);              \
+	snprintf(type, sizeof(type), "\n# TYPE %s counter\n%s ", name, name); \
+	assert_non_null(strstr(r.body, type));                                \
+	assert_int_equal(sample(r.body, name), want * 1001);                  \
 	want++;
 	MET_COUNTERS(CHECK)
 #undef CHECK
@@ -348,8 +348,7 @@ static void test_blocks_do_not_share_cache_lines(void **state)
 	}
 	assert_int_equal(sizeof(struct met_worker) % 64, 0);
 	/* the last counter of one block and the first of the next are apart */
-	assert_true((uintptr_t)&met_of(1)->conn_accepted / 64 >
-		    (uintptr_t)&met_of(0)->conns_open / 64);
+	assert_true((uintptr_t)&met_of(1)->conn_accepted / 64 > (uintptr_t)&met_of(0)->conns_open / 64);
 }
 
 static void test_render_reports_full_length(void **state)

@@ -26,7 +26,7 @@
 
 #define NDOMAINS 1000
 
-static char dir[64];		/* temp dir with the PKI */
+static char dir[64]; /* temp dir with the PKI */
 static char ca[128];
 
 static const char *P(const char *name, const char *ext)
@@ -79,15 +79,15 @@ static int group_teardown(void **state)
 
 struct end {
 	struct tls_conn *c;
-	int hs;			/* last tls_handshake result */
-	int rerr;		/* last negative tls_read result */
+	int hs;   /* last tls_handshake result */
+	int rerr; /* last negative tls_read result */
 	unsigned char rx[256 * 1024];
 	size_t rxlen;
 };
 
 static struct tls_ctx *mkctx(bool verify_required, int max_version)
 {
-	struct tls_opts o = { .ca_file = ca, .verify_required = verify_required, .max_version = max_version };
+	struct tls_opts o = {.ca_file = ca, .verify_required = verify_required, .max_version = max_version};
 	struct tls_ctx *x = tls_ctx_new(&o);
 	assert_non_null(x);
 	return x;
@@ -137,7 +137,7 @@ static size_t xfer(struct end *a, struct end *b, size_t chunk)
 /* Pump until both handshakes end (or one fails) and no bytes move. */
 static void pump(struct end *cl, struct end *sv, size_t chunk)
 {
-	step(cl);	/* ClientHello */
+	step(cl); /* ClientHello */
 	for (int i = 0; i < 1000; i++) {
 		size_t m = xfer(cl, sv, chunk) + xfer(sv, cl, chunk);
 		if (m == 0)
@@ -219,7 +219,7 @@ static void test_tls12_handshake(void **state)
 static void test_cipher_list_narrowed_to_chacha(void **state)
 {
 	(void)state;
-	struct tls_opts o = { .ca_file = ca, .ciphers = "TLS13-CHACHA20-POLY1305-SHA256" };
+	struct tls_opts o = {.ca_file = ca, .ciphers = "TLS13-CHACHA20-POLY1305-SHA256"};
 	struct tls_ctx *sx = tls_ctx_new(&o), *cx = mkctx(true, 0);
 	assert_non_null(sx);
 	add(sx, "a");
@@ -231,14 +231,14 @@ static void test_cipher_list_narrowed_to_chacha(void **state)
 	tls_ctx_free(sx), tls_ctx_free(cx);
 }
 
-static void sni_pick(struct tls_ctx *sx, struct tls_ctx *cx, const char *want, const char *not)
+static void sni_pick(struct tls_ctx *sx, struct tls_ctx *cx, const char *want, const char * not )
 {
 	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, want, NULL);
 	pump(cl, sv, SIZE_MAX);
 	assert_int_equal(cl->hs, 1);
 	assert_int_equal(strcasecmp(tls_sni(sv->c), want), 0);
 	assert_int_equal(tls_peer_verify_domain(cl->c, want), 0);
-	assert_int_equal(tls_peer_verify_domain(cl->c, not), TLS_ERR_NAME);
+	assert_int_equal(tls_peer_verify_domain(cl->c, not ), TLS_ERR_NAME);
 	end_free(cl), end_free(sv);
 }
 
@@ -253,14 +253,14 @@ static void test_sni_selects_among_1000_domains(void **state)
 		snprintf(k, sizeof(k), "%s/many/%s.key", dir, d);
 		assert_int_equal(tls_ctx_add_cert(sx, c, k), 1);
 	}
-	add(sx, "a");	/* wildcard *.wild.example among them */
+	add(sx, "a"); /* wildcard *.wild.example among them */
 	assert_int_equal(tls_ctx_cert_count(sx), NDOMAINS + 1);
 	assert_int_equal(tls_ctx_name_count(sx), NDOMAINS + 2);
 	sni_pick(sx, cx, "d0000.example", "d0001.example");
 	sni_pick(sx, cx, "d0517.example", "d0000.example");
 	sni_pick(sx, cx, "d0999.example", "d0998.example");
-	sni_pick(sx, cx, "D0042.Example", "d0043.example");	/* case-insensitive */
-	sni_pick(sx, cx, "host.wild.example", "d0000.example");	/* wildcard entry */
+	sni_pick(sx, cx, "D0042.Example", "d0043.example");     /* case-insensitive */
+	sni_pick(sx, cx, "host.wild.example", "d0000.example"); /* wildcard entry */
 
 	/* A name we do not hold gets the default (the first loaded) certificate. */
 	struct tls_ctx *lax = mkctx(false, 0);
@@ -302,12 +302,12 @@ static void test_wildcard_rules(void **state)
 	assert_int_equal(tls_peer_verify_domain(cl->c, "a.example"), 0);
 	assert_int_equal(tls_peer_verify_domain(cl->c, "A.Example."), 0);
 	assert_int_equal(tls_peer_verify_domain(cl->c, "x.wild.example"), 0);
-	assert_int_equal(tls_peer_verify_domain(cl->c, "wild.example"), TLS_ERR_NAME);	/* needs one label */
-	assert_int_equal(tls_peer_verify_domain(cl->c, "a.b.wild.example"), TLS_ERR_NAME);	/* only one label */
-	assert_int_equal(tls_peer_verify_domain(cl->c, "f.partial.example"), TLS_ERR_NAME);	/* f* partial label */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "wild.example"), TLS_ERR_NAME);      /* needs one label */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "a.b.wild.example"), TLS_ERR_NAME);  /* only one label */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "f.partial.example"), TLS_ERR_NAME); /* f* partial label */
 	assert_int_equal(tls_peer_verify_domain(cl->c, "foo.partial.example"), TLS_ERR_NAME);
-	assert_int_equal(tls_peer_verify_domain(cl->c, "x.y.inner.example"), TLS_ERR_NAME);	/* not left-most */
-	assert_int_equal(tls_peer_verify_domain(cl->c, "com.tld"), TLS_ERR_NAME);	/* "*.tld" refused */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "x.y.inner.example"), TLS_ERR_NAME); /* not left-most */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "com.tld"), TLS_ERR_NAME);           /* "*.tld" refused */
 	assert_int_equal(tls_peer_verify_domain(cl->c, "b.example"), TLS_ERR_NAME);
 	end_free(cl), end_free(sv);
 	tls_ctx_free(sx), tls_ctx_free(cx);
@@ -328,10 +328,10 @@ static void test_srv_id_and_xmppaddr(void **state)
 	(void)state;
 	struct tls_ctx *sx, *cx;
 	struct end *sv, *cl = peer_of(&sx, &cx, &sv, "b");
-	assert_int_equal(tls_peer_verify_domain(cl->c, "srv.example"), 0);	/* SRV-ID */
-	assert_int_equal(tls_peer_verify_domain(cl->c, "addr.example"), 0);	/* XmppAddr */
-	assert_int_equal(tls_peer_verify_domain(cl->c, "b.example"), 0);	/* DNS-ID */
-	assert_int_equal(tls_peer_verify_domain(cl->c, "cn-ignored.example"), TLS_ERR_NAME);	/* CN with SAN */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "srv.example"), 0);                   /* SRV-ID */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "addr.example"), 0);                  /* XmppAddr */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "b.example"), 0);                     /* DNS-ID */
+	assert_int_equal(tls_peer_verify_domain(cl->c, "cn-ignored.example"), TLS_ERR_NAME); /* CN with SAN */
 	assert_int_equal(tls_peer_verify_domain(cl->c, "_xmpp-server.srv.example"), TLS_ERR_NAME);
 	assert_int_equal(tls_peer_verify_domain(cl->c, "example"), TLS_ERR_NAME);
 	end_free(cl), end_free(sv);
@@ -371,7 +371,7 @@ static void expect_rejected(const char *cert, const char *remote, int want)
 	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, remote, NULL);
 	pump(cl, sv, SIZE_MAX);
 	assert_int_equal(cl->hs, want);
-	assert_true(sv->hs < 0);	/* the server got the client's alert */
+	assert_true(sv->hs < 0); /* the server got the client's alert */
 	assert_non_null(tls_error(cl->c));
 	end_free(cl), end_free(sv);
 	tls_ctx_free(sx), tls_ctx_free(cx);
@@ -565,7 +565,7 @@ static void test_byte_at_a_time_tls12(void **state)
 static void test_output_is_bounded(void **state)
 {
 	(void)state;
-	struct tls_opts o = { .ca_file = ca, .out_max = 8192 };
+	struct tls_opts o = {.ca_file = ca, .out_max = 8192};
 	struct tls_ctx *sx = tls_ctx_new(&o), *cx = mkctx(false, 0);
 	assert_non_null(sx);
 	add(sx, "a");
@@ -578,7 +578,7 @@ static void test_output_is_bounded(void **state)
 	assert_int_equal(tls_write(sv->c, big, sizeof(big)), 0);
 	size_t first = tls_pending_out(sv->c, &p);
 	assert_int_equal(tls_write(sv->c, big, sizeof(big)), TLS_ERR_AGAIN);
-	assert_int_equal(tls_pending_out(sv->c, &p), first);	/* nothing half-written */
+	assert_int_equal(tls_pending_out(sv->c, &p), first); /* nothing half-written */
 	xfer(sv, cl, SIZE_MAX);
 	assert_int_equal(tls_pending_out(sv->c, &p), 0);
 	assert_int_equal(tls_write(sv->c, big, sizeof(big)), 0);
@@ -628,11 +628,11 @@ static void test_bad_cert_files_refused(void **state)
 	(void)state;
 	struct tls_ctx *x = mkctx(false, 0);
 	assert_int_equal(tls_ctx_add_cert(x, P("nope", "pem"), P("a", "key")), TLS_ERR_ARG);
-	assert_int_equal(tls_ctx_add_cert(x, P("a", "pem"), P("b", "key")), TLS_ERR_ARG);	/* key mismatch */
+	assert_int_equal(tls_ctx_add_cert(x, P("a", "pem"), P("b", "key")), TLS_ERR_ARG); /* key mismatch */
 	assert_int_equal(tls_ctx_add_cert(x, P("a", "key"), P("a", "key")), TLS_ERR_ARG);
 	assert_int_equal(tls_ctx_cert_count(x), 0);
 	assert_false(tls_ctx_has_name(x, "a.example"));
-	assert_int_equal(tls_ctx_add_cert(x, P("a", "pem"), P("a", "key")), 2);	/* a.example, *.wild.example */
+	assert_int_equal(tls_ctx_add_cert(x, P("a", "pem"), P("a", "key")), 2); /* a.example, *.wild.example */
 	assert_true(tls_ctx_has_name(x, "a.example"));
 	assert_true(tls_ctx_has_name(x, "q.wild.example"));
 	assert_false(tls_ctx_has_name(x, "q.r.wild.example"));

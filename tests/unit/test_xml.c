@@ -22,8 +22,8 @@
 
 #include "xml/xml.h"
 
-#define HDR                                                                                        \
-	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "    \
+#define HDR                                                                                     \
+	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
 	"xmlns:db='jabber:server:dialback' to='a.example' from='b.example' version='1.0'>"
 
 /* ------------------------------------------------------------------ */
@@ -72,8 +72,8 @@ static size_t chunk_split(size_t k, size_t arg)
 	return k == 0 ? arg : 0;
 }
 
-static void feed(const char *doc, size_t n, const struct xml_limits *lim, bool auth, chunk_fn fn,
-		 size_t arg, struct run *r)
+static void feed(const char *doc, size_t n, const struct xml_limits *lim, bool auth, chunk_fn fn, size_t arg,
+		 struct run *r)
 {
 	struct xml_tok t;
 	xml_tok_init(&t, lim);
@@ -117,8 +117,7 @@ static void feed(const char *doc, size_t n, const struct xml_limits *lim, bool a
 				struct xml_span sp[] = {t.st.name, t.st.to, t.st.from, t.st.type, t.st.id};
 				for (size_t m = 0; m < sizeof sp / sizeof sp[0]; m++)
 					if (sp[m].n)
-						assert_true(sp[m].p >= buf &&
-							    sp[m].p + sp[m].n <= buf + used);
+						assert_true(sp[m].p >= buf && sp[m].p + sp[m].n <= buf + used);
 			}
 			if (ev == XML_EV_STREAM_OPEN) {
 				cpy(e->to, sizeof e->to, t.hdr.to);
@@ -200,8 +199,7 @@ static void strip_ws(struct run *r)
 }
 
 /* Whole, byte by byte, split at every offset: the same result. */
-static void run_all_ways(const char *doc, size_t n, const struct xml_limits *lim, bool auth,
-			 struct run *whole)
+static void run_all_ways(const char *doc, size_t n, const struct xml_limits *lim, bool auth, struct run *whole)
 {
 	struct run r;
 	feed(doc, n, lim, auth, chunk_whole, 0, whole);
@@ -227,8 +225,8 @@ static void expect_error(const char *doc, enum xml_err e, long off)
 	run_doc(doc, &r);
 	if (!r.error || r.err != e || (off >= 0 && r.err_off != (uint64_t)off))
 		fprintf(stderr, "doc: %s\n  got %s at %llu, want %s at %ld\n", doc,
-			r.error ? xml_err_name(r.err) : "no error", (unsigned long long)r.err_off,
-			xml_err_name(e), off);
+			r.error ? xml_err_name(r.err) : "no error", (unsigned long long)r.err_off, xml_err_name(e),
+			off);
 	assert_true(r.error);
 	assert_int_equal(r.err, e);
 	if (off >= 0)
@@ -313,10 +311,8 @@ static void test_stream_bad_namespaces(void **state)
 	expect_error("<stream:stream xmlns='jabber:client' "
 		     "xmlns:stream='http://etherx.jabber.org/streams'>",
 		     XML_ERR_INVALID_NAMESPACE, 0);
-	expect_error("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
-		     XML_ERR_INVALID_NAMESPACE, 0);
-	expect_error("<stream:stream xmlns='jabber:server' xmlns:stream='urn:wrong'>",
-		     XML_ERR_INVALID_NAMESPACE, 0);
+	expect_error("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>", XML_ERR_INVALID_NAMESPACE, 0);
+	expect_error("<stream:stream xmlns='jabber:server' xmlns:stream='urn:wrong'>", XML_ERR_INVALID_NAMESPACE, 0);
 	expect_error("<stream:stream xmlns='jabber:server'>", XML_ERR_BAD_NAMESPACE_PREFIX, 0);
 	expect_error("<stream:strim xmlns='jabber:server' "
 		     "xmlns:stream='http://etherx.jabber.org/streams'>",
@@ -330,10 +326,8 @@ static void test_xml_declaration(void **state)
 	run_doc("\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"utf-8\" standalone='yes' ?>" HDR, &r);
 	assert_false(r.error);
 	assert_int_equal(r.ev[0].ev, XML_EV_STREAM_OPEN);
-	expect_error("<?xml version='1.0' encoding='ISO-8859-1'?>" HDR,
-		     XML_ERR_UNSUPPORTED_ENCODING, 0);
-	expect_error("<?xml version='1.0' encoding='UTF-16'?>" HDR, XML_ERR_UNSUPPORTED_ENCODING,
-		     0);
+	expect_error("<?xml version='1.0' encoding='ISO-8859-1'?>" HDR, XML_ERR_UNSUPPORTED_ENCODING, 0);
+	expect_error("<?xml version='1.0' encoding='UTF-16'?>" HDR, XML_ERR_UNSUPPORTED_ENCODING, 0);
 	expect_error("<?xml encoding='UTF-8'?>" HDR, XML_ERR_NOT_WELL_FORMED, 0);
 	expect_error("<?xml version='1.0'?><?xml version='1.0'?>" HDR, XML_ERR_RESTRICTED_XML, 21);
 	expect_error(" <?xml version='1.0'?>" HDR, XML_ERR_RESTRICTED_XML, 1);
@@ -366,8 +360,8 @@ static void test_whitespace_keepalives(void **state)
 	feed(doc, strlen(doc), NULL, true, chunk_whole, 0, &r);
 	assert_false(r.error);
 	assert_int_equal(r.nev, 6);
-	int evs[] = {XML_EV_STREAM_OPEN, XML_EV_WHITESPACE, XML_EV_STANZA, XML_EV_WHITESPACE,
-		     XML_EV_STREAM_CLOSE, XML_EV_WHITESPACE};
+	int evs[] = {XML_EV_STREAM_OPEN, XML_EV_WHITESPACE,   XML_EV_STANZA,
+		     XML_EV_WHITESPACE,  XML_EV_STREAM_CLOSE, XML_EV_WHITESPACE};
 	for (int k = 0; k < 6; k++)
 		assert_int_equal(r.ev[k].ev, evs[k]);
 	assert_int_equal(r.ev[1].n, 3);
@@ -688,7 +682,7 @@ static void test_limits(void **state)
 	lim.max_stanza = 100;
 	lim.max_stanza_preauth = 60;
 	lim.max_depth = 3;
-	lim.max_attrs = 6;  /* the header has 6 */
+	lim.max_attrs = 6; /* the header has 6 */
 	lim.max_name = 13; /* "stream:stream" */
 	size_t h = strlen(HDR);
 	char doc[1024];
@@ -767,8 +761,9 @@ static void test_big_stanza_fed_byte_by_byte(void **state)
 	assert_non_null(doc);
 	o += (size_t)sprintf(doc, "%s<message to='a@b' id='big'>", HDR);
 	while (o < n) {
-		o += (size_t)sprintf(doc + o, "<x a='v&amp;%zu' b='\xc3\xa9\xc3\xa9'>text \xe4\xb8\xad"
-					      " &lt; <![CDATA[c]]></x>",
+		o += (size_t)sprintf(doc + o,
+				     "<x a='v&amp;%zu' b='\xc3\xa9\xc3\xa9'>text \xe4\xb8\xad"
+				     " &lt; <![CDATA[c]]></x>",
 				     o);
 	}
 	o += (size_t)sprintf(doc + o, "</message>");
@@ -802,8 +797,7 @@ static void test_attr_decode(void **state)
 		assert_int_equal(n, strlen(ok[k].out));
 		assert_memory_equal(out, ok[k].out, (size_t)n);
 	}
-	const char *bad[] = {"&", "&amp", "&foo;", "&#;", "&#x;", "&#0;", "&#xD800;", "&#x110000;",
-			     "&#12a;"};
+	const char *bad[] = {"&", "&amp", "&foo;", "&#;", "&#x;", "&#0;", "&#xD800;", "&#x110000;", "&#12a;"};
 	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
 		struct xml_span v = {bad[k], (uint32_t)strlen(bad[k])};
 		assert_int_equal(xml_attr_decode(v, out, sizeof out), -1);
@@ -876,7 +870,7 @@ static void test_check_file(void **state)
 	(void)state;
 	char out[256];
 	assert_int_equal(check_file(HDR "<presence/> <message><body>x</body></message>"
-				    "</stream:stream>\n",
+					"</stream:stream>\n",
 				    out, sizeof out),
 			 0);
 	assert_string_equal(out, "ok 2 stanzas\n");
@@ -912,7 +906,6 @@ static void test_to_mxml(void **state)
 	assert_non_null(mxmlFindElement(n, n, "x", NULL, NULL, MXML_DESCEND));
 	mxmlDelete(n);
 }
-
 
 /* One lives in every connection: the router's per-link budget holds it to
  * a kilobyte. */
@@ -985,8 +978,8 @@ static void test_name_bytes_every_byte_and_length(void **state)
 {
 	(void)state;
 	for (unsigned c = 1; c < 0x80; c++) {
-		bool namechar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-				(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+		bool namechar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				c == '-' || c == '.' || c == '_';
 		for (size_t len = 1; len < 40; len += (len < 20 ? 1 : 9)) {
 			char name[64], doc[1024];
 			memset(name, 'n', len);
@@ -1051,8 +1044,7 @@ static void test_stream_level_declarations(void **state)
 	size_t n = (size_t)sprintf(doc, "<stream:stream xmlns='jabber:server' "
 					"xmlns:stream='http://etherx.jabber.org/streams'");
 	for (int k = 0; k < 6; k++)
-		n += (size_t)sprintf(doc + n, " xmlns:p%d='urn:example:a-rather-long-namespace-name:%d'",
-				     k, k);
+		n += (size_t)sprintf(doc + n, " xmlns:p%d='urn:example:a-rather-long-namespace-name:%d'", k, k);
 	sprintf(doc + n, ">");
 	expect_error(doc, XML_ERR_POLICY_VIOLATION, 0);
 }
@@ -1071,12 +1063,10 @@ static void test_namespace_scopes_inside_stanzas(void **state)
 	assert_false(r.error);
 	assert_int_equal(r.ev[1].nsid, XML_NS_SERVER);
 	/* a binding ends with the element that made it, at any depth */
-	expect_stanza_error("<m><a xmlns:p='u'><b><p:c/></b></a><p:d/></m>",
-			    XML_ERR_BAD_NAMESPACE_PREFIX, 35);
+	expect_stanza_error("<m><a xmlns:p='u'><b><p:c/></b></a><p:d/></m>", XML_ERR_BAD_NAMESPACE_PREFIX, 35);
 	expect_stanza_ok("<m xmlns:p='u'><a xmlns:q='v'><q:b p:x='1' q:x='2'/></a><p:d/></m>");
 	/* the same URI under two prefixes bound at different depths */
-	expect_stanza_error("<m xmlns:p='u'><a xmlns:q='u'><b p:x='1' q:x='2'/></a></m>",
-			    XML_ERR_NOT_WELL_FORMED, 30);
+	expect_stanza_error("<m xmlns:p='u'><a xmlns:q='u'><b p:x='1' q:x='2'/></a></m>", XML_ERR_NOT_WELL_FORMED, 30);
 	/* names that share length, first and last byte are still distinct */
 	expect_stanza_ok("<m axb='1' ayb='2' azb='3' to='a' id='b'/>");
 	expect_stanza_error("<m axb='1' ayb='2' azb='3' ayb='4'/>", XML_ERR_NOT_WELL_FORMED, 0);

@@ -82,18 +82,31 @@ static const char *const headers[] = {
 	"streams' xmlns='jabber:component:accept' xmlns:db='jabber:server:dialback' to='comp.example'>",
 };
 
-static const char *const names[] = {"message", "presence", "iq", "body", "x", "a", "b-c",
-				    "d.e", "_f", "query", "item", "db:result", "db:verify", "p:q", "xml:z", "caf\xc3\xa9",
-				    "\xe4\xb8\xad"};
-static const char *const anames[] = {"to", "from", "type", "id", "a", "b", "xml:lang",
-				     "p:a", "db:x", "c\xc2\xb7"};
-static const char *const texts[] = {
-	"hello", " ", "\n", "&amp;", "&lt;x&gt;", "&quot;&apos;", "&#65;", "&#x1F600;",
-	"\xc3\xa9t\xc3\xa9", "\xf0\x9f\x98\x80", "\xe4\xb8\xad\xe6\x96\x87", "]", "]]x", "> ",
-	"a\tb\r\nc", "<![CDATA[ <not> & ]] ]]>", "&#xD7FF;", "&#1114111;"};
+static const char *const names[] = {"message",   "presence", "iq",    "body",        "x",           "a",
+				    "b-c",       "d.e",      "_f",    "query",       "item",        "db:result",
+				    "db:verify", "p:q",      "xml:z", "caf\xc3\xa9", "\xe4\xb8\xad"};
+static const char *const anames[] = {"to", "from", "type", "id", "a", "b", "xml:lang", "p:a", "db:x", "c\xc2\xb7"};
+static const char *const texts[] = {"hello",
+				    " ",
+				    "\n",
+				    "&amp;",
+				    "&lt;x&gt;",
+				    "&quot;&apos;",
+				    "&#65;",
+				    "&#x1F600;",
+				    "\xc3\xa9t\xc3\xa9",
+				    "\xf0\x9f\x98\x80",
+				    "\xe4\xb8\xad\xe6\x96\x87",
+				    "]",
+				    "]]x",
+				    "> ",
+				    "a\tb\r\nc",
+				    "<![CDATA[ <not> & ]] ]]>",
+				    "&#xD7FF;",
+				    "&#1114111;"};
 static const char *const avals[] = {
-	"a.example", "x@b.example/res", "&amp;amp", "&lt;&gt;", "\xc3\xa9", "\xf0\x9f\x98\x80",
-	"1 2", "", "&#x41;&#66;", ">", "a\tb\nc", "jabber:server"};
+	"a.example", "x@b.example/res", "&amp;amp", "&lt;&gt;", "\xc3\xa9",     "\xf0\x9f\x98\x80", "1 2",
+	"",          "&#x41;&#66;",     ">",        "a\tb\nc",  "jabber:server"};
 
 static void gen_value(struct gbuf *g, char q)
 {
@@ -154,14 +167,65 @@ static void gen_elem(struct gbuf *g, int depth)
 }
 
 static const char *const muts[] = {
-	"<", ">", "&", ";", "#", "x", "'", "\"", "=", "/", " ", ":", "!", "[", "]", "-", "?", "a",
-	"1", "\x01", "\x0b", "\t", "&#0;", "&#x41;", "&foo;", "&amp;", "]]>", "<!--", "-->",
-	"<?pi x?>", "<![CDATA[", "xmlns:", "xmlns", "xml:", "<a>", "</a>", "<b/>", "\xc3\xa9",
-	"\xe4\xb8\xad", "\xc2\x80", "\xed\xa0\x80", "\xc0\xaf", "\xef\xbf\xbe", "\xf4\x90\x80\x80",
-	"\xe0\x80\xaf", "\x80", "\xff", "<!DOCTYPE x>", "p:", "q:", "&#xD800;", "&#1114112;",
-	"xmlns:p=''", " xmlns:xml='urn:x'", " xmlns:q='http://www.w3.org/XML/1998/namespace'",
-	" xmlns:p='urn:p' p:a='1' q:a='2'", " xmlns:p='urn:p' xmlns:q='urn:p' p:a='1' q:a='2'",
-	" a='1' a='2'", "xmlns:xmlns='u'",
+	"<",
+	">",
+	"&",
+	";",
+	"#",
+	"x",
+	"'",
+	"\"",
+	"=",
+	"/",
+	" ",
+	":",
+	"!",
+	"[",
+	"]",
+	"-",
+	"?",
+	"a",
+	"1",
+	"\x01",
+	"\x0b",
+	"\t",
+	"&#0;",
+	"&#x41;",
+	"&foo;",
+	"&amp;",
+	"]]>",
+	"<!--",
+	"-->",
+	"<?pi x?>",
+	"<![CDATA[",
+	"xmlns:",
+	"xmlns",
+	"xml:",
+	"<a>",
+	"</a>",
+	"<b/>",
+	"\xc3\xa9",
+	"\xe4\xb8\xad",
+	"\xc2\x80",
+	"\xed\xa0\x80",
+	"\xc0\xaf",
+	"\xef\xbf\xbe",
+	"\xf4\x90\x80\x80",
+	"\xe0\x80\xaf",
+	"\x80",
+	"\xff",
+	"<!DOCTYPE x>",
+	"p:",
+	"q:",
+	"&#xD800;",
+	"&#1114112;",
+	"xmlns:p=''",
+	" xmlns:xml='urn:x'",
+	" xmlns:q='http://www.w3.org/XML/1998/namespace'",
+	" xmlns:p='urn:p' p:a='1' q:a='2'",
+	" xmlns:p='urn:p' xmlns:q='urn:p' p:a='1' q:a='2'",
+	" a='1' a='2'",
+	"xmlns:xmlns='u'",
 };
 
 static void mutate(struct gbuf *g, size_t from)
@@ -230,8 +294,7 @@ static void XMLCALL ex_end(void *u, const XML_Char *name)
 	struct ex_ctx *c = u;
 	(void)name;
 	if (c->depth-- == 2 && c->nsp < MAXSP) {
-		c->sp[c->nsp].e =
-			(uint64_t)XML_GetCurrentByteIndex(c->p) + (uint64_t)XML_GetCurrentByteCount(c->p);
+		c->sp[c->nsp].e = (uint64_t)XML_GetCurrentByteIndex(c->p) + (uint64_t)XML_GetCurrentByteCount(c->p);
 		c->nsp++;
 	}
 }
@@ -260,8 +323,7 @@ static void XMLCALL ex_cdata(void *u)
 	if (c->depth == 1)
 		c->must_reject = true;
 }
-static void XMLCALL ex_doctype(void *u, const XML_Char *n, const XML_Char *s, const XML_Char *pu,
-			       int has)
+static void XMLCALL ex_doctype(void *u, const XML_Char *n, const XML_Char *s, const XML_Char *pu, int has)
 {
 	(void)n, (void)s, (void)pu, (void)has;
 	((struct ex_ctx *)u)->must_reject = true;
@@ -393,13 +455,13 @@ static void check_doc(const char *doc, size_t n, unsigned *acc, unsigned *rej, u
 
 	int expect = eok && !ex.must_reject;
 	if (getenv("XML_DIFF_VERBOSE") && !fh.accepted)
-		fprintf(stderr, "rejected %s@%llu: %.*s\n", xml_err_name(fh.err),
-			(unsigned long long)fh.err_off, (int)n, doc);
+		fprintf(stderr, "rejected %s@%llu: %.*s\n", xml_err_name(fh.err), (unsigned long long)fh.err_off,
+			(int)n, doc);
 	if (fh.accepted != expect) {
 		fprintf(stderr, "disagreement (expat %s%s, fedhub %s %s@%llu) on %zu bytes:\n%.*s\n",
 			eok ? "accepts" : "rejects", ex.must_reject ? " but must reject" : "",
-			fh.accepted ? "accepts" : "rejects", xml_err_name(fh.err),
-			(unsigned long long)fh.err_off, n, (int)n, doc);
+			fh.accepted ? "accepts" : "rejects", xml_err_name(fh.err), (unsigned long long)fh.err_off, n,
+			(int)n, doc);
 	}
 	assert_int_equal(fh.accepted, expect);
 	if (fh.nsp > ex.nsp)
@@ -477,8 +539,7 @@ static void test_mutated_streams_agree_with_expat(void **state)
 		check_doc(g.p, g.n, &acc, &rej, &forced);
 		free(g.p);
 	}
-	fprintf(stderr, "mutated: %u accepted, %u rejected (%u by restricted-XML rules)\n", acc, rej,
-		forced);
+	fprintf(stderr, "mutated: %u accepted, %u rejected (%u by restricted-XML rules)\n", acc, rej, forced);
 	/* both outcomes must be well represented for the test to mean much */
 	assert_true(acc > (unsigned)iters / 10);
 	assert_true(rej > (unsigned)iters / 3);
