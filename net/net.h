@@ -119,6 +119,7 @@ enum net_conn_flag {
 	NET_F_CLOSE_NOTIFIED = 1 << 9,
 	NET_F_FREED = 1 << 10,  /* slot back on the free list */
 	NET_F_TLS_HS = 1 << 11, /* TLS handshake in progress */
+	NET_F_PROXY = 1 << 12,  /* a PROXY protocol header comes first */
 };
 
 /* Fixed-size messages between threads. */
@@ -191,6 +192,9 @@ void net_close(struct net_conn *c, bool flush);                        /* flush:
 struct net_conn *net_conn_get(struct net_worker *w, struct net_ref r); /* NULL if stale */
 void net_worker_foreach(struct net_worker *w, void (*fn)(struct net_conn *c, void *arg), void *arg);
 void net_conn_stop_reading(struct net_conn *c);
+/* The first bytes are a PROXY protocol v1/v2 header (net/proxy.h): strip it
+ * and take the client's address from it. Call from on_accept. */
+void net_conn_expect_proxy(struct net_conn *c);
 /* Put TLS under the connection: everything queued so far still goes out in
  * the clear (e.g. <proceed/>), everything after is encrypted, and received
  * bytes from now on are TLS records. A client connection starts its

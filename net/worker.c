@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 #include <liburing.h>
@@ -38,6 +39,7 @@
 #include "net/net.h"
 #include "net/log.h"
 #include "net/tls.h"
+#include "net/proxy.h"
 
 enum op {
 	OP_ACCEPT = 1, /* ptr: struct listener */
@@ -895,6 +897,36 @@ static void tls_prep_send(struct net_worker *w, struct net_conn *c)
 	c->inflight++;
 }
 
+void net_conn_expect_proxy(struct net_conn *c)
+{
+	c->flags |= NET_F_PROXY;
+}
+
+/* The PROXY header in front of a balanced connection. A balancer writes it
+ * whole, first, so it must be whole in the first segment: anything else
+ * closes the connection. Returns where the stream's own bytes start. */
+static const char *proxy_strip(struct net_conn *c, const char *p, size_t *n)
+{
+	struct sockaddr_in6 src;
+	int k = proxy_parse(p, *n, &src);
+	if (k <= 0) {
+		log_info(c->id, "PROXY protocol header missing, split or invalid: closing");
+		conn_teardown(c, -EPROTO);
+		return NULL;
+	}
+	c->flags &= ~NET_F_PROXY;
+	if (src.sin6_family != AF_UNSPEC) {
+		char a[INET6_ADDRSTRLEN] = "";
+		const void *ip = src.sin6_family == AF_INET ? (const void *)&((struct sockaddr_in *)&src)->sin_addr
+							    : (const void *)&src.sin6_addr;
+		inet_ntop(src.sin6_family, ip, a, sizeof(a));
+		log_debug(c->id, "PROXY: connection for %s", a);
+		c->peer = src;
+	}
+	*n -= (size_t)k;
+	return p + k;
+}
+
 static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
@@ -909,11 +941,15 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 		b->len = res > 0 ? (uint32_t)res : 0;
 		__atomic_store_n(&w->bufs_out, w->bufs_out + 1, __ATOMIC_RELAXED);
 		if (res > 0 && !(c->flags & (NET_F_CLOSED | NET_F_RECV_STOPPED))) {
+			const char *data = b->data;
+			size_t len = (size_t)res;
 			c->last_rx = w->now;
-			if (c->tls)
-				tls_in(w, c, b->data, (size_t)res);
-			else
-				deliver(w, c, b, b->data, (size_t)res);
+			if (c->flags & NET_F_PROXY)
+				data = proxy_strip(c, data, &len);
+			if (data && len && c->tls)
+				tls_in(w, c, data, len);
+			else if (data && len)
+				deliver(w, c, b, data, len);
 		}
 		net_buf_unref(w, b);
 	}

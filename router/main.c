@@ -56,6 +56,8 @@ static void on_accept(struct net_conn *c, int kind)
 	struct hubw *h = hubw_of(c->w);
 	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
 	MET_INC(h->m, conn_accepted);
+	if (l->proxy_protocol) /* behind a load balancer: HAProxy's send-proxy(-v2) */
+		net_conn_expect_proxy(c);
 	if (l->kind == CFG_LISTEN_COMPONENT)
 		comp_accept(c);
 	else

@@ -16,6 +16,7 @@ workers 2
 domain hub.fake
 listen s2s 127.0.0.1:%d
 listen component 127.0.0.1:%d
+listen s2s 127.0.0.1:24272 proxy_protocol
 http 127.0.0.1:%d
 log_level debug
 connect_timeout 3
@@ -236,6 +237,30 @@ def run(holder):
             check("XEP-0288: a spoofed from on the bidirectional link is not routed", attr(el, "id") == "p9", el)
     finally:
         rb.close()
+
+    # behind a load balancer: a PROXY protocol header first, then the stream
+    hdr = (b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+           b"xmlns:db='jabber:server:dialback' from='remote.fake' to='echo.fake' version='1.0'>")
+    v2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + socket.inet_aton("192.0.2.7") +
+          socket.inet_aton("127.0.0.1") + (40000).to_bytes(2, "big") + (24272).to_bytes(2, "big"))
+    for name, pre in (("v1", b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 24272\r\n"), ("v2", v2)):
+        ps = socket.create_connection(("127.0.0.1", 24272), timeout=5)
+        ps.sendall(pre + hdr)
+        pr = Reader(ps)
+        try:
+            got = pr.stream_header()
+        except (EOFError, OSError) as e:
+            got = str(e)
+        check("PROXY protocol %s header, then the stream" % name, "id=" in got, got)
+        ps.close()
+    ps = socket.create_connection(("127.0.0.1", 24272), timeout=5)
+    ps.sendall(hdr)
+    try:
+        d = ps.recv(100)
+    except OSError as e:
+        d = b""
+    check("a listener expecting PROXY closes a connection without the header", d == b"", d)
+    ps.close()
 
     c.send("<message from='bot@elsewhere.fake' to='u@remote.fake' id='x3'/>")
     check("component sending as another domain: invalid-from", stream_error_of(c.r) == "invalid-from")

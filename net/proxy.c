@@ -1,0 +1,105 @@
+/*
+ * net/proxy.c — PROXY protocol v1 (text) and v2 (binary) headers, as
+ * specified in HAProxy's doc/proxy-protocol.txt. Only TCP over IPv4/IPv6
+ * and LOCAL/UNKNOWN are accepted; TLVs in v2 are skipped.
+ */
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/proxy.h"
+
+static const char v2_sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+
+static int parse_v2(const unsigned char *p, size_t n, struct sockaddr_in6 *src)
+{
+	if (n < 16)
+		return 0;
+	unsigned ver_cmd = p[12], fam = p[13];
+	size_t len = (size_t)p[14] << 8 | p[15];
+	if ((ver_cmd & 0xf0) != 0x20 || len > 2048)
+		return -1;
+	if (n < 16 + len)
+		return 0;
+	memset(src, 0, sizeof(*src));
+	if ((ver_cmd & 0x0f) == 0x0) /* LOCAL: the balancer's own check */
+		return (int)(16 + len);
+	if ((ver_cmd & 0x0f) != 0x1)
+		return -1;
+	if (fam == 0x11) { /* TCP over IPv4 */
+		if (len < 12)
+			return -1;
+		struct sockaddr_in *s4 = (struct sockaddr_in *)src;
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, p + 16, 4);
+		memcpy(&s4->sin_port, p + 24, 2);
+	} else if (fam == 0x21) { /* TCP over IPv6 */
+		if (len < 36)
+			return -1;
+		src->sin6_family = AF_INET6;
+		memcpy(&src->sin6_addr, p + 16, 16);
+		memcpy(&src->sin6_port, p + 48, 2);
+	} else if (fam != 0x00) { /* UNSPEC is allowed, the rest is not TCP */
+		return -1;
+	}
+	return (int)(16 + len);
+}
+
+static int parse_v1(const char *p, size_t n, struct sockaddr_in6 *src)
+{
+	const char *end = memchr(p, '\n', n < 108 ? n : 108);
+	if (!end)
+		return n < 108 ? 0 : -1;
+	if (end == p || end[-1] != '\r')
+		return -1;
+	char line[108];
+	size_t len = (size_t)(end - 1 - p);
+	memcpy(line, p, len);
+	line[len] = 0;
+	memset(src, 0, sizeof(*src));
+	char *save = NULL, *tok = strtok_r(line, " ", &save);
+	if (!tok || strcmp(tok, "PROXY"))
+		return -1;
+	char *proto = strtok_r(NULL, " ", &save);
+	if (!proto)
+		return -1;
+	if (!strcmp(proto, "UNKNOWN"))
+		return (int)(end - p + 1);
+	char *sa = strtok_r(NULL, " ", &save), *da = strtok_r(NULL, " ", &save);
+	char *sp = strtok_r(NULL, " ", &save), *dp = strtok_r(NULL, " ", &save);
+	if (!sa || !da || !sp || !dp || strtok_r(NULL, " ", &save))
+		return -1;
+	char *e;
+	long port = strtol(sp, &e, 10);
+	if (*e || port < 0 || port > 65535 || strtol(dp, &e, 10) < 0 || *e)
+		return -1;
+	if (!strcmp(proto, "TCP4")) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)src;
+		struct in_addr dummy;
+		if (inet_pton(AF_INET, sa, &s4->sin_addr) != 1 || inet_pton(AF_INET, da, &dummy) != 1)
+			return -1;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+	} else if (!strcmp(proto, "TCP6")) {
+		struct in6_addr dummy;
+		if (inet_pton(AF_INET6, sa, &src->sin6_addr) != 1 || inet_pton(AF_INET6, da, &dummy) != 1)
+			return -1;
+		src->sin6_family = AF_INET6;
+		src->sin6_port = htons((uint16_t)port);
+	} else {
+		return -1;
+	}
+	return (int)(end - p + 1);
+}
+
+int proxy_parse(const char *p, size_t n, struct sockaddr_in6 *src)
+{
+	size_t k = n < sizeof(v2_sig) ? n : sizeof(v2_sig);
+	if (memcmp(p, v2_sig, k) == 0)
+		return n < sizeof(v2_sig) ? 0 : parse_v2((const unsigned char *)p, n, src);
+	k = n < 6 ? n : 6;
+	if (memcmp(p, "PROXY ", k) == 0)
+		return n < 6 ? 0 : parse_v1(p, n, src);
+	return -1;
+}
