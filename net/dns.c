@@ -17,8 +17,6 @@
 #include "net/dns.h"
 #include "net/log.h"
 
-void (*dns_extra_ctrl_msg)(struct net_msg *m);
-
 static ares_channel chan;
 
 struct cache_ent {
@@ -322,11 +320,8 @@ static void on_srvs(void *arg, int status, int timeouts, unsigned char *abuf, in
 
 void dns_on_ctrl_msg(struct net_msg *m)
 {
-	if (m->type != DNS_MSG_QUERY) {
-		if (dns_extra_ctrl_msg)
-			dns_extra_ctrl_msg(m);
+	if (m->type != DNS_MSG_QUERY)
 		return;
-	}
 	struct dns_req *r;
 	memcpy(&r, m->u.bytes, sizeof(r));
 	struct cache_ent *e = cache_get(r->domain);

@@ -41,6 +41,5 @@ void dns_ctrl_loop(void);
 int dns_submit(struct net_worker *w, struct dns_req *r);
 /* Control thread: handle a DNS_MSG_QUERY message. */
 void dns_on_ctrl_msg(struct net_msg *m);
-extern void (*dns_extra_ctrl_msg)(struct net_msg *m);
 
 #endif

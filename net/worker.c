@@ -211,12 +211,6 @@ static uint32_t spsc_drain(struct spsc *r, struct net_worker *w, uint32_t max,
 	return n;
 }
 
-static bool spsc_empty(struct spsc *r)
-{
-	return atomic_load_explicit(&r->head, memory_order_relaxed) ==
-	       atomic_load_explicit(&r->tail, memory_order_acquire);
-}
-
 /* ---- buffers ------------------------------------------------------- */
 
 static void buf_recycle(struct net_worker *w, struct net_buf *b)
@@ -1505,15 +1499,6 @@ int net_ctrl_drain(void)
 	for (int i = 0; i < nworkers; i++)
 		n += (int)spsc_drain(ctrl_in[i], NULL, 1u << 30, ctrl_handle);
 	return n;
-}
-
-bool net_ctrl_pending(void);
-bool net_ctrl_pending(void)
-{
-	for (int i = 0; i < nworkers; i++)
-		if (!spsc_empty(ctrl_in[i]))
-			return true;
-	return false;
 }
 
 void net_worker_foreach(struct net_worker *w, void (*fn)(struct net_conn *c, void *arg), void *arg)

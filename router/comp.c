@@ -52,40 +52,30 @@ static void comp_open(struct hubw *h, struct sess *s)
 
 static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stanza *st)
 {
-	static const char hex[] = "0123456789abcdef";
+	/* XEP-0114 §3: hex(SHA-1(stream id + secret)), hashed in two parts so
+	 * no secret length can overflow a buffer */
 	const struct cfg_component *cc = find_component(s->local);
-	char buf[512], want[41];
-	int n = snprintf(buf, sizeof(buf), "%s%s", s->stream_id, cc ? cc->secret : "");
+	const char *secret = cc ? cc->secret : "";
 	unsigned char dig[WC_SHA_DIGEST_SIZE];
-	wc_ShaHash((const byte *)buf, (word32)n, dig);
-	for (int i = 0; i < WC_SHA_DIGEST_SIZE; i++) {
-		want[2 * i] = hex[dig[i] >> 4];
-		want[2 * i + 1] = hex[dig[i] & 15];
-	}
-	want[40] = 0;
-	/* the element's text, between '>' and '</' */
-	const char *gt = memchr(st->raw.p, '>', st->raw.n);
-	const char *end = st->raw.p + st->raw.n;
-	while (end > st->raw.p && end[-1] != '<')
-		end--;
-	bool ok = false;
-	if (gt && !(st->flags & XML_ST_EMPTY) && end - 1 > gt) {
-		const char *t = gt + 1;
-		size_t tn = (size_t)(end - 1 - t);
-		while (tn && (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t'))
-			t++, tn--;
-		while (tn && (t[tn - 1] == ' ' || t[tn - 1] == '\n' || t[tn - 1] == '\r' || t[tn - 1] == '\t'))
-			tn--;
-		if (tn == 40) {
-			unsigned char d = 0;
-			for (int i = 0; i < 40; i++) {
-				char ch = t[i];
-				if (ch >= 'A' && ch <= 'F')
-					ch = (char)(ch - 'A' + 'a');
-				d |= (unsigned char)(ch ^ want[i]);
-			}
-			ok = d == 0;
+	char want[2 * WC_SHA_DIGEST_SIZE + 1];
+	wc_Sha sha;
+	wc_InitSha(&sha);
+	wc_ShaUpdate(&sha, (const byte *)s->stream_id, (word32)strlen(s->stream_id));
+	wc_ShaUpdate(&sha, (const byte *)secret, (word32)strlen(secret));
+	wc_ShaFinal(&sha, dig);
+	wc_ShaFree(&sha);
+	hex_encode(dig, sizeof(dig), want);
+	struct xml_span got = elem_text(st);
+	bool ok = got.n == 40;
+	if (ok) {
+		unsigned char d = 0; /* compare in constant time, case-insensitively */
+		for (int i = 0; i < 40; i++) {
+			char ch = got.p[i];
+			if (ch >= 'A' && ch <= 'F')
+				ch = (char)(ch - 'A' + 'a');
+			d |= (unsigned char)(ch ^ want[i]);
 		}
+		ok = d == 0;
 	}
 	if (!ok) {
 		sess_stream_error(s, SERR_NOT_AUTHORIZED, NULL);

@@ -53,7 +53,6 @@ enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
 struct pair {
 	char *remote, *local;
 	uint8_t state;
-	struct net_ref verifier; /* SESS_S2S_IN: the verify connection */
 };
 
 struct s2s_out;
@@ -73,8 +72,6 @@ struct sess {
 	/* SESS_VERIFY: what to ask and whom to tell */
 	struct net_ref ask_for; /* the inbound session waiting */
 	char *key;
-	char *verify_id;
-	uint64_t idle_deadline;
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */
@@ -83,7 +80,6 @@ struct sess {
 	bool starttls_sent; /* outbound: waiting for <proceed/> */
 	bool sasl_sent;     /* outbound: waiting for <success/> */
 	bool sasl_offered;  /* inbound: EXTERNAL advertised */
-	bool peer_cert_ok;  /* the peer's certificate proves `remote` */
 	bool was_ready;     /* component: was in the pool */
 	bool bidi;          /* outbound: XEP-0288 bidirectional */
 	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
@@ -116,11 +112,6 @@ enum {
 	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
 };
 
-/* Where a stanza came from, for address checks and bounces. */
-struct route_src {
-	struct sess *s; /* NULL when the hub itself made it */
-};
-
 /* Route one stanza whose bytes are [raw] in buffer b (a reference is taken
  * when it is kept). st describes it. */
 void route_stanza(struct hubw *h, struct sess *from, struct net_buf *b, const struct xml_stanza *st);
@@ -133,8 +124,6 @@ void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n);
 /* Route bytes the hub generated (answers, bounces). */
 void route_generated(struct hubw *h, const char *p, size_t n);
 /* Route a stanza with parsed to/from domains to a remote domain's link (on this worker). */
-void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen, struct net_buf *b,
-		     const char *p, size_t n);
 void route_on_msg(struct hubw *h, struct net_msg *m);
 
 /* JID helpers: the domain part, normalised into out. Returns length or -1. */
@@ -163,6 +152,12 @@ void sess_sendf(struct sess *s, const char *fmt, ...) __attribute__((format(prin
 void sess_new_stream_id(struct hubw *h, struct sess *s);
 struct sess *sess_new(enum sess_kind kind);
 void sess_free(struct sess *s);
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void hex_encode(const unsigned char *in, size_t n, char *out);
+/* The trimmed text of a simple element like <db:result ...>KEY</db:result>. */
+struct xml_span elem_text(const struct xml_stanza *st);
+/* ` NAME='VALUE'` for building a reply from a stanza's raw values. */
+int put_attr(char *out, size_t cap, const char *name, struct xml_span v);
 /* Copy a span into a fresh string (decoding references when esc). */
 char *span_dup(struct xml_span v, bool esc);
 bool span_eq(struct xml_span v, const char *s);

@@ -11,26 +11,21 @@
 #include "router/hub.h"
 #include "net/log.h"
 
-static int put_attr(char *out, size_t cap, const char *name, struct xml_span v)
-{
-	if (!v.n)
-		return 0;
-	char q = v.p[-1] == '"' ? '"' : '\'';
-	int n = snprintf(out, cap, " %s=%c%.*s%c", name, q, (int)v.n, v.p, q);
-	return n < (int)cap ? n : 0;
-}
-
 static void reply(struct hubw *h, const struct xml_stanza *st, const char *payload)
 {
 	char buf[2048];
-	int n = snprintf(buf, sizeof(buf), "<iq type='result'");
-	n += put_attr(buf + n, sizeof(buf) - (size_t)n, "from", st->to);
-	n += put_attr(buf + n, sizeof(buf) - (size_t)n, "to", st->from);
-	n += put_attr(buf + n, sizeof(buf) - (size_t)n, "id", st->id);
-	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s", payload ? ">" : "/>");
-	if (payload)
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s</iq>", payload);
-	if (n > 0 && (size_t)n < sizeof(buf))
+	int n = snprintf(buf, sizeof(buf), "<iq type='result'"), k;
+	if ((k = put_attr(buf + n, sizeof(buf) - (size_t)n, "from", st->to)) < 0)
+		return;
+	n += k;
+	if ((k = put_attr(buf + n, sizeof(buf) - (size_t)n, "to", st->from)) < 0)
+		return;
+	n += k;
+	if ((k = put_attr(buf + n, sizeof(buf) - (size_t)n, "id", st->id)) < 0)
+		return;
+	n += k;
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, payload ? ">%s</iq>" : "/>", payload ? payload : "");
+	if ((size_t)n < sizeof(buf))
 		route_generated(h, buf, (size_t)n);
 }
 

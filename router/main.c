@@ -110,16 +110,11 @@ static void *ctrl_main(void *arg)
 
 static int make_dialback_key(void)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char d[WC_SHA256_DIGEST_SIZE];
 	const char *secret = hub_cfg->dialback_secret;
 	if (wc_Sha256Hash((const byte *)secret, (word32)strlen(secret), d) != 0)
 		return -1;
-	for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++) {
-		hub_dialback_key[2 * i] = hex[d[i] >> 4];
-		hub_dialback_key[2 * i + 1] = hex[d[i] & 15];
-	}
-	hub_dialback_key[64] = 0;
+	hex_encode(d, sizeof(d), hub_dialback_key);
 	return 0;
 }
 

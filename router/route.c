@@ -205,14 +205,6 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 	MET_INC(h->m, stanzas_cross_worker);
 }
 
-void route_to_remote(struct hubw *h, const char *remote, size_t rlen, const char *local, size_t llen, struct net_buf *b,
-		     const char *p, size_t n)
-{
-	(void)llen;
-	s2s_link_enqueue(h, remote, local, b, p, n);
-	(void)rlen;
-}
-
 static void to_remote(struct hubw *h, const char *to, int tl, const char *fr, struct net_buf *b,
 		      const struct xml_stanza *st)
 {
@@ -351,16 +343,6 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 	}
 }
 
-/* Copy an attribute value with the quote it was written with. */
-static int put_attr(char *out, size_t cap, const char *name, struct xml_span v)
-{
-	if (!v.n)
-		return 0;
-	char q = v.p[-1] == '"' ? '"' : '\'';
-	int n = snprintf(out, cap, " %s=%c%.*s%c", name, q, (int)v.n, v.p, q);
-	return n < (int)cap ? n : -1;
-}
-
 void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text)
 {
 	if (!st->name.n) {
@@ -379,9 +361,6 @@ void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr er
 		/* RFC 6120 §8.3.1: never answer an error with an error */
 		MET_INC(h->m, stanzas_dropped_error);
 		return;
-	}
-	if (span_eq(st->name, "presence") && !span_eq(st->type, "probe") && st->type.n) {
-		/* presence other than available/probe is not worth an error */
 	}
 	MET_INC(h->m, stanzas_bounced);
 	char buf[4096];

@@ -102,7 +102,6 @@ static void verify_try_next(struct hubw *h, struct verify *v);
 
 void dialback_key(const char *receiving, const char *originating, const char *id, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
 	Hmac hmac;
 	unsigned char mac[WC_SHA256_DIGEST_SIZE];
 	wc_HmacInit(&hmac, NULL, INVALID_DEVID);
@@ -114,33 +113,7 @@ void dialback_key(const char *receiving, const char *originating, const char *id
 	wc_HmacUpdate(&hmac, (const byte *)id, (word32)strlen(id));
 	wc_HmacFinal(&hmac, mac);
 	wc_HmacFree(&hmac);
-	for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++) {
-		out[2 * i] = hex[mac[i] >> 4];
-		out[2 * i + 1] = hex[mac[i] & 15];
-	}
-	out[64] = 0;
-}
-
-/* The text content of a simple element like <db:result ...>KEY</db:result>. */
-static struct xml_span elem_text(const struct xml_stanza *st)
-{
-	struct xml_span r = {NULL, 0};
-	if (st->flags & XML_ST_EMPTY)
-		return r;
-	const char *gt = memchr(st->raw.p, '>', st->raw.n);
-	const char *end = st->raw.p + st->raw.n;
-	while (end > st->raw.p && end[-1] != '<')
-		end--;
-	if (!gt || end <= gt + 1)
-		return r;
-	r.p = gt + 1;
-	r.n = (uint32_t)(end - 1 - r.p);
-	/* trim surrounding whitespace */
-	while (r.n && (r.p[0] == ' ' || r.p[0] == '\n' || r.p[0] == '\t' || r.p[0] == '\r'))
-		r.p++, r.n--;
-	while (r.n && (r.p[r.n - 1] == ' ' || r.p[r.n - 1] == '\n' || r.p[r.n - 1] == '\t' || r.p[r.n - 1] == '\r'))
-		r.n--;
-	return r;
+	hex_encode(mac, WC_SHA256_DIGEST_SIZE, out);
 }
 
 static bool key_ok(struct xml_span got, const char *want)
@@ -515,7 +488,6 @@ static void out_on_tls(struct net_conn *c, int err)
 	MET_INC(h->m, tls_handshakes);
 	s->tls_on = true;
 	int v = tls_peer_verify_domain(c->tls, s->remote);
-	s->peer_cert_ok = v == 0;
 	log_info(c->id, "s2s out %s: %s %s%s, certificate %s", s->remote, tls_version(c->tls), tls_cipher(c->tls),
 		 tls_resumed(c->tls) ? " (resumed)" : "", v == 0 ? "valid" : tls_strerror(v));
 	xml_tok_reset(&s->tok);

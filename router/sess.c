@@ -69,25 +69,63 @@ void sess_free(struct sess *s)
 	free(s->local);
 	free(s->remote);
 	free(s->key);
-	free(s->verify_id);
 	free(s->sasl_domain);
 	free(s);
 }
 
-void sess_new_stream_id(struct hubw *h, struct sess *s)
+void hex_encode(const unsigned char *in, size_t n, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+/* The text content of a simple element like <db:result ...>KEY</db:result>. */
+struct xml_span elem_text(const struct xml_stanza *st)
+{
+	struct xml_span r = {NULL, 0};
+	if (st->flags & XML_ST_EMPTY)
+		return r;
+	const char *gt = memchr(st->raw.p, '>', st->raw.n);
+	const char *end = st->raw.p + st->raw.n;
+	while (end > st->raw.p && end[-1] != '<')
+		end--;
+	if (!gt || end <= gt + 1)
+		return r;
+	r.p = gt + 1;
+	r.n = (uint32_t)(end - 1 - r.p);
+	/* trim surrounding whitespace */
+	while (r.n && (r.p[0] == ' ' || r.p[0] == '\n' || r.p[0] == '\t' || r.p[0] == '\r'))
+		r.p++, r.n--;
+	while (r.n && (r.p[r.n - 1] == ' ' || r.p[r.n - 1] == '\n' || r.p[r.n - 1] == '\t' || r.p[r.n - 1] == '\r'))
+		r.n--;
+	return r;
+}
+
+/* ` NAME='VALUE'` with the value's bytes and the quote it was written with
+ * (a value is copied as received, still escaped). 0 for an absent value,
+ * -1 if it does not fit. */
+int put_attr(char *out, size_t cap, const char *name, struct xml_span v)
+{
+	if (!v.n)
+		return 0;
+	char q = v.p[-1] == '"' ? '"' : '\'';
+	int n = snprintf(out, cap, " %s=%c%.*s%c", name, q, (int)v.n, v.p, q);
+	return n < (int)cap ? n : -1;
+}
+
+void sess_new_stream_id(struct hubw *h, struct sess *s)
+{
 	if (h->rnd_used + 16 > sizeof(h->rnd)) {
 		if (getrandom(h->rnd, sizeof(h->rnd), 0) != (ssize_t)sizeof(h->rnd))
 			abort(); /* no CSPRNG: stream ids would be guessable */
 		h->rnd_used = 0;
 	}
-	for (int i = 0; i < 16; i++) {
-		unsigned char v = h->rnd[h->rnd_used++];
-		s->stream_id[2 * i] = hex[v >> 4];
-		s->stream_id[2 * i + 1] = hex[v & 15];
-	}
-	s->stream_id[32] = 0;
+	hex_encode(h->rnd + h->rnd_used, 16, s->stream_id);
+	h->rnd_used += 16;
 }
 
 void sess_send(struct sess *s, const char *p, size_t n)
