@@ -20,9 +20,20 @@ for t in "$BUILD"/tests/test_*; do
 	[ "$f" -gt 0 ] && failed_names+=("${t##*/}")
 done
 
+# selected NAME: no ONLY, or ONLY (words, space or comma separated) names the
+# script with or without its extension (ONLY=t_route_fake or t_route_fake.py)
+selected() {
+	[ -z "${ONLY:-}" ] && return 0
+	local w
+	for w in ${ONLY//,/ }; do
+		[ "$w" = "$1" ] || [ "$w" = "${1%.*}" ] && return 0
+	done
+	return 1
+}
+
 for t in tests/integration/t_*; do
 	[ -x "$t" ] || continue
-	case "${ONLY:-}" in ""|*"${t##*/}"*) ;; *) continue ;; esac
+	selected "${t##*/}" || continue
 	echo "== integration: ${t##*/}"
 	timeout 600 "$t" >"$log" 2>&1; rc=$?
 	cat "$log"
