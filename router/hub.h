@@ -69,9 +69,7 @@ struct sess {
 	struct pair *pairs;
 	uint16_t npairs, cpairs;
 	struct s2s_out *link; /* SESS_S2S_OUT */
-	/* SESS_VERIFY: what to ask and whom to tell */
-	struct net_ref ask_for; /* the inbound session waiting */
-	char *key;
+	char *key;            /* SESS_VERIFY: its struct verify (dialback.c); cleared before sess_free() */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */
@@ -162,7 +160,7 @@ int put_attr(char *out, size_t cap, const char *name, struct xml_span v);
 char *span_dup(struct xml_span v, bool esc);
 bool span_eq(struct xml_span v, const char *s);
 
-/* s2s.c */
+/* s2s_in.c, s2s_out.c, dialback.c (their shared types: s2s-t.h) */
 extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
 void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p,
@@ -173,7 +171,6 @@ void s2s_shutdown(struct hubw *h);
 bool hub_serves(const char *domain, size_t n); /* a domain we are the server for */
 /* Outbound: is `local` authenticated on this link (XEP-0288 reverse traffic)? */
 bool s2s_out_pair_valid(struct sess *s, const char *local);
-void dialback_key(const char *receiving, const char *originating, const char *id, char out[65]);
 
 /* comp.c */
 extern const struct net_conn_ops comp_ops;

@@ -136,15 +136,38 @@ void sess_send(struct sess *s, const char *p, size_t n)
 	}
 }
 
+static void stream_error(struct sess *s, const char *cond, const char *text);
+
+/* Formats into a stack buffer, or into one from the heap when the bytes do
+ * not fit (a peer's key or id can be long): what is sent is never cut, or
+ * it would not be well-formed. If even that fails, the session ends with
+ * internal-server-error (the error itself always fits on the stack). */
 void sess_sendf(struct sess *s, const char *fmt, ...)
 {
 	char buf[2048];
-	va_list ap;
+	va_list ap, again;
 	va_start(ap, fmt);
+	va_copy(again, ap);
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		sess_send(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	if (n >= 0 && (size_t)n < sizeof(buf)) {
+		va_end(again);
+		if (n > 0)
+			sess_send(s, buf, (size_t)n);
+		return;
+	}
+	char *big = n > 0 ? malloc((size_t)n + 1) : NULL;
+	int m = big ? vsnprintf(big, (size_t)n + 1, fmt, again) : -1;
+	va_end(again);
+	if (m != n) {
+		free(big);
+		log_error(s->c->id, "cannot format %d bytes to send", n);
+		if (!(s->c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
+			stream_error(s, hub_serr_name(SERR_INTERNAL_SERVER_ERROR), NULL);
+		return;
+	}
+	sess_send(s, big, (size_t)n);
+	free(big);
 }
 
 static void stream_error(struct sess *s, const char *cond, const char *text)

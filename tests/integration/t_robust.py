@@ -539,6 +539,19 @@ def attack_dialback(legit, rs, rnd):
     s.close()
     after("db:result from a domain that does not resolve", legit)
 
+    # a key longer than the hub's stack buffer: the db:verify carrying it to
+    # the authoritative server (the fake remote, which answers 'invalid')
+    # must go out whole; cut short, no answer comes and the hub times out
+    s, r = s2s_opened(b"<db:result from='remote.fake' to='echo.fake'>%s</db:result>" % (b"a" * 3000))
+    try:
+        el = r.element(10)
+    except (OSError, EOFError) as e:
+        el = "nothing: " + str(e)
+    check("db:result with a 3000-byte key: verified whole, type='invalid'",
+          el.startswith("<db:result") and attr(el, "type") == "invalid", el[:200])
+    s.close()
+    after("db:result with a 3000-byte key", legit)
+
     s, r = s2s_opened(b"<db:verify from='remote.fake' to='echo.fake' id='abc'>0123456789abcdef</db:verify>")
     el = r.element()
     check("db:verify with a wrong key: type='invalid'",

@@ -1,0 +1,100 @@
+/*
+ * router/s2s-t.h — the types the s2s files share: router/s2s_in.c (inbound
+ * streams), router/s2s_out.c (outbound links) and router/dialback.c (dialback
+ * keys and verification streams), and the few functions they call in each
+ * other. Types and prototypes only; the rest of the router sees hub.h.
+ */
+#ifndef FEDHUB_S2S_T_H
+#define FEDHUB_S2S_T_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router/hub.h"
+
+#define STREAM_NS "xmlns:stream='http://etherx.jabber.org/streams'"
+#define NS_TLS    "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL   "urn:ietf:params:xml:ns:xmpp-sasl"
+
+enum link_state { L_IDLE, L_RESOLVING, L_CONNECTING, L_OPEN, L_BACKOFF };
+
+struct qitem {
+	struct net_buf *b;
+	const char *p;
+	uint32_t n;
+};
+
+struct lpair {
+	char *local;
+	uint8_t state; /* enum pair_state */
+	struct qitem *q;
+	uint32_t qlen, qcap;
+	uint64_t since;      /* PENDING: db:result sent; INVALID: refused */
+	struct s2s_out *alt; /* a link of its own for this local domain */
+};
+
+struct s2s_out {
+	char *remote;
+	/* A peer that takes SASL EXTERNAL but no dialback can authenticate one
+	 * local domain per stream: every other local domain then gets a link of
+	 * its own, an `alt` hanging off its pair, outside the table. */
+	struct s2s_out *parent;
+	bool peer_dialback;
+	bool unlinked; /* out of the table: only its memory is left */
+	struct s2s_out *hnext;
+	struct sess *sess;
+	uint8_t state;
+	bool dns_pending;
+	bool dead; /* remove once DNS comes back */
+	struct lpair *lp;
+	int nlp;
+	uint32_t queued;
+	struct dns_target t[DNS_MAX_TARGETS];
+	int nt, next_t;
+	int last_fail; /* enum hub_sterr for bounces */
+	uint32_t backoff_ms;
+	uint64_t retry_at;
+	uint64_t last_activity;
+	uint64_t last_keepalive;
+};
+
+struct verify {
+	struct net_ref in; /* the inbound session waiting for the answer */
+	char *remote, *local, *key, *id;
+	struct dns_target t[DNS_MAX_TARGETS];
+	int nt, next_t;
+	struct sess *sess;
+	bool dns_pending;
+	bool done;
+};
+
+/* DNS requests carry one of these as their cookie. */
+struct dns_wait {
+	struct dns_req req;
+	struct s2s_out *link;
+	struct verify *v;
+};
+
+/* s2s_out.c: static routes, resolution, outbound TLS policy */
+/* Fill targets from a [route]; returns true if the domain has one. */
+bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
+/* Look `domain` up for link L or verification v; s2s_on_dns() gets the answer. */
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v);
+/* Outbound TLS policy: the [route]'s, else s2s_tls. */
+enum cfg_tls_mode s2s_out_tls_policy(const char *remote);
+
+/* dialback.c */
+/* The XEP-0185 key for a stream id between two domains, as 64 hex chars. */
+void dialback_key(const char *receiving, const char *originating, const char *id, char out[65]);
+/* Constant-time comparison of a received key with the one we computed. */
+bool db_key_ok(struct xml_span got, const char *want);
+/* The normalised domain of a dialback element's from/to; -1 if absent or bad. */
+int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap);
+/* Ask remote's authoritative server whether `key` is good for inbound
+ * session `in` (XEP-0220 §2.3); the answer goes to `in` as a <db:result/>. */
+void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key);
+/* The DNS answer for a verification started by db_verify_start(). */
+void db_verify_on_dns(struct hubw *h, struct verify *v, const struct dns_req *r);
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * router/s2s_in.c — inbound server-to-server streams (RFC 6120): a remote
+ * server's stream to us (SESS_S2S_IN).
+ *
+ * The stream is offered STARTTLS first (alone when it is required), then
+ * SASL EXTERNAL when the peer's certificate proves its domain (XEP-0178),
+ * and dialback (XEP-0220) for the rest. Each (remote, local) pair the peer
+ * claims with <db:result/> is checked by a verify stream (dialback.c), or
+ * trusted at once when the certificate proves the domain (XEP-0344); several
+ * pairs may share the stream (piggybacking), up to S2S_MAX_PAIRS. Once a
+ * pair is valid the stream carries stanzas, handed to route.c, which checks
+ * every stanza's addresses against the stream's valid pairs.
+ *
+ * The stream also answers <db:verify/> for keys we gave out on our outbound
+ * links: XEP-0185 keys need no state.
+ *
+ * A stream that authenticates nothing within 3 x connect_timeout, or that
+ * stays silent for idle_timeout, gets connection-timeout.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
+
+#include "router/s2s-t.h"
+#include "net/log.h"
+#include "net/tls.h"
+
+/* Domain pairs one inbound stream may claim (XEP-0220 piggybacking). Each
+ * costs a verification (a DNS lookup and a connection) and memory; without a
+ * bound one unauthenticated stream could claim millions, and the uint16_t
+ * count would wrap. */
+#define S2S_MAX_PAIRS 1000
+
+static struct pair *in_pair(struct sess *s, const char *remote, const char *local, bool add)
+{
+	for (int i = 0; i < s->npairs; i++)
+		if (strcmp(s->pairs[i].remote, remote) == 0 && strcmp(s->pairs[i].local, local) == 0)
+			return &s->pairs[i];
+	if (!add)
+		return NULL;
+	if (s->npairs == s->cpairs) {
+		s->cpairs = s->cpairs ? s->cpairs * 2 : 2;
+		s->pairs = realloc(s->pairs, s->cpairs * sizeof(*s->pairs));
+	}
+	struct pair *p = &s->pairs[s->npairs++];
+	memset(p, 0, sizeof(*p));
+	p->remote = strdup(remote);
+	p->local = strdup(local);
+	return p;
+}
+
+static bool in_has_valid(struct sess *s)
+{
+	for (int i = 0; i < s->npairs; i++)
+		if (s->pairs[i].state == PAIR_VALID)
+			return true;
+	return false;
+}
+
+static void in_stream_open(struct hubw *h, struct sess *s)
+{
+	const struct xml_stream_hdr *hd = &s->tok.hdr;
+	char to[CFG_NAME_MAX];
+	sess_new_stream_id(h, s);
+	if (hd->default_ns != XML_NS_SERVER) {
+		sess_stream_error(s, SERR_INVALID_NAMESPACE, NULL);
+		return;
+	}
+	int tl = hd->to.n ? jid_domain(hd->to, memchr(hd->to.p, '&', hd->to.n) != NULL, to, sizeof(to)) : -1;
+	if (tl > 0 && !hub_serves(to, (size_t)tl)) {
+		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
+		return;
+	}
+	free(s->local);
+	s->local = strdup(tl > 0 ? to : hub_cfg->hub_domain);
+	s->peer_v1 = span_eq(hd->version, "1.0");
+	char from_attr[CFG_NAME_MAX + 16] = "";
+	char fr[CFG_NAME_MAX] = "";
+	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0) {
+		snprintf(from_attr, sizeof(from_attr), " to='%s'", fr);
+		free(s->remote);
+		s->remote = strdup(fr);
+	} else {
+		fr[0] = 0;
+	}
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		   " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
+		   s->stream_id, s->local, from_attr, s->peer_v1 ? " version='1.0'" : "");
+	s->state = 1;
+	if (!s->peer_v1)
+		return;
+	/* RFC 6120 §4.3.2: STARTTLS first (alone when it is required); after
+	 * TLS, SASL EXTERNAL when the peer's certificate proves its domain
+	 * (XEP-0178), and dialback (XEP-0220) for the rest. */
+	char feat[512];
+	int n = snprintf(feat, sizeof(feat), "<stream:features>");
+	bool can_tls = !s->tls_on && hub_tls && s->tls_policy != CFG_TLS_OFF && tls_ctx_cert_count(hub_tls) > 0;
+	if (can_tls) {
+		s->tls_offered = true;
+		n += snprintf(feat + n, sizeof(feat) - (size_t)n, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
+			      s->tls_policy == CFG_TLS_REQUIRED ? "<required/>" : "");
+	}
+	if (!(can_tls && s->tls_policy == CFG_TLS_REQUIRED)) {
+		if (s->tls_on && fr[0] && !in_has_valid(s) && tls_peer_verify_domain(s->c->tls, fr) == 0) {
+			s->sasl_offered = true;
+			n += snprintf(feat + n, sizeof(feat) - (size_t)n,
+				      "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+		}
+		n += snprintf(feat + n, sizeof(feat) - (size_t)n,
+			      "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>");
+	}
+	snprintf(feat + n, sizeof(feat) - (size_t)n, "</stream:features>");
+	sess_sendf(s, "%s", feat);
+}
+
+/* <starttls/> from the peer (RFC 6120 §5.4.2.3). */
+static void in_starttls(struct hubw *h, struct sess *s)
+{
+	if (!s->tls_offered || s->tls_on) {
+		sess_sendf(s, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	/* without SNI, the certificate of the domain the stream is for */
+	struct tls_conn *t = tls_conn_new(hub_tls, true, NULL, s->local);
+	if (!t) {
+		sess_sendf(s, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	sess_sendf(s, "<proceed xmlns='" NS_TLS "'/>");
+	net_start_tls(s->c, t, false);
+	(void)h;
+}
+
+/* <auth mechanism='EXTERNAL'/> (XEP-0178 §2): the authorization identity is
+ * the peer's domain, base64, or "=" for the stream's `from`. */
+static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	char domain[CFG_NAME_MAX] = "";
+	struct xml_span txt = elem_text(st);
+	const char *mech = memmem(st->raw.p, st->raw.n, "EXTERNAL", 8);
+	if (!s->sasl_offered || !mech) {
+		sess_sendf(s, "<failure xmlns='" NS_SASL "'><invalid-mechanism/></failure>");
+		return;
+	}
+	if (txt.n && !(txt.n == 1 && txt.p[0] == '=')) {
+		byte dec[CFG_NAME_MAX];
+		word32 dl = sizeof(dec) - 1;
+		if (Base64_Decode((const byte *)txt.p, txt.n, dec, &dl) != 0 || dl == 0) {
+			sess_sendf(s, "<failure xmlns='" NS_SASL "'><incorrect-encoding/></failure>");
+			return;
+		}
+		struct xml_span d = {(const char *)dec, dl};
+		if (jid_domain(d, false, domain, sizeof(domain)) < 0) {
+			sess_sendf(s, "<failure xmlns='" NS_SASL "'><invalid-authzid/></failure>");
+			return;
+		}
+	} else if (s->remote) {
+		snprintf(domain, sizeof(domain), "%s", s->remote);
+	}
+	if (!domain[0] || tls_peer_verify_domain(s->c->tls, domain) != 0) {
+		MET_INC(h->m, dialback_fail);
+		log_warn(s->c->id, "s2s in: SASL EXTERNAL for %s refused: %s", domain[0] ? domain : "(none)",
+			 tls_error(s->c->tls));
+		sess_sendf(s, "<failure xmlns='" NS_SASL "'><not-authorized/></failure></stream:stream>");
+		net_close(s->c, true);
+		return;
+	}
+	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, domain, s->local, false)) {
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
+		return;
+	}
+	struct pair *p = in_pair(s, domain, s->local, true);
+	p->state = PAIR_VALID;
+	MET_INC(h->m, s2s_in_links);
+	s->tok.authenticated = true;
+	s->sasl_offered = false;
+	log_info(s->c->id, "s2s in %s -> %s: authenticated (SASL EXTERNAL)", domain, s->local);
+	sess_sendf(s, "<success xmlns='" NS_SASL "'/>");
+	xml_tok_reset(&s->tok); /* RFC 6120 §6.4.6: the peer restarts the stream */
+	s->tok.authenticated = true;
+	s->state = 0;
+}
+
+static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	char from[CFG_NAME_MAX], to[CFG_NAME_MAX];
+	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0 ||
+	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
+		return;
+	}
+	if (!hub_serves(to, strlen(to))) {
+		/* XEP-0220 §2.4.1: item-not-found for a domain we do not host */
+		sess_sendf(s,
+			   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+			   "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+			   to, from);
+		return;
+	}
+	struct xml_span key = elem_text(st);
+	if (!key.n) {
+		sess_stream_error(s, SERR_BAD_FORMAT, "db:result without a key");
+		return;
+	}
+	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, from, to, false)) {
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
+		return;
+	}
+	struct pair *p = in_pair(s, from, to, true);
+	if (p->state == PAIR_VALID) {
+		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
+		return;
+	}
+	if (p->state == PAIR_PENDING)
+		return;
+	if (s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0) {
+		/* XEP-0344 §2.3: the certificate already proves the domain */
+		p->state = PAIR_VALID;
+		MET_INC(h->m, dialback_ok);
+		MET_INC(h->m, s2s_in_links);
+		s->tok.authenticated = true;
+		log_info(s->c->id, "s2s in %s -> %s: authenticated (dialback, certificate trusted)", from, to);
+		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
+		return;
+	}
+	p->state = PAIR_PENDING;
+	db_verify_start(h, s, from, to, key);
+}
+
+static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	char from[CFG_NAME_MAX], to[CFG_NAME_MAX], key[65];
+	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0 ||
+	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0 || !st->id.n) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
+		return;
+	}
+	char raw_id[128], id[128 * 6];
+	int il = xml_attr_decode(st->id, raw_id, sizeof(raw_id) - 1);
+	if (il < 0) {
+		sess_stream_error(s, SERR_BAD_FORMAT, NULL);
+		return;
+	}
+	raw_id[il] = 0;
+	/* the key is computed over the decoded id; the answer echoes it
+	 * escaped, or an id like "x' type='valid" would add attributes */
+	int el = xml_escape(id, sizeof(id) - 1, raw_id, (size_t)il, true);
+	if (el < 0) {
+		sess_stream_error(s, SERR_BAD_FORMAT, NULL);
+		return;
+	}
+	id[el] = 0;
+	if (!hub_serves(to, strlen(to))) {
+		sess_sendf(s,
+			   "<db:verify from='%s' to='%s' id='%s' type='error'><error type='cancel'>"
+			   "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>",
+			   to, from, id);
+		return;
+	}
+	/* we are the authoritative server: `from` received our key for `to` */
+	dialback_key(from, to, raw_id, key);
+	bool ok = db_key_ok(elem_text(st), key);
+	sess_sendf(s, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", to, from, id, ok ? "valid" : "invalid");
+	(void)h;
+}
+
+static enum drive in_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
+{
+	if (ev == XML_EV_STREAM_OPEN) {
+		in_stream_open(h, s);
+		return DRIVE_ON;
+	}
+	const struct xml_stanza *st = &s->tok.st;
+	if (st->nsid == XML_NS_TLS && span_eq(st->name, "starttls")) {
+		in_starttls(h, s);
+		return DRIVE_ALL; /* what follows is TLS */
+	}
+	if (st->nsid == XML_NS_SASL && span_eq(st->name, "auth")) {
+		in_sasl_auth(h, s, st);
+		return DRIVE_ON;
+	}
+	if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED && s->tls_offered) {
+		/* RFC 6120 §5.3.1: STARTTLS is mandatory-to-negotiate here */
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "STARTTLS required");
+		return DRIVE_ALL;
+	}
+	if (st->nsid == XML_NS_SERVER && st_routable(st)) {
+		net_buf_ref(b); /* ours: b is what this worker received */
+		route_stanza(h, s, b, st);
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
+		in_db_result(h, s, st);
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
+		in_db_verify(h, s, st);
+	} else {
+		sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+	}
+	return DRIVE_ON;
+}
+
+static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	return sess_drive(c->user, b, p, n, in_event);
+}
+
+static void in_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
+	log_debug(c->id, "s2s in closed (%d)", err);
+	sess_free(s);
+}
+
+static void in_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	uint64_t now = net_now_ms();
+	bool authed = false;
+	for (int i = 0; i < s->npairs; i++)
+		if (s->pairs[i].state == PAIR_VALID)
+			authed = true;
+	if (!authed && s->npairs == 0) {
+		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no authentication in time");
+		return;
+	}
+	if (now - c->last_rx >= (uint64_t)hub_cfg->idle_timeout * 1000) {
+		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, NULL);
+		return;
+	}
+	c->deadline = c->last_rx + (uint64_t)hub_cfg->idle_timeout * 1000;
+	if (c->deadline <= now)
+		c->deadline = now + 1000;
+}
+
+static void in_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		log_warn(c->id, "s2s in: TLS failed: %s", c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return;
+	}
+	MET_INC(h->m, tls_handshakes);
+	s->tls_on = true;
+	s->tls_offered = false;
+	log_info(c->id, "s2s in: %s %s, SNI %s", tls_version(c->tls), tls_cipher(c->tls),
+		 tls_sni(c->tls) ? tls_sni(c->tls) : "(none)");
+	xml_tok_reset(&s->tok);
+	s->state = 0;
+}
+
+const struct net_conn_ops s2s_in_ops = {
+	.on_data = in_on_data,
+	.on_tls = in_on_tls,
+	.on_close = in_on_close,
+	.on_timer = in_on_timer,
+};
+
+void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
+{
+	struct sess *s = sess_new(SESS_S2S_IN);
+	s->c = c;
+	MET_INC(hubw_of(c->w)->m, conns_open);
+	c->ops = &s2s_in_ops;
+	c->user = s;
+	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);
+	if (l->kind == CFG_LISTEN_S2S_TLS && hub_tls) {
+		/* XEP-0368: TLS from the first byte */
+		s->direct_tls = true;
+		struct tls_conn *t = tls_conn_new(hub_tls, true, NULL, NULL);
+		if (t)
+			net_start_tls(c, t, false);
+		else
+			net_close(c, false);
+	}
+	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000 * 3;
+}

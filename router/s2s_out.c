@@ -1,0 +1,826 @@
+/*
+ * router/s2s_out.c — outbound server-to-server links (RFC 6120 s2s streams
+ * we open) and their queues.
+ *
+ * One link (struct s2s_out) per remote domain, on the worker that owns that
+ * domain in the routing table (rt_s2s_claim()), found in the worker's own
+ * hash table: nothing on the send path is shared between threads. Every
+ * local domain that sends to that remote is one pair (struct lpair) on the
+ * link; a pair authenticates with SASL EXTERNAL (XEP-0178) or dialback
+ * (XEP-0220, piggybacking several pairs on one stream). Its stanzas queue
+ * until the pair is valid; the queue is bounded (link_queue_max), holds
+ * copies rather than receive buffers (a link may take seconds to come up),
+ * and is bounced with the RFC 6120 §8.3.3 stanza error if the link cannot
+ * be made. A failed link backs off exponentially between retry_min and
+ * retry_max, and bounces at once meanwhile.
+ *
+ * A peer that takes SASL EXTERNAL but no dialback authenticates one local
+ * domain per stream: every other local domain then gets a link of its own
+ * (an `alt` hanging off its pair, outside the table).
+ *
+ * Targets come from a [route] or from DNS (SRV, XEP-0368 direct TLS);
+ * dialback verification streams (dialback.c) share that resolution.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
+
+#include "router/s2s-t.h"
+#include "net/log.h"
+#include "net/tls.h"
+
+static void link_try_next(struct hubw *h, struct s2s_out *L);
+static void out_start_dialback(struct hubw *h, struct s2s_out *L);
+
+/* ---- static routes and resolution ---------------------------------- */
+
+static const struct cfg_route *static_route(const char *domain)
+{
+	for (int i = 0; i < hub_cfg->nroutes; i++)
+		if (strcmp(hub_cfg->routes[i].name, domain) == 0)
+			return &hub_cfg->routes[i];
+	return NULL;
+}
+
+/* Fill targets from a [route]; returns true if the domain has one. */
+bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
+{
+	const struct cfg_route *r = static_route(domain);
+	if (!r)
+		return false;
+	*nt = 0;
+	for (int i = 0; i < r->nconnect && *nt < DNS_MAX_TARGETS; i++) {
+		memcpy(&t[*nt].ss, &r->connect[i].ss, r->connect[i].len);
+		t[*nt].len = r->connect[i].len;
+		(*nt)++;
+	}
+	return true;
+}
+
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v)
+{
+	struct dns_wait *dw = calloc(1, sizeof(*dw));
+	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
+	dw->link = L;
+	dw->v = v;
+	dw->req.cookie = dw;
+	MET_INC(h->m, dns_queries);
+	if (dns_submit(h->w, &dw->req) < 0) {
+		dw->req.status = -EAGAIN;
+		s2s_on_dns(h, &dw->req);
+	}
+}
+
+/* ---- outbound links ------------------------------------------------ */
+
+static uint32_t link_slot(struct hubw *h, const char *remote)
+{
+	return rt_hash(remote, strlen(remote)) & (h->nlinks_cap - 1);
+}
+
+static struct s2s_out *link_find(struct hubw *h, const char *remote)
+{
+	if (!h->nlinks_cap)
+		return NULL;
+	for (struct s2s_out *L = h->links[link_slot(h, remote)]; L; L = L->hnext)
+		if (strcmp(L->remote, remote) == 0)
+			return L;
+	return NULL;
+}
+
+static struct s2s_out *link_new(struct hubw *h, const char *remote)
+{
+	if (!h->nlinks_cap) {
+		h->nlinks_cap = 1024;
+		h->links = calloc(h->nlinks_cap, sizeof(*h->links));
+	}
+	struct s2s_out *L = calloc(1, sizeof(*L));
+	L->remote = strdup(remote);
+	L->backoff_ms = hub_cfg->retry_min * 1000;
+	L->last_activity = net_now_ms();
+	uint32_t s = link_slot(h, remote);
+	L->hnext = h->links[s];
+	h->links[s] = L;
+	h->nlinks++;
+	return L;
+}
+
+/* Take L out of everything, drop what it holds, and free it, or leave the
+ * memory to s2s_on_dns() when a lookup for it is still out. */
+static void link_free(struct hubw *h, struct s2s_out *L)
+{
+	if (!L->unlinked) {
+		L->unlinked = true;
+		if (!L->parent) {
+			struct s2s_out **pp = &h->links[link_slot(h, L->remote)];
+			while (*pp && *pp != L)
+				pp = &(*pp)->hnext;
+			if (*pp)
+				*pp = L->hnext;
+			h->nlinks--;
+			rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
+		}
+		if (L->sess) { /* e.g. an alt still connected while its parent goes */
+			struct sess *s = L->sess;
+			L->sess = NULL;
+			s->link = NULL;
+			sess_sendf(s, "</stream:stream>");
+			net_close(s->c, true);
+		}
+		for (int i = 0; i < L->nlp; i++) {
+			if (L->lp[i].alt)
+				link_free(h, L->lp[i].alt);
+			L->lp[i].alt = NULL;
+			for (uint32_t k = 0; k < L->lp[i].qlen; k++)
+				net_buf_unref(h->w, L->lp[i].q[k].b);
+			L->lp[i].qlen = 0;
+		}
+		L->queued = 0;
+	}
+	if (L->dns_pending) {
+		L->dead = true;
+		return;
+	}
+	for (int i = 0; i < L->nlp; i++) {
+		free(L->lp[i].q);
+		free(L->lp[i].local);
+	}
+	free(L->lp);
+	free(L->remote);
+	free(L);
+}
+
+static struct lpair *link_pair(struct s2s_out *L, const char *local)
+{
+	for (int i = 0; i < L->nlp; i++)
+		if (strcmp(L->lp[i].local, local) == 0)
+			return &L->lp[i];
+	L->lp = realloc(L->lp, (size_t)(L->nlp + 1) * sizeof(*L->lp));
+	struct lpair *p = &L->lp[L->nlp++];
+	memset(p, 0, sizeof(*p));
+	p->local = strdup(local);
+	return p;
+}
+
+static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
+{
+	for (uint32_t k = 0; k < p->qlen; k++) {
+		route_bounce_raw(h, p->q[k].p, p->q[k].n, err);
+		net_buf_unref(h->w, p->q[k].b);
+	}
+	L->queued -= p->qlen;
+	p->qlen = 0;
+}
+
+static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	for (uint32_t k = 0; k < p->qlen; k++) {
+		/* the queue's reference moves to the connection's queue */
+		if (net_send_slice_take(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0) {
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
+			net_buf_unref(h->w, p->q[k].b);
+		} else {
+			MET_INC(h->m, stanzas_routed);
+		}
+	}
+	L->queued -= p->qlen;
+	p->qlen = 0;
+}
+
+static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	char key[65];
+	dialback_key(L->remote, p->local, L->sess->stream_id, key);
+	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", p->local, L->remote, key);
+	p->state = PAIR_PENDING;
+	p->since = net_now_ms();
+}
+
+/* The link failed: bounce everything queued and back off. */
+static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, const char *why)
+{
+	log_info(0, "s2s out %s: failed: %s", L->remote, why);
+	MET_INC(h->m, s2s_out_failed);
+	L->last_fail = err;
+	for (int i = 0; i < L->nlp; i++) {
+		pair_bounce_queue(h, L, &L->lp[i], err);
+		L->lp[i].state = PAIR_NONE;
+	}
+	L->state = L_BACKOFF;
+	L->retry_at = net_now_ms() + L->backoff_ms;
+	L->backoff_ms *= 2;
+	if (L->backoff_ms > hub_cfg->retry_max * 1000)
+		L->backoff_ms = hub_cfg->retry_max * 1000;
+}
+
+static void link_start(struct hubw *h, struct s2s_out *L)
+{
+	L->next_t = 0;
+	if (s2s_route_targets(L->remote, L->t, &L->nt)) {
+		link_try_next(h, L);
+		return;
+	}
+	L->state = L_RESOLVING;
+	L->dns_pending = true;
+	s2s_resolve(h, L->remote, L, NULL);
+}
+
+/* Outbound TLS policy: the [route]'s, else s2s_tls. */
+enum cfg_tls_mode s2s_out_tls_policy(const char *remote)
+{
+	const struct cfg_route *r = static_route(remote);
+	if (!hub_tls)
+		return CFG_TLS_OFF;
+	return r ? r->tls : hub_cfg->s2s_tls;
+}
+
+static void link_try_next(struct hubw *h, struct s2s_out *L)
+{
+	while (L->next_t < L->nt) {
+		struct dns_target *t = &L->t[L->next_t++];
+		struct sess *s = sess_new(SESS_S2S_OUT);
+		s->tls_policy = (uint8_t)s2s_out_tls_policy(L->remote);
+		const struct cfg_route *sr = static_route(L->remote);
+		s->direct_tls = (sr && sr->direct_tls) || t->tls;
+		s->link = L;
+		s->remote = strdup(L->remote);
+		s->local = strdup(L->nlp ? L->lp[0].local : hub_cfg->hub_domain);
+		s->tok.authenticated = true; /* we chose to talk to it */
+		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_out_ops, s);
+		if (!c) {
+			sess_free(s);
+			continue;
+		}
+		s->c = c;
+		MET_INC(hubw_of(c->w)->m, conns_open);
+		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+		L->sess = s;
+		L->state = L_CONNECTING;
+		L->peer_dialback = true; /* until its features say otherwise */
+		return;
+	}
+	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, L->nt ? "no address could be reached" : "no address");
+}
+
+/* A stanza for `remote` from our domain `local`. Consumes the reference on b. */
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n)
+{
+	struct s2s_out *L = link_find(h, remote);
+	enum hub_sterr bounce;
+	if (!L) {
+		/* make sure the table names us as the owner (it may have been
+		 * released while the message was on its way) */
+		int owner = rt_s2s_claim(remote, strlen(remote), (uint16_t)net_worker_id(h->w));
+		if (owner >= 0 && owner != net_worker_id(h->w)) {
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		L = link_new(h, remote);
+	}
+	L->last_activity = net_now_ms();
+	struct lpair *pr = link_pair(L, local);
+	if (pr->alt) {
+		L = pr->alt;
+		pr = &L->lp[0];
+		L->last_activity = net_now_ms();
+	}
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
+		if (net_send_slice_take(L->sess->c, b, p, n) < 0) {
+			MET_INC(h->m, send_queue_full);
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		MET_INC(h->m, stanzas_routed);
+		return;
+	}
+	if (L->state == L_BACKOFF) {
+		if (net_now_ms() < L->retry_at) {
+			bounce = (enum hub_sterr)L->last_fail;
+			goto bounce;
+		}
+		L->state = L_IDLE;
+	}
+	if (pr->state == PAIR_INVALID) {
+		if (net_now_ms() - pr->since < (uint64_t)hub_cfg->retry_min * 1000) {
+			bounce = STERR_REMOTE_SERVER_NOT_FOUND;
+			goto bounce;
+		}
+		pr->state = PAIR_NONE; /* try again */
+	}
+	if (L->queued >= hub_cfg->link_queue_max) {
+		MET_INC(h->m, send_queue_full);
+		bounce = STERR_RESOURCE_CONSTRAINT;
+		goto bounce;
+	}
+	if (pr->qlen == pr->qcap) {
+		pr->qcap = pr->qcap ? pr->qcap * 2 : 16;
+		pr->q = realloc(pr->q, pr->qcap * sizeof(*pr->q));
+	}
+	if (b->bid >= 0) {
+		/* a link may take seconds to come up: do not hold a receive
+		 * buffer (the worker's, or another's) for that long, keep a copy */
+		struct net_buf *cb = net_buf_new(h->w, n);
+		if (!cb) {
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		memcpy(cb->data, p, n);
+		cb->len = (uint32_t)n;
+		net_buf_unref(h->w, b);
+		b = cb;
+		p = cb->data;
+	}
+	pr->q[pr->qlen++] = (struct qitem){b, p, (uint32_t)n}; /* the queue holds the reference */
+	L->queued++;
+	if (L->state == L_IDLE)
+		link_start(h, L);
+	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess && L->sess->got_features)
+		out_start_dialback(h, L);
+	return;
+bounce:
+	route_bounce_raw(h, p, n, bounce);
+	net_buf_unref(h->w, b);
+}
+
+static void out_open_stream(struct sess *s)
+{
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		   " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+		   s->local, s->remote);
+}
+
+static void out_on_connect(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		log_info(c->id, "s2s out %s: connect failed: %s", s->remote, strerror(-err));
+		return; /* on_close follows and tries the next address */
+	}
+	(void)h;
+	log_debug(c->id, "s2s out %s: connected%s", s->remote, s->direct_tls ? " (direct TLS)" : "");
+	if (s->direct_tls && hub_tls) {
+		struct tls_conn *t = tls_conn_new(hub_tls, false, s->remote, s->local);
+		if (!t) {
+			net_close(c, false);
+			return;
+		}
+		net_start_tls(c, t, true); /* the stream opens once the handshake is done */
+		return;
+	}
+	out_open_stream(s);
+}
+
+/* The outbound handshake finished: check the certificate, open the stream. */
+static void out_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		log_warn(c->id, "s2s out %s: TLS failed: %s", s->remote,
+			 c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return; /* the connection closes; on_close tries the next address or fails */
+	}
+	MET_INC(h->m, tls_handshakes);
+	s->tls_on = true;
+	int v = tls_peer_verify_domain(c->tls, s->remote);
+	log_info(c->id, "s2s out %s: %s %s%s, certificate %s", s->remote, tls_version(c->tls), tls_cipher(c->tls),
+		 tls_resumed(c->tls) ? " (resumed)" : "", v == 0 ? "valid" : tls_strerror(v));
+	xml_tok_reset(&s->tok);
+	s->got_features = false;
+	out_open_stream(s);
+}
+
+static void link_start(struct hubw *h, struct s2s_out *L);
+
+/* A link of its own for pair p of L, which carries its queue along. */
+static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	struct s2s_out *A = calloc(1, sizeof(*A));
+	if (!A)
+		return;
+	A->remote = strdup(L->remote);
+	A->parent = L;
+	A->backoff_ms = hub_cfg->retry_min * 1000;
+	A->last_activity = net_now_ms();
+	A->lp = calloc(1, sizeof(*A->lp));
+	A->nlp = 1;
+	A->lp[0] = *p; /* the queue moves */
+	A->lp[0].local = strdup(p->local);
+	A->lp[0].alt = NULL;
+	A->lp[0].state = PAIR_NONE;
+	A->queued = p->qlen;
+	L->queued -= p->qlen;
+	p->q = NULL;
+	p->qlen = p->qcap = 0;
+	p->alt = A;
+	log_info(L->sess ? L->sess->c->id : 0, "s2s out %s: no dialback offered; %s gets a link of its own", L->remote,
+		 p->local);
+	link_start(h, A);
+}
+
+static void out_start_dialback(struct hubw *h, struct s2s_out *L)
+{
+	for (int i = 0; i < L->nlp; i++) {
+		struct lpair *p = &L->lp[i];
+		if (p->state != PAIR_NONE || p->alt)
+			continue;
+		if (L->peer_dialback) {
+			send_db_result(h, L, p);
+		} else if (!L->parent) {
+			pair_to_alt(h, L, p);
+		} else {
+			/* a link of its own already, and neither SASL nor dialback */
+			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate",
+				 p->local, L->remote);
+			p->state = PAIR_INVALID;
+			p->since = net_now_ms();
+			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+		}
+	}
+}
+
+static void out_give_up(struct hubw *h, struct sess *s, const char *why)
+{
+	struct s2s_out *L = s->link;
+	if (L) {
+		L->sess = NULL;
+		link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, why);
+	}
+	s->link = NULL;
+	sess_sendf(s, "</stream:stream>");
+	net_close(s->c, true);
+}
+
+static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	s->got_features = true;
+	struct s2s_out *L = s->link;
+	bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
+	if (!s->tls_on) {
+		if (offers_tls && s->tls_policy != CFG_TLS_OFF) {
+			/* RFC 6120 §5.4.2.1 */
+			sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
+			s->starttls_sent = true;
+			return;
+		}
+		if (s->tls_policy == CFG_TLS_REQUIRED) {
+			log_warn(s->c->id, "s2s out %s: peer offers no STARTTLS and TLS is required", s->remote);
+			out_give_up(h, s, "TLS required, not offered");
+			return;
+		}
+		/* RFC 6120 §5.3.1: STARTTLS marked <required/> cannot be skipped. */
+		if (offers_tls && memmem(st->raw.p, st->raw.n, "<required", 9)) {
+			log_warn(s->c->id, "s2s out %s: peer requires STARTTLS and TLS is off here", s->remote);
+			out_give_up(h, s, "peer requires TLS");
+			return;
+		}
+	}
+	if (!L)
+		return;
+	L->state = L_OPEN;
+	/* XEP-0288: ask for a bidirectional stream before authenticating, so
+	 * the peer sends its stanzas for us over this link too */
+	if (!s->bidi && memmem(st->raw.p, st->raw.n, "urn:xmpp:features:bidi", 22)) {
+		sess_sendf(s, "<bidi xmlns='urn:xmpp:bidi'/>");
+		s->bidi = true;
+		log_debug(s->c->id, "s2s out %s: bidirectional (XEP-0288)", s->remote);
+	}
+	{
+		bool offers_db = memmem(st->raw.p, st->raw.n, "urn:xmpp:features:dialback", 26) != NULL;
+		bool offers_ext = s->tls_on && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8) != NULL;
+		/* servers that predate the dialback feature still do dialback;
+		 * one that offers SASL EXTERNAL and not dialback does not (and
+		 * after SASL the restarted stream's features name neither) */
+		if (offers_db)
+			L->peer_dialback = true;
+		else if (offers_ext)
+			L->peer_dialback = false;
+	}
+	/* XEP-0178: SASL EXTERNAL for the first local domain our certificate covers,
+	 * when the peer's certificate is good too (it will check ours). */
+	if (s->tls_on && !s->sasl_domain && !s->sasl_sent &&
+	    memmem(st->raw.p, st->raw.n, NS_SASL, sizeof(NS_SASL) - 1) && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8)) {
+		for (int i = 0; i < L->nlp; i++) {
+			if (L->lp[i].state != PAIR_NONE || !tls_ctx_has_name(hub_tls, L->lp[i].local))
+				continue;
+			byte b64[CFG_NAME_MAX * 2];
+			word32 bl = sizeof(b64);
+			const char *d = L->lp[i].local;
+			if (Base64_Encode_NoNl((const byte *)d, (word32)strlen(d), b64, &bl) != 0)
+				break;
+			sess_sendf(s, "<auth xmlns='" NS_SASL "' mechanism='EXTERNAL'>%.*s</auth>", (int)bl, b64);
+			s->sasl_sent = true;
+			s->sasl_domain = strdup(d);
+			L->lp[i].state = PAIR_PENDING;
+			return; /* dialback for the others once SASL is done */
+		}
+	}
+	out_start_dialback(h, L);
+}
+
+static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
+{
+	struct s2s_out *L = s->link;
+	s->sasl_sent = false;
+	struct lpair *p = NULL;
+	if (L)
+		for (int i = 0; i < L->nlp; i++)
+			if (s->sasl_domain && strcmp(L->lp[i].local, s->sasl_domain) == 0)
+				p = &L->lp[i];
+	if (ok) {
+		/* RFC 6120 §6.4.6: the stream restarts */
+		log_info(s->c->id, "s2s out %s -> %s: authenticated (SASL EXTERNAL)", s->sasl_domain, s->remote);
+		MET_INC(h->m, s2s_out_links);
+		xml_tok_reset(&s->tok);
+		s->got_features = false;
+		free(s->local);
+		s->local = strdup(s->sasl_domain);
+		out_open_stream(s);
+		if (p) {
+			p->state = PAIR_VALID;
+			if (L)
+				L->backoff_ms = hub_cfg->retry_min * 1000;
+			pair_flush(h, L, p);
+		}
+	} else {
+		log_info(s->c->id, "s2s out %s: SASL EXTERNAL refused, using dialback", s->remote);
+		free(s->sasl_domain);
+		s->sasl_domain = strdup(""); /* do not try again on this stream */
+		if (p)
+			p->state = PAIR_NONE;
+		if (L)
+			out_start_dialback(h, L);
+	}
+}
+
+static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	struct s2s_out *L = s->link;
+	char local[CFG_NAME_MAX];
+	if (!L || db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, local, sizeof(local)) < 0)
+		return;
+	struct lpair *p = NULL;
+	for (int i = 0; i < L->nlp; i++)
+		if (strcmp(L->lp[i].local, local) == 0)
+			p = &L->lp[i];
+	if (!p || p->state != PAIR_PENDING)
+		return;
+	if (span_eq(st->type, "valid")) {
+		p->state = PAIR_VALID;
+		MET_INC(h->m, s2s_out_links);
+		L->backoff_ms = hub_cfg->retry_min * 1000;
+		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
+		pair_flush(h, L, p);
+	} else {
+		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote, (int)st->type.n,
+			 st->type.p);
+		p->state = PAIR_INVALID;
+		p->since = net_now_ms();
+		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+	}
+}
+
+static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
+{
+	if (ev == XML_EV_STREAM_OPEN) {
+		const struct xml_stream_hdr *hd = &s->tok.hdr;
+		int k = hd->id.n ? xml_attr_decode(hd->id, s->stream_id, sizeof(s->stream_id) - 1) : -1;
+		if (k <= 0) {
+			/* the id is part of the dialback key: it must be whole */
+			sess_stream_error(s, SERR_BAD_FORMAT, "missing or oversized stream id");
+			return DRIVE_ALL;
+		}
+		s->stream_id[k] = 0;
+		s->state = 1;
+		s->peer_v1 = span_eq(hd->version, "1.0");
+		if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
+			out_features(h, s, &(struct xml_stanza){.raw = {"", 0}});
+		return DRIVE_ON;
+	}
+	const struct xml_stanza *st = &s->tok.st;
+	if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
+		if (!s->got_features)
+			out_features(h, s, st);
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
+		out_db_result(h, s, st);
+	} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
+		s->starttls_sent = false;
+		struct tls_conn *t =
+			span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
+		if (!t) {
+			out_give_up(h, s, "STARTTLS refused or failed");
+			return DRIVE_ALL;
+		}
+		net_start_tls(s->c, t, true);
+		return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+	} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
+		/* on success the tokenizer starts over: the peer's new header follows */
+		out_sasl_result(h, s, span_eq(st->name, "success"));
+	} else if (s->bidi && st->nsid == XML_NS_SERVER && st_routable(st)) {
+		/* XEP-0288: the peer's stanzas on our link */
+		net_buf_ref(b);
+		route_stanza(h, s, b, st);
+	}
+	/* anything else on our outbound stream is ignored */
+	return DRIVE_ON;
+}
+
+static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	return sess_drive(c->user, b, p, n, out_event);
+}
+
+static void out_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct s2s_out *L = s->link;
+	if (L && L->sess == s) {
+		L->sess = NULL;
+		bool any_valid = false;
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state == PAIR_VALID)
+				any_valid = true;
+		if (!any_valid && L->state != L_OPEN) {
+			/* never got through: next address, or fail */
+			L->state = L_CONNECTING;
+			link_try_next(h, L);
+		} else if (!any_valid && L->queued) {
+			L->state = L_IDLE;
+			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "stream closed before authentication");
+		} else {
+			/* an established link went away: start again if work is queued */
+			for (int i = 0; i < L->nlp; i++)
+				L->lp[i].state = PAIR_NONE;
+			L->state = L_IDLE;
+			if (L->queued)
+				link_start(h, L);
+		}
+	}
+	log_debug(c->id, "s2s out %s closed (%d)", s->remote, err);
+	sess_free(s);
+}
+
+/* Stanzas queued on a link that died before sending them: detach the link
+ * so it starts again, and queue them there anew (route.c parses them). */
+static void out_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct s2s_out *L = s->link;
+	if (L && L->sess == s) {
+		L->sess = NULL;
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state != PAIR_INVALID)
+				L->lp[i].state = PAIR_NONE;
+		L->state = L_IDLE;
+		s->link = NULL;
+	}
+	route_raw(h, b, p, n);
+}
+
+static void out_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct s2s_out *L = s->link;
+	if (L && L->sess == s) {
+		bool any_valid = false;
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state == PAIR_VALID)
+				any_valid = true;
+		if (!any_valid) {
+			L->sess = NULL;
+			s->link = NULL;
+			link_fail(h, L, STERR_REMOTE_SERVER_TIMEOUT, "timed out connecting or authenticating");
+			net_close(c, false);
+			return;
+		}
+	}
+}
+
+const struct net_conn_ops s2s_out_ops = {
+	.on_data = out_on_data,
+	.on_connect = out_on_connect,
+	.on_tls = out_on_tls,
+	.on_unsent = out_on_unsent,
+	.on_close = out_on_close,
+	.on_timer = out_on_timer,
+};
+
+bool s2s_out_pair_valid(struct sess *s, const char *local)
+{
+	struct s2s_out *L = s->link;
+	if (!L)
+		return false;
+	for (int i = 0; i < L->nlp; i++)
+		if (L->lp[i].state == PAIR_VALID && strcmp(L->lp[i].local, local) == 0)
+			return true;
+	return false;
+}
+
+void s2s_on_dns(struct hubw *h, struct dns_req *r)
+{
+	struct dns_wait *dw = r->cookie;
+	if (r->status)
+		MET_INC(h->m, dns_failures);
+	if (dw->link) {
+		struct s2s_out *L = dw->link;
+		L->dns_pending = false;
+		if (L->dead) {
+			link_free(h, L);
+		} else if (r->status) {
+			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "DNS lookup failed");
+		} else {
+			memcpy(L->t, r->t, sizeof(L->t));
+			L->nt = r->ntargets;
+			L->next_t = 0;
+			link_try_next(h, L);
+		}
+	} else if (dw->v) {
+		db_verify_on_dns(h, dw->v, r);
+	}
+	free(dw);
+}
+
+/* Once a second for each link: back-off ended, dialback answers that never
+ * came, whitespace keepalives, idle links closed. Returns true if L was freed. */
+static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
+{
+	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
+	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
+	for (int i = 0; i < L->nlp; i++) {
+		struct lpair *p = &L->lp[i];
+		if (p->alt && link_tick(h, p->alt, now))
+			p->alt = NULL;
+		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
+			/* XEP-0220 has no deadline of its own: a peer that ignores
+			 * our db:result must not hold the queue forever */
+			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: no dialback answer in %us", p->local,
+				 L->remote, hub_cfg->connect_timeout);
+			p->state = PAIR_INVALID;
+			p->since = now;
+			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);
+		}
+	}
+	if (L->state == L_BACKOFF && now >= L->retry_at) {
+		if (L->queued == 0 && now - L->last_activity > idle) {
+			link_free(h, L);
+			return true;
+		}
+		L->state = L_IDLE;
+	}
+	if (L->state == L_OPEN && L->sess && !L->queued) {
+		if (now - L->last_activity >= idle) {
+			link_free(h, L); /* closes the stream */
+			return true;
+		}
+		if (ka && now - L->last_keepalive >= ka && now - L->last_activity >= ka) {
+			/* RFC 6120 §4.6.1 whitespace keepalive */
+			L->last_keepalive = now;
+			sess_send(L->sess, " ", 1);
+		}
+	}
+	if (L->state == L_IDLE && !L->queued && !L->sess && !L->dns_pending && now - L->last_activity > idle) {
+		link_free(h, L);
+		return true;
+	}
+	return false;
+}
+
+void s2s_tick(struct hubw *h, uint64_t now)
+{
+	for (uint32_t i = 0; i < h->nlinks_cap; i++) {
+		struct s2s_out *L = h->links[i], *next;
+		for (; L; L = next) {
+			next = L->hnext;
+			link_tick(h, L, now);
+		}
+	}
+}
+
+static void link_shutdown(struct hubw *h, struct s2s_out *L)
+{
+	for (int k = 0; k < L->nlp; k++) {
+		pair_bounce_queue(h, L, &L->lp[k], STERR_REMOTE_SERVER_TIMEOUT);
+		if (L->lp[k].alt)
+			link_shutdown(h, L->lp[k].alt);
+	}
+	if (L->sess) {
+		sess_sendf(L->sess, "</stream:stream>");
+		net_close(L->sess->c, true);
+	}
+}
+
+void s2s_shutdown(struct hubw *h)
+{
+	for (uint32_t i = 0; i < h->nlinks_cap; i++)
+		for (struct s2s_out *L = h->links[i]; L; L = L->hnext)
+			link_shutdown(h, L);
+}
