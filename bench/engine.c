@@ -1432,10 +1432,13 @@ static int be_listen(struct eng *e, const struct sockaddr_in *sa)
 	return fd;
 }
 
+/* Multishot: one completion per connection without re-arming in between,
+ * so that thousands of the target's links arriving at once (remote-domains)
+ * are taken as fast as they come; re-armed when the kernel ends it. */
 static void be_arm_accept(struct eng *e, int lfd, int tag)
 {
 	struct io_uring_sqe *s = be_sqe(e);
-	io_uring_prep_accept(s, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(s, be_ud(tag, OP_ACCEPT));
 }
 
@@ -1484,7 +1487,7 @@ static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
 		} else if (res != -ECANCELED) {
 			be_error(e, "accept: %s", strerror(-res));
 		}
-		if (res != -ECANCELED && res != -EBADF)
+		if (!(cqe->flags & IORING_CQE_F_MORE) && res != -ECANCELED && res != -EBADF && res != -EINVAL)
 			be_arm_accept(e, relay ? e->lfd_relay : e->lfd_db, idx);
 		return;
 	}

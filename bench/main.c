@@ -551,8 +551,12 @@ static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named 
 		if (strcmp(t[i].name, "fedhub") == 0 && t[i].ran && !t[i].skipped[0])
 			ref = &t[i].r;
 	fprintf(f, "\n%s, %s, %d links x %d domains, %d component(s), %d-byte messages\n",
-		bm_scenario_name(o->scenario), o->rate > 0 ? "open loop" : "closed loop", o->links, o->domains,
-		o->components, o->size);
+		bm_scenario_name(o->scenario),
+		o->rates[0]               ? "rate sweep (open loop, max = closed loop)"
+		: o->scenario == BS_BURST ? "burst"
+		: o->rate > 0             ? "open loop"
+					  : "closed loop",
+		o->links, o->domains, o->components, o->size);
 	if (o->scenario == BS_IDLE_LINKS) {
 		fprintf(f, "| target | links up | setup s | RSS before MiB | RSS with links MiB | KiB per link | idle "
 			   "CPU %% | alive (delivered/sent) |\n");

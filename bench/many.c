@@ -18,6 +18,8 @@
  *                times, failures (bounces by condition, and stanzas never
  *                delivered). Each link costs one fd on each side: a count
  *                above the hard RLIMIT_NOFILE is skipped and says so.
+ *                The same again with static [route]s instead of DNS, which
+ *                separates the resolver's share from link setup's.
  * The bench itself does not check the key of the target's <db:result/> (see
  * engine.c): the target's side of dialback is what is measured.
  */
@@ -33,6 +35,7 @@
 struct mrow {
 	char key[48];
 	const char *kind; /* "per-link" or "remote" */
+	bool dns;         /* remote: by DNS (else static [route]s) */
 	int per_link, links, domains;
 	struct bench_opts o;
 	struct bench_result r;
@@ -132,7 +135,7 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 	long hard = md_hard_nofile();
 	fprintf(stderr, "fedhub-bench: many-domains: RLIMIT_NOFILE raised to the hard limit, %ld\n", hard);
 
-	struct mrow *rows = calloc((size_t)(nper + nrem), sizeof *rows);
+	struct mrow *rows = calloc((size_t)(nper + 2 * nrem), sizeof *rows);
 	if (!rows) {
 		fprintf(stderr, "fedhub-bench: out of memory\n");
 		return 2;
@@ -154,17 +157,19 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		m->o.dns = false;
 		md_run(m, peers, cpus);
 	}
-	for (int i = 0; i < nrem; i++) {
+	for (int i = 0; i < 2 * nrem; i++) {
 		struct mrow *m = &rows[nr++];
-		snprintf(m->key, sizeof m->key, "remote-%ld", rem[i]);
+		bool dns = i % 2 == 0;
+		snprintf(m->key, sizeof m->key, "remote-%ld%s", rem[i / 2], dns ? "" : "-routes");
 		m->kind = "remote";
-		m->domains = (int)rem[i];
-		long need = rem[i] + 500;
+		m->dns = dns;
+		m->domains = (int)rem[i / 2];
+		long need = m->domains + 500;
 		if (hard > 0 && need > hard) {
 			snprintf(m->skipped, sizeof m->skipped,
-				 "%ld remote domains need about %ld fds in the bench and in fedhub (one link each); "
+				 "%d remote domains need about %ld fds in the bench and in fedhub (one link each); "
 				 "the hard RLIMIT_NOFILE is %ld",
-				 rem[i], need, hard);
+				 m->domains, need, hard);
 			fprintf(stderr, "fedhub-bench: many-domains %s skipped: %s\n", m->key, m->skipped);
 			continue;
 		}
@@ -174,7 +179,7 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		m->o.components = 1;
 		m->o.have_comp = true;
 		m->o.domains = m->domains;
-		m->o.dns = true;
+		m->o.dns = dns;
 		/* the run lasts until every domain is up or this bound passes */
 		m->o.drain = base->setup_timeout;
 		md_run(m, peers, cpus);
@@ -197,23 +202,29 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		       : r->error[0] ? r->error
 				     : "clean");
 	}
-	printf("\nmany-domains against fedhub: N new remote domains (DNS, an outbound link and dialback each)\n");
-	printf("| remote domains | all up s | come-up p50 ms | p99 ms | delivered | bounced (by condition) | lost | "
-	       "peak RSS MiB | result |\n");
-	printf("|---:|---:|---:|---:|---:|---|---:|---:|---|\n");
+	printf("\nmany-domains against fedhub: N new remote domains (an outbound link and dialback each; found by DNS "
+	       "or by static routes)\n");
+	printf("| remote domains | found by | all up s | come-up p50 ms | p99 ms | delivered | bounced (by condition) "
+	       "| "
+	       "lost | peak RSS MiB | UDP drops | result |\n");
+	printf("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|\n");
 	for (int i = 0; i < nr; i++) {
 		struct mrow *m = &rows[i];
 		if (strcmp(m->kind, "remote"))
 			continue;
 		const struct bench_result *r = &m->r;
-		printf("| %d | %.2f | %.3f | %.3f | %llu | %llu (", m->domains, r->drain_s,
-		       bench_hist_quantile(&r->hist, 0.5) / 1e6, bench_hist_quantile(&r->hist, 0.99) / 1e6,
+		printf("| %d | %s | %.2f | %.3f | %.3f | %llu | %llu (", m->domains, m->dns ? "DNS" : "routes",
+		       r->drain_s, bench_hist_quantile(&r->hist, 0.5) / 1e6, bench_hist_quantile(&r->hist, 0.99) / 1e6,
 		       (unsigned long long)r->delivered, (unsigned long long)r->bounced);
 		md_conds(stdout, r);
-		printf(") | %llu | %.1f | %s |\n", (unsigned long long)r->lost, r->target_peak_kib / 1024.0,
+		char res[64];
+		snprintf(res, sizeof res, r->bounced + r->lost ? "%llu of %d failed" : "all up",
+			 (unsigned long long)(r->bounced + r->lost), m->domains);
+		printf(") | %llu | %.1f | %lld | %s |\n", (unsigned long long)r->lost, r->target_peak_kib / 1024.0,
+		       (long long)r->udp_rcvbuf_drops,
 		       m->skipped[0] ? m->skipped
 		       : r->error[0] ? r->error
-				     : "clean");
+				     : res);
 	}
 	for (int i = 0; i < nr; i++) {
 		const struct mrow *m = &rows[i];
@@ -243,9 +254,11 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		bench_json_machine(f);
 		fprintf(f, ",\"rows\":[");
 		for (int i = 0; i < nr; i++)
-			fprintf(f, "%s{\"key\":\"%s\",\"kind\":\"%s\",\"per_link\":%d,\"links\":%d,\"domains\":%d}",
+			fprintf(f,
+				"%s{\"key\":\"%s\",\"kind\":\"%s\",\"per_link\":%d,\"links\":%d,\"domains\":%d,"
+				"\"dns\":%s}",
 				i ? "," : "", rows[i].key, rows[i].kind, rows[i].per_link, rows[i].links,
-				rows[i].domains);
+				rows[i].domains, rows[i].dns ? "true" : "false");
 		fprintf(f, "],\"targets\":{");
 		for (int i = 0; i < nr; i++) {
 			if (i)
