@@ -142,7 +142,7 @@ static void bm_usage(FILE *f)
 	      "  --peers DIR               where target.sh and the configs live (auto-detected)\n"
 	      "  --target-cpus LIST        CPUs for the targets (default: all but the bench's)\n"
 	      "  --rates R1,R2,...,max     a sweep: each rate open loop, max closed loop, one row per\n"
-	      "                            rate and target (the target is started once for all rates)\n"
+	      "                            rate and target (each on a freshly started target)\n"
 	      "  --dns                     fedhub resolves the bench's domains through a dnsmasq that\n"
 	      "                            target.sh starts on 127.0.0.1:22353, not static [route]s\n"
 	      "  target 'direct'           no process: the bench's links connect to its own relay\n"
@@ -1082,41 +1082,44 @@ int main(int argc, char **argv)
 				snprintf(x->name, sizeof x->name, "%s", name);
 		}
 		nt += nrates;
-		struct bench_opts oo = o;
-		oo.relay = false;
-		oo.have_comp = o.components > 0;
-		bool direct = !strcmp(name, "direct");
-		char dir[] = "/tmp/fhb-target-XXXXXX", err[256] = "";
-		if (direct) {
-			/* no process in between: the links reach the bench's own far end */
-			bm_parse_addr("127.0.0.1:22670", &oo.relay_listen);
-			oo.target_s2s = oo.relay_listen;
-			oo.relay = true;
-			oo.have_comp = false;
-			oo.target_pid = 0;
-		} else if (!mkdtemp(dir)) {
-			snprintf(err, sizeof err, "mkdtemp: %s", strerror(errno));
-		} else {
-			fprintf(stderr, "fedhub-bench: starting %s (CPUs %s) in %s\n", name, tcpus, dir);
-			if (bench_target_start(peers, name, dir, tcpus, &oo, err, sizeof err) < 0) {
-				fprintf(stderr, "fedhub-bench: %s skipped: %s\n", name, err);
-				bench_target_stop(peers, name, dir);
-			} else if (oo.relay && oo.scenario != BS_S2S_COMPONENT && oo.scenario != BS_IDLE_LINKS &&
-				   oo.scenario != BS_BURST) {
-				snprintf(err, sizeof err, "a relay does no %s", bm_scenario_name(oo.scenario));
-				bench_target_stop(peers, name, dir);
-			}
-		}
-		if (err[0]) {
-			for (int k = 0; k < nrates; k++)
-				snprintf(first_row[k].skipped, sizeof first_row[k].skipped, "%s", err);
-			continue;
-		}
+		/* a target starts afresh for every rate: the backlog an overloaded
+		 * rate leaves behind must not delay the next one */
 		for (int k = 0; k < nrates; k++) {
 			struct bm_named *x = &first_row[k];
+			struct bench_opts oo = o;
+			oo.relay = false;
+			oo.have_comp = o.components > 0;
 			oo.rate = rates[k];
+			bool direct = !strcmp(name, "direct");
+			char dir[] = "/tmp/fhb-target-XXXXXX", err[256] = "";
+			if (direct) {
+				/* no process in between: the links reach the bench's own far end */
+				bm_parse_addr("127.0.0.1:22670", &oo.relay_listen);
+				oo.target_s2s = oo.relay_listen;
+				oo.relay = true;
+				oo.have_comp = false;
+				oo.target_pid = 0;
+			} else if (!mkdtemp(dir)) {
+				snprintf(err, sizeof err, "mkdtemp: %s", strerror(errno));
+			} else {
+				fprintf(stderr, "fedhub-bench: starting %s (CPUs %s) in %s\n", name, tcpus, dir);
+				if (bench_target_start(peers, name, dir, tcpus, &oo, err, sizeof err) < 0) {
+					fprintf(stderr, "fedhub-bench: %s skipped: %s\n", name, err);
+					bench_target_stop(peers, name, dir);
+				} else if (oo.relay && oo.scenario != BS_S2S_COMPONENT &&
+					   oo.scenario != BS_IDLE_LINKS && oo.scenario != BS_BURST) {
+					snprintf(err, sizeof err, "a relay does no %s", bm_scenario_name(oo.scenario));
+					bench_target_stop(peers, name, dir);
+				}
+			}
+			if (err[0]) {
+				snprintf(x->skipped, sizeof x->skipped, "%s", err);
+				continue;
+			}
 			int rc = bench_run(&oo, &x->r);
 			x->ran = true;
+			if (!direct)
+				bench_target_stop(peers, name, dir);
 			bench_report(stdout, &oo, x->name, &x->r);
 			if (rc < 0 && x->r.measured_delivered == 0) {
 				snprintf(x->skipped, sizeof x->skipped, "failed: %s",
@@ -1128,8 +1131,6 @@ int main(int argc, char **argv)
 			if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
 				worst = 1;
 		}
-		if (!direct)
-			bench_target_stop(peers, name, dir);
 	}
 	bm_print_table(stdout, &o, t, nt);
 	if (json)

@@ -59,6 +59,8 @@ def status(name):
         return "not run"
     if rc == "0":
         return "clean (nothing lost, nothing out of order)"
+    if rc == "1" and name == "many-domains":
+        return "**remote domains failed to come up, or stanzas were lost** (exit 1)"
     if rc == "1":
         return "**stanzas lost or out of order** (exit 1)"
     if rc == "124":
@@ -314,7 +316,8 @@ def sweep_table(d):
         cells[(name, rate)] = t
     head = "| offered stanzas/s |" + "".join(f" {n} stanzas/s | {n} CPU us/stanza | {n} p50 ms | {n} p99 ms |"
                                             for n in targets)
-    out = ["Each rate open loop for the measured window (latency from the intended send time), `max` closed"
+    out = ["Each rate against a freshly started target, open loop for the measured window (latency from the"
+           " intended send time), `max` closed"
            " loop. CPU is the target process's; HAProxy relays bytes to the bench's far end (no XML work). A"
            " rate a target cannot keep up with shows as delivered stanzas/s below the offered rate and as"
            " latency growing with the backlog; `lost` there means not delivered within the 5 s drain.", "",
@@ -455,5 +458,50 @@ else:
                  " minus the same percentile of the direct run. Percentiles of a difference are not"
                  " differences of percentiles, so this is an estimate of the tail fedhub adds, not an exact"
                  " per-stanza figure; the two runs are back to back on the same pinned CPUs.")
+
+
+def carry_over(text):
+    """Sections whose steps did not run this time (ONLY=..., with no earlier results in RESULTS_DIR)
+    keep their text from the existing report, and the header says so."""
+    try:
+        with open(out_path) as f:
+            old = f.read()
+    except OSError:
+        return text
+
+    def split(t):
+        parts, cur = [], []
+        for line in t.splitlines():
+            if line.startswith("## ") and cur:
+                parts.append("\n".join(cur))
+                cur = []
+            cur.append(line)
+        parts.append("\n".join(cur))
+        return parts
+
+    old_secs = {p.splitlines()[0]: p for p in split(old)[1:]}
+    old_date = next((l[len("- Date: "):] for l in old.splitlines() if l.startswith("- Date: ")), "an earlier run")
+    old_date = old_date.split(" (")[0]
+    parts = split(text)
+    kept = 0
+    for i, p in enumerate(parts[1:], 1):
+        title = p.splitlines()[0]
+        not_run = "```\n(not run)\n```" in p or (title.startswith("## TLS vs plaintext") and
+                                                 read("s2s-component", "cmd") is None)
+        if not_run and title in old_secs:
+            sec = old_secs[title].rstrip() + "\n"
+            if "\n_Kept from the report of " not in sec:
+                head, _, rest = sec.partition("\n")
+                sec = f"{head}\n\n_Kept from the report of {old_date}: its step did not run this time._\n{rest}"
+            parts[i] = sec
+            kept += 1
+    if kept:
+        parts[0] = parts[0].replace(f"- Date: {now}",
+                                    f"- Date: {now}; {kept} sections, each marked, are kept from earlier"
+                                    " reports (their steps did not run this time)")
+    return "\n".join(parts)
+
+
+text = carry_over("\n".join(L).rstrip() + "\n")
 with open(out_path, "w") as f:
-    f.write("\n".join(L).rstrip() + "\n")
+    f.write(text.rstrip() + "\n")
