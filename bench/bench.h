@@ -8,6 +8,7 @@
  *   main.c    command line, scenarios, reports (text and JSON), compare mode
  *   engine.c  the io_uring loop: connections, XMPP streams, traffic, accounting
  *   hist.c    log-linear latency histogram
+ *   many.c    the many-domains series (runs of the engine against fedhub)
  *   weak.c    "not built" fallbacks for scenarios provided by other files
  * Other benchmark files (tok_bench.c, tls_bench.c, net_relay.c) plug in
  * through the entry points declared at the end.

@@ -133,7 +133,7 @@ step compare 400 -- "$BENCH" compare s2s-component --targets "$COMPARE_TARGETS" 
 	--json "$OUT/compare.json"
 
 step many-domains 420 -- "$BENCH" many-domains --cpus 0 --links 2 --per-link 1,64,1000 \
-	--remote 1000,10000,100000 --seconds 5 --warmup 1 --setup-timeout 60 --quiet \
+	--remote 1000,10000,100000 --seconds 3 --warmup 1 --setup-timeout 60 --quiet \
 	--json "$OUT/many-domains.json"
 
 BURST_TARGETS=${BURST_TARGETS:-fedhub,prosody,ejabberd}
@@ -147,7 +147,7 @@ step stall 120 -- "$BENCH" compare stall --targets fedhub --cpus 0 --links 4 --d
 
 SWEEP_TARGETS=${SWEEP_TARGETS:-fedhub,haproxy,ejabberd}
 step sweep 400 -- "$BENCH" compare s2s-component --targets "$SWEEP_TARGETS" --cpus 0 --links 8 --domains 32 \
-	--rates 10000,20000,50000,100000,300000,max --seconds 3 --warmup 1 --drain 5 --quiet \
+	--rates 10000,20000,50000,100000,300000,max --seconds 2 --warmup 1 --drain 5 --quiet \
 	--json "$OUT/sweep.json"
 
 # sweep_max FILE: fedhub's closed-loop rate in a sweep, 0 if none
