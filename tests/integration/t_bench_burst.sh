@@ -12,6 +12,10 @@
 #                                dialback verification stream fedhub opens to
 #                                the bench and closes after its answer is not
 #                                a broken link; exit 0, nothing lost
+#   remote_domains_come_up       one stanza to each of 300 bench domains: fedhub
+#                                dials and authenticates 300 links, all deliver
+#   many_domains_series          the many-domains driver itself (its own fedhub)
+#                                with 200 domains on one link: exit 0, clean
 # Bounded: each bench run has a timeout; fedhub is stopped by its PID file.
 set -u
 cd "$(dirname "$0")/../.."
@@ -58,7 +62,7 @@ report() { # report NAME OK DETAIL
 }
 
 fdir=$(mktemp -d /tmp/fhb-burst-fedhub-XXXXXX)
-out=$(bench/peers/target.sh start fedhub "$fdir" "0-$(($(nproc) - 1))" 200)
+out=$(bench/peers/target.sh start fedhub "$fdir" "0-$(($(nproc) - 1))" 300)
 fpid=$(sed -n 's/^pid=//p' <<<"$out")
 if [ -z "$fpid" ]; then
 	echo "not ok fedhub_start ($out)"
@@ -93,6 +97,26 @@ ok=0
 report many_domains_one_link $ok "exit $rc; links up $links, verification streams $vs (want 200)," \
 	"delivered $delivered, lost $lost, out of order $ooo, error $err"
 
+run remote_domains_come_up -- remote-domains --domains 300 --drain 20
+j=$tmp/remote_domains_come_up.json
+delivered=$(field "$j" delivered) bounced=$(field "$j" bounced) lost=$(field "$j" lost)
+ok=0
+[ "$rc" = 0 ] && [ "$delivered" = 300 ] && [ "$bounced" = 0 ] && [ "$lost" = 0 ] && ok=1
+report remote_domains_come_up $ok "exit $rc; delivered $delivered of 300, bounced $bounced, lost $lost"
+
 bench/peers/target.sh stop fedhub "$fdir" >/dev/null 2>&1
 fdir=""
+
+# the driver starts (and stops) its own fedhub on the same ports
+fpid=0
+timeout 90 "$BENCH" many-domains --links 1 --per-link 200 --remote "" --seconds 1 --warmup 0.5 --quiet \
+	--json "$tmp/many_domains_series.json" >"$tmp/many_domains_series.out" 2>&1
+rc=$?
+row=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["targets"]["per-link-200"]
+print(t.get("skipped") or t.get("error") or "lost=%d ooo=%d delivered=%d links=%d" % (t["lost"], t["out_of_order"], t["delivered"], t["links_up"]))' \
+	"$tmp/many_domains_series.json" 2>/dev/null)
+ok=0
+[ "$rc" = 0 ] && [[ "$row" == "lost=0 ooo=0 delivered="* ]] && [[ "$row" == *" links=1" ]] &&
+	[[ "$row" != *"delivered=0 "* ]] && ok=1
+report many_domains_series $ok "exit $rc; $row"
 [ "$fails" -eq 0 ]
