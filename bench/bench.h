@@ -8,6 +8,7 @@
  *   main.c    command line, scenarios, reports (text and JSON), compare mode
  *   engine.c  the io_uring loop: connections, XMPP streams, traffic, accounting
  *   hist.c    log-linear latency histogram
+ *   many.c    the many-domains series (runs of the engine against fedhub)
  *   weak.c    "not built" fallbacks for scenarios provided by other files
  * Other benchmark files (tok_bench.c, tls_bench.c, net_relay.c) plug in
  * through the entry points declared at the end.
@@ -17,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <netinet/in.h>
 
 /* ---- histogram (hist.c) ------------------------------------------------ */
@@ -49,9 +51,15 @@ enum bench_scenario {
 			   * (the `transit` scenario: a hub carrying traffic
 			   * between remote servers through a service) */
 	BS_IDLE_LINKS,    /* many authenticated links, idle; memory and CPU per link */
+	BS_BURST,         /* s2s links blast --burst stanzas at once to a (slow) component */
+	BS_STALL,         /* s2s -> two component domains; the first stops reading */
+	BS_REMOTE_UP,     /* components send one stanza to each of N remote (bench)
+			   * domains: the target resolves, dials and authenticates
+			   * a link per domain; time until each is up */
+	BS_MANY_DOMAINS,  /* a series of the above (many.c), not an engine run */
 };
 
-enum bench_fault { BF_NONE, BF_DROP_ONE, BF_REORDER };
+enum bench_fault { BF_NONE, BF_DROP_ONE, BF_REORDER, BF_BOUNCE_ONE };
 
 struct bench_opts {
 	enum bench_scenario scenario;
@@ -82,6 +90,25 @@ struct bench_opts {
 	 * EXTERNAL where offered (dialback otherwise), with net/tls.h */
 	bool tls;
 	char tls_ca[512], tls_cert[512], tls_key[512];
+	/* burst: stanzas written at once, spread over the sending links */
+	long burst;
+	/* components that read slowly: stanzas/s (0: as fast as they can), and
+	 * a pause of comp_pause_ms in reading after every comp_pause_every */
+	double comp_read_rate;
+	int comp_pause_ms, comp_pause_every;
+	int stall_ms;            /* stall: the first component stops reading this long */
+	char bounce_domain[256]; /* --fault bounce-one: the to= of that one stanza */
+	bool dns;                /* compare: the target resolves the bench's domains by DNS */
+	char rates[256];         /* compare --rates: a sweep, "max" = closed loop */
+	char per_link[128];      /* many-domains: domains per link, e.g. 1,64,1000 */
+	char remote[128];        /* many-domains: remote domain counts, e.g. 1000,10000 */
+};
+
+/* A bounce's stanza error condition and how many came back with it. */
+#define BENCH_NCOND 8
+struct bench_cond {
+	char name[40];
+	uint64_t n;
 };
 
 /* What a run measured; filled by bench_run(). */
@@ -100,14 +127,41 @@ struct bench_result {
 	int links_up, links_wanted, comps_up;
 	double setup_s;
 	/* --tls: links that ran TLS and how they authenticated */
-	int tls_out, external_out; /* the bench's links to the target */
-	int tls_in, external_in;   /* the target's links to the bench */
-	int plain_verify_in;       /* <db:verify/> received without the required STARTTLS */
-	char tls_info[96];         /* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
-	char error[512];           /* non-empty: the run could not be done */
+	int tls_out, external_out;           /* the bench's links to the target */
+	int tls_in, external_in;             /* the target's links to the bench */
+	int plain_verify_in;                 /* <db:verify/> received without the required STARTTLS */
+	char tls_info[96];                   /* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
+	char error[512];                     /* non-empty: the run could not be done */
+	struct bench_cond cond[BENCH_NCOND]; /* bounces by condition */
+	int ncond;
+	uint64_t target_peak_kib; /* largest VmRSS sampled every 100 ms over the whole run */
+	double drain_s;           /* burst, remote-up: first write to the last stanza accounted */
+	uint64_t verify_streams;  /* target's streams that carried only <db:verify/> */
+	/* stall: the other destination's latency while the first one stalls */
+	struct bench_hist other_hist;
+	double stall_s;
+	char limit_note[160]; /* why a run was cut short by a system limit */
+	/* UDP datagrams this host dropped for a full socket receive buffer
+	 * during the run (/proc/net/snmp RcvbufErrors; any process's, e.g.
+	 * the DNS server of remote-domains); -1 if unknown */
+	int64_t udp_rcvbuf_drops;
 };
 
 int bench_run(const struct bench_opts *o, struct bench_result *r);
+
+/* main.c: compare mode's pieces, shared with many.c. bench_target_start runs
+ * `target.sh start` for name (o gets the target's addresses and pid); 0 or -1
+ * with err set. bench_target_stop stops it and removes dir. */
+int bench_find_peers(char *out, size_t cap);
+int bench_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
+		       char *err, size_t errcap);
+void bench_target_stop(const char *peers, const char *name, const char *dir);
+void bench_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r);
+void bench_json_target(FILE *f, const char *name, const struct bench_result *r, const char *skipped);
+void bench_json_machine(FILE *f);
+
+/* many.c: the many-domains series against fedhub. */
+int bench_many_domains(const struct bench_opts *o, const char *json, const char *cmdline, const char *target_cpus);
 
 /* /proc/PID figures. cpu in seconds (utime+stime), rss/hwm in KiB; -1 if gone. */
 int bench_proc_sample(int pid, double *cpu_s, uint64_t *rss_kib, uint64_t *hwm_kib);

@@ -52,6 +52,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -196,6 +197,15 @@ struct bconn {
 	uint64_t base_ns; /* open loop: when the first one was due */
 	double interval_ns;
 	uint64_t due_count;
+	/* S2S_IN: a dialback verification stream (XEP-0220 §2.1.2) is one the
+	 * target opens, asks <db:verify/> on and closes: its end is normal */
+	bool verified, carried, counted_verify;
+	/* COMP: reading held back until hold_ns (--comp-read-rate,
+	 * --comp-pause, --stall-ms); read_vt is the read-rate clock */
+	bool held;
+	uint64_t hold_ns, read_vt;
+	uint64_t nread; /* stanzas this component has taken in */
+	bool recv_full; /* the last recv filled the buffer: grow it */
 };
 
 struct bflow {
@@ -233,6 +243,9 @@ struct eng {
 	char body[8192];
 	int body_len;
 	struct tls_ctx *tls;
+	int nheld;                   /* components whose reading is held back */
+	uint64_t last_acct;          /* when the last stanza was accounted */
+	uint64_t stall_t0, stall_t1; /* stall: the first component does not read */
 };
 
 static uint64_t be_now(void)
@@ -284,6 +297,13 @@ static void be_arm_recv(struct eng *e, struct bconn *c)
 {
 	if (c->recv_busy || c->closing)
 		return;
+	if (c->role == BC_COMP && c->hold_ns > e->now) {
+		if (!c->held) { /* be_resume_reads arms it when the time comes */
+			c->held = true;
+			e->nheld++;
+		}
+		return;
+	}
 	struct io_uring_sqe *s;
 	if (c->tls) {
 		if (!c->cbuf)
@@ -294,12 +314,23 @@ static void be_arm_recv(struct eng *e, struct bconn *c)
 		c->recv_busy = true;
 		return;
 	}
-	if (c->rcap - c->rlen < 4096) {
+	if (c->rcap - c->rlen < 4096 || (c->recv_full && c->rcap < 262144)) {
 		c->rcap *= 2;
 		c->rbuf = realloc(c->rbuf, c->rcap);
 	}
+	c->recv_full = false;
+	size_t want = c->rcap - c->rlen;
+	/* a slow reader takes about 10 ms of its rate per recv, so that what the
+	 * kernel holds for it, not the bench's buffer, is what fills up */
+	if (c->role == BC_COMP && e->o->comp_read_rate > 0) {
+		size_t k = (size_t)(e->o->comp_read_rate / 100 * e->o->size);
+		if (k < 4096)
+			k = 4096;
+		if (want > k)
+			want = k;
+	}
 	s = be_sqe(e);
-	io_uring_prep_recv(s, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+	io_uring_prep_recv(s, c->fd, c->rbuf + c->rlen, want, 0);
 	io_uring_sqe_set_data64(s, be_ud(c->idx, OP_RECV));
 	c->recv_busy = true;
 }
@@ -421,8 +452,9 @@ static struct bconn *be_new_conn(struct eng *e, enum bc_role role, int fd)
 	c->role = role;
 	/* A component connection receives the traffic of every link: one recv
 	 * per loop turn must take many stanzas. The others stay small, as
-	 * idle-links holds thousands of them. */
-	c->rcap = role == BC_COMP ? 262144 : 16384;
+	 * idle-links holds thousands of them, and remote-up thousands of the
+	 * target's links to the bench; a buffer that a recv fills grows. */
+	c->rcap = role == BC_COMP ? 262144 : role == BC_S2S_IN ? 4096 : 16384;
 	c->rbuf = malloc(c->rcap);
 	c->flow_first = -1;
 	return c;
@@ -600,11 +632,14 @@ static void be_flow_jids(struct eng *e, struct bflow *f, char *from, char *to, s
 }
 
 /* Build one stanza of flow fi into out; returns its length. */
-static size_t be_make_stanza(struct eng *e, int fi, uint32_t seq, uint64_t ts, char *out, size_t cap)
+static size_t be_make_stanza(struct eng *e, int fi, uint32_t seq, uint64_t ts, const char *to_over, char *out,
+			     size_t cap)
 {
 	struct bflow *f = &e->f[fi];
 	char from[300], to[300], id[64];
 	be_flow_jids(e, f, from, to, sizeof from);
+	if (to_over)
+		snprintf(to, sizeof to, "%s", to_over);
 	snprintf(id, sizeof id, "fhb-%x-%x-%llx", fi, seq, (unsigned long long)ts);
 	int tot = e->o->mix_msg + e->o->mix_presence + e->o->mix_iq;
 	int pick = tot > 0 ? (int)(be_rand(e) % (uint64_t)tot) : 0;
@@ -636,7 +671,13 @@ static void be_send_one(struct eng *e, struct bconn *c, uint64_t ts)
 	struct bflow *f = &e->f[fi];
 	char buf[2048];
 	uint32_t seq = f->next_seq++;
-	size_t n = be_make_stanza(e, fi, seq, ts, buf, sizeof buf);
+	/* --fault bounce-one: one stanza to a domain the target serves with
+	 * nothing attached, which it must bounce (service-unavailable) */
+	bool bounce = e->o->fault == BF_BOUNCE_ONE && !e->fault_done && e->measuring && seq >= 3 && !f->from_comp &&
+		      f->from_dom == c->dom_first;
+	size_t n = be_make_stanza(e, fi, seq, ts, bounce ? e->o->bounce_domain : NULL, buf, sizeof buf);
+	if (bounce)
+		e->fault_done = true;
 	f->sent++;
 	e->r->sent++;
 	c->inflight++;
@@ -685,8 +726,37 @@ static void be_generate(struct eng *e)
 	}
 }
 
+/* The condition of a bounce: the child of <error/> in the stanzas namespace
+ * (RFC 6120 §8.3.2), counted by name. */
+static void be_count_cond(struct eng *e, const char *el, size_t n)
+{
+	static const char ns[] = "urn:ietf:params:xml:ns:xmpp-stanzas";
+	const char *x = memmem(el, n, ns, sizeof ns - 1), *lt = x;
+	char name[40] = "(none)";
+	while (lt && lt > el && *lt != '<')
+		lt--;
+	if (lt && *lt == '<') {
+		size_t k = 0;
+		for (const char *q = lt + 1; q < x && *q != ' ' && *q != '/' && *q != '>' && k < sizeof name - 1; q++)
+			name[k++] = *q;
+		name[k] = 0;
+	}
+	struct bench_result *r = e->r;
+	for (int i = 0; i < r->ncond; i++)
+		if (!strcmp(r->cond[i].name, name)) {
+			r->cond[i].n++;
+			return;
+		}
+	/* the table is full: the rest share its last row */
+	int i = r->ncond < BENCH_NCOND ? r->ncond++ : BENCH_NCOND - 1;
+	if (r->cond[i].name[0])
+		snprintf(name, sizeof name, "(other)");
+	snprintf(r->cond[i].name, sizeof r->cond[i].name, "%s", name);
+	r->cond[i].n++;
+}
+
 /* A stanza reached its final receiver. */
-static void be_account(struct eng *e, const char *el, size_t tl)
+static void be_account(struct eng *e, const char *el, size_t n, size_t tl)
 {
 	struct bx_span id, type;
 	if (!bx_attr(el, tl, "id", &id) || id.n < 5 || memcmp(id.p, "fhb-", 4) != 0)
@@ -704,9 +774,11 @@ static void be_account(struct eng *e, const char *el, size_t tl)
 	if (sc->inflight)
 		sc->inflight--;
 	bool err = bx_attr(el, tl, "type", &type) && bx_eq(type, "error");
+	e->last_acct = e->now;
 	if (err) {
 		f->bounced++;
 		e->r->bounced++;
+		be_count_cond(e, el, n);
 		return;
 	}
 	f->delivered++;
@@ -724,6 +796,8 @@ static void be_account(struct eng *e, const char *el, size_t tl)
 		bench_hist_add(&e->r->hist, lat);
 		e->r->measured_delivered++;
 	}
+	if (e->stall_t0 && e->now >= e->stall_t0 && e->now < e->stall_t1 && f->to_dom != 0)
+		bench_hist_add(&e->r->other_hist, lat);
 	bench_hist_add(&e->sec_hist, lat);
 	e->sec_delivered++;
 }
@@ -745,6 +819,25 @@ static void be_setup_done(struct eng *e, struct bconn *c)
 	}
 }
 
+/* The component domain a bench domain's flow sends to when that is not
+ * the stream's to (--comp-domain a,b,...): dialback pairs are per (remote,
+ * local) domain (XEP-0220 §2), so the link authenticates that pair too. */
+static const char *be_extra_local(const struct eng *e, int dom)
+{
+	const char *cd = e->o->comp_domains[dom % (e->o->ncomp_domains ? e->o->ncomp_domains : 1)];
+	return strcmp(cd, e->o->target_domain) ? cd : NULL;
+}
+
+/* Pairs a link authenticates: one per domain, the extra ones above, and
+ * --fault bounce-one's. */
+static int be_auth_want(const struct eng *e, const struct bconn *c)
+{
+	int n = c->ndom + (e->o->fault == BF_BOUNCE_ONE);
+	for (int i = 0; i < c->ndom; i++)
+		n += be_extra_local(e, c->dom_first + i) != NULL;
+	return n;
+}
+
 /* Dialback for the link's domains from index `first` on (the ones before
  * it are authenticated already, by SASL EXTERNAL). */
 static void be_s2s_out_results(struct eng *e, struct bconn *c, int first)
@@ -755,8 +848,25 @@ static void be_s2s_out_results(struct eng *e, struct bconn *c, int first)
 		bench_db_key(e->o->db_secret, e->o->target_domain, d, c->stream_id, key);
 		be_writef(e, c, "<db:result from='%s' to='%s'>%s</db:result>", d, e->o->target_domain, key);
 	}
+	for (int i = 0; i < c->ndom; i++) {
+		const char *local = be_extra_local(e, c->dom_first + i);
+		char d[256], key[65];
+		if (!local)
+			continue;
+		be_domain(e, c->dom_first + i, d, sizeof d);
+		bench_db_key(e->o->db_secret, local, d, c->stream_id, key);
+		be_writef(e, c, "<db:result from='%s' to='%s'>%s</db:result>", d, local, key);
+	}
+	if (e->o->fault == BF_BOUNCE_ONE) {
+		/* the bounce-one stanza goes from the first domain to another local
+		 * domain of the target: that pair must be authenticated too */
+		char d[256], key[65];
+		be_domain(e, c->dom_first, d, sizeof d);
+		bench_db_key(e->o->db_secret, e->o->bounce_domain, d, c->stream_id, key);
+		be_writef(e, c, "<db:result from='%s' to='%s'>%s</db:result>", d, e->o->bounce_domain, key);
+	}
 	c->state = BC_AUTH;
-	if (c->ndom_valid >= c->ndom) {
+	if (c->ndom_valid >= be_auth_want(e, c)) {
 		c->state = BC_READY;
 		be_setup_done(e, c);
 	}
@@ -937,7 +1047,7 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 
 	if (c->role == BC_RELAY_IN) {
 		if (is_traffic)
-			be_account(e, el, tl);
+			be_account(e, el, n, tl);
 		return;
 	}
 	if (bx_eq(name, "stream:error")) {
@@ -992,7 +1102,7 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 		}
 		if (bx_eq(name, "db:result")) {
 			if (bx_attr(el, tl, "type", &v) && bx_eq(v, "valid")) {
-				if (++c->ndom_valid >= c->ndom && c->state != BC_READY) {
+				if (++c->ndom_valid >= be_auth_want(e, c) && c->state != BC_READY) {
 					c->state = BC_READY;
 					be_setup_done(e, c);
 				}
@@ -1003,7 +1113,7 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 			return;
 		}
 		if (is_traffic)
-			be_account(e, el, tl);
+			be_account(e, el, n, tl);
 		return;
 	}
 	if (c->role == BC_S2S_IN) {
@@ -1022,6 +1132,7 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 			return;
 		}
 		if (bx_eq(name, "auth")) {
+			c->carried = true;
 			be_sasl_external(e, c, el, n, tl);
 			return;
 		}
@@ -1056,18 +1167,22 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 			bool ok = key.n == 64 && memcmp(key.p, want, 64) == 0;
 			be_writef(e, c, "<db:verify from='%s' to='%s' id='%s' type='%s'/>", t, f, sid,
 				  ok ? "valid" : "invalid");
+			c->verified = true;
 			if (!ok)
 				be_error(e, "target presented a wrong dialback key for %s -> %s", f, t);
 			return;
 		}
 		if (bx_eq(name, "db:result")) {
 			/* The target authenticating its own stream to us: accepted (see top). */
+			c->carried = true;
 			be_writef(e, c, "<db:result from='%.*s' to='%.*s' type='valid'/>", (int)to.n, to.p, (int)from.n,
 				  from.p);
 			return;
 		}
-		if (is_traffic)
-			be_account(e, el, tl);
+		if (is_traffic) {
+			c->carried = true;
+			be_account(e, el, n, tl);
+		}
 		return;
 	}
 	if (c->role == BC_COMP) {
@@ -1080,14 +1195,36 @@ static void be_on_stanza(struct eng *e, struct bconn *c, const char *el, size_t 
 		}
 		if (!is_traffic)
 			return;
+		c->nread++;
+		if (e->o->comp_pause_ms > 0 && e->o->comp_pause_every > 0 &&
+		    c->nread % (uint64_t)e->o->comp_pause_every == 0)
+			c->hold_ns = e->now + (uint64_t)e->o->comp_pause_ms * 1000000ull;
 		if (e->o->scenario == BS_ECHO)
 			be_echo(e, c, el, n, tl, name);
 		else
-			be_account(e, el, tl);
+			be_account(e, el, n, tl);
 	}
 }
 
 static void be_start_tls(struct eng *e, struct bconn *c);
+
+/* Whether the peer ending this connection now breaks the run. Our own links
+ * must stay up; the target's links to us may end once traffic has stopped;
+ * a verification stream ends after its answer at any time (the target has
+ * what it asked for), which is counted, not reported. */
+static bool be_close_is_error(struct eng *e, struct bconn *c)
+{
+	if (c->role == BC_S2S_OUT || c->role == BC_COMP)
+		return true;
+	if (c->role == BC_S2S_IN && c->verified && !c->carried) {
+		if (!c->counted_verify) {
+			c->counted_verify = true;
+			e->r->verify_streams++;
+		}
+		return false;
+	}
+	return e->generating;
+}
 
 static void be_process(struct eng *e, struct bconn *c)
 {
@@ -1129,9 +1266,7 @@ static void be_process(struct eng *e, struct bconn *c)
 			if (!t)
 				break;
 			pos += t;
-			be_close(e, c,
-				 e->generating || c->role == BC_S2S_OUT || c->role == BC_COMP ? "stream closed by peer"
-											      : NULL);
+			be_close(e, c, be_close_is_error(e, c) ? "stream closed by peer" : NULL);
 			return;
 		}
 		if (c->depth == 0) {
@@ -1188,8 +1323,7 @@ static void be_tls_pump(struct eng *e, struct bconn *c)
 		if (k == 0)
 			break;
 		if (k < 0) {
-			bool ours = c->role == BC_S2S_OUT;
-			be_close(e, c, e->generating || ours ? tls_strerror((int)k) : NULL);
+			be_close(e, c, be_close_is_error(e, c) ? tls_strerror((int)k) : NULL);
 			return;
 		}
 		c->rlen += (size_t)k;
@@ -1298,11 +1432,43 @@ static int be_listen(struct eng *e, const struct sockaddr_in *sa)
 	return fd;
 }
 
+/* Multishot: one completion per connection without re-arming in between,
+ * so that thousands of the target's links arriving at once (remote-domains)
+ * are taken as fast as they come; re-armed when the kernel ends it. */
 static void be_arm_accept(struct eng *e, int lfd, int tag)
 {
 	struct io_uring_sqe *s = be_sqe(e);
-	io_uring_prep_accept(s, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_prep_multishot_accept(s, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(s, be_ud(tag, OP_ACCEPT));
+}
+
+/* --comp-read-rate: a component that has read ahead of its rate waits
+ * until its clock catches up. */
+static void be_read_rate(struct eng *e, struct bconn *c, uint64_t stanzas)
+{
+	if (c->role != BC_COMP || e->o->comp_read_rate <= 0)
+		return;
+	if (c->read_vt < e->now)
+		c->read_vt = e->now;
+	c->read_vt += (uint64_t)((double)stanzas * 1e9 / e->o->comp_read_rate);
+	if (c->read_vt > c->hold_ns)
+		c->hold_ns = c->read_vt;
+}
+
+/* Components whose time to read again has come. */
+static void be_resume_reads(struct eng *e)
+{
+	if (!e->nheld)
+		return;
+	for (int i = 0; i < e->nc; i++) {
+		struct bconn *c = &e->c[i];
+		if (c->held && c->hold_ns <= e->now) {
+			c->held = false;
+			e->nheld--;
+			if (c->state != BC_CLOSED)
+				be_arm_recv(e, c);
+		}
+	}
 }
 
 static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
@@ -1321,7 +1487,7 @@ static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
 		} else if (res != -ECANCELED) {
 			be_error(e, "accept: %s", strerror(-res));
 		}
-		if (res != -ECANCELED && res != -EBADF)
+		if (!(cqe->flags & IORING_CQE_F_MORE) && res != -ECANCELED && res != -EBADF && res != -EINVAL)
 			be_arm_accept(e, relay ? e->lfd_relay : e->lfd_db, idx);
 		return;
 	}
@@ -1350,10 +1516,7 @@ static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
 			return;
 		}
 		if (res <= 0) {
-			/* our own links closing is an error at any time; the target's
-			 * connections to us may close once traffic has stopped */
-			bool ours = c->role == BC_S2S_OUT || c->role == BC_COMP;
-			be_close(e, c, e->generating || ours ? (res == 0 ? "peer closed" : strerror(-res)) : NULL);
+			be_close(e, c, be_close_is_error(e, c) ? (res == 0 ? "peer closed" : strerror(-res)) : NULL);
 			be_maybe_release(c);
 			return;
 		}
@@ -1361,7 +1524,10 @@ static void be_on_cqe(struct eng *e, struct io_uring_cqe *cqe)
 			be_tls_in(e, c, (size_t)res);
 		} else {
 			c->rlen += (size_t)res;
+			c->recv_full = c->rlen == c->rcap;
+			uint64_t n0 = c->nread;
 			be_process(e, c);
+			be_read_rate(e, c, c->nread - n0);
 		}
 		be_arm_recv(e, c);
 		be_maybe_release(c);
@@ -1400,7 +1566,7 @@ static void be_plan(struct eng *e)
 {
 	const struct bench_opts *o = e->o;
 	int links = o->links, doms = o->domains > 0 ? o->domains : o->links;
-	int per = (doms + links - 1) / links; /* piggybacked domains per link */
+	int per = links ? (doms + links - 1) / links : 0; /* piggybacked domains per link */
 	if (per < 1)
 		per = 1;
 	/* components first: they must be attached before traffic reaches the target */
@@ -1420,9 +1586,10 @@ static void be_plan(struct eng *e)
 	for (int i = 0; i < e->nc; i++) {
 		struct bconn *c = &e->c[i];
 		int want = 0;
-		if (c->role == BC_S2S_OUT && o->scenario != BS_COMPONENT_S2S)
+		bool comp_sends = o->scenario == BS_COMPONENT_S2S || o->scenario == BS_REMOTE_UP;
+		if (c->role == BC_S2S_OUT && !comp_sends)
 			want = c->ndom;
-		if (c->role == BC_COMP && o->scenario == BS_COMPONENT_S2S) {
+		if (c->role == BC_COMP && comp_sends) {
 			/* component k talks to the bench domains d with d % K == k */
 			for (int d = 0; d < doms; d++)
 				if (d % o->components == c->idx)
@@ -1479,6 +1646,9 @@ static uint64_t be_inflight(struct eng *e)
 
 static int be_ring_turn(struct eng *e, uint64_t wait_ns)
 {
+	be_resume_reads(e);
+	if (e->nheld && wait_ns > 1000000ull)
+		wait_ns = 1000000ull;
 	be_flush_dirty(e);
 	struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000ull),
 				       .tv_nsec = (long long)(wait_ns % 1000000000ull)};
@@ -1524,18 +1694,224 @@ static void be_pin(const struct bench_opts *o)
 		fprintf(stderr, "fedhub-bench: cannot pin to the given CPUs: %s\n", strerror(errno));
 }
 
-static void be_raise_nofile(void)
+/* /proc/net/snmp Udp RcvbufErrors, host-wide; -1 if unreadable. */
+static int64_t be_udp_rcvbuf_errors(void)
+{
+	FILE *f = fopen("/proc/net/snmp", "r");
+	char head[1024], vals[1024];
+	int64_t v = -1;
+	if (!f)
+		return -1;
+	while (fgets(head, sizeof head, f) && fgets(vals, sizeof vals, f)) {
+		if (strncmp(head, "Udp:", 4) || strncmp(vals, "Udp:", 4))
+			continue;
+		/* the column named RcvbufErrors in the header line */
+		int col = -1, i = 0;
+		for (char *s1 = NULL, *t = strtok_r(head, " \n", &s1); t; t = strtok_r(NULL, " \n", &s1), i++)
+			if (!strcmp(t, "RcvbufErrors"))
+				col = i;
+		i = 0;
+		for (char *s2 = NULL, *t = strtok_r(vals, " \n", &s2); t; t = strtok_r(NULL, " \n", &s2), i++)
+			if (i == col)
+				v = strtoll(t, NULL, 10);
+		break;
+	}
+	fclose(f);
+	return v;
+}
+
+/* The fd limit raised to the hard limit; returns the limit now in force. */
+static long be_raise_nofile(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}
+
+/* Connections a run holds at once, about: one fd each on the bench's side. */
+static long be_fds_needed(const struct bench_opts *o)
+{
+	long n = o->links + o->components + 64;
+	if (o->scenario == BS_REMOTE_UP || o->scenario == BS_COMPONENT_S2S || o->scenario == BS_ECHO)
+		n += o->domains; /* a link from the target per remote domain */
+	return n;
+}
+
+static void be_sample_peak(struct eng *e)
+{
+	uint64_t rss = 0;
+	if (e->r->have_target && bench_proc_sample(e->o->target_pid, NULL, &rss, NULL) == 0 &&
+	    rss > e->r->target_peak_kib)
+		e->r->target_peak_kib = rss;
+}
+
+/* burst and remote-up: everything is written at once (burst: --burst
+ * stanzas over the sending links; remote-up: one per flow), then the run
+ * lasts until each is accounted or --drain seconds have passed. The
+ * measured window is that time; latency counts from the write. */
+static void be_oneshot(struct eng *e)
+{
+	const struct bench_opts *o = e->o;
+	struct bench_result *r = e->r;
+	double cpu0 = 0, cpu1 = 0;
+	e->generating = e->measuring = true;
+	if (r->have_target)
+		bench_proc_sample(o->target_pid, &cpu0, NULL, NULL);
+	uint64_t t0 = e->now = be_now();
+	int nsenders = 0;
+	for (int i = 0; i < e->nc; i++)
+		nsenders += e->c[i].state == BC_READY && e->c[i].nflows > 0;
+	long left = o->burst;
+	for (int i = 0, k = 0; i < e->nc; i++) {
+		struct bconn *c = &e->c[i];
+		if (c->state != BC_READY || !c->nflows)
+			continue;
+		long n = o->scenario == BS_BURST ? left / (nsenders - k) : c->nflows;
+		left -= n;
+		k++;
+		for (long j = 0; j < n; j++)
+			be_send_one(e, c, t0);
+	}
+	uint64_t next_tick = t0 + 1000000000ull, next_sample = t0;
+	while (be_inflight(e) > 0 && (double)(e->now - t0) / 1e9 < o->drain) {
+		if (be_ring_turn(e, 10000000ull) < 0)
+			break;
+		if (e->now >= next_sample) {
+			be_sample_peak(e);
+			next_sample = e->now + 100000000ull;
+		}
+		if (e->now >= next_tick) {
+			be_progress(e, (double)(e->now - t0) / 1e9, o->scenario == BS_BURST ? "burst" : "come-up");
+			next_tick += 1000000000ull;
+		}
+		if (r->error[0] && o->fault == BF_NONE)
+			break;
+	}
+	e->measuring = false;
+	uint64_t t1 = e->last_acct > t0 ? e->last_acct : e->now;
+	r->drain_s = r->measured_s = (double)(t1 - t0) / 1e9;
+	e->t_measure0 = t0;
+	e->t_measure1 = t1;
+	if (r->have_target && bench_proc_sample(o->target_pid, &cpu1, &r->target_rss_kib, &r->target_hwm_kib) == 0)
+		r->target_cpu_s = cpu1 - cpu0;
+	else if (r->have_target)
+		be_error(e, "target process %d exited during the run", o->target_pid);
+	if (r->target_peak_kib > r->target_rss_kib)
+		r->target_rss_kib = r->target_peak_kib;
+	e->generating = false;
+}
+
+/* The other scenarios: warm-up, measured window (closed or open loop), drain. */
+static void be_timed(struct eng *e)
+{
+	const struct bench_opts *o = e->o;
+	struct bench_result *r = e->r;
+	/* traffic: warm-up, measured window, drain */
+	uint64_t t0 = e->now;
+	e->t_measure0 = t0 + (uint64_t)(o->warmup * 1e9);
+	e->t_measure1 = e->t_measure0 + (uint64_t)(o->seconds * 1e9);
+	e->generating = true;
+	int nsenders = 0;
+	for (int i = 0; i < e->nc; i++)
+		if (e->c[i].nflows)
+			nsenders++;
+	for (int i = 0; i < e->nc && o->rate > 0; i++) {
+		struct bconn *c = &e->c[i];
+		if (!c->nflows)
+			continue;
+		c->interval_ns = 1e9 * nsenders / o->rate;
+		/* spread the senders' phases over one interval */
+		c->next_ns = c->base_ns = t0 + (uint64_t)(c->interval_ns * i / (nsenders ? nsenders : 1));
+	}
+	uint64_t next_tick = t0 + 1000000000ull;
+	uint64_t next_sample = t0;
+	double cpu0 = 0, cpu1 = 0;
+	bool measuring_started = false;
+	for (;;) {
+		e->now = be_now();
+		if (!measuring_started && e->now >= e->t_measure0) {
+			measuring_started = e->measuring = true;
+			if (r->have_target)
+				bench_proc_sample(o->target_pid, &cpu0, &r->target_rss_kib, NULL);
+			if (o->scenario == BS_STALL) {
+				/* the first component (the first component domain) stops reading */
+				e->stall_t0 = e->now;
+				e->stall_t1 = e->now + (uint64_t)o->stall_ms * 1000000ull;
+				r->stall_s = o->stall_ms / 1e3;
+				for (int i = 0; i < e->nc; i++)
+					if (e->c[i].role == BC_COMP && e->c[i].comp_dom == 0)
+						e->c[i].hold_ns = e->stall_t1;
+			}
+		}
+		if (e->now >= next_sample) {
+			be_sample_peak(e);
+			next_sample = e->now + 100000000ull;
+		}
+		/* a broken link ends the measurement early (except when faults are
+		 * injected on purpose): the window is then what was measured */
+		bool stop = r->error[0] && o->fault == BF_NONE;
+		if (e->now >= e->t_measure1 || stop) {
+			if (e->now < e->t_measure1)
+				e->t_measure1 = e->now > e->t_measure0 ? e->now : e->t_measure0;
+			e->measuring = false;
+			if (measuring_started && r->have_target &&
+			    bench_proc_sample(o->target_pid, &cpu1, NULL, &r->target_hwm_kib) < 0) {
+				be_error(e, "target process %d exited during the run", o->target_pid);
+				cpu1 = cpu0;
+			}
+			if (!measuring_started)
+				cpu1 = cpu0 = 0;
+			break;
+		}
+		be_generate(e);
+		uint64_t wait = o->rate > 0 ? 200000ull : 50000000ull;
+		if (be_ring_turn(e, wait) < 0)
+			return;
+		if (e->now >= next_tick) {
+			if (e->measuring && r->have_target) {
+				uint64_t rss = 0;
+				if (bench_proc_sample(o->target_pid, NULL, &rss, NULL) == 0 && rss > r->target_rss_kib)
+					r->target_rss_kib = rss;
+			}
+			be_progress(e, (double)(e->now - t0) / 1e9, e->measuring ? "measure" : "warmup");
+			next_tick += 1000000000ull;
+		}
+	}
+	r->measured_s = (double)(e->t_measure1 - e->t_measure0) / 1e9;
+	r->target_cpu_s = cpu1 - cpu0;
+
+	if (o->scenario == BS_IDLE_LINKS) {
+		/* prove the links are alive: one stanza per flow after the idle window */
+		for (int i = 0; i < e->nc; i++) {
+			struct bconn *c = &e->c[i];
+			if (c->state == BC_READY && c->nflows)
+				for (int j = 0; j < c->nflows; j++)
+					be_send_one(e, c, e->now);
+		}
+	}
+	/* drain: wait for what is in flight, bounded */
+	e->generating = false;
+	uint64_t t_drain = be_now();
+	while (be_inflight(e) > 0 && (double)(be_now() - t_drain) / 1e9 < o->drain) {
+		if (be_ring_turn(e, 10000000ull) < 0)
+			break;
+		if (o->fault == BF_REORDER && e->fault_done == false)
+			break;
+	}
+	if (measuring_started && e->last_acct > e->t_measure1)
+		r->drain_s = (double)(e->last_acct - e->t_measure1) / 1e9;
 }
 
 int bench_run(const struct bench_opts *o, struct bench_result *r)
 {
 	struct eng E, *e = &E;
+	int64_t udp0 = -1;
 	memset(e, 0, sizeof E);
 	memset(r, 0, sizeof *r);
 	e->o = o;
@@ -1546,7 +1922,13 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 		e->body[i] = (char)('a' + i % 26);
 	e->body_len = (int)sizeof e->body;
 	be_pin(o);
-	be_raise_nofile();
+	long nofile = be_raise_nofile(), need = be_fds_needed(o);
+	if (nofile > 0 && need > nofile) {
+		snprintf(r->limit_note, sizeof r->limit_note,
+			 "the fd limit (hard limit %ld) is below the %ld this run needs", nofile, need);
+		be_error(e, "%s", r->limit_note);
+		return -1;
+	}
 
 	struct io_uring_params p;
 	memset(&p, 0, sizeof p);
@@ -1593,6 +1975,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 	}
 	be_plan(e);
 	r->links_wanted = o->links;
+	udp0 = be_udp_rcvbuf_errors();
 
 	/* setup: components, then links, a bounded number at a time */
 	uint64_t t_start = be_now(), next_tick = t_start + 1000000000ull;
@@ -1629,87 +2012,14 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 		}
 	}
 	r->setup_s = (double)(e->now - t_start) / 1e9;
-
-	/* traffic: warm-up, measured window, drain */
-	uint64_t t0 = e->now;
-	e->t_measure0 = t0 + (uint64_t)(o->warmup * 1e9);
-	e->t_measure1 = e->t_measure0 + (uint64_t)(o->seconds * 1e9);
-	e->generating = true;
-	int nsenders = 0;
-	for (int i = 0; i < e->nc; i++)
-		if (e->c[i].nflows)
-			nsenders++;
-	for (int i = 0; i < e->nc && o->rate > 0; i++) {
-		struct bconn *c = &e->c[i];
-		if (!c->nflows)
-			continue;
-		c->interval_ns = 1e9 * nsenders / o->rate;
-		/* spread the senders' phases over one interval */
-		c->next_ns = c->base_ns = t0 + (uint64_t)(c->interval_ns * i / (nsenders ? nsenders : 1));
-	}
-	next_tick = t0 + 1000000000ull;
-	double cpu0 = 0, cpu1 = 0;
-	bool measuring_started = false;
-	for (;;) {
-		e->now = be_now();
-		if (!measuring_started && e->now >= e->t_measure0) {
-			measuring_started = e->measuring = true;
-			if (r->have_target)
-				bench_proc_sample(o->target_pid, &cpu0, &r->target_rss_kib, NULL);
-		}
-		/* a broken link ends the measurement early (except when faults are
-		 * injected on purpose): the window is then what was measured */
-		bool stop = r->error[0] && o->fault == BF_NONE;
-		if (e->now >= e->t_measure1 || stop) {
-			if (e->now < e->t_measure1)
-				e->t_measure1 = e->now > e->t_measure0 ? e->now : e->t_measure0;
-			e->measuring = false;
-			if (measuring_started && r->have_target &&
-			    bench_proc_sample(o->target_pid, &cpu1, NULL, &r->target_hwm_kib) < 0) {
-				be_error(e, "target process %d exited during the run", o->target_pid);
-				cpu1 = cpu0;
-			}
-			if (!measuring_started)
-				cpu1 = cpu0 = 0;
-			break;
-		}
-		be_generate(e);
-		uint64_t wait = o->rate > 0 ? 200000ull : 50000000ull;
-		if (be_ring_turn(e, wait) < 0)
-			goto out;
-		if (e->now >= next_tick) {
-			if (e->measuring && r->have_target) {
-				uint64_t rss = 0;
-				if (bench_proc_sample(o->target_pid, NULL, &rss, NULL) == 0 && rss > r->target_rss_kib)
-					r->target_rss_kib = rss;
-			}
-			be_progress(e, (double)(e->now - t0) / 1e9, e->measuring ? "measure" : "warmup");
-			next_tick += 1000000000ull;
-		}
-	}
-	r->measured_s = (double)(e->t_measure1 - e->t_measure0) / 1e9;
-	r->target_cpu_s = cpu1 - cpu0;
-
-	if (o->scenario == BS_IDLE_LINKS) {
-		/* prove the links are alive: one stanza per flow after the idle window */
-		for (int i = 0; i < e->nc; i++) {
-			struct bconn *c = &e->c[i];
-			if (c->state == BC_READY && c->nflows)
-				for (int j = 0; j < c->nflows; j++)
-					be_send_one(e, c, e->now);
-		}
-	}
-	/* drain: wait for what is in flight, bounded */
-	e->generating = false;
-	uint64_t t_drain = be_now();
-	while (be_inflight(e) > 0 && (double)(be_now() - t_drain) / 1e9 < o->drain) {
-		if (be_ring_turn(e, 10000000ull) < 0)
-			break;
-		if (o->fault == BF_REORDER && e->fault_done == false)
-			break;
-	}
+	if (o->scenario == BS_BURST || o->scenario == BS_REMOTE_UP)
+		be_oneshot(e);
+	else
+		be_timed(e);
 out:
 	r->lost = r->sent > r->delivered + r->bounced ? r->sent - r->delivered - r->bounced : 0;
+	int64_t udp1 = be_udp_rcvbuf_errors();
+	r->udp_rcvbuf_drops = udp0 >= 0 && udp1 >= udp0 ? udp1 - udp0 : -1;
 	for (int i = 0; i < e->nc; i++) {
 		struct bconn *c = &e->c[i];
 		if (c->fd >= 0)

@@ -48,6 +48,14 @@ static const char *bm_scenario_name(enum bench_scenario s)
 		return bm_transit ? "transit" : "echo";
 	case BS_IDLE_LINKS:
 		return "idle-links";
+	case BS_BURST:
+		return "burst";
+	case BS_STALL:
+		return "stall";
+	case BS_REMOTE_UP:
+		return "remote-domains";
+	case BS_MANY_DOMAINS:
+		return "many-domains";
 	}
 	return "?";
 }
@@ -63,6 +71,19 @@ static void bm_usage(FILE *f)
 	      "  echo           s2s -> target -> component, which echoes back -> target -> s2s (round trip)\n"
 	      "  idle-links     many authenticated s2s links held idle: target memory and CPU per link,\n"
 	      "                 then one stanza per link to show each is still alive\n"
+	      "  burst          s2s links write --burst N stanzas at once to a component (slow with\n"
+	      "                 --comp-read-rate / --comp-pause): delivered, bounced by condition, out of\n"
+	      "                 order, target peak RSS, time to drain; exit 1 if delivered+bounced != sent\n"
+	      "  stall          s2s links, open loop, to two component domains (--comp-domain a,b,\n"
+	      "                 --components 2); the first stops reading for --stall-ms: every stanza\n"
+	      "                 must be delivered or bounced, and the second's latency during the stall\n"
+	      "  remote-domains components send one stanza to each of --domains N bench domains: the\n"
+	      "                 target resolves, dials and authenticates N links (dialback); time until\n"
+	      "                 each is up (--links 0: no inbound links needed)\n"
+	      "  many-domains   a series against fedhub (started by target.sh): s2s-component with\n"
+	      "                 --per-link 1,64,1000 domains per link, then remote-domains for\n"
+	      "                 --remote 1000,10000,100000 domains, found by DNS (a dnsmasq on\n"
+	      "                 127.0.0.1:22353) and again by static routes\n"
 	      "  tokenizer      the XML tokenizer alone (bench/tok_bench.c)\n"
 	      "  handshakes     TLS handshakes/s and bulk cost of the TLS engine (bench/tls_bench.c)\n"
 	      "  certload       start-up cost of many per-domain certificates (bench/tls_bench.c)\n"
@@ -108,6 +129,11 @@ static void bm_usage(FILE *f)
 	      "  --window W                closed loop: stanzas in flight per sending connection (64)\n"
 	      "  --rate R                  open loop: R stanzas/s in total, latency from the intended send\n"
 	      "                            time (coordinated omission corrected)\n"
+	      "  --burst N                 burst: stanzas written at once over the links (100000)\n"
+	      "  --comp-read-rate R        components read at most R stanzas/s (default: as fast as they can)\n"
+	      "  --comp-pause MS           components stop reading for MS after every --comp-pause-every\n"
+	      "  --comp-pause-every K      stanzas (1000)\n"
+	      "  --stall-ms MS             stall: how long the first component stops reading (3000)\n"
 	      "  --mix msg=90,presence=5,iq=5   stanza mix (relative weights)\n"
 	      "Output:\n"
 	      "  --json FILE               write the results as JSON\n"
@@ -116,6 +142,15 @@ static void bm_usage(FILE *f)
 	      "  --targets LIST            targets to start in turn with bench/peers/target.sh\n"
 	      "  --peers DIR               where target.sh and the configs live (auto-detected)\n"
 	      "  --target-cpus LIST        CPUs for the targets (default: all but the bench's)\n"
+	      "  --rates R1,R2,...,max     a sweep: each rate open loop, max closed loop, one row per\n"
+	      "                            rate and target (each on a freshly started target)\n"
+	      "  --dns                     fedhub resolves the bench's domains through a dnsmasq that\n"
+	      "                            target.sh starts on 127.0.0.1:22353, not static [route]s\n"
+	      "  target 'direct'           no process: the bench's links connect to its own relay\n"
+	      "                            listener (the latency baseline of the bench and loopback)\n"
+	      "many-domains:\n"
+	      "  --per-link LIST           domains per link for the s2s-component runs (1,64,1000)\n"
+	      "  --remote LIST             remote domain counts for remote-domains (1000,10000,100000)\n"
 	      "\n"
 	      "Exit status: 0 clean; 1 if any stanza was lost or out of order; 2 if the run failed.\n",
 	      f);
@@ -208,7 +243,7 @@ static double bm_cpu_us(const struct bench_result *r)
 	return r->have_target && r->measured_delivered ? r->target_cpu_s * 1e6 / (double)r->measured_delivered : 0;
 }
 
-static void bm_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r)
+void bench_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r)
 {
 	fprintf(f, "\n== %s against %s\n", bm_scenario_name(o->scenario), name);
 	if (r->error[0])
@@ -237,6 +272,25 @@ static void bm_report(FILE *f, const struct bench_opts *o, const char *name, con
 			fprintf(f, "target CPU     %.3f s over the idle window (%.2f%% of a core)\n", r->target_cpu_s,
 				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0);
 		}
+	} else if (o->scenario == BS_BURST || o->scenario == BS_REMOTE_UP) {
+		if (o->scenario == BS_BURST)
+			fprintf(f, "mode           burst: %ld stanzas written at once over %d links\n", o->burst,
+				o->links);
+		else
+			fprintf(f, "mode           one stanza to each of %d remote domains, written at once\n",
+				o->domains);
+		if (o->comp_read_rate > 0 || o->comp_pause_ms > 0)
+			fprintf(f, "component      reads at most %.0f stanzas/s; pauses %d ms every %d stanzas\n",
+				o->comp_read_rate, o->comp_pause_ms, o->comp_pause_every);
+		fprintf(f, "throughput     %.0f stanzas/s delivered over the %.3f s until the last was accounted\n",
+			bm_rate(r), r->measured_s);
+		const struct bench_hist *h = &r->hist;
+		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms (from the write)\n",
+			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
+			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+		if (r->have_target)
+			fprintf(f, "target CPU     %.3f s, %.2f us per stanza delivered; RSS at the end %llu KiB\n",
+				r->target_cpu_s, bm_cpu_us(r), (unsigned long long)r->target_rss_kib);
 	} else {
 		fprintf(f, "mode           %s\n", o->rate > 0 ? "open loop" : "closed loop");
 		if (o->rate > 0)
@@ -258,9 +312,37 @@ static void bm_report(FILE *f, const struct bench_opts *o, const char *name, con
 	fprintf(f, "stanzas        sent %llu  delivered %llu  bounced %llu  lost %llu  out-of-order %llu%s\n",
 		(unsigned long long)r->sent, (unsigned long long)r->delivered, (unsigned long long)r->bounced,
 		(unsigned long long)r->lost, (unsigned long long)r->out_of_order, r->dup ? "  (duplicates seen)" : "");
+	if (r->ncond) {
+		fprintf(f, "bounced by     ");
+		for (int i = 0; i < r->ncond; i++)
+			fprintf(f, "%s%s %llu", i ? ", " : "", r->cond[i].name, (unsigned long long)r->cond[i].n);
+		fputc('\n', f);
+	}
+	if (o->scenario == BS_BURST || o->scenario == BS_REMOTE_UP)
+		fprintf(f, "drain          %.3f s from the first write to the last stanza accounted\n", r->drain_s);
+	if (r->have_target && r->target_peak_kib)
+		fprintf(f, "target peak    %llu KiB VmRSS (sampled every 100 ms)\n",
+			(unsigned long long)r->target_peak_kib);
+	if (o->scenario == BS_STALL) {
+		const struct bench_hist *h = &r->other_hist;
+		fprintf(f,
+			"stall          %s stopped reading for %.1f s; %s meanwhile: %llu delivered, "
+			"p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
+			o->comp_domains[0], r->stall_s, o->ncomp_domains > 1 ? o->comp_domains[1] : "(none)",
+			(unsigned long long)h->count, bench_hist_quantile(h, 0.5) / 1e6,
+			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+	}
+	if (r->udp_rcvbuf_drops > 0)
+		fprintf(f,
+			"udp drops      %lld datagrams dropped on this host for a full socket buffer during the run\n",
+			(long long)r->udp_rcvbuf_drops);
+	if (r->verify_streams)
+		fprintf(f,
+			"verification   %llu dialback verification streams from the target ended after their answer\n",
+			(unsigned long long)r->verify_streams);
 }
 
-static void bm_json_target(FILE *f, const char *name, const struct bench_result *r, const char *skipped)
+void bench_json_target(FILE *f, const char *name, const struct bench_result *r, const char *skipped)
 {
 	fprintf(f, "\"%s\":{", name);
 	if (skipped && skipped[0]) {
@@ -289,6 +371,25 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 			",\"tls\":\"%s\",\"tls_links_out\":%d,\"external_out\":%d,\"tls_links_in\":%d,"
 			"\"external_in\":%d,\"plain_verify_in\":%d",
 			r->tls_info, r->tls_out, r->external_out, r->tls_in, r->external_in, r->plain_verify_in);
+	fprintf(f,
+		",\"peak_rss_kib\":%llu,\"drain_s\":%.3f,\"verify_streams\":%llu,\"udp_rcvbuf_drops\":%lld,"
+		"\"bounced_by\":{",
+		(unsigned long long)r->target_peak_kib, r->drain_s, (unsigned long long)r->verify_streams,
+		(long long)r->udp_rcvbuf_drops);
+	for (int i = 0; i < r->ncond; i++)
+		fprintf(f, "%s\"%s\":%llu", i ? "," : "", r->cond[i].name, (unsigned long long)r->cond[i].n);
+	fputc('}', f);
+	if (r->stall_s > 0) {
+		const struct bench_hist *oh = &r->other_hist;
+		fprintf(f,
+			",\"stall_s\":%.3f,\"other_delivered\":%llu,\"other_p50_us\":%.1f,\"other_p99_us\":%.1f,"
+			"\"other_p999_us\":%.1f,\"other_max_us\":%.1f",
+			r->stall_s, (unsigned long long)oh->count, bench_hist_quantile(oh, 0.5) / 1e3,
+			bench_hist_quantile(oh, 0.99) / 1e3, bench_hist_quantile(oh, 0.999) / 1e3,
+			(double)oh->max / 1e3);
+	}
+	if (r->limit_note[0])
+		fprintf(f, ",\"limit\":\"%s\"", r->limit_note);
 	if (r->error[0]) {
 		fprintf(f, ",\"error\":\"");
 		for (const char *p = r->error; *p; p++)
@@ -299,6 +400,15 @@ static void bm_json_target(FILE *f, const char *name, const struct bench_result 
 	fputc('}', f);
 }
 
+/* "machine":{...}: what the figures were measured on */
+void bench_json_machine(FILE *f)
+{
+	int nproc;
+	char cpu[256], kernel[128];
+	bm_machine(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
+	fprintf(f, "\"machine\":{\"nproc\":%d,\"cpu_model\":\"%s\",\"kernel\":\"%s\"}", nproc, cpu, kernel);
+}
+
 static int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named *t, int nt, const char *cmdline)
 {
 	FILE *f = fopen(path, "w");
@@ -306,9 +416,6 @@ static int bm_write_json(const char *path, const struct bench_opts *o, struct bm
 		fprintf(stderr, "fedhub-bench: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	int nproc;
-	char cpu[256], kernel[128];
-	bm_machine(&nproc, cpu, sizeof cpu, kernel, sizeof kernel);
 	fprintf(f, "{\"scenario\":\"%s\",\"command\":\"", bm_scenario_name(o->scenario));
 	for (const char *p = cmdline; *p; p++) {
 		if (*p == '"' || *p == '\\')
@@ -320,12 +427,17 @@ static int bm_write_json(const char *path, const struct bench_opts *o, struct bm
 		"\"components\":%d,\"size\":%d,\"seconds\":%.1f,\"warmup\":%.1f,\"tls\":%s,",
 		o->rate > 0 ? "open" : "closed", o->rate, o->window, o->links, o->domains, o->components, o->size,
 		o->seconds, o->warmup, o->tls ? "true" : "false");
-	fprintf(f, "\"machine\":{\"nproc\":%d,\"cpu_model\":\"%s\",\"kernel\":\"%s\"},\"targets\":{", nproc, cpu,
-		kernel);
+	fprintf(f,
+		"\"burst\":%ld,\"comp_read_rate\":%.0f,\"comp_pause_ms\":%d,\"comp_pause_every\":%d,\"stall_ms\":%d,"
+		"\"rates\":\"%s\",",
+		o->scenario == BS_BURST ? o->burst : 0, o->comp_read_rate, o->comp_pause_ms, o->comp_pause_every,
+		o->scenario == BS_STALL ? o->stall_ms : 0, o->rates);
+	bench_json_machine(f);
+	fprintf(f, ",\"targets\":{");
 	for (int i = 0; i < nt; i++) {
 		if (i)
 			fputc(',', f);
-		bm_json_target(f, t[i].name, &t[i].r, t[i].skipped);
+		bench_json_target(f, t[i].name, &t[i].r, t[i].skipped);
 	}
 	fprintf(f, "}}\n");
 	fclose(f);
@@ -334,7 +446,7 @@ static int bm_write_json(const char *path, const struct bench_opts *o, struct bm
 
 /* ---- compare: start/stop targets with bench/peers/target.sh --------------------- */
 
-static int bm_find_peers(char *out, size_t cap)
+int bench_find_peers(char *out, size_t cap)
 {
 	const char *env = getenv("FHB_PEERS");
 	char exe[PATH_MAX], cand[PATH_MAX + 64];
@@ -374,13 +486,16 @@ static void bm_tls_dir(struct bench_opts *o, const char *dir)
 }
 
 /* Runs `target.sh start NAME DIR CPUS NDOMAINS [tls]`; reads key=value lines it prints. */
-static int bm_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
-			   char *err, size_t errcap)
+int bench_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
+		       char *err, size_t errcap)
 {
 	char cmd[PATH_MAX + 1024];
 	/* the target must know the bench's domains (static routes, DNS records) */
-	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d%s", peers, name, dir, cpus, o->domains,
-		 o->tls ? " tls" : "");
+	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d %s", peers, name, dir, cpus, o->domains,
+		 o->tls && o->dns ? "tls,dns"
+		 : o->tls         ? "tls"
+		 : o->dns         ? "dns"
+				  : "");
 	FILE *p = popen(cmd, "r");
 	if (!p) {
 		snprintf(err, errcap, "cannot run target.sh: %s", strerror(errno));
@@ -422,7 +537,7 @@ static int bm_target_start(const char *peers, const char *name, const char *dir,
 	return 0;
 }
 
-static void bm_target_stop(const char *peers, const char *name, const char *dir)
+void bench_target_stop(const char *peers, const char *name, const char *dir)
 {
 	char cmd[PATH_MAX + 1024];
 	snprintf(cmd, sizeof cmd, "'%s/target.sh' stop '%s' '%s' >/dev/null", peers, name, dir);
@@ -437,8 +552,12 @@ static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named 
 		if (strcmp(t[i].name, "fedhub") == 0 && t[i].ran && !t[i].skipped[0])
 			ref = &t[i].r;
 	fprintf(f, "\n%s, %s, %d links x %d domains, %d component(s), %d-byte messages\n",
-		bm_scenario_name(o->scenario), o->rate > 0 ? "open loop" : "closed loop", o->links, o->domains,
-		o->components, o->size);
+		bm_scenario_name(o->scenario),
+		o->rates[0]               ? "rate sweep (open loop, max = closed loop)"
+		: o->scenario == BS_BURST ? "burst"
+		: o->rate > 0             ? "open loop"
+					  : "closed loop",
+		o->links, o->domains, o->components, o->size);
 	if (o->scenario == BS_IDLE_LINKS) {
 		fprintf(f, "| target | links up | setup s | RSS before MiB | RSS with links MiB | KiB per link | idle "
 			   "CPU %% | alive (delivered/sent) |\n");
@@ -498,6 +617,14 @@ static int bm_scenario(const char *s, enum bench_scenario *out)
 		bm_transit = true;
 	} else if (!strcmp(s, "idle-links"))
 		*out = BS_IDLE_LINKS;
+	else if (!strcmp(s, "burst"))
+		*out = BS_BURST;
+	else if (!strcmp(s, "stall"))
+		*out = BS_STALL;
+	else if (!strcmp(s, "remote-domains"))
+		*out = BS_REMOTE_UP;
+	else if (!strcmp(s, "many-domains"))
+		*out = BS_MANY_DOMAINS;
 	else
 		return -1;
 	return 0;
@@ -510,6 +637,18 @@ static void bm_split_domains(struct bench_opts *o, const char *s)
 	o->ncomp_domains = 0;
 	for (char *tok = strtok(buf, ","); tok && o->ncomp_domains < 8; tok = strtok(NULL, ","))
 		snprintf(o->comp_domains[o->ncomp_domains++], sizeof o->comp_domains[0], "%s", tok);
+}
+
+/* The command line as run, for the reports. */
+static const char *cmdline_of(int argc, char **argv)
+{
+	static char cmdline[4096];
+	snprintf(cmdline, sizeof cmdline, "fedhub-bench");
+	for (int i = 1; i < argc; i++) {
+		size_t l = strlen(cmdline);
+		snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
+	}
+	return cmdline;
 }
 
 int main(int argc, char **argv)
@@ -564,6 +703,13 @@ int main(int argc, char **argv)
 	o.mix_iq = 5;
 	o.connect_concurrency = 256;
 	o.setup_timeout = 60;
+	o.burst = 100000;
+	o.comp_pause_every = 1000;
+	o.stall_ms = 3000;
+	snprintf(o.bounce_domain, sizeof o.bounce_domain, "absent.fhb");
+	snprintf(o.per_link, sizeof o.per_link, "1,64,1000");
+	snprintf(o.remote, sizeof o.remote, "1000,10000,100000");
+	bool links_given = false;
 	const char *json = NULL, *targets = NULL, *peers_arg = NULL, *target_cpus = NULL, *tls_dir = NULL;
 	char target_name[32] = "target";
 
@@ -599,7 +745,16 @@ int main(int argc, char **argv)
 		O_TCPUS,
 		O_FAULT,
 		O_TLS,
-		O_TLSDIR
+		O_TLSDIR,
+		O_BURST,
+		O_CRATE,
+		O_CPAUSE,
+		O_CPEVERY,
+		O_STALL,
+		O_DNS,
+		O_RATES,
+		O_PERLINK,
+		O_REMOTE
 	};
 	static const struct option lo[] = {{"target-s2s", 1, 0, O_S2S},
 					   {"target-comp", 1, 0, O_COMP},
@@ -634,6 +789,15 @@ int main(int argc, char **argv)
 					   {"help", 0, 0, 'h'},
 					   {"tls", 0, 0, O_TLS},
 					   {"tls-dir", 1, 0, O_TLSDIR},
+					   {"burst", 1, 0, O_BURST},
+					   {"comp-read-rate", 1, 0, O_CRATE},
+					   {"comp-pause", 1, 0, O_CPAUSE},
+					   {"comp-pause-every", 1, 0, O_CPEVERY},
+					   {"stall-ms", 1, 0, O_STALL},
+					   {"dns", 0, 0, O_DNS},
+					   {"rates", 1, 0, O_RATES},
+					   {"per-link", 1, 0, O_PERLINK},
+					   {"remote", 1, 0, O_REMOTE},
 					   {0, 0, 0, 0}};
 	optind = first + 1;
 	int ch;
@@ -682,6 +846,7 @@ int main(int argc, char **argv)
 			break;
 		case O_LINKS:
 			o.links = atoi(optarg);
+			links_given = true;
 			break;
 		case O_DOMS:
 			o.domains = atoi(optarg);
@@ -742,6 +907,8 @@ int main(int argc, char **argv)
 				o.fault = BF_DROP_ONE;
 			else if (!strcmp(optarg, "reorder"))
 				o.fault = BF_REORDER;
+			else if (!strcmp(optarg, "bounce-one"))
+				o.fault = BF_BOUNCE_ONE;
 			else
 				goto bad;
 			break;
@@ -750,6 +917,33 @@ int main(int argc, char **argv)
 			break;
 		case O_TLSDIR:
 			tls_dir = optarg;
+			break;
+		case O_BURST:
+			o.burst = atol(optarg);
+			break;
+		case O_CRATE:
+			o.comp_read_rate = atof(optarg);
+			break;
+		case O_CPAUSE:
+			o.comp_pause_ms = atoi(optarg);
+			break;
+		case O_CPEVERY:
+			o.comp_pause_every = atoi(optarg);
+			break;
+		case O_STALL:
+			o.stall_ms = atoi(optarg);
+			break;
+		case O_DNS:
+			o.dns = true;
+			break;
+		case O_RATES:
+			snprintf(o.rates, sizeof o.rates, "%s", optarg);
+			break;
+		case O_PERLINK:
+			snprintf(o.per_link, sizeof o.per_link, "%s", optarg);
+			break;
+		case O_REMOTE:
+			snprintf(o.remote, sizeof o.remote, "%s", optarg);
 			break;
 		case 'h':
 			bm_usage(stdout);
@@ -762,15 +956,27 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fedhub-bench: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (o.links < 1 || o.components < 0 || o.window < 1 || o.seconds <= 0 || o.size < 64 || o.size > 4000 ||
-	    o.connect_concurrency < 1) {
-		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000)\n");
+	/* remote-domains needs no inbound links: the target's links to the bench carry it */
+	if (o.scenario == BS_REMOTE_UP && !links_given)
+		o.links = 0;
+	int min_links = o.scenario == BS_REMOTE_UP || o.scenario == BS_COMPONENT_S2S ? 0 : 1;
+	if (o.links < min_links || o.components < 0 || o.window < 1 || o.seconds <= 0 || o.size < 64 || o.size > 4000 ||
+	    o.connect_concurrency < 1 || o.burst < 1 || o.comp_read_rate < 0 || o.comp_pause_ms < 0 ||
+	    o.comp_pause_every < 1 || o.stall_ms < 0) {
+		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000, "
+				"burst >= 1, comp-pause-every >= 1)\n");
 		return 2;
 	}
 	if (o.domains <= 0)
-		o.domains = o.links;
-	if (o.domains > o.links * 64) {
-		fprintf(stderr, "fedhub-bench: at most 64 domains piggybacked per link\n");
+		o.domains = o.links > 0 ? o.links : 1;
+	if (o.scenario == BS_STALL && (o.ncomp_domains < 2 || o.components < 2 || o.rate <= 0)) {
+		fprintf(stderr, "fedhub-bench: stall needs two component domains (--comp-domain comp.fhb,comp2.fhb), "
+				"--components 2 and an open-loop --rate\n");
+		return 2;
+	}
+	if (o.scenario == BS_STALL && o.domains < 2 * o.links) {
+		fprintf(stderr, "fedhub-bench: stall needs --domains >= 2 x --links, so that every link carries "
+				"stanzas to both component domains\n");
 		return 2;
 	}
 	if (o.components == 0)
@@ -792,11 +998,9 @@ int main(int argc, char **argv)
 	if (tls_dir)
 		bm_tls_dir(&o, tls_dir);
 
-	char cmdline[4096] = "fedhub-bench";
-	for (int i = 1; i < argc; i++) {
-		size_t l = strlen(cmdline);
-		snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
-	}
+	const char *cmdline = cmdline_of(argc, argv);
+	if (o.scenario == BS_MANY_DOMAINS)
+		return bench_many_domains(&o, json, cmdline, target_cpus);
 
 	if (!compare) {
 		struct bm_named t;
@@ -804,7 +1008,7 @@ int main(int argc, char **argv)
 		snprintf(t.name, sizeof t.name, "%s", target_name);
 		int rc = bench_run(&o, &t.r);
 		t.ran = true;
-		bm_report(stdout, &o, t.name, &t.r);
+		bench_report(stdout, &o, t.name, &t.r);
 		if (json)
 			bm_write_json(json, &o, &t, 1, cmdline);
 		if (rc < 0 && (t.r.links_up < o.links || t.r.sent == 0))
@@ -820,7 +1024,7 @@ int main(int argc, char **argv)
 	char peers[PATH_MAX];
 	if (peers_arg)
 		snprintf(peers, sizeof peers, "%s", peers_arg);
-	else if (bm_find_peers(peers, sizeof peers) < 0) {
+	else if (bench_find_peers(peers, sizeof peers) < 0) {
 		fprintf(stderr, "fedhub-bench: cannot find bench/peers/target.sh (use --peers DIR)\n");
 		return 2;
 	}
@@ -842,53 +1046,97 @@ int main(int argc, char **argv)
 		if (!tcpus[0])
 			snprintf(tcpus, sizeof tcpus, "0-%d", n - 1);
 	}
-	struct bm_named t[8];
+	/* --rates: each target runs every rate (0 = max, closed loop) */
+	double rates[16];
+	int nrates = 0;
+	char rl[256];
+	snprintf(rl, sizeof rl, "%s", o.rates);
+	char *rsave = NULL;
+	for (char *tok = strtok_r(rl, ",", &rsave); tok && nrates < 16; tok = strtok_r(NULL, ",", &rsave)) {
+		rates[nrates] = !strcmp(tok, "max") ? 0 : atof(tok);
+		if (rates[nrates] < 0 || (rates[nrates] == 0 && strcmp(tok, "max")))
+			goto bad;
+		nrates++;
+	}
+	if (!nrates)
+		rates[nrates++] = o.rate;
+	enum { BM_MAX_ROWS = 64 };
+	struct bm_named *t = calloc(BM_MAX_ROWS, sizeof *t);
+	if (!t) {
+		fprintf(stderr, "fedhub-bench: out of memory\n");
+		return 2;
+	}
 	int nt = 0, worst = 0;
 	char tl[256];
 	snprintf(tl, sizeof tl, "%s", targets);
 	char *save = NULL;
-	for (char *name = strtok_r(tl, ",", &save); name && nt < 8; name = strtok_r(NULL, ",", &save)) {
-		struct bm_named *x = &t[nt++];
-		memset(x, 0, sizeof *x);
-		snprintf(x->name, sizeof x->name, "%s", name);
-		struct bench_opts oo = o;
-		oo.relay = false;
-		oo.have_comp = o.components > 0;
-		char dir[] = "/tmp/fhb-target-XXXXXX";
-		if (!mkdtemp(dir)) {
-			snprintf(x->skipped, sizeof x->skipped, "mkdtemp: %s", strerror(errno));
-			continue;
+	for (char *name = strtok_r(tl, ",", &save); name && nt + nrates <= BM_MAX_ROWS;
+	     name = strtok_r(NULL, ",", &save)) {
+		struct bm_named *first_row = &t[nt];
+		for (int k = 0; k < nrates; k++) {
+			struct bm_named *x = &t[nt + k];
+			if (o.rates[0] && rates[k] > 0)
+				snprintf(x->name, sizeof x->name, "%s@%.0f", name, rates[k]);
+			else if (o.rates[0])
+				snprintf(x->name, sizeof x->name, "%s@max", name);
+			else
+				snprintf(x->name, sizeof x->name, "%s", name);
 		}
-		fprintf(stderr, "fedhub-bench: starting %s (CPUs %s) in %s\n", name, tcpus, dir);
-		char err[256];
-		if (bm_target_start(peers, name, dir, tcpus, &oo, err, sizeof err) < 0) {
-			snprintf(x->skipped, sizeof x->skipped, "%s", err);
-			fprintf(stderr, "fedhub-bench: %s skipped: %s\n", name, err);
-			bm_target_stop(peers, name, dir);
-			continue;
+		nt += nrates;
+		/* a target starts afresh for every rate: the backlog an overloaded
+		 * rate leaves behind must not delay the next one */
+		for (int k = 0; k < nrates; k++) {
+			struct bm_named *x = &first_row[k];
+			struct bench_opts oo = o;
+			oo.relay = false;
+			oo.have_comp = o.components > 0;
+			oo.rate = rates[k];
+			bool direct = !strcmp(name, "direct");
+			char dir[] = "/tmp/fhb-target-XXXXXX", err[256] = "";
+			if (direct) {
+				/* no process in between: the links reach the bench's own far end */
+				bm_parse_addr("127.0.0.1:22670", &oo.relay_listen);
+				oo.target_s2s = oo.relay_listen;
+				oo.relay = true;
+				oo.have_comp = false;
+				oo.target_pid = 0;
+			} else if (!mkdtemp(dir)) {
+				snprintf(err, sizeof err, "mkdtemp: %s", strerror(errno));
+			} else {
+				fprintf(stderr, "fedhub-bench: starting %s (CPUs %s) in %s\n", name, tcpus, dir);
+				if (bench_target_start(peers, name, dir, tcpus, &oo, err, sizeof err) < 0) {
+					fprintf(stderr, "fedhub-bench: %s skipped: %s\n", name, err);
+					bench_target_stop(peers, name, dir);
+				} else if (oo.relay && oo.scenario != BS_S2S_COMPONENT &&
+					   oo.scenario != BS_IDLE_LINKS && oo.scenario != BS_BURST) {
+					snprintf(err, sizeof err, "a relay does no %s", bm_scenario_name(oo.scenario));
+					bench_target_stop(peers, name, dir);
+				}
+			}
+			if (err[0]) {
+				snprintf(x->skipped, sizeof x->skipped, "%s", err);
+				continue;
+			}
+			int rc = bench_run(&oo, &x->r);
+			x->ran = true;
+			if (!direct)
+				bench_target_stop(peers, name, dir);
+			bench_report(stdout, &oo, x->name, &x->r);
+			if (rc < 0 && x->r.measured_delivered == 0) {
+				snprintf(x->skipped, sizeof x->skipped, "failed: %s",
+					 x->r.error[0] ? x->r.error : "nothing delivered");
+				worst = 2;
+			}
+			/* idle-links delivers its stanzas after the (idle) measured window */
+			bool none = x->r.measured_delivered == 0 && oo.scenario != BS_IDLE_LINKS;
+			if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
+				worst = 1;
 		}
-		if (oo.relay && oo.scenario != BS_S2S_COMPONENT && oo.scenario != BS_IDLE_LINKS) {
-			snprintf(x->skipped, sizeof x->skipped, "a relay does no %s", bm_scenario_name(oo.scenario));
-			bm_target_stop(peers, name, dir);
-			continue;
-		}
-		int rc = bench_run(&oo, &x->r);
-		x->ran = true;
-		bm_target_stop(peers, name, dir);
-		bm_report(stdout, &oo, name, &x->r);
-		if (rc < 0 && x->r.measured_delivered == 0) {
-			snprintf(x->skipped, sizeof x->skipped, "failed: %s",
-				 x->r.error[0] ? x->r.error : "nothing delivered");
-			worst = 2;
-		}
-		/* idle-links delivers its stanzas after the (idle) measured window */
-		bool none = x->r.measured_delivered == 0 && oo.scenario != BS_IDLE_LINKS;
-		if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
-			worst = 1;
 	}
 	bm_print_table(stdout, &o, t, nt);
 	if (json)
 		bm_write_json(json, &o, t, nt, cmdline);
+	free(t);
 	return worst;
 bad:
 	fprintf(stderr, "fedhub-bench: bad option value (see --help)\n");

@@ -34,7 +34,8 @@ def load(name):
 
 
 def machine():
-    for n in ("compare", "s2s-component", "s2s-component-tls", "idle-links", "echo-max", "echo-half"):
+    for n in ("compare", "s2s-component", "s2s-component-tls", "idle-links", "echo-max", "echo-half", "sweep",
+              "burst", "stall", "many-domains"):
         d = load(n)
         if d:
             return d["machine"]
@@ -58,6 +59,8 @@ def status(name):
         return "not run"
     if rc == "0":
         return "clean (nothing lost, nothing out of order)"
+    if rc == "1" and name == "many-domains":
+        return "**remote domains failed to come up, or stanzas were lost** (exit 1)"
     if rc == "1":
         return "**stanzas lost or out of order** (exit 1)"
     if rc == "124":
@@ -223,6 +226,141 @@ def tls_vs_plain():
     return s
 
 
+def conds(t):
+    b = t.get("bounced_by") or {}
+    return ", ".join(f"{k} {v}" for k, v in b.items()) or "-"
+
+
+def many_tables(d):
+    rows = {r["key"]: r for r in d.get("rows", [])}
+    t = d["targets"]
+    out = [f"Domains per link ({d['links']} links, closed loop, {d['seconds']:.0f} s each after"
+           f" {d['warmup']:.0f} s warm-up; the target knows the bench's domains by static routes):", "",
+           "| domains per link | domains | setup s | stanzas/s | fedhub CPU us/stanza | p50 ms | p99 ms | lost | result |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for k, r in rows.items():
+        if r["kind"] != "per-link":
+            continue
+        x = t.get(k, {})
+        if "skipped" in x:
+            out.append(f"| {r['per_link']} | {r['domains']} | skipped: {cell(x['skipped'])} | | | | | | |")
+            continue
+        res = "clean" if not x.get("lost") and not x.get("out_of_order") and not x.get("error") else \
+            cell(x.get("error") or "stanzas lost or out of order")
+        out.append(f"| {r['per_link']} | {r['domains']} | {x['setup_s']:.2f} | {x['stanzas_per_s']:.0f} | "
+                   f"{x['cpu_us_per_stanza']:.2f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | {x['lost']} | {res} |")
+    out += ["", f"New remote domains: one stanza from the component to each of N bench domains; fedhub finds"
+            f" each domain (by DNS: {d.get('dns', 'dnsmasq')}; or by static routes), dials a link to the"
+            f" bench's listener and authenticates it by dialback. 'all up' = first write to the last stanza"
+            f" accounted; come-up = per domain, write to delivery. Hard fd limit: {d.get('nofile_hard')}"
+            " (the bench raises its own to it; target.sh raises fedhub's). UDP drops = datagrams this host"
+            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors).", "",
+            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | UDP drops |",
+            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for k, r in rows.items():
+        if r["kind"] != "remote":
+            continue
+        x = t.get(k, {})
+        how = "DNS" if r.get("dns") else "routes"
+        if "skipped" in x:
+            out.append(f"| {r['domains']} | {how} | skipped: {cell(x['skipped'])} | | | | | | | | |")
+            continue
+        out.append(f"| {r['domains']} | {how} | {x['drain_s']:.2f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | "
+                   f"{ms(x['max_us'])} | {x['delivered']} | {x['bounced']} ({conds(x)}) | {x['lost']} | "
+                   f"{x.get('peak_rss_kib', 0) / 1024:.1f} | {x.get('udp_rcvbuf_drops', -1)} |")
+    return "\n".join(out)
+
+
+def burst_table(d):
+    out = [f"{d['burst']} stanzas written at once over {d['links']} links; the component reads at most"
+           f" {d['comp_read_rate']:.0f} stanzas/s and stops reading for {d['comp_pause_ms']} ms after every"
+           f" {d['comp_pause_every']}. Drain = first write to the last stanza accounted (delivered or bounced"
+           " back to its sender); latency from the write.", "",
+           "| target | sent | delivered | bounced (by condition) | lost | out of order | drain s | p99 ms | target peak RSS MiB | target CPU us/stanza |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for name, t in d["targets"].items():
+        if "skipped" in t:
+            out.append(f"| {name} | skipped: {cell(t['skipped'])} | | | | | | | | |")
+            continue
+        out.append(f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
+                   f"{t['out_of_order']} | {t['drain_s']:.2f} | {ms(t['p99_us'])} | "
+                   f"{t.get('peak_rss_kib', 0) / 1024:.1f} | {t['cpu_us_per_stanza']:.2f} |")
+    return "\n".join(out)
+
+
+def stall_table(d):
+    out = [f"Open loop at {d['rate']:.0f} stanzas/s over {d['links']} links to comp.fhb and comp2.fhb (half each);"
+           f" comp.fhb stops reading for {d['stall_ms'] / 1000:.1f} s at the start of the measured window."
+           " Every stanza must be delivered or bounced; comp2.fhb's latency is counted over the stall.", "",
+           "| target | sent | delivered | bounced (by condition) | lost | all p99 ms | comp2.fhb during the stall: delivered | p50 ms | p99 ms | p99.9 ms | max ms | peak RSS MiB |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, t in d["targets"].items():
+        if "skipped" in t:
+            out.append(f"| {name} | skipped: {cell(t['skipped'])} | | | | | | | | | | |")
+            continue
+        out.append(f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
+                   f"{ms(t['p99_us'])} | {t.get('other_delivered', 0)} | {ms(t.get('other_p50_us', 0))} | "
+                   f"{ms(t.get('other_p99_us', 0))} | {ms(t.get('other_p999_us', 0))} | "
+                   f"{ms(t.get('other_max_us', 0))} | {t.get('peak_rss_kib', 0) / 1024:.1f} |")
+    return "\n".join(out)
+
+
+def sweep_table(d):
+    rates, targets, cells = [], [], {}
+    for key, t in d["targets"].items():
+        name, _, rate = key.partition("@")
+        if name not in targets:
+            targets.append(name)
+        if rate not in rates:
+            rates.append(rate)
+        cells[(name, rate)] = t
+    head = "| offered stanzas/s |" + "".join(f" {n} stanzas/s | {n} CPU us/stanza | {n} p50 ms | {n} p99 ms |"
+                                            for n in targets)
+    out = ["Each rate against a freshly started target, open loop for the measured window (latency from the"
+           " intended send time), `max` closed"
+           " loop. CPU is the target process's; HAProxy relays bytes to the bench's far end (no XML work). A"
+           " rate a target cannot keep up with shows as delivered stanzas/s below the offered rate and as"
+           " latency growing with the backlog; `lost` there means not delivered within the 5 s drain.", "",
+           head, "|---:|" + "---:|---:|---:|---:|" * len(targets)]
+    for rate in rates:
+        row = f"| {rate} |"
+        for n in targets:
+            t = cells.get((n, rate))
+            if not t or "skipped" in t:
+                row += f" skipped: {cell(t['skipped']) if t else 'not run'} | | | |"
+                continue
+            lost = f" ({t['lost']} lost)" if t["lost"] else ""
+            row += (f" {t['stanzas_per_s']:.0f}{lost} | {t['cpu_us_per_stanza']:.2f} | {ms(t['p50_us'])} |"
+                    f" {ms(t['p99_us'])} |")
+        out.append(row)
+    return "\n".join(out)
+
+
+def latency_table(d):
+    t = d["targets"]
+    out = [load_table(d, False), ""]
+    f, b = t.get("fedhub"), t.get("direct")
+    if not f or not b or "skipped" in f or "skipped" in b:
+        return "\n".join(out + ["fedhub's share: not measured (a run was skipped)."])
+    out += ["fedhub's share: each percentile of the fedhub path minus the same percentile of the direct"
+            " path at the same offered rate.", "",
+            "| | p50 ms | p90 ms | p99 ms | p99.9 ms |", "|---|---:|---:|---:|---:|"]
+    for label, x in (("bench -> fedhub -> bench", f), ("bench -> bench (direct)", b)):
+        out.append(f"| {label} | {ms(x['p50_us'])} | {ms(x['p90_us'])} | {ms(x['p99_us'])} | {ms(x['p999_us'])} |")
+    diff = {k: f[k] - b[k] for k in ("p50_us", "p90_us", "p99_us", "p999_us")}
+    out.append(f"| fedhub's share | {ms(diff['p50_us'])} | {ms(diff['p90_us'])} | {ms(diff['p99_us'])} |"
+               f" {ms(diff['p999_us'])} |")
+    h = t.get("haproxy")
+    extra = ""
+    if h and "skipped" not in h:
+        extra = (f" For scale, HAProxy as a zero-logic relay on the same path adds"
+                 f" {ms(h['p99_us'] - b['p99_us'])} ms at p99.")
+    out += ["", f"At {d['rate']:.0f} stanzas/s (50% of fedhub's closed-loop maximum in the sweep), fedhub adds"
+            f" {ms(diff['p99_us'])} ms at p99 to the path (p99 {ms(f['p99_us'])} ms through fedhub,"
+            f" {ms(b['p99_us'])} ms direct).{extra}"]
+    return "\n".join(out)
+
+
 m = machine()
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 L = [
@@ -292,5 +430,78 @@ L += section("Side by side: s2s links to a component", "compare", lambda d: load
              " mode to the bench's own far end: the 'no XML work' bound (it is limited by the bench"
              " itself, which parses every stanza). Prosody runs without mod_limits, ejabberd with"
              " shapers off and max_fsm_queue raised, so their routing is measured, not a shaper.")
+L += section("Many domains", "many-domains", many_tables,
+             "fedhub's cost as the domains grow: more domains piggybacked on each link (XEP-0220 §2.1,"
+             " one dialback exchange per domain on the same stream), and many new remote domains at once"
+             " (the bench plays every remote server; its listener is the authoritative server of all of"
+             " them).")
+L += section("Burst into a slow component", "burst", burst_table,
+             "What flow control is for: links blast stanzas far faster than the component takes them."
+             " Every stanza must come out delivered or bounced (with its condition counted); memory must"
+             " stay bounded. Prosody and ejabberd run the same burst with their bench configs.")
+L += section("A stalled component", "stall", stall_table,
+             "One destination stops reading; the other destination on the same links must keep flowing"
+             " (head-of-line blocking shows as comp2.fhb's latency during the stall). fedhub's"
+             " `stall_timeout` will bound how long stanzas wait for a stalled destination; for now the"
+             " stall length is the bench's --stall-ms.")
+L += section("Rate sweep: s2s links to a component", "sweep", sweep_table)
+if load("router-latency") is None and read("router-latency", "skip"):
+    L += ["## Router-added latency", "", f"Skipped: {read('router-latency', 'skip').strip()}", ""]
+else:
+    L += section("Router-added latency", "router-latency", latency_table,
+                 "Method: the bench measures from its own send to its own receipt, so every figure includes"
+                 " the bench (which parses every stanza) and loopback TCP. To isolate fedhub's share the"
+                 " same scenario runs, at the same offered rate (half of fedhub's closed-loop maximum in the"
+                 " sweep), against the `direct` target: the bench's links connect straight to its own relay"
+                 " listener (the far end HAProxy relays to), with no process in between, the bench doing"
+                 " the same framing and accounting. fedhub's share is each percentile of the fedhub run"
+                 " minus the same percentile of the direct run. Percentiles of a difference are not"
+                 " differences of percentiles, so this is an estimate of the tail fedhub adds, not an exact"
+                 " per-stanza figure; the two runs are back to back on the same pinned CPUs.")
+
+
+def carry_over(text):
+    """Sections whose steps did not run this time (ONLY=..., with no earlier results in RESULTS_DIR)
+    keep their text from the existing report, and the header says so."""
+    try:
+        with open(out_path) as f:
+            old = f.read()
+    except OSError:
+        return text
+
+    def split(t):
+        parts, cur = [], []
+        for line in t.splitlines():
+            if line.startswith("## ") and cur:
+                parts.append("\n".join(cur))
+                cur = []
+            cur.append(line)
+        parts.append("\n".join(cur))
+        return parts
+
+    old_secs = {p.splitlines()[0]: p for p in split(old)[1:]}
+    old_date = next((l[len("- Date: "):] for l in old.splitlines() if l.startswith("- Date: ")), "an earlier run")
+    old_date = old_date.split(" (")[0]
+    parts = split(text)
+    kept = 0
+    for i, p in enumerate(parts[1:], 1):
+        title = p.splitlines()[0]
+        not_run = "```\n(not run)\n```" in p or (title.startswith("## TLS vs plaintext") and
+                                                 read("s2s-component", "cmd") is None)
+        if not_run and title in old_secs:
+            sec = old_secs[title].rstrip() + "\n"
+            if "\n_Kept from the report of " not in sec:
+                head, _, rest = sec.partition("\n")
+                sec = f"{head}\n\n_Kept from the report of {old_date}: its step did not run this time._\n{rest}"
+            parts[i] = sec
+            kept += 1
+    if kept:
+        parts[0] = parts[0].replace(f"- Date: {now}",
+                                    f"- Date: {now}; {kept} sections, each marked, are kept from earlier"
+                                    " reports (their steps did not run this time)")
+    return "\n".join(parts)
+
+
+text = carry_over("\n".join(L).rstrip() + "\n")
 with open(out_path, "w") as f:
-    f.write("\n".join(L).rstrip() + "\n")
+    f.write(text.rstrip() + "\n")

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/run-suite.sh — the standard benchmark suite (`make bench`).
 #
-# Runs, in bounded time (about 5 minutes on 2 cores), each with a time limit:
+# Runs, in bounded time (about 12 minutes on 2 cores), each with a time limit:
 #   1. tokenizer       the XML tokenizer alone (bench/tok_bench.c)
 #   2. handshakes      the TLS engine alone: handshakes/s, bulk cost (bench/tls_bench.c)
 #   3. relay           the worker runtime alone: bytes through one worker (bench/net_relay.c)
@@ -16,6 +16,19 @@
 #                      loop at 50% of the plaintext max (latency at a sane load)
 #   6. idle-links      10,000 authenticated links (fewer if the fd limit is low)
 #   7. compare s2s-component --targets fedhub,prosody,ejabberd,haproxy
+#   8. many-domains    fedhub with 1, 64, 1000 domains per link (CPU per
+#                      stanza, throughput), then 1k, 10k, 100k new remote
+#                      domains coming up (DNS through a dnsmasq on
+#                      127.0.0.1:22353, and again by static routes); counts
+#                      above the hard fd limit are skipped and say so
+#   9. burst           100,000 stanzas written at once to a component that
+#                      reads 50,000/s and pauses; fedhub, Prosody, ejabberd
+#  10. stall           one of two component domains stops reading for 3 s;
+#                      the other's latency meanwhile (fedhub)
+#  11. sweep           s2s-component at 10k..300k stanzas/s and max, fedhub,
+#                      haproxy, ejabberd: CPU per stanza and latency per rate
+#  12. router-latency  fedhub, the bench's direct loopback baseline and
+#                      haproxy at 50% of fedhub's maximum from the sweep
 # then rewrites BENCHMARKS.md from the JSON results: every table with the
 # exact command that produced it, the machine and the date. A step that fails
 # is marked skipped (with why) in BENCHMARKS.md; the suite goes on.
@@ -24,6 +37,7 @@
 # does this itself). Results and logs stay in build/bench/.
 # Environment: SECONDS_PER_RUN (10), IDLE_LINKS (10000), IDLE_TARGETS
 # (fedhub,prosody,ejabberd), COMPARE_TARGETS (fedhub,prosody,ejabberd,haproxy),
+# BURST_TARGETS (fedhub,prosody,ejabberd), SWEEP_TARGETS (fedhub,haproxy,ejabberd),
 # ONLY (step names, e.g. ONLY="s2s-component s2s-component-tls": run just
 # those, keep the other steps' results from the last run, rewrite the report).
 set -u
@@ -117,5 +131,37 @@ step idle-links 400 -- "$BENCH" compare idle-links --targets "$IDLE_TARGETS" --c
 step compare 400 -- "$BENCH" compare s2s-component --targets "$COMPARE_TARGETS" --cpus 0 \
 	--links 8 --domains 32 --components 1 --seconds "$T" --warmup 2 --quiet \
 	--json "$OUT/compare.json"
+
+step many-domains 420 -- "$BENCH" many-domains --cpus 0 --links 2 --per-link 1,64,1000 \
+	--remote 1000,10000,100000 --seconds 3 --warmup 1 --setup-timeout 60 --quiet \
+	--json "$OUT/many-domains.json"
+
+BURST_TARGETS=${BURST_TARGETS:-fedhub,prosody,ejabberd}
+step burst 300 -- "$BENCH" compare burst --targets "$BURST_TARGETS" --cpus 0 --links 4 --domains 8 \
+	--burst 100000 --comp-read-rate 50000 --comp-pause 200 --comp-pause-every 20000 --drain 30 \
+	--quiet --json "$OUT/burst.json"
+
+step stall 120 -- "$BENCH" compare stall --targets fedhub --cpus 0 --links 4 --domains 8 --components 2 \
+	--comp-domain comp.fhb,comp2.fhb --rate 20000 --stall-ms 3000 --seconds 6 --warmup 1 --drain 10 \
+	--quiet --json "$OUT/stall.json"
+
+SWEEP_TARGETS=${SWEEP_TARGETS:-fedhub,haproxy,ejabberd}
+step sweep 400 -- "$BENCH" compare s2s-component --targets "$SWEEP_TARGETS" --cpus 0 --links 8 --domains 32 \
+	--rates 10000,20000,50000,100000,300000,max --seconds 2 --warmup 1 --drain 5 --quiet \
+	--json "$OUT/sweep.json"
+
+# sweep_max FILE: fedhub's closed-loop rate in a sweep, 0 if none
+sweep_max() {
+	python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["targets"]["fedhub@max"]["stanzas_per_s"]))' \
+		"$1" 2>/dev/null || echo 0
+}
+smax=$(sweep_max "$OUT/sweep.json")
+if [ "${smax:-0}" -gt 0 ]; then
+	step router-latency 120 -- "$BENCH" compare s2s-component --targets fedhub,direct,haproxy --cpus 0 \
+		--links 8 --domains 32 --rate $((smax / 2)) --seconds 5 --warmup 1 --quiet \
+		--json "$OUT/router-latency.json"
+elif wanted router-latency; then
+	echo "the sweep measured no maximum for fedhub; router-latency needs it" >"$OUT/router-latency.skip"
+fi
 
 python3 bench/report.py "$OUT" BENCHMARKS.md && echo "run-suite: BENCHMARKS.md rewritten" >&2

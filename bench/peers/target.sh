@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench/peers/target.sh — start and stop the targets fedhub-bench compares.
 #
-#   target.sh start NAME DIR CPUS [NDOMAINS [tls]]  NAME: fedhub prosody ejabberd haproxy
+#   target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]  NAME: fedhub prosody ejabberd haproxy
+#                                                  OPTIONS: tls, dns or tls,dns (fedhub only)
 #   target.sh stop NAME DIR
 #
 # `start` writes the target's config into DIR (a fresh temp dir), starts it on
@@ -18,6 +19,10 @@
 # hub.fhb, `tls required` on its s2s listener and s2s_tls required for the
 # links it dials: every s2s link then runs STARTTLS, and SASL EXTERNAL
 # (XEP-0178) where the certificate proves the stream's domain.
+# With `dns` (fedhub only), fedhub finds the bench's domains through DNS, as
+# it would on the Internet, instead of static [route]s: a dnsmasq of ours on
+# 127.0.0.1:22353 (fedhub's dns_server) serves an _xmpp-server._tcp SRV
+# record per bench domain, naming benchhost.fhb:22270 (A 127.0.0.1).
 # `stop` kills what `start` started, by the PIDs it recorded in DIR, and
 # removes DIR. Every target serves the component domain comp.fhb (secret
 # s3cret) and must reach the bench's domains bench1.fhb..benchN.fhb at the
@@ -36,7 +41,10 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cmd=${1:-}; name=${2:-}; dir=${3:-}
-cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}; tls=${6:-}
+cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}; opts=${6:-}
+tls=""; dns=""
+case ",$opts," in *,tls,*) tls=tls ;; esac
+case ",$opts," in *,dns,*) dns=dns ;; esac
 
 fail() { echo "error=$*"; exit 1; }
 
@@ -51,20 +59,19 @@ wait_port() {
 	return 1
 }
 
-# The dnsmasq serving the bench's domains (Prosody, ejabberd; see above).
-start_dns() { # start_dns SRV_TARGET
-	local conf="$dir/dnsmasq.conf" i srv_target=${1:-benchhost.fhb}
+# The dnsmasq serving the bench's domains (Prosody, ejabberd, fedhub with dns; see above).
+start_dns() { # start_dns SRV_TARGET [ADDRESS PORT]
+	local conf="$dir/dnsmasq.conf" i srv_target=${1:-benchhost.fhb} addr=${2:-127.0.0.3} port=${3:-53}
 	{
 		echo "no-resolv"
 		echo "no-hosts"
 		echo "bind-interfaces"
-		echo "listen-address=127.0.0.3"
-		echo "port=53"
+		echo "listen-address=$addr"
+		echo "port=$port"
 		echo "local=/fhb/"
 		echo "address=/benchhost.fhb/127.0.0.1"
-		for ((i = 1; i <= ndom; i++)); do
-			echo "srv-host=_xmpp-server._tcp.bench$i.fhb,$srv_target,22270"
-		done
+		echo "cache-size=10000"
+		seq 1 "$ndom" | awk -v t="$srv_target" '{ printf "srv-host=_xmpp-server._tcp.bench%d.fhb,%s,22270\n", $1, t }'
 	} >"$conf"
 	# a previous run's dnsmasq may still be letting go of the port: retry
 	for ((i = 0; i < 10; i++)); do
@@ -76,8 +83,8 @@ start_dns() { # start_dns SRV_TARGET
 		sleep 0.5
 	done
 	kill -0 "$(cat "$dir/dns.pid")" 2>/dev/null ||
-		fail "dnsmasq did not start on 127.0.0.3:53: $(tail -n 2 "$dir/dnsmasq.out" | tr '\n' ' ')"
-	echo "nameserver 127.0.0.3" >"$dir/resolv.conf"
+		fail "dnsmasq did not start on $addr:$port: $(tail -n 2 "$dir/dnsmasq.out" | tr '\n' ' ')"
+	echo "nameserver $addr" >"$dir/resolv.conf"
 }
 
 subst() { # subst IN OUT: @DIR@ @NDOM@ replaced
@@ -99,9 +106,12 @@ start_fedhub() {
 		printf '[domain hub.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
 			>>"$dir/router.conf"
 	fi
-	for ((i = 1; i <= ndom; i++)); do
-		printf '[route bench%d.fhb]\nconnect 127.0.0.1:22270\n' "$i" >>"$dir/router.conf"
-	done
+	if [ "$dns" = dns ]; then
+		start_dns benchhost.fhb 127.0.0.1 22353
+		sed -i -e "s|^\[hub\]\$|[hub]\ndns_server 127.0.0.1:22353|" "$dir/router.conf"
+	else
+		seq 1 "$ndom" | awk '{ printf "[route bench%d.fhb]\nconnect 127.0.0.1:22270\n", $1 }' >>"$dir/router.conf"
+	fi
 	(ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec taskset -c "$cpus" "$bin" -c "$dir/router.conf") \
 		>"$dir/fedhub.log" 2>&1 &
 	local pid=$!
@@ -240,8 +250,9 @@ stop_target() {
 case "$cmd" in
 start)
 	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS [tls]]"
-	[ -z "$tls" ] || [ "$tls" = tls ] || fail "unknown option '$tls' (tls or nothing)"
+	case ",$opts," in ,,|,tls,|,dns,|,tls,dns,|,dns,tls,) ;; *) fail "unknown options '$opts' (tls, dns)" ;; esac
 	[ -z "$tls" ] || [ "$name" = fedhub ] || fail "TLS runs are set up for fedhub only"
+	[ -z "$dns" ] || [ "$name" = fedhub ] || fail "prosody and ejabberd always resolve by DNS: no dns option"
 	case "$name" in
 	fedhub) start_fedhub ;;
 	prosody) start_prosody ;;
@@ -251,5 +262,5 @@ start)
 	esac
 	;;
 stop) stop_target ;;
-*) echo "usage: target.sh start|stop NAME DIR [CPUS NDOMAINS [tls]]" >&2; exit 2 ;;
+*) echo "usage: target.sh start|stop NAME DIR [CPUS NDOMAINS [tls|dns|tls,dns]]" >&2; exit 2 ;;
 esac
