@@ -1611,8 +1611,8 @@ static void *worker_main(void *arg)
 		if (w->stopped) {
 			bool busy = false;
 			for (struct net_conn *c = w->all; c; c = c->all_next)
-				if (!(c->flags & NET_F_CLOSED) && c->oq_len)
-					busy = true;
+				if (!(c->flags & NET_F_CLOSED) && (c->oq_len || (c->flags & NET_F_CLOSING)))
+					busy = true; /* still flushing (a close_notify, too) */
 			if (!busy || w->now >= stop_at)
 				break;
 		}
