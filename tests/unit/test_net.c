@@ -53,9 +53,11 @@ static _Atomic int worker_err; /* cmocka asserts only on the test thread */
 static _Atomic uint64_t rx_total;
 static _Atomic uint64_t rx_bad;       /* 1 + position of the first wrong byte */
 static _Atomic uint64_t calls_paused; /* on_data calls while paused: must stay 0 */
-static bool paused_flag;              /* worker only */
-static uint64_t pause_at;             /* M_PAUSE_IN_DATA: pause once this many bytes came */
-static size_t bye_len;                /* M_TLS_BYE: bytes queued before the close */
+/* set by the test thread before it connects (atomics: ThreadSanitizer does
+ * not see the ordering the socket gives) */
+static _Atomic bool paused_flag;  /* M_PAUSE_IN_DATA: on_data paused itself */
+static _Atomic uint64_t pause_at; /* M_PAUSE_IN_DATA: pause once this many bytes came */
+static _Atomic size_t bye_len;    /* M_TLS_BYE: bytes queued before the close */
 
 static uint8_t pat(uint64_t i)
 {
@@ -101,10 +103,10 @@ static size_t t_data(struct net_conn *c, struct net_buf *b, const char *p, size_
 		atomic_fetch_add(&calls_paused, 1);
 	uint64_t at = atomic_load(&rx_total);
 	size_t take = n;
-	if (atomic_load(&mode) == M_PAUSE_IN_DATA && !paused_flag && at + n > pause_at) {
+	if (atomic_load(&mode) == M_PAUSE_IN_DATA && !atomic_load(&paused_flag) && at + n > atomic_load(&pause_at)) {
 		/* pause in the middle of a buffer, leaving part of it unconsumed */
 		take = n / 2;
-		paused_flag = true;
+		atomic_store(&paused_flag, true);
 		net_conn_pause_recv(c);
 		net_conn_pause_recv(c); /* idempotent */
 		atomic_store(&acked, CMD_PAUSE);
@@ -134,8 +136,9 @@ static void t_tls(struct net_conn *c, int err)
 	if (atomic_load(&mode) == M_TLS_BYE) {
 		/* queued data, then a flushing close: the data, then close_notify */
 		char chunk[4096];
-		for (size_t off = 0; off < bye_len; off += sizeof(chunk)) {
-			size_t k = bye_len - off < sizeof(chunk) ? bye_len - off : sizeof(chunk);
+		size_t len = atomic_load(&bye_len);
+		for (size_t off = 0; off < len; off += sizeof(chunk)) {
+			size_t k = len - off < sizeof(chunk) ? len - off : sizeof(chunk);
 			for (size_t i = 0; i < k; i++)
 				chunk[i] = (char)pat(off + i);
 			if (net_send_copy(c, chunk, k) != 0)
@@ -231,7 +234,7 @@ static void reset(int m)
 	atomic_store(&rx_bad, 0);
 	atomic_store(&calls_paused, 0);
 	atomic_store(&worker_err, 0);
-	paused_flag = false;
+	atomic_store(&paused_flag, false);
 }
 
 /* Bytes of the pattern from position *pos, written whole (blocking). */
@@ -312,7 +315,7 @@ static void test_pause_inside_on_data_keeps_the_rest(void **state)
 {
 	(void)state;
 	reset(M_PAUSE_IN_DATA);
-	pause_at = 50000;
+	atomic_store(&pause_at, 50000);
 	int fd = dial();
 	uint64_t pos = 0;
 	send_pat(fd, &pos, 200000);
@@ -387,7 +390,7 @@ static void test_tls_close_sends_close_notify_after_data(void **state)
 {
 	(void)state;
 	reset(M_TLS_BYE);
-	bye_len = 200000;
+	atomic_store(&bye_len, 200000);
 	int fd;
 	struct tls_conn *t = tls_dial(&fd);
 	static char plain[300000];
@@ -422,7 +425,7 @@ static void test_tls_close_sends_close_notify_after_data(void **state)
 			break;
 	}
 	assert_true(notified);
-	assert_int_equal(got, bye_len);
+	assert_int_equal(got, atomic_load(&bye_len));
 	for (size_t i = 0; i < got; i++)
 		if ((uint8_t)plain[i] != pat(i))
 			fail_msg("byte %zu differs", i);
