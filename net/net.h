@@ -111,6 +111,7 @@ struct net_conn {
 	 * came off the socket (ciphertext on a TLS link); held_plain: plaintext
 	 * already decrypted, which goes first. */
 	struct net_buf *held, *held_plain;
+	struct net_conn *nobufs_prev; /* doubly linked: a close unlinks in O(1) */
 };
 
 enum net_conn_flag {

@@ -426,11 +426,13 @@ static void conn_teardown(struct net_conn *c, int err)
 	c->flags &= ~NET_F_OPEN;
 	c->close_err = err;
 	if (c->flags & NET_F_NOBUFS) { /* off the waiting list before the slot is reused */
-		struct net_conn **pp = &c->w->nobufs_wait;
-		while (*pp && *pp != c)
-			pp = &(*pp)->nobufs_next;
-		if (*pp)
-			*pp = c->nobufs_next;
+		if (c->nobufs_prev)
+			c->nobufs_prev->nobufs_next = c->nobufs_next;
+		else
+			c->w->nobufs_wait = c->nobufs_next;
+		if (c->nobufs_next)
+			c->nobufs_next->nobufs_prev = c->nobufs_prev;
+		c->nobufs_next = c->nobufs_prev = NULL;
 		c->flags &= ~NET_F_NOBUFS;
 	}
 	if (c->fd >= 0) {
@@ -1150,7 +1152,10 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 			/* out of receive buffers: retry as soon as some come back */
 			if (!(c->flags & NET_F_NOBUFS)) {
 				c->flags |= NET_F_NOBUFS;
+				c->nobufs_prev = NULL;
 				c->nobufs_next = w->nobufs_wait;
+				if (w->nobufs_wait)
+					w->nobufs_wait->nobufs_prev = c;
 				w->nobufs_wait = c;
 			}
 			return;
@@ -1473,6 +1478,7 @@ static void rearm_nobufs(struct net_worker *w)
 	w->nobufs_wait = NULL;
 	for (; c; c = next) {
 		next = c->nobufs_next;
+		c->nobufs_next = c->nobufs_prev = NULL;
 		c->flags &= ~NET_F_NOBUFS;
 		if (!(c->flags & (NET_F_CLOSED | NET_F_RECV_ARMED | NET_F_RECV_STOPPED | NET_F_CLOSING)))
 			arm_recv(c);
