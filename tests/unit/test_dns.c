@@ -183,9 +183,9 @@ static void test_cache_negative_entries_are_short_and_logged_once(void **state)
 
 /* ---- the resolver against dnsmasq ---- */
 
-#define NDOM      200
+#define NDOM      1000
 #define NSAME     50
-#define INFLIGHT  4
+#define INFLIGHT  8
 #define WAIT_MS   20000
 #define MSG_START (NET_MSG_USER + 40)
 
@@ -390,7 +390,7 @@ static int group_setup(void **state)
 	if (dns_init(server) < 0)
 		return -1;
 	dns_set_limits(
-		&(struct dns_limits){.cache_max = 1000, .ttl_min = 30, .ttl_max = 3600, .max_inflight = INFLIGHT});
+		&(struct dns_limits){.cache_max = 4000, .ttl_min = 30, .ttl_max = 3600, .max_inflight = INFLIGHT});
 	if (net_start() < 0)
 		return -1;
 	if (pthread_create(&ctrl, NULL, ctrl_main, NULL) != 0)
