@@ -582,6 +582,11 @@ void dns_on_ctrl_msg(struct net_msg *m)
 	pending[h % PENDING_BUCKETS] = q;
 	npending++;
 	if (nqueued >= DNS_MAX_QUEUED) {
+		static uint64_t said_at;
+		if (now_ms() - said_at >= 1000) { /* at most once a second */
+			said_at = now_ms();
+			log_warn(0, "dns: %u lookups waiting already: %s fails at once", nqueued, q->domain);
+		}
 		q->status = -EAGAIN;
 		answer(q, false);
 		return;
