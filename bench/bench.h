@@ -180,5 +180,6 @@ int bench_handshakes(int argc, char **argv);
 int bench_tls_certload(int argc, char **argv);
 /* net_relay.c: the `relay` scenario (the worker runtime alone). */
 int bench_relay(int argc, char **argv);
+int bench_close(int argc, char **argv);
 
 #endif

@@ -88,6 +88,8 @@ static void bm_usage(FILE *f)
 	      "  handshakes     TLS handshakes/s and bulk cost of the TLS engine (bench/tls_bench.c)\n"
 	      "  certload       start-up cost of many per-domain certificates (bench/tls_bench.c)\n"
 	      "  relay          the worker runtime alone: bytes through one worker vs direct (bench/net_relay.c)\n"
+	      "  close          the worker runtime alone: time per connection close with 1k/10k/100k open\n"
+	      "                 (bench/close_cost.c)\n"
 	      "  transit        the same run as echo, named for what it shows: a hub carrying traffic from\n"
 	      "                 remote servers to remote servers through an internal service (s2s in ->\n"
 	      "                 target -> component -> target -> s2s out, end-to-end latency). A plain\n"
@@ -667,6 +669,8 @@ int main(int argc, char **argv)
 		return bench_tls_certload(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "relay"))
 		return bench_relay(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "close"))
+		return bench_close(argc - 1, argv + 1);
 	bool compare = !strcmp(argv[1], "compare");
 	int first = compare ? 2 : 1;
 	if (argc <= first) {
@@ -677,7 +681,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof o);
 	if (bm_scenario(argv[first], &o.scenario) < 0) {
 		if (!strcmp(argv[first], "handshakes") || !strcmp(argv[first], "tokenizer") ||
-		    !strcmp(argv[first], "certload") || !strcmp(argv[first], "relay"))
+		    !strcmp(argv[first], "certload") || !strcmp(argv[first], "relay") || !strcmp(argv[first], "close"))
 			fprintf(stderr, "fedhub-bench: %s: not available in compare mode\n", argv[first]);
 		else
 			fprintf(stderr, "fedhub-bench: unknown scenario '%s' (see --help)\n", argv[first]);

@@ -1,6 +1,17 @@
 /*
  * net/dns.c — see dns.h. Everything here runs on the control thread, which
  * owns the c-ares channel; the only thing workers do is send a message.
+ *
+ * A request first looks in the cache (net/dns_cache.c). On a miss it joins
+ * the lookup already under way for that domain, if any (one lookup, many
+ * waiters: a pending table hashed by name), or makes a new one, which starts
+ * at once when fewer than max_inflight lookups are out, else waits in a FIFO
+ * queue. A lookup sends both SRV queries (_xmpps-server, _xmpp-server), then
+ * the address lookups of the chosen targets (or of the domain itself on
+ * 5269), and answers every waiter. A lookup that timed out is queued again
+ * after a back-off (RETRY_BASE_MS, doubled each time, DNS_RETRIES times)
+ * before its failure is final. Failures are cached briefly and logged once
+ * per domain, with the reason.
  */
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
@@ -10,28 +21,41 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <ares.h>
 
+#include "net/alloc.h"
 #include "net/dns.h"
+#include "net/dns_cache.h"
 #include "net/log.h"
 
-static ares_channel chan;
+#define DNS_RETRIES     2   /* further tries of a lookup that timed out */
+#define RETRY_BASE_MS   250 /* back-off before the first retry; doubled for the next */
+#define PENDING_BUCKETS 4096
 
-struct cache_ent {
-	struct cache_ent *next;
-	char domain[256];
-	uint64_t expires;
-	int status;
-	int ntargets;
-	struct dns_target t[DNS_MAX_TARGETS];
-};
-static struct cache_ent *cache;
+static ares_channel chan;
+static struct dns_limits lim = {DNS_DEFAULT_CACHE_MAX, DNS_DEFAULT_TTL_MIN, DNS_DEFAULT_TTL_MAX,
+				DNS_DEFAULT_MAX_INFLIGHT};
+static struct dns_cache *cache;
+static struct dns_stats st; /* written by the control thread with relaxed stores */
+
+#define ST_ADD(f, n) __atomic_store_n(&st.f, st.f + (uint64_t)(n), __ATOMIC_RELAXED)
+#define ST_SET(f, v) __atomic_store_n(&st.f, (uint64_t)(v), __ATOMIC_RELAXED)
 
 struct query {
-	struct dns_req *req;
-	int pending; /* address lookups outstanding */
+	struct query *hnext; /* pending table */
+	struct query *qnext; /* FIFO queue or retry list */
+	uint64_t hash;
+	uint64_t retry_at; /* ms */
+	int tries;         /* retries made */
+	struct dns_req *waiters;
+	char domain[256];
+	/* the answer being built */
+	int status;
+	int ares_status; /* the last c-ares failure, for the log */
+	int pending;     /* address lookups outstanding */
 	int nsrv;
 	struct {
 		char host[256];
@@ -53,11 +77,74 @@ struct query {
 	bool fallback;
 };
 
-static uint64_t now_s(void)
+static struct query *pending[PENDING_BUCKETS];
+static uint32_t npending;
+static struct query *q_head, *q_tail; /* waiting for an in-flight slot */
+static uint32_t nqueued;
+static struct {
+	struct query *head, *tail;
+} retry_list[DNS_RETRIES]; /* by retry number: each is in due order */
+static uint32_t nretry;
+static uint32_t inflight;
+
+static uint64_t now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (unsigned char)(ch - 'A' + 'a');
+		h = (h ^ ch) * 1099511628211ull;
+	}
+	return h;
+}
+
+static void publish_gauges(void)
+{
+	ST_SET(inflight, inflight);
+	ST_SET(queued, nqueued + nretry);
+	ST_SET(cache_entries, cache ? dns_cache_count(cache) : 0);
+	ST_SET(evictions, cache ? dns_cache_evictions(cache) : 0);
+}
+
+void dns_stats_get(struct dns_stats *o)
+{
+	const uint64_t *src = (const uint64_t *)&st;
+	uint64_t *dst = (uint64_t *)o;
+	for (size_t i = 0; i < sizeof(st) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+void dns_set_limits(const struct dns_limits *l)
+{
+	if (l->cache_max)
+		lim.cache_max = l->cache_max;
+	if (l->ttl_min)
+		lim.ttl_min = l->ttl_min;
+	if (l->ttl_max)
+		lim.ttl_max = l->ttl_max;
+	if (l->max_inflight)
+		lim.max_inflight = l->max_inflight;
+	if (cache) {
+		dns_cache_free(cache);
+		cache = NULL;
+	}
+}
+
+static struct dns_cache *the_cache(void)
+{
+	if (!cache) {
+		struct dns_cache_opts o = {.max = lim.cache_max, .ttl_min = lim.ttl_min, .ttl_max = lim.ttl_max};
+		cache = dns_cache_new(&o);
+	}
+	return cache;
 }
 
 int dns_init(const char *server)
@@ -67,8 +154,10 @@ int dns_init(const char *server)
 		return -EIO;
 	struct ares_options o;
 	memset(&o, 0, sizeof(o));
-	o.timeout = 2000;
-	o.tries = 2;
+	/* one try per query: a lookup that times out is retried here, with a
+	 * back-off, rather than resent at once by c-ares */
+	o.timeout = 1500;
+	o.tries = 1;
 	rc = ares_init_options(&chan, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
 	if (rc != ARES_SUCCESS)
 		return -EIO;
@@ -92,64 +181,174 @@ static void finish(struct dns_req *r)
 	}
 }
 
-static struct cache_ent *cache_get(const char *d)
+/* ---- pending lookups and the queue ---- */
+
+static struct query *pending_find(const char *d, uint64_t h)
 {
-	uint64_t now = now_s();
-	struct cache_ent **pp = &cache;
-	while (*pp) {
-		struct cache_ent *e = *pp;
-		if (e->expires <= now) {
-			*pp = e->next;
-			free(e);
-			continue;
-		}
-		if (strcmp(e->domain, d) == 0)
-			return e;
-		pp = &e->next;
-	}
+	for (struct query *q = pending[h % PENDING_BUCKETS]; q; q = q->hnext)
+		if (q->hash == h && strcasecmp(q->domain, d) == 0)
+			return q;
 	return NULL;
 }
 
-static void cache_put(const struct dns_req *r, uint32_t ttl)
+static void pending_remove(struct query *q)
 {
-	struct cache_ent *e = calloc(1, sizeof(*e));
-	if (!e)
+	struct query **pp = &pending[q->hash % PENDING_BUCKETS];
+	while (*pp && *pp != q)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = q->hnext;
+		npending--;
+	}
+}
+
+static void start(struct query *q);
+
+/* Start queued lookups while there is room. c-ares may answer inside
+ * ares_query (a name it refuses at once), and that answer pumps again:
+ * the outer call carries on instead of recursing once per queued lookup. */
+static void pump(void)
+{
+	static bool pumping;
+	if (pumping)
 		return;
-	snprintf(e->domain, sizeof(e->domain), "%s", r->domain);
-	if (ttl < 5)
-		ttl = 5;
-	if (ttl > 3600)
-		ttl = 3600;
-	e->expires = now_s() + ttl;
-	e->status = r->status;
-	e->ntargets = r->ntargets;
-	memcpy(e->t, r->t, sizeof(e->t));
-	e->next = cache;
-	cache = e;
+	pumping = true;
+	while (inflight < lim.max_inflight && q_head) {
+		struct query *q = q_head;
+		q_head = q->qnext;
+		if (!q_head)
+			q_tail = NULL;
+		q->qnext = NULL;
+		nqueued--;
+		start(q);
+	}
+	pumping = false;
+	publish_gauges();
+}
+
+static void enqueue(struct query *q)
+{
+	q->qnext = NULL;
+	if (q_tail)
+		q_tail->qnext = q;
+	else
+		q_head = q;
+	q_tail = q;
+	nqueued++;
+}
+
+static const char *failure_reason(const struct query *q)
+{
+	static char buf[128];
+	switch (q->status) {
+	case -ENOENT:
+		if (q->nrec == 1 && strcmp(q->rec[0].host, ".") == 0)
+			return "the domain offers no XMPP service (SRV target \".\")";
+		if (q->nrec)
+			return "no address for any SRV target";
+		if (q->ares_status == ARES_ENOTFOUND || q->ares_status == ARES_ENONAME)
+			return "no such domain (NXDOMAIN)";
+		return "no _xmpp-server/_xmpps-server SRV record and no A/AAAA record";
+	case -ETIMEDOUT:
+		snprintf(buf, sizeof(buf), "timed out (%d tries)", q->tries + 1);
+		return buf;
+	case -EAGAIN:
+		return "too many lookups waiting";
+	default:
+		snprintf(buf, sizeof(buf), "lookup failed: %s",
+			 q->ares_status ? ares_strerror(q->ares_status) : "no usable answer");
+		return buf;
+	}
+}
+
+/* The answer is known: cache it, hand it to every waiter, free the lookup. */
+static void answer(struct query *q, bool was_inflight)
+{
+	struct dns_target t[DNS_MAX_TARGETS];
+	int nt = 0;
+	memset(t, 0, sizeof(t));
+	for (int i = 0; i < q->nsrv; i++)
+		for (int j = 0; j < q->srv[i].nt && nt < DNS_MAX_TARGETS; j++)
+			t[nt++] = q->srv[i].t[j];
+	if (nt == 0 && q->status == 0)
+		q->status = -ENOENT;
+	else if (nt)
+		q->status = 0;
+	if (q->status == -ENOENT)
+		ST_ADD(fail_nxdomain, 1);
+	else if (q->status == -ETIMEDOUT)
+		ST_ADD(fail_timeout, 1);
+	else if (q->status)
+		ST_ADD(fail_error, 1);
+	if (q->status != -EAGAIN &&
+	    dns_cache_put(the_cache(), q->domain, q->status, nt, t, q->ttl == UINT32_MAX ? 0 : q->ttl))
+		log_info(0, "dns: %s: %s", q->domain, failure_reason(q));
+	pending_remove(q);
+	if (was_inflight)
+		inflight--;
+	for (struct dns_req *r = q->waiters, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		r->status = q->status;
+		r->ntargets = nt;
+		memcpy(r->t, t, sizeof(r->t));
+		finish(r);
+	}
+	free(q);
+	pump();
+}
+
+/* Timed out: try again after a back-off, or give up. */
+static bool retry_later(struct query *q)
+{
+	if (q->tries >= DNS_RETRIES)
+		return false;
+	int k = q->tries++;
+	q->retry_at = now_ms() + ((uint64_t)RETRY_BASE_MS << k);
+	q->qnext = NULL;
+	if (retry_list[k].tail)
+		retry_list[k].tail->qnext = q;
+	else
+		retry_list[k].head = q;
+	retry_list[k].tail = q;
+	nretry++;
+	inflight--;
+	ST_ADD(retries, 1);
+	pump();
+	return true;
+}
+
+/* Retries whose back-off is over go back to the queue; returns ms until the next one. */
+static int run_retries(void)
+{
+	uint64_t now = now_ms();
+	int next = 1000;
+	for (int k = 0; k < DNS_RETRIES; k++) {
+		struct query *q;
+		while ((q = retry_list[k].head) && q->retry_at <= now) {
+			retry_list[k].head = q->qnext;
+			if (!retry_list[k].head)
+				retry_list[k].tail = NULL;
+			nretry--;
+			enqueue(q);
+		}
+		if (q && (int)(q->retry_at - now) < next)
+			next = (int)(q->retry_at - now);
+	}
+	pump();
+	return next;
 }
 
 static void complete(struct query *q)
 {
-	struct dns_req *r = q->req;
-	r->ntargets = 0;
-	for (int i = 0; i < q->nsrv; i++)
-		for (int j = 0; j < q->srv[i].nt && r->ntargets < DNS_MAX_TARGETS; j++)
-			r->t[r->ntargets++] = q->srv[i].t[j];
-	if (r->ntargets == 0 && r->status == 0)
-		r->status = -ENOENT;
-	else if (r->ntargets)
-		r->status = 0;
-	cache_put(r, r->status == 0 ? q->ttl : 30);
-	if (r->status)
-		log_info(0, "dns: %s: %s", r->domain,
-			 r->status == -ENOENT ? "no such domain or service" : "lookup failed");
-	finish(r);
-	free(q);
+	if (q->status == -ETIMEDOUT && retry_later(q))
+		return;
+	answer(q, true);
 }
 
-static int ares_to_errno(int st)
+static int ares_to_errno(int st_)
 {
-	switch (st) {
+	switch (st_) {
 	case ARES_ENOTFOUND:
 	case ARES_ENODATA:
 	case ARES_ENONAME:
@@ -186,8 +385,13 @@ static void on_addr(void *arg, int status, int timeouts, struct ares_addrinfo *a
 			if ((uint32_t)n->ai_ttl < q->ttl)
 				q->ttl = (uint32_t)n->ai_ttl;
 		}
-	} else if (q->fallback) {
-		q->req->status = ares_to_errno(status);
+	} else {
+		if (status != ARES_SUCCESS)
+			q->ares_status = status;
+		if (q->fallback)
+			q->status = ares_to_errno(status);
+		else if (status == ARES_ETIMEOUT && q->status == 0)
+			q->status = -ETIMEDOUT; /* stands unless another target answers */
 	}
 	if (ai)
 		ares_freeaddrinfo(ai);
@@ -201,9 +405,11 @@ static void lookup_addrs(struct query *q)
 	memset(&h, 0, sizeof(h));
 	h.ai_family = AF_UNSPEC;
 	h.ai_socktype = SOCK_STREAM;
-	q->pending = q->nsrv;
-	for (int i = 0; i < q->nsrv; i++) {
-		struct addr_ctx *ac = malloc(sizeof(*ac));
+	int n = q->nsrv; /* q may be gone after the last call: c-ares can answer inside it */
+	q->pending = n;
+	ST_ADD(queries_addr, n);
+	for (int i = 0; i < n; i++) {
+		struct addr_ctx *ac = xmalloc(sizeof(*ac));
 		ac->q = q;
 		ac->idx = i;
 		ares_getaddrinfo(chan, q->srv[i].host, NULL, &h, on_addr, ac);
@@ -236,7 +442,7 @@ static void order_srv(struct query *q)
 			for (int k = i; k < j; k++)
 				total += q->rec[idx[k]].weight + 1u;
 			if (getrandom(&rnd, sizeof(rnd), 0) < 0)
-				rnd = (uint32_t)now_s();
+				rnd = (uint32_t)now_ms();
 			pick = rnd % total;
 			int k = i;
 			for (; k < j - 1; k++) {
@@ -262,7 +468,7 @@ static void srv_done(struct query *q)
 	if (q->nrec) {
 		/* RFC 6120 §3.2.1: a single "." target means the service is not offered */
 		if (q->nrec == 1 && strcmp(q->rec[0].host, ".") == 0) {
-			q->req->status = -ENOENT;
+			q->status = -ENOENT;
 			complete(q);
 			return;
 		}
@@ -271,14 +477,15 @@ static void srv_done(struct query *q)
 		return;
 	}
 	if (q->srv_err == ARES_ETIMEOUT || q->srv_err == ARES_ECONNREFUSED || q->srv_err == ARES_ESERVFAIL) {
-		q->req->status = ares_to_errno(q->srv_err);
+		q->ares_status = q->srv_err;
+		q->status = ares_to_errno(q->srv_err);
 		complete(q);
 		return;
 	}
 	/* No SRV record: A/AAAA of the domain itself, port 5269 (RFC 6120 §3.2.2). */
 	q->fallback = true;
 	q->nsrv = 1;
-	snprintf(q->srv[0].host, sizeof(q->srv[0].host), "%s", q->req->domain);
+	snprintf(q->srv[0].host, sizeof(q->srv[0].host), "%s", q->domain);
 	q->srv[0].port = 5269;
 	lookup_addrs(q);
 }
@@ -301,6 +508,7 @@ static void on_srv_common(struct query *q, bool tls, int status, unsigned char *
 			ares_free_data(srv);
 	} else if (!tls) {
 		q->srv_err = status;
+		q->ares_status = status;
 	}
 	if (--q->srv_pending == 0)
 		srv_done(q);
@@ -318,30 +526,73 @@ static void on_srvs(void *arg, int status, int timeouts, unsigned char *abuf, in
 	on_srv_common(arg, true, status, abuf, alen);
 }
 
+static void start(struct query *q)
+{
+	/* a retry starts over */
+	q->status = 0;
+	q->ares_status = 0;
+	q->nsrv = q->nrec = 0;
+	q->srv_err = 0;
+	q->fallback = false;
+	memset(q->srv, 0, sizeof(q->srv));
+	q->ttl = UINT32_MAX;
+	inflight++;
+	if (inflight > st.inflight_peak)
+		ST_SET(inflight_peak, inflight);
+	char name[300];
+	q->srv_pending = 2;
+	ST_ADD(queries_srv, 2);
+	snprintf(name, sizeof(name), "_xmpps-server._tcp.%s", q->domain);
+	ares_query(chan, name, ns_c_in, ns_t_srv, on_srvs, q);
+	snprintf(name, sizeof(name), "_xmpp-server._tcp.%s", q->domain);
+	ares_query(chan, name, ns_c_in, ns_t_srv, on_srv, q);
+}
+
 void dns_on_ctrl_msg(struct net_msg *m)
 {
 	if (m->type != DNS_MSG_QUERY)
 		return;
 	struct dns_req *r;
 	memcpy(&r, m->u.bytes, sizeof(r));
-	struct cache_ent *e = cache_get(r->domain);
-	if (e) {
-		r->status = e->status;
-		r->ntargets = e->ntargets;
-		memcpy(r->t, e->t, sizeof(r->t));
+	r->next = NULL;
+	ST_ADD(lookups, 1);
+	if (dns_cache_get(the_cache(), r->domain, &r->status, &r->ntargets, r->t)) {
+		if (r->status)
+			ST_ADD(hits_negative, 1);
+		else
+			ST_ADD(hits, 1);
 		finish(r);
 		return;
 	}
-	struct query *q = calloc(1, sizeof(*q));
-	q->req = r;
-	q->ttl = 3600;
-	r->status = 0;
-	char name[300];
-	q->srv_pending = 2;
-	snprintf(name, sizeof(name), "_xmpps-server._tcp.%s", r->domain);
-	ares_query(chan, name, ns_c_in, ns_t_srv, on_srvs, q);
-	snprintf(name, sizeof(name), "_xmpp-server._tcp.%s", r->domain);
-	ares_query(chan, name, ns_c_in, ns_t_srv, on_srv, q);
+	ST_ADD(misses, 1);
+	uint64_t h = name_hash(r->domain);
+	struct query *q = pending_find(r->domain, h);
+	if (q) { /* the same name is being resolved: wait for that answer */
+		r->next = q->waiters;
+		q->waiters = r;
+		ST_ADD(merged, 1);
+		return;
+	}
+	q = xcalloc(1, sizeof(*q));
+	snprintf(q->domain, sizeof(q->domain), "%s", r->domain);
+	q->hash = h;
+	q->waiters = r;
+	q->ttl = UINT32_MAX;
+	q->hnext = pending[h % PENDING_BUCKETS];
+	pending[h % PENDING_BUCKETS] = q;
+	npending++;
+	if (nqueued >= DNS_MAX_QUEUED) {
+		static uint64_t said_at;
+		if (now_ms() - said_at >= 1000) { /* at most once a second */
+			said_at = now_ms();
+			log_warn(0, "dns: %u lookups waiting already: %s fails at once", nqueued, q->domain);
+		}
+		q->status = -EAGAIN;
+		answer(q, false);
+		return;
+	}
+	enqueue(q);
+	pump();
 }
 
 int dns_submit(struct net_worker *w, struct dns_req *r)
@@ -371,8 +622,11 @@ void dns_ctrl_loop(void)
 			if (ev)
 				pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
 		}
+		int ms = run_retries();
 		struct timeval tv = {1, 0}, *tvp = ares_timeout(chan, &tv, &tv);
-		int ms = (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000);
+		int ams = (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000);
+		if (ams < ms)
+			ms = ams;
 		if (ms > 200)
 			ms = 200; /* notice net_stopping() promptly */
 		poll(pfd, (nfds_t)n, ms);

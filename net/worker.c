@@ -15,6 +15,15 @@
  *   completions; drain the message rings; run timers.
  *
  * user_data of an SQE is a pointer with the operation in its low 3 bits.
+ * A connection has at most one receive, one send and one connect armed, so
+ * that value names one request: closing a connection cancels exactly its
+ * own requests by user_data (the kernel looks them up in a hash), which costs
+ * the same at a hundred connections or a hundred thousand, where cancelling
+ * by file descriptor walks every pending request of the ring.
+ *
+ * Out of file descriptors, a listener stops accepting for ACCEPT_PAUSE_MS
+ * (the connections wait in the kernel's backlog) instead of retrying at once
+ * in a loop that would spin a core; the tick re-arms it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,6 +47,7 @@
 #include <urcu-qsbr.h>
 
 #include "net/net.h"
+#include "net/alloc.h"
 #include "net/log.h"
 #include "net/tls.h"
 #include "net/proxy.h"
@@ -57,6 +68,8 @@ enum op {
 #define BGID         1
 #define TICK_MS      100
 #define IOV_PER_SEND 256
+/* A listener out of file descriptors waits this long before accepting again. */
+#define ACCEPT_PAUSE_MS 250
 
 struct spsc {
 	_Alignas(64) _Atomic uint32_t head; /* consumer */
@@ -69,7 +82,8 @@ struct listener {
 	int fd;
 	int kind;
 	struct net_worker *w;
-	_Alignas(8) char pad[8];
+	bool armed;         /* the multishot accept is in the ring */
+	uint64_t resume_at; /* ms; paused (out of descriptors) until then, 0 = not */
 };
 
 struct net_worker {
@@ -97,8 +111,13 @@ struct net_worker {
 	struct net_conn *dirty;
 	struct net_conn *nobufs_wait;
 	/* listeners */
-	struct listener lis[16];
+	struct listener lis[NET_MAX_LISTENERS];
 	int nlis;
+	uint64_t accept_refused; /* out-of-descriptor failures since the last log line */
+	uint64_t accept_log_at;  /* ms: the next such line may be logged then */
+	/* connections whose reads were resumed, handled once per loop turn */
+	struct net_ref *resumed;
+	uint32_t nresumed, resumed_cap;
 	/* messages: in[src] is the ring from src to us */
 	struct spsc *in[NET_MAX_WORKERS + 1];
 	bool woke[NET_MAX_WORKERS + 1]; /* we pushed to dst this turn */
@@ -127,7 +146,7 @@ static struct {
 	int kind;
 	struct sockaddr_storage ss;
 	socklen_t len;
-} listens[16];
+} listens[NET_MAX_LISTENERS];
 static int nlistens;
 static __thread struct net_worker *self_worker;
 
@@ -356,6 +375,9 @@ static void conn_maybe_free(struct net_conn *c)
 		net_buf_unref(w, c->pend);
 		c->pend = NULL;
 	}
+	net_buf_unref(w, c->held);
+	net_buf_unref(w, c->held_plain);
+	c->held = c->held_plain = NULL;
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
 	else
@@ -382,6 +404,19 @@ static void give_back_unsent(struct net_conn *c, uint32_t from)
 		c->oq_len = from;
 }
 
+static struct io_uring_sqe *get_sqe(struct net_worker *w);
+
+/* Cancel the one request whose user_data is ud. The cancel's own completion
+ * counts as an operation of c (NULL: a listener's, nothing to count). */
+static void cancel_req(struct net_worker *w, uint64_t ud, struct net_conn *c)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_cancel64(sqe, ud, 0);
+	io_uring_sqe_set_data64(sqe, UD(c, OP_CANCEL));
+	if (c)
+		c->inflight++;
+}
+
 static void conn_teardown(struct net_conn *c, int err)
 {
 	if (c->flags & NET_F_CLOSED)
@@ -391,26 +426,28 @@ static void conn_teardown(struct net_conn *c, int err)
 	c->flags &= ~NET_F_OPEN;
 	c->close_err = err;
 	if (c->flags & NET_F_NOBUFS) { /* off the waiting list before the slot is reused */
-		struct net_conn **pp = &c->w->nobufs_wait;
-		while (*pp && *pp != c)
-			pp = &(*pp)->nobufs_next;
-		if (*pp)
-			*pp = c->nobufs_next;
+		if (c->nobufs_prev)
+			c->nobufs_prev->nobufs_next = c->nobufs_next;
+		else
+			c->w->nobufs_wait = c->nobufs_next;
+		if (c->nobufs_next)
+			c->nobufs_next->nobufs_prev = c->nobufs_prev;
+		c->nobufs_next = c->nobufs_prev = NULL;
 		c->flags &= ~NET_F_NOBUFS;
 	}
 	if (c->fd >= 0) {
-		/* Cancel whatever is pending on the fd, then close it. A plain
-		 * close(2) is fine here: closing is not on the stanza path. */
+		/* Cancel each request still armed on the fd, by its user_data,
+		 * then close it. A plain close(2) is fine here: closing is not
+		 * on the stanza path. */
 		if (c->flags & (NET_F_RECV_ARMED | NET_F_SENDING | NET_F_CONNECTING)) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->w->ring);
-			if (!sqe) {
-				io_uring_submit(&c->w->ring);
-				sqe = io_uring_get_sqe(&c->w->ring);
-			}
-			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
-			io_uring_sqe_set_data64(sqe, UD(c, OP_CANCEL));
-			c->inflight++;
-			io_uring_submit(&c->w->ring);
+			struct net_worker *w = c->w;
+			if ((c->flags & (NET_F_RECV_ARMED | NET_F_RECV_CANCEL)) == NET_F_RECV_ARMED)
+				cancel_req(w, UD(c, OP_RECV), c);
+			if (c->flags & NET_F_SENDING)
+				cancel_req(w, UD(c, OP_SEND), c);
+			if (c->flags & NET_F_CONNECTING)
+				cancel_req(w, UD(c, OP_CONNECT), c);
+			io_uring_submit(&w->ring);
 		}
 		shutdown(c->fd, SHUT_RDWR);
 		close(c->fd);
@@ -419,10 +456,21 @@ static void conn_teardown(struct net_conn *c, int err)
 	conn_maybe_free(c);
 }
 
+static void mark_dirty(struct net_conn *c);
+
 void net_close(struct net_conn *c, bool flush)
 {
 	if (c->flags & (NET_F_CLOSED))
 		return;
+	/* A TLS link says goodbye with close_notify after its queued data
+	 * (RFC 8446 §6.1); not after a failed handshake (tls_fail sent its
+	 * alert) nor while one is in progress. */
+	if (flush && c->tls && !(c->flags & (NET_F_TLS_HS | NET_F_CONNECTING | NET_F_CLOSING))) {
+		c->flags |= NET_F_CLOSING | NET_F_TLS_BYE;
+		c->deadline = c->w->now + 2000;
+		mark_dirty(c);
+		return;
+	}
 	if (flush && c->oq_len && !(c->flags & NET_F_CONNECTING)) {
 		c->flags |= NET_F_CLOSING;
 		c->deadline = c->w->now + 2000; /* do not wait forever for a dead peer */
@@ -434,6 +482,64 @@ void net_close(struct net_conn *c, bool flush)
 void net_conn_stop_reading(struct net_conn *c)
 {
 	c->flags |= NET_F_RECV_STOPPED;
+}
+
+void net_conn_pause_recv(struct net_conn *c)
+{
+	if (c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED))
+		return;
+	c->flags |= NET_F_RECV_PAUSED;
+	if ((c->flags & (NET_F_RECV_ARMED | NET_F_RECV_CANCEL)) == NET_F_RECV_ARMED) {
+		c->flags |= NET_F_RECV_CANCEL;
+		cancel_req(c->w, UD(c, OP_RECV), c);
+	}
+}
+
+void net_conn_resume_recv(struct net_conn *c)
+{
+	struct net_worker *w = c->w;
+	if (!(c->flags & NET_F_RECV_PAUSED) || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
+		return;
+	c->flags &= ~NET_F_RECV_PAUSED;
+	if (c->flags & NET_F_RESUME_Q)
+		return;
+	if (w->nresumed == w->resumed_cap) {
+		w->resumed_cap = w->resumed_cap ? w->resumed_cap * 2 : 64;
+		w->resumed = xrealloc(w->resumed, w->resumed_cap * sizeof(*w->resumed));
+	}
+	w->resumed[w->nresumed++] = c->ref;
+	c->flags |= NET_F_RESUME_Q;
+}
+
+/* Keep n bytes at the end of *hp while reads are paused. A heap copy: what
+ * arrives after the pause is only what the kernel had already received when
+ * the receive was cancelled, at most the provided-buffer pool. Data path:
+ * -ENOMEM closes this one connection. */
+static int hold(struct net_worker *w, struct net_buf **hp, const char *p, size_t n)
+{
+	struct net_buf *h = *hp;
+	if (!n)
+		return 0;
+	if (!h) {
+		h = net_buf_new(w, n < 4096 ? 4096 : n);
+		if (!h)
+			return -ENOMEM;
+		*hp = h;
+	} else if (h->len + n > h->cap) {
+		size_t ncap = (size_t)h->cap * 2;
+		while (ncap < h->len + n)
+			ncap *= 2;
+		if (ncap > UINT32_MAX)
+			return -ENOMEM;
+		char *d = realloc(h->data, ncap);
+		if (!d)
+			return -ENOMEM;
+		h->data = d;
+		h->cap = (uint32_t)ncap;
+	}
+	memcpy(h->data + h->len, p, n);
+	h->len += (uint32_t)n;
+	return 0;
 }
 
 static struct io_uring_sqe *get_sqe(struct net_worker *w)
@@ -448,6 +554,8 @@ static struct io_uring_sqe *get_sqe(struct net_worker *w)
 
 static void arm_recv(struct net_conn *c)
 {
+	if (c->flags & NET_F_RECV_PAUSED)
+		return;
 	struct io_uring_sqe *sqe = get_sqe(c->w);
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -556,6 +664,12 @@ int net_send_copy(struct net_conn *c, const char *p, size_t n)
 
 static void tls_prep_send(struct net_worker *w, struct net_conn *c);
 
+/* net_close asked for close_notify and it is not written yet. */
+static bool bye_due(const struct net_conn *c)
+{
+	return (c->flags & (NET_F_TLS_BYE | NET_F_TLS_BYE_SENT)) == NET_F_TLS_BYE;
+}
+
 /* Returns false when this turn has no room left for the send. */
 static bool prep_send(struct net_worker *w, struct net_conn *c)
 {
@@ -602,7 +716,7 @@ static void flush_sends(struct net_worker *w)
 		c->flags &= ~NET_F_DIRTY;
 		if (!(c->flags & NET_F_OPEN) || c->fd < 0 || (c->flags & (NET_F_SENDING | NET_F_CONNECTING)))
 			continue;
-		if (!c->oq_len && !(c->tls && tls_pending_out(c->tls, &(const void *){NULL})))
+		if (!c->oq_len && !(c->tls && tls_pending_out(c->tls, &(const void *){NULL})) && !bye_due(c))
 			continue;
 		if (!prep_send(w, c)) { /* no room this turn */
 			c->flags |= NET_F_DIRTY;
@@ -633,7 +747,7 @@ static void on_send_done(struct net_worker *w, struct net_conn *c, int res)
 		c->tls_inflight = 0;
 		tls_consume_out(c->tls, (size_t)res);
 		const void *p;
-		if (c->oq_len || tls_pending_out(c->tls, &p))
+		if (c->oq_len || tls_pending_out(c->tls, &p) || bye_due(c))
 			mark_dirty(c);
 		else if (c->flags & NET_F_CLOSING)
 			conn_teardown(c, 0);
@@ -666,13 +780,23 @@ static void on_send_done(struct net_worker *w, struct net_conn *c, int res)
 		c->ops->on_drain(c);
 }
 
+static void conn_teardown(struct net_conn *c, int err);
+
+/* Bytes on_data was not offered because reads were paused: plaintext on a
+ * TLS link (decrypted already), else bytes as received. */
+static void hold_rest(struct net_worker *w, struct net_conn *c, const char *p, size_t n)
+{
+	if (hold(w, c->tls ? &c->held_plain : &c->held, p, n) < 0)
+		conn_teardown(c, -ENOMEM);
+}
+
 /* Hand bytes to the owner. When an incomplete unit is pending, new bytes are
  * appended to it in growing chunks only until the owner completes it; the
  * rest of the receive buffer is then handed over in place. */
 static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	size_t off = 0;
-	while (c->pend && off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+	while (c->pend && off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED))) {
 		struct net_buf *pb = c->pend;
 		size_t old = pb->len;
 		size_t chunk = old < 1024 ? 1024 : old;
@@ -721,6 +845,10 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 			memmove(pb->data, pb->data + used, rest);
 			pb->len = (uint32_t)rest;
 		}
+	}
+	if (off < n && (c->flags & NET_F_RECV_PAUSED) && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		hold_rest(w, c, p + off, n - off); /* offered again first on resume */
+		return;
 	}
 	if (c->pend || off >= n || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
 		return;
@@ -807,6 +935,12 @@ static void tls_in(struct net_worker *w, struct net_conn *c, const char *p, size
 		}
 		/* plaintext */
 		for (;;) {
+			if (c->flags & NET_F_RECV_PAUSED) {
+				/* the records fed stay in the engine; the rest waits here */
+				if (hold(w, &c->held, p + off, n - off) < 0)
+					conn_teardown(c, -ENOMEM);
+				return;
+			}
 			struct net_buf *pb = c->plain;
 			if (!pb || pb->ref > 1) {
 				if (pb)
@@ -878,11 +1012,19 @@ static void tls_prep_send(struct net_worker *w, struct net_conn *c)
 			}
 			c->oq_sent_in_head = skip;
 		}
+		if (bye_due(c) && !c->oq_len) {
+			c->flags |= NET_F_TLS_BYE_SENT;
+			if (tls_close_notify(c->tls) < 0)
+				log_debug(c->id, "TLS: close_notify: %s", tls_error(c->tls));
+		}
 	}
 	const void *p;
 	size_t n = tls_pending_out(c->tls, &p);
-	if (!n)
+	if (!n) {
+		if ((c->flags & NET_F_TLS_BYE_SENT) && !c->oq_len && (c->flags & NET_F_CLOSING))
+			conn_teardown(c, 0); /* nothing left to say */
 		return;
+	}
 	struct io_uring_sqe *sqe = get_sqe(w);
 	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, UD(c, OP_SEND));
@@ -921,12 +1063,65 @@ static const char *proxy_strip(struct net_conn *c, const char *p, size_t *n)
 	return p + k;
 }
 
+/* Received bytes, in order: the PROXY header, then TLS records or the
+ * stream itself. */
+static void rx_dispatch(struct net_worker *w, struct net_conn *c, struct net_buf *b, const char *data, size_t len)
+{
+	if (c->flags & NET_F_PROXY)
+		data = proxy_strip(c, data, &len);
+	if (data && len && c->tls)
+		tls_in(w, c, data, len);
+	else if (data && len)
+		deliver(w, c, b, data, len);
+}
+
+/* After a resume: what was kept while paused goes first, in order. */
+static void replay_held(struct net_worker *w, struct net_conn *c)
+{
+	struct net_buf *b = c->held_plain;
+	if (b) {
+		c->held_plain = NULL;
+		deliver(w, c, b, b->data, b->len);
+		net_buf_unref(w, b);
+		if (c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED))
+			return;
+	}
+	b = c->held;
+	if (b) {
+		c->held = NULL;
+		rx_dispatch(w, c, b, b->data, b->len);
+		net_buf_unref(w, b);
+	} else if (c->tls && !(c->flags & NET_F_TLS_HS)) {
+		tls_in(w, c, NULL, 0); /* records the engine holds decrypted */
+	}
+}
+
+/* Connections whose reads were resumed since the last turn. */
+static void run_resumed(struct net_worker *w)
+{
+	uint32_t n = w->nresumed; /* resumes made while replaying wait for the next turn */
+	for (uint32_t i = 0; i < n; i++) {
+		struct net_conn *c = net_conn_get(w, w->resumed[i]);
+		if (!c || !(c->flags & NET_F_RESUME_Q))
+			continue;
+		c->flags &= ~NET_F_RESUME_Q;
+		if (c->flags & NET_F_RECV_PAUSED)
+			continue; /* paused again: everything stays held */
+		replay_held(w, c);
+		if (!(c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED | NET_F_RECV_ARMED | NET_F_NOBUFS |
+				  NET_F_RECV_STOPPED | NET_F_CONNECTING)))
+			arm_recv(c);
+	}
+	memmove(w->resumed, w->resumed + n, (w->nresumed - n) * sizeof(*w->resumed));
+	w->nresumed -= n;
+}
+
 static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
 	bool more = cqe->flags & IORING_CQE_F_MORE;
 	if (!more) {
-		c->flags &= ~NET_F_RECV_ARMED;
+		c->flags &= ~(NET_F_RECV_ARMED | NET_F_RECV_CANCEL);
 	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
@@ -935,15 +1130,14 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 		b->len = res > 0 ? (uint32_t)res : 0;
 		__atomic_store_n(&w->bufs_out, w->bufs_out + 1, __ATOMIC_RELAXED);
 		if (res > 0 && !(c->flags & (NET_F_CLOSED | NET_F_RECV_STOPPED))) {
-			const char *data = b->data;
-			size_t len = (size_t)res;
 			c->last_rx = w->now;
-			if (c->flags & NET_F_PROXY)
-				data = proxy_strip(c, data, &len);
-			if (data && len && c->tls)
-				tls_in(w, c, data, len);
-			else if (data && len)
-				deliver(w, c, b, data, len);
+			/* paused, or resumed with kept bytes not handed over yet */
+			if (c->held || c->held_plain || (c->flags & NET_F_RECV_PAUSED)) {
+				if (hold(w, &c->held, b->data, (size_t)res) < 0)
+					conn_teardown(c, -ENOMEM);
+			} else {
+				rx_dispatch(w, c, b, b->data, (size_t)res);
+			}
 		}
 		net_buf_unref(w, b);
 	}
@@ -958,13 +1152,18 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 			/* out of receive buffers: retry as soon as some come back */
 			if (!(c->flags & NET_F_NOBUFS)) {
 				c->flags |= NET_F_NOBUFS;
+				c->nobufs_prev = NULL;
 				c->nobufs_next = w->nobufs_wait;
+				if (w->nobufs_wait)
+					w->nobufs_wait->nobufs_prev = c;
 				w->nobufs_wait = c;
 			}
 			return;
 		}
 		if (res != -ECANCELED)
 			conn_teardown(c, res);
+		else if (!more && !(c->flags & (NET_F_RECV_STOPPED | NET_F_CLOSING)))
+			arm_recv(c); /* cancelled by a pause since resumed: receive again */
 		return;
 	}
 	if (!more && !(c->flags & (NET_F_RECV_STOPPED | NET_F_CLOSING)))
@@ -1020,11 +1219,50 @@ static void arm_accept(struct net_worker *w, struct listener *l)
 	struct io_uring_sqe *sqe = get_sqe(w);
 	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, UD(l, OP_ACCEPT));
+	l->armed = true;
+}
+
+/* accept(2) failed for lack of descriptors or memory: the connection stays
+ * in the backlog, so accepting again at once fails again at once, forever.
+ * Stop this listener for a while instead, and say so once a second. */
+static void accept_pause(struct net_worker *w, struct listener *l, int err, bool more)
+{
+	w->accept_refused++;
+	if (w->now >= w->accept_log_at) {
+		log_warn(0, "worker %d: accept: %s (%llu time%s since the last report): accepting again in %d ms",
+			 w->id, strerror(-err), (unsigned long long)w->accept_refused,
+			 w->accept_refused == 1 ? "" : "s", ACCEPT_PAUSE_MS);
+		w->accept_refused = 0;
+		w->accept_log_at = w->now + 1000;
+	}
+	l->resume_at = w->now + ACCEPT_PAUSE_MS;
+	if (more)
+		cancel_req(w, UD(l, OP_ACCEPT), NULL);
+}
+
+/* From the tick: listeners whose pause is over accept again. */
+static void accept_resume(struct net_worker *w)
+{
+	for (int i = 0; i < w->nlis; i++) {
+		struct listener *l = &w->lis[i];
+		if (l->resume_at && w->now >= l->resume_at && !l->armed && !w->stopped && !net_stopping()) {
+			l->resume_at = 0;
+			arm_accept(w, l);
+		}
+	}
 }
 
 static void on_accept(struct net_worker *w, struct listener *l, struct io_uring_cqe *cqe)
 {
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopped && !net_stopping())
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	if (!more)
+		l->armed = false;
+	if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS || cqe->res == -ENOMEM) {
+		if (!l->resume_at)
+			accept_pause(w, l, cqe->res, more);
+		return;
+	}
+	if (!more && !w->stopped && !net_stopping() && !l->resume_at)
 		arm_accept(w, l);
 	if (cqe->res < 0)
 		return;
@@ -1228,6 +1466,7 @@ static void run_timers(struct net_worker *w)
 				c->ops->on_timer(c);
 		}
 	}
+	accept_resume(w);
 	if (cfg.on_tick)
 		cfg.on_tick(w, w->now);
 }
@@ -1239,6 +1478,7 @@ static void rearm_nobufs(struct net_worker *w)
 	w->nobufs_wait = NULL;
 	for (; c; c = next) {
 		next = c->nobufs_next;
+		c->nobufs_next = c->nobufs_prev = NULL;
 		c->flags &= ~NET_F_NOBUFS;
 		if (!(c->flags & (NET_F_CLOSED | NET_F_RECV_ARMED | NET_F_RECV_STOPPED | NET_F_CLOSING)))
 			arm_recv(c);
@@ -1277,6 +1517,8 @@ static void handle_cqe(struct net_worker *w, struct io_uring_cqe *cqe)
 	}
 	case OP_CANCEL: {
 		struct net_conn *c = ptr;
+		if (!c)
+			break; /* a listener's */
 		c->inflight--;
 		conn_maybe_free(c);
 		break;
@@ -1355,6 +1597,8 @@ static void *worker_main(void *arg)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		drain_msgs(w);
+		if (w->nresumed)
+			run_resumed(w);
 		if (w->nobufs_wait && w->bufs_out < w->nbufs - w->nbufs / 4)
 			rearm_nobufs(w);
 		if (w->now >= w->next_tick) {
@@ -1373,8 +1617,8 @@ static void *worker_main(void *arg)
 		if (w->stopped) {
 			bool busy = false;
 			for (struct net_conn *c = w->all; c; c = c->all_next)
-				if (!(c->flags & NET_F_CLOSED) && c->oq_len)
-					busy = true;
+				if (!(c->flags & NET_F_CLOSED) && (c->oq_len || (c->flags & NET_F_CLOSING)))
+					busy = true; /* still flushing (a close_notify, too) */
 			if (!busy || w->now >= stop_at)
 				break;
 		}
@@ -1387,9 +1631,38 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Every link is a descriptor: take all the process may have (the soft limit
+ * up to the hard one) and say how many that is. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = rl;
+		want.rlim_cur = rl.rlim_max;
+		if (rl.rlim_max == RLIM_INFINITY) { /* the kernel still caps it at fs.nr_open */
+			FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+			unsigned long long v = 0;
+			if (!f || fscanf(f, "%llu", &v) != 1 || v == 0)
+				v = 1048576;
+			if (f)
+				fclose(f);
+			want.rlim_cur = (rlim_t)v;
+		}
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl.rlim_cur = want.rlim_cur;
+		else
+			log_warn(0, "cannot raise the file descriptor limit to %llu: %s",
+				 (unsigned long long)want.rlim_cur, strerror(errno));
+	}
+	log_info(0, "file descriptors: up to %llu (RLIMIT_NOFILE)", (unsigned long long)rl.rlim_cur);
+}
+
 int net_init(const struct net_config *c)
 {
 	cfg = *c;
+	raise_nofile();
 	if (!cfg.buf_size)
 		cfg.buf_size = 16384; /* one TLS record; the pool is 8 MiB per worker */
 	if (!cfg.buf_count)
@@ -1437,7 +1710,7 @@ int net_init(const struct net_config *c)
 
 int net_listen(int kind, const struct sockaddr *sa, socklen_t len)
 {
-	if (nlistens == 16)
+	if (nlistens == NET_MAX_LISTENERS)
 		return -ENOSPC;
 	/* Check now that the address can be bound, so a bad config fails early. */
 	int fd = open_listener(kind, sa, len);

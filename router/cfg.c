@@ -88,6 +88,10 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(retry_min, HUB, 0, 1, 1)               \
 	X(retry_max, HUB, 0, 1, 1)               \
 	X(dns_server, HUB, 0, 1, 1)              \
+	X(dns_cache_max, HUB, 0, 1, 1)           \
+	X(dns_ttl_min, HUB, 0, 1, 1)             \
+	X(dns_ttl_max, HUB, 0, 1, 1)             \
+	X(dns_max_inflight, HUB, 0, 1, 1)        \
 	X(ca_file, HUB, 0, 1, 1)                 \
 	X(s2s_tls, HUB, 0, 1, 1)                 \
 	X(redis, CLUSTER, 0, 1, 1)               \
@@ -868,6 +872,26 @@ static void d_dns_server(struct parser *p, int argc, char **argv)
 		ERR(p, "dns_server: bad address '%s' (expected IPV4[:PORT] or [IPV6][:PORT])", argv[0]);
 }
 
+static void d_dns_cache_max(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "dns_cache_max", argv[0], U_NUM, 16, 10000000, &p->c->dns_cache_max);
+}
+
+static void d_dns_ttl_min(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "dns_ttl_min", argv[0], U_SECONDS, 1, DAY, &p->c->dns_ttl_min);
+}
+
+static void d_dns_ttl_max(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "dns_ttl_max", argv[0], U_SECONDS, 1, 7 * DAY, &p->c->dns_ttl_max);
+}
+
+static void d_dns_max_inflight(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "dns_max_inflight", argv[0], U_NUM, 1, 10000, &p->c->dns_max_inflight);
+}
+
 static void d_ca_file(struct parser *p, int argc, char **argv)
 {
 	set_path(p, "ca_file", argv[0], p->c->ca_file, sizeof(p->c->ca_file));
@@ -1314,6 +1338,10 @@ static void set_defaults(struct cfg *c)
 	c->connect_timeout = 10;
 	c->retry_min = 2;
 	c->retry_max = 300;
+	c->dns_cache_max = 100000;
+	c->dns_ttl_min = 30;
+	c->dns_ttl_max = 3600;
+	c->dns_max_inflight = 64;
 	c->s2s_tls = CFG_TLS_OPTIONAL;
 }
 
@@ -1334,6 +1362,9 @@ static void final_checks(struct parser *p)
 		     c->max_stanza_size);
 	if (c->retry_min > c->retry_max)
 		perr(p, p->sect_first[S_HUB], "retry_min (%us) exceeds retry_max (%us)", c->retry_min, c->retry_max);
+	if (c->dns_ttl_min > c->dns_ttl_max)
+		perr(p, p->seen[D_dns_ttl_min] ? p->seen[D_dns_ttl_min] : p->sect_first[S_HUB],
+		     "dns_ttl_min (%us) exceeds dns_ttl_max (%us)", c->dns_ttl_min, c->dns_ttl_max);
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;

@@ -77,6 +77,10 @@ struct cfg {
 	uint32_t connect_timeout;      /* s; outbound connect + auth */
 	uint32_t retry_min, retry_max; /* s; outbound reconnect backoff bounds */
 	struct cfg_addr dns_server;    /* len 0 = system resolv.conf */
+	uint32_t dns_cache_max;        /* cached domains (answers and failures) */
+	uint32_t dns_ttl_min;          /* s; floor on the TTL of a cached answer */
+	uint32_t dns_ttl_max;          /* s; ceiling on it */
+	uint32_t dns_max_inflight;     /* domains resolved at once; the rest wait */
 	char ca_file[512];             /* CA bundle for peer certificates; empty = system */
 	enum cfg_tls_mode s2s_tls;     /* default outbound TLS policy */
 	/* sections */

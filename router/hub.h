@@ -106,7 +106,7 @@ static inline struct hubw *hubw_of(struct net_worker *w)
 
 /* Router-defined inter-thread messages. */
 enum {
-	HUB_MSG_STANZA = NET_MSG_USER + 8, /* u.stanza: deliver to a connection */
+	HUB_MSG_STANZA = NET_MSG_USER + 8, /* u.bytes: a struct xstz; deliver to a connection */
 	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
 };
 

@@ -244,6 +244,7 @@ int main(int argc, char **argv)
 		log_error(0, "cannot initialise DNS");
 		return 1;
 	}
+	dns_set_limits(&(struct dns_limits){cfg.dns_cache_max, cfg.dns_ttl_min, cfg.dns_ttl_max, cfg.dns_max_inflight});
 	for (int i = 0; i < cfg.nlisten; i++) {
 		struct cfg_listen *l = &cfg.listen[i];
 		int rc = net_listen(i, (struct sockaddr *)&l->addr.ss, l->addr.len);

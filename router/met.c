@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 #include <microhttpd.h>
+#include "net/dns.h"
 #include "net/log.h"
 #include "router/met.h"
 
@@ -75,7 +76,6 @@ static const struct {
 	{"s2s_links_out", "outbound s2s links open"},
 	{"cluster_nodes", "live cluster nodes seen in Redis"},
 	{"redis_up", "1 while the Redis connection is up"},
-	{"dns_cache_entries", "entries in the DNS cache"},
 };
 
 /* ---- counters ------------------------------------------------------------ */
@@ -223,6 +223,41 @@ static void metric(struct out *o, const char *name, const char *suffix, const ch
 	    type, name, suffix, (unsigned long long)v);
 }
 
+/* One metric with a label taking n values. */
+static void metric_by(struct out *o, const char *name, const char *type, const char *help, const char *label,
+		      const char *const *vals, const uint64_t *v, int n)
+{
+	put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s %s\n", name, help, name, type);
+	for (int i = 0; i < n; i++)
+		put(o, "fedhub_%s{%s=\"%s\"} %llu\n", name, label, vals[i], (unsigned long long)v[i]);
+}
+
+/* The resolver's counters (net/dns.c, on the control thread). */
+static void render_dns(struct out *o)
+{
+	struct dns_stats d;
+	dns_stats_get(&d);
+	metric(o, "dns_lookups", "_total", "counter", "name lookups asked for by workers", d.lookups);
+	metric_by(o, "dns_cache_hits_total", "counter", "lookups answered from the DNS cache", "kind",
+		  (const char *const[]){"answer", "failure"}, (const uint64_t[]){d.hits, d.hits_negative}, 2);
+	metric(o, "dns_cache_misses", "_total", "counter", "lookups not answered from the DNS cache", d.misses);
+	metric(o, "dns_merged", "_total", "counter", "lookups that joined one already under way for the same domain",
+	       d.merged);
+	metric_by(o, "dns_queries_sent_total", "counter", "queries sent to the DNS server (addr: one A + AAAA lookup)",
+		  "kind", (const char *const[]){"srv", "addr"}, (const uint64_t[]){d.queries_srv, d.queries_addr}, 2);
+	metric(o, "dns_retries", "_total", "counter", "lookups tried again after a timeout", d.retries);
+	metric_by(o, "dns_lookup_failures_total", "counter", "lookups that failed, by reason", "kind",
+		  (const char *const[]){"nxdomain", "timeout", "error"},
+		  (const uint64_t[]){d.fail_nxdomain, d.fail_timeout, d.fail_error}, 3);
+	metric(o, "dns_cache_evictions", "_total", "counter", "DNS cache entries reused for another domain",
+	       d.evictions);
+	metric(o, "dns_inflight", "", "gauge", "domains being resolved", d.inflight);
+	metric(o, "dns_inflight_peak", "", "gauge",
+	       "the most domains ever resolved at once (dns_max_inflight bounds it)", d.inflight_peak);
+	metric(o, "dns_queued", "", "gauge", "domains waiting to be resolved (for a slot or a retry)", d.queued);
+	metric(o, "dns_cache_entries", "", "gauge", "entries in the DNS cache (answers and failures)", d.cache_entries);
+}
+
 static uint64_t sum_field(size_t off)
 {
 	uint64_t s = 0;
@@ -251,6 +286,7 @@ size_t met_render(char *buf, size_t cap)
 				help = gauge_help[k].help;
 		metric(&o, met.gauges[i].name, "", "gauge", help, met.gauges[i].v);
 	}
+	render_dns(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;
