@@ -23,7 +23,7 @@ WOLF_CFLAGS := $(shell pkg-config --cflags wolfssl)
 WOLF_LIBS   := $(shell pkg-config --libs wolfssl)
 endif
 
-PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd
+PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd libsystemd
 CFLAGS  += $(shell pkg-config --cflags $(PKGS)) $(WOLF_CFLAGS)
 LIBS    := $(shell pkg-config --libs $(PKGS)) $(WOLF_LIBS) -lexpat -lpthread -lm
 MALLOC  ?= -ljemalloc
@@ -36,6 +36,18 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 TESTS     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: fedhub fedhub-bench
+
+# The version: the nearest v* tag (git describe), else VERSION_BASE and the
+# commit; VERSION_BASE alone outside a git checkout. Only main.o sees it.
+VERSION_BASE := 0.1.0
+VERSION := $(or $(shell git describe --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//'),\
+$(shell git rev-parse --short HEAD >/dev/null 2>&1 && echo $(VERSION_BASE)+g$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- 2>/dev/null || echo -dirty)),\
+$(VERSION_BASE))
+$(BUILD)/router/main.o: CFLAGS += -DFEDHUB_VERSION='"$(VERSION)"'
+$(BUILD)/router/main.o: $(BUILD)/version.stamp
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" >$@
 
 fedhub: $(BUILD)/fedhub
 	ln -sf $< $@
@@ -81,5 +93,5 @@ build/fuzz/%: tests/fuzz/%.c $(wildcard xml/*.c)
 clean:
 	rm -rf build fedhub fedhub-bench
 
-.PHONY: all test unit-tests bench run asan tsan fuzz clean
+.PHONY: all test unit-tests bench run asan tsan fuzz clean FORCE
 -include $(shell find build -name '*.d' 2>/dev/null)
