@@ -95,3 +95,34 @@ clean:
 
 .PHONY: all test unit-tests bench run asan tsan fuzz clean FORCE
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- make install [PREFIX=/usr/local] [DESTDIR=] ---------------------------
+# fedhub and fedhub-bench in PREFIX/bin, relinked in build/install so they do
+# not depend on the checkout: the accelerated wolfSSL (when the build uses
+# it) goes to PREFIX/lib/fedhub and the binaries find it through RUNPATH
+# $ORIGIN/../lib/fedhub, wherever the tree is copied. router.conf becomes
+# SYSCONFDIR/fedhub/router.conf.example (SYSCONFDIR: /etc for PREFIX=/usr,
+# else PREFIX/etc); the systemd unit (its paths set to PREFIX and SYSCONFDIR)
+# and the sysusers.d entry for the `fedhub` user go under PREFIX/lib.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+INST_BUILD := build/install
+comma      := ,
+INST_WOLF  := $(if $(WOLF_LOCAL),WOLF_LIBS="-L$(CURDIR)/.deps/wolfssl/lib -Wl$(comma)-rpath$(comma)'\$$\$$ORIGIN/../lib/fedhub' -lwolfssl")
+
+install:
+	$(MAKE) BUILD=$(INST_BUILD) $(INST_WOLF) $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/fedhub \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
+	install -m 755 $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(DESTDIR)$(PREFIX)/bin/
+ifneq ($(WOLF_LOCAL),)
+	install -d $(DESTDIR)$(PREFIX)/lib/fedhub
+	cp -P .deps/wolfssl/lib/libwolfssl.so.* $(DESTDIR)$(PREFIX)/lib/fedhub/
+endif
+	install -m 644 router.conf $(DESTDIR)$(SYSCONFDIR)/fedhub/router.conf.example
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/usr/local/etc/fedhub/|$(SYSCONFDIR)/fedhub/|g' \
+		examples/fedhub.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/fedhub.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/fedhub.service
+	install -m 644 examples/fedhub.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/fedhub.conf
+
+.PHONY: install
