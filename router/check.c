@@ -87,6 +87,12 @@ __attribute__((format(printf, 3, 4))) static void warning(struct chk *k, int lin
 	va_end(ap);
 }
 
+/* Certificates, keys and CA bundles are small; a path to something endless
+ * (a device, a FIFO fed forever) must not hang -t or start-up. */
+#define CHECK_FILE_MAX (64u << 20)
+
+/* The whole file, NUL-terminated; NULL with errno set (EFBIG beyond
+ * CHECK_FILE_MAX). */
 static char *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -98,6 +104,12 @@ static char *read_file(const char *path, size_t *len)
 	buf = xmalloc(cap);
 	while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
 		n += r;
+		if (n > CHECK_FILE_MAX) {
+			fclose(f);
+			free(buf);
+			errno = EFBIG;
+			return NULL;
+		}
 		if (cap - n - 1 == 0)
 			buf = xrealloc(buf, cap *= 2);
 	}
