@@ -215,12 +215,9 @@ int main(int argc, char **argv)
 
 	static struct cfg cfg;
 	int errs = conf ? cfg_load(&cfg, conf, stderr) : cfg_load_default(&cfg, stderr);
-	if (errs) {
-		fprintf(stderr, "configuration has %d error%s\n", errs, errs == 1 ? "" : "s");
-		return 1;
-	}
-	/* what start-up would trip over: certificates, keys, CAs, listeners */
-	errs = check_config(&cfg, conf, stderr);
+	/* What start-up would trip over: certificates, keys, CAs, listeners.
+	 * On what did parse, so one run shows every error. */
+	errs += check_config(&cfg, conf, stderr);
 	if (errs) {
 		fprintf(stderr, "configuration has %d error%s\n", errs, errs == 1 ? "" : "s");
 		return 1;
