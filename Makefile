@@ -23,7 +23,7 @@ WOLF_CFLAGS := $(shell pkg-config --cflags wolfssl)
 WOLF_LIBS   := $(shell pkg-config --libs wolfssl)
 endif
 
-PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd
+PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd libsystemd
 CFLAGS  += $(shell pkg-config --cflags $(PKGS)) $(WOLF_CFLAGS)
 LIBS    := $(shell pkg-config --libs $(PKGS)) $(WOLF_LIBS) -lexpat -lpthread -lm
 MALLOC  ?= -ljemalloc
@@ -36,6 +36,18 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 TESTS     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: fedhub fedhub-bench
+
+# The version: the nearest v* tag (git describe), else VERSION_BASE and the
+# commit; VERSION_BASE alone outside a git checkout. Only main.o sees it.
+VERSION_BASE := 0.1.0
+VERSION := $(or $(shell git describe --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//'),\
+$(shell git rev-parse --short HEAD >/dev/null 2>&1 && echo $(VERSION_BASE)+g$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- 2>/dev/null || echo -dirty)),\
+$(VERSION_BASE))
+$(BUILD)/router/main.o: CFLAGS += -DFEDHUB_VERSION='"$(VERSION)"'
+$(BUILD)/router/main.o: $(BUILD)/version.stamp
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" >$@
 
 fedhub: $(BUILD)/fedhub
 	ln -sf $< $@
@@ -81,5 +93,36 @@ build/fuzz/%: tests/fuzz/%.c $(wildcard xml/*.c)
 clean:
 	rm -rf build fedhub fedhub-bench
 
-.PHONY: all test unit-tests bench run asan tsan fuzz clean
+.PHONY: all test unit-tests bench run asan tsan fuzz clean FORCE
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- make install [PREFIX=/usr/local] [DESTDIR=] ---------------------------
+# fedhub and fedhub-bench in PREFIX/bin, relinked in build/install so they do
+# not depend on the checkout: the accelerated wolfSSL (when the build uses
+# it) goes to PREFIX/lib/fedhub and the binaries find it through RUNPATH
+# $ORIGIN/../lib/fedhub, wherever the tree is copied. router.conf becomes
+# SYSCONFDIR/fedhub/router.conf.example (SYSCONFDIR: /etc for PREFIX=/usr,
+# else PREFIX/etc); the systemd unit (its paths set to PREFIX and SYSCONFDIR)
+# and the sysusers.d entry for the `fedhub` user go under PREFIX/lib.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+INST_BUILD := build/install
+comma      := ,
+INST_WOLF  := $(if $(WOLF_LOCAL),WOLF_LIBS="-L$(CURDIR)/.deps/wolfssl/lib -Wl$(comma)-rpath$(comma)'\$$\$$ORIGIN/../lib/fedhub' -lwolfssl")
+
+install:
+	$(MAKE) BUILD=$(INST_BUILD) $(INST_WOLF) $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/fedhub \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
+	install -m 755 $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(DESTDIR)$(PREFIX)/bin/
+ifneq ($(WOLF_LOCAL),)
+	install -d $(DESTDIR)$(PREFIX)/lib/fedhub
+	cp -P .deps/wolfssl/lib/libwolfssl.so.* $(DESTDIR)$(PREFIX)/lib/fedhub/
+endif
+	install -m 644 router.conf $(DESTDIR)$(SYSCONFDIR)/fedhub/router.conf.example
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/usr/local/etc/fedhub/|$(SYSCONFDIR)/fedhub/|g' \
+		examples/fedhub.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/fedhub.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/fedhub.service
+	install -m 644 examples/fedhub.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/fedhub.conf
+
+.PHONY: install

@@ -1555,7 +1555,15 @@ static void *worker_main(void *arg)
 	for (int i = 0; i < nlistens; i++) {
 		int fd = open_listener(listens[i].kind, (struct sockaddr *)&listens[i].ss, listens[i].len);
 		if (fd < 0) {
-			log_error(0, "worker %d: cannot listen: %s", w->id, strerror(-fd));
+			/* a bind failure names its address */
+			const struct sockaddr *sa = (const struct sockaddr *)&listens[i].ss;
+			const void *ip = sa->sa_family == AF_INET6
+						 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+						 : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+			char a[INET6_ADDRSTRLEN] = "?";
+			inet_ntop(sa->sa_family, ip, a, sizeof(a));
+			log_error(0, "worker %d: cannot listen on %s port %d: %s", w->id, a,
+				  ntohs(((const struct sockaddr_in *)sa)->sin_port), strerror(-fd));
 			exit(1);
 		}
 		w->lis[w->nlis] = (struct listener){.fd = fd, .kind = listens[i].kind, .w = w};

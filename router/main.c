@@ -3,6 +3,8 @@
  *
  *   fedhub [-c FILE]          run (without -c: the embedded default config)
  *   fedhub -t [-c FILE]       check the configuration and exit
+ *   fedhub --takeover ...     share the listeners of a running fedhub
+ *   fedhub --version          version, TLS library, AES-NI
  *   fedhub --check-xml FILE   tokenize a recorded stream ("-" = stdin)
  *
  * Start-up: load the config, fill the routing table with the static routes
@@ -10,6 +12,14 @@
  * (one per core), the control thread (DNS) and the HTTP endpoint, then wait
  * for SIGTERM or SIGINT in this thread. Stop: workers close their streams
  * with system-shutdown, flush for up to a second, and the process exits 0.
+ *
+ * Start-up runs the same check_config() as -t, so the two never disagree,
+ * then refuses ports another process holds (check_ports_free) unless
+ * --takeover asks to share them with the fedhub being replaced. Under
+ * systemd (Type=notify) READY=1 is sent once the listeners are bound and
+ * the workers run, STOPPING=1 when a stop begins. SIGHUP (reload is not
+ * built yet), SIGUSR1 and SIGUSR2 are logged and otherwise ignored: none of
+ * them may kill a hub that carries links.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,10 +32,12 @@
 #include <wolfssl/version.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/wolfcrypt/hash.h>
+#include <systemd/sd-daemon.h>
 #define _LGPL_SOURCE
 #include <urcu-qsbr.h>
 
 #include "router/hub.h"
+#include "router/check.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -36,10 +48,29 @@ const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_deca
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: fedhub [-c FILE] [-t]\n"
+	fprintf(stderr, "usage: fedhub [-c FILE] [-t] [--takeover]\n"
 			"       fedhub --check-xml FILE\n"
-			"  -c FILE   configuration (default: the embedded one, see router.conf)\n"
-			"  -t        check the configuration and exit\n");
+			"       fedhub --version\n"
+			"  -c FILE     configuration (default: the embedded one, see router.conf)\n"
+			"  -t          check the configuration and exit\n"
+			"  --takeover  share the listening ports of a running fedhub (a hand-over:\n"
+			"              then SIGTERM the old one)\n"
+			"  --version   version, TLS library and AES-NI, then exit\n");
+}
+
+#ifndef FEDHUB_VERSION
+#define FEDHUB_VERSION "unknown"
+#endif
+#ifdef FEDHUB_WOLFSSL_LOCAL
+static const char wolf_build[] = "accelerated build";
+#else
+static const char wolf_build[] = "system library";
+#endif
+
+static int print_version(void)
+{
+	printf("fedhub %s\n%s (%s)\n", FEDHUB_VERSION, tls_library_info(), wolf_build);
+	return 0;
 }
 
 static void on_worker_start(struct net_worker *w)
@@ -124,8 +155,10 @@ static int make_tls(void)
 {
 	struct tls_opts o = {.ca_file = hub_cfg->ca_file[0] ? hub_cfg->ca_file : NULL};
 	hub_tls = tls_ctx_new(&o);
-	if (!hub_tls)
+	if (!hub_tls) {
+		log_error(0, "cannot load the CA bundle %s", hub_cfg->ca_file[0] ? hub_cfg->ca_file : "of the system");
 		return -1;
+	}
 	int n = 0;
 	for (int i = 0; i < hub_cfg->ndomains; i++) {
 		struct cfg_domain *d = &hub_cfg->domains[i];
@@ -157,12 +190,16 @@ static int fill_table(void)
 int main(int argc, char **argv)
 {
 	const char *conf = NULL;
-	bool test_only = false;
+	bool test_only = false, takeover = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
 			conf = argv[++i];
 		} else if (strcmp(argv[i], "-t") == 0) {
 			test_only = true;
+		} else if (strcmp(argv[i], "--takeover") == 0) {
+			takeover = true;
+		} else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+			return print_version();
 		} else if (strcmp(argv[i], "--check-xml") == 0 && i + 1 < argc) {
 			struct xml_limits lim;
 			xml_limits_default(&lim);
@@ -178,6 +215,9 @@ int main(int argc, char **argv)
 
 	static struct cfg cfg;
 	int errs = conf ? cfg_load(&cfg, conf, stderr) : cfg_load_default(&cfg, stderr);
+	/* What start-up would trip over: certificates, keys, CAs, listeners.
+	 * On what did parse, so one run shows every error. */
+	errs += check_config(&cfg, conf, stderr);
 	if (errs) {
 		fprintf(stderr, "configuration has %d error%s\n", errs, errs == 1 ? "" : "s");
 		return 1;
@@ -189,13 +229,8 @@ int main(int argc, char **argv)
 	hub_cfg = &cfg;
 	log_level = cfg.log_level;
 
-#ifdef FEDHUB_WOLFSSL_LOCAL
-	const char *wolf_build = "accelerated build";
-#else
-	const char *wolf_build = "system library";
-#endif
-	log_info(0, "fedhub starting (%s), %s (%s)", conf ? conf : "embedded default configuration", tls_library_info(),
-		 wolf_build);
+	log_info(0, "fedhub %s starting (%s), %s (%s)", FEDHUB_VERSION, conf ? conf : "embedded default configuration",
+		 tls_library_info(), wolf_build);
 	if (strstr(tls_library_info(), "AES-NI: no"))
 		log_warn(0, "TLS runs without AES-NI: expect encryption to cost far more CPU");
 
@@ -204,6 +239,9 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGPIPE);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit it */
 
 	if (make_tls() < 0) {
@@ -241,10 +279,18 @@ int main(int argc, char **argv)
 			 cfg_addr_port(&cfg.dns_server));
 	}
 	if (dns_init(dns_server[0] ? dns_server : NULL) < 0) {
-		log_error(0, "cannot initialise DNS");
+		log_error(0, "cannot initialise DNS (%s)", dns_server[0] ? dns_server : "servers of /etc/resolv.conf");
 		return 1;
 	}
 	dns_set_limits(&(struct dns_limits){cfg.dns_cache_max, cfg.dns_ttl_min, cfg.dns_ttl_max, cfg.dns_max_inflight});
+	/* SO_REUSEPORT would let this process silently take a share of another
+	 * fedhub's connections: only a deliberate hand-over may do that. */
+	if (!takeover && check_ports_free(&cfg, stderr) > 0) {
+		log_error(0, "not starting: the addresses above are in use (--takeover shares them)");
+		return 1;
+	}
+	if (takeover)
+		log_warn(0, "--takeover: sharing the listening ports with any fedhub already on them");
 	for (int i = 0; i < cfg.nlisten; i++) {
 		struct cfg_listen *l = &cfg.listen[i];
 		int rc = net_listen(i, (struct sockaddr *)&l->addr.ss, l->addr.len);
@@ -269,10 +315,19 @@ int main(int argc, char **argv)
 	pthread_t ctrl;
 	pthread_create(&ctrl, NULL, ctrl_main, NULL);
 	log_info(0, "fedhub running: %d workers, hub domain %s", net_nworkers(), cfg.hub_domain);
+	sd_notifyf(0, "READY=1\nSTATUS=running: %d workers, hub domain %s", net_nworkers(), cfg.hub_domain);
 
 	int sig = 0;
-	while (sigwait(&sigs, &sig) == 0 && sig == SIGPIPE)
-		;
+	while (sigwait(&sigs, &sig) == 0) {
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP)
+			log_warn(0,
+				 "SIGHUP: configuration reload is not supported yet; running configuration unchanged");
+		else if (sig == SIGUSR1 || sig == SIGUSR2)
+			log_info(0, "%s: ignored", sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+	}
+	sd_notify(0, "STOPPING=1");
 	log_info(0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	net_stop();
 	pthread_join(ctrl, NULL);

@@ -446,6 +446,8 @@ int met_http_start(const struct cfg_addr *addr)
 	met.httpd = MHD_start_daemon(
 		flags, (uint16_t)cfg_addr_port(addr), NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
 		on_mhd_error, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr->ss,
+		/* SO_REUSEPORT, like the listeners: a --takeover hand-over shares the port */
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		/* a scraper and a health checker, not a crowd */
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!met.httpd) {
