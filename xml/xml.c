@@ -1070,6 +1070,10 @@ static void root_record(struct xml_tok *t, const uint8_t *b, size_t end, const s
 	root_attrs(r, b, at, t->nattr);
 	if (empty)
 		r->flags |= XML_ST_EMPTY;
+	if (colon)
+		r->flags |= XML_ST_PREFIXED;
+	if (deflt_attr >= 0)
+		r->flags |= XML_ST_ROOT_XMLNS;
 }
 
 /* The stream's default namespace, one of the two hdr_finish accepts. */
@@ -1161,6 +1165,7 @@ static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size
 	uint16_t nsd0 = t->nnsd;
 	unsigned npfx = 0; /* prefixed attributes, xmlns:p included */
 	int deflt = -1;
+	bool hdr_pfx = false; /* a prefix resolved by a stream-level binding */
 
 	if (!hdr && level > t->lim.max_depth)
 		return tok_fail(t, XML_ERR_POLICY_VIOLATION, tag);
@@ -1196,6 +1201,7 @@ static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size
 		uint32_t name = t->sub[K_NAME], colon = t->sub[K_NCOLON];
 		if (colon && !ns_lookup(t, b, b + name, colon - 1, &ens))
 			return tok_fail(t, XML_ERR_BAD_NAMESPACE_PREFIX, tag);
+		hdr_pfx = ens.src == NSRC_DECL;
 		for (unsigned k = 0; k < n; k++) {
 			const struct xml_attr_slot *a = &at[k];
 			if (!a->colon || is_xmlns_attr(b, a))
@@ -1203,6 +1209,7 @@ static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size
 			struct ns_ref ra;
 			if (!ns_lookup(t, b, b + a->name, a->colon - 1u, &ra))
 				return tok_fail(t, XML_ERR_BAD_NAMESPACE_PREFIX, tag);
+			hdr_pfx |= ra.src == NSRC_DECL;
 			/* same local name under another prefix bound to the
 			 * same URI is a duplicate (Namespaces in XML §6.3);
 			 * that takes two prefixed attributes, since one
@@ -1227,6 +1234,8 @@ static int elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size
 		return hdr_finish(t, b, &ens, at, endpos);
 	if (level == 1)
 		root_record(t, b, endpos, &ens, at, deflt, empty);
+	if (hdr_pfx)
+		t->root.flags |= XML_ST_HDR_PREFIX;
 	if (empty) {
 		t->nnsd = nsd0; /* its declarations go out of scope with it */
 	} else {
@@ -1268,6 +1277,76 @@ static void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
 	}
 	s->nsid = (enum xml_ns)r->nsid;
 	s->flags = r->flags;
+}
+
+/* Bytes xml_stanza_selfcontain() may add: every stream-level binding as
+ * " xmlns:P='URI'" with the URI escaped (6 bytes at most per byte). */
+size_t xml_stanza_selfcontain_extra(const struct xml_tok *t)
+{
+	size_t n = 0;
+	for (unsigned e = 0, k = 0; k < t->ndecl; k++, e = decl_next(t, e))
+		n += 10 + (uint8_t)t->decls[e] + 6u * (uint8_t)t->decls[e + 1];
+	return n;
+}
+
+int xml_stanza_selfcontain(const struct xml_tok *t, const struct xml_stanza *st, char *out, size_t cap)
+{
+	const uint8_t *b = (const uint8_t *)st->raw.p;
+	size_t n = st->raw.n, o = 0;
+	bool strip = st->flags & XML_ST_PREFIXED;
+	if (strip && (st->flags & XML_ST_ROOT_XMLNS))
+		return -2; /* unprefixed, it would change namespace */
+	struct xml_attr_slot at[XML_MAX_ATTRS];
+	unsigned na = tag_attrs(b, 0, n, at);
+	size_t qend = (size_t)(st->name.p + st->name.n - st->raw.p); /* after the qualified name */
+#define PUT(src, len)                          \
+	do {                                   \
+		if (o + (len) > cap)           \
+			return -1;             \
+		memcpy(out + o, (src), (len)); \
+		o += (len);                    \
+	} while (0)
+	PUT("<", 1);
+	PUT(st->name.p, st->name.n);
+	if (st->flags & XML_ST_HDR_PREFIX) {
+		for (unsigned e = 0, k = 0; k < t->ndecl; k++, e = decl_next(t, e)) {
+			size_t pl = (uint8_t)t->decls[e];
+			const char *pf = decl_pfx(t, e);
+			bool own = false; /* the root binds it itself: that one rules inside */
+			for (unsigned m = 0; m < na && !own; m++)
+				own = at[m].colon == 6 && at[m].nlen == 6 + pl && is_xmlns_attr(b, &at[m]) &&
+				      !memcmp(b + at[m].name + 6, pf, pl);
+			if (own)
+				continue;
+			PUT(" xmlns:", 7);
+			PUT(pf, pl);
+			PUT("='", 2);
+			int r = xml_escape(out + o, cap - o, decl_uri(t, e), (uint8_t)t->decls[e + 1], true);
+			if (r < 0)
+				return -1;
+			o += (size_t)r;
+			PUT("'", 1);
+		}
+	}
+	if (!strip) {
+		PUT(b + qend, n - qend);
+		return (int)o;
+	}
+	if (st->flags & XML_ST_EMPTY) {
+		PUT(b + qend, n - qend);
+		return (int)o;
+	}
+	/* the end tag, "</P:name S? >", is the stanza's last '<' */
+	size_t lt = n;
+	while (lt > qend && b[lt - 1] != '<')
+		lt--;
+	lt--;
+	PUT(b + qend, lt - qend);
+	PUT("</", 2);
+	PUT(st->name.p, st->name.n);
+	PUT(">", 1);
+#undef PUT
+	return o > (size_t)INT32_MAX ? -1 : (int)o;
 }
 
 /* The XML declaration, whole, from '<' to '>' (RFC 6120 §11.6: UTF-8). */

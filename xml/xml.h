@@ -99,6 +99,13 @@ enum xml_stanza_flags {
 	XML_ST_TYPE_ESC = 1 << 2,
 	XML_ST_ID_ESC = 1 << 3,
 	XML_ST_EMPTY = 1 << 4, /* <x/> */
+	/* The stanza uses a prefix (element or attribute, other than xml:)
+	 * bound only on the stream header: its bytes are not
+	 * namespace-well-formed on their own, so they cannot be forwarded
+	 * into another stream as they are (xml_stanza_selfcontain()). */
+	XML_ST_HDR_PREFIX = 1 << 5,
+	XML_ST_PREFIXED = 1 << 6,   /* the top-level element's name has a prefix */
+	XML_ST_ROOT_XMLNS = 1 << 7, /* the top-level element has an xmlns='...' */
 };
 
 struct xml_stanza {
@@ -159,6 +166,18 @@ void xml_tok_init(struct xml_tok *t, const struct xml_limits *lim);
  * Keeps the limits and t->authenticated. */
 void xml_tok_reset(struct xml_tok *t);
 int xml_tok_next(struct xml_tok *t, const char *buf, size_t len, size_t *consumed);
+
+/* Copy the stanza just returned by t into out so that it is
+ * namespace-well-formed on its own: each binding of t's stream header the
+ * root element does not make itself is declared on the root (when
+ * XML_ST_HDR_PREFIX), and a prefixed root is written without its prefix
+ * (when XML_ST_PREFIXED: the caller has checked that its namespace is the
+ * stream's content namespace). Needs at most st->raw.n +
+ * xml_stanza_selfcontain_extra(t) bytes. Returns the length written, -1 if
+ * it does not fit, -2 if no such copy exists (a prefixed root that also
+ * sets a default namespace). */
+int xml_stanza_selfcontain(const struct xml_tok *t, const struct xml_stanza *st, char *out, size_t cap);
+size_t xml_stanza_selfcontain_extra(const struct xml_tok *t);
 
 /* Map a namespace URI to its enum xml_ns (XML_NS_OTHER when unknown). */
 enum xml_ns xml_ns_id(const char *uri, size_t n);
