@@ -179,6 +179,18 @@ int xml_tok_next(struct xml_tok *t, const char *buf, size_t len, size_t *consume
 int xml_stanza_selfcontain(const struct xml_tok *t, const struct xml_stanza *st, char *out, size_t cap);
 size_t xml_stanza_selfcontain_extra(const struct xml_tok *t);
 
+/* The first child element of a stanza the tokenizer returned (validated
+ * bytes; for the few stanzas the hub answers itself, never on forwarding):
+ * its local name, its attribute list, and the namespace it or the root
+ * declares for it (raw attribute value; n == 0 when it inherits the
+ * stream's). Returns 0, or -1 when the stanza has no child element. */
+struct xml_child {
+	struct xml_span name, ns, attrs;
+};
+int xml_stanza_child(struct xml_span stanza, struct xml_child *c);
+/* The raw value of attribute `name` in such an attribute list. */
+bool xml_attr_get(struct xml_span attrs, const char *name, struct xml_span *val);
+
 /* Map a namespace URI to its enum xml_ns (XML_NS_OTHER when unknown). */
 enum xml_ns xml_ns_id(const char *uri, size_t n);
 
@@ -189,14 +201,5 @@ int xml_attr_decode(struct xml_span v, char *out, size_t cap);
 /* Escape text for an attribute value (attr=true) or character data.
  * Returns the length written, or -1 if it does not fit. */
 int xml_escape(char *out, size_t cap, const char *s, size_t n, bool attr);
-
-/* `fedhub --check-xml FILE`: tokenize a recorded stream (FILE may be "-").
- * Prints "ok N stanzas" or "error CONDITION at byte N"; returns 0 or 1. */
-int xml_check_file(const char *path, const struct xml_limits *lim);
-
-/* mxml bridge: build a tree of one stanza (for stanzas addressed to the hub).
- * Returns an mxml_node_t * (declared void * to keep mxml out of this header);
- * free it with mxmlDelete(). NULL on failure. Never used on forwarding. */
-void *xml_to_mxml(struct xml_span raw);
 
 #endif
