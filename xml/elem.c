@@ -255,14 +255,6 @@ static void root_record(struct xml_tok *t, const uint8_t *b, size_t end, const s
 		r->flags |= XML_ST_ROOT_XMLNS;
 }
 
-/* The stream's default namespace, one of the two hdr_finish accepts. */
-static struct xml_span ns_known_uri(enum xml_ns id)
-{
-	if (id == XML_NS_SERVER)
-		return (struct xml_span){"jabber:server", 13};
-	return (struct xml_span){"jabber:component:accept", 23};
-}
-
 static int hdr_finish(struct xml_tok *t, const uint8_t *b, const struct ns_ref *ens, const struct xml_attr_slot *at,
 		      size_t endpos)
 {
@@ -408,38 +400,4 @@ int xml_elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t 
 		t->depth = level;
 	}
 	return 0;
-}
-
-void xml_emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
-{
-	const struct xml_root_rec *r = &t->root;
-	struct xml_stanza *s = &t->st;
-	const char *c = (const char *)b;
-#define SP(f) ((struct xml_span){r->f.n ? c + r->f.off : NULL, r->f.n})
-	s->raw = (struct xml_span){c, (uint32_t)n};
-	s->name = (struct xml_span){c + r->name + r->colon, (uint32_t)(r->nlen - r->colon)};
-	s->prefix = (struct xml_span){r->colon ? c + r->name : NULL, (uint32_t)(r->colon ? r->colon - 1 : 0)};
-	s->to = SP(to);
-	s->from = SP(from);
-	s->type = SP(type);
-	s->id = SP(id);
-#undef SP
-	switch (r->ns_src) {
-	case NSRC_PENDING:
-		s->ns = (struct xml_span){c + r->ns.off, r->ns.n};
-		break;
-	case NSRC_DEFAULT:
-		s->ns = ns_known_uri(t->default_ns);
-		break;
-	case NSRC_NONE:
-		s->ns = (struct xml_span){"", 0};
-		break;
-	case NSRC_XML:
-		s->ns = (struct xml_span){NS_XML, sizeof NS_XML - 1};
-		break;
-	default:
-		s->ns = (struct xml_span){t->decls + r->ns.off, r->ns.n};
-	}
-	s->nsid = (enum xml_ns)r->nsid;
-	s->flags = r->flags;
 }

@@ -96,73 +96,6 @@ static inline __attribute__((always_inline)) int elem_start(struct xml_tok *t, c
 	return xml_elem_start_full(t, b, empty, endpos, at, fresh);
 }
 
-/* The XML declaration, whole, from '<' to '>' (RFC 6120 §11.6: UTF-8). */
-static int xmldecl_parse(struct xml_tok *t, const uint8_t *b, size_t s, size_t e)
-{
-	size_t i = s + 5; /* after "<?xml" */
-	int seen = 0;     /* 1 version, 2 encoding, 3 standalone */
-	static const char *const names[] = {"version", "encoding", "standalone"};
-	for (;;) {
-		size_t ws = i;
-		while (i < e && (xml_cls[b[i]] & C_WS))
-			i++;
-		if (b[i] == '?')
-			break;
-		if (i == ws || seen == 3)
-			return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		int which = -1;
-		for (int k = seen; k < 3 && which < 0; k++) {
-			size_t ln = strlen(names[k]);
-			if (i + ln <= e && !memcmp(b + i, names[k], ln) && !(xml_cls[b[i + ln]] & C_NC))
-				which = k;
-		}
-		if (which < 0 || (seen == 0 && which != 0))
-			return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		i += strlen(names[which]);
-		while (xml_cls[b[i]] & C_WS)
-			i++;
-		if (b[i++] != '=')
-			return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		while (xml_cls[b[i]] & C_WS)
-			i++;
-		uint8_t q = b[i++];
-		if (q != '"' && q != '\'')
-			return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		size_t v = i;
-		while (i < e && b[i] != q)
-			i++;
-		if (i >= e)
-			return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		size_t vn = i - v;
-		const char *val = (const char *)b + v;
-		i++;
-		if (which == 0) {
-			/* [a-zA-Z0-9_.-]+ as expat reads VersionNum; the content
-			 * is parsed as XML 1.0 whatever it says */
-			bool ok = vn > 0;
-			for (size_t k = 0; ok && k < vn; k++)
-				ok = xml_cls[(uint8_t)val[k]] & C_NC;
-			if (!ok)
-				return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		} else if (which == 1) {
-			bool ok = vn > 0 && ((val[0] | 0x20) >= 'a' && (val[0] | 0x20) <= 'z');
-			for (size_t k = 1; ok && k < vn; k++)
-				ok = (xml_cls[(uint8_t)val[k]] & C_NC) || val[k] == '_';
-			if (!ok)
-				return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-			if (!(vn == 5 && !strncasecmp(val, "utf-8", 5)))
-				return xml_tok_fail(t, XML_ERR_UNSUPPORTED_ENCODING, s);
-		} else {
-			if (!((vn == 3 && !memcmp(val, "yes", 3)) || (vn == 2 && !memcmp(val, "no", 2))))
-				return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-		}
-		seen = which + 1;
-	}
-	if (seen == 0 || i + 2 != e)
-		return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, s);
-	return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* the machine */
 
@@ -334,6 +267,175 @@ static inline size_t hi_run(struct xml_tok *t, const uint8_t *b, size_t i, size_
 	return i;
 }
 
+/* The stream's default namespace, one of the two hdr_finish accepts. */
+static struct xml_span ns_known_uri(enum xml_ns id)
+{
+	if (id == XML_NS_SERVER)
+		return (struct xml_span){"jabber:server", 13};
+	return (struct xml_span){"jabber:component:accept", 23};
+}
+
+/* The stanza event from the root record: spans into the caller's bytes. */
+static __attribute__((noinline)) void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
+{
+	const struct xml_root_rec *r = &t->root;
+	struct xml_stanza *s = &t->st;
+	const char *c = (const char *)b;
+#define SP(f) ((struct xml_span){r->f.n ? c + r->f.off : NULL, r->f.n})
+	s->raw = (struct xml_span){c, (uint32_t)n};
+	s->name = (struct xml_span){c + r->name + r->colon, (uint32_t)(r->nlen - r->colon)};
+	s->prefix = (struct xml_span){r->colon ? c + r->name : NULL, (uint32_t)(r->colon ? r->colon - 1 : 0)};
+	s->to = SP(to);
+	s->from = SP(from);
+	s->type = SP(type);
+	s->id = SP(id);
+#undef SP
+	switch (r->ns_src) {
+	case NSRC_PENDING:
+		s->ns = (struct xml_span){c + r->ns.off, r->ns.n};
+		break;
+	case NSRC_DEFAULT:
+		s->ns = ns_known_uri(t->default_ns);
+		break;
+	case NSRC_NONE:
+		s->ns = (struct xml_span){"", 0};
+		break;
+	case NSRC_XML:
+		s->ns = (struct xml_span){NS_XML, sizeof NS_XML - 1};
+		break;
+	default:
+		s->ns = (struct xml_span){t->decls + r->ns.off, r->ns.n};
+	}
+	s->nsid = (enum xml_ns)r->nsid;
+	s->flags = r->flags;
+}
+
+/* Skip a run of character data, attribute value or CDATA from b[*pi]:
+ * the wide scanner finds the next byte this kind of run stops at, and
+ * non-ASCII is validated on the way. Returns 1 with b[*pi] an ASCII stop
+ * byte, 0 when the buffer ends first (a UTF-8 sequence cut at the end is
+ * left for the next call), -1 on bad UTF-8 (recorded). */
+static inline __attribute__((always_inline)) int run_to_stop(struct xml_tok *t, const uint8_t *b, size_t *pi,
+							     size_t end, uint8_t c1, uint8_t c2, uint8_t c3,
+							     const uint8_t *stop)
+{
+	size_t i = *pi;
+	for (;;) {
+		i = scan_run(b, i, end, c1, c2, c3, stop);
+		if (i >= end)
+			break;
+		if (b[i] < 0x80) {
+			*pi = i;
+			return 1;
+		}
+		size_t j = hi_run(t, b, i, end, stop);
+		if (j == (size_t)-1)
+			return -1;
+		if (j == i)
+			break;
+		i = j;
+	}
+	*pi = i;
+	return 0;
+}
+
+/* A reference, from after its '&' (K_REFTOK) to its ';': only the five
+ * predefined entities (RFC 6120 §11.1) and character references to XML
+ * Chars. Resumable: the sub-state is in K_REFST, a character reference's
+ * value so far in K_REFVAL. Returns 0 past the ';', 1 for more bytes, -1
+ * on error. */
+static int ref_step(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end)
+{
+	size_t i = *pi;
+	for (;;) {
+		if (i >= end)
+			goto more;
+		{
+			uint8_t c = b[i];
+			size_t rt = t->sub[K_REFTOK];
+			switch (t->sub[K_REFST]) {
+			case 0: /* after '&' */
+				if (c == '#') {
+					t->sub[K_REFST] = 2;
+					i++;
+				} else if (xml_cls[c] & C_NS) {
+					t->sub[K_REFST] = 1;
+					i++;
+				} else if (c >= 0x80) {
+					return xml_tok_fail(t, XML_ERR_RESTRICTED_XML, rt);
+				} else {
+					return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
+				}
+				continue;
+			case 1: /* entity name */
+				while (i < end && ((xml_cls[b[i]] & C_NC) || b[i] == ':'))
+					i++;
+				if (i - rt > 16)
+					return xml_tok_fail(t, XML_ERR_RESTRICTED_XML, rt);
+				if (i >= end)
+					goto more;
+				if (b[i] == ';') {
+					const char *e = (const char *)b + rt + 1;
+					size_t en = i - rt - 1;
+					if (!((en == 2 && (!memcmp(e, "lt", 2) || !memcmp(e, "gt", 2))) ||
+					      (en == 3 && !memcmp(e, "amp", 3)) ||
+					      (en == 4 && (!memcmp(e, "quot", 4) || !memcmp(e, "apos", 4)))))
+						return xml_tok_fail(t, XML_ERR_RESTRICTED_XML, rt); /* §11.1 */
+					i++;
+					*pi = i;
+					return 0;
+				}
+				if (b[i] >= 0x80)
+					return xml_tok_fail(t, XML_ERR_RESTRICTED_XML, rt);
+				return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
+			case 2: /* after "&#" */
+				if (c == 'x') {
+					t->sub[K_REFST] = 4;
+					i++;
+					continue;
+				}
+				if (!(xml_cls[c] & C_DIG))
+					return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
+				t->sub[K_REFST] = 3;
+				t->sub[K_REFVAL] = 0;
+				continue;
+			case 4: /* after "&#x" */
+				if (!(xml_cls[c] & C_HEX))
+					return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
+				t->sub[K_REFST] = 5;
+				t->sub[K_REFVAL] = 0;
+				continue;
+			case 3:
+			case 5: {
+				bool hex = t->sub[K_REFST] == 5;
+				uint32_t v = t->sub[K_REFVAL];
+				while (i < end && (xml_cls[b[i]] & (hex ? C_HEX : C_DIG))) {
+					uint8_t d = b[i++];
+					uint32_t dv = d <= '9' ? d - (uint32_t)'0' : (d | 0x20u) - 'a' + 10;
+					v = v * (hex ? 16 : 10) + dv;
+					if (v > 0x110000)
+						v = 0x110000; /* saturate: invalid anyway */
+				}
+				t->sub[K_REFVAL] = v;
+				if (i >= end)
+					goto more;
+				if (b[i] != ';')
+					return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
+				if (!xml_is_char(v))
+					return xml_tok_fail(t, XML_ERR_INVALID_XML, rt);
+				i++;
+				*pi = i;
+				return 0;
+			}
+			}
+		}
+		return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, i); /* each sub-state continues or ends */
+	}
+more:
+	*pi = i;
+	return 1;
+}
+
 int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consumed)
 {
 	const uint8_t *b = (const uint8_t *)cbuf;
@@ -376,57 +478,13 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 	for (;;) {
 		switch (st) {
 		case S_INIT:
-			NEED(1);
-			if (b[0] == 0xEF) { /* UTF-8 byte order mark */
-				NEED(3);
-				if (b[1] != 0xBB || b[2] != 0xBF)
-					FAIL(XML_ERR_INVALID_XML, 0);
-				i = 3;
-			}
-			st = S_INIT2;
-			/* fallthrough */
 		case S_INIT2:
-			NEED(1);
-			if (b[i] == '<') {
-				NEED(2);
-				if (b[i + 1] == '?') {
-					NEED(6);
-					if (memcmp(b + i, "<?xml", 5) || !(xml_cls[b[i + 5]] & C_WS))
-						FAIL(XML_ERR_RESTRICTED_XML, i);
-					t->sub[K_TOK] = (uint32_t)i;
-					i += 6;
-					GO(S_XMLDECL);
-				}
-			}
-			GO(S_PRE_HDR);
 		case S_XMLDECL:
-		L_S_XMLDECL:
-			while (i + 1 < end && !(b[i] == '?' && b[i + 1] == '>'))
-				i++;
-			if (i - t->sub[K_TOK] > 256)
-				FAIL(XML_ERR_NOT_WELL_FORMED, t->sub[K_TOK]);
-			if (i + 1 >= end)
-				goto more;
-			if (xmldecl_parse(t, b, t->sub[K_TOK], i + 2) < 0)
-				return XML_EV_ERROR;
-			i += 2;
-			st = S_PRE_HDR;
-			/* fallthrough */
 		case S_PRE_HDR:
-		L_S_PRE_HDR:
-			SKIP_WS();
-			NEED(1);
-			if (b[i] != '<')
-				FAIL(XML_ERR_NOT_WELL_FORMED, i);
-			NEED(2);
-			if (b[i + 1] == '?')
-				FAIL(XML_ERR_RESTRICTED_XML, i);
-			if (b[i + 1] == '!') {
-				NEED(3);
-				FAIL(b[i + 2] == '-' || b[i + 2] == 'D' ? XML_ERR_RESTRICTED_XML
-									: XML_ERR_NOT_WELL_FORMED,
-				     i);
-			}
+			if ((r = xml_prolog(t, b, &i, end, &st)) < 0)
+				return XML_EV_ERROR;
+			if (r > 0)
+				goto more;
 			t->sub[K_HDR] = (uint32_t)i;
 			t->sub[K_MODE] = MODE_HDR;
 			i++;
@@ -695,27 +753,16 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_ATTR_VAL: {
 			uint8_t q = (uint8_t)t->sub[K_QUOTE];
 			const uint8_t *stop = q == '"' ? xml_stop_dq : xml_stop_sq;
-			for (;;) {
-				i = scan_run(b, i, end, q, '<', '&', stop);
-				if (i >= end)
-					goto more;
-				uint8_t c = b[i];
-				if (c == q)
-					break;
-				if (c == '&') {
-					at[t->nattr].amp = 1;
-					break;
-				}
-				if (c == '<')
+			if ((r = run_to_stop(t, b, &i, end, q, '<', '&', stop)) < 0)
+				return XML_EV_ERROR;
+			if (r == 0)
+				goto more;
+			if (b[i] != q) {
+				if (b[i] == '<')
 					FAIL(XML_ERR_NOT_WELL_FORMED, i);
-				if (c < 0x80)
+				if (b[i] != '&')
 					FAIL(XML_ERR_INVALID_XML, i);
-				size_t j = hi_run(t, b, i, end, stop);
-				if (j == (size_t)-1)
-					return XML_EV_ERROR;
-				if (j == i)
-					goto more;
-				i = j;
+				at[t->nattr].amp = 1;
 			}
 			if (b[i] == '&') {
 				t->sub[K_REFTOK] = (uint32_t)i;
@@ -749,19 +796,10 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		/* ---- content ---- */
 		case S_TEXT:
 		L_S_TEXT:
-			for (;;) {
-				i = scan_run(b, i, end, '<', '&', ']', xml_stop_text);
-				if (i >= end)
-					goto more;
-				if (b[i] < 0x80)
-					break;
-				size_t j = hi_run(t, b, i, end, xml_stop_text);
-				if (j == (size_t)-1)
-					return XML_EV_ERROR;
-				if (j == i)
-					goto more;
-				i = j;
-			}
+			if ((r = run_to_stop(t, b, &i, end, '<', '&', ']', xml_stop_text)) < 0)
+				return XML_EV_ERROR;
+			if (r == 0)
+				goto more;
 			switch (b[i]) {
 			case '<':
 				i++;
@@ -879,19 +917,10 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			/* fallthrough */
 		case S_CDATA:
 		L_S_CDATA:
-			for (;;) {
-				i = scan_run(b, i, end, ']', ']', ']', xml_stop_cdata);
-				if (i >= end)
-					goto more;
-				if (b[i] < 0x80)
-					break;
-				size_t j = hi_run(t, b, i, end, xml_stop_cdata);
-				if (j == (size_t)-1)
-					return XML_EV_ERROR;
-				if (j == i)
-					goto more;
-				i = j;
-			}
+			if ((r = run_to_stop(t, b, &i, end, ']', ']', ']', xml_stop_cdata)) < 0)
+				return XML_EV_ERROR;
+			if (r == 0)
+				goto more;
 			if (b[i] != ']')
 				FAIL(XML_ERR_INVALID_XML, i);
 			i++;
@@ -914,92 +943,19 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		/* ---- references: &name; &#n; &#xh; ---- */
 		case S_REF:
 		L_S_REF:
-			NEED(1);
-			{
-				uint8_t c = b[i];
-				size_t rt = t->sub[K_REFTOK];
-				switch (t->sub[K_REFST]) {
-				case 0: /* after '&' */
-					if (c == '#') {
-						t->sub[K_REFST] = 2;
-						i++;
-					} else if (xml_cls[c] & C_NS) {
-						t->sub[K_REFST] = 1;
-						i++;
-					} else if (c >= 0x80) {
-						FAIL(XML_ERR_RESTRICTED_XML, rt);
-					} else {
-						FAIL(XML_ERR_NOT_WELL_FORMED, rt);
-					}
-					continue;
-				case 1: /* entity name */
-					while (i < end && ((xml_cls[b[i]] & C_NC) || b[i] == ':'))
-						i++;
-					if (i - rt > 16)
-						FAIL(XML_ERR_RESTRICTED_XML, rt);
-					NEED(1);
-					if (b[i] == ';') {
-						const char *e = (const char *)b + rt + 1;
-						size_t en = i - rt - 1;
-						if (!((en == 2 && (!memcmp(e, "lt", 2) || !memcmp(e, "gt", 2))) ||
-						      (en == 3 && !memcmp(e, "amp", 3)) ||
-						      (en == 4 && (!memcmp(e, "quot", 4) || !memcmp(e, "apos", 4)))))
-							FAIL(XML_ERR_RESTRICTED_XML, rt); /* §11.1 */
-						i++;
-						st = (int)t->sub[K_RET];
-						continue;
-					}
-					if (b[i] >= 0x80)
-						FAIL(XML_ERR_RESTRICTED_XML, rt);
-					FAIL(XML_ERR_NOT_WELL_FORMED, rt);
-				case 2: /* after "&#" */
-					if (c == 'x') {
-						t->sub[K_REFST] = 4;
-						i++;
-						continue;
-					}
-					if (!(xml_cls[c] & C_DIG))
-						FAIL(XML_ERR_NOT_WELL_FORMED, rt);
-					t->sub[K_REFST] = 3;
-					t->sub[K_REFVAL] = 0;
-					continue;
-				case 4: /* after "&#x" */
-					if (!(xml_cls[c] & C_HEX))
-						FAIL(XML_ERR_NOT_WELL_FORMED, rt);
-					t->sub[K_REFST] = 5;
-					t->sub[K_REFVAL] = 0;
-					continue;
-				case 3:
-				case 5: {
-					bool hex = t->sub[K_REFST] == 5;
-					uint32_t v = t->sub[K_REFVAL];
-					while (i < end && (xml_cls[b[i]] & (hex ? C_HEX : C_DIG))) {
-						uint8_t d = b[i++];
-						uint32_t dv = d <= '9' ? d - (uint32_t)'0' : (d | 0x20u) - 'a' + 10;
-						v = v * (hex ? 16 : 10) + dv;
-						if (v > 0x110000)
-							v = 0x110000; /* saturate: invalid anyway */
-					}
-					t->sub[K_REFVAL] = v;
-					NEED(1);
-					if (b[i] != ';')
-						FAIL(XML_ERR_NOT_WELL_FORMED, rt);
-					if (!xml_is_char(v))
-						FAIL(XML_ERR_INVALID_XML, rt);
-					i++;
-					st = (int)t->sub[K_RET];
-					continue;
-				}
-				}
-			}
-			FAIL(XML_ERR_NOT_WELL_FORMED, i); /* each sub-state above continues or fails */
+			if ((r = ref_step(t, b, &i, end)) < 0)
+				return XML_EV_ERROR;
+			if (r > 0)
+				goto more;
+			st = (int)t->sub[K_RET];
+			continue;
 		default:
 			FAIL(XML_ERR_NOT_WELL_FORMED, i);
 		}
 	}
 
 stanza_done:
-	xml_emit_stanza(t, b, i);
+	emit_stanza(t, b, i);
 	t->scan = 0;
 	t->stream_off += i;
 	*consumed = i;

@@ -286,10 +286,13 @@ static inline bool is_xmlns_attr(const uint8_t *b, const struct xml_attr_slot *a
 	return a->colon == 6 && !memcmp(b + a->name, "xmlns", 5);
 }
 
+/* Before the stream header (prolog.c): 0 with b[*pi] the header's '<',
+ * 1 for more bytes (*pst, *pi say where to resume), -1 on error. */
+int xml_prolog(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end, int *pst);
+
 /* Start tags (elem.c). */
 unsigned xml_tag_attrs(const uint8_t *b, size_t lt, size_t end, struct xml_attr_slot *a);
 int xml_elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t endpos, struct xml_attr_slot *at,
 			bool fresh);
-void xml_emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n);
 
 #endif
