@@ -73,7 +73,12 @@ static long parse_next(const char *p, size_t n, struct xml_stanza *st)
 			gen_tok = &gen_tok_store;
 			struct xml_limits lim;
 			xml_limits_default(&lim);
+			/* it parses what links accepted, under any configured limits,
+			 * and self-contained copies that have a few more attributes */
 			lim.max_stanza = lim.max_stanza_preauth = 1u << 30;
+			lim.max_depth = XML_MAX_DEPTH;
+			lim.max_attrs = XML_MAX_ATTRS;
+			lim.max_name = 0xFFFF;
 			xml_tok_init(gen_tok, &lim);
 			gen_tok->authenticated = true;
 			if (xml_tok_next(gen_tok, gen_hdr, sizeof(gen_hdr) - 1, &used) != XML_EV_STREAM_OPEN)
@@ -267,9 +272,12 @@ static void route_selfcontained(struct hubw *h, struct sess *src, struct net_buf
 	struct xml_stanza copy;
 	if (n < 0 || parse_one(nb->data, (size_t)n, &copy) < 0 ||
 	    (copy.flags & (XML_ST_HDR_PREFIX | XML_ST_PREFIXED))) {
-		/* a prefixed top-level element that also sets a default
-		 * namespace: no copy means the same thing in another stream */
-		route_bounce(h, st, STERR_BAD_REQUEST, "prefixed stanza element with a default namespace");
+		/* -2: a prefixed top-level element that also sets a default
+		 * namespace, which no copy can express in another stream;
+		 * else a copy over the tokenizer's own bounds (attributes) */
+		route_bounce(h, st, STERR_BAD_REQUEST,
+			     n == -2 ? "prefixed stanza element with a default namespace"
+				     : "stanza cannot be made namespace-self-contained");
 		net_buf_unref(h->w, nb);
 		net_buf_unref(h->w, b);
 		return;
