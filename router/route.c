@@ -5,7 +5,11 @@
  * worker that owns it), or bounce it with the RFC 6120 stanza error.
  *
  * Nothing here allocates or copies a routed stanza: the destination queues a
- * slice of the receive buffer.
+ * slice of the receive buffer. The one exception is a stanza that is not
+ * namespace-well-formed on its own (it uses a prefix its sender's stream
+ * header bound, or its top-level element is prefixed): it is routed as a
+ * self-contained copy (route_selfcontained), since the destination's stream
+ * binds other prefixes or none.
  *
  * References: every function here that takes a buffer CONSUMES one reference
  * on it: it hands it on (to a connection's queue, a link's queue, or another
