@@ -119,7 +119,7 @@ struct xml_stanza {
 };
 
 /* Internal records of struct xml_tok: offsets into the pending bytes, so
- * they stay valid when the caller moves them (see xml.c). */
+ * they stay valid when the caller moves them (see xml/tok.c). */
 struct xml_span_off {
 	uint32_t off, n;
 };
@@ -127,7 +127,7 @@ struct xml_root_rec {
 	struct xml_span_off to, from, type, id, ns;
 	uint32_t name;        /* offset of the qualified name */
 	uint16_t nlen, colon; /* its length; colon position + 1, 0 if none */
-	uint8_t ns_src;       /* where ns points: enum in xml.c */
+	uint8_t ns_src;       /* where ns points: enum in xml/xml-int.h */
 	uint8_t nsid;         /* enum xml_ns */
 	uint16_t flags;       /* enum xml_stanza_flags */
 };
@@ -137,7 +137,7 @@ struct xml_root_rec {
  * pointer into caller memory survives an XML_EV_MORE return. The scratch
  * of the start tag being read (its attributes) is not kept here: it lives
  * on the stack of xml_tok_next() and is rebuilt from the tag's bytes when
- * the tag spans several calls. Fields after `st` are internal to xml.c. */
+ * the tag spans several calls. Fields after `st` are internal to xml/. */
 struct xml_tok {
 	struct xml_limits lim;
 	bool authenticated; /* selects max_stanza over max_stanza_preauth */
