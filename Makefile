@@ -23,7 +23,7 @@ WOLF_CFLAGS := $(shell pkg-config --cflags wolfssl)
 WOLF_LIBS   := $(shell pkg-config --libs wolfssl)
 endif
 
-PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd libsystemd
+PKGS    := liburing hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd libsystemd
 CFLAGS  += $(shell pkg-config --cflags $(PKGS)) $(WOLF_CFLAGS)
 LIBS    := $(shell pkg-config --libs $(PKGS)) $(WOLF_LIBS) -lexpat -lpthread -lm
 MALLOC  ?= -ljemalloc
@@ -86,9 +86,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 build/fuzz/%: tests/fuzz/%.c $(wildcard xml/*.c)
 	@mkdir -p build/fuzz
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(shell pkg-config --cflags mxml) \
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I. \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-o $@ $^ $(shell pkg-config --libs mxml) -lexpat
+		-o $@ $^ -lexpat
 
 clean:
 	rm -rf build fedhub fedhub-bench
