@@ -54,15 +54,15 @@ $(LIBNET): $(NET_SRC:%.c=$(BUILD)/%.o)
 $(LIBROUTER): $(ROUTER_SRC:%.c=$(BUILD)/%.o)
 $(ALL_LIBS):
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(AR) rcs $@ $(filter %.o,$^)
 
 $(BUILD)/fedhub: $(BUILD)/router/main.o $(ALL_LIBS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) $(MALLOC)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) $(MALLOC)
 $(BUILD)/fedhub-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBNET) $(LIBXML)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) $(MALLOC)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) $(MALLOC)
 $(BUILD)/tests/%: tests/unit/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka $(MALLOC)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) -lcmocka $(MALLOC)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -93,7 +93,7 @@ fuzz:
 	$(MAKE) CC=clang BUILD=build/fuzz OPT="-g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link" MALLOC= \
 		$(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(ALL_LIBS)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 clean:
 	rm -rf build fedhub fedhub-bench
