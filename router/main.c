@@ -273,6 +273,7 @@ int main(int argc, char **argv)
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGPIPE)
 		;
 	log_info(0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	met_set_ready(false); /* /health: 503 while the streams drain */
 	net_stop();
 	pthread_join(ctrl, NULL);
 	if (cfg.http.len)
