@@ -39,7 +39,8 @@ TEST_SRC   := $(wildcard tests/unit/test_*.c)
 LIBXML     := $(BUILD)/libxml.a
 LIBNET     := $(BUILD)/libnet.a
 LIBROUTER  := $(BUILD)/librouter.a
-ALL_LIBS   := $(LIBROUTER) $(LIBNET) $(LIBXML)   # in link order: router uses net and xml
+# in link order: router uses net and xml, net uses neither
+ALL_LIBS   := $(LIBROUTER) $(LIBNET) $(LIBXML)
 TESTS      := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: fedhub fedhub-bench
