@@ -44,23 +44,22 @@
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_CLUSTER, S_DOMAIN, S_COMPONENT, S_ROUTE, S_UNKNOWN };
+enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_UNKNOWN };
 
 #define SB(s)     (1u << (s))
 #define HUB       SB(S_HUB)
-#define CLUSTER   SB(S_CLUSTER)
 #define DOMAIN    SB(S_DOMAIN)
 #define COMPONENT SB(S_COMPONENT)
 #define ROUTE     SB(S_ROUTE)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 static const char *const sect_names[] = {
-	NULL, "hub", "cluster", "domain", "component", "route", NULL,
+	NULL, "hub", "domain", "component", "route", NULL,
 };
 /* Sections that take a NAME. */
 static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE;
 
-const char *const cfg_section_names[] = {"hub", "cluster", "domain", "component", "route", NULL};
+const char *const cfg_section_names[] = {"hub", "domain", "component", "route", NULL};
 
 /* ---- the directive table ------------------------------------------------ */
 
@@ -94,9 +93,6 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(dns_max_inflight, HUB, 0, 1, 1)        \
 	X(ca_file, HUB, 0, 1, 1)                 \
 	X(s2s_tls, HUB, 0, 1, 1)                 \
-	X(redis, CLUSTER, 0, 1, 1)               \
-	X(sentinel, CLUSTER, 1, 2, 2)            \
-	X(node_id, CLUSTER, 0, 1, 1)             \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \
@@ -221,9 +217,9 @@ struct parser {
 
 	enum cfg_sect sect;
 	int sect_line;
-	bool sect_dup;             /* a second [hub] / [cluster]: reported, not re-checked */
+	bool sect_dup;             /* a second [hub]: reported, not re-checked */
 	int seen[D__COUNT];        /* line of each directive in the current section */
-	int sect_first[S_UNKNOWN]; /* line of the first [hub] / [cluster] */
+	int sect_first[S_UNKNOWN]; /* line of the first [hub] */
 	/* The entry the current named section fills: an element of the cfg
 	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
 	 * directives are still checked but go nowhere. */
@@ -418,19 +414,6 @@ static void set_path(struct parser *p, const char *what, const char *s, char *fi
 	}
 	close(fd);
 	strcpy(field, s);
-}
-
-/* Node ids and Sentinel master names end up in Redis keys and logs. */
-static bool is_token(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '.' && *s != '-' && *s != '_')
-			return false;
-	return true;
 }
 
 /* ---- addresses ----------------------------------------------------------- */
@@ -903,50 +886,6 @@ static void d_s2s_tls(struct parser *p, int argc, char **argv)
 		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
 }
 
-/* ---- [cluster] ----------------------------------------------------------- */
-
-static void d_redis(struct parser *p, int argc, char **argv)
-{
-	if (cfg_parse_addr(argv[0], &p->c->cluster_redis, 6379) < 0)
-		ERR(p, "redis: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
-}
-
-static void d_sentinel(struct parser *p, int argc, char **argv)
-{
-	struct cfg *c = p->c;
-	struct cfg_addr a;
-
-	if (cfg_parse_addr(argv[0], &a, 26379) < 0) {
-		ERR(p, "sentinel: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
-		return;
-	}
-	if (!is_token(argv[1], sizeof(c->cluster_master) - 1)) {
-		ERR(p, "sentinel: bad master name '%s' (letters, digits, '.', '-', '_')", argv[1]);
-		return;
-	}
-	if (c->ncluster_sentinel && strcmp(c->cluster_master, argv[1])) {
-		ERR(p, "sentinel: master '%s' differs from '%s' named before (one master per cluster)", argv[1],
-		    c->cluster_master);
-		return;
-	}
-	if (c->ncluster_sentinel == (int)(sizeof(c->cluster_sentinel) / sizeof(c->cluster_sentinel[0]))) {
-		ERR(p, "sentinel: at most %d sentinels", c->ncluster_sentinel);
-		return;
-	}
-	strcpy(c->cluster_master, argv[1]);
-	c->cluster_sentinel[c->ncluster_sentinel++] = a;
-}
-
-static void d_node_id(struct parser *p, int argc, char **argv)
-{
-	if (!strcmp(argv[0], "auto"))
-		p->c->cluster_node_id[0] = 0;
-	else if (is_token(argv[0], sizeof(p->c->cluster_node_id) - 1))
-		strcpy(p->c->cluster_node_id, argv[0]);
-	else
-		ERR(p, "node_id: '%s' must be auto or 1-63 letters, digits, '.', '-', '_'", argv[0]);
-}
-
 /* ---- [domain] [component] [route] ---------------------------------------- */
 
 static void d_cert(struct parser *p, int argc, char **argv)
@@ -1028,13 +967,6 @@ static int grow(struct parser *p, void **arr, int *n, int *cap, size_t size)
 static void section_close(struct parser *p)
 {
 	switch (p->sect_dup ? S_NONE : p->sect) {
-	case S_CLUSTER:
-		/* `seen`, not the values: a bad address was reported already */
-		if (p->seen[D_redis] && p->seen[D_sentinel])
-			perr(p, p->sect_line, "[cluster]: use redis or sentinel, not both");
-		else if (!p->seen[D_redis] && !p->seen[D_sentinel])
-			perr(p, p->sect_line, "[cluster]: needs redis HOST:PORT or sentinel HOST:PORT NAME");
-		break;
 	case S_DOMAIN: {
 		struct cfg_domain *d = cur_domain(p);
 		if (d->key[0] && !d->cert[0] && !p->seen[D_cert])
@@ -1120,6 +1052,15 @@ static void section_open(struct parser *p, int argc, char **argv)
 	for (int i = S_HUB; i < S_UNKNOWN; i++)
 		if (argc > 0 && !strcmp(argv[0], sect_names[i]))
 			s = (enum cfg_sect)i;
+	if (argc > 0 && !strcmp(argv[0], "cluster")) {
+		/* The Redis-backed cluster of the design is not written yet. A
+		 * node that parsed [cluster] and then ran alone would look
+		 * clustered and not be: refuse the file instead. */
+		ERR(p, "[cluster]: not supported by this build (fedhub has no cluster implementation yet); "
+		       "remove the section to run a single node");
+		p->sect = S_UNKNOWN; /* its directives are not reported again */
+		return;
+	}
 	if (s == S_UNKNOWN) {
 		const char *hint = argc > 0 ? closest(argv[0], cfg_section_names) : NULL;
 		ERR(p, "unknown section [%s]%s%s%s", argc > 0 ? argv[0] : "", hint ? " (did you mean [" : "",
@@ -1136,8 +1077,6 @@ static void section_open(struct parser *p, int argc, char **argv)
 			p->sect_dup = true;
 		} else
 			p->sect_first[s] = p->line;
-		if (s == S_CLUSTER)
-			c->cluster = true;
 		return;
 	}
 	if (argc != 2) {
@@ -1395,8 +1334,8 @@ static void final_checks(struct parser *p)
 }
 
 /* Without a shared secret file each node makes its own: dialback keys
- * (XEP-0185) only need to verify on the node that issued them, or cluster
- * nodes share the secret through Redis. */
+ * (XEP-0185) then verify only on the node that issued them; nodes serving
+ * the same domains share a dialback_secret_file. */
 static int random_secret(char *out, size_t cap)
 {
 	unsigned char raw[32];

@@ -90,13 +90,6 @@ struct cfg {
 	int ncomponents;
 	struct cfg_route *routes;
 	int nroutes;
-	/* [cluster]: present iff cluster is true; exactly one of redis / sentinel */
-	bool cluster;
-	struct cfg_addr cluster_redis; /* len 0 = use sentinels */
-	struct cfg_addr cluster_sentinel[8];
-	int ncluster_sentinel;
-	char cluster_master[64];  /* the Sentinel master name */
-	char cluster_node_id[64]; /* empty = auto (derived at start) */
 };
 
 /* Parse text (name is used in messages). On error prints "NAME:LINE: message"
@@ -127,7 +120,7 @@ int cfg_domain_normalise(const char *in, size_t n, char *out, size_t cap);
  * may be left out when default_port > 0. Returns 0 or -EINVAL. */
 int cfg_parse_addr(const char *s, struct cfg_addr *a, int default_port);
 /* The numeric host ("127.0.0.1", "::1") and the port of a parsed address,
- * for libraries that take them apart (hiredis, libmicrohttpd). */
+ * for libraries that take them apart (libmicrohttpd). */
 int cfg_addr_host(const struct cfg_addr *a, char *buf, size_t cap);
 int cfg_addr_port(const struct cfg_addr *a);
 

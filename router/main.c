@@ -330,6 +330,7 @@ int main(int argc, char **argv)
 	}
 	sd_notify(0, "STOPPING=1");
 	log_info(0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	met_set_ready(false); /* /health: 503 while the streams drain */
 	net_stop();
 	pthread_join(ctrl, NULL);
 	if (cfg.http.len)
