@@ -500,14 +500,6 @@ static void out_on_tls(struct net_conn *c, int err)
 	xml_tok_reset(&s->tok);
 	s->got_features = false;
 	out_open_stream(s);
-	if (v != 0 && policy_for(s->remote).auth == CFG_AUTH_CERTIFICATE) {
-		/* RFC 6125 §6.6.4 / RFC 6120 §13.7.2: not the server we meant to
-		 * reach; nothing is sent to it (on_close tries the next address) */
-		MET_INC(h->m, s2s_policy_refused);
-		log_warn(c->id, "s2s out %s: certificate does not authenticate the domain (%s); auth certificate",
-			 s->remote, tls_error(c->tls));
-		sess_stream_error(s, SERR_POLICY_VIOLATION, "certificate does not authenticate the domain");
-	}
 }
 
 static void link_start(struct hubw *h, struct s2s_out *L);
@@ -834,6 +826,17 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 		s->stream_id[k] = 0;
 		s->state = 1;
 		s->peer_v1 = span_eq(hd->version, "1.0");
+		if (s->tls_on && s->link && !s->link->peer_cert_ok &&
+		    policy_for(s->remote).auth == CFG_AUTH_CERTIFICATE) {
+			/* RFC 6125 §6.6.4, RFC 6120 §13.7.2: not the server we meant
+			 * to reach; nothing goes to it (on_close tries the next
+			 * address, then bounces) */
+			MET_INC(h->m, s2s_policy_refused);
+			log_warn(s->c->id, "s2s out %s: certificate does not authenticate the domain; auth certificate",
+				 s->remote);
+			sess_stream_error(s, SERR_POLICY_VIOLATION, "certificate does not authenticate the domain");
+			return DRIVE_ALL;
+		}
 		if (!s->peer_v1 && !s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
 			/* RFC 6120 §4.7.5, §5.3.1: a pre-1.0 stream cannot offer
 			 * STARTTLS; nothing (no dialback key) goes out in the clear */
