@@ -646,6 +646,51 @@ def down_then_up(s):
         srv.close()
 
 
+def auth_certificate_inbound(s):
+    """A hub of its own with a certificate (the suite's hub has none, so it
+    cannot offer STARTTLS): [remote strict.fake] auth certificate refuses a
+    dialback claim over TLS whose certificate names another domain with a
+    dialback error, keeps the stream, and takes one whose certificate proves
+    the domain (XEP-0344)."""
+    import subprocess
+    pki = S.pki()
+    conf = os.path.join(S.tmp, "strict.conf")
+    with open(conf, "w") as f:
+        f.write("[hub]\nworkers 1\ndomain hub.fake\nlisten s2s 127.0.0.1:%d tls required\nlog_level debug\n"
+                "dns_server 127.0.0.1:%d\nca_file %s\n[domain echo.fake]\ncert %s/hub.crt\nkey %s\n"
+                "[remote strict.fake]\nauth certificate\n" % (EX[7], P.dns, pki.ca, pki.dir, pki.key))
+    log = open(os.path.join(S.tmp, "strict.log"), "w")
+    hub = subprocess.Popen([H.FEDHUB, "-c", conf], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", EX[7]), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        hdr = H.s2s_header(frm="strict.fake")
+        answers = []
+        for cert in ("wrong", "strict"):
+            c = s._register(H.Conn(EX[7], attacked=False))
+            c.send(hdr)
+            c.header()
+            c.features()
+            c.starttls(S.tls_client(cert), "echo.fake", hdr)
+            c.send("<db:result from='strict.fake' to='echo.fake'>%s</db:result>" % ("ab" * 32))
+            el = c.element(5)
+            answers.append((attr(el, "type"), "not-authorized" in el))
+            s.expect(c.closed_within(0.3), False, "stream closed after the %s certificate" % cert)
+        s.expect(repr(answers), repr([("error", True), ("valid", False)]),
+                 "dialback answers (wrong, proving certificate)")
+    finally:
+        hub.terminate()
+        try:
+            hub.wait(5)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+        log.close()
+
+
 def body(s):
     global SP
     SP = Component(P.comp, "spare.fake", H.SECRET)
@@ -681,6 +726,8 @@ def body(s):
         s.case("A record on a private address refused by default", private_a, closed=None)
         s.case("a remote that was down is reached retry_min after it comes back", down_then_up, closed=None,
                timeout=16)
+        s.case("auth certificate inbound: dialback refused without a proving certificate, taken with one",
+               auth_certificate_inbound, closed=None, timeout=12)
         m = s.metrics()
         s.check("policy refusals are counted", m.get("fedhub_s2s_policy_refused_total", 0) >= 5, m)
         s.check("stanzas over a peer's limit are counted", m.get("fedhub_stanzas_over_peer_limit_total", 0) >= 1, m)
@@ -689,5 +736,5 @@ def body(s):
         SP.close()
 
 
-S.pki().leaf("peer", ["cb.fake"])
+S.pki().leaves([("peer", ["cb.fake"]), ("strict", ["strict.fake"])])
 S.run(body)
