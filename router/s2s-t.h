@@ -53,7 +53,6 @@ struct s2s_out {
 	uint32_t queued;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
-	int last_fail;      /* enum hub_sterr for bounces */
 	uint64_t failed_at; /* L_BACKOFF: when the last attempt failed */
 	bool peer_cert_ok;  /* this stream's TLS certificate names the remote (RFC 6125) */
 	uint32_t peer_max;  /* XEP-0478 max-bytes the peer announced; 0 = none */
