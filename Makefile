@@ -23,7 +23,7 @@ WOLF_CFLAGS := $(shell pkg-config --cflags wolfssl)
 WOLF_LIBS   := $(shell pkg-config --libs wolfssl)
 endif
 
-PKGS    := liburing hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd libsystemd
+PKGS    := liburing mxml hiredis liburcu-qsbr liburcu-cds libcares libidn2 libmicrohttpd libsystemd
 CFLAGS  += $(shell pkg-config --cflags $(PKGS)) $(WOLF_CFLAGS)
 LIBS    := $(shell pkg-config --libs $(PKGS)) $(WOLF_LIBS) -lexpat -lpthread -lm
 MALLOC  ?= -ljemalloc

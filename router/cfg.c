@@ -41,25 +41,27 @@
 #include <idn2.h>
 #include "router/cfg.h"
 #include "xml/xml.h" /* XML_MAX_DEPTH bounds max_depth */
+#include "router/policy.h"
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_UNKNOWN };
+enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNOWN };
 
 #define SB(s)     (1u << (s))
 #define HUB       SB(S_HUB)
 #define DOMAIN    SB(S_DOMAIN)
 #define COMPONENT SB(S_COMPONENT)
 #define ROUTE     SB(S_ROUTE)
+#define REMOTE    SB(S_REMOTE)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 static const char *const sect_names[] = {
-	NULL, "hub", "domain", "component", "route", NULL,
+	NULL, "hub", "domain", "component", "route", "remote", NULL,
 };
 /* Sections that take a NAME. */
-static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE;
+static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE | REMOTE;
 
-const char *const cfg_section_names[] = {"hub", "domain", "component", "route", NULL};
+const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", NULL};
 
 /* ---- the directive table ------------------------------------------------ */
 
@@ -85,7 +87,6 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(keepalive_interval, HUB, 0, 1, 1)      \
 	X(connect_timeout, HUB, 0, 1, 1)         \
 	X(retry_min, HUB, 0, 1, 1)               \
-	X(retry_max, HUB, 0, 1, 1)               \
 	X(dns_server, HUB, 0, 1, 1)              \
 	X(dns_cache_max, HUB, 0, 1, 1)           \
 	X(dns_ttl_min, HUB, 0, 1, 1)             \
@@ -93,12 +94,17 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(dns_max_inflight, HUB, 0, 1, 1)        \
 	X(ca_file, HUB, 0, 1, 1)                 \
 	X(s2s_tls, HUB, 0, 1, 1)                 \
+	X(s2s_auth, HUB, 0, 1, 1)                \
+	X(remote_allow, HUB, 1, 1, 15)           \
+	X(remote_deny, HUB, 1, 1, 15)            \
+	X(dns_allow_private, HUB, 0, 1, 1)       \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \
 	X(connect, ROUTE, 1, 1, 1)               \
-	X(tls, ROUTE, 0, 1, 1)                   \
-	X(direct_tls, ROUTE, 0, 1, 1)
+	X(tls, ROUTE | REMOTE, 0, 1, 1)          \
+	X(direct_tls, ROUTE, 0, 1, 1)            \
+	X(auth, REMOTE, 0, 1, 1)
 
 enum cfg_dir_id {
 #define X(n, s, r, lo, hi) D_##n,
@@ -141,7 +147,7 @@ const char *const cfg_directive_names[] = {
  * share one with either, since a static route is for a domain we do not serve.
  * Open addressing: a deployment can hold thousands of domains.
  */
-enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K__COUNT };
+enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K_REMOTE, K_ACL, K__COUNT };
 
 struct name_ent {
 	char *name;
@@ -228,10 +234,12 @@ struct parser {
 		struct cfg_domain d;
 		struct cfg_component k;
 		struct cfg_route r;
+		struct cfg_remote m;
 	} scratch;
 	bool *route_tls_set; /* per route: `tls` given, else s2s_tls applies */
-	int cap_domains, cap_components, cap_routes;
+	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl;
 	struct name_set names;
+	int seen_s2s_tls; /* line of s2s_tls in [hub] (seen[] is per section) */
 };
 
 static void perr(struct parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -268,6 +276,11 @@ static struct cfg_component *cur_component(struct parser *p)
 static struct cfg_route *cur_route(struct parser *p)
 {
 	return p->cur < 0 ? &p->scratch.r : &p->c->routes[p->cur];
+}
+
+static struct cfg_remote *cur_remote(struct parser *p)
+{
+	return p->cur < 0 ? &p->scratch.m : &p->c->remotes[p->cur];
 }
 
 /* ---- value parsers ------------------------------------------------------- */
@@ -383,6 +396,33 @@ const char *cfg_tls_mode_name(enum cfg_tls_mode m)
 		return "off";
 	}
 	return "?";
+}
+
+const char *cfg_auth_mode_name(enum cfg_auth_mode m)
+{
+	return m == CFG_AUTH_CERTIFICATE ? "certificate" : "dialback";
+}
+
+static int parse_auth_mode(const char *s, enum cfg_auth_mode *m)
+{
+	if (!strcmp(s, "dialback"))
+		*m = CFG_AUTH_DIALBACK;
+	else if (!strcmp(s, "certificate"))
+		*m = CFG_AUTH_CERTIFICATE;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_yes_no(const char *s, bool *v)
+{
+	if (!strcmp(s, "yes"))
+		*v = true;
+	else if (!strcmp(s, "no"))
+		*v = false;
+	else
+		return -1;
+	return 0;
 }
 
 const char *cfg_listen_kind_name(enum cfg_listen_kind k)
@@ -628,6 +668,25 @@ static int route_name_normalise(const char *in, char *out, size_t cap)
 	return cfg_domain_normalise(in, n, out, cap);
 }
 
+/* A remote-domain entry: "example.org" or "*.example.org" (every name below
+ * example.org, not example.org itself). */
+int cfg_pattern_normalise(const char *in, char *out, size_t cap)
+{
+	bool wild = in[0] == '*' && in[1] == '.';
+	if (cap < 3)
+		return -1;
+	int n = cfg_domain_normalise(wild ? in + 2 : in, strlen(wild ? in + 2 : in), wild ? out + 2 : out,
+				     wild ? cap - 2 : cap);
+	if (n < 0)
+		return -1;
+	if (wild) {
+		out[0] = '*';
+		out[1] = '.';
+		n += 2;
+	}
+	return n;
+}
+
 /* ---- directive handlers: [hub] ------------------------------------------- */
 
 static void d_workers(struct parser *p, int argc, char **argv)
@@ -844,11 +903,6 @@ static void d_retry_min(struct parser *p, int argc, char **argv)
 	set_u32(p, "retry_min", argv[0], U_SECONDS, 1, DAY, &p->c->retry_min);
 }
 
-static void d_retry_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "retry_max", argv[0], U_SECONDS, 1, DAY, &p->c->retry_max);
-}
-
 static void d_dns_server(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_addr(argv[0], &p->c->dns_server, 53) < 0)
@@ -882,8 +936,64 @@ static void d_ca_file(struct parser *p, int argc, char **argv)
 
 static void d_s2s_tls(struct parser *p, int argc, char **argv)
 {
+	p->seen_s2s_tls = p->line;
 	if (parse_tls_mode(argv[0], &p->c->s2s_tls) < 0)
 		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
+}
+
+static void d_s2s_auth(struct parser *p, int argc, char **argv)
+{
+	if (parse_auth_mode(argv[0], &p->c->s2s_auth) < 0)
+		ERR(p, "s2s_auth: '%s' is not one of dialback, certificate", argv[0]);
+}
+
+static void d_dns_allow_private(struct parser *p, int argc, char **argv)
+{
+	if (parse_yes_no(argv[0], &p->c->dns_allow_private) < 0)
+		ERR(p, "dns_allow_private: '%s' is not yes or no", argv[0]);
+}
+
+static int grow(struct parser *p, void **arr, int *n, int *cap, size_t size);
+
+static void acl_add(struct parser *p, const char *what, bool allow, int argc, char **argv)
+{
+	struct cfg *c = p->c;
+	char name[CFG_NAME_MAX];
+
+	for (int i = 0; i < argc; i++) {
+		if (cfg_pattern_normalise(argv[i], name, sizeof(name)) < 0) {
+			ERR(p, "%s: '%s' is not a domain name or *.domain", what, argv[i]);
+			continue;
+		}
+		struct name_ent *e = name_find(&p->names, name, true);
+		if (!e) {
+			p->oom = true;
+			return;
+		}
+		if (e->line[K_ACL]) {
+			ERR(p, "%s: %s is already listed at line %d", what, name, e->line[K_ACL]);
+			continue;
+		}
+		e->line[K_ACL] = p->line;
+		int idx = grow(p, (void **)&c->acl, &c->nacl, &p->cap_acl, sizeof(*c->acl));
+		if (idx < 0)
+			return;
+		strcpy(c->acl[idx].name, name);
+		c->acl[idx].allow = allow;
+		c->acl[idx].line = p->line;
+		if (allow)
+			c->have_allow = true;
+	}
+}
+
+static void d_remote_allow(struct parser *p, int argc, char **argv)
+{
+	acl_add(p, "remote_allow", true, argc, argv);
+}
+
+static void d_remote_deny(struct parser *p, int argc, char **argv)
+{
+	acl_add(p, "remote_deny", false, argc, argv);
 }
 
 /* ---- [domain] [component] [route] ---------------------------------------- */
@@ -928,10 +1038,29 @@ static void d_connect(struct parser *p, int argc, char **argv)
 
 static void d_tls(struct parser *p, int argc, char **argv)
 {
+	if (p->sect == S_REMOTE) {
+		if (parse_tls_mode(argv[0], &cur_remote(p)->tls) < 0)
+			ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);
+		else
+			cur_remote(p)->tls_set = true;
+		return;
+	}
 	if (parse_tls_mode(argv[0], &cur_route(p)->tls) < 0)
 		ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);
-	else if (p->cur >= 0)
+	else if (p->cur >= 0) {
 		p->route_tls_set[p->cur] = true;
+		cur_route(p)->tls_set = true;
+	}
+}
+
+/* ---- [remote NAME] ------------------------------------------------------- */
+
+static void d_auth(struct parser *p, int argc, char **argv)
+{
+	if (parse_auth_mode(argv[0], &cur_remote(p)->auth) < 0)
+		ERR(p, "auth: '%s' is not one of dialback, certificate", argv[0]);
+	else
+		cur_remote(p)->auth_set = true;
 }
 
 static void d_direct_tls(struct parser *p, int argc, char **argv)
@@ -985,6 +1114,13 @@ static void section_close(struct parser *p)
 			perr(p, p->sect_line, "[route %s]: missing required 'connect'", r->name);
 		if (r->direct_tls && r->tls == CFG_TLS_OFF && p->seen[D_tls])
 			perr(p, p->sect_line, "[route %s]: direct_tls yes contradicts tls off", r->name);
+		break;
+	}
+	case S_REMOTE: {
+		struct cfg_remote *m = cur_remote(p);
+		if (m->auth_set && m->auth == CFG_AUTH_CERTIFICATE && m->tls_set && m->tls != CFG_TLS_REQUIRED)
+			perr(p, p->sect_line, "[remote %s]: auth certificate needs TLS; tls %s contradicts it", m->name,
+			     cfg_tls_mode_name(m->tls));
 		break;
 	}
 	default:
@@ -1083,13 +1219,16 @@ static void section_open(struct parser *p, int argc, char **argv)
 		ERR(p, "[%s NAME] needs exactly one name", argv[0]);
 		return;
 	}
-	if ((s == S_ROUTE ? route_name_normalise(argv[1], name, sizeof(name))
-			  : cfg_domain_normalise(argv[1], strlen(argv[1]), name, sizeof(name))) < 0) {
+	if ((s == S_ROUTE    ? route_name_normalise(argv[1], name, sizeof(name))
+	     : s == S_REMOTE ? cfg_pattern_normalise(argv[1], name, sizeof(name))
+			     : cfg_domain_normalise(argv[1], strlen(argv[1]), name, sizeof(name))) < 0) {
 		ERR(p, "[%s %s]: not a valid %s", argv[0], argv[1],
-		    s == S_ROUTE ? "domain name or IP literal" : "domain name");
+		    s == S_ROUTE    ? "domain name or IP literal"
+		    : s == S_REMOTE ? "domain name or *.domain"
+				    : "domain name");
 		return;
 	}
-	kind = s == S_DOMAIN ? K_DOMAIN : s == S_COMPONENT ? K_COMPONENT : K_ROUTE;
+	kind = s == S_DOMAIN ? K_DOMAIN : s == S_COMPONENT ? K_COMPONENT : s == S_ROUTE ? K_ROUTE : K_REMOTE;
 	struct name_ent *e = name_find(&p->names, name, true);
 	if (!e) {
 		p->oom = true;
@@ -1099,13 +1238,19 @@ static void section_open(struct parser *p, int argc, char **argv)
 		ERR(p, "duplicate section [%s %s] (first at line %d)", argv[0], name, e->line[kind]);
 		return;
 	}
+	if (kind == K_REMOTE && (e->line[K_DOMAIN] || e->line[K_COMPONENT])) {
+		ERR(p, "[remote %s]: %s is served here ([%s] at line %d); [remote] is for remote domains", name, name,
+		    e->line[K_DOMAIN] ? "domain" : "component",
+		    e->line[K_DOMAIN] ? e->line[K_DOMAIN] : e->line[K_COMPONENT]);
+		return;
+	}
 	if (kind == K_ROUTE && (e->line[K_DOMAIN] || e->line[K_COMPONENT])) {
 		ERR(p, "[route %s]: %s is served here ([%s] at line %d); a route is for remote domains", name, name,
 		    e->line[K_DOMAIN] ? "domain" : "component",
 		    e->line[K_DOMAIN] ? e->line[K_DOMAIN] : e->line[K_COMPONENT]);
 		return;
 	}
-	if (kind != K_ROUTE && e->line[K_ROUTE]) {
+	if ((kind == K_DOMAIN || kind == K_COMPONENT) && e->line[K_ROUTE]) {
 		ERR(p, "[%s %s]: %s already has a [route] at line %d; a route is for remote domains", argv[0], name,
 		    name, e->line[K_ROUTE]);
 		return;
@@ -1147,6 +1292,13 @@ static void section_open(struct parser *p, int argc, char **argv)
 		c->routes[idx].line = p->line;
 		break;
 	}
+	case S_REMOTE:
+		idx = grow(p, (void **)&c->remotes, &c->nremotes, &p->cap_remotes, sizeof(*c->remotes));
+		if (idx >= 0) {
+			strcpy(c->remotes[idx].name, name);
+			c->remotes[idx].line = p->line;
+		}
+		break;
 	default:
 		break;
 	}
@@ -1276,7 +1428,6 @@ static void set_defaults(struct cfg *c)
 	c->keepalive_interval = 60;
 	c->connect_timeout = 10;
 	c->retry_min = 2;
-	c->retry_max = 300;
 	c->dns_cache_max = 100000;
 	c->dns_ttl_min = 30;
 	c->dns_ttl_max = 3600;
@@ -1299,8 +1450,6 @@ static void final_checks(struct parser *p)
 		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth] : p->sect_first[S_HUB],
 		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)", c->max_stanza_size_preauth,
 		     c->max_stanza_size);
-	if (c->retry_min > c->retry_max)
-		perr(p, p->sect_first[S_HUB], "retry_min (%us) exceeds retry_max (%us)", c->retry_min, c->retry_max);
 	if (c->dns_ttl_min > c->dns_ttl_max)
 		perr(p, p->seen[D_dns_ttl_min] ? p->seen[D_dns_ttl_min] : p->sect_first[S_HUB],
 		     "dns_ttl_min (%us) exceeds dns_ttl_max (%us)", c->dns_ttl_min, c->dns_ttl_max);
@@ -1313,8 +1462,8 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].kind == CFG_LISTEN_S2S && !c->listen[i].tls_set)
 			c->listen[i].tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
-	if (!p->seen[D_s2s_tls])
-		c->s2s_tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
+	if (!p->seen_s2s_tls)
+		c->s2s_tls = have_cert || c->s2s_auth == CFG_AUTH_CERTIFICATE ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)
 			perr(p, c->listen[i].line, "listen %s %s requires TLS but no [domain] has a cert",
@@ -1331,6 +1480,17 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nroutes; i++)
 		if (!p->route_tls_set[i])
 			c->routes[i].tls = c->s2s_tls;
+
+	/* Certificates are only seen over TLS. */
+	if (c->s2s_auth == CFG_AUTH_CERTIFICATE && p->seen_s2s_tls && c->s2s_tls != CFG_TLS_REQUIRED)
+		perr(p, p->seen_s2s_tls, "s2s_auth certificate needs TLS; s2s_tls %s contradicts it",
+		     cfg_tls_mode_name(c->s2s_tls));
+	for (int i = 0; i < c->nroutes; i++) {
+		struct policy pol = policy_lookup(c, c->routes[i].name, strlen(c->routes[i].name));
+		if (pol.auth == CFG_AUTH_CERTIFICATE && c->routes[i].tls_set && c->routes[i].tls != CFG_TLS_REQUIRED)
+			perr(p, c->routes[i].line, "[route %s]: tls %s, but the domain's auth is certificate",
+			     c->routes[i].name, cfg_tls_mode_name(c->routes[i].tls));
+	}
 }
 
 /* Without a shared secret file each node makes its own: dialback keys
@@ -1385,6 +1545,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 	free(buf);
 	if (!p.oom) {
 		section_close(&p);
+		c->policy = policy_tab_new(c); /* final_checks looks routes up in it */
 		final_checks(&p);
 		if (!c->dialback_secret[0] && random_secret(c->dialback_secret, sizeof(c->dialback_secret)) < 0)
 			perr(&p, 0, "cannot generate a dialback secret: %s", strerror(errno));
@@ -1481,5 +1642,8 @@ void cfg_free(struct cfg *c)
 	free(c->domains);
 	free(c->components);
 	free(c->routes);
+	free(c->remotes);
+	free(c->acl);
+	policy_tab_free(c->policy);
 	explicit_bzero(c, sizeof(*c));
 }

@@ -36,7 +36,9 @@
 	X(dns_failures, "DNS queries that failed")                                            \
 	X(tls_handshakes, "TLS handshakes completed")                                         \
 	X(tls_failures, "TLS handshakes that failed")                                         \
-	X(send_queue_full, "stanzas refused because a queue was full")
+	X(send_queue_full, "stanzas refused because a queue was full")                        \
+	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
+	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")
 
 struct met_worker {
 #define MET_FIELD(name, help) uint64_t name;

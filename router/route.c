@@ -47,6 +47,7 @@ static const char *const sterr_names[] = {
 	[STERR_FEATURE_NOT_IMPLEMENTED] = "feature-not-implemented",
 	[STERR_ITEM_NOT_FOUND] = "item-not-found",
 	[STERR_BAD_REQUEST] = "bad-request",
+	[STERR_POLICY_VIOLATION] = "policy-violation",
 };
 static const char *const sterr_types[] = {
 	[STERR_REMOTE_SERVER_NOT_FOUND] = "cancel",
@@ -56,6 +57,7 @@ static const char *const sterr_types[] = {
 	[STERR_FEATURE_NOT_IMPLEMENTED] = "cancel",
 	[STERR_ITEM_NOT_FOUND] = "cancel",
 	[STERR_BAD_REQUEST] = "modify",
+	[STERR_POLICY_VIOLATION] = "modify", /* RFC 6120 §8.3.3.12 */
 };
 
 /* A tokenizer already inside a stream, for parsing bytes the hub made or

@@ -242,7 +242,6 @@ static void test_defaults_for_absent_directives(void **state)
 	assert_int_equal(c.keepalive_interval, 60);
 	assert_int_equal(c.connect_timeout, 10);
 	assert_int_equal(c.retry_min, 2);
-	assert_int_equal(c.retry_max, 300);
 	assert_int_equal(c.s2s_tls, CFG_TLS_OPTIONAL);
 	assert_int_equal(c.listen[0].tls, CFG_TLS_OPTIONAL);
 	assert_false(c.listen[0].proxy_protocol);
@@ -274,7 +273,6 @@ static void test_every_hub_value_is_stored(void **state)
 				 "keepalive_interval 10m\n"
 				 "connect_timeout 30s\n"
 				 "retry_min 1\n"
-				 "retry_max 1h\n"
 				 "dns_server 127.0.0.53\n"
 				 "ca_file %s\n"
 				 "s2s_tls required\n",
@@ -296,7 +294,6 @@ static void test_every_hub_value_is_stored(void **state)
 	assert_int_equal(c.keepalive_interval, 600);
 	assert_int_equal(c.connect_timeout, 30);
 	assert_int_equal(c.retry_min, 1);
-	assert_int_equal(c.retry_max, 3600);
 	assert_int_equal(cfg_addr_port(&c.dns_server), 53);
 	assert_string_equal(c.ca_file, ca);
 	assert_int_equal(c.s2s_tls, CFG_TLS_REQUIRED);
@@ -450,7 +447,7 @@ static void test_whole_file_consistency_checks(void **state)
 {
 	expect_one_error(HUB "max_stanza_size 8k\nmax_stanza_size_preauth 16k\n",
 			 "router.conf:4: max_stanza_size_preauth (16384) exceeds max_stanza_size (8192)");
-	expect_one_error(HUB "retry_min 10m\nretry_max 1m\n", "retry_min (600s) exceeds retry_max (60s)");
+	expect_one_error(HUB "retry_max 1m\n", "unknown directive 'retry_max' (did you mean 'retry_min'?)");
 	expect_one_error(HUB "listen s2s-tls 127.0.0.1:5270\n",
 			 "router.conf:3: listen s2s-tls 127.0.0.1:5270 requires TLS but no [domain] has a cert");
 	expect_one_error(HUB "listen s2s 127.0.0.2 tls required\n", "requires TLS");
