@@ -48,11 +48,17 @@ Case API: s.case(name, fn, closed=True, timeout=10). fn(s) (or fn()) opens its
 connections with s.connect/s.s2s/s.comp/s.comp_auth (each registered with the
 case; attacked=False leaves one out of the closed check) and either returns
 (got, want) or calls s.expect(got, want[, what]) any number of times. want is a
-string (equality), a set/tuple/list (membership) or a callable (predicate).
+string (equality), a set/tuple/list (membership: to compare a tuple, expect
+got == (...) to be True) or a callable (predicate).
 closed=True: every attacked connection must be closed by the hub (an EOF seen
 while reading counts); closed=False: each must still be open; closed=None: not
 checked. An exception in fn, or running over timeout, fails the case.
 
+s.s2s() leaves the hub's header in .hdr, its stream id in .sid (for dialback
+keys: db_key(s.rs.secret, receiving, originating, sid)), its features in .feats;
+s.comp() the stream id in .sid (handshake(sid, secret)). connect(rcvbuf=N) makes
+a peer that reads slowly or never. A case that takes over 3 s says so in a
+comment line.
 Connections (Conn): send(bytes, segments=N or [sizes], pause=s) with TCP_NODELAY,
 header(), features(), element(), starttls(ctx), stream_error() -> the condition
 of the first <stream:error/>, or 'closed' / 'timeout', closed_within(t),
@@ -81,7 +87,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 from fakepeer import (Component, RemoteServer, Reader, attr, stream_id, NS_STREAM, NS_STREAMS,  # noqa: E402,F401
-                      s2s_header, comp_header, handshake, error_condition, stream_error_of)
+                      s2s_header, comp_header, handshake, error_condition, stream_error_of, db_key)
 import hubproc  # noqa: E402
 from hubproc import (FEDHUB, ROOT, Hub, Results, parse_metrics, rss_kb, sanitizer_scale,  # noqa: E402,F401
                      SANITIZER, TSAN_SUPP)
@@ -157,9 +163,14 @@ def until_close(x, timeout=5):
 class Conn:
     """A raw connection to one of the hub's listeners."""
 
-    def __init__(self, port, tls=None, server_hostname=LEGIT_DOMAIN, timeout=5, attacked=True, host="127.0.0.1"):
+    def __init__(self, port, tls=None, server_hostname=LEGIT_DOMAIN, timeout=5, attacked=True, host="127.0.0.1",
+                 rcvbuf=None):
         self.port, self.attacked, self.eof, self.closed_locally, self.x = port, attacked, False, False, None
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = socket.socket()
+        if rcvbuf:  # before connect(), so that the window is small from the start
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect((host, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             s = tls.wrap_socket(s, server_hostname=server_hostname)
@@ -240,7 +251,8 @@ class Conn:
         if header is None:
             return None
         self.send(header)
-        self.header()
+        self.hdr = self.header()
+        self.sid = stream_id(self.hdr) or ""
         return self.features()
 
     def stream_error(self, timeout=5):
@@ -551,19 +563,21 @@ class Suite:
             self._case.append(c)
         return c
 
-    def connect(self, port=None, tls=None, server_hostname=LEGIT_DOMAIN, attacked=True, timeout=5):
+    def connect(self, port=None, tls=None, server_hostname=LEGIT_DOMAIN, attacked=True, timeout=5, rcvbuf=None):
         """A raw connection (Conn) to port (default the s2s listener); tls: a
-        client context for direct TLS."""
-        return self._register(Conn(port or self.ports.s2s, tls, server_hostname, timeout, attacked))
+        client context for direct TLS; rcvbuf: a small SO_RCVBUF (a peer
+        that reads slowly or never)."""
+        return self._register(Conn(port or self.ports.s2s, tls, server_hostname, timeout, attacked, rcvbuf=rcvbuf))
 
-    def s2s(self, frm=REMOTE_DOMAIN, to=LEGIT_DOMAIN, tls=None, port=None, attacked=True, header=None):
+    def s2s(self, frm=REMOTE_DOMAIN, to=LEGIT_DOMAIN, tls=None, port=None, attacked=True, header=None, rcvbuf=None):
         """An unauthenticated s2s stream past the hub's header and features
-        (after STARTTLS and the restart when tls is given). The features are
-        in .feats."""
-        c = self.connect(port or self.ports.s2s, attacked=attacked)
+        (after STARTTLS and the restart when tls is given). The hub's header
+        is in .hdr, its stream id in .sid, the features in .feats."""
+        c = self.connect(port or self.ports.s2s, attacked=attacked, rcvbuf=rcvbuf)
         hdr = header or s2s_header(frm, to)
         c.send(hdr)
-        c.header()
+        c.hdr = c.header()
+        c.sid = stream_id(c.hdr) or ""
         c.feats = c.features()
         if tls is not None:
             c.feats = c.starttls(tls, to or LEGIT_DOMAIN, hdr)
@@ -628,7 +642,7 @@ class Suite:
         if self.time_left() <= 0:
             return self.check(name, False, "no time left (the run is bounded to %d s)" % self.limit)
         self._case, self._expects = [], []
-        problems = []
+        problems, t0 = [], time.time()
         self.legit.begin()
         old = signal.signal(signal.SIGALRM, self._alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -677,7 +691,10 @@ class Suite:
                 self.recover()
             except Exception as e:
                 problems.append("recovery failed: %r" % e)
-        return self.check(name, not problems, "; ".join(problems))
+        ok = self.check(name, not problems, "; ".join(problems))
+        if time.time() - t0 > 3:
+            print("# that case took %.1f s" % (time.time() - t0), flush=True)
+        return ok
 
     # the whole run
     def _watchdog(self):
