@@ -56,6 +56,28 @@ def remote_got(s, mid, wait=8):
     return False
 
 
+def on_authed(payload, want):
+    """A case body: payload on a freshly authenticated s2s stream; the
+    stream error it gets."""
+    def fn(s):
+        o = authed(s)
+        o.send(payload)
+        return stream_error_of(o), want
+    return fn
+
+
+def on_header(header, want, component=False):
+    """A case body: header as the first bytes on the s2s (or component)
+    listener; the stream error, after the hub's own header (RFC 6120
+    §4.9.1.2: the hub opens a stream of its own first)."""
+    def fn(s):
+        c = s.connect(s.ports.comp if component else s.ports.s2s)
+        c.send(header)
+        c.header()
+        return c.stream_error(), want
+    return fn
+
+
 # ---- s2s: authentication and addresses
 
 def preauth_stanza(s):
@@ -72,34 +94,6 @@ def spoofed_from(s):
     o.send("<message from='u@evil.fake' to='bot@echo.fake' id='spoof1'><body>x</body></message>")
     s.expect(stream_error_of(o), "invalid-from")
     s.expect(component_saw(s, "spoof1"), False, "the stanza was not routed")
-
-
-def to_not_served(s):
-    # §4.9.3.7 host-unknown (the brief's expectation; RFC 6120 §10.4 leaves a
-    # stanza to a foreign domain on a server-to-server stream to the server)
-    o = authed(s)
-    o.send("<message from='u@remote.fake' to='x@elsewhere.fake' id='far1'/>")
-    return stream_error_of(o), "host-unknown"
-
-
-def no_from(s):
-    # §8.1.2.1: a stanza between servers carries 'from'; §4.9.3.11
-    o = authed(s)
-    o.send("<message to='bot@echo.fake' id='nofrom'/>")
-    return stream_error_of(o), "improper-addressing"
-
-
-def no_to(s):
-    o = authed(s)
-    o.send("<message from='u@remote.fake' id='noto'/>")
-    return stream_error_of(o), "improper-addressing"
-
-
-def unknown_element(s):
-    # §4.9.3.24: a first-level child that is not a stanza
-    o = authed(s)
-    o.send("<frobnicate xmlns='jabber:server'/>")
-    return stream_error_of(o), "unsupported-stanza-type"
 
 
 # ---- dialback (XEP-0220)
@@ -174,44 +168,6 @@ def oversized_preauth(s):
 
 
 # ---- stream headers
-
-def bad_stream_ns(s):
-    # §4.9.3.10: the stream namespace is not http://etherx.jabber.org/streams
-    c = s.connect(s.ports.s2s)
-    c.send(s2s_header(stream_ns="urn:example:not-streams"))
-    c.header()  # §4.9.1.2: the hub opens a stream of its own first
-    return c.stream_error(), "invalid-namespace"
-
-
-def bad_content_ns(s):
-    c = s.connect(s.ports.s2s)
-    c.send(s2s_header(ns="jabber:example"))
-    c.header()
-    return c.stream_error(), "invalid-namespace"
-
-
-def no_header(s):
-    # a stanza where the stream header belongs: not a stream at all
-    c = s.connect(s.ports.s2s)
-    c.send(MSG % "nohdr")
-    c.header()
-    return c.stream_error(), {"invalid-namespace", "bad-format"}
-
-
-def bad_version(s):
-    # §4.7.5: a major version the hub does not support
-    c = s.connect(s.ports.s2s)
-    c.send(s2s_header(version="2.0"))
-    c.header()
-    return c.stream_error(), "unsupported-version"
-
-
-def header_not_served(s):
-    c = s.connect(s.ports.s2s)
-    c.send(s2s_header(to="elsewhere.fake"))
-    c.header()
-    return c.stream_error(), "host-unknown"
-
 
 def header_no_to(s):
     # RFC 6120 §4.7.2: the initiating server MUST include 'to'; the hub
@@ -337,14 +293,6 @@ def comp_bytes_before_answer(s):
     s.expect(remote_got(s, "pipe-ok"), True, "the pipelined stanza was routed")
 
 
-def comp_no_to(s):
-    # XEP-0114 §3.1: 'to' names the component
-    c = s.connect(s.ports.comp)
-    c.send(comp_header(to=None))
-    c.header()
-    return c.stream_error(), "host-unknown"
-
-
 def comp_stanza_first(s):
     c = s.comp("spare.fake")
     c.send(b"<message from='bot@spare.fake' to='u@remote.fake' id='nohs'/>")
@@ -363,10 +311,17 @@ def main(s):
     S.case("s2s: stanza before authentication: not-authorized", preauth_stanza)
     S.case("s2s: spoofed from on an authenticated stream: invalid-from", spoofed_from)
     S.case("s2s: spoofed from split over 48 segments: invalid-from", split_segments)
-    S.case("s2s: to a domain not served: host-unknown", to_not_served)
-    S.case("s2s: stanza without from: improper-addressing", no_from)
-    S.case("s2s: stanza without to: improper-addressing", no_to)
-    S.case("s2s: unknown first-level element: unsupported-stanza-type", unknown_element)
+    # §4.9.3.7: to a domain the hub does not serve
+    S.case("s2s: to a domain not served: host-unknown",
+           on_authed("<message from='u@remote.fake' to='x@elsewhere.fake' id='far1'/>", "host-unknown"))
+    # §8.1.2.1: stanzas between servers carry both addresses; §4.9.3.11
+    S.case("s2s: stanza without from: improper-addressing",
+           on_authed("<message to='bot@echo.fake' id='nofrom'/>", "improper-addressing"))
+    S.case("s2s: stanza without to: improper-addressing",
+           on_authed("<message from='u@remote.fake' id='noto'/>", "improper-addressing"))
+    # §4.9.3.24: a first-level child that is not a stanza
+    S.case("s2s: unknown first-level element: unsupported-stanza-type",
+           on_authed("<frobnicate xmlns='jabber:server'/>", "unsupported-stanza-type"))
     S.case("dialback: wrong key: type='invalid', the stream stays for other pairs", wrong_key, closed=False,
            timeout=20)
     S.case("dialback: a stanza from the refused pair is not routed", wrong_key_then_stanza, timeout=20)
@@ -375,11 +330,18 @@ def main(s):
            closed=False)
     S.case("s2s: stanza over max_stanza_size: policy-violation", oversized)
     S.case("s2s: pre-auth element over max_stanza_size_preauth: policy-violation", oversized_preauth)
-    S.case("s2s: unknown stream namespace: invalid-namespace", bad_stream_ns)
-    S.case("s2s: unknown content namespace: invalid-namespace", bad_content_ns)
-    S.case("s2s: a stanza instead of a stream header", no_header)
-    S.case("s2s: stream header version 2.0: unsupported-version", bad_version)
-    S.case("s2s: stream header to a domain not served: host-unknown", header_not_served)
+    # §4.9.3.10: the stream namespace, or the content namespace, is unknown
+    S.case("s2s: unknown stream namespace: invalid-namespace",
+           on_header(s2s_header(stream_ns="urn:example:not-streams"), "invalid-namespace"))
+    S.case("s2s: unknown content namespace: invalid-namespace",
+           on_header(s2s_header(ns="jabber:example"), "invalid-namespace"))
+    # §4.9.3.1: a stanza where the stream header belongs cannot be processed
+    S.case("s2s: a stanza instead of a stream header: bad-format", on_header((MSG % "nohdr").encode(), "bad-format"))
+    # §4.7.5: a major version the hub does not support
+    S.case("s2s: stream header version 2.0: unsupported-version",
+           on_header(s2s_header(version="2.0"), "unsupported-version"))
+    S.case("s2s: stream header to a domain not served: host-unknown",
+           on_header(s2s_header(to="elsewhere.fake"), "host-unknown"))
     S.case("s2s: stream header without to: answered for the hub's domain", header_no_to, closed=False)
     S.case("s2s: a second stream header on an open stream", second_header)
     S.case("s2s: </stream:stream> then bytes: answered, closed, nothing routed", close_then_bytes)
@@ -391,7 +353,9 @@ def main(s):
     S.case("component: handshake twice: unsupported-stanza-type", comp_handshake_twice)
     S.case("component: stanza sent before the handshake is answered: routed", comp_bytes_before_answer,
            closed=False, timeout=15)
-    S.case("component: stream header without to: host-unknown", comp_no_to)
+    # XEP-0114 §3.1: 'to' names the component
+    S.case("component: stream header without to: host-unknown",
+           on_header(comp_header(to=None), "host-unknown", component=True))
     S.case("component: stanza before the handshake: not-authorized", comp_stanza_first)
 
 
