@@ -5,7 +5,7 @@
 # Ends with the line "N passed, N failed".
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
-pass=0; fail=0; failed_names=()
+pass=0; fail=0; ran=0; failed_names=()
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 
 for t in "$BUILD"/tests/test_*; do
@@ -22,7 +22,8 @@ done
 
 for t in tests/integration/t_*; do
 	[ -x "$t" ] || continue
-	case "${ONLY:-}" in ""|*"${t##*/}"*) ;; *) continue ;; esac
+	case "${t##*/}" in *"${ONLY:-}"*) ;; *) continue ;; esac
+	ran=$((ran + 1))
 	echo "== integration: ${t##*/}"
 	timeout 600 "$t" >"$log" 2>&1; rc=$?
 	cat "$log"
@@ -33,6 +34,9 @@ for t in tests/integration/t_*; do
 	[ "$f" -gt 0 ] && failed_names+=("${t##*/}")
 done
 
+if [ -n "${ONLY:-}" ] && [ "$ran" -eq 0 ]; then
+	echo "not ok ONLY=$ONLY matches no integration test"; fail=$((fail + 1))
+fi
 [ "${#failed_names[@]}" -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
