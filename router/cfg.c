@@ -90,6 +90,15 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(dns_server, HUB, 0, 1, 1)              \
 	X(ca_file, HUB, 0, 1, 1)                 \
 	X(s2s_tls, HUB, 0, 1, 1)                 \
+	X(max_connections, HUB, 0, 1, 1)         \
+	X(max_connections_per_ip, HUB, 0, 1, 1)  \
+	X(connection_rate_per_ip, HUB, 0, 1, 1)  \
+	X(preauth_timeout, HUB, 0, 1, 1)         \
+	X(max_preauth_bytes, HUB, 0, 1, 1)       \
+	X(max_pairs_per_stream, HUB, 0, 1, 1)    \
+	X(max_verify_per_stream, HUB, 0, 1, 1)   \
+	X(max_verify_total, HUB, 0, 1, 1)        \
+	X(proxy_from, HUB, 1, 1, 15)             \
 	X(redis, CLUSTER, 0, 1, 1)               \
 	X(sentinel, CLUSTER, 1, 2, 2)            \
 	X(node_id, CLUSTER, 0, 1, 1)             \
@@ -879,6 +888,70 @@ static void d_s2s_tls(struct parser *p, int argc, char **argv)
 		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
 }
 
+/* ---- [hub]: inbound limits ---------------------------------------------- */
+
+static void d_max_connections(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_connections", argv[0], U_NUM, 0, 10000000, &p->c->max_connections);
+}
+
+static void d_max_connections_per_ip(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_connections_per_ip", argv[0], U_NUM, 0, 10000000, &p->c->max_connections_per_ip);
+}
+
+static void d_connection_rate_per_ip(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "connection_rate_per_ip", argv[0], U_NUM, 0, 1000000, &p->c->connection_rate_per_ip);
+}
+
+static void d_preauth_timeout(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "preauth_timeout", argv[0], U_SECONDS, 1, 3600, &p->c->preauth_timeout);
+}
+
+static void d_max_preauth_bytes(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_preauth_bytes", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_preauth_bytes);
+}
+
+static void d_max_pairs_per_stream(struct parser *p, int argc, char **argv)
+{
+	/* the session counts pairs in 16 bits */
+	set_u32(p, "max_pairs_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_pairs_per_stream);
+}
+
+static void d_max_verify_per_stream(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_verify_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_verify_per_stream);
+}
+
+static void d_max_verify_total(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_verify_total", argv[0], U_NUM, 1, 10000000, &p->c->max_verify_total);
+}
+
+static void d_proxy_from(struct parser *p, int argc, char **argv)
+{
+	struct cfg *c = p->c;
+
+	for (int i = 0; i < argc; i++) {
+		struct proxy_cidr b;
+		if (proxy_cidr_parse(argv[i], &b) < 0) {
+			ERR(p,
+			    "proxy_from: '%s' is not an address or a block like 10.0.0.0/8 or 2001:db8::/32 "
+			    "(host bits must be zero)",
+			    argv[i]);
+			continue;
+		}
+		if (c->nproxy_from == PROXY_MAX_TRUSTED) {
+			ERR(p, "proxy_from: at most %d addresses or blocks", PROXY_MAX_TRUSTED);
+			return;
+		}
+		c->proxy_from[c->nproxy_from++] = b;
+	}
+}
+
 /* ---- [cluster] ----------------------------------------------------------- */
 
 static void d_redis(struct parser *p, int argc, char **argv)
@@ -1315,6 +1388,14 @@ static void set_defaults(struct cfg *c)
 	c->retry_min = 2;
 	c->retry_max = 300;
 	c->s2s_tls = CFG_TLS_OPTIONAL;
+	c->max_connections = 50000;
+	c->max_connections_per_ip = 256;
+	c->connection_rate_per_ip = 64;
+	c->preauth_timeout = 0; /* final_checks: 3 x connect_timeout */
+	c->max_preauth_bytes = 128 * 1024;
+	c->max_pairs_per_stream = 1000;
+	c->max_verify_per_stream = 64;
+	c->max_verify_total = 4096;
 }
 
 static void final_checks(struct parser *p)
@@ -1334,6 +1415,26 @@ static void final_checks(struct parser *p)
 		     c->max_stanza_size);
 	if (c->retry_min > c->retry_max)
 		perr(p, p->sect_first[S_HUB], "retry_min (%us) exceeds retry_max (%us)", c->retry_min, c->retry_max);
+	/* A verification may take connect_timeout: the deadline must leave
+	 * room for one, or no dialback peer could ever authenticate. */
+	if (!c->preauth_timeout) /* not given (the directive takes 1 and more) */
+		c->preauth_timeout = c->connect_timeout * 3 > 3600 ? 3600 : c->connect_timeout * 3;
+	else if (c->preauth_timeout < c->connect_timeout)
+		perr(p, p->sect_first[S_HUB], "preauth_timeout (%us) is shorter than connect_timeout (%us)",
+		     c->preauth_timeout, c->connect_timeout);
+	if (c->max_preauth_bytes < c->max_stanza_size_preauth)
+		perr(p, p->sect_first[S_HUB], "max_preauth_bytes (%u) is less than max_stanza_size_preauth (%u)",
+		     c->max_preauth_bytes, c->max_stanza_size_preauth);
+	if (c->max_verify_per_stream > c->max_pairs_per_stream)
+		c->max_verify_per_stream = c->max_pairs_per_stream; /* cannot be reached anyway */
+	if (c->nproxy_from) {
+		bool any = false;
+		for (int i = 0; i < c->nlisten; i++)
+			any |= c->listen[i].proxy_protocol;
+		if (!any)
+			perr(p, p->sect_first[S_HUB],
+			     "proxy_from: no listener has proxy_protocol, so no PROXY header is ever read");
+	}
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;
