@@ -27,6 +27,7 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 
 #include "router/s2s-t.h"
+#include "router/guard.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -96,6 +97,7 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 
 static void verify_free(struct verify *v)
 {
+	guard_verify_release(); /* taken by s2s_in.c before db_verify_start() */
 	free(v->remote);
 	free(v->local);
 	free(v->key);
@@ -116,7 +118,9 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 		for (int i = 0; i < in->npairs; i++)
 			if (strcmp(in->pairs[i].remote, v->remote) == 0 && strcmp(in->pairs[i].local, v->local) == 0)
 				p = &in->pairs[i];
-		if (p && p->state == PAIR_PENDING) {
+		/* a key made for an earlier stream id (before STARTTLS or a
+		 * SASL restart) proves nothing about this stream */
+		if (p && p->state == PAIR_PENDING && strcmp(v->id, in->stream_id) == 0) {
 			if (result == 1) {
 				p->state = PAIR_VALID;
 				MET_INC(h->m, dialback_ok);

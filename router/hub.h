@@ -53,6 +53,7 @@ enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
 struct pair {
 	char *remote, *local;
 	uint8_t state;
+	uint8_t retries; /* inbound: verifications started again after a refusal */
 };
 
 struct s2s_out;
@@ -81,6 +82,10 @@ struct sess {
 	bool was_ready;     /* component: was in the pool */
 	bool bidi;          /* outbound: XEP-0288 bidirectional */
 	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
+	/* inbound limits (s2s_in.c, guard.h) */
+	uint32_t preauth_bytes; /* received before any pair was valid */
+	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
+	bool admitted;          /* passed the connection limits */
 };
 
 /* Per-worker router state. */
@@ -163,6 +168,8 @@ bool span_eq(struct xml_span v, const char *s);
 /* s2s_in.c, s2s_out.c, dialback.c (their shared types: s2s-t.h) */
 extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
+/* Before the workers start: connection limits and trusted balancers from hub_cfg. */
+void s2s_in_init(void);
 void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p,
 		      size_t n);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);
