@@ -28,6 +28,11 @@ void guard_init(const struct guard_limits *l)
 	}
 }
 
+void guard_set_limits(const struct guard_limits *l)
+{
+	lim = *l;
+}
+
 static uint64_t mix(uint64_t x)
 {
 	x ^= x >> 30;

@@ -32,6 +32,8 @@ struct guard_limits {
 
 /* Set the limits (before the workers start) and draw the hash key. */
 void guard_init(const struct guard_limits *l);
+/* New limits, same hash key (and counts). */
+void guard_set_limits(const struct guard_limits *l);
 /* Count a new connection from sa at now_ms; on GUARD_OK *slot names what
  * guard_conn_release() must give back when it closes. A refused connection
  * holds nothing. */

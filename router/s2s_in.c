@@ -508,6 +508,8 @@ static void in_on_tls(struct net_conn *c, int err)
 	 * (net dropped the bytes), the pairs (a verification still out for one
 	 * was for the old stream id and is not applied), the peer's name, SASL */
 	xml_tok_reset(&s->tok);
+	if (s->tok.authenticated) /* the pre-auth deadline had given way to the idle one */
+		c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
 	s->tok.authenticated = false;
 	for (int i = 0; i < s->npairs; i++) {
 		free(s->pairs[i].remote);

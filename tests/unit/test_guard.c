@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -24,6 +25,30 @@ static struct sockaddr_in6 v6(const char *a)
 	struct sockaddr_in6 s = {.sin6_family = AF_INET6};
 	inet_pton(AF_INET6, a, &s.sin6_addr);
 	return s;
+}
+
+/* guard_init() with a hash key under which the n sources have slots of
+ * their own (two sources may share a slot by design; the tests want none). */
+static void init_apart(const struct guard_limits *l, const struct sockaddr **sa, int n)
+{
+	struct guard_limits open = {0};
+	for (;;) {
+		guard_init(&open);
+		uint32_t s[8];
+		bool apart = true;
+		for (int i = 0; i < n; i++) {
+			assert_int_equal(guard_conn_acquire(sa[i], 1, &s[i]), GUARD_OK);
+			for (int j = 0; j < i; j++)
+				apart &= s[i] != s[j];
+		}
+		for (int i = 0; i < n; i++)
+			guard_conn_release(s[i]);
+		if (apart)
+			break;
+	}
+	struct guard_limits keep = *l;
+	/* same key, the real limits: guard_init would draw a new key */
+	guard_set_limits(&keep);
 }
 
 static void test_key_form_accepts_hex_digests_only(void **state)
@@ -71,8 +96,8 @@ static void test_rate_zero_is_no_limit(void **state)
 static void test_connections_per_source_and_total(void **state)
 {
 	struct guard_limits l = {.max_conns = 5, .max_conns_per_ip = 2, .rate_per_ip = 0};
-	guard_init(&l);
 	struct sockaddr_in a = v4("192.0.2.1"), b = v4("192.0.2.2"), c = v4("192.0.2.3");
+	init_apart(&l, (const struct sockaddr *[]){(void *)&a, (void *)&b, (void *)&c}, 3);
 	uint32_t sa[2], sb[2], sc[2];
 	assert_int_equal(guard_conn_acquire((struct sockaddr *)&a, 1, &sa[0]), GUARD_OK);
 	assert_int_equal(guard_conn_acquire((struct sockaddr *)&a, 1, &sa[1]), GUARD_OK);
@@ -99,10 +124,10 @@ static void test_connections_per_source_and_total(void **state)
 static void test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4(void **state)
 {
 	struct guard_limits l = {.max_conns = 0, .max_conns_per_ip = 1, .rate_per_ip = 0};
-	guard_init(&l);
 	struct sockaddr_in6 a = v6("2001:db8:1:2::1"), b = v6("2001:db8:1:2:ffff::7");
 	struct sockaddr_in6 m = v6("::ffff:192.0.2.9");
 	struct sockaddr_in p = v4("192.0.2.9");
+	init_apart(&l, (const struct sockaddr *[]){(void *)&a, (void *)&p}, 2);
 	uint32_t s1, s2, x;
 	assert_int_equal(guard_conn_acquire((struct sockaddr *)&a, 1, &s1), GUARD_OK);
 	assert_int_equal(guard_conn_acquire((struct sockaddr *)&b, 1, &x), GUARD_PER_IP); /* same /64 */
@@ -115,8 +140,8 @@ static void test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4(void **state)
 static void test_rate_per_source(void **state)
 {
 	struct guard_limits l = {.max_conns = 0, .max_conns_per_ip = 0, .rate_per_ip = 2};
-	guard_init(&l);
 	struct sockaddr_in a = v4("198.51.100.1"), b = v4("198.51.100.2");
+	init_apart(&l, (const struct sockaddr *[]){(void *)&a, (void *)&b}, 2);
 	uint32_t s[4];
 	uint64_t now = 5000;
 	assert_int_equal(guard_conn_acquire((struct sockaddr *)&a, now, &s[0]), GUARD_OK);
