@@ -72,6 +72,10 @@ struct net_conn_ops {
 	/* TLS handshake finished: err = 0, or a negative tls_err (the
 	 * connection is closed after this returns). */
 	void (*on_tls)(struct net_conn *c, int err);
+	/* A PROXY protocol header was read: c->peer is now the client it
+	 * names (or still the balancer, for LOCAL/UNKNOWN). Before any other
+	 * byte, also before a direct TLS handshake (optional). */
+	void (*on_peer)(struct net_conn *c);
 };
 
 struct net_conn {

@@ -953,6 +953,11 @@ static const char *proxy_strip(struct net_conn *c, const char *p, size_t *n)
 		c->peer = src;
 	}
 	*n -= (size_t)k;
+	if (c->ops && c->ops->on_peer) {
+		c->ops->on_peer(c);
+		if (c->flags & (NET_F_CLOSED | NET_F_CLOSING))
+			return NULL; /* refused: nothing after the header is read */
+	}
 	return p + k;
 }
 

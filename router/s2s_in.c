@@ -17,7 +17,7 @@
  * Until a peer has a valid pair it is a stranger, and what it may cost us is
  * bounded (router.conf "Inbound limits"): connections per source and in
  * total, and their rate (guard.h), checked at accept or, behind a balancer,
- * on the first bytes once the PROXY header named the real source; the time
+ * once the PROXY header named the real source (before TLS); the time
  * (preauth_timeout, from accept: neither whitespace nor pending pairs extend
  * it) and the bytes (max_preauth_bytes) it gets to authenticate; the pairs
  * it may claim; the verifications it may have pending, on the stream and in
@@ -438,12 +438,20 @@ static bool in_admit(struct hubw *h, struct sess *s)
 	return false;
 }
 
+/* Behind a balancer the real source is known once the PROXY header is read:
+ * the limits are checked then, before a TLS handshake on s2s-tls. */
+static void in_on_peer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	if (!s->admitted)
+		in_admit(hubw_of(c->w), s);
+}
+
 static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	/* behind a balancer the real source is known only now (net/proxy.c) */
-	if (!s->admitted && !in_admit(h, s))
+	if (!s->admitted && !in_admit(h, s)) /* in_on_peer() did not run */
 		return n;
 	size_t used = sess_drive(s, b, p, n, in_event);
 	if (!s->tok.authenticated && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
@@ -527,6 +535,7 @@ const struct net_conn_ops s2s_in_ops = {
 	.on_tls = in_on_tls,
 	.on_close = in_on_close,
 	.on_timer = in_on_timer,
+	.on_peer = in_on_peer,
 };
 
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
@@ -540,7 +549,7 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);
 	s->direct_tls = l->kind == CFG_LISTEN_S2S_TLS && hub_tls;
 	c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
-	/* behind a balancer: once the PROXY header names the source (in_on_data) */
+	/* behind a balancer: once the PROXY header names the source (in_on_peer) */
 	if (!(c->flags & NET_F_PROXY) && !in_admit(hubw_of(c->w), s))
 		return;
 	if (l->kind == CFG_LISTEN_S2S_TLS && hub_tls) {

@@ -537,6 +537,26 @@ def proxied_source_limits(s):
     s.expect(o.features().startswith("<stream:features"), True, "another client through the same balancer")
 
 
+def proxied_direct_tls_limit(s):
+    """On a direct TLS listener behind the balancer, a client over its limit
+    is refused before the TLS handshake."""
+    for _ in range(4):
+        c = conn_from(s, "127.0.0.1", s.ports.extra(2), attacked=False)
+        c.send(proxy_v1("198.51.100.9"))
+        c.sock = s.tls_client().wrap_socket(c.sock, server_hostname="echo.fake")
+        c.r = Reader(c.sock)
+        opened(c)
+    c = conn_from(s, "127.0.0.1", s.ports.extra(2))
+    c.send(proxy_v1("198.51.100.9"))
+    try:
+        c.sock = s.tls_client().wrap_socket(c.sock, server_hostname="echo.fake")
+        got = "handshake completed"
+    except (ssl.SSLError, OSError):
+        got = "refused"
+        c.eof = True
+    return got, "refused"
+
+
 def per_ip_limit(s):
     src = fresh_source()
     keep = [opened(conn_from(s, src, s.ports.s2s, attacked=False)) for _ in range(4)]
@@ -628,6 +648,8 @@ def main(s):
     s.case("PROXY header missing from the balancer: closed", proxy_missing)
     s.case("PROXY header missing on a direct TLS listener: closed", proxy_missing_direct_tls)
     s.case("behind the balancer the per-source limit counts the client", proxied_source_limits)
+    s.case("behind the balancer on direct TLS: over the limit, refused before the handshake",
+           proxied_direct_tls_limit)
     s.case("five connections from one address: the fifth gets policy-violation", per_ip_limit)
     s.case("six connections from one address within a second: policy-violation", rate_limit)
 
