@@ -228,6 +228,7 @@ struct parser {
 	int sect_line;
 	bool sect_dup;             /* a second [hub] / [cluster]: reported, not re-checked */
 	int seen[D__COUNT];        /* line of each directive in the current section */
+	int hub_seen[D__COUNT];    /* ... in [hub], kept for the whole-file checks */
 	int sect_first[S_UNKNOWN]; /* line of the first [hub] / [cluster] */
 	/* The entry the current named section fills: an element of the cfg
 	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
@@ -1364,6 +1365,8 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 	}
 	if (!p->seen[id])
 		p->seen[id] = p->line;
+	if (p->sect == S_HUB && !p->sect_dup && !p->hub_seen[id])
+		p->hub_seen[id] = p->line;
 	d->fn(p, argc - 1, argv + 1);
 }
 
@@ -1410,7 +1413,9 @@ static void final_checks(struct parser *p)
 	if (c->nlisten == 0)
 		perr(p, p->sect_first[S_HUB], "[hub]: no 'listen' line; the hub would accept nothing");
 	if (c->max_stanza_size_preauth > c->max_stanza_size)
-		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth] : p->sect_first[S_HUB],
+		perr(p,
+		     p->hub_seen[D_max_stanza_size_preauth] ? p->hub_seen[D_max_stanza_size_preauth]
+							    : p->sect_first[S_HUB],
 		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)", c->max_stanza_size_preauth,
 		     c->max_stanza_size);
 	if (c->retry_min > c->retry_max)
@@ -1444,7 +1449,7 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].kind == CFG_LISTEN_S2S && !c->listen[i].tls_set)
 			c->listen[i].tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
-	if (!p->seen[D_s2s_tls])
+	if (!p->hub_seen[D_s2s_tls]) /* `seen` is the last section's by now */
 		c->s2s_tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include "router/cfg.h"
@@ -110,6 +111,28 @@ static void test_errors(void **state)
 		     "proxy_from: 'lb.example'");
 }
 
+/* Whole-file checks see what [hub] said even when other sections follow. */
+static void test_hub_directives_survive_later_sections(void **state)
+{
+	struct cfg c;
+	char *errs = NULL;
+	char path[] = "/tmp/fedhub-cert-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	char *text;
+	assert_true(asprintf(&text,
+			     "[hub]\nlisten s2s 127.0.0.1:5269 tls optional\ns2s_tls optional\n"
+			     "[domain a.example]\ncert %s\n",
+			     path) > 0);
+	assert_int_equal(parse(&c, text, &errs), 0);
+	assert_int_equal(c.s2s_tls, CFG_TLS_OPTIONAL);
+	free(errs);
+	cfg_free(&c);
+	free(text);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -117,6 +140,7 @@ int main(void)
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_preauth_timeout_follows_connect_timeout),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_hub_directives_survive_later_sections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
