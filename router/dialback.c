@@ -206,7 +206,7 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 				return DRIVE_ALL;
 			}
 			net_start_tls(c, t, true);
-			return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+			return DRIVE_STOP; /* nothing may follow <proceed/> in the clear: net drops it */
 		} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
 			int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
 			if (v)

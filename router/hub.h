@@ -136,8 +136,11 @@ struct xml_span jid_bare(struct xml_span jid);
 
 /* Driving a session's stream: see sess_drive() in sess.c. A handler gets
  * each XML_EV_STREAM_OPEN and XML_EV_STANZA; DRIVE_ALL consumes the rest of
- * the bytes (TLS follows, or the stream is over). */
-enum drive { DRIVE_ON, DRIVE_ALL };
+ * the bytes (the stream is over). */
+enum drive { DRIVE_ON, DRIVE_ALL, DRIVE_STOP };
+/* DRIVE_STOP: TLS was put under the connection (after <starttls/> or
+ * <proceed/>): the bytes up to this event are consumed, net drops and
+ * counts the rest (net_start_tls()). */
 typedef enum drive (*sess_event_fn)(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
 size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, sess_event_fn fn);
 static inline bool st_routable(const struct xml_stanza *st)

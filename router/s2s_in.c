@@ -381,7 +381,7 @@ static enum drive in_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 	const struct xml_stanza *st = &s->tok.st;
 	if (st->nsid == XML_NS_TLS && span_eq(st->name, "starttls")) {
 		in_starttls(h, s);
-		return DRIVE_ALL; /* what follows is TLS */
+		return DRIVE_STOP; /* what follows is TLS: net drops the clear bytes */
 	}
 	if (st->nsid == XML_NS_SASL && span_eq(st->name, "auth")) {
 		in_sasl_auth(h, s, st);

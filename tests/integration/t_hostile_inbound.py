@@ -238,6 +238,7 @@ def forged_stream(tag, pad):
 def starttls_injection(split, pad):
     def fn(s):
         tag = "inj-%s-%d" % (split, pad)
+        d0 = s.metrics().get("fedhub_starttls_discarded_bytes_total", 0)
         c = opened(s.connect(s.ports.s2s))
         if split is None:  # one segment
             c.send(STARTTLS + forged_stream(tag, pad))
@@ -249,6 +250,8 @@ def starttls_injection(split, pad):
         s.expect(el.startswith("<proceed"), True, "<proceed/>: " + el[:100])
         c.sock = s.tls_client("remote").wrap_socket(c.sock, server_hostname="echo.fake")
         c.r = Reader(c.sock)
+        dropped = s.metrics().get("fedhub_starttls_discarded_bytes_total", 0) - d0
+        s.expect(dropped, len(forged_stream(tag, pad)), "fedhub_starttls_discarded_bytes_total grew by")
         c.send(s2s_header())
         c.header()
         feats = c.features()
@@ -328,9 +331,11 @@ def outbound_proceed_injection(s):
 
 # ---- 2. pre-1.0 streams where TLS is required -------------------------------
 def pre10_plain_required(s):
+    m0 = metric(s, "s2s_in_refused_version")
     c = s.connect(S.ports.extra(0))
     c.send(s2s_header(version=None))
-    return c.stream_error(), "unsupported-version"
+    s.expect(c.stream_error(), "unsupported-version", "the stream error")
+    s.expect(metric(s, "s2s_in_refused_version") - m0, 1, "counted in /metrics")
 
 
 def pre10_after_starttls(s):
@@ -467,13 +472,14 @@ def slowloris(with_pair):
 # ---- 7. dialback keys -----------------------------------------------------
 def bad_key(key):
     def fn(s):
-        before = AUTH.counts()[1]
+        before, m0 = AUTH.counts()[1], metric(s, "s2s_in_refused_bad_key")
         c = opened(s.connect(s.ports.s2s), frm="auth.fake")
         c.send(db_result("auth.fake", key=key))
         got = [x[:2] for x in answers(c, 1, within=2)]
         s.expect(got, same([("invalid", None)]), "the answer")
         time.sleep(0.2)
         s.expect(AUTH.counts()[1] - before, 0, "requests sent on to the authoritative server")
+        s.expect(metric(s, "s2s_in_refused_bad_key") - m0, 1, "counted in /metrics")
     return fn
 
 
@@ -558,6 +564,7 @@ def proxied_direct_tls_limit(s):
 
 
 def per_ip_limit(s):
+    m0 = metric(s, "s2s_in_refused_per_ip")
     src = fresh_source()
     keep = [opened(conn_from(s, src, s.ports.s2s, attacked=False)) for _ in range(4)]
     c = conn_from(s, src, s.ports.s2s)
@@ -566,9 +573,11 @@ def per_ip_limit(s):
     time.sleep(0.3)
     d = opened(conn_from(s, src, s.ports.s2s, attacked=False))
     s.expect(d.feats.startswith("<stream:features"), True, "room again once one closed")
+    s.expect(metric(s, "s2s_in_refused_per_ip") - m0, 1, "counted in /metrics")
 
 
 def rate_limit(s):
+    m0 = metric(s, "s2s_in_refused_rate")
     src = fresh_source()
     for _ in range(5):  # spaced so that the hub's workers accept them in order
         x = conn_from(s, src, s.ports.s2s, attacked=False)
@@ -579,6 +588,7 @@ def rate_limit(s):
     time.sleep(0.5)
     d = opened(conn_from(s, src, s.ports.s2s, attacked=False))
     s.expect(d.feats.startswith("<stream:features"), True, "a new token after 0.2 s")
+    s.expect(metric(s, "s2s_in_refused_rate") - m0, 1, "counted in /metrics")
 
 
 def tls_optional_reset(s):
