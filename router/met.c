@@ -168,6 +168,12 @@ void met_set_ready(bool ready)
 
 static const char *const dir_names[MET_DIR_N] = {"in", "out", "verify", "component"};
 static const char *const auth_names[MET_AUTH_N] = {"sasl_external", "dialback", "xep0344", "handshake"};
+/* The auth methods each direction uses: their series exist from the start. */
+static const unsigned auth_used[MET_DIR_N] = {
+	[MET_DIR_IN] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK | 1u << MET_AUTH_XEP0344,
+	[MET_DIR_OUT] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK,
+	[MET_DIR_COMPONENT] = 1u << MET_AUTH_HANDSHAKE,
+};
 static const char *const tls_names[MET_TLS_N] = {"none", "TLSv1.2", "TLSv1.3", "other"};
 static const char *const gen_names[MET_GEN_N] = {"bounce", "answer"};
 static const char *const kind_names[MET_DOM_KIND_N] = {"remote", "component"};
@@ -668,9 +674,12 @@ static void render_labelled(struct out *o)
 	head(o, "link_authentications_total", "counter",
 	     "domain pairs or components authenticated, by direction and auth method");
 	for (int d = 0; d < MET_DIR_N; d++)
-		for (int a = 0; a < MET_AUTH_N; a++)
-			put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n", dir_names[d],
-			    auth_names[a], (unsigned long long)SUM(links_auth[d][a]));
+		for (int a = 0; a < MET_AUTH_N; a++) {
+			uint64_t v = SUM(links_auth[d][a]);
+			if (v || auth_used[d] & (1u << a))
+				put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n",
+				    dir_names[d], auth_names[a], (unsigned long long)v);
+		}
 	head(o, "stanzas_received_total", "counter", "stanzas received from peers and components, by link direction");
 	for (int d = 0; d < MET_DIR_N; d++)
 		put(o, "fedhub_stanzas_received_total{direction=\"%s\"} %llu\n", dir_names[d],
