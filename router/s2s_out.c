@@ -313,6 +313,7 @@ static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, con
 {
 	log_info(0, "s2s out %s: failed: %s", L->remote, why);
 	MET_INC(h->m, s2s_out_failed);
+	met_dom_error(MET_DOM_REMOTE, L->remote, "remote-connection-failed");
 	for (int i = 0; i < L->nlp; i++) {
 		pair_bounce_queue(h, L, &L->lp[i], err);
 		L->lp[i].state = PAIR_NONE;
