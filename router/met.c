@@ -766,7 +766,8 @@ static void render_domains(struct out *o)
 				    esc(d->name, e, sizeof(e)), (unsigned long long)sum_dom(i, fam[f].off));
 		}
 	}
-	head(o, "domain_last_error_info", "gauge", "the last stream error on a link of the domain (always 1)");
+	head(o, "domain_last_error_info", "gauge",
+	     "the last stream error on a link of the domain, or remote-connection-failed (always 1)");
 	for (uint32_t j = 0; j < n + MET_DOM_KIND_N; j++) {
 		uint32_t i = j < n ? j : reg.max + (j - n);
 		int le = __atomic_load_n(&reg.names[i].last_err, __ATOMIC_RELAXED);
