@@ -223,11 +223,13 @@ static void emit(int level, uint64_t conn_id, const char *msg)
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "[c%llu", (unsigned long long)conn_id);
 			if (peer[0])
 				n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", peer);
-			if (local[0] || remote[0])
-				n += (size_t)snprintf(
-					line + n, sizeof(line) - n, " %s->%s",
-					cur.outbound ? (local[0] ? local : "?") : (remote[0] ? remote : "?"),
-					cur.outbound ? (remote[0] ? remote : "?") : (local[0] ? local : "?"));
+			/* both: in the stream's direction; one (a component, a
+			 * stream not yet authenticated): that one */
+			const char *a = cur.outbound ? local : remote, *b = cur.outbound ? remote : local;
+			if (a[0] && b[0])
+				n += (size_t)snprintf(line + n, sizeof(line) - n, " %s->%s", a, b);
+			else if (a[0] || b[0])
+				n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", a[0] ? a : b);
 			n += (size_t)snprintf(line + n, sizeof(line) - n, "] ");
 		}
 		if (n < sizeof(line))
