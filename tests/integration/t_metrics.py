@@ -5,7 +5,7 @@ domain, in bytes), links by auth method, the hub's own stanzas (a ping answer,
 a bounce) apart, a connection that never opened a stream in the open gauge, the
 cap on labelled domains (metrics_domains_max), stream errors by condition with
 the domain's last error, certificate expiry, build and process info."""
-import os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import os, re, signal, socket, ssl, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fakepeer import Component, RemoteServer
 
@@ -23,6 +23,7 @@ http 127.0.0.1:%d
 log_level info
 connect_timeout 3
 s2s_tls optional
+ca_file %s/ca.pem
 metrics_domains_max 2
 [domain hosted.mfake]
 cert %s/hosted.pem
@@ -80,14 +81,28 @@ def eventually(name, fn, want, timeout=5):
     check(name, got == want, "got %r, want %r" % (got, want))
 
 
+def sh(*a):
+    subprocess.run(a, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    """A CA, the hosted domain's certificate (30 days) and a remote server's."""
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", d + "/ca.key", "-out", d + "/ca.pem", "-days", "2", "-subj", "/CN=fedhub test CA",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    for name, sans in (("hosted", "DNS:hosted.mfake"), ("tremote", "DNS:tremote.mfake")):
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", "%s/%s.key" % (d, name), "-out", "%s/%s.csr" % (d, name), "-subj", "/CN=" + name)
+        open("%s/%s.ext" % (d, name), "w").write("subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n" % sans)
+        sh("openssl", "x509", "-req", "-in", "%s/%s.csr" % (d, name), "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
+           "-CAcreateserial", "-out", "%s/%s.pem" % (d, name), "-days", "30", "-extfile", "%s/%s.ext" % (d, name))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="fedhub-metrics-")
-    subprocess.check_call(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                           "-nodes", "-days", "30", "-subj", "/CN=hosted.mfake", "-addext",
-                           "subjectAltName=DNS:hosted.mfake", "-keyout", tmp + "/hosted.key", "-out",
-                           tmp + "/hosted.pem"], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    make_pki(tmp)
     conf = os.path.join(tmp, "hub.conf")
-    open(conf, "w").write(CONF % (S2S, COMP, HTTP, tmp, tmp, REMOTE))
+    open(conf, "w").write(CONF % (S2S, COMP, HTTP, tmp, tmp, tmp, REMOTE))
     log = open(os.path.join(tmp, "hub.log"), "w")
     hub = subprocess.Popen([FEDHUB, "-c", conf], stderr=log, stdout=log)
     rs = None
@@ -238,6 +253,25 @@ def run(rs, tmp):
     eventually("the closed link leaves links_authenticated",
                lambda: val("fedhub_links_authenticated", direction="in", auth="dialback", tls="none"), None)
     c.close()
+
+    # SASL EXTERNAL over TLS (XEP-0178): a third remote domain, so past the cap
+    tr = RemoteServer("tremote.mfake", REMOTE + 1)
+    try:
+        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cctx.load_verify_locations(tmp + "/ca.pem")
+        cctx.load_cert_chain(tmp + "/tremote.pem", tmp + "/tremote.key")
+        t = tr.connect_out(S2S, "hosted.mfake", tls=cctx)
+        check("inbound SASL EXTERNAL succeeds", t.sasl_external("tremote.mfake") == "success")
+        eventually("SASL EXTERNAL link counted with its TLS version",
+                   lambda: val("fedhub_links_authenticated", direction="in", auth="sasl_external",
+                               tls=t.s.version()), 1)
+        eventually("... and in link_authentications_total",
+                   lambda: val("fedhub_link_authentications_total", direction="in", auth="sasl_external"), 1)
+        eventually("... and under _other (past the cap)",
+                   lambda: val("fedhub_domain_links", kind="remote", domain="_other"), 1)
+        t.close()
+    finally:
+        tr.close()
 
     # the shipped dashboard and alert rules use only metrics the hub publishes
     body = scrape()
