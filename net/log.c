@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "net/log.h"
@@ -66,8 +67,15 @@ void log_set_rate_limit(unsigned n)
 
 void log_init_env(void)
 {
+	/* systemd.exec(5): JOURNAL_STREAM is "DEV:INODE" of the stream it
+	 * connected; it counts only while stderr is still that stream (not
+	 * when a wrapper redirected it and the variable was inherited). */
 	const char *j = getenv("JOURNAL_STREAM");
-	log_journal = j && *j;
+	unsigned long long dev, ino;
+	struct stat st;
+
+	log_journal = j && sscanf(j, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+		      (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 /* May a line from `fmt` be written now? *suppressed: lines dropped before

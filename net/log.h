@@ -40,7 +40,7 @@ void log_set_json(bool json);
 /* At most n lines per second from one log statement (its format string);
  * 0: no limit. Debug lines are never limited. */
 void log_set_rate_limit(unsigned n);
-/* Read the environment: with JOURNAL_STREAM set (stderr is the systemd
+/* Read the environment: when JOURNAL_STREAM names stderr (it is the systemd
  * journal), text lines get a "<N>" syslog priority prefix and no timestamp. */
 void log_init_env(void);
 

@@ -168,7 +168,17 @@ def json_mode(tmp, rs):
 
 
 def journal_mode(tmp):
-    hub = Hub(tmp, "journal", "log_level info", env={"JOURNAL_STREAM": "8:12345"})
+    # JOURNAL_STREAM names the stream systemd connected as DEV:INODE; here,
+    # the log file the hub's stderr is. A stale value (stderr redirected
+    # since) must not count.
+    p = os.path.join(tmp, "journal.log")
+    open(p, "w").close()
+    st = os.stat(p)
+    hub = Hub(tmp, "stale", "log_level info", env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+    check("stale hub exits 0", hub.stop() == 0)
+    check("a JOURNAL_STREAM that is not stderr changes nothing",
+          re.match(r"\d{4}-\d\d-\d\dT\S+ info  fedhub ", hub.text()), hub.text()[:200])
+    hub = Hub(tmp, "journal", "log_level info", env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
     check("journal hub exits 0", hub.stop() == 0)
     lines = hub.text().splitlines()
     check("under the journal lines start with a syslog priority",
