@@ -5,8 +5,9 @@ suppressed ones counted; log_format json writes one parseable object per line;
 under the journal (JOURNAL_STREAM) lines carry <N> priorities and no
 timestamp; the per-stanza trace appears at debug only."""
 import json, os, re, signal, socket, subprocess, sys, tempfile, time
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepeer import Component, RemoteServer
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from fakepeer import Component, RemoteServer  # noqa: E402
+from hubproc import SANITIZER  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
@@ -61,6 +62,7 @@ class Hub:
             self.p.wait()
             rc = "timeout"
         self.log.close()
+        check("no sanitizer report in the %s hub's log" % os.path.basename(self.logp), not SANITIZER.search(self.text()))
         return rc
 
     def text(self):

@@ -6,8 +6,9 @@ a bounce) apart, a connection that never opened a stream in the open gauge, the
 cap on labelled domains (metrics_domains_max), stream errors by condition with
 the domain's last error, certificate expiry, build and process info."""
 import os, re, signal, socket, ssl, subprocess, sys, tempfile, time, urllib.request
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fakepeer import Component, RemoteServer
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from fakepeer import Component, RemoteServer  # noqa: E402
+from hubproc import SANITIZER  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
@@ -127,6 +128,7 @@ def main():
             rc = "timeout"
         check("hub exits 0 on SIGTERM", rc == 0, rc)
         log.close()
+        check("no sanitizer report in the hub's log", not SANITIZER.search(open(os.path.join(tmp, "hub.log")).read()))
         if not all(results):
             print(open(os.path.join(tmp, "hub.log")).read()[-4000:])
         subprocess.call(["rm", "-rf", tmp])
