@@ -276,6 +276,7 @@ int main(int argc, char **argv)
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 	net_init(&nc);
+	s2s_in_init();
 	met_set_domains_max(cfg.metrics_domains_max);
 	met_init(net_nworkers());
 	met_set_build_info(FEDHUB_VERSION, tls_library_info(), !strstr(tls_library_info(), "AES-NI: no"));
