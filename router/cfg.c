@@ -76,6 +76,9 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(http, HUB, 0, 1, 1)                    \
 	X(dialback_secret_file, HUB, 0, 1, 1)    \
 	X(log_level, HUB, 0, 1, 1)               \
+	X(log_format, HUB, 0, 1, 1)              \
+	X(log_rate_limit, HUB, 0, 1, 1)          \
+	X(metrics_domains_max, HUB, 0, 1, 1)     \
 	X(max_stanza_size, HUB, 0, 1, 1)         \
 	X(max_stanza_size_preauth, HUB, 0, 1, 1) \
 	X(max_depth, HUB, 0, 1, 1)               \
@@ -851,6 +854,24 @@ static void d_log_level(struct parser *p, int argc, char **argv)
 	ERR(p, "log_level: '%s' is not one of error, warn, info, debug", argv[0]);
 }
 
+static void d_log_format(struct parser *p, int argc, char **argv)
+{
+	if (!strcmp(argv[0], "text") || !strcmp(argv[0], "json"))
+		p->c->log_json = !strcmp(argv[0], "json");
+	else
+		ERR(p, "log_format: '%s' is not one of text, json", argv[0]);
+}
+
+static void d_log_rate_limit(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "log_rate_limit", argv[0], U_NUM, 0, 1000000, &p->c->log_rate_limit);
+}
+
+static void d_metrics_domains_max(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "metrics_domains_max", argv[0], U_NUM, 0, 100000, &p->c->metrics_domains_max);
+}
+
 #define KB 1024ull
 #define MB (1024ull * 1024)
 
@@ -1491,6 +1512,8 @@ static void set_defaults(struct cfg *c)
 	c->workers = 0;
 	strcpy(c->hub_domain, "localhost");
 	c->log_level = 2;
+	c->log_rate_limit = 10;
+	c->metrics_domains_max = 100;
 	c->max_stanza_size = 256 * 1024;
 	c->max_stanza_size_preauth = 16 * 1024;
 	c->max_depth = 32;
