@@ -35,7 +35,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 TESTS     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: fedhub fedhub-bench
+all: fedhub fedhub-bench fedhubctl
 
 # The version: the nearest v* tag (git describe), else VERSION_BASE and the
 # commit; VERSION_BASE alone outside a git checkout. Only main.o sees it.
@@ -53,9 +53,13 @@ fedhub: $(BUILD)/fedhub
 	ln -sf $< $@
 fedhub-bench: $(BUILD)/fedhub-bench
 	ln -sf $< $@
+fedhubctl: $(BUILD)/fedhubctl
+	ln -sf $< $@
 
 $(BUILD)/fedhub: $(BUILD)/router/main.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(MALLOC)
+$(BUILD)/fedhubctl: $(BUILD)/tools/fedhubctl.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 $(BUILD)/fedhub-bench: $(BENCH_OBJ) $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(MALLOC)
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
@@ -91,13 +95,13 @@ build/fuzz/%: tests/fuzz/%.c $(wildcard xml/*.c)
 		-o $@ $^ $(shell pkg-config --libs mxml) -lexpat
 
 clean:
-	rm -rf build fedhub fedhub-bench
+	rm -rf build fedhub fedhub-bench fedhubctl
 
 .PHONY: all test unit-tests bench run asan tsan fuzz clean FORCE
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---- make install [PREFIX=/usr/local] [DESTDIR=] ---------------------------
-# fedhub and fedhub-bench in PREFIX/bin, relinked in build/install so they do
+# fedhub, fedhub-bench and fedhubctl in PREFIX/bin, relinked in build/install so they do
 # not depend on the checkout: the accelerated wolfSSL (when the build uses
 # it) goes to PREFIX/lib/fedhub and the binaries find it through RUNPATH
 # $ORIGIN/../lib/fedhub, wherever the tree is copied. router.conf becomes
@@ -111,10 +115,10 @@ comma      := ,
 INST_WOLF  := $(if $(WOLF_LOCAL),WOLF_LIBS="-L$(CURDIR)/.deps/wolfssl/lib -Wl$(comma)-rpath$(comma)'\$$\$$ORIGIN/../lib/fedhub' -lwolfssl")
 
 install:
-	$(MAKE) BUILD=$(INST_BUILD) $(INST_WOLF) $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench
+	$(MAKE) BUILD=$(INST_BUILD) $(INST_WOLF) $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(INST_BUILD)/fedhubctl
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/fedhub \
 		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
-	install -m 755 $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(INST_BUILD)/fedhubctl $(DESTDIR)$(PREFIX)/bin/
 ifneq ($(WOLF_LOCAL),)
 	install -d $(DESTDIR)$(PREFIX)/lib/fedhub
 	cp -P .deps/wolfssl/lib/libwolfssl.so.* $(DESTDIR)$(PREFIX)/lib/fedhub/

@@ -94,6 +94,8 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(dns_max_inflight, HUB, 0, 1, 1)        \
 	X(ca_file, HUB, 0, 1, 1)                 \
 	X(s2s_tls, HUB, 0, 1, 1)                 \
+	X(drain_timeout, HUB, 0, 1, 1)           \
+	X(control_socket, HUB, 0, 1, 1)          \
 	X(redis, CLUSTER, 0, 1, 1)               \
 	X(sentinel, CLUSTER, 1, 2, 2)            \
 	X(node_id, CLUSTER, 0, 1, 1)             \
@@ -866,6 +868,29 @@ static void d_retry_max(struct parser *p, int argc, char **argv)
 	set_u32(p, "retry_max", argv[0], U_SECONDS, 1, DAY, &p->c->retry_max);
 }
 
+static void d_drain_timeout(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "drain_timeout", argv[0], U_SECONDS, 0, 3600, &p->c->drain_timeout);
+}
+
+/* A Unix socket path (sun_path holds 107 bytes), or off. */
+static void d_control_socket(struct parser *p, int argc, char **argv)
+{
+	if (!strcmp(argv[0], "off")) {
+		p->c->control_socket[0] = 0;
+		return;
+	}
+	if (argv[0][0] != '/') {
+		ERR(p, "control_socket: '%s' is not an absolute path (or off)", argv[0]);
+		return;
+	}
+	if (strlen(argv[0]) >= sizeof(p->c->control_socket)) {
+		ERR(p, "control_socket: path is longer than %zu bytes", sizeof(p->c->control_socket) - 1);
+		return;
+	}
+	strcpy(p->c->control_socket, argv[0]);
+}
+
 static void d_dns_server(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_addr(argv[0], &p->c->dns_server, 53) < 0)
@@ -1343,6 +1368,7 @@ static void set_defaults(struct cfg *c)
 	c->dns_ttl_max = 3600;
 	c->dns_max_inflight = 64;
 	c->s2s_tls = CFG_TLS_OPTIONAL;
+	c->drain_timeout = 10;
 }
 
 static void final_checks(struct parser *p)

@@ -83,6 +83,8 @@ struct cfg {
 	uint32_t dns_max_inflight;     /* domains resolved at once; the rest wait */
 	char ca_file[512];             /* CA bundle for peer certificates; empty = system */
 	enum cfg_tls_mode s2s_tls;     /* default outbound TLS policy */
+	uint32_t drain_timeout;        /* s; SIGTERM: time given to queues to flush */
+	char control_socket[108];      /* fedhubctl's Unix socket; empty = off */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;

@@ -32,6 +32,7 @@ enum hub_serr {
 	SERR_REMOTE_CONNECTION_FAILED,
 	SERR_INTERNAL_SERVER_ERROR,
 	SERR_UNDEFINED_CONDITION,
+	SERR_HOST_GONE, /* §4.9.3.5: a reload removed the local domain */
 };
 const char *hub_serr_name(enum hub_serr e);
 

@@ -53,6 +53,8 @@ static struct {
 	int nworkers;
 	struct timespec start;
 	bool ready;
+	char state[16];   /* /health "status" when not ready: starting, draining */
+	char reason[128]; /* /health "reason"; empty: none */
 
 	pthread_mutex_t lock; /* gauges and health fields */
 	struct met_gauge gauges[MET_MAX_GAUGES];
@@ -104,6 +106,7 @@ int met_init(int nworkers)
 	met.ngauges = 0;
 	met.nhealth = 0;
 	met.ready = true;
+	met.state[0] = met.reason[0] = 0;
 	pthread_mutex_unlock(&met.lock);
 	return 0;
 }
@@ -183,6 +186,16 @@ void met_set_ready(bool ready)
 {
 	pthread_mutex_lock(&met.lock);
 	met.ready = ready;
+	met.state[0] = met.reason[0] = 0;
+	pthread_mutex_unlock(&met.lock);
+}
+
+void met_set_state(const char *status, const char *reason)
+{
+	pthread_mutex_lock(&met.lock);
+	met.ready = !strcmp(status, "ok");
+	snprintf(met.state, sizeof(met.state), "%s", met.ready ? "" : status);
+	snprintf(met.reason, sizeof(met.reason), "%s", reason ? reason : "");
 	pthread_mutex_unlock(&met.lock);
 }
 
@@ -315,8 +328,13 @@ size_t met_render_health(char *buf, size_t cap, bool *ok)
 
 	pthread_mutex_lock(&met.lock);
 	*ok = met.ready;
-	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable", met.nworkers,
-	    (unsigned long long)uptime_s());
+	put(&o, "{\"status\":");
+	put_json_str(&o, met.ready ? "ok" : met.state[0] ? met.state : "unavailable");
+	if (met.reason[0]) {
+		put(&o, ",\"reason\":");
+		put_json_str(&o, met.reason);
+	}
+	put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
 	for (int i = 0; i < met.nhealth; i++) {
 		put(&o, ",");
 		put_json_str(&o, met.health[i].key);

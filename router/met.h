@@ -74,6 +74,10 @@ int met_set_health(const char *key, const char *value);
  * balancer stops sending new links (e.g. while draining for shutdown).
  * Initially true. Also exported as the gauge fedhub_ready. */
 void met_set_ready(bool ready);
+/* The same with a name and a reason: "ok" is ready (200); anything else,
+ * e.g. met_set_state("draining", "SIGTERM"), answers 503
+ * {"status":"draining","reason":"SIGTERM",...}. reason may be NULL. */
+void met_set_state(const char *status, const char *reason);
 
 /* Start the HTTP endpoint (libmicrohttpd, its own thread), bound to addr only.
  * GET /health: JSON {"status":"ok","workers":N,"uptime_s":S,...}; GET /metrics:

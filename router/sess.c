@@ -31,6 +31,7 @@ static const char *const serr_names[] = {
 	[SERR_REMOTE_CONNECTION_FAILED] = "remote-connection-failed",
 	[SERR_INTERNAL_SERVER_ERROR] = "internal-server-error",
 	[SERR_UNDEFINED_CONDITION] = "undefined-condition",
+	[SERR_HOST_GONE] = "host-gone",
 };
 
 const char *hub_serr_name(enum hub_serr e)
