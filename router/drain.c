@@ -25,6 +25,7 @@
 #include <time.h>
 #include <signal.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 
 #include "net/log.h"
 #include "router/hub.h"
@@ -116,7 +117,9 @@ static void drain_conn(struct net_conn *c, void *arg)
 {
 	struct sess *s = c->user;
 	uint64_t now = *(uint64_t *)arg;
-	if (!s || (c->flags & (NET_F_CLOSING | NET_F_CLOSED | NET_F_CONNECTING)) || c->oq_len)
+	/* paused or short of buffers: bytes it sent wait unread, it is not idle */
+	if (!s || (c->flags & (NET_F_CLOSING | NET_F_CLOSED | NET_F_CONNECTING | NET_F_RECV_PAUSED | NET_F_NOBUFS)) ||
+	    c->oq_len || c->held || c->held_plain)
 		return;
 	switch (s->kind) {
 	case SESS_S2S_IN:
@@ -131,6 +134,11 @@ static void drain_conn(struct net_conn *c, void *arg)
 	default:
 		return; /* dialback verification: short-lived, it ends by itself */
 	}
+	/* what the peer sent and we have not read yet (a syscall, but only
+	 * for idle links during a drain) */
+	int unread = 0;
+	if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)
+		return;
 	log_debug(c->id, "drain: closing an idle link");
 	sess_sendf(s, "</stream:stream>");
 	net_close(c, true);
