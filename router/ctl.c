@@ -199,7 +199,7 @@ static void link_record(struct net_conn *c, void *arg)
 		snprintf(remotes, sizeof(remotes), "%s", s->link->remote);
 	const char *auth;
 	if (s->kind == SESS_COMP)
-		auth = s->was_ready ? "handshake" : "pending";
+		auth = s->tok.authenticated ? "handshake" : "pending";
 	else if (s->kind == SESS_S2S_OUT && s->sasl_domain)
 		auth = "sasl-external";
 	else

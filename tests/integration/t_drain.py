@@ -10,7 +10,7 @@ from fakepeer import Component
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
-S2S, COMP, HTTP = 26369, 26447, 26380
+S2S, COMP, HTTP = 27369, 27447, 27380
 DRAIN = 6
 CONF = """
 [hub]
@@ -19,7 +19,7 @@ domain hub.fake
 listen s2s 127.0.0.1:%d
 listen component 127.0.0.1:%d
 http 127.0.0.1:%d
-dns_server 127.0.0.1:26453
+dns_server 127.0.0.1:27453
 drain_timeout %d
 send_queue_max 64m
 [component a.fake]
