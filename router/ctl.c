@@ -366,7 +366,6 @@ static void cmd_status(struct sbuf *o, bool json)
 	int nd = c->ndomains, nc = c->ncomponents, nr = c->nroutes;
 	char hubd[CFG_NAME_MAX];
 	snprintf(hubd, sizeof(hubd), "%s", c->hub_domain);
-	size_t routes = rt_count();
 	rcu_thread_offline();
 	const char *file = reload_conf_path();
 	if (json) {
@@ -376,9 +375,8 @@ static void cmd_status(struct sbuf *o, bool json)
 		sb_json_str(o, file ? file : "(embedded)");
 		sb_printf(o,
 			  ",\"workers\":%d,\"connections\":%llu,\"domains\":%d,\"components\":%d,\"routes\":%d,"
-			  "\"table_entries\":%zu,\"reloads\":%llu,\"reloads_refused\":%llu,\"draining\":%s,"
-			  "\"drain_left_s\":%u}\n",
-			  net_nworkers(), (unsigned long long)total_conns(), nd, nc, nr, routes,
+			  "\"reloads\":%llu,\"reloads_refused\":%llu,\"draining\":%s,\"drain_left_s\":%u}\n",
+			  net_nworkers(), (unsigned long long)total_conns(), nd, nc, nr,
 			  (unsigned long long)reload_count(true), (unsigned long long)reload_count(false),
 			  drain_active() ? "true" : "false", drain_left_s());
 		return;
@@ -392,8 +390,7 @@ static void cmd_status(struct sbuf *o, bool json)
 		sb_printf(o, "drain left   %us\n", drain_left_s());
 	sb_printf(o, "hub domain   %s\nconfig       %s\nworkers      %d\nconnections  %llu\n", hubd,
 		  file ? file : "(embedded)", net_nworkers(), (unsigned long long)total_conns());
-	sb_printf(o, "domains      %d\ncomponents   %d\nroutes       %d\ntable        %zu entries\n", nd, nc, nr,
-		  routes);
+	sb_printf(o, "domains      %d\ncomponents   %d\nroutes       %d\n", nd, nc, nr);
 	sb_printf(o, "reloads      %llu applied, %llu refused\n", (unsigned long long)reload_count(true),
 		  (unsigned long long)reload_count(false));
 }

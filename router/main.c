@@ -42,6 +42,7 @@
 
 #include "router/hub.h"
 #include "router/check.h"
+#include "router/check_xml.h"
 #include "router/ctl.h"
 #include "router/reload.h"
 #include "net/log.h"
@@ -188,7 +189,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--check-xml") == 0 && i + 1 < argc) {
 			struct xml_limits lim;
 			xml_limits_default(&lim);
-			return xml_check_file(argv[i + 1], &lim);
+			return check_xml_file(argv[i + 1], &lim);
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;

@@ -15,7 +15,7 @@
  * What changes: hosted domains, components, static routes, certificates,
  * the CA bundle, limits, timers, policy. What cannot change without a
  * restart (listeners, workers, the HTTP endpoint, the control socket, DNS
- * resolver settings, the cluster, the dialback secret, the hub's domain) is
+ * resolver settings, the dialback secret, the hub's domain) is
  * reported as "needs a restart" and the running value is kept, so the
  * published configuration always describes the process as it runs.
  *
@@ -253,15 +253,6 @@ static int keep_restart_only(const struct cfg *old, struct cfg *nc, FILE *out)
 		     old->dns_ttl_max != nc->dns_ttl_max || old->dns_max_inflight != nc->dns_max_inflight,
 	     (nc->dns_cache_max = old->dns_cache_max, nc->dns_ttl_min = old->dns_ttl_min,
 	      nc->dns_ttl_max = old->dns_ttl_max, nc->dns_max_inflight = old->dns_max_inflight));
-	KEEP("[cluster]",
-	     old->cluster != nc->cluster || !addr_same(&old->cluster_redis, &nc->cluster_redis) ||
-		     old->ncluster_sentinel != nc->ncluster_sentinel ||
-		     strcmp(old->cluster_master, nc->cluster_master) ||
-		     strcmp(old->cluster_node_id, nc->cluster_node_id),
-	     (nc->cluster = old->cluster, nc->cluster_redis = old->cluster_redis,
-	      memcpy(nc->cluster_sentinel, old->cluster_sentinel, sizeof(nc->cluster_sentinel)),
-	      nc->ncluster_sentinel = old->ncluster_sentinel, strcpy(nc->cluster_master, old->cluster_master),
-	      strcpy(nc->cluster_node_id, old->cluster_node_id)));
 #undef KEEP
 	return n;
 }
