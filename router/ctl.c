@@ -362,7 +362,7 @@ static void cmd_status(struct sbuf *o, bool json)
 	bool ok;
 	met_render_health(health, sizeof(health), &ok);
 	rcu_thread_online();
-	const struct cfg *c = rcu_dereference(hub_cfg);
+	const struct cfg *c = hub_cfg;
 	int nd = c->ndomains, nc = c->ncomponents, nr = c->nroutes;
 	char hubd[CFG_NAME_MAX];
 	snprintf(hubd, sizeof(hubd), "%s", c->hub_domain);
@@ -500,7 +500,7 @@ static int cmd_components(struct sbuf *o, bool json)
 		return -1;
 	}
 	rcu_thread_online();
-	const struct cfg *c = rcu_dereference(hub_cfg);
+	const struct cfg *c = hub_cfg;
 	int nc = c->ncomponents;
 	char(*names)[CFG_NAME_MAX] = xcalloc((size_t)nc + 1, CFG_NAME_MAX);
 	int *pool = xcalloc((size_t)nc + 1, sizeof(int));
@@ -587,7 +587,7 @@ static int cmd_resolve(struct sbuf *o, bool json, const char *arg)
 	const struct rt_route *r = rt_lookup(d, strlen(d));
 	int kind = r ? (int)r->kind : 0;
 	int owner = r ? r->owner : -1;
-	const struct cfg *c = rcu_dereference(hub_cfg);
+	const struct cfg *c = hub_cfg;
 	struct cfg_route route;
 	bool has_route = false;
 	for (int i = 0; i < c->nroutes; i++)

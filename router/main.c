@@ -212,7 +212,7 @@ int main(int argc, char **argv)
 		printf("configuration ok\n");
 		return 0;
 	}
-	hub_cfg = &cfg;
+	hub_cfg_live = &cfg;
 	reload_init(conf, &cfg);
 	log_level = cfg.log_level;
 
@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit it */
 
-	if (!(hub_tls = reload_make_tls(&cfg, NULL))) {
+	if (!(hub_tls_live = reload_make_tls(&cfg, NULL))) {
 		log_error(0, "cannot set up TLS");
 		return 1;
 	}

@@ -7,7 +7,8 @@
  * never keep a pointer into it past their loop turn. A reload builds a whole
  * new struct cfg (and, when certificates changed, a new TLS context), runs
  * the very checks of `fedhub -t` on it (cfg_load + check_config), and only a
- * configuration that passes is published, with rcu_xchg_pointer; after
+ * configuration that passes is published, with an atomic exchange (what
+ * rcu_xchg_pointer does); after
  * synchronize_rcu() no worker can still see the old one and it is freed.
  * The old TLS context is released the same way but lives on, reference
  * counted, until the last link that handshook with it is gone (net/tls.c).
@@ -378,9 +379,11 @@ int reload_run(const char *why, FILE *out)
 			rt_set_static(nc->components[i].name, RT_COMPONENT);
 	rcu_thread_offline();
 
-	struct tls_ctx *otls = ntls ? rcu_xchg_pointer(&hub_tls, ntls) : NULL;
-	rcu_xchg_pointer(&hub_cfg, nc);
-	log_level = nc->log_level;
+	/* rcu_xchg_pointer, spelled with the compiler's builtin so that
+	 * ThreadSanitizer sees the release the readers' acquire pairs with */
+	struct tls_ctx *otls = ntls ? __atomic_exchange_n(&hub_tls_live, ntls, __ATOMIC_SEQ_CST) : NULL;
+	(void)__atomic_exchange_n(&hub_cfg_live, nc, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&log_level, nc->log_level, __ATOMIC_RELAXED);
 	synchronize_rcu(); /* no worker sees the old configuration any more */
 
 	bool removed = false;

@@ -11,8 +11,8 @@
 #include "router/hub.h"
 #include "net/log.h"
 
-struct cfg *hub_cfg;
-struct tls_ctx *hub_tls;
+struct cfg *hub_cfg_live;
+struct tls_ctx *hub_tls_live;
 char hub_dialback_key[65];
 
 static const char *const serr_names[] = {
