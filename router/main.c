@@ -257,6 +257,7 @@ int main(int argc, char **argv)
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 	net_init(&nc);
+	s2s_in_init();
 	met_init(net_nworkers());
 	met_set_state("starting", "workers not running yet");
 	char dns_server[80] = "";
