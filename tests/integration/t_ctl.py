@@ -6,7 +6,7 @@ static route, a DNS name the test's DNS server does not answer), reload,
 config check (a good file, then a broken one: refused, nothing applied), the
 socket's mode, and drain last (the hub then exits 0)."""
 import json, os, re, signal, socket, stat, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -5,7 +5,7 @@ connections, the queue flushes once the component reads again, every stanza
 is delivered or bounced, and the hub exits 0 within drain_timeout + margin. A
 second SIGTERM ends a drain at once (exit 0 too)."""
 import json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

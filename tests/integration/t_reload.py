@@ -6,7 +6,7 @@ bounced); a certificate renewed (the next handshake gets the new one, a link
 made before keeps going); a bad configuration refused (the hub keeps running
 on the old one); a listener change reported as needing a restart."""
 import os, re, signal, socket, ssl, subprocess, sys, tempfile, threading, time, urllib.request
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
