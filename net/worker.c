@@ -140,6 +140,8 @@ static struct spsc *ctrl_in[NET_MAX_WORKERS];  /* worker -> control */
 static struct spsc *ctrl_out[NET_MAX_WORKERS]; /* control -> worker (== workers[i].in[NET_CTRL]) */
 static int ctrl_efd = -1;
 static _Atomic bool stopping;
+static _Atomic bool no_accept; /* net_stop_accepting() */
+static _Atomic uint32_t stop_flush_ms = 1000;
 static _Atomic uint64_t next_conn_id = 1;
 static uint64_t queue_limit = 4u << 20;
 static struct {
@@ -162,6 +164,16 @@ static uint64_t mono_ms(void)
 uint64_t net_now_ms(void)
 {
 	return self_worker ? self_worker->now : mono_ms();
+}
+
+void net_stop_accepting(void)
+{
+	atomic_store(&no_accept, true); /* seen within a tick */
+}
+
+void net_set_stop_flush_ms(uint32_t ms)
+{
+	atomic_store(&stop_flush_ms, ms);
 }
 
 bool net_stopping(void)
@@ -323,6 +335,7 @@ static struct net_conn *conn_alloc(struct net_worker *w)
 	c->id = atomic_fetch_add_explicit(&next_conn_id, 1, memory_order_relaxed);
 	c->flags = NET_F_OPEN;
 	c->last_rx = w->now;
+	c->born = w->now;
 	c->all_next = w->all;
 	if (w->all)
 		w->all->all_prev = c;
@@ -1334,12 +1347,13 @@ static void on_accept(struct net_worker *w, struct listener *l, struct io_uring_
 			accept_pause(w, l, cqe->res, more);
 		return;
 	}
-	if (!more && !w->stopped && !net_stopping() && !l->resume_at)
+	bool refuse = net_stopping() || atomic_load_explicit(&no_accept, memory_order_relaxed);
+	if (!more && !w->stopped && !refuse && !l->resume_at)
 		arm_accept(w, l);
 	if (cqe->res < 0)
 		return;
 	int fd = cqe->res;
-	if (net_stopping()) {
+	if (refuse) {
 		close(fd);
 		return;
 	}
@@ -1689,14 +1703,23 @@ static void *worker_main(void *arg)
 			w->next_tick = w->now + TICK_MS;
 			run_timers(w);
 		}
-		if (net_stopping() && !w->stopped) {
-			w->stopped = true;
+		if ((net_stopping() || atomic_load_explicit(&no_accept, memory_order_relaxed)) && w->nlis) {
+			/* the ring holds the socket open while its multishot
+			 * accept is armed: cancel that, then close (the kernel
+			 * resets what waits in the backlog) */
 			for (int i = 0; i < w->nlis; i++) {
+				if (w->lis[i].armed)
+					cancel_req(w, UD(&w->lis[i], OP_ACCEPT), NULL);
+				w->lis[i].resume_at = 0;
 				close(w->lis[i].fd);
 			}
+			w->nlis = 0;
+		}
+		if (net_stopping() && !w->stopped) {
+			w->stopped = true;
 			if (cfg.on_worker_stop)
 				cfg.on_worker_stop(w);
-			stop_at = w->now + 1000;
+			stop_at = w->now + atomic_load_explicit(&stop_flush_ms, memory_order_relaxed);
 		}
 		if (w->stopped) {
 			bool busy = false;

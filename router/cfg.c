@@ -110,6 +110,8 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(max_verify_per_stream, HUB, 0, 1, 1)   \
 	X(max_verify_total, HUB, 0, 1, 1)        \
 	X(proxy_from, HUB, 1, 1, 15)             \
+	X(drain_timeout, HUB, 0, 1, 1)           \
+	X(control_socket, HUB, 0, 1, 1)          \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \
@@ -933,6 +935,29 @@ static void d_retry_min(struct parser *p, int argc, char **argv)
 	set_u32(p, "retry_min", argv[0], U_SECONDS, 1, DAY, &p->c->retry_min);
 }
 
+static void d_drain_timeout(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "drain_timeout", argv[0], U_SECONDS, 0, 3600, &p->c->drain_timeout);
+}
+
+/* A Unix socket path (sun_path holds 107 bytes), or off. */
+static void d_control_socket(struct parser *p, int argc, char **argv)
+{
+	if (!strcmp(argv[0], "off")) {
+		p->c->control_socket[0] = 0;
+		return;
+	}
+	if (argv[0][0] != '/') {
+		ERR(p, "control_socket: '%s' is not an absolute path (or off)", argv[0]);
+		return;
+	}
+	if (strlen(argv[0]) >= sizeof(p->c->control_socket)) {
+		ERR(p, "control_socket: path is longer than %zu bytes", sizeof(p->c->control_socket) - 1);
+		return;
+	}
+	strcpy(p->c->control_socket, argv[0]);
+}
+
 static void d_dns_server(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_addr(argv[0], &p->c->dns_server, 53) < 0)
@@ -1538,6 +1563,7 @@ static void set_defaults(struct cfg *c)
 	c->max_pairs_per_stream = 1000;
 	c->max_verify_per_stream = 64;
 	c->max_verify_total = 4096;
+	c->drain_timeout = 10;
 }
 
 static void final_checks(struct parser *p)

@@ -131,6 +131,8 @@ struct cfg {
 	uint32_t max_verify_total;                       /* ... in flight in the whole hub */
 	struct proxy_cidr proxy_from[PROXY_MAX_TRUSTED]; /* who may send a PROXY header */
 	int nproxy_from;                                 /* 0: loopback only */
+	uint32_t drain_timeout;      /* s; SIGTERM: time given to queues to flush */
+	char control_socket[108];    /* fedhubctl's Unix socket; empty = off */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;

@@ -32,6 +32,7 @@ enum hub_serr {
 	SERR_REMOTE_CONNECTION_FAILED,
 	SERR_INTERNAL_SERVER_ERROR,
 	SERR_UNDEFINED_CONDITION,
+	SERR_HOST_GONE, /* §4.9.3.5: a reload removed the local domain */
 };
 const char *hub_serr_name(enum hub_serr e);
 
@@ -101,9 +102,15 @@ struct hubw {
 	uint32_t rnd_used;
 };
 
-extern struct cfg *hub_cfg;
+/* The running configuration and TLS context: a reload (reload.c) swaps them
+ * with rcu_xchg_pointer and frees the old after a grace period, so a reader
+ * uses them within its loop turn only. The acquire load pairs with that
+ * swap (on x86 it is the plain load it was). */
+extern struct cfg *hub_cfg_live;
+#define hub_cfg (__atomic_load_n(&hub_cfg_live, __ATOMIC_ACQUIRE))
 struct tls_ctx;
-extern struct tls_ctx *hub_tls;   /* every hosted domain's certificate; NULL: no TLS */
+extern struct tls_ctx *hub_tls_live; /* every hosted domain's certificate; NULL: no TLS */
+#define hub_tls (__atomic_load_n(&hub_tls_live, __ATOMIC_ACQUIRE))
 extern char hub_dialback_key[65]; /* hex SHA-256 of the dialback secret (XEP-0185) */
 
 static inline struct hubw *hubw_of(struct net_worker *w)

@@ -41,6 +41,8 @@ static struct {
 	int nworkers;
 	struct timespec start;
 	bool ready;
+	char state[16];   /* /health "status" when not ready: starting, draining */
+	char reason[128]; /* /health "reason"; empty: none */
 
 	pthread_mutex_t lock; /* ready, and blocks against met_init/met_free */
 
@@ -147,6 +149,7 @@ int met_init(int nworkers)
 	pthread_mutex_unlock(&reg.lock);
 	clock_gettime(CLOCK_MONOTONIC, &met.start);
 	met.ready = true;
+	met.state[0] = met.reason[0] = 0;
 	pthread_mutex_unlock(&met.lock);
 	return 0;
 }
@@ -162,6 +165,16 @@ void met_set_ready(bool ready)
 {
 	pthread_mutex_lock(&met.lock);
 	met.ready = ready;
+	met.state[0] = met.reason[0] = 0;
+	pthread_mutex_unlock(&met.lock);
+}
+
+void met_set_state(const char *status, const char *reason)
+{
+	pthread_mutex_lock(&met.lock);
+	met.ready = !strcmp(status, "ok");
+	snprintf(met.state, sizeof(met.state), "%s", met.ready ? "" : status);
+	snprintf(met.reason, sizeof(met.reason), "%s", reason ? reason : "");
 	pthread_mutex_unlock(&met.lock);
 }
 
@@ -881,14 +894,35 @@ size_t met_render(char *buf, size_t cap)
 	return o.len;
 }
 
+/* RFC 8259 §7 string escaping. */
+static void put_json_str(struct out *o, const char *s)
+{
+	put(o, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			put(o, "\\%c", ch);
+		else if (ch < 0x20)
+			put(o, "\\u%04x", ch);
+		else
+			put(o, "%c", ch);
+	}
+	put(o, "\"");
+}
+
 size_t met_render_health(char *buf, size_t cap, bool *ok)
 {
 	struct out o = {buf, cap, 0};
 
 	pthread_mutex_lock(&met.lock);
 	*ok = met.ready;
-	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable", met.nworkers,
-	    (unsigned long long)uptime_s());
+	put(&o, "{\"status\":");
+	put_json_str(&o, met.ready ? "ok" : met.state[0] ? met.state : "unavailable");
+	if (met.reason[0]) {
+		put(&o, ",\"reason\":");
+		put_json_str(&o, met.reason);
+	}
+	put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
 	pthread_mutex_unlock(&met.lock);
 	put(&o, "}");
 	if (cap)

@@ -121,6 +121,10 @@ struct met_worker *met_of(int worker);
  * begins, while it drains. Initially true. Also exported as the gauge
  * fedhub_ready. Thread-safe. */
 void met_set_ready(bool ready);
+/* The same with a name and a reason: "ok" is ready (200); anything else,
+ * e.g. met_set_state("draining", "SIGTERM"), answers 503
+ * {"status":"draining","reason":"SIGTERM",...}. reason may be NULL. */
+void met_set_state(const char *status, const char *reason);
 
 /* Start the HTTP endpoint (libmicrohttpd, its own thread), bound to addr only.
  * GET /health: JSON {"status":"ok","workers":N,"uptime_s":S,...}; GET /metrics:

@@ -117,6 +117,18 @@ int rt_set_static(const char *d, enum rt_kind kind)
 	return rc;
 }
 
+int rt_del_static(const char *d)
+{
+	size_t n = strlen(d);
+	pthread_mutex_lock(&write_lock);
+	struct rt_entry *e = find(d, n);
+	int rc = -ENOENT;
+	if (e && e->r.kind != RT_S2S_OUT)
+		rc = remove_entry(e);
+	pthread_mutex_unlock(&write_lock);
+	return rc;
+}
+
 int rt_comp_add(const char *d, struct net_ref ref)
 {
 	size_t n = strlen(d);

@@ -12,8 +12,8 @@
 #include "net/log.h"
 #include "net/tls.h"
 
-struct cfg *hub_cfg;
-struct tls_ctx *hub_tls;
+struct cfg *hub_cfg_live;
+struct tls_ctx *hub_tls_live;
 char hub_dialback_key[65];
 
 static const char *const serr_names[] = {
@@ -32,6 +32,7 @@ static const char *const serr_names[] = {
 	[SERR_REMOTE_CONNECTION_FAILED] = "remote-connection-failed",
 	[SERR_INTERNAL_SERVER_ERROR] = "internal-server-error",
 	[SERR_UNDEFINED_CONDITION] = "undefined-condition",
+	[SERR_HOST_GONE] = "host-gone",
 };
 
 const char *hub_serr_name(enum hub_serr e)
