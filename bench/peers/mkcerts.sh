@@ -5,9 +5,15 @@
 #   ca.pem ca.key          the test CA both sides trust (fedhub's ca_file,
 #                          the bench's --tls-dir)
 #   bench.pem bench.key    the bench's domains bench1.fhb..benchN.fhb
-#                          (NDOMAINS, default 64) in one multi-SAN leaf; not
-#                          a wildcard: *.fhb has a single label after the
-#                          '*', which fedhub refuses as RFC 6125 advises
+#   bench-K.pem bench-K.key  (NDOMAINS, default 64) in multi-SAN leaves of
+#                          GROUP (100) domains each: bench.pem names bench1..
+#                          bench100, bench-2.pem bench101..bench200, and so on
+#                          (the bench loads them all). Not one leaf for all: a
+#                          Certificate message naming ten thousand domains is
+#                          larger than a TLS peer accepts, and every link would
+#                          keep that certificate. Not a wildcard: *.fhb has a
+#                          single label after the '*', which fedhub refuses as
+#                          RFC 6125 advises
 #   target.pem target.key  the target's domains: comp.fhb and hub.fhb
 # Leaves carry serverAuth and clientAuth: an s2s peer is a TLS client on the
 # links it dials and a server on those it accepts, and SASL EXTERNAL
@@ -36,9 +42,19 @@ leaf() { # NAME CN SAN
 		-extfile "$1.ext" -out "$1.pem"
 	rm -f "$1.csr" "$1.ext"
 }
-san=DNS:bench1.fhb
-i=2
-while [ "$i" -le "$N" ]; do san="$san,DNS:bench$i.fhb"; i=$((i + 1)); done
-leaf bench bench1.fhb "$san"
+GROUP=100
+g=1
+first=1
+while [ "$first" -le "$N" ]; do
+	last=$((first + GROUP - 1))
+	[ "$last" -le "$N" ] || last=$N
+	san=DNS:bench$first.fhb
+	i=$((first + 1))
+	while [ "$i" -le "$last" ]; do san="$san,DNS:bench$i.fhb"; i=$((i + 1)); done
+	if [ "$g" = 1 ]; then name=bench; else name=bench-$g; fi
+	leaf "$name" "bench$first.fhb" "$san"
+	g=$((g + 1))
+	first=$((last + 1))
+done
 leaf target comp.fhb "DNS:comp.fhb,DNS:hub.fhb"
 rm -f .err ca.srl
