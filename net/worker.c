@@ -26,13 +26,17 @@
  *     min_wait_usec of IORING_ENTER_EXT_ARG) any completion ends the wait once
  *     BATCH_WAIT_US have passed: no completion waits longer than that for
  *     others, and with DEFER_TASKRUN the thread is not even woken before;
- *   - saturated (BATCH_MAX or more in one turn): work is already waiting;
- *     no added delay.
+ *   - loaded (BATCH_MAX completions or BATCH_BYTES received in one turn, or
+ *     more than BATCH_FAST_BPMS received per ms): every wake-up finds work
+ *     already; no added delay. Counting completions alone is not enough: at
+ *     high load one receive carries dozens of stanzas, and a closed-loop peer
+ *     (a bounded window of stanzas in flight) slowed down by a third when the
+ *     loop waited there.
  * The sends of a whole batch then leave in one sendmsg per connection.
- * Measured (BENCHMARKS.md): this halved the CPU per stanza at 20,000/s.
- * A plain timeout of BATCH_WAIT_US (kernels without min-wait, the fallback
- * here) costs about the same CPU at that load but wakes needlessly when
- * traffic stops; waiting longer than 200 µs gained little more.
+ * Measured (bench/NOTES.md, in BENCHMARKS.md): this halved the CPU per
+ * stanza at 20,000/s. A plain timeout of BATCH_WAIT_US (kernels without
+ * min-wait, the fallback here) costs about the same CPU at that load but
+ * wakes when traffic stops; waiting longer than 200 µs gained little more.
  *
  * user_data of an SQE is a pointer with the operation in its low 3 bits.
  * A connection has at most one receive, one send and one connect armed, so
@@ -95,6 +99,11 @@ enum op {
 #define BATCH_WAIT_US 200
 #define BATCH_MIN     4
 #define BATCH_MAX     64
+/* A turn that received this much had enough work to pay for its wake-up. */
+#define BATCH_BYTES 8192
+/* Received faster than this (bytes per ms, over the last ms or more), the
+ * loop has work enough at every wake-up: no batching, no added delay. */
+#define BATCH_FAST_BPMS 49152
 
 struct spsc {
 	_Alignas(64) _Atomic uint32_t head; /* consumer */
@@ -160,6 +169,10 @@ struct net_worker {
 	bool min_wait_ok; /* the kernel has IORING_FEAT_MIN_TIMEOUT */
 	bool batching;    /* the last turn was busy: wait for a batch */
 	uint32_t batch;   /* completions to wait for while batching */
+	uint64_t turn_rx; /* bytes received in this loop turn */
+	uint64_t win_rx;  /* bytes received since win_us */
+	uint64_t win_us;
+	bool fast; /* the last window received faster than BATCH_FAST_BPMS */
 };
 
 static struct net_config cfg;
@@ -1164,6 +1177,7 @@ static void on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cq
 		struct net_buf *b = &w->bufs[bid];
 		b->ref = 1;
 		b->len = res > 0 ? (uint32_t)res : 0;
+		w->turn_rx += b->len;
 		__atomic_store_n(&w->bufs_out, w->bufs_out + 1, __ATOMIC_RELAXED);
 		if (res > 0 && !(c->flags & (NET_F_CLOSED | NET_F_RECV_STOPPED))) {
 			c->last_rx = w->now;
@@ -1625,14 +1639,26 @@ static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 	/* -ETIME, -EINTR, -EBUSY (CQ full): the completions are read all the same */
 }
 
-/* After a turn that handled n completions and waited waited_us, choose the
- * next wait: a batch when completions come faster than one per BATCH_WAIT_US
- * (the batch target twice the last turn's count), a plain wait when the last
- * turn was nearly idle (a lone stanza is handled at once) or saturated (work
- * is already waiting: no added delay). */
-static void batch_adapt(struct net_worker *w, unsigned n, uint64_t waited_us)
+/* After a turn that handled n completions, received w->turn_rx bytes and
+ * waited waited_us (it ended at now_us), choose the next wait: a batch when
+ * completions come faster than one per BATCH_WAIT_US (the batch target twice
+ * the last turn's count); a plain wait when the last turn was nearly idle (a
+ * lone stanza is handled at once), or had work enough (BATCH_MAX completions
+ * or BATCH_BYTES received), or bytes arrive faster than BATCH_FAST_BPMS. At
+ * that load a receive carries many stanzas, every wake-up finds work, and a
+ * wait would only add delay: a peer that waits for our output before sending
+ * more (a bounded window) would slow down by it. */
+static void batch_adapt(struct net_worker *w, unsigned n, uint64_t waited_us, uint64_t now_us)
 {
-	if (n >= BATCH_MAX || (n < 2 && waited_us >= BATCH_WAIT_US)) {
+	uint64_t rx = w->turn_rx;
+	w->turn_rx = 0;
+	w->win_rx += rx;
+	if (now_us - w->win_us >= 1000) {
+		w->fast = w->win_rx * 1000 / (now_us - w->win_us) >= BATCH_FAST_BPMS;
+		w->win_rx = 0;
+		w->win_us = now_us;
+	}
+	if (w->fast || n >= BATCH_MAX || rx >= BATCH_BYTES || (n < 2 && waited_us >= BATCH_WAIT_US)) {
 		w->batching = false;
 		return;
 	}
@@ -1716,7 +1742,7 @@ static void *worker_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
-		batch_adapt(w, n, t1 - t0);
+		batch_adapt(w, n, t1 - t0, t1);
 		drain_msgs(w);
 		if (w->nresumed)
 			run_resumed(w);
