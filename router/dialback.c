@@ -116,10 +116,7 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 	struct net_conn *ic = net_conn_get(h->w, v->in);
 	struct sess *in = ic ? ic->user : NULL;
 	if (in) {
-		struct pair *p = NULL;
-		for (int i = 0; i < in->npairs; i++)
-			if (strcmp(in->pairs[i].remote, v->remote) == 0 && strcmp(in->pairs[i].local, v->local) == 0)
-				p = &in->pairs[i];
+		struct pair *p = pair_find(in, v->remote, v->local);
 		if (p && p->state == PAIR_PENDING) {
 			if (result == 1) {
 				p->state = PAIR_VALID;

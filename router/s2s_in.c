@@ -7,7 +7,9 @@
  * and dialback (XEP-0220) for the rest. Each (remote, local) pair the peer
  * claims with <db:result/> is checked by a verify stream (dialback.c), or
  * trusted at once when the certificate proves the domain (XEP-0344); several
- * pairs may share the stream (piggybacking), up to S2S_MAX_PAIRS. Once a
+ * pairs may share the stream (piggybacking), up to S2S_MAX_PAIRS, kept in a
+ * hash index (pairs.c) so a stanza's check costs the same with one pair or
+ * a thousand. Once a
  * pair is valid the stream carries stanzas, handed to route.c, which checks
  * every stanza's addresses against the stream's valid pairs.
  *
@@ -33,24 +35,6 @@
  * bound one unauthenticated stream could claim millions, and the uint16_t
  * count would wrap. */
 #define S2S_MAX_PAIRS 1000
-
-static struct pair *in_pair(struct sess *s, const char *remote, const char *local, bool add)
-{
-	for (int i = 0; i < s->npairs; i++)
-		if (strcmp(s->pairs[i].remote, remote) == 0 && strcmp(s->pairs[i].local, local) == 0)
-			return &s->pairs[i];
-	if (!add)
-		return NULL;
-	if (s->npairs == s->cpairs) {
-		s->cpairs = s->cpairs ? s->cpairs * 2 : 2;
-		s->pairs = realloc(s->pairs, s->cpairs * sizeof(*s->pairs));
-	}
-	struct pair *p = &s->pairs[s->npairs++];
-	memset(p, 0, sizeof(*p));
-	p->remote = strdup(remote);
-	p->local = strdup(local);
-	return p;
-}
 
 static bool in_has_valid(struct sess *s)
 {
@@ -181,11 +165,11 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
 		return;
 	}
-	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, domain, s->local, false)) {
+	if (s->npairs >= S2S_MAX_PAIRS && !pair_find(s, domain, s->local)) {
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
 		return;
 	}
-	struct pair *p = in_pair(s, domain, s->local, true);
+	struct pair *p = pair_add(s, domain, s->local);
 	p->state = PAIR_VALID;
 	MET_INC(h->m, s2s_in_links);
 	s->tok.authenticated = true;
@@ -218,7 +202,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_BAD_FORMAT, "db:result without a key");
 		return;
 	}
-	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, from, to, false)) {
+	if (s->npairs >= S2S_MAX_PAIRS && !pair_find(s, from, to)) {
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
 		return;
 	}
@@ -234,7 +218,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 				   to, from);
 		return;
 	}
-	struct pair *p = in_pair(s, from, to, true);
+	struct pair *p = pair_add(s, from, to);
 	if (p->state == PAIR_VALID) {
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
 		return;

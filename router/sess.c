@@ -61,11 +61,7 @@ void sess_free(struct sess *s)
 		return;
 	if (s->c)
 		MET_DEC(hubw_of(s->c->w)->m, conns_open);
-	for (int i = 0; i < s->npairs; i++) {
-		free(s->pairs[i].remote);
-		free(s->pairs[i].local);
-	}
-	free(s->pairs);
+	pairs_free(s);
 	free(s->local);
 	free(s->remote);
 	free(s->key);
