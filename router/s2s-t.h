@@ -28,6 +28,7 @@ struct qitem {
 
 struct lpair {
 	char *local;
+	uint32_t hash; /* pix_hash1(local): the key of s2s_out.lpix */
 	uint8_t state; /* enum pair_state */
 	struct qitem *q;
 	uint32_t qlen, qcap;
@@ -42,14 +43,16 @@ struct s2s_out {
 	 * its own, an `alt` hanging off its pair, outside the table. */
 	struct s2s_out *parent;
 	bool peer_dialback;
-	bool unlinked; /* out of the table: only its memory is left */
-	struct s2s_out *hnext;
+	bool unlinked;         /* out of the table: only its memory is left */
+	struct s2s_out *hnext; /* the bucket's chain (s2s_links.c) */
+	uint32_t hash;         /* s2s_links_hash(remote) */
 	struct sess *sess;
 	uint8_t state;
 	bool dns_pending;
-	bool dead; /* remove once DNS comes back */
-	struct lpair *lp;
-	int nlp;
+	bool dead;        /* remove once DNS comes back */
+	struct lpair *lp; /* in the order the local domains came; see link_pair() */
+	int nlp, clp;
+	struct pix lpix; /* index of lp by local domain; none while few */
 	uint32_t queued;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
@@ -76,6 +79,16 @@ struct dns_wait {
 	struct s2s_out *link;
 	struct verify *v;
 };
+
+/* s2s_links.c: the worker's outbound links by remote domain (hubw.links),
+ * a chained hash table that doubles when it holds more links than buckets */
+uint32_t s2s_links_hash(const char *remote);
+struct s2s_out *s2s_links_find(const struct hubw *h, const char *remote);
+/* L->remote set; sets L->hash */
+void s2s_links_add(struct hubw *h, struct s2s_out *L);
+/* false if L was not in the table */
+bool s2s_links_del(struct hubw *h, struct s2s_out *L);
+void s2s_links_free(struct hubw *h);
 
 /* s2s_out.c: static routes, resolution, outbound TLS policy */
 /* Fill targets from a [route]; returns true if the domain has one. */
