@@ -73,7 +73,7 @@ struct sess {
 	uint16_t npairs, cpairs;
 	struct pix pix;       /* index of pairs by (remote, local); none while few */
 	struct s2s_out *link; /* SESS_S2S_OUT */
-	char *key;            /* SESS_VERIFY: its struct verify (dialback.c); cleared before sess_free() */
+	char *key;            /* SESS_VERIFY: its struct vstream (dialback.c); cleared before sess_free() */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */

@@ -63,21 +63,15 @@ struct s2s_out {
 	uint64_t last_keepalive;
 };
 
-struct verify {
-	struct net_ref in; /* the inbound session waiting for the answer */
-	char *remote, *local, *key, *id;
-	struct dns_target t[DNS_MAX_TARGETS];
-	int nt, next_t;
-	struct sess *sess;
-	bool dns_pending;
-	bool done;
-};
+/* A verification stream to one remote domain's authoritative server,
+ * shared by every key we ask it about (dialback.c). */
+struct vstream;
 
 /* DNS requests carry one of these as their cookie. */
 struct dns_wait {
 	struct dns_req req;
 	struct s2s_out *link;
-	struct verify *v;
+	struct vstream *vs;
 };
 
 /* s2s_links.c: the worker's outbound links by remote domain (hubw.links),
@@ -93,8 +87,8 @@ void s2s_links_free(struct hubw *h);
 /* s2s_out.c: static routes, resolution, outbound TLS policy */
 /* Fill targets from a [route]; returns true if the domain has one. */
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
-/* Look `domain` up for link L or verification v; s2s_on_dns() gets the answer. */
-void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v);
+/* Look `domain` up for link L or verification stream vs; s2s_on_dns() gets the answer. */
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs);
 /* Outbound TLS policy: the [route]'s, else the remote's policy (policy.h). */
 enum cfg_tls_mode s2s_out_tls_policy(const char *remote);
 /* Drop targets on loopback, private, link-local... addresses unless
@@ -123,7 +117,9 @@ int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap);
 /* Ask remote's authoritative server whether `key` is good for inbound
  * session `in` (XEP-0220 §2.3); the answer goes to `in` as a <db:result/>. */
 void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key);
-/* The DNS answer for a verification started by db_verify_start(). */
-void db_verify_on_dns(struct hubw *h, struct verify *v, const struct dns_req *r);
+/* The DNS answer for a verification stream's lookup. */
+void db_verify_on_dns(struct hubw *h, struct vstream *vs, const struct dns_req *r);
+/* Once a second (from s2s_tick()): forget verification streams long unused. */
+void db_tick(struct hubw *h, uint64_t now);
 
 #endif

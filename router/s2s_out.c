@@ -142,12 +142,12 @@ void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain)
 	*nt = k;
 }
 
-void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v)
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs)
 {
 	struct dns_wait *dw = calloc(1, sizeof(*dw));
 	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
 	dw->link = L;
-	dw->v = v;
+	dw->vs = vs;
 	dw->req.cookie = dw;
 	MET_INC(h->m, dns_queries);
 	if (dns_submit(h->w, &dw->req) < 0) {
@@ -1017,8 +1017,8 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 			s2s_drop_private_targets(L->t, &L->nt, L->remote);
 			link_try_next(h, L);
 		}
-	} else if (dw->v) {
-		db_verify_on_dns(h, dw->v, r);
+	} else if (dw->vs) {
+		db_verify_on_dns(h, dw->vs, r);
 	}
 	free(dw);
 }
@@ -1094,6 +1094,7 @@ void s2s_tick(struct hubw *h, uint64_t now)
 			link_tick(h, L, now);
 		}
 	}
+	db_tick(h, now);
 }
 
 static void link_shutdown(struct hubw *h, struct s2s_out *L)
