@@ -292,6 +292,11 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	/* a valid pair sends straight to the stream: its queue is only for
+	 * the next time the link comes up, so do not keep it per idle link */
+	free(p->q);
+	p->q = NULL;
+	p->qcap = 0;
 }
 
 static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
