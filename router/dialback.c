@@ -31,6 +31,7 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 
 #include "router/s2s-t.h"
+#include "router/guard.h"
 #include "net/alloc.h"
 #include "net/log.h"
 #include "net/tls.h"
@@ -163,6 +164,7 @@ static struct vstream *vs_get(const char *remote)
 
 static void verify_free(struct verify *v)
 {
+	guard_verify_release(); /* taken by s2s_in.c before db_verify_start() */
 	free(v->remote);
 	free(v->local);
 	free(v->key);
@@ -177,7 +179,9 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 	struct net_conn *ic = net_conn_get(h->w, v->in);
 	struct sess *in = ic ? ic->user : NULL;
 	struct pair *p = in ? pair_find(in, v->remote, v->local) : NULL;
-	if (p && p->state == PAIR_PENDING) {
+	/* a key made for an earlier stream id (before STARTTLS or a SASL
+	 * restart) proves nothing about this stream */
+	if (p && p->state == PAIR_PENDING && strcmp(v->id, in->stream_id) == 0) {
 		if (result == 1) {
 			p->state = PAIR_VALID;
 			MET_INC(h->m, dialback_ok);
@@ -426,7 +430,7 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 				return DRIVE_ALL;
 			}
 			net_start_tls(c, t, true);
-			return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+			return DRIVE_STOP; /* nothing may follow <proceed/> in the clear: net drops it */
 		} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
 			if (vs)
 				vs_on_answer(h, vs, s, st);

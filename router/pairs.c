@@ -48,7 +48,9 @@ struct pair *pair_add(struct sess *s, const char *remote, const char *local)
 	if (i >= 0)
 		return &s->pairs[i];
 	if (s->npairs == s->cpairs) {
-		s->cpairs = s->cpairs ? s->cpairs * 2 : 2;
+		/* the count is a uint16_t: max_pairs_per_stream is at most 65535 */
+		uint32_t nc = s->cpairs ? (uint32_t)s->cpairs * 2 : 2;
+		s->cpairs = (uint16_t)(nc > UINT16_MAX ? UINT16_MAX : nc);
 		s->pairs = xrealloc(s->pairs, s->cpairs * sizeof(*s->pairs));
 	}
 	struct pair *p = &s->pairs[s->npairs];
