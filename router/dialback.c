@@ -8,13 +8,17 @@
  * node of a cluster with the same secret gives the same answer.
  *
  * A verify stream (SESS_VERIFY) is the receiving server's half: when an
- * inbound stream claims a (remote, local) pair with <db:result/>, we open a
- * short stream to the remote's authoritative server on the inbound session's
- * worker, carry one <db:verify/>, and tell the inbound session the verdict.
- * The verification holds only a reference (net_ref) to the inbound session:
- * that session may be gone by the time the answer comes, and then the answer
- * is dropped. A struct verify lives until it has answered and neither a DNS
- * lookup nor a connection still points at it.
+ * inbound stream claims a (remote, local) pair with <db:result/>, we ask the
+ * remote's authoritative server over a stream of the inbound session's
+ * worker and tell the inbound session the verdict. Each worker keeps one
+ * such stream per remote domain (struct vstream) and sends it every key for
+ * that domain (XEP-0220 §2.3 allows several <db:verify/> on one stream):
+ * D domains piggybacked on one link cost one connection, not D. At most
+ * VERIFY_INFLIGHT_MAX keys are unanswered on a stream, the others wait
+ * (at most VERIFY_WAIT_MAX); answers are matched by from, to and id. The
+ * stream closes once nothing is unanswered or waiting. A struct verify
+ * holds only a reference (net_ref) to the inbound session: that session may
+ * be gone by the time the answer comes, and then the answer is dropped.
  *
  * The key travels under the same TLS policy as an outbound link to that
  * domain would (s2s_out_tls_policy()): where TLS is required, a pre-1.0
@@ -375,6 +379,15 @@ static void vs_on_answer(struct hubw *h, struct vstream *vs, struct sess *s, con
 	int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
 	verify_answer(h, v, res);
 	vs_pump(vs);
+	if (!vs->fly && !vs->wait) {
+		/* nothing more to ask: the stream is not kept open for keys
+		 * that may never come (the next one opens a new stream) */
+		vs->sess = NULL;
+		vs->ready = false;
+		s->key = NULL;
+		sess_sendf(s, "</stream:stream>");
+		net_close(s->c, true);
+	}
 }
 
 static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
