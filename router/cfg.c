@@ -1664,6 +1664,36 @@ static int random_secret(char *out, size_t cap)
 
 /* ---- public -------------------------------------------------------------- */
 
+/* [route] lookups happen on every verification and outbound link attempt:
+ * a hash index over c->routes, built once the file is read, then only read
+ * (by every worker, without locks). */
+static bool route_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	const struct cfg *c = ((const void *const *)ctx)[0];
+	const char *name = ((const void *const *)ctx)[1];
+	(void)h;
+	return strcmp(c->routes[i].name, name) == 0;
+}
+
+static uint32_t route_hash_at(const void *ctx, uint32_t i)
+{
+	const struct cfg *c = ((const void *const *)ctx)[0];
+	return pix_hash1(c->routes[i].name, strlen(c->routes[i].name));
+}
+
+static void route_index_build(struct cfg *c)
+{
+	const void *ctx[2] = {c, NULL};
+	pix_rebuild(&c->route_ix, (uint32_t)c->nroutes, route_hash_at, ctx);
+}
+
+const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain)
+{
+	const void *ctx[2] = {c, domain};
+	int64_t i = pix_find(&c->route_ix, (uint32_t)c->nroutes, pix_hash1(domain, strlen(domain)), route_eq, ctx);
+	return i < 0 ? NULL : &c->routes[i];
+}
+
 int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 {
 	struct parser p = {.c = c, .file = name ? name : "router.conf", .err = err, .cur = -1};
@@ -1698,6 +1728,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 	free(buf);
 	if (!p.oom) {
 		section_close(&p);
+		route_index_build(c);
 		c->policy = policy_tab_new(c); /* final_checks looks routes up in it */
 		final_checks(&p);
 		if (!c->dialback_secret[0] && random_secret(c->dialback_secret, sizeof(c->dialback_secret)) < 0)
@@ -1798,5 +1829,6 @@ void cfg_free(struct cfg *c)
 	free(c->remotes);
 	free(c->acl);
 	policy_tab_free(c->policy);
+	pix_free(&c->route_ix);
 	explicit_bzero(c, sizeof(*c));
 }

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include "net/proxy.h"
+#include "router/pix.h"
 
 #define CFG_NAME_MAX 256 /* a domain name, normalised */
 
@@ -140,6 +141,7 @@ struct cfg {
 	int ncomponents;
 	struct cfg_route *routes;
 	int nroutes;
+	struct pix route_ix; /* routes by name (router/pix.h), built by cfg_parse */
 };
 
 /* Parse text (name is used in messages). On error prints "NAME:LINE: message"
@@ -154,6 +156,8 @@ int cfg_load(struct cfg *c, const char *path, FILE *err);
  * "localhost", [domain localhost] without a certificate, and the component
  * echo.localhost with secret "secret". */
 int cfg_load_default(struct cfg *c, FILE *err);
+/* The [route] for a domain (normalised), or NULL: one hash probe. */
+const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain);
 void cfg_free(struct cfg *c);
 extern const char cfg_default_text[];
 

@@ -14,6 +14,7 @@
 #include "router/cfg.h"
 #include "router/met.h"
 #include "router/rt.h"
+#include "router/pix.h"
 
 /* RFC 6120 §4.9.3 stream errors the router sends (besides xml_err ones). */
 enum hub_serr {
@@ -54,6 +55,7 @@ enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
 enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
 struct pair {
 	char *remote, *local;
+	uint32_t hash; /* pix_hash2(remote, local): the key of sess.pix */
 	uint8_t state;
 	uint8_t retries; /* inbound: verifications started again after a refusal */
 };
@@ -69,10 +71,11 @@ struct sess {
 	char stream_id[128]; /* ours: 32 hex chars; a peer's may be longer (UUIDs) */
 	char *local;         /* component domain; s2s: our domain in the header */
 	char *remote;        /* s2s: the peer's domain */
-	struct pair *pairs;
+	struct pair *pairs;  /* in the order claimed; find them with pair_find() */
 	uint16_t npairs, cpairs;
+	struct pix pix;       /* index of pairs by (remote, local); none while few */
 	struct s2s_out *link; /* SESS_S2S_OUT */
-	char *key;            /* SESS_VERIFY: its struct verify (dialback.c); cleared before sess_free() */
+	char *key;            /* SESS_VERIFY: its struct vstream (dialback.c); cleared before sess_free() */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */
@@ -197,6 +200,13 @@ void s2s_shutdown(struct hubw *h);
 bool hub_serves(const char *domain, size_t n); /* a domain we are the server for */
 /* Outbound: is `local` authenticated on this link (XEP-0288 reverse traffic)? */
 bool s2s_out_pair_valid(struct sess *s, const char *local);
+
+/* pairs.c: the (remote, local) pairs of a session, hashed (router/pix.h) */
+struct pair *pair_find(const struct sess *s, const char *remote, const char *local);
+/* Find or append (control plane: aborts when out of memory). The pointer
+ * stays good until the next pair_add() on s. */
+struct pair *pair_add(struct sess *s, const char *remote, const char *local);
+void pairs_free(struct sess *s);
 
 /* comp.c */
 extern const struct net_conn_ops comp_ops;

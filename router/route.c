@@ -111,10 +111,14 @@ static int parse_one(const char *p, size_t n, struct xml_stanza *st)
 	return parse_next(p, n, st) == (long)n ? 0 : -1;
 }
 
+static bool route_serves(const struct rt_route *r)
+{
+	return r && (r->kind == RT_HUB || r->kind == RT_HOSTED || r->kind == RT_COMPONENT);
+}
+
 bool hub_serves(const char *domain, size_t n)
 {
-	const struct rt_route *r = rt_lookup(domain, n);
-	return r && (r->kind == RT_HUB || r->kind == RT_HOSTED || r->kind == RT_COMPONENT);
+	return route_serves(rt_lookup(domain, n));
 }
 
 /* May a component for `base` send from domain d? From its own domain, and
@@ -142,14 +146,6 @@ bool comp_from_allowed(const char *d, size_t dn, const char *base, size_t bn)
 		d = dot + 1;
 	}
 	return true;
-}
-
-static struct pair *find_pair(struct sess *s, const char *remote, const char *local)
-{
-	for (int i = 0; i < s->npairs; i++)
-		if (strcmp(s->pairs[i].remote, remote) == 0 && strcmp(s->pairs[i].local, local) == 0)
-			return &s->pairs[i];
-	return NULL;
 }
 
 static bool any_valid_pair_from(struct sess *s, const char *remote)
@@ -309,6 +305,9 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 	char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
 	int tl = st->to.n ? jid_domain(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) : -1;
 	int fl = st->from.n ? jid_domain(st->from, st->flags & XML_ST_FROM_ESC, fr, sizeof(fr)) : -1;
+	/* the `to` domain is decoded and looked up once, for the checks and
+	 * for routing alike */
+	const struct rt_route *r = tl > 0 ? rt_lookup(to, (size_t)tl) : NULL;
 
 	if (src && src->kind == SESS_S2S_IN) {
 		/* RFC 6120 §8.1.1.1 / §8.1.2.1: s2s stanzas carry both addresses */
@@ -316,11 +315,11 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			sess_stream_error(src, SERR_IMPROPER_ADDRESSING, NULL);
 			goto drop;
 		}
-		if (!hub_serves(to, (size_t)tl)) {
+		if (!route_serves(r)) {
 			sess_stream_error(src, SERR_HOST_UNKNOWN, NULL);
 			goto drop;
 		}
-		struct pair *pr = find_pair(src, fr, to);
+		struct pair *pr = pair_find(src, fr, to);
 		if (!pr || pr->state != PAIR_VALID) {
 			/* §4.9.3.10 invalid-from: the domain is not validated on this
 			 * stream; §4.9.3.7 host-unknown would name our side instead */
@@ -340,7 +339,7 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			sess_stream_error(src, SERR_INVALID_FROM, NULL);
 			goto drop;
 		}
-		if (!hub_serves(to, (size_t)tl) || !s2s_out_pair_valid(src, to)) {
+		if (!route_serves(r) || !s2s_out_pair_valid(src, to)) {
 			sess_stream_error(src, SERR_HOST_UNKNOWN, NULL);
 			goto drop;
 		}
@@ -371,7 +370,6 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", fr, to,
 		  (int)(st->id.n > 64 ? 64 : st->id.n), st->id.p ? st->id.p : "", (size_t)st->raw.n);
 
-	const struct rt_route *r = rt_lookup(to, (size_t)tl);
 	if (r) {
 		switch (r->kind) {
 		case RT_HUB:

@@ -62,15 +62,13 @@
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
 static void out_start_dialback(struct hubw *h, struct s2s_out *L);
+static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p);
 
 /* ---- static routes and resolution ---------------------------------- */
 
 static const struct cfg_route *static_route(const char *domain)
 {
-	for (int i = 0; i < hub_cfg->nroutes; i++)
-		if (strcmp(hub_cfg->routes[i].name, domain) == 0)
-			return &hub_cfg->routes[i];
-	return NULL;
+	return cfg_route_find(hub_cfg, domain); /* a hash probe, built at config load */
 }
 
 /* Fill targets from a [route]; returns true if the domain has one. */
@@ -144,12 +142,12 @@ void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain)
 	*nt = k;
 }
 
-void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v)
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs)
 {
 	struct dns_wait *dw = calloc(1, sizeof(*dw));
 	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
 	dw->link = L;
-	dw->v = v;
+	dw->vs = vs;
 	dw->req.cookie = dw;
 	MET_INC(h->m, dns_queries);
 	if (dns_submit(h->w, &dw->req) < 0) {
@@ -160,34 +158,17 @@ void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct v
 
 /* ---- outbound links ------------------------------------------------ */
 
-static uint32_t link_slot(struct hubw *h, const char *remote)
-{
-	return rt_hash(remote, strlen(remote)) & (h->nlinks_cap - 1);
-}
-
 static struct s2s_out *link_find(struct hubw *h, const char *remote)
 {
-	if (!h->nlinks_cap)
-		return NULL;
-	for (struct s2s_out *L = h->links[link_slot(h, remote)]; L; L = L->hnext)
-		if (strcmp(L->remote, remote) == 0)
-			return L;
-	return NULL;
+	return s2s_links_find(h, remote);
 }
 
 static struct s2s_out *link_new(struct hubw *h, const char *remote)
 {
-	if (!h->nlinks_cap) {
-		h->nlinks_cap = 1024;
-		h->links = calloc(h->nlinks_cap, sizeof(*h->links));
-	}
-	struct s2s_out *L = calloc(1, sizeof(*L));
-	L->remote = strdup(remote);
+	struct s2s_out *L = xcalloc(1, sizeof(*L));
+	L->remote = xstrdup(remote);
 	L->last_activity = net_now_ms();
-	uint32_t s = link_slot(h, remote);
-	L->hnext = h->links[s];
-	h->links[s] = L;
-	h->nlinks++;
+	s2s_links_add(h, L);
 	return L;
 }
 
@@ -198,12 +179,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 	if (!L->unlinked) {
 		L->unlinked = true;
 		if (!L->parent) {
-			struct s2s_out **pp = &h->links[link_slot(h, L->remote)];
-			while (*pp && *pp != L)
-				pp = &(*pp)->hnext;
-			if (*pp)
-				*pp = L->hnext;
-			h->nlinks--;
+			s2s_links_del(h, L);
 			rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
 		}
 		if (L->sess) { /* e.g. an alt still connected while its parent goes */
@@ -232,19 +208,52 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 		free(L->lp[i].local);
 	}
 	free(L->lp);
+	pix_free(&L->lpix);
 	free(L->remote);
 	free(L);
 }
 
+static bool lpair_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	const struct s2s_out *L = ((const void *const *)ctx)[0];
+	const char *local = ((const void *const *)ctx)[1];
+	return L->lp[i].hash == h && strcmp(L->lp[i].local, local) == 0;
+}
+
+static uint32_t lpair_hash_at(const void *ctx, uint32_t i)
+{
+	const struct s2s_out *L = ((const void *const *)ctx)[0];
+	return L->lp[i].hash;
+}
+
+/* The pair of local domain `local` on L, or NULL: a hash probe (pix.h),
+ * since a link may carry thousands of local domains and every stanza to
+ * the remote looks its pair up. */
+static struct lpair *link_pair_find(const struct s2s_out *L, const char *local)
+{
+	const void *ctx[2] = {L, local};
+	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, pix_hash1(local, strlen(local)), lpair_eq, ctx);
+	return i < 0 ? NULL : &L->lp[i];
+}
+
+/* Find or add (control plane: aborts when out of memory). */
 static struct lpair *link_pair(struct s2s_out *L, const char *local)
 {
-	for (int i = 0; i < L->nlp; i++)
-		if (strcmp(L->lp[i].local, local) == 0)
-			return &L->lp[i];
-	L->lp = realloc(L->lp, (size_t)(L->nlp + 1) * sizeof(*L->lp));
-	struct lpair *p = &L->lp[L->nlp++];
+	uint32_t h = pix_hash1(local, strlen(local));
+	const void *ctx[2] = {L, local};
+	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, h, lpair_eq, ctx);
+	if (i >= 0)
+		return &L->lp[i];
+	if (L->nlp == L->clp) {
+		L->clp = L->clp ? L->clp * 2 : 1;
+		L->lp = xrealloc(L->lp, (size_t)L->clp * sizeof(*L->lp));
+	}
+	struct lpair *p = &L->lp[L->nlp];
 	memset(p, 0, sizeof(*p));
-	p->local = strdup(local);
+	p->local = xstrdup(local);
+	p->hash = h;
+	pix_added(&L->lpix, (uint32_t)L->nlp, h, lpair_hash_at, ctx);
+	L->nlp++;
 	return p;
 }
 
@@ -296,6 +305,11 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	/* a valid pair sends straight to the stream: its queue is only for
+	 * the next time the link comes up, so do not keep it per idle link */
+	free(p->q);
+	p->q = NULL;
+	p->qcap = 0;
 }
 
 static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
@@ -457,7 +471,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	if (L->state == L_IDLE)
 		link_start(h, L);
 	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess && L->sess->got_features)
-		out_start_dialback(h, L);
+		out_start_pair(h, L, pr); /* the others are on their way already */
 	return;
 bounce:
 	route_bounce_raw(h, p, n, bounce);
@@ -530,7 +544,7 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->parent = L;
 	A->last_activity = net_now_ms();
 	A->lp = calloc(1, sizeof(*A->lp));
-	A->nlp = 1;
+	A->nlp = A->clp = 1;
 	A->lp[0] = *p; /* the queue moves */
 	A->lp[0].local = strdup(p->local);
 	A->lp[0].alt = NULL;
@@ -545,25 +559,28 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	link_start(h, A);
 }
 
+static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	if (p->state != PAIR_NONE || p->alt)
+		return;
+	if (L->peer_dialback) {
+		send_db_result(h, L, p);
+	} else if (!L->parent) {
+		pair_to_alt(h, L, p);
+	} else {
+		/* a link of its own already, and neither SASL nor dialback */
+		log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate", p->local,
+			 L->remote);
+		p->state = PAIR_INVALID;
+		p->since = net_now_ms();
+		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+	}
+}
+
 static void out_start_dialback(struct hubw *h, struct s2s_out *L)
 {
-	for (int i = 0; i < L->nlp; i++) {
-		struct lpair *p = &L->lp[i];
-		if (p->state != PAIR_NONE || p->alt)
-			continue;
-		if (L->peer_dialback) {
-			send_db_result(h, L, p);
-		} else if (!L->parent) {
-			pair_to_alt(h, L, p);
-		} else {
-			/* a link of its own already, and neither SASL nor dialback */
-			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate",
-				 p->local, L->remote);
-			p->state = PAIR_INVALID;
-			p->since = net_now_ms();
-			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
-		}
-	}
+	for (int i = 0; i < L->nlp; i++)
+		out_start_pair(h, L, &L->lp[i]);
 }
 
 static void out_give_up(struct hubw *h, struct sess *s, const char *why)
@@ -754,11 +771,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 {
 	struct s2s_out *L = s->link;
 	s->sasl_sent = false;
-	struct lpair *p = NULL;
-	if (L)
-		for (int i = 0; i < L->nlp; i++)
-			if (s->sasl_domain && strcmp(L->lp[i].local, s->sasl_domain) == 0)
-				p = &L->lp[i];
+	struct lpair *p = L && s->sasl_domain ? link_pair_find(L, s->sasl_domain) : NULL;
 	if (ok) {
 		/* RFC 6120 §6.4.6: the stream restarts */
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (SASL EXTERNAL)", s->sasl_domain, s->remote);
@@ -820,10 +833,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 		sess_stream_error(s, SERR_BAD_FORMAT, "db:result type is valid, invalid or error");
 		return;
 	}
-	struct lpair *p = NULL;
-	for (int i = 0; i < L->nlp; i++)
-		if (strcmp(L->lp[i].local, local) == 0)
-			p = &L->lp[i];
+	struct lpair *p = link_pair_find(L, local);
 	if (!p || p->state != PAIR_PENDING)
 		return; /* nothing asked: an answer to no question changes nothing */
 	if (valid) {
@@ -1010,10 +1020,8 @@ bool s2s_out_pair_valid(struct sess *s, const char *local)
 	struct s2s_out *L = s->link;
 	if (!L)
 		return false;
-	for (int i = 0; i < L->nlp; i++)
-		if (L->lp[i].state == PAIR_VALID && strcmp(L->lp[i].local, local) == 0)
-			return true;
-	return false;
+	const struct lpair *p = link_pair_find(L, local);
+	return p && p->state == PAIR_VALID;
 }
 
 void s2s_on_dns(struct hubw *h, struct dns_req *r)
@@ -1035,8 +1043,8 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 			s2s_drop_private_targets(L->t, &L->nt, L->remote);
 			link_try_next(h, L);
 		}
-	} else if (dw->v) {
-		db_verify_on_dns(h, dw->v, r);
+	} else if (dw->vs) {
+		db_verify_on_dns(h, dw->vs, r);
 	}
 	free(dw);
 }
@@ -1112,6 +1120,7 @@ void s2s_tick(struct hubw *h, uint64_t now)
 			link_tick(h, L, now);
 		}
 	}
+	db_tick(h, now);
 }
 
 static void link_shutdown(struct hubw *h, struct s2s_out *L)

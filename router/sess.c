@@ -65,11 +65,7 @@ void sess_free(struct sess *s)
 		met_conn_close(hubw_of(s->c->w)->m, &s->ml);
 		log_ctx_leave(s->c->id);
 	}
-	for (int i = 0; i < s->npairs; i++) {
-		free(s->pairs[i].remote);
-		free(s->pairs[i].local);
-	}
-	free(s->pairs);
+	pairs_free(s);
 	free(s->local);
 	free(s->remote);
 	free(s->key);
