@@ -1605,6 +1605,8 @@ static void *worker_main(void *arg)
 		}
 		io_uring_cq_advance(&w->ring, n);
 		drain_msgs(w);
+		if (cfg.on_turn)
+			cfg.on_turn(w);
 		if (w->nresumed)
 			run_resumed(w);
 		if (w->nobufs_wait && w->bufs_out < w->nbufs - w->nbufs / 4)

@@ -110,10 +110,16 @@ static void on_msg(struct net_worker *w, struct net_msg *m)
 static void on_tick(struct net_worker *w, uint64_t now)
 {
 	static __thread uint64_t last;
+	flow_tick(hubw_of(w), now);
 	if (now - last < 1000)
 		return;
 	last = now;
 	s2s_tick(hubw_of(w), now);
+}
+
+static void on_turn(struct net_worker *w)
+{
+	flow_turn(hubw_of(w));
 }
 
 static void shutdown_conn(struct net_conn *c, void *arg)
@@ -267,6 +273,7 @@ int main(int argc, char **argv)
 		.on_msg = on_msg,
 		.on_accept = on_accept,
 		.on_tick = on_tick,
+		.on_turn = on_turn,
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 	net_init(&nc);

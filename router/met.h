@@ -37,13 +37,29 @@
 	X(dns_failures, "DNS queries that failed")                                            \
 	X(tls_handshakes, "TLS handshakes completed")                                         \
 	X(tls_failures, "TLS handshakes that failed")                                         \
-	X(send_queue_full, "stanzas refused because a queue was full")
+	X(send_queue_full, "stanzas refused because a queue was full")                        \
+	X(flow_waited, "stanzas that waited for a full destination")                          \
+	X(flow_pauses, "times a source was paused for a full destination")                    \
+	X(flow_ring_waits, "messages that waited for a full worker ring")                     \
+	X(flow_stall_bounced, "stanzas bounced: destination stalled for stall_timeout")
 
 struct met_worker {
 #define MET_FIELD(name, help) uint64_t name;
 	MET_COUNTERS(MET_FIELD)
 #undef MET_FIELD
-	uint64_t conns_open; /* gauge */
+	uint64_t conns_open;          /* gauge */
+	uint64_t flow_paused_sources; /* gauge: connections of this worker not read now */
+	uint64_t flow_queue_bytes;    /* gauge: bytes waiting in this worker's flow queues */
+	uint64_t flow_queue_stanzas;  /* gauge: stanzas waiting there */
+	/* the deepest flow queues, published by the worker once a tick
+	 * (met_flow_publish) under flow_seq: odd while it writes */
+	uint64_t flow_seq;
+	uint32_t flow_n;
+	struct met_flow {
+		char dest[64]; /* destination domain (truncated) */
+		uint64_t stanzas, bytes;
+		uint32_t paused; /* sources paused for it */
+	} flow[8];
 	char pad[64];
 } __attribute__((aligned(64))); /* blocks never share a cache line */
 
@@ -51,6 +67,10 @@ struct met_worker {
 #define MET_ADD(w, field, n) __atomic_store_n(&(w)->field, (w)->field + (uint64_t)(n), __ATOMIC_RELAXED)
 #define MET_INC(w, field)    MET_ADD(w, field, 1)
 #define MET_DEC(w, field)    MET_ADD(w, field, -1) /* gauges only (conns_open) */
+
+#define MET_FLOW_TOP 8
+/* Publish the worker's deepest flow queues (at most MET_FLOW_TOP). */
+void met_flow_publish(struct met_worker *w, const struct met_flow *f, int n);
 
 /* Allocate n per-worker blocks (index n is the control thread's), zeroed, and
  * start the uptime clock. Call before any thread uses met_of; calling it again

@@ -178,9 +178,12 @@ static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p
 static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
-		/* the queue's reference moves to the connection's queue */
-		if (net_send_slice_take(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0) {
-			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
+		/* the queue's reference moves to the connection's queue, or
+		 * waits in its flow queue when that is full */
+		enum hub_sterr why;
+		if (flow_send(h, L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
+			      &why) < 0) {
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, why);
 			net_buf_unref(h->w, p->q[k].b);
 		} else {
 			MET_INC(h->m, stanzas_routed);
@@ -265,8 +268,10 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, L->nt ? "no address could be reached" : "no address");
 }
 
-/* A stanza for `remote` from our domain `local`. Consumes the reference on b. */
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n)
+/* A stanza for `remote` from our domain `local`, read from src (flow.c
+ * pauses it when the link does not keep up). Consumes the reference on b. */
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
+		      struct net_ref src)
 {
 	struct s2s_out *L = link_find(h, remote);
 	enum hub_sterr bounce;
@@ -287,14 +292,18 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		pr = &L->lp[0];
 		L->last_activity = net_now_ms();
 	}
-	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
-		if (net_send_slice_take(L->sess->c, b, p, n) < 0) {
-			MET_INC(h->m, send_queue_full);
-			bounce = STERR_RESOURCE_CONSTRAINT;
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
+		enum hub_sterr why;
+		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
+		if (rc == 0) {
+			MET_INC(h->m, stanzas_routed);
+			return;
+		}
+		if (rc != -EPIPE) {
+			bounce = why;
 			goto bounce;
 		}
-		MET_INC(h->m, stanzas_routed);
-		return;
+		/* the stream is closing: queue for the next one */
 	}
 	if (L->state == L_BACKOFF) {
 		if (net_now_ms() < L->retry_at) {
@@ -664,6 +673,7 @@ static void out_on_close(struct net_conn *c, int err)
 		}
 	}
 	log_debug(c->id, "s2s out %s closed (%d)", s->remote, err);
+	flow_close(h, s); /* what waited for it is queued for the next stream */
 	sess_free(s);
 }
 
@@ -683,6 +693,11 @@ static void out_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, 
 		s->link = NULL;
 	}
 	route_raw(h, b, p, n);
+}
+
+static void out_on_drain(struct net_conn *c)
+{
+	flow_drain(hubw_of(c->w), c->user);
 }
 
 static void out_on_timer(struct net_conn *c)
@@ -712,6 +727,7 @@ const struct net_conn_ops s2s_out_ops = {
 	.on_unsent = out_on_unsent,
 	.on_close = out_on_close,
 	.on_timer = out_on_timer,
+	.on_drain = out_on_drain,
 };
 
 bool s2s_out_pair_valid(struct sess *s, const char *local)

@@ -59,8 +59,11 @@ void sess_free(struct sess *s)
 {
 	if (!s)
 		return;
-	if (s->c)
+	if (s->c) {
 		MET_DEC(hubw_of(s->c->w)->m, conns_open);
+		flow_sess_gone(hubw_of(s->c->w), s);
+		flow_close(hubw_of(s->c->w), s);
+	}
 	for (int i = 0; i < s->npairs; i++) {
 		free(s->pairs[i].remote);
 		free(s->pairs[i].local);
@@ -283,6 +286,11 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 	struct hubw *h = hubw_of(c->w);
 	size_t off = 0;
 	MET_ADD(h->m, bytes_in, n);
+	/* A pause (flow control) does not stop this loop: the rest of this
+	 * buffer is routed (flow queues absorb it, at most one receive buffer
+	 * per source) and the pause holds back what arrives after it. Bytes left
+	 * unconsumed here would sit in net's incomplete-unit buffer, which is
+	 * bounded by max_pending. */
 	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
