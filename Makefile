@@ -28,12 +28,20 @@ CFLAGS  += $(shell pkg-config --cflags $(PKGS)) $(WOLF_CFLAGS)
 LIBS    := $(shell pkg-config --libs $(PKGS)) $(WOLF_LIBS) -lexpat -lpthread -lm
 MALLOC  ?= -ljemalloc
 
-LIB_SRC   := $(filter-out router/main.c,$(wildcard xml/*.c net/*.c router/*.c))
-BENCH_SRC := $(wildcard bench/*.c)
-TEST_SRC  := $(wildcard tests/unit/test_*.c)
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
-TESTS     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# One static library per folder; a binary links the libraries it needs and the
+# linker takes from them only the objects it uses. Sources are found by
+# wildcard, so a new .c file in a folder is built without editing this file.
+XML_SRC    := $(wildcard xml/*.c)
+NET_SRC    := $(wildcard net/*.c)
+ROUTER_SRC := $(filter-out router/main.c,$(wildcard router/*.c))
+BENCH_SRC  := $(wildcard bench/*.c)
+TEST_SRC   := $(wildcard tests/unit/test_*.c)
+LIBXML     := $(BUILD)/libxml.a
+LIBNET     := $(BUILD)/libnet.a
+LIBROUTER  := $(BUILD)/librouter.a
+# in link order: router uses net and xml, net uses neither
+ALL_LIBS   := $(LIBROUTER) $(LIBNET) $(LIBXML)
+TESTS      := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: fedhub fedhub-bench
 
@@ -54,13 +62,20 @@ fedhub: $(BUILD)/fedhub
 fedhub-bench: $(BUILD)/fedhub-bench
 	ln -sf $< $@
 
-$(BUILD)/fedhub: $(BUILD)/router/main.o $(LIB_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(MALLOC)
-$(BUILD)/fedhub-bench: $(BENCH_OBJ) $(LIB_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) $(MALLOC)
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+$(LIBXML): $(XML_SRC:%.c=$(BUILD)/%.o)
+$(LIBNET): $(NET_SRC:%.c=$(BUILD)/%.o)
+$(LIBROUTER): $(ROUTER_SRC:%.c=$(BUILD)/%.o)
+$(ALL_LIBS):
+	@rm -f $@
+	$(AR) rcs $@ $(filter %.o,$^)
+
+$(BUILD)/fedhub: $(BUILD)/router/main.o $(ALL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) $(MALLOC)
+$(BUILD)/fedhub-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBNET) $(LIBXML)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) $(MALLOC)
+$(BUILD)/tests/%: tests/unit/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka $(MALLOC)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) -lcmocka $(MALLOC)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -82,13 +97,16 @@ asan:
 tsan:
 	$(MAKE) BUILD=build/tsan OPT="-O1 -g -fsanitize=thread" MALLOC= build/tsan/fedhub unit-tests
 
+# libFuzzer targets: the three libraries are rebuilt with clang, coverage
+# instrumentation and ASan + UBSan in build/fuzz; each target links them and
+# so takes only the code it exercises.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-build/fuzz/%: tests/fuzz/%.c $(wildcard xml/*.c)
-	@mkdir -p build/fuzz
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I. $(shell pkg-config --cflags mxml) \
-		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-o $@ $^ $(shell pkg-config --libs mxml) -lexpat
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+fuzz:
+	$(MAKE) CC=clang BUILD=build/fuzz OPT="-g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link" MALLOC= \
+		$(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(ALL_LIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 clean:
 	rm -rf build fedhub fedhub-bench

@@ -9,9 +9,8 @@
  *   engine.c  the io_uring loop: connections, XMPP streams, traffic, accounting
  *   hist.c    log-linear latency histogram
  *   many.c    the many-domains series (runs of the engine against fedhub)
- *   weak.c    "not built" fallbacks for scenarios provided by other files
- * Other benchmark files (tok_bench.c, tls_bench.c, net_relay.c) plug in
- * through the entry points declared at the end.
+ *   tok_bench.c, tls_bench.c, net_relay.c  the other scenarios, through the
+ *             entry points declared at the end
  */
 #ifndef FEDHUB_BENCH_H
 #define FEDHUB_BENCH_H

@@ -46,6 +46,21 @@ static int parse_v2(const unsigned char *p, size_t n, struct sockaddr_in6 *src)
 	return (int)(16 + len);
 }
 
+/* A v1 port: decimal, 0..65535 (strtol would also take "+1" or " 1"). */
+static int v1_port(const char *s)
+{
+	size_t n = strlen(s);
+	int v = 0;
+	if (n == 0 || n > 5)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v <= 65535 ? v : -1;
+}
+
 static int parse_v1(const char *p, size_t n, struct sockaddr_in6 *src)
 {
 	const char *end = memchr(p, '\n', n < 108 ? n : 108);
@@ -57,6 +72,9 @@ static int parse_v1(const char *p, size_t n, struct sockaddr_in6 *src)
 	size_t len = (size_t)(end - 1 - p);
 	memcpy(line, p, len);
 	line[len] = 0;
+	for (size_t i = 0; i < len; i++)
+		if (line[i] < 0x20 || line[i] > 0x7e)
+			return -1; /* the v1 header is US-ASCII text; a NUL would cut it short */
 	memset(src, 0, sizeof(*src));
 	char *save = NULL, *tok = strtok_r(line, " ", &save);
 	if (!tok || strcmp(tok, "PROXY"))
@@ -70,9 +88,8 @@ static int parse_v1(const char *p, size_t n, struct sockaddr_in6 *src)
 	char *sp = strtok_r(NULL, " ", &save), *dp = strtok_r(NULL, " ", &save);
 	if (!sa || !da || !sp || !dp || strtok_r(NULL, " ", &save))
 		return -1;
-	char *e;
-	long port = strtol(sp, &e, 10);
-	if (*e || port < 0 || port > 65535 || strtol(dp, &e, 10) < 0 || *e)
+	int port = v1_port(sp);
+	if (port < 0 || v1_port(dp) < 0)
 		return -1;
 	if (!strcmp(proto, "TCP4")) {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)src;

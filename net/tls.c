@@ -27,9 +27,9 @@
  * Verification. wolfSSL verifies the chain against the CA bundle, dates and
  * extended key usage; our verify callback records the outcome and, at depth 0,
  * extracts the leaf's identities (dNSName, SRV-ID and XmppAddr otherNames, CN
- * only when there is no SAN) with a small bounds-checked DER reader, because
- * wolfSSL does not expose otherName SANs. The identities are kept as a compact
- * blob so tls_peer_verify_domain() can answer for every domain pair
+ * only when there is no SAN) with net/x509.c, because wolfSSL does not expose
+ * otherName SANs. The identities are kept as x509's compact blob so
+ * tls_peer_verify_domain() can answer for every domain pair
  * multiplexed on a link (XEP-0288 / dialback piggybacking), and so a resumed
  * outbound session — which carries no certificate — still knows whom it
  * talks to: the session cache stores the blob beside the ticket.
@@ -47,19 +47,18 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
-#include <idn2.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
 
 #include "net/tls.h"
+#include "net/x509.h"
 
 /* The peer's identities are read in the verify callback at depth 0, which
  * wolfSSL calls on success only with this (both the Debian package and
@@ -78,10 +77,6 @@
 /* header 5 + AEAD tag 16 + TLS 1.2 explicit nonce 8 or TLS 1.3 type byte 1, rounded up */
 #define TLS_RECORD_OVERHEAD 32
 #define TLS_NAME_MAX        253
-#define TLS_IDENT_MAX       4096 /* identities kept per peer certificate */
-
-/* Identity blob entries: [kind][len][bytes], kinds below. */
-enum { ID_DNS = 'D', ID_SRV = 'S', ID_XMPP = 'X', ID_CN = 'C' };
 
 struct tls_cert {
 	uint8_t *chain; /* leaf then intermediates, DER, concatenated */
@@ -128,7 +123,7 @@ struct tls_conn {
 	struct tls_ctx *ctx;
 	WOLFSSL *ssl;
 	struct tls_buf in, out;
-	uint8_t *ident;        /* peer identities, see ID_* */
+	uint8_t *ident;        /* peer identities, an x509_ids blob */
 	uint8_t *resume_ident; /* from the session cache, used if resumed */
 	char *sess_key;        /* client: session cache key */
 	char *remote;          /* client: the domain dialled; server: the stream's `to`,
@@ -176,11 +171,6 @@ static int tls_canon(const char *in, char out[TLS_NAME_MAX + 1])
 	}
 	out[n] = 0;
 	return (int)n;
-}
-
-static bool tls_ieq(const char *a, size_t an, const char *b, size_t bn)
-{
-	return an == bn && strncasecmp(a, b, an) == 0;
 }
 
 static int tls_buf_reserve(struct tls_buf *b, size_t more)
@@ -247,243 +237,6 @@ static char *tls_read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* ------------------------------------------------------------ DER reader */
-
-/*
- * One TLV at *p (definite lengths, low tag numbers only — all X.509 needs).
- * Returns 0 and advances *p past it, or -1 if it does not fit in [*p, end).
- */
-static int der_tlv(const uint8_t **p, const uint8_t *end, uint8_t *tag, const uint8_t **val, size_t *len)
-{
-	const uint8_t *q = *p;
-	if (end - q < 2)
-		return -1;
-	*tag = *q++;
-	if ((*tag & 0x1f) == 0x1f)
-		return -1;
-	size_t l = *q++;
-	if (l & 0x80) {
-		unsigned nb = l & 0x7f;
-		if (nb == 0 || nb > 4 || (size_t)(end - q) < nb)
-			return -1;
-		l = 0;
-		while (nb--)
-			l = (l << 8) | *q++;
-	}
-	if (l > (size_t)(end - q))
-		return -1;
-	*val = q;
-	*len = l;
-	*p = q + l;
-	return 0;
-}
-
-/* Expect a TLV with the given tag; same contract as der_tlv. */
-static int der_expect(const uint8_t **p, const uint8_t *end, uint8_t want, const uint8_t **val, size_t *len)
-{
-	uint8_t tag;
-	const uint8_t *save = *p;
-	if (der_tlv(p, end, &tag, val, len) < 0 || tag != want) {
-		*p = save;
-		return -1;
-	}
-	return 0;
-}
-
-static const uint8_t OID_SAN[] = {0x55, 0x1d, 0x11};               /* 2.5.29.17 */
-static const uint8_t OID_CN[] = {0x55, 0x04, 0x03};                /* 2.5.4.3 */
-static const uint8_t OID_XMPPADDR[] = {0x2b, 6, 1, 5, 5, 7, 8, 5}; /* id-on-xmppAddr */
-static const uint8_t OID_SRVNAME[] = {0x2b, 6, 1, 5, 5, 7, 8, 7};  /* id-on-dnsSRV */
-
-#define OID_IS(v, n, oid) ((n) == sizeof(oid) && memcmp((v), (oid), sizeof(oid)) == 0)
-
-typedef void (*tls_ident_fn)(void *arg, int kind, const uint8_t *s, size_t n);
-
-/* RFC 5280 GeneralNames: dNSName [2], otherName [0] for xmppAddr / SRVName. */
-static int der_san(const uint8_t *v, size_t n, tls_ident_fn fn, void *arg)
-{
-	const uint8_t *p = v, *end = v + n, *seq, *gn;
-	size_t seqn, gnl;
-	uint8_t tag;
-	if (der_expect(&p, end, 0x30, &seq, &seqn) < 0)
-		return -1;
-	p = seq;
-	end = seq + seqn;
-	while (p < end) {
-		if (der_tlv(&p, end, &tag, &gn, &gnl) < 0)
-			return -1;
-		if (tag == 0x82) {
-			fn(arg, ID_DNS, gn, gnl);
-		} else if (tag == 0xa0) {
-			/* otherName ::= SEQUENCE { type-id OID, value [0] EXPLICIT ANY } (implicit SEQ) */
-			const uint8_t *q = gn, *qe = gn + gnl, *oid, *ex, *s;
-			size_t oidn, exn, sn;
-			uint8_t st;
-			if (der_expect(&q, qe, 0x06, &oid, &oidn) < 0 || der_expect(&q, qe, 0xa0, &ex, &exn) < 0)
-				return -1;
-			const uint8_t *r = ex;
-			if (der_tlv(&r, ex + exn, &st, &s, &sn) < 0)
-				return -1;
-			if (OID_IS(oid, oidn, OID_XMPPADDR) && st == 0x0c) /* UTF8String */
-				fn(arg, ID_XMPP, s, sn);
-			else if (OID_IS(oid, oidn, OID_SRVNAME) && st == 0x16) /* IA5String */
-				fn(arg, ID_SRV, s, sn);
-		}
-	}
-	return 0;
-}
-
-/*
- * Walk a certificate: report SAN identities, and the subject CN only when the
- * certificate has no subjectAltName (RFC 6125 §6.4.4). Returns 0 or -1.
- */
-static int der_cert_idents(const uint8_t *der, size_t len, tls_ident_fn fn, void *arg)
-{
-	const uint8_t *p = der, *end = der + len, *cert, *tbs, *v, *subj = NULL;
-	size_t certn, tbsn, vn, subjn = 0;
-	uint8_t tag;
-	bool have_san = false;
-
-	if (der_expect(&p, end, 0x30, &cert, &certn) < 0)
-		return -1;
-	p = cert;
-	if (der_expect(&p, cert + certn, 0x30, &tbs, &tbsn) < 0)
-		return -1;
-	p = tbs;
-	end = tbs + tbsn;
-	der_expect(&p, end, 0xa0, &v, &vn);                 /* version, optional */
-	if (der_expect(&p, end, 0x02, &v, &vn) < 0 ||       /* serial */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||       /* signature alg */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||       /* issuer */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0 ||       /* validity */
-	    der_expect(&p, end, 0x30, &subj, &subjn) < 0 || /* subject */
-	    der_expect(&p, end, 0x30, &v, &vn) < 0)         /* SPKI */
-		return -1;
-	while (p < end) {
-		if (der_tlv(&p, end, &tag, &v, &vn) < 0)
-			return -1;
-		if (tag != 0xa3) /* [1], [2] unique ids */
-			continue;
-		const uint8_t *q = v, *exts, *ext;
-		size_t extsn, extn;
-		if (der_expect(&q, v + vn, 0x30, &exts, &extsn) < 0)
-			return -1;
-		q = exts;
-		while (q < exts + extsn) {
-			const uint8_t *r, *oid, *val;
-			size_t oidn, valn;
-			if (der_expect(&q, exts + extsn, 0x30, &ext, &extn) < 0)
-				return -1;
-			r = ext;
-			if (der_expect(&r, ext + extn, 0x06, &oid, &oidn) < 0)
-				return -1;
-			der_expect(&r, ext + extn, 0x01, &val, &valn); /* critical, optional */
-			if (der_expect(&r, ext + extn, 0x04, &val, &valn) < 0)
-				return -1;
-			if (OID_IS(oid, oidn, OID_SAN)) {
-				have_san = true;
-				if (der_san(val, valn, fn, arg) < 0)
-					return -1;
-			}
-		}
-	}
-	if (have_san)
-		return 0;
-	/* Name ::= SEQUENCE OF SET OF SEQUENCE { OID, value } */
-	p = subj;
-	end = subj + subjn;
-	while (p < end) {
-		const uint8_t *set, *atv, *oid, *s;
-		size_t setn, atvn, oidn, sn;
-		if (der_expect(&p, end, 0x31, &set, &setn) < 0)
-			return -1;
-		const uint8_t *q = set;
-		while (q < set + setn) {
-			if (der_expect(&q, set + setn, 0x30, &atv, &atvn) < 0)
-				return -1;
-			const uint8_t *r = atv;
-			if (der_expect(&r, atv + atvn, 0x06, &oid, &oidn) < 0 ||
-			    der_tlv(&r, atv + atvn, &tag, &s, &sn) < 0)
-				return -1;
-			if (OID_IS(oid, oidn, OID_CN))
-				fn(arg, ID_CN, s, sn);
-		}
-	}
-	return 0;
-}
-
-/*
- * Does the private key (DER) carry the certificate's public key? EC keys
- * (SEC1 / PKCS#8, as openssl and wolfSSL write them) embed the public point;
- * RSA keys embed the modulus. A byte search for it is enough to catch a key
- * file paired with the wrong certificate, which wolfSSL's own check misses
- * in some builds. Returns 1 match, 0 mismatch, -1 cannot tell.
- */
-static int der_key_matches_cert(const uint8_t *cert, size_t certn, const uint8_t *key, size_t keyn)
-{
-	const uint8_t *p = cert, *end = cert + certn, *c, *tbs, *v, *spki = NULL;
-	size_t cn, tbsn, vn, spkin = 0;
-	if (der_expect(&p, end, 0x30, &c, &cn) < 0)
-		return -1;
-	p = c;
-	if (der_expect(&p, c + cn, 0x30, &tbs, &tbsn) < 0)
-		return -1;
-	p = tbs;
-	end = tbs + tbsn;
-	der_expect(&p, end, 0xa0, &v, &vn);
-	for (int i = 0; i < 5; i++) /* serial, sigalg, issuer, validity, subject */
-		if (der_tlv(&p, end, &(uint8_t){0}, &v, &vn) < 0)
-			return -1;
-	if (der_expect(&p, end, 0x30, &spki, &spkin) < 0)
-		return -1;
-	p = spki;
-	const uint8_t *bits;
-	size_t bitsn;
-	if (der_expect(&p, spki + spkin, 0x30, &v, &vn) < 0 || der_expect(&p, spki + spkin, 0x03, &bits, &bitsn) < 0 ||
-	    bitsn < 2)
-		return -1;
-	bits++, bitsn--;       /* unused-bits octet */
-	if (bits[0] == 0x30) { /* RSAPublicKey: look for the modulus */
-		const uint8_t *q = bits, *rsa, *mod;
-		size_t rsan, modn;
-		if (der_expect(&q, bits + bitsn, 0x30, &rsa, &rsan) < 0)
-			return -1;
-		q = rsa;
-		if (der_expect(&q, rsa + rsan, 0x02, &mod, &modn) < 0)
-			return -1;
-		bits = mod, bitsn = modn;
-	}
-	if (bitsn < 32)
-		return -1;
-	if (memmem(key, keyn, bits, bitsn))
-		return 1;
-	if (bits[0] != 0x04)
-		return 0; /* RSA: the modulus is always in the private key */
-	/* EC: a key that carries some other public point is the wrong key; one
-	 * written without its public point proves nothing. */
-	uint8_t hdr[4] = {0x03, (uint8_t)(bitsn + 1), 0x00, 0x04};
-	if (bitsn + 1 >= 0x80)
-		return -1;
-	return memmem(key, keyn, hdr, sizeof(hdr)) ? 0 : -1;
-}
-
-struct ident_acc {
-	uint8_t buf[TLS_IDENT_MAX];
-	size_t len;
-};
-
-static void ident_add(void *arg, int kind, const uint8_t *s, size_t n)
-{
-	struct ident_acc *a = arg;
-	/* names longer than a DNS name, or with NULs, identify nothing we would match */
-	if (n == 0 || n > 255 || memchr(s, 0, n) || a->len + 2 + n > sizeof(a->buf))
-		return;
-	a->buf[a->len++] = (uint8_t)kind;
-	a->buf[a->len++] = (uint8_t)n;
-	memcpy(a->buf + a->len, s, n);
-	a->len += n;
-}
-
 static void tls_cert_free(struct tls_cert *cert)
 {
 	if (!cert)
@@ -493,88 +246,6 @@ static void tls_cert_free(struct tls_cert *cert)
 	free(cert->key);
 	free(cert->chain);
 	free(cert);
-}
-
-/* ------------------------------------------------------- name matching */
-
-int tls_dns_id_match(const char *pat, size_t plen, const char *domain)
-{
-	size_t dlen = strlen(domain);
-	if (dlen && domain[dlen - 1] == '.')
-		dlen--;
-	if (plen && pat[plen - 1] == '.')
-		plen--;
-	if (plen == 0 || dlen == 0 || memchr(domain, '*', dlen))
-		return 0;
-	if (plen > 2 && pat[0] == '*' && pat[1] == '.') {
-		/* RFC 6125 §6.4.3: '*' only as the complete left-most label, standing
-		 * for exactly one label; "*.com"-like two-label patterns are refused. */
-		const char *rest = pat + 2;
-		size_t rn = plen - 2;
-		if (memchr(rest, '*', rn) || !memchr(rest, '.', rn))
-			return 0;
-		const char *dot = memchr(domain, '.', dlen);
-		if (!dot || dot == domain)
-			return 0;
-		return tls_ieq(rest, rn, dot + 1, dlen - (size_t)(dot + 1 - domain));
-	}
-	if (memchr(pat, '*', plen))
-		return 0; /* partial-label or inner wildcards never match */
-	return tls_ieq(pat, plen, domain, dlen);
-}
-
-/* An XmppAddr is internationalized (U-labels); the domain we check is an A-label name. */
-static bool xmppaddr_idn_match(const char *s, size_t n, const char *domain, size_t dlen)
-{
-	char u[256], *a = NULL;
-	size_t i;
-	for (i = 0; i < n && !((unsigned char)s[i] & 0x80); i++)
-		;
-	if (i == n || n >= sizeof(u))
-		return false; /* plain ASCII was compared already */
-	memcpy(u, s, n);
-	u[n] = 0;
-	if (idn2_to_ascii_8z(u, &a, IDN2_NONTRANSITIONAL) != IDN2_OK)
-		return false;
-	bool ok = tls_ieq(a, strlen(a), domain, dlen);
-	idn2_free(a);
-	return ok;
-}
-
-static bool ident_match(const uint8_t *id, size_t len, const char *domain)
-{
-	static const char srv[] = "_xmpp-server.";
-	size_t dlen = strlen(domain);
-	if (dlen && domain[dlen - 1] == '.')
-		dlen--;
-	for (size_t i = 0; i + 2 <= len;) {
-		int kind = id[i];
-		size_t n = id[i + 1];
-		const char *s = (const char *)id + i + 2;
-		if (i + 2 + n > len)
-			break;
-		i += 2 + n;
-		switch (kind) {
-		case ID_DNS:
-			if (tls_dns_id_match(s, n, domain))
-				return true;
-			break;
-		case ID_SRV: /* RFC 6120 §13.7.1.2.1, RFC 4985: "_xmpp-server.DOMAIN" */
-			if (n > sizeof(srv) - 1 && strncasecmp(s, srv, sizeof(srv) - 1) == 0 &&
-			    tls_ieq(s + sizeof(srv) - 1, n - (sizeof(srv) - 1), domain, dlen))
-				return true;
-			break;
-		case ID_XMPP: /* id-on-xmppAddr holding the bare domain, UTF-8 (RFC 6120 §13.7.1.4) */
-			if (tls_ieq(s, n, domain, dlen) || xmppaddr_idn_match(s, n, domain, dlen))
-				return true;
-			break;
-		case ID_CN: /* present only when the cert has no SAN; no wildcards */
-			if (tls_ieq(s, n, domain, dlen))
-				return true;
-			break;
-		}
-	}
-	return false;
 }
 
 /* -------------------------------------------------------- domain index */
@@ -656,35 +327,35 @@ static struct tls_cert *names_lookup(const struct tls_ctx *ctx, const char *doma
 	return e ? e->cert : NULL;
 }
 
-struct name_acc {
-	struct tls_ctx *ctx;
-	struct tls_cert *cert;
-	int count, err;
-	bool have_dns;
-};
-
-static void name_index(void *arg, int kind, const uint8_t *s, size_t n)
+/*
+ * Index a certificate under the names a lookup can hit: its DNS-IDs, or its
+ * CN when it has no SAN and the CN looks like a host name (RFC 6125 CN-ID);
+ * no partial or inner wildcards, no "*.tld". Returns the number of names
+ * indexed, or TLS_ERR_NOMEM.
+ */
+static int names_index(struct tls_ctx *ctx, struct tls_cert *cert, const struct x509_ids *ids)
 {
-	struct name_acc *a = arg;
-	char raw[TLS_NAME_MAX + 2], c[TLS_NAME_MAX + 1];
-	if ((kind != ID_DNS && kind != ID_CN) || n == 0 || n > TLS_NAME_MAX || memchr(s, 0, n))
-		return;
-	/* a CN is indexed only if it looks like a host name (RFC 6125 CN-ID) */
-	if (kind == ID_CN && (!memchr(s, '.', n) || memchr(s, ' ', n)))
-		return;
-	memcpy(raw, s, n);
-	raw[n] = 0;
-	if (tls_canon(raw, c) < 0)
-		return;
-	/* index only what a lookup can hit: no partial or inner wildcards, no "*.tld" */
-	char *star = strchr(c, '*');
-	if (star && (star != c || c[1] != '.' || strchr(c + 1, '*') || !strchr(c + 2, '.')))
-		return;
-	int r = names_put(a->ctx, c, a->cert);
-	if (r < 0)
-		a->err = r;
-	else
-		a->count++;
+	struct x509_id id;
+	size_t pos = 0;
+	int count = 0;
+	while (x509_ids_next(ids->b, ids->len, &pos, &id)) {
+		char raw[TLS_NAME_MAX + 2], c[TLS_NAME_MAX + 1];
+		if ((id.kind != X509_ID_DNS && id.kind != X509_ID_CN) || id.n > TLS_NAME_MAX)
+			continue;
+		if (id.kind == X509_ID_CN && !memchr(id.s, '.', id.n))
+			continue;
+		memcpy(raw, id.s, id.n);
+		raw[id.n] = 0;
+		if (tls_canon(raw, c) < 0)
+			continue;
+		char *star = strchr(c, '*');
+		if (star && (star != c || c[1] != '.' || strchr(c + 1, '*') || !strchr(c + 2, '.')))
+			continue;
+		if (names_put(ctx, c, cert) < 0)
+			return TLS_ERR_NOMEM;
+		count++;
+	}
+	return count;
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -758,20 +429,20 @@ static int tls_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *st)
 		c->verify_depth = (int16_t)st->error_depth;
 	}
 	if (st->error_depth == 0 && st->certs && st->totalCerts > 0 && !c->ident) {
-		struct ident_acc *a = malloc(sizeof(*a));
+		/* data path: without memory the peer has no identity, and fails to match */
+		struct x509_ids *a = malloc(sizeof(*a));
 		c->have_cert = true;
 		if (a) {
-			a->len = 0;
-			if (der_cert_idents(st->certs[0].buffer, st->certs[0].length, ident_add, a) == 0 && a->len &&
+			if (x509_cert_ids(st->certs[0].buffer, st->certs[0].length, a) == 0 && a->len &&
 			    (c->ident = malloc(a->len))) {
-				memcpy(c->ident, a->buf, a->len);
+				memcpy(c->ident, a->b, a->len);
 				c->ident_len = (uint16_t)a->len;
 			}
 			free(a);
 		}
 		/* An outbound link must reach the domain it dialled (RFC 6120 §13.7.2.1). */
 		if (!c->server && c->remote && c->ctx->opts.verify_required && ok &&
-		    !ident_match(c->ident, c->ident_len, c->remote)) {
+		    !x509_ids_match(c->ident, c->ident_len, c->remote)) {
 			c->name_err = true;
 			return 0;
 		}
@@ -1007,23 +678,20 @@ static long tls_pem_chain_to_der(const char *pem, size_t len, uint8_t **out)
 
 int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key_path)
 {
-	size_t clen = 0, klen = 0, leaf_len, vn;
+	size_t clen = 0, klen = 0;
 	char *cpem = tls_read_file(cert_path, &clen);
 	char *kpem = tls_read_file(key_path, &klen);
-	struct tls_cert *cert = calloc(1, sizeof(*cert));
-	const uint8_t *p, *v;
-	uint8_t tag;
-	int kn, ret = TLS_ERR_ARG;
-	long n;
+	struct tls_cert *cert = calloc(1, sizeof(*cert)), *added;
+	struct x509_ids *ids = NULL;
+	int kn, count, ret = TLS_ERR_ARG;
+	long n, leaf_len;
 
 	if (!cpem || !kpem || !cert || (n = tls_pem_chain_to_der(cpem, clen, &cert->chain)) < 0)
 		goto out;
 	cert->chain_len = (uint32_t)n;
 	/* the leaf is the first DER element of the chain */
-	p = cert->chain;
-	if (der_tlv(&p, cert->chain + cert->chain_len, &tag, &v, &vn) < 0)
+	if ((leaf_len = x509_der_len(cert->chain, cert->chain_len)) < 0)
 		goto out;
-	leaf_len = (size_t)(p - cert->chain);
 	if (!(cert->key = malloc(klen)) ||
 	    (kn = wc_KeyPemToDer((const unsigned char *)kpem, (int)klen, cert->key, (int)klen, NULL)) <= 0)
 		goto out;
@@ -1037,7 +705,7 @@ int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key
 	    wolfSSL_CTX_use_PrivateKey_buffer(ctx->scratch, cert->key, cert->key_len, WOLFSSL_FILETYPE_ASN1) !=
 		    WOLFSSL_SUCCESS ||
 	    wolfSSL_CTX_check_private_key(ctx->scratch) != WOLFSSL_SUCCESS ||
-	    der_key_matches_cert(cert->chain, leaf_len, cert->key, cert->key_len) == 0)
+	    x509_key_matches_cert(cert->chain, (size_t)leaf_len, cert->key, cert->key_len) == 0)
 		goto out;
 
 	if (ctx->ncerts == ctx->certs_cap) {
@@ -1050,21 +718,30 @@ int tls_ctx_add_cert(struct tls_ctx *ctx, const char *cert_path, const char *key
 		ctx->certs = vec;
 		ctx->certs_cap = cap;
 	}
-	/* wolfSSL has parsed the certificate above; our reader only collects names */
-	struct name_acc acc = {.ctx = ctx, .cert = cert};
-	der_cert_idents(cert->chain, leaf_len, name_index, &acc);
-	if (acc.count == 0)
-		goto out; /* names nothing; nothing refers to it */
-	/* indexed names point at it: the ctx owns it from here, even on error */
+	/* wolfSSL has parsed the certificate above; x509 only collects names */
+	if (!(ids = malloc(sizeof(*ids)))) {
+		ret = TLS_ERR_NOMEM;
+		goto out;
+	}
+	if (x509_cert_ids(cert->chain, (size_t)leaf_len, ids) < 0 || ids->len == 0)
+		goto out;
 	ctx->certs[ctx->ncerts++] = cert;
-	if (acc.err)
-		ret = acc.err;
-	else if (!ctx->def && tls_use_default(ctx, cert) < 0)
+	count = names_index(ctx, cert, ids);
+	if (count == 0) {
+		ctx->ncerts--; /* names nothing; nothing refers to it */
+		goto out;
+	}
+	/* indexed names point at it: the ctx owns it from here, even on error */
+	added = cert;
+	cert = NULL;
+	if (count < 0)
+		ret = count;
+	else if (!ctx->def && tls_use_default(ctx, added) < 0)
 		ret = TLS_ERR_ARG;
 	else
-		ret = acc.count;
-	cert = NULL;
+		ret = count;
 out:
+	free(ids);
 	tls_cert_free(cert);
 	if (kpem) {
 		memset(kpem, 0, klen); /* private key text */
@@ -1290,7 +967,7 @@ int tls_peer_verify_domain(struct tls_conn *c, const char *domain)
 		return TLS_ERR_NOCERT;
 	if (c->verify_err)
 		return TLS_ERR_VERIFY;
-	return ident_match(c->ident, c->ident_len, domain) ? 0 : TLS_ERR_NAME;
+	return x509_ids_match(c->ident, c->ident_len, domain) ? 0 : TLS_ERR_NAME;
 }
 
 bool tls_resumed(struct tls_conn *c)

@@ -124,7 +124,8 @@ const char *tls_sni(struct tls_conn *c);
  * RFC 6125 / RFC 6120 §13.7.2: 0 if the peer's chain is trusted and its
  * certificate names `domain` as a DNS-ID (SAN dNSName, '*' only as the whole
  * left-most label, matching one label), SRV-ID (_xmpp-server.DOMAIN) or
- * XmppAddr; the CN only when the certificate has no subjectAltName.
+ * XmppAddr; the CN only when the certificate has no subjectAltName (the
+ * rules and the certificate reader are net/x509.h's).
  * Otherwise TLS_ERR_NOCERT, TLS_ERR_VERIFY or TLS_ERR_NAME. For a resumed
  * outbound session the identity of the original handshake is used.
  * `domain` is an A-label (IDNA) name; trailing dot ignored.
@@ -137,9 +138,6 @@ const char *tls_cipher(struct tls_conn *c);
  * a per-thread buffer, valid until four more tls_error() calls on the thread. */
 const char *tls_error(struct tls_conn *c);
 const char *tls_strerror(int err);
-
-/* DNS-ID matching alone (RFC 6125 §6.4.3): 1 if the presented pattern matches the domain. */
-int tls_dns_id_match(const char *pattern, size_t plen, const char *domain);
 
 /* "wolfSSL 5.5.4, AES-NI: yes" — the build's AES-NI support and the CPU's. */
 const char *tls_library_info(void);

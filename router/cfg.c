@@ -41,26 +41,27 @@
 #include <idn2.h>
 #include "router/cfg.h"
 #include "xml/xml.h" /* XML_MAX_DEPTH bounds max_depth */
+#include "router/policy.h"
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_CLUSTER, S_DOMAIN, S_COMPONENT, S_ROUTE, S_UNKNOWN };
+enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNOWN };
 
 #define SB(s)     (1u << (s))
 #define HUB       SB(S_HUB)
-#define CLUSTER   SB(S_CLUSTER)
 #define DOMAIN    SB(S_DOMAIN)
 #define COMPONENT SB(S_COMPONENT)
 #define ROUTE     SB(S_ROUTE)
+#define REMOTE    SB(S_REMOTE)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 static const char *const sect_names[] = {
-	NULL, "hub", "cluster", "domain", "component", "route", NULL,
+	NULL, "hub", "domain", "component", "route", "remote", NULL,
 };
 /* Sections that take a NAME. */
-static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE;
+static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE | REMOTE;
 
-const char *const cfg_section_names[] = {"hub", "cluster", "domain", "component", "route", NULL};
+const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", NULL};
 
 /* ---- the directive table ------------------------------------------------ */
 
@@ -89,7 +90,6 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(keepalive_interval, HUB, 0, 1, 1)      \
 	X(connect_timeout, HUB, 0, 1, 1)         \
 	X(retry_min, HUB, 0, 1, 1)               \
-	X(retry_max, HUB, 0, 1, 1)               \
 	X(dns_server, HUB, 0, 1, 1)              \
 	X(dns_cache_max, HUB, 0, 1, 1)           \
 	X(dns_ttl_min, HUB, 0, 1, 1)             \
@@ -97,15 +97,17 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(dns_max_inflight, HUB, 0, 1, 1)        \
 	X(ca_file, HUB, 0, 1, 1)                 \
 	X(s2s_tls, HUB, 0, 1, 1)                 \
-	X(redis, CLUSTER, 0, 1, 1)               \
-	X(sentinel, CLUSTER, 1, 2, 2)            \
-	X(node_id, CLUSTER, 0, 1, 1)             \
+	X(s2s_auth, HUB, 0, 1, 1)                \
+	X(remote_allow, HUB, 1, 1, 15)           \
+	X(remote_deny, HUB, 1, 1, 15)            \
+	X(dns_allow_private, HUB, 0, 1, 1)       \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \
 	X(connect, ROUTE, 1, 1, 1)               \
-	X(tls, ROUTE, 0, 1, 1)                   \
-	X(direct_tls, ROUTE, 0, 1, 1)
+	X(tls, ROUTE | REMOTE, 0, 1, 1)          \
+	X(direct_tls, ROUTE, 0, 1, 1)            \
+	X(auth, REMOTE, 0, 1, 1)
 
 enum cfg_dir_id {
 #define X(n, s, r, lo, hi) D_##n,
@@ -148,7 +150,7 @@ const char *const cfg_directive_names[] = {
  * share one with either, since a static route is for a domain we do not serve.
  * Open addressing: a deployment can hold thousands of domains.
  */
-enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K__COUNT };
+enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K_REMOTE, K_ACL, K__COUNT };
 
 struct name_ent {
 	char *name;
@@ -224,9 +226,9 @@ struct parser {
 
 	enum cfg_sect sect;
 	int sect_line;
-	bool sect_dup;             /* a second [hub] / [cluster]: reported, not re-checked */
+	bool sect_dup;             /* a second [hub]: reported, not re-checked */
 	int seen[D__COUNT];        /* line of each directive in the current section */
-	int sect_first[S_UNKNOWN]; /* line of the first [hub] / [cluster] */
+	int sect_first[S_UNKNOWN]; /* line of the first [hub] */
 	/* The entry the current named section fills: an element of the cfg
 	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
 	 * directives are still checked but go nowhere. */
@@ -235,10 +237,12 @@ struct parser {
 		struct cfg_domain d;
 		struct cfg_component k;
 		struct cfg_route r;
+		struct cfg_remote m;
 	} scratch;
 	bool *route_tls_set; /* per route: `tls` given, else s2s_tls applies */
-	int cap_domains, cap_components, cap_routes;
+	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl;
 	struct name_set names;
+	int seen_s2s_tls; /* line of s2s_tls in [hub] (seen[] is per section) */
 };
 
 static void perr(struct parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -275,6 +279,11 @@ static struct cfg_component *cur_component(struct parser *p)
 static struct cfg_route *cur_route(struct parser *p)
 {
 	return p->cur < 0 ? &p->scratch.r : &p->c->routes[p->cur];
+}
+
+static struct cfg_remote *cur_remote(struct parser *p)
+{
+	return p->cur < 0 ? &p->scratch.m : &p->c->remotes[p->cur];
 }
 
 /* ---- value parsers ------------------------------------------------------- */
@@ -392,6 +401,33 @@ const char *cfg_tls_mode_name(enum cfg_tls_mode m)
 	return "?";
 }
 
+const char *cfg_auth_mode_name(enum cfg_auth_mode m)
+{
+	return m == CFG_AUTH_CERTIFICATE ? "certificate" : "dialback";
+}
+
+static int parse_auth_mode(const char *s, enum cfg_auth_mode *m)
+{
+	if (!strcmp(s, "dialback"))
+		*m = CFG_AUTH_DIALBACK;
+	else if (!strcmp(s, "certificate"))
+		*m = CFG_AUTH_CERTIFICATE;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_yes_no(const char *s, bool *v)
+{
+	if (!strcmp(s, "yes"))
+		*v = true;
+	else if (!strcmp(s, "no"))
+		*v = false;
+	else
+		return -1;
+	return 0;
+}
+
 const char *cfg_listen_kind_name(enum cfg_listen_kind k)
 {
 	switch (k) {
@@ -421,19 +457,6 @@ static void set_path(struct parser *p, const char *what, const char *s, char *fi
 	}
 	close(fd);
 	strcpy(field, s);
-}
-
-/* Node ids and Sentinel master names end up in Redis keys and logs. */
-static bool is_token(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '.' && *s != '-' && *s != '_')
-			return false;
-	return true;
 }
 
 /* ---- addresses ----------------------------------------------------------- */
@@ -646,6 +669,25 @@ static int route_name_normalise(const char *in, char *out, size_t cap)
 		return (int)strlen(out);
 	}
 	return cfg_domain_normalise(in, n, out, cap);
+}
+
+/* A remote-domain entry: "example.org" or "*.example.org" (every name below
+ * example.org, not example.org itself). */
+int cfg_pattern_normalise(const char *in, char *out, size_t cap)
+{
+	bool wild = in[0] == '*' && in[1] == '.';
+	if (cap < 3)
+		return -1;
+	int n = cfg_domain_normalise(wild ? in + 2 : in, strlen(wild ? in + 2 : in), wild ? out + 2 : out,
+				     wild ? cap - 2 : cap);
+	if (n < 0)
+		return -1;
+	if (wild) {
+		out[0] = '*';
+		out[1] = '.';
+		n += 2;
+	}
+	return n;
 }
 
 /* ---- directive handlers: [hub] ------------------------------------------- */
@@ -879,11 +921,6 @@ static void d_retry_min(struct parser *p, int argc, char **argv)
 	set_u32(p, "retry_min", argv[0], U_SECONDS, 1, DAY, &p->c->retry_min);
 }
 
-static void d_retry_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "retry_max", argv[0], U_SECONDS, 1, DAY, &p->c->retry_max);
-}
-
 static void d_dns_server(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_addr(argv[0], &p->c->dns_server, 53) < 0)
@@ -917,52 +954,64 @@ static void d_ca_file(struct parser *p, int argc, char **argv)
 
 static void d_s2s_tls(struct parser *p, int argc, char **argv)
 {
+	p->seen_s2s_tls = p->line;
 	if (parse_tls_mode(argv[0], &p->c->s2s_tls) < 0)
 		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
 }
 
-/* ---- [cluster] ----------------------------------------------------------- */
-
-static void d_redis(struct parser *p, int argc, char **argv)
+static void d_s2s_auth(struct parser *p, int argc, char **argv)
 {
-	if (cfg_parse_addr(argv[0], &p->c->cluster_redis, 6379) < 0)
-		ERR(p, "redis: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
+	if (parse_auth_mode(argv[0], &p->c->s2s_auth) < 0)
+		ERR(p, "s2s_auth: '%s' is not one of dialback, certificate", argv[0]);
 }
 
-static void d_sentinel(struct parser *p, int argc, char **argv)
+static void d_dns_allow_private(struct parser *p, int argc, char **argv)
+{
+	if (parse_yes_no(argv[0], &p->c->dns_allow_private) < 0)
+		ERR(p, "dns_allow_private: '%s' is not yes or no", argv[0]);
+}
+
+static int grow(struct parser *p, void **arr, int *n, int *cap, size_t size);
+
+static void acl_add(struct parser *p, const char *what, bool allow, int argc, char **argv)
 {
 	struct cfg *c = p->c;
-	struct cfg_addr a;
+	char name[CFG_NAME_MAX];
 
-	if (cfg_parse_addr(argv[0], &a, 26379) < 0) {
-		ERR(p, "sentinel: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
-		return;
+	for (int i = 0; i < argc; i++) {
+		if (cfg_pattern_normalise(argv[i], name, sizeof(name)) < 0) {
+			ERR(p, "%s: '%s' is not a domain name or *.domain", what, argv[i]);
+			continue;
+		}
+		struct name_ent *e = name_find(&p->names, name, true);
+		if (!e) {
+			p->oom = true;
+			return;
+		}
+		if (e->line[K_ACL]) {
+			ERR(p, "%s: %s is already listed at line %d", what, name, e->line[K_ACL]);
+			continue;
+		}
+		e->line[K_ACL] = p->line;
+		int idx = grow(p, (void **)&c->acl, &c->nacl, &p->cap_acl, sizeof(*c->acl));
+		if (idx < 0)
+			return;
+		strcpy(c->acl[idx].name, name);
+		c->acl[idx].allow = allow;
+		c->acl[idx].line = p->line;
+		if (allow)
+			c->have_allow = true;
 	}
-	if (!is_token(argv[1], sizeof(c->cluster_master) - 1)) {
-		ERR(p, "sentinel: bad master name '%s' (letters, digits, '.', '-', '_')", argv[1]);
-		return;
-	}
-	if (c->ncluster_sentinel && strcmp(c->cluster_master, argv[1])) {
-		ERR(p, "sentinel: master '%s' differs from '%s' named before (one master per cluster)", argv[1],
-		    c->cluster_master);
-		return;
-	}
-	if (c->ncluster_sentinel == (int)(sizeof(c->cluster_sentinel) / sizeof(c->cluster_sentinel[0]))) {
-		ERR(p, "sentinel: at most %d sentinels", c->ncluster_sentinel);
-		return;
-	}
-	strcpy(c->cluster_master, argv[1]);
-	c->cluster_sentinel[c->ncluster_sentinel++] = a;
 }
 
-static void d_node_id(struct parser *p, int argc, char **argv)
+static void d_remote_allow(struct parser *p, int argc, char **argv)
 {
-	if (!strcmp(argv[0], "auto"))
-		p->c->cluster_node_id[0] = 0;
-	else if (is_token(argv[0], sizeof(p->c->cluster_node_id) - 1))
-		strcpy(p->c->cluster_node_id, argv[0]);
-	else
-		ERR(p, "node_id: '%s' must be auto or 1-63 letters, digits, '.', '-', '_'", argv[0]);
+	acl_add(p, "remote_allow", true, argc, argv);
+}
+
+static void d_remote_deny(struct parser *p, int argc, char **argv)
+{
+	acl_add(p, "remote_deny", false, argc, argv);
 }
 
 /* ---- [domain] [component] [route] ---------------------------------------- */
@@ -1007,10 +1056,29 @@ static void d_connect(struct parser *p, int argc, char **argv)
 
 static void d_tls(struct parser *p, int argc, char **argv)
 {
+	if (p->sect == S_REMOTE) {
+		if (parse_tls_mode(argv[0], &cur_remote(p)->tls) < 0)
+			ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);
+		else
+			cur_remote(p)->tls_set = true;
+		return;
+	}
 	if (parse_tls_mode(argv[0], &cur_route(p)->tls) < 0)
 		ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);
-	else if (p->cur >= 0)
+	else if (p->cur >= 0) {
 		p->route_tls_set[p->cur] = true;
+		cur_route(p)->tls_set = true;
+	}
+}
+
+/* ---- [remote NAME] ------------------------------------------------------- */
+
+static void d_auth(struct parser *p, int argc, char **argv)
+{
+	if (parse_auth_mode(argv[0], &cur_remote(p)->auth) < 0)
+		ERR(p, "auth: '%s' is not one of dialback, certificate", argv[0]);
+	else
+		cur_remote(p)->auth_set = true;
 }
 
 static void d_direct_tls(struct parser *p, int argc, char **argv)
@@ -1046,13 +1114,6 @@ static int grow(struct parser *p, void **arr, int *n, int *cap, size_t size)
 static void section_close(struct parser *p)
 {
 	switch (p->sect_dup ? S_NONE : p->sect) {
-	case S_CLUSTER:
-		/* `seen`, not the values: a bad address was reported already */
-		if (p->seen[D_redis] && p->seen[D_sentinel])
-			perr(p, p->sect_line, "[cluster]: use redis or sentinel, not both");
-		else if (!p->seen[D_redis] && !p->seen[D_sentinel])
-			perr(p, p->sect_line, "[cluster]: needs redis HOST:PORT or sentinel HOST:PORT NAME");
-		break;
 	case S_DOMAIN: {
 		struct cfg_domain *d = cur_domain(p);
 		if (d->key[0] && !d->cert[0] && !p->seen[D_cert])
@@ -1071,6 +1132,13 @@ static void section_close(struct parser *p)
 			perr(p, p->sect_line, "[route %s]: missing required 'connect'", r->name);
 		if (r->direct_tls && r->tls == CFG_TLS_OFF && p->seen[D_tls])
 			perr(p, p->sect_line, "[route %s]: direct_tls yes contradicts tls off", r->name);
+		break;
+	}
+	case S_REMOTE: {
+		struct cfg_remote *m = cur_remote(p);
+		if (m->auth_set && m->auth == CFG_AUTH_CERTIFICATE && m->tls_set && m->tls != CFG_TLS_REQUIRED)
+			perr(p, p->sect_line, "[remote %s]: auth certificate needs TLS; tls %s contradicts it", m->name,
+			     cfg_tls_mode_name(m->tls));
 		break;
 	}
 	default:
@@ -1138,6 +1206,15 @@ static void section_open(struct parser *p, int argc, char **argv)
 	for (int i = S_HUB; i < S_UNKNOWN; i++)
 		if (argc > 0 && !strcmp(argv[0], sect_names[i]))
 			s = (enum cfg_sect)i;
+	if (argc > 0 && !strcmp(argv[0], "cluster")) {
+		/* The Redis-backed cluster of the design is not written yet. A
+		 * node that parsed [cluster] and then ran alone would look
+		 * clustered and not be: refuse the file instead. */
+		ERR(p, "[cluster]: not supported by this build (fedhub has no cluster implementation yet); "
+		       "remove the section to run a single node");
+		p->sect = S_UNKNOWN; /* its directives are not reported again */
+		return;
+	}
 	if (s == S_UNKNOWN) {
 		const char *hint = argc > 0 ? closest(argv[0], cfg_section_names) : NULL;
 		ERR(p, "unknown section [%s]%s%s%s", argc > 0 ? argv[0] : "", hint ? " (did you mean [" : "",
@@ -1154,21 +1231,22 @@ static void section_open(struct parser *p, int argc, char **argv)
 			p->sect_dup = true;
 		} else
 			p->sect_first[s] = p->line;
-		if (s == S_CLUSTER)
-			c->cluster = true;
 		return;
 	}
 	if (argc != 2) {
 		ERR(p, "[%s NAME] needs exactly one name", argv[0]);
 		return;
 	}
-	if ((s == S_ROUTE ? route_name_normalise(argv[1], name, sizeof(name))
-			  : cfg_domain_normalise(argv[1], strlen(argv[1]), name, sizeof(name))) < 0) {
+	if ((s == S_ROUTE    ? route_name_normalise(argv[1], name, sizeof(name))
+	     : s == S_REMOTE ? cfg_pattern_normalise(argv[1], name, sizeof(name))
+			     : cfg_domain_normalise(argv[1], strlen(argv[1]), name, sizeof(name))) < 0) {
 		ERR(p, "[%s %s]: not a valid %s", argv[0], argv[1],
-		    s == S_ROUTE ? "domain name or IP literal" : "domain name");
+		    s == S_ROUTE    ? "domain name or IP literal"
+		    : s == S_REMOTE ? "domain name or *.domain"
+				    : "domain name");
 		return;
 	}
-	kind = s == S_DOMAIN ? K_DOMAIN : s == S_COMPONENT ? K_COMPONENT : K_ROUTE;
+	kind = s == S_DOMAIN ? K_DOMAIN : s == S_COMPONENT ? K_COMPONENT : s == S_ROUTE ? K_ROUTE : K_REMOTE;
 	struct name_ent *e = name_find(&p->names, name, true);
 	if (!e) {
 		p->oom = true;
@@ -1178,13 +1256,19 @@ static void section_open(struct parser *p, int argc, char **argv)
 		ERR(p, "duplicate section [%s %s] (first at line %d)", argv[0], name, e->line[kind]);
 		return;
 	}
+	if (kind == K_REMOTE && (e->line[K_DOMAIN] || e->line[K_COMPONENT])) {
+		ERR(p, "[remote %s]: %s is served here ([%s] at line %d); [remote] is for remote domains", name, name,
+		    e->line[K_DOMAIN] ? "domain" : "component",
+		    e->line[K_DOMAIN] ? e->line[K_DOMAIN] : e->line[K_COMPONENT]);
+		return;
+	}
 	if (kind == K_ROUTE && (e->line[K_DOMAIN] || e->line[K_COMPONENT])) {
 		ERR(p, "[route %s]: %s is served here ([%s] at line %d); a route is for remote domains", name, name,
 		    e->line[K_DOMAIN] ? "domain" : "component",
 		    e->line[K_DOMAIN] ? e->line[K_DOMAIN] : e->line[K_COMPONENT]);
 		return;
 	}
-	if (kind != K_ROUTE && e->line[K_ROUTE]) {
+	if ((kind == K_DOMAIN || kind == K_COMPONENT) && e->line[K_ROUTE]) {
 		ERR(p, "[%s %s]: %s already has a [route] at line %d; a route is for remote domains", argv[0], name,
 		    name, e->line[K_ROUTE]);
 		return;
@@ -1226,6 +1310,13 @@ static void section_open(struct parser *p, int argc, char **argv)
 		c->routes[idx].line = p->line;
 		break;
 	}
+	case S_REMOTE:
+		idx = grow(p, (void **)&c->remotes, &c->nremotes, &p->cap_remotes, sizeof(*c->remotes));
+		if (idx >= 0) {
+			strcpy(c->remotes[idx].name, name);
+			c->remotes[idx].line = p->line;
+		}
+		break;
 	default:
 		break;
 	}
@@ -1358,7 +1449,6 @@ static void set_defaults(struct cfg *c)
 	c->keepalive_interval = 60;
 	c->connect_timeout = 10;
 	c->retry_min = 2;
-	c->retry_max = 300;
 	c->dns_cache_max = 100000;
 	c->dns_ttl_min = 30;
 	c->dns_ttl_max = 3600;
@@ -1381,8 +1471,6 @@ static void final_checks(struct parser *p)
 		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth] : p->sect_first[S_HUB],
 		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)", c->max_stanza_size_preauth,
 		     c->max_stanza_size);
-	if (c->retry_min > c->retry_max)
-		perr(p, p->sect_first[S_HUB], "retry_min (%us) exceeds retry_max (%us)", c->retry_min, c->retry_max);
 	if (c->dns_ttl_min > c->dns_ttl_max)
 		perr(p, p->seen[D_dns_ttl_min] ? p->seen[D_dns_ttl_min] : p->sect_first[S_HUB],
 		     "dns_ttl_min (%us) exceeds dns_ttl_max (%us)", c->dns_ttl_min, c->dns_ttl_max);
@@ -1395,8 +1483,8 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].kind == CFG_LISTEN_S2S && !c->listen[i].tls_set)
 			c->listen[i].tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
-	if (!p->seen[D_s2s_tls])
-		c->s2s_tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
+	if (!p->seen_s2s_tls)
+		c->s2s_tls = have_cert || c->s2s_auth == CFG_AUTH_CERTIFICATE ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)
 			perr(p, c->listen[i].line, "listen %s %s requires TLS but no [domain] has a cert",
@@ -1413,11 +1501,22 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nroutes; i++)
 		if (!p->route_tls_set[i])
 			c->routes[i].tls = c->s2s_tls;
+
+	/* Certificates are only seen over TLS. */
+	if (c->s2s_auth == CFG_AUTH_CERTIFICATE && p->seen_s2s_tls && c->s2s_tls != CFG_TLS_REQUIRED)
+		perr(p, p->seen_s2s_tls, "s2s_auth certificate needs TLS; s2s_tls %s contradicts it",
+		     cfg_tls_mode_name(c->s2s_tls));
+	for (int i = 0; i < c->nroutes; i++) {
+		struct policy pol = policy_lookup(c, c->routes[i].name, strlen(c->routes[i].name));
+		if (pol.auth == CFG_AUTH_CERTIFICATE && c->routes[i].tls_set && c->routes[i].tls != CFG_TLS_REQUIRED)
+			perr(p, c->routes[i].line, "[route %s]: tls %s, but the domain's auth is certificate",
+			     c->routes[i].name, cfg_tls_mode_name(c->routes[i].tls));
+	}
 }
 
 /* Without a shared secret file each node makes its own: dialback keys
- * (XEP-0185) only need to verify on the node that issued them, or cluster
- * nodes share the secret through Redis. */
+ * (XEP-0185) then verify only on the node that issued them; nodes serving
+ * the same domains share a dialback_secret_file. */
 static int random_secret(char *out, size_t cap)
 {
 	unsigned char raw[32];
@@ -1467,6 +1566,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 	free(buf);
 	if (!p.oom) {
 		section_close(&p);
+		c->policy = policy_tab_new(c); /* final_checks looks routes up in it */
 		final_checks(&p);
 		if (!c->dialback_secret[0] && random_secret(c->dialback_secret, sizeof(c->dialback_secret)) < 0)
 			perr(&p, 0, "cannot generate a dialback secret: %s", strerror(errno));
@@ -1563,5 +1663,8 @@ void cfg_free(struct cfg *c)
 	free(c->domains);
 	free(c->components);
 	free(c->routes);
+	free(c->remotes);
+	free(c->acl);
+	policy_tab_free(c->policy);
 	explicit_bzero(c, sizeof(*c));
 }

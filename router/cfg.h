@@ -20,6 +20,10 @@
 
 enum cfg_listen_kind { CFG_LISTEN_S2S, CFG_LISTEN_S2S_TLS, CFG_LISTEN_COMPONENT };
 enum cfg_tls_mode { CFG_TLS_REQUIRED, CFG_TLS_OPTIONAL, CFG_TLS_OFF };
+/* How a remote domain must prove who it is: dialback = a certificate that
+ * names it (SASL EXTERNAL, XEP-0344) or Server Dialback; certificate = only
+ * a trusted certificate that names it (RFC 6125), over TLS. */
+enum cfg_auth_mode { CFG_AUTH_DIALBACK, CFG_AUTH_CERTIFICATE };
 
 struct cfg_addr {
 	struct sockaddr_storage ss;
@@ -53,9 +57,27 @@ struct cfg_route { /* [route NAME]: static route, overrides DNS */
 	struct cfg_addr connect[8];
 	int nconnect;
 	enum cfg_tls_mode tls;
+	bool tls_set; /* given in the section (else s2s_tls or the [remote]'s) */
 	bool direct_tls;
 	int line;
 };
+
+struct cfg_remote {              /* [remote NAME] or [remote *.SUFFIX]: policy for remote domains */
+	char name[CFG_NAME_MAX]; /* normalised; "*.example.org" for a suffix */
+	enum cfg_tls_mode tls;
+	bool tls_set;
+	enum cfg_auth_mode auth;
+	bool auth_set;
+	int line;
+};
+
+struct cfg_acl {                 /* one remote_allow / remote_deny entry */
+	char name[CFG_NAME_MAX]; /* "example.org" or "*.example.org" */
+	bool allow;
+	int line;
+};
+
+struct policy_tab;
 
 struct cfg {
 	/* [hub] */
@@ -70,22 +92,30 @@ struct cfg {
 	uint32_t max_stanza_size;
 	uint32_t max_stanza_size_preauth;
 	uint32_t max_depth, max_attrs, max_name;
-	uint32_t link_queue_max;       /* stanzas queued per outbound link while it connects */
-	uint32_t send_queue_max;       /* bytes in a connection's send queue: its high-water mark */
-	uint32_t stall_timeout;        /* s; a destination with no progress this long is bounced */
-	uint32_t queue_memory_max;     /* bytes of stanzas waiting for full destinations, all workers */
-	uint32_t source_allowance;     /* bytes one source may have waiting for one destination */
-	uint32_t idle_timeout;         /* s; close links idle this long */
-	uint32_t keepalive_interval;   /* s; whitespace keepalive / ping on idle links */
-	uint32_t connect_timeout;      /* s; outbound connect + auth */
-	uint32_t retry_min, retry_max; /* s; outbound reconnect backoff bounds */
-	struct cfg_addr dns_server;    /* len 0 = system resolv.conf */
-	uint32_t dns_cache_max;        /* cached domains (answers and failures) */
-	uint32_t dns_ttl_min;          /* s; floor on the TTL of a cached answer */
-	uint32_t dns_ttl_max;          /* s; ceiling on it */
-	uint32_t dns_max_inflight;     /* domains resolved at once; the rest wait */
-	char ca_file[512];             /* CA bundle for peer certificates; empty = system */
-	enum cfg_tls_mode s2s_tls;     /* default outbound TLS policy */
+	uint32_t link_queue_max;     /* stanzas queued per outbound link while it connects */
+	uint32_t send_queue_max;     /* bytes in a connection's send queue: its high-water mark */
+	uint32_t stall_timeout;      /* s; a destination with no progress this long is bounced */
+	uint32_t queue_memory_max;   /* bytes of stanzas waiting for full destinations, all workers */
+	uint32_t source_allowance;   /* bytes one source may have waiting for one destination */
+	uint32_t idle_timeout;       /* s; close links idle this long */
+	uint32_t keepalive_interval; /* s; whitespace keepalive / ping on idle links */
+	uint32_t connect_timeout;    /* s; outbound connect + auth */
+	uint32_t retry_min;          /* s; least time between attempts at a failed remote */
+	struct cfg_addr dns_server;  /* len 0 = system resolv.conf */
+	uint32_t dns_cache_max;      /* cached domains (answers and failures) */
+	uint32_t dns_ttl_min;        /* s; floor on the TTL of a cached answer */
+	uint32_t dns_ttl_max;        /* s; ceiling on it */
+	uint32_t dns_max_inflight;   /* domains resolved at once; the rest wait */
+	char ca_file[512];           /* CA bundle for peer certificates; empty = system */
+	enum cfg_tls_mode s2s_tls;   /* default outbound TLS policy */
+	enum cfg_auth_mode s2s_auth; /* default authentication demanded of remotes */
+	bool dns_allow_private;      /* DNS answers may point at loopback/private addresses */
+	struct cfg_acl *acl;         /* remote_allow / remote_deny */
+	int nacl;
+	bool have_allow; /* some remote_allow: unlisted remotes are refused */
+	struct cfg_remote *remotes;
+	int nremotes;
+	struct policy_tab *policy; /* built from the above by cfg_parse (router/policy.h) */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;
@@ -93,13 +123,6 @@ struct cfg {
 	int ncomponents;
 	struct cfg_route *routes;
 	int nroutes;
-	/* [cluster]: present iff cluster is true; exactly one of redis / sentinel */
-	bool cluster;
-	struct cfg_addr cluster_redis; /* len 0 = use sentinels */
-	struct cfg_addr cluster_sentinel[8];
-	int ncluster_sentinel;
-	char cluster_master[64];  /* the Sentinel master name */
-	char cluster_node_id[64]; /* empty = auto (derived at start) */
 };
 
 /* Parse text (name is used in messages). On error prints "NAME:LINE: message"
@@ -130,12 +153,15 @@ int cfg_domain_normalise(const char *in, size_t n, char *out, size_t cap);
  * may be left out when default_port > 0. Returns 0 or -EINVAL. */
 int cfg_parse_addr(const char *s, struct cfg_addr *a, int default_port);
 /* The numeric host ("127.0.0.1", "::1") and the port of a parsed address,
- * for libraries that take them apart (hiredis, libmicrohttpd). */
+ * for libraries that take them apart (libmicrohttpd). */
 int cfg_addr_host(const struct cfg_addr *a, char *buf, size_t cap);
 int cfg_addr_port(const struct cfg_addr *a);
 
 /* Names for logs: "required", "s2s-tls"... */
 const char *cfg_tls_mode_name(enum cfg_tls_mode m);
+const char *cfg_auth_mode_name(enum cfg_auth_mode m);
+/* "example.org" or "*.example.org" normalised into out; -1 if invalid. */
+int cfg_pattern_normalise(const char *in, char *out, size_t cap);
 const char *cfg_listen_kind_name(enum cfg_listen_kind k);
 
 #endif

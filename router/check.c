@@ -12,7 +12,7 @@
  *             within CHECK_EXPIRY_WARN_DAYS (a warning); the leaf names its
  *             [domain] as a DNS-ID (SAN dNSName, one-label wildcard; the CN
  *             only without SAN dNSNames: RFC 6125 §6.4), via the same
- *             tls_dns_id_match() the TLS layer uses
+ *             x509_dns_id_match() the TLS layer uses
  *   key       a PEM private key, and the leaf's: a signature made with it
  *             verifies with the certificate's public key
  *   ca_file   a PEM bundle with at least one certificate that parses
@@ -49,6 +49,7 @@
 
 #include "net/alloc.h"
 #include "net/tls.h"
+#include "net/x509.h"
 #include "router/check.h"
 
 struct chk {
@@ -249,7 +250,7 @@ static bool leaf_covers(WOLFSSL_X509 *x, const char *domain, char *names, size_t
 		if (!s || n <= 0)
 			continue;
 		ndns++;
-		found |= tls_dns_id_match(s, (size_t)n, domain) == 1;
+		found |= x509_dns_id_match(s, (size_t)n, domain) == 1;
 		if (used + (size_t)n + 3 < cap)
 			used += (size_t)snprintf(names + used, cap - used, "%s%.*s", used ? ", " : "", n, s);
 	}
@@ -260,7 +261,7 @@ static bool leaf_covers(WOLFSSL_X509 *x, const char *domain, char *names, size_t
 		int n = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName, cn,
 							  sizeof(cn));
 		if (n > 0) {
-			found = tls_dns_id_match(cn, (size_t)n, domain) == 1;
+			found = x509_dns_id_match(cn, (size_t)n, domain) == 1;
 			snprintf(names, cap, "CN %s", cn);
 		}
 	}

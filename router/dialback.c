@@ -17,7 +17,11 @@
  * lookup nor a connection still points at it.
  *
  * The key travels under the same TLS policy as an outbound link to that
- * domain would (s2s_out_tls_policy()).
+ * domain would (s2s_out_tls_policy()): where TLS is required, a pre-1.0
+ * answer (which cannot offer STARTTLS) or features without STARTTLS end the
+ * verification before the key is sent, and the pair gets a dialback error.
+ * The features are parsed as XML (s2s_features_parse()), and DNS answers
+ * pointing at private addresses are dropped as for outbound links.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -170,14 +174,30 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 	bool ask = false;
 	if (ev == XML_EV_STREAM_OPEN) {
 		s->state = 1;
-		if (!span_eq(s->tok.hdr.version, "1.0"))
+		if (!span_eq(s->tok.hdr.version, "1.0")) {
+			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
+				/* RFC 6120 §4.7.5, §5.3.1: no STARTTLS on a pre-1.0
+				 * stream, and the key must not go out in the clear */
+				log_warn(c->id, "s2s verify %s: pre-1.0 stream and TLS is required", s->remote);
+				if (v)
+					verify_answer(h, v, -1);
+				sess_stream_error(s, SERR_UNSUPPORTED_VERSION, "TLS is required");
+				return DRIVE_ALL;
+			}
 			ask = true;
+		}
 	} else {
 		const struct xml_stanza *st = &s->tok.st;
 		if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features") && !s->got_features) {
 			s->got_features = true;
-			bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
-			if (!s->tls_on && offers_tls && s->tls_policy != CFG_TLS_OFF) {
+			struct feats f;
+			if (s2s_features_parse(st->raw, &f) < 0) {
+				if (v)
+					verify_answer(h, v, -1);
+				sess_stream_error(s, SERR_BAD_FORMAT, "stream features could not be read");
+				return DRIVE_ALL;
+			}
+			if (!s->tls_on && f.starttls && s->tls_policy != CFG_TLS_OFF) {
 				/* the key travels under the same TLS policy as the link */
 				sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
 				s->starttls_sent = true;
@@ -305,6 +325,7 @@ void db_verify_on_dns(struct hubw *h, struct verify *v, const struct dns_req *r)
 		memcpy(v->t, r->t, sizeof(v->t));
 		v->nt = r->ntargets;
 		v->next_t = 0;
+		s2s_drop_private_targets(v->t, &v->nt, v->remote);
 		verify_try_next(h, v);
 	}
 }

@@ -44,6 +44,7 @@ enum hub_sterr {
 	STERR_FEATURE_NOT_IMPLEMENTED,
 	STERR_ITEM_NOT_FOUND,
 	STERR_BAD_REQUEST,
+	STERR_POLICY_VIOLATION,
 };
 
 enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
@@ -181,6 +182,8 @@ static inline struct net_ref flow_src_of(const struct sess *s)
 /* Route one stanza whose bytes are [raw] in buffer b (a reference is taken
  * when it is kept). st describes it. */
 void route_stanza(struct hubw *h, struct sess *from, struct net_buf *b, const struct xml_stanza *st);
+/* May a component for `base` send from domain d (both normalised)? */
+bool comp_from_allowed(const char *d, size_t dn, const char *base, size_t bn);
 /* Bounce a stanza to its sender with a stanza error (never for type=error). */
 void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text);
 /* Bounce from raw bytes (parses them again: slow path). */

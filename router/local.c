@@ -1,12 +1,12 @@
 /*
  * router/local.c — the hub's own domain: XEP-0199 ping and XEP-0030
  * disco#info; any other iq gets service-unavailable (RFC 6120 §8.3.3.19).
- * Stanzas addressed to the hub are rare, so they are parsed into an mxml
- * tree; nothing on the forwarding path comes here.
+ * Stanzas addressed to the hub are rare; the tokenizer has validated them,
+ * and all the hub needs is the iq's first child (xml_stanza_child): its
+ * name, its namespace and whether it names a disco node.
  */
 #include <stdio.h>
 #include <string.h>
-#include <mxml.h>
 
 #include "router/hub.h"
 #include "net/log.h"
@@ -29,6 +29,14 @@ static void reply(struct hubw *h, const struct xml_stanza *st, const char *paylo
 		route_generated(h, buf, (size_t)n);
 }
 
+/* A namespace attribute value (references decoded) equals uri. */
+static bool ns_is(struct xml_span v, const char *uri)
+{
+	char buf[128];
+	int n = xml_attr_decode(v, buf, sizeof(buf));
+	return n >= 0 && (size_t)n == strlen(uri) && memcmp(buf, uri, (size_t)n) == 0;
+}
+
 void local_handle(struct hubw *h, const struct xml_stanza *st)
 {
 	if (!span_eq(st->name, "iq")) {
@@ -39,21 +47,14 @@ void local_handle(struct hubw *h, const struct xml_stanza *st)
 	}
 	if (span_eq(st->type, "result") || span_eq(st->type, "error"))
 		return;
-	mxml_node_t *tree = xml_to_mxml(st->raw);
-	mxml_node_t *child = NULL;
-	if (tree) {
-		mxml_node_t *iq = mxmlGetType(tree) == MXML_ELEMENT ? tree : mxmlGetFirstChild(tree);
-		for (child = iq ? mxmlGetFirstChild(iq) : NULL; child; child = mxmlGetNextSibling(child))
-			if (mxmlGetType(child) == MXML_ELEMENT)
-				break;
-	}
-	const char *name = child ? mxmlGetElement(child) : NULL;
-	const char *ns = child ? mxmlElementGetAttr(child, "xmlns") : NULL;
+	struct xml_child ch;
+	bool child = xml_stanza_child(st->raw, &ch) == 0;
+	struct xml_span node;
 	bool get = span_eq(st->type, "get");
-	if (get && name && ns && strcmp(name, "ping") == 0 && strcmp(ns, "urn:xmpp:ping") == 0) {
+	if (get && child && span_eq(ch.name, "ping") && ns_is(ch.ns, "urn:xmpp:ping")) {
 		reply(h, st, NULL);
-	} else if (get && name && ns && strcmp(name, "query") == 0 &&
-		   strcmp(ns, "http://jabber.org/protocol/disco#info") == 0 && !mxmlElementGetAttr(child, "node")) {
+	} else if (get && child && span_eq(ch.name, "query") && ns_is(ch.ns, "http://jabber.org/protocol/disco#info") &&
+		   !xml_attr_get(ch.attrs, "node", &node)) {
 		reply(h, st,
 		      "<query xmlns='http://jabber.org/protocol/disco#info'>"
 		      "<identity category='server' type='im' name='fedhub'/>"
@@ -63,6 +64,4 @@ void local_handle(struct hubw *h, const struct xml_stanza *st)
 	} else {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 	}
-	if (tree)
-		mxmlDelete(tree);
 }

@@ -38,6 +38,7 @@
 
 #include "router/hub.h"
 #include "router/check.h"
+#include "router/check_xml.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--check-xml") == 0 && i + 1 < argc) {
 			struct xml_limits lim;
 			xml_limits_default(&lim);
-			return xml_check_file(argv[i + 1], &lim);
+			return check_xml_file(argv[i + 1], &lim);
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
@@ -336,6 +337,7 @@ int main(int argc, char **argv)
 	}
 	sd_notify(0, "STOPPING=1");
 	log_info(0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	met_set_ready(false); /* /health: 503 while the streams drain */
 	net_stop();
 	pthread_join(ctrl, NULL);
 	if (cfg.http.len)

@@ -8,10 +8,10 @@
  * sum across blocks when /metrics is fetched, so a scrape costs
  * O(workers x counters) once, and the workers never notice it.
  *
- * Everything slower — named gauges the control thread publishes (routes,
- * cluster state) and the string fields of /health ("redis":"down") — changes
- * rarely and sits behind one mutex that only the control thread and the HTTP
- * thread take (a render holds it throughout; workers never take it).
+ * The one other state, the ready flag that /health reports (cleared when
+ * shutdown begins), changes once and sits behind a mutex that only the main
+ * thread and the HTTP thread take (a render holds it throughout; workers
+ * never take it).
  *
  * The endpoint is libmicrohttpd with its own polling thread, bound to the one
  * configured address (loopback by default): it is for the operator's scraper
@@ -32,51 +32,17 @@
 #include "net/log.h"
 #include "router/met.h"
 
-#define MET_MAX_GAUGES 32
-#define MET_GAUGE_NAME 48
-#define MET_MAX_HEALTH 16
-#define MET_HEALTH_KEY 32
-#define MET_HEALTH_VAL 64
-
-struct met_gauge {
-	char name[MET_GAUGE_NAME];
-	uint64_t v;
-};
-
-struct met_health {
-	char key[MET_HEALTH_KEY];
-	char val[MET_HEALTH_VAL];
-};
-
 static struct {
-	struct met_worker *blocks; /* nworkers + 1 (the control thread's) */
+	struct met_worker *blocks; /* one per worker */
 	int nworkers;
 	struct timespec start;
 	bool ready;
 
-	pthread_mutex_t lock; /* gauges and health fields */
-	struct met_gauge gauges[MET_MAX_GAUGES];
-	int ngauges;
-	struct met_health health[MET_MAX_HEALTH];
-	int nhealth;
+	pthread_mutex_t lock; /* ready, and blocks against met_init/met_free */
 
 	struct MHD_Daemon *httpd;
 	int port;
 } met = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = true};
-
-/* Help text for the gauges the daemon is known to publish; others get a
- * generic one rather than being refused. */
-static const struct {
-	const char *name, *help;
-} gauge_help[] = {
-	{"routes", "entries in the routing table"},
-	{"domains", "hosted domains"},
-	{"components_connected", "component connections open"},
-	{"s2s_links_in", "inbound s2s links open"},
-	{"s2s_links_out", "outbound s2s links open"},
-	{"cluster_nodes", "live cluster nodes seen in Redis"},
-	{"redis_up", "1 while the Redis connection is up"},
-};
 
 /* ---- counters ------------------------------------------------------------ */
 
@@ -87,7 +53,9 @@ int met_init(int nworkers)
 
 	if (nworkers < 0)
 		return -EINVAL;
-	n = (size_t)nworkers + 1;
+	n = (size_t)nworkers;
+	if (n == 0)
+		n = 1; /* aligned_alloc(64, 0) may return NULL */
 	/* sizeof is a multiple of 64 thanks to the aligned attribute, as
 	 * aligned_alloc wants. */
 	b = aligned_alloc(64, n * sizeof(*b));
@@ -101,8 +69,6 @@ int met_init(int nworkers)
 	met.blocks = b;
 	met.nworkers = nworkers;
 	clock_gettime(CLOCK_MONOTONIC, &met.start);
-	met.ngauges = 0;
-	met.nhealth = 0;
 	met.ready = true;
 	pthread_mutex_unlock(&met.lock);
 	return 0;
@@ -110,73 +76,9 @@ int met_init(int nworkers)
 
 struct met_worker *met_of(int worker)
 {
-	if (!met.blocks || worker < 0 || worker > met.nworkers)
+	if (!met.blocks || worker < 0 || worker >= met.nworkers)
 		return NULL;
 	return &met.blocks[worker];
-}
-
-static bool name_ok(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-			return false;
-	return true;
-}
-
-int met_set_gauge(const char *name, uint64_t v)
-{
-	int i, r = 0;
-
-	if (!name_ok(name, MET_GAUGE_NAME - 1))
-		return -EINVAL;
-	pthread_mutex_lock(&met.lock);
-	for (i = 0; i < met.ngauges; i++)
-		if (!strcmp(met.gauges[i].name, name))
-			break;
-	if (i == met.ngauges) {
-		if (met.ngauges == MET_MAX_GAUGES) {
-			r = -ENOSPC;
-			goto out;
-		}
-		strcpy(met.gauges[met.ngauges++].name, name);
-	}
-	met.gauges[i].v = v;
-out:
-	pthread_mutex_unlock(&met.lock);
-	return r;
-}
-
-int met_set_health(const char *key, const char *value)
-{
-	int i, r = 0;
-
-	if (!name_ok(key, MET_HEALTH_KEY - 1) || !strcmp(key, "status") || !strcmp(key, "workers") ||
-	    !strcmp(key, "uptime_s") || (value && strlen(value) >= MET_HEALTH_VAL))
-		return -EINVAL;
-	pthread_mutex_lock(&met.lock);
-	for (i = 0; i < met.nhealth; i++)
-		if (!strcmp(met.health[i].key, key))
-			break;
-	if (!value) {
-		if (i < met.nhealth)
-			met.health[i] = met.health[--met.nhealth];
-		goto out;
-	}
-	if (i == met.nhealth) {
-		if (met.nhealth == MET_MAX_HEALTH) {
-			r = -ENOSPC;
-			goto out;
-		}
-		strcpy(met.health[met.nhealth++].key, key);
-	}
-	strcpy(met.health[i].val, value);
-out:
-	pthread_mutex_unlock(&met.lock);
-	return r;
 }
 
 void met_set_ready(bool ready)
@@ -262,7 +164,7 @@ static uint64_t sum_field(size_t off)
 {
 	uint64_t s = 0;
 
-	for (int w = 0; met.blocks && w <= met.nworkers; w++)
+	for (int w = 0; met.blocks && w < met.nworkers; w++)
 		s += __atomic_load_n((uint64_t *)((char *)&met.blocks[w] + off), __ATOMIC_RELAXED);
 	return s;
 }
@@ -355,34 +257,11 @@ size_t met_render(char *buf, size_t cap)
 	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
-	for (int i = 0; i < met.ngauges; i++) {
-		const char *help = "gauge published by the hub";
-		for (size_t k = 0; k < sizeof(gauge_help) / sizeof(gauge_help[0]); k++)
-			if (!strcmp(gauge_help[k].name, met.gauges[i].name))
-				help = gauge_help[k].help;
-		metric(&o, met.gauges[i].name, "", "gauge", help, met.gauges[i].v);
-	}
 	render_dns(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;
 	return o.len;
-}
-
-/* RFC 8259 §7 string escaping. */
-static void put_json_str(struct out *o, const char *s)
-{
-	put(o, "\"");
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			put(o, "\\%c", ch);
-		else if (ch < 0x20)
-			put(o, "\\u%04x", ch);
-		else
-			put(o, "%c", ch);
-	}
-	put(o, "\"");
 }
 
 size_t met_render_health(char *buf, size_t cap, bool *ok)
@@ -393,12 +272,6 @@ size_t met_render_health(char *buf, size_t cap, bool *ok)
 	*ok = met.ready;
 	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable", met.nworkers,
 	    (unsigned long long)uptime_s());
-	for (int i = 0; i < met.nhealth; i++) {
-		put(&o, ",");
-		put_json_str(&o, met.health[i].key);
-		put(&o, ":");
-		put_json_str(&o, met.health[i].val);
-	}
 	pthread_mutex_unlock(&met.lock);
 	put(&o, "}");
 	if (cap)
@@ -421,7 +294,7 @@ static char *render_alloc(size_t (*fn)(char *, size_t, bool *), bool *ok, size_t
 		if (*len < cap)
 			return b;
 		free(b);
-		cap = *len + 1024; /* a gauge may have appeared meanwhile */
+		cap = *len + 1024; /* counters may have grown meanwhile */
 	}
 }
 

@@ -29,7 +29,6 @@
 	X(stanzas_dropped_error, "error stanzas that could not be delivered (never bounced)") \
 	X(stanzas_local, "stanzas answered by the hub itself")                                \
 	X(bytes_in, "bytes received")                                                         \
-	X(bytes_out, "bytes sent")                                                            \
 	X(stream_errors_sent, "stream errors sent")                                           \
 	X(dialback_ok, "dialback verifications that succeeded")                               \
 	X(dialback_fail, "dialback verifications that failed")                                \
@@ -38,6 +37,8 @@
 	X(tls_handshakes, "TLS handshakes completed")                                         \
 	X(tls_failures, "TLS handshakes that failed")                                         \
 	X(send_queue_full, "stanzas refused because a queue was full")                        \
+	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
+	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")   \
 	X(flow_waited, "stanzas that waited for a full destination")                          \
 	X(flow_pauses, "times a source was paused for a full destination")                    \
 	X(flow_ring_waits, "messages that waited for a full worker ring")                     \
@@ -72,27 +73,18 @@ struct met_worker {
 /* Publish the worker's deepest flow queues (at most MET_FLOW_TOP). */
 void met_flow_publish(struct met_worker *w, const struct met_flow *f, int n);
 
-/* Allocate n per-worker blocks (index n is the control thread's), zeroed, and
- * start the uptime clock. Call before any thread uses met_of; calling it again
- * resets every counter, gauge and health field, and is safe while the HTTP
- * endpoint runs but not while workers hold blocks. Returns 0 or -ENOMEM. */
+/* Allocate n per-worker blocks, zeroed, and start the uptime clock. Call
+ * before any thread uses met_of; calling it again resets every counter and
+ * the ready flag, and is safe while the HTTP endpoint runs but not while
+ * workers hold blocks. Returns 0 or -ENOMEM. */
 int met_init(int nworkers);
-/* The block of worker 0..n-1, or n for the control thread; NULL otherwise.
- * The pointer stays valid until met_free. */
+/* The block of worker 0..n-1; NULL otherwise. The pointer stays valid until
+ * met_free. */
 struct met_worker *met_of(int worker);
-/* Gauges the control thread sets: routes in the table, etc. `name` is
- * [a-z0-9_]{1,47}, exported as fedhub_NAME; the first call registers it
- * (at most 32). Returns 0 or -EINVAL / -ENOSPC. Thread-safe. */
-int met_set_gauge(const char *name, uint64_t v);
-
-/* Extra string fields of the /health body, e.g. met_set_health("redis",
- * "down"); value NULL removes the field. `key` is [a-z0-9_]{1,31} and not one
- * of status, workers, uptime_s; value at most 63 bytes (JSON-escaped on
- * output). At most 16 fields. Returns 0 or -EINVAL / -ENOSPC. Thread-safe. */
-int met_set_health(const char *key, const char *value);
 /* false: /health answers 503 {"status":"unavailable",...} so a load
- * balancer stops sending new links (e.g. while draining for shutdown).
- * Initially true. Also exported as the gauge fedhub_ready. */
+ * balancer stops sending new links; the daemon clears it when shutdown
+ * begins, while it drains. Initially true. Also exported as the gauge
+ * fedhub_ready. Thread-safe. */
 void met_set_ready(bool ready);
 
 /* Start the HTTP endpoint (libmicrohttpd, its own thread), bound to addr only.

@@ -5,7 +5,11 @@
  * worker that owns it), or bounce it with the RFC 6120 stanza error.
  *
  * Nothing here allocates or copies a routed stanza: the destination queues a
- * slice of the receive buffer.
+ * slice of the receive buffer. The one exception is a stanza that is not
+ * namespace-well-formed on its own (it uses a prefix its sender's stream
+ * header bound, or its top-level element is prefixed): it is routed as a
+ * self-contained copy (route_selfcontained), since the destination's stream
+ * binds other prefixes or none.
  *
  * References: every function here that takes a buffer CONSUMES one reference
  * on it: it hands it on (to a connection's queue, a link's queue, or another
@@ -47,6 +51,7 @@ static const char *const sterr_names[] = {
 	[STERR_FEATURE_NOT_IMPLEMENTED] = "feature-not-implemented",
 	[STERR_ITEM_NOT_FOUND] = "item-not-found",
 	[STERR_BAD_REQUEST] = "bad-request",
+	[STERR_POLICY_VIOLATION] = "policy-violation",
 };
 static const char *const sterr_types[] = {
 	[STERR_REMOTE_SERVER_NOT_FOUND] = "cancel",
@@ -56,6 +61,7 @@ static const char *const sterr_types[] = {
 	[STERR_FEATURE_NOT_IMPLEMENTED] = "cancel",
 	[STERR_ITEM_NOT_FOUND] = "cancel",
 	[STERR_BAD_REQUEST] = "modify",
+	[STERR_POLICY_VIOLATION] = "modify", /* RFC 6120 §8.3.3.12 */
 };
 
 /* A tokenizer already inside a stream, for parsing bytes the hub made or
@@ -77,7 +83,12 @@ static long parse_next(const char *p, size_t n, struct xml_stanza *st)
 			gen_tok = &gen_tok_store;
 			struct xml_limits lim;
 			xml_limits_default(&lim);
+			/* it parses what links accepted, under any configured limits,
+			 * and self-contained copies that have a few more attributes */
 			lim.max_stanza = lim.max_stanza_preauth = 1u << 30;
+			lim.max_depth = XML_MAX_DEPTH;
+			lim.max_attrs = XML_MAX_ATTRS;
+			lim.max_name = 0xFFFF;
 			xml_tok_init(gen_tok, &lim);
 			gen_tok->authenticated = true;
 			if (xml_tok_next(gen_tok, gen_hdr, sizeof(gen_hdr) - 1, &used) != XML_EV_STREAM_OPEN)
@@ -110,13 +121,31 @@ bool hub_serves(const char *domain, size_t n)
 	return r && (r->kind == RT_HUB || r->kind == RT_HOSTED || r->kind == RT_COMPONENT);
 }
 
-static bool domain_within(const char *d, size_t dn, const char *base)
+/* May a component for `base` send from domain d? From its own domain, and
+ * from a subdomain of it that nothing else owns: XEP-0114 leaves subdomains
+ * to policy, and a subdomain configured as a [component] (with its own
+ * secret), a [domain] (for which the hub speaks dialback and SASL to the
+ * world) or the hub's own domain is not the component's to use. Walks the
+ * labels of d down to base, one routing-table lookup per label between
+ * them: nothing when d is base itself, never a scan of the configuration.
+ * A label whose entry is a live outbound link (a remote domain under the
+ * component's) is refused as well. */
+bool comp_from_allowed(const char *d, size_t dn, const char *base, size_t bn)
 {
-	size_t bn = strlen(base);
 	if (dn == bn)
 		return memcmp(d, base, bn) == 0;
-	/* a subdomain of the component's domain (XEP-0114 leaves it to policy) */
-	return dn > bn && d[dn - bn - 1] == '.' && memcmp(d + dn - bn, base, bn) == 0;
+	if (dn < bn + 2 || d[dn - bn - 1] != '.' || memcmp(d + dn - bn, base, bn) != 0)
+		return false;
+	while (dn > bn) {
+		if (rt_lookup(d, dn))
+			return false;
+		const char *dot = memchr(d, '.', dn - bn);
+		if (!dot)
+			return false;
+		dn -= (size_t)(dot + 1 - d);
+		d = dot + 1;
+	}
+	return true;
 }
 
 static struct pair *find_pair(struct sess *s, const char *remote, const char *local)
@@ -244,8 +273,46 @@ static void to_remote(struct hubw *h, const struct rt_route *r, const char *to, 
 	MET_INC(h->m, stanzas_cross_worker);
 }
 
+/* A stanza that leans on its stream header's prefix bindings, or whose
+ * top-level element is prefixed, would not parse in the stream it goes to
+ * (a component stream binds no `db`, no stream binds what a peer's header
+ * made up): route a self-contained copy instead. Rare, so a copy is fine;
+ * the copy is made while src's tokenizer still holds the header's
+ * bindings. Consumes the reference on b. */
+static void route_selfcontained(struct hubw *h, struct sess *src, struct net_buf *b, const struct xml_stanza *st)
+{
+	size_t cap = st->raw.n + xml_stanza_selfcontain_extra(&src->tok);
+	struct net_buf *nb = net_buf_new(h->w, cap);
+	if (!nb) {
+		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
+		net_buf_unref(h->w, b);
+		return;
+	}
+	int n = xml_stanza_selfcontain(&src->tok, st, nb->data, cap);
+	struct xml_stanza copy;
+	if (n < 0 || parse_one(nb->data, (size_t)n, &copy) < 0 ||
+	    (copy.flags & (XML_ST_HDR_PREFIX | XML_ST_PREFIXED))) {
+		/* -2: a prefixed top-level element that also sets a default
+		 * namespace, which no copy can express in another stream;
+		 * else a copy over the tokenizer's own bounds (attributes) */
+		route_bounce(h, st, STERR_BAD_REQUEST,
+			     n == -2 ? "prefixed stanza element with a default namespace"
+				     : "stanza cannot be made namespace-self-contained");
+		net_buf_unref(h->w, nb);
+		net_buf_unref(h->w, b);
+		return;
+	}
+	nb->len = (uint32_t)n;
+	net_buf_unref(h->w, b);
+	route_stanza(h, src, nb, &copy);
+}
+
 void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const struct xml_stanza *st)
 {
+	if (src && __builtin_expect(st->flags & (XML_ST_HDR_PREFIX | XML_ST_PREFIXED), 0)) {
+		route_selfcontained(h, src, b, st);
+		return;
+	}
 	char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
 	int tl = st->to.n ? jid_domain(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) : -1;
 	int fl = st->from.n ? jid_domain(st->from, st->flags & XML_ST_FROM_ESC, fr, sizeof(fr)) : -1;
@@ -285,7 +352,7 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			goto drop;
 		}
 	} else if (src && src->kind == SESS_COMP) {
-		if (fl <= 0 || !domain_within(fr, (size_t)fl, src->local)) {
+		if (fl <= 0 || !comp_from_allowed(fr, (size_t)fl, src->local, strlen(src->local))) {
 			sess_stream_error(src, SERR_INVALID_FROM, NULL);
 			goto drop;
 		}
@@ -428,8 +495,27 @@ void route_bounce_raw(struct hubw *h, const char *p, size_t n, enum hub_sterr er
 	route_bounce(h, &st, err, NULL);
 }
 
+/* Bytes the hub wrote itself into a queue, which are not stanzas: the
+ * stream header (with or without an XML declaration) and its close. Returns
+ * their length, 0 when p is something else. */
+static size_t hub_framing_len(const char *p, size_t n)
+{
+	static const char *const heads[] = {"<?xml", "<stream:stream", "</stream:stream"};
+	for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
+		size_t hl = strlen(heads[k]);
+		if (n >= hl && !memcmp(p, heads[k], hl)) {
+			const char *gt = memchr(p, '>', n);
+			return gt ? (size_t)(gt - p) + 1 : n;
+		}
+	}
+	return 0;
+}
+
 /* Bytes queued to a connection that went away: one stanza, or several
- * when the queue had copied them together. Consumes the reference. */
+ * when the queue had copied them together, possibly with what the hub
+ * wrote on that stream (its header, dialback, handshake, stream errors),
+ * which is skipped. Every stanza in it is routed again; if the rest cannot
+ * be parsed it is dropped and counted. Consumes the reference. */
 void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n)
 {
 	size_t off = 0;
@@ -440,18 +526,22 @@ void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n)
 			break;
 		const char *q = p + off;
 		size_t left = n - off;
-		/* only stanzas: not stream headers, dialback, keepalives the hub wrote */
-		if (!(left > 3 && (!memcmp(q, "<message", left < 8 ? left : 8) ||
-				   !memcmp(q, "<presence", left < 9 ? left : 9) || !memcmp(q, "<iq", 3))))
-			break;
+		size_t skip = hub_framing_len(q, left);
+		if (skip) {
+			off += skip;
+			continue;
+		}
 		struct xml_stanza st;
 		long used = parse_next(q, left, &st);
-		if (used <= 0 || st.nsid != XML_NS_SERVER) {
+		if (used <= 0) {
 			MET_INC(h->m, stanzas_dropped_error);
-			log_warn(0, "route: a queued stanza could not be parsed again to route it");
+			log_warn(0, "route: queued bytes could not be parsed again to route them");
 			break;
 		}
 		off += (size_t)used;
+		/* only stanzas: not dialback, handshakes or errors of the stream */
+		if (st.nsid != XML_NS_SERVER || !st_routable(&st))
+			continue;
 		if (off < n) {
 			/* more follow in this buffer: each routed stanza needs its own
 			 * reference; a buffer of another worker gets copied instead */

@@ -194,13 +194,3 @@ void rt_s2s_release(const char *d, uint16_t owner)
 		remove_entry(e);
 	pthread_mutex_unlock(&write_lock);
 }
-
-size_t rt_count(void)
-{
-	long before, after;
-	unsigned long count = 0;
-	rcu_read_lock();
-	cds_lfht_count_nodes(table, &before, &count, &after);
-	rcu_read_unlock();
-	return (size_t)count;
-}

@@ -52,6 +52,5 @@ int rt_comp_del(const char *d, struct net_ref r);
  * (it reuses what rt_lookup() returned). */
 int rt_s2s_claim(const char *d, size_t n, uint16_t owner);
 void rt_s2s_release(const char *d, uint16_t owner);
-size_t rt_count(void);
 
 #endif

@@ -23,6 +23,7 @@ struct qitem {
 	struct net_buf *b;
 	const char *p;
 	uint32_t n;
+	uint64_t at; /* when it was queued: it waits at most connect_timeout */
 };
 
 struct lpair {
@@ -52,9 +53,9 @@ struct s2s_out {
 	uint32_t queued;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
-	int last_fail; /* enum hub_sterr for bounces */
-	uint32_t backoff_ms;
-	uint64_t retry_at;
+	uint64_t failed_at; /* L_BACKOFF: when the last attempt failed */
+	bool peer_cert_ok;  /* this stream's TLS certificate names the remote (RFC 6125) */
+	uint32_t peer_max;  /* XEP-0478 max-bytes the peer announced; 0 = none */
 	uint64_t last_activity;
 	uint64_t last_keepalive;
 };
@@ -81,8 +82,23 @@ struct dns_wait {
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
 /* Look `domain` up for link L or verification v; s2s_on_dns() gets the answer. */
 void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v);
-/* Outbound TLS policy: the [route]'s, else s2s_tls. */
+/* Outbound TLS policy: the [route]'s, else the remote's policy (policy.h). */
 enum cfg_tls_mode s2s_out_tls_policy(const char *remote);
+/* Drop targets on loopback, private, link-local... addresses unless
+ * dns_allow_private (DNS answers only, never [route] addresses). */
+void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain);
+
+/* What a peer's <stream:features/> offers (RFC 6120 §4.3.2), read from the
+ * element's children and their namespaces, never from its bytes: a value
+ * like from='EXTERNAL' or an element in another namespace offers nothing. */
+struct feats {
+	bool starttls, starttls_required;
+	bool sasl_external;
+	bool dialback;
+	bool bidi;
+	uint32_t max_bytes; /* XEP-0478 max-bytes; 0 = not announced */
+};
+int s2s_features_parse(struct xml_span raw, struct feats *f);
 
 /* dialback.c */
 /* The XEP-0185 key for a stream id between two domains, as 64 hex chars. */

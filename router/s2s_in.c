@@ -24,6 +24,7 @@
 #include <wolfssl/wolfcrypt/coding.h>
 
 #include "router/s2s-t.h"
+#include "router/policy.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -84,6 +85,11 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		s->remote = strdup(fr);
 	} else {
 		fr[0] = 0;
+	}
+	if (fr[0] && !policy_for(fr).allowed) { /* remote_deny / remote_allow */
+		MET_INC(h->m, s2s_policy_refused);
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
+		return;
 	}
 	sess_sendf(s,
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
@@ -170,6 +176,11 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		net_close(s->c, true);
 		return;
 	}
+	if (policy_inbound(domain, true, true) != POLICY_IN_OK) { /* router/policy.h */
+		MET_INC(h->m, s2s_policy_refused);
+		sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
+		return;
+	}
 	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, domain, s->local, false)) {
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
 		return;
@@ -209,6 +220,18 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 	}
 	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, from, to, false)) {
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
+		return;
+	}
+	enum policy_in pin = policy_inbound(from, s->tls_on, s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0);
+	if (pin != POLICY_IN_OK) { /* router/policy.h */
+		MET_INC(h->m, s2s_policy_refused);
+		if (pin == POLICY_IN_REFUSED)
+			sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
+		else /* XEP-0220 §2.4: a dialback error; the stream stays */
+			sess_sendf(s,
+				   "<db:result from='%s' to='%s' type='error'><error type='auth'><not-authorized "
+				   "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+				   to, from);
 		return;
 	}
 	struct pair *p = in_pair(s, from, to, true);

@@ -11,8 +11,26 @@
  * until the pair is valid; the queue is bounded (link_queue_max), holds
  * copies rather than receive buffers (a link may take seconds to come up),
  * and is bounced with the RFC 6120 §8.3.3 stanza error if the link cannot
- * be made. A failed link backs off exponentially between retry_min and
- * retry_max, and bounces at once meanwhile.
+ * be made. Each queued stanza waits at most connect_timeout.
+ *
+ * No sticky failure: a failed attempt bounces what waited for it, and the
+ * link is in back-off for retry_min. A stanza that comes during back-off
+ * waits in the queue; the next attempt starts when the back-off ends, so
+ * a remote that recovers is reached by the first stanza sent retry_min
+ * after it came back. Nothing is attempted while nothing waits.
+ *
+ * What a link demands of the peer is the remote's policy (policy.h): a
+ * refused remote gets no connection (its stanzas bounce with
+ * policy-violation); `auth certificate` closes a link whose certificate does
+ * not name the remote before anything is sent on it; TLS required refuses a
+ * pre-1.0 stream header (which cannot offer STARTTLS) on a cleartext stream.
+ * Stanzas the peer sends back over a bidirectional link (XEP-0288) are
+ * taken only when its certificate names the remote: dialback authenticates
+ * us to the peer, never the peer to us. Stream features are parsed as XML
+ * (children and their namespaces), not searched as bytes, and a peer's
+ * XEP-0478 stanza size limit is honoured by bouncing what would exceed it.
+ * DNS answers pointing at loopback or private addresses are dropped unless
+ * dns_allow_private says otherwise.
  *
  * A peer that takes SASL EXTERNAL but no dialback authenticates one local
  * domain per stream: every other local domain then gets a link of its own
@@ -25,12 +43,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <mxml.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 
 #include "router/s2s-t.h"
+#include "router/policy.h"
+#include "net/alloc.h"
 #include "net/log.h"
 #include "net/tls.h"
+
+#define NS_BIDI_FEAT "urn:xmpp:features:bidi"
+#define NS_DB_FEAT   "urn:xmpp:features:dialback"
+#define NS_LIMITS    "urn:xmpp:stream-limits:0"
+#define NS_STANZAS   "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
 static void out_start_dialback(struct hubw *h, struct s2s_out *L);
@@ -58,6 +86,62 @@ bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
 		(*nt)++;
 	}
 	return true;
+}
+
+/* Addresses a remote's DNS must not send us to: loopback, RFC 1918 and
+ * fc00::/7 private, link-local, CGNAT (RFC 6598), "this network",
+ * multicast, broadcast and reserved, and v4-mapped forms of those. */
+static bool addr_private(const struct sockaddr_storage *ss)
+{
+	uint32_t a;
+	if (ss->ss_family == AF_INET6) {
+		const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (!memcmp(b, mapped, 12)) {
+			a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+			goto v4;
+		}
+		bool zero10 = true;
+		for (int i = 0; i < 15; i++)
+			zero10 &= b[i] == 0;
+		if (zero10 && (b[15] == 0 || b[15] == 1)) /* :: and ::1 */
+			return true;
+		return (b[0] & 0xfe) == 0xfc ||                   /* fc00::/7 unique local */
+		       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
+		       (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || /* fec0::/10 site-local */
+		       b[0] == 0xff;                              /* multicast */
+	}
+	if (ss->ss_family != AF_INET)
+		return true;
+	a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+v4:
+	return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 || /* this net, private, loopback */
+	       (a >> 20) == (172u << 4 | 1) ||                          /* 172.16/12 */
+	       (a >> 16) == (192u << 8 | 168) ||                        /* 192.168/16 */
+	       (a >> 16) == (169u << 8 | 254) ||                        /* link-local */
+	       (a >> 22) == (100u << 2 | 1) ||                          /* 100.64/10 CGNAT */
+	       (a >> 28) >= 14;                                         /* multicast, reserved, broadcast */
+}
+
+void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain)
+{
+	if (hub_cfg->dns_allow_private)
+		return;
+	int k = 0;
+	for (int i = 0; i < *nt; i++) {
+		if (!addr_private(&t[i].ss)) {
+			t[k++] = t[i];
+			continue;
+		}
+		char txt[INET6_ADDRSTRLEN] = "?";
+		const void *a = t[i].ss.ss_family == AF_INET6
+					? (const void *)&((struct sockaddr_in6 *)&t[i].ss)->sin6_addr
+					: (const void *)&((struct sockaddr_in *)&t[i].ss)->sin_addr;
+		inet_ntop(t[i].ss.ss_family, a, txt, sizeof(txt));
+		log_warn(0, "s2s %s: DNS points at %s, a loopback or private address: not used (dns_allow_private)",
+			 domain, txt);
+	}
+	*nt = k;
 }
 
 void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v)
@@ -99,7 +183,6 @@ static struct s2s_out *link_new(struct hubw *h, const char *remote)
 	}
 	struct s2s_out *L = calloc(1, sizeof(*L));
 	L->remote = strdup(remote);
-	L->backoff_ms = hub_cfg->retry_min * 1000;
 	L->last_activity = net_now_ms();
 	uint32_t s = link_slot(h, remote);
 	L->hnext = h->links[s];
@@ -175,9 +258,21 @@ static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p
 	p->qlen = 0;
 }
 
+/* XEP-0478: more than the peer said it takes would cost the whole link. */
+static bool too_big_for_peer(const struct s2s_out *L, size_t n)
+{
+	return L->peer_max && n > L->peer_max;
+}
+
 static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
+		if (too_big_for_peer(L, p->q[k].n)) {
+			MET_INC(h->m, stanzas_over_peer_limit);
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_POLICY_VIOLATION);
+			net_buf_unref(h->w, p->q[k].b);
+			continue;
+		}
 		/* the queue's reference moves to the connection's queue, or
 		 * waits in its flow queue when that is full */
 		enum hub_sterr why;
@@ -202,21 +297,18 @@ static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	p->since = net_now_ms();
 }
 
-/* The link failed: bounce everything queued and back off. */
+/* The attempt failed: bounce what waited for it; the next attempt comes
+ * retry_min from now, if a stanza waits by then. */
 static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, const char *why)
 {
 	log_info(0, "s2s out %s: failed: %s", L->remote, why);
 	MET_INC(h->m, s2s_out_failed);
-	L->last_fail = err;
 	for (int i = 0; i < L->nlp; i++) {
 		pair_bounce_queue(h, L, &L->lp[i], err);
 		L->lp[i].state = PAIR_NONE;
 	}
 	L->state = L_BACKOFF;
-	L->retry_at = net_now_ms() + L->backoff_ms;
-	L->backoff_ms *= 2;
-	if (L->backoff_ms > hub_cfg->retry_max * 1000)
-		L->backoff_ms = hub_cfg->retry_max * 1000;
+	L->failed_at = net_now_ms();
 }
 
 static void link_start(struct hubw *h, struct s2s_out *L)
@@ -231,13 +323,17 @@ static void link_start(struct hubw *h, struct s2s_out *L)
 	s2s_resolve(h, L->remote, L, NULL);
 }
 
-/* Outbound TLS policy: the [route]'s, else s2s_tls. */
+/* Outbound TLS policy: a [route]'s own tls, else the remote's policy
+ * ([remote] tls, s2s_tls; required under auth certificate). */
 enum cfg_tls_mode s2s_out_tls_policy(const char *remote)
 {
 	const struct cfg_route *r = static_route(remote);
+	struct policy pol = policy_for(remote);
 	if (!hub_tls)
-		return CFG_TLS_OFF;
-	return r ? r->tls : hub_cfg->s2s_tls;
+		return pol.tls == CFG_TLS_REQUIRED ? CFG_TLS_REQUIRED : CFG_TLS_OFF;
+	if (r && r->tls_set && pol.auth != CFG_AUTH_CERTIFICATE)
+		return r->tls;
+	return (enum cfg_tls_mode)pol.tls;
 }
 
 static void link_try_next(struct hubw *h, struct s2s_out *L)
@@ -263,6 +359,8 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 		L->sess = s;
 		L->state = L_CONNECTING;
 		L->peer_dialback = true; /* until its features say otherwise */
+		L->peer_cert_ok = false;
+		L->peer_max = 0;
 		return;
 	}
 	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, L->nt ? "no address could be reached" : "no address");
@@ -275,6 +373,12 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 {
 	struct s2s_out *L = link_find(h, remote);
 	enum hub_sterr bounce;
+	if (!L && !policy_for(remote).allowed) {
+		/* remote_deny / remote_allow: no connection at all */
+		MET_INC(h->m, s2s_policy_refused);
+		bounce = STERR_POLICY_VIOLATION;
+		goto bounce;
+	}
 	if (!L) {
 		/* make sure the table names us as the owner (it may have been
 		 * released while the message was on its way) */
@@ -292,6 +396,11 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		pr = &L->lp[0];
 		L->last_activity = net_now_ms();
 	}
+	if (L->state == L_OPEN && L->sess && too_big_for_peer(L, n)) {
+		MET_INC(h->m, stanzas_over_peer_limit);
+		bounce = STERR_POLICY_VIOLATION;
+		goto bounce;
+	}
 	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
 		enum hub_sterr why;
 		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
@@ -305,13 +414,8 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		}
 		/* the stream is closing: queue for the next one */
 	}
-	if (L->state == L_BACKOFF) {
-		if (net_now_ms() < L->retry_at) {
-			bounce = (enum hub_sterr)L->last_fail;
-			goto bounce;
-		}
-		L->state = L_IDLE;
-	}
+	if (L->state == L_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
+		L->state = L_IDLE; /* back-off over: this stanza makes the next attempt */
 	if (pr->state == PAIR_INVALID) {
 		if (net_now_ms() - pr->since < (uint64_t)hub_cfg->retry_min * 1000) {
 			bounce = STERR_REMOTE_SERVER_NOT_FOUND;
@@ -342,7 +446,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		b = cb;
 		p = cb->data;
 	}
-	pr->q[pr->qlen++] = (struct qitem){b, p, (uint32_t)n}; /* the queue holds the reference */
+	pr->q[pr->qlen++] = (struct qitem){b, p, (uint32_t)n, net_now_ms()}; /* the queue holds the reference */
 	L->queued++;
 	if (L->state == L_IDLE)
 		link_start(h, L);
@@ -400,6 +504,8 @@ static void out_on_tls(struct net_conn *c, int err)
 	int v = tls_peer_verify_domain(c->tls, s->remote);
 	log_info(c->id, "s2s out %s: %s %s%s, certificate %s", s->remote, tls_version(c->tls), tls_cipher(c->tls),
 		 tls_resumed(c->tls) ? " (resumed)" : "", v == 0 ? "valid" : tls_strerror(v));
+	if (s->link)
+		s->link->peer_cert_ok = v == 0;
 	xml_tok_reset(&s->tok);
 	s->got_features = false;
 	out_open_stream(s);
@@ -415,7 +521,6 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 		return;
 	A->remote = strdup(L->remote);
 	A->parent = L;
-	A->backoff_ms = hub_cfg->retry_min * 1000;
 	A->last_activity = net_now_ms();
 	A->lp = calloc(1, sizeof(*A->lp));
 	A->nlp = 1;
@@ -466,13 +571,116 @@ static void out_give_up(struct hubw *h, struct sess *s, const char *why)
 	net_close(s->c, true);
 }
 
-static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+/* The namespace of element n: its prefix's (or the default) declaration on
+ * it or an ancestor inside the features element; above that, the stream
+ * header's: jabber:server by default, `stream` and `db` as declared there. */
+static const char *node_ns(mxml_node_t *n, const char **local)
+{
+	const char *name = mxmlGetElement(n);
+	const char *colon = strchr(name, ':');
+	char attr[96];
+	if (colon && (size_t)(colon - name) < sizeof(attr) - 7)
+		snprintf(attr, sizeof(attr), "xmlns:%.*s", (int)(colon - name), name);
+	else
+		snprintf(attr, sizeof(attr), "xmlns");
+	*local = colon ? colon + 1 : name;
+	for (mxml_node_t *a = n; a && mxmlGetType(a) == MXML_ELEMENT; a = mxmlGetParent(a)) {
+		const char *v = mxmlElementGetAttr(a, attr);
+		if (v)
+			return v;
+	}
+	if (!colon)
+		return "jabber:server";
+	if (!strncmp(name, "stream:", 7))
+		return "http://etherx.jabber.org/streams";
+	if (!strncmp(name, "db:", 3))
+		return "jabber:server:dialback";
+	return "";
+}
+
+static bool is_elem(mxml_node_t *n, const char *ns, const char *name)
+{
+	const char *local;
+	if (mxmlGetType(n) != MXML_ELEMENT)
+		return false;
+	const char *nns = node_ns(n, &local);
+	return !strcmp(nns, ns) && !strcmp(local, name);
+}
+
+/* The character data of a simple element, trimmed, into out. */
+static void node_text(mxml_node_t *n, char *out, size_t cap)
+{
+	size_t k = 0;
+	for (mxml_node_t *t = mxmlGetFirstChild(n); t; t = mxmlGetNextSibling(t)) {
+		const char *o = mxmlGetType(t) == MXML_OPAQUE ? mxmlGetOpaque(t) : NULL;
+		for (; o && *o && k + 1 < cap; o++)
+			if (*o != ' ' && *o != '\t' && *o != '\r' && *o != '\n')
+				out[k++] = *o;
+	}
+	out[k] = 0;
+}
+
+/* A tree of the features element (validated bytes; once per stream, never
+ * on the stanza path), with character data kept as it is. */
+static mxml_node_t *features_tree(struct xml_span raw)
+{
+	char *s = xstrndup(raw.p, raw.n);
+	mxml_node_t *n = mxmlLoadString(NULL, s, MXML_OPAQUE_CALLBACK);
+	free(s);
+	return n;
+}
+
+int s2s_features_parse(struct xml_span raw, struct feats *f)
+{
+	memset(f, 0, sizeof(*f));
+	mxml_node_t *tree = features_tree(raw);
+	if (!tree)
+		return -1;
+	mxml_node_t *top = mxmlGetType(tree) == MXML_ELEMENT ? tree : mxmlGetFirstChild(tree);
+	while (top && mxmlGetType(top) != MXML_ELEMENT)
+		top = mxmlGetNextSibling(top);
+	for (mxml_node_t *c = top ? mxmlGetFirstChild(top) : NULL; c; c = mxmlGetNextSibling(c)) {
+		if (is_elem(c, NS_TLS, "starttls")) {
+			f->starttls = true;
+			for (mxml_node_t *g = mxmlGetFirstChild(c); g; g = mxmlGetNextSibling(g))
+				if (is_elem(g, NS_TLS, "required"))
+					f->starttls_required = true;
+		} else if (is_elem(c, NS_SASL, "mechanisms")) {
+			for (mxml_node_t *g = mxmlGetFirstChild(c); g; g = mxmlGetNextSibling(g)) {
+				char mech[32];
+				if (!is_elem(g, NS_SASL, "mechanism"))
+					continue;
+				node_text(g, mech, sizeof(mech));
+				if (!strcmp(mech, "EXTERNAL"))
+					f->sasl_external = true;
+			}
+		} else if (is_elem(c, NS_DB_FEAT, "dialback")) {
+			f->dialback = true;
+		} else if (is_elem(c, NS_BIDI_FEAT, "bidi")) {
+			f->bidi = true;
+		} else if (is_elem(c, NS_LIMITS, "limits")) {
+			for (mxml_node_t *g = mxmlGetFirstChild(c); g; g = mxmlGetNextSibling(g)) {
+				char num[16];
+				if (!is_elem(g, NS_LIMITS, "max-bytes"))
+					continue;
+				node_text(g, num, sizeof(num));
+				char *end;
+				unsigned long v = strtoul(num, &end, 10);
+				if (num[0] >= '0' && num[0] <= '9' && !*end && v > 0 && v <= UINT32_MAX)
+					f->max_bytes = (uint32_t)v;
+			}
+		}
+	}
+	mxmlDelete(tree);
+	return 0;
+}
+
+static void out_features(struct hubw *h, struct sess *s, const struct feats *f)
 {
 	s->got_features = true;
 	struct s2s_out *L = s->link;
-	bool offers_tls = memmem(st->raw.p, st->raw.n, NS_TLS, sizeof(NS_TLS) - 1) != NULL;
 	if (!s->tls_on) {
-		if (offers_tls && s->tls_policy != CFG_TLS_OFF) {
+		if (f->starttls && s->tls_policy != CFG_TLS_OFF) {
 			/* RFC 6120 §5.4.2.1 */
 			sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
 			s->starttls_sent = true;
@@ -484,7 +692,7 @@ static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza
 			return;
 		}
 		/* RFC 6120 §5.3.1: STARTTLS marked <required/> cannot be skipped. */
-		if (offers_tls && memmem(st->raw.p, st->raw.n, "<required", 9)) {
+		if (f->starttls_required) {
 			log_warn(s->c->id, "s2s out %s: peer requires STARTTLS and TLS is off here", s->remote);
 			out_give_up(h, s, "peer requires TLS");
 			return;
@@ -493,28 +701,30 @@ static void out_features(struct hubw *h, struct sess *s, const struct xml_stanza
 	if (!L)
 		return;
 	L->state = L_OPEN;
+	if (f->max_bytes) {
+		/* XEP-0478: the peer closes a stream that sends it more */
+		L->peer_max = f->max_bytes;
+		log_debug(s->c->id, "s2s out %s: peer takes stanzas of up to %u bytes", s->remote, f->max_bytes);
+	}
 	/* XEP-0288: ask for a bidirectional stream before authenticating, so
-	 * the peer sends its stanzas for us over this link too */
-	if (!s->bidi && memmem(st->raw.p, st->raw.n, "urn:xmpp:features:bidi", 22)) {
+	 * the peer sends its stanzas for us over this link too; only of a peer
+	 * whose certificate proves its domain, since nothing else on this
+	 * stream authenticates the peer to us */
+	if (!s->bidi && f->bidi && L->peer_cert_ok) {
 		sess_sendf(s, "<bidi xmlns='urn:xmpp:bidi'/>");
 		s->bidi = true;
 		log_debug(s->c->id, "s2s out %s: bidirectional (XEP-0288)", s->remote);
 	}
-	{
-		bool offers_db = memmem(st->raw.p, st->raw.n, "urn:xmpp:features:dialback", 26) != NULL;
-		bool offers_ext = s->tls_on && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8) != NULL;
-		/* servers that predate the dialback feature still do dialback;
-		 * one that offers SASL EXTERNAL and not dialback does not (and
-		 * after SASL the restarted stream's features name neither) */
-		if (offers_db)
-			L->peer_dialback = true;
-		else if (offers_ext)
-			L->peer_dialback = false;
-	}
+	/* servers that predate the dialback feature still do dialback; one
+	 * that offers SASL EXTERNAL and not dialback does not (and after SASL
+	 * the restarted stream's features name neither) */
+	if (f->dialback)
+		L->peer_dialback = true;
+	else if (s->tls_on && f->sasl_external)
+		L->peer_dialback = false;
 	/* XEP-0178: SASL EXTERNAL for the first local domain our certificate covers,
 	 * when the peer's certificate is good too (it will check ours). */
-	if (s->tls_on && !s->sasl_domain && !s->sasl_sent &&
-	    memmem(st->raw.p, st->raw.n, NS_SASL, sizeof(NS_SASL) - 1) && memmem(st->raw.p, st->raw.n, "EXTERNAL", 8)) {
+	if (s->tls_on && !s->sasl_domain && !s->sasl_sent && f->sasl_external) {
 		for (int i = 0; i < L->nlp; i++) {
 			if (L->lp[i].state != PAIR_NONE || !tls_ctx_has_name(hub_tls, L->lp[i].local))
 				continue;
@@ -553,8 +763,6 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 		out_open_stream(s);
 		if (p) {
 			p->state = PAIR_VALID;
-			if (L)
-				L->backoff_ms = hub_cfg->retry_min * 1000;
 			pair_flush(h, L, p);
 		}
 	} else {
@@ -568,22 +776,51 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 	}
 }
 
+/* A <db:result/> on our outbound stream: the answer to one we sent
+ * (XEP-0220 §2.1.3), from the remote to one of our pending local domains.
+ * Without a type it is the peer asking us to verify it (reverse dialback
+ * over a bidirectional link), which this hub does not do: it gets a
+ * dialback error and changes nothing. */
 static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
 {
 	struct s2s_out *L = s->link;
-	char local[CFG_NAME_MAX];
-	if (!L || db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, local, sizeof(local)) < 0)
+	char local[CFG_NAME_MAX], from[CFG_NAME_MAX];
+	if (!L)
 		return;
+	if (db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, local, sizeof(local)) < 0 ||
+	    db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
+		return;
+	}
+	if (strcmp(from, L->remote) != 0) {
+		/* only the domain we connected to answers for itself here */
+		log_warn(s->c->id, "s2s out %s: db:result from %s refused", L->remote, from);
+		sess_stream_error(s, SERR_INVALID_FROM, NULL);
+		return;
+	}
+	if (!st->type.n) {
+		sess_sendf(s,
+			   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+			   "<feature-not-implemented xmlns='" NS_STANZAS "'/>"
+			   "<text xmlns='" NS_STANZAS "'>no dialback toward the initiator on this stream</text>"
+			   "</error></db:result>",
+			   local, from);
+		return;
+	}
+	bool valid = span_eq(st->type, "valid");
+	if (!valid && !span_eq(st->type, "invalid") && !span_eq(st->type, "error")) {
+		sess_stream_error(s, SERR_BAD_FORMAT, "db:result type is valid, invalid or error");
+		return;
+	}
 	struct lpair *p = NULL;
 	for (int i = 0; i < L->nlp; i++)
 		if (strcmp(L->lp[i].local, local) == 0)
 			p = &L->lp[i];
 	if (!p || p->state != PAIR_PENDING)
-		return;
-	if (span_eq(st->type, "valid")) {
+		return; /* nothing asked: an answer to no question changes nothing */
+	if (valid) {
 		p->state = PAIR_VALID;
 		MET_INC(h->m, s2s_out_links);
-		L->backoff_ms = hub_cfg->retry_min * 1000;
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
 		pair_flush(h, L, p);
 	} else {
@@ -608,14 +845,41 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 		s->stream_id[k] = 0;
 		s->state = 1;
 		s->peer_v1 = span_eq(hd->version, "1.0");
-		if (!s->peer_v1) /* no features will come (RFC 3920 peers) */
-			out_features(h, s, &(struct xml_stanza){.raw = {"", 0}});
+		if (s->tls_on && s->link && !s->link->peer_cert_ok &&
+		    policy_for(s->remote).auth == CFG_AUTH_CERTIFICATE) {
+			/* RFC 6125 §6.6.4, RFC 6120 §13.7.2: not the server we meant
+			 * to reach; nothing goes to it (on_close tries the next
+			 * address, then bounces) */
+			MET_INC(h->m, s2s_policy_refused);
+			log_warn(s->c->id, "s2s out %s: certificate does not authenticate the domain; auth certificate",
+				 s->remote);
+			sess_stream_error(s, SERR_POLICY_VIOLATION, "certificate does not authenticate the domain");
+			return DRIVE_ALL;
+		}
+		if (!s->peer_v1 && !s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
+			/* RFC 6120 §4.7.5, §5.3.1: a pre-1.0 stream cannot offer
+			 * STARTTLS; nothing (no dialback key) goes out in the clear */
+			log_warn(s->c->id, "s2s out %s: pre-1.0 stream and TLS is required", s->remote);
+			sess_stream_error(s, SERR_UNSUPPORTED_VERSION, "TLS is required");
+			return DRIVE_ALL;
+		}
+		if (!s->peer_v1) { /* no features will come (RFC 3920 peers) */
+			struct feats none = {0};
+			out_features(h, s, &none);
+		}
 		return DRIVE_ON;
 	}
 	const struct xml_stanza *st = &s->tok.st;
 	if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
-		if (!s->got_features)
-			out_features(h, s, st);
+		struct feats f;
+		if (s->got_features) {
+			/* one features element per stream (RFC 6120 §4.3.2) */
+		} else if (s2s_features_parse(st->raw, &f) < 0) {
+			sess_stream_error(s, SERR_BAD_FORMAT, "stream features could not be read");
+			return DRIVE_ALL;
+		} else {
+			out_features(h, s, &f);
+		}
 	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
 		out_db_result(h, s, st);
 	} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
@@ -631,8 +895,14 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 	} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
 		/* on success the tokenizer starts over: the peer's new header follows */
 		out_sasl_result(h, s, span_eq(st->name, "success"));
-	} else if (s->bidi && st->nsid == XML_NS_SERVER && st_routable(st)) {
-		/* XEP-0288: the peer's stanzas on our link */
+	} else if (st->nsid == XML_NS_SERVER && st_routable(st)) {
+		if (!s->bidi || !s->link || !s->link->peer_cert_ok) {
+			/* XEP-0288: reverse stanzas only on a link we asked to be
+			 * bidirectional, from a peer whose certificate names it */
+			MET_INC(h->m, s2s_policy_refused);
+			sess_stream_error(s, SERR_NOT_AUTHORIZED, "the peer is not authenticated on this stream");
+			return DRIVE_ALL;
+		}
 		net_buf_ref(b);
 		route_stanza(h, s, b, st);
 	}
@@ -757,6 +1027,7 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 			memcpy(L->t, r->t, sizeof(L->t));
 			L->nt = r->ntargets;
 			L->next_t = 0;
+			s2s_drop_private_targets(L->t, &L->nt, L->remote);
 			link_try_next(h, L);
 		}
 	} else if (dw->v) {
@@ -771,10 +1042,25 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 {
 	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
 	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
+	uint64_t wait_max = (uint64_t)hub_cfg->connect_timeout * 1000;
 	for (int i = 0; i < L->nlp; i++) {
 		struct lpair *p = &L->lp[i];
 		if (p->alt && link_tick(h, p->alt, now))
 			p->alt = NULL;
+		/* a stanza waits at most connect_timeout for its link (FIFO:
+		 * the oldest are first) */
+		uint32_t old = 0;
+		while (old < p->qlen && now - p->q[old].at > wait_max)
+			old++;
+		if (old) {
+			for (uint32_t k = 0; k < old; k++) {
+				route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_REMOTE_SERVER_TIMEOUT);
+				net_buf_unref(h->w, p->q[k].b);
+			}
+			memmove(p->q, p->q + old, (p->qlen - old) * sizeof(*p->q));
+			p->qlen -= old;
+			L->queued -= old;
+		}
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
 			/* XEP-0220 has no deadline of its own: a peer that ignores
 			 * our db:result must not hold the queue forever */
@@ -785,12 +1071,14 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);
 		}
 	}
-	if (L->state == L_BACKOFF && now >= L->retry_at) {
+	if (L->state == L_BACKOFF && now - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000) {
 		if (L->queued == 0 && now - L->last_activity > idle) {
 			link_free(h, L);
 			return true;
 		}
 		L->state = L_IDLE;
+		if (L->queued) /* stanzas waited out the back-off: try again */
+			link_start(h, L);
 	}
 	if (L->state == L_OPEN && L->sess && !L->queued) {
 		if (now - L->last_activity >= idle) {

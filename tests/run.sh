@@ -5,7 +5,7 @@
 # Ends with the line "N passed, N failed".
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
-pass=0; fail=0; failed_names=()
+pass=0; fail=0; ran=0; failed_names=()
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 
 for t in "$BUILD"/tests/test_*; do
@@ -34,6 +34,7 @@ selected() {
 for t in tests/integration/t_*; do
 	[ -x "$t" ] || continue
 	selected "${t##*/}" || continue
+	ran=$((ran + 1))
 	echo "== integration: ${t##*/}"
 	timeout 600 "$t" >"$log" 2>&1; rc=$?
 	cat "$log"
@@ -44,6 +45,9 @@ for t in tests/integration/t_*; do
 	[ "$f" -gt 0 ] && failed_names+=("${t##*/}")
 done
 
+if [ -n "${ONLY:-}" ] && [ "$ran" -eq 0 ]; then
+	echo "not ok ONLY=$ONLY matches no integration test"; fail=$((fail + 1))
+fi
 [ "${#failed_names[@]}" -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -99,6 +99,13 @@ enum xml_stanza_flags {
 	XML_ST_TYPE_ESC = 1 << 2,
 	XML_ST_ID_ESC = 1 << 3,
 	XML_ST_EMPTY = 1 << 4, /* <x/> */
+	/* The stanza uses a prefix (element or attribute, other than xml:)
+	 * bound only on the stream header: its bytes are not
+	 * namespace-well-formed on their own, so they cannot be forwarded
+	 * into another stream as they are (xml_stanza_selfcontain()). */
+	XML_ST_HDR_PREFIX = 1 << 5,
+	XML_ST_PREFIXED = 1 << 6,   /* the top-level element's name has a prefix */
+	XML_ST_ROOT_XMLNS = 1 << 7, /* the top-level element has an xmlns='...' */
 };
 
 struct xml_stanza {
@@ -112,7 +119,7 @@ struct xml_stanza {
 };
 
 /* Internal records of struct xml_tok: offsets into the pending bytes, so
- * they stay valid when the caller moves them (see xml.c). */
+ * they stay valid when the caller moves them (see xml/tok.c). */
 struct xml_span_off {
 	uint32_t off, n;
 };
@@ -120,7 +127,7 @@ struct xml_root_rec {
 	struct xml_span_off to, from, type, id, ns;
 	uint32_t name;        /* offset of the qualified name */
 	uint16_t nlen, colon; /* its length; colon position + 1, 0 if none */
-	uint8_t ns_src;       /* where ns points: enum in xml.c */
+	uint8_t ns_src;       /* where ns points: enum in xml/xml-int.h */
 	uint8_t nsid;         /* enum xml_ns */
 	uint16_t flags;       /* enum xml_stanza_flags */
 };
@@ -130,7 +137,7 @@ struct xml_root_rec {
  * pointer into caller memory survives an XML_EV_MORE return. The scratch
  * of the start tag being read (its attributes) is not kept here: it lives
  * on the stack of xml_tok_next() and is rebuilt from the tag's bytes when
- * the tag spans several calls. Fields after `st` are internal to xml.c. */
+ * the tag spans several calls. Fields after `st` are internal to xml/. */
 struct xml_tok {
 	struct xml_limits lim;
 	bool authenticated; /* selects max_stanza over max_stanza_preauth */
@@ -160,6 +167,30 @@ void xml_tok_init(struct xml_tok *t, const struct xml_limits *lim);
 void xml_tok_reset(struct xml_tok *t);
 int xml_tok_next(struct xml_tok *t, const char *buf, size_t len, size_t *consumed);
 
+/* Copy the stanza just returned by t into out so that it is
+ * namespace-well-formed on its own: each binding of t's stream header the
+ * root element does not make itself is declared on the root (when
+ * XML_ST_HDR_PREFIX), and a prefixed root is written without its prefix
+ * (when XML_ST_PREFIXED: the caller has checked that its namespace is the
+ * stream's content namespace). Needs at most st->raw.n +
+ * xml_stanza_selfcontain_extra(t) bytes. Returns the length written, -1 if
+ * it does not fit, -2 if no such copy exists (a prefixed root that also
+ * sets a default namespace). */
+int xml_stanza_selfcontain(const struct xml_tok *t, const struct xml_stanza *st, char *out, size_t cap);
+size_t xml_stanza_selfcontain_extra(const struct xml_tok *t);
+
+/* The first child element of a stanza the tokenizer returned (validated
+ * bytes; for the few stanzas the hub answers itself, never on forwarding):
+ * its local name, its attribute list, and the namespace it or the root
+ * declares for it (raw attribute value; n == 0 when it inherits the
+ * stream's). Returns 0, or -1 when the stanza has no child element. */
+struct xml_child {
+	struct xml_span name, ns, attrs;
+};
+int xml_stanza_child(struct xml_span stanza, struct xml_child *c);
+/* The raw value of attribute `name` in such an attribute list. */
+bool xml_attr_get(struct xml_span attrs, const char *name, struct xml_span *val);
+
 /* Map a namespace URI to its enum xml_ns (XML_NS_OTHER when unknown). */
 enum xml_ns xml_ns_id(const char *uri, size_t n);
 
@@ -170,14 +201,5 @@ int xml_attr_decode(struct xml_span v, char *out, size_t cap);
 /* Escape text for an attribute value (attr=true) or character data.
  * Returns the length written, or -1 if it does not fit. */
 int xml_escape(char *out, size_t cap, const char *s, size_t n, bool attr);
-
-/* `fedhub --check-xml FILE`: tokenize a recorded stream (FILE may be "-").
- * Prints "ok N stanzas" or "error CONDITION at byte N"; returns 0 or 1. */
-int xml_check_file(const char *path, const struct xml_limits *lim);
-
-/* mxml bridge: build a tree of one stanza (for stanzas addressed to the hub).
- * Returns an mxml_node_t * (declared void * to keep mxml out of this header);
- * free it with mxmlDelete(). NULL on failure. Never used on forwarding. */
-void *xml_to_mxml(struct xml_span raw);
 
 #endif

@@ -10,7 +10,12 @@
  * buffer, more appended); both must give the same events, spans, error and
  * error offset. Reported spans must lie inside the event's bytes, and
  * every attribute value reported is decoded (which must not fail for a
- * value the tokenizer accepted).
+ * value the tokenizer accepted). Every stanza must be namespace-well-formed
+ * on its own once the router has done its part: as it is when the tokenizer
+ * flags neither a stream-header prefix nor a prefixed root, else as
+ * xml_stanza_selfcontain() writes it. Both are checked by tokenizing the
+ * bytes again in a stream whose header binds no prefix the stanza could
+ * borrow; the copy must carry neither flag any more.
  *
  * Seeds: tests/fuzz/corpus/xml/ (hand-written stanzas and streams, and the
  * inputs of past findings). Run: make fuzz && build/fuzz/fuzz_xml
@@ -51,6 +56,53 @@ static void check_value(struct xml_span v)
 	static char out[1 << 16];
 	if (v.n && xml_attr_decode(v, out, sizeof out) < 0 && v.n < sizeof out / 4)
 		abort(); /* the tokenizer accepted it, so it must decode */
+}
+
+/* The stanza t just returned, alone in a stream that binds nothing it
+ * could borrow (only "fz", for the stream itself): one stanza, all bytes. */
+static void reparse_alone(const char *p, size_t n, uint32_t must_clear)
+{
+	static const char bare[] = "<fz:stream xmlns='jabber:component:accept' "
+				   "xmlns:fz='http://etherx.jabber.org/streams'>";
+	static struct xml_tok u;
+	struct xml_limits lim;
+	xml_limits_default(&lim);
+	lim.max_stanza = lim.max_stanza_preauth = 1u << 20;
+	lim.max_depth = XML_MAX_DEPTH;
+	lim.max_attrs = XML_MAX_ATTRS;
+	lim.max_name = 0xFFFF;
+	xml_tok_init(&u, &lim);
+	u.authenticated = true;
+	size_t used;
+	if (xml_tok_next(&u, bare, sizeof bare - 1, &used) != XML_EV_STREAM_OPEN)
+		abort();
+	if (xml_tok_next(&u, p, n, &used) != XML_EV_STANZA || used != n)
+		abort();
+	if (u.st.flags & must_clear)
+		abort();
+}
+
+static void check_standalone(const struct xml_tok *t)
+{
+	const struct xml_stanza *s = &t->st;
+	const uint32_t fl = XML_ST_HDR_PREFIX | XML_ST_PREFIXED;
+	if (!(s->flags & XML_ST_HDR_PREFIX)) {
+		/* a prefixed root may be kept (it declares its prefix itself) */
+		reparse_alone(s->raw.p, s->raw.n, XML_ST_HDR_PREFIX);
+		if (!(s->flags & XML_ST_PREFIXED))
+			return;
+	}
+	size_t cap = s->raw.n + xml_stanza_selfcontain_extra(t);
+	char *out = malloc(cap);
+	int r = xml_stanza_selfcontain(t, s, out, cap);
+	if (r == -2 && (s->flags & XML_ST_PREFIXED) && (s->flags & XML_ST_ROOT_XMLNS)) {
+		free(out);
+		return; /* refused by design */
+	}
+	if (r < 0)
+		abort();
+	reparse_alone(out, (size_t)r, fl);
+	free(out);
 }
 
 static void fx_run(const uint8_t *doc, size_t n, const struct xml_limits *lim, bool auth, uint8_t seed, bool chunked,
@@ -106,6 +158,8 @@ static void fx_run(const uint8_t *doc, size_t n, const struct xml_limits *lim, b
 					e->to_n = s->to.n;
 					e->flags = s->flags;
 					e->nsid = s->nsid;
+					if (!chunked)
+						check_standalone(&t);
 				}
 				if (ev == XML_EV_STREAM_OPEN) {
 					span_in(t.hdr.raw, buf, used);

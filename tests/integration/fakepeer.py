@@ -12,11 +12,13 @@ class Reader:
 
     def __init__(self, sock):
         self.sock, self.buf, self.header = sock, b"", None
+        self.eof = False  # the peer closed the TCP connection
 
     def _fill(self, deadline):
         self.sock.settimeout(max(0.01, deadline - time.time()))
         d = self.sock.recv(65536)
         if not d:
+            self.eof = True
             raise EOFError("peer closed")
         self.buf += d
 

@@ -136,7 +136,7 @@ static void test_router_conf_documents_every_directive(void **state)
 			print_error("directive '%s' is not in router.conf\n", *d);
 		assert_true(documented(text, *d, false));
 	}
-	assert_true(n >= 30);
+	assert_true(n >= 25);
 	for (const char *const *s = cfg_section_names; *s; s++) {
 		if (!documented(text, *s, true))
 			print_error("section [%s] is not in router.conf\n", *s);
@@ -177,8 +177,6 @@ static void test_router_conf_examples_are_valid(void **state)
 		char extra[256] = "";
 		if (!strcmp(name, "key")) /* a key needs its cert */
 			snprintf(extra, sizeof(extra), "cert %s\n", pem);
-		else if (!strncmp(sect, "[cluster", 8) && strcmp(name, "redis") && strcmp(name, "sentinel"))
-			strcpy(extra, "redis 127.0.0.1:6379\n");
 		else if (!strncmp(sect, "[component", 10) && strcmp(name, "secret"))
 			strcpy(extra, "secret s\n");
 		else if (!strncmp(sect, "[route", 6) && strcmp(name, "connect"))
@@ -222,7 +220,6 @@ static void test_builtin_default_config(void **state)
 	assert_int_equal(c.ncomponents, 1);
 	assert_string_equal(c.components[0].name, "echo.localhost");
 	assert_string_equal(c.components[0].secret, "secret");
-	assert_false(c.cluster);
 	cfg_free(&c);
 }
 
@@ -245,7 +242,6 @@ static void test_defaults_for_absent_directives(void **state)
 	assert_int_equal(c.keepalive_interval, 60);
 	assert_int_equal(c.connect_timeout, 10);
 	assert_int_equal(c.retry_min, 2);
-	assert_int_equal(c.retry_max, 300);
 	assert_int_equal(c.s2s_tls, CFG_TLS_OPTIONAL);
 	assert_int_equal(c.listen[0].tls, CFG_TLS_OPTIONAL);
 	assert_false(c.listen[0].proxy_protocol);
@@ -277,7 +273,6 @@ static void test_every_hub_value_is_stored(void **state)
 				 "keepalive_interval 10m\n"
 				 "connect_timeout 30s\n"
 				 "retry_min 1\n"
-				 "retry_max 1h\n"
 				 "dns_server 127.0.0.53\n"
 				 "ca_file %s\n"
 				 "s2s_tls required\n",
@@ -299,7 +294,6 @@ static void test_every_hub_value_is_stored(void **state)
 	assert_int_equal(c.keepalive_interval, 600);
 	assert_int_equal(c.connect_timeout, 30);
 	assert_int_equal(c.retry_min, 1);
-	assert_int_equal(c.retry_max, 3600);
 	assert_int_equal(cfg_addr_port(&c.dns_server), 53);
 	assert_string_equal(c.ca_file, ca);
 	assert_int_equal(c.s2s_tls, CFG_TLS_REQUIRED);
@@ -407,8 +401,6 @@ static void test_duplicate_directive_rejected(void **state)
 static void test_duplicate_sections_rejected(void **state)
 {
 	expect_one_error(HUB "[hub]\n", "router.conf:3: duplicate section [hub] (first at line 1)");
-	expect_one_error(HUB "[cluster]\nredis 127.0.0.1\n[cluster]\n",
-			 "router.conf:5: duplicate section [cluster] (first at line 3)");
 	expect_one_error(HUB "[domain a.example]\n[domain a.example]\n",
 			 "router.conf:4: duplicate section [domain a.example] (first at line 3)");
 	/* detected after normalisation */
@@ -431,8 +423,8 @@ static void test_directive_in_wrong_section_rejected(void **state)
 			 "router.conf:3: 'cert' is not allowed in [hub] (it belongs in [domain NAME])");
 	expect_one_error(HUB "[domain a.example]\nworkers 2\n",
 			 "router.conf:4: 'workers' is not allowed in [domain] (it belongs in [hub])");
-	expect_one_error(HUB "[cluster]\nredis 127.0.0.1\nconnect 127.0.0.1\n",
-			 "'connect' is not allowed in [cluster] (it belongs in [route NAME])");
+	expect_one_error(HUB "[component c.example]\nsecret s\nconnect 127.0.0.1\n",
+			 "'connect' is not allowed in [component] (it belongs in [route NAME])");
 	expect_one_error("workers 2\n" HUB, "router.conf:1: 'workers' before any section");
 }
 
@@ -443,7 +435,7 @@ static void test_bad_section_headers_rejected(void **state)
 			 "router.conf:3: unknown section [compnent] (did you mean [component]?)");
 	expect_one_error(HUB "[domain]\n", "router.conf:3: [domain NAME] needs exactly one name");
 	expect_one_error(HUB "[domain a b]\n", "needs exactly one name");
-	expect_one_error(HUB "[cluster x]\nredis 127.0.0.1\n", "router.conf:3: [cluster] takes no name");
+	expect_one_error("[hub x]\nlisten s2s 127.0.0.1:5269\n", "router.conf:1: [hub] takes no name");
 	expect_one_error(HUB "[domain a.example\n", "router.conf:3: section header without closing ']'");
 	expect_one_error(HUB "[domain -bad-.example]\n", "not a valid domain name");
 	expect_one_error(HUB "[component 10.1.2.3]\nsecret s\n", "not a valid domain name");
@@ -455,7 +447,7 @@ static void test_whole_file_consistency_checks(void **state)
 {
 	expect_one_error(HUB "max_stanza_size 8k\nmax_stanza_size_preauth 16k\n",
 			 "router.conf:4: max_stanza_size_preauth (16384) exceeds max_stanza_size (8192)");
-	expect_one_error(HUB "retry_min 10m\nretry_max 1m\n", "retry_min (600s) exceeds retry_max (60s)");
+	expect_one_error(HUB "retry_max 1m\n", "unknown directive 'retry_max' (did you mean 'retry_min'?)");
 	expect_one_error(HUB "listen s2s-tls 127.0.0.1:5270\n",
 			 "router.conf:3: listen s2s-tls 127.0.0.1:5270 requires TLS but no [domain] has a cert");
 	expect_one_error(HUB "listen s2s 127.0.0.2 tls required\n", "requires TLS");
@@ -736,39 +728,31 @@ static void test_many_sections(void **state)
 	free(conf);
 }
 
-static void test_cluster_section(void **state)
+/* No cluster implementation exists: [cluster] and its directives are refused,
+ * never parsed and ignored. */
+static void test_cluster_section_refused(void **state)
 {
+	static const char *const msg = "router.conf:3: [cluster]: not supported by this build";
+
+	expect_one_error(HUB "[cluster]\n", msg);
+	/* its directives are not reported again, valid or not */
+	expect_one_error(HUB "[cluster]\nredis 127.0.0.1:6379\nnode_id auto\n", msg);
+	expect_one_error(HUB "[cluster]\nsentinel 127.0.0.1:26379 mymaster\nbogus x\n", msg);
+	expect_one_error(HUB "[cluster node1]\n", msg);
+	/* nor are they directives anywhere else */
+	expect_one_error(HUB "redis 127.0.0.1:6379\n", "router.conf:3: unknown directive 'redis'");
+	expect_one_error(HUB "node_id auto\n", "router.conf:3: unknown directive 'node_id'");
+	/* sections after it are parsed as usual */
 	struct cfg c;
-
-	expect_ok(&c, HUB "[cluster]\nredis localhost\nnode_id node-1.dc_2\n");
-	assert_true(c.cluster);
-	assert_int_equal(cfg_addr_port(&c.cluster_redis), 6379);
-	assert_string_equal(c.cluster_node_id, "node-1.dc_2");
-	assert_int_equal(c.ncluster_sentinel, 0);
+	char *errs = NULL;
+	assert_int_equal(parse(&c, HUB "[cluster]\nredis 127.0.0.1\n[component c.example]\n", &errs), 2);
+	assert_non_null(strstr(errs, "[component c.example]: missing required 'secret'"));
+	free(errs);
 	cfg_free(&c);
-
-	expect_ok(&c, HUB "[cluster]\nsentinel 127.0.0.1 mymaster\nsentinel [::1]:26380 mymaster\nnode_id auto\n");
-	assert_int_equal(c.ncluster_sentinel, 2);
-	assert_int_equal(cfg_addr_port(&c.cluster_sentinel[0]), 26379);
-	assert_int_equal(cfg_addr_port(&c.cluster_sentinel[1]), 26380);
-	assert_string_equal(c.cluster_master, "mymaster");
-	assert_string_equal(c.cluster_node_id, "");
-	assert_int_equal(c.cluster_redis.len, 0);
-	cfg_free(&c);
-
-	expect_ok(&c, HUB);
-	assert_false(c.cluster);
-	cfg_free(&c);
-
-	expect_one_error(HUB "[cluster]\n", "router.conf:3: [cluster]: needs redis");
-	expect_one_error(HUB "[cluster]\nredis 127.0.0.1\nsentinel 127.0.0.1 m\n",
-			 "router.conf:3: [cluster]: use redis or sentinel, not both");
-	expect_one_error(HUB "[cluster]\nsentinel 127.0.0.1 m1\nsentinel 127.0.0.2 m2\n",
-			 "router.conf:5: sentinel: master 'm2' differs from 'm1'");
-	expect_one_error(HUB "[cluster]\nredis 127.0.0.1\nsentinel 127.0.0.1\n",
-			 "router.conf:5: 'sentinel' takes 2 values, got 1");
-	expect_one_error(HUB "[cluster]\nredis redis.internal:6379\n", "router.conf:4: redis: bad address");
-	expect_one_error(HUB "[cluster]\nredis 127.0.0.1\nnode_id a/b\n", "router.conf:5: node_id");
+	for (const char *const *d = cfg_directive_names; *d; d++)
+		assert_true(strcmp(*d, "redis") && strcmp(*d, "sentinel") && strcmp(*d, "node_id"));
+	for (const char *const *d = cfg_section_names; *d; d++)
+		assert_string_not_equal(*d, "cluster");
 }
 
 static void test_dialback_secret(void **state)
@@ -864,7 +848,7 @@ int main(void)
 		cmocka_unit_test(test_domain_cert_and_key),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many_sections),
-		cmocka_unit_test(test_cluster_section),
+		cmocka_unit_test(test_cluster_section_refused),
 		cmocka_unit_test(test_dialback_secret),
 		cmocka_unit_test(test_tls_default_follows_certificates),
 		cmocka_unit_test(test_load_missing_file),

@@ -311,16 +311,6 @@ static void test_wildcard_rules(void **state)
 	assert_int_equal(tls_peer_verify_domain(cl->c, "b.example"), TLS_ERR_NAME);
 	end_free(cl), end_free(sv);
 	tls_ctx_free(sx), tls_ctx_free(cx);
-
-	assert_true(tls_dns_id_match("*.example.org", 13, "chat.example.org"));
-	assert_false(tls_dns_id_match("*.example.org", 13, "*.example.org"));
-	assert_false(tls_dns_id_match("*.example.org", 13, ".example.org"));
-	assert_false(tls_dns_id_match("*", 1, "example"));
-	assert_false(tls_dns_id_match("a*.example.org", 14, "ab.example.org"));
-	assert_false(tls_dns_id_match("*a.example.org", 14, "ba.example.org"));
-	assert_true(tls_dns_id_match("example.org", 11, "EXAMPLE.org."));
-	assert_false(tls_dns_id_match("example.org", 11, "example.org.evil"));
-	assert_false(tls_dns_id_match("example.org", 11, "xexample.org"));
 }
 
 static void test_srv_id_and_xmppaddr(void **state)

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_xml.c — the streaming tokenizer (xml/xml.c).
+ * tests/unit/test_xml.c — the streaming tokenizer (xml/) and the stanza helpers.
  *
  * Every document is run through a feeder that behaves like a connection:
  * it keeps the unconsumed bytes, moves them to a freshly allocated buffer
@@ -18,9 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <mxml.h>
-
 #include "xml/xml.h"
+#include "router/check_xml.h"
 
 #define HDR                                                                                     \
 	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
@@ -842,7 +841,7 @@ static void test_err_names(void **state)
 	assert_int_equal(xml_ns_id("jabber:server", 12), XML_NS_OTHER);
 }
 
-/* Run xml_check_file on a document, return its exit code and output. */
+/* Run check_xml_file on a document, return its exit code and output. */
 static int check_file(const char *doc, char *out, size_t cap)
 {
 	char path[] = "/tmp/fedhub-xml-XXXXXX", opath[] = "/tmp/fedhub-xmlo-XXXXXX";
@@ -853,7 +852,7 @@ static int check_file(const char *doc, char *out, size_t cap)
 	fflush(stdout);
 	int saved = dup(1);
 	dup2(ofd, 1);
-	int rc = xml_check_file(path, NULL);
+	int rc = check_xml_file(path, NULL);
 	fflush(stdout);
 	dup2(saved, 1);
 	close(saved);
@@ -891,20 +890,136 @@ static void test_check_file(void **state)
 	assert_int_equal(check_file("", out, sizeof out), 1);
 }
 
-static void test_to_mxml(void **state)
+static void test_stanza_child(void **state)
 {
 	(void)state;
-	const char *s = "<db:verify from='a.example' to='b.example' id='i&amp;d'>key<x/></db:verify>";
-	mxml_node_t *n = xml_to_mxml((struct xml_span){s, (uint32_t)strlen(s)});
-	assert_non_null(n);
-	assert_string_equal(mxmlGetElement(n), "db:verify");
-	assert_string_equal(mxmlElementGetAttr(n, "from"), "a.example");
-	assert_string_equal(mxmlElementGetAttr(n, "id"), "i&d");
-	mxml_node_t *c = mxmlGetFirstChild(n);
-	assert_non_null(c);
-	assert_string_equal(mxmlGetOpaque(c), "key");
-	assert_non_null(mxmlFindElement(n, n, "x", NULL, NULL, MXML_DESCEND));
-	mxmlDelete(n);
+	struct xml_child c;
+	struct xml_span v;
+	const char *s = "<iq type='get' id='a&gt;'><![CDATA[<x/>]]> <ping xmlns='urn:xmpp:ping' a='/>'/></iq>";
+	assert_int_equal(xml_stanza_child((struct xml_span){s, (uint32_t)strlen(s)}, &c), 0);
+	assert_int_equal(c.name.n, 4);
+	assert_memory_equal(c.name.p, "ping", 4);
+	assert_int_equal(c.ns.n, 13);
+	assert_memory_equal(c.ns.p, "urn:xmpp:ping", 13);
+	assert_true(xml_attr_get(c.attrs, "a", &v));
+	assert_int_equal(v.n, 2);
+	assert_false(xml_attr_get(c.attrs, "xmlns:a", &v));
+	/* a prefix bound on the root */
+	s = "<iq xmlns:d='http://jabber.org/protocol/disco#info'><d:query node='n'/></iq>";
+	assert_int_equal(xml_stanza_child((struct xml_span){s, (uint32_t)strlen(s)}, &c), 0);
+	assert_int_equal(c.name.n, 5);
+	assert_int_equal(c.ns.n, 37);
+	assert_true(xml_attr_get(c.attrs, "node", &v));
+	/* inherited namespace */
+	s = "<iq><query/></iq>";
+	assert_int_equal(xml_stanza_child((struct xml_span){s, (uint32_t)strlen(s)}, &c), 0);
+	assert_int_equal(c.ns.n, 0);
+	/* none */
+	s = "<iq type='get'/>";
+	assert_int_equal(xml_stanza_child((struct xml_span){s, (uint32_t)strlen(s)}, &c), -1);
+	s = "<iq type='get'>text &amp; <![CDATA[<no/>]]></iq>";
+	assert_int_equal(xml_stanza_child((struct xml_span){s, (uint32_t)strlen(s)}, &c), -1);
+}
+
+/* Per-stanza namespace flags, checked whole, byte by byte and split at
+ * every offset (run_doc compares the flags of every way). */
+static void test_stanza_prefix_flags(void **state)
+{
+	(void)state;
+	const uint32_t M = XML_ST_HDR_PREFIX | XML_ST_PREFIXED | XML_ST_ROOT_XMLNS;
+	static const struct {
+		const char *st;
+		uint32_t want;
+	} cases[] = {
+		{"<message to='a' from='b'><body>x</body></message>", 0},
+		{"<message xmlns='jabber:server'/>", XML_ST_ROOT_XMLNS},
+		{"<message><db:junk/></message>", XML_ST_HDR_PREFIX},
+		{"<message><x db:a='1'/></message>", XML_ST_HDR_PREFIX},
+		{"<message db:a='1'/>", XML_ST_HDR_PREFIX},
+		{"<message><stream:error/></message>", XML_ST_HDR_PREFIX},
+		{"<db:result to='a' from='b'>k</db:result>", XML_ST_HDR_PREFIX | XML_ST_PREFIXED},
+		/* declared inside the stanza: self-contained */
+		{"<message xmlns:db='urn:x'><db:junk/></message>", 0},
+		{"<message><a xmlns:p='u'><p:b p:c='1'/></a></message>", 0},
+		{"<x:message xmlns:x='jabber:server'/>", XML_ST_PREFIXED},
+		{"<x:message xmlns:x='jabber:server' xmlns='u'><b/></x:message>", XML_ST_PREFIXED | XML_ST_ROOT_XMLNS},
+		/* xml: is bound everywhere */
+		{"<message xml:lang='en'><body xml:lang='de'/></message>", 0},
+		/* once the inner declaration is out of scope the header's counts */
+		{"<message><a xmlns:db='u'><db:b/></a><db:c/></message>", XML_ST_HDR_PREFIX},
+		{"<message><a><b><c><db:deep/></c></b></a></message>", XML_ST_HDR_PREFIX},
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		char doc[1024];
+		struct run r;
+		snprintf(doc, sizeof doc, "%s%s</stream:stream>", HDR, cases[k].st);
+		run_doc(doc, &r);
+		if (r.error || r.stanzas != 1 || (r.ev[1].flags & M) != cases[k].want)
+			fprintf(stderr, "%s: flags %#x, want %#x\n", cases[k].st, r.ev[1].flags & M, cases[k].want);
+		assert_false(r.error);
+		assert_int_equal(r.ev[1].flags & M, cases[k].want);
+	}
+}
+
+/* One stanza through a tokenizer that has read hdr; t keeps its state. */
+static void tok_stanza(struct xml_tok *t, const char *hdr, const char *st)
+{
+	size_t used;
+	xml_tok_init(t, NULL);
+	t->authenticated = true;
+	assert_int_equal(xml_tok_next(t, hdr, strlen(hdr), &used), XML_EV_STREAM_OPEN);
+	assert_int_equal(xml_tok_next(t, st, strlen(st), &used), XML_EV_STANZA);
+	assert_int_equal(used, strlen(st));
+}
+
+static void expect_selfcontained(const char *hdr, const char *st, const char *want)
+{
+	struct xml_tok t, u;
+	char out[1024];
+	tok_stanza(&t, hdr, st);
+	size_t cap = t.st.raw.n + xml_stanza_selfcontain_extra(&t);
+	assert_true(cap <= sizeof out);
+	int n = xml_stanza_selfcontain(&t, &t.st, out, cap);
+	if (n < 0 || (size_t)n != strlen(want) || memcmp(out, want, (size_t)n))
+		fprintf(stderr, "%s\n  got  %.*s\n  want %s\n", st, n < 0 ? 0 : n, out, want);
+	assert_int_equal(n, (int)strlen(want));
+	assert_memory_equal(out, want, (size_t)n);
+	/* it parses on a stream that binds nothing but its own prefix */
+	out[n] = 0;
+	tok_stanza(&u,
+		   "<s:stream xmlns='jabber:component:accept' xmlns:s='http://etherx.jabber.org/streams' "
+		   "to='c.example'>",
+		   out);
+	assert_int_equal(u.st.flags & (XML_ST_HDR_PREFIX | XML_ST_PREFIXED), 0);
+	/* one byte less of room is refused, not overrun */
+	assert_int_equal(xml_stanza_selfcontain(&t, &t.st, out, (size_t)n - 1), -1);
+}
+
+static void test_stanza_selfcontain(void **state)
+{
+	(void)state;
+	expect_selfcontained(HDR, "<message to='a'><db:junk/></message>",
+			     "<message xmlns:stream='http://etherx.jabber.org/streams' "
+			     "xmlns:db='jabber:server:dialback' to='a'><db:junk/></message>");
+	/* a prefix the root binds itself is not declared twice */
+	expect_selfcontained(HDR, "<message xmlns:db='u' a='1'><db:x/><stream:y/></message>",
+			     "<message xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='u' a='1'>"
+			     "<db:x/><stream:y/></message>");
+	/* a prefixed root loses its prefix, at both ends */
+	expect_selfcontained(HDR, "<x:message xmlns:x='jabber:server' to='a'><b/></x:message >",
+			     "<message xmlns:x='jabber:server' to='a'><b/></message>");
+	expect_selfcontained(HDR, "<x:iq xmlns:x='jabber:server'/>", "<iq xmlns:x='jabber:server'/>");
+	/* a header binding whose URI needs escaping in an attribute */
+	expect_selfcontained("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+			     "xmlns:p='a&amp;b&apos;c'>",
+			     "<message><p:x/></message>",
+			     "<message xmlns:stream='http://etherx.jabber.org/streams' xmlns:p='a&amp;b&apos;c'>"
+			     "<p:x/></message>");
+	/* a prefixed root that also sets a default namespace has no copy */
+	struct xml_tok t;
+	char out[256];
+	tok_stanza(&t, HDR, "<x:message xmlns:x='jabber:server' xmlns='u'><b/></x:message>");
+	assert_int_equal(xml_stanza_selfcontain(&t, &t.st, out, sizeof out), -2);
 }
 
 /* One lives in every connection: the router's per-link budget holds it to
@@ -1102,7 +1217,9 @@ int main(void)
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_err_names),
 		cmocka_unit_test(test_check_file),
-		cmocka_unit_test(test_to_mxml),
+		cmocka_unit_test(test_stanza_child),
+		cmocka_unit_test(test_stanza_prefix_flags),
+		cmocka_unit_test(test_stanza_selfcontain),
 		cmocka_unit_test(test_tokenizer_state_fits_in_1k),
 		cmocka_unit_test(test_runs_stop_at_every_byte_and_offset),
 		cmocka_unit_test(test_name_bytes_every_byte_and_length),

@@ -697,6 +697,7 @@ def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tl
              "listen component %s:%d" % (LOOP, PORTS["hub_comp"]),
              "http %s:%d" % (LOOP, PORTS["hub_http"]),
              "dns_server %s:53" % DNS_IP,
+             "dns_allow_private yes",  # the test DNS points every domain at loopback
              "log_level debug"]
     if extra_hub:
         lines.append(extra_hub)
