@@ -364,8 +364,9 @@ void flow_close(struct hubw *h, struct sess *d)
 void flow_tick(struct hubw *h, uint64_t now)
 {
 	uint64_t stall = (uint64_t)hub_cfg->stall_timeout * 1000;
-	uint32_t k = 0;
-	for (uint32_t i = 0; i < h->nfbusy; i++) {
+	/* bounces made here may add destinations to the list: those stay */
+	uint32_t k = 0, n = h->nfbusy;
+	for (uint32_t i = 0; i < n; i++) {
 		struct net_conn *c = net_conn_get(h->w, h->fbusy[i]);
 		struct sess *d = c ? c->user : NULL;
 		struct flowq *q = d ? d->fq : NULL;
@@ -386,7 +387,8 @@ void flow_tick(struct hubw *h, uint64_t now)
 		}
 		h->fbusy[k++] = h->fbusy[i];
 	}
-	h->nfbusy = k;
+	memmove(h->fbusy + k, h->fbusy + n, (h->nfbusy - n) * sizeof(*h->fbusy));
+	h->nfbusy = k + (h->nfbusy - n);
 	flow_publish(h);
 }
 

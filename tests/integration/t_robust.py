@@ -345,7 +345,8 @@ def attack_slow_reader(s, rnd):
         fl = s.rs.connect_out(s.ports.s2s, "slow.fake")
         if not s.check("slow reader: the flooding link is authenticated", fl.auth("slow.fake") == "valid"):
             return
-        state = {"flood": Flood(fl.s, 4000, 4000, "b")}
+        fl.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        state = {"flood": Flood(fl.s, 10000, 4000, "b")}
         S.case("slow reader: the flooding link is paused, other links flow, memory bounded",
                lambda s: slow_paused(s, state), closed=None, timeout=15)
         S.case("slow reader: after stall_timeout bounced with resource-constraint, the link read again",
@@ -393,8 +394,9 @@ def bounces(s, tag):
 
 
 def slow_paused(s, state):
-    # 16 MiB of 4 KiB stanzas for a queue of send_queue_max (4 MiB) plus the
+    # 40 MiB of 4 KiB stanzas for a queue of send_queue_max (4 MiB) plus the
     # link's source_allowance (256 KiB): the hub must stop reading long before
+    # (what it takes also counts the kernel's buffers, autotuned to a few MiB)
     fl = state["flood"]
     state["m0"] = m0 = s.metrics()
     rss0 = H.rss_kb(s.hub.pid)
