@@ -53,6 +53,10 @@ connect 127.0.0.1:%d
 connect 127.0.0.1:%d
 """ % (S2S, COMP, HTTP, STALL, REMOTE, SINK)
 PAD = "x" * 200
+# Loopback autotunes the hub's socket send buffer up to tcp_wmem's maximum
+# (4 MiB here): a destination only stays full once that much is unread too,
+# so the stall scenarios send 6 MiB to it.
+BIG = "y" * 2000
 MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
 
 results = []
@@ -219,8 +223,8 @@ def stalled_component(rs):
           o.auth("stall.fake") == "valid" and o.auth("other.fake") == "valid")
     st = []
     for i in range(n):
-        st.append("<message from='u@remote.fake' to='c@stall.fake' id='x%d'><body>%s</body></message>" % (i, PAD))
-        st.append("<message from='u@remote.fake' to='c@other.fake' id='o%d'><body>%s</body></message>" % (i, PAD))
+        st.append("<message from='u@remote.fake' to='c@stall.fake' id='x%d'><body>%s</body></message>" % (i, BIG))
+        st.append("<message from='u@remote.fake' to='c@other.fake' id='o%d'><body>%s</body></message>" % (i, BIG))
     t0 = time.time()
     done = sender(o.s, st)
     # the stalled one reads nothing for STALL + 3 s
@@ -330,7 +334,7 @@ def slow_outbound():
         sink.close()
         return
     t0 = time.time()
-    done = sender(s, ["<message from='a@src.fake' to='b@sink.fake' id='q%d'><body>%s</body></message>" % (i, PAD)
+    done = sender(s, ["<message from='a@src.fake' to='b@sink.fake' id='q%d'><body>%s</body></message>" % (i, BIG)
                       for i in range(n)])
     paused = 0
     while time.time() - t0 < STALL - 0.5:
