@@ -90,6 +90,21 @@ static void src_hold_release(struct hubw *h, struct net_ref r, bool hold)
 	flow_msg_send(h, r.worker, &m, no_src);
 }
 
+void flow_src_hold(struct hubw *h, struct net_ref src)
+{
+	src_hold_release(h, src, true);
+}
+
+void flow_src_release(struct hubw *h, struct net_ref src)
+{
+	src_hold_release(h, src, false);
+}
+
+uint64_t flow_mem_share(void)
+{
+	return mem_share();
+}
+
 void flow_sess_gone(struct hubw *h, struct sess *s)
 {
 	if (s->paused_by) {
@@ -387,7 +402,8 @@ void flow_tick(struct hubw *h, uint64_t now)
 		}
 		h->fbusy[k++] = h->fbusy[i];
 	}
-	memmove(h->fbusy + k, h->fbusy + n, (h->nfbusy - n) * sizeof(*h->fbusy));
+	if (h->nfbusy > n)
+		memmove(h->fbusy + k, h->fbusy + n, (h->nfbusy - n) * sizeof(*h->fbusy));
 	h->nfbusy = k + (h->nfbusy - n);
 	flow_publish(h);
 }

@@ -171,8 +171,13 @@ void flow_sess_gone(struct hubw *h, struct sess *s);
  * src (FLOW_NO_SRC for none) is paused meanwhile. Consumes m->buf. */
 void flow_msg_send(struct hubw *h, int dst, const struct net_msg *m, struct net_ref src);
 void flow_on_msg(struct hubw *h, struct net_msg *m); /* HUB_MSG_PAUSE / RESUME */
-void flow_turn(struct hubw *h);                      /* every loop turn: the outbox */
-void flow_tick(struct hubw *h, uint64_t now);        /* every tick: drains, stalls */
+/* Pause / resume a source (any worker's) for a reason of the caller's own. */
+void flow_src_hold(struct hubw *h, struct net_ref src);
+void flow_src_release(struct hubw *h, struct net_ref src);
+/* Bytes one worker's flow queues may hold (queue_memory_max / workers). */
+uint64_t flow_mem_share(void);
+void flow_turn(struct hubw *h);               /* every loop turn: the outbox */
+void flow_tick(struct hubw *h, uint64_t now); /* every tick: drains, stalls */
 void flow_publish(struct hubw *h);
 static inline struct net_ref flow_src_of(const struct sess *s)
 {

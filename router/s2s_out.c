@@ -61,6 +61,7 @@
 #define NS_STANZAS   "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
+static void link_release_held(struct hubw *h, struct s2s_out *L, bool all);
 static void out_start_dialback(struct hubw *h, struct s2s_out *L);
 
 /* ---- static routes and resolution ---------------------------------- */
@@ -222,6 +223,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 			L->lp[i].qlen = 0;
 		}
 		L->queued = 0;
+		link_release_held(h, L, true);
 	}
 	if (L->dns_pending) {
 		L->dead = true;
@@ -232,6 +234,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 		free(L->lp[i].local);
 	}
 	free(L->lp);
+	free(L->held);
 	free(L->remote);
 	free(L);
 }
@@ -248,6 +251,37 @@ static struct lpair *link_pair(struct s2s_out *L, const char *local)
 	return p;
 }
 
+/* Sources paused for this link's queue are read again once it is below
+ * half of link_queue_max (all of them when `all`: the link goes away). */
+static void link_release_held(struct hubw *h, struct s2s_out *L, bool all)
+{
+	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		flow_src_release(h, L->held[i]);
+	L->nheld = 0;
+}
+
+/* The link's queue is past link_queue_max: hold the source (once per link). */
+static void link_hold_src(struct hubw *h, struct s2s_out *L, struct net_ref src)
+{
+	if (src.worker == FLOW_NO_SRC)
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		if (L->held[i].worker == src.worker && L->held[i].slot == src.slot && L->held[i].gen == src.gen)
+			return;
+	if (L->nheld == L->cheld) {
+		uint32_t ncap = L->cheld ? L->cheld * 2 : 8;
+		struct net_ref *a = realloc(L->held, ncap * sizeof(*a));
+		if (!a)
+			return; /* not paused: its stanzas still wait in the queue */
+		L->held = a;
+		L->cheld = ncap;
+	}
+	L->held[L->nheld++] = src;
+	flow_src_hold(h, src);
+}
+
 static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
@@ -256,6 +290,7 @@ static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	link_release_held(h, L, false);
 }
 
 /* XEP-0478: more than the peer said it takes would cost the whole link. */
@@ -286,6 +321,7 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	link_release_held(h, L, false);
 }
 
 static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
@@ -424,9 +460,16 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		pr->state = PAIR_NONE; /* try again */
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
-		MET_INC(h->m, send_queue_full);
-		bounce = STERR_RESOURCE_CONSTRAINT;
-		goto bounce;
+		/* The link is still coming up: past link_queue_max the stanza
+		 * still waits (a bounce too: it must not be lost) and its source
+		 * is paused; only 16 times link_queue_max is refused. */
+		if (L->queued >= 16 * hub_cfg->link_queue_max) {
+			MET_INC(h->m, send_queue_full);
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		MET_INC(h->m, flow_waited);
+		link_hold_src(h, L, src);
 	}
 	if (pr->qlen == pr->qcap) {
 		pr->qcap = pr->qcap ? pr->qcap * 2 : 16;
@@ -530,6 +573,7 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->lp[0].state = PAIR_NONE;
 	A->queued = p->qlen;
 	L->queued -= p->qlen;
+	link_release_held(h, L, false);
 	p->q = NULL;
 	p->qlen = p->qcap = 0;
 	p->alt = A;
@@ -1060,6 +1104,7 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 			memmove(p->q, p->q + old, (p->qlen - old) * sizeof(*p->q));
 			p->qlen -= old;
 			L->queued -= old;
+			link_release_held(h, L, false);
 		}
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
 			/* XEP-0220 has no deadline of its own: a peer that ignores
