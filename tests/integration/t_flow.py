@@ -19,12 +19,12 @@ short stall_timeout so that queues fill and stalls end within seconds):
 Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
 hub and every socket are closed by the test."""
 import os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer, Reader, attr, NS_STREAM
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FEDHUB = os.path.abspath(os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub")))
-S2S, COMP, HTTP, REMOTE, SINK = 26269, 26347, 26280, 26270, 26271
+S2S, COMP, HTTP, REMOTE, SINK = 25969, 25947, 25980, 25970, 25971
 STALL = 2  # stall_timeout, seconds
 CONF = """
 [hub]
@@ -38,7 +38,7 @@ connect_timeout 5
 send_queue_max 64k
 source_allowance 32k
 stall_timeout %ds
-dns_server 127.0.0.1:9
+dns_server 127.0.0.1:25953
 [component slow.fake]
 secret s3cret
 [component stall.fake]
