@@ -101,6 +101,15 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(remote_allow, HUB, 1, 1, 15)           \
 	X(remote_deny, HUB, 1, 1, 15)            \
 	X(dns_allow_private, HUB, 0, 1, 1)       \
+	X(max_connections, HUB, 0, 1, 1)         \
+	X(max_connections_per_ip, HUB, 0, 1, 1)  \
+	X(connection_rate_per_ip, HUB, 0, 1, 1)  \
+	X(preauth_timeout, HUB, 0, 1, 1)         \
+	X(max_preauth_bytes, HUB, 0, 1, 1)       \
+	X(max_pairs_per_stream, HUB, 0, 1, 1)    \
+	X(max_verify_per_stream, HUB, 0, 1, 1)   \
+	X(max_verify_total, HUB, 0, 1, 1)        \
+	X(proxy_from, HUB, 1, 1, 15)             \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \
@@ -228,6 +237,7 @@ struct parser {
 	int sect_line;
 	bool sect_dup;             /* a second [hub]: reported, not re-checked */
 	int seen[D__COUNT];        /* line of each directive in the current section */
+	int hub_seen[D__COUNT];    /* ... in [hub], kept for the whole-file checks */
 	int sect_first[S_UNKNOWN]; /* line of the first [hub] */
 	/* The entry the current named section fills: an element of the cfg
 	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
@@ -242,7 +252,6 @@ struct parser {
 	bool *route_tls_set; /* per route: `tls` given, else s2s_tls applies */
 	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl;
 	struct name_set names;
-	int seen_s2s_tls; /* line of s2s_tls in [hub] (seen[] is per section) */
 };
 
 static void perr(struct parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -954,9 +963,72 @@ static void d_ca_file(struct parser *p, int argc, char **argv)
 
 static void d_s2s_tls(struct parser *p, int argc, char **argv)
 {
-	p->seen_s2s_tls = p->line;
 	if (parse_tls_mode(argv[0], &p->c->s2s_tls) < 0)
 		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
+}
+
+/* ---- [hub]: inbound limits ---------------------------------------------- */
+
+static void d_max_connections(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_connections", argv[0], U_NUM, 0, 10000000, &p->c->max_connections);
+}
+
+static void d_max_connections_per_ip(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_connections_per_ip", argv[0], U_NUM, 0, 10000000, &p->c->max_connections_per_ip);
+}
+
+static void d_connection_rate_per_ip(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "connection_rate_per_ip", argv[0], U_NUM, 0, 1000000, &p->c->connection_rate_per_ip);
+}
+
+static void d_preauth_timeout(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "preauth_timeout", argv[0], U_SECONDS, 1, 3600, &p->c->preauth_timeout);
+}
+
+static void d_max_preauth_bytes(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_preauth_bytes", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_preauth_bytes);
+}
+
+static void d_max_pairs_per_stream(struct parser *p, int argc, char **argv)
+{
+	/* the session counts pairs in 16 bits */
+	set_u32(p, "max_pairs_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_pairs_per_stream);
+}
+
+static void d_max_verify_per_stream(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_verify_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_verify_per_stream);
+}
+
+static void d_max_verify_total(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "max_verify_total", argv[0], U_NUM, 1, 10000000, &p->c->max_verify_total);
+}
+
+static void d_proxy_from(struct parser *p, int argc, char **argv)
+{
+	struct cfg *c = p->c;
+
+	for (int i = 0; i < argc; i++) {
+		struct proxy_cidr b;
+		if (proxy_cidr_parse(argv[i], &b) < 0) {
+			ERR(p,
+			    "proxy_from: '%s' is not an address or a block like 10.0.0.0/8 or 2001:db8::/32 "
+			    "(host bits must be zero)",
+			    argv[i]);
+			continue;
+		}
+		if (c->nproxy_from == PROXY_MAX_TRUSTED) {
+			ERR(p, "proxy_from: at most %d addresses or blocks", PROXY_MAX_TRUSTED);
+			return;
+		}
+		c->proxy_from[c->nproxy_from++] = b;
+	}
 }
 
 static void d_s2s_auth(struct parser *p, int argc, char **argv)
@@ -1424,6 +1496,8 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 	}
 	if (!p->seen[id])
 		p->seen[id] = p->line;
+	if (p->sect == S_HUB && !p->sect_dup && !p->hub_seen[id])
+		p->hub_seen[id] = p->line;
 	d->fn(p, argc - 1, argv + 1);
 }
 
@@ -1454,6 +1528,14 @@ static void set_defaults(struct cfg *c)
 	c->dns_ttl_max = 3600;
 	c->dns_max_inflight = 64;
 	c->s2s_tls = CFG_TLS_OPTIONAL;
+	c->max_connections = 50000;
+	c->max_connections_per_ip = 256;
+	c->connection_rate_per_ip = 64;
+	c->preauth_timeout = 0; /* final_checks: 3 x connect_timeout */
+	c->max_preauth_bytes = 128 * 1024;
+	c->max_pairs_per_stream = 1000;
+	c->max_verify_per_stream = 64;
+	c->max_verify_total = 4096;
 }
 
 static void final_checks(struct parser *p)
@@ -1468,12 +1550,34 @@ static void final_checks(struct parser *p)
 	if (c->nlisten == 0)
 		perr(p, p->sect_first[S_HUB], "[hub]: no 'listen' line; the hub would accept nothing");
 	if (c->max_stanza_size_preauth > c->max_stanza_size)
-		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth] : p->sect_first[S_HUB],
+		perr(p,
+		     p->hub_seen[D_max_stanza_size_preauth] ? p->hub_seen[D_max_stanza_size_preauth]
+							    : p->sect_first[S_HUB],
 		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)", c->max_stanza_size_preauth,
 		     c->max_stanza_size);
 	if (c->dns_ttl_min > c->dns_ttl_max)
 		perr(p, p->seen[D_dns_ttl_min] ? p->seen[D_dns_ttl_min] : p->sect_first[S_HUB],
 		     "dns_ttl_min (%us) exceeds dns_ttl_max (%us)", c->dns_ttl_min, c->dns_ttl_max);
+	/* A verification may take connect_timeout: the deadline must leave
+	 * room for one, or no dialback peer could ever authenticate. */
+	if (!c->preauth_timeout) /* not given (the directive takes 1 and more) */
+		c->preauth_timeout = c->connect_timeout * 3 > 3600 ? 3600 : c->connect_timeout * 3;
+	else if (c->preauth_timeout < c->connect_timeout)
+		perr(p, p->sect_first[S_HUB], "preauth_timeout (%us) is shorter than connect_timeout (%us)",
+		     c->preauth_timeout, c->connect_timeout);
+	if (c->max_preauth_bytes < c->max_stanza_size_preauth)
+		perr(p, p->sect_first[S_HUB], "max_preauth_bytes (%u) is less than max_stanza_size_preauth (%u)",
+		     c->max_preauth_bytes, c->max_stanza_size_preauth);
+	if (c->max_verify_per_stream > c->max_pairs_per_stream)
+		c->max_verify_per_stream = c->max_pairs_per_stream; /* cannot be reached anyway */
+	if (c->nproxy_from) {
+		bool any = false;
+		for (int i = 0; i < c->nlisten; i++)
+			any |= c->listen[i].proxy_protocol;
+		if (!any)
+			perr(p, p->sect_first[S_HUB],
+			     "proxy_from: no listener has proxy_protocol, so no PROXY header is ever read");
+	}
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;
@@ -1483,7 +1587,7 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].kind == CFG_LISTEN_S2S && !c->listen[i].tls_set)
 			c->listen[i].tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
-	if (!p->seen_s2s_tls)
+	if (!p->hub_seen[D_s2s_tls]) /* `seen` is the last section's by now */
 		c->s2s_tls = have_cert || c->s2s_auth == CFG_AUTH_CERTIFICATE ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)
@@ -1503,8 +1607,8 @@ static void final_checks(struct parser *p)
 			c->routes[i].tls = c->s2s_tls;
 
 	/* Certificates are only seen over TLS. */
-	if (c->s2s_auth == CFG_AUTH_CERTIFICATE && p->seen_s2s_tls && c->s2s_tls != CFG_TLS_REQUIRED)
-		perr(p, p->seen_s2s_tls, "s2s_auth certificate needs TLS; s2s_tls %s contradicts it",
+	if (c->s2s_auth == CFG_AUTH_CERTIFICATE && p->hub_seen[D_s2s_tls] && c->s2s_tls != CFG_TLS_REQUIRED)
+		perr(p, p->hub_seen[D_s2s_tls], "s2s_auth certificate needs TLS; s2s_tls %s contradicts it",
 		     cfg_tls_mode_name(c->s2s_tls));
 	for (int i = 0; i < c->nroutes; i++) {
 		struct policy pol = policy_lookup(c, c->routes[i].name, strlen(c->routes[i].name));

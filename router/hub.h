@@ -54,6 +54,7 @@ enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
 struct pair {
 	char *remote, *local;
 	uint8_t state;
+	uint8_t retries; /* inbound: verifications started again after a refusal */
 };
 
 /* Flow control (flow.c): stanzas waiting for a destination connection that
@@ -115,6 +116,10 @@ struct sess {
 	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
 	struct flowq *fq;   /* as a destination: what waits for it (flow.c) */
 	uint32_t paused_by; /* as a source: destinations holding it paused */
+	/* inbound limits (s2s_in.c, guard.h) */
+	uint32_t preauth_bytes; /* received before any pair was valid */
+	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
+	bool admitted;          /* passed the connection limits */
 };
 
 /* Per-worker router state. */
@@ -207,8 +212,11 @@ struct xml_span jid_bare(struct xml_span jid);
 
 /* Driving a session's stream: see sess_drive() in sess.c. A handler gets
  * each XML_EV_STREAM_OPEN and XML_EV_STANZA; DRIVE_ALL consumes the rest of
- * the bytes (TLS follows, or the stream is over). */
-enum drive { DRIVE_ON, DRIVE_ALL };
+ * the bytes (the stream is over). */
+enum drive { DRIVE_ON, DRIVE_ALL, DRIVE_STOP };
+/* DRIVE_STOP: TLS was put under the connection (after <starttls/> or
+ * <proceed/>): the bytes up to this event are consumed, net drops and
+ * counts the rest (net_start_tls()). */
 typedef enum drive (*sess_event_fn)(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
 size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, sess_event_fn fn);
 static inline bool st_routable(const struct xml_stanza *st)
@@ -239,6 +247,8 @@ bool span_eq(struct xml_span v, const char *s);
 /* s2s_in.c, s2s_out.c, dialback.c (their shared types: s2s-t.h) */
 extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
+/* Before the workers start: connection limits and trusted balancers from hub_cfg. */
+void s2s_in_init(void);
 void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
 		      struct net_ref src);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);

@@ -278,6 +278,7 @@ int main(int argc, char **argv)
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 	net_init(&nc);
+	s2s_in_init();
 	met_init(net_nworkers());
 	char dns_server[80] = "";
 	if (cfg.dns_server.len) {
