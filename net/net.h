@@ -172,6 +172,8 @@ struct net_config {
 	void (*on_accept)(struct net_conn *c, int listen_kind);
 	/* called every tick (~100 ms) on each worker */
 	void (*on_tick)(struct net_worker *w, uint64_t now_ms);
+	/* called once every loop turn, after the messages (optional; keep it cheap) */
+	void (*on_turn)(struct net_worker *w);
 	/* the control thread got a message (type >= NET_MSG_USER) */
 	void (*on_ctrl_msg)(struct net_msg *m);
 };

@@ -1834,6 +1834,8 @@ static void *worker_main(void *arg)
 		io_uring_cq_advance(&w->ring, n);
 		batch_adapt(w, n, t1 - t0, t1);
 		drain_msgs(w);
+		if (cfg.on_turn)
+			cfg.on_turn(w);
 		if (w->nresumed)
 			run_resumed(w);
 		if (w->nobufs_wait && w->bufs_out < w->nbufs - w->nbufs / 4)

@@ -86,6 +86,9 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(max_name, HUB, 0, 1, 1)                \
 	X(link_queue_max, HUB, 0, 1, 1)          \
 	X(send_queue_max, HUB, 0, 1, 1)          \
+	X(stall_timeout, HUB, 0, 1, 1)           \
+	X(queue_memory_max, HUB, 0, 1, 1)        \
+	X(source_allowance, HUB, 0, 1, 1)        \
 	X(idle_timeout, HUB, 0, 1, 1)            \
 	X(keepalive_interval, HUB, 0, 1, 1)      \
 	X(connect_timeout, HUB, 0, 1, 1)         \
@@ -913,7 +916,22 @@ static void d_send_queue_max(struct parser *p, int argc, char **argv)
 	set_u32(p, "send_queue_max", argv[0], U_BYTES, 4 * KB, 1024 * MB, &p->c->send_queue_max);
 }
 
+static void d_queue_memory_max(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "queue_memory_max", argv[0], U_BYTES, 1 * MB, 4095 * MB, &p->c->queue_memory_max);
+}
+
+static void d_source_allowance(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "source_allowance", argv[0], U_BYTES, 4 * KB, 1024 * MB, &p->c->source_allowance);
+}
+
 #define DAY (24 * 3600)
+
+static void d_stall_timeout(struct parser *p, int argc, char **argv)
+{
+	set_u32(p, "stall_timeout", argv[0], U_SECONDS, 1, DAY, &p->c->stall_timeout);
+}
 
 static void d_idle_timeout(struct parser *p, int argc, char **argv)
 {
@@ -1546,6 +1564,9 @@ static void set_defaults(struct cfg *c)
 	c->max_name = 256;
 	c->link_queue_max = 1000;
 	c->send_queue_max = 4 * 1024 * 1024;
+	c->stall_timeout = 30;
+	c->queue_memory_max = 256 * 1024 * 1024;
+	c->source_allowance = 256 * 1024;
 	c->idle_timeout = 600;
 	c->keepalive_interval = 60;
 	c->connect_timeout = 10;

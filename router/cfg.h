@@ -100,7 +100,10 @@ struct cfg {
 	uint32_t max_stanza_size_preauth;
 	uint32_t max_depth, max_attrs, max_name;
 	uint32_t link_queue_max;     /* stanzas queued per outbound link while it connects */
-	uint32_t send_queue_max;     /* bytes queued per connection before bouncing */
+	uint32_t send_queue_max;     /* bytes in a connection's send queue: its high-water mark */
+	uint32_t stall_timeout;      /* s; a destination with no progress this long is bounced */
+	uint32_t queue_memory_max;   /* bytes of stanzas waiting for full destinations, all workers */
+	uint32_t source_allowance;   /* bytes one source may have waiting for one destination */
 	uint32_t idle_timeout;       /* s; close links idle this long */
 	uint32_t keepalive_interval; /* s; whitespace keepalive / ping on idle links */
 	uint32_t connect_timeout;    /* s; outbound connect + auth */

@@ -60,6 +60,37 @@ struct pair {
 	uint8_t retries; /* inbound: verifications started again after a refusal */
 };
 
+/* Flow control (flow.c): stanzas waiting for a destination connection that
+ * is at its high-water mark, and the sources each has paused. */
+#define FLOW_NO_SRC 0xffffu /* net_ref.worker of "no source" (generated stanzas) */
+struct flow_item {
+	struct net_buf *b;
+	const char *p;
+	uint32_t n;
+	struct net_ref src;
+};
+struct flow_src {
+	struct net_ref ref;
+	uint32_t bytes; /* its bytes waiting here */
+	bool paused;    /* it holds one pause of that source */
+};
+struct flowq {
+	struct flow_item *q; /* ring, cap a power of two */
+	uint32_t head, len, cap;
+	uint64_t bytes;
+	struct flow_src *src;
+	uint32_t nsrc, csrc;
+	uint64_t progress_at; /* ms: the destination last took something */
+	uint64_t last_oq;     /* its send queue's bytes then */
+	bool stalled;         /* no progress for stall_timeout: bounce at once */
+	bool busy;            /* on the worker's list */
+};
+struct flow_omsg {
+	struct net_msg m;
+	struct net_ref src; /* paused until the message is sent */
+	uint16_t dst;
+};
+
 struct s2s_out;
 struct sess {
 	enum sess_kind kind;
@@ -87,6 +118,8 @@ struct sess {
 	bool was_ready;     /* component: was in the pool */
 	bool bidi;          /* outbound: XEP-0288 bidirectional */
 	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
+	struct flowq *fq;   /* as a destination: what waits for it (flow.c) */
+	uint32_t paused_by; /* as a source: destinations holding it paused */
 	/* inbound limits (s2s_in.c, guard.h) */
 	uint32_t preauth_bytes; /* received before any pair was valid */
 	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
@@ -103,6 +136,13 @@ struct hubw {
 	uint32_t nlinks;
 	unsigned char rnd[256]; /* CSPRNG bytes for stream ids */
 	uint32_t rnd_used;
+	/* flow.c */
+	uint64_t fq_bytes;     /* in all flow queues of this worker */
+	struct net_ref *fbusy; /* destinations with a flow queue (or stalled) */
+	uint32_t nfbusy, cfbusy;
+	struct flow_omsg *obox; /* messages waiting for a full ring */
+	uint32_t olen, ocap;
+	uint64_t oblocked; /* workers with messages in obox */
 };
 
 /* The running configuration and TLS context: a reload (reload.c) swaps them
@@ -125,7 +165,40 @@ static inline struct hubw *hubw_of(struct net_worker *w)
 enum {
 	HUB_MSG_STANZA = NET_MSG_USER + 8, /* u.bytes: a struct xstz; deliver to a connection */
 	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
+	HUB_MSG_PAUSE,                     /* u.bytes: a struct net_ref of ours: stop reading it */
+	HUB_MSG_RESUME,                    /* ... read it again */
 };
+
+/* flow.c: see its header comment. */
+/* Hand a stanza to destination c (this worker's): its send queue, or its
+ * flow queue when that is full (src is paused past its allowance). Returns
+ * 0 (the reference is consumed), -EPIPE (c is closing: route it elsewhere)
+ * or another negative code with *why the error to bounce it with; on
+ * failure the caller still holds the reference. */
+int flow_send(struct hubw *h, struct net_conn *c, struct net_buf *b, const char *p, size_t n, struct net_ref src,
+	      enum hub_sterr *why);
+/* The destination's send queue has room: move what waits into it. */
+void flow_drain(struct hubw *h, struct sess *d);
+/* The destination is going away: route what waits for it again. */
+void flow_close(struct hubw *h, struct sess *d);
+/* A source session is freed (its pause count no longer counts). */
+void flow_sess_gone(struct hubw *h, struct sess *s);
+/* Send m to worker dst, or keep it (in order) until its ring has room;
+ * src (FLOW_NO_SRC for none) is paused meanwhile. Consumes m->buf. */
+void flow_msg_send(struct hubw *h, int dst, const struct net_msg *m, struct net_ref src);
+void flow_on_msg(struct hubw *h, struct net_msg *m); /* HUB_MSG_PAUSE / RESUME */
+/* Pause / resume a source (any worker's) for a reason of the caller's own. */
+void flow_src_hold(struct hubw *h, struct net_ref src);
+void flow_src_release(struct hubw *h, struct net_ref src);
+/* Bytes one worker's flow queues may hold (queue_memory_max / workers). */
+uint64_t flow_mem_share(void);
+void flow_turn(struct hubw *h);               /* every loop turn: the outbox */
+void flow_tick(struct hubw *h, uint64_t now); /* every tick: drains, stalls */
+void flow_publish(struct hubw *h);
+static inline struct net_ref flow_src_of(const struct sess *s)
+{
+	return s && s->c ? s->c->ref : (struct net_ref){.worker = FLOW_NO_SRC};
+}
 
 /* Route one stanza whose bytes are [raw] in buffer b (a reference is taken
  * when it is kept). st describes it. */
@@ -192,8 +265,8 @@ extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
 /* Before the workers start: connection limits and trusted balancers from hub_cfg. */
 void s2s_in_init(void);
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p,
-		      size_t n);
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
+		      struct net_ref src);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);
 void s2s_tick(struct hubw *h, uint64_t now);
 void s2s_shutdown(struct hubw *h);

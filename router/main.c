@@ -122,10 +122,16 @@ static void on_tick(struct net_worker *w, uint64_t now)
 	ctl_worker_tick(hubw_of(w));
 	if (drain_active())
 		drain_worker_tick(hubw_of(w));
+	flow_tick(hubw_of(w), now);
 	if (now - last < 1000)
 		return;
 	last = now;
 	s2s_tick(hubw_of(w), now);
+}
+
+static void on_turn(struct net_worker *w)
+{
+	flow_turn(hubw_of(w));
 }
 
 static void shutdown_conn(struct net_conn *c, void *arg)
@@ -257,6 +263,7 @@ int main(int argc, char **argv)
 		.on_msg = on_msg,
 		.on_accept = on_accept,
 		.on_tick = on_tick,
+		.on_turn = on_turn,
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 	net_init(&nc);

@@ -49,7 +49,10 @@ int rt_del_static(const char *d);
 int rt_comp_add(const char *d, struct net_ref r);
 int rt_comp_del(const char *d, struct net_ref r);
 /* Outbound links: claim the remote for worker `owner`. Returns the owner
- * that holds it now (ours, or another worker's that got there first). */
+ * that holds it now (ours, or another worker's that got there first), or
+ * -EEXIST when the domain has a route of another kind. Only a domain with no
+ * entry yet takes the writers' mutex; the stanza path calls it only then
+ * (it reuses what rt_lookup() returned). */
 int rt_s2s_claim(const char *d, size_t n, uint16_t owner);
 void rt_s2s_release(const char *d, uint16_t owner);
 

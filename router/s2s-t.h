@@ -54,6 +54,10 @@ struct s2s_out {
 	int nlp, clp;
 	struct pix lpix; /* index of lp by local domain; none while few */
 	uint32_t queued;
+	/* sources paused because queued passed link_queue_max while the link
+	 * comes up (flow.c); read again once it is below half of that */
+	struct net_ref *held;
+	uint32_t nheld, cheld;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
 	uint64_t failed_at; /* L_BACKOFF: when the last attempt failed */

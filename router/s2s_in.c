@@ -500,6 +500,9 @@ static void in_on_timer(struct net_conn *c)
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no authentication in time");
 		return;
 	}
+	/* quiet because flow control stopped reading it: not idle */
+	if (s->paused_by)
+		c->last_rx = now;
 	if (now - c->last_rx >= (uint64_t)hub_cfg->idle_timeout * 1000) {
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, NULL);
 		return;

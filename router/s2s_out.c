@@ -61,6 +61,7 @@
 #define NS_STANZAS   "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
+static void link_release_held(struct hubw *h, struct s2s_out *L, bool all);
 static void out_start_dialback(struct hubw *h, struct s2s_out *L);
 static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p);
 
@@ -198,6 +199,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 			L->lp[i].qlen = 0;
 		}
 		L->queued = 0;
+		link_release_held(h, L, true);
 	}
 	if (L->dns_pending) {
 		L->dead = true;
@@ -209,6 +211,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 	}
 	free(L->lp);
 	pix_free(&L->lpix);
+	free(L->held);
 	free(L->remote);
 	free(L);
 }
@@ -257,6 +260,37 @@ static struct lpair *link_pair(struct s2s_out *L, const char *local)
 	return p;
 }
 
+/* Sources paused for this link's queue are read again once it is below
+ * half of link_queue_max (all of them when `all`: the link goes away). */
+static void link_release_held(struct hubw *h, struct s2s_out *L, bool all)
+{
+	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		flow_src_release(h, L->held[i]);
+	L->nheld = 0;
+}
+
+/* The link's queue is past link_queue_max: hold the source (once per link). */
+static void link_hold_src(struct hubw *h, struct s2s_out *L, struct net_ref src)
+{
+	if (src.worker == FLOW_NO_SRC)
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		if (L->held[i].worker == src.worker && L->held[i].slot == src.slot && L->held[i].gen == src.gen)
+			return;
+	if (L->nheld == L->cheld) {
+		uint32_t ncap = L->cheld ? L->cheld * 2 : 8;
+		struct net_ref *a = realloc(L->held, ncap * sizeof(*a));
+		if (!a)
+			return; /* not paused: its stanzas still wait in the queue */
+		L->held = a;
+		L->cheld = ncap;
+	}
+	L->held[L->nheld++] = src;
+	flow_src_hold(h, src);
+}
+
 static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
@@ -265,6 +299,7 @@ static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	link_release_held(h, L, false);
 }
 
 /* XEP-0478: more than the peer said it takes would cost the whole link. */
@@ -294,9 +329,12 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 			net_buf_unref(h->w, p->q[k].b);
 			continue;
 		}
-		/* the queue's reference moves to the connection's queue */
-		if (net_send_slice_take(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0) {
-			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
+		/* the queue's reference moves to the connection's queue, or
+		 * waits in its flow queue when that is full */
+		enum hub_sterr why;
+		if (flow_send(h, L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
+			      &why) < 0) {
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, why);
 			net_buf_unref(h->w, p->q[k].b);
 		} else {
 			MET_INC(h->m, stanzas_routed);
@@ -310,6 +348,7 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	free(p->q);
 	p->q = NULL;
 	p->qcap = 0;
+	link_release_held(h, L, false);
 }
 
 static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
@@ -391,8 +430,10 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, L->nt ? "no address could be reached" : "no address");
 }
 
-/* A stanza for `remote` from our domain `local`. Consumes the reference on b. */
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n)
+/* A stanza for `remote` from our domain `local`, read from src (flow.c
+ * pauses it when the link does not keep up). Consumes the reference on b. */
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
+		      struct net_ref src)
 {
 	struct s2s_out *L = link_find(h, remote);
 	enum hub_sterr bounce;
@@ -424,15 +465,19 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		bounce = STERR_POLICY_VIOLATION;
 		goto bounce;
 	}
-	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
-		if (net_send_slice_take(L->sess->c, b, p, n) < 0) {
-			MET_INC(h->m, send_queue_full);
-			bounce = STERR_RESOURCE_CONSTRAINT;
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
+		enum hub_sterr why;
+		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
+		if (rc == 0) {
+			MET_INC(h->m, stanzas_routed);
+			out_sent(h, L, n);
+			return;
+		}
+		if (rc != -EPIPE) {
+			bounce = why;
 			goto bounce;
 		}
-		MET_INC(h->m, stanzas_routed);
-		out_sent(h, L, n);
-		return;
+		/* the stream is closing: queue for the next one */
 	}
 	if (L->state == L_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
 		L->state = L_IDLE; /* back-off over: this stanza makes the next attempt */
@@ -444,9 +489,16 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		pr->state = PAIR_NONE; /* try again */
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
-		MET_INC(h->m, send_queue_full);
-		bounce = STERR_RESOURCE_CONSTRAINT;
-		goto bounce;
+		/* The link is still coming up: past link_queue_max the stanza
+		 * still waits (a bounce too: it must not be lost) and its source
+		 * is paused; only 16 times link_queue_max is refused. */
+		if (L->queued >= 16 * hub_cfg->link_queue_max) {
+			MET_INC(h->m, send_queue_full);
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		MET_INC(h->m, flow_waited);
+		link_hold_src(h, L, src);
 	}
 	if (pr->qlen == pr->qcap) {
 		pr->qcap = pr->qcap ? pr->qcap * 2 : 16;
@@ -551,6 +603,7 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->lp[0].state = PAIR_NONE;
 	A->queued = p->qlen;
 	L->queued -= p->qlen;
+	link_release_held(h, L, false);
 	p->q = NULL;
 	p->qlen = p->qcap = 0;
 	p->alt = A;
@@ -965,6 +1018,7 @@ static void out_on_close(struct net_conn *c, int err)
 		}
 	}
 	log_debug(c->id, "s2s out %s closed (%d)", s->remote, err);
+	flow_close(h, s); /* what waited for it is queued for the next stream */
 	sess_free(s);
 }
 
@@ -984,6 +1038,11 @@ static void out_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, 
 		s->link = NULL;
 	}
 	route_raw(h, b, p, n);
+}
+
+static void out_on_drain(struct net_conn *c)
+{
+	flow_drain(hubw_of(c->w), c->user);
 }
 
 static void out_on_timer(struct net_conn *c)
@@ -1013,6 +1072,7 @@ const struct net_conn_ops s2s_out_ops = {
 	.on_unsent = out_on_unsent,
 	.on_close = out_on_close,
 	.on_timer = out_on_timer,
+	.on_drain = out_on_drain,
 };
 
 bool s2s_out_pair_valid(struct sess *s, const char *local)
@@ -1073,6 +1133,7 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 			memmove(p->q, p->q + old, (p->qlen - old) * sizeof(*p->q));
 			p->qlen -= old;
 			L->queued -= old;
+			link_release_held(h, L, false);
 		}
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
 			/* XEP-0220 has no deadline of its own: a peer that ignores

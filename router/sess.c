@@ -64,6 +64,8 @@ void sess_free(struct sess *s)
 	if (s->c) {
 		met_conn_close(hubw_of(s->c->w)->m, &s->ml);
 		log_ctx_leave(s->c->id);
+		flow_sess_gone(hubw_of(s->c->w), s);
+		flow_close(hubw_of(s->c->w), s);
 	}
 	pairs_free(s);
 	free(s->local);
@@ -358,6 +360,11 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 	sess_log_enter(s);
 	MET_ADD(h->m, bytes_in, n);
 	MET_ADD(h->m, bytes_dir[0][s->ml.dir], n);
+	/* A pause (flow control) does not stop this loop: the rest of this
+	 * buffer is routed (flow queues absorb it, at most one receive buffer
+	 * per source) and the pause holds back what arrives after it. Bytes left
+	 * unconsumed here would sit in net's incomplete-unit buffer, which is
+	 * bounded by max_pending. */
 	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
