@@ -4,7 +4,7 @@
  * and LOCAL/UNKNOWN are accepted; TLVs in v2 are skipped.
  *
  * A header is believed only from a trusted source (proxy_from in
- * router.conf): the accept path in net/worker.c closes a connection whose
+ * router.conf): the accept path in net/msg.c closes a connection whose
  * listener expects a header when its source is not in that list.
  */
 #include <arpa/inet.h>

@@ -1,0 +1,175 @@
+/*
+ * net/worker-int.h — what the files of the worker runtime share: net/worker.c
+ * (threads, the loop, batching, timers, start/stop), net/conn.c (connection
+ * slots, buffers, the send queue, close and teardown, pause/resume),
+ * net/rx.c (the receive path, delivery, the TLS and PROXY glue) and
+ * net/msg.c (SPSC rings, messages between workers, connect, accept).
+ * Nothing here is API: other modules use net/net.h.
+ *
+ * user_data of an SQE is a pointer with the operation in its low 3 bits.
+ * A connection has at most one receive, one send and one connect armed, so
+ * that value names one request: closing a connection cancels exactly its
+ * own requests by user_data (the kernel looks them up in a hash), which costs
+ * the same at a hundred connections or a hundred thousand, where cancelling
+ * by file descriptor walks every pending request of the ring.
+ */
+#ifndef FEDHUB_NET_WORKER_INT_H
+#define FEDHUB_NET_WORKER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <liburing.h>
+
+#include "net/net.h"
+
+enum op {
+	OP_ACCEPT = 1, /* ptr: struct listener */
+	OP_RECV,       /* ptr: conn */
+	OP_SEND,
+	OP_CONNECT,
+	OP_CANCEL,
+	OP_WAKE,    /* eventfd read; ptr: worker */
+	OP_MSGRING, /* completion of our own MSG_RING sqe */
+};
+#define UD(ptr, op) ((uint64_t)(uintptr_t)(ptr) | (op))
+#define UD_PTR(ud)  ((void *)(uintptr_t)((ud) & ~7ULL))
+#define UD_OP(ud)   ((int)((ud)&7))
+
+#define BGID         1
+#define TICK_MS      100
+#define IOV_PER_SEND 256
+/* A listener out of file descriptors waits this long before accepting again. */
+#define ACCEPT_PAUSE_MS 250
+/* Completion batching: the longest a completion waits for others (µs) and the
+ * range of the batch size a busy loop waits for. */
+#define BATCH_WAIT_US 200
+#define BATCH_MIN     4
+#define BATCH_MAX     64
+/* A turn that received this much had enough work to pay for its wake-up. */
+#define BATCH_BYTES 8192
+/* Received faster than this (bytes per ms, over the last ms or more), the
+ * loop has work enough at every wake-up: no batching, no added delay. */
+#define BATCH_FAST_BPMS 49152
+
+struct spsc {
+	_Alignas(64) _Atomic uint32_t head; /* consumer */
+	_Alignas(64) _Atomic uint32_t tail; /* producer */
+	uint32_t mask;
+	struct net_msg *m;
+};
+
+struct listener {
+	int fd;
+	int kind;
+	struct net_worker *w;
+	bool armed;         /* the multishot accept is in the ring */
+	uint64_t resume_at; /* ms; paused (out of descriptors) until then, 0 = not */
+};
+
+struct net_worker {
+	int id;
+	int cpu;
+	pthread_t th;
+	struct io_uring ring;
+	int ring_fd;
+	int wake_fd; /* eventfd the control thread writes */
+	uint64_t wake_buf;
+	bool ring_ready;
+	void *user;
+	/* provided receive buffers */
+	struct io_uring_buf_ring *br;
+	char *bufmem;
+	struct net_buf *bufs;
+	uint32_t nbufs, bufsz;
+	uint32_t bufs_out; /* buffers not in the ring */
+	/* connections */
+	struct net_conn **slots;
+	uint32_t nslots, slots_cap;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	struct net_conn *all;
+	struct net_conn *dirty;
+	struct net_conn *nobufs_wait;
+	/* listeners */
+	struct listener lis[NET_MAX_LISTENERS];
+	int nlis;
+	uint64_t accept_refused; /* out-of-descriptor failures since the last log line */
+	uint64_t accept_log_at;  /* ms: the next such line may be logged then */
+	/* connections whose reads were resumed, handled once per loop turn */
+	struct net_ref *resumed;
+	uint32_t nresumed, resumed_cap;
+	/* messages: in[src] is the ring from src to us */
+	struct spsc *in[NET_MAX_WORKERS + 1];
+	bool woke[NET_MAX_WORKERS + 1]; /* we pushed to dst this turn */
+	/* releases that did not fit their ring; retried each turn */
+	struct net_msg *backlog;
+	uint32_t nbacklog, backlog_cap;
+	struct iovec *iov;
+	uint32_t iov_used, iov_cap;
+	struct msghdr *mh;
+	uint32_t mh_used, mh_cap;
+	uint64_t now;
+	uint64_t next_tick;
+	bool stopped;
+	/* completion batching (see the header comment) */
+	bool min_wait_ok; /* the kernel has IORING_FEAT_MIN_TIMEOUT */
+	bool batching;    /* the last turn was busy: wait for a batch */
+	uint32_t batch;   /* completions to wait for while batching */
+	uint64_t turn_rx; /* bytes received in this loop turn */
+	uint64_t win_rx;  /* bytes received since win_us */
+	uint64_t win_us;
+	bool fast; /* the last window received faster than BATCH_FAST_BPMS */
+};
+
+/* ---- shared state (worker.c) ---------------------------------------- */
+
+extern struct net_config nw_cfg;
+extern struct net_worker *nw_workers;
+extern int nw_nworkers;
+extern struct spsc *nw_ctrl_in[NET_MAX_WORKERS];  /* worker -> control */
+extern struct spsc *nw_ctrl_out[NET_MAX_WORKERS]; /* control -> worker (== nw_workers[i].in[NET_CTRL]) */
+extern int nw_ctrl_efd;
+extern _Atomic bool nw_no_accept; /* net_stop_accepting() */
+extern _Atomic uint64_t nw_next_conn_id;
+extern uint64_t nw_queue_limit;
+extern _Atomic uint64_t nw_starttls_dropped; /* bytes discarded after <starttls/> or <proceed/> */
+extern _Atomic uint64_t nw_proxy_refused;    /* PROXY headers from untrusted sources */
+
+/* ---- connections and the send path (conn.c) ------------------------- */
+
+struct net_conn *nw_conn_alloc(struct net_worker *w);
+void nw_conn_maybe_free(struct net_conn *c);
+void nw_cancel_req(struct net_worker *w, uint64_t ud, struct net_conn *c);
+void nw_conn_teardown(struct net_conn *c, int err);
+struct io_uring_sqe *nw_get_sqe(struct net_worker *w);
+void nw_arm_recv(struct net_conn *c);
+void nw_mark_dirty(struct net_conn *c);
+bool nw_bye_due(const struct net_conn *c);
+void nw_flush_sends(struct net_worker *w);
+void nw_on_send_done(struct net_worker *w, struct net_conn *c, int res);
+
+/* ---- the receive path and TLS (rx.c) -------------------------------- */
+
+void nw_tls_fail(struct net_worker *w, struct net_conn *c, int err);
+void nw_tls_prep_send(struct net_worker *w, struct net_conn *c);
+void nw_run_resumed(struct net_worker *w);
+void nw_on_recv(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe);
+
+/* ---- rings, messages, connect and accept (msg.c) -------------------- */
+
+struct spsc *nw_spsc_new(uint32_t n);
+uint32_t nw_spsc_drain(struct spsc *r, struct net_worker *w, uint32_t max,
+		       void (*fn)(struct net_worker *, struct net_msg *));
+void nw_on_connect_done(struct net_worker *w, struct net_conn *c, int res);
+void nw_arm_accept(struct net_worker *w, struct listener *l);
+void nw_accept_resume(struct net_worker *w);
+void nw_on_accept(struct net_worker *w, struct listener *l, struct io_uring_cqe *cqe);
+void nw_drain_msgs(struct net_worker *w);
+void nw_flush_wakes(struct net_worker *w);
+void nw_arm_wake(struct net_worker *w);
+
+#endif
