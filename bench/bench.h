@@ -6,7 +6,9 @@
  * authoritative server of its own domains) and XEP-0114 components behind it.
  * The pieces:
  *   main.c    command line, scenarios, reports (text and JSON), compare mode
- *   engine.c  the io_uring loop: connections, XMPP streams, traffic, accounting
+ *   engine.c  the io_uring loop: connections, sockets (engine-int.h shared)
+ *   stream.c  XMPP streams, TLS, traffic, accounting
+ *   run.c     a run of the engine: phases, sampling, bench_run()
  *   hist.c    log-linear latency histogram
  *   many.c    the many-domains series (runs of the engine against fedhub)
  *   tok_bench.c, tls_bench.c, net_relay.c  the other scenarios, through the
