@@ -5,7 +5,8 @@
  * it over s2s (authenticated by Server Dialback, the bench being the
  * authoritative server of its own domains) and XEP-0114 components behind it.
  * The pieces:
- *   main.c    command line, scenarios, reports (text and JSON), compare mode
+ *   main.c    command line, scenarios, reports (text and JSON)
+ *   compare.c compare mode (main-int.h shared with main.c)
  *   engine.c  the io_uring loop: connections, sockets (engine-int.h shared)
  *   stream.c  XMPP streams, TLS, traffic, accounting
  *   run.c     a run of the engine: phases, sampling, bench_run()
@@ -150,13 +151,14 @@ struct bench_result {
 
 int bench_run(const struct bench_opts *o, struct bench_result *r);
 
-/* main.c: compare mode's pieces, shared with many.c. bench_target_start runs
+/* compare.c: compare mode's pieces, shared with many.c. bench_target_start runs
  * `target.sh start` for name (o gets the target's addresses and pid); 0 or -1
  * with err set. bench_target_stop stops it and removes dir. */
 int bench_find_peers(char *out, size_t cap);
 int bench_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
 		       char *err, size_t errcap);
 void bench_target_stop(const char *peers, const char *name, const char *dir);
+/* main.c: the text report of one run. */
 void bench_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r);
 void bench_json_target(FILE *f, const char *name, const struct bench_result *r, const char *skipped);
 void bench_json_machine(FILE *f);

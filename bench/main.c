@@ -1,15 +1,16 @@
 /*
- * bench/main.c — fedhub-bench: command line, scenarios, reports, compare mode.
+ * bench/main.c — fedhub-bench: command line, scenarios, reports.
  *
  * One run drives one target whose addresses are given (fedhub, Prosody,
  * ejabberd, or a TCP relay) and prints a progress line per second, a text
  * report, and optionally JSON. `compare` starts each named target itself with
  * the configs in bench/peers/ (through bench/peers/target.sh, so the same
  * script serves the suite and a person at a shell), runs the same scenario
- * against each in turn, stops it, and prints one table with ratios to fedhub.
+ * against each in turn, stops it, and prints one table with ratios to fedhub
+ * (bench/compare.c).
  * `transit` is the echo run under another name (see the usage text), not a
  * copy of it. --tls puts STARTTLS and SASL EXTERNAL on every s2s link
- * (engine.c); in compare mode target.sh makes the certificates.
+ * (stream.c); in compare mode target.sh makes the certificates.
  * Exit status: 0 clean, 1 if any stanza was lost or delivered out of order,
  * 2 if the run could not be done (usage, setup failure).
  */
@@ -26,18 +27,12 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include "bench/bench.h"
-
-struct bm_named {
-	char name[32];
-	struct bench_result r;
-	bool ran;
-	char skipped[256];
-};
+#include "bench/main-int.h"
 
 /* `transit` is echo under the name a reader of the scenario list looks for */
 static bool bm_transit;
 
-static const char *bm_scenario_name(enum bench_scenario s)
+const char *bm_scenario_name(enum bench_scenario s)
 {
 	switch (s) {
 	case BS_S2S_COMPONENT:
@@ -158,7 +153,7 @@ static void bm_usage(FILE *f)
 	      f);
 }
 
-static int bm_parse_addr(const char *s, struct sockaddr_in *sa)
+int bm_parse_addr(const char *s, struct sockaddr_in *sa)
 {
 	char host[128];
 	const char *colon = strrchr(s, ':');
@@ -235,12 +230,12 @@ static void bm_machine(int *nproc, char *cpu, size_t cpucap, char *kernel, size_
 
 /* ---- figures ---------------------------------------------------------------- */
 
-static double bm_rate(const struct bench_result *r)
+double bm_rate(const struct bench_result *r)
 {
 	return r->measured_s > 0 ? (double)r->measured_delivered / r->measured_s : 0;
 }
 
-static double bm_cpu_us(const struct bench_result *r)
+double bm_cpu_us(const struct bench_result *r)
 {
 	return r->have_target && r->measured_delivered ? r->target_cpu_s * 1e6 / (double)r->measured_delivered : 0;
 }
@@ -411,7 +406,7 @@ void bench_json_machine(FILE *f)
 	fprintf(f, "\"machine\":{\"nproc\":%d,\"cpu_model\":\"%s\",\"kernel\":\"%s\"}", nproc, cpu, kernel);
 }
 
-static int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named *t, int nt, const char *cmdline)
+int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named *t, int nt, const char *cmdline)
 {
 	FILE *f = fopen(path, "w");
 	if (!f) {
@@ -446,162 +441,12 @@ static int bm_write_json(const char *path, const struct bench_opts *o, struct bm
 	return 0;
 }
 
-/* ---- compare: start/stop targets with bench/peers/target.sh --------------------- */
-
-int bench_find_peers(char *out, size_t cap)
-{
-	const char *env = getenv("FHB_PEERS");
-	char exe[PATH_MAX], cand[PATH_MAX + 64];
-	if (env) {
-		snprintf(out, cap, "%s", env);
-		return 0;
-	}
-	if (access("bench/peers/target.sh", X_OK) == 0) {
-		snprintf(out, cap, "%.4000s/bench/peers", getcwd(exe, sizeof exe) ? exe : ".");
-		return 0;
-	}
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = 0;
-		/* build/release/fedhub-bench -> ../../bench/peers */
-		for (int up = 1; up <= 3; up++) {
-			char *s = strrchr(exe, '/');
-			if (!s)
-				break;
-			*s = 0;
-			snprintf(cand, sizeof cand, "%s/bench/peers/target.sh", exe);
-			if (access(cand, X_OK) == 0) {
-				snprintf(out, cap, "%.4000s/bench/peers", exe);
-				return 0;
-			}
-		}
-	}
-	return -1;
-}
-
 /* Where --tls-dir points: the CA and the bench's certificate and key. */
-static void bm_tls_dir(struct bench_opts *o, const char *dir)
+void bm_tls_dir(struct bench_opts *o, const char *dir)
 {
 	snprintf(o->tls_ca, sizeof o->tls_ca, "%.480s/ca.pem", dir);
 	snprintf(o->tls_cert, sizeof o->tls_cert, "%.480s/bench.pem", dir);
 	snprintf(o->tls_key, sizeof o->tls_key, "%.480s/bench.key", dir);
-}
-
-/* Runs `target.sh start NAME DIR CPUS NDOMAINS [tls]`; reads key=value lines it prints. */
-int bench_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
-		       char *err, size_t errcap)
-{
-	char cmd[PATH_MAX + 1024];
-	/* the target must know the bench's domains (static routes, DNS records) */
-	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d %s", peers, name, dir, cpus, o->domains,
-		 o->tls && o->dns ? "tls,dns"
-		 : o->tls         ? "tls"
-		 : o->dns         ? "dns"
-				  : "");
-	FILE *p = popen(cmd, "r");
-	if (!p) {
-		snprintf(err, errcap, "cannot run target.sh: %s", strerror(errno));
-		return -1;
-	}
-	char line[512];
-	bool have_pid = false, have_tls = false;
-	err[0] = 0;
-	while (fgets(line, sizeof line, p)) {
-		line[strcspn(line, "\n")] = 0;
-		char v[480];
-		if (sscanf(line, "pid=%d", &o->target_pid) == 1)
-			have_pid = true;
-		else if (sscanf(line, "s2s=%479s", v) == 1)
-			bm_parse_addr(v, &o->target_s2s);
-		else if (sscanf(line, "comp=%479s", v) == 1) {
-			bm_parse_addr(v, &o->target_comp);
-			o->have_comp = true;
-		} else if (sscanf(line, "relay=%479s", v) == 1) {
-			bm_parse_addr(v, &o->relay_listen);
-			o->relay = true;
-			o->have_comp = false;
-		} else if (sscanf(line, "tls_dir=%479s", v) == 1) {
-			bm_tls_dir(o, v);
-			have_tls = true;
-		} else if (strncmp(line, "error=", 6) == 0)
-			snprintf(err, errcap, "%.200s", line + 6);
-	}
-	int st = pclose(p);
-	if (st != 0 || !have_pid) {
-		if (!err[0])
-			snprintf(err, errcap, "target.sh start %s failed (status %d)", name, st);
-		return -1;
-	}
-	if (o->tls && !have_tls) {
-		snprintf(err, errcap, "target.sh set %s up without TLS certificates", name);
-		return -1;
-	}
-	return 0;
-}
-
-void bench_target_stop(const char *peers, const char *name, const char *dir)
-{
-	char cmd[PATH_MAX + 1024];
-	snprintf(cmd, sizeof cmd, "'%s/target.sh' stop '%s' '%s' >/dev/null", peers, name, dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "fedhub-bench: stopping %s reported an error\n", name);
-}
-
-static void bm_print_table(FILE *f, const struct bench_opts *o, struct bm_named *t, int nt)
-{
-	const struct bench_result *ref = NULL;
-	for (int i = 0; i < nt; i++)
-		if (strcmp(t[i].name, "fedhub") == 0 && t[i].ran && !t[i].skipped[0])
-			ref = &t[i].r;
-	fprintf(f, "\n%s, %s, %d links x %d domains, %d component(s), %d-byte messages\n",
-		bm_scenario_name(o->scenario),
-		o->rates[0]               ? "rate sweep (open loop, max = closed loop)"
-		: o->scenario == BS_BURST ? "burst"
-		: o->rate > 0             ? "open loop"
-					  : "closed loop",
-		o->links, o->domains, o->components, o->size);
-	if (o->scenario == BS_IDLE_LINKS) {
-		fprintf(f, "| target | links up | setup s | RSS before MiB | RSS with links MiB | KiB per link | idle "
-			   "CPU %% | alive (delivered/sent) |\n");
-		fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---|\n");
-		for (int i = 0; i < nt; i++) {
-			const struct bench_result *r = &t[i].r;
-			if (t[i].skipped[0]) {
-				fprintf(f, "| %s | skipped: %s |||||||\n", t[i].name, t[i].skipped);
-				continue;
-			}
-			fprintf(f, "| %s | %d/%d | %.2f | %.1f | %.1f | %.1f | %.2f | %llu/%llu |\n", t[i].name,
-				r->links_up, r->links_wanted, r->setup_s, r->target_rss_before_kib / 1024.0,
-				r->target_rss_kib / 1024.0,
-				r->links_up
-					? ((double)r->target_rss_kib - (double)r->target_rss_before_kib) / r->links_up
-					: 0,
-				r->measured_s > 0 ? 100 * r->target_cpu_s / r->measured_s : 0,
-				(unsigned long long)r->delivered, (unsigned long long)r->sent);
-		}
-		return;
-	}
-	fprintf(f, "| target | stanzas/s | CPU us/stanza | p50 ms | p99 ms | p99.9 ms | RSS MiB | lost | out of order "
-		   "| vs fedhub (rate, CPU) |\n");
-	fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
-	for (int i = 0; i < nt; i++) {
-		const struct bench_result *r = &t[i].r;
-		if (t[i].skipped[0]) {
-			fprintf(f, "| %s | skipped: %s |||||||||\n", t[i].name, t[i].skipped);
-			continue;
-		}
-		char ratio[64] = "n/a";
-		if (ref && bm_rate(ref) > 0 && bm_cpu_us(r) > 0)
-			snprintf(ratio, sizeof ratio, "%.2fx, %.2fx", bm_rate(r) / bm_rate(ref),
-				 bm_cpu_us(r) / (bm_cpu_us(ref) > 0 ? bm_cpu_us(ref) : 1));
-		else if (ref == r)
-			snprintf(ratio, sizeof ratio, "1.00x, 1.00x");
-		fprintf(f, "| %s | %.0f | %.2f | %.3f | %.3f | %.3f | %.1f | %llu | %llu | %s |\n", t[i].name,
-			bm_rate(r), bm_cpu_us(r), bench_hist_quantile(&r->hist, 0.5) / 1e6,
-			bench_hist_quantile(&r->hist, 0.99) / 1e6, bench_hist_quantile(&r->hist, 0.999) / 1e6,
-			(double)r->target_rss_kib / 1024.0, (unsigned long long)r->lost,
-			(unsigned long long)r->out_of_order, ratio);
-	}
 }
 
 /* ---- main -------------------------------------------------------------------- */
@@ -653,6 +498,357 @@ static const char *cmdline_of(int argc, char **argv)
 	return cmdline;
 }
 
+/* Defaults of the engine's options; the command line overrides them. */
+static void bm_defaults(struct bench_opts *o)
+{
+	bm_parse_addr("127.0.0.1:22269", &o->target_s2s);
+	bm_parse_addr("127.0.0.1:22347", &o->target_comp);
+	bm_parse_addr("127.0.0.1:22270", &o->listen_db);
+	o->have_comp = true;
+	bm_split_domains(o, "comp.fhb");
+	snprintf(o->comp_secret, sizeof o->comp_secret, "s3cret");
+	snprintf(o->domain_fmt, sizeof o->domain_fmt, "bench%%d.fhb");
+	snprintf(o->db_secret, sizeof o->db_secret, "fhb-dialback");
+	o->links = 4;
+	o->components = 1;
+	o->seconds = 10;
+	o->warmup = 2;
+	o->drain = 10;
+	o->size = 300;
+	o->window = 64;
+	o->mix_msg = 90;
+	o->mix_presence = 5;
+	o->mix_iq = 5;
+	o->connect_concurrency = 256;
+	o->setup_timeout = 60;
+	o->burst = 100000;
+	o->comp_pause_every = 1000;
+	o->stall_ms = 3000;
+	snprintf(o->bounce_domain, sizeof o->bounce_domain, "absent.fhb");
+	snprintf(o->per_link, sizeof o->per_link, "1,64,1000");
+	snprintf(o->remote, sizeof o->remote, "1000,10000,100000");
+}
+
+enum {
+	O_S2S = 256,
+	O_COMP,
+	O_PID,
+	O_NAME,
+	O_TDOM,
+	O_CDOM,
+	O_CSEC,
+	O_RELAY,
+	O_LISTEN,
+	O_DFMT,
+	O_DBSEC,
+	O_LINKS,
+	O_DOMS,
+	O_COMPS,
+	O_CC,
+	O_SETUP,
+	O_CPUS,
+	O_SECS,
+	O_WARM,
+	O_DRAIN,
+	O_SIZE,
+	O_WIN,
+	O_RATE,
+	O_MIX,
+	O_JSON,
+	O_QUIET,
+	O_TARGETS,
+	O_PEERS,
+	O_TCPUS,
+	O_FAULT,
+	O_TLS,
+	O_TLSDIR,
+	O_BURST,
+	O_CRATE,
+	O_CPAUSE,
+	O_CPEVERY,
+	O_STALL,
+	O_DNS,
+	O_RATES,
+	O_PERLINK,
+	O_REMOTE
+};
+static const struct option bm_longopts[] = {{"target-s2s", 1, 0, O_S2S},
+					    {"target-comp", 1, 0, O_COMP},
+					    {"target-pid", 1, 0, O_PID},
+					    {"target-name", 1, 0, O_NAME},
+					    {"target-domain", 1, 0, O_TDOM},
+					    {"comp-domain", 1, 0, O_CDOM},
+					    {"comp-secret", 1, 0, O_CSEC},
+					    {"relay", 1, 0, O_RELAY},
+					    {"listen", 1, 0, O_LISTEN},
+					    {"domain-format", 1, 0, O_DFMT},
+					    {"db-secret", 1, 0, O_DBSEC},
+					    {"links", 1, 0, O_LINKS},
+					    {"domains", 1, 0, O_DOMS},
+					    {"components", 1, 0, O_COMPS},
+					    {"connect-concurrency", 1, 0, O_CC},
+					    {"setup-timeout", 1, 0, O_SETUP},
+					    {"cpus", 1, 0, O_CPUS},
+					    {"seconds", 1, 0, O_SECS},
+					    {"warmup", 1, 0, O_WARM},
+					    {"drain", 1, 0, O_DRAIN},
+					    {"size", 1, 0, O_SIZE},
+					    {"window", 1, 0, O_WIN},
+					    {"rate", 1, 0, O_RATE},
+					    {"mix", 1, 0, O_MIX},
+					    {"json", 1, 0, O_JSON},
+					    {"quiet", 0, 0, O_QUIET},
+					    {"targets", 1, 0, O_TARGETS},
+					    {"peers", 1, 0, O_PEERS},
+					    {"target-cpus", 1, 0, O_TCPUS},
+					    {"fault", 1, 0, O_FAULT},
+					    {"help", 0, 0, 'h'},
+					    {"tls", 0, 0, O_TLS},
+					    {"tls-dir", 1, 0, O_TLSDIR},
+					    {"burst", 1, 0, O_BURST},
+					    {"comp-read-rate", 1, 0, O_CRATE},
+					    {"comp-pause", 1, 0, O_CPAUSE},
+					    {"comp-pause-every", 1, 0, O_CPEVERY},
+					    {"stall-ms", 1, 0, O_STALL},
+					    {"dns", 0, 0, O_DNS},
+					    {"rates", 1, 0, O_RATES},
+					    {"per-link", 1, 0, O_PERLINK},
+					    {"remote", 1, 0, O_REMOTE},
+					    {0, 0, 0, 0}};
+
+/* The options after the scenario name; -1 to go on, else the exit status. */
+static int bm_parse_opts(struct bm_args *a, int argc, char **argv, int first)
+{
+	struct bench_opts *o = &a->o;
+	optind = first + 1;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "h", bm_longopts, NULL)) != -1) {
+		switch (ch) {
+		case O_S2S:
+			if (bm_parse_addr(optarg, &o->target_s2s) < 0)
+				goto bad;
+			break;
+		case O_COMP:
+			if (bm_parse_addr(optarg, &o->target_comp) < 0)
+				goto bad;
+			break;
+		case O_PID:
+			o->target_pid = atoi(optarg);
+			break;
+		case O_NAME:
+			snprintf(a->target_name, sizeof a->target_name, "%s", optarg);
+			break;
+		case O_TDOM:
+			snprintf(o->target_domain, sizeof o->target_domain, "%s", optarg);
+			break;
+		case O_CDOM:
+			bm_split_domains(o, optarg);
+			break;
+		case O_CSEC:
+			snprintf(o->comp_secret, sizeof o->comp_secret, "%s", optarg);
+			break;
+		case O_RELAY:
+			if (bm_parse_addr(optarg, &o->relay_listen) < 0)
+				goto bad;
+			o->relay = true;
+			o->have_comp = false;
+			break;
+		case O_LISTEN:
+			if (bm_parse_addr(optarg, &o->listen_db) < 0)
+				goto bad;
+			break;
+		case O_DFMT:
+			if (!strstr(optarg, "%d") || strchr(strstr(optarg, "%d") + 1, '%'))
+				goto bad;
+			snprintf(o->domain_fmt, sizeof o->domain_fmt, "%s", optarg);
+			break;
+		case O_DBSEC:
+			snprintf(o->db_secret, sizeof o->db_secret, "%s", optarg);
+			break;
+		case O_LINKS:
+			o->links = atoi(optarg);
+			a->links_given = true;
+			break;
+		case O_DOMS:
+			o->domains = atoi(optarg);
+			break;
+		case O_COMPS:
+			o->components = atoi(optarg);
+			break;
+		case O_CC:
+			o->connect_concurrency = atoi(optarg);
+			break;
+		case O_SETUP:
+			o->setup_timeout = atof(optarg);
+			break;
+		case O_CPUS:
+			if ((o->ncpus = bm_parse_cpus(optarg, o->cpus, 64)) <= 0)
+				goto bad;
+			break;
+		case O_SECS:
+			o->seconds = atof(optarg);
+			break;
+		case O_WARM:
+			o->warmup = atof(optarg);
+			break;
+		case O_DRAIN:
+			o->drain = atof(optarg);
+			break;
+		case O_SIZE:
+			o->size = atoi(optarg);
+			break;
+		case O_WIN:
+			o->window = atoi(optarg);
+			break;
+		case O_RATE:
+			o->rate = atof(optarg);
+			break;
+		case O_MIX:
+			if (bm_parse_mix(optarg, o) < 0)
+				goto bad;
+			break;
+		case O_JSON:
+			a->json = optarg;
+			break;
+		case O_QUIET:
+			o->quiet = true;
+			break;
+		case O_TARGETS:
+			a->targets = optarg;
+			break;
+		case O_PEERS:
+			a->peers_arg = optarg;
+			break;
+		case O_TCPUS:
+			a->target_cpus = optarg;
+			break;
+		case O_FAULT:
+			/* testing the bench's own accounting: see tests/integration/t_bench_accounting.sh */
+			if (!strcmp(optarg, "drop-one"))
+				o->fault = BF_DROP_ONE;
+			else if (!strcmp(optarg, "reorder"))
+				o->fault = BF_REORDER;
+			else if (!strcmp(optarg, "bounce-one"))
+				o->fault = BF_BOUNCE_ONE;
+			else
+				goto bad;
+			break;
+		case O_TLS:
+			o->tls = true;
+			break;
+		case O_TLSDIR:
+			a->tls_dir = optarg;
+			break;
+		case O_BURST:
+			o->burst = atol(optarg);
+			break;
+		case O_CRATE:
+			o->comp_read_rate = atof(optarg);
+			break;
+		case O_CPAUSE:
+			o->comp_pause_ms = atoi(optarg);
+			break;
+		case O_CPEVERY:
+			o->comp_pause_every = atoi(optarg);
+			break;
+		case O_STALL:
+			o->stall_ms = atoi(optarg);
+			break;
+		case O_DNS:
+			o->dns = true;
+			break;
+		case O_RATES:
+			snprintf(o->rates, sizeof o->rates, "%s", optarg);
+			break;
+		case O_PERLINK:
+			snprintf(o->per_link, sizeof o->per_link, "%s", optarg);
+			break;
+		case O_REMOTE:
+			snprintf(o->remote, sizeof o->remote, "%s", optarg);
+			break;
+		case 'h':
+			bm_usage(stdout);
+			return 0;
+		default:
+			goto bad;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fedhub-bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	return -1;
+bad:
+	fprintf(stderr, "fedhub-bench: bad option value (see --help)\n");
+	return 2;
+}
+
+/* Options that only make sense together, and what follows from them; -1 to
+ * go on, else the exit status. */
+static int bm_check_opts(struct bm_args *a)
+{
+	struct bench_opts *o = &a->o;
+	/* remote-domains needs no inbound links: the target's links to the bench carry it */
+	if (o->scenario == BS_REMOTE_UP && !a->links_given)
+		o->links = 0;
+	int min_links = o->scenario == BS_REMOTE_UP || o->scenario == BS_COMPONENT_S2S ? 0 : 1;
+	if (o->links < min_links || o->components < 0 || o->window < 1 || o->seconds <= 0 || o->size < 64 ||
+	    o->size > 4000 || o->connect_concurrency < 1 || o->burst < 1 || o->comp_read_rate < 0 ||
+	    o->comp_pause_ms < 0 || o->comp_pause_every < 1 || o->stall_ms < 0) {
+		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000, "
+				"burst >= 1, comp-pause-every >= 1)\n");
+		return 2;
+	}
+	if (o->domains <= 0)
+		o->domains = o->links > 0 ? o->links : 1;
+	if (o->scenario == BS_STALL && (o->ncomp_domains < 2 || o->components < 2 || o->rate <= 0)) {
+		fprintf(stderr, "fedhub-bench: stall needs two component domains (--comp-domain comp.fhb,comp2.fhb), "
+				"--components 2 and an open-loop --rate\n");
+		return 2;
+	}
+	if (o->scenario == BS_STALL && o->domains < 2 * o->links) {
+		fprintf(stderr, "fedhub-bench: stall needs --domains >= 2 x --links, so that every link carries "
+				"stanzas to both component domains\n");
+		return 2;
+	}
+	if (o->components == 0)
+		o->have_comp = false;
+	if ((o->scenario == BS_COMPONENT_S2S || o->scenario == BS_ECHO) && (!o->have_comp || o->relay)) {
+		fprintf(stderr, "fedhub-bench: %s needs components (and no --relay)\n", bm_scenario_name(o->scenario));
+		return 2;
+	}
+	if (!o->target_domain[0])
+		snprintf(o->target_domain, sizeof o->target_domain, "%s", o->comp_domains[0]);
+	if (o->tls && o->relay) {
+		fprintf(stderr, "fedhub-bench: --tls and --relay do not go together (a relay has no TLS peer)\n");
+		return 2;
+	}
+	if (o->tls && !a->compare && !a->tls_dir) {
+		fprintf(stderr, "fedhub-bench: --tls needs --tls-dir DIR (bench/peers/mkcerts.sh DIR makes one)\n");
+		return 2;
+	}
+	if (a->tls_dir)
+		bm_tls_dir(o, a->tls_dir);
+	return -1;
+}
+
+/* One run against a target that is already running. */
+static int bm_run_one(const struct bm_args *a, const char *cmdline)
+{
+	const struct bench_opts *o = &a->o;
+	struct bm_named t;
+	memset(&t, 0, sizeof t);
+	snprintf(t.name, sizeof t.name, "%s", a->target_name);
+	int rc = bench_run(o, &t.r);
+	t.ran = true;
+	bench_report(stdout, o, t.name, &t.r);
+	if (a->json)
+		bm_write_json(a->json, o, &t, 1, cmdline);
+	if (rc < 0 && (t.r.links_up < o->links || t.r.sent == 0))
+		return 2;
+	return (t.r.lost || t.r.out_of_order || t.r.error[0]) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	/* a peer that closes is an error to report, not a reason to die */
@@ -677,9 +873,11 @@ int main(int argc, char **argv)
 		bm_usage(stderr);
 		return 2;
 	}
-	struct bench_opts o;
-	memset(&o, 0, sizeof o);
-	if (bm_scenario(argv[first], &o.scenario) < 0) {
+	struct bm_args a;
+	memset(&a, 0, sizeof a);
+	a.compare = compare;
+	snprintf(a.target_name, sizeof a.target_name, "target");
+	if (bm_scenario(argv[first], &a.o.scenario) < 0) {
 		if (!strcmp(argv[first], "handshakes") || !strcmp(argv[first], "tokenizer") ||
 		    !strcmp(argv[first], "certload") || !strcmp(argv[first], "relay") || !strcmp(argv[first], "close"))
 			fprintf(stderr, "fedhub-bench: %s: not available in compare mode\n", argv[first]);
@@ -687,462 +885,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "fedhub-bench: unknown scenario '%s' (see --help)\n", argv[first]);
 		return 2;
 	}
-	bm_parse_addr("127.0.0.1:22269", &o.target_s2s);
-	bm_parse_addr("127.0.0.1:22347", &o.target_comp);
-	bm_parse_addr("127.0.0.1:22270", &o.listen_db);
-	o.have_comp = true;
-	bm_split_domains(&o, "comp.fhb");
-	snprintf(o.comp_secret, sizeof o.comp_secret, "s3cret");
-	snprintf(o.domain_fmt, sizeof o.domain_fmt, "bench%%d.fhb");
-	snprintf(o.db_secret, sizeof o.db_secret, "fhb-dialback");
-	o.links = 4;
-	o.components = 1;
-	o.seconds = 10;
-	o.warmup = 2;
-	o.drain = 10;
-	o.size = 300;
-	o.window = 64;
-	o.mix_msg = 90;
-	o.mix_presence = 5;
-	o.mix_iq = 5;
-	o.connect_concurrency = 256;
-	o.setup_timeout = 60;
-	o.burst = 100000;
-	o.comp_pause_every = 1000;
-	o.stall_ms = 3000;
-	snprintf(o.bounce_domain, sizeof o.bounce_domain, "absent.fhb");
-	snprintf(o.per_link, sizeof o.per_link, "1,64,1000");
-	snprintf(o.remote, sizeof o.remote, "1000,10000,100000");
-	bool links_given = false;
-	const char *json = NULL, *targets = NULL, *peers_arg = NULL, *target_cpus = NULL, *tls_dir = NULL;
-	char target_name[32] = "target";
-
-	enum {
-		O_S2S = 256,
-		O_COMP,
-		O_PID,
-		O_NAME,
-		O_TDOM,
-		O_CDOM,
-		O_CSEC,
-		O_RELAY,
-		O_LISTEN,
-		O_DFMT,
-		O_DBSEC,
-		O_LINKS,
-		O_DOMS,
-		O_COMPS,
-		O_CC,
-		O_SETUP,
-		O_CPUS,
-		O_SECS,
-		O_WARM,
-		O_DRAIN,
-		O_SIZE,
-		O_WIN,
-		O_RATE,
-		O_MIX,
-		O_JSON,
-		O_QUIET,
-		O_TARGETS,
-		O_PEERS,
-		O_TCPUS,
-		O_FAULT,
-		O_TLS,
-		O_TLSDIR,
-		O_BURST,
-		O_CRATE,
-		O_CPAUSE,
-		O_CPEVERY,
-		O_STALL,
-		O_DNS,
-		O_RATES,
-		O_PERLINK,
-		O_REMOTE
-	};
-	static const struct option lo[] = {{"target-s2s", 1, 0, O_S2S},
-					   {"target-comp", 1, 0, O_COMP},
-					   {"target-pid", 1, 0, O_PID},
-					   {"target-name", 1, 0, O_NAME},
-					   {"target-domain", 1, 0, O_TDOM},
-					   {"comp-domain", 1, 0, O_CDOM},
-					   {"comp-secret", 1, 0, O_CSEC},
-					   {"relay", 1, 0, O_RELAY},
-					   {"listen", 1, 0, O_LISTEN},
-					   {"domain-format", 1, 0, O_DFMT},
-					   {"db-secret", 1, 0, O_DBSEC},
-					   {"links", 1, 0, O_LINKS},
-					   {"domains", 1, 0, O_DOMS},
-					   {"components", 1, 0, O_COMPS},
-					   {"connect-concurrency", 1, 0, O_CC},
-					   {"setup-timeout", 1, 0, O_SETUP},
-					   {"cpus", 1, 0, O_CPUS},
-					   {"seconds", 1, 0, O_SECS},
-					   {"warmup", 1, 0, O_WARM},
-					   {"drain", 1, 0, O_DRAIN},
-					   {"size", 1, 0, O_SIZE},
-					   {"window", 1, 0, O_WIN},
-					   {"rate", 1, 0, O_RATE},
-					   {"mix", 1, 0, O_MIX},
-					   {"json", 1, 0, O_JSON},
-					   {"quiet", 0, 0, O_QUIET},
-					   {"targets", 1, 0, O_TARGETS},
-					   {"peers", 1, 0, O_PEERS},
-					   {"target-cpus", 1, 0, O_TCPUS},
-					   {"fault", 1, 0, O_FAULT},
-					   {"help", 0, 0, 'h'},
-					   {"tls", 0, 0, O_TLS},
-					   {"tls-dir", 1, 0, O_TLSDIR},
-					   {"burst", 1, 0, O_BURST},
-					   {"comp-read-rate", 1, 0, O_CRATE},
-					   {"comp-pause", 1, 0, O_CPAUSE},
-					   {"comp-pause-every", 1, 0, O_CPEVERY},
-					   {"stall-ms", 1, 0, O_STALL},
-					   {"dns", 0, 0, O_DNS},
-					   {"rates", 1, 0, O_RATES},
-					   {"per-link", 1, 0, O_PERLINK},
-					   {"remote", 1, 0, O_REMOTE},
-					   {0, 0, 0, 0}};
-	optind = first + 1;
-	int ch;
-	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		switch (ch) {
-		case O_S2S:
-			if (bm_parse_addr(optarg, &o.target_s2s) < 0)
-				goto bad;
-			break;
-		case O_COMP:
-			if (bm_parse_addr(optarg, &o.target_comp) < 0)
-				goto bad;
-			break;
-		case O_PID:
-			o.target_pid = atoi(optarg);
-			break;
-		case O_NAME:
-			snprintf(target_name, sizeof target_name, "%s", optarg);
-			break;
-		case O_TDOM:
-			snprintf(o.target_domain, sizeof o.target_domain, "%s", optarg);
-			break;
-		case O_CDOM:
-			bm_split_domains(&o, optarg);
-			break;
-		case O_CSEC:
-			snprintf(o.comp_secret, sizeof o.comp_secret, "%s", optarg);
-			break;
-		case O_RELAY:
-			if (bm_parse_addr(optarg, &o.relay_listen) < 0)
-				goto bad;
-			o.relay = true;
-			o.have_comp = false;
-			break;
-		case O_LISTEN:
-			if (bm_parse_addr(optarg, &o.listen_db) < 0)
-				goto bad;
-			break;
-		case O_DFMT:
-			if (!strstr(optarg, "%d") || strchr(strstr(optarg, "%d") + 1, '%'))
-				goto bad;
-			snprintf(o.domain_fmt, sizeof o.domain_fmt, "%s", optarg);
-			break;
-		case O_DBSEC:
-			snprintf(o.db_secret, sizeof o.db_secret, "%s", optarg);
-			break;
-		case O_LINKS:
-			o.links = atoi(optarg);
-			links_given = true;
-			break;
-		case O_DOMS:
-			o.domains = atoi(optarg);
-			break;
-		case O_COMPS:
-			o.components = atoi(optarg);
-			break;
-		case O_CC:
-			o.connect_concurrency = atoi(optarg);
-			break;
-		case O_SETUP:
-			o.setup_timeout = atof(optarg);
-			break;
-		case O_CPUS:
-			if ((o.ncpus = bm_parse_cpus(optarg, o.cpus, 64)) <= 0)
-				goto bad;
-			break;
-		case O_SECS:
-			o.seconds = atof(optarg);
-			break;
-		case O_WARM:
-			o.warmup = atof(optarg);
-			break;
-		case O_DRAIN:
-			o.drain = atof(optarg);
-			break;
-		case O_SIZE:
-			o.size = atoi(optarg);
-			break;
-		case O_WIN:
-			o.window = atoi(optarg);
-			break;
-		case O_RATE:
-			o.rate = atof(optarg);
-			break;
-		case O_MIX:
-			if (bm_parse_mix(optarg, &o) < 0)
-				goto bad;
-			break;
-		case O_JSON:
-			json = optarg;
-			break;
-		case O_QUIET:
-			o.quiet = true;
-			break;
-		case O_TARGETS:
-			targets = optarg;
-			break;
-		case O_PEERS:
-			peers_arg = optarg;
-			break;
-		case O_TCPUS:
-			target_cpus = optarg;
-			break;
-		case O_FAULT:
-			/* testing the bench's own accounting: see tests/integration/t_bench_accounting.sh */
-			if (!strcmp(optarg, "drop-one"))
-				o.fault = BF_DROP_ONE;
-			else if (!strcmp(optarg, "reorder"))
-				o.fault = BF_REORDER;
-			else if (!strcmp(optarg, "bounce-one"))
-				o.fault = BF_BOUNCE_ONE;
-			else
-				goto bad;
-			break;
-		case O_TLS:
-			o.tls = true;
-			break;
-		case O_TLSDIR:
-			tls_dir = optarg;
-			break;
-		case O_BURST:
-			o.burst = atol(optarg);
-			break;
-		case O_CRATE:
-			o.comp_read_rate = atof(optarg);
-			break;
-		case O_CPAUSE:
-			o.comp_pause_ms = atoi(optarg);
-			break;
-		case O_CPEVERY:
-			o.comp_pause_every = atoi(optarg);
-			break;
-		case O_STALL:
-			o.stall_ms = atoi(optarg);
-			break;
-		case O_DNS:
-			o.dns = true;
-			break;
-		case O_RATES:
-			snprintf(o.rates, sizeof o.rates, "%s", optarg);
-			break;
-		case O_PERLINK:
-			snprintf(o.per_link, sizeof o.per_link, "%s", optarg);
-			break;
-		case O_REMOTE:
-			snprintf(o.remote, sizeof o.remote, "%s", optarg);
-			break;
-		case 'h':
-			bm_usage(stdout);
-			return 0;
-		default:
-			goto bad;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "fedhub-bench: unexpected argument '%s'\n", argv[optind]);
-		return 2;
-	}
-	/* remote-domains needs no inbound links: the target's links to the bench carry it */
-	if (o.scenario == BS_REMOTE_UP && !links_given)
-		o.links = 0;
-	int min_links = o.scenario == BS_REMOTE_UP || o.scenario == BS_COMPONENT_S2S ? 0 : 1;
-	if (o.links < min_links || o.components < 0 || o.window < 1 || o.seconds <= 0 || o.size < 64 || o.size > 4000 ||
-	    o.connect_concurrency < 1 || o.burst < 1 || o.comp_read_rate < 0 || o.comp_pause_ms < 0 ||
-	    o.comp_pause_every < 1 || o.stall_ms < 0) {
-		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000, "
-				"burst >= 1, comp-pause-every >= 1)\n");
-		return 2;
-	}
-	if (o.domains <= 0)
-		o.domains = o.links > 0 ? o.links : 1;
-	if (o.scenario == BS_STALL && (o.ncomp_domains < 2 || o.components < 2 || o.rate <= 0)) {
-		fprintf(stderr, "fedhub-bench: stall needs two component domains (--comp-domain comp.fhb,comp2.fhb), "
-				"--components 2 and an open-loop --rate\n");
-		return 2;
-	}
-	if (o.scenario == BS_STALL && o.domains < 2 * o.links) {
-		fprintf(stderr, "fedhub-bench: stall needs --domains >= 2 x --links, so that every link carries "
-				"stanzas to both component domains\n");
-		return 2;
-	}
-	if (o.components == 0)
-		o.have_comp = false;
-	if ((o.scenario == BS_COMPONENT_S2S || o.scenario == BS_ECHO) && (!o.have_comp || o.relay)) {
-		fprintf(stderr, "fedhub-bench: %s needs components (and no --relay)\n", bm_scenario_name(o.scenario));
-		return 2;
-	}
-	if (!o.target_domain[0])
-		snprintf(o.target_domain, sizeof o.target_domain, "%s", o.comp_domains[0]);
-	if (o.tls && o.relay) {
-		fprintf(stderr, "fedhub-bench: --tls and --relay do not go together (a relay has no TLS peer)\n");
-		return 2;
-	}
-	if (o.tls && !compare && !tls_dir) {
-		fprintf(stderr, "fedhub-bench: --tls needs --tls-dir DIR (bench/peers/mkcerts.sh DIR makes one)\n");
-		return 2;
-	}
-	if (tls_dir)
-		bm_tls_dir(&o, tls_dir);
-
+	bm_defaults(&a.o);
+	int rc = bm_parse_opts(&a, argc, argv, first);
+	if (rc >= 0)
+		return rc;
+	if ((rc = bm_check_opts(&a)) >= 0)
+		return rc;
 	const char *cmdline = cmdline_of(argc, argv);
-	if (o.scenario == BS_MANY_DOMAINS)
-		return bench_many_domains(&o, json, cmdline, target_cpus);
-
-	if (!compare) {
-		struct bm_named t;
-		memset(&t, 0, sizeof t);
-		snprintf(t.name, sizeof t.name, "%s", target_name);
-		int rc = bench_run(&o, &t.r);
-		t.ran = true;
-		bench_report(stdout, &o, t.name, &t.r);
-		if (json)
-			bm_write_json(json, &o, &t, 1, cmdline);
-		if (rc < 0 && (t.r.links_up < o.links || t.r.sent == 0))
-			return 2;
-		return (t.r.lost || t.r.out_of_order || t.r.error[0]) ? 1 : 0;
-	}
-
-	/* compare */
-	if (!targets) {
-		fprintf(stderr, "fedhub-bench: compare needs --targets\n");
-		return 2;
-	}
-	char peers[PATH_MAX];
-	if (peers_arg)
-		snprintf(peers, sizeof peers, "%s", peers_arg);
-	else if (bench_find_peers(peers, sizeof peers) < 0) {
-		fprintf(stderr, "fedhub-bench: cannot find bench/peers/target.sh (use --peers DIR)\n");
-		return 2;
-	}
-	char tcpus[128] = "";
-	if (target_cpus) {
-		snprintf(tcpus, sizeof tcpus, "%s", target_cpus);
-	} else {
-		/* every online CPU the bench is not pinned to; all of them if none left */
-		int n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-		for (int i = 0; i < n; i++) {
-			bool mine = false;
-			for (int j = 0; j < o.ncpus; j++)
-				mine |= o.cpus[j] == i;
-			if (!mine) {
-				size_t l = strlen(tcpus);
-				snprintf(tcpus + l, sizeof tcpus - l, "%s%d", l ? "," : "", i);
-			}
-		}
-		if (!tcpus[0])
-			snprintf(tcpus, sizeof tcpus, "0-%d", n - 1);
-	}
-	/* --rates: each target runs every rate (0 = max, closed loop) */
-	double rates[16];
-	int nrates = 0;
-	char rl[256];
-	snprintf(rl, sizeof rl, "%s", o.rates);
-	char *rsave = NULL;
-	for (char *tok = strtok_r(rl, ",", &rsave); tok && nrates < 16; tok = strtok_r(NULL, ",", &rsave)) {
-		rates[nrates] = !strcmp(tok, "max") ? 0 : atof(tok);
-		if (rates[nrates] < 0 || (rates[nrates] == 0 && strcmp(tok, "max")))
-			goto bad;
-		nrates++;
-	}
-	if (!nrates)
-		rates[nrates++] = o.rate;
-	enum { BM_MAX_ROWS = 64 };
-	struct bm_named *t = calloc(BM_MAX_ROWS, sizeof *t);
-	if (!t) {
-		fprintf(stderr, "fedhub-bench: out of memory\n");
-		return 2;
-	}
-	int nt = 0, worst = 0;
-	char tl[256];
-	snprintf(tl, sizeof tl, "%s", targets);
-	char *save = NULL;
-	for (char *name = strtok_r(tl, ",", &save); name && nt + nrates <= BM_MAX_ROWS;
-	     name = strtok_r(NULL, ",", &save)) {
-		struct bm_named *first_row = &t[nt];
-		for (int k = 0; k < nrates; k++) {
-			struct bm_named *x = &t[nt + k];
-			if (o.rates[0] && rates[k] > 0)
-				snprintf(x->name, sizeof x->name, "%s@%.0f", name, rates[k]);
-			else if (o.rates[0])
-				snprintf(x->name, sizeof x->name, "%s@max", name);
-			else
-				snprintf(x->name, sizeof x->name, "%s", name);
-		}
-		nt += nrates;
-		/* a target starts afresh for every rate: the backlog an overloaded
-		 * rate leaves behind must not delay the next one */
-		for (int k = 0; k < nrates; k++) {
-			struct bm_named *x = &first_row[k];
-			struct bench_opts oo = o;
-			oo.relay = false;
-			oo.have_comp = o.components > 0;
-			oo.rate = rates[k];
-			bool direct = !strcmp(name, "direct");
-			char dir[] = "/tmp/fhb-target-XXXXXX", err[256] = "";
-			if (direct) {
-				/* no process in between: the links reach the bench's own far end */
-				bm_parse_addr("127.0.0.1:22670", &oo.relay_listen);
-				oo.target_s2s = oo.relay_listen;
-				oo.relay = true;
-				oo.have_comp = false;
-				oo.target_pid = 0;
-			} else if (!mkdtemp(dir)) {
-				snprintf(err, sizeof err, "mkdtemp: %s", strerror(errno));
-			} else {
-				fprintf(stderr, "fedhub-bench: starting %s (CPUs %s) in %s\n", name, tcpus, dir);
-				if (bench_target_start(peers, name, dir, tcpus, &oo, err, sizeof err) < 0) {
-					fprintf(stderr, "fedhub-bench: %s skipped: %s\n", name, err);
-					bench_target_stop(peers, name, dir);
-				} else if (oo.relay && oo.scenario != BS_S2S_COMPONENT &&
-					   oo.scenario != BS_IDLE_LINKS && oo.scenario != BS_BURST) {
-					snprintf(err, sizeof err, "a relay does no %s", bm_scenario_name(oo.scenario));
-					bench_target_stop(peers, name, dir);
-				}
-			}
-			if (err[0]) {
-				snprintf(x->skipped, sizeof x->skipped, "%s", err);
-				continue;
-			}
-			int rc = bench_run(&oo, &x->r);
-			x->ran = true;
-			if (!direct)
-				bench_target_stop(peers, name, dir);
-			bench_report(stdout, &oo, x->name, &x->r);
-			if (rc < 0 && x->r.measured_delivered == 0) {
-				snprintf(x->skipped, sizeof x->skipped, "failed: %s",
-					 x->r.error[0] ? x->r.error : "nothing delivered");
-				worst = 2;
-			}
-			/* idle-links delivers its stanzas after the (idle) measured window */
-			bool none = x->r.measured_delivered == 0 && oo.scenario != BS_IDLE_LINKS;
-			if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
-				worst = 1;
-		}
-	}
-	bm_print_table(stdout, &o, t, nt);
-	if (json)
-		bm_write_json(json, &o, t, nt, cmdline);
-	free(t);
-	return worst;
-bad:
-	fprintf(stderr, "fedhub-bench: bad option value (see --help)\n");
-	return 2;
+	if (a.o.scenario == BS_MANY_DOMAINS)
+		return bench_many_domains(&a.o, a.json, cmdline, a.target_cpus);
+	return compare ? bm_compare(&a, cmdline) : bm_run_one(&a, cmdline);
 }
