@@ -251,7 +251,8 @@ static int bm_compare_row(const struct bm_args *a, const char *peers, const char
 		bench_target_stop(peers, name, dir);
 	bench_report(stdout, &oo, x->name, &x->r);
 	if (rc < 0 && x->r.measured_delivered == 0) {
-		snprintf(x->skipped, sizeof x->skipped, "failed: %s", x->r.error[0] ? x->r.error : "nothing delivered");
+		snprintf(x->skipped, sizeof x->skipped, "failed: %.247s",
+			 x->r.error[0] ? x->r.error : "nothing delivered");
 		worst = 2;
 	}
 	/* idle-links delivers its stanzas after the (idle) measured window */
