@@ -21,7 +21,7 @@
  *                The same again with static [route]s instead of DNS, which
  *                separates the resolver's share from link setup's.
  * The bench itself does not check the key of the target's <db:result/> (see
- * engine.c): the target's side of dialback is what is measured.
+ * stream.c): the target's side of dialback is what is measured.
  */
 #include <errno.h>
 #include <limits.h>
