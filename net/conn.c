@@ -74,7 +74,7 @@ static void backlog_push(struct net_worker *w, const struct net_msg *m)
 {
 	if (w->nbacklog == w->backlog_cap) {
 		w->backlog_cap = w->backlog_cap ? w->backlog_cap * 2 : 64;
-		w->backlog = realloc(w->backlog, w->backlog_cap * sizeof(*m));
+		w->backlog = xrealloc(w->backlog, w->backlog_cap * sizeof(*m));
 	}
 	w->backlog[w->nbacklog++] = *m;
 }
@@ -113,11 +113,11 @@ struct net_conn *nw_conn_alloc(struct net_worker *w)
 	} else {
 		if (w->nslots == w->slots_cap) {
 			w->slots_cap = w->slots_cap ? w->slots_cap * 2 : 256;
-			w->slots = realloc(w->slots, w->slots_cap * sizeof(*w->slots));
-			w->free_slots = realloc(w->free_slots, w->slots_cap * sizeof(uint32_t));
+			w->slots = xrealloc(w->slots, w->slots_cap * sizeof(*w->slots));
+			w->free_slots = xrealloc(w->free_slots, w->slots_cap * sizeof(uint32_t));
 		}
 		slot = w->nslots++;
-		c = calloc(1, sizeof(*c));
+		c = xcalloc(1, sizeof(*c));
 		w->slots[slot] = c;
 		c->ref.gen = 1;
 	}

@@ -41,7 +41,7 @@ struct spsc *nw_spsc_new(uint32_t n)
 	struct spsc *r = aligned_alloc(64, sizeof(*r));
 	memset(r, 0, sizeof(*r));
 	r->mask = n - 1;
-	r->m = calloc(n, sizeof(struct net_msg));
+	r->m = xcalloc(n, sizeof(struct net_msg));
 	return r;
 }
 

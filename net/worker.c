@@ -183,7 +183,7 @@ static int ring_setup(struct net_worker *w)
 			 MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
 	if (w->bufmem == MAP_FAILED)
 		return -ENOMEM;
-	w->bufs = calloc(w->nbufs, sizeof(struct net_buf));
+	w->bufs = xcalloc(w->nbufs, sizeof(struct net_buf));
 	for (uint32_t i = 0; i < w->nbufs; i++) {
 		struct net_buf *b = &w->bufs[i];
 		b->bid = (int32_t)i;
@@ -416,9 +416,9 @@ static void *worker_main(void *arg)
 			 BATCH_WAIT_US);
 	w->batch = BATCH_MIN;
 	w->iov_cap = 65536;
-	w->iov = malloc(w->iov_cap * sizeof(struct iovec));
+	w->iov = xmalloc(w->iov_cap * sizeof(struct iovec));
 	w->mh_cap = 4096;
-	w->mh = malloc(w->mh_cap * sizeof(struct msghdr));
+	w->mh = xmalloc(w->mh_cap * sizeof(struct msghdr));
 	for (int i = 0; i < nlistens; i++) {
 		int fd = open_listener(listens[i].kind, (struct sockaddr *)&listens[i].ss, listens[i].len);
 		if (fd < 0) {
@@ -574,7 +574,7 @@ int net_init(const struct net_config *c)
 	nw_nworkers = nw_cfg.workers > 0 ? nw_cfg.workers : ncpu;
 	if (nw_nworkers > NET_MAX_WORKERS)
 		nw_nworkers = NET_MAX_WORKERS;
-	nw_workers = calloc((size_t)nw_nworkers, sizeof(*nw_workers));
+	nw_workers = xcalloc((size_t)nw_nworkers, sizeof(*nw_workers));
 	nw_ctrl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (int i = 0; i < nw_nworkers; i++) {
 		struct net_worker *w = &nw_workers[i];
