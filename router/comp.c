@@ -18,8 +18,6 @@
 #include "router/hub.h"
 #include "net/log.h"
 
-enum { C_WAIT_HDR, C_WAIT_HANDSHAKE, C_READY };
-
 static const struct cfg_component *find_component(const char *d)
 {
 	for (int i = 0; i < hub_cfg->ncomponents; i++)
@@ -47,7 +45,7 @@ static void comp_open(struct hubw *h, struct sess *s)
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
 		   "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s'>",
 		   s->stream_id, s->local);
-	s->state = C_WAIT_HANDSHAKE;
+	s->state = SESS_COMP_HANDSHAKE;
 }
 
 static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stanza *st)
@@ -86,7 +84,7 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 		sess_stream_error(s, SERR_RESOURCE_CONSTRAINT, "component pool full");
 		return;
 	}
-	s->state = C_READY;
+	s->state = SESS_COMP_READY;
 	s->tok.authenticated = true;
 	MET_INC(h->m, comp_links);
 	sess_sendf(s, "<handshake/>");
@@ -101,7 +99,7 @@ static enum drive comp_event(struct hubw *h, struct sess *s, struct net_buf *b, 
 		return DRIVE_ON;
 	}
 	const struct xml_stanza *st = &s->tok.st;
-	if (s->state == C_WAIT_HANDSHAKE) {
+	if (s->state == SESS_COMP_HANDSHAKE) {
 		if (span_eq(st->name, "handshake"))
 			comp_handshake(h, s, st);
 		else
@@ -124,8 +122,8 @@ static void comp_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
-	if (s->state == C_READY || s->was_ready) {
-		int left = s->state == C_READY ? rt_comp_del(s->local, c->ref) : -1;
+	if (s->state == SESS_COMP_READY || s->was_ready) {
+		int left = s->state == SESS_COMP_READY ? rt_comp_del(s->local, c->ref) : -1;
 		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");
 	}
 	sess_free(s);
@@ -137,9 +135,9 @@ static void comp_on_unsent(struct net_conn *c, struct net_buf *b, const char *p,
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	if (s->state == C_READY) {
+	if (s->state == SESS_COMP_READY) {
 		rt_comp_del(s->local, c->ref);
-		s->state = C_WAIT_HDR; /* on_close must not remove it twice */
+		s->state = SESS_WAIT_HDR; /* on_close must not remove it twice */
 		s->was_ready = true;
 	}
 	route_raw(h, b, p, n);
@@ -148,7 +146,7 @@ static void comp_on_unsent(struct net_conn *c, struct net_buf *b, const char *p,
 static void comp_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
-	if (s->state != C_READY)
+	if (s->state != SESS_COMP_READY)
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no handshake in time");
 }
 

@@ -90,7 +90,7 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 		}
 		s->c = c;
 		MET_INC(hubw_of(c->w)->m, conns_open);
-		s->key = (char *)v; /* back-pointer; sess_free must not free it */
+		s->verify = v; /* back-pointer; sess_free leaves it */
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		v->sess = s;
 		return;
@@ -169,11 +169,11 @@ void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const 
 
 static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
 {
-	struct verify *v = (struct verify *)s->key;
+	struct verify *v = s->verify;
 	struct net_conn *c = s->c;
 	bool ask = false;
 	if (ev == XML_EV_STREAM_OPEN) {
-		s->state = 1;
+		s->state = SESS_OPEN;
 		if (!span_eq(s->tok.hdr.version, "1.0")) {
 			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
 				/* RFC 6120 §4.7.5, §5.3.1: no STARTTLS on a pre-1.0
@@ -276,8 +276,8 @@ static void verify_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	struct verify *v = (struct verify *)s->key;
-	s->key = NULL;
+	struct verify *v = s->verify;
+	s->verify = NULL;
 	if (v) {
 		v->sess = NULL;
 		if (!v->done) {
@@ -296,7 +296,7 @@ static void verify_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	struct verify *v = (struct verify *)s->key;
+	struct verify *v = s->verify;
 	if (v)
 		verify_answer(h, v, -1);
 	net_close(c, false);

@@ -56,12 +56,21 @@ struct pair {
 	uint8_t state;
 };
 
+/* sess.state. What a stream has reached; one field for every kind. */
+enum sess_state {
+	SESS_WAIT_HDR,                   /* we sent no stream header yet: an error opens one first */
+	SESS_OPEN,                       /* s2s: our stream header is sent */
+	SESS_COMP_HANDSHAKE = SESS_OPEN, /* component: header sent, waiting for <handshake/> */
+	SESS_COMP_READY,                 /* component: authenticated, in its domain's pool */
+};
+
 struct s2s_out;
+struct verify;
 struct sess {
 	enum sess_kind kind;
 	struct net_conn *c;
 	struct xml_tok tok;
-	uint8_t state;
+	uint8_t state; /* enum sess_state */
 	bool got_features;
 	bool peer_v1;
 	char stream_id[128]; /* ours: 32 hex chars; a peer's may be longer (UUIDs) */
@@ -69,8 +78,8 @@ struct sess {
 	char *remote;        /* s2s: the peer's domain */
 	struct pair *pairs;
 	uint16_t npairs, cpairs;
-	struct s2s_out *link; /* SESS_S2S_OUT */
-	char *key;            /* SESS_VERIFY: its struct verify (dialback.c); cleared before sess_free() */
+	struct s2s_out *link;  /* SESS_S2S_OUT */
+	struct verify *verify; /* SESS_VERIFY: its verification record (dialback.c owns it) */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */
@@ -126,6 +135,28 @@ void route_raw(struct hubw *h, struct net_buf *b, const char *p, size_t n);
 void route_generated(struct hubw *h, const char *p, size_t n);
 /* Route a stanza with parsed to/from domains to a remote domain's link (on this worker). */
 void route_on_msg(struct hubw *h, struct net_msg *m);
+
+/* Address checks (route.c), one per kind of source, so route_stanza only
+ * routes. A stanza's addresses are decoded once (stanza_addrs_decode):
+ * domains normalised, length <= 0 when absent or bad, and the `to` domain's
+ * routing-table entry. A verdict says what to do when it may not pass. */
+struct stanza_addrs {
+	char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
+	int tl, fl;
+	const struct rt_route *route; /* of `to`; NULL: none */
+};
+enum addr_action { ADDR_ROUTE, ADDR_STREAM_ERROR, ADDR_BOUNCE, ADDR_DROP };
+struct addr_verdict {
+	enum addr_action verdict;
+	enum hub_serr serr;   /* ADDR_STREAM_ERROR */
+	enum hub_sterr sterr; /* ADDR_BOUNCE */
+};
+void stanza_addrs_decode(const struct xml_stanza *st, struct stanza_addrs *a);
+struct addr_verdict s2s_in_accepts(struct sess *s, const struct stanza_addrs *a);
+struct addr_verdict s2s_out_accepts(struct sess *s, const struct stanza_addrs *a);
+struct addr_verdict comp_accepts(struct sess *s, const struct stanza_addrs *a);
+/* The check for src's kind; src NULL: a stanza the hub generated. */
+struct addr_verdict route_accepts(struct sess *src, const struct stanza_addrs *a);
 
 /* JID helpers: the domain part, normalised into out. Returns length or -1. */
 int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap);

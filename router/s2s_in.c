@@ -95,7 +95,7 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
 		   " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
 		   s->stream_id, s->local, from_attr, s->peer_v1 ? " version='1.0'" : "");
-	s->state = 1;
+	s->state = SESS_OPEN;
 	if (!s->peer_v1)
 		return;
 	/* RFC 6120 §4.3.2: STARTTLS first (alone when it is required); after
@@ -194,7 +194,7 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 	sess_sendf(s, "<success xmlns='" NS_SASL "'/>");
 	xml_tok_reset(&s->tok); /* RFC 6120 §6.4.6: the peer restarts the stream */
 	s->tok.authenticated = true;
-	s->state = 0;
+	s->state = SESS_WAIT_HDR;
 }
 
 static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
@@ -374,7 +374,7 @@ static void in_on_tls(struct net_conn *c, int err)
 	log_info(c->id, "s2s in: %s %s, SNI %s", tls_version(c->tls), tls_cipher(c->tls),
 		 tls_sni(c->tls) ? tls_sni(c->tls) : "(none)");
 	xml_tok_reset(&s->tok);
-	s->state = 0;
+	s->state = SESS_WAIT_HDR;
 }
 
 const struct net_conn_ops s2s_in_ops = {

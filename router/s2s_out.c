@@ -834,7 +834,7 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 			return DRIVE_ALL;
 		}
 		s->stream_id[k] = 0;
-		s->state = 1;
+		s->state = SESS_OPEN;
 		s->peer_v1 = span_eq(hd->version, "1.0");
 		if (s->tls_on && s->link && !s->link->peer_cert_ok &&
 		    policy_for(s->remote).auth == CFG_AUTH_CERTIFICATE) {

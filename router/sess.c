@@ -68,7 +68,6 @@ void sess_free(struct sess *s)
 	free(s->pairs);
 	free(s->local);
 	free(s->remote);
-	free(s->key);
 	free(s->sasl_domain);
 	free(s);
 }
@@ -176,7 +175,7 @@ static void stream_error(struct sess *s, const char *cond, const char *text)
 	MET_INC(h->m, stream_errors_sent);
 	log_info(s->c->id, "stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
 	/* RFC 6120 §4.9.1.2: an error before our header is sent still opens one. */
-	if (s->state == 0 && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
+	if (s->state == SESS_WAIT_HDR && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
 		sess_sendf(s,
 			   "<?xml version='1.0'?><stream:stream xmlns='%s' "
 			   "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
