@@ -254,20 +254,9 @@ int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap)
 	size_t dn = bare - (size_t)(d - p);
 	if (dn == 0 || dn >= cap)
 		return -1;
-	/* fast path: plain lower-case LDH ASCII needs no work */
-	bool simple = true;
-	for (size_t i = 0; i < dn; i++) {
-		unsigned char ch = (unsigned char)d[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.')) {
-			simple = false;
-			break;
-		}
-	}
-	if (simple && d[dn - 1] != '.') {
-		memcpy(out, d, dn);
-		out[dn] = 0;
-		return (int)dn;
-	}
+	/* No shortcut for names that look plain: "a..b", "-a.b" and an A-label
+	 * that is not valid punycode ("xn--zz") are plain lower-case ASCII too,
+	 * and ASCII costs cfg_domain_normalise no libidn2 call. */
 	return cfg_domain_normalise(d, dn, out, cap);
 }
 
