@@ -16,6 +16,9 @@
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/comp.h"
 #include "net/log.h"
 
 static const struct cfg_component *find_component(const char *d)

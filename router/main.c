@@ -37,6 +37,10 @@
 #include <urcu-qsbr.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/s2s.h"
+#include "router/comp.h"
 #include "router/check.h"
 #include "router/check_xml.h"
 #include "net/log.h"

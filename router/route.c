@@ -29,6 +29,10 @@
 #include <string.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/s2s.h"
+#include "router/local.h"
 #include "net/log.h"
 
 /* What a cross-worker message carries: the slice plus where its `to` and

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
 #include "net/log.h"
 
 struct cfg *hub_cfg;

@@ -17,6 +17,7 @@
 #include <urcu-qsbr.h>
 
 #include "router/hub.h"
+#include "router/route.h"
 #include "router/s2s-t.h"
 
 /* ---- JIDs ---------------------------------------------------------------- */

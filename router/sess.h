@@ -1,0 +1,96 @@
+/*
+ * router/sess.h — one XMPP stream of any kind (struct sess): its state, the
+ * loop that drives its bytes through the tokenizer, stream errors, sending,
+ * and the JID and span helpers every handler uses (router/sess.c).
+ */
+#ifndef FEDHUB_SESS_H
+#define FEDHUB_SESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include "router/hub.h"
+
+enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
+
+/* A (remote, local) domain pair on an s2s link and its dialback state. */
+enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
+struct pair {
+	char *remote, *local;
+	uint8_t state;
+};
+
+/* sess.state. What a stream has reached; one field for every kind. */
+enum sess_state {
+	SESS_WAIT_HDR,                   /* we sent no stream header yet: an error opens one first */
+	SESS_OPEN,                       /* s2s: our stream header is sent */
+	SESS_COMP_HANDSHAKE = SESS_OPEN, /* component: header sent, waiting for <handshake/> */
+	SESS_COMP_READY,                 /* component: authenticated, in its domain's pool */
+};
+
+struct s2s_out;
+struct verify;
+struct sess {
+	enum sess_kind kind;
+	struct net_conn *c;
+	struct xml_tok tok;
+	uint8_t state; /* enum sess_state */
+	bool got_features;
+	bool peer_v1;
+	char stream_id[128]; /* ours: 32 hex chars; a peer's may be longer (UUIDs) */
+	char *local;         /* component domain; s2s: our domain in the header */
+	char *remote;        /* s2s: the peer's domain */
+	struct pair *pairs;
+	uint16_t npairs, cpairs;
+	struct s2s_out *link;  /* SESS_S2S_OUT */
+	struct verify *verify; /* SESS_VERIFY: its verification record (dialback.c owns it) */
+	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
+	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
+	bool tls_offered;   /* inbound: we advertised STARTTLS */
+	bool tls_on;        /* the stream runs over TLS */
+	bool direct_tls;    /* XEP-0368: TLS from the first byte */
+	bool starttls_sent; /* outbound: waiting for <proceed/> */
+	bool sasl_sent;     /* outbound: waiting for <success/> */
+	bool sasl_offered;  /* inbound: EXTERNAL advertised */
+	bool was_ready;     /* component: was in the pool */
+	bool bidi;          /* outbound: XEP-0288 bidirectional */
+	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
+};
+
+/* JID helpers: the domain part, normalised into out. Returns length or -1. */
+int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap);
+/* The bare JID (local@domain) span of a raw JID. */
+struct xml_span jid_bare(struct xml_span jid);
+
+/* Driving a session's stream: see sess_drive() in sess.c. A handler gets
+ * each XML_EV_STREAM_OPEN and XML_EV_STANZA; DRIVE_ALL consumes the rest of
+ * the bytes (TLS follows, or the stream is over). */
+enum drive { DRIVE_ON, DRIVE_ALL };
+typedef enum drive (*sess_event_fn)(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
+size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, sess_event_fn fn);
+static inline bool st_routable(const struct xml_stanza *st)
+{
+	return (st->name.n == 7 && !memcmp(st->name.p, "message", 7)) ||
+	       (st->name.n == 8 && !memcmp(st->name.p, "presence", 8)) ||
+	       (st->name.n == 2 && !memcmp(st->name.p, "iq", 2));
+}
+
+/* Stream errors: send the error and the stream close, then close the link. */
+void sess_stream_error(struct sess *s, enum hub_serr e, const char *text);
+void sess_stream_error_xml(struct sess *s, enum xml_err e);
+void sess_send(struct sess *s, const char *p, size_t n);
+void sess_sendf(struct sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sess_new_stream_id(struct hubw *h, struct sess *s);
+struct sess *sess_new(enum sess_kind kind);
+void sess_free(struct sess *s);
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void hex_encode(const unsigned char *in, size_t n, char *out);
+/* The trimmed text of a simple element like <db:result ...>KEY</db:result>. */
+struct xml_span elem_text(const struct xml_stanza *st);
+/* ` NAME='VALUE'` for building a reply from a stanza's raw values. */
+int put_attr(char *out, size_t cap, const char *name, struct xml_span v);
+/* Copy a span into a fresh string (decoding references when esc). */
+char *span_dup(struct xml_span v, bool esc);
+bool span_eq(struct xml_span v, const char *s);
+
+#endif
