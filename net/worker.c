@@ -198,7 +198,7 @@ static struct spsc *spsc_new(uint32_t n)
 	struct spsc *r = aligned_alloc(64, sizeof(*r));
 	memset(r, 0, sizeof(*r));
 	r->mask = n - 1;
-	r->m = calloc(n, sizeof(struct net_msg));
+	r->m = xcalloc(n, sizeof(struct net_msg));
 	return r;
 }
 
@@ -267,7 +267,7 @@ static void backlog_push(struct net_worker *w, const struct net_msg *m)
 {
 	if (w->nbacklog == w->backlog_cap) {
 		w->backlog_cap = w->backlog_cap ? w->backlog_cap * 2 : 64;
-		w->backlog = realloc(w->backlog, w->backlog_cap * sizeof(*m));
+		w->backlog = xrealloc(w->backlog, w->backlog_cap * sizeof(*m));
 	}
 	w->backlog[w->nbacklog++] = *m;
 }
@@ -306,11 +306,11 @@ static struct net_conn *conn_alloc(struct net_worker *w)
 	} else {
 		if (w->nslots == w->slots_cap) {
 			w->slots_cap = w->slots_cap ? w->slots_cap * 2 : 256;
-			w->slots = realloc(w->slots, w->slots_cap * sizeof(*w->slots));
-			w->free_slots = realloc(w->free_slots, w->slots_cap * sizeof(uint32_t));
+			w->slots = xrealloc(w->slots, w->slots_cap * sizeof(*w->slots));
+			w->free_slots = xrealloc(w->free_slots, w->slots_cap * sizeof(uint32_t));
 		}
 		slot = w->nslots++;
-		c = calloc(1, sizeof(*c));
+		c = xcalloc(1, sizeof(*c));
 		w->slots[slot] = c;
 		c->ref.gen = 1;
 	}
@@ -1405,7 +1405,7 @@ static int ring_setup(struct net_worker *w)
 			 MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
 	if (w->bufmem == MAP_FAILED)
 		return -ENOMEM;
-	w->bufs = calloc(w->nbufs, sizeof(struct net_buf));
+	w->bufs = xcalloc(w->nbufs, sizeof(struct net_buf));
 	for (uint32_t i = 0; i < w->nbufs; i++) {
 		struct net_buf *b = &w->bufs[i];
 		b->bid = (int32_t)i;
@@ -1549,9 +1549,9 @@ static void *worker_main(void *arg)
 		exit(1);
 	}
 	w->iov_cap = 65536;
-	w->iov = malloc(w->iov_cap * sizeof(struct iovec));
+	w->iov = xmalloc(w->iov_cap * sizeof(struct iovec));
 	w->mh_cap = 4096;
-	w->mh = malloc(w->mh_cap * sizeof(struct msghdr));
+	w->mh = xmalloc(w->mh_cap * sizeof(struct msghdr));
 	for (int i = 0; i < nlistens; i++) {
 		int fd = open_listener(listens[i].kind, (struct sockaddr *)&listens[i].ss, listens[i].len);
 		if (fd < 0) {
@@ -1696,7 +1696,7 @@ int net_init(const struct net_config *c)
 	nworkers = cfg.workers > 0 ? cfg.workers : ncpu;
 	if (nworkers > NET_MAX_WORKERS)
 		nworkers = NET_MAX_WORKERS;
-	workers = calloc((size_t)nworkers, sizeof(*workers));
+	workers = xcalloc((size_t)nworkers, sizeof(*workers));
 	ctrl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (int i = 0; i < nworkers; i++) {
 		struct net_worker *w = &workers[i];

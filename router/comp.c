@@ -15,6 +15,7 @@
 #include <wolfssl/wolfcrypt/sha.h>
 #include <wolfssl/wolfcrypt/hash.h>
 
+#include "net/alloc.h"
 #include "router/hub.h"
 #include "router/sess.h"
 #include "router/route.h"
@@ -43,7 +44,7 @@ static void comp_open(struct hubw *h, struct sess *s)
 		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
 		return;
 	}
-	s->local = strdup(to);
+	s->local = xstrdup(to);
 	sess_sendf(s,
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
 		   "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s'>",

@@ -30,6 +30,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 
+#include "net/alloc.h"
 #include "router/s2s-t.h"
 #include "net/log.h"
 #include "net/tls.h"
@@ -79,8 +80,8 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 	while (v->next_t < v->nt) {
 		struct dns_target *t = &v->t[v->next_t++];
 		struct sess *s = sess_new(SESS_VERIFY);
-		s->remote = strdup(v->remote);
-		s->local = strdup(v->local);
+		s->remote = xstrdup(v->remote);
+		s->local = xstrdup(v->local);
 		s->tls_policy = (uint8_t)s2s_out_tls_policy(v->remote);
 		s->tok.authenticated = true;
 		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_verify_ops, s);
@@ -153,12 +154,12 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 
 void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key)
 {
-	struct verify *v = calloc(1, sizeof(*v));
+	struct verify *v = xcalloc(1, sizeof(*v));
 	v->in = in->c->ref;
-	v->remote = strdup(remote);
-	v->local = strdup(local);
+	v->remote = xstrdup(remote);
+	v->local = xstrdup(local);
 	v->key = span_dup(key, false);
-	v->id = strdup(in->stream_id);
+	v->id = xstrdup(in->stream_id);
 	if (s2s_route_targets(remote, v->t, &v->nt)) {
 		verify_try_next(h, v);
 		return;

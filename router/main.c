@@ -36,6 +36,7 @@
 #define _LGPL_SOURCE
 #include <urcu-qsbr.h>
 
+#include "net/alloc.h"
 #include "router/hub.h"
 #include "router/sess.h"
 #include "router/route.h"
@@ -80,7 +81,7 @@ static int print_version(void)
 
 static void on_worker_start(struct net_worker *w)
 {
-	struct hubw *h = calloc(1, sizeof(*h));
+	struct hubw *h = xcalloc(1, sizeof(*h));
 	h->w = w;
 	h->m = met_of(net_worker_id(w));
 	h->rnd_used = sizeof(h->rnd);

@@ -23,6 +23,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 
+#include "net/alloc.h"
 #include "router/s2s-t.h"
 #include "router/policy.h"
 #include "net/log.h"
@@ -43,12 +44,12 @@ static struct pair *in_pair(struct sess *s, const char *remote, const char *loca
 		return NULL;
 	if (s->npairs == s->cpairs) {
 		s->cpairs = s->cpairs ? s->cpairs * 2 : 2;
-		s->pairs = realloc(s->pairs, s->cpairs * sizeof(*s->pairs));
+		s->pairs = xrealloc(s->pairs, s->cpairs * sizeof(*s->pairs));
 	}
 	struct pair *p = &s->pairs[s->npairs++];
 	memset(p, 0, sizeof(*p));
-	p->remote = strdup(remote);
-	p->local = strdup(local);
+	p->remote = xstrdup(remote);
+	p->local = xstrdup(local);
 	return p;
 }
 
@@ -75,14 +76,14 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		return;
 	}
 	free(s->local);
-	s->local = strdup(tl > 0 ? to : hub_cfg->hub_domain);
+	s->local = xstrdup(tl > 0 ? to : hub_cfg->hub_domain);
 	s->peer_v1 = span_eq(hd->version, "1.0");
 	char from_attr[CFG_NAME_MAX + 16] = "";
 	char fr[CFG_NAME_MAX] = "";
 	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0) {
 		snprintf(from_attr, sizeof(from_attr), " to='%s'", fr);
 		free(s->remote);
-		s->remote = strdup(fr);
+		s->remote = xstrdup(fr);
 	} else {
 		fr[0] = 0;
 	}

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "net/alloc.h"
 #include "router/hub.h"
 #include "router/sess.h"
 #include "net/log.h"
@@ -41,9 +42,7 @@ const char *hub_serr_name(enum hub_serr e)
 
 struct sess *sess_new(enum sess_kind kind)
 {
-	struct sess *s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
+	struct sess *s = xcalloc(1, sizeof(*s));
 	s->kind = kind;
 	struct xml_limits lim;
 	xml_limits_default(&lim);
@@ -210,7 +209,7 @@ bool span_eq(struct xml_span v, const char *s)
 
 char *span_dup(struct xml_span v, bool esc)
 {
-	char *out = malloc(v.n + 1);
+	char *out = xmalloc(v.n + 1);
 	if (!out)
 		return NULL;
 	if (esc) {

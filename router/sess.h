@@ -81,6 +81,7 @@ void sess_stream_error_xml(struct sess *s, enum xml_err e);
 void sess_send(struct sess *s, const char *p, size_t n);
 void sess_sendf(struct sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sess_new_stream_id(struct hubw *h, struct sess *s);
+/* A fresh session (control plane: aborts when out of memory, never NULL). */
 struct sess *sess_new(enum sess_kind kind);
 void sess_free(struct sess *s);
 /* Lower-case hex of n bytes into out (2n + 1 bytes). */
@@ -89,7 +90,8 @@ void hex_encode(const unsigned char *in, size_t n, char *out);
 struct xml_span elem_text(const struct xml_stanza *st);
 /* ` NAME='VALUE'` for building a reply from a stanza's raw values. */
 int put_attr(char *out, size_t cap, const char *name, struct xml_span v);
-/* Copy a span into a fresh string (decoding references when esc). */
+/* Copy a span into a fresh string (decoding references when esc); NULL only
+ * for a bad reference (out of memory aborts: control plane). */
 char *span_dup(struct xml_span v, bool esc);
 bool span_eq(struct xml_span v, const char *s);
 
