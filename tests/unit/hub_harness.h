@@ -147,7 +147,7 @@ static int harness_start(const char *conf)
 	return pthread_create(&harness_ctrl, NULL, harness_ctrl_main, NULL) == 0 ? 0 : -1;
 }
 
-static void harness_stop(void)
+__attribute__((unused)) static void harness_stop(void)
 {
 	net_stop();
 	pthread_join(harness_ctrl, NULL);
