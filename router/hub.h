@@ -77,4 +77,9 @@ enum {
 	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
 };
 
+/* hub.c: the router's callbacks for net_init() (workers, max_pending from c). */
+void hub_net_config(struct net_config *nc, const struct cfg *c);
+/* The routing table's static entries: the hub's domain, [domain]s, [component]s. */
+int hub_fill_table(const struct cfg *c);
+
 #endif

@@ -6,8 +6,9 @@
  * sockets with byte strings. Used by tests/unit/test_streams.c and
  * tests/fuzz/fuzz_s2s.c.
  *
- * The wiring mirrors router/main.c (worker start, accept by listener kind,
- * messages, ticks) without TLS, the metrics endpoint or signals. DNS goes to
+ * The wiring is the daemon's (router/hub.c: hub_net_config, hub_fill_table);
+ * what main.c adds around it (TLS, the metrics endpoint, signals) is left
+ * out. DNS goes to
  * a server that does not exist (127.0.0.1:9): configurations name the peers
  * they use in [route] sections, so nothing resolves.
  */
@@ -38,44 +39,6 @@
 
 static struct cfg harness_cfg;
 static pthread_t harness_ctrl;
-
-static void harness_worker_start(struct net_worker *w)
-{
-	struct hubw *h = xcalloc(1, sizeof(*h));
-	h->w = w;
-	h->m = met_of(net_worker_id(w));
-	h->rnd_used = sizeof(h->rnd);
-	net_worker_set_user(w, h);
-}
-
-static void harness_worker_stop(struct net_worker *w)
-{
-	s2s_shutdown(hubw_of(w));
-}
-
-static void harness_accept(struct net_conn *c, int kind)
-{
-	if (hub_cfg->listen[kind].kind == CFG_LISTEN_COMPONENT)
-		comp_accept(c);
-	else
-		s2s_accept(c, &hub_cfg->listen[kind]);
-}
-
-static void harness_msg(struct net_worker *w, struct net_msg *m)
-{
-	if (m->type == DNS_MSG_RESULT) {
-		struct dns_req *r;
-		memcpy(&r, m->u.bytes, sizeof(r));
-		s2s_on_dns(hubw_of(w), r);
-	} else {
-		route_on_msg(hubw_of(w), m);
-	}
-}
-
-static void harness_tick(struct net_worker *w, uint64_t now)
-{
-	s2s_tick(hubw_of(w), now);
-}
 
 static void *harness_ctrl_main(void *arg)
 {
@@ -113,25 +76,14 @@ static int harness_start(const char *conf)
 	if (rt_init() < 0)
 		return -1;
 	rcu_register_thread();
-	int rc = rt_set_static(harness_cfg.hub_domain, RT_HUB);
-	for (int i = 0; i < harness_cfg.ndomains; i++)
-		rc |= rt_set_static(harness_cfg.domains[i].name, RT_HOSTED);
-	for (int i = 0; i < harness_cfg.ncomponents; i++)
-		rc |= rt_set_static(harness_cfg.components[i].name, RT_COMPONENT);
+	int rc = hub_fill_table(&harness_cfg);
 	rcu_thread_offline();
 	if (rc)
 		return -1;
 	net_set_queue_limit(harness_cfg.send_queue_max);
-	struct net_config nc = {
-		.workers = 1,
-		.max_pending = harness_cfg.max_stanza_size + 4096,
-		.on_worker_start = harness_worker_start,
-		.on_worker_stop = harness_worker_stop,
-		.on_msg = harness_msg,
-		.on_accept = harness_accept,
-		.on_tick = harness_tick,
-		.on_ctrl_msg = dns_on_ctrl_msg,
-	};
+	struct net_config nc;
+	hub_net_config(&nc, &harness_cfg);
+	nc.workers = 1;
 	if (net_init(&nc) < 0)
 		return -1;
 	met_init(net_nworkers());
