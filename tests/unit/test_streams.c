@@ -53,8 +53,10 @@ static int group_setup(void **state)
 		 "[route peer.example]\n"
 		 "connect 127.0.0.1:%d\n"
 		 "[route far.example]\n"
+		 "connect 127.0.0.1:%d\n"
+		 "[route far2.example]\n"
 		 "connect 127.0.0.1:%d\n",
-		 s2s_port, comp_port, auth_port, remote_port);
+		 s2s_port, comp_port, auth_port, remote_port, remote_port);
 	return harness_start(conf);
 }
 
@@ -295,38 +297,70 @@ static void test_component_stanza_from_a_foreign_domain(void **state)
 
 /* ---- outbound s2s --------------------------------------------------------- */
 
+/* A component stanza for `remote` makes the hub dial its [route] (this
+ * test); the test answers as the remote server, up to the hub's db:result. */
+static int outbound_to_dialback(int comp, const char *remote, const char *id, struct harness_rx *rx)
+{
+	char m[256], hdr[512];
+	snprintf(m, sizeof(m), "<message from='bot@comp.ours.example' to='u@%s' id='%s'><body>out</body></message>",
+		 remote, id);
+	assert_int_equal(harness_send(comp, m), 0);
+	int fd = harness_accept_one(remote_lfd, WAIT_MS);
+	assert_true(fd >= 0);
+	char to[96];
+	snprintf(to, sizeof(to), "to='%s'", remote);
+	assert_true(harness_expect(fd, rx, "<stream:stream"));
+	assert_true(harness_expect(fd, rx, to));
+	snprintf(hdr, sizeof(hdr),
+		 "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+		 "xmlns:db='jabber:server:dialback' id='%s-s' from='%s' version='1.0'>"
+		 "<stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
+		 id, remote);
+	assert_int_equal(harness_send(fd, hdr), 0);
+	/* XEP-0220: the component's domain asks to be authenticated */
+	if (!harness_expect(fd, rx, "</db:result>"))
+		fail_msg("no db:result: %s", rx->buf);
+	const char *r = strstr(rx->buf, "<db:result");
+	char from[64];
+	assert_true(harness_attr(r, "from", from, sizeof(from)));
+	assert_string_equal(from, "comp.ours.example");
+	assert_null(strstr(rx->buf, "<message")); /* nothing before the answer */
+	return fd;
+}
+
 static void test_outbound_link_dialback_then_flush(void **state)
 {
 	(void)state;
 	int comp = component_up();
-	/* a component's stanza for far.example opens a link to its [route] */
-	assert_int_equal(harness_send(comp, "<message from='bot@comp.ours.example' to='u@far.example' id='o1'>"
-					    "<body>out</body></message>"),
-			 0);
-	int fd = harness_accept_one(remote_lfd, WAIT_MS);
-	assert_true(fd >= 0);
 	struct harness_rx rx = {0};
-	assert_true(harness_expect(fd, &rx, "<stream:stream"));
-	assert_true(harness_expect(fd, &rx, "to='far.example'"));
-	assert_int_equal(harness_send(fd,
-				      "<stream:stream xmlns='jabber:server' "
-				      "xmlns:stream='http://etherx.jabber.org/streams' "
-				      "xmlns:db='jabber:server:dialback' id='far1' from='far.example' version='1.0'>"
-				      "<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>"
-				      "</stream:features>"),
-			 0);
-	/* XEP-0220: the component's domain asks to be authenticated */
-	if (!harness_expect(fd, &rx, "</db:result>"))
-		fail_msg("no db:result: %s", rx.buf);
-	const char *r = strstr(rx.buf, "<db:result");
-	char from[64];
-	assert_true(harness_attr(r, "from", from, sizeof(from)));
-	assert_string_equal(from, "comp.ours.example");
-	assert_null(strstr(rx.buf, "<message")); /* nothing before the answer */
+	int fd = outbound_to_dialback(comp, "far.example", "o1", &rx);
 	assert_int_equal(harness_send(fd, "<db:result from='far.example' to='comp.ours.example' type='valid'/>"), 0);
 	assert_true(harness_expect(fd, &rx,
 				   "<message from='bot@comp.ours.example' to='u@far.example' id='o1'>"
 				   "<body>out</body></message>"));
+	close(fd);
+	close(comp);
+}
+
+static void test_outbound_dialback_invalid_bounces_the_queue(void **state)
+{
+	(void)state;
+	int comp = component_up();
+	struct harness_rx rx = {0}, crx = {0};
+	int fd = outbound_to_dialback(comp, "far2.example", "o2", &rx);
+	assert_int_equal(harness_send(fd, "<db:result from='far2.example' to='comp.ours.example' type='invalid'/>"), 0);
+	/* RFC 6120 §8.3.3.15: the queued stanza comes back to its sender */
+	if (!harness_expect(comp, &crx, "<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"))
+		fail_msg("component got: %s", crx.buf);
+	assert_non_null(strstr(crx.buf, "from='u@far2.example'"));
+	assert_non_null(strstr(crx.buf, "id='o2'"));
+	assert_non_null(strstr(crx.buf, "type='error'"));
+	/* and the stanza never goes out on the link: a short look */
+	struct timeval tv = {0, 300 * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rx.buf[rx.n = 0] = 0;
+	harness_expect(fd, &rx, "<message");
+	assert_null(strstr(rx.buf, "<message"));
 	close(fd);
 	close(comp);
 }
@@ -380,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_component_handshake_and_bad_secret),
 		cmocka_unit_test(test_component_stanza_from_a_foreign_domain),
 		cmocka_unit_test(test_outbound_link_dialback_then_flush),
+		cmocka_unit_test(test_outbound_dialback_invalid_bounces_the_queue),
 		cmocka_unit_test(test_outbound_features_parsed_from_elements),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
