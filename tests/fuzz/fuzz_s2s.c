@@ -103,8 +103,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Send the input, half-close, and wait for the hub to close the stream. */
-static void feed(int fd, const uint8_t *p, size_t n)
+/* Send the input, half-close, and wait for the hub to close the stream.
+ * seen: what the hub sent before the input (outbound: its header). */
+static void feed(int fd, const uint8_t *p, size_t n, const char *seen)
 {
 	size_t off = 0;
 	while (off < n) {
@@ -114,13 +115,17 @@ static void feed(int fd, const uint8_t *p, size_t n)
 		off += (size_t)k;
 	}
 	shutdown(fd, SHUT_WR);
-	struct harness_rx rx = {0};
-	for (;;) {
-		rx.n = 0; /* only closing matters, not the bytes */
-		if (harness_wait_close(fd, &rx))
-			break;
-		if (rx.n == 0)
-			abort(); /* WAIT_MS without a byte or a close: the stream hangs */
+	static struct harness_rx rx;
+	rx.n = 0;
+	rx.closed = false;
+	while (!harness_wait_close(fd, &rx)) {
+		if (rx.n + 1 < sizeof(rx.buf) && !rx.closed) {
+			/* WAIT_MS without a byte or a close: the stream hangs */
+			fprintf(stderr, "fuzz_s2s: the hub left the stream open; before: %s\nafter: %.*s\n", seen,
+				(int)rx.n, rx.buf);
+			abort();
+		}
+		rx.n = 0; /* a full buffer: only closing matters */
 	}
 	close(fd);
 }
@@ -144,6 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	drain(comp_fd);
 	drop_verifications();
 	int fd = -1;
+	static struct harness_rx rx;
+	rx.n = 0;
+	rx.closed = false;
+	rx.buf[0] = 0;
 	switch (data[0] % 3) {
 	case 0:
 		fd = harness_connect(s2s_port, WAIT_MS);
@@ -159,14 +168,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fd = harness_accept_one(remote_lfd, 200);
 		if (fd < 0)
 			return 0; /* that domain is backing off: its stanza bounces */
-		struct harness_rx rx = {0};
 		must(harness_expect(fd, &rx, "<stream:stream"));
 		must(harness_expect(fd, &rx, ">"));
 		break;
 	}
 	}
 	must(fd >= 0);
-	feed(fd, data + 1, size - 1);
+	feed(fd, data + 1, size - 1, rx.buf);
 	drop_verifications();
 	return 0;
 }
