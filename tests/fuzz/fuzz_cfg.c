@@ -76,6 +76,7 @@ static void check_ok(const struct cfg *c)
 	for (int i = 0; i < c->nroutes; i++)
 		must(c->routes[i].nconnect >= 1 && c->routes[i].nconnect <= 8);
 	must(c->max_stanza_size_preauth <= c->max_stanza_size);
+	must(c->dns_ttl_min <= c->dns_ttl_max);
 	must(c->max_depth >= 1 && c->max_depth <= XML_MAX_DEPTH);
 	must(c->dialback_secret[0] != 0);
 	must(c->log_level >= 0 && c->log_level <= 3);

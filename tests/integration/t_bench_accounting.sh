@@ -12,11 +12,7 @@
 # The path is a real HAProxy in TCP mode (the bench's "relay" target) and,
 # when Prosody is installed, the full path through Prosody: s2s dialback
 # links in, external component out.
-set -u
-cd "$(dirname "$0")/../.."
-BENCH=${BENCH:-./fedhub-bench}
-[ -x "$BENCH" ] || BENCH=build/release/fedhub-bench
-tmp=$(mktemp -d /tmp/fhb-acct-XXXXXX)
+. "$(dirname "$0")/lib/bench.sh" fhb-acct
 hpid=""
 pdir=""
 fails=0

@@ -18,11 +18,7 @@
 #                             (no STARTTLS offered): exit 2, never plaintext
 #   transit_runs_as_echo      `transit` is the echo run under its own name
 # Each case checks the exit status and the JSON the bench wrote.
-set -u
-cd "$(dirname "$0")/../.."
-BENCH=${BENCH:-./fedhub-bench}
-[ -x "$BENCH" ] || BENCH=build/release/fedhub-bench
-tmp=$(mktemp -d /tmp/fhb-btls-XXXXXX)
+. "$(dirname "$0")/lib/bench.sh" fhb-btls
 tdir=""
 fails=0
 stop_target() {

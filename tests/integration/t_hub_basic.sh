@@ -25,13 +25,21 @@ if ! fh_have_fedhub; then
 	fh_done
 fi
 
+# config_case NAME CONF [LINE]: `fedhub -t -c CONF` passes ("configuration
+# ok", exit 0), or, with LINE, fails naming CONF:LINE
+config_case() {
+	local out rc ok=1
+	out=$(timeout 10 "$FH_BIN" -t -c "$2" 2>&1); rc=$?
+	if [ -z "${3:-}" ]; then
+		[ "$rc" -eq 0 ] && grep -qx "configuration ok" <<<"$out" && ok=0
+	else
+		[ "$rc" -ne 0 ] && grep -q "^$2:$3: " <<<"$out" && ! grep -q "configuration ok" <<<"$out" && ok=0
+	fi
+	if [ "$ok" -eq 0 ]; then fh_ok "$1"; else fh_fail "$1" "exit $rc: $(head -c 300 <<<"$out")"; fi
+}
+
 # ---- -t on the shipped config
-out=$(timeout 10 "$FH_BIN" -t -c "$FH_REPO/router.conf" 2>&1); rc=$?
-if [ "$rc" -eq 0 ] && grep -qx "configuration ok" <<<"$out"; then
-	fh_ok config_check_shipped_router_conf
-else
-	fh_fail config_check_shipped_router_conf "exit $rc: $(head -c 300 <<<"$out")"
-fi
+config_case config_check_shipped_router_conf "$FH_REPO/router.conf"
 
 # ---- -t on a typo: the error names the file and the line of the typo (line 4)
 conf_typo=$FH_DIR/typo.conf
@@ -41,12 +49,7 @@ cat >"$conf_typo" <<EOF
 workers 1
 lisen s2s 127.0.0.1:$S2S
 EOF
-out=$(timeout 10 "$FH_BIN" -t -c "$conf_typo" 2>&1); rc=$?
-if [ "$rc" -ne 0 ] && grep -q "^$conf_typo:4: " <<<"$out" && ! grep -q "configuration ok" <<<"$out"; then
-	fh_ok config_typo_rejected_with_line
-else
-	fh_fail config_typo_rejected_with_line "exit $rc: $(head -c 300 <<<"$out")"
-fi
+config_case config_typo_rejected_with_line "$conf_typo" 4
 
 # ---- the daemon
 conf=$FH_DIR/hub.conf

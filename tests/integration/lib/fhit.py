@@ -44,6 +44,9 @@ import traceback
 import urllib.request
 import xml.etree.ElementTree as ET
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hubproc import SANITIZER, parse_metrics  # noqa: E402
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 DNS_IP = "127.0.0.2"
@@ -264,8 +267,9 @@ class PKI:
     is both). All leaves share one EC key: each certificate costs one openssl
     run, so a few hundred are made in seconds."""
 
-    def __init__(self, h):
-        self.dir = h.path("pki")
+    def __init__(self, where):
+        """where: a Harness, or a directory (the PKI goes in its pki/)."""
+        self.dir = where.path("pki") if hasattr(where, "path") else os.path.join(where, "pki")
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.ca = os.path.join(self.dir, "ca.pem")
@@ -305,6 +309,29 @@ class PKI:
         Returns [(cert, key)] in the order of specs."""
         with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
             return list(ex.map(lambda nv: self.leaf(*nv), specs))
+
+    def cert(self, name):
+        """The certificate file of the leaf made as NAME."""
+        return os.path.join(self.dir, name + ".crt")
+
+    def client_context(self, cert=None):
+        """A TLS client context trusting the CA, presenting leaf cert if given."""
+        import ssl
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.load_verify_locations(self.ca)
+        if cert:
+            c.load_cert_chain(self.cert(cert), self.key)
+        return c
+
+    def server_context(self, cert):
+        """A TLS server context presenting leaf cert, asking for (and
+        verifying, when sent) the client's certificate."""
+        import ssl
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_verify_locations(self.ca)
+        c.load_cert_chain(self.cert(cert), self.key)
+        c.verify_mode = ssl.CERT_OPTIONAL
+        return c
 
     def combined(self, name, sans):
         """Like leaf(), plus NAME.pem holding the certificate and the key (ejabberd's certfiles)."""
@@ -747,6 +774,47 @@ class Fedhub:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def try_start(self):
+        """start(); a failure is kept in .error (for gate()) instead of raised."""
+        self.error = None
+        try:
+            self.start()
+        except Exception as e:
+            self.error = "fedhub: %s" % e
+        return self.error is None
+
+    def gate(self, prefix):
+        """Returns gated(name, fn, timeout): a case named PREFIX_NAME that
+        fails at once, with the reason, when fedhub is not up, and fails when
+        fedhub is no longer running at its end."""
+        async def gated(name, fn, timeout):
+            name = "%s_%s" % (prefix, name)
+            if getattr(self, "error", None) or not self.alive():
+                self.h.result(name, False, getattr(self, "error", None) or "fedhub exited with %s" % self.proc.poll())
+                return False
+
+            async def body():
+                await fn()
+                check(self.alive(), "fedhub exited with %s during the case" % self.proc.poll())
+            return await self.h.case(name, body, timeout)
+        return gated
+
+    def finish(self, prefix):
+        """The last case: fedhub, still running, exits 0 on SIGTERM, and its
+        log holds no sanitizer report."""
+        name = "%s_fedhub_exits_0_on_sigterm_no_sanitizer_report" % prefix
+        if self.proc is None:
+            self.h.result(name, False, getattr(self, "error", None) or "fedhub never started")
+            return
+        if not self.alive():
+            self.h.result(name, False, "fedhub had exited with %s" % self.proc.poll())
+            return
+        rc, took = self.stop()
+        log("fedhub stopped: status %s after %.1f s" % (rc, took))
+        with open(self.h.path(self.logs[0]), errors="replace") as f:
+            m = SANITIZER.search(f.read())
+        self.h.result(name, rc == 0 and not m, "exit status %s%s" % (rc, ", a sanitizer report in its log" if m else ""))
+
 
 def http_get(port, path, timeout=5):
     try:
@@ -761,13 +829,13 @@ def metric(port, name):
     status, body = http_get(port, "/metrics")
     if status != 200:
         return None
-    total, seen = 0.0, False
-    for line in body.splitlines():
-        m = re.match(r"^%s(\{[^}]*\})?\s+([0-9.eE+-]+)" % re.escape(name), line)
-        if m:
-            total += float(m.group(2))
-            seen = True
-    return total if seen else None
+    samples = [v for k, v in parse_metrics(body).items() if k == name or k.startswith(name + "{")]
+    return sum(samples) if samples else None
+
+
+def bare(j):
+    """The bare JID of a JID (anything str() gives one of)."""
+    return str(j).split("/", 1)[0]
 
 
 def tcp_conns_to_local_port(lport):

@@ -48,11 +48,17 @@ Case API: s.case(name, fn, closed=True, timeout=10). fn(s) (or fn()) opens its
 connections with s.connect/s.s2s/s.comp/s.comp_auth (each registered with the
 case; attacked=False leaves one out of the closed check) and either returns
 (got, want) or calls s.expect(got, want[, what]) any number of times. want is a
-string (equality), a set/tuple/list (membership) or a callable (predicate).
+string (equality), a set/tuple/list (membership: to compare a tuple, expect
+got == (...) to be True) or a callable (predicate).
 closed=True: every attacked connection must be closed by the hub (an EOF seen
 while reading counts); closed=False: each must still be open; closed=None: not
 checked. An exception in fn, or running over timeout, fails the case.
 
+s.s2s() leaves the hub's header in .hdr, its stream id in .sid (for dialback
+keys: db_key(s.rs.secret, receiving, originating, sid)), its features in .feats;
+s.comp() the stream id in .sid (handshake(sid, secret)). connect(rcvbuf=N) makes
+a peer that reads slowly or never. A case that takes over 3 s says so in a
+comment line.
 Connections (Conn): send(bytes, segments=N or [sizes], pause=s) with TCP_NODELAY,
 header(), features(), element(), starttls(ctx), stream_error() -> the condition
 of the first <stream:error/>, or 'closed' / 'timeout', closed_within(t),
@@ -70,24 +76,21 @@ import re
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-import urllib.request
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
-if os.path.dirname(HERE) not in sys.path:
-    sys.path.insert(1, os.path.dirname(HERE))
-from fakepeer import Component, RemoteServer, Reader, attr, stream_id, NS_STREAM  # noqa: E402,F401
-
-ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-FEDHUB = os.path.abspath(os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub")))
-NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
+from fakepeer import (Component, RemoteServer, Reader, attr, stream_id, NS_STREAM, NS_STREAMS,  # noqa: E402,F401
+                      s2s_header, comp_header, handshake, error_condition, stream_error_of, db_key)
+import hubproc  # noqa: E402
+from hubproc import (FEDHUB, ROOT, Hub, Results, parse_metrics, rss_kb, sanitizer_scale,  # noqa: E402,F401
+                     SANITIZER, TSAN_SUPP)
 SECRET = "s3cret"
 LEGIT_DOMAIN = "echo.fake"
 REMOTE_DOMAIN = "remote.fake"
@@ -112,16 +115,6 @@ secret s3cret
 connect 127.0.0.1:{remote}
 %s
 """
-
-# liburcu is not built with ThreadSanitizer, so TSan cannot see the ordering
-# its grace periods (call_rcu -> free) and its publication (cds_lfht_add
-# after the entry is filled) provide, and reports the routing table's readers
-# as racing with them. Only those two writer paths are silenced.
-TSAN_SUPP = """race:entry_free_rcu
-race:entry_new
-"""
-SANITIZER = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|WARNING: ThreadSanitizer")
-
 
 def conf(hub_extra="", sections=""):
     """The base router.conf (see the module docstring) with lines added to
@@ -152,85 +145,6 @@ def fill(text, values):
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
 
 
-def sanitizer_scale(binary=None):
-    """Sanitizer builds carry shadow memory (ThreadSanitizer several times the
-    heap): memory bounds are scaled by this."""
-    try:
-        data = open(binary or FEDHUB, "rb").read()
-    except OSError:
-        return 1
-    return 4 if b"__tsan_init" in data else 2 if b"__asan_init" in data else 1
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def parse_metrics(body):
-    """Prometheus text -> {name: value}; labelled samples keyed as written,
-    e.g. 'fedhub_x_total{kind="s2s"}'."""
-    out = {}
-    for line in body.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([A-Za-z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+-?\d+)?$", line)
-        if m:
-            try:
-                out[m.group(1)] = float(m.group(2))
-            except ValueError:
-                pass
-    return out
-
-
-def _reader_of(x):
-    return x.r if hasattr(x, "r") else x
-
-
-def stream_error_of(x, timeout=5):
-    """The condition of the first <stream:error/> on x (a Conn, a fakepeer
-    Component/S2SOut or a Reader), skipping a stream header and other
-    elements before it: e.g. 'policy-violation'; 'closed' when the stream
-    (or the TCP connection) ends without one; 'timeout' when nothing comes."""
-    r = _reader_of(x)
-    deadline = time.time() + timeout
-    try:
-        while True:
-            left = deadline - time.time()
-            if left <= 0:
-                return "timeout"
-            r.buf = r.buf.lstrip()
-            if r.buf.startswith(b"<?xml"):
-                end = r.buf.find(b"?>")
-                if end < 0:
-                    r._fill(deadline)
-                    continue
-                r.buf = r.buf[end + 2:]
-                continue
-            if r.buf.startswith(b"<stream:stream"):
-                r.stream_header(left)
-                continue
-            if not r.buf or len(r.buf) < 14 and b"<stream:stream".startswith(r.buf):
-                r._fill(deadline)
-                continue
-            el = r.element(left)
-            if el.startswith("<stream:error"):
-                m = re.search(r"<([a-z-]+)\s+xmlns=(['\"])%s\2" % re.escape(NS_STREAMS), el)
-                return m.group(1) if m else el
-    except EOFError:
-        return "closed"
-    except socket.timeout:
-        return "timeout"
-    except (ConnectionResetError, BrokenPipeError):
-        r.eof = True
-        return "closed"
-    except OSError as e:
-        return "oserror " + str(e)
-
-
 def _mark_eof(x, r):
     if isinstance(x, Conn) and getattr(r, "eof", False):
         x.eof = True
@@ -249,9 +163,14 @@ def until_close(x, timeout=5):
 class Conn:
     """A raw connection to one of the hub's listeners."""
 
-    def __init__(self, port, tls=None, server_hostname=LEGIT_DOMAIN, timeout=5, attacked=True, host="127.0.0.1"):
+    def __init__(self, port, tls=None, server_hostname=LEGIT_DOMAIN, timeout=5, attacked=True, host="127.0.0.1",
+                 rcvbuf=None):
         self.port, self.attacked, self.eof, self.closed_locally, self.x = port, attacked, False, False, None
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = socket.socket()
+        if rcvbuf:  # before connect(), so that the window is small from the start
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect((host, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             s = tls.wrap_socket(s, server_hostname=server_hostname)
@@ -332,7 +251,8 @@ class Conn:
         if header is None:
             return None
         self.send(header)
-        self.header()
+        self.hdr = self.header()
+        self.sid = stream_id(self.hdr) or ""
         return self.features()
 
     def stream_error(self, timeout=5):
@@ -388,109 +308,6 @@ class Conn:
             self.sock.close()
         except OSError:
             pass
-
-
-def s2s_header(frm=REMOTE_DOMAIN, to=LEGIT_DOMAIN, version="1.0", ns="jabber:server", stream_ns=NS_STREAM):
-    """An s2s stream header (bytes); frm/to/version None leave the attribute out."""
-    a = "".join(" %s='%s'" % (k, v) for k, v in (("from", frm), ("to", to), ("version", version)) if v is not None)
-    return ("<stream:stream xmlns='%s' xmlns:stream='%s' xmlns:db='jabber:server:dialback'%s>"
-            % (ns, stream_ns, a)).encode()
-
-
-def comp_header(to=LEGIT_DOMAIN):
-    a = " to='%s'" % to if to is not None else ""
-    return ("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s'%s>" % (NS_STREAM, a)).encode()
-
-
-def handshake(sid, secret=SECRET):
-    import hashlib
-    return ("<handshake>%s</handshake>" % hashlib.sha1((sid + secret).encode()).hexdigest()).encode()
-
-
-class Hub:
-    """The fedhub under test, one process per generation (a restart after a
-    death is a new generation with a log of its own)."""
-
-    def __init__(self, conf_text, tmp, ready_port, binary=None):
-        self.tmp, self.gen, self.proc, self.logs, self.log = tmp, 0, None, [], None
-        self.binary = binary or FEDHUB
-        self.ready_port = ready_port
-        self.conf = os.path.join(tmp, "hub.conf")
-        with open(self.conf, "w") as f:
-            f.write(conf_text)
-        self.deaths = []
-
-    def start(self):
-        self.gen += 1
-        path = os.path.join(self.tmp, "hub.%d.log" % self.gen)
-        self.logs.append(path)
-        self.log = open(path, "w")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1:quarantine_size_mb=16")
-        supp = os.path.join(self.tmp, "tsan.supp")
-        with open(supp, "w") as f:
-            f.write(TSAN_SUPP)
-        env.setdefault("TSAN_OPTIONS", "halt_on_error=0:suppressions=" + supp)
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen([self.binary, "-c", self.conf], stderr=self.log, stdout=self.log, env=env)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", self.ready_port), timeout=1).close()
-                return True
-            except OSError:
-                if self.proc.poll() is not None:
-                    return False
-                time.sleep(0.05)
-        return False
-
-    def poll(self):
-        return self.proc.poll() if self.proc else -1
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def returncode(self):
-        return self.proc.returncode
-
-    def stop(self, grace=10):
-        """SIGTERM; returns the exit code, 'timeout' (then SIGKILL), or
-        'dead (rc)' when it had died before."""
-        if self.proc is None:
-            return "never started"
-        try:
-            if self.proc.poll() is not None:
-                return "dead (%s)" % self.proc.returncode
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return "timeout"
-        finally:
-            if self.log:
-                self.log.close()
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait()
-
-    def sanitizer_reports(self):
-        reports = []
-        for path in self.logs:
-            text = open(path, errors="replace").read()
-            m = SANITIZER.search(text)
-            if m:
-                reports.append("%s: %s" % (os.path.basename(path), text[m.start():m.start() + 600]))
-        return reports
 
 
 _LEGIT_ID = re.compile(r"""\sid=(['"])(legit-\d+)-r\1""")
@@ -683,7 +500,7 @@ class Suite:
         self.name, self.ports = name, Ports(base)
         self.conf_text = conf_text if conf_text is not None else conf()
         self.limit, self.binary = limit, binary
-        self.results = []
+        self.T = Results()
         self.hub = self.rs = None
         self.legit = Legit(self, interval)
         self._case = None
@@ -694,9 +511,11 @@ class Suite:
     # output
     def check(self, name, cond, detail=""):
         """A TAP line of its own, outside of any case."""
-        self.results.append(bool(cond))
-        print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:400]), flush=True)
-        return bool(cond)
+        return self.T.check(name, cond, detail)
+
+    @property
+    def results(self):
+        return self.T.results
 
     def time_left(self):
         return self.limit - (time.time() - self.t0)
@@ -707,10 +526,7 @@ class Suite:
         module docstring); returns the fhit.PKI."""
         if self._pki is None:
             import fhit
-
-            class _Dir:
-                path = staticmethod(lambda *p: os.path.join(self.tmp, *p))
-            p = fhit.PKI(_Dir())
+            p = fhit.PKI(self.tmp)
             p.leaves([("hub", ["echo.fake", "hub.fake"]), ("remote", ["remote.fake"]), ("wrong", ["other.fake"])])
             self._pki = p
         return self._pki
@@ -718,25 +534,15 @@ class Suite:
     def tls_client(self, cert=None):
         """An ssl context trusting the test CA; cert: a leaf name (hub,
         remote, wrong, or one made with pki().leaf()) to present."""
-        p = self.pki()
-        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        c.load_verify_locations(p.ca)
-        if cert:
-            c.load_cert_chain(os.path.join(p.dir, cert + ".crt"), p.key)
-        return c
+        return self.pki().client_context(cert)
 
     def tls_server(self, cert):
-        p = self.pki()
-        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        c.load_verify_locations(p.ca)
-        c.load_cert_chain(os.path.join(p.dir, cert + ".crt"), p.key)
-        c.verify_mode = ssl.CERT_OPTIONAL
-        return c
+        return self.pki().server_context(cert)
 
     # the hub
     def metrics(self):
-        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.ports.http, timeout=3).read().decode()
-        return parse_metrics(body)
+        """/metrics as {name or 'name{a="b"}': value}."""
+        return hubproc.metrics(self.ports.http)
 
     def recover(self):
         """After a death (or a broken legitimate stream): a fresh hub when
@@ -757,19 +563,21 @@ class Suite:
             self._case.append(c)
         return c
 
-    def connect(self, port=None, tls=None, server_hostname=LEGIT_DOMAIN, attacked=True, timeout=5):
+    def connect(self, port=None, tls=None, server_hostname=LEGIT_DOMAIN, attacked=True, timeout=5, rcvbuf=None):
         """A raw connection (Conn) to port (default the s2s listener); tls: a
-        client context for direct TLS."""
-        return self._register(Conn(port or self.ports.s2s, tls, server_hostname, timeout, attacked))
+        client context for direct TLS; rcvbuf: a small SO_RCVBUF (a peer
+        that reads slowly or never)."""
+        return self._register(Conn(port or self.ports.s2s, tls, server_hostname, timeout, attacked, rcvbuf=rcvbuf))
 
-    def s2s(self, frm=REMOTE_DOMAIN, to=LEGIT_DOMAIN, tls=None, port=None, attacked=True, header=None):
+    def s2s(self, frm=REMOTE_DOMAIN, to=LEGIT_DOMAIN, tls=None, port=None, attacked=True, header=None, rcvbuf=None):
         """An unauthenticated s2s stream past the hub's header and features
-        (after STARTTLS and the restart when tls is given). The features are
-        in .feats."""
-        c = self.connect(port or self.ports.s2s, attacked=attacked)
+        (after STARTTLS and the restart when tls is given). The hub's header
+        is in .hdr, its stream id in .sid, the features in .feats."""
+        c = self.connect(port or self.ports.s2s, attacked=attacked, rcvbuf=rcvbuf)
         hdr = header or s2s_header(frm, to)
         c.send(hdr)
-        c.header()
+        c.hdr = c.header()
+        c.sid = stream_id(c.hdr) or ""
         c.feats = c.features()
         if tls is not None:
             c.feats = c.starttls(tls, to or LEGIT_DOMAIN, hdr)
@@ -794,8 +602,7 @@ class Suite:
         if el.startswith("<handshake"):
             return c
         if el.startswith("<stream:error"):
-            m = re.search(r"<([a-z-]+)\s+xmlns=(['\"])%s\2" % re.escape(NS_STREAMS), el)
-            return m.group(1) if m else el
+            return error_condition(el) or el
         return "unexpected " + el[:200]
 
     def remote_s2s(self, to=LEGIT_DOMAIN, frm=None, tls=None):
@@ -835,7 +642,7 @@ class Suite:
         if self.time_left() <= 0:
             return self.check(name, False, "no time left (the run is bounded to %d s)" % self.limit)
         self._case, self._expects = [], []
-        problems = []
+        problems, t0 = [], time.time()
         self.legit.begin()
         old = signal.signal(signal.SIGALRM, self._alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -884,7 +691,10 @@ class Suite:
                 self.recover()
             except Exception as e:
                 problems.append("recovery failed: %r" % e)
-        return self.check(name, not problems, "; ".join(problems))
+        ok = self.check(name, not problems, "; ".join(problems))
+        if time.time() - t0 > 3:
+            print("# that case took %.1f s" % (time.time() - t0), flush=True)
+        return ok
 
     # the whole run
     def _watchdog(self):
@@ -919,20 +729,6 @@ class Suite:
             self.legit.teardown()
             if self.rs:
                 self.rs.close()
-            rc = self.hub.stop()
-            self.check("hub exits 0 on SIGTERM", rc == 0, rc)
-            self.check("the hub never died", not self.hub.deaths, self.hub.deaths)
-            reports = self.hub.sanitizer_reports()
-            self.check("no sanitizer report in the hub's logs", not reports, "\n".join(reports))
-            if not all(self.results):
-                for path in self.hub.logs:
-                    text = open(path, errors="replace").read()
-                    print("---- %s (last 4000 bytes)" % os.path.basename(path))
-                    print(text[-4000:])
-            if os.environ.get("FEDHUB_KEEP_LOGS") or os.environ.get("FHIT_KEEP"):
-                print("logs kept in", self.tmp)
-            else:
-                subprocess.call(["rm", "-rf", self.tmp])
+            self.hub.finish(self.T)
             dog.cancel()
-        print("%d passed, %d failed" % (self.results.count(True), self.results.count(False)))
-        sys.exit(0 if self.results and all(self.results) else 1)
+        self.T.exit()

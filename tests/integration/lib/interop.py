@@ -17,16 +17,12 @@ import time
 import uuid
 
 import fhit
-from fhit import check, CaseFailed, PORTS, ECHO, ECHO2, HUB, NOPE, NS_PING, NS_DISCO_INFO
+from fhit import bare, check, CaseFailed, PORTS, ECHO, ECHO2, HUB, NOPE, NS_PING, NS_DISCO_INFO
 
 N_PAIRS = 12         # (alice, botK@echo.fhtest) pairs in the pool cases
 PHASE1_SEQ = 30      # messages per pair while one pool connection is killed
 PHASE2_SEQ = 8       # messages per pair after the replacement joined
 KILL_AFTER = 40      # the victim is killed once it has received this many in phase 1
-
-
-def bare(j):
-    return str(j).split("/", 1)[0]
 
 
 def main(peer_name):
@@ -66,19 +62,8 @@ async def scenario(h, peer_name):
         return c
 
     hub = fhit.Fedhub(h, fhit.fedhub_config(h, routes={domain2: "%s:%d" % (fhit.LOOP, s2s_port)}))
-    hub_error = None
-    try:
-        hub.start()
-    except Exception as e:
-        hub_error = "fedhub: %s" % e
-
-    async def gated(name, fn, timeout):
-        """A fedhub case: fails at once, with the reason, when fedhub is not up."""
-        name = "%s_%s" % (P, name)
-        if hub_error or not hub.alive():
-            h.result(name, False, hub_error or "fedhub exited with %s" % hub.proc.poll())
-            return False
-        return await h.case(name, fn, timeout)
+    hub.try_start()
+    gated = hub.gate(P)
 
     main_c = component(ECHO, "main")
     echo2_c = component(ECHO2, "e2")
@@ -233,9 +218,7 @@ async def scenario(h, peer_name):
             c.close()
         alice.close()
         alice2.close()
-        if hub.alive():
-            rc, took = hub.stop()
-            fhit.log("fedhub stopped: status %s after %.1f s" % (rc, took))
+        hub.finish(P)
         if h.failed:
             h.dump_logs(hub.logs + peer.logs, tail=60)
 

@@ -36,17 +36,13 @@ import subprocess
 import uuid
 
 import fhit
-from fhit import check, CaseFailed, PORTS, ECHO, ECHO2, HUB, LOOP
+from fhit import bare, check, CaseFailed, PORTS, ECHO, ECHO2, HUB, LOOP
 
 BAD = "bad.fhtest"
 N_SNI = 200
 SNI_PICK = 123          # the sNNN domain the peer's user writes to
 PLAIN = "plain.fhtest"
 FLOG = "fedhub.log"
-
-
-def bare(j):
-    return str(j).split("/", 1)[0]
 
 
 def sni_domain(i):
@@ -135,11 +131,7 @@ async def scenario(h, P):
         extra_hub="\n".join(["listen s2s-tls %s:%d" % (LOOP, hub_tls), "ca_file %s" % pki.ca, "s2s_tls required",
                              "connect_timeout 5"]))
     hub = fhit.Fedhub(h, conf, extra_ports=("hub_s2s_tls",))
-    hub_error = None
-    try:
-        hub.start()
-    except Exception as e:
-        hub_error = "fedhub: %s" % e
+    hub.try_start()
 
     User = fhit.make_user_class()
     Comp = fhit.make_component_class()
@@ -149,13 +141,7 @@ async def scenario(h, P):
     users = [alice, alice2, alice3]
     comps = {}
 
-    async def gated(name, fn, timeout):
-        """A fedhub case: fails at once, with the reason, when fedhub is not up."""
-        name = "%s_%s" % (P, name)
-        if hub_error or not hub.alive():
-            h.result(name, False, hub_error or "fedhub exited with %s" % hub.proc.poll())
-            return False
-        return await h.case(name, fn, timeout)
+    gated = hub.gate(P)
 
     async def echo_from(user, bot, tag, timeout=20):
         token = uuid.uuid4().hex
@@ -384,8 +370,6 @@ async def scenario(h, P):
             c.close()
         for u in users:
             u.close()
-        if hub.alive():
-            rc, took = hub.stop()
-            fhit.log("fedhub stopped: status %s after %.1f s" % (rc, took))
+        hub.finish(P)
         if h.failed:
             h.dump_logs(hub.logs + peer.logs + (plain.logs if plain else []), tail=60)

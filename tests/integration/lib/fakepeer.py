@@ -2,9 +2,10 @@
 remote server speaking s2s with Server Dialback (authoritative for its own
 domain). Plain sockets and a tiny stanza splitter: these are test fixtures,
 kept independent of fedhub's own code so they check it from the outside."""
-import base64, hashlib, re, socket, ssl, threading, time
+import base64, hashlib, re, socket, threading, time
 
 NS_STREAM = "http://etherx.jabber.org/streams"
+NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
 
 
 class Reader:
@@ -72,22 +73,75 @@ def stream_id(header):
     return attr(header + ">", "id")
 
 
-class Component:
-    def __init__(self, port, domain, secret, host="127.0.0.1"):
-        self.s = socket.create_connection((host, port), timeout=5)
-        self.r = Reader(self.s)
-        self.domain = domain
-        self.s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
-                        % (NS_STREAM, domain)).encode())
-        sid = stream_id(self.r.stream_header())
-        h = hashlib.sha1((sid + secret).encode()).hexdigest()
-        self.s.sendall(("<handshake>%s</handshake>" % h).encode())
-        el = self.r.element()
-        if not el.startswith("<handshake"):
-            raise RuntimeError("handshake refused: " + el)
+def s2s_header(frm="remote.fake", to="echo.fake", version="1.0", ns="jabber:server", stream_ns=NS_STREAM):
+    """An s2s stream header (bytes); frm/to/version None leave the attribute out."""
+    a = "".join(" %s='%s'" % (k, v) for k, v in (("from", frm), ("to", to), ("version", version)) if v is not None)
+    return ("<stream:stream xmlns='%s' xmlns:stream='%s' xmlns:db='jabber:server:dialback'%s>"
+            % (ns, stream_ns, a)).encode()
+
+
+def comp_header(to="echo.fake"):
+    """A XEP-0114 stream header (bytes); to None leaves the attribute out."""
+    a = " to='%s'" % to if to is not None else ""
+    return ("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s'%s>" % (NS_STREAM, a)).encode()
+
+
+def handshake(sid, secret="s3cret"):
+    """The XEP-0114 handshake element for stream id sid (bytes)."""
+    return ("<handshake>%s</handshake>" % hashlib.sha1((sid + secret).encode()).hexdigest()).encode()
+
+
+def error_condition(el):
+    """The RFC 6120 condition of a <stream:error/> element (text), or None."""
+    m = re.search(r"<([a-z-]+)\s+xmlns=(['\"])%s\2" % re.escape(NS_STREAMS), el)
+    return m.group(1) if m else None
+
+
+def stream_error_of(x, timeout=5):
+    """The condition of the first <stream:error/> on x (a Reader, or anything
+    with one in .r), skipping a stream header and other elements before it:
+    e.g. 'policy-violation'; 'closed' when the stream (or the TCP connection)
+    ends without one; 'timeout' when nothing comes."""
+    r = x.r if hasattr(x, "r") else x
+    deadline = time.time() + timeout
+    try:
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return "timeout"
+            r.buf = r.buf.lstrip()
+            if r.buf.startswith(b"<?xml"):
+                end = r.buf.find(b"?>")
+                if end < 0:
+                    r._fill(deadline)
+                    continue
+                r.buf = r.buf[end + 2:]
+                continue
+            if r.buf.startswith(b"<stream:stream"):
+                r.stream_header(left)
+                continue
+            if not r.buf or len(r.buf) < 14 and b"<stream:stream".startswith(r.buf):
+                r._fill(deadline)
+                continue
+            el = r.element(left)
+            if el.startswith("<stream:error"):
+                return error_condition(el) or el
+    except EOFError:
+        return "closed"
+    except socket.timeout:
+        return "timeout"
+    except (ConnectionResetError, BrokenPipeError):
+        r.eof = True
+        return "closed"
+    except OSError as e:
+        return "oserror " + str(e)
+
+
+class Stream:
+    """One XML stream on socket .s read by Reader .r."""
 
     def send(self, x):
-        self.s.sendall(x.encode())
+        self.s.sendall(x.encode() if isinstance(x, str) else x)
 
     def recv(self, timeout=5):
         return self.r.element(timeout)
@@ -98,6 +152,22 @@ class Component:
         except OSError:
             pass
         self.s.close()
+
+
+class Component(Stream):
+    """A XEP-0114 component, connected and past its handshake (RuntimeError
+    when the hub refuses it)."""
+
+    def __init__(self, port, domain, secret, host="127.0.0.1"):
+        self.s = socket.create_connection((host, port), timeout=5)
+        self.r = Reader(self.s)
+        self.domain = domain
+        self.s.sendall(comp_header(domain))
+        sid = stream_id(self.r.stream_header())
+        self.s.sendall(handshake(sid, secret))
+        el = self.r.element()
+        if not el.startswith("<handshake"):
+            raise RuntimeError("handshake refused: " + el)
 
 
 def db_key(secret, receiving, originating, sid):
@@ -139,7 +209,7 @@ class RemoteServer:
         r = Reader(c)
         tls = False
         try:
-            hdr = r.stream_header(30)
+            r.stream_header(30)
             with self.lock:
                 self.inbound_conns += 1
             sid = "fake%d" % id(c)
@@ -215,8 +285,7 @@ class RemoteServer:
         if direct:
             s = tls.wrap_socket(s, server_hostname=to_domain)
         r = Reader(s)
-        hdr = ("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
-               " from='%s' to='%s' version='1.0'>" % (NS_STREAM, frm, to_domain)).encode()
+        hdr = s2s_header(frm, to_domain)
         s.sendall(hdr)
         sid = stream_id(r.stream_header())
         feats = r.element()
@@ -243,7 +312,7 @@ class RemoteServer:
         self.lsock.close()
 
 
-class S2SOut:
+class S2SOut(Stream):
     def __init__(self, server, s, r, sid, frm):
         self.server, self.s, self.r, self.sid, self.frm = server, s, r, sid, frm
 
@@ -264,16 +333,3 @@ class S2SOut:
         self.sid = stream_id(self.r.stream_header())
         self.features = self.r.element()
         return "success"
-
-    def send(self, x):
-        self.s.sendall(x.encode())
-
-    def recv(self, timeout=5):
-        return self.r.element(timeout)
-
-    def close(self):
-        try:
-            self.s.sendall(b"</stream:stream>")
-        except OSError:
-            pass
-        self.s.close()
