@@ -103,6 +103,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* After a hang: does the worker still answer a new stream? */
+static void probe(void)
+{
+	struct harness_rx prx = {0};
+	int fd = harness_connect(s2s_port, WAIT_MS);
+	bool alive =
+		fd >= 0 &&
+		harness_send(fd,
+			     "<stream:stream xmlns='jabber:server' "
+			     "xmlns:stream='http://etherx.jabber.org/streams' to='ours.example' version='1.0'>") == 0 &&
+		harness_expect(fd, &prx, "</stream:features>");
+	fprintf(stderr, "fuzz_s2s: a new inbound stream %s\n", alive ? "is answered" : "gets no answer");
+	if (fd >= 0)
+		close(fd);
+}
+
 /* Send the input, half-close, and wait for the hub to close the stream.
  * seen: what the hub sent before the input (outbound: its header). */
 static void feed(int fd, const uint8_t *p, size_t n, const char *seen)
@@ -123,6 +139,7 @@ static void feed(int fd, const uint8_t *p, size_t n, const char *seen)
 			/* WAIT_MS without a byte or a close: the stream hangs */
 			fprintf(stderr, "fuzz_s2s: the hub left the stream open; before: %s\nafter: %.*s\n", seen,
 				(int)rx.n, rx.buf);
+			probe();
 			abort();
 		}
 		rx.n = 0; /* a full buffer: only closing matters */
