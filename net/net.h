@@ -74,6 +74,10 @@ struct net_conn_ops {
 	/* TLS handshake finished: err = 0, or a negative tls_err (the
 	 * connection is closed after this returns). */
 	void (*on_tls)(struct net_conn *c, int err);
+	/* A PROXY protocol header was read: c->peer is now the client it
+	 * names (or still the balancer, for LOCAL/UNKNOWN). Before any other
+	 * byte, also before a direct TLS handshake (optional). */
+	void (*on_peer)(struct net_conn *c);
 };
 
 struct net_conn {
@@ -224,6 +228,14 @@ void net_conn_expect_proxy(struct net_conn *c);
  * handshake at once. The connection owns t from here on. */
 struct tls_conn;
 void net_start_tls(struct net_conn *c, struct tls_conn *t, bool client);
+/* Called from on_data, net_start_tls() also drops every byte that arrived
+ * in the clear after the element being handled, and the pending unit
+ * (RFC 6120 §5.4.3.3): the next bytes the owner sees are the first ones TLS
+ * decrypted. This counts the bytes so dropped, since start. */
+uint64_t net_starttls_dropped(void);
+/* Connections refused because their PROXY header came from a source not in
+ * the trusted list (net/proxy.h: proxy_set_trusted), since start. */
+uint64_t net_proxy_refused(void);
 
 /* Buffers. */
 static inline void net_buf_ref(struct net_buf *b)

@@ -2,6 +2,10 @@
  * net/proxy.c — PROXY protocol v1 (text) and v2 (binary) headers, as
  * specified in HAProxy's doc/proxy-protocol.txt. Only TCP over IPv4/IPv6
  * and LOCAL/UNKNOWN are accepted; TLVs in v2 are skipped.
+ *
+ * A header is believed only from a trusted source (proxy_from in
+ * router.conf): the accept path in net/worker.c closes a connection whose
+ * listener expects a header when its source is not in that list.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -119,4 +123,98 @@ int proxy_parse(const char *p, size_t n, struct sockaddr_in6 *src)
 	if (memcmp(p, "PROXY ", k) == 0)
 		return n < 6 ? 0 : parse_v1(p, n, src);
 	return -1;
+}
+
+/* ---- trusted balancers --------------------------------------------- */
+
+int proxy_cidr_parse(const char *s, struct proxy_cidr *out)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *slash = strchr(s, '/');
+	size_t hn = slash ? (size_t)(slash - s) : strlen(s);
+	if (hn == 0 || hn >= sizeof(host))
+		return -1;
+	memcpy(host, s, hn);
+	host[hn] = 0;
+	memset(out, 0, sizeof(*out));
+	unsigned max;
+	if (inet_pton(AF_INET, host, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, host, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return -1;
+	}
+	unsigned bits = max;
+	if (slash) {
+		const char *d = slash + 1;
+		if (!*d || strlen(d) > 3)
+			return -1;
+		bits = 0;
+		for (; *d; d++) {
+			if (*d < '0' || *d > '9')
+				return -1;
+			bits = bits * 10 + (unsigned)(*d - '0');
+		}
+		if (bits > max)
+			return -1;
+	}
+	out->bits = (unsigned char)bits;
+	for (unsigned i = bits; i < max; i++) /* host bits set: a typo, not a block */
+		if (out->addr[i / 8] & (0x80 >> (i % 8)))
+			return -1;
+	return 0;
+}
+
+bool proxy_cidr_match(const struct proxy_cidr *c, const struct sockaddr *sa)
+{
+	const unsigned char *a;
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	int fam = sa->sa_family;
+	if (fam == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (fam == AF_INET6) {
+		a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		if (c->family == AF_INET && !memcmp(a, mapped, sizeof(mapped))) {
+			a += 12;
+			fam = AF_INET;
+		}
+	} else {
+		return false;
+	}
+	if (fam != c->family)
+		return false;
+	unsigned full = c->bits / 8, rest = c->bits % 8;
+	if (memcmp(a, c->addr, full))
+		return false;
+	if (rest) {
+		unsigned char m = (unsigned char)(0xff << (8 - rest));
+		if ((a[full] & m) != (c->addr[full] & m))
+			return false;
+	}
+	return true;
+}
+
+static struct proxy_cidr trusted[PROXY_MAX_TRUSTED] = {
+	{.addr = {127}, .family = AF_INET, .bits = 8},
+	{.addr = {[15] = 1}, .family = AF_INET6, .bits = 128},
+};
+static int ntrusted = 2;
+
+void proxy_set_trusted(const struct proxy_cidr *list, int n)
+{
+	if (n > PROXY_MAX_TRUSTED)
+		n = PROXY_MAX_TRUSTED;
+	memcpy(trusted, list, (size_t)n * sizeof(*list));
+	ntrusted = n;
+}
+
+bool proxy_trusted(const struct sockaddr *sa)
+{
+	for (int i = 0; i < ntrusted; i++)
+		if (proxy_cidr_match(&trusted[i], sa))
+			return true;
+	return false;
 }

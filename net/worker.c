@@ -149,6 +149,8 @@ static struct {
 } listens[NET_MAX_LISTENERS];
 static int nlistens;
 static __thread struct net_worker *self_worker;
+static _Atomic uint64_t starttls_dropped; /* bytes discarded after <starttls/> or <proceed/> */
+static _Atomic uint64_t proxy_refused;    /* PROXY headers from untrusted sources */
 
 static uint64_t mono_ms(void)
 {
@@ -790,12 +792,41 @@ static void hold_rest(struct net_worker *w, struct net_conn *c, const char *p, s
 		conn_teardown(c, -ENOMEM);
 }
 
+/* The owner put TLS under a plaintext connection from inside on_data (it
+ * read <starttls/> or <proceed/>): every byte that came in the clear after
+ * that element, and any unit pending, is dropped. RFC 6120 §5.4.3.3: nothing
+ * received before the handshake counts; the stream restarts from nothing,
+ * and bytes injected by a man in the middle behind the element (the STARTTLS
+ * injection of CVE-2011-0411) are never parsed as if TLS had carried them.
+ * Returns true when that happened. */
+static bool tls_began(struct net_worker *w, struct net_conn *c, bool was_clear, size_t dropped)
+{
+	if (!was_clear || !c->tls)
+		return false;
+	if (c->pend) {
+		net_buf_unref(w, c->pend);
+		c->pend = NULL;
+	}
+	if (dropped) {
+		atomic_fetch_add_explicit(&starttls_dropped, dropped, memory_order_relaxed);
+		log_info(c->id, "%zu byte%s received in the clear after STARTTLS: discarded", dropped,
+			 dropped == 1 ? "" : "s");
+	}
+	return true;
+}
+
+uint64_t net_starttls_dropped(void)
+{
+	return atomic_load_explicit(&starttls_dropped, memory_order_relaxed);
+}
+
 /* Hand bytes to the owner. When an incomplete unit is pending, new bytes are
  * appended to it in growing chunks only until the owner completes it; the
  * rest of the receive buffer is then handed over in place. */
 static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	size_t off = 0;
+	const bool clear = c->tls == NULL;
 	while (c->pend && off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED))) {
 		struct net_buf *pb = c->pend;
 		size_t old = pb->len;
@@ -826,6 +857,8 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 		size_t used = c->ops->on_data(c, pb, pb->data, pb->len);
 		if (c->flags & NET_F_CLOSED)
 			return;
+		if (tls_began(w, c, clear, (pb->len > used ? pb->len - used : 0) + (n - off - chunk)))
+			return; /* pb was c->pend: released */
 		if (used >= old) {
 			/* the pending unit is complete; continue in place */
 			off += used - old;
@@ -854,6 +887,8 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 		return;
 	size_t used = c->ops->on_data(c, b, p + off, n - off);
 	if (c->flags & NET_F_CLOSED)
+		return;
+	if (tls_began(w, c, clear, used < n - off ? n - off - used : 0))
 		return;
 	if (used < n - off && !(c->flags & NET_F_CLOSING)) {
 		size_t rest = n - off - used;
@@ -1060,6 +1095,11 @@ static const char *proxy_strip(struct net_conn *c, const char *p, size_t *n)
 		c->peer = src;
 	}
 	*n -= (size_t)k;
+	if (c->ops && c->ops->on_peer) {
+		c->ops->on_peer(c);
+		if (c->flags & (NET_F_CLOSED | NET_F_CLOSING))
+			return NULL; /* refused: nothing after the header is read */
+	}
 	return p + k;
 }
 
@@ -1252,6 +1292,38 @@ static void accept_resume(struct net_worker *w)
 	}
 }
 
+/* A PROXY protocol header is believed only from the balancers named in
+ * proxy_from: from anyone else it would let a peer choose the address that
+ * logs and per-source limits see. Refused before a byte is read; logged the
+ * first time and then at most every 10 s per worker, so a flood of such
+ * connections cannot flood the log. */
+static void proxy_refuse(struct net_worker *w, struct net_conn *c)
+{
+	static __thread uint64_t last_log, quiet;
+	atomic_fetch_add_explicit(&proxy_refused, 1, memory_order_relaxed);
+	if (!last_log || w->now - last_log >= 10000) {
+		char a[INET6_ADDRSTRLEN] = "?";
+		const struct sockaddr_in6 *sa = &c->peer;
+		const void *ip = sa->sin6_family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+							    : (const void *)&sa->sin6_addr;
+		inet_ntop(sa->sin6_family, ip, a, sizeof(a));
+		log_warn(c->id,
+			 "PROXY protocol from %s, which is not in proxy_from: closed (%llu more since the last "
+			 "report)",
+			 a, (unsigned long long)quiet);
+		last_log = w->now ? w->now : 1;
+		quiet = 0;
+	} else {
+		quiet++;
+	}
+	conn_teardown(c, -EACCES);
+}
+
+uint64_t net_proxy_refused(void)
+{
+	return atomic_load_explicit(&proxy_refused, memory_order_relaxed);
+}
+
 static void on_accept(struct net_worker *w, struct listener *l, struct io_uring_cqe *cqe)
 {
 	bool more = cqe->flags & IORING_CQE_F_MORE;
@@ -1280,6 +1352,10 @@ static void on_accept(struct net_worker *w, struct listener *l, struct io_uring_
 	cfg.on_accept(c, l->kind);
 	if (c->flags & NET_F_CLOSED)
 		return;
+	if ((c->flags & NET_F_PROXY) && !proxy_trusted((const struct sockaddr *)&c->peer)) {
+		proxy_refuse(w, c);
+		return;
+	}
 	arm_recv(c);
 }
 

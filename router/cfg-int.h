@@ -62,6 +62,15 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(remote_allow, HUB, 1, 1, 15)           \
 	X(remote_deny, HUB, 1, 1, 15)            \
 	X(dns_allow_private, HUB, 0, 1, 1)       \
+	X(max_connections, HUB, 0, 1, 1)         \
+	X(max_connections_per_ip, HUB, 0, 1, 1)  \
+	X(connection_rate_per_ip, HUB, 0, 1, 1)  \
+	X(preauth_timeout, HUB, 0, 1, 1)         \
+	X(max_preauth_bytes, HUB, 0, 1, 1)       \
+	X(max_pairs_per_stream, HUB, 0, 1, 1)    \
+	X(max_verify_per_stream, HUB, 0, 1, 1)   \
+	X(max_verify_total, HUB, 0, 1, 1)        \
+	X(proxy_from, HUB, 1, 1, 15)             \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \
@@ -115,6 +124,7 @@ struct parser {
 	int sect_line;
 	bool sect_dup;             /* a second [hub]: reported, not re-checked */
 	int seen[D__COUNT];        /* line of each directive in the current section */
+	int hub_seen[D__COUNT];    /* ... in [hub], kept for the whole-file checks */
 	int sect_first[S_UNKNOWN]; /* line of the first [hub] */
 	/* The entry the current named section fills: an element of the cfg
 	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
@@ -129,7 +139,6 @@ struct parser {
 	bool *route_tls_set; /* per route: `tls` given, else s2s_tls applies */
 	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl;
 	struct name_set names;
-	int seen_s2s_tls; /* line of s2s_tls in [hub] (seen[] is per section) */
 };
 
 /* One error, as "FILE:LINE: message" on p->err (no LINE when line <= 0); counted. */

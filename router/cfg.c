@@ -470,6 +470,8 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 	}
 	if (!p->seen[id])
 		p->seen[id] = p->line;
+	if (p->sect == S_HUB && !p->sect_dup && !p->hub_seen[id])
+		p->hub_seen[id] = p->line;
 	d->fn(p, argc - 1, argv + 1);
 }
 
@@ -497,6 +499,14 @@ static void set_defaults(struct cfg *c)
 	c->dns_ttl_max = 3600;
 	c->dns_max_inflight = 64;
 	c->s2s_tls = CFG_TLS_OPTIONAL;
+	c->max_connections = 50000;
+	c->max_connections_per_ip = 256;
+	c->connection_rate_per_ip = 64;
+	c->preauth_timeout = 0; /* final_checks: 3 x connect_timeout */
+	c->max_preauth_bytes = 128 * 1024;
+	c->max_pairs_per_stream = 1000;
+	c->max_verify_per_stream = 64;
+	c->max_verify_total = 4096;
 }
 
 static void final_checks(struct parser *p)
@@ -511,12 +521,34 @@ static void final_checks(struct parser *p)
 	if (c->nlisten == 0)
 		perr(p, p->sect_first[S_HUB], "[hub]: no 'listen' line; the hub would accept nothing");
 	if (c->max_stanza_size_preauth > c->max_stanza_size)
-		perr(p, p->seen[D_max_stanza_size_preauth] ? p->seen[D_max_stanza_size_preauth] : p->sect_first[S_HUB],
+		perr(p,
+		     p->hub_seen[D_max_stanza_size_preauth] ? p->hub_seen[D_max_stanza_size_preauth]
+							    : p->sect_first[S_HUB],
 		     "max_stanza_size_preauth (%u) exceeds max_stanza_size (%u)", c->max_stanza_size_preauth,
 		     c->max_stanza_size);
 	if (c->dns_ttl_min > c->dns_ttl_max)
 		perr(p, p->seen[D_dns_ttl_min] ? p->seen[D_dns_ttl_min] : p->sect_first[S_HUB],
 		     "dns_ttl_min (%us) exceeds dns_ttl_max (%us)", c->dns_ttl_min, c->dns_ttl_max);
+	/* A verification may take connect_timeout: the deadline must leave
+	 * room for one, or no dialback peer could ever authenticate. */
+	if (!c->preauth_timeout) /* not given (the directive takes 1 and more) */
+		c->preauth_timeout = c->connect_timeout * 3 > 3600 ? 3600 : c->connect_timeout * 3;
+	else if (c->preauth_timeout < c->connect_timeout)
+		perr(p, p->sect_first[S_HUB], "preauth_timeout (%us) is shorter than connect_timeout (%us)",
+		     c->preauth_timeout, c->connect_timeout);
+	if (c->max_preauth_bytes < c->max_stanza_size_preauth)
+		perr(p, p->sect_first[S_HUB], "max_preauth_bytes (%u) is less than max_stanza_size_preauth (%u)",
+		     c->max_preauth_bytes, c->max_stanza_size_preauth);
+	if (c->max_verify_per_stream > c->max_pairs_per_stream)
+		c->max_verify_per_stream = c->max_pairs_per_stream; /* cannot be reached anyway */
+	if (c->nproxy_from) {
+		bool any = false;
+		for (int i = 0; i < c->nlisten; i++)
+			any |= c->listen[i].proxy_protocol;
+		if (!any)
+			perr(p, p->sect_first[S_HUB],
+			     "proxy_from: no listener has proxy_protocol, so no PROXY header is ever read");
+	}
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;
@@ -526,7 +558,7 @@ static void final_checks(struct parser *p)
 	for (int i = 0; i < c->nlisten; i++)
 		if (c->listen[i].kind == CFG_LISTEN_S2S && !c->listen[i].tls_set)
 			c->listen[i].tls = have_cert ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
-	if (!p->seen_s2s_tls)
+	if (!p->hub_seen[D_s2s_tls]) /* `seen` is the last section's by now */
 		c->s2s_tls = have_cert || c->s2s_auth == CFG_AUTH_CERTIFICATE ? CFG_TLS_REQUIRED : CFG_TLS_OPTIONAL;
 	for (int i = 0; i < c->nlisten && !have_cert; i++)
 		if (c->listen[i].kind != CFG_LISTEN_COMPONENT && c->listen[i].tls == CFG_TLS_REQUIRED)
@@ -546,8 +578,8 @@ static void final_checks(struct parser *p)
 			c->routes[i].tls = c->s2s_tls;
 
 	/* Certificates are only seen over TLS. */
-	if (c->s2s_auth == CFG_AUTH_CERTIFICATE && p->seen_s2s_tls && c->s2s_tls != CFG_TLS_REQUIRED)
-		perr(p, p->seen_s2s_tls, "s2s_auth certificate needs TLS; s2s_tls %s contradicts it",
+	if (c->s2s_auth == CFG_AUTH_CERTIFICATE && p->hub_seen[D_s2s_tls] && c->s2s_tls != CFG_TLS_REQUIRED)
+		perr(p, p->hub_seen[D_s2s_tls], "s2s_auth certificate needs TLS; s2s_tls %s contradicts it",
 		     cfg_tls_mode_name(c->s2s_tls));
 	for (int i = 0; i < c->nroutes; i++) {
 		struct policy pol = policy_lookup(c, c->routes[i].name, strlen(c->routes[i].name));

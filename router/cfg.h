@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include "net/net.h" /* NET_MAX_LISTENERS bounds listen[] */
+#include "net/proxy.h"
 
 #define CFG_NAME_MAX 256 /* a domain name, normalised */
 
@@ -114,6 +115,18 @@ struct cfg {
 	struct cfg_remote *remotes;
 	int nremotes;
 	struct policy_tab *policy; /* built from the above by cfg_parse (router/policy.h) */
+	/* inbound s2s limits (router/guard.h, router/s2s_in.c); 0 = no limit
+	 * where the directive says so */
+	uint32_t max_connections;                        /* inbound s2s connections open at once */
+	uint32_t max_connections_per_ip;                 /* ... from one source (IPv4, IPv6 /64) */
+	uint32_t connection_rate_per_ip;                 /* new connections per second per source */
+	uint32_t preauth_timeout;                        /* s; a stream must have a valid pair by then */
+	uint32_t max_preauth_bytes;                      /* bytes a stream may send before that */
+	uint32_t max_pairs_per_stream;                   /* (remote, local) pairs claimed on one stream */
+	uint32_t max_verify_per_stream;                  /* dialback verifications pending per stream */
+	uint32_t max_verify_total;                       /* ... in flight in the whole hub */
+	struct proxy_cidr proxy_from[PROXY_MAX_TRUSTED]; /* who may send a PROXY header */
+	int nproxy_from;                                 /* 0: loopback only */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;

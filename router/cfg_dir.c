@@ -267,7 +267,6 @@ void cfg_d_ca_file(struct parser *p, int argc, char **argv)
 
 void cfg_d_s2s_tls(struct parser *p, int argc, char **argv)
 {
-	p->seen_s2s_tls = p->line;
 	if (cfg_parse_tls_mode(argv[0], &p->c->s2s_tls) < 0)
 		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
 }
@@ -282,6 +281,70 @@ void cfg_d_dns_allow_private(struct parser *p, int argc, char **argv)
 {
 	if (cfg_parse_yes_no(argv[0], &p->c->dns_allow_private) < 0)
 		ERR(p, "dns_allow_private: '%s' is not yes or no", argv[0]);
+}
+
+/* ---- [hub]: inbound limits ---------------------------------------------- */
+
+void cfg_d_max_connections(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "max_connections", argv[0], U_NUM, 0, 10000000, &p->c->max_connections);
+}
+
+void cfg_d_max_connections_per_ip(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "max_connections_per_ip", argv[0], U_NUM, 0, 10000000, &p->c->max_connections_per_ip);
+}
+
+void cfg_d_connection_rate_per_ip(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "connection_rate_per_ip", argv[0], U_NUM, 0, 1000000, &p->c->connection_rate_per_ip);
+}
+
+void cfg_d_preauth_timeout(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "preauth_timeout", argv[0], U_SECONDS, 1, 3600, &p->c->preauth_timeout);
+}
+
+void cfg_d_max_preauth_bytes(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "max_preauth_bytes", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_preauth_bytes);
+}
+
+void cfg_d_max_pairs_per_stream(struct parser *p, int argc, char **argv)
+{
+	/* the session counts pairs in 16 bits */
+	cfg_set_u32(p, "max_pairs_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_pairs_per_stream);
+}
+
+void cfg_d_max_verify_per_stream(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "max_verify_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_verify_per_stream);
+}
+
+void cfg_d_max_verify_total(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "max_verify_total", argv[0], U_NUM, 1, 10000000, &p->c->max_verify_total);
+}
+
+void cfg_d_proxy_from(struct parser *p, int argc, char **argv)
+{
+	struct cfg *c = p->c;
+
+	for (int i = 0; i < argc; i++) {
+		struct proxy_cidr b;
+		if (proxy_cidr_parse(argv[i], &b) < 0) {
+			ERR(p,
+			    "proxy_from: '%s' is not an address or a block like 10.0.0.0/8 or 2001:db8::/32 "
+			    "(host bits must be zero)",
+			    argv[i]);
+			continue;
+		}
+		if (c->nproxy_from == PROXY_MAX_TRUSTED) {
+			ERR(p, "proxy_from: at most %d addresses or blocks", PROXY_MAX_TRUSTED);
+			return;
+		}
+		c->proxy_from[c->nproxy_from++] = b;
+	}
 }
 
 static void acl_add(struct parser *p, const char *what, bool allow, int argc, char **argv)

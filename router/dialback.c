@@ -32,6 +32,7 @@
 
 #include "net/alloc.h"
 #include "router/s2s-t.h"
+#include "router/guard.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -101,6 +102,7 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 
 static void verify_free(struct verify *v)
 {
+	guard_verify_release(); /* taken by s2s_in.c before db_verify_start() */
 	free(v->remote);
 	free(v->local);
 	free(v->key);
@@ -121,7 +123,9 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 		for (int i = 0; i < in->npairs; i++)
 			if (strcmp(in->pairs[i].remote, v->remote) == 0 && strcmp(in->pairs[i].local, v->local) == 0)
 				p = &in->pairs[i];
-		if (p && p->state == PAIR_PENDING) {
+		/* a key made for an earlier stream id (before STARTTLS or a
+		 * SASL restart) proves nothing about this stream */
+		if (p && p->state == PAIR_PENDING && strcmp(v->id, in->stream_id) == 0) {
 			if (result == 1) {
 				p->state = PAIR_VALID;
 				MET_INC(h->m, dialback_ok);
@@ -223,7 +227,7 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 				return DRIVE_ALL;
 			}
 			net_start_tls(c, t, true);
-			return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+			return DRIVE_STOP; /* nothing may follow <proceed/> in the clear: net drops it */
 		} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
 			int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
 			if (v)

@@ -39,6 +39,7 @@
 #include "net/alloc.h"
 #include "router/hub.h"
 #include "router/sess.h"
+#include "router/s2s.h"
 #include "router/check.h"
 #include "router/check_xml.h"
 #include "net/log.h"
@@ -194,6 +195,7 @@ int main(int argc, char **argv)
 	struct net_config nc;
 	hub_net_config(&nc, &cfg);
 	net_init(&nc);
+	s2s_in_init();
 	met_init(net_nworkers());
 	char dns_server[80] = "";
 	if (cfg.dns_server.len) {

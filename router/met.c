@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include "net/dns.h"
 #include "net/log.h"
+#include "net/net.h"
 #include "router/met.h"
 
 static struct {
@@ -176,7 +177,13 @@ size_t met_render(char *buf, size_t cap)
 	pthread_mutex_lock(&met.lock);
 #define MET_LINE(name, help) metric(&o, #name, "_total", "counter", help, sum_field(offsetof(struct met_worker, name)));
 	MET_COUNTERS(MET_LINE)
+	MET_COUNTERS_IN(MET_LINE)
 #undef MET_LINE
+	metric(&o, "proxy_untrusted", "_total", "counter",
+	       "connections refused: PROXY protocol header expected from a source not in proxy_from",
+	       net_proxy_refused());
+	metric(&o, "starttls_discarded_bytes", "_total", "counter",
+	       "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
 	metric(&o, "conns_open", "", "gauge", "connections open", sum_field(offsetof(struct met_worker, conns_open)));
 	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());

@@ -40,9 +40,25 @@
 	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
 	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")
 
+/* Refusals at the inbound s2s edge, one counter per reason. */
+#define MET_COUNTERS_IN(X)                                                                                \
+	X(s2s_in_refused_max_connections, "inbound s2s connections refused: max_connections reached")     \
+	X(s2s_in_refused_per_ip, "inbound s2s connections refused: max_connections_per_ip reached")       \
+	X(s2s_in_refused_rate, "inbound s2s connections refused: connection_rate_per_ip exceeded")        \
+	X(s2s_in_refused_preauth_timeout, "inbound s2s streams closed: no valid pair by preauth_timeout") \
+	X(s2s_in_refused_preauth_bytes, "inbound s2s streams closed: max_preauth_bytes exceeded")         \
+	X(s2s_in_refused_version, "inbound s2s streams refused: not version 1.0 where TLS is required")   \
+	X(s2s_in_refused_pairs, "inbound s2s streams closed: max_pairs_per_stream exceeded")              \
+	X(s2s_in_refused_verify_stream, "dialback requests refused: max_verify_per_stream pending")       \
+	X(s2s_in_refused_verify_total, "dialback requests refused: max_verify_total in flight")           \
+	X(s2s_in_refused_bad_key, "dialback requests refused: key not of the XEP-0185 form")              \
+	X(s2s_in_refused_retry, "dialback requests refused: pair refused before on the same stream")      \
+	X(s2s_in_db_duplicate, "dialback requests for a pair already pending or valid, not verified again")
+
 struct met_worker {
 #define MET_FIELD(name, help) uint64_t name;
 	MET_COUNTERS(MET_FIELD)
+	MET_COUNTERS_IN(MET_FIELD)
 #undef MET_FIELD
 	uint64_t conns_open; /* gauge */
 	char pad[64];

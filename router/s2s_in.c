@@ -7,15 +7,33 @@
  * and dialback (XEP-0220) for the rest. Each (remote, local) pair the peer
  * claims with <db:result/> is checked by a verify stream (dialback.c), or
  * trusted at once when the certificate proves the domain (XEP-0344); several
- * pairs may share the stream (piggybacking), up to S2S_MAX_PAIRS. Once a
- * pair is valid the stream carries stanzas, handed to route.c, which checks
- * every stanza's addresses against the stream's valid pairs.
+ * pairs may share the stream (piggybacking), up to max_pairs_per_stream.
+ * Once a pair is valid the stream carries stanzas, handed to route.c, which
+ * checks every stanza's addresses against the stream's valid pairs.
  *
  * The stream also answers <db:verify/> for keys we gave out on our outbound
  * links: XEP-0185 keys need no state.
  *
- * A stream that authenticates nothing within 3 x connect_timeout, or that
- * stays silent for idle_timeout, gets connection-timeout.
+ * Until a peer has a valid pair it is a stranger, and what it may cost us is
+ * bounded (router.conf "Inbound limits"): connections per source and in
+ * total, and their rate (guard.h), checked at accept or, behind a balancer,
+ * once the PROXY header named the real source (before TLS); the time
+ * (preauth_timeout, from accept: neither whitespace nor pending pairs extend
+ * it) and the bytes (max_preauth_bytes) it gets to authenticate; the pairs
+ * it may claim; the verifications it may have pending, on the stream and in
+ * the whole hub. A pair pending or valid is never verified again, a refused
+ * one at most DB_RETRY_MAX more times, and only keys of the XEP-0185 form
+ * are ever sent on to a third server. Every refusal is counted by reason in
+ * /metrics (met.h, MET_COUNTERS_IN).
+ *
+ * TLS: bytes after <starttls/> are dropped by net/ (net_start_tls), and
+ * when the handshake is done everything learnt in the clear is forgotten
+ * (RFC 6120 §5.4.3.3): the parser, the pairs, the peer's name, SASL. Where
+ * TLS is required, and on any stream restarted after STARTTLS, a stream
+ * that is not version 1.0 is refused with unsupported-version: it would
+ * get no features, so no STARTTLS (RFC 6120 §4.7.5, §5.3.1).
+ *
+ * A stream that stays silent for idle_timeout gets connection-timeout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,15 +43,25 @@
 
 #include "net/alloc.h"
 #include "router/s2s-t.h"
+#include "router/guard.h"
 #include "router/policy.h"
 #include "net/log.h"
+#include "net/proxy.h"
 #include "net/tls.h"
 
-/* Domain pairs one inbound stream may claim (XEP-0220 piggybacking). Each
- * costs a verification (a DNS lookup and a connection) and memory; without a
- * bound one unauthenticated stream could claim millions, and the uint16_t
- * count would wrap. */
-#define S2S_MAX_PAIRS 1000
+/* Domain pairs one inbound stream may claim (XEP-0220 piggybacking) are
+ * max_pairs_per_stream: each costs a verification (a DNS lookup and a
+ * connection) and memory; without a bound one unauthenticated stream could
+ * claim millions, and the uint16_t count would wrap. */
+#define S2S_MAX_PAIRS hub_cfg->max_pairs_per_stream
+
+/* How many more times a pair the authoritative server refused may be
+ * verified on the same stream: a real server whose key was refused has
+ * little reason to insist, an attacker every reason. */
+#define DB_RETRY_MAX 1
+
+/* XEP-0478: the limits the hub holds a stream to, in its features. */
+#define NS_LIMITS "urn:xmpp:stream-limits:0"
 
 static struct pair *in_pair(struct sess *s, const char *remote, const char *local, bool add)
 {
@@ -78,6 +106,17 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 	free(s->local);
 	s->local = xstrdup(tl > 0 ? to : hub_cfg->hub_domain);
 	s->peer_v1 = span_eq(hd->version, "1.0");
+	/* RFC 6120 §4.7.5: a stream without version='1.0' gets no features,
+	 * so it could never be offered STARTTLS: where TLS is required it would
+	 * go round the requirement, and after STARTTLS it cannot be (TLS is a
+	 * 1.0 feature). */
+	if (!s->peer_v1 && (s->tls_policy == CFG_TLS_REQUIRED || (s->tls_on && !s->direct_tls))) {
+		MET_INC(h->m, s2s_in_refused_version);
+		sess_stream_error(s, SERR_UNSUPPORTED_VERSION,
+				  s->tls_on ? "a stream restarted after STARTTLS is version 1.0"
+					    : "TLS is required here: version 1.0 streams only");
+		return;
+	}
 	char from_attr[CFG_NAME_MAX + 16] = "";
 	char fr[CFG_NAME_MAX] = "";
 	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0) {
@@ -102,8 +141,16 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 	/* RFC 6120 §4.3.2: STARTTLS first (alone when it is required); after
 	 * TLS, SASL EXTERNAL when the peer's certificate proves its domain
 	 * (XEP-0178), and dialback (XEP-0220) for the rest. */
-	char feat[512];
+	char feat[768];
 	int n = snprintf(feat, sizeof(feat), "<stream:features>");
+	/* XEP-0478: stanzas may be max_stanza_size (they come after a pair is
+	 * valid); a quiet stream is closed after idle_timeout */
+	n += snprintf(feat + n, sizeof(feat) - (size_t)n, "<limits xmlns='" NS_LIMITS "'><max-bytes>%u</max-bytes>",
+		      hub_cfg->max_stanza_size);
+	if (hub_cfg->idle_timeout)
+		n += snprintf(feat + n, sizeof(feat) - (size_t)n, "<idle-seconds>%u</idle-seconds>",
+			      hub_cfg->idle_timeout);
+	n += snprintf(feat + n, sizeof(feat) - (size_t)n, "</limits>");
 	bool can_tls = !s->tls_on && hub_tls && s->tls_policy != CFG_TLS_OFF && tls_ctx_cert_count(hub_tls) > 0;
 	if (can_tls) {
 		s->tls_offered = true;
@@ -139,6 +186,8 @@ static void in_starttls(struct hubw *h, struct sess *s)
 		return;
 	}
 	sess_sendf(s, "<proceed xmlns='" NS_TLS "'/>");
+	/* net drops whatever follows <starttls/> in the clear; in_on_tls
+	 * forgets the rest */
 	net_start_tls(s->c, t, false);
 	(void)h;
 }
@@ -183,6 +232,7 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		return;
 	}
 	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, domain, s->local, false)) {
+		MET_INC(h->m, s2s_in_refused_pairs);
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
 		return;
 	}
@@ -193,6 +243,11 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 	s->sasl_offered = false;
 	log_info(s->c->id, "s2s in %s -> %s: authenticated (SASL EXTERNAL)", domain, s->local);
 	sess_sendf(s, "<success xmlns='" NS_SASL "'/>");
+	/* the restarted stream has a new id: a verification of a key made for
+	 * the old one is not applied (dialback.c), so its pair starts over */
+	for (int i = 0; i < s->npairs; i++)
+		if (s->pairs[i].state == PAIR_PENDING)
+			s->pairs[i].state = PAIR_NONE;
 	xml_tok_reset(&s->tok); /* RFC 6120 §6.4.6: the peer restarts the stream */
 	s->tok.authenticated = true;
 	s->state = SESS_WAIT_HDR;
@@ -219,10 +274,6 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_BAD_FORMAT, "db:result without a key");
 		return;
 	}
-	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, from, to, false)) {
-		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
-		return;
-	}
 	enum policy_in pin = policy_inbound(from, s->tls_on, s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0);
 	if (pin != POLICY_IN_OK) { /* router/policy.h */
 		MET_INC(h->m, s2s_policy_refused);
@@ -235,13 +286,47 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 				   to, from);
 		return;
 	}
-	struct pair *p = in_pair(s, from, to, true);
-	if (p->state == PAIR_VALID) {
+	struct pair *p = in_pair(s, from, to, false);
+	if (p && p->state == PAIR_VALID) {
+		MET_INC(h->m, s2s_in_db_duplicate);
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
 		return;
 	}
-	if (p->state == PAIR_PENDING)
+	if (p && p->state == PAIR_PENDING) {
+		/* one verification per pair: its answer, when it comes, is the
+		 * answer to every copy of the request */
+		MET_INC(h->m, s2s_in_db_duplicate);
 		return;
+	}
+	if (!guard_key_form_ok(key.p, key.n)) {
+		/* The key goes verbatim into our <db:verify/> at a third server:
+		 * only XEP-0185's form (hex, GUARD_KEY_MIN..MAX digits) is sent
+		 * on. XEP-0220 §2.4 has no error condition for a malformed
+		 * request, and such a key cannot verify: it gets the answer of a
+		 * key that failed, type='invalid', which every peer understands
+		 * (RFC 3920 ones too), without asking anyone. */
+		MET_INC(h->m, s2s_in_refused_bad_key);
+		log_info(s->c->id, "s2s in %s -> %s: dialback key not of the XEP-0185 form: refused", from, to);
+		sess_sendf(s, "<db:result from='%s' to='%s' type='invalid'/>", to, from);
+		return;
+	}
+	if (!p) {
+		if (s->npairs >= S2S_MAX_PAIRS) {
+			MET_INC(h->m, s2s_in_refused_pairs);
+			sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
+			return;
+		}
+		p = in_pair(s, from, to, true);
+	}
+	if (p->state == PAIR_INVALID && p->retries++ >= DB_RETRY_MAX) {
+		/* XEP-0220 §2.4: forbidden, the authoritative server said invalid */
+		MET_INC(h->m, s2s_in_refused_retry);
+		sess_sendf(s,
+			   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+			   "<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+			   to, from);
+		return;
+	}
 	if (s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0) {
 		/* XEP-0344 §2.3: the certificate already proves the domain */
 		p->state = PAIR_VALID;
@@ -252,8 +337,26 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
 		return;
 	}
+	uint32_t pending = 0;
+	for (int i = 0; i < s->npairs; i++)
+		pending += s->pairs[i].state == PAIR_PENDING;
+	bool stream_full = pending >= hub_cfg->max_verify_per_stream;
+	if (stream_full || !guard_verify_acquire(hub_cfg->max_verify_total)) {
+		/* a stanza error (RFC 6120 §8.3.3.18) in a dialback error: the
+		 * peer may ask again once earlier verifications are done */
+		if (stream_full)
+			MET_INC(h->m, s2s_in_refused_verify_stream);
+		else
+			MET_INC(h->m, s2s_in_refused_verify_total);
+		p->state = PAIR_NONE;
+		sess_sendf(s,
+			   "<db:result from='%s' to='%s' type='error'><error type='wait'>"
+			   "<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+			   to, from);
+		return;
+	}
 	p->state = PAIR_PENDING;
-	db_verify_start(h, s, from, to, key);
+	db_verify_start(h, s, from, to, key); /* guard_verify_release() when it ends */
 }
 
 static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza *st)
@@ -302,7 +405,7 @@ static enum drive in_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 	const struct xml_stanza *st = &s->tok.st;
 	if (st->nsid == XML_NS_TLS && span_eq(st->name, "starttls")) {
 		in_starttls(h, s);
-		return DRIVE_ALL; /* what follows is TLS */
+		return DRIVE_STOP; /* what follows is TLS: net drops the clear bytes */
 	}
 	if (st->nsid == XML_NS_SASL && span_eq(st->name, "auth")) {
 		in_sasl_auth(h, s, st);
@@ -326,14 +429,70 @@ static enum drive in_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 	return DRIVE_ON;
 }
 
+/* The connection limits of guard.h, for c's source. Returns false (and has
+ * refused the stream) when one is reached. */
+static bool in_admit(struct hubw *h, struct sess *s)
+{
+	struct net_conn *c = s->c;
+	s->admitted = true;
+	enum guard_verdict v = guard_conn_acquire((const struct sockaddr *)&c->peer, net_now_ms(), &s->guard_slot);
+	if (v == GUARD_OK)
+		return true;
+	s->guard_slot = UINT32_MAX;
+	static const char *const why[] = {
+		[GUARD_TOTAL] = "max_connections",
+		[GUARD_PER_IP] = "max_connections_per_ip",
+		[GUARD_RATE] = "connection_rate_per_ip",
+	};
+	if (v == GUARD_TOTAL)
+		MET_INC(h->m, s2s_in_refused_max_connections);
+	else if (v == GUARD_PER_IP)
+		MET_INC(h->m, s2s_in_refused_per_ip);
+	else
+		MET_INC(h->m, s2s_in_refused_rate);
+	log_debug(c->id, "s2s in: refused (%s)", why[v]);
+	if (s->direct_tls && !s->tls_on) {
+		net_close(c, false); /* no TLS yet: nothing can be said */
+		return false;
+	}
+	/* RFC 6120 §4.9.3.18 resource-constraint for the hub's own bound,
+	 * §4.9.3.15 policy-violation for what this source did */
+	sess_stream_error(s, v == GUARD_TOTAL ? SERR_RESOURCE_CONSTRAINT : SERR_POLICY_VIOLATION,
+			  v == GUARD_TOTAL ? "too many connections" : "too many connections from your address");
+	return false;
+}
+
+/* Behind a balancer the real source is known once the PROXY header is read:
+ * the limits are checked then, before a TLS handshake on s2s-tls. */
+static void in_on_peer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	if (!s->admitted)
+		in_admit(hubw_of(c->w), s);
+}
+
 static size_t in_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
-	return sess_drive(c->user, b, p, n, in_event);
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (!s->admitted && !in_admit(h, s)) /* in_on_peer() did not run */
+		return n;
+	size_t used = sess_drive(s, b, p, n, in_event);
+	if (!s->tok.authenticated && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		s->preauth_bytes += (uint32_t)used;
+		if (s->preauth_bytes > hub_cfg->max_preauth_bytes) {
+			MET_INC(h->m, s2s_in_refused_preauth_bytes);
+			sess_stream_error(s, SERR_POLICY_VIOLATION, "too many bytes before authentication");
+			return n;
+		}
+	}
+	return used;
 }
 
 static void in_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
+	guard_conn_release(s->guard_slot);
 	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
 	log_debug(c->id, "s2s in closed (%d)", err);
 	sess_free(s);
@@ -347,7 +506,10 @@ static void in_on_timer(struct net_conn *c)
 	for (int i = 0; i < s->npairs; i++)
 		if (s->pairs[i].state == PAIR_VALID)
 			authed = true;
-	if (!authed && s->npairs == 0) {
+	if (!authed) {
+		/* preauth_timeout counts from accept: pending pairs and
+		 * whitespace do not extend it */
+		MET_INC(hubw_of(c->w)->m, s2s_in_refused_preauth_timeout);
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no authentication in time");
 		return;
 	}
@@ -374,7 +536,21 @@ static void in_on_tls(struct net_conn *c, int err)
 	s->tls_offered = false;
 	log_info(c->id, "s2s in: %s %s, SNI %s", tls_version(c->tls), tls_cipher(c->tls),
 		 tls_sni(c->tls) ? tls_sni(c->tls) : "(none)");
+	/* RFC 6120 §5.4.3.3: forget everything learnt before TLS: the parser
+	 * (net dropped the bytes), the pairs (a verification still out for one
+	 * was for the old stream id and is not applied), the peer's name, SASL */
 	xml_tok_reset(&s->tok);
+	if (s->tok.authenticated) /* the pre-auth deadline had given way to the idle one */
+		c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
+	s->tok.authenticated = false;
+	for (int i = 0; i < s->npairs; i++) {
+		free(s->pairs[i].remote);
+		free(s->pairs[i].local);
+	}
+	s->npairs = 0;
+	free(s->remote);
+	s->remote = NULL;
+	s->sasl_offered = false;
 	s->state = SESS_WAIT_HDR;
 }
 
@@ -383,6 +559,7 @@ const struct net_conn_ops s2s_in_ops = {
 	.on_tls = in_on_tls,
 	.on_close = in_on_close,
 	.on_timer = in_on_timer,
+	.on_peer = in_on_peer,
 };
 
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
@@ -392,7 +569,13 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 	MET_INC(hubw_of(c->w)->m, conns_open);
 	c->ops = &s2s_in_ops;
 	c->user = s;
+	s->guard_slot = UINT32_MAX;
 	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);
+	s->direct_tls = l->kind == CFG_LISTEN_S2S_TLS && hub_tls;
+	c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
+	/* behind a balancer: once the PROXY header names the source (in_on_peer) */
+	if (!(c->flags & NET_F_PROXY) && !in_admit(hubw_of(c->w), s))
+		return;
 	if (l->kind == CFG_LISTEN_S2S_TLS && hub_tls) {
 		/* XEP-0368: TLS from the first byte */
 		s->direct_tls = true;
@@ -402,5 +585,16 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 		else
 			net_close(c, false);
 	}
-	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000 * 3;
+}
+
+void s2s_in_init(void)
+{
+	struct guard_limits l = {
+		.max_conns = hub_cfg->max_connections,
+		.max_conns_per_ip = hub_cfg->max_connections_per_ip,
+		.rate_per_ip = hub_cfg->connection_rate_per_ip,
+	};
+	guard_init(&l);
+	if (hub_cfg->nproxy_from)
+		proxy_set_trusted(hub_cfg->proxy_from, hub_cfg->nproxy_from);
 }

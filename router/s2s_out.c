@@ -889,7 +889,7 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 			return DRIVE_ALL;
 		}
 		net_start_tls(s->c, t, true);
-		return DRIVE_ALL; /* nothing may follow <proceed/> in the clear */
+		return DRIVE_STOP; /* nothing may follow <proceed/> in the clear: net drops it */
 	} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
 		/* on success the tokenizer starts over: the peer's new header follows */
 		out_sasl_result(h, s, span_eq(st->name, "success"));

@@ -295,8 +295,11 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 			net_close(c, false);
 			return n;
 		}
-		if (fn(h, s, b, ev) == DRIVE_ALL)
+		enum drive r = fn(h, s, b, ev);
+		if (r == DRIVE_ALL)
 			return n;
+		if (r == DRIVE_STOP)
+			return off;
 	}
 	return off;
 }

@@ -18,6 +18,7 @@ enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
 struct pair {
 	char *remote, *local;
 	uint8_t state;
+	uint8_t retries; /* inbound: verifications started again after a refusal */
 };
 
 /* sess.state. What a stream has reached; one field for every kind. */
@@ -55,6 +56,10 @@ struct sess {
 	bool was_ready;     /* component: was in the pool */
 	bool bidi;          /* outbound: XEP-0288 bidirectional */
 	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
+	/* inbound limits (s2s_in.c, guard.h) */
+	uint32_t preauth_bytes; /* received before any pair was valid */
+	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
+	bool admitted;          /* passed the connection limits */
 };
 
 /* JID helpers: the domain part, normalised into out. Returns length or -1. */
@@ -64,8 +69,11 @@ struct xml_span jid_bare(struct xml_span jid);
 
 /* Driving a session's stream: see sess_drive() in sess.c. A handler gets
  * each XML_EV_STREAM_OPEN and XML_EV_STANZA; DRIVE_ALL consumes the rest of
- * the bytes (TLS follows, or the stream is over). */
-enum drive { DRIVE_ON, DRIVE_ALL };
+ * the bytes (the stream is over). */
+enum drive { DRIVE_ON, DRIVE_ALL, DRIVE_STOP };
+/* DRIVE_STOP: TLS was put under the connection (after <starttls/> or
+ * <proceed/>): the bytes up to this event are consumed, net drops and
+ * counts the rest (net_start_tls()). */
 typedef enum drive (*sess_event_fn)(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
 size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, sess_event_fn fn);
 static inline bool st_routable(const struct xml_stanza *st)

@@ -80,6 +80,7 @@ static int harness_start(const char *conf)
 	rcu_thread_offline();
 	if (rc)
 		return -1;
+	s2s_in_init();
 	net_set_queue_limit(harness_cfg.send_queue_max);
 	struct net_config nc;
 	hub_net_config(&nc, &harness_cfg);

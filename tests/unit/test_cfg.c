@@ -172,6 +172,8 @@ static void test_router_conf_examples_are_valid(void **state)
 			snprintf(line, sizeof(line), "%s %s\n", name, pem);
 		else if (!strcmp(name, "dialback_secret_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, secret);
+		else if (!strcmp(name, "proxy_from")) /* only with a listener that reads the header */
+			snprintf(line, sizeof(line), "%s\nlisten s2s 127.0.0.1:5270 proxy_protocol\n", body);
 		else
 			snprintf(line, sizeof(line), "%s\n", body);
 		char extra[256] = "";

@@ -399,17 +399,50 @@ static void test_resolver_retries_a_server_that_stopped(void **state)
 	assert_int_equal(b.fail_timeout - a.fail_timeout, 2);
 }
 
-static int free_udp_port(void)
+/* A loopback port free for UDP and TCP (dnsmasq binds both). Another
+ * process may take it before dnsmasq does: the caller tries again. */
+static int free_port(void)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0)
-		return -1;
-	close(fd);
-	return ntohs(a.sin_port);
+	int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0);
+	int port = -1;
+	if (u >= 0 && t >= 0 && bind(u, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(u, (struct sockaddr *)&a, &len) == 0 && bind(t, (struct sockaddr *)&a, sizeof(a)) == 0)
+		port = ntohs(a.sin_port);
+	if (u >= 0)
+		close(u);
+	if (t >= 0)
+		close(t);
+	return port;
+}
+
+/* dnsmasq on a free port, in the foreground of a child; its port or -1. */
+static int start_dnsmasq(const char *conf)
+{
+	for (int attempt = 0; attempt < 10; attempt++) {
+		int port = free_port();
+		if (port <= 0)
+			continue;
+		dnsmasq = fork();
+		if (dnsmasq == 0) {
+			char p[32], cf[160];
+			snprintf(p, sizeof(p), "--port=%d", port);
+			snprintf(cf, sizeof(cf), "--conf-file=%s", conf);
+			execlp("dnsmasq", "dnsmasq", "-k", p, "--listen-address=127.0.0.1", "--bind-interfaces",
+			       "--no-resolv", "--no-hosts", "--user=", "--pid-file=", cf, (char *)NULL);
+			_exit(127);
+		}
+		if (dnsmasq < 0)
+			return -1;
+		usleep(300000);
+		if (waitpid(dnsmasq, NULL, WNOHANG) == 0)
+			return port;
+	}
+	fprintf(stderr, "dnsmasq did not start\n");
+	dnsmasq = -1;
+	return -1;
 }
 
 static int group_setup(void **state)
@@ -444,26 +477,9 @@ static int group_setup(void **state)
 			"srv-host=_xmpp-server._tcp.e%d.fhdns,target.fhdns,7002,10,0\n",
 			i, i, i, i);
 	fclose(f);
-	int port = free_udp_port();
-	if (port <= 0)
+	int port = start_dnsmasq(conf);
+	if (port < 0)
 		return -1;
-	dnsmasq = fork();
-	if (dnsmasq == 0) {
-		char p[32], cf[160];
-		snprintf(p, sizeof(p), "--port=%d", port);
-		snprintf(cf, sizeof(cf), "--conf-file=%s", conf);
-		execlp("dnsmasq", "dnsmasq", "-k", p, "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv",
-		       "--no-hosts", "--user=", "--pid-file=", cf, (char *)NULL);
-		_exit(127);
-	}
-	if (dnsmasq < 0)
-		return -1;
-	usleep(300000);
-	if (waitpid(dnsmasq, NULL, WNOHANG) != 0) {
-		fprintf(stderr, "dnsmasq did not start\n");
-		dnsmasq = -1;
-		return -1;
-	}
 
 	struct net_config nc = {.workers = 1, .on_msg = w_msg, .on_accept = w_accept, .on_ctrl_msg = dns_on_ctrl_msg};
 	if (net_init(&nc) < 0)

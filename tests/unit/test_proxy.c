@@ -76,6 +76,64 @@ static void test_v2_tcp4_local_and_tlvs(void **state)
 	assert_int_equal(proxy_parse((char *)h, sizeof(h), &src), -1);
 }
 
+static int match(const char *block, const char *addr)
+{
+	struct proxy_cidr c;
+	if (proxy_cidr_parse(block, &c) < 0)
+		return -1;
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in s4 = {.sin_family = AF_INET};
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1)
+		return proxy_cidr_match(&c, (struct sockaddr *)&s4);
+	assert_int_equal(inet_pton(AF_INET6, addr, &s6.sin6_addr), 1);
+	return proxy_cidr_match(&c, (struct sockaddr *)&s6);
+}
+
+static void test_cidr_blocks_match_their_addresses(void **state)
+{
+	assert_int_equal(match("10.0.0.0/8", "10.255.1.2"), 1);
+	assert_int_equal(match("10.0.0.0/8", "11.0.0.1"), 0);
+	assert_int_equal(match("192.0.2.7", "192.0.2.7"), 1); /* a host: /32 */
+	assert_int_equal(match("192.0.2.7", "192.0.2.8"), 0);
+	assert_int_equal(match("192.0.2.0/25", "192.0.2.127"), 1);
+	assert_int_equal(match("192.0.2.0/25", "192.0.2.128"), 0);
+	assert_int_equal(match("0.0.0.0/0", "203.0.113.1"), 1);
+	assert_int_equal(match("0.0.0.0/0", "2001:db8::1"), 0); /* families apart */
+	assert_int_equal(match("2001:db8::/32", "2001:db8:ffff::1"), 1);
+	assert_int_equal(match("2001:db8::/32", "2001:db9::1"), 0);
+	assert_int_equal(match("::1", "::1"), 1);
+	assert_int_equal(match("10.0.0.0/8", "::ffff:10.1.2.3"), 1); /* IPv4-mapped */
+	assert_int_equal(match("2001:db8::/33", "2001:db8:8000::1"), 0);
+}
+
+static void test_cidr_refuses_typos(void **state)
+{
+	struct proxy_cidr c;
+	assert_int_equal(proxy_cidr_parse("10.0.0.1/8", &c), -1); /* host bits set */
+	assert_int_equal(proxy_cidr_parse("10.0.0.0/33", &c), -1);
+	assert_int_equal(proxy_cidr_parse("10.0.0.0/", &c), -1);
+	assert_int_equal(proxy_cidr_parse("10.0.0.0/-1", &c), -1);
+	assert_int_equal(proxy_cidr_parse("10.0.0/8", &c), -1);
+	assert_int_equal(proxy_cidr_parse("lb.example/8", &c), -1); /* no names */
+	assert_int_equal(proxy_cidr_parse("[::1]", &c), -1);
+	assert_int_equal(proxy_cidr_parse("::/129", &c), -1);
+	assert_int_equal(proxy_cidr_parse("", &c), -1);
+}
+
+static void test_trusted_list_defaults_to_loopback(void **state)
+{
+	struct sockaddr_in lo = {.sin_family = AF_INET}, lb = {.sin_family = AF_INET};
+	inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
+	inet_pton(AF_INET, "10.1.2.3", &lb.sin_addr);
+	assert_true(proxy_trusted((struct sockaddr *)&lo));
+	assert_false(proxy_trusted((struct sockaddr *)&lb));
+	struct proxy_cidr list[1];
+	assert_int_equal(proxy_cidr_parse("10.0.0.0/8", &list[0]), 0);
+	proxy_set_trusted(list, 1);
+	assert_false(proxy_trusted((struct sockaddr *)&lo)); /* the list replaces the default */
+	assert_true(proxy_trusted((struct sockaddr *)&lb));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -83,6 +141,9 @@ int main(void)
 		cmocka_unit_test(test_v1_tcp6_and_unknown),
 		cmocka_unit_test(test_v1_incomplete_then_bad),
 		cmocka_unit_test(test_v2_tcp4_local_and_tlvs),
+		cmocka_unit_test(test_cidr_blocks_match_their_addresses),
+		cmocka_unit_test(test_cidr_refuses_typos),
+		cmocka_unit_test(test_trusted_list_defaults_to_loopback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

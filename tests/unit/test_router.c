@@ -239,7 +239,7 @@ static struct sess in_s = {.kind = SESS_S2S_IN, .pairs = pairs};
 
 static void add_pair(struct sess *s, const char *remote, const char *local, enum pair_state st)
 {
-	s->pairs[s->npairs++] = (struct pair){(char *)remote, (char *)local, st};
+	s->pairs[s->npairs++] = (struct pair){.remote = (char *)remote, .local = (char *)local, .state = st};
 }
 
 static int setup_addr(void **state)
