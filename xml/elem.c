@@ -389,8 +389,14 @@ int xml_elem_start_full(struct xml_tok *t, const uint8_t *b, bool empty, size_t 
 	}
 	if (hdr)
 		return hdr_finish(t, b, &ens, at, endpos);
-	if (level == 1)
+	if (level == 1) {
 		root_record(t, b, endpos, &ens, at, deflt, empty);
+		/* a second stream header inside the stream is no stanza: waiting
+		 * for its end tag would hold the stream until a limit ran out */
+		if (t->root.nsid == XML_NS_STREAMS && t->sub[K_NLEN] - t->sub[K_NCOLON] == 6 &&
+		    !memcmp(b + t->sub[K_NAME] + t->sub[K_NCOLON], "stream", 6))
+			return xml_tok_fail(t, XML_ERR_BAD_FORMAT, tag);
+	}
 	if (hdr_pfx)
 		t->root.flags |= XML_ST_HDR_PREFIX;
 	if (empty) {

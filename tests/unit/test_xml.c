@@ -388,6 +388,18 @@ static void test_top_level_text_rejected(void **state)
 	expect_error(HDR "<>", XML_ERR_NOT_WELL_FORMED, h + 1);
 }
 
+static void test_second_stream_header_rejected(void **state)
+{
+	(void)state;
+	long h = (long)strlen(HDR);
+	expect_error(HDR "<stream:stream to='b' version='1.0'>", XML_ERR_BAD_FORMAT, h);
+	expect_error(HDR "<x:stream xmlns:x='http://etherx.jabber.org/streams'>", XML_ERR_BAD_FORMAT, h);
+	/* the same local name in another namespace is an ordinary element */
+	struct run r;
+	run_doc(HDR "<stream xmlns='urn:example'/>", &r);
+	assert_false(r.error);
+}
+
 static void test_stream_close(void **state)
 {
 	(void)state;
@@ -1203,6 +1215,7 @@ int main(void)
 		cmocka_unit_test(test_stream_version),
 		cmocka_unit_test(test_whitespace_keepalives),
 		cmocka_unit_test(test_top_level_text_rejected),
+		cmocka_unit_test(test_second_stream_header_rejected),
 		cmocka_unit_test(test_stream_close),
 		cmocka_unit_test(test_reset_for_new_stream),
 		cmocka_unit_test(test_real_stanzas_split_at_every_offset),
