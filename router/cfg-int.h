@@ -40,6 +40,9 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(http, HUB, 0, 1, 1)                    \
 	X(dialback_secret_file, HUB, 0, 1, 1)    \
 	X(log_level, HUB, 0, 1, 1)               \
+	X(log_format, HUB, 0, 1, 1)              \
+	X(log_rate_limit, HUB, 0, 1, 1)          \
+	X(metrics_domains_max, HUB, 0, 1, 1)     \
 	X(max_stanza_size, HUB, 0, 1, 1)         \
 	X(max_stanza_size_preauth, HUB, 0, 1, 1) \
 	X(max_depth, HUB, 0, 1, 1)               \

@@ -483,6 +483,8 @@ static void set_defaults(struct cfg *c)
 	c->workers = 0;
 	strcpy(c->hub_domain, "localhost");
 	c->log_level = 2;
+	c->log_rate_limit = 10;
+	c->metrics_domains_max = 100;
 	c->max_stanza_size = 256 * 1024;
 	c->max_stanza_size_preauth = 16 * 1024;
 	c->max_depth = 32;

@@ -91,6 +91,11 @@ struct cfg {
 	char dialback_secret_file[512];
 	char dialback_secret[128]; /* read from the file, or random if none */
 	int log_level;             /* 0 error 1 warn 2 info 3 debug */
+
+	bool log_json;                /* log_format json: one JSON object per line */
+	uint32_t log_rate_limit;      /* lines per second per call site; 0 = no limit */
+	uint32_t metrics_domains_max; /* domains with their own /metrics labels */
+
 	uint32_t max_stanza_size;
 	uint32_t max_stanza_size_preauth;
 	uint32_t max_depth, max_attrs, max_name;

@@ -176,6 +176,24 @@ void cfg_d_log_level(struct parser *p, int argc, char **argv)
 #define KB 1024ull
 #define MB (1024ull * 1024)
 
+void cfg_d_log_format(struct parser *p, int argc, char **argv)
+{
+	if (!strcmp(argv[0], "text") || !strcmp(argv[0], "json"))
+		p->c->log_json = !strcmp(argv[0], "json");
+	else
+		ERR(p, "log_format: '%s' is not one of text, json", argv[0]);
+}
+
+void cfg_d_log_rate_limit(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "log_rate_limit", argv[0], U_NUM, 0, 1000000, &p->c->log_rate_limit);
+}
+
+void cfg_d_metrics_domains_max(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "metrics_domains_max", argv[0], U_NUM, 0, 100000, &p->c->metrics_domains_max);
+}
+
 void cfg_d_max_stanza_size(struct parser *p, int argc, char **argv)
 {
 	cfg_set_u32(p, "max_stanza_size", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_stanza_size);

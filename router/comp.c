@@ -91,6 +91,7 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 	s->state = SESS_COMP_READY;
 	s->tok.authenticated = true;
 	MET_INC(h->m, comp_links);
+	sess_met_up(h, s, MET_AUTH_HANDSHAKE, s->local);
 	sess_sendf(s, "<handshake/>");
 	log_info(s->c->id, "component %s connected (%d in pool)", s->local, pool);
 	s->c->deadline = 0;
@@ -126,6 +127,8 @@ static void comp_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
+	sess_log_enter(s);
+	log_info(c->id, "component closed: %s", err ? strerror(-err) : "by us or the peer");
 	if (s->state == SESS_COMP_READY || s->was_ready) {
 		int left = s->state == SESS_COMP_READY ? rt_comp_del(s->local, c->ref) : -1;
 		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");
@@ -165,7 +168,7 @@ void comp_accept(struct net_conn *c)
 {
 	struct sess *s = sess_new(SESS_COMP);
 	s->c = c;
-	MET_INC(hubw_of(c->w)->m, conns_open);
+	met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_COMPONENT);
 	c->ops = &comp_ops;
 	c->user = s;
 	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;

@@ -91,7 +91,7 @@ static void verify_try_next(struct hubw *h, struct verify *v)
 			continue;
 		}
 		s->c = c;
-		MET_INC(hubw_of(c->w)->m, conns_open);
+		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_VERIFY);
 		s->verify = v; /* back-pointer; sess_free leaves it */
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		v->sess = s;
@@ -130,6 +130,7 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 				p->state = PAIR_VALID;
 				MET_INC(h->m, dialback_ok);
 				MET_INC(h->m, s2s_in_links);
+				sess_met_up(h, in, MET_AUTH_DIALBACK, v->remote);
 				in->tok.authenticated = true;
 				log_info(ic->id, "s2s in %s -> %s: authenticated (dialback)", v->remote, v->local);
 				sess_sendf(in, "<db:result from='%s' to='%s' type='valid'/>", v->local, v->remote);

@@ -28,8 +28,10 @@ static void reply(struct hubw *h, const struct xml_stanza *st, const char *paylo
 		return;
 	n += k;
 	n += snprintf(buf + n, sizeof(buf) - (size_t)n, payload ? ">%s</iq>" : "/>", payload ? payload : "");
-	if ((size_t)n < sizeof(buf))
+	if ((size_t)n < sizeof(buf)) {
+		MET_INC(h->m, generated[MET_GEN_ANSWER]);
 		route_generated(h, buf, (size_t)n);
+	}
 }
 
 /* A namespace attribute value (references decoded) equals uri. */

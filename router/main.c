@@ -114,6 +114,8 @@ static int make_tls(void)
 			log_error(0, "[domain %s]: cannot load %s: %s", d->name, d->cert, tls_strerror(rc));
 			return -1;
 		}
+		if (met_cert_expiry_file(d->name, d->cert) < 0)
+			log_warn(0, "[domain %s]: cannot read the expiry date of %s", d->name, d->cert);
 		n++;
 	}
 	log_info(0, "tls: %d certificate%s, %zu names", n, n == 1 ? "" : "s", tls_ctx_name_count(hub_tls));
@@ -161,6 +163,9 @@ int main(int argc, char **argv)
 	}
 	hub_cfg = &cfg;
 	log_level = cfg.log_level;
+	log_init_env();
+	log_set_json(cfg.log_json);
+	log_set_rate_limit(cfg.log_rate_limit);
 
 	log_info(0, "fedhub %s starting (%s), %s (%s)", FEDHUB_VERSION, conf ? conf : "embedded default configuration",
 		 tls_library_info(), wolf_build);
@@ -196,7 +201,9 @@ int main(int argc, char **argv)
 	hub_net_config(&nc, &cfg);
 	net_init(&nc);
 	s2s_in_init();
+	met_set_domains_max(cfg.metrics_domains_max);
 	met_init(net_nworkers());
+	met_set_build_info(FEDHUB_VERSION, tls_library_info(), !strstr(tls_library_info(), "AES-NI: no"));
 	char dns_server[80] = "";
 	if (cfg.dns_server.len) {
 		char host[64];

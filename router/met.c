@@ -27,8 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <microhttpd.h>
 #include "net/dns.h"
+#include "net/alloc.h"
 #include "net/log.h"
 #include "net/net.h"
 #include "router/met.h"
@@ -43,13 +46,57 @@ static struct {
 
 	struct MHD_Daemon *httpd;
 	int port;
+
+	char build_version[64], build_wolfssl[128];
+	bool build_set, build_aesni;
 } met = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = true};
 
+/* The registry of labelled domains. A name gets a slot once (under reg.lock,
+ * when a link authenticates) and keeps it until met_init/met_free; the hash
+ * of slots is published with release stores, so met_dom_find reads it
+ * without a lock. Counters live in each worker's dom[] array, indexed by
+ * the slot, and are summed at scrape like the plain counters. */
+struct dom_name {
+	char name[CFG_NAME_MAX];
+	uint8_t kind;
+	int8_t last_err; /* met_cond index + 1; 0: none */
+};
+static struct {
+	pthread_mutex_t lock;
+	uint32_t max;   /* metrics_domains_max */
+	uint32_t n;     /* slots used (release-stored) */
+	uint32_t hcap;  /* power of two > 2 * max */
+	uint32_t *hash; /* slot + 1; 0 = empty */
+	struct dom_name *names;
+} reg = {.lock = PTHREAD_MUTEX_INITIALIZER, .max = 100};
+
+/* Certificates of the hosted domains (fedhub_cert_expiry_seconds). */
+static struct {
+	char (*domain)[CFG_NAME_MAX];
+	int64_t *not_after;
+	size_t n, cap;
+} certs;
+
 /* ---- counters ------------------------------------------------------------ */
+
+static uint32_t dom_slots(void)
+{
+	return reg.max + MET_DOM_KIND_N;
+}
+
+static void blocks_free(struct met_worker *b, int n)
+{
+	for (int i = 0; b && i < n; i++)
+		free(b[i].dom);
+	free(b);
+}
 
 int met_init(int nworkers)
 {
 	struct met_worker *b;
+	uint32_t *hash;
+	struct dom_name *names;
+	uint32_t hcap = 16;
 	size_t n;
 
 	if (nworkers < 0)
@@ -63,12 +110,41 @@ int met_init(int nworkers)
 	if (!b)
 		return -ENOMEM;
 	memset(b, 0, n * sizeof(*b));
+	for (size_t i = 0; i < n; i++) {
+		b[i].dom = calloc(dom_slots(), sizeof(*b[i].dom));
+		if (!b[i].dom) {
+			blocks_free(b, (int)n);
+			return -ENOMEM;
+		}
+	}
+	while (hcap <= 2 * reg.max)
+		hcap *= 2;
+	hash = calloc(hcap, sizeof(*hash));
+	names = calloc(dom_slots(), sizeof(*names));
+	if (!hash || !names) {
+		free(hash);
+		free(names);
+		blocks_free(b, (int)n);
+		return -ENOMEM;
+	}
+	for (int k = 0; k < MET_DOM_KIND_N; k++) {
+		strcpy(names[reg.max + (uint32_t)k].name, "_other");
+		names[reg.max + (uint32_t)k].kind = (uint8_t)k;
+	}
 	/* Under the lock because the HTTP thread may be rendering (a test
 	 * re-initialising between requests); workers must not be running. */
 	pthread_mutex_lock(&met.lock);
-	free(met.blocks);
+	pthread_mutex_lock(&reg.lock);
+	blocks_free(met.blocks, met.nworkers ? met.nworkers : 1);
 	met.blocks = b;
 	met.nworkers = nworkers;
+	free(reg.hash);
+	free(reg.names);
+	reg.hash = hash;
+	reg.names = names;
+	reg.hcap = hcap;
+	reg.n = 0;
+	pthread_mutex_unlock(&reg.lock);
 	clock_gettime(CLOCK_MONOTONIC, &met.start);
 	met.ready = true;
 	pthread_mutex_unlock(&met.lock);
@@ -87,6 +163,373 @@ void met_set_ready(bool ready)
 	pthread_mutex_lock(&met.lock);
 	met.ready = ready;
 	pthread_mutex_unlock(&met.lock);
+}
+
+/* ---- labels -------------------------------------------------------------- */
+
+static const char *const dir_names[MET_DIR_N] = {"in", "out", "verify", "component"};
+static const char *const auth_names[MET_AUTH_N] = {"sasl_external", "dialback", "xep0344", "handshake"};
+/* The auth methods each direction uses: their series exist from the start. */
+static const unsigned auth_used[MET_DIR_N] = {
+	[MET_DIR_IN] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK | 1u << MET_AUTH_XEP0344,
+	[MET_DIR_OUT] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK,
+	[MET_DIR_COMPONENT] = 1u << MET_AUTH_HANDSHAKE,
+};
+static const char *const tls_names[MET_TLS_N] = {"none", "TLSv1.2", "TLSv1.3", "other"};
+static const char *const gen_names[MET_GEN_N] = {"bounce", "answer"};
+static const char *const kind_names[MET_DOM_KIND_N] = {"remote", "component"};
+
+/* RFC 6120 §4.9.3 (stream) and §8.3.3 (stanza) conditions, one list: the
+ * names that are in both mean the same in both. */
+static const char *const cond_names[MET_COND_N] = {
+	"bad-format",
+	"bad-namespace-prefix",
+	"conflict",
+	"connection-timeout",
+	"host-gone",
+	"host-unknown",
+	"improper-addressing",
+	"internal-server-error",
+	"invalid-from",
+	"invalid-namespace",
+	"invalid-xml",
+	"not-authorized",
+	"not-well-formed",
+	"policy-violation",
+	"remote-connection-failed",
+	"reset",
+	"resource-constraint",
+	"restricted-xml",
+	"see-other-host",
+	"system-shutdown",
+	"undefined-condition",
+	"unsupported-encoding",
+	"unsupported-feature",
+	"unsupported-stanza-type",
+	"unsupported-version",
+	"remote-server-not-found",
+	"remote-server-timeout",
+	"service-unavailable",
+	"feature-not-implemented",
+	"item-not-found",
+	"bad-request",
+	"other",
+};
+
+int met_cond(const char *name)
+{
+	for (int i = 0; name && i < MET_COND_N - 1; i++)
+		if (!strcmp(name, cond_names[i]))
+			return i;
+	return MET_COND_N - 1;
+}
+
+enum met_tls met_tls_of(const char *v)
+{
+	if (!v)
+		return MET_TLS_NONE;
+	if (!strcmp(v, "TLSv1.2"))
+		return MET_TLS_12;
+	if (!strcmp(v, "TLSv1.3"))
+		return MET_TLS_13;
+	return MET_TLS_OTHER;
+}
+
+void met_set_domains_max(uint32_t n)
+{
+	pthread_mutex_lock(&reg.lock);
+	reg.max = n;
+	pthread_mutex_unlock(&reg.lock);
+}
+
+static uint32_t name_hash(enum met_dom_kind kind, const char *d)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)kind;
+
+	for (; *d; d++)
+		h = (h ^ (unsigned char)*d) * 16777619u;
+	return h;
+}
+
+int met_dom_find(enum met_dom_kind kind, const char *d)
+{
+	uint32_t *hash = __atomic_load_n(&reg.hash, __ATOMIC_ACQUIRE);
+	uint32_t mask = reg.hcap - 1;
+
+	if (!hash || !d)
+		return -1;
+	for (uint32_t i = name_hash(kind, d) & mask;; i = (i + 1) & mask) {
+		uint32_t v = __atomic_load_n(&hash[i], __ATOMIC_ACQUIRE);
+		if (!v)
+			return -1;
+		const struct dom_name *e = &reg.names[v - 1];
+		if (e->kind == kind && !strcmp(e->name, d))
+			return (int)(v - 1);
+	}
+}
+
+int met_dom_index(enum met_dom_kind kind, const char *d)
+{
+	int i = met_dom_find(kind, d);
+
+	if (i >= 0 || !reg.hash)
+		return i >= 0 ? i : -1;
+	pthread_mutex_lock(&reg.lock);
+	i = met_dom_find(kind, d); /* another worker may have just added it */
+	if (i < 0 && reg.n < reg.max && strlen(d) < CFG_NAME_MAX) {
+		uint32_t mask = reg.hcap - 1, h = name_hash(kind, d) & mask;
+		struct dom_name *e = &reg.names[reg.n];
+		strcpy(e->name, d);
+		e->kind = (uint8_t)kind;
+		while (reg.hash[h])
+			h = (h + 1) & mask;
+		i = (int)reg.n;
+		__atomic_store_n(&reg.n, reg.n + 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&reg.hash[h], (uint32_t)i + 1, __ATOMIC_RELEASE);
+	}
+	if (i < 0)
+		i = (int)(reg.max + (uint32_t)kind);
+	pthread_mutex_unlock(&reg.lock);
+	return i;
+}
+
+int met_dom_slot(enum met_dom_kind kind, const char *d)
+{
+	int i = met_dom_find(kind, d);
+
+	return i >= 0 ? i : (int)(reg.max + (uint32_t)kind);
+}
+
+void met_dom_error(enum met_dom_kind kind, const char *d, const char *cond)
+{
+	int i = d ? met_dom_slot(kind, d) : -1;
+
+	if (i >= 0 && reg.names)
+		__atomic_store_n(&reg.names[i].last_err, (int8_t)(met_cond(cond) + 1), __ATOMIC_RELAXED);
+}
+
+void met_conn_open(struct met_worker *w, struct met_link *l, enum met_dir dir)
+{
+	if (!w || l->open)
+		return;
+	l->open = true;
+	l->dir = (uint8_t)dir;
+	l->dom = -1;
+	MET_INC(w, conns_open);
+	MET_INC(w, conns_dir[dir]);
+}
+
+void met_link_up(struct met_worker *w, struct met_link *l, enum met_auth auth, enum met_tls tls, enum met_dom_kind kind,
+		 const char *d)
+{
+	if (!w || !l->open)
+		return;
+	MET_INC(w, links_auth[l->dir][auth]);
+	if (l->up)
+		return;
+	l->up = true;
+	l->auth = (uint8_t)auth;
+	l->tls = (uint8_t)tls;
+	MET_INC(w, links_up[l->dir][auth][tls]);
+	l->dom = d ? met_dom_index(kind, d) : -1;
+	if (l->dom >= 0)
+		MET_INC(w, dom[l->dom].links);
+}
+
+void met_conn_close(struct met_worker *w, struct met_link *l)
+{
+	if (!w || !l->open)
+		return;
+	MET_DEC(w, conns_open);
+	MET_DEC(w, conns_dir[l->dir]);
+	if (l->up) {
+		MET_DEC(w, links_up[l->dir][l->auth][l->tls]);
+		if (l->dom >= 0)
+			MET_DEC(w, dom[l->dom].links);
+	}
+	l->open = l->up = false;
+}
+
+/* ---- static information ---------------------------------------------------- */
+
+void met_set_build_info(const char *version, const char *wolfssl, bool aesni)
+{
+	pthread_mutex_lock(&met.lock);
+	snprintf(met.build_version, sizeof(met.build_version), "%s", version ? version : "");
+	snprintf(met.build_wolfssl, sizeof(met.build_wolfssl), "%s", wolfssl ? wolfssl : "");
+	met.build_aesni = aesni;
+	met.build_set = true;
+	pthread_mutex_unlock(&met.lock);
+}
+
+/* One DER element at *p (bounded by end): its tag, and its contents in
+ * [*c, *c + *cn). Returns 0, or -1 when it does not fit. */
+static int der_elem(const uint8_t **p, const uint8_t *end, uint8_t *tag, const uint8_t **c, size_t *cn)
+{
+	const uint8_t *q = *p;
+	size_t len;
+
+	if (end - q < 2)
+		return -1;
+	*tag = *q++;
+	len = *q++;
+	if (len & 0x80) {
+		int k = (int)(len & 0x7f);
+		if (k < 1 || k > 4 || end - q < k)
+			return -1;
+		len = 0;
+		while (k--)
+			len = (len << 8) | *q++;
+	}
+	if ((size_t)(end - q) < len)
+		return -1;
+	*c = q;
+	*cn = len;
+	*p = q + len;
+	return 0;
+}
+
+static int two(const uint8_t *s)
+{
+	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+		return -1;
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int64_t met_der_not_after(const uint8_t *der, size_t n)
+{
+	const uint8_t *p = der, *end = der + n, *c, *t;
+	size_t cn, tn;
+	uint8_t tag;
+
+	/* Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version
+	 * OPTIONAL, serial, signature, issuer, validity SEQUENCE { notBefore,
+	 * notAfter }, ... } ... } (RFC 5280 §4.1) */
+	if (der_elem(&p, end, &tag, &c, &cn) < 0 || tag != 0x30)
+		return -1;
+	p = c;
+	end = c + cn;
+	if (der_elem(&p, end, &tag, &c, &cn) < 0 || tag != 0x30)
+		return -1;
+	p = c;
+	end = c + cn;
+	if (der_elem(&p, end, &tag, &c, &cn) < 0)
+		return -1;
+	if (tag == 0xa0 && der_elem(&p, end, &tag, &c, &cn) < 0) /* version, then serial */
+		return -1;
+	if (der_elem(&p, end, &tag, &c, &cn) < 0 || der_elem(&p, end, &tag, &c, &cn) < 0) /* signature, issuer */
+		return -1;
+	if (der_elem(&p, end, &tag, &c, &cn) < 0 || tag != 0x30) /* validity */
+		return -1;
+	p = c;
+	end = c + cn;
+	if (der_elem(&p, end, &tag, &c, &cn) < 0 || der_elem(&p, end, &tag, &t, &tn) < 0)
+		return -1;
+	/* UTCTime YYMMDDHHMMSSZ (RFC 5280 §4.1.2.5.1) or GeneralizedTime YYYYMMDDHHMMSSZ */
+	int64_t year;
+	if (tag == 0x17 && tn == 13 && t[12] == 'Z') {
+		int yy = two(t);
+		if (yy < 0)
+			return -1;
+		year = yy >= 50 ? 1900 + yy : 2000 + yy;
+		t += 2;
+	} else if (tag == 0x18 && tn == 15 && t[14] == 'Z') {
+		int hi = two(t), lo = two(t + 2);
+		if (hi < 0 || lo < 0)
+			return -1;
+		year = hi * 100 + lo;
+		t += 4;
+	} else {
+		return -1;
+	}
+	int mo = two(t), d = two(t + 2), hh = two(t + 4), mm = two(t + 6), ss = two(t + 8);
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
+		return -1;
+	return days_from_civil(year, mo, d) * 86400 + hh * 3600 + mm * 60 + ss;
+}
+
+static int b64val(int ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+')
+		return 62;
+	if (ch == '/')
+		return 63;
+	return -1;
+}
+
+int met_cert_expiry_file(const char *domain, const char *path)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----", fin[] = "-----END CERTIFICATE-----";
+	FILE *f = fopen(path, "re");
+	char *pem, *a, *z;
+	uint8_t *der;
+	size_t n = 0, dn = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	int64_t t;
+
+	if (!f)
+		return -1;
+	pem = xmalloc(1 << 20);
+	n = fread(pem, 1, (1 << 20) - 1, f);
+	fclose(f);
+	pem[n] = 0;
+	a = strstr(pem, begin);
+	z = a ? strstr(a, fin) : NULL;
+	if (!z) {
+		free(pem);
+		return -1;
+	}
+	der = xmalloc(n);
+	for (a += sizeof(begin) - 1; a < z; a++) {
+		int v = b64val((unsigned char)*a);
+		if (v < 0)
+			continue; /* line breaks, padding */
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			der[dn++] = (uint8_t)(acc >> bits);
+		}
+	}
+	t = met_der_not_after(der, dn);
+	free(der);
+	free(pem);
+	if (t < 0)
+		return -1;
+	pthread_mutex_lock(&met.lock);
+	size_t i;
+	for (i = 0; i < certs.n && strcmp(certs.domain[i], domain); i++)
+		;
+	if (i == certs.n) {
+		if (certs.n == certs.cap) {
+			certs.cap = certs.cap ? certs.cap * 2 : 16;
+			certs.domain = xrealloc(certs.domain, certs.cap * sizeof(*certs.domain));
+			certs.not_after = xrealloc(certs.not_after, certs.cap * sizeof(*certs.not_after));
+		}
+		snprintf(certs.domain[certs.n], CFG_NAME_MAX, "%s", domain);
+		certs.n++;
+	}
+	certs.not_after[i] = t;
+	pthread_mutex_unlock(&met.lock);
+	return 0;
 }
 
 static uint64_t uptime_s(void)
@@ -170,6 +613,245 @@ static uint64_t sum_field(size_t off)
 	return s;
 }
 
+size_t met_escape_label(const char *in, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *in; in++) {
+		const char *rep = NULL;
+		char one[2] = {*in, 0};
+		if (*in == '\\')
+			rep = "\\\\";
+		else if (*in == '"')
+			rep = "\\\"";
+		else if (*in == '\n')
+			rep = "\\n";
+		else
+			rep = one;
+		for (; *rep; rep++, n++)
+			if (n + 1 < cap)
+				out[n] = *rep;
+	}
+	if (cap)
+		out[n < cap ? n : cap - 1] = 0;
+	return n;
+}
+
+/* A label value, escaped, into the output (values here are short: domain
+ * names, conditions, versions). */
+static const char *esc(const char *in, char *tmp, size_t cap)
+{
+	met_escape_label(in, tmp, cap);
+	return tmp;
+}
+
+static void head(struct out *o, const char *name, const char *type, const char *help)
+{
+	put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s %s\n", name, help, name, type);
+}
+
+/* Sum of a uint64 at byte offset off of every worker block. */
+#define SUM(expr) sum_field(offsetof(struct met_worker, expr))
+
+static void render_labelled(struct out *o)
+{
+	head(o, "connections_open", "gauge",
+	     "connections open by direction, from accept or connect to close (a stream need not be open)");
+	for (int d = 0; d < MET_DIR_N; d++)
+		put(o, "fedhub_connections_open{direction=\"%s\"} %llu\n", dir_names[d],
+		    (unsigned long long)SUM(conns_dir[d]));
+	head(o, "links_authenticated", "gauge",
+	     "connections whose stream is authenticated, by direction, auth and TLS version");
+	for (int d = 0; d < MET_DIR_N; d++)
+		for (int a = 0; a < MET_AUTH_N; a++)
+			for (int t = 0; t < MET_TLS_N; t++) {
+				uint64_t v = SUM(links_up[d][a][t]);
+				if (v)
+					put(o,
+					    "fedhub_links_authenticated{direction=\"%s\",auth=\"%s\",tls=\"%s\"} "
+					    "%llu\n",
+					    dir_names[d], auth_names[a], tls_names[t], (unsigned long long)v);
+			}
+	head(o, "link_authentications_total", "counter",
+	     "domain pairs or components authenticated, by direction and auth method");
+	for (int d = 0; d < MET_DIR_N; d++)
+		for (int a = 0; a < MET_AUTH_N; a++) {
+			uint64_t v = SUM(links_auth[d][a]);
+			if (v || auth_used[d] & (1u << a))
+				put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n",
+				    dir_names[d], auth_names[a], (unsigned long long)v);
+		}
+	head(o, "stanzas_received_total", "counter", "stanzas received from peers and components, by link direction");
+	for (int d = 0; d < MET_DIR_N; d++)
+		put(o, "fedhub_stanzas_received_total{direction=\"%s\"} %llu\n", dir_names[d],
+		    (unsigned long long)SUM(stanzas_dir[0][d]));
+	head(o, "stanzas_sent_total", "counter", "stanzas queued to peers and components, by link direction");
+	for (int d = 0; d < MET_DIR_N; d++)
+		put(o, "fedhub_stanzas_sent_total{direction=\"%s\"} %llu\n", dir_names[d],
+		    (unsigned long long)SUM(stanzas_dir[1][d]));
+	head(o, "stanzas_generated_total", "counter",
+	     "stanzas the hub generated (bounces, answers to stanzas for its own domain)");
+	for (int g = 0; g < MET_GEN_N; g++)
+		put(o, "fedhub_stanzas_generated_total{kind=\"%s\"} %llu\n", gen_names[g],
+		    (unsigned long long)SUM(generated[g]));
+	head(o, "received_bytes_total", "counter", "XML bytes received (after TLS), by link direction");
+	for (int d = 0; d < MET_DIR_N; d++)
+		put(o, "fedhub_received_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
+		    (unsigned long long)SUM(bytes_dir[0][d]));
+	head(o, "sent_bytes_total", "counter", "XML bytes queued to send (before TLS), by link direction");
+	for (int d = 0; d < MET_DIR_N; d++)
+		put(o, "fedhub_sent_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
+		    (unsigned long long)SUM(bytes_dir[1][d]));
+	head(o, "bounces_total", "counter", "stanzas bounced to their sender, by stanza error condition");
+	for (int c = 0; c < MET_COND_N; c++) {
+		uint64_t v = SUM(bounces[c]);
+		if (v)
+			put(o, "fedhub_bounces_total{condition=\"%s\"} %llu\n", cond_names[c], (unsigned long long)v);
+	}
+	head(o, "stream_errors_by_condition_total", "counter", "stream errors sent and received, by condition");
+	for (int s = 0; s < 2; s++)
+		for (int c = 0; c < MET_COND_N; c++) {
+			uint64_t v = SUM(stream_errors[s][c]);
+			if (v)
+				put(o, "fedhub_stream_errors_by_condition_total{side=\"%s\",condition=\"%s\"} %llu\n",
+				    s ? "sent" : "received", cond_names[c], (unsigned long long)v);
+		}
+}
+
+static uint64_t sum_dom(uint32_t i, size_t off)
+{
+	uint64_t s = 0;
+
+	for (int w = 0; met.blocks && w < met.nworkers; w++)
+		s += __atomic_load_n((uint64_t *)((char *)&met.blocks[w].dom[i] + off), __ATOMIC_RELAXED);
+	return s;
+}
+
+/* Per-domain series: the registered domains, then "_other" per kind. */
+static void render_domains(struct out *o)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+		int dir; /* -1: no direction label */
+	} fam[] = {
+		{"domain_stanzas_total", "counter", "stanzas from (in) and to (out) a remote or component domain",
+		 offsetof(struct met_dom, stanzas[0]), 0},
+		{NULL, NULL, NULL, offsetof(struct met_dom, stanzas[1]), 1},
+		{"domain_bytes_total", "counter", "stanza bytes from (in) and to (out) a remote or component domain",
+		 offsetof(struct met_dom, bytes[0]), 0},
+		{NULL, NULL, NULL, offsetof(struct met_dom, bytes[1]), 1},
+		{"domain_links", "gauge", "authenticated links of a remote or component domain",
+		 offsetof(struct met_dom, links), -1},
+	};
+	uint32_t n = __atomic_load_n(&reg.n, __ATOMIC_ACQUIRE);
+	char e[2 * CFG_NAME_MAX];
+
+	metric(o, "metrics_domains_max", "", "gauge", "the cap on labelled domains (metrics_domains_max)", reg.max);
+	metric(o, "metrics_domains", "", "gauge", "domains with labelled series (the rest: domain=\"_other\")", n);
+	if (!reg.names || !met.blocks)
+		return;
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		if (fam[f].name)
+			head(o, fam[f].name, fam[f].type, fam[f].help);
+		const char *name = fam[f].name ? fam[f].name : fam[f - 1].name;
+		for (uint32_t j = 0; j < n + MET_DOM_KIND_N; j++) {
+			uint32_t i = j < n ? j : reg.max + (j - n);
+			const struct dom_name *d = &reg.names[i];
+			if (fam[f].dir >= 0)
+				put(o, "fedhub_%s{kind=\"%s\",domain=\"%s\",direction=\"%s\"} %llu\n", name,
+				    kind_names[d->kind], esc(d->name, e, sizeof(e)), fam[f].dir ? "out" : "in",
+				    (unsigned long long)sum_dom(i, fam[f].off));
+			else
+				put(o, "fedhub_%s{kind=\"%s\",domain=\"%s\"} %llu\n", name, kind_names[d->kind],
+				    esc(d->name, e, sizeof(e)), (unsigned long long)sum_dom(i, fam[f].off));
+		}
+	}
+	head(o, "domain_last_error_info", "gauge",
+	     "the last stream error on a link of the domain, or remote-connection-failed (always 1)");
+	for (uint32_t j = 0; j < n + MET_DOM_KIND_N; j++) {
+		uint32_t i = j < n ? j : reg.max + (j - n);
+		int le = __atomic_load_n(&reg.names[i].last_err, __ATOMIC_RELAXED);
+		if (le > 0)
+			put(o, "fedhub_domain_last_error_info{kind=\"%s\",domain=\"%s\",condition=\"%s\"} 1\n",
+			    kind_names[reg.names[i].kind], esc(reg.names[i].name, e, sizeof(e)), cond_names[le - 1]);
+	}
+}
+
+static void render_static(struct out *o)
+{
+	char a[256], b[256];
+
+	if (met.build_set) {
+		head(o, "build_info", "gauge", "the build (always 1)");
+		put(o, "fedhub_build_info{version=\"%s\",wolfssl=\"%s\",aesni=\"%s\"} 1\n",
+		    esc(met.build_version, a, sizeof(a)), esc(met.build_wolfssl, b, sizeof(b)),
+		    met.build_aesni ? "yes" : "no");
+	}
+	if (certs.n) {
+		head(o, "cert_expiry_seconds", "gauge", "notAfter of each hosted domain's certificate (Unix time)");
+		for (size_t i = 0; i < certs.n; i++)
+			put(o, "fedhub_cert_expiry_seconds{domain=\"%s\"} %lld\n", esc(certs.domain[i], a, sizeof(a)),
+			    (long long)certs.not_after[i]);
+	}
+}
+
+/* Process metrics from /proc (read at scrape, on the HTTP thread). */
+static void render_process(struct out *o)
+{
+	char buf[1024], *p;
+	unsigned long long ut, st, start, rss;
+	long tck = sysconf(_SC_CLK_TCK), pg = sysconf(_SC_PAGESIZE);
+	FILE *f;
+	size_t n;
+
+	f = fopen("/proc/self/stat", "re");
+	n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	/* fields after "(comm)": state is 3rd; utime 14, stime 15, starttime 22 */
+	p = strrchr(buf, ')');
+	if (p && tck > 0 &&
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu", &ut,
+		   &st, &start) == 3) {
+		put(o,
+		    "# HELP fedhub_process_cpu_seconds_total user and system CPU time\n"
+		    "# TYPE fedhub_process_cpu_seconds_total counter\nfedhub_process_cpu_seconds_total %.2f\n",
+		    (double)(ut + st) / (double)tck);
+		unsigned long long btime = 0;
+		char line[256];
+		if ((f = fopen("/proc/stat", "re"))) {
+			while (fgets(line, sizeof(line), f))
+				if (sscanf(line, "btime %llu", &btime) == 1)
+					break;
+			fclose(f);
+		}
+		if (btime)
+			put(o,
+			    "# HELP fedhub_process_start_time_seconds start time of the process (Unix time)\n"
+			    "# TYPE fedhub_process_start_time_seconds gauge\nfedhub_process_start_time_seconds %.2f\n",
+			    (double)btime + (double)start / (double)tck);
+	}
+	if ((f = fopen("/proc/self/statm", "re"))) {
+		if (fscanf(f, "%*u %llu", &rss) == 1)
+			metric(o, "process_resident_memory", "_bytes", "gauge", "resident set size",
+			       (uint64_t)rss * (uint64_t)pg);
+		fclose(f);
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		uint64_t fds = 0;
+		struct dirent *de;
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.')
+				fds++;
+		closedir(d);
+		metric(o, "process_open_fds", "", "gauge", "open file descriptors",
+		       fds ? fds - 1 : 0); /* not ours: the dir */
+	}
+}
+
 size_t met_render(char *buf, size_t cap)
 {
 	struct out o = {buf, cap, 0};
@@ -188,6 +870,10 @@ size_t met_render(char *buf, size_t cap)
 	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
+	render_labelled(&o);
+	render_domains(&o);
+	render_static(&o);
+	render_process(&o);
 	render_dns(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
@@ -360,8 +1046,18 @@ void met_free(void)
 {
 	met_http_stop();
 	pthread_mutex_lock(&met.lock);
-	free(met.blocks);
+	blocks_free(met.blocks, met.nworkers ? met.nworkers : 1);
 	met.blocks = NULL;
 	met.nworkers = 0;
+	pthread_mutex_lock(&reg.lock);
+	free(reg.hash);
+	free(reg.names);
+	reg.hash = NULL;
+	reg.names = NULL;
+	reg.n = 0;
+	pthread_mutex_unlock(&reg.lock);
+	free(certs.domain);
+	free(certs.not_after);
+	memset(&certs, 0, sizeof(certs));
 	pthread_mutex_unlock(&met.lock);
 }

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include "router/cfg.h"
 
 #define MET_COUNTERS(X)                                                                       \
@@ -55,12 +56,50 @@
 	X(s2s_in_refused_retry, "dialback requests refused: pair refused before on the same stream")      \
 	X(s2s_in_db_duplicate, "dialback requests for a pair already pending or valid, not verified again")
 
+/* Labels. Each labelled counter is an array in struct met_worker indexed by
+ * these enums; met.c names the values. Add a value before the _N member and
+ * its name to the matching table in met.c. */
+enum met_dir { MET_DIR_IN, MET_DIR_OUT, MET_DIR_VERIFY, MET_DIR_COMPONENT, MET_DIR_N };
+enum met_auth { MET_AUTH_SASL_EXTERNAL, MET_AUTH_DIALBACK, MET_AUTH_XEP0344, MET_AUTH_HANDSHAKE, MET_AUTH_N };
+enum met_tls { MET_TLS_NONE, MET_TLS_12, MET_TLS_13, MET_TLS_OTHER, MET_TLS_N };
+enum met_gen { MET_GEN_BOUNCE, MET_GEN_ANSWER, MET_GEN_N }; /* stanzas the hub generates */
+enum met_dom_kind { MET_DOM_REMOTE, MET_DOM_COMPONENT, MET_DOM_KIND_N };
+/* RFC 6120 §4.9.3 stream error and §8.3.3 stanza error conditions, indexed
+ * by met_cond(); the last index is "other" (a name not in the RFC). */
+#define MET_COND_N 32
+
+/* Per-domain counters of one worker (see met_dom_index). */
+struct met_dom {
+	uint64_t stanzas[2]; /* [0] in from the domain, [1] out to it */
+	uint64_t bytes[2];
+	uint64_t links; /* gauge: authenticated links */
+};
+
+/* Who a connection is in the labelled gauges; embedded in a session so that
+ * its close undoes what met_conn_open / met_link_up counted. */
+struct met_link {
+	int32_t dom;  /* met_dom_index, or -1 */
+	uint8_t dir;  /* enum met_dir */
+	uint8_t auth; /* enum met_auth, valid when up */
+	uint8_t tls;  /* enum met_tls, valid when up */
+	bool open, up;
+};
+
 struct met_worker {
 #define MET_FIELD(name, help) uint64_t name;
 	MET_COUNTERS(MET_FIELD)
 	MET_COUNTERS_IN(MET_FIELD)
 #undef MET_FIELD
-	uint64_t conns_open; /* gauge */
+	uint64_t conns_open;                                 /* gauge, all directions (fedhub_conns_open) */
+	uint64_t conns_dir[MET_DIR_N];                       /* gauge */
+	uint64_t links_up[MET_DIR_N][MET_AUTH_N][MET_TLS_N]; /* gauge */
+	uint64_t links_auth[MET_DIR_N][MET_AUTH_N];          /* counter */
+	uint64_t stanzas_dir[2][MET_DIR_N];                  /* [0] received, [1] sent */
+	uint64_t bytes_dir[2][MET_DIR_N];                    /* [0] received, [1] queued to send */
+	uint64_t generated[MET_GEN_N];                       /* stanzas the hub made */
+	uint64_t bounces[MET_COND_N];                        /* by stanza error condition */
+	uint64_t stream_errors[2][MET_COND_N];               /* [0] received, [1] sent */
+	struct met_dom *dom; /* met_domains_max + MET_DOM_KIND_N: then one "_other" per kind */
 	char pad[64];
 } __attribute__((aligned(64))); /* blocks never share a cache line */
 
@@ -96,6 +135,50 @@ void met_http_stop(void);
 size_t met_render(char *buf, size_t cap);
 /* Render the /health JSON body the same way; *ok is false when not ready. */
 size_t met_render_health(char *buf, size_t cap, bool *ok);
+/* ---- labels -------------------------------------------------------------
+ * The index of an RFC 6120 condition name (stream or stanza error) for
+ * bounces[] and stream_errors[]; MET_COND_N - 1 for any other name. */
+int met_cond(const char *name);
+/* Set the cap on labelled domains (metrics_domains_max); call before
+ * met_init. Domains past the cap are counted under domain="_other". */
+void met_set_domains_max(uint32_t n);
+/* The per-domain slot of (kind, domain): found without a lock (call it on
+ * the stanza path), -1 when the domain was never registered. */
+int met_dom_find(enum met_dom_kind kind, const char *domain);
+/* Find or register (kind, domain); takes a mutex when it registers, so call
+ * it when a link authenticates, not per stanza. Returns the slot, or the
+ * "_other" slot once the cap is reached. */
+int met_dom_index(enum met_dom_kind kind, const char *domain);
+/* met_dom_find, falling back to the "_other" slot. */
+int met_dom_slot(enum met_dom_kind kind, const char *domain);
+/* The last stream error (sent or received) on a link of the domain's, shown
+ * as fedhub_domain_last_error_info. Any thread. */
+void met_dom_error(enum met_dom_kind kind, const char *domain, const char *cond);
+/* A connection of direction dir exists (accepted or connecting). */
+void met_conn_open(struct met_worker *w, struct met_link *l, enum met_dir dir);
+/* It authenticated (again: a further domain pair counts only in
+ * links_auth); dom_domain names its remote or component domain. */
+void met_link_up(struct met_worker *w, struct met_link *l, enum met_auth auth, enum met_tls tls, enum met_dom_kind kind,
+		 const char *dom_domain);
+/* It is gone: undo the gauges. Safe on a link never opened. */
+void met_conn_close(struct met_worker *w, struct met_link *l);
+/* "TLSv1.2" -> MET_TLS_12 ...; NULL -> MET_TLS_NONE. */
+enum met_tls met_tls_of(const char *version);
+
+/* ---- static information --------------------------------------------------- */
+/* fedhub_build_info{version,wolfssl,aesni} 1. Strings are copied. */
+void met_set_build_info(const char *version, const char *wolfssl, bool aesni);
+/* fedhub_cert_expiry_seconds{domain}: the notAfter of the first certificate
+ * in a PEM file, as Unix time. Returns 0 or -1 (unreadable, not a
+ * certificate). Control plane only. */
+int met_cert_expiry_file(const char *domain, const char *pem_path);
+/* The notAfter of a DER certificate as Unix time, or -1. */
+int64_t met_der_not_after(const uint8_t *der, size_t n);
+/* Render helper, exposed for the tests: a Prometheus label value escaped
+ * (backslash, double quote, newline) into out; returns the length like
+ * snprintf. */
+size_t met_escape_label(const char *in, char *out, size_t cap);
+
 /* Stop the endpoint and free the blocks. */
 void met_free(void);
 

@@ -221,6 +221,13 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 			return;
 		}
 		MET_INC(h->m, stanzas_routed);
+		const struct sess *ds = c->user;
+		MET_INC(h->m, stanzas_dir[1][ds->ml.dir]);
+		MET_ADD(h->m, bytes_dir[1][ds->ml.dir], st->raw.n);
+		if (ds->ml.dom >= 0) {
+			MET_INC(h->m, dom[ds->ml.dom].stanzas[1]);
+			MET_ADD(h->m, dom[ds->ml.dom].bytes[1], st->raw.n);
+		}
 		return;
 	}
 	struct net_msg m = {.type = HUB_MSG_STANZA, .buf = b}; /* carries our reference */
@@ -413,7 +420,19 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 	case ADDR_DROP:
 		goto drop;
 	}
-	MET_INC(h->m, stanzas_in);
+	if (src) {
+		/* counted once it passed the address checks: what a peer or
+		 * component sent us; the hub's own stanzas count apart */
+		MET_INC(h->m, stanzas_in);
+		MET_INC(h->m, stanzas_dir[0][src->ml.dir]);
+		int ds = src->kind == SESS_COMP ? met_dom_slot(MET_DOM_COMPONENT, src->local)
+						: met_dom_slot(MET_DOM_REMOTE, a.fr);
+		MET_INC(h->m, dom[ds].stanzas[0]);
+		MET_ADD(h->m, dom[ds].bytes[0], st->raw.n);
+	}
+	log_debug(src && src->c ? src->c->id : 0, "stanza %.*s from=%s to=%s id='%.*s' size=%zu",
+		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", a.fr, a.to,
+		  (int)(st->id.n > 64 ? 64 : st->id.n), st->id.p ? st->id.p : "", (size_t)st->raw.n);
 
 	const struct rt_route *r = a.route;
 	if (r) {
@@ -493,6 +512,8 @@ void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr er
 		return;
 	}
 	MET_INC(h->m, stanzas_bounced);
+	MET_INC(h->m, bounces[met_cond(sterr_names[err])]);
+	MET_INC(h->m, generated[MET_GEN_BOUNCE]);
 	char buf[4096];
 	size_t n = 0;
 	int k = snprintf(buf, sizeof(buf), "<%.*s", (int)st->name.n, st->name.p);

@@ -239,6 +239,7 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 	struct pair *p = in_pair(s, domain, s->local, true);
 	p->state = PAIR_VALID;
 	MET_INC(h->m, s2s_in_links);
+	sess_met_up(h, s, MET_AUTH_SASL_EXTERNAL, domain);
 	s->tok.authenticated = true;
 	s->sasl_offered = false;
 	log_info(s->c->id, "s2s in %s -> %s: authenticated (SASL EXTERNAL)", domain, s->local);
@@ -332,6 +333,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		p->state = PAIR_VALID;
 		MET_INC(h->m, dialback_ok);
 		MET_INC(h->m, s2s_in_links);
+		sess_met_up(h, s, MET_AUTH_XEP0344, from);
 		s->tok.authenticated = true;
 		log_info(s->c->id, "s2s in %s -> %s: authenticated (dialback, certificate trusted)", from, to);
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
@@ -494,13 +496,15 @@ static void in_on_close(struct net_conn *c, int err)
 	struct sess *s = c->user;
 	guard_conn_release(s->guard_slot);
 	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
-	log_debug(c->id, "s2s in closed (%d)", err);
+	sess_log_enter(s);
+	log_info(c->id, "s2s in closed: %s", err ? strerror(-err) : "by us or the peer");
 	sess_free(s);
 }
 
 static void in_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
+	sess_log_enter(s);
 	uint64_t now = net_now_ms();
 	bool authed = false;
 	for (int i = 0; i < s->npairs; i++)
@@ -525,6 +529,7 @@ static void in_on_timer(struct net_conn *c)
 static void in_on_tls(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
+	sess_log_enter(s);
 	struct hubw *h = hubw_of(c->w);
 	if (err) {
 		MET_INC(h->m, tls_failures);
@@ -566,7 +571,7 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 {
 	struct sess *s = sess_new(SESS_S2S_IN);
 	s->c = c;
-	MET_INC(hubw_of(c->w)->m, conns_open);
+	met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_IN);
 	c->ops = &s2s_in_ops;
 	c->user = s;
 	s->guard_slot = UINT32_MAX;

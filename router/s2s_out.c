@@ -264,6 +264,18 @@ static bool too_big_for_peer(const struct s2s_out *L, size_t n)
 	return L->peer_max && n > L->peer_max;
 }
 
+/* A stanza of n bytes is queued on the link's connection. */
+static void out_sent(struct hubw *h, struct s2s_out *L, size_t n)
+{
+	const struct met_link *ml = &L->sess->ml;
+	MET_INC(h->m, stanzas_dir[1][ml->dir]);
+	MET_ADD(h->m, bytes_dir[1][ml->dir], n);
+	if (ml->dom >= 0) {
+		MET_INC(h->m, dom[ml->dom].stanzas[1]);
+		MET_ADD(h->m, dom[ml->dom].bytes[1], n);
+	}
+}
+
 static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
@@ -279,6 +291,7 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 			net_buf_unref(h->w, p->q[k].b);
 		} else {
 			MET_INC(h->m, stanzas_routed);
+			out_sent(h, L, p->q[k].n);
 		}
 	}
 	L->queued -= p->qlen;
@@ -300,6 +313,7 @@ static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, con
 {
 	log_info(0, "s2s out %s: failed: %s", L->remote, why);
 	MET_INC(h->m, s2s_out_failed);
+	met_dom_error(MET_DOM_REMOTE, L->remote, "remote-connection-failed");
 	for (int i = 0; i < L->nlp; i++) {
 		pair_bounce_queue(h, L, &L->lp[i], err);
 		L->lp[i].state = PAIR_NONE;
@@ -351,7 +365,7 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 			continue;
 		}
 		s->c = c;
-		MET_INC(hubw_of(c->w)->m, conns_open);
+		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_OUT);
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		L->sess = s;
 		L->state = L_CONNECTING;
@@ -403,6 +417,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 			goto bounce;
 		}
 		MET_INC(h->m, stanzas_routed);
+		out_sent(h, L, n);
 		return;
 	}
 	if (L->state == L_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
@@ -468,6 +483,7 @@ static void out_on_connect(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
+	sess_log_enter(s);
 	if (err) {
 		log_info(c->id, "s2s out %s: connect failed: %s", s->remote, strerror(-err));
 		return; /* on_close follows and tries the next address */
@@ -754,6 +770,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 		/* RFC 6120 §6.4.6: the stream restarts */
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (SASL EXTERNAL)", s->sasl_domain, s->remote);
 		MET_INC(h->m, s2s_out_links);
+		sess_met_up(h, s, MET_AUTH_SASL_EXTERNAL, s->remote);
 		xml_tok_reset(&s->tok);
 		s->got_features = false;
 		free(s->local);
@@ -819,6 +836,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 	if (valid) {
 		p->state = PAIR_VALID;
 		MET_INC(h->m, s2s_out_links);
+		sess_met_up(h, s, MET_AUTH_DIALBACK, L->remote);
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
 		pair_flush(h, L, p);
 	} else {
@@ -918,6 +936,9 @@ static void out_on_close(struct net_conn *c, int err)
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
 	struct s2s_out *L = s->link;
+	sess_log_enter(s);
+	if (!(c->flags & NET_F_CONNECTING))
+		log_info(c->id, "s2s out closed: %s", err ? strerror(-err) : "by us or the peer");
 	if (L && L->sess == s) {
 		L->sess = NULL;
 		bool any_valid = false;

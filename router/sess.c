@@ -12,6 +12,7 @@
 #include "router/hub.h"
 #include "router/sess.h"
 #include "net/log.h"
+#include "net/tls.h"
 
 struct cfg *hub_cfg;
 struct tls_ctx *hub_tls;
@@ -59,8 +60,10 @@ void sess_free(struct sess *s)
 {
 	if (!s)
 		return;
-	if (s->c)
-		MET_DEC(hubw_of(s->c->w)->m, conns_open);
+	if (s->c) {
+		met_conn_close(hubw_of(s->c->w)->m, &s->ml);
+		log_ctx_leave(s->c->id);
+	}
 	for (int i = 0; i < s->npairs; i++) {
 		free(s->pairs[i].remote);
 		free(s->pairs[i].local);
@@ -127,8 +130,31 @@ void sess_new_stream_id(struct hubw *h, struct sess *s)
 	h->rnd_used += 16;
 }
 
+void sess_log_enter(struct sess *s)
+{
+	if (!s || !s->c)
+		return;
+	struct log_ctx x = {
+		.conn = s->c->id,
+		.peer = &s->c->peer,
+		.local = &s->local,
+		.remote = &s->remote,
+		.outbound = s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY,
+	};
+	log_ctx_enter(&x);
+}
+
+void sess_met_up(struct hubw *h, struct sess *s, int auth, const char *domain)
+{
+	enum met_tls t = met_tls_of(s->tls_on && s->c->tls ? tls_version(s->c->tls) : NULL);
+	met_link_up(h->m, &s->ml, (enum met_auth)auth, t, s->kind == SESS_COMP ? MET_DOM_COMPONENT : MET_DOM_REMOTE,
+		    domain);
+}
+
 void sess_send(struct sess *s, const char *p, size_t n)
 {
+	struct hubw *h = hubw_of(s->c->w);
+	MET_ADD(h->m, bytes_dir[1][s->ml.dir], n);
 	if (net_send_copy(s->c, p, n) < 0) {
 		/* the peer is not reading what we must say: give up on it */
 		net_close(s->c, false);
@@ -172,7 +198,11 @@ void sess_sendf(struct sess *s, const char *fmt, ...)
 static void stream_error(struct sess *s, const char *cond, const char *text)
 {
 	struct hubw *h = hubw_of(s->c->w);
+	sess_log_enter(s);
 	MET_INC(h->m, stream_errors_sent);
+	MET_INC(h->m, stream_errors[1][met_cond(cond)]);
+	met_dom_error(s->kind == SESS_COMP ? MET_DOM_COMPONENT : MET_DOM_REMOTE,
+		      s->kind == SESS_COMP ? s->local : s->remote, cond);
 	log_info(s->c->id, "stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
 	/* RFC 6120 §4.9.1.2: an error before our header is sent still opens one. */
 	if (s->state == SESS_WAIT_HDR && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
@@ -260,6 +290,52 @@ int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap)
 	return cfg_domain_normalise(d, dn, out, cap);
 }
 
+/* The condition and text of a peer's <stream:error/> (RFC 6120 §4.9.2):
+ * the first child element other than <text/>, its prefix dropped. The
+ * bytes are the peer's: everything is bounded by n and cap. */
+static void peer_error(const char *p, size_t n, char *cond, size_t ccap, char *text, size_t tcap)
+{
+	const char *end = p + n, *q = memchr(p, '>', n);
+
+	snprintf(cond, ccap, "undefined-condition");
+	text[0] = 0;
+	bool got = false;
+	while (q && q < end) {
+		q = memchr(q, '<', (size_t)(end - q));
+		if (!q || ++q >= end)
+			break;
+		if (*q == '/')
+			continue;
+		const char *a = q;
+		while (q < end && *q != ' ' && *q != '/' && *q != '>' && *q != '\t' && *q != '\n' && *q != '\r')
+			q++;
+		const char *colon = memchr(a, ':', (size_t)(q - a));
+		if (colon)
+			a = colon + 1;
+		size_t len = (size_t)(q - a);
+		if (len == 4 && !memcmp(a, "text", 4)) {
+			const char *gt = memchr(q, '>', (size_t)(end - q));
+			const char *lt = gt ? memchr(gt, '<', (size_t)(end - gt)) : NULL;
+			if (lt && gt[-1] != '/') {
+				size_t tl = (size_t)(lt - gt - 1);
+				snprintf(text, tcap, "%.*s", (int)(tl < 200 ? tl : 200), gt + 1);
+				for (char *t = text; *t; t++)
+					if ((unsigned char)*t < 0x20)
+						*t = ' ';
+			}
+		} else if (!got && len > 0 && len < ccap) {
+			bool ok = true;
+			for (size_t i = 0; i < len; i++)
+				if (!((a[i] >= 'a' && a[i] <= 'z') || a[i] == '-'))
+					ok = false;
+			if (ok) {
+				snprintf(cond, ccap, "%.*s", (int)len, a);
+				got = true;
+			}
+		}
+	}
+}
+
 /* The loop every session runs over received bytes: tokenize, hand each
  * stream header and stanza to the session's handler, and deal here with
  * what is the same for all: malformed input (the stream error the
@@ -270,7 +346,9 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 	struct net_conn *c = s->c;
 	struct hubw *h = hubw_of(c->w);
 	size_t off = 0;
+	sess_log_enter(s);
 	MET_ADD(h->m, bytes_in, n);
+	MET_ADD(h->m, bytes_dir[0][s->ml.dir], n);
 	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
@@ -290,8 +368,12 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 			return n;
 		}
 		if (ev == XML_EV_STANZA && s->tok.st.nsid == XML_NS_STREAMS && span_eq(s->tok.st.name, "error")) {
-			log_info(c->id, "stream error from peer: %.*s",
-				 (int)(s->tok.st.raw.n > 300 ? 300 : s->tok.st.raw.n), s->tok.st.raw.p);
+			char cond[64], text[256];
+			peer_error(s->tok.st.raw.p, s->tok.st.raw.n, cond, sizeof(cond), text, sizeof(text));
+			MET_INC(h->m, stream_errors[0][met_cond(cond)]);
+			met_dom_error(s->kind == SESS_COMP ? MET_DOM_COMPONENT : MET_DOM_REMOTE,
+				      s->kind == SESS_COMP ? s->local : s->remote, cond);
+			log_info(c->id, "stream error received: %s%s%s", cond, text[0] ? ": " : "", text);
 			net_close(c, false);
 			return n;
 		}

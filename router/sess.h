@@ -60,6 +60,7 @@ struct sess {
 	uint32_t preauth_bytes; /* received before any pair was valid */
 	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
 	bool admitted;          /* passed the connection limits */
+	struct met_link ml;     /* what the labelled gauges counted for it */
 };
 
 /* JID helpers: the domain part, normalised into out. Returns length or -1. */
@@ -89,6 +90,11 @@ void sess_stream_error_xml(struct sess *s, enum xml_err e);
 void sess_send(struct sess *s, const char *p, size_t n);
 void sess_sendf(struct sess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sess_new_stream_id(struct hubw *h, struct sess *s);
+/* The stream authenticated (auth: enum met_auth) for `domain` (its remote or
+ * component domain): the labelled link gauges and counters. */
+void sess_met_up(struct hubw *h, struct sess *s, int auth, const char *domain);
+/* Log lines about s->c now name its peer address and domains (net/log.h). */
+void sess_log_enter(struct sess *s);
 /* A fresh session (control plane: aborts when out of memory, never NULL). */
 struct sess *sess_new(enum sess_kind kind);
 void sess_free(struct sess *s);

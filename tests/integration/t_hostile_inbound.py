@@ -99,18 +99,9 @@ def fresh_source():
     return "127.1.%d.%d" % (n // 250, n % 250 + 1)
 
 
-class _SourceSocket:
-    """hostile.Conn's socket module, with a fresh source address per
-    connection (fakepeer, which the legitimate link uses, is untouched)."""
-
-    def __getattr__(self, name):
-        return getattr(socket, name)
-
-    def create_connection(self, address, timeout=None, source_address=None):
-        return socket.create_connection(address, timeout, source_address or (fresh_source(), 0))
-
-
-H.socket = _SourceSocket()
+# every raw connection a case opens comes from a source of its own
+# (fakepeer, which the legitimate link uses, is untouched)
+H.source_address = fresh_source
 
 
 def conn_from(s, src, port, attacked=True, tls=None):

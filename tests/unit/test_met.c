@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <cmocka.h>
 #include "router/met.h"
 
@@ -295,6 +296,200 @@ static void test_render_reports_full_length(void **state)
 	free(big);
 }
 
+/* ---- labels ------------------------------------------------------------ */
+
+static void test_label_values_are_escaped(void **state)
+{
+	char out[64];
+	struct http_reply r;
+
+	assert_int_equal(met_escape_label("a\"b\\c\nd", out, sizeof(out)), 10);
+	assert_string_equal(out, "a\\\"b\\\\c\\nd");
+	/* truncated like snprintf, the full length returned */
+	assert_int_equal(met_escape_label("\"\"\"", out, 4), 6);
+	assert_string_equal(out, "\\\"\\");
+
+	met_set_build_info("1.0\"beta", "wolfSSL 5\\x\nAES-NI: yes", true);
+	r = get("/metrics");
+	assert_non_null(strstr(r.body,
+			       "# TYPE fedhub_build_info gauge\n"
+			       "fedhub_build_info{version=\"1.0\\\"beta\",wolfssl=\"wolfSSL 5\\\\x\\nAES-NI: yes\","
+			       "aesni=\"yes\"} 1\n"));
+	reply_free(&r);
+}
+
+static void test_domains_past_the_cap_count_as_other(void **state)
+{
+	struct http_reply r;
+	int a, b, c, d, other_r, other_c;
+
+	met_set_domains_max(2);
+	assert_int_equal(met_init(NWORKERS), 0);
+	a = met_dom_index(MET_DOM_REMOTE, "a.example");
+	b = met_dom_index(MET_DOM_COMPONENT, "b.example");
+	c = met_dom_index(MET_DOM_REMOTE, "c.example");
+	d = met_dom_index(MET_DOM_COMPONENT, "d.example");
+	other_r = met_dom_slot(MET_DOM_REMOTE, "never.example");
+	other_c = met_dom_slot(MET_DOM_COMPONENT, "never.example");
+	assert_true(a >= 0 && b >= 0 && a != b);
+	assert_int_equal(c, other_r);
+	assert_int_equal(d, other_c);
+	assert_true(other_r != other_c);
+	/* registered once; the same name of the other kind is another domain */
+	assert_int_equal(met_dom_index(MET_DOM_REMOTE, "a.example"), a);
+	assert_int_equal(met_dom_find(MET_DOM_REMOTE, "a.example"), a);
+	assert_int_equal(met_dom_find(MET_DOM_COMPONENT, "a.example"), -1);
+	assert_int_equal(met_dom_find(MET_DOM_REMOTE, "c.example"), -1);
+
+	MET_ADD(met_of(0), dom[a].stanzas[0], 3);
+	MET_ADD(met_of(1), dom[a].stanzas[0], 4);
+	MET_ADD(met_of(1), dom[b].bytes[1], 100);
+	MET_INC(met_of(0), dom[c].stanzas[1]);
+	MET_INC(met_of(1), dom[met_dom_slot(MET_DOM_REMOTE, "e.example")].stanzas[1]);
+	met_dom_error(MET_DOM_REMOTE, "a.example", "host-unknown");
+	met_dom_error(MET_DOM_REMOTE, "a.example", "no-such-condition");
+	r = get("/metrics");
+	assert_int_equal(sample(r.body, "fedhub_metrics_domains_max"), 2);
+	assert_int_equal(sample(r.body, "fedhub_metrics_domains"), 2);
+	assert_int_equal(
+		sample(r.body, "fedhub_domain_stanzas_total{kind=\"remote\",domain=\"a.example\",direction=\"in\"}"),
+		7);
+	assert_int_equal(
+		sample(r.body, "fedhub_domain_bytes_total{kind=\"component\",domain=\"b.example\",direction=\"out\"}"),
+		100);
+	assert_int_equal(
+		sample(r.body, "fedhub_domain_stanzas_total{kind=\"remote\",domain=\"_other\",direction=\"out\"}"), 2);
+	assert_int_equal(
+		sample(r.body, "fedhub_domain_stanzas_total{kind=\"component\",domain=\"_other\",direction=\"out\"}"),
+		0);
+	assert_null(strstr(r.body, "c.example"));
+	assert_null(strstr(r.body, "d.example"));
+	assert_int_equal(sample(r.body, "fedhub_domain_last_error_info{kind=\"remote\",domain=\"a.example\","
+					"condition=\"other\"}"),
+			 1);
+	assert_null(strstr(r.body, "condition=\"host-unknown\""));
+	reply_free(&r);
+	met_set_domains_max(100);
+}
+
+static void test_no_labelled_domains_at_cap_zero(void **state)
+{
+	struct http_reply r;
+
+	met_set_domains_max(0);
+	assert_int_equal(met_init(NWORKERS), 0);
+	int i = met_dom_index(MET_DOM_REMOTE, "a.example");
+	assert_int_equal(i, met_dom_slot(MET_DOM_REMOTE, "a.example"));
+	MET_INC(met_of(0), dom[i].stanzas[0]);
+	r = get("/metrics");
+	assert_int_equal(
+		sample(r.body, "fedhub_domain_stanzas_total{kind=\"remote\",domain=\"_other\",direction=\"in\"}"), 1);
+	assert_null(strstr(r.body, "a.example"));
+	reply_free(&r);
+	met_set_domains_max(100);
+}
+
+static void test_link_gauges_follow_open_auth_close(void **state)
+{
+	struct met_link l = {0}, v = {0};
+	struct http_reply r;
+
+	met_conn_open(met_of(0), &l, MET_DIR_IN);
+	met_conn_open(met_of(0), &v, MET_DIR_VERIFY);
+	r = get("/metrics");
+	assert_int_equal(sample(r.body, "fedhub_connections_open{direction=\"in\"}"), 1);
+	assert_int_equal(sample(r.body, "fedhub_connections_open{direction=\"verify\"}"), 1);
+	assert_int_equal(sample(r.body, "fedhub_conns_open"), 2);
+	assert_null(strstr(r.body, "fedhub_links_authenticated{"));
+	reply_free(&r);
+
+	met_link_up(met_of(0), &l, MET_AUTH_SASL_EXTERNAL, met_tls_of("TLSv1.3"), MET_DOM_REMOTE, "a.example");
+	met_link_up(met_of(0), &l, MET_AUTH_DIALBACK, MET_TLS_NONE, MET_DOM_REMOTE, "b.example"); /* a second pair */
+	r = get("/metrics");
+	assert_int_equal(sample(r.body, "fedhub_links_authenticated{direction=\"in\",auth=\"sasl_external\","
+					"tls=\"TLSv1.3\"}"),
+			 1);
+	assert_int_equal(sample(r.body, "fedhub_link_authentications_total{direction=\"in\",auth=\"sasl_external\"}"),
+			 1);
+	assert_int_equal(sample(r.body, "fedhub_link_authentications_total{direction=\"in\",auth=\"dialback\"}"), 1);
+	assert_int_equal(sample(r.body, "fedhub_domain_links{kind=\"remote\",domain=\"a.example\"}"), 1);
+	reply_free(&r);
+
+	met_conn_close(met_of(0), &l);
+	met_conn_close(met_of(0), &l); /* twice: no effect */
+	r = get("/metrics");
+	assert_int_equal(sample(r.body, "fedhub_connections_open{direction=\"in\"}"), 0);
+	assert_int_equal(sample(r.body, "fedhub_conns_open"), 1);
+	assert_null(strstr(r.body, "fedhub_links_authenticated{"));
+	assert_int_equal(sample(r.body, "fedhub_domain_links{kind=\"remote\",domain=\"a.example\"}"), 0);
+	/* counters keep counting */
+	assert_int_equal(sample(r.body, "fedhub_link_authentications_total{direction=\"in\",auth=\"dialback\"}"), 1);
+	reply_free(&r);
+}
+
+static void test_conditions_are_named(void **state)
+{
+	struct http_reply r;
+
+	assert_int_equal(met_cond("bogus"), MET_COND_N - 1);
+	assert_int_equal(met_cond(NULL), MET_COND_N - 1);
+	assert_true(met_cond("invalid-from") != met_cond("host-unknown"));
+	MET_INC(met_of(0), stream_errors[1][met_cond("invalid-from")]);
+	MET_INC(met_of(1), stream_errors[0][met_cond("system-shutdown")]);
+	MET_ADD(met_of(1), bounces[met_cond("remote-server-not-found")], 2);
+	r = get("/metrics");
+	assert_int_equal(sample(r.body, "fedhub_stream_errors_by_condition_total{side=\"sent\","
+					"condition=\"invalid-from\"}"),
+			 1);
+	assert_int_equal(sample(r.body, "fedhub_stream_errors_by_condition_total{side=\"received\","
+					"condition=\"system-shutdown\"}"),
+			 1);
+	assert_int_equal(sample(r.body, "fedhub_bounces_total{condition=\"remote-server-not-found\"}"), 2);
+	assert_non_null(strstr(r.body, "# TYPE fedhub_bounces_total counter\n"));
+	reply_free(&r);
+}
+
+/* A DER certificate cut down to what the reader walks: SEQUENCE {
+ * SEQUENCE { [0] version, serial, signature, issuer, validity } }. */
+static size_t mini_cert(uint8_t *out, uint8_t tag, const char *not_after)
+{
+	uint8_t v[64], tbs[128];
+	size_t vn = 0, tn = 0, n = 0, na = strlen(not_after);
+
+	v[vn++] = 0x17, v[vn++] = 13;
+	memcpy(v + vn, "200101000000Z", 13), vn += 13;
+	v[vn++] = tag, v[vn++] = (uint8_t)na;
+	memcpy(v + vn, not_after, na), vn += na;
+	static const uint8_t pre[] = {0xa0, 3, 2, 1, 2, 2, 1, 1, 0x30, 0, 0x30, 0};
+	memcpy(tbs, pre, sizeof(pre)), tn = sizeof(pre);
+	tbs[tn++] = 0x30, tbs[tn++] = (uint8_t)vn;
+	memcpy(tbs + tn, v, vn), tn += vn;
+	out[n++] = 0x30, out[n++] = (uint8_t)(tn + 2);
+	out[n++] = 0x30, out[n++] = (uint8_t)tn;
+	memcpy(out + n, tbs, tn);
+	return n + tn;
+}
+
+static void test_certificate_not_after(void **state)
+{
+	uint8_t der[256];
+	struct tm tm = {.tm_year = 2049 - 1900, .tm_mon = 11, .tm_mday = 31, .tm_hour = 23, .tm_min = 59, .tm_sec = 58};
+	size_t n;
+
+	n = mini_cert(der, 0x18, "20491231235958Z");
+	assert_int_equal(met_der_not_after(der, n), (int64_t)timegm(&tm));
+	tm = (struct tm){.tm_year = 2030 - 1900, .tm_mon = 1, .tm_mday = 28, .tm_hour = 12};
+	n = mini_cert(der, 0x17, "300228120000Z");
+	assert_int_equal(met_der_not_after(der, n), (int64_t)timegm(&tm));
+	/* every truncation fails, none reads past the end */
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(met_der_not_after(der, k), -1);
+	n = mini_cert(der, 0x17, "301328120000Z"); /* month 13 */
+	assert_int_equal(met_der_not_after(der, n), -1);
+	n = mini_cert(der, 0x04, "300228120000Z"); /* not a time */
+	assert_int_equal(met_der_not_after(der, n), -1);
+}
+
 /* ---- HTTP -------------------------------------------------------------- */
 
 static void test_other_paths_404_other_methods_405(void **state)
@@ -382,6 +577,12 @@ int main(void)
 		cmocka_unit_test_setup(test_worker_threads_count_independently, reset),
 		cmocka_unit_test_setup(test_blocks_do_not_share_cache_lines, reset),
 		cmocka_unit_test_setup(test_render_reports_full_length, reset),
+		cmocka_unit_test_setup(test_label_values_are_escaped, reset),
+		cmocka_unit_test_setup(test_domains_past_the_cap_count_as_other, reset),
+		cmocka_unit_test_setup(test_no_labelled_domains_at_cap_zero, reset),
+		cmocka_unit_test_setup(test_link_gauges_follow_open_auth_close, reset),
+		cmocka_unit_test_setup(test_conditions_are_named, reset),
+		cmocka_unit_test_setup(test_certificate_not_after, reset),
 		cmocka_unit_test_setup(test_other_paths_404_other_methods_405, reset),
 		cmocka_unit_test_setup(test_listens_on_the_configured_address_only, reset),
 		cmocka_unit_test_setup(test_start_twice_or_on_foreign_address_fails, reset),

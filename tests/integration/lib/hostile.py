@@ -160,6 +160,12 @@ def until_close(x, timeout=5):
     return Conn.of(x).until_close(timeout)
 
 
+# A function giving the local address each new Conn binds to before it
+# connects (None: the kernel's choice). A suite whose cases must come from
+# sources of their own (per-source limits) sets it.
+source_address = None
+
+
 class Conn:
     """A raw connection to one of the hub's listeners."""
 
@@ -167,6 +173,8 @@ class Conn:
                  rcvbuf=None):
         self.port, self.attacked, self.eof, self.closed_locally, self.x = port, attacked, False, False, None
         s = socket.socket()
+        if source_address:
+            s.bind((source_address(), 0))
         if rcvbuf:  # before connect(), so that the window is small from the start
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
