@@ -43,7 +43,7 @@ LIBROUTER  := $(BUILD)/librouter.a
 ALL_LIBS   := $(LIBROUTER) $(LIBNET) $(LIBXML)
 TESTS      := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: fedhub fedhub-bench
+all: fedhub fedhub-bench fedhubctl
 
 # The version: the nearest v* tag (git describe), else VERSION_BASE and the
 # commit; VERSION_BASE alone outside a git checkout. Only main.o sees it.
@@ -61,6 +61,8 @@ fedhub: $(BUILD)/fedhub
 	ln -sf $< $@
 fedhub-bench: $(BUILD)/fedhub-bench
 	ln -sf $< $@
+fedhubctl: $(BUILD)/fedhubctl
+	ln -sf $< $@
 
 $(LIBXML): $(XML_SRC:%.c=$(BUILD)/%.o)
 $(LIBNET): $(NET_SRC:%.c=$(BUILD)/%.o)
@@ -71,6 +73,8 @@ $(ALL_LIBS):
 
 $(BUILD)/fedhub: $(BUILD)/router/main.o $(ALL_LIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) $(MALLOC)
+$(BUILD)/fedhubctl: $(BUILD)/tools/fedhubctl.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 $(BUILD)/fedhub-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(LIBNET) $(LIBXML)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS) $(MALLOC)
 $(BUILD)/tests/%: tests/unit/%.c $(ALL_LIBS)
@@ -109,13 +113,13 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(ALL_LIBS)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LIBS)
 
 clean:
-	rm -rf build fedhub fedhub-bench
+	rm -rf build fedhub fedhub-bench fedhubctl
 
 .PHONY: all test unit-tests bench run asan tsan fuzz clean FORCE
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---- make install [PREFIX=/usr/local] [DESTDIR=] ---------------------------
-# fedhub and fedhub-bench in PREFIX/bin, relinked in build/install so they do
+# fedhub, fedhub-bench and fedhubctl in PREFIX/bin, relinked in build/install so they do
 # not depend on the checkout: the accelerated wolfSSL (when the build uses
 # it) goes to PREFIX/lib/fedhub and the binaries find it through RUNPATH
 # $ORIGIN/../lib/fedhub, wherever the tree is copied. router.conf becomes
@@ -129,10 +133,10 @@ comma      := ,
 INST_WOLF  := $(if $(WOLF_LOCAL),WOLF_LIBS="-L$(CURDIR)/.deps/wolfssl/lib -Wl$(comma)-rpath$(comma)'\$$\$$ORIGIN/../lib/fedhub' -lwolfssl")
 
 install:
-	$(MAKE) BUILD=$(INST_BUILD) $(INST_WOLF) $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench
+	$(MAKE) BUILD=$(INST_BUILD) $(INST_WOLF) $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(INST_BUILD)/fedhubctl
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/fedhub \
 		$(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/lib/sysusers.d
-	install -m 755 $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(INST_BUILD)/fedhub $(INST_BUILD)/fedhub-bench $(INST_BUILD)/fedhubctl $(DESTDIR)$(PREFIX)/bin/
 ifneq ($(WOLF_LOCAL),)
 	install -d $(DESTDIR)$(PREFIX)/lib/fedhub
 	cp -P .deps/wolfssl/lib/libwolfssl.so.* $(DESTDIR)$(PREFIX)/lib/fedhub/

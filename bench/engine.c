@@ -439,6 +439,28 @@ static void be_flush_dirty(struct eng *e)
 	e->ndirty = 0;
 }
 
+/* bench/peers/mkcerts.sh splits the bench's domains over bench.pem and
+ * bench-2.pem, bench-3.pem, ... beside it: load those that exist. */
+static int be_tls_more_certs(struct eng *e)
+{
+	const char *cert = e->o->tls_cert;
+	size_t n = strlen(cert), sfx = strlen("bench.pem");
+	if (n < sfx || strcmp(cert + n - sfx, "bench.pem"))
+		return 0;
+	for (int g = 2;; g++) {
+		char c[600], k[600];
+		snprintf(c, sizeof c, "%.*sbench-%d.pem", (int)(n - sfx), cert, g);
+		snprintf(k, sizeof k, "%.*sbench-%d.key", (int)(n - sfx), cert, g);
+		if (access(c, R_OK) != 0)
+			return 0;
+		int r = tls_ctx_add_cert(e->tls, c, k);
+		if (r < 1) {
+			be_error(e, "TLS: cannot load certificate %s / key %s: %s", c, k, tls_strerror(r));
+			return -1;
+		}
+	}
+}
+
 static struct bconn *be_new_conn(struct eng *e, enum bc_role role, int fd)
 {
 	if (e->nc == e->capc) {
@@ -1961,6 +1983,8 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 				 o->tls_key, tls_strerror(k));
 			goto out;
 		}
+		if (be_tls_more_certs(e) < 0)
+			goto out;
 	}
 	if (o->relay) {
 		e->lfd_relay = be_listen(e, &o->relay_listen);

@@ -425,6 +425,11 @@ else:
 L += section("Idle links", "idle-links", idle_table,
              "Many authenticated s2s links held idle: memory per link, idle CPU, then one stanza per"
              " link to show every link still works.")
+L += section("Idle TLS links", "idle-links-tls", idle_table,
+             "fedhub alone, every link with STARTTLS and SASL EXTERNAL, one bench domain per link; the"
+             " bench's certificates name 10 domains each (bench/peers/mkcerts.sh), as a server's"
+             " certificate names its domain and a few more. KiB per link counts everything: socket"
+             " buffers' bookkeeping, fedhub's connection state and wolfSSL's session.")
 L += section("Side by side: s2s links to a component", "compare", lambda d: load_table(d, True),
              "The same scenario against each target. HAProxy relays the bench's byte stream in TCP"
              " mode to the bench's own far end: the 'no XML work' bound (it is limited by the bench"
@@ -458,6 +463,14 @@ else:
                  " minus the same percentile of the direct run. Percentiles of a difference are not"
                  " differences of percentiles, so this is an estimate of the tail fedhub adds, not an exact"
                  " per-stanza figure; the two runs are back to back on the same pinned CPUs.")
+
+# Design notes written by hand (why a mechanism was chosen, with the measurements
+# behind it): bench/NOTES.md, copied verbatim after the generated sections.
+try:
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")) as f:
+        L += ["", f.read().strip(), ""]
+except OSError:
+    pass
 
 
 def carry_over(text):

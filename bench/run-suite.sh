@@ -14,7 +14,9 @@
 #   5. echo            fedhub round trip, closed loop to find the max, the same
 #                      with TLS on every s2s link (both directions), then open
 #                      loop at 50% of the plaintext max (latency at a sane load)
-#   6. idle-links      10,000 authenticated links (fewer if the fd limit is low)
+#   6. idle-links      10,000 authenticated links (fewer if the fd limit is low);
+#                      idle-links-tls: fedhub with as many TLS links (STARTTLS,
+#                      SASL EXTERNAL), a domain and so a certificate name each
 #   7. compare s2s-component --targets fedhub,prosody,ejabberd,haproxy
 #   8. many-domains    fedhub with 1, 64, 1000 domains per link (CPU per
 #                      stanza, throughput), then 1k, 10k, 100k new remote
@@ -127,6 +129,9 @@ fi
 step idle-links 400 -- "$BENCH" compare idle-links --targets "$IDLE_TARGETS" --cpus 0 \
 	--links "$links" --domains 100 --seconds "$T" --warmup 0 --setup-timeout 120 --quiet \
 	--json "$OUT/idle-links.json"
+step idle-links-tls 400 -- "$BENCH" compare idle-links --tls --targets fedhub --cpus 0 \
+	--links "$links" --domains "$links" --seconds "$T" --warmup 0 --setup-timeout 200 --quiet \
+	--json "$OUT/idle-links-tls.json"
 
 step compare 400 -- "$BENCH" compare s2s-component --targets "$COMPARE_TARGETS" --cpus 0 \
 	--links 8 --domains 32 --components 1 --seconds "$T" --warmup 2 --quiet \

@@ -93,6 +93,7 @@ struct net_conn {
 	void *user;
 	uint64_t deadline;        /* ms, monotonic; 0 = none */
 	uint64_t last_rx;         /* ms of the last received bytes */
+	uint64_t born;            /* ms: accepted or connected (its age, for fedhubctl links) */
 	struct sockaddr_in6 peer; /* IPv4 or IPv6: both fit, and a conn stays small */
 	/* input: bytes of an incomplete unit kept between receives */
 	struct net_buf *pend;
@@ -171,6 +172,8 @@ struct net_config {
 	void (*on_accept)(struct net_conn *c, int listen_kind);
 	/* called every tick (~100 ms) on each worker */
 	void (*on_tick)(struct net_worker *w, uint64_t now_ms);
+	/* called once every loop turn, after the messages (optional; keep it cheap) */
+	void (*on_turn)(struct net_worker *w);
 	/* the control thread got a message (type >= NET_MSG_USER) */
 	void (*on_ctrl_msg)(struct net_msg *m);
 };
@@ -186,6 +189,11 @@ void *net_worker_user(struct net_worker *w);
 void net_worker_set_user(struct net_worker *w, void *u);
 uint64_t net_now_ms(void); /* cached per loop turn on workers */
 bool net_stopping(void);
+/* Every worker closes its listeners on its next loop turn (a drain): new
+ * connections are refused, open ones carry on. Not undone. */
+void net_stop_accepting(void);
+/* How long net_stop() lets workers flush their queues (default 1000 ms). */
+void net_set_stop_flush_ms(uint32_t ms);
 
 /* Connections (worker thread only, on the connection's own worker). */
 struct net_conn *net_connect(struct net_worker *w, const struct sockaddr *sa, socklen_t len,

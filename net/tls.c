@@ -49,6 +49,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,9 @@ struct tls_ctx {
 	pthread_mutex_t sess_lock;
 	struct tls_sess *sess;
 	size_t sess_mask;
+	/* One for the owner (tls_ctx_free) and one per tls_conn: a reload
+	 * swaps in a new ctx while links made from the old one live on. */
+	_Atomic long refs;
 };
 
 struct tls_buf {
@@ -577,6 +581,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *opts)
 	struct tls_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return NULL;
+	atomic_init(&ctx->refs, 1);
 	if (opts)
 		ctx->opts = *opts;
 	struct tls_opts *o = &ctx->opts;
@@ -606,10 +611,16 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *opts)
 	return ctx;
 }
 
+static void ctx_destroy(struct tls_ctx *ctx);
+
 void tls_ctx_free(struct tls_ctx *ctx)
 {
-	if (!ctx)
-		return;
+	if (ctx && atomic_fetch_sub(&ctx->refs, 1) == 1)
+		ctx_destroy(ctx);
+}
+
+static void ctx_destroy(struct tls_ctx *ctx)
+{
 	if (ctx->srv)
 		wolfSSL_CTX_free(ctx->srv);
 	if (ctx->cli)
@@ -778,6 +789,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *remo
 	if (!c)
 		return NULL;
 	c->ctx = ctx;
+	atomic_fetch_add(&ctx->refs, 1);
 	c->server = server;
 	c->ssl = wolfSSL_new(server ? ctx->srv : ctx->cli);
 	if (!c->ssl)
@@ -826,6 +838,7 @@ void tls_conn_free(struct tls_conn *c)
 	free(c->resume_ident);
 	free(c->sess_key);
 	free(c->remote);
+	tls_ctx_free(c->ctx);
 	free(c);
 }
 

@@ -73,7 +73,9 @@ struct tls_opts {
 
 /* wolfSSL global init is done on first use. */
 struct tls_ctx *tls_ctx_new(const struct tls_opts *opts);
-void tls_ctx_free(struct tls_ctx *ctx); /* after every tls_conn made from it */
+/* Drop the owner's reference: the ctx is freed when the last tls_conn made
+ * from it is freed too (a reload swaps contexts under live links). */
+void tls_ctx_free(struct tls_ctx *ctx);
 
 /*
  * Load a hosted domain's certificate chain (PEM, leaf first) and its private

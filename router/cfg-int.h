@@ -50,6 +50,9 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(max_name, HUB, 0, 1, 1)                \
 	X(link_queue_max, HUB, 0, 1, 1)          \
 	X(send_queue_max, HUB, 0, 1, 1)          \
+	X(stall_timeout, HUB, 0, 1, 1)           \
+	X(queue_memory_max, HUB, 0, 1, 1)        \
+	X(source_allowance, HUB, 0, 1, 1)        \
 	X(idle_timeout, HUB, 0, 1, 1)            \
 	X(keepalive_interval, HUB, 0, 1, 1)      \
 	X(connect_timeout, HUB, 0, 1, 1)         \
@@ -74,6 +77,8 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(max_verify_per_stream, HUB, 0, 1, 1)   \
 	X(max_verify_total, HUB, 0, 1, 1)        \
 	X(proxy_from, HUB, 1, 1, 15)             \
+	X(drain_timeout, HUB, 0, 1, 1)           \
+	X(control_socket, HUB, 0, 1, 1)          \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \

@@ -492,6 +492,9 @@ static void set_defaults(struct cfg *c)
 	c->max_name = 256;
 	c->link_queue_max = 1000;
 	c->send_queue_max = 4 * 1024 * 1024;
+	c->stall_timeout = 30;
+	c->queue_memory_max = 256 * 1024 * 1024;
+	c->source_allowance = 256 * 1024;
 	c->idle_timeout = 600;
 	c->keepalive_interval = 60;
 	c->connect_timeout = 10;
@@ -509,6 +512,7 @@ static void set_defaults(struct cfg *c)
 	c->max_pairs_per_stream = 1000;
 	c->max_verify_per_stream = 64;
 	c->max_verify_total = 4096;
+	c->drain_timeout = 10;
 }
 
 static void final_checks(struct parser *p)
@@ -609,6 +613,36 @@ static int random_secret(char *out, size_t cap)
 
 /* ---- public -------------------------------------------------------------- */
 
+/* [route] lookups happen on every verification and outbound link attempt:
+ * a hash index over c->routes, built once the file is read, then only read
+ * (by every worker, without locks). */
+static bool route_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	const struct cfg *c = ((const void *const *)ctx)[0];
+	const char *name = ((const void *const *)ctx)[1];
+	(void)h;
+	return strcmp(c->routes[i].name, name) == 0;
+}
+
+static uint32_t route_hash_at(const void *ctx, uint32_t i)
+{
+	const struct cfg *c = ((const void *const *)ctx)[0];
+	return pix_hash1(c->routes[i].name, strlen(c->routes[i].name));
+}
+
+static void route_index_build(struct cfg *c)
+{
+	const void *ctx[2] = {c, NULL};
+	pix_rebuild(&c->route_ix, (uint32_t)c->nroutes, route_hash_at, ctx);
+}
+
+const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain)
+{
+	const void *ctx[2] = {c, domain};
+	int64_t i = pix_find(&c->route_ix, (uint32_t)c->nroutes, pix_hash1(domain, strlen(domain)), route_eq, ctx);
+	return i < 0 ? NULL : &c->routes[i];
+}
+
 int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 {
 	struct parser p = {.c = c, .file = name ? name : "router.conf", .err = err, .cur = -1};
@@ -643,6 +677,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 	free(buf);
 	if (!p.oom) {
 		section_close(&p);
+		route_index_build(c);
 		c->policy = policy_tab_new(c); /* final_checks looks routes up in it */
 		final_checks(&p);
 		if (!c->dialback_secret[0] && random_secret(c->dialback_secret, sizeof(c->dialback_secret)) < 0)
@@ -743,5 +778,6 @@ void cfg_free(struct cfg *c)
 	free(c->remotes);
 	free(c->acl);
 	policy_tab_free(c->policy);
+	pix_free(&c->route_ix);
 	explicit_bzero(c, sizeof(*c));
 }

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include "net/net.h" /* NET_MAX_LISTENERS bounds listen[] */
 #include "net/proxy.h"
+#include "router/pix.h"
 
 #define CFG_NAME_MAX 256 /* a domain name, normalised */
 
@@ -100,7 +101,10 @@ struct cfg {
 	uint32_t max_stanza_size_preauth;
 	uint32_t max_depth, max_attrs, max_name;
 	uint32_t link_queue_max;     /* stanzas queued per outbound link while it connects */
-	uint32_t send_queue_max;     /* bytes queued per connection before bouncing */
+	uint32_t send_queue_max;     /* bytes in a connection's send queue: its high-water mark */
+	uint32_t stall_timeout;      /* s; a destination with no progress this long is bounced */
+	uint32_t queue_memory_max;   /* bytes of stanzas waiting for full destinations, all workers */
+	uint32_t source_allowance;   /* bytes one source may have waiting for one destination */
 	uint32_t idle_timeout;       /* s; close links idle this long */
 	uint32_t keepalive_interval; /* s; whitespace keepalive / ping on idle links */
 	uint32_t connect_timeout;    /* s; outbound connect + auth */
@@ -132,6 +136,8 @@ struct cfg {
 	uint32_t max_verify_total;                       /* ... in flight in the whole hub */
 	struct proxy_cidr proxy_from[PROXY_MAX_TRUSTED]; /* who may send a PROXY header */
 	int nproxy_from;                                 /* 0: loopback only */
+	uint32_t drain_timeout;      /* s; SIGTERM: time given to queues to flush */
+	char control_socket[108];    /* fedhubctl's Unix socket; empty = off */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;
@@ -139,6 +145,7 @@ struct cfg {
 	int ncomponents;
 	struct cfg_route *routes;
 	int nroutes;
+	struct pix route_ix; /* routes by name (router/pix.h), built by cfg_parse */
 };
 
 /* Parse text (name is used in messages). On error prints "NAME:LINE: message"
@@ -153,6 +160,8 @@ int cfg_load(struct cfg *c, const char *path, FILE *err);
  * "localhost", [domain localhost] without a certificate, and the component
  * echo.localhost with secret "secret". */
 int cfg_load_default(struct cfg *c, FILE *err);
+/* The [route] for a domain (normalised), or NULL: one hash probe. */
+const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain);
 void cfg_free(struct cfg *c);
 extern const char cfg_default_text[];
 

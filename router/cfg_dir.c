@@ -230,7 +230,22 @@ void cfg_d_send_queue_max(struct parser *p, int argc, char **argv)
 	cfg_set_u32(p, "send_queue_max", argv[0], U_BYTES, 4 * KB, 1024 * MB, &p->c->send_queue_max);
 }
 
+void cfg_d_queue_memory_max(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "queue_memory_max", argv[0], U_BYTES, 1 * MB, 4095 * MB, &p->c->queue_memory_max);
+}
+
+void cfg_d_source_allowance(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "source_allowance", argv[0], U_BYTES, 4 * KB, 1024 * MB, &p->c->source_allowance);
+}
+
 #define DAY (24 * 3600)
+
+void cfg_d_stall_timeout(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "stall_timeout", argv[0], U_SECONDS, 1, DAY, &p->c->stall_timeout);
+}
 
 void cfg_d_idle_timeout(struct parser *p, int argc, char **argv)
 {
@@ -250,6 +265,29 @@ void cfg_d_connect_timeout(struct parser *p, int argc, char **argv)
 void cfg_d_retry_min(struct parser *p, int argc, char **argv)
 {
 	cfg_set_u32(p, "retry_min", argv[0], U_SECONDS, 1, DAY, &p->c->retry_min);
+}
+
+void cfg_d_drain_timeout(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "drain_timeout", argv[0], U_SECONDS, 0, 3600, &p->c->drain_timeout);
+}
+
+/* A Unix socket path (sun_path holds 107 bytes), or off. */
+void cfg_d_control_socket(struct parser *p, int argc, char **argv)
+{
+	if (!strcmp(argv[0], "off")) {
+		p->c->control_socket[0] = 0;
+		return;
+	}
+	if (argv[0][0] != '/') {
+		ERR(p, "control_socket: '%s' is not an absolute path (or off)", argv[0]);
+		return;
+	}
+	if (strlen(argv[0]) >= sizeof(p->c->control_socket)) {
+		ERR(p, "control_socket: path is longer than %zu bytes", sizeof(p->c->control_socket) - 1);
+		return;
+	}
+	strcpy(p->c->control_socket, argv[0]);
 }
 
 void cfg_d_dns_server(struct parser *p, int argc, char **argv)

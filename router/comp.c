@@ -17,6 +17,7 @@
 
 #include "net/alloc.h"
 #include "router/hub.h"
+#include "router/flow.h"
 #include "router/sess.h"
 #include "router/route.h"
 #include "router/comp.h"
@@ -133,6 +134,7 @@ static void comp_on_close(struct net_conn *c, int err)
 		int left = s->state == SESS_COMP_READY ? rt_comp_del(s->local, c->ref) : -1;
 		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");
 	}
+	flow_close(hubw_of(c->w), s); /* out of the pool: what waited goes to the others */
 	sess_free(s);
 }
 
@@ -150,6 +152,12 @@ static void comp_on_unsent(struct net_conn *c, struct net_buf *b, const char *p,
 	route_raw(h, b, p, n);
 }
 
+/* The send queue went below half of send_queue_max: what waits goes in. */
+static void comp_on_drain(struct net_conn *c)
+{
+	flow_drain(hubw_of(c->w), c->user);
+}
+
 static void comp_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
@@ -162,6 +170,7 @@ const struct net_conn_ops comp_ops = {
 	.on_close = comp_on_close,
 	.on_timer = comp_on_timer,
 	.on_unsent = comp_on_unsent,
+	.on_drain = comp_on_drain,
 };
 
 void comp_accept(struct net_conn *c)

@@ -8,13 +8,17 @@
  * node of a cluster with the same secret gives the same answer.
  *
  * A verify stream (SESS_VERIFY) is the receiving server's half: when an
- * inbound stream claims a (remote, local) pair with <db:result/>, we open a
- * short stream to the remote's authoritative server on the inbound session's
- * worker, carry one <db:verify/>, and tell the inbound session the verdict.
- * The verification holds only a reference (net_ref) to the inbound session:
- * that session may be gone by the time the answer comes, and then the answer
- * is dropped. A struct verify lives until it has answered and neither a DNS
- * lookup nor a connection still points at it.
+ * inbound stream claims a (remote, local) pair with <db:result/>, we ask the
+ * remote's authoritative server over a stream of the inbound session's
+ * worker and tell the inbound session the verdict. Each worker keeps one
+ * such stream per remote domain (struct vstream) and sends it every key for
+ * that domain (XEP-0220 §2.3 allows several <db:verify/> on one stream):
+ * D domains piggybacked on one link cost one connection, not D. At most
+ * VERIFY_INFLIGHT_MAX keys are unanswered on a stream, the others wait
+ * (at most VERIFY_WAIT_MAX); answers are matched by from, to and id. The
+ * stream closes once nothing is unanswered or waiting. A struct verify
+ * holds only a reference (net_ref) to the inbound session: that session may
+ * be gone by the time the answer comes, and then the answer is dropped.
  *
  * The key travels under the same TLS policy as an outbound link to that
  * domain would (s2s_out_tls_policy()): where TLS is required, a pre-1.0
@@ -30,9 +34,9 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 
-#include "net/alloc.h"
 #include "router/s2s-t.h"
 #include "router/guard.h"
+#include "net/alloc.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -72,32 +76,94 @@ int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap)
 	return jid_domain(v, esc, out, cap);
 }
 
-/* ---- verify connections (we are the receiving server) -------------- */
+/* ---- verify streams (we are the receiving server) ----------------- */
 
-static void verify_answer(struct hubw *h, struct verify *v, int result);
+/* db:verify sent and not yet answered on one stream: an authoritative
+ * server that is slow to answer holds at most this many keys, the rest
+ * wait their turn. */
+#define VERIFY_INFLIGHT_MAX 32
+/* keys waiting for one authoritative server (each inbound stream claims at
+ * most S2S_MAX_PAIRS; many streams may claim the same remote) */
+#define VERIFY_WAIT_MAX 4096
+/* a send is tried again on a new stream once if the stream it was on closed */
+#define VERIFY_TRIES 2
+/* how long an unused vstream (and the time of its last failure warning) is
+ * kept, and so how often a failing authoritative server is logged */
+#define VERIFY_KEEP_MS 60000
 
-static void verify_try_next(struct hubw *h, struct verify *v)
+/* One key to check for one inbound session. */
+struct verify {
+	struct net_ref in; /* the inbound session waiting for the answer */
+	char *remote, *local, *key, *id;
+	struct verify *next;
+	uint64_t sent_at;
+	uint8_t tries;
+};
+
+struct vstream {
+	char *remote;
+	uint32_t hash;
+	struct vstream *hnext;
+	struct dns_target t[DNS_MAX_TARGETS];
+	int nt, next_t;
+	struct sess *sess; /* the stream, while there is one */
+	bool ready;        /* the stream takes db:verify (features done) */
+	bool dns_pending;
+	struct verify *wait, **wait_tail; /* not sent yet, in order */
+	uint32_t nwait;
+	struct verify *fly; /* sent, unanswered (newest first) */
+	uint32_t nfly;
+	uint64_t last_used, last_warn;
+};
+
+/* The worker's verification streams by remote domain; only that worker's
+ * thread touches them. Chained, doubling when fuller than one per bucket. */
+static __thread struct vstream **vtab;
+static __thread uint32_t vtab_cap, vtab_n;
+
+static struct vstream *vs_find(const char *remote, uint32_t hv)
 {
-	while (v->next_t < v->nt) {
-		struct dns_target *t = &v->t[v->next_t++];
-		struct sess *s = sess_new(SESS_VERIFY);
-		s->remote = xstrdup(v->remote);
-		s->local = xstrdup(v->local);
-		s->tls_policy = (uint8_t)s2s_out_tls_policy(v->remote);
-		s->tok.authenticated = true;
-		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_verify_ops, s);
-		if (!c) {
-			sess_free(s);
-			continue;
+	if (!vtab_cap)
+		return NULL;
+	for (struct vstream *vs = vtab[hv & (vtab_cap - 1)]; vs; vs = vs->hnext)
+		if (vs->hash == hv && strcmp(vs->remote, remote) == 0)
+			return vs;
+	return NULL;
+}
+
+static void vtab_grow(void)
+{
+	uint32_t cap = vtab_cap ? vtab_cap * 2 : 16;
+	struct vstream **nb = xcalloc(cap, sizeof(*nb));
+	for (uint32_t i = 0; i < vtab_cap; i++) {
+		struct vstream *vs = vtab[i], *next;
+		for (; vs; vs = next) {
+			next = vs->hnext;
+			vs->hnext = nb[vs->hash & (cap - 1)];
+			nb[vs->hash & (cap - 1)] = vs;
 		}
-		s->c = c;
-		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_VERIFY);
-		s->verify = v; /* back-pointer; sess_free leaves it */
-		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
-		v->sess = s;
-		return;
 	}
-	verify_answer(h, v, -1);
+	free(vtab);
+	vtab = nb;
+	vtab_cap = cap;
+}
+
+static struct vstream *vs_get(const char *remote)
+{
+	uint32_t hv = pix_hash1(remote, strlen(remote));
+	struct vstream *vs = vs_find(remote, hv);
+	if (vs)
+		return vs;
+	if (vtab_n + 1 > vtab_cap)
+		vtab_grow();
+	vs = xcalloc(1, sizeof(*vs));
+	vs->remote = xstrdup(remote);
+	vs->hash = hv;
+	vs->wait_tail = &vs->wait;
+	vs->hnext = vtab[hv & (vtab_cap - 1)];
+	vtab[hv & (vtab_cap - 1)] = vs;
+	vtab_n++;
+	return vs;
 }
 
 static void verify_free(struct verify *v)
@@ -110,87 +176,238 @@ static void verify_free(struct verify *v)
 	free(v);
 }
 
-/* result: 1 valid, 0 invalid, -1 could not ask */
+/* Tell the inbound session; result: 1 valid, 0 invalid, -1 could not ask.
+ * Frees v. */
 static void verify_answer(struct hubw *h, struct verify *v, int result)
 {
-	if (v->done)
-		return;
-	v->done = true;
 	struct net_conn *ic = net_conn_get(h->w, v->in);
 	struct sess *in = ic ? ic->user : NULL;
-	if (in) {
-		struct pair *p = NULL;
-		for (int i = 0; i < in->npairs; i++)
-			if (strcmp(in->pairs[i].remote, v->remote) == 0 && strcmp(in->pairs[i].local, v->local) == 0)
-				p = &in->pairs[i];
-		/* a key made for an earlier stream id (before STARTTLS or a
-		 * SASL restart) proves nothing about this stream */
-		if (p && p->state == PAIR_PENDING && strcmp(v->id, in->stream_id) == 0) {
-			if (result == 1) {
-				p->state = PAIR_VALID;
-				MET_INC(h->m, dialback_ok);
-				MET_INC(h->m, s2s_in_links);
-				sess_met_up(h, in, MET_AUTH_DIALBACK, v->remote);
-				in->tok.authenticated = true;
-				log_info(ic->id, "s2s in %s -> %s: authenticated (dialback)", v->remote, v->local);
-				sess_sendf(in, "<db:result from='%s' to='%s' type='valid'/>", v->local, v->remote);
-			} else if (result == 0) {
-				p->state = PAIR_INVALID;
-				MET_INC(h->m, dialback_fail);
-				log_warn(ic->id, "s2s in %s -> %s: dialback key invalid", v->remote, v->local);
-				sess_sendf(in, "<db:result from='%s' to='%s' type='invalid'/>", v->local, v->remote);
-			} else {
-				p->state = PAIR_NONE;
-				MET_INC(h->m, dialback_fail);
-				log_warn(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote,
-					 v->local);
-				/* XEP-0220 §2.4: dialback errors */
-				sess_sendf(in,
-					   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
-					   "<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-					   "</error></db:result>",
-					   v->local, v->remote);
-			}
+	struct pair *p = in ? pair_find(in, v->remote, v->local) : NULL;
+	/* a key made for an earlier stream id (before STARTTLS or a SASL
+	 * restart) proves nothing about this stream */
+	if (p && p->state == PAIR_PENDING && strcmp(v->id, in->stream_id) == 0) {
+		if (result == 1) {
+			p->state = PAIR_VALID;
+			MET_INC(h->m, dialback_ok);
+			MET_INC(h->m, s2s_in_links);
+			sess_met_up(h, in, MET_AUTH_DIALBACK, v->remote);
+			in->tok.authenticated = true;
+			log_info(ic->id, "s2s in %s -> %s: authenticated (dialback)", v->remote, v->local);
+			sess_sendf(in, "<db:result from='%s' to='%s' type='valid'/>", v->local, v->remote);
+		} else if (result == 0) {
+			p->state = PAIR_INVALID;
+			MET_INC(h->m, dialback_fail);
+			log_warn(ic->id, "s2s in %s -> %s: dialback key invalid", v->remote, v->local);
+			sess_sendf(in, "<db:result from='%s' to='%s' type='invalid'/>", v->local, v->remote);
+		} else {
+			p->state = PAIR_NONE;
+			MET_INC(h->m, dialback_fail);
+			/* the stream's failure is logged once for all its keys */
+			log_debug(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote, v->local);
+			/* XEP-0220 §2.4: dialback errors */
+			sess_sendf(in,
+				   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
+				   "<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+				   "</error></db:result>",
+				   v->local, v->remote);
 		}
 	}
-	if (!v->dns_pending && !v->sess)
-		verify_free(v);
+	verify_free(v);
+}
+
+/* Every key of vs, waiting or sent, gets "could not ask"; logged once per
+ * VERIFY_KEEP_MS for the domain. */
+static void vs_fail(struct hubw *h, struct vstream *vs, const char *why)
+{
+	uint64_t now = net_now_ms();
+	uint32_t n = vs->nwait + vs->nfly;
+	if (n && (!vs->last_warn || now - vs->last_warn >= VERIFY_KEEP_MS)) {
+		vs->last_warn = now;
+		log_warn(vs->sess ? vs->sess->c->id : 0, "s2s verify %s: %s; %u key%s not verified", vs->remote, why, n,
+			 n == 1 ? "" : "s");
+	}
+	vs->ready = false;
+	struct verify *v, *next;
+	for (v = vs->fly; v; v = next) {
+		next = v->next;
+		verify_answer(h, v, -1);
+	}
+	for (v = vs->wait; v; v = next) {
+		next = v->next;
+		verify_answer(h, v, -1);
+	}
+	vs->fly = vs->wait = NULL;
+	vs->wait_tail = &vs->wait;
+	vs->nfly = vs->nwait = 0;
+	vs->last_used = now;
+}
+
+/* The stream's deadline: the oldest unanswered key's, else the idle close. */
+static void vs_set_deadline(struct vstream *vs)
+{
+	if (!vs->sess || !vs->ready)
+		return;
+	uint64_t oldest = 0;
+	for (struct verify *v = vs->fly; v; v = v->next)
+		oldest = v->sent_at;
+	uint64_t now = net_now_ms(), to = (uint64_t)hub_cfg->connect_timeout * 1000;
+	vs->sess->c->deadline = (vs->fly ? oldest : now) + to;
+}
+
+/* Send what waits, up to VERIFY_INFLIGHT_MAX unanswered. */
+static void vs_pump(struct vstream *vs)
+{
+	if (!vs->sess || !vs->ready)
+		return;
+	uint64_t now = net_now_ms();
+	while (vs->wait && vs->nfly < VERIFY_INFLIGHT_MAX) {
+		struct verify *v = vs->wait;
+		vs->wait = v->next;
+		if (!vs->wait)
+			vs->wait_tail = &vs->wait;
+		vs->nwait--;
+		sess_sendf(vs->sess, "<db:verify from='%s' to='%s' id='%s'>%s</db:verify>", v->local, v->remote, v->id,
+			   v->key);
+		v->sent_at = now;
+		v->tries++;
+		v->next = vs->fly;
+		vs->fly = v;
+		vs->nfly++;
+	}
+	vs->last_used = now;
+	vs_set_deadline(vs);
+}
+
+static void vs_try_next(struct hubw *h, struct vstream *vs)
+{
+	if (!vs->wait)
+		return; /* nothing to ask */
+	while (vs->next_t < vs->nt) {
+		struct dns_target *t = &vs->t[vs->next_t++];
+		struct sess *s = sess_new(SESS_VERIFY);
+		s->remote = xstrdup(vs->remote);
+		s->local = xstrdup(vs->wait->local); /* the header's from; each db:verify names its own */
+		s->tls_policy = (uint8_t)s2s_out_tls_policy(vs->remote);
+		s->tok.authenticated = true;
+		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_verify_ops, s);
+		if (!c) {
+			sess_free(s);
+			continue;
+		}
+		s->c = c;
+		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_VERIFY);
+		s->vstream = vs; /* back-pointer; sess_free leaves it */
+		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+		vs->sess = s;
+		vs->ready = false;
+		return;
+	}
+	vs_fail(h, vs, vs->nt ? "no address of the authoritative server could be reached" : "no address");
+}
+
+/* Open a stream for what waits: the [route], else DNS. */
+static void vs_start(struct hubw *h, struct vstream *vs)
+{
+	if (vs->sess || vs->dns_pending || !vs->wait)
+		return;
+	vs->next_t = 0;
+	if (s2s_route_targets(vs->remote, vs->t, &vs->nt)) {
+		vs_try_next(h, vs);
+		return;
+	}
+	vs->dns_pending = true;
+	s2s_resolve(h, vs->remote, NULL, vs);
 }
 
 void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key)
 {
+	struct vstream *vs = vs_get(remote);
 	struct verify *v = xcalloc(1, sizeof(*v));
 	v->in = in->c->ref;
 	v->remote = xstrdup(remote);
 	v->local = xstrdup(local);
 	v->key = span_dup(key, false);
 	v->id = xstrdup(in->stream_id);
-	if (s2s_route_targets(remote, v->t, &v->nt)) {
-		verify_try_next(h, v);
+	vs->last_used = net_now_ms();
+	if (!v->key || vs->nwait >= VERIFY_WAIT_MAX) {
+		if (v->key)
+			log_warn(in->c->id, "s2s verify %s: %u keys wait already; %s not verified", remote, vs->nwait,
+				 local);
+		verify_answer(h, v, -1);
 		return;
 	}
-	v->dns_pending = true;
-	s2s_resolve(h, remote, NULL, v);
+	*vs->wait_tail = v;
+	vs->wait_tail = &v->next;
+	vs->nwait++;
+	if (vs->sess)
+		vs_pump(vs);
+	else
+		vs_start(h, vs);
+}
+
+/* The unanswered key an answer is for: XEP-0220 §2.3.4 names it by from,
+ * to and id. */
+static struct verify *vs_take(struct vstream *vs, const char *from, const char *to, const char *id)
+{
+	for (struct verify **pp = &vs->fly; *pp; pp = &(*pp)->next) {
+		struct verify *v = *pp;
+		if (strcmp(v->remote, from) == 0 && strcmp(v->local, to) == 0 && strcmp(v->id, id) == 0) {
+			*pp = v->next;
+			vs->nfly--;
+			return v;
+		}
+	}
+	return NULL;
+}
+
+static void vs_on_answer(struct hubw *h, struct vstream *vs, struct sess *s, const struct xml_stanza *st)
+{
+	char from[CFG_NAME_MAX], to[CFG_NAME_MAX], id[128];
+	int il = st->id.n ? xml_attr_decode(st->id, id, sizeof(id) - 1) : -1;
+	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0 ||
+	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0 || il <= 0) {
+		log_warn(s->c->id, "s2s verify %s: db:verify answer without from, to or id", vs->remote);
+		vs_fail(h, vs, "an answer named no key");
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
+		return;
+	}
+	id[il] = 0;
+	struct verify *v = vs_take(vs, from, to, id);
+	if (!v) {
+		log_debug(s->c->id, "s2s verify %s: answer for a key not asked (%s -> %s)", vs->remote, from, to);
+		return;
+	}
+	int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
+	verify_answer(h, v, res);
+	vs_pump(vs);
+	if (!vs->fly && !vs->wait) {
+		/* nothing more to ask: the stream is not kept open for keys
+		 * that may never come (the next one opens a new stream) */
+		vs->sess = NULL;
+		vs->ready = false;
+		s->vstream = NULL;
+		sess_sendf(s, "</stream:stream>");
+		net_close(s->c, true);
+	}
 }
 
 static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
 {
-	struct verify *v = s->verify;
+	struct vstream *vs = s->vstream;
 	struct net_conn *c = s->c;
-	bool ask = false;
+	bool ready = false;
 	if (ev == XML_EV_STREAM_OPEN) {
 		s->state = SESS_OPEN;
 		if (!span_eq(s->tok.hdr.version, "1.0")) {
 			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
 				/* RFC 6120 §4.7.5, §5.3.1: no STARTTLS on a pre-1.0
 				 * stream, and the key must not go out in the clear */
-				log_warn(c->id, "s2s verify %s: pre-1.0 stream and TLS is required", s->remote);
-				if (v)
-					verify_answer(h, v, -1);
+				if (vs)
+					vs_fail(h, vs, "pre-1.0 stream and TLS is required");
 				sess_stream_error(s, SERR_UNSUPPORTED_VERSION, "TLS is required");
 				return DRIVE_ALL;
 			}
-			ask = true;
+			ready = true;
 		}
 	} else {
 		const struct xml_stanza *st = &s->tok.st;
@@ -198,8 +415,8 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 			s->got_features = true;
 			struct feats f;
 			if (s2s_features_parse(st->raw, &f) < 0) {
-				if (v)
-					verify_answer(h, v, -1);
+				if (vs)
+					vs_fail(h, vs, "stream features could not be read");
 				sess_stream_error(s, SERR_BAD_FORMAT, "stream features could not be read");
 				return DRIVE_ALL;
 			}
@@ -208,39 +425,36 @@ static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b
 				sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
 				s->starttls_sent = true;
 			} else if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
-				log_warn(c->id, "s2s verify %s: no STARTTLS offered and TLS is required", s->remote);
-				if (v)
-					verify_answer(h, v, -1);
+				if (vs)
+					vs_fail(h, vs, "no STARTTLS offered and TLS is required");
 				sess_sendf(s, "</stream:stream>");
 				net_close(c, true);
 				return DRIVE_ALL;
 			} else {
-				ask = true;
+				ready = true;
 			}
 		} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
 			s->starttls_sent = false;
 			struct tls_conn *t =
 				span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
 			if (!t) {
-				if (v)
-					verify_answer(h, v, -1);
+				if (vs)
+					vs_fail(h, vs, "STARTTLS refused or failed");
 				net_close(c, false);
 				return DRIVE_ALL;
 			}
 			net_start_tls(c, t, true);
 			return DRIVE_STOP; /* nothing may follow <proceed/> in the clear: net drops it */
 		} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
-			int res = span_eq(st->type, "valid") ? 1 : span_eq(st->type, "invalid") ? 0 : -1;
-			if (v)
-				verify_answer(h, v, res);
-			sess_sendf(s, "</stream:stream>");
-			net_close(c, true);
-			return DRIVE_ALL;
+			if (vs)
+				vs_on_answer(h, vs, s, st);
+			return DRIVE_ON;
 		}
 	}
-	if (ask && v)
-		sess_sendf(s, "<db:verify from='%s' to='%s' id='%s'>%s</db:verify>", v->local, v->remote, v->id,
-			   v->key);
+	if (ready && vs) {
+		vs->ready = true;
+		vs_pump(vs);
+	}
 	(void)b;
 	return DRIVE_ON;
 }
@@ -282,17 +496,45 @@ static void verify_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	struct verify *v = s->verify;
-	s->verify = NULL;
-	if (v) {
-		v->sess = NULL;
-		if (!v->done) {
-			if (c->flags & NET_F_CONNECTING || err)
-				verify_try_next(h, v);
-			else
-				verify_answer(h, v, -1);
-		} else if (!v->dns_pending) {
-			verify_free(v);
+	struct vstream *vs = s->vstream;
+	s->vstream = NULL;
+	if (vs && vs->sess == s) {
+		bool was_ready = vs->ready;
+		vs->sess = NULL;
+		vs->ready = false;
+		vs->last_used = net_now_ms();
+		if (!was_ready && (c->flags & NET_F_CONNECTING || err)) {
+			vs_try_next(h, vs); /* never got through: the next address */
+		} else if (!was_ready) {
+			vs_fail(h, vs, "stream closed before it took a key");
+		} else {
+			/* keys sent on it and not answered are asked again on a
+			 * new stream, once; what still waits goes there too */
+			struct verify *v, *next, *again = NULL;
+			uint32_t nagain = 0;
+			for (v = vs->fly; v; v = next) {
+				next = v->next;
+				if (v->tries < VERIFY_TRIES) {
+					v->next = again;
+					again = v;
+					nagain++;
+				} else {
+					verify_answer(h, v, -1);
+				}
+			}
+			vs->fly = NULL;
+			vs->nfly = 0;
+			if (again) {
+				struct verify *last = again;
+				while (last->next)
+					last = last->next;
+				last->next = vs->wait;
+				if (!vs->wait)
+					vs->wait_tail = &last->next;
+				vs->wait = again;
+				vs->nwait += nagain;
+			}
+			vs_start(h, vs);
 		}
 	}
 	sess_free(s);
@@ -302,9 +544,18 @@ static void verify_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	struct verify *v = s->verify;
-	if (v)
-		verify_answer(h, v, -1);
+	struct vstream *vs = s->vstream;
+	if (vs && vs->sess == s && vs->ready && !vs->fly && !vs->wait) {
+		/* idle: close it; the next key opens a new one */
+		vs->sess = NULL;
+		vs->ready = false;
+		s->vstream = NULL;
+		sess_sendf(s, "</stream:stream>");
+		net_close(c, true);
+		return;
+	}
+	if (vs && vs->sess == s)
+		vs_fail(h, vs, vs->ready ? "no answer in time" : "timed out connecting");
 	net_close(c, false);
 }
 
@@ -316,22 +567,35 @@ const struct net_conn_ops s2s_verify_ops = {
 	.on_timer = verify_on_timer,
 };
 
-void db_verify_on_dns(struct hubw *h, struct verify *v, const struct dns_req *r)
+void db_verify_on_dns(struct hubw *h, struct vstream *vs, const struct dns_req *r)
 {
-	v->dns_pending = false;
+	vs->dns_pending = false;
 	if (r->status) {
-		/* verify_answer() frees v itself when it answers (no DNS
-		 * wait, no session left); one answered before only waited
-		 * for this lookup */
-		if (v->done)
-			verify_free(v);
-		else
-			verify_answer(h, v, -1);
-	} else {
-		memcpy(v->t, r->t, sizeof(v->t));
-		v->nt = r->ntargets;
-		v->next_t = 0;
-		s2s_drop_private_targets(v->t, &v->nt, v->remote);
-		verify_try_next(h, v);
+		vs_fail(h, vs, "DNS lookup failed");
+		return;
+	}
+	memcpy(vs->t, r->t, sizeof(vs->t));
+	vs->nt = r->ntargets;
+	vs->next_t = 0;
+	s2s_drop_private_targets(vs->t, &vs->nt, vs->remote);
+	vs_try_next(h, vs);
+}
+
+void db_tick(struct hubw *h, uint64_t now)
+{
+	(void)h;
+	for (uint32_t i = 0; i < vtab_cap; i++) {
+		for (struct vstream **pp = &vtab[i]; *pp;) {
+			struct vstream *vs = *pp;
+			if (vs->sess || vs->dns_pending || vs->wait || vs->fly ||
+			    now - vs->last_used < VERIFY_KEEP_MS) {
+				pp = &vs->hnext;
+				continue;
+			}
+			*pp = vs->hnext;
+			vtab_n--;
+			free(vs->remote);
+			free(vs);
+		}
 	}
 }

@@ -2,7 +2,8 @@
  * router/hub.c — the router plugged into the runtime: what each worker does
  * when it starts and stops, which stream handler takes an accepted
  * connection (by its listener's kind), where inter-thread messages go, the
- * per-worker tick, and the routing table's entries from the configuration.
+ * per-worker tick and loop turn (reload, control socket, drain, flow
+ * control), and the routing table's entries from the configuration.
  * router/main.c (the daemon) and the tests' in-process hub
  * (tests/unit/hub_harness.h) start the router through these, so both run
  * the same wiring.
@@ -16,6 +17,9 @@
 #include "router/route.h"
 #include "router/s2s.h"
 #include "router/comp.h"
+#include "router/flow.h"
+#include "router/ctl.h"
+#include "router/reload.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -45,7 +49,8 @@ static void on_msg(struct net_worker *w, struct net_msg *m)
 	if (m->type == DNS_MSG_RESULT) {
 		struct dns_req *r;
 		memcpy(&r, m->u.bytes, sizeof(r));
-		s2s_on_dns(h, r);
+		if (!ctl_on_dns(h, r))
+			s2s_on_dns(h, r);
 	} else {
 		route_on_msg(h, m);
 	}
@@ -54,10 +59,20 @@ static void on_msg(struct net_worker *w, struct net_msg *m)
 static void on_tick(struct net_worker *w, uint64_t now)
 {
 	static __thread uint64_t last;
+	reload_worker_tick(hubw_of(w));
+	ctl_worker_tick(hubw_of(w));
+	if (drain_active())
+		drain_worker_tick(hubw_of(w));
+	flow_tick(hubw_of(w), now);
 	if (now - last < 1000)
 		return;
 	last = now;
 	s2s_tick(hubw_of(w), now);
+}
+
+static void on_turn(struct net_worker *w)
+{
+	flow_turn(hubw_of(w));
 }
 
 static void shutdown_conn(struct net_conn *c, void *arg)
@@ -86,6 +101,7 @@ void hub_net_config(struct net_config *nc, const struct cfg *c)
 		.on_msg = on_msg,
 		.on_accept = on_accept,
 		.on_tick = on_tick,
+		.on_turn = on_turn,
 		.on_ctrl_msg = dns_on_ctrl_msg,
 	};
 }

@@ -2,7 +2,7 @@
  * router/hub.h — what every file of the router shares: the RFC 6120 error
  * conditions, the per-worker state, the global configuration and keys, the
  * router's message types. Each part has its own header: sess.h (a stream
- * and its helpers), route.h (the stanza path), s2s.h, comp.h, local.h.
+ * and its helpers), route.h (the stanza path), flow.h, s2s.h, comp.h, local.h.
  * Not a public API: everything outside router/ uses net/, xml/ and cfg.h.
  */
 #ifndef FEDHUB_HUB_H
@@ -17,6 +17,7 @@
 #include "router/cfg.h"
 #include "router/met.h"
 #include "router/rt.h"
+#include "router/pix.h"
 
 /* RFC 6120 §4.9.3 stream errors the router sends (besides xml_err ones). */
 enum hub_serr {
@@ -35,6 +36,7 @@ enum hub_serr {
 	SERR_REMOTE_CONNECTION_FAILED,
 	SERR_INTERNAL_SERVER_ERROR,
 	SERR_UNDEFINED_CONDITION,
+	SERR_HOST_GONE, /* §4.9.3.5: a reload removed the local domain */
 };
 const char *hub_serr_name(enum hub_serr e);
 
@@ -59,11 +61,24 @@ struct hubw {
 	uint32_t nlinks;
 	unsigned char rnd[256]; /* CSPRNG bytes for stream ids */
 	uint32_t rnd_used;
+	/* flow.c */
+	uint64_t fq_bytes;     /* in all flow queues of this worker */
+	struct net_ref *fbusy; /* destinations with a flow queue (or stalled) */
+	uint32_t nfbusy, cfbusy;
+	struct flow_omsg *obox; /* messages waiting for a full ring */
+	uint32_t olen, ocap;
+	uint64_t oblocked; /* workers with messages in obox */
 };
 
-extern struct cfg *hub_cfg;
+/* The running configuration and TLS context: a reload (reload.c) swaps them
+ * with rcu_xchg_pointer and frees the old after a grace period, so a reader
+ * uses them within its loop turn only. The acquire load pairs with that
+ * swap (on x86 it is the plain load it was). */
+extern struct cfg *hub_cfg_live;
+#define hub_cfg (__atomic_load_n(&hub_cfg_live, __ATOMIC_ACQUIRE))
 struct tls_ctx;
-extern struct tls_ctx *hub_tls;   /* every hosted domain's certificate; NULL: no TLS */
+extern struct tls_ctx *hub_tls_live; /* every hosted domain's certificate; NULL: no TLS */
+#define hub_tls (__atomic_load_n(&hub_tls_live, __ATOMIC_ACQUIRE))
 extern char hub_dialback_key[65]; /* hex SHA-256 of the dialback secret (XEP-0185) */
 
 static inline struct hubw *hubw_of(struct net_worker *w)
@@ -75,6 +90,8 @@ static inline struct hubw *hubw_of(struct net_worker *w)
 enum {
 	HUB_MSG_STANZA = NET_MSG_USER + 8, /* u.bytes: a struct xstz; deliver to a connection */
 	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
+	HUB_MSG_PAUSE,                     /* u.bytes: a struct net_ref of ours: stop reading it */
+	HUB_MSG_RESUME,                    /* ... read it again */
 };
 
 /* hub.c: the router's callbacks for net_init() (workers, max_pending from c). */

@@ -9,17 +9,21 @@
  *
  * Start-up: load the config, fill the routing table with the static routes
  * (the hub's domain, hosted domains, component domains), start the workers
- * (one per core), the control thread (DNS) and the HTTP endpoint, then wait
- * for SIGTERM or SIGINT in this thread. Stop: workers close their streams
- * with system-shutdown, flush for up to a second, and the process exits 0.
+ * (one per core), the control thread (DNS), the HTTP endpoint (503
+ * "starting" until the workers run) and the control socket, then wait for
+ * signals in this thread. SIGHUP reloads the configuration (reload.c).
+ * SIGTERM or SIGINT drains (drain.c): /health 503, listeners closed, up to
+ * drain_timeout for queues to flush, then the streams still open get
+ * system-shutdown, what is still queued is bounced, and the process exits 0;
+ * a second SIGTERM or SIGINT cuts the drain short.
  *
  * Start-up runs the same check_config() as -t, so the two never disagree,
  * then refuses ports another process holds (check_ports_free) unless
  * --takeover asks to share them with the fedhub being replaced. Under
  * systemd (Type=notify) READY=1 is sent once the listeners are bound and
- * the workers run, STOPPING=1 when a stop begins. SIGHUP (reload is not
- * built yet), SIGUSR1 and SIGUSR2 are logged and otherwise ignored: none of
- * them may kill a hub that carries links.
+ * the workers run, RELOADING=1 / READY=1 around a reload, STOPPING=1 when a
+ * drain begins. SIGUSR1 and SIGUSR2 are logged and otherwise ignored: they
+ * may not kill a hub that carries links.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,6 +46,8 @@
 #include "router/s2s.h"
 #include "router/check.h"
 #include "router/check_xml.h"
+#include "router/ctl.h"
+#include "router/reload.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -94,34 +100,6 @@ static int make_dialback_key(void)
 	return 0;
 }
 
-/* One TLS context for the whole hub: every [domain]'s certificate, indexed
- * by name for SNI, the CA bundle, and the outbound session cache. */
-static int make_tls(void)
-{
-	struct tls_opts o = {.ca_file = hub_cfg->ca_file[0] ? hub_cfg->ca_file : NULL};
-	hub_tls = tls_ctx_new(&o);
-	if (!hub_tls) {
-		log_error(0, "cannot load the CA bundle %s", hub_cfg->ca_file[0] ? hub_cfg->ca_file : "of the system");
-		return -1;
-	}
-	int n = 0;
-	for (int i = 0; i < hub_cfg->ndomains; i++) {
-		struct cfg_domain *d = &hub_cfg->domains[i];
-		if (!d->cert[0])
-			continue;
-		int rc = tls_ctx_add_cert(hub_tls, d->cert, d->key[0] ? d->key : d->cert);
-		if (rc < 0) {
-			log_error(0, "[domain %s]: cannot load %s: %s", d->name, d->cert, tls_strerror(rc));
-			return -1;
-		}
-		if (met_cert_expiry_file(d->name, d->cert) < 0)
-			log_warn(0, "[domain %s]: cannot read the expiry date of %s", d->name, d->cert);
-		n++;
-	}
-	log_info(0, "tls: %d certificate%s, %zu names", n, n == 1 ? "" : "s", tls_ctx_name_count(hub_tls));
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *conf = NULL;
@@ -161,7 +139,8 @@ int main(int argc, char **argv)
 		printf("configuration ok\n");
 		return 0;
 	}
-	hub_cfg = &cfg;
+	hub_cfg_live = &cfg;
+	reload_init(conf, &cfg);
 	log_level = cfg.log_level;
 	log_init_env();
 	log_set_json(cfg.log_json);
@@ -182,7 +161,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit it */
 
-	if (make_tls() < 0) {
+	if (!(hub_tls_live = reload_make_tls(&cfg, NULL))) {
 		log_error(0, "cannot set up TLS");
 		return 1;
 	}
@@ -204,6 +183,7 @@ int main(int argc, char **argv)
 	met_set_domains_max(cfg.metrics_domains_max);
 	met_init(net_nworkers());
 	met_set_build_info(FEDHUB_VERSION, tls_library_info(), !strstr(tls_library_info(), "AES-NI: no"));
+	met_set_state("starting", "workers not running yet");
 	char dns_server[80] = "";
 	if (cfg.dns_server.len) {
 		char host[64];
@@ -237,6 +217,7 @@ int main(int argc, char **argv)
 							 : "s2s",
 			 l->addr.text);
 	}
+	bool cfg_http_on = cfg.http.len > 0; /* restart-only: a reload keeps it */
 	if (cfg.http.len && met_http_start(&cfg.http) < 0) {
 		log_error(0, "cannot start the HTTP endpoint on %s", cfg.http.text);
 		return 1;
@@ -247,6 +228,13 @@ int main(int argc, char **argv)
 	}
 	pthread_t ctrl;
 	pthread_create(&ctrl, NULL, ctrl_main, NULL);
+	if (cfg.control_socket[0] && ctl_start(cfg.control_socket) < 0) {
+		log_error(0, "cannot open the control socket %s", cfg.control_socket);
+		net_stop();
+		pthread_join(ctrl, NULL);
+		return 1;
+	}
+	met_set_state("ok", NULL);
 	log_info(0, "fedhub running: %d workers, hub domain %s", net_nworkers(), cfg.hub_domain);
 	sd_notifyf(0, "READY=1\nSTATUS=running: %d workers, hub domain %s", net_nworkers(), cfg.hub_domain);
 
@@ -254,18 +242,25 @@ int main(int argc, char **argv)
 	while (sigwait(&sigs, &sig) == 0) {
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		if (sig == SIGHUP)
-			log_warn(0,
-				 "SIGHUP: configuration reload is not supported yet; running configuration unchanged");
-		else if (sig == SIGUSR1 || sig == SIGUSR2)
+		if (sig == SIGHUP) {
+			sd_notify(0, "RELOADING=1");
+			int rc = reload_run("SIGHUP", NULL);
+			sd_notifyf(0, "READY=1\nSTATUS=running: %d workers; last reload %s", net_nworkers(),
+				   rc == 0 ? "applied" : "refused (see the log)");
+		} else if (sig == SIGUSR1 || sig == SIGUSR2) {
 			log_info(0, "%s: ignored", sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+		}
 	}
-	sd_notify(0, "STOPPING=1");
-	log_info(0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	met_set_ready(false); /* /health: 503 while the streams drain */
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
+	log_info(0, "%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	bool at_once;
+	drain_run(sig == SIGTERM ? "SIGTERM" : "SIGINT", reload_drain_timeout(), &sigs, &at_once);
+	/* what is still open gets <system-shutdown/>, what is queued a bounce */
+	net_set_stop_flush_ms(at_once ? 0 : 1000);
+	ctl_stop();
 	net_stop();
 	pthread_join(ctrl, NULL);
-	if (cfg.http.len)
+	if (cfg_http_on)
 		met_http_stop();
 	log_info(0, "stopped");
 	return 0;

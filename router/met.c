@@ -41,6 +41,8 @@ static struct {
 	int nworkers;
 	struct timespec start;
 	bool ready;
+	char state[16];   /* /health "status" when not ready: starting, draining */
+	char reason[128]; /* /health "reason"; empty: none */
 
 	pthread_mutex_t lock; /* ready, and blocks against met_init/met_free */
 
@@ -147,6 +149,7 @@ int met_init(int nworkers)
 	pthread_mutex_unlock(&reg.lock);
 	clock_gettime(CLOCK_MONOTONIC, &met.start);
 	met.ready = true;
+	met.state[0] = met.reason[0] = 0;
 	pthread_mutex_unlock(&met.lock);
 	return 0;
 }
@@ -162,6 +165,16 @@ void met_set_ready(bool ready)
 {
 	pthread_mutex_lock(&met.lock);
 	met.ready = ready;
+	met.state[0] = met.reason[0] = 0;
+	pthread_mutex_unlock(&met.lock);
+}
+
+void met_set_state(const char *status, const char *reason)
+{
+	pthread_mutex_lock(&met.lock);
+	met.ready = !strcmp(status, "ok");
+	snprintf(met.state, sizeof(met.state), "%s", met.ready ? "" : status);
+	snprintf(met.reason, sizeof(met.reason), "%s", reason ? reason : "");
 	pthread_mutex_unlock(&met.lock);
 }
 
@@ -852,6 +865,74 @@ static void render_process(struct out *o)
 	}
 }
 
+void met_flow_publish(struct met_worker *w, const struct met_flow *f, int n)
+{
+	if (!n && !w->flow_n)
+		return;
+	__atomic_store_n(&w->flow_seq, w->flow_seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (int i = 0; i < n; i++) {
+		for (size_t k = 0; k < sizeof(f[i].dest); k++)
+			__atomic_store_n(&w->flow[i].dest[k], f[i].dest[k], __ATOMIC_RELAXED);
+		__atomic_store_n(&w->flow[i].stanzas, f[i].stanzas, __ATOMIC_RELAXED);
+		__atomic_store_n(&w->flow[i].bytes, f[i].bytes, __ATOMIC_RELAXED);
+		__atomic_store_n(&w->flow[i].paused, f[i].paused, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&w->flow_n, (uint32_t)n, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->flow_seq, w->flow_seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Per-destination flow queue depth: a consistent copy of each worker's list
+ * (retried while the worker writes it). */
+#define NET_FLOW_WORKERS_MAX 64
+static void render_flow(struct out *o)
+{
+	static const char *const names[] = {"flow_dest_queue_stanzas", "flow_dest_queue_bytes",
+					    "flow_dest_paused_sources"};
+	static const char *const helps[] = {"stanzas waiting for this destination (the deepest queues of each worker)",
+					    "bytes waiting for this destination (the deepest queues of each worker)",
+					    "source connections paused for this destination"};
+	static struct met_flow f[NET_FLOW_WORKERS_MAX][MET_FLOW_TOP]; /* under met.lock */
+	uint32_t nf[NET_FLOW_WORKERS_MAX] = {0};
+	int nw = met.nworkers < NET_FLOW_WORKERS_MAX ? met.nworkers : NET_FLOW_WORKERS_MAX;
+	for (int w = 0; met.blocks && w < nw; w++) {
+		struct met_worker *b = &met.blocks[w];
+		for (int tries = 0; tries < 100; tries++) {
+			uint64_t s1 = __atomic_load_n(&b->flow_seq, __ATOMIC_ACQUIRE);
+			if (s1 & 1)
+				continue;
+			uint32_t n = __atomic_load_n(&b->flow_n, __ATOMIC_RELAXED);
+			if (n > MET_FLOW_TOP)
+				n = MET_FLOW_TOP;
+			for (uint32_t i = 0; i < n; i++) {
+				for (size_t k = 0; k < sizeof(f[w][i].dest); k++)
+					f[w][i].dest[k] = __atomic_load_n(&b->flow[i].dest[k], __ATOMIC_RELAXED);
+				f[w][i].dest[sizeof(f[w][i].dest) - 1] = 0;
+				f[w][i].stanzas = __atomic_load_n(&b->flow[i].stanzas, __ATOMIC_RELAXED);
+				f[w][i].bytes = __atomic_load_n(&b->flow[i].bytes, __ATOMIC_RELAXED);
+				f[w][i].paused = __atomic_load_n(&b->flow[i].paused, __ATOMIC_RELAXED);
+			}
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(&b->flow_seq, __ATOMIC_RELAXED) == s1) {
+				nf[w] = n;
+				break;
+			}
+		}
+	}
+	for (int m = 0; m < 3; m++) {
+		put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s gauge\n", names[m], helps[m], names[m]);
+		for (int w = 0; w < nw; w++)
+			for (uint32_t i = 0; i < nf[w]; i++) {
+				uint64_t v = m == 0 ? f[w][i].stanzas : m == 1 ? f[w][i].bytes : f[w][i].paused;
+				put(o, "fedhub_%s{dest=\"", names[m]);
+				/* a domain is [a-z0-9.-]; anything else would break the label */
+				for (const char *c = f[w][i].dest; *c; c++)
+					put(o, "%c", (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) ? '_' : *c);
+				put(o, "\",worker=\"%d\"} %llu\n", w, (unsigned long long)v);
+			}
+	}
+}
+
 size_t met_render(char *buf, size_t cap)
 {
 	struct out o = {buf, cap, 0};
@@ -867,6 +948,14 @@ size_t met_render(char *buf, size_t cap)
 	metric(&o, "starttls_discarded_bytes", "_total", "counter",
 	       "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
 	metric(&o, "conns_open", "", "gauge", "connections open", sum_field(offsetof(struct met_worker, conns_open)));
+	metric(&o, "flow_paused_sources", "", "gauge", "source connections not read now (their destination is full)",
+	       sum_field(offsetof(struct met_worker, flow_paused_sources)));
+	metric(&o, "flow_queue_bytes", "", "gauge",
+	       "bytes of stanzas waiting in flow queues (queue_memory_max bounds it)",
+	       sum_field(offsetof(struct met_worker, flow_queue_bytes)));
+	metric(&o, "flow_queue_stanzas", "", "gauge", "stanzas waiting in flow queues",
+	       sum_field(offsetof(struct met_worker, flow_queue_stanzas)));
+	render_flow(&o);
 	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
@@ -881,14 +970,35 @@ size_t met_render(char *buf, size_t cap)
 	return o.len;
 }
 
+/* RFC 8259 §7 string escaping. */
+static void put_json_str(struct out *o, const char *s)
+{
+	put(o, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			put(o, "\\%c", ch);
+		else if (ch < 0x20)
+			put(o, "\\u%04x", ch);
+		else
+			put(o, "%c", ch);
+	}
+	put(o, "\"");
+}
+
 size_t met_render_health(char *buf, size_t cap, bool *ok)
 {
 	struct out o = {buf, cap, 0};
 
 	pthread_mutex_lock(&met.lock);
 	*ok = met.ready;
-	put(&o, "{\"status\":\"%s\",\"workers\":%d,\"uptime_s\":%llu", met.ready ? "ok" : "unavailable", met.nworkers,
-	    (unsigned long long)uptime_s());
+	put(&o, "{\"status\":");
+	put_json_str(&o, met.ready ? "ok" : met.state[0] ? met.state : "unavailable");
+	if (met.reason[0]) {
+		put(&o, ",\"reason\":");
+		put_json_str(&o, met.reason);
+	}
+	put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
 	pthread_mutex_unlock(&met.lock);
 	put(&o, "}");
 	if (cap)

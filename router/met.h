@@ -39,7 +39,11 @@
 	X(tls_failures, "TLS handshakes that failed")                                         \
 	X(send_queue_full, "stanzas refused because a queue was full")                        \
 	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
-	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")
+	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")   \
+	X(flow_waited, "stanzas that waited for a full destination")                          \
+	X(flow_pauses, "times a source was paused for a full destination")                    \
+	X(flow_ring_waits, "messages that waited for a full worker ring")                     \
+	X(flow_stall_bounced, "stanzas bounced: destination stalled for stall_timeout")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */
 #define MET_COUNTERS_IN(X)                                                                                \
@@ -100,6 +104,18 @@ struct met_worker {
 	uint64_t bounces[MET_COND_N];                        /* by stanza error condition */
 	uint64_t stream_errors[2][MET_COND_N];               /* [0] received, [1] sent */
 	struct met_dom *dom; /* met_domains_max + MET_DOM_KIND_N: then one "_other" per kind */
+	uint64_t flow_paused_sources; /* gauge: connections of this worker not read now */
+	uint64_t flow_queue_bytes;    /* gauge: bytes waiting in this worker's flow queues */
+	uint64_t flow_queue_stanzas;  /* gauge: stanzas waiting there */
+	/* the deepest flow queues, published by the worker once a tick
+	 * (met_flow_publish) under flow_seq: odd while it writes */
+	uint64_t flow_seq;
+	uint32_t flow_n;
+	struct met_flow {
+		char dest[64]; /* destination domain (truncated) */
+		uint64_t stanzas, bytes;
+		uint32_t paused; /* sources paused for it */
+	} flow[8];
 	char pad[64];
 } __attribute__((aligned(64))); /* blocks never share a cache line */
 
@@ -107,6 +123,10 @@ struct met_worker {
 #define MET_ADD(w, field, n) __atomic_store_n(&(w)->field, (w)->field + (uint64_t)(n), __ATOMIC_RELAXED)
 #define MET_INC(w, field)    MET_ADD(w, field, 1)
 #define MET_DEC(w, field)    MET_ADD(w, field, -1) /* gauges only (conns_open) */
+
+#define MET_FLOW_TOP 8
+/* Publish the worker's deepest flow queues (at most MET_FLOW_TOP). */
+void met_flow_publish(struct met_worker *w, const struct met_flow *f, int n);
 
 /* Allocate n per-worker blocks, zeroed, and start the uptime clock. Call
  * before any thread uses met_of; calling it again resets every counter and
@@ -121,6 +141,10 @@ struct met_worker *met_of(int worker);
  * begins, while it drains. Initially true. Also exported as the gauge
  * fedhub_ready. Thread-safe. */
 void met_set_ready(bool ready);
+/* The same with a name and a reason: "ok" is ready (200); anything else,
+ * e.g. met_set_state("draining", "SIGTERM"), answers 503
+ * {"status":"draining","reason":"SIGTERM",...}. reason may be NULL. */
+void met_set_state(const char *status, const char *reason);
 
 /* Start the HTTP endpoint (libmicrohttpd, its own thread), bound to addr only.
  * GET /health: JSON {"status":"ok","workers":N,"uptime_s":S,...}; GET /metrics:

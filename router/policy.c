@@ -166,11 +166,11 @@ struct policy policy_lookup(const struct cfg *c, const char *remote, size_t n)
 	return p;
 }
 
-extern struct cfg *hub_cfg;
+extern struct cfg *hub_cfg_live; /* hub.h: swapped by a reload */
 
 struct policy policy_for(const char *remote)
 {
-	return policy_lookup(hub_cfg, remote, strlen(remote));
+	return policy_lookup(__atomic_load_n(&hub_cfg_live, __ATOMIC_ACQUIRE), remote, strlen(remote));
 }
 
 enum policy_in policy_inbound(const char *remote, bool tls_on, bool cert_proves)

@@ -24,6 +24,7 @@
  * built anew, and those are parsed again by a per-worker tokenizer so they
  * take the same path as everything else.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include "router/hub.h"
 #include "router/sess.h"
 #include "router/route.h"
+#include "router/flow.h"
 #include "router/s2s.h"
 #include "router/local.h"
 #include "net/log.h"
@@ -45,6 +47,9 @@ struct xstz {
 	uint16_t to_len, from_len;
 	uint8_t flags;
 	uint8_t hops;
+	/* the source connection, for flow control (FLOW_NO_SRC: none) */
+	uint16_t src_worker;
+	uint32_t src_slot, src_gen;
 };
 _Static_assert(sizeof(struct xstz) <= NET_MSG_PAYLOAD, "xstz fits a message");
 
@@ -147,14 +152,6 @@ bool comp_from_allowed(const char *d, size_t dn, const char *base, size_t bn)
 	return true;
 }
 
-static struct pair *find_pair(struct sess *s, const char *remote, const char *local)
-{
-	for (int i = 0; i < s->npairs; i++)
-		if (strcmp(s->pairs[i].remote, remote) == 0 && strcmp(s->pairs[i].local, local) == 0)
-			return &s->pairs[i];
-	return NULL;
-}
-
 static bool any_valid_pair_from(struct sess *s, const char *remote)
 {
 	for (int i = 0; i < s->npairs; i++)
@@ -174,10 +171,23 @@ static void fill_xstz(struct xstz *x, const struct xml_stanza *st)
 	x->flags = (uint8_t)st->flags;
 }
 
-static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops);
+static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops,
+		    struct net_ref src);
+
+static void fill_src(struct xstz *x, struct net_ref src)
+{
+	x->src_worker = src.worker;
+	x->src_slot = src.slot;
+	x->src_gen = src.gen;
+}
+
+static struct net_ref xstz_src(const struct xstz *x)
+{
+	return (struct net_ref){.worker = x->src_worker, .slot = x->src_slot, .gen = x->src_gen};
+}
 
 static void deliver_component(struct hubw *h, const struct rt_route *r, struct net_buf *b, const struct xml_stanza *st,
-			      int hops)
+			      int hops, struct net_ref src)
 {
 	if (!r->nconns) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
@@ -190,33 +200,35 @@ static void deliver_component(struct hubw *h, const struct rt_route *r, struct n
 	uint32_t hv = rt_hash(f.p, f.n) * 31u ^ rt_hash(t.p, t.n);
 	/* A reroute (hops > 0) found the chosen connection closing while the
 	 * table still lists it: take the next one, not the same one again. */
-	to_conn(h, r->conns[(hv + (uint32_t)hops) % r->nconns], b, st, hops);
+	to_conn(h, r->conns[(hv + (uint32_t)hops) % r->nconns], b, st, hops, src);
 }
 
-static void reroute(struct hubw *h, struct net_buf *b, const struct xml_stanza *st, int hops)
+static void reroute(struct hubw *h, struct net_buf *b, const struct xml_stanza *st, int hops, struct net_ref src)
 {
 	char to[CFG_NAME_MAX];
 	int tl = jid_domain(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to));
 	const struct rt_route *r = tl > 0 ? rt_lookup(to, (size_t)tl) : NULL;
 	if (hops < 3 && r && r->kind == RT_COMPONENT) {
-		deliver_component(h, r, b, st, hops + 1);
+		deliver_component(h, r, b, st, hops + 1, src);
 		return;
 	}
 	route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 	net_buf_unref(h->w, b);
 }
 
-static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops)
+static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops,
+		    struct net_ref src)
 {
 	if (dst.worker == net_worker_id(h->w)) {
 		struct net_conn *c = net_conn_get(h->w, dst);
-		if (!c) { /* it just went away: its share moves to the others */
-			reroute(h, b, st, hops);
+		enum hub_sterr why;
+		int rc = c && c->user ? flow_send(h, c, b, st->raw.p, st->raw.n, src, &why) : -EPIPE;
+		if (rc == -EPIPE) { /* it went or is going away: its share moves to the others */
+			reroute(h, b, st, hops, src);
 			return;
 		}
-		if (net_send_slice_take(c, b, st->raw.p, st->raw.n) < 0) {
-			MET_INC(h->m, send_queue_full);
-			route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
+		if (rc < 0) {
+			route_bounce(h, st, why, NULL);
 			net_buf_unref(h->w, b);
 			return;
 		}
@@ -233,39 +245,34 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 	struct net_msg m = {.type = HUB_MSG_STANZA, .buf = b}; /* carries our reference */
 	struct xstz *x = (struct xstz *)m.u.bytes;
 	fill_xstz(x, st);
+	fill_src(x, src);
 	x->dst = dst;
 	x->hops = (uint8_t)hops;
-	if (net_msg_send(h->w, dst.worker, &m) < 0) {
-		MET_INC(h->m, send_queue_full);
-		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
-		net_buf_unref(h->w, b);
-		return;
-	}
+	/* a full ring keeps the message (and pauses its source), never bounces it */
+	flow_msg_send(h, dst.worker, &m,
+		      src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
 	MET_INC(h->m, stanzas_cross_worker);
 }
 
-static void to_remote(struct hubw *h, const char *to, int tl, const char *fr, struct net_buf *b,
-		      const struct xml_stanza *st)
+static void to_remote(struct hubw *h, const struct rt_route *r, const char *to, int tl, const char *fr,
+		      struct net_buf *b, const struct xml_stanza *st, struct net_ref src)
 {
-	int owner = rt_s2s_claim(to, (size_t)tl, (uint16_t)net_worker_id(h->w));
+	/* the lookup already found the owner: no second lookup, no lock */
+	int owner = r ? r->owner : rt_s2s_claim(to, (size_t)tl, (uint16_t)net_worker_id(h->w));
 	if (owner < 0) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 		net_buf_unref(h->w, b);
 		return;
 	}
 	if (owner == net_worker_id(h->w)) {
-		s2s_link_enqueue(h, to, fr, b, st->raw.p, st->raw.n);
+		s2s_link_enqueue(h, to, fr, b, st->raw.p, st->raw.n, src);
 		return;
 	}
 	struct net_msg m = {.type = HUB_MSG_TO_LINK, .buf = b}; /* carries our reference */
 	struct xstz *x = (struct xstz *)m.u.bytes;
 	fill_xstz(x, st);
-	if (net_msg_send(h->w, owner, &m) < 0) {
-		MET_INC(h->m, send_queue_full);
-		route_bounce(h, st, STERR_RESOURCE_CONSTRAINT, NULL);
-		net_buf_unref(h->w, b);
-		return;
-	}
+	fill_src(x, src);
+	flow_msg_send(h, owner, &m, src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
 	MET_INC(h->m, stanzas_cross_worker);
 }
 
@@ -330,7 +337,7 @@ struct addr_verdict s2s_in_accepts(struct sess *s, const struct stanza_addrs *a)
 		return stream_err(SERR_IMPROPER_ADDRESSING);
 	if (!route_served(a->route))
 		return stream_err(SERR_HOST_UNKNOWN);
-	struct pair *pr = find_pair(s, a->fr, a->to);
+	struct pair *pr = pair_find(s, a->fr, a->to);
 	if (!pr || pr->state != PAIR_VALID)
 		/* §4.9.3.10 invalid-from: the domain is not validated on this
 		 * stream; §4.9.3.7 host-unknown would name our side instead */
@@ -445,7 +452,7 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 			goto drop;
 		case RT_COMPONENT:
-			deliver_component(h, r, b, st, 0);
+			deliver_component(h, r, b, st, 0, flow_src_of(src));
 			return;
 		case RT_S2S_OUT:
 			break;
@@ -456,7 +463,7 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 		goto drop;
 	}
-	to_remote(h, a.to, a.tl, a.fr, b, st);
+	to_remote(h, r, a.to, a.tl, a.fr, b, st, flow_src_of(src));
 	return;
 drop:
 	net_buf_unref(h->w, b);
@@ -479,14 +486,19 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 	struct xstz *x = (struct xstz *)m->u.bytes;
 	struct xml_stanza st;
 	xstz_to_stanza(x, &st);
+	if (m->type == HUB_MSG_PAUSE || m->type == HUB_MSG_RESUME) {
+		flow_on_msg(h, m);
+		return;
+	}
+	struct net_ref src = xstz_src(x);
 	if (m->type == HUB_MSG_STANZA) {
-		to_conn(h, x->dst, m->buf, &st, x->hops);
+		to_conn(h, x->dst, m->buf, &st, x->hops, src);
 	} else if (m->type == HUB_MSG_TO_LINK) {
 		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
 		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
 		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
 		if (tl > 0 && fl > 0)
-			s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n);
+			s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n, src);
 		else
 			net_buf_unref(h->w, m->buf);
 	}

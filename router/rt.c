@@ -117,6 +117,18 @@ int rt_set_static(const char *d, enum rt_kind kind)
 	return rc;
 }
 
+int rt_del_static(const char *d)
+{
+	size_t n = strlen(d);
+	pthread_mutex_lock(&write_lock);
+	struct rt_entry *e = find(d, n);
+	int rc = -ENOENT;
+	if (e && e->r.kind != RT_S2S_OUT)
+		rc = remove_entry(e);
+	pthread_mutex_unlock(&write_lock);
+	return rc;
+}
+
 int rt_comp_add(const char *d, struct net_ref ref)
 {
 	size_t n = strlen(d);
@@ -165,8 +177,13 @@ int rt_comp_del(const char *d, struct net_ref ref)
 
 int rt_s2s_claim(const char *d, size_t n, uint16_t owner)
 {
-	pthread_mutex_lock(&write_lock);
+	/* The common case, an entry that is already there, takes no lock: the
+	 * mutex is for the rare writer that installs one. */
 	struct rt_entry *e = find(d, n);
+	if (e)
+		return e->r.kind == RT_S2S_OUT ? e->r.owner : -EEXIST;
+	pthread_mutex_lock(&write_lock);
+	e = find(d, n);
 	int rc;
 	if (e) {
 		rc = e->r.kind == RT_S2S_OUT ? e->r.owner : -EEXIST;

@@ -42,11 +42,17 @@ uint32_t rt_hash(const char *d, size_t n);
 const struct rt_route *rt_lookup(const char *d, size_t n);
 /* Static entries made at start-up (kind HUB, HOSTED, COMPONENT with no conns). */
 int rt_set_static(const char *d, enum rt_kind kind);
+/* A reload removed a [domain] or [component]: drop its entry (any kind but
+ * RT_S2S_OUT). Returns 0 or -ENOENT. */
+int rt_del_static(const char *d);
 /* Component pool changes; return the new pool size or -errno. */
 int rt_comp_add(const char *d, struct net_ref r);
 int rt_comp_del(const char *d, struct net_ref r);
 /* Outbound links: claim the remote for worker `owner`. Returns the owner
- * that holds it now (ours, or another worker's that got there first). */
+ * that holds it now (ours, or another worker's that got there first), or
+ * -EEXIST when the domain has a route of another kind. Only a domain with no
+ * entry yet takes the writers' mutex; the stanza path calls it only then
+ * (it reuses what rt_lookup() returned). */
 int rt_s2s_claim(const char *d, size_t n, uint16_t owner);
 void rt_s2s_release(const char *d, uint16_t owner);
 

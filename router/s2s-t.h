@@ -31,6 +31,7 @@ struct qitem {
 
 struct lpair {
 	char *local;
+	uint32_t hash; /* pix_hash1(local): the key of s2s_out.lpix */
 	uint8_t state; /* enum pair_state */
 	struct qitem *q;
 	uint32_t qlen, qcap;
@@ -45,15 +46,21 @@ struct s2s_out {
 	 * its own, an `alt` hanging off its pair, outside the table. */
 	struct s2s_out *parent;
 	bool peer_dialback;
-	bool unlinked; /* out of the table: only its memory is left */
-	struct s2s_out *hnext;
+	bool unlinked;         /* out of the table: only its memory is left */
+	struct s2s_out *hnext; /* the bucket's chain (s2s_links.c) */
+	uint32_t hash;         /* s2s_links_hash(remote) */
 	struct sess *sess;
 	uint8_t state;
 	bool dns_pending;
-	bool dead; /* remove once DNS comes back */
-	struct lpair *lp;
-	int nlp;
+	bool dead;        /* remove once DNS comes back */
+	struct lpair *lp; /* in the order the local domains came; see link_pair() */
+	int nlp, clp;
+	struct pix lpix; /* index of lp by local domain; none while few */
 	uint32_t queued;
+	/* sources paused because queued passed link_queue_max while the link
+	 * comes up (flow.c); read again once it is below half of that */
+	struct net_ref *held;
+	uint32_t nheld, cheld;
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt, next_t;
 	uint64_t failed_at; /* L_BACKOFF: when the last attempt failed */
@@ -63,28 +70,32 @@ struct s2s_out {
 	uint64_t last_keepalive;
 };
 
-struct verify {
-	struct net_ref in; /* the inbound session waiting for the answer */
-	char *remote, *local, *key, *id;
-	struct dns_target t[DNS_MAX_TARGETS];
-	int nt, next_t;
-	struct sess *sess;
-	bool dns_pending;
-	bool done;
-};
+/* A verification stream to one remote domain's authoritative server,
+ * shared by every key we ask it about (dialback.c). */
+struct vstream;
 
 /* DNS requests carry one of these as their cookie. */
 struct dns_wait {
 	struct dns_req req;
 	struct s2s_out *link;
-	struct verify *v;
+	struct vstream *vs;
 };
+
+/* s2s_links.c: the worker's outbound links by remote domain (hubw.links),
+ * a chained hash table that doubles when it holds more links than buckets */
+uint32_t s2s_links_hash(const char *remote);
+struct s2s_out *s2s_links_find(const struct hubw *h, const char *remote);
+/* L->remote set; sets L->hash */
+void s2s_links_add(struct hubw *h, struct s2s_out *L);
+/* false if L was not in the table */
+bool s2s_links_del(struct hubw *h, struct s2s_out *L);
+void s2s_links_free(struct hubw *h);
 
 /* s2s_out.c: static routes, resolution, outbound TLS policy */
 /* Fill targets from a [route]; returns true if the domain has one. */
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
-/* Look `domain` up for link L or verification v; s2s_on_dns() gets the answer. */
-void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v);
+/* Look `domain` up for link L or verification stream vs; s2s_on_dns() gets the answer. */
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs);
 /* Outbound TLS policy: the [route]'s, else the remote's policy (policy.h). */
 enum cfg_tls_mode s2s_out_tls_policy(const char *remote);
 /* Drop targets on loopback, private, link-local... addresses unless
@@ -113,7 +124,9 @@ int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap);
 /* Ask remote's authoritative server whether `key` is good for inbound
  * session `in` (XEP-0220 §2.3); the answer goes to `in` as a <db:result/>. */
 void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key);
-/* The DNS answer for a verification started by db_verify_start(). */
-void db_verify_on_dns(struct hubw *h, struct verify *v, const struct dns_req *r);
+/* The DNS answer for a verification stream's lookup. */
+void db_verify_on_dns(struct hubw *h, struct vstream *vs, const struct dns_req *r);
+/* Once a second (from s2s_tick()): forget verification streams long unused. */
+void db_tick(struct hubw *h, uint64_t now);
 
 #endif

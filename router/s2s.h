@@ -13,8 +13,8 @@ extern const struct net_conn_ops s2s_in_ops, s2s_out_ops, s2s_verify_ops;
 void s2s_accept(struct net_conn *c, const struct cfg_listen *l);
 /* Before the workers start: connection limits and trusted balancers from hub_cfg. */
 void s2s_in_init(void);
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p,
-		      size_t n);
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
+		      struct net_ref src);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);
 void s2s_tick(struct hubw *h, uint64_t now);
 void s2s_shutdown(struct hubw *h);

@@ -7,9 +7,11 @@
  * and dialback (XEP-0220) for the rest. Each (remote, local) pair the peer
  * claims with <db:result/> is checked by a verify stream (dialback.c), or
  * trusted at once when the certificate proves the domain (XEP-0344); several
- * pairs may share the stream (piggybacking), up to max_pairs_per_stream.
- * Once a pair is valid the stream carries stanzas, handed to route.c, which
- * checks every stanza's addresses against the stream's valid pairs.
+ * pairs may share the stream (piggybacking), up to max_pairs_per_stream,
+ * kept in a hash index (pairs.c) so a stanza's check costs the same with
+ * one pair or a thousand. Once a pair is valid the stream carries stanzas,
+ * handed to route.c, which checks every stanza's addresses against the
+ * stream's valid pairs.
  *
  * The stream also answers <db:verify/> for keys we gave out on our outbound
  * links: XEP-0185 keys need no state.
@@ -62,24 +64,6 @@
 
 /* XEP-0478: the limits the hub holds a stream to, in its features. */
 #define NS_LIMITS "urn:xmpp:stream-limits:0"
-
-static struct pair *in_pair(struct sess *s, const char *remote, const char *local, bool add)
-{
-	for (int i = 0; i < s->npairs; i++)
-		if (strcmp(s->pairs[i].remote, remote) == 0 && strcmp(s->pairs[i].local, local) == 0)
-			return &s->pairs[i];
-	if (!add)
-		return NULL;
-	if (s->npairs == s->cpairs) {
-		s->cpairs = s->cpairs ? s->cpairs * 2 : 2;
-		s->pairs = xrealloc(s->pairs, s->cpairs * sizeof(*s->pairs));
-	}
-	struct pair *p = &s->pairs[s->npairs++];
-	memset(p, 0, sizeof(*p));
-	p->remote = xstrdup(remote);
-	p->local = xstrdup(local);
-	return p;
-}
 
 static bool in_has_valid(struct sess *s)
 {
@@ -231,12 +215,12 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
 		return;
 	}
-	if (s->npairs >= S2S_MAX_PAIRS && !in_pair(s, domain, s->local, false)) {
+	if (s->npairs >= S2S_MAX_PAIRS && !pair_find(s, domain, s->local)) {
 		MET_INC(h->m, s2s_in_refused_pairs);
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
 		return;
 	}
-	struct pair *p = in_pair(s, domain, s->local, true);
+	struct pair *p = pair_add(s, domain, s->local);
 	p->state = PAIR_VALID;
 	MET_INC(h->m, s2s_in_links);
 	sess_met_up(h, s, MET_AUTH_SASL_EXTERNAL, domain);
@@ -287,7 +271,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 				   to, from);
 		return;
 	}
-	struct pair *p = in_pair(s, from, to, false);
+	struct pair *p = pair_find(s, from, to);
 	if (p && p->state == PAIR_VALID) {
 		MET_INC(h->m, s2s_in_db_duplicate);
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
@@ -317,7 +301,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 			sess_stream_error(s, SERR_POLICY_VIOLATION, "too many domain pairs on one stream");
 			return;
 		}
-		p = in_pair(s, from, to, true);
+		p = pair_add(s, from, to);
 	}
 	if (p->state == PAIR_INVALID && p->retries++ >= DB_RETRY_MAX) {
 		/* XEP-0220 §2.4: forbidden, the authoritative server said invalid */
@@ -517,6 +501,9 @@ static void in_on_timer(struct net_conn *c)
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no authentication in time");
 		return;
 	}
+	/* quiet because flow control stopped reading it: not idle */
+	if (s->paused_by)
+		c->last_rx = now;
 	if (now - c->last_rx >= (uint64_t)hub_cfg->idle_timeout * 1000) {
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, NULL);
 		return;

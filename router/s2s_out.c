@@ -50,6 +50,7 @@
 #include <wolfssl/wolfcrypt/coding.h>
 
 #include "router/s2s-t.h"
+#include "router/flow.h"
 #include "router/policy.h"
 #include "net/alloc.h"
 #include "net/log.h"
@@ -61,16 +62,15 @@
 #define NS_STANZAS   "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
+static void link_release_held(struct hubw *h, struct s2s_out *L, bool all);
 static void out_start_dialback(struct hubw *h, struct s2s_out *L);
+static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p);
 
 /* ---- static routes and resolution ---------------------------------- */
 
 static const struct cfg_route *static_route(const char *domain)
 {
-	for (int i = 0; i < hub_cfg->nroutes; i++)
-		if (strcmp(hub_cfg->routes[i].name, domain) == 0)
-			return &hub_cfg->routes[i];
-	return NULL;
+	return cfg_route_find(hub_cfg, domain); /* a hash probe, built at config load */
 }
 
 /* Fill targets from a [route]; returns true if the domain has one. */
@@ -144,12 +144,12 @@ void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain)
 	*nt = k;
 }
 
-void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct verify *v)
+void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs)
 {
 	struct dns_wait *dw = xcalloc(1, sizeof(*dw));
 	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
 	dw->link = L;
-	dw->v = v;
+	dw->vs = vs;
 	dw->req.cookie = dw;
 	MET_INC(h->m, dns_queries);
 	if (dns_submit(h->w, &dw->req) < 0) {
@@ -160,34 +160,17 @@ void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct v
 
 /* ---- outbound links ------------------------------------------------ */
 
-static uint32_t link_slot(struct hubw *h, const char *remote)
-{
-	return rt_hash(remote, strlen(remote)) & (h->nlinks_cap - 1);
-}
-
 static struct s2s_out *link_find(struct hubw *h, const char *remote)
 {
-	if (!h->nlinks_cap)
-		return NULL;
-	for (struct s2s_out *L = h->links[link_slot(h, remote)]; L; L = L->hnext)
-		if (strcmp(L->remote, remote) == 0)
-			return L;
-	return NULL;
+	return s2s_links_find(h, remote);
 }
 
 static struct s2s_out *link_new(struct hubw *h, const char *remote)
 {
-	if (!h->nlinks_cap) {
-		h->nlinks_cap = 1024;
-		h->links = xcalloc(h->nlinks_cap, sizeof(*h->links));
-	}
 	struct s2s_out *L = xcalloc(1, sizeof(*L));
 	L->remote = xstrdup(remote);
 	L->last_activity = net_now_ms();
-	uint32_t s = link_slot(h, remote);
-	L->hnext = h->links[s];
-	h->links[s] = L;
-	h->nlinks++;
+	s2s_links_add(h, L);
 	return L;
 }
 
@@ -198,12 +181,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 	if (!L->unlinked) {
 		L->unlinked = true;
 		if (!L->parent) {
-			struct s2s_out **pp = &h->links[link_slot(h, L->remote)];
-			while (*pp && *pp != L)
-				pp = &(*pp)->hnext;
-			if (*pp)
-				*pp = L->hnext;
-			h->nlinks--;
+			s2s_links_del(h, L);
 			rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
 		}
 		if (L->sess) { /* e.g. an alt still connected while its parent goes */
@@ -222,6 +200,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 			L->lp[i].qlen = 0;
 		}
 		L->queued = 0;
+		link_release_held(h, L, true);
 	}
 	if (L->dns_pending) {
 		L->dead = true;
@@ -232,20 +211,85 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 		free(L->lp[i].local);
 	}
 	free(L->lp);
+	pix_free(&L->lpix);
+	free(L->held);
 	free(L->remote);
 	free(L);
 }
 
+static bool lpair_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	const struct s2s_out *L = ((const void *const *)ctx)[0];
+	const char *local = ((const void *const *)ctx)[1];
+	return L->lp[i].hash == h && strcmp(L->lp[i].local, local) == 0;
+}
+
+static uint32_t lpair_hash_at(const void *ctx, uint32_t i)
+{
+	const struct s2s_out *L = ((const void *const *)ctx)[0];
+	return L->lp[i].hash;
+}
+
+/* The pair of local domain `local` on L, or NULL: a hash probe (pix.h),
+ * since a link may carry thousands of local domains and every stanza to
+ * the remote looks its pair up. */
+static struct lpair *link_pair_find(const struct s2s_out *L, const char *local)
+{
+	const void *ctx[2] = {L, local};
+	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, pix_hash1(local, strlen(local)), lpair_eq, ctx);
+	return i < 0 ? NULL : &L->lp[i];
+}
+
+/* Find or add (control plane: aborts when out of memory). */
 static struct lpair *link_pair(struct s2s_out *L, const char *local)
 {
-	for (int i = 0; i < L->nlp; i++)
-		if (strcmp(L->lp[i].local, local) == 0)
-			return &L->lp[i];
-	L->lp = xrealloc(L->lp, (size_t)(L->nlp + 1) * sizeof(*L->lp));
-	struct lpair *p = &L->lp[L->nlp++];
+	uint32_t h = pix_hash1(local, strlen(local));
+	const void *ctx[2] = {L, local};
+	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, h, lpair_eq, ctx);
+	if (i >= 0)
+		return &L->lp[i];
+	if (L->nlp == L->clp) {
+		L->clp = L->clp ? L->clp * 2 : 1;
+		L->lp = xrealloc(L->lp, (size_t)L->clp * sizeof(*L->lp));
+	}
+	struct lpair *p = &L->lp[L->nlp];
 	memset(p, 0, sizeof(*p));
 	p->local = xstrdup(local);
+	p->hash = h;
+	pix_added(&L->lpix, (uint32_t)L->nlp, h, lpair_hash_at, ctx);
+	L->nlp++;
 	return p;
+}
+
+/* Sources paused for this link's queue are read again once it is below
+ * half of link_queue_max (all of them when `all`: the link goes away). */
+static void link_release_held(struct hubw *h, struct s2s_out *L, bool all)
+{
+	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		flow_src_release(h, L->held[i]);
+	L->nheld = 0;
+}
+
+/* The link's queue is past link_queue_max: hold the source (once per link). */
+static void link_hold_src(struct hubw *h, struct s2s_out *L, struct net_ref src)
+{
+	if (src.worker == FLOW_NO_SRC)
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		if (L->held[i].worker == src.worker && L->held[i].slot == src.slot && L->held[i].gen == src.gen)
+			return;
+	if (L->nheld == L->cheld) {
+		uint32_t ncap = L->cheld ? L->cheld * 2 : 8;
+		struct net_ref *a = realloc(L->held, ncap * sizeof(*a));
+		if (!a)
+			return; /* not paused: its stanzas still wait in the queue */
+		L->held = a;
+		L->cheld = ncap;
+	}
+	L->held[L->nheld++] = src;
+	flow_src_hold(h, src);
 }
 
 static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
@@ -256,6 +300,7 @@ static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	link_release_held(h, L, false);
 }
 
 /* XEP-0478: more than the peer said it takes would cost the whole link. */
@@ -285,9 +330,12 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 			net_buf_unref(h->w, p->q[k].b);
 			continue;
 		}
-		/* the queue's reference moves to the connection's queue */
-		if (net_send_slice_take(L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n) < 0) {
-			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_RESOURCE_CONSTRAINT);
+		/* the queue's reference moves to the connection's queue, or
+		 * waits in its flow queue when that is full */
+		enum hub_sterr why;
+		if (flow_send(h, L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
+			      &why) < 0) {
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, why);
 			net_buf_unref(h->w, p->q[k].b);
 		} else {
 			MET_INC(h->m, stanzas_routed);
@@ -296,6 +344,12 @@ static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
+	/* a valid pair sends straight to the stream: its queue is only for
+	 * the next time the link comes up, so do not keep it per idle link */
+	free(p->q);
+	p->q = NULL;
+	p->qcap = 0;
+	link_release_held(h, L, false);
 }
 
 static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
@@ -377,8 +431,10 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 	link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, L->nt ? "no address could be reached" : "no address");
 }
 
-/* A stanza for `remote` from our domain `local`. Consumes the reference on b. */
-void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n)
+/* A stanza for `remote` from our domain `local`, read from src (flow.c
+ * pauses it when the link does not keep up). Consumes the reference on b. */
+void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
+		      struct net_ref src)
 {
 	struct s2s_out *L = link_find(h, remote);
 	enum hub_sterr bounce;
@@ -410,15 +466,19 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		bounce = STERR_POLICY_VIOLATION;
 		goto bounce;
 	}
-	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen) {
-		if (net_send_slice_take(L->sess->c, b, p, n) < 0) {
-			MET_INC(h->m, send_queue_full);
-			bounce = STERR_RESOURCE_CONSTRAINT;
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
+		enum hub_sterr why;
+		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
+		if (rc == 0) {
+			MET_INC(h->m, stanzas_routed);
+			out_sent(h, L, n);
+			return;
+		}
+		if (rc != -EPIPE) {
+			bounce = why;
 			goto bounce;
 		}
-		MET_INC(h->m, stanzas_routed);
-		out_sent(h, L, n);
-		return;
+		/* the stream is closing: queue for the next one */
 	}
 	if (L->state == L_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
 		L->state = L_IDLE; /* back-off over: this stanza makes the next attempt */
@@ -430,9 +490,16 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		pr->state = PAIR_NONE; /* try again */
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
-		MET_INC(h->m, send_queue_full);
-		bounce = STERR_RESOURCE_CONSTRAINT;
-		goto bounce;
+		/* The link is still coming up: past link_queue_max the stanza
+		 * still waits (a bounce too: it must not be lost) and its source
+		 * is paused; only 16 times link_queue_max is refused. */
+		if (L->queued >= 16 * hub_cfg->link_queue_max) {
+			MET_INC(h->m, send_queue_full);
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		MET_INC(h->m, flow_waited);
+		link_hold_src(h, L, src);
 	}
 	if (pr->qlen == pr->qcap) {
 		/* data path: out of memory bounces this stanza, the queue stays */
@@ -464,7 +531,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	if (L->state == L_IDLE)
 		link_start(h, L);
 	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess && L->sess->got_features)
-		out_start_dialback(h, L);
+		out_start_pair(h, L, pr); /* the others are on their way already */
 	return;
 bounce:
 	route_bounce_raw(h, p, n, bounce);
@@ -537,13 +604,14 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->parent = L;
 	A->last_activity = net_now_ms();
 	A->lp = xcalloc(1, sizeof(*A->lp));
-	A->nlp = 1;
+	A->nlp = A->clp = 1;
 	A->lp[0] = *p; /* the queue moves */
 	A->lp[0].local = xstrdup(p->local);
 	A->lp[0].alt = NULL;
 	A->lp[0].state = PAIR_NONE;
 	A->queued = p->qlen;
 	L->queued -= p->qlen;
+	link_release_held(h, L, false);
 	p->q = NULL;
 	p->qlen = p->qcap = 0;
 	p->alt = A;
@@ -552,25 +620,28 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	link_start(h, A);
 }
 
+static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p)
+{
+	if (p->state != PAIR_NONE || p->alt)
+		return;
+	if (L->peer_dialback) {
+		send_db_result(h, L, p);
+	} else if (!L->parent) {
+		pair_to_alt(h, L, p);
+	} else {
+		/* a link of its own already, and neither SASL nor dialback */
+		log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate", p->local,
+			 L->remote);
+		p->state = PAIR_INVALID;
+		p->since = net_now_ms();
+		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+	}
+}
+
 static void out_start_dialback(struct hubw *h, struct s2s_out *L)
 {
-	for (int i = 0; i < L->nlp; i++) {
-		struct lpair *p = &L->lp[i];
-		if (p->state != PAIR_NONE || p->alt)
-			continue;
-		if (L->peer_dialback) {
-			send_db_result(h, L, p);
-		} else if (!L->parent) {
-			pair_to_alt(h, L, p);
-		} else {
-			/* a link of its own already, and neither SASL nor dialback */
-			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate",
-				 p->local, L->remote);
-			p->state = PAIR_INVALID;
-			p->since = net_now_ms();
-			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
-		}
-	}
+	for (int i = 0; i < L->nlp; i++)
+		out_start_pair(h, L, &L->lp[i]);
 }
 
 static void out_give_up(struct hubw *h, struct sess *s, const char *why)
@@ -761,11 +832,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 {
 	struct s2s_out *L = s->link;
 	s->sasl_sent = false;
-	struct lpair *p = NULL;
-	if (L)
-		for (int i = 0; i < L->nlp; i++)
-			if (s->sasl_domain && strcmp(L->lp[i].local, s->sasl_domain) == 0)
-				p = &L->lp[i];
+	struct lpair *p = L && s->sasl_domain ? link_pair_find(L, s->sasl_domain) : NULL;
 	if (ok) {
 		/* RFC 6120 §6.4.6: the stream restarts */
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (SASL EXTERNAL)", s->sasl_domain, s->remote);
@@ -827,10 +894,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 		sess_stream_error(s, SERR_BAD_FORMAT, "db:result type is valid, invalid or error");
 		return;
 	}
-	struct lpair *p = NULL;
-	for (int i = 0; i < L->nlp; i++)
-		if (strcmp(L->lp[i].local, local) == 0)
-			p = &L->lp[i];
+	struct lpair *p = link_pair_find(L, local);
 	if (!p || p->state != PAIR_PENDING)
 		return; /* nothing asked: an answer to no question changes nothing */
 	if (valid) {
@@ -962,6 +1026,7 @@ static void out_on_close(struct net_conn *c, int err)
 		}
 	}
 	log_debug(c->id, "s2s out %s closed (%d)", s->remote, err);
+	flow_close(h, s); /* what waited for it is queued for the next stream */
 	sess_free(s);
 }
 
@@ -981,6 +1046,11 @@ static void out_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, 
 		s->link = NULL;
 	}
 	route_raw(h, b, p, n);
+}
+
+static void out_on_drain(struct net_conn *c)
+{
+	flow_drain(hubw_of(c->w), c->user);
 }
 
 static void out_on_timer(struct net_conn *c)
@@ -1010,6 +1080,7 @@ const struct net_conn_ops s2s_out_ops = {
 	.on_unsent = out_on_unsent,
 	.on_close = out_on_close,
 	.on_timer = out_on_timer,
+	.on_drain = out_on_drain,
 };
 
 bool s2s_out_pair_valid(struct sess *s, const char *local)
@@ -1017,10 +1088,8 @@ bool s2s_out_pair_valid(struct sess *s, const char *local)
 	struct s2s_out *L = s->link;
 	if (!L)
 		return false;
-	for (int i = 0; i < L->nlp; i++)
-		if (L->lp[i].state == PAIR_VALID && strcmp(L->lp[i].local, local) == 0)
-			return true;
-	return false;
+	const struct lpair *p = link_pair_find(L, local);
+	return p && p->state == PAIR_VALID;
 }
 
 void s2s_on_dns(struct hubw *h, struct dns_req *r)
@@ -1042,8 +1111,8 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 			s2s_drop_private_targets(L->t, &L->nt, L->remote);
 			link_try_next(h, L);
 		}
-	} else if (dw->v) {
-		db_verify_on_dns(h, dw->v, r);
+	} else if (dw->vs) {
+		db_verify_on_dns(h, dw->vs, r);
 	}
 	free(dw);
 }
@@ -1072,6 +1141,7 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 			memmove(p->q, p->q + old, (p->qlen - old) * sizeof(*p->q));
 			p->qlen -= old;
 			L->queued -= old;
+			link_release_held(h, L, false);
 		}
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
 			/* XEP-0220 has no deadline of its own: a peer that ignores
@@ -1119,6 +1189,7 @@ void s2s_tick(struct hubw *h, uint64_t now)
 			link_tick(h, L, now);
 		}
 	}
+	db_tick(h, now);
 }
 
 static void link_shutdown(struct hubw *h, struct s2s_out *L)

@@ -10,12 +10,13 @@
 
 #include "net/alloc.h"
 #include "router/hub.h"
+#include "router/flow.h"
 #include "router/sess.h"
 #include "net/log.h"
 #include "net/tls.h"
 
-struct cfg *hub_cfg;
-struct tls_ctx *hub_tls;
+struct cfg *hub_cfg_live;
+struct tls_ctx *hub_tls_live;
 char hub_dialback_key[65];
 
 static const char *const serr_names[] = {
@@ -34,6 +35,7 @@ static const char *const serr_names[] = {
 	[SERR_REMOTE_CONNECTION_FAILED] = "remote-connection-failed",
 	[SERR_INTERNAL_SERVER_ERROR] = "internal-server-error",
 	[SERR_UNDEFINED_CONDITION] = "undefined-condition",
+	[SERR_HOST_GONE] = "host-gone",
 };
 
 const char *hub_serr_name(enum hub_serr e)
@@ -63,12 +65,10 @@ void sess_free(struct sess *s)
 	if (s->c) {
 		met_conn_close(hubw_of(s->c->w)->m, &s->ml);
 		log_ctx_leave(s->c->id);
+		flow_sess_gone(hubw_of(s->c->w), s);
+		flow_close(hubw_of(s->c->w), s);
 	}
-	for (int i = 0; i < s->npairs; i++) {
-		free(s->pairs[i].remote);
-		free(s->pairs[i].local);
-	}
-	free(s->pairs);
+	pairs_free(s);
 	free(s->local);
 	free(s->remote);
 	free(s->sasl_domain);
@@ -349,6 +349,11 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 	sess_log_enter(s);
 	MET_ADD(h->m, bytes_in, n);
 	MET_ADD(h->m, bytes_dir[0][s->ml.dir], n);
+	/* A pause (flow control) does not stop this loop: the rest of this
+	 * buffer is routed (flow queues absorb it, at most one receive buffer
+	 * per source) and the pause holds back what arrives after it. Bytes left
+	 * unconsumed here would sit in net's incomplete-unit buffer, which is
+	 * bounded by max_pending. */
 	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "router/hub.h"
+#include "router/pix.h"
 
 enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
 
@@ -17,6 +18,7 @@ enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
 enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
 struct pair {
 	char *remote, *local;
+	uint32_t hash; /* pix_hash2(remote, local): the key of sess.pix */
 	uint8_t state;
 	uint8_t retries; /* inbound: verifications started again after a refusal */
 };
@@ -30,7 +32,8 @@ enum sess_state {
 };
 
 struct s2s_out;
-struct verify;
+struct vstream;
+struct flowq;
 struct sess {
 	enum sess_kind kind;
 	struct net_conn *c;
@@ -41,10 +44,11 @@ struct sess {
 	char stream_id[128]; /* ours: 32 hex chars; a peer's may be longer (UUIDs) */
 	char *local;         /* component domain; s2s: our domain in the header */
 	char *remote;        /* s2s: the peer's domain */
-	struct pair *pairs;
+	struct pair *pairs;  /* in the order claimed; find them with pair_find() */
 	uint16_t npairs, cpairs;
-	struct s2s_out *link;  /* SESS_S2S_OUT */
-	struct verify *verify; /* SESS_VERIFY: its verification record (dialback.c owns it) */
+	struct pix pix;          /* index of pairs by (remote, local); none while few */
+	struct s2s_out *link;    /* SESS_S2S_OUT */
+	struct vstream *vstream; /* SESS_VERIFY: its verification stream (dialback.c owns it) */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */
@@ -56,6 +60,8 @@ struct sess {
 	bool was_ready;     /* component: was in the pool */
 	bool bidi;          /* outbound: XEP-0288 bidirectional */
 	char *sasl_domain;  /* outbound: the local domain SASL authenticated */
+	struct flowq *fq;   /* as a destination: what waits for it (flow.c) */
+	uint32_t paused_by; /* as a source: destinations holding it paused */
 	/* inbound limits (s2s_in.c, guard.h) */
 	uint32_t preauth_bytes; /* received before any pair was valid */
 	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
@@ -108,5 +114,12 @@ int put_attr(char *out, size_t cap, const char *name, struct xml_span v);
  * for a bad reference (out of memory aborts: control plane). */
 char *span_dup(struct xml_span v, bool esc);
 bool span_eq(struct xml_span v, const char *s);
+
+/* pairs.c: the (remote, local) pairs of a session, hashed (router/pix.h) */
+struct pair *pair_find(const struct sess *s, const char *remote, const char *local);
+/* Find or append (control plane: aborts when out of memory). The pointer
+ * stays good until the next pair_add() on s. */
+struct pair *pair_add(struct sess *s, const char *remote, const char *local);
+void pairs_free(struct sess *s);
 
 #endif

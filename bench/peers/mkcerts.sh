@@ -5,9 +5,18 @@
 #   ca.pem ca.key          the test CA both sides trust (fedhub's ca_file,
 #                          the bench's --tls-dir)
 #   bench.pem bench.key    the bench's domains bench1.fhb..benchN.fhb
-#                          (NDOMAINS, default 64) in one multi-SAN leaf; not
-#                          a wildcard: *.fhb has a single label after the
-#                          '*', which fedhub refuses as RFC 6125 advises
+#   bench-K.pem bench-K.key  (NDOMAINS, default 64) in multi-SAN leaves of
+#                          MKCERTS_GROUP (default 10) domains each, one key
+#                          for all: bench.pem names bench1..bench10,
+#                          bench-2.pem bench11..bench20, and so on (the bench
+#                          loads them all). A server's certificate names its
+#                          domain and a few more; one leaf for all would make a
+#                          Certificate message larger than a TLS peer accepts
+#                          beyond about a thousand names, and the peer keeps a
+#                          decoded copy of it per link (wolfSSL: about 75 bytes
+#                          per name). Not a wildcard: *.fhb has a single label
+#                          after the '*', which fedhub refuses as RFC 6125
+#                          advises
 #   target.pem target.key  the target's domains: comp.fhb and hub.fhb
 # Leaves carry serverAuth and clientAuth: an s2s peer is a TLS client on the
 # links it dials and a server on those it accepts, and SASL EXTERNAL
@@ -27,18 +36,26 @@ key ca
 q openssl req -new -x509 -key ca.key -out ca.pem -days 30 -subj "/CN=fedhub-bench test CA" \
 	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
 
-leaf() { # NAME CN SAN
-	key "$1"
-	q openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr"
-	printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-		"extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=$3" >"$1.ext"
-	q openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -sha256 \
-		-extfile "$1.ext" -out "$1.pem"
-	rm -f "$1.csr" "$1.ext"
+leaf() { # NAME CN SAN [KEY: an existing key to certify]
+	if [ $# -ge 4 ]; then cp "$4.key" "$1.key"; else key "$1"; fi
+	# one openssl run per leaf (req -x509 -CA): thousands of domains make
+	# hundreds of leaves
+	q openssl req -new -x509 -key "$1.key" -subj "/CN=$2" -CA ca.pem -CAkey ca.key -days 30 -sha256 \
+		-addext "basicConstraints=CA:FALSE" -addext "keyUsage=critical,digitalSignature" \
+		-addext "extendedKeyUsage=serverAuth,clientAuth" -addext "subjectAltName=$3" -out "$1.pem"
 }
-san=DNS:bench1.fhb
-i=2
-while [ "$i" -le "$N" ]; do san="$san,DNS:bench$i.fhb"; i=$((i + 1)); done
-leaf bench bench1.fhb "$san"
+GROUP=${MKCERTS_GROUP:-10}
+g=1
+first=1
+while [ "$first" -le "$N" ]; do
+	last=$((first + GROUP - 1))
+	[ "$last" -le "$N" ] || last=$N
+	san=DNS:bench$first.fhb
+	i=$((first + 1))
+	while [ "$i" -le "$last" ]; do san="$san,DNS:bench$i.fhb"; i=$((i + 1)); done
+	if [ "$g" = 1 ]; then leaf bench "bench$first.fhb" "$san"; else leaf "bench-$g" "bench$first.fhb" "$san" bench; fi
+	g=$((g + 1))
+	first=$((last + 1))
+done
 leaf target comp.fhb "DNS:comp.fhb,DNS:hub.fhb"
 rm -f .err ca.srl

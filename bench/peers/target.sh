@@ -108,7 +108,9 @@ start_fedhub() {
 	fi
 	if [ "$dns" = dns ]; then
 		start_dns benchhost.fhb 127.0.0.1 22353
-		sed -i -e "s|^\[hub\]\$|[hub]\ndns_server 127.0.0.1:22353|" "$dir/router.conf"
+		# the bench's domains resolve to loopback, which fedhub drops from
+		# DNS answers unless told otherwise
+		sed -i -e "s|^\[hub\]\$|[hub]\ndns_server 127.0.0.1:22353\ndns_allow_private yes|" "$dir/router.conf"
 	else
 		seq 1 "$ndom" | awk '{ printf "[route bench%d.fhb]\nconnect 127.0.0.1:22270\n", $1 }' >>"$dir/router.conf"
 	fi

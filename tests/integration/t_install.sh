@@ -1,8 +1,8 @@
 #!/bin/bash
 # t_install: `make install DESTDIR=... PREFIX=/usr` gives a tree that runs
 # anywhere, without the checkout.
-#   - the tree holds bin/fedhub, bin/fedhub-bench, the example config, the
-#     systemd unit (Type=notify, LimitNOFILE, user fedhub, no ExecReload) and
+#   - the tree holds bin/fedhub, bin/fedhub-bench, bin/fedhubctl, the example config, the
+#     systemd unit (Type=notify, LimitNOFILE, user fedhub, ExecReload sends SIGHUP) and
 #     the sysusers.d entry; with the accelerated wolfSSL, lib/fedhub holds it
 #   - no RPATH/RUNPATH of any installed ELF file points into the checkout (or
 #     its .deps); the check does see the checkout in the development binary
@@ -33,7 +33,7 @@ else
 fi
 
 missing=""
-for f in usr/bin/fedhub usr/bin/fedhub-bench etc/fedhub/router.conf.example usr/lib/systemd/system/fedhub.service \
+for f in usr/bin/fedhub usr/bin/fedhub-bench usr/bin/fedhubctl etc/fedhub/router.conf.example usr/lib/systemd/system/fedhub.service \
 	usr/lib/sysusers.d/fedhub.conf; do
 	[ -s "$DEST/$f" ] || missing="$missing $f"
 done
@@ -51,7 +51,7 @@ grep -qx "User=fedhub" "$unit" || bad="$bad User"
 grep -qx "NoNewPrivileges=yes" "$unit" || bad="$bad NoNewPrivileges"
 grep -qx "ProtectSystem=strict" "$unit" || bad="$bad ProtectSystem"
 grep -qx "ExecStart=/usr/bin/fedhub -c /etc/fedhub/router.conf" "$unit" || bad="$bad ExecStart"
-grep -q "^ExecReload" "$unit" && bad="$bad ExecReload(reload is not built)"
+grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || bad="$bad ExecReload"
 grep -q "/usr/local" "$unit" && bad="$bad /usr/local-left"
 grep -q "^u fedhub " "$DEST/usr/lib/sysusers.d/fedhub.conf" || bad="$bad sysusers"
 if [ -z "$bad" ]; then fh_ok unit_file_as_specified; else fh_fail unit_file_as_specified "wrong:$bad"; fi

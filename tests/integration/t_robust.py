@@ -17,6 +17,7 @@ import random
 import socket
 import struct
 import sys
+import select
 import time
 import xml.etree.ElementTree as ET
 
@@ -28,7 +29,8 @@ MAX_STANZA = 64 * 1024
 CONF = H.conf(hub_extra="""max_stanza_size %d
 max_stanza_size_preauth 16384
 max_depth 32
-max_attrs 64""" % MAX_STANZA, sections="""[component slow.fake]
+max_attrs 64
+stall_timeout 3s""" % MAX_STANZA, sections="""[component slow.fake]
 secret s3cret
 [component bücher.fake]
 secret s3cret""")
@@ -330,11 +332,14 @@ def attack_stream_close(s, rnd):
 
 
 def attack_slow_reader(s, rnd):
-    """A component that never reads. Stanzas to it fill its queue and are then
-    bounced with resource-constraint; the hub's memory stays bounded and other
-    traffic is unaffected -- including traffic that arrives on the same s2s
-    link as the flood (a remote server's link is shared by all its users)."""
+    """A component that never reads, flooded over an s2s link of its own.
+    Flow control (README "Back-pressure and flow control"): once its queue
+    and the link's allowance are full the hub stops reading the flooding link
+    instead of bouncing; other links keep flowing and memory stays bounded;
+    after stall_timeout what waits for it is bounced with resource-constraint
+    and the flooding link is read again."""
     x = socket.socket()
+    fl = None
     try:
         x.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         x.settimeout(5)
@@ -345,70 +350,100 @@ def attack_slow_reader(s, rnd):
         x.sendall(handshake(sid))
         if not s.check("slow reader component connected", r.element().startswith("<handshake")):
             return
-        # dialback pairs are per (remote, local) domain: the link needs slow.fake too
-        if not s.check("legitimate link also authenticated for slow.fake", s.legit.auth("slow.fake") == "valid"):
+        # the flood comes on a link of its own (not registered with a case:
+        # it lives across the two cases)
+        fl = s.rs.connect_out(s.ports.s2s, "slow.fake")
+        if not s.check("slow reader: the flooding link is authenticated", fl.auth("slow.fake") == "valid"):
             return
-        state = {}
-        S.case("slow reader: small stanzas, the flooding link keeps flowing", lambda s: slow_small(s, state),
-               closed=None, timeout=25)
-        S.case("slow reader: big stanzas bounced, memory bounded", lambda s: slow_big(s, state), closed=None,
-               timeout=30)
+        fl.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        state = {"flood": Flood(fl.s, 10000, 4000, "b")}
+        S.case("slow reader: the flooding link is paused, other links flow, memory bounded",
+               lambda s: slow_paused(s, state), closed=None, timeout=15)
+        S.case("slow reader: after stall_timeout bounced with resource-constraint, the link read again",
+               lambda s: slow_stalled(s, state), closed=None, timeout=25)
     finally:
         x.close()  # a stalled worker gets its buffers back
+        if fl is not None:
+            fl.s.close()
     S.case("slow reader component gone: traffic flows", lambda s: None, closed=None)
 
 
-def flood(s, count, size, tag):
-    """Send `count` stanzas to the slow component on the legitimate link, one
-    per segment, so that many of them sit in receive buffers of their own.
-    Returns how many were sent before the hub stopped reading (if it did)."""
-    pad = "p" * size
-    for i in range(count):
-        try:
-            s.legit.send_raw(("<message from='u@remote.fake' to='s@slow.fake' id='%s%d'><body>%s</body></message>"
-                              % (tag, i, pad)).encode(), timeout=3)
-        except socket.timeout:
-            return i
-    return count
+class Flood:
+    """count stanzas of `size` bytes to the slow component, written without
+    ever cutting one short (a partial write stays pending for the next run)."""
+
+    def __init__(self, sock, count, size, tag):
+        pad = "p" * size
+        self.s, self.off, self.count = sock, 0, count
+        self.data = "".join("<message from='u@remote.fake' to='s@slow.fake' id='%s%d'><body>%s</body></message>"
+                            % (tag, i, pad) for i in range(count)).encode()
+
+    def run(self, quiet):
+        """Write until all is sent or the hub takes nothing for `quiet` s;
+        returns the stanzas fully written so far."""
+        self.s.setblocking(False)
+        last = time.time()
+        while self.off < len(self.data) and time.time() - last < quiet:
+            _, w, _ = select.select([], [self.s], [], 0.1)
+            if not w:
+                continue
+            try:
+                k = self.s.send(self.data[self.off:self.off + 65536])
+            except BlockingIOError:
+                continue
+            if k > 0:
+                self.off += k
+                last = time.time()
+        self.s.setblocking(True)
+        return self.data.count(b"</message>", 0, self.off)
 
 
 def bounces(s, tag):
     return sum(1 for m in s.rs.messages() if "resource-constraint" in m and ("id='%s" % tag) in m)
 
 
-def slow_small(s, state):
-    # small stanzas: each one queued for the slow reader must not pin a whole
-    # receive buffer of the worker that read it (the legitimate stanzas sent
-    # meanwhile on the same link are counted by the case)
-    sent = flood(s, 30000, 60, "t")
-    s.expect(sent, 30000, "the hub kept reading the flooding link (small stanzas sent)")
-
-
-def slow_big(s, state):
-    # big stanzas, three rounds of 39 MiB for a queue of send_queue_max
-    # (4 MiB): the first fills the queue (and the kernel's buffers), the others
-    # must be bounced whole; once the allocator has warmed up (two rounds) the
-    # third must not make the hub grow
+def slow_paused(s, state):
+    # 40 MiB of 4 KiB stanzas for a queue of send_queue_max (4 MiB) plus the
+    # link's source_allowance (256 KiB): the hub must stop reading long before
+    # (what it takes also counts the kernel's buffers, autotuned to a few MiB)
+    fl = state["flood"]
+    state["m0"] = m0 = s.metrics()
     rss0 = H.rss_kb(s.hub.pid)
-    rounds = []
-    for k in range(3):
-        sent = flood(s, 10000, 4000, "b%d" % k)
-        deadline = time.time() + 10
-        while time.time() < deadline and bounces(s, "b%d" % k) < sent:
-            time.sleep(0.1)
-        rounds.append((sent, bounces(s, "b%d" % k), H.rss_kb(s.hub.pid)))
-    (sent1, nb1, rss1), (sent2, nb2, rss2), (sent3, nb3, rss3) = rounds
+    state["t0"] = t0 = time.time()
+    sent = state["sent1"] = fl.run(1.0)
+    m1 = s.metrics()
+    s.expect(sent < fl.count // 2, True, "the flooding link is paused (%d of %d stanzas taken)" % (sent, fl.count))
+    s.expect(m1.get("fedhub_flow_paused_sources", 0) >= 1, True,
+             "the paused link is in /metrics (%s)" % m1.get("fedhub_flow_paused_sources"))
     k = H.sanitizer_scale()
-    s.expect(sent1 == sent2 == sent3 == 10000, True, "the hub kept reading the flooding link (big stanzas: %s)"
-             % (rounds,))
-    s.expect(nb1 > 0 and nb2 == nb3 == 10000, True, "bounced with resource-constraint once the queue is full "
-             "(%d, then %d, %d of 10000)" % (nb1, nb2, nb3))
-    s.expect(rss2 - rss0 < 64 * 1024 * k and rss3 - rss2 < 4 * 1024 * k, True,
-             "memory bounded (RSS +%d MiB in the first two rounds, %+d MiB in the third)"
-             % ((rss2 - rss0) // 1024, (rss3 - rss2) // 1024))
+    rss1 = H.rss_kb(s.hub.pid)
+    s.expect(rss1 - rss0 < 48 * 1024 * k, True, "memory bounded (RSS +%d MiB)" % ((rss1 - rss0) // 1024))
+    if time.time() - t0 < 2.5:  # still inside stall_timeout (3 s)
+        s.expect(bounces(s, "b"), 0, "nothing bounced before stall_timeout")
+    s.expect(m1.get("fedhub_send_queue_full_total", 0), m0.get("fedhub_send_queue_full_total", 0),
+             "no stanza refused for a full queue")
+
+
+def slow_stalled(s, state):
+    fl = state["flood"]
+    deadline = time.time() + 8
+    while time.time() < deadline and bounces(s, "b") == 0:
+        time.sleep(0.1)
+    s.expect(bounces(s, "b") > 0, True, "bounced with resource-constraint after stall_timeout (%.1f s)"
+             % (time.time() - state["t0"]))
+    sent = fl.run(3.0)
+    s.expect(sent, fl.count, "the flooding link is read again after the stall (stanzas taken)")
+    want = fl.count - state["sent1"]
+    deadline = time.time() + 8
+    while time.time() < deadline and bounces(s, "b") < want:
+        time.sleep(0.1)
+    nb = bounces(s, "b")
+    s.expect(nb >= want, True, "what came after the stall bounced at once (%d bounced, %d sent after the pause)"
+             % (nb, want))
     m = s.metrics()
-    s.expect(m.get("fedhub_send_queue_full_total", 0) >= nb1 + nb2 + nb3, True,
-             "full queues counted in /metrics (%s)" % m.get("fedhub_send_queue_full_total"))
+    m0 = state["m0"]
+    s.expect(m.get("fedhub_flow_stall_bounced_total", 0) - m0.get("fedhub_flow_stall_bounced_total", 0) >= nb, True,
+             "stall bounces counted in /metrics (%s)" % m.get("fedhub_flow_stall_bounced_total"))
 
 
 if __name__ == "__main__":

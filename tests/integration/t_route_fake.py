@@ -3,9 +3,9 @@
 components (XEP-0114), a remote server with dialback both ways, bounces, address
 checks, component pools, stream errors. Real Prosody and ejabberd are covered by
 t_interop_*; this one pins down fedhub's own behaviour precisely."""
-import os, socket, sys, tempfile, time
+import os, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from fakepeer import Component, RemoteServer, Reader, attr, error_condition, stream_error_of  # noqa: E402
+from fakepeer import Component, RemoteServer, Reader, attr, db_key, error_condition, stream_error_of  # noqa: E402
 from hubproc import Hub, Results, metrics  # noqa: E402
 
 S2S, COMP, HTTP, REMOTE, BIDI, PROXY = 24269, 24347, 24280, 24270, 24271, 24272
@@ -30,7 +30,7 @@ connect 127.0.0.1:%d
 connect 127.0.0.1:24999
 [route bidi.fake]
 connect 127.0.0.1:%d
-""" % (S2S, COMP, PROXY, HTTP, REMOTE, BIDI)
+""" % (S2S, COMP, PROXY, HTTP, REMOTE, BIDI) + "".join("[domain d%d.fake]\n" % i for i in range(200))
 
 T = Results()
 check = T.check
@@ -154,6 +154,48 @@ def run(holder):
     m = metrics(HTTP)
     check("metrics count routed and bounced stanzas",
           m.get("fedhub_stanzas_routed_total", 0) >= 160 and m.get("fedhub_stanzas_bounced_total", 0) >= 2, m)
+
+    # 200 pairs piggybacked on one inbound link: every key is checked with the
+    # authoritative server over one reused verification stream, not one
+    # connection each (count the hub's connections to it, any state)
+    def conns_to_remote():
+        out = subprocess.run(["ss", "-Htan", "dst", "127.0.0.1:%d" % REMOTE], capture_output=True, text=True).stdout
+        return len([l for l in out.splitlines() if l.strip()])
+    before, streams_before = conns_to_remote(), rs.inbound_conns
+    o3 = rs.connect_out(S2S, "d0.fake")
+
+    def claim(i):
+        o3.send("<db:result from='remote.fake' to='d%d.fake'>%s</db:result>"
+                % (i, db_key(rs.secret, "d%d.fake" % i, "remote.fake", o3.sid)))
+    # a window of 48 claims pending (max_verify_per_stream is 64): one
+    # more is sent as each answer comes, so the verifications overlap
+    sent = 0
+    while sent < 48:
+        claim(sent)
+        sent += 1
+    answers = {}
+    try:
+        while len(answers) < 200:
+            el = o3.recv(10)
+            if el.startswith("<db:result"):
+                answers[attr(el, "from")] = attr(el, "type")
+                if sent < 200:
+                    claim(sent)
+                    sent += 1
+    except (OSError, EOFError) as e:
+        answers["error"] = str(e)
+    check("200 pairs piggybacked on one link all verified",
+          len(answers) == 200 and all(t == "valid" for t in answers.values()),
+          sorted(set(answers.values())) if answers else "none")
+    after, streams_after = conns_to_remote(), rs.inbound_conns
+    check("the 200 verifications share one verification stream (ss counts the connections)",
+          after - before <= 2 and streams_after - streams_before <= 2,
+          "ss: %d -> %d, streams %d -> %d" % (before, after, streams_before, streams_after))
+    o3.auth("echo.fake")
+    o3.send("<message from='u@remote.fake' to='bot@echo.fake' id='d199m'><body>n</body></message>")
+    el = c.recv(5)
+    check("stanzas flow on the link after its 200 verifications", attr(el, "id") == "d199m", el)
+    o3.close()
 
     # address checks: from a domain not authenticated on the link
     o.send("<message from='u@other.fake' to='bot@echo.fake' id='x1'><body>spoof</body></message>")

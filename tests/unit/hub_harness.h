@@ -68,7 +68,7 @@ static int harness_start(const char *conf)
 {
 	if (cfg_parse(&harness_cfg, conf, "harness.conf", stderr) != 0)
 		return -1;
-	hub_cfg = &harness_cfg;
+	hub_cfg_live = &harness_cfg;
 	log_level = 1; /* warnings and errors */
 	/* any fixed key: XEP-0185 keys only need to be the same both ways */
 	memset(hub_dialback_key, 'a', 64);

@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Flow control: a slow destination slows its sources instead of losing their
+stanzas (README "Back-pressure and flow control").
+
+Three scenarios against one hub (two workers, a small send_queue_max and a
+short stall_timeout so that queues fill and stalls end within seconds):
+
+1. slow component: reads slowly; one s2s link floods it. Everything is
+   delivered, in order, nothing bounced, and the link was paused meanwhile.
+2. stalled component: stops reading for longer than stall_timeout while the
+   same s2s link also carries stanzas for a second component. The second one
+   keeps receiving during the stall; stanzas for the stalled one are bounced
+   (resource-constraint) only after stall_timeout; delivered + bounced == sent.
+3. slow outbound peer: a remote server that authenticates the hub's link and
+   then stops reading. The component sending to it is paused, then its
+   stanzas are bounced (remote-server-timeout) after the stall;
+   delivered + bounced == sent.
+
+Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
+hub and every socket are closed by the test."""
+import os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from fakepeer import Component, RemoteServer, Reader, attr, NS_STREAM
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FEDHUB = os.path.abspath(os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub")))
+S2S, COMP, HTTP, REMOTE, SINK = 25969, 25947, 25980, 25970, 25971
+STALL = 2  # stall_timeout, seconds
+CONF = """
+[hub]
+workers 2
+domain hub.fake
+listen s2s 127.0.0.1:%d
+listen component 127.0.0.1:%d
+http 127.0.0.1:%d
+log_level info
+connect_timeout 5
+send_queue_max 64k
+source_allowance 32k
+stall_timeout %ds
+dns_server 127.0.0.1:25953
+[component slow.fake]
+secret s3cret
+[component stall.fake]
+secret s3cret
+[component other.fake]
+secret s3cret
+[component src.fake]
+secret s3cret
+[route remote.fake]
+connect 127.0.0.1:%d
+[route sink.fake]
+connect 127.0.0.1:%d
+""" % (S2S, COMP, HTTP, STALL, REMOTE, SINK)
+PAD = "x" * 200
+# Loopback autotunes the hub's socket send buffer up to tcp_wmem's maximum
+# (4 MiB here): a destination only stays full once that much is unread too,
+# so the stall scenarios send 6 MiB to it.
+BIG = "y" * 2000
+MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
+
+results = []
+
+
+def check(name, cond, detail=""):
+    results.append(bool(cond))
+    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:400]), flush=True)
+
+
+def metrics():
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % HTTP, timeout=3).read().decode()
+    out = {}
+    for m in re.finditer(r"^(fedhub_\w+)(\{[^}]*\})? ([0-9.e+]+)$", body, re.M):
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+class Counter:
+    """Reads a socket (after its stream header) and records every <message/>:
+    (time, id, is_error, raw). `pace`: seconds to sleep between reads of
+    `chunk` bytes (a slow reader); `hold`: an Event that stops reading while set."""
+
+    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0, hold=None):
+        self.s, self.buf, self.chunk, self.pace, self.hold = sock, buf, chunk, pace, hold
+        self.got, self.lock, self.closed = [], threading.Lock(), False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        self.s.settimeout(0.2)
+        while not self.closed:
+            if self.hold is not None and self.hold.is_set():
+                time.sleep(0.02)
+                continue
+            try:
+                d = self.s.recv(self.chunk)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+            self.buf += d
+            now = time.time()
+            last = 0
+            for m in MSG_RE.finditer(self.buf):
+                raw = m.group(0)
+                mid = re.search(rb"id='([^']*)'", raw)
+                with self.lock:
+                    self.got.append((now, mid.group(1).decode() if mid else "", b"type='error'" in raw, raw))
+                last = m.end()
+            self.buf = self.buf[last:]
+            if self.pace:
+                time.sleep(self.pace)
+
+    def items(self):
+        with self.lock:
+            return list(self.got)
+
+    def wait(self, pred, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if pred(self.items()):
+                return True
+            time.sleep(0.05)
+        return pred(self.items())
+
+
+def component(domain, rcvbuf=None, **kw):
+    """A component whose received stanzas a Counter records."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", COMP))
+    r = Reader(s)
+    s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
+               % (NS_STREAM, domain)).encode())
+    import hashlib
+    sid = attr(r.stream_header() + ">", "id") or ""
+    s.sendall(("<handshake>%s</handshake>" % hashlib.sha1((sid + "s3cret").encode()).hexdigest()).encode())
+    el = r.element()
+    if not el.startswith("<handshake"):
+        raise RuntimeError("handshake refused: " + el)
+    return s, Counter(s, r.buf, **kw)
+
+
+def sender(sock, stanzas):
+    """Writes stanzas from a thread (it blocks while the hub does not read)."""
+    done = threading.Event()
+
+    def run():
+        sock.settimeout(60)
+        try:
+            data = "".join(stanzas).encode()
+            for i in range(0, len(data), 16384):
+                sock.sendall(data[i:i + 16384])
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done
+
+
+def in_order(ids, prefix):
+    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
+    return nums == sorted(nums)
+
+
+def bounces(rs, prefix):
+    """Bounces the remote server got back (once each) for ids with prefix."""
+    out = {}
+    for m in rs.messages():
+        if "type='error'" in m:
+            mid = attr(m, "id") or ""
+            if mid.startswith(prefix):
+                out.setdefault(mid, m)
+    return out
+
+
+def slow_component(rs):
+    n = 4000
+    s, cnt = component("slow.fake", rcvbuf=8192, chunk=8192, pace=0.004)
+    o = rs.connect_out(S2S, "slow.fake")
+    check("slow: the s2s link is authenticated", o.auth("slow.fake") == "valid")
+    m0 = metrics()
+    t0 = time.time()
+    done = sender(o.s, ["<message from='u@remote.fake' to='c@slow.fake' id='s%d'><body>%s</body></message>"
+                        % (i, PAD) for i in range(n)])
+    paused = 0
+    while not done.is_set() and time.time() - t0 < 20:
+        paused = max(paused, metrics().get("fedhub_flow_paused_sources", 0))
+        time.sleep(0.1)
+    cnt.wait(lambda it: len(it) >= n, 20)
+    time.sleep(0.3)
+    got = [i for _, i, err, _ in cnt.items() if not err]
+    b = bounces(rs, "s")
+    check("slow: every stanza delivered (%d of %d in %.1fs)" % (len(got), n, time.time() - t0),
+          len(got) == n and len(set(got)) == n, len(got))
+    check("slow: in order", in_order(got, "s"))
+    check("slow: nothing bounced", not b, list(b.values())[:2])
+    check("slow: delivered + bounced == sent", len(got) + len(b) == n, (len(got), len(b)))
+    m1 = metrics()
+    check("slow: the flooding link was paused (seen in /metrics)",
+          m1.get("fedhub_flow_pauses_total", 0) > m0.get("fedhub_flow_pauses_total", 0),
+          (paused, m1.get("fedhub_flow_pauses_total")))
+    check("slow: no queue refused a stanza",
+          m1.get("fedhub_send_queue_full_total", 0) == m0.get("fedhub_send_queue_full_total", 0))
+    o.close()
+    cnt.closed = True
+    s.close()
+
+
+def stalled_component(rs):
+    n = 3000
+    hold = threading.Event()
+    hold.set()
+    s1, stall = component("stall.fake", rcvbuf=4096, hold=hold)
+    s2, other = component("other.fake")
+    o = rs.connect_out(S2S, "stall.fake")
+    check("stall: the s2s link is authenticated for both components",
+          o.auth("stall.fake") == "valid" and o.auth("other.fake") == "valid")
+    st = []
+    for i in range(n):
+        st.append("<message from='u@remote.fake' to='c@stall.fake' id='x%d'><body>%s</body></message>" % (i, BIG))
+        st.append("<message from='u@remote.fake' to='c@other.fake' id='o%d'><body>%s</body></message>" % (i, BIG))
+    t0 = time.time()
+    done = sender(o.s, st)
+    # the stalled one reads nothing for STALL + 3 s
+    depth = 0
+    while time.time() - t0 < STALL + 3:
+        m = metrics()
+        depth = max(depth, m.get('fedhub_flow_dest_queue_stanzas{dest="stall.fake",worker="0"}', 0),
+                    m.get('fedhub_flow_dest_queue_stanzas{dest="stall.fake",worker="1"}', 0))
+        time.sleep(0.1)
+    other_during = len([1 for _, _, err, _ in other.items() if not err])
+    b = bounces(rs, "x")
+    check("stall: the second component kept receiving during the stall (%d of %d)" % (other_during, n),
+          other_during == n, other_during)
+    check("stall: its queue depth is in /metrics (%d stanzas)" % depth, depth > 0)
+    check("stall: stanzas for the stalled component were bounced (%d)" % len(b), len(b) > 0)
+    check("stall: bounced with resource-constraint",
+          b and all("resource-constraint" in m for m in b.values()), list(b.values())[:1])
+    hold.clear()  # it reads again: what it was sent and not bounced arrives
+    stall.wait(lambda it: len(it) + len(bounces(rs, "x")) >= n, 10)
+    time.sleep(0.5)
+    got = [i for _, i, err, _ in stall.items() if not err]
+    b = bounces(rs, "x")
+    check("stall: delivered + bounced == sent (%d + %d of %d)" % (len(got), len(b), n),
+          len(got) + len(b) == n and not (set(got) & set(b)), (len(got), len(b)))
+    check("stall: what it got is in order", in_order(got, "x"))
+    check("stall: the link was read to the end", done.wait(5))
+    check("stall: no bounce before stall_timeout", bounce_times_ok(rs, "x", t0 + STALL - 0.3),
+          "a bounce came earlier")
+    o.close()
+    stall.closed = other.closed = True
+    s1.close()
+    s2.close()
+
+
+BOUNCE_SEEN = {}
+
+
+def watch_bounces(rs):
+    """Records when each bounce reached the remote server."""
+    def run():
+        while not rs.stop:
+            for m in rs.messages():
+                if "type='error'" in m:
+                    BOUNCE_SEEN.setdefault(attr(m, "id") or "", time.time())
+            time.sleep(0.05)
+    threading.Thread(target=run, daemon=True).start()
+
+
+def bounce_times_ok(rs, prefix, not_before):
+    ts = [t for i, t in BOUNCE_SEEN.items() if i.startswith(prefix)]
+    return bool(ts) and min(ts) >= not_before
+
+
+class Sink:
+    """A remote server sink.fake that authenticates the hub's outbound link
+    (answers its db:result) and then reads nothing while `hold` is set."""
+
+    def __init__(self):
+        self.hold = threading.Event()
+        self.hold.set()
+        self.l = socket.socket()
+        self.l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.l.bind(("127.0.0.1", SINK))
+        self.l.listen(4)
+        self.cnt = None
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            c, _ = self.l.accept()
+        except OSError:
+            return
+        self.c = c
+        r = Reader(c)
+        r.stream_header(10)
+        c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
+                   " id='sink1' from='sink.fake' version='1.0'><stream:features/>" % NS_STREAM).encode())
+        while True:
+            el = r.element(10)
+            if el.startswith("<db:result"):
+                c.sendall(("<db:result from='sink.fake' to='%s' type='valid'/>" % attr(el, "from")).encode())
+                break
+        self.cnt = Counter(c, r.buf, hold=self.hold)
+
+    def close(self):
+        if self.cnt:
+            self.cnt.closed = True
+        for x in (getattr(self, "c", None), self.l):
+            try:
+                x and x.close()
+            except OSError:
+                pass
+
+
+def slow_outbound():
+    n = 3000
+    sink = Sink()
+    s, comp = component("src.fake")
+    # one stanza first: the link comes up and authenticates
+    s.sendall(b"<message from='a@src.fake' to='b@sink.fake' id='w'><body>hi</body></message>")
+    deadline = time.time() + 10
+    while time.time() < deadline and sink.cnt is None:
+        time.sleep(0.05)
+    check("outbound: the hub's link to sink.fake is authenticated", sink.cnt is not None)
+    if sink.cnt is None:
+        sink.close()
+        return
+    t0 = time.time()
+    done = sender(s, ["<message from='a@src.fake' to='b@sink.fake' id='q%d'><body>%s</body></message>" % (i, BIG)
+                      for i in range(n)])
+    paused = 0
+    while time.time() - t0 < STALL - 0.5:
+        paused = max(paused, metrics().get("fedhub_flow_paused_sources", 0))
+        time.sleep(0.1)
+    # (the kernel's socket buffers may take all it writes: the hub's gauge says it is paused)
+    check("outbound: the component sending to it is paused", paused >= 1, (paused, done.is_set()))
+    early = [1 for _, i, err, _ in comp.items() if err and i.startswith("q")]
+    check("outbound: nothing bounced before stall_timeout", not early, len(early))
+    comp.wait(lambda it: any(err for _, i, err, _ in it if i.startswith("q")), STALL + 4)
+    check("outbound: the component's sending resumed after the stall", done.wait(10))
+    sink.hold.clear()  # the peer reads again: the rest arrives
+    comp.wait(lambda it: len([1 for _, i, e, _ in it if e and i.startswith("q")]) +
+              len([1 for _, i, e, _ in sink.cnt.items() if i.startswith("q")]) >= n, 10)
+    time.sleep(0.5)
+    b = {i: raw for _, i, err, raw in comp.items() if err and i.startswith("q")}
+    got = [i for _, i, err, _ in sink.cnt.items() if i.startswith("q")]
+    check("outbound: bounced after the stall (%d), with remote-server-timeout" % len(b),
+          b and all(b"remote-server-timeout" in raw for raw in b.values()), list(b.values())[:1])
+    check("outbound: delivered + bounced == sent (%d + %d of %d)" % (len(got), len(b), n),
+          len(got) + len(b) == n and not (set(got) & set(b)), (len(got), len(b)))
+    check("outbound: what the peer got is in order", in_order(got, "q"))
+    comp.closed = True
+    s.close()
+    sink.close()
+
+
+def on_alarm(signum, frame):
+    raise TimeoutError("t_flow took more than 90 s")
+
+
+def main():
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(90)
+    tmp = tempfile.mkdtemp(prefix="fedhub-flow-")
+    conf = os.path.join(tmp, "hub.conf")
+    open(conf, "w").write(CONF)
+    log = open(os.path.join(tmp, "hub.log"), "w")
+    hub = subprocess.Popen([FEDHUB, "-c", conf], stdout=log, stderr=log)
+    rs = None
+    try:
+        up = False
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
+                up = True
+                break
+            except OSError:
+                time.sleep(0.05)
+        check("hub starts", up)
+        rs = RemoteServer("remote.fake", REMOTE)
+        watch_bounces(rs)
+        for scenario in (lambda: slow_component(rs), lambda: stalled_component(rs), slow_outbound):
+            try:
+                scenario()
+            except Exception as e:
+                check("scenario ran to the end", False, repr(e))
+        check("hub alive", hub.poll() is None, hub.returncode)
+    except Exception as e:
+        check("test ran to the end", False, repr(e))
+    finally:
+        signal.alarm(0)
+        if rs:
+            rs.close()
+        if hub.poll() is None:
+            hub.send_signal(signal.SIGTERM)
+            try:
+                rc = hub.wait(10)
+            except subprocess.TimeoutExpired:
+                hub.kill()
+                rc = hub.wait()
+            check("hub exits 0 on SIGTERM", rc == 0, rc)
+        log.close()
+        if not all(results):
+            print(open(os.path.join(tmp, "hub.log"), errors="replace").read()[-4000:])
+        subprocess.call(["rm", "-rf", tmp])
+    print("%d passed, %d failed" % (results.count(True), results.count(False)))
+    sys.exit(0 if all(results) else 1)
+
+
+if __name__ == "__main__":
+    main()
