@@ -239,7 +239,11 @@ static struct sess in_s = {.kind = SESS_S2S_IN, .pairs = pairs};
 
 static void add_pair(struct sess *s, const char *remote, const char *local, enum pair_state st)
 {
-	s->pairs[s->npairs++] = (struct pair){.remote = (char *)remote, .local = (char *)local, .state = st};
+	/* few pairs: pair_find() compares each one's hash, no index to keep */
+	s->pairs[s->npairs++] = (struct pair){.remote = (char *)remote,
+					      .local = (char *)local,
+					      .hash = pix_hash2(remote, strlen(remote), local, strlen(local)),
+					      .state = st};
 }
 
 static int setup_addr(void **state)
@@ -317,8 +321,8 @@ static void test_s2s_in_accepts_validated_pairs_only(void **state)
 static void test_s2s_out_accepts_bidi_from_its_remote(void **state)
 {
 	(void)state;
-	struct lpair lp[2] = {{.local = "ours.example", .state = PAIR_VALID},
-			      {.local = "also.example", .state = PAIR_PENDING}};
+	struct lpair lp[2] = {{.local = "ours.example", .hash = pix_hash1("ours.example", 12), .state = PAIR_VALID},
+			      {.local = "also.example", .hash = pix_hash1("also.example", 12), .state = PAIR_PENDING}};
 	struct s2s_out link = {.remote = "peer.example", .lp = lp, .nlp = 2};
 	struct sess out = {.kind = SESS_S2S_OUT, .remote = "peer.example", .link = &link};
 	assert_verdict(check(&out, "<message from='u@peer.example' to='v@ours.example'/>"), ADDR_ROUTE, 0);
