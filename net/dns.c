@@ -242,7 +242,7 @@ static const char *failure_reason(const struct query *q)
 	static char buf[128];
 	switch (q->status) {
 	case -ENOENT:
-		if (q->nrec == 1 && strcmp(q->rec[0].host, ".") == 0)
+		if (q->nrec == 1 && (!q->rec[0].host[0] || strcmp(q->rec[0].host, ".") == 0))
 			return "the domain offers no XMPP service (SRV target \".\")";
 		if (q->nrec)
 			return "no address for any SRV target";
@@ -467,7 +467,7 @@ static void srv_done(struct query *q)
 {
 	if (q->nrec) {
 		/* RFC 6120 §3.2.1: a single "." target means the service is not offered */
-		if (q->nrec == 1 && strcmp(q->rec[0].host, ".") == 0) {
+		if (q->nrec == 1 && (!q->rec[0].host[0] || strcmp(q->rec[0].host, ".") == 0)) { /* c-ares: "" */
 			q->status = -ENOENT;
 			complete(q);
 			return;
@@ -495,7 +495,7 @@ static void on_srv_common(struct query *q, bool tls, int status, unsigned char *
 	struct ares_srv_reply *srv = NULL;
 	if (status == ARES_SUCCESS && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS) {
 		for (struct ares_srv_reply *r = srv; r && q->nrec < 32; r = r->next) {
-			if (tls && strcmp(r->host, ".") == 0)
+			if (tls && (!r->host[0] || strcmp(r->host, ".") == 0)) /* c-ares spells the root "" */
 				continue; /* no direct TLS offered: not an error */
 			snprintf(q->rec[q->nrec].host, sizeof(q->rec[0].host), "%s", r->host);
 			q->rec[q->nrec].port = r->port;

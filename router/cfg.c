@@ -5,7 +5,7 @@
  * struct cfg that the daemon reads but never writes. A reload parses into a
  * fresh struct and swaps it in, so nothing here needs to be incremental.
  *
- * Every directive is one line of the CFG_DIRECTIVES table below: its name, the
+ * Every directive is one line of the CFG_DIRECTIVES table (cfg-int.h): its name, the
  * sections it may appear in, whether it may repeat, how many values it takes
  * and the function that checks and stores them. That table is the single
  * source of truth: the dispatcher, the "did you mean" hint, the
@@ -28,6 +28,11 @@
  * Domain names are normalised once, here (lower-case, IDNA2008 A-labels via
  * libidn2), so the rest of the hub compares names with memcmp. Duplicate
  * sections are detected on the normalised names.
+ *
+ * Files. This one holds the table, the line parser, section open/close and
+ * the whole-file checks; router/cfg_value.c the value parsers (numbers,
+ * units, addresses, domain names); router/cfg_dir.c one handler per
+ * directive. router/cfg-int.h is what the three share.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -42,20 +47,12 @@
 #include "router/cfg.h"
 #include "xml/xml.h" /* XML_MAX_DEPTH bounds max_depth */
 #include "router/policy.h"
+#include "router/cfg-int.h"
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNOWN };
-
-#define SB(s)     (1u << (s))
-#define HUB       SB(S_HUB)
-#define DOMAIN    SB(S_DOMAIN)
-#define COMPONENT SB(S_COMPONENT)
-#define ROUTE     SB(S_ROUTE)
-#define REMOTE    SB(S_REMOTE)
-
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
-static const char *const sect_names[] = {
+const char *const cfg_sect_names[] = {
 	NULL, "hub", "domain", "component", "route", "remote", NULL,
 };
 /* Sections that take a NAME. */
@@ -64,75 +61,6 @@ static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE | REMOTE;
 const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", NULL};
 
 /* ---- the directive table ------------------------------------------------ */
-
-struct parser;
-typedef void cfg_handler(struct parser *p, int argc, char **argv);
-
-/* name, sections, repeatable, min values, max values */
-#define CFG_DIRECTIVES(X)                        \
-	X(workers, HUB, 0, 1, 1)                 \
-	X(domain, HUB, 0, 1, 1)                  \
-	X(listen, HUB, 1, 2, 5)                  \
-	X(http, HUB, 0, 1, 1)                    \
-	X(dialback_secret_file, HUB, 0, 1, 1)    \
-	X(log_level, HUB, 0, 1, 1)               \
-	X(log_format, HUB, 0, 1, 1)              \
-	X(log_rate_limit, HUB, 0, 1, 1)          \
-	X(metrics_domains_max, HUB, 0, 1, 1)     \
-	X(max_stanza_size, HUB, 0, 1, 1)         \
-	X(max_stanza_size_preauth, HUB, 0, 1, 1) \
-	X(max_depth, HUB, 0, 1, 1)               \
-	X(max_attrs, HUB, 0, 1, 1)               \
-	X(max_name, HUB, 0, 1, 1)                \
-	X(link_queue_max, HUB, 0, 1, 1)          \
-	X(send_queue_max, HUB, 0, 1, 1)          \
-	X(stall_timeout, HUB, 0, 1, 1)           \
-	X(queue_memory_max, HUB, 0, 1, 1)        \
-	X(source_allowance, HUB, 0, 1, 1)        \
-	X(idle_timeout, HUB, 0, 1, 1)            \
-	X(keepalive_interval, HUB, 0, 1, 1)      \
-	X(connect_timeout, HUB, 0, 1, 1)         \
-	X(retry_min, HUB, 0, 1, 1)               \
-	X(dns_server, HUB, 0, 1, 1)              \
-	X(dns_cache_max, HUB, 0, 1, 1)           \
-	X(dns_ttl_min, HUB, 0, 1, 1)             \
-	X(dns_ttl_max, HUB, 0, 1, 1)             \
-	X(dns_max_inflight, HUB, 0, 1, 1)        \
-	X(ca_file, HUB, 0, 1, 1)                 \
-	X(s2s_tls, HUB, 0, 1, 1)                 \
-	X(s2s_auth, HUB, 0, 1, 1)                \
-	X(remote_allow, HUB, 1, 1, 15)           \
-	X(remote_deny, HUB, 1, 1, 15)            \
-	X(dns_allow_private, HUB, 0, 1, 1)       \
-	X(max_connections, HUB, 0, 1, 1)         \
-	X(max_connections_per_ip, HUB, 0, 1, 1)  \
-	X(connection_rate_per_ip, HUB, 0, 1, 1)  \
-	X(preauth_timeout, HUB, 0, 1, 1)         \
-	X(max_preauth_bytes, HUB, 0, 1, 1)       \
-	X(max_pairs_per_stream, HUB, 0, 1, 1)    \
-	X(max_verify_per_stream, HUB, 0, 1, 1)   \
-	X(max_verify_total, HUB, 0, 1, 1)        \
-	X(proxy_from, HUB, 1, 1, 15)             \
-	X(drain_timeout, HUB, 0, 1, 1)           \
-	X(control_socket, HUB, 0, 1, 1)          \
-	X(cert, DOMAIN, 0, 1, 1)                 \
-	X(key, DOMAIN, 0, 1, 1)                  \
-	X(secret, COMPONENT, 0, 1, 1)            \
-	X(connect, ROUTE, 1, 1, 1)               \
-	X(tls, ROUTE | REMOTE, 0, 1, 1)          \
-	X(direct_tls, ROUTE, 0, 1, 1)            \
-	X(auth, REMOTE, 0, 1, 1)
-
-enum cfg_dir_id {
-#define X(n, s, r, lo, hi) D_##n,
-	CFG_DIRECTIVES(X)
-#undef X
-		D__COUNT
-};
-
-#define X(n, s, r, lo, hi) static cfg_handler d_##n;
-CFG_DIRECTIVES(X)
-#undef X
 
 struct cfg_directive {
 	const char *name;
@@ -143,7 +71,7 @@ struct cfg_directive {
 };
 
 static const struct cfg_directive directives[D__COUNT] = {
-#define X(n, s, r, lo, hi) [D_##n] = {#n, s, r, lo, hi, d_##n},
+#define X(n, s, r, lo, hi) [D_##n] = {#n, s, r, lo, hi, cfg_d_##n},
 	CFG_DIRECTIVES(X)
 #undef X
 };
@@ -157,25 +85,6 @@ const char *const cfg_directive_names[] = {
 
 /* ---- section-name set ---------------------------------------------------- */
 
-/*
- * Normalised section names -> the line each kind was declared on. A hosted
- * [domain X] and a [component X] may share a name (the domain carries the
- * certificate, the component receives the stanzas); a [route X] may not
- * share one with either, since a static route is for a domain we do not serve.
- * Open addressing: a deployment can hold thousands of domains.
- */
-enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K_REMOTE, K_ACL, K__COUNT };
-
-struct name_ent {
-	char *name;
-	int line[K__COUNT];
-};
-
-struct name_set {
-	struct name_ent *v;
-	size_t cap, n;
-};
-
 static uint64_t name_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -184,7 +93,7 @@ static uint64_t name_hash(const char *s)
 	return h;
 }
 
-static struct name_ent *name_find(struct name_set *ns, const char *name, bool create)
+struct name_ent *cfg_names_find(struct name_set *ns, const char *name, bool create)
 {
 	if (create && (ns->n + 1) * 2 > ns->cap) {
 		size_t cap = ns->cap ? ns->cap * 2 : 64;
@@ -228,40 +137,9 @@ static void name_set_free(struct name_set *ns)
 	memset(ns, 0, sizeof(*ns));
 }
 
-/* ---- parser state -------------------------------------------------------- */
+/* ---- errors ------------------------------------------------------------- */
 
-struct parser {
-	struct cfg *c;
-	const char *file;
-	FILE *err;
-	int line;
-	int nerr;
-	bool oom;
-
-	enum cfg_sect sect;
-	int sect_line;
-	bool sect_dup;             /* a second [hub]: reported, not re-checked */
-	int seen[D__COUNT];        /* line of each directive in the current section */
-	int hub_seen[D__COUNT];    /* ... in [hub], kept for the whole-file checks */
-	int sect_first[S_UNKNOWN]; /* line of the first [hub] */
-	/* The entry the current named section fills: an element of the cfg
-	 * arrays, or `scratch` when the name was invalid or a duplicate, so its
-	 * directives are still checked but go nowhere. */
-	int cur; /* index into the cfg array, -1 = scratch */
-	union {
-		struct cfg_domain d;
-		struct cfg_component k;
-		struct cfg_route r;
-		struct cfg_remote m;
-	} scratch;
-	bool *route_tls_set; /* per route: `tls` given, else s2s_tls applies */
-	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl;
-	struct name_set names;
-};
-
-static void perr(struct parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void perr(struct parser *p, int line, const char *fmt, ...)
+void perr(struct parser *p, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -276,956 +154,6 @@ static void perr(struct parser *p, int line, const char *fmt, ...)
 	vfprintf(p->err, fmt, ap);
 	va_end(ap);
 	fputc('\n', p->err);
-}
-
-#define ERR(p, ...) perr((p), (p)->line, __VA_ARGS__)
-
-static struct cfg_domain *cur_domain(struct parser *p)
-{
-	return p->cur < 0 ? &p->scratch.d : &p->c->domains[p->cur];
-}
-
-static struct cfg_component *cur_component(struct parser *p)
-{
-	return p->cur < 0 ? &p->scratch.k : &p->c->components[p->cur];
-}
-
-static struct cfg_route *cur_route(struct parser *p)
-{
-	return p->cur < 0 ? &p->scratch.r : &p->c->routes[p->cur];
-}
-
-static struct cfg_remote *cur_remote(struct parser *p)
-{
-	return p->cur < 0 ? &p->scratch.m : &p->c->remotes[p->cur];
-}
-
-/* ---- value parsers ------------------------------------------------------- */
-
-/* Decimal digits only: no sign, no spaces, no hex, no overflow. */
-static int parse_u64(const char *s, const char **end, uint64_t *v)
-{
-	uint64_t x = 0;
-	const char *q = s;
-
-	if (!isdigit((unsigned char)*q))
-		return -1;
-	for (; isdigit((unsigned char)*q); q++) {
-		if (x > (UINT64_MAX - 9) / 10)
-			return -1;
-		x = x * 10 + (uint64_t)(*q - '0');
-	}
-	*end = q;
-	*v = x;
-	return 0;
-}
-
-enum unit { U_NUM, U_BYTES, U_SECONDS };
-
-/* "123", bytes "256k" / "4m", durations "30s" / "10m" / "1h". */
-static int parse_unit(const char *s, enum unit u, uint64_t *v)
-{
-	const char *e;
-	uint64_t mul = 1;
-
-	if (parse_u64(s, &e, v) < 0)
-		return -1;
-	if (*e && u == U_BYTES) {
-		switch (*e++) {
-		case 'k':
-		case 'K':
-			mul = 1024;
-			break;
-		case 'm':
-		case 'M':
-			mul = 1024 * 1024;
-			break;
-		default:
-			return -1;
-		}
-	} else if (*e && u == U_SECONDS) {
-		switch (*e++) {
-		case 's':
-			mul = 1;
-			break;
-		case 'm':
-			mul = 60;
-			break;
-		case 'h':
-			mul = 3600;
-			break;
-		default:
-			return -1;
-		}
-	}
-	if (*e)
-		return -1;
-	if (*v > UINT64_MAX / mul)
-		return -1;
-	*v *= mul;
-	return 0;
-}
-
-static const char *const unit_hint[] = {
-	[U_NUM] = "a whole number",
-	[U_BYTES] = "a size in bytes, with an optional k or m suffix",
-	[U_SECONDS] = "a duration in seconds, with an optional s, m or h suffix",
-};
-
-static void set_u32(struct parser *p, const char *name, const char *s, enum unit u, uint64_t lo, uint64_t hi,
-		    uint32_t *field)
-{
-	uint64_t v;
-
-	if (parse_unit(s, u, &v) < 0) {
-		ERR(p, "%s: '%s' is not %s", name, s, unit_hint[u]);
-		return;
-	}
-	if (v < lo || v > hi) {
-		ERR(p, "%s: %llu is out of range (%llu..%llu)", name, (unsigned long long)v, (unsigned long long)lo,
-		    (unsigned long long)hi);
-		return;
-	}
-	*field = (uint32_t)v;
-}
-
-static int parse_tls_mode(const char *s, enum cfg_tls_mode *m)
-{
-	if (!strcmp(s, "required"))
-		*m = CFG_TLS_REQUIRED;
-	else if (!strcmp(s, "optional"))
-		*m = CFG_TLS_OPTIONAL;
-	else if (!strcmp(s, "off"))
-		*m = CFG_TLS_OFF;
-	else
-		return -1;
-	return 0;
-}
-
-const char *cfg_tls_mode_name(enum cfg_tls_mode m)
-{
-	switch (m) {
-	case CFG_TLS_REQUIRED:
-		return "required";
-	case CFG_TLS_OPTIONAL:
-		return "optional";
-	case CFG_TLS_OFF:
-		return "off";
-	}
-	return "?";
-}
-
-const char *cfg_auth_mode_name(enum cfg_auth_mode m)
-{
-	return m == CFG_AUTH_CERTIFICATE ? "certificate" : "dialback";
-}
-
-static int parse_auth_mode(const char *s, enum cfg_auth_mode *m)
-{
-	if (!strcmp(s, "dialback"))
-		*m = CFG_AUTH_DIALBACK;
-	else if (!strcmp(s, "certificate"))
-		*m = CFG_AUTH_CERTIFICATE;
-	else
-		return -1;
-	return 0;
-}
-
-static int parse_yes_no(const char *s, bool *v)
-{
-	if (!strcmp(s, "yes"))
-		*v = true;
-	else if (!strcmp(s, "no"))
-		*v = false;
-	else
-		return -1;
-	return 0;
-}
-
-const char *cfg_listen_kind_name(enum cfg_listen_kind k)
-{
-	switch (k) {
-	case CFG_LISTEN_S2S:
-		return "s2s";
-	case CFG_LISTEN_S2S_TLS:
-		return "s2s-tls";
-	case CFG_LISTEN_COMPONENT:
-		return "component";
-	}
-	return "?";
-}
-
-/* A path the daemon will open later: check now that it can. */
-static void set_path(struct parser *p, const char *what, const char *s, char *field, size_t cap)
-{
-	int fd;
-
-	if (strlen(s) >= cap) {
-		ERR(p, "%s: path is longer than %zu bytes", what, cap - 1);
-		return;
-	}
-	fd = open(s, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ERR(p, "%s: cannot read '%s': %s", what, s, strerror(errno));
-		return;
-	}
-	close(fd);
-	strcpy(field, s);
-}
-
-/* ---- addresses ----------------------------------------------------------- */
-
-static int parse_port(const char *s, int *port)
-{
-	uint64_t v;
-	const char *e;
-
-	if (parse_u64(s, &e, &v) < 0 || *e || v == 0 || v > 65535)
-		return -1;
-	*port = (int)v;
-	return 0;
-}
-
-int cfg_parse_addr(const char *s, struct cfg_addr *a, int default_port)
-{
-	char host[64];
-	const char *hs, *ps = NULL;
-	size_t hn;
-	int port = default_port;
-
-	memset(a, 0, sizeof(*a));
-	if (strlen(s) >= sizeof(a->text))
-		return -EINVAL;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb)
-			return -EINVAL;
-		hs = s + 1;
-		hn = (size_t)(rb - hs);
-		if (rb[1] == ':')
-			ps = rb + 2;
-		else if (rb[1])
-			return -EINVAL;
-	} else {
-		const char *colon = strchr(s, ':');
-		/* An IPv6 literal needs its brackets, or its last group and
-		 * the port could not be told apart. */
-		if (colon && strchr(colon + 1, ':'))
-			return -EINVAL;
-		hs = s;
-		hn = colon ? (size_t)(colon - s) : strlen(s);
-		if (colon)
-			ps = colon + 1;
-	}
-	if (hn == 0 || hn >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, hs, hn);
-	host[hn] = 0;
-	if (ps && parse_port(ps, &port) < 0)
-		return -EINVAL;
-	if (port <= 0 || port > 65535)
-		return -EINVAL;
-
-	if (s[0] == '[') {
-		struct sockaddr_in6 *sa6 = (struct sockaddr_in6 *)&a->ss;
-		if (inet_pton(AF_INET6, host, &sa6->sin6_addr) != 1)
-			return -EINVAL;
-		sa6->sin6_family = AF_INET6;
-		sa6->sin6_port = htons((uint16_t)port);
-		a->len = sizeof(*sa6);
-	} else {
-		struct sockaddr_in *sa4 = (struct sockaddr_in *)&a->ss;
-		if (!strcasecmp(host, "localhost"))
-			sa4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		else if (inet_pton(AF_INET, host, &sa4->sin_addr) != 1)
-			return -EINVAL;
-		sa4->sin_family = AF_INET;
-		sa4->sin_port = htons((uint16_t)port);
-		a->len = sizeof(*sa4);
-	}
-	strcpy(a->text, s);
-	return 0;
-}
-
-int cfg_addr_host(const struct cfg_addr *a, char *buf, size_t cap)
-{
-	const void *src;
-
-	if (a->len == 0 || cap == 0)
-		return -EINVAL;
-	if (a->ss.ss_family == AF_INET6)
-		src = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-	else
-		src = &((const struct sockaddr_in *)&a->ss)->sin_addr;
-	return inet_ntop(a->ss.ss_family, src, buf, (socklen_t)cap) ? 0 : -errno;
-}
-
-int cfg_addr_port(const struct cfg_addr *a)
-{
-	if (a->len == 0)
-		return 0;
-	if (a->ss.ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
-	return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
-}
-
-static bool addr_equal(const struct cfg_addr *x, const struct cfg_addr *y)
-{
-	return x->len == y->len && x->ss.ss_family == y->ss.ss_family && cfg_addr_port(x) == cfg_addr_port(y) &&
-	       (x->ss.ss_family == AF_INET6 ? !memcmp(&((const struct sockaddr_in6 *)&x->ss)->sin6_addr,
-						      &((const struct sockaddr_in6 *)&y->ss)->sin6_addr, 16)
-					    : ((const struct sockaddr_in *)&x->ss)->sin_addr.s_addr ==
-						      ((const struct sockaddr_in *)&y->ss)->sin_addr.s_addr);
-}
-
-/* ---- domain names -------------------------------------------------------- */
-
-/* RFC 1035 §2.3.1 LDH labels (RFC 5890 for A-labels); RFC 3696 §2: a
- * top-level label is never all-numeric, which is what rules out IPv4
- * literals where a domain is expected. */
-static bool ldh_valid(const char *s, size_t n)
-{
-	size_t i = 0;
-	bool numeric = true;
-
-	if (n == 0 || n > 253)
-		return false;
-	while (i < n) {
-		size_t start = i;
-		numeric = true;
-		for (; i < n && s[i] != '.'; i++) {
-			char ch = s[i];
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
-				return false;
-			if (!(ch >= '0' && ch <= '9'))
-				numeric = false;
-		}
-		size_t len = i - start;
-		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		if (i < n)
-			i++; /* the dot */
-		if (i == n && s[n - 1] == '.')
-			return false; /* an empty last label */
-	}
-	return !numeric;
-}
-
-int cfg_domain_normalise(const char *in, size_t n, char *out, size_t cap)
-{
-	char tmp[1024];
-	bool ascii = true, ace = false;
-	size_t len;
-
-	if (n > 0 && in[n - 1] == '.')
-		n--; /* the root label: "example.org." is "example.org" */
-	if (n == 0 || n >= sizeof(tmp) || memchr(in, 0, n))
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)in[i];
-		if (ch >= 0x80)
-			ascii = false;
-		tmp[i] = (char)(ch < 0x80 ? tolower(ch) : ch);
-	}
-	tmp[n] = 0;
-	/* An A-label written as such ("xn--...") must still be valid punycode,
-	 * so it goes through libidn2 too. */
-	ace = !strncmp(tmp, "xn--", 4) || strstr(tmp, ".xn--");
-	if (!ascii || ace) {
-		char *res = NULL;
-		/* IDNA2008 with UTS #46 non-transitional mapping: "ß" stays
-		 * "ß" (xn--zca), case is folded. STD3 rules are not asked for
-		 * because they drop bad characters silently; ldh_valid rejects. */
-		if (idn2_to_ascii_8z(tmp, &res, IDN2_NONTRANSITIONAL) != IDN2_OK) {
-			idn2_free(res);
-			return -1;
-		}
-		len = strlen(res);
-		if (len >= sizeof(tmp)) {
-			idn2_free(res);
-			return -1;
-		}
-		memcpy(tmp, res, len + 1);
-		idn2_free(res);
-	} else {
-		len = n;
-	}
-	if (!ldh_valid(tmp, len) || len + 1 > cap)
-		return -1;
-	memcpy(out, tmp, len + 1);
-	return (int)len;
-}
-
-/* A [route NAME] may also name an IP literal ("1.2.3.4", "[2001:db8::1]"),
- * kept in its canonical text form so it matches a `to` written either way. */
-static int route_name_normalise(const char *in, char *out, size_t cap)
-{
-	unsigned char buf[16];
-	char txt[INET6_ADDRSTRLEN];
-	size_t n = strlen(in);
-
-	if (n > 2 && in[0] == '[' && in[n - 1] == ']') {
-		char h[INET6_ADDRSTRLEN + 1];
-		if (n - 2 >= sizeof(h))
-			return -1;
-		memcpy(h, in + 1, n - 2);
-		h[n - 2] = 0;
-		if (inet_pton(AF_INET6, h, buf) != 1 || !inet_ntop(AF_INET6, buf, txt, sizeof(txt)))
-			return -1;
-		if ((size_t)snprintf(out, cap, "[%s]", txt) >= cap)
-			return -1;
-		return (int)strlen(out);
-	}
-	if (inet_pton(AF_INET, in, buf) == 1) {
-		if (!inet_ntop(AF_INET, buf, txt, sizeof(txt)) || strlen(txt) >= cap)
-			return -1;
-		strcpy(out, txt);
-		return (int)strlen(out);
-	}
-	return cfg_domain_normalise(in, n, out, cap);
-}
-
-/* A remote-domain entry: "example.org" or "*.example.org" (every name below
- * example.org, not example.org itself). */
-int cfg_pattern_normalise(const char *in, char *out, size_t cap)
-{
-	bool wild = in[0] == '*' && in[1] == '.';
-	if (cap < 3)
-		return -1;
-	int n = cfg_domain_normalise(wild ? in + 2 : in, strlen(wild ? in + 2 : in), wild ? out + 2 : out,
-				     wild ? cap - 2 : cap);
-	if (n < 0)
-		return -1;
-	if (wild) {
-		out[0] = '*';
-		out[1] = '.';
-		n += 2;
-	}
-	return n;
-}
-
-/* ---- directive handlers: [hub] ------------------------------------------- */
-
-static void d_workers(struct parser *p, int argc, char **argv)
-{
-	uint32_t v = 0;
-
-	if (!strcmp(argv[0], "auto")) {
-		p->c->workers = 0;
-		return;
-	}
-	set_u32(p, "workers", argv[0], U_NUM, 1, 1024, &v);
-	if (v)
-		p->c->workers = (int)v;
-}
-
-static void d_domain(struct parser *p, int argc, char **argv)
-{
-	char name[CFG_NAME_MAX];
-
-	if (cfg_domain_normalise(argv[0], strlen(argv[0]), name, sizeof(name)) < 0)
-		ERR(p, "domain: '%s' is not a valid domain name", argv[0]);
-	else
-		strcpy(p->c->hub_domain, name);
-}
-
-static void d_listen(struct parser *p, int argc, char **argv)
-{
-	struct cfg *c = p->c;
-	struct cfg_listen l = {.line = p->line};
-	int default_port;
-	bool tls_given = false;
-
-	if (!strcmp(argv[0], "s2s")) {
-		l.kind = CFG_LISTEN_S2S;
-		l.tls = CFG_TLS_OPTIONAL;
-		default_port = 5269;
-	} else if (!strcmp(argv[0], "s2s-tls")) {
-		l.kind = CFG_LISTEN_S2S_TLS;
-		l.tls = CFG_TLS_REQUIRED; /* XEP-0368: TLS from the first byte */
-		default_port = 5270;
-	} else if (!strcmp(argv[0], "component")) {
-		l.kind = CFG_LISTEN_COMPONENT;
-		l.tls = CFG_TLS_OFF; /* XEP-0114 has no STARTTLS */
-		default_port = 5347;
-	} else {
-		ERR(p, "listen: unknown kind '%s' (expected s2s, s2s-tls or component)", argv[0]);
-		return;
-	}
-	if (cfg_parse_addr(argv[1], &l.addr, default_port) < 0) {
-		ERR(p, "listen: bad address '%s' (expected IPV4:PORT, [IPV6]:PORT or localhost:PORT)", argv[1]);
-		return;
-	}
-	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "proxy_protocol") && !l.proxy_protocol) {
-			l.proxy_protocol = true;
-		} else if (!strcmp(argv[i], "tls") && !tls_given && i + 1 < argc) {
-			tls_given = true;
-			l.tls_set = true;
-			if (parse_tls_mode(argv[++i], &l.tls) < 0) {
-				ERR(p, "listen: bad tls mode '%s' (expected required, optional or off)", argv[i]);
-				return;
-			}
-		} else {
-			ERR(p, "listen: unexpected '%s' (options: tls required|optional|off, proxy_protocol)", argv[i]);
-			return;
-		}
-	}
-	if (tls_given && l.kind == CFG_LISTEN_S2S_TLS && l.tls != CFG_TLS_REQUIRED) {
-		ERR(p, "listen: an s2s-tls listener is direct TLS; its tls mode can only be required");
-		return;
-	}
-	if (tls_given && l.kind == CFG_LISTEN_COMPONENT) {
-		ERR(p, "listen: component listeners take no tls option (XEP-0114 has no STARTTLS)");
-		return;
-	}
-	for (int i = 0; i < c->nlisten; i++) {
-		if (addr_equal(&c->listen[i].addr, &l.addr)) {
-			ERR(p, "listen: %s is already used by another listen line", l.addr.text);
-			return;
-		}
-	}
-	if (c->nlisten == (int)(sizeof(c->listen) / sizeof(c->listen[0]))) {
-		ERR(p, "listen: at most %d listeners", c->nlisten);
-		return;
-	}
-	c->listen[c->nlisten++] = l;
-}
-
-static void d_http(struct parser *p, int argc, char **argv)
-{
-	if (!strcmp(argv[0], "off")) {
-		memset(&p->c->http, 0, sizeof(p->c->http));
-		return;
-	}
-	if (cfg_parse_addr(argv[0], &p->c->http, 5280) < 0)
-		ERR(p, "http: bad address '%s' (expected IPV4:PORT, [IPV6]:PORT, localhost:PORT or off)", argv[0]);
-}
-
-static void d_dialback_secret_file(struct parser *p, int argc, char **argv)
-{
-	struct cfg *c = p->c;
-	char buf[256];
-	ssize_t n;
-	int fd;
-
-	if (strlen(argv[0]) >= sizeof(c->dialback_secret_file)) {
-		ERR(p, "dialback_secret_file: path is too long");
-		return;
-	}
-	fd = open(argv[0], O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ERR(p, "dialback_secret_file: cannot read '%s': %s", argv[0], strerror(errno));
-		return;
-	}
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n < 0) {
-		ERR(p, "dialback_secret_file: cannot read '%s': %s", argv[0], strerror(errno));
-		return;
-	}
-	/* A trailing newline is what editors and `echo` leave; not part of it. */
-	while (n > 0 && isspace((unsigned char)buf[n - 1]))
-		n--;
-	for (ssize_t i = 0; i < n; i++) {
-		if (buf[i] <= ' ' || buf[i] > '~') {
-			ERR(p, "dialback_secret_file: '%s' must hold one line of printable ASCII", argv[0]);
-			explicit_bzero(buf, sizeof(buf));
-			return;
-		}
-	}
-	if (n < 16 || (size_t)n >= sizeof(c->dialback_secret)) {
-		ERR(p, "dialback_secret_file: the secret in '%s' must be 16 to %zu characters", argv[0],
-		    sizeof(c->dialback_secret) - 1);
-		explicit_bzero(buf, sizeof(buf));
-		return;
-	}
-	memcpy(c->dialback_secret, buf, (size_t)n);
-	c->dialback_secret[n] = 0;
-	explicit_bzero(buf, sizeof(buf));
-	strcpy(c->dialback_secret_file, argv[0]);
-}
-
-static void d_log_level(struct parser *p, int argc, char **argv)
-{
-	static const char *const names[] = {"error", "warn", "info", "debug"};
-
-	for (int i = 0; i < 4; i++) {
-		if (!strcmp(argv[0], names[i])) {
-			p->c->log_level = i;
-			return;
-		}
-	}
-	ERR(p, "log_level: '%s' is not one of error, warn, info, debug", argv[0]);
-}
-
-static void d_log_format(struct parser *p, int argc, char **argv)
-{
-	if (!strcmp(argv[0], "text") || !strcmp(argv[0], "json"))
-		p->c->log_json = !strcmp(argv[0], "json");
-	else
-		ERR(p, "log_format: '%s' is not one of text, json", argv[0]);
-}
-
-static void d_log_rate_limit(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "log_rate_limit", argv[0], U_NUM, 0, 1000000, &p->c->log_rate_limit);
-}
-
-static void d_metrics_domains_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "metrics_domains_max", argv[0], U_NUM, 0, 100000, &p->c->metrics_domains_max);
-}
-
-#define KB 1024ull
-#define MB (1024ull * 1024)
-
-static void d_max_stanza_size(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_stanza_size", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_stanza_size);
-}
-
-static void d_max_stanza_size_preauth(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_stanza_size_preauth", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_stanza_size_preauth);
-}
-
-static void d_max_depth(struct parser *p, int argc, char **argv)
-{
-	/* 2: the stream element and a stanza, nothing inside it. */
-	set_u32(p, "max_depth", argv[0], U_NUM, 2, XML_MAX_DEPTH, &p->c->max_depth);
-}
-
-static void d_max_attrs(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_attrs", argv[0], U_NUM, 1, 4096, &p->c->max_attrs);
-}
-
-static void d_max_name(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_name", argv[0], U_BYTES, 16, 64 * KB, &p->c->max_name);
-}
-
-static void d_link_queue_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "link_queue_max", argv[0], U_NUM, 1, 10000000, &p->c->link_queue_max);
-}
-
-static void d_send_queue_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "send_queue_max", argv[0], U_BYTES, 4 * KB, 1024 * MB, &p->c->send_queue_max);
-}
-
-static void d_queue_memory_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "queue_memory_max", argv[0], U_BYTES, 1 * MB, 4095 * MB, &p->c->queue_memory_max);
-}
-
-static void d_source_allowance(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "source_allowance", argv[0], U_BYTES, 4 * KB, 1024 * MB, &p->c->source_allowance);
-}
-
-#define DAY (24 * 3600)
-
-static void d_stall_timeout(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "stall_timeout", argv[0], U_SECONDS, 1, DAY, &p->c->stall_timeout);
-}
-
-static void d_idle_timeout(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "idle_timeout", argv[0], U_SECONDS, 0, 7 * DAY, &p->c->idle_timeout);
-}
-
-static void d_keepalive_interval(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "keepalive_interval", argv[0], U_SECONDS, 0, DAY, &p->c->keepalive_interval);
-}
-
-static void d_connect_timeout(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "connect_timeout", argv[0], U_SECONDS, 1, 3600, &p->c->connect_timeout);
-}
-
-static void d_retry_min(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "retry_min", argv[0], U_SECONDS, 1, DAY, &p->c->retry_min);
-}
-
-static void d_drain_timeout(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "drain_timeout", argv[0], U_SECONDS, 0, 3600, &p->c->drain_timeout);
-}
-
-/* A Unix socket path (sun_path holds 107 bytes), or off. */
-static void d_control_socket(struct parser *p, int argc, char **argv)
-{
-	if (!strcmp(argv[0], "off")) {
-		p->c->control_socket[0] = 0;
-		return;
-	}
-	if (argv[0][0] != '/') {
-		ERR(p, "control_socket: '%s' is not an absolute path (or off)", argv[0]);
-		return;
-	}
-	if (strlen(argv[0]) >= sizeof(p->c->control_socket)) {
-		ERR(p, "control_socket: path is longer than %zu bytes", sizeof(p->c->control_socket) - 1);
-		return;
-	}
-	strcpy(p->c->control_socket, argv[0]);
-}
-
-static void d_dns_server(struct parser *p, int argc, char **argv)
-{
-	if (cfg_parse_addr(argv[0], &p->c->dns_server, 53) < 0)
-		ERR(p, "dns_server: bad address '%s' (expected IPV4[:PORT] or [IPV6][:PORT])", argv[0]);
-}
-
-static void d_dns_cache_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "dns_cache_max", argv[0], U_NUM, 16, 10000000, &p->c->dns_cache_max);
-}
-
-static void d_dns_ttl_min(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "dns_ttl_min", argv[0], U_SECONDS, 1, DAY, &p->c->dns_ttl_min);
-}
-
-static void d_dns_ttl_max(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "dns_ttl_max", argv[0], U_SECONDS, 1, 7 * DAY, &p->c->dns_ttl_max);
-}
-
-static void d_dns_max_inflight(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "dns_max_inflight", argv[0], U_NUM, 1, 10000, &p->c->dns_max_inflight);
-}
-
-static void d_ca_file(struct parser *p, int argc, char **argv)
-{
-	set_path(p, "ca_file", argv[0], p->c->ca_file, sizeof(p->c->ca_file));
-}
-
-static void d_s2s_tls(struct parser *p, int argc, char **argv)
-{
-	if (parse_tls_mode(argv[0], &p->c->s2s_tls) < 0)
-		ERR(p, "s2s_tls: '%s' is not one of required, optional, off", argv[0]);
-}
-
-/* ---- [hub]: inbound limits ---------------------------------------------- */
-
-static void d_max_connections(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_connections", argv[0], U_NUM, 0, 10000000, &p->c->max_connections);
-}
-
-static void d_max_connections_per_ip(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_connections_per_ip", argv[0], U_NUM, 0, 10000000, &p->c->max_connections_per_ip);
-}
-
-static void d_connection_rate_per_ip(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "connection_rate_per_ip", argv[0], U_NUM, 0, 1000000, &p->c->connection_rate_per_ip);
-}
-
-static void d_preauth_timeout(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "preauth_timeout", argv[0], U_SECONDS, 1, 3600, &p->c->preauth_timeout);
-}
-
-static void d_max_preauth_bytes(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_preauth_bytes", argv[0], U_BYTES, 1 * KB, 64 * MB, &p->c->max_preauth_bytes);
-}
-
-static void d_max_pairs_per_stream(struct parser *p, int argc, char **argv)
-{
-	/* the session counts pairs in 16 bits */
-	set_u32(p, "max_pairs_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_pairs_per_stream);
-}
-
-static void d_max_verify_per_stream(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_verify_per_stream", argv[0], U_NUM, 1, 65535, &p->c->max_verify_per_stream);
-}
-
-static void d_max_verify_total(struct parser *p, int argc, char **argv)
-{
-	set_u32(p, "max_verify_total", argv[0], U_NUM, 1, 10000000, &p->c->max_verify_total);
-}
-
-static void d_proxy_from(struct parser *p, int argc, char **argv)
-{
-	struct cfg *c = p->c;
-
-	for (int i = 0; i < argc; i++) {
-		struct proxy_cidr b;
-		if (proxy_cidr_parse(argv[i], &b) < 0) {
-			ERR(p,
-			    "proxy_from: '%s' is not an address or a block like 10.0.0.0/8 or 2001:db8::/32 "
-			    "(host bits must be zero)",
-			    argv[i]);
-			continue;
-		}
-		if (c->nproxy_from == PROXY_MAX_TRUSTED) {
-			ERR(p, "proxy_from: at most %d addresses or blocks", PROXY_MAX_TRUSTED);
-			return;
-		}
-		c->proxy_from[c->nproxy_from++] = b;
-	}
-}
-
-static void d_s2s_auth(struct parser *p, int argc, char **argv)
-{
-	if (parse_auth_mode(argv[0], &p->c->s2s_auth) < 0)
-		ERR(p, "s2s_auth: '%s' is not one of dialback, certificate", argv[0]);
-}
-
-static void d_dns_allow_private(struct parser *p, int argc, char **argv)
-{
-	if (parse_yes_no(argv[0], &p->c->dns_allow_private) < 0)
-		ERR(p, "dns_allow_private: '%s' is not yes or no", argv[0]);
-}
-
-static int grow(struct parser *p, void **arr, int *n, int *cap, size_t size);
-
-static void acl_add(struct parser *p, const char *what, bool allow, int argc, char **argv)
-{
-	struct cfg *c = p->c;
-	char name[CFG_NAME_MAX];
-
-	for (int i = 0; i < argc; i++) {
-		if (cfg_pattern_normalise(argv[i], name, sizeof(name)) < 0) {
-			ERR(p, "%s: '%s' is not a domain name or *.domain", what, argv[i]);
-			continue;
-		}
-		struct name_ent *e = name_find(&p->names, name, true);
-		if (!e) {
-			p->oom = true;
-			return;
-		}
-		if (e->line[K_ACL]) {
-			ERR(p, "%s: %s is already listed at line %d", what, name, e->line[K_ACL]);
-			continue;
-		}
-		e->line[K_ACL] = p->line;
-		int idx = grow(p, (void **)&c->acl, &c->nacl, &p->cap_acl, sizeof(*c->acl));
-		if (idx < 0)
-			return;
-		strcpy(c->acl[idx].name, name);
-		c->acl[idx].allow = allow;
-		c->acl[idx].line = p->line;
-		if (allow)
-			c->have_allow = true;
-	}
-}
-
-static void d_remote_allow(struct parser *p, int argc, char **argv)
-{
-	acl_add(p, "remote_allow", true, argc, argv);
-}
-
-static void d_remote_deny(struct parser *p, int argc, char **argv)
-{
-	acl_add(p, "remote_deny", false, argc, argv);
-}
-
-/* ---- [domain] [component] [route] ---------------------------------------- */
-
-static void d_cert(struct parser *p, int argc, char **argv)
-{
-	struct cfg_domain *d = cur_domain(p);
-	set_path(p, "cert", argv[0], d->cert, sizeof(d->cert));
-}
-
-static void d_key(struct parser *p, int argc, char **argv)
-{
-	struct cfg_domain *d = cur_domain(p);
-	set_path(p, "key", argv[0], d->key, sizeof(d->key));
-}
-
-static void d_secret(struct parser *p, int argc, char **argv)
-{
-	struct cfg_component *k = cur_component(p);
-
-	if (strlen(argv[0]) >= sizeof(k->secret))
-		ERR(p, "secret: longer than %zu characters", sizeof(k->secret) - 1);
-	else
-		strcpy(k->secret, argv[0]);
-}
-
-static void d_connect(struct parser *p, int argc, char **argv)
-{
-	struct cfg_route *r = cur_route(p);
-	struct cfg_addr a;
-
-	if (cfg_parse_addr(argv[0], &a, 5269) < 0) {
-		ERR(p, "connect: bad address '%s' (expected IPV4[:PORT] or [IPV6][:PORT])", argv[0]);
-		return;
-	}
-	if (r->nconnect == (int)(sizeof(r->connect) / sizeof(r->connect[0]))) {
-		ERR(p, "connect: at most %d addresses per route", r->nconnect);
-		return;
-	}
-	r->connect[r->nconnect++] = a;
-}
-
-static void d_tls(struct parser *p, int argc, char **argv)
-{
-	if (p->sect == S_REMOTE) {
-		if (parse_tls_mode(argv[0], &cur_remote(p)->tls) < 0)
-			ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);
-		else
-			cur_remote(p)->tls_set = true;
-		return;
-	}
-	if (parse_tls_mode(argv[0], &cur_route(p)->tls) < 0)
-		ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);
-	else if (p->cur >= 0) {
-		p->route_tls_set[p->cur] = true;
-		cur_route(p)->tls_set = true;
-	}
-}
-
-/* ---- [remote NAME] ------------------------------------------------------- */
-
-static void d_auth(struct parser *p, int argc, char **argv)
-{
-	if (parse_auth_mode(argv[0], &cur_remote(p)->auth) < 0)
-		ERR(p, "auth: '%s' is not one of dialback, certificate", argv[0]);
-	else
-		cur_remote(p)->auth_set = true;
-}
-
-static void d_direct_tls(struct parser *p, int argc, char **argv)
-{
-	if (!strcmp(argv[0], "yes"))
-		cur_route(p)->direct_tls = true;
-	else if (!strcmp(argv[0], "no"))
-		cur_route(p)->direct_tls = false;
-	else
-		ERR(p, "direct_tls: '%s' is not yes or no", argv[0]);
-}
-
-/* ---- sections ------------------------------------------------------------ */
-
-/* Grow one of the section arrays by one zeroed element; returns its index. */
-static int grow(struct parser *p, void **arr, int *n, int *cap, size_t size)
-{
-	if (*n == *cap) {
-		int ncap = *cap ? *cap * 2 : 16;
-		void *v = realloc(*arr, (size_t)ncap * size);
-		if (!v) {
-			p->oom = true;
-			return -1;
-		}
-		*arr = v;
-		*cap = ncap;
-	}
-	memset((char *)*arr + (size_t)*n * size, 0, size);
-	return (*n)++;
 }
 
 /* Checks that need the whole section: run when the next one opens or at EOF. */
@@ -1322,7 +250,7 @@ static void section_open(struct parser *p, int argc, char **argv)
 	memset(&p->scratch, 0, sizeof(p->scratch));
 
 	for (int i = S_HUB; i < S_UNKNOWN; i++)
-		if (argc > 0 && !strcmp(argv[0], sect_names[i]))
+		if (argc > 0 && !strcmp(argv[0], cfg_sect_names[i]))
 			s = (enum cfg_sect)i;
 	if (argc > 0 && !strcmp(argv[0], "cluster")) {
 		/* The Redis-backed cluster of the design is not written yet. A
@@ -1355,7 +283,7 @@ static void section_open(struct parser *p, int argc, char **argv)
 		ERR(p, "[%s NAME] needs exactly one name", argv[0]);
 		return;
 	}
-	if ((s == S_ROUTE    ? route_name_normalise(argv[1], name, sizeof(name))
+	if ((s == S_ROUTE    ? cfg_route_name_normalise(argv[1], name, sizeof(name))
 	     : s == S_REMOTE ? cfg_pattern_normalise(argv[1], name, sizeof(name))
 			     : cfg_domain_normalise(argv[1], strlen(argv[1]), name, sizeof(name))) < 0) {
 		ERR(p, "[%s %s]: not a valid %s", argv[0], argv[1],
@@ -1365,7 +293,7 @@ static void section_open(struct parser *p, int argc, char **argv)
 		return;
 	}
 	kind = s == S_DOMAIN ? K_DOMAIN : s == S_COMPONENT ? K_COMPONENT : s == S_ROUTE ? K_ROUTE : K_REMOTE;
-	struct name_ent *e = name_find(&p->names, name, true);
+	struct name_ent *e = cfg_names_find(&p->names, name, true);
 	if (!e) {
 		p->oom = true;
 		return;
@@ -1395,14 +323,14 @@ static void section_open(struct parser *p, int argc, char **argv)
 
 	switch (s) {
 	case S_DOMAIN:
-		idx = grow(p, (void **)&c->domains, &c->ndomains, &p->cap_domains, sizeof(*c->domains));
+		idx = cfg_grow(p, (void **)&c->domains, &c->ndomains, &p->cap_domains, sizeof(*c->domains));
 		if (idx >= 0) {
 			strcpy(c->domains[idx].name, name);
 			c->domains[idx].line = p->line;
 		}
 		break;
 	case S_COMPONENT:
-		idx = grow(p, (void **)&c->components, &c->ncomponents, &p->cap_components, sizeof(*c->components));
+		idx = cfg_grow(p, (void **)&c->components, &c->ncomponents, &p->cap_components, sizeof(*c->components));
 		if (idx >= 0) {
 			strcpy(c->components[idx].name, name);
 			c->components[idx].line = p->line;
@@ -1410,7 +338,7 @@ static void section_open(struct parser *p, int argc, char **argv)
 		break;
 	case S_ROUTE: {
 		int old_cap = p->cap_routes;
-		idx = grow(p, (void **)&c->routes, &c->nroutes, &p->cap_routes, sizeof(*c->routes));
+		idx = cfg_grow(p, (void **)&c->routes, &c->nroutes, &p->cap_routes, sizeof(*c->routes));
 		if (idx < 0)
 			break;
 		if (p->cap_routes != old_cap) {
@@ -1429,7 +357,7 @@ static void section_open(struct parser *p, int argc, char **argv)
 		break;
 	}
 	case S_REMOTE:
-		idx = grow(p, (void **)&c->remotes, &c->nremotes, &p->cap_remotes, sizeof(*c->remotes));
+		idx = cfg_grow(p, (void **)&c->remotes, &c->nremotes, &p->cap_remotes, sizeof(*c->remotes));
 		if (idx >= 0) {
 			strcpy(c->remotes[idx].name, name);
 			c->remotes[idx].line = p->line;
@@ -1524,8 +452,8 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 		const char *home = "";
 		for (int s = S_HUB; s < S_UNKNOWN; s++)
 			if (d->sections & SB(s))
-				home = sect_names[s];
-		ERR(p, "'%s' is not allowed in [%s] (it belongs in [%s%s])", d->name, sect_names[p->sect], home,
+				home = cfg_sect_names[s];
+		ERR(p, "'%s' is not allowed in [%s] (it belongs in [%s%s])", d->name, cfg_sect_names[p->sect], home,
 		    (sect_named & d->sections) ? " NAME" : "");
 		return;
 	}
@@ -1645,7 +573,7 @@ static void final_checks(struct parser *p)
 
 	/* The hub's own domain is answered by the hub: no component or
 	 * route may claim it. */
-	struct name_ent *e = name_find(&p->names, c->hub_domain, false);
+	struct name_ent *e = cfg_names_find(&p->names, c->hub_domain, false);
 	if (e && e->line[K_COMPONENT])
 		perr(p, e->line[K_COMPONENT], "[component %s]: that is the hub's own domain", c->hub_domain);
 	if (e && e->line[K_ROUTE])

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include "net/net.h" /* NET_MAX_LISTENERS bounds listen[] */
 #include "net/proxy.h"
 #include "router/pix.h"
 
@@ -85,7 +86,7 @@ struct cfg {
 	/* [hub] */
 	int workers;                   /* 0 = auto: one per core */
 	char hub_domain[CFG_NAME_MAX]; /* the hub's own domain (ping, disco) */
-	struct cfg_listen listen[16];
+	struct cfg_listen listen[NET_MAX_LISTENERS];
 	int nlisten;
 	struct cfg_addr http; /* /health, /metrics; len 0 = off */
 	char dialback_secret_file[512];

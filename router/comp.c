@@ -15,10 +15,13 @@
 #include <wolfssl/wolfcrypt/sha.h>
 #include <wolfssl/wolfcrypt/hash.h>
 
+#include "net/alloc.h"
 #include "router/hub.h"
+#include "router/flow.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/comp.h"
 #include "net/log.h"
-
-enum { C_WAIT_HDR, C_WAIT_HANDSHAKE, C_READY };
 
 static const struct cfg_component *find_component(const char *d)
 {
@@ -42,12 +45,12 @@ static void comp_open(struct hubw *h, struct sess *s)
 		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
 		return;
 	}
-	s->local = strdup(to);
+	s->local = xstrdup(to);
 	sess_sendf(s,
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
 		   "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s'>",
 		   s->stream_id, s->local);
-	s->state = C_WAIT_HANDSHAKE;
+	s->state = SESS_COMP_HANDSHAKE;
 }
 
 static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stanza *st)
@@ -86,7 +89,7 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 		sess_stream_error(s, SERR_RESOURCE_CONSTRAINT, "component pool full");
 		return;
 	}
-	s->state = C_READY;
+	s->state = SESS_COMP_READY;
 	s->tok.authenticated = true;
 	MET_INC(h->m, comp_links);
 	sess_met_up(h, s, MET_AUTH_HANDSHAKE, s->local);
@@ -102,7 +105,7 @@ static enum drive comp_event(struct hubw *h, struct sess *s, struct net_buf *b, 
 		return DRIVE_ON;
 	}
 	const struct xml_stanza *st = &s->tok.st;
-	if (s->state == C_WAIT_HANDSHAKE) {
+	if (s->state == SESS_COMP_HANDSHAKE) {
 		if (span_eq(st->name, "handshake"))
 			comp_handshake(h, s, st);
 		else
@@ -127,8 +130,8 @@ static void comp_on_close(struct net_conn *c, int err)
 	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
 	sess_log_enter(s);
 	log_info(c->id, "component closed: %s", err ? strerror(-err) : "by us or the peer");
-	if (s->state == C_READY || s->was_ready) {
-		int left = s->state == C_READY ? rt_comp_del(s->local, c->ref) : -1;
+	if (s->state == SESS_COMP_READY || s->was_ready) {
+		int left = s->state == SESS_COMP_READY ? rt_comp_del(s->local, c->ref) : -1;
 		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");
 	}
 	flow_close(hubw_of(c->w), s); /* out of the pool: what waited goes to the others */
@@ -141,9 +144,9 @@ static void comp_on_unsent(struct net_conn *c, struct net_buf *b, const char *p,
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	if (s->state == C_READY) {
+	if (s->state == SESS_COMP_READY) {
 		rt_comp_del(s->local, c->ref);
-		s->state = C_WAIT_HDR; /* on_close must not remove it twice */
+		s->state = SESS_WAIT_HDR; /* on_close must not remove it twice */
 		s->was_ready = true;
 	}
 	route_raw(h, b, p, n);
@@ -158,7 +161,7 @@ static void comp_on_drain(struct net_conn *c)
 static void comp_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
-	if (s->state != C_READY)
+	if (s->state != SESS_COMP_READY)
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "no handshake in time");
 }
 

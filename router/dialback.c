@@ -296,7 +296,7 @@ static void vs_try_next(struct hubw *h, struct vstream *vs)
 		}
 		s->c = c;
 		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_VERIFY);
-		s->key = (char *)vs; /* back-pointer; sess_free must not free it */
+		s->vstream = vs; /* back-pointer; sess_free leaves it */
 		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
 		vs->sess = s;
 		vs->ready = false;
@@ -385,7 +385,7 @@ static void vs_on_answer(struct hubw *h, struct vstream *vs, struct sess *s, con
 		 * that may never come (the next one opens a new stream) */
 		vs->sess = NULL;
 		vs->ready = false;
-		s->key = NULL;
+		s->vstream = NULL;
 		sess_sendf(s, "</stream:stream>");
 		net_close(s->c, true);
 	}
@@ -393,11 +393,11 @@ static void vs_on_answer(struct hubw *h, struct vstream *vs, struct sess *s, con
 
 static enum drive verify_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
 {
-	struct vstream *vs = (struct vstream *)s->key;
+	struct vstream *vs = s->vstream;
 	struct net_conn *c = s->c;
 	bool ready = false;
 	if (ev == XML_EV_STREAM_OPEN) {
-		s->state = 1;
+		s->state = SESS_OPEN;
 		if (!span_eq(s->tok.hdr.version, "1.0")) {
 			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
 				/* RFC 6120 §4.7.5, §5.3.1: no STARTTLS on a pre-1.0
@@ -496,8 +496,8 @@ static void verify_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	struct vstream *vs = (struct vstream *)s->key;
-	s->key = NULL;
+	struct vstream *vs = s->vstream;
+	s->vstream = NULL;
 	if (vs && vs->sess == s) {
 		bool was_ready = vs->ready;
 		vs->sess = NULL;
@@ -544,12 +544,12 @@ static void verify_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
-	struct vstream *vs = (struct vstream *)s->key;
+	struct vstream *vs = s->vstream;
 	if (vs && vs->sess == s && vs->ready && !vs->fly && !vs->wait) {
 		/* idle: close it; the next key opens a new one */
 		vs->sess = NULL;
 		vs->ready = false;
-		s->key = NULL;
+		s->vstream = NULL;
 		sess_sendf(s, "</stream:stream>");
 		net_close(c, true);
 		return;

@@ -42,6 +42,9 @@
 #include <string.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/flow.h"
 #include "net/log.h"
 
 static const struct net_ref no_src = {.worker = FLOW_NO_SRC};

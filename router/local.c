@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/local.h"
 #include "net/log.h"
 
 static void reply(struct hubw *h, const struct xml_stanza *st, const char *payload)

@@ -40,7 +40,10 @@
 #define _LGPL_SOURCE
 #include <urcu-qsbr.h>
 
+#include "net/alloc.h"
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/s2s.h"
 #include "router/check.h"
 #include "router/check_xml.h"
 #include "router/ctl.h"
@@ -80,76 +83,6 @@ static int print_version(void)
 	return 0;
 }
 
-static void on_worker_start(struct net_worker *w)
-{
-	struct hubw *h = calloc(1, sizeof(*h));
-	h->w = w;
-	h->m = met_of(net_worker_id(w));
-	h->rnd_used = sizeof(h->rnd);
-	net_worker_set_user(w, h);
-}
-
-static void on_accept(struct net_conn *c, int kind)
-{
-	struct hubw *h = hubw_of(c->w);
-	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
-	MET_INC(h->m, conn_accepted);
-	if (l->proxy_protocol) /* behind a load balancer: HAProxy's send-proxy(-v2) */
-		net_conn_expect_proxy(c);
-	if (l->kind == CFG_LISTEN_COMPONENT)
-		comp_accept(c);
-	else
-		s2s_accept(c, l);
-}
-
-static void on_msg(struct net_worker *w, struct net_msg *m)
-{
-	struct hubw *h = hubw_of(w);
-	if (m->type == DNS_MSG_RESULT) {
-		struct dns_req *r;
-		memcpy(&r, m->u.bytes, sizeof(r));
-		if (!ctl_on_dns(h, r))
-			s2s_on_dns(h, r);
-	} else {
-		route_on_msg(h, m);
-	}
-}
-
-static void on_tick(struct net_worker *w, uint64_t now)
-{
-	static __thread uint64_t last;
-	reload_worker_tick(hubw_of(w));
-	ctl_worker_tick(hubw_of(w));
-	if (drain_active())
-		drain_worker_tick(hubw_of(w));
-	flow_tick(hubw_of(w), now);
-	if (now - last < 1000)
-		return;
-	last = now;
-	s2s_tick(hubw_of(w), now);
-}
-
-static void on_turn(struct net_worker *w)
-{
-	flow_turn(hubw_of(w));
-}
-
-static void shutdown_conn(struct net_conn *c, void *arg)
-{
-	struct sess *s = c->user;
-	(void)arg;
-	if (!s || s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY)
-		return;
-	sess_stream_error(s, SERR_SYSTEM_SHUTDOWN, NULL);
-}
-
-static void on_worker_stop(struct net_worker *w)
-{
-	struct hubw *h = hubw_of(w);
-	s2s_shutdown(h);
-	net_worker_foreach(w, shutdown_conn, NULL);
-}
-
 static void *ctrl_main(void *arg)
 {
 	(void)arg;
@@ -165,18 +98,6 @@ static int make_dialback_key(void)
 		return -1;
 	hex_encode(d, sizeof(d), hub_dialback_key);
 	return 0;
-}
-
-static int fill_table(void)
-{
-	int rc = 0;
-	for (int i = 0; i < hub_cfg->ndomains; i++)
-		rc |= rt_set_static(hub_cfg->domains[i].name, RT_HOSTED);
-	for (int i = 0; i < hub_cfg->ncomponents; i++)
-		rc |= rt_set_static(hub_cfg->components[i].name, RT_COMPONENT);
-	if (hub_cfg->hub_domain[0])
-		rc |= rt_set_static(hub_cfg->hub_domain, RT_HUB);
-	return rc;
 }
 
 int main(int argc, char **argv)
@@ -249,23 +170,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rcu_register_thread();
-	if (fill_table() != 0) {
+	if (hub_fill_table(&cfg) != 0) {
 		log_error(0, "cannot fill the routing table");
 		return 1;
 	}
 	rcu_thread_offline();
 	net_set_queue_limit(cfg.send_queue_max);
-	struct net_config nc = {
-		.workers = cfg.workers,
-		.max_pending = cfg.max_stanza_size + 4096,
-		.on_worker_start = on_worker_start,
-		.on_worker_stop = on_worker_stop,
-		.on_msg = on_msg,
-		.on_accept = on_accept,
-		.on_tick = on_tick,
-		.on_turn = on_turn,
-		.on_ctrl_msg = dns_on_ctrl_msg,
-	};
+	struct net_config nc;
+	hub_net_config(&nc, &cfg);
 	net_init(&nc);
 	s2s_in_init();
 	met_set_domains_max(cfg.metrics_domains_max);

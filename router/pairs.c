@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
 #include "net/alloc.h"
 
 struct pkey {

@@ -43,6 +43,8 @@
 #include "net/tls.h"
 #include "router/check.h"
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
 #include "router/reload.h"
 
 static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;

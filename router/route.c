@@ -11,6 +11,11 @@
  * self-contained copy (route_selfcontained), since the destination's stream
  * binds other prefixes or none.
  *
+ * Address checks come first, one function per kind of source (s2s_in_accepts,
+ * s2s_out_accepts, comp_accepts): each says route, stream error, bounce or
+ * drop, and route_stanza only acts on the verdict. The `to` domain is decoded
+ * and looked up once (stanza_addrs_decode) for the checks and the routing.
+ *
  * References: every function here that takes a buffer CONSUMES one reference
  * on it: it hands it on (to a connection's queue, a link's queue, or another
  * worker in a message) or drops it. Only the owning worker ever adds
@@ -25,6 +30,11 @@
 #include <string.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/flow.h"
+#include "router/s2s.h"
+#include "router/local.h"
 #include "net/log.h"
 
 /* What a cross-worker message carries: the slice plus where its `to` and
@@ -113,16 +123,6 @@ static long parse_next(const char *p, size_t n, struct xml_stanza *st)
 static int parse_one(const char *p, size_t n, struct xml_stanza *st)
 {
 	return parse_next(p, n, st) == (long)n ? 0 : -1;
-}
-
-static bool route_serves(const struct rt_route *r)
-{
-	return r && (r->kind == RT_HUB || r->kind == RT_HOSTED || r->kind == RT_COMPONENT);
-}
-
-bool hub_serves(const char *domain, size_t n)
-{
-	return route_serves(rt_lookup(domain, n));
 }
 
 /* May a component for `base` send from domain d? From its own domain, and
@@ -310,64 +310,121 @@ static void route_selfcontained(struct hubw *h, struct sess *src, struct net_buf
 	route_stanza(h, src, nb, &copy);
 }
 
+/* An entry for a domain we are the server for (the hub's, a [domain], a
+ * [component]). */
+static bool route_served(const struct rt_route *r)
+{
+	return r && (r->kind == RT_HUB || r->kind == RT_HOSTED || r->kind == RT_COMPONENT);
+}
+
+bool hub_serves(const char *domain, size_t n)
+{
+	return route_served(rt_lookup(domain, n));
+}
+
+static const struct addr_verdict accept_v = {ADDR_ROUTE, 0, 0};
+
+static struct addr_verdict stream_err(enum hub_serr e)
+{
+	return (struct addr_verdict){ADDR_STREAM_ERROR, e, 0};
+}
+
+/* Inbound s2s: both addresses (RFC 6120 §8.1.1.1 / §8.1.2.1), `to` a
+ * domain we serve, and the (from, to) pair validated on this stream. */
+struct addr_verdict s2s_in_accepts(struct sess *s, const struct stanza_addrs *a)
+{
+	if (a->tl <= 0 || a->fl <= 0)
+		return stream_err(SERR_IMPROPER_ADDRESSING);
+	if (!route_served(a->route))
+		return stream_err(SERR_HOST_UNKNOWN);
+	struct pair *pr = pair_find(s, a->fr, a->to);
+	if (!pr || pr->state != PAIR_VALID)
+		/* §4.9.3.10 invalid-from: the domain is not validated on this
+		 * stream; §4.9.3.7 host-unknown would name our side instead */
+		return stream_err(any_valid_pair_from(s, a->fr) ? SERR_HOST_UNKNOWN : SERR_INVALID_FROM);
+	return accept_v;
+}
+
+/* XEP-0288: on our bidirectional link the peer may send from its domain (the
+ * one we connected to and authenticated with) to the local domains
+ * authenticated on the link. */
+struct addr_verdict s2s_out_accepts(struct sess *s, const struct stanza_addrs *a)
+{
+	if (a->tl <= 0 || a->fl <= 0)
+		return stream_err(SERR_IMPROPER_ADDRESSING);
+	if (!s->remote || strcmp(a->fr, s->remote) != 0)
+		return stream_err(SERR_INVALID_FROM);
+	if (!route_served(a->route) || !s2s_out_pair_valid(s, a->to))
+		return stream_err(SERR_HOST_UNKNOWN);
+	return accept_v;
+}
+
+/* XEP-0114: a component sends from its domain or a free subdomain of it
+ * (comp_from_allowed); a stanza without a usable `to` is bounced. */
+struct addr_verdict comp_accepts(struct sess *s, const struct stanza_addrs *a)
+{
+	if (a->fl <= 0 || !comp_from_allowed(a->fr, (size_t)a->fl, s->local, strlen(s->local)))
+		return stream_err(SERR_INVALID_FROM);
+	if (a->tl <= 0)
+		return (struct addr_verdict){ADDR_BOUNCE, 0, STERR_BAD_REQUEST};
+	return accept_v;
+}
+
+/* The hub's own stanzas (answers, bounces, stanzas routed again) carry both
+ * addresses; one without is dropped. */
+static struct addr_verdict generated_accepts(const struct stanza_addrs *a)
+{
+	if (a->tl <= 0 || a->fl <= 0) {
+		log_warn(0, "route: generated stanza without addresses dropped");
+		return (struct addr_verdict){ADDR_DROP, 0, 0};
+	}
+	return accept_v;
+}
+
+struct addr_verdict route_accepts(struct sess *src, const struct stanza_addrs *a)
+{
+	if (!src)
+		return generated_accepts(a);
+	switch ((enum sess_kind)src->kind) {
+	case SESS_S2S_IN:
+		return s2s_in_accepts(src, a);
+	case SESS_S2S_OUT:
+		return s2s_out_accepts(src, a);
+	case SESS_COMP:
+		return comp_accepts(src, a);
+	case SESS_VERIFY:
+		break;
+	}
+	/* a verification stream routes nothing */
+	return stream_err(SERR_UNSUPPORTED_STANZA_TYPE);
+}
+
+void stanza_addrs_decode(const struct xml_stanza *st, struct stanza_addrs *a)
+{
+	a->tl = st->to.n ? jid_domain(st->to, st->flags & XML_ST_TO_ESC, a->to, sizeof(a->to)) : -1;
+	a->fl = st->from.n ? jid_domain(st->from, st->flags & XML_ST_FROM_ESC, a->fr, sizeof(a->fr)) : -1;
+	a->route = a->tl > 0 ? rt_lookup(a->to, (size_t)a->tl) : NULL;
+}
+
 void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const struct xml_stanza *st)
 {
 	if (src && __builtin_expect(st->flags & (XML_ST_HDR_PREFIX | XML_ST_PREFIXED), 0)) {
 		route_selfcontained(h, src, b, st);
 		return;
 	}
-	char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
-	int tl = st->to.n ? jid_domain(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) : -1;
-	int fl = st->from.n ? jid_domain(st->from, st->flags & XML_ST_FROM_ESC, fr, sizeof(fr)) : -1;
-	/* the `to` domain is decoded and looked up once, for the checks and
-	 * for routing alike */
-	const struct rt_route *r = tl > 0 ? rt_lookup(to, (size_t)tl) : NULL;
-
-	if (src && src->kind == SESS_S2S_IN) {
-		/* RFC 6120 §8.1.1.1 / §8.1.2.1: s2s stanzas carry both addresses */
-		if (tl <= 0 || fl <= 0) {
-			sess_stream_error(src, SERR_IMPROPER_ADDRESSING, NULL);
-			goto drop;
-		}
-		if (!route_serves(r)) {
-			sess_stream_error(src, SERR_HOST_UNKNOWN, NULL);
-			goto drop;
-		}
-		struct pair *pr = pair_find(src, fr, to);
-		if (!pr || pr->state != PAIR_VALID) {
-			/* §4.9.3.10 invalid-from: the domain is not validated on this
-			 * stream; §4.9.3.7 host-unknown would name our side instead */
-			sess_stream_error(src, any_valid_pair_from(src, fr) ? SERR_HOST_UNKNOWN : SERR_INVALID_FROM,
-					  NULL);
-			goto drop;
-		}
-	} else if (src && src->kind == SESS_S2S_OUT) {
-		/* XEP-0288: on our bidirectional link the peer may send from its
-		 * domain (the one we connected to and authenticated with) to the
-		 * local domains authenticated on the link */
-		if (tl <= 0 || fl <= 0) {
-			sess_stream_error(src, SERR_IMPROPER_ADDRESSING, NULL);
-			goto drop;
-		}
-		if (!src->remote || strcmp(fr, src->remote) != 0) {
-			sess_stream_error(src, SERR_INVALID_FROM, NULL);
-			goto drop;
-		}
-		if (!route_serves(r) || !s2s_out_pair_valid(src, to)) {
-			sess_stream_error(src, SERR_HOST_UNKNOWN, NULL);
-			goto drop;
-		}
-	} else if (src && src->kind == SESS_COMP) {
-		if (fl <= 0 || !comp_from_allowed(fr, (size_t)fl, src->local, strlen(src->local))) {
-			sess_stream_error(src, SERR_INVALID_FROM, NULL);
-			goto drop;
-		}
-		if (tl <= 0) {
-			route_bounce(h, st, STERR_BAD_REQUEST, NULL);
-			goto drop;
-		}
-	} else if (tl <= 0 || fl <= 0) {
-		log_warn(0, "route: generated stanza without addresses dropped");
+	struct stanza_addrs a;
+	stanza_addrs_decode(st, &a);
+	struct addr_verdict v = route_accepts(src, &a);
+	switch (v.verdict) {
+	case ADDR_ROUTE:
+		break;
+	case ADDR_STREAM_ERROR:
+		sess_stream_error(src, v.serr, NULL);
+		goto drop;
+	case ADDR_BOUNCE:
+		route_bounce(h, st, v.sterr, NULL);
+		goto drop;
+	case ADDR_DROP:
 		goto drop;
 	}
 	if (src) {
@@ -376,14 +433,15 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		MET_INC(h->m, stanzas_in);
 		MET_INC(h->m, stanzas_dir[0][src->ml.dir]);
 		int ds = src->kind == SESS_COMP ? met_dom_slot(MET_DOM_COMPONENT, src->local)
-						: met_dom_slot(MET_DOM_REMOTE, fr);
+						: met_dom_slot(MET_DOM_REMOTE, a.fr);
 		MET_INC(h->m, dom[ds].stanzas[0]);
 		MET_ADD(h->m, dom[ds].bytes[0], st->raw.n);
 	}
 	log_debug(src && src->c ? src->c->id : 0, "stanza %.*s from=%s to=%s id='%.*s' size=%zu",
-		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", fr, to,
+		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", a.fr, a.to,
 		  (int)(st->id.n > 64 ? 64 : st->id.n), st->id.p ? st->id.p : "", (size_t)st->raw.n);
 
+	const struct rt_route *r = a.route;
 	if (r) {
 		switch (r->kind) {
 		case RT_HUB:
@@ -401,11 +459,11 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		}
 	}
 	/* A remote domain: only for stanzas from a domain we serve. */
-	if (!hub_serves(fr, (size_t)fl)) {
+	if (!hub_serves(a.fr, (size_t)a.fl)) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 		goto drop;
 	}
-	to_remote(h, r, to, tl, fr, b, st, flow_src_of(src));
+	to_remote(h, r, a.to, a.tl, a.fr, b, st, flow_src_of(src));
 	return;
 drop:
 	net_buf_unref(h->w, b);

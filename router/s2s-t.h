@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #include "router/hub.h"
+#include "router/sess.h"
+#include "router/route.h"
+#include "router/s2s.h"
 
 #define STREAM_NS "xmlns:stream='http://etherx.jabber.org/streams'"
 #define NS_TLS    "urn:ietf:params:xml:ns:xmpp-tls"

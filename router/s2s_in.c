@@ -43,6 +43,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 
+#include "net/alloc.h"
 #include "router/s2s-t.h"
 #include "router/guard.h"
 #include "router/policy.h"
@@ -87,7 +88,7 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		return;
 	}
 	free(s->local);
-	s->local = strdup(tl > 0 ? to : hub_cfg->hub_domain);
+	s->local = xstrdup(tl > 0 ? to : hub_cfg->hub_domain);
 	s->peer_v1 = span_eq(hd->version, "1.0");
 	/* RFC 6120 §4.7.5: a stream without version='1.0' gets no features,
 	 * so it could never be offered STARTTLS: where TLS is required it would
@@ -105,7 +106,7 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 	if (hd->from.n && jid_domain(hd->from, false, fr, sizeof(fr)) > 0) {
 		snprintf(from_attr, sizeof(from_attr), " to='%s'", fr);
 		free(s->remote);
-		s->remote = strdup(fr);
+		s->remote = xstrdup(fr);
 	} else {
 		fr[0] = 0;
 	}
@@ -118,7 +119,7 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
 		   " xmlns:db='jabber:server:dialback' id='%s' from='%s'%s%s>",
 		   s->stream_id, s->local, from_attr, s->peer_v1 ? " version='1.0'" : "");
-	s->state = 1;
+	s->state = SESS_OPEN;
 	if (!s->peer_v1)
 		return;
 	/* RFC 6120 §4.3.2: STARTTLS first (alone when it is required); after
@@ -234,7 +235,7 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 			s->pairs[i].state = PAIR_NONE;
 	xml_tok_reset(&s->tok); /* RFC 6120 §6.4.6: the peer restarts the stream */
 	s->tok.authenticated = true;
-	s->state = 0;
+	s->state = SESS_WAIT_HDR;
 }
 
 static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
@@ -542,7 +543,7 @@ static void in_on_tls(struct net_conn *c, int err)
 	free(s->remote);
 	s->remote = NULL;
 	s->sasl_offered = false;
-	s->state = 0;
+	s->state = SESS_WAIT_HDR;
 }
 
 const struct net_conn_ops s2s_in_ops = {

@@ -50,6 +50,7 @@
 #include <wolfssl/wolfcrypt/coding.h>
 
 #include "router/s2s-t.h"
+#include "router/flow.h"
 #include "router/policy.h"
 #include "net/alloc.h"
 #include "net/log.h"
@@ -145,7 +146,7 @@ void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain)
 
 void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs)
 {
-	struct dns_wait *dw = calloc(1, sizeof(*dw));
+	struct dns_wait *dw = xcalloc(1, sizeof(*dw));
 	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
 	dw->link = L;
 	dw->vs = vs;
@@ -409,8 +410,8 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 		const struct cfg_route *sr = static_route(L->remote);
 		s->direct_tls = (sr && sr->direct_tls) || t->tls;
 		s->link = L;
-		s->remote = strdup(L->remote);
-		s->local = strdup(L->nlp ? L->lp[0].local : hub_cfg->hub_domain);
+		s->remote = xstrdup(L->remote);
+		s->local = xstrdup(L->nlp ? L->lp[0].local : hub_cfg->hub_domain);
 		s->tok.authenticated = true; /* we chose to talk to it */
 		struct net_conn *c = net_connect(h->w, (struct sockaddr *)&t->ss, t->len, &s2s_out_ops, s);
 		if (!c) {
@@ -501,8 +502,15 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		link_hold_src(h, L, src);
 	}
 	if (pr->qlen == pr->qcap) {
-		pr->qcap = pr->qcap ? pr->qcap * 2 : 16;
-		pr->q = realloc(pr->q, pr->qcap * sizeof(*pr->q));
+		/* data path: out of memory bounces this stanza, the queue stays */
+		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 16;
+		struct qitem *nq = realloc(pr->q, ncap * sizeof(*pr->q));
+		if (!nq) {
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		pr->q = nq;
+		pr->qcap = ncap;
 	}
 	if (b->bid >= 0) {
 		/* a link may take seconds to come up: do not hold a receive
@@ -589,16 +597,16 @@ static void link_start(struct hubw *h, struct s2s_out *L);
 /* A link of its own for pair p of L, which carries its queue along. */
 static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
-	struct s2s_out *A = calloc(1, sizeof(*A));
+	struct s2s_out *A = xcalloc(1, sizeof(*A));
 	if (!A)
 		return;
-	A->remote = strdup(L->remote);
+	A->remote = xstrdup(L->remote);
 	A->parent = L;
 	A->last_activity = net_now_ms();
-	A->lp = calloc(1, sizeof(*A->lp));
+	A->lp = xcalloc(1, sizeof(*A->lp));
 	A->nlp = A->clp = 1;
 	A->lp[0] = *p; /* the queue moves */
-	A->lp[0].local = strdup(p->local);
+	A->lp[0].local = xstrdup(p->local);
 	A->lp[0].alt = NULL;
 	A->lp[0].state = PAIR_NONE;
 	A->queued = p->qlen;
@@ -812,7 +820,7 @@ static void out_features(struct hubw *h, struct sess *s, const struct feats *f)
 				break;
 			sess_sendf(s, "<auth xmlns='" NS_SASL "' mechanism='EXTERNAL'>%.*s</auth>", (int)bl, b64);
 			s->sasl_sent = true;
-			s->sasl_domain = strdup(d);
+			s->sasl_domain = xstrdup(d);
 			L->lp[i].state = PAIR_PENDING;
 			return; /* dialback for the others once SASL is done */
 		}
@@ -833,7 +841,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 		xml_tok_reset(&s->tok);
 		s->got_features = false;
 		free(s->local);
-		s->local = strdup(s->sasl_domain);
+		s->local = xstrdup(s->sasl_domain);
 		out_open_stream(s);
 		if (p) {
 			p->state = PAIR_VALID;
@@ -842,7 +850,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 	} else {
 		log_info(s->c->id, "s2s out %s: SASL EXTERNAL refused, using dialback", s->remote);
 		free(s->sasl_domain);
-		s->sasl_domain = strdup(""); /* do not try again on this stream */
+		s->sasl_domain = xstrdup(""); /* do not try again on this stream */
 		if (p)
 			p->state = PAIR_NONE;
 		if (L)
@@ -915,7 +923,7 @@ static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, i
 			return DRIVE_ALL;
 		}
 		s->stream_id[k] = 0;
-		s->state = 1;
+		s->state = SESS_OPEN;
 		s->peer_v1 = span_eq(hd->version, "1.0");
 		if (s->tls_on && s->link && !s->link->peer_cert_ok &&
 		    policy_for(s->remote).auth == CFG_AUTH_CERTIFICATE) {

@@ -8,7 +8,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "net/alloc.h"
 #include "router/hub.h"
+#include "router/flow.h"
+#include "router/sess.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -42,9 +45,7 @@ const char *hub_serr_name(enum hub_serr e)
 
 struct sess *sess_new(enum sess_kind kind)
 {
-	struct sess *s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
+	struct sess *s = xcalloc(1, sizeof(*s));
 	s->kind = kind;
 	struct xml_limits lim;
 	xml_limits_default(&lim);
@@ -70,7 +71,6 @@ void sess_free(struct sess *s)
 	pairs_free(s);
 	free(s->local);
 	free(s->remote);
-	free(s->key);
 	free(s->sasl_domain);
 	free(s);
 }
@@ -205,7 +205,7 @@ static void stream_error(struct sess *s, const char *cond, const char *text)
 		      s->kind == SESS_COMP ? s->local : s->remote, cond);
 	log_info(s->c->id, "stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
 	/* RFC 6120 §4.9.1.2: an error before our header is sent still opens one. */
-	if (s->state == 0 && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
+	if (s->state == SESS_WAIT_HDR && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
 		sess_sendf(s,
 			   "<?xml version='1.0'?><stream:stream xmlns='%s' "
 			   "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
@@ -239,7 +239,7 @@ bool span_eq(struct xml_span v, const char *s)
 
 char *span_dup(struct xml_span v, bool esc)
 {
-	char *out = malloc(v.n + 1);
+	char *out = xmalloc(v.n + 1);
 	if (!out)
 		return NULL;
 	if (esc) {
@@ -284,20 +284,9 @@ int jid_domain(struct xml_span jid, bool escaped, char *out, size_t cap)
 	size_t dn = bare - (size_t)(d - p);
 	if (dn == 0 || dn >= cap)
 		return -1;
-	/* fast path: plain lower-case LDH ASCII needs no work */
-	bool simple = true;
-	for (size_t i = 0; i < dn; i++) {
-		unsigned char ch = (unsigned char)d[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.')) {
-			simple = false;
-			break;
-		}
-	}
-	if (simple && d[dn - 1] != '.') {
-		memcpy(out, d, dn);
-		out[dn] = 0;
-		return (int)dn;
-	}
+	/* No shortcut for names that look plain: "a..b", "-a.b" and an A-label
+	 * that is not valid punycode ("xn--zz") are plain lower-case ASCII too,
+	 * and ASCII costs cfg_domain_normalise no libidn2 call. */
 	return cfg_domain_normalise(d, dn, out, cap);
 }
 

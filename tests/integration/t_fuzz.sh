@@ -2,8 +2,8 @@
 # Runs each libFuzzer target (ASan + UBSan) for FUZZ_SECONDS (default 15)
 # over a copy of its seed corpus tests/fuzz/corpus/NAME (fuzz_NAME), after
 # replaying every seed. A finding (crash, leak, sanitizer report, timeout)
-# fails the test and the input is kept in build/fuzz/findings/. With 5
-# targets the default costs about 80 s. Longer runs:
+# fails the test and the input is kept in build/fuzz/findings/. With 6
+# targets the default costs about 95 s. Longer runs:
 #   make fuzz && build/fuzz/fuzz_x509 -max_total_time=1800 tests/fuzz/corpus/x509
 cd "$(dirname "$0")/../.."
 SECS=${FUZZ_SECONDS:-15}

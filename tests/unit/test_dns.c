@@ -185,6 +185,7 @@ static void test_cache_negative_entries_are_short_and_logged_once(void **state)
 
 #define NDOM      1000
 #define NSAME     50
+#define NWEIGHT   200 /* domains per weighted-pick sample */
 #define INFLIGHT  8
 #define WAIT_MS   20000
 #define MSG_START (NET_MSG_USER + 40)
@@ -299,6 +300,72 @@ static void test_resolver_merges_identical_lookups(void **state)
 	}
 }
 
+/* RFC 2782: every target of the lowest priority before any of the next;
+ * XEP-0368 §3: at equal priority direct TLS (_xmpps-server) first. */
+static void test_srv_priority_order_and_direct_tls_first(void **state)
+{
+	(void)state;
+	req(0, "prio%d.fhdns", 0);
+	round_trip(1);
+	assert_int_equal(reqs[0].status, 0);
+	assert_int_equal(reqs[0].ntargets, 4);
+	assert_int_equal(port_of(&reqs[0].t[0]), 5003);
+	assert_true(reqs[0].t[0].tls);
+	int a = port_of(&reqs[0].t[1]), b = port_of(&reqs[0].t[2]);
+	assert_true((a == 5002 && b == 5004) || (a == 5004 && b == 5002)); /* both priority 10 */
+	assert_false(reqs[0].t[1].tls || reqs[0].t[2].tls);
+	assert_int_equal(port_of(&reqs[0].t[3]), 5001); /* priority 20 */
+}
+
+/* Within one priority the pick is weighted random: a weight of 99 against
+ * 1 comes first nearly always, two equal weights about as often each. The
+ * bounds are far enough out that chance alone fails them less than once in
+ * 10^6 runs. */
+static void test_srv_weighted_random_within_a_priority(void **state)
+{
+	(void)state;
+	int heavy = 0, first_a = 0;
+	for (int i = 0; i < NWEIGHT; i++)
+		req(i, "w%d.fhdns", i);
+	round_trip(NWEIGHT);
+	for (int i = 0; i < NWEIGHT; i++) {
+		assert_int_equal(reqs[i].status, 0);
+		assert_int_equal(reqs[i].ntargets, 2);
+		heavy += port_of(&reqs[i].t[0]) == 6002;
+		assert_int_equal(port_of(&reqs[i].t[0]) + port_of(&reqs[i].t[1]), 6001 + 6002);
+	}
+	assert_true(heavy > NWEIGHT * 3 / 4);
+	for (int i = 0; i < NWEIGHT; i++)
+		req(i, "e%d.fhdns", i);
+	round_trip(NWEIGHT);
+	for (int i = 0; i < NWEIGHT; i++) {
+		assert_int_equal(reqs[i].ntargets, 2);
+		first_a += port_of(&reqs[i].t[0]) == 7001;
+	}
+	assert_true(first_a > NWEIGHT / 4 && first_a < NWEIGHT * 3 / 4);
+}
+
+/* RFC 2782, RFC 6120 §3.2.1: a lone "." target says the service is not
+ * offered: no fallback to the domain's own address. */
+static void test_srv_dot_target_means_no_service(void **state)
+{
+	(void)state;
+	struct dns_stats a, b;
+	dns_stats_get(&a);
+	req(0, "nosvc%d.fhdns", 0);
+	req(1, "tlsdot%d.fhdns", 0);
+	round_trip(2);
+	dns_stats_get(&b);
+	assert_int_equal(reqs[0].status, -ENOENT);
+	assert_int_equal(reqs[0].ntargets, 0);
+	/* a "." for direct TLS only drops that service */
+	assert_int_equal(reqs[1].status, 0);
+	assert_int_equal(reqs[1].ntargets, 1);
+	assert_false(reqs[1].t[0].tls);
+	/* and nobody looks the root up as an address */
+	assert_int_equal(b.queries_addr - a.queries_addr, 1);
+}
+
 static void test_resolver_caches_failures(void **state)
 {
 	(void)state;
@@ -393,6 +460,22 @@ static int group_setup(void **state)
 	for (int i = 0; i < NDOM; i++)
 		fprintf(f, "srv-host=_xmpp-server._tcp.d%d.fhdns,target.fhdns,%d\n", i, 10000 + i);
 	fprintf(f, "srv-host=_xmpp-server._tcp.same0.fhdns,target.fhdns,5299\n");
+	/* SRV ordering: priority 20 and 10, direct TLS at 10; weights 1 and 99, 0 and 0 */
+	fprintf(f, "srv-host=_xmpp-server._tcp.prio0.fhdns,target.fhdns,5001,20,0\n"
+		   "srv-host=_xmpp-server._tcp.prio0.fhdns,target.fhdns,5002,10,0\n"
+		   "srv-host=_xmpp-server._tcp.prio0.fhdns,target.fhdns,5004,10,0\n"
+		   "srv-host=_xmpps-server._tcp.prio0.fhdns,target.fhdns,5003,10,0\n"
+		   "srv-host=_xmpp-server._tcp.nosvc0.fhdns\n"
+		   "srv-host=_xmpps-server._tcp.tlsdot0.fhdns\n"
+		   "srv-host=_xmpp-server._tcp.tlsdot0.fhdns,target.fhdns,5005,10,0\n"
+		   "address=/nosvc0.fhdns/127.0.0.9\n");
+	for (int i = 0; i < NWEIGHT; i++)
+		fprintf(f,
+			"srv-host=_xmpp-server._tcp.w%d.fhdns,target.fhdns,6001,10,1\n"
+			"srv-host=_xmpp-server._tcp.w%d.fhdns,target.fhdns,6002,10,99\n"
+			"srv-host=_xmpp-server._tcp.e%d.fhdns,target.fhdns,7001,10,0\n"
+			"srv-host=_xmpp-server._tcp.e%d.fhdns,target.fhdns,7002,10,0\n",
+			i, i, i, i);
 	fclose(f);
 	int port = start_dnsmasq(conf);
 	if (port < 0)
@@ -442,6 +525,9 @@ int main(void)
 	const struct CMUnitTest resolver_tests[] = {
 		cmocka_unit_test(test_resolver_bounds_inflight_and_answers_all),
 		cmocka_unit_test(test_resolver_merges_identical_lookups),
+		cmocka_unit_test(test_srv_priority_order_and_direct_tls_first),
+		cmocka_unit_test(test_srv_weighted_random_within_a_priority),
+		cmocka_unit_test(test_srv_dot_target_means_no_service),
 		cmocka_unit_test(test_resolver_caches_failures),
 		cmocka_unit_test(test_resolver_retries_a_server_that_stopped),
 	};

@@ -13,6 +13,7 @@
 #include <urcu-qsbr.h>
 
 #include "router/hub.h"
+#include "router/route.h"
 
 static bool allowed(const char *from, const char *base)
 {
