@@ -152,6 +152,15 @@ bool comp_from_allowed(const char *d, size_t dn, const char *base, size_t bn)
 	return true;
 }
 
+/* Error paths only: a stream's pairs are scanned when a stanza is refused. */
+static bool any_valid_pair(const struct sess *s)
+{
+	for (int i = 0; i < s->npairs; i++)
+		if (s->pairs[i].state == PAIR_VALID)
+			return true;
+	return false;
+}
+
 static bool any_valid_pair_from(struct sess *s, const char *remote)
 {
 	for (int i = 0; i < s->npairs; i++)
@@ -338,10 +347,14 @@ struct addr_verdict s2s_in_accepts(struct sess *s, const struct stanza_addrs *a)
 	if (!route_served(a->route))
 		return stream_err(SERR_HOST_UNKNOWN);
 	struct pair *pr = pair_find(s, a->fr, a->to);
-	if (!pr || pr->state != PAIR_VALID)
-		/* §4.9.3.10 invalid-from: the domain is not validated on this
-		 * stream; §4.9.3.7 host-unknown would name our side instead */
+	if (!pr || pr->state != PAIR_VALID) {
+		/* §4.9.3.12 not-authorized: nothing is authenticated on this
+		 * stream yet; §4.9.3.10 invalid-from: the domain is not validated
+		 * on it; §4.9.3.7 host-unknown would name our side instead */
+		if (!any_valid_pair(s))
+			return stream_err(SERR_NOT_AUTHORIZED);
 		return stream_err(any_valid_pair_from(s, a->fr) ? SERR_HOST_UNKNOWN : SERR_INVALID_FROM);
+	}
 	return accept_v;
 }
 

@@ -250,7 +250,7 @@ def starttls_injection(split, pad):
         s.expect(answers(c, within=0.7), same([]), "no answer to a db:result sent in the clear")
         # the forged db:result made no pair: a stanza from remote.fake is refused
         c.send(b"<message from='u@remote.fake' to='bot@echo.fake' id='%s-2'/>" % tag.encode())
-        s.expect(c.stream_error(), "invalid-from", "stanza on the unauthenticated TLS stream")
+        s.expect(c.stream_error(), "not-authorized", "stanza on the unauthenticated TLS stream")
         try:
             el = s.legit.recv_component(0.3)
         except socket.timeout:
@@ -592,7 +592,7 @@ def tls_optional_reset(s):
     o.s, o.r = c.sock, c.r
     s.expect("dialback" in feats, True, "features after TLS: " + feats[:200])
     c.send(b"<message from='u@remote.fake' to='bot@echo.fake' id='reset-1'/>")
-    return c.stream_error(), "invalid-from"
+    return c.stream_error(), "not-authorized"
 
 
 def limits_advertised(s):

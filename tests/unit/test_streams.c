@@ -140,7 +140,7 @@ static void test_inbound_stanza_before_dialback_is_refused(void **state)
 	(void)state;
 	char bytes[1024];
 	snprintf(bytes, sizeof(bytes), "%s<message from='u@peer.example' to='bot@comp.ours.example'/>", HDR_FROM_PEER);
-	expect_stream_error(bytes, "invalid-from");
+	expect_stream_error(bytes, "not-authorized"); /* RFC 6120 §4.9.3.12 */
 }
 
 /* The hub dials peer.example's authoritative server (the [route] to
@@ -254,7 +254,8 @@ static void test_inbound_dialback_invalid_routes_nothing(void **state)
 	if (!harness_expect(fd, &rx, "type='invalid'"))
 		fail_msg("no invalid db:result: %s", rx.buf);
 	assert_int_equal(harness_send(fd, "<message from='u@peer.example' to='v@ours.example'/>"), 0);
-	assert_true(harness_expect(fd, &rx, "<invalid-from xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"));
+	/* its only pair refused, nothing is authenticated on the stream */
+	assert_true(harness_expect(fd, &rx, "<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"));
 	assert_true(harness_wait_close(fd, &rx));
 	close(fd);
 }
