@@ -87,25 +87,6 @@ static struct {
 static uint32_t nretry;
 static uint32_t inflight;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t name_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch >= 'A' && ch <= 'Z')
-			ch = (unsigned char)(ch - 'A' + 'a');
-		h = (h ^ ch) * 1099511628211ull;
-	}
-	return h;
-}
-
 static void publish_gauges(void)
 {
 	ST_SET(inflight, inflight);
@@ -304,7 +285,7 @@ static bool retry_later(struct query *q)
 	if (q->tries >= DNS_RETRIES)
 		return false;
 	int k = q->tries++;
-	q->retry_at = now_ms() + ((uint64_t)RETRY_BASE_MS << k);
+	q->retry_at = dns_mono_ms() + ((uint64_t)RETRY_BASE_MS << k);
 	q->qnext = NULL;
 	if (retry_list[k].tail)
 		retry_list[k].tail->qnext = q;
@@ -321,7 +302,7 @@ static bool retry_later(struct query *q)
 /* Retries whose back-off is over go back to the queue; returns ms until the next one. */
 static int run_retries(void)
 {
-	uint64_t now = now_ms();
+	uint64_t now = dns_mono_ms();
 	int next = 1000;
 	for (int k = 0; k < DNS_RETRIES; k++) {
 		struct query *q;
@@ -442,7 +423,7 @@ static void order_srv(struct query *q)
 			for (int k = i; k < j; k++)
 				total += q->rec[idx[k]].weight + 1u;
 			if (getrandom(&rnd, sizeof(rnd), 0) < 0)
-				rnd = (uint32_t)now_ms();
+				rnd = (uint32_t)dns_mono_ms();
 			pick = rnd % total;
 			int k = i;
 			for (; k < j - 1; k++) {
@@ -496,7 +477,7 @@ static void on_srv_common(struct query *q, bool tls, int status, unsigned char *
 	if (status == ARES_SUCCESS && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS) {
 		for (struct ares_srv_reply *r = srv; r && q->nrec < 32; r = r->next) {
 			if (tls && (!r->host[0] || strcmp(r->host, ".") == 0)) /* c-ares spells the root "" */
-				continue; /* no direct TLS offered: not an error */
+				continue;                                      /* no direct TLS offered: not an error */
 			snprintf(q->rec[q->nrec].host, sizeof(q->rec[0].host), "%s", r->host);
 			q->rec[q->nrec].port = r->port;
 			q->rec[q->nrec].prio = r->priority;
@@ -565,7 +546,7 @@ void dns_on_ctrl_msg(struct net_msg *m)
 		return;
 	}
 	ST_ADD(misses, 1);
-	uint64_t h = name_hash(r->domain);
+	uint64_t h = dns_name_hash(r->domain);
 	struct query *q = pending_find(r->domain, h);
 	if (q) { /* the same name is being resolved: wait for that answer */
 		r->next = q->waiters;
@@ -583,8 +564,8 @@ void dns_on_ctrl_msg(struct net_msg *m)
 	npending++;
 	if (nqueued >= DNS_MAX_QUEUED) {
 		static uint64_t said_at;
-		if (now_ms() - said_at >= 1000) { /* at most once a second */
-			said_at = now_ms();
+		if (dns_mono_ms() - said_at >= 1000) { /* at most once a second */
+			said_at = dns_mono_ms();
 			log_warn(0, "dns: %u lookups waiting already: %s fails at once", nqueued, q->domain);
 		}
 		q->status = -EAGAIN;

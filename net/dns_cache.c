@@ -34,7 +34,7 @@ struct dns_cache {
 	struct ent *lru_head, *lru_tail;
 };
 
-static uint64_t mono_ms(void)
+uint64_t dns_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -42,7 +42,7 @@ static uint64_t mono_ms(void)
 }
 
 /* FNV-1a over the lower-cased name: DNS names compare case-insensitively. */
-static uint64_t name_hash(const char *s)
+uint64_t dns_name_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ull;
 	for (; *s; s++) {
@@ -63,7 +63,7 @@ struct dns_cache *dns_cache_new(const struct dns_cache_opts *o)
 	if (c->o.ttl_max < c->o.ttl_min)
 		c->o.ttl_max = c->o.ttl_min;
 	if (!c->o.now_ms)
-		c->o.now_ms = mono_ms;
+		c->o.now_ms = dns_mono_ms;
 	uint64_t n = 16;
 	while (n < c->o.max)
 		n <<= 1;
@@ -127,7 +127,7 @@ static void bucket_unlink(struct dns_cache *c, struct ent *e)
 
 bool dns_cache_get(struct dns_cache *c, const char *domain, int *status, int *ntargets, struct dns_target *t)
 {
-	struct ent *e = find(c, domain, name_hash(domain));
+	struct ent *e = find(c, domain, dns_name_hash(domain));
 	if (!e || e->expires <= c->o.now_ms())
 		return false;
 	lru_unlink(c, e);
@@ -152,7 +152,7 @@ uint32_t dns_cache_ttl(const struct dns_cache *c, int status, uint32_t ttl)
 bool dns_cache_put(struct dns_cache *c, const char *domain, int status, int ntargets, const struct dns_target *t,
 		   uint32_t ttl)
 {
-	uint64_t h = name_hash(domain);
+	uint64_t h = dns_name_hash(domain);
 	struct ent *e = find(c, domain, h);
 	bool was_failed = e && e->failed;
 	if (e) {

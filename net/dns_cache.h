@@ -46,4 +46,9 @@ uint32_t dns_cache_ttl(const struct dns_cache *c, int status, uint32_t ttl);
 uint32_t dns_cache_count(const struct dns_cache *c);
 uint64_t dns_cache_evictions(const struct dns_cache *c);
 
+/* Shared with the resolver: the monotonic clock in ms, and the FNV-1a hash of
+ * a lower-cased name (DNS names compare case-insensitively). */
+uint64_t dns_mono_ms(void);
+uint64_t dns_name_hash(const char *s);
+
 #endif

@@ -345,17 +345,6 @@ static int ask_workers(int kind, int ms)
 	return answered;
 }
 
-static uint64_t total_conns(void)
-{
-	uint64_t n = 0;
-	for (int i = 0; i < net_nworkers(); i++) {
-		struct met_worker *m = met_of(i);
-		if (m)
-			n += __atomic_load_n(&m->conns_open, __ATOMIC_RELAXED);
-	}
-	return n;
-}
-
 static void cmd_status(struct sbuf *o, bool json)
 {
 	char health[512];
@@ -376,7 +365,7 @@ static void cmd_status(struct sbuf *o, bool json)
 		sb_printf(o,
 			  ",\"workers\":%d,\"connections\":%llu,\"domains\":%d,\"components\":%d,\"routes\":%d,"
 			  "\"reloads\":%llu,\"reloads_refused\":%llu,\"draining\":%s,\"drain_left_s\":%u}\n",
-			  net_nworkers(), (unsigned long long)total_conns(), nd, nc, nr,
+			  net_nworkers(), (unsigned long long)met_conns_open(), nd, nc, nr,
 			  (unsigned long long)reload_count(true), (unsigned long long)reload_count(false),
 			  drain_active() ? "true" : "false", drain_left_s());
 		return;
@@ -389,7 +378,7 @@ static void cmd_status(struct sbuf *o, bool json)
 	if (drain_active())
 		sb_printf(o, "drain left   %us\n", drain_left_s());
 	sb_printf(o, "hub domain   %s\nconfig       %s\nworkers      %d\nconnections  %llu\n", hubd,
-		  file ? file : "(embedded)", net_nworkers(), (unsigned long long)total_conns());
+		  file ? file : "(embedded)", net_nworkers(), (unsigned long long)met_conns_open());
 	sb_printf(o, "domains      %d\ncomponents   %d\nroutes       %d\n", nd, nc, nr);
 	sb_printf(o, "reloads      %llu applied, %llu refused\n", (unsigned long long)reload_count(true),
 		  (unsigned long long)reload_count(false));

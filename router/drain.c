@@ -66,17 +66,6 @@ void drain_request(const char *reason)
 	kill(getpid(), SIGTERM); /* main's sigwait runs the drain */
 }
 
-static uint64_t conns_open(void)
-{
-	uint64_t n = 0;
-	for (int i = 0; i < net_nworkers(); i++) {
-		struct met_worker *m = met_of(i);
-		if (m)
-			n += __atomic_load_n(&m->conns_open, __ATOMIC_RELAXED);
-	}
-	return n;
-}
-
 void drain_run(const char *reason, uint32_t timeout_s, const sigset_t *sigs, bool *at_once)
 {
 	if (atomic_load(&has_request))
@@ -86,11 +75,11 @@ void drain_run(const char *reason, uint32_t timeout_s, const sigset_t *sigs, boo
 	atomic_store(&active, true);
 	met_set_state("draining", reason);
 	net_stop_accepting();
-	uint64_t open = conns_open();
+	uint64_t open = met_conns_open();
 	log_info(0, "drain (%s): listeners closed, %llu connection%s open; up to %us for queues to flush", reason,
 		 (unsigned long long)open, open == 1 ? "" : "s", timeout_s);
 	for (;;) {
-		if ((open = conns_open()) == 0) {
+		if ((open = met_conns_open()) == 0) {
 			log_info(0, "drain: every link closed");
 			return;
 		}

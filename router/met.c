@@ -865,6 +865,11 @@ static void render_process(struct out *o)
 	}
 }
 
+uint64_t met_conns_open(void)
+{
+	return sum_field(offsetof(struct met_worker, conns_open));
+}
+
 void met_flow_publish(struct met_worker *w, const struct met_flow *f, int n)
 {
 	if (!n && !w->flow_n)

@@ -103,7 +103,7 @@ struct met_worker {
 	uint64_t generated[MET_GEN_N];                       /* stanzas the hub made */
 	uint64_t bounces[MET_COND_N];                        /* by stanza error condition */
 	uint64_t stream_errors[2][MET_COND_N];               /* [0] received, [1] sent */
-	struct met_dom *dom; /* met_domains_max + MET_DOM_KIND_N: then one "_other" per kind */
+	struct met_dom *dom;          /* met_domains_max + MET_DOM_KIND_N: then one "_other" per kind */
 	uint64_t flow_paused_sources; /* gauge: connections of this worker not read now */
 	uint64_t flow_queue_bytes;    /* gauge: bytes waiting in this worker's flow queues */
 	uint64_t flow_queue_stanzas;  /* gauge: stanzas waiting there */
@@ -136,6 +136,8 @@ int met_init(int nworkers);
 /* The block of worker 0..n-1; NULL otherwise. The pointer stays valid until
  * met_free. */
 struct met_worker *met_of(int worker);
+/* Connections open in the whole hub (every worker's gauge summed). */
+uint64_t met_conns_open(void);
 /* false: /health answers 503 {"status":"unavailable",...} so a load
  * balancer stops sending new links; the daemon clears it when shutdown
  * begins, while it drains. Initially true. Also exported as the gauge
