@@ -16,6 +16,7 @@
 #include "router/route.h"
 #include "router/s2s.h"
 #include "router/comp.h"
+#include "router/shape.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -54,6 +55,7 @@ static void on_msg(struct net_worker *w, struct net_msg *m)
 static void on_tick(struct net_worker *w, uint64_t now)
 {
 	static __thread uint64_t last;
+	shape_tick(now); /* every loop turn: a paused link waits at most one turn past its refill */
 	if (now - last < 1000)
 		return;
 	last = now;

@@ -39,7 +39,8 @@
 	X(tls_failures, "TLS handshakes that failed")                                         \
 	X(send_queue_full, "stanzas refused because a queue was full")                        \
 	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
-	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")
+	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")   \
+	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */
 #define MET_COUNTERS_IN(X)                                                                                \

@@ -349,7 +349,9 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 	sess_log_enter(s);
 	MET_ADD(h->m, bytes_in, n);
 	MET_ADD(h->m, bytes_dir[0][s->ml.dir], n);
-	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+	/* NET_F_RECV_PAUSED: a handler paused reading (shaping, shape.h); net
+	 * keeps what is not consumed for the resume */
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
 		if (ev == XML_EV_MORE)
