@@ -72,6 +72,14 @@ bool shape_tb_ready(struct shape_tb *b, uint64_t now_ms)
 	return b->milli > 0;
 }
 
+bool shape_tb_has(struct shape_tb *b, uint64_t n, uint64_t now_ms)
+{
+	if (!b->rate)
+		return true;
+	shape_tb_refill(b, now_ms);
+	return b->milli >= (int64_t)n * 1000;
+}
+
 struct shape_dom {
 	char *name;
 	uint32_t links;
@@ -159,12 +167,20 @@ bool shape_link_unbound(const struct shape_link *l)
 	return l && !l->dom && hub_cfg->remote_rate;
 }
 
+/* A paused link resumes once every bucket holds an eighth of its burst
+ * again (an eighth of a second's worth): it then runs for a while rather
+ * than being paused and resumed for every stanza. */
+static bool refilled(struct shape_tb *b, uint64_t now)
+{
+	return shape_tb_has(b, b->burst / 8 ? b->burst / 8 : 1, now);
+}
+
 static bool ready(struct shape_link *l, uint64_t now)
 {
-	bool ok = shape_tb_ready(&l->bytes, now);
-	ok = shape_tb_ready(&l->stanzas, now) && ok;
+	bool ok = refilled(&l->bytes, now);
+	ok = refilled(&l->stanzas, now) && ok;
 	if (l->dom)
-		ok = shape_tb_ready(&l->dom->tb, now) && ok;
+		ok = refilled(&l->dom->tb, now) && ok;
 	return ok;
 }
 

@@ -33,6 +33,8 @@ void shape_tb_refill(struct shape_tb *b, uint64_t now_ms);
 bool shape_tb_charge(struct shape_tb *b, uint64_t n, uint64_t now_ms);
 /* After a refill: may the owner go on (balance above zero)? */
 bool shape_tb_ready(struct shape_tb *b, uint64_t now_ms);
+/* After a refill: does the balance hold at least n tokens (n <= burst)? */
+bool shape_tb_has(struct shape_tb *b, uint64_t n, uint64_t now_ms);
 
 /* One inbound s2s link's shaping state; NULL when no limit is configured. */
 struct shape_link;

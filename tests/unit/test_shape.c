@@ -82,6 +82,20 @@ static void test_charge_beyond_burst_is_debt(void **st)
 	assert_true(shape_tb_ready(&b, 2001));
 }
 
+static void test_has_counts_whole_tokens(void **st)
+{
+	struct shape_tb b;
+	(void)st;
+	shape_tb_init(&b, 800, 0, 0);
+	assert_false(shape_tb_charge(&b, 800, 0));
+	/* an eighth of the burst (100 tokens) takes 125 ms at 800/s */
+	assert_true(shape_tb_ready(&b, 2));
+	assert_false(shape_tb_has(&b, 100, 124));
+	assert_true(shape_tb_has(&b, 100, 125));
+	assert_true(shape_tb_has(&b, 800, 10000));
+	assert_false(shape_tb_has(&b, 801, 10000));
+}
+
 static void test_rate_zero_is_no_limit(void **st)
 {
 	struct shape_tb b;
@@ -97,7 +111,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fresh_bucket_holds_one_second), cmocka_unit_test(test_refill_at_rate),
 		cmocka_unit_test(test_slow_rate_accrues_fractions),   cmocka_unit_test(test_refill_stops_at_burst),
-		cmocka_unit_test(test_charge_beyond_burst_is_debt),   cmocka_unit_test(test_rate_zero_is_no_limit),
+		cmocka_unit_test(test_charge_beyond_burst_is_debt),   cmocka_unit_test(test_has_counts_whole_tokens),
+		cmocka_unit_test(test_rate_zero_is_no_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
