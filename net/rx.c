@@ -73,6 +73,23 @@ static void hold_rest(struct net_worker *w, struct net_conn *c, const char *p, s
 		nw_conn_teardown(c, -ENOMEM);
 }
 
+/* Paused from inside on_data: a pending unit and the rest of the input are
+ * held, in that order. Left as c->pend they would wait for bytes from the
+ * socket, and none may come: the peer may have sent everything already. */
+static void hold_paused(struct net_worker *w, struct net_conn *c, const char *p, size_t n)
+{
+	struct net_buf *pb = c->pend;
+	if (pb) {
+		c->pend = NULL;
+		hold_rest(w, c, pb->data, pb->len);
+		net_buf_unref(w, pb);
+		if (c->flags & NET_F_CLOSED)
+			return;
+	}
+	if (n)
+		hold_rest(w, c, p, n);
+}
+
 /* The owner put TLS under a plaintext connection from inside on_data (it
  * read <starttls/> or <proceed/>): every byte that came in the clear after
  * that element, and any unit pending, is dropped. RFC 6120 §5.4.3.3: nothing
@@ -160,8 +177,8 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 			pb->len = (uint32_t)rest;
 		}
 	}
-	if (off < n && (c->flags & NET_F_RECV_PAUSED) && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
-		hold_rest(w, c, p + off, n - off); /* offered again first on resume */
+	if ((c->flags & NET_F_RECV_PAUSED) && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+		hold_paused(w, c, p + off, n - off); /* offered again first on resume */
 		return;
 	}
 	if (c->pend || off >= n || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
@@ -171,6 +188,10 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 		return;
 	if (tls_began(w, c, clear, used < n - off ? n - off - used : 0))
 		return;
+	if (used < n - off && (c->flags & NET_F_RECV_PAUSED) && !(c->flags & NET_F_CLOSING)) {
+		hold_rest(w, c, p + off + used, n - off - used);
+		return;
+	}
 	if (used < n - off && !(c->flags & NET_F_CLOSING)) {
 		size_t rest = n - off - used;
 		struct net_buf *nb = net_buf_new(w, rest * 2 > 4096 ? rest * 2 : 4096);

@@ -79,6 +79,9 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(proxy_from, HUB, 1, 1, 15)             \
 	X(drain_timeout, HUB, 0, 1, 1)           \
 	X(control_socket, HUB, 0, 1, 1)          \
+	X(link_rate, HUB, 0, 1, 1)               \
+	X(link_stanza_rate, HUB, 0, 1, 1)        \
+	X(remote_rate, HUB, 0, 1, 1)             \
 	X(cert, DOMAIN, 0, 1, 1)                 \
 	X(key, DOMAIN, 0, 1, 1)                  \
 	X(secret, COMPONENT, 0, 1, 1)            \

@@ -134,6 +134,9 @@ struct cfg {
 	uint32_t max_pairs_per_stream;                   /* (remote, local) pairs claimed on one stream */
 	uint32_t max_verify_per_stream;                  /* dialback verifications pending per stream */
 	uint32_t max_verify_total;                       /* ... in flight in the whole hub */
+	uint32_t link_rate;                              /* bytes/s of stanzas per inbound s2s link; 0 = off */
+	uint32_t link_stanza_rate;                       /* stanzas/s per inbound s2s link; 0 = off */
+	uint32_t remote_rate;                            /* bytes/s per remote domain per worker; 0 = off */
 	struct proxy_cidr proxy_from[PROXY_MAX_TRUSTED]; /* who may send a PROXY header */
 	int nproxy_from;                                 /* 0: loopback only */
 	uint32_t drain_timeout;      /* s; SIGTERM: time given to queues to flush */

@@ -403,6 +403,22 @@ void cfg_d_proxy_from(struct parser *p, int argc, char **argv)
 	}
 }
 
+/* Shaping (router/shape.c): 0 = off; a bucket holds one second's worth. */
+void cfg_d_link_rate(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "link_rate", argv[0], U_BYTES, 0, 1024 * MB, &p->c->link_rate);
+}
+
+void cfg_d_link_stanza_rate(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "link_stanza_rate", argv[0], U_NUM, 0, 10000000, &p->c->link_stanza_rate);
+}
+
+void cfg_d_remote_rate(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "remote_rate", argv[0], U_BYTES, 0, 1024 * MB, &p->c->remote_rate);
+}
+
 static void acl_add(struct parser *p, const char *what, bool allow, int argc, char **argv)
 {
 	struct cfg *c = p->c;

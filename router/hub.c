@@ -20,6 +20,7 @@
 #include "router/flow.h"
 #include "router/ctl.h"
 #include "router/reload.h"
+#include "router/shape.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -64,6 +65,7 @@ static void on_tick(struct net_worker *w, uint64_t now)
 	if (drain_active())
 		drain_worker_tick(hubw_of(w));
 	flow_tick(hubw_of(w), now);
+	shape_tick(now); /* every loop turn: a paused link waits at most one turn past its refill */
 	if (now - last < 1000)
 		return;
 	last = now;

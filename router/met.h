@@ -43,7 +43,8 @@
 	X(flow_waited, "stanzas that waited for a full destination")                          \
 	X(flow_pauses, "times a source was paused for a full destination")                    \
 	X(flow_ring_waits, "messages that waited for a full worker ring")                     \
-	X(flow_stall_bounced, "stanzas bounced: destination stalled for stall_timeout")
+	X(flow_stall_bounced, "stanzas bounced: destination stalled for stall_timeout")       \
+	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */
 #define MET_COUNTERS_IN(X)                                                                                \

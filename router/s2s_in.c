@@ -47,6 +47,7 @@
 #include "router/s2s-t.h"
 #include "router/guard.h"
 #include "router/policy.h"
+#include "router/shape.h"
 #include "net/log.h"
 #include "net/proxy.h"
 #include "net/tls.h"
@@ -405,6 +406,18 @@ static enum drive in_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 	if (st->nsid == XML_NS_SERVER && st_routable(st)) {
 		net_buf_ref(b); /* ours: b is what this worker received */
 		route_stanza(h, s, b, st);
+		if (s->shape) {
+			if (shape_link_unbound(s->shape)) {
+				for (int i = 0; i < s->npairs; i++) {
+					if (s->pairs[i].state == PAIR_VALID) {
+						shape_link_bind(s->shape, s->pairs[i].remote);
+						break;
+					}
+				}
+			}
+			/* an empty bucket pauses reading: sess_drive stops here */
+			shape_charge(s->shape, st->raw.n);
+		}
 	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
 		in_db_result(h, s, st);
 	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "verify")) {
@@ -479,6 +492,8 @@ static void in_on_close(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
 	guard_conn_release(s->guard_slot);
+	shape_link_free(s->shape);
+	s->shape = NULL;
 	MET_INC(hubw_of(c->w)->m, conn_closed); /* the pair of main.c's conn_accepted */
 	sess_log_enter(s);
 	log_info(c->id, "s2s in closed: %s", err ? strerror(-err) : "by us or the peer");
@@ -504,7 +519,7 @@ static void in_on_timer(struct net_conn *c)
 	/* quiet because flow control stopped reading it: not idle */
 	if (s->paused_by)
 		c->last_rx = now;
-	if (now - c->last_rx >= (uint64_t)hub_cfg->idle_timeout * 1000) {
+	if (now - c->last_rx >= (uint64_t)hub_cfg->idle_timeout * 1000 && !shape_paused(s->shape)) {
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, NULL);
 		return;
 	}
@@ -562,6 +577,7 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 	c->ops = &s2s_in_ops;
 	c->user = s;
 	s->guard_slot = UINT32_MAX;
+	s->shape = shape_link_new(c);
 	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);
 	s->direct_tls = l->kind == CFG_LISTEN_S2S_TLS && hub_tls;
 	c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;

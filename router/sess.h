@@ -67,6 +67,9 @@ struct sess {
 	uint32_t guard_slot;    /* counted in guard.h's table; UINT32_MAX: not counted */
 	bool admitted;          /* passed the connection limits */
 	struct met_link ml;     /* what the labelled gauges counted for it */
+
+	/* inbound: rate shaping (shape.h); NULL = none configured */
+	struct shape_link *shape;
 };
 
 /* JID helpers: the domain part, normalised into out. Returns length or -1. */

@@ -335,6 +335,29 @@ static void test_pause_inside_on_data_keeps_the_rest(void **state)
 	close(fd);
 }
 
+/* The peer sent everything before on_data paused: the unconsumed half is
+ * handed over on resume without waiting for another byte from the socket. */
+static void test_pause_inside_on_data_resumes_without_more_bytes(void **state)
+{
+	(void)state;
+	reset(M_PAUSE_IN_DATA);
+	atomic_store(&pause_at, 1);
+	int fd = dial();
+	uint64_t pos = 0;
+	send_pat(fd, &pos, 2000); /* one receive: the pause leaves 1000 bytes */
+	assert_true(wait_int(&acked, CMD_PAUSE));
+	uint64_t at_pause = atomic_load(&rx_total);
+	assert_true(at_pause < pos);
+	cmd(CMD_RESUME);
+	assert_true(wait_at_least(&rx_total, pos));
+	assert_int_equal(atomic_load(&rx_total), pos);
+	assert_int_equal(atomic_load(&rx_bad), 0);
+	assert_int_equal(atomic_load(&calls_paused), 0);
+	cmd(CMD_CLOSE_FLUSH);
+	assert_true(wait_int(&closed, 1));
+	close(fd);
+}
+
 static void test_pause_then_close_and_resume_after_close(void **state)
 {
 	(void)state;
@@ -551,6 +574,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pause_fills_sender_resume_delivers_in_order),
 		cmocka_unit_test(test_pause_inside_on_data_keeps_the_rest),
+		cmocka_unit_test(test_pause_inside_on_data_resumes_without_more_bytes),
 		cmocka_unit_test(test_pause_then_close_and_resume_after_close),
 		cmocka_unit_test(test_tls_close_sends_close_notify_after_data),
 		cmocka_unit_test(test_tls_pause_and_resume),
