@@ -349,12 +349,10 @@ size_t sess_drive(struct sess *s, struct net_buf *b, const char *p, size_t n, se
 	sess_log_enter(s);
 	MET_ADD(h->m, bytes_in, n);
 	MET_ADD(h->m, bytes_dir[0][s->ml.dir], n);
-	/* A pause (flow control) does not stop this loop: the rest of this
-	 * buffer is routed (flow queues absorb it, at most one receive buffer
-	 * per source) and the pause holds back what arrives after it. Bytes left
-	 * unconsumed here would sit in net's incomplete-unit buffer, which is
-	 * bounded by max_pending. */
-	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING))) {
+	/* A pause (flow control, shaping) stops this loop: net keeps what is
+	 * not consumed, in order, and offers it first on resume; the pause then
+	 * holds back everything after the stanza that caused it. */
+	while (off < n && !(c->flags & (NET_F_CLOSED | NET_F_CLOSING | NET_F_RECV_PAUSED))) {
 		size_t used = 0;
 		int ev = xml_tok_next(&s->tok, p + off, n - off, &used);
 		if (ev == XML_EV_MORE)
