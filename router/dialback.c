@@ -28,6 +28,7 @@
  * pointing at private addresses are dropped as for outbound links.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,8 +132,50 @@ static struct vstream *vs_find(const char *remote, uint32_t hv)
 	return NULL;
 }
 
+static void verify_free(struct verify *v);
+
+/* The table dies with its worker thread: what is left in it then (every
+ * session is gone by that time) is freed by the destructor of a thread key,
+ * which glibc runs while the thread's __thread variables are still there. */
+static pthread_key_t vtab_key;
+static pthread_once_t vtab_once = PTHREAD_ONCE_INIT;
+
+static void verify_list_free(struct verify *v)
+{
+	for (struct verify *next; v; v = next) {
+		next = v->next;
+		verify_free(v);
+	}
+}
+
+static void vtab_free_all(void *unused)
+{
+	(void)unused;
+	for (uint32_t i = 0; i < vtab_cap; i++) {
+		for (struct vstream *vs = vtab[i], *next; vs; vs = next) {
+			next = vs->hnext;
+			verify_list_free(vs->wait);
+			verify_list_free(vs->fly);
+			free(vs->remote);
+			free(vs);
+		}
+	}
+	free(vtab);
+	vtab = NULL;
+	vtab_cap = vtab_n = 0;
+}
+
+static void vtab_key_make(void)
+{
+	pthread_key_create(&vtab_key, vtab_free_all);
+}
+
 static void vtab_grow(void)
 {
+	if (!vtab_cap) {
+		pthread_once(&vtab_once, vtab_key_make);
+		pthread_setspecific(vtab_key, (void *)1); /* a non-NULL value: the destructor runs */
+	}
 	uint32_t cap = vtab_cap ? vtab_cap * 2 : 16;
 	struct vstream **nb = xcalloc(cap, sizeof(*nb));
 	for (uint32_t i = 0; i < vtab_cap; i++) {
