@@ -564,6 +564,23 @@ static const char *kind_str(enum rt_kind k)
 	return "?";
 }
 
+/* The next "HOST\tPORT\tMODE" line of a worker's resolve answer, cut out of
+ * *cur in place; lines that do not parse are skipped. */
+static bool next_target(char **cur, char host[64], int *port, char mode[16])
+{
+	while (**cur) {
+		char *line = *cur, *e = strchr(line, '\n');
+		if (e)
+			*e++ = 0;
+		else
+			e = line + strlen(line);
+		*cur = e;
+		if (sscanf(line, "%63[^\t]\t%d\t%15s", host, port, mode) == 3)
+			return true;
+	}
+	return false;
+}
+
 static int cmd_resolve(struct sbuf *o, bool json, const char *arg)
 {
 	char d[CFG_NAME_MAX];
@@ -636,16 +653,9 @@ static int cmd_resolve(struct sbuf *o, bool json, const char *arg)
 			sb_printf(o, ",\"link_worker\":%d", owner);
 		sb_printf(o, ",\"targets\":[");
 		int m = 0;
-		for (char *line = rest, *e; *line; line = e) {
-			e = strchr(line, '\n');
-			if (e)
-				*e++ = 0;
-			else
-				e = line + strlen(line);
-			char host[64], mode[16];
-			int port;
-			if (sscanf(line, "%63[^\t]\t%d\t%15s", host, &port, mode) != 3)
-				continue;
+		char host[64], mode[16];
+		int port;
+		for (char *cur = rest; next_target(&cur, host, &port, mode);) {
 			sb_printf(o, "%s{\"host\":", m++ ? "," : "");
 			sb_json_str(o, host);
 			sb_printf(o, ",\"port\":%d,\"mode\":\"%s\"}", port, mode);
@@ -657,16 +667,9 @@ static int cmd_resolve(struct sbuf *o, bool json, const char *arg)
 		if (owner >= 0)
 			sb_printf(o, "  an outbound link exists on worker %d\n", owner);
 		int m = 0;
-		for (char *line = rest, *e; *line; line = e) {
-			e = strchr(line, '\n');
-			if (e)
-				*e++ = 0;
-			else
-				e = line + strlen(line);
-			char host[64], mode[16];
-			int port;
-			if (sscanf(line, "%63[^\t]\t%d\t%15s", host, &port, mode) != 3)
-				continue;
+		char host[64], mode[16];
+		int port;
+		for (char *cur = rest; next_target(&cur, host, &port, mode);) {
 			sb_printf(o, strchr(host, ':') ? "  %d. [%s]:%d %s\n" : "  %d. %s:%d %s\n", ++m, host, port,
 				  mode);
 		}
