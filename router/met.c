@@ -741,6 +741,7 @@ size_t met_render(char *buf, size_t cap)
 	render_static(&o);
 	met_render_process(&o);
 	met_render_dns(&o);
+	met_render_backends(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;

@@ -93,7 +93,7 @@ bool s2s_links_del(struct hubw *h, struct s2s_out *L);
 void s2s_links_free(struct hubw *h);
 
 /* s2s_target.c: static routes, resolution, outbound TLS policy */
-/* Fill targets from a [route]; returns true if the domain has one. */
+/* Fill targets from a [backend] (its domains) or a [route]; returns true if the domain has one. */
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
 /* Look `domain` up for link L or verification stream vs; s2s_on_dns() gets the answer. */
 void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs);

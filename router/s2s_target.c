@@ -18,6 +18,7 @@
 
 #include "router/s2s-t.h"
 #include "router/policy.h"
+#include "router/backend.h"
 #include "net/alloc.h"
 #include "net/log.h"
 #include "net/tls.h"
@@ -32,6 +33,9 @@ static const struct cfg_route *static_route(const char *domain)
 /* Fill targets from a [route]; returns true if the domain has one. */
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
 {
+	/* a backend's domain: a dialback verification goes to the backend */
+	if (backend_targets(domain, t, nt))
+		return true;
 	const struct cfg_route *r = static_route(domain);
 	if (!r)
 		return false;
@@ -118,6 +122,9 @@ void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct v
  * ([remote] tls, s2s_tls; required under auth certificate). */
 enum cfg_tls_mode s2s_out_tls_policy(const char *remote)
 {
+	int bt = backend_tls_policy(remote); /* the internal links' [backend] tls */
+	if (bt >= 0)
+		return (enum cfg_tls_mode)bt;
 	const struct cfg_route *r = static_route(remote);
 	struct policy pol = policy_for(remote);
 	if (!hub_tls)
