@@ -466,6 +466,12 @@ static bool in_admit(struct hubw *h, struct sess *s)
 {
 	struct net_conn *c = s->c;
 	s->admitted = true;
+	if (backend_source((const struct sockaddr *)&c->peer)) {
+		/* a backend opens a stream per remote domain it talks to, all
+		 * from one address: the per-source limits are for strangers */
+		s->guard_slot = UINT32_MAX;
+		return true;
+	}
 	enum guard_verdict v = guard_conn_acquire((const struct sockaddr *)&c->peer, net_now_ms(), &s->guard_slot);
 	if (v == GUARD_OK)
 		return true;

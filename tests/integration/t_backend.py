@@ -26,6 +26,7 @@ log_level debug
 connect_timeout 3
 retry_min 1
 stall_timeout %d
+max_connections_per_ip 3
 [route remote.fake]
 connect 127.0.0.1:%d
 [backend pros]
@@ -194,6 +195,40 @@ def run(holder):
     check("a stanza that waited is delivered once the backend is back", wait_for(lambda: with_id(bk2, "down3"), 6),
           bk2.messages())
     check("... and not bounced", not [m for m in with_id(rs, "down3") if attr(m, "type") == "error"])
+
+    # ---- two backends behind one hub talk to each other through it ----
+    t2 = bk.connect_out(S2S, "down.fake", from_domain="a.fake")
+    check("backend to another backend's domain: authenticated", t2.auth("down.fake") == "valid")
+    t2.send(msg("v@a.fake/x", "x@down.fake", "b2b"))
+    got = wait_for(lambda: with_id(bk2, "b2b"))
+    check("backend to backend: delivered over the other's internal link", got, bk2.messages())
+    check("... which the other backend verified with the hub",
+          ("a.fake", "down.fake", "valid") in [(r, d, t) for r, d, t, _ in bk2.verified], bk2.verified)
+    t2.close()
+
+    # ---- a backend's streams are not held to the per-address limits ----
+    many = []
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
+        s.sendall(s2s_header("a.fake", "remote.fake"))
+        many.append((s, Reader(s)))
+    def opened(r):
+        try:
+            r.stream_header(3)
+            return r.element(3).startswith("<stream:features")
+        except (EOFError, OSError) as e:
+            return repr(e)
+    got = [opened(r) for _, r in many]
+    check("five streams from a backend address, max_connections_per_ip 3: all open", got == [True] * 5, got)
+    strangers = []
+    for _ in range(5):
+        s = from_addr("127.0.0.10")
+        s.sendall(s2s_header("remote.fake", "a.fake"))
+        strangers.append((s, Reader(s)))
+    got = [stream_error_of(r, 2) for _, r in strangers]
+    check("... while a non-backend address gets policy-violation past 3", got.count("policy-violation") == 2, got)
+    for s, _ in many + strangers:
+        s.close()
 
     m = metrics(HTTP)
     check("metrics: stanzas relayed to the backend", m.get('fedhub_backend_stanzas_in_total{backend="pros"}', 0) >= 23,
