@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from fakepeer import Backend, RemoteServer, Reader, attr, db_key, s2s_header, stream_error_of  # noqa: E402
 from hubproc import Hub, Results, metrics  # noqa: E402
 
-S2S, HTTP, BACKEND, REMOTE, DOWN = 26769, 26780, 26771, 26772, 26773
+S2S, HTTP, BACKEND, REMOTE, DOWN, SOLO = 26769, 26780, 26771, 26772, 26773, 26774
 STALL = 4
 CONF = """
 [hub]
@@ -38,7 +38,10 @@ tls off
 domain down.fake
 connect 127.0.0.1:%d
 allow_from 127.0.0.1
-""" % (S2S, HTTP, STALL, REMOTE, BACKEND, DOWN)
+[backend solo]
+domain s1.fake s2.fake
+connect 127.0.0.1:%d
+""" % (S2S, HTTP, STALL, REMOTE, BACKEND, DOWN, SOLO)
 
 T = Results()
 check = T.check
@@ -109,6 +112,20 @@ def run(holder):
     wait_for(lambda: with_id(bk, "ord19"))
     order = [attr(m, "id") for m in bk.messages() if (attr(m, "id") or "").startswith("ord")]
     check("per-pair order kept through the hub", order == ["ord%d" % i for i in range(20)], order)
+
+    # a backend that takes no piggybacking: each domain gets a link of its own
+    solo = Backend(["s1.fake", "s2.fake"], SOLO, S2S, piggyback=False)
+    holder.append(solo)
+    check("remote pairs for the solo backend's domains", o.auth("s1.fake") == "valid" and o.auth("s2.fake") == "valid")
+    o.send(msg("u@remote.fake/r", "v@s1.fake", "so1"))
+    o.send(msg("u@remote.fake/r", "v@s2.fake", "so2"))
+    o.send(msg("u@remote.fake/r", "v@s2.fake", "so3"))
+    got = wait_for(lambda: with_id(solo, "so1") and with_id(solo, "so2") and with_id(solo, "so3"))
+    check("a backend refusing piggybacking gets every domain delivered", got, solo.messages())
+    ok_links = set(c for _, _, t, c in solo.verified if t == "valid")
+    check("... over a link per domain", len(ok_links) == 2, solo.verified)
+    order = [attr(m, "id") for m in solo.messages() if attr(m, "to") == "v@s2.fake"]
+    check("... in order", order == ["so2", "so3"], order)
 
     # a key the hub did not issue is refused when the backend asks about it
     s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
