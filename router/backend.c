@@ -850,6 +850,26 @@ uint32_t backend_sess_queued(const struct sess *s)
 	return s->bk ? s->bk->queued : 0;
 }
 
+int backend_sess_domains(const struct sess *s, char *buf, size_t cap)
+{
+	const struct bk_link *L = s->bk;
+	int n = 0;
+	size_t len = 0;
+	if (cap)
+		buf[0] = 0;
+	for (int i = 0; L && i < L->nlp; i++) {
+		if (L->lp[i].state != PAIR_VALID)
+			continue;
+		n++;
+		size_t dl = strlen(L->lp[i].local);
+		if (len + dl + 2 < cap) {
+			snprintf(buf + len, cap - len, "%s%s", len ? "," : "", L->lp[i].local);
+			len = strlen(buf);
+		}
+	}
+	return n;
+}
+
 void backend_shutdown(struct hubw *h)
 {
 	for (uint32_t i = 0; i < btab_cap; i++) {

@@ -194,6 +194,8 @@ static void link_record(struct net_conn *c, void *arg)
 			snprintf(remotes + strlen(remotes), sizeof(remotes) - strlen(remotes), "%s%s",
 				 remotes[0] ? "," : "", p->remote);
 	}
+	if (s->kind == SESS_BACKEND) /* its pairs are the link's: the backend domains, "remote" here */
+		valid = backend_sess_domains(s, remotes, sizeof(remotes));
 	if (!locals[0] && s->local)
 		snprintf(locals, sizeof(locals), "%s", s->local);
 	if (!remotes[0] && s->remote)
@@ -530,6 +532,73 @@ static int cmd_components(struct sbuf *o, bool json)
 	return 0;
 }
 
+/* Each [backend]: its domains, addresses and TLS, the links up and the
+ * stanzas waiting for it (summed over the workers' metrics), then its
+ * internal links. */
+static int cmd_backends(struct sbuf *o, bool json)
+{
+	int n = net_nworkers();
+	if (ask_workers(Q_LINKS, 3000) < n) {
+		sb_printf(o, "a worker did not answer in time\n");
+		return -1;
+	}
+	rcu_thread_online();
+	const struct cfg *c = hub_cfg;
+	int nb = c->nbackends;
+	struct bkrow {
+		char name[64], connect[160];
+		int ndomains;
+		const char *tls;
+		struct met_backend m;
+	} *rows = xcalloc((size_t)nb + 1, sizeof(*rows));
+	for (int i = 0; i < nb; i++) {
+		const struct cfg_backend *b = &c->backends[i];
+		snprintf(rows[i].name, sizeof(rows[i].name), "%s", b->name);
+		for (int k = 0; k < b->nconnect; k++)
+			snprintf(rows[i].connect + strlen(rows[i].connect), sizeof(rows[i].connect) - strlen(rows[i].connect),
+				 "%s%s", k ? "," : "", b->connect[k].text);
+		rows[i].ndomains = b->ndomains;
+		rows[i].tls = cfg_tls_mode_name(b->tls);
+		met_backend_totals(met_backend_slot(i), &rows[i].m);
+	}
+	rcu_thread_offline();
+	int count;
+	if (json) {
+		sb_printf(o, "{\"backends\":[");
+		for (int i = 0; i < nb; i++) {
+			const struct met_backend *m = &rows[i].m;
+			sb_printf(o, "%s{\"name\":", i ? "," : "");
+			sb_json_str(o, rows[i].name);
+			sb_printf(o, ",\"domains\":%d,\"connect\":", rows[i].ndomains);
+			sb_json_str(o, rows[i].connect);
+			sb_printf(o,
+				  ",\"tls\":\"%s\",\"links_up\":%llu,\"queued\":%llu,\"stanzas_in\":%llu,"
+				  "\"stanzas_out\":%llu,\"bounced\":%llu}",
+				  rows[i].tls, (unsigned long long)m->links_up, (unsigned long long)m->queued,
+				  (unsigned long long)m->stanzas_in, (unsigned long long)m->stanzas_out,
+				  (unsigned long long)m->bounced);
+		}
+		sb_printf(o, "],\"links\":");
+		print_links(o, true, "backend", &count);
+		o->n--; /* print_links ends with "]\n": close the object */
+		sb_printf(o, "}\n");
+	} else {
+		sb_printf(o, "%-20s %7s %-32s %-8s %5s %7s %10s %10s %8s\n", "BACKEND", "DOMAINS", "CONNECT", "TLS",
+			  "LINKS", "QUEUED", "IN", "OUT", "BOUNCED");
+		for (int i = 0; i < nb; i++) {
+			const struct met_backend *m = &rows[i].m;
+			sb_printf(o, "%-20s %7d %-32s %-8s %5llu %7llu %10llu %10llu %8llu\n", rows[i].name,
+				  rows[i].ndomains, rows[i].connect, rows[i].tls, (unsigned long long)m->links_up,
+				  (unsigned long long)m->queued, (unsigned long long)m->stanzas_in,
+				  (unsigned long long)m->stanzas_out, (unsigned long long)m->bounced);
+		}
+		sb_printf(o, "\n");
+		print_links(o, false, "backend", &count);
+	}
+	free(rows);
+	return 0;
+}
+
 static int cmd_close(struct sbuf *o, bool json, const char *arg)
 {
 	char *end;
@@ -773,6 +842,8 @@ static int handle(char *line, struct sbuf *o)
 		return cmd_links(o, json);
 	if (!strcmp(cmd, "components") && argc == 1)
 		return cmd_components(o, json);
+	if (!strcmp(cmd, "backends") && argc == 1)
+		return cmd_backends(o, json);
 	if (!strcmp(cmd, "close") && argc == 2)
 		return cmd_close(o, json, argv[1]);
 	if (!strcmp(cmd, "resolve") && argc == 2)

@@ -227,6 +227,8 @@ static inline int met_backend_slot(int i)
 {
 	return i < MET_BACKENDS_MAX - 1 ? i : MET_BACKENDS_MAX - 1;
 }
+/* One backend slot's counters summed over the workers (any thread). */
+void met_backend_totals(int slot, struct met_backend *out);
 
 /* Stop the endpoint and free the blocks. */
 void met_free(void);

@@ -9,13 +9,16 @@ hub -> remote), dialback both ways, a backend that is down (stanzas wait,
 are delivered once it is back, or bounced after stall_timeout), streams
 from a non-backend address refused, invalid-from. Real Prosody and ejabberd
 behind the hub are other scripts' business. Ports: 26700-26799."""
-import os, re, socket, sys, tempfile, time
+import json, os, re, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Backend, RemoteServer, Reader, attr, db_key, s2s_header, stream_error_of  # noqa: E402
 from hubproc import Hub, Results, metrics  # noqa: E402
 
 S2S, HTTP, BACKEND, REMOTE, DOWN, SOLO = 26769, 26780, 26771, 26772, 26773, 26774
 STALL = 4
+TMP = tempfile.mkdtemp(prefix="fedhub-backend-")
+CTL = os.path.join(TMP, "ctl.sock")
+FEDHUBCTL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fedhubctl")
 CONF = """
 [hub]
 workers 2
@@ -27,6 +30,7 @@ connect_timeout 3
 retry_min 1
 stall_timeout %d
 max_connections_per_ip 3
+control_socket %s
 [route remote.fake]
 connect 127.0.0.1:%d
 [backend pros]
@@ -41,7 +45,7 @@ allow_from 127.0.0.1
 [backend solo]
 domain s1.fake s2.fake
 connect 127.0.0.1:%d
-""" % (S2S, HTTP, STALL, REMOTE, BACKEND, DOWN, SOLO)
+""" % (S2S, HTTP, STALL, CTL, REMOTE, BACKEND, DOWN, SOLO)
 
 T = Results()
 check = T.check
@@ -75,7 +79,7 @@ def from_addr(host):
 
 
 def main():
-    hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-backend-"), ready_ports=(S2S, HTTP))
+    hub = Hub(CONF, TMP, ready_ports=(S2S, HTTP))
     holder = []
     try:
         if check("hub starts", hub.start(), "see its log"):
@@ -246,6 +250,21 @@ def run(holder):
     check("... while a non-backend address gets policy-violation past 3", got.count("policy-violation") == 2, got)
     for s, _ in many + strangers:
         s.close()
+
+    out = subprocess.run([FEDHUBCTL, "-s", CTL, "--json", "backends"], capture_output=True, text=True, timeout=10)
+    try:
+        j = json.loads(out.stdout)
+    except ValueError:
+        j = {}
+    rows = {b["name"]: b for b in j.get("backends", [])}
+    check("fedhubctl backends lists each backend with its domains and links",
+          rows.get("pros", {}).get("domains") == 2 and rows.get("pros", {}).get("links_up", 0) >= 1 and
+          rows.get("solo", {}).get("links_up", 0) >= 2 and rows.get("down", {}).get("connect") == "127.0.0.1:%d" % DOWN,
+          out.stdout[:600] + out.stderr)
+    links = [l for l in j.get("links", []) if l.get("direction") == "backend"]
+    check("... and its internal links with their authenticated domains",
+          any(sorted(l.get("remote", [])) == ["a.fake", "b.fake"] and l.get("local") == ["remote.fake"]
+              for l in links), links)
 
     m = metrics(HTTP)
     check("metrics: stanzas relayed to the backend", m.get('fedhub_backend_stanzas_in_total{backend="pros"}', 0) >= 23,
