@@ -276,7 +276,7 @@ static struct xml_span ns_known_uri(enum xml_ns id)
 }
 
 /* The stanza event from the root record: spans into the caller's bytes. */
-static __attribute__((noinline)) void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
+static void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
 {
 	const struct xml_root_rec *r = &t->root;
 	struct xml_stanza *s = &t->st;
@@ -317,11 +317,11 @@ static __attribute__((noinline)) void emit_stanza(struct xml_tok *t, const uint8
  * left for the next call), -1 on bad UTF-8 (recorded). */
 static inline __attribute__((always_inline)) int run_to_stop(struct xml_tok *t, const uint8_t *b, size_t *pi,
 							     size_t end, uint8_t c1, uint8_t c2, uint8_t c3,
-							     const uint8_t *stop)
+							     const uint8_t *stop, const uint8_t *nib)
 {
 	size_t i = *pi;
 	for (;;) {
-		i = scan_run(b, i, end, c1, c2, c3, stop);
+		i = scan_run(b, i, end, c1, c2, c3, stop, nib);
 		if (i >= end)
 			break;
 		if (b[i] < 0x80) {
@@ -480,8 +480,16 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_INIT:
 		case S_INIT2:
 		case S_XMLDECL:
-		case S_PRE_HDR:
-			if ((r = xml_prolog(t, b, &i, end, &st)) < 0)
+		case S_PRE_HDR: {
+			/* through copies: taking the address of i or st would keep
+			 * them out of registers in the whole machine */
+			size_t pi = i;
+			int pst = st;
+			r = xml_prolog(t, b, &pi, end, &pst);
+			i = pi;
+			st = pst;
+		}
+			if (r < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
 				goto more;
@@ -685,7 +693,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				if (likely(q && nend - i <= t->lim.max_name)) {
 				attr_value:; /* from the one-vector check: name, '=', quote read */
 					size_t e =
-						scan_run(b, j, end, q, '<', '&', q == '"' ? xml_stop_dq : xml_stop_sq);
+						scan_run(b, j, end, q, '<', '&', q == '"' ? xml_stop_dq : xml_stop_sq,
+							 q == '"' ? XML_NIB(dq) : XML_NIB(sq));
 					if (likely(e < end && b[e] == q)) {
 						struct xml_attr_slot *a = &at[t->nattr++];
 						a->name = (uint32_t)i;
@@ -753,7 +762,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_ATTR_VAL: {
 			uint8_t q = (uint8_t)t->sub[K_QUOTE];
 			const uint8_t *stop = q == '"' ? xml_stop_dq : xml_stop_sq;
-			if ((r = run_to_stop(t, b, &i, end, q, '<', '&', stop)) < 0)
+			const uint8_t *nib = q == '"' ? XML_NIB(dq) : XML_NIB(sq);
+			if ((r = run_to_stop(t, b, &i, end, q, '<', '&', stop, nib)) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
 				goto more;
@@ -796,7 +806,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		/* ---- content ---- */
 		case S_TEXT:
 		L_S_TEXT:
-			if ((r = run_to_stop(t, b, &i, end, '<', '&', ']', xml_stop_text)) < 0)
+			if ((r = run_to_stop(t, b, &i, end, '<', '&', ']', xml_stop_text, XML_NIB(text))) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
 				goto more;
@@ -917,7 +927,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			/* fallthrough */
 		case S_CDATA:
 		L_S_CDATA:
-			if ((r = run_to_stop(t, b, &i, end, ']', ']', ']', xml_stop_cdata)) < 0)
+			if ((r = run_to_stop(t, b, &i, end, ']', ']', ']', xml_stop_cdata, XML_NIB(cdata))) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
 				goto more;
