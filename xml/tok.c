@@ -234,6 +234,25 @@ static inline __attribute__((always_inline)) int name_start(struct xml_tok *t, c
 	return r;
 }
 
+/* A qualified name in two states: `first` reads its first character
+ * (recording where the name starts) and moves *pst to `rest`, which scans
+ * the rest. 0 when the name ended at b[*pi], 1 for more bytes, -1 on error
+ * (recorded). Inline, so st and i stay in registers in the machine. */
+static inline __attribute__((always_inline)) int read_qname(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end,
+							    int *pst, int first, int rest)
+{
+	if (*pst == first) {
+		int r = name_start(t, b, *pi, end);
+		if (r <= 0)
+			return r < 0 ? -1 : 1;
+		t->sub[K_TOK] = (uint32_t)*pi;
+		t->sub[K_COLON] = 0;
+		*pi += (size_t)r;
+		*pst = rest;
+	}
+	return scan_qname(t, b, pi, end);
+}
+
 /* Validate a run of non-ASCII text starting at b[i]: returns the new
  * position, or (size_t)-1 on error (recorded); stops short at a sequence
  * cut by the buffer end (the caller then waits for more). */
@@ -592,17 +611,9 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				}
 			}
 #endif
-			if ((r = name_start(t, b, i, end)) < 0)
-				return XML_EV_ERROR;
-			if (r == 0)
-				goto more;
-			t->sub[K_TOK] = (uint32_t)i;
-			t->sub[K_COLON] = 0;
-			i += (size_t)r;
-			st = S_STAG_NAME;
 			/* fallthrough */
 		case S_STAG_NAME:
-			if ((r = scan_qname(t, b, &i, end)) < 0)
+			if ((r = read_qname(t, b, &i, end, &st, S_STAG_NAME0, S_STAG_NAME)) < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
 				goto more;
@@ -718,17 +729,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			st = S_ATTR_NAME0;
 			/* fallthrough */
 		case S_ATTR_NAME0:
-			if ((r = name_start(t, b, i, end)) < 0)
-				return XML_EV_ERROR;
-			if (r == 0)
-				goto more;
-			t->sub[K_TOK] = (uint32_t)i;
-			t->sub[K_COLON] = 0;
-			i += (size_t)r;
-			st = S_ATTR_NAME;
-			/* fallthrough */
 		case S_ATTR_NAME:
-			if ((r = scan_qname(t, b, &i, end)) < 0)
+			if ((r = read_qname(t, b, &i, end, &st, S_ATTR_NAME0, S_ATTR_NAME)) < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
 				goto more;
