@@ -78,17 +78,24 @@ static struct {
 
 static char ctl_dns_cookie; /* marks the lookups made for `resolve` */
 
-/* ---- a growing text buffer (control plane: xrealloc) ----------------------- */
+/* ---- a growing text buffer ------------------------------------------------- */
 
+/* The control thread's answers grow with xrealloc (control plane: out of
+ * memory aborts). A worker's text is built with `may_fail` set: plain
+ * realloc, and `oom` records a failure, so the worker sends a NULL answer
+ * ("out of memory") instead. */
 struct sbuf {
 	char *p;
 	size_t n, cap;
+	bool may_fail, oom;
 };
 
 static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
+	if (b->oom)
+		return;
 	for (;;) {
 		va_start(ap, fmt);
 		int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
@@ -99,8 +106,14 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 			b->n += (size_t)k;
 			return;
 		}
-		b->cap = (b->cap + (size_t)k + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
+		size_t cap = (b->cap + (size_t)k + 1) * 2;
+		char *q = b->may_fail ? realloc(b->p, cap) : xrealloc(b->p, cap);
+		if (!q) {
+			b->oom = true;
+			return;
+		}
+		b->p = q;
+		b->cap = cap;
 	}
 }
 
@@ -121,40 +134,6 @@ static void sb_json_str(struct sbuf *b, const char *s)
 
 /* ---- worker side ------------------------------------------------------------ */
 
-/* Worker-side text: plain malloc, a NULL answer says "out of memory". */
-struct wbuf {
-	char *p;
-	size_t n, cap;
-	bool oom;
-};
-
-static void wb_printf(struct wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void wb_printf(struct wbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	if (b->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-		va_end(ap);
-		if (k < 0)
-			return;
-		if (b->p && b->n + (size_t)k < b->cap) {
-			b->n += (size_t)k;
-			return;
-		}
-		size_t cap = (b->cap + (size_t)k + 1) * 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = true;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-}
-
 static const char *kind_name(enum sess_kind k)
 {
 	switch (k) {
@@ -172,10 +151,18 @@ static const char *kind_name(enum sess_kind k)
 	return "?";
 }
 
+/* Append name to a comma-separated list unless it is there or does not fit. */
+static void list_add(char *list, size_t cap, const char *name)
+{
+	size_t n = strlen(list);
+	if (name && !strstr(list, name) && n + strlen(name) + 2 < cap)
+		snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+}
+
 /* One record per connection: tab-separated fields, see ctl_links(). */
 static void link_record(struct net_conn *c, void *arg)
 {
-	struct wbuf *b = arg;
+	struct sbuf *b = arg;
 	struct sess *s = c->user;
 	if (!s)
 		return;
@@ -186,13 +173,8 @@ static void link_record(struct net_conn *c, void *arg)
 		if (p->state != PAIR_VALID)
 			continue;
 		valid++;
-		if (p->local && !strstr(locals, p->local) && strlen(locals) + strlen(p->local) + 2 < sizeof(locals))
-			snprintf(locals + strlen(locals), sizeof(locals) - strlen(locals), "%s%s", locals[0] ? "," : "",
-				 p->local);
-		if (p->remote && !strstr(remotes, p->remote) &&
-		    strlen(remotes) + strlen(p->remote) + 2 < sizeof(remotes))
-			snprintf(remotes + strlen(remotes), sizeof(remotes) - strlen(remotes), "%s%s",
-				 remotes[0] ? "," : "", p->remote);
+		list_add(locals, sizeof(locals), p->local);
+		list_add(remotes, sizeof(remotes), p->remote);
 	}
 	if (s->kind == SESS_BACKEND) /* its pairs are the link's: the backend domains, "remote" here */
 		valid = backend_sess_domains(s, remotes, sizeof(remotes));
@@ -214,7 +196,7 @@ static void link_record(struct net_conn *c, void *arg)
 			  : s->kind == SESS_BACKEND            ? backend_sess_queued(s)
 							       : 0;
 	uint64_t age = (net_now_ms() - c->born) / 1000;
-	wb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\n", (unsigned long long)c->id, net_worker_id(c->w),
+	sb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\n", (unsigned long long)c->id, net_worker_id(c->w),
 		  kind_name(s->kind), remotes[0] ? remotes : "-", locals[0] ? locals : "-", auth, tls ? tls : "?",
 		  (unsigned long long)c->oq_bytes, queued, (unsigned long long)age);
 }
@@ -251,8 +233,8 @@ void ctl_worker_tick(struct hubw *h)
 	if (g == atomic_load_explicit(&ctl.ans[id].done, memory_order_relaxed) || g == ctl.ans[id].pending_gen)
 		return;
 	if (ctl.kind == Q_LINKS) {
-		struct wbuf b = {0};
-		wb_printf(&b, "%s", "");
+		struct sbuf b = {.may_fail = true};
+		sb_printf(&b, "%s", "");
 		net_worker_foreach(h->w, link_record, &b);
 		if (b.oom) {
 			free(b.p);
@@ -292,8 +274,8 @@ bool ctl_on_dns(struct hubw *h, struct dns_req *r)
 	if (r->cookie != &ctl_dns_cookie)
 		return false;
 	int id = net_worker_id(h->w);
-	struct wbuf b = {0};
-	wb_printf(&b, "%d\n", r->status);
+	struct sbuf b = {.may_fail = true};
+	sb_printf(&b, "%d\n", r->status);
 	for (int i = 0; i < r->ntargets; i++) {
 		char host[INET6_ADDRSTRLEN] = "?";
 		int port = 0;
@@ -307,7 +289,7 @@ bool ctl_on_dns(struct hubw *h, struct dns_req *r)
 			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
 			port = ntohs(a->sin6_port);
 		}
-		wb_printf(&b, "%s\t%d\t%s\n", host, port, r->t[i].tls ? "direct-tls" : "starttls");
+		sb_printf(&b, "%s\t%d\t%s\n", host, port, r->t[i].tls ? "direct-tls" : "starttls");
 	}
 	if (b.oom) {
 		free(b.p);

@@ -487,6 +487,17 @@ static void head(struct met_out *o, const char *name, const char *type, const ch
 /* Sum of a uint64 at byte offset off of every worker block. */
 #define SUM(expr) sum_field(offsetof(struct met_worker, expr))
 
+/* A counter labelled by link direction, from a uint64 [MET_DIR_N] array
+ * at byte offset off of each worker block. */
+static void by_direction_at(struct met_out *o, const char *name, const char *help, size_t off)
+{
+	head(o, name, "counter", help);
+	for (int d = 0; d < MET_DIR_N; d++)
+		met_put(o, "fedhub_%s{direction=\"%s\"} %llu\n", name, dir_names[d],
+			(unsigned long long)sum_field(off + (size_t)d * sizeof(uint64_t)));
+}
+#define by_direction(o, name, help, field) by_direction_at(o, name, help, offsetof(struct met_worker, field))
+
 static void render_labelled(struct met_out *o)
 {
 	head(o, "connections_open", "gauge",
@@ -515,27 +526,17 @@ static void render_labelled(struct met_out *o)
 				met_put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n",
 					dir_names[d], auth_names[a], (unsigned long long)v);
 		}
-	head(o, "stanzas_received_total", "counter", "stanzas received from peers and components, by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_stanzas_received_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(stanzas_dir[0][d]));
-	head(o, "stanzas_sent_total", "counter", "stanzas queued to peers and components, by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_stanzas_sent_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(stanzas_dir[1][d]));
+	by_direction(o, "stanzas_received_total", "stanzas received from peers and components, by link direction",
+		     stanzas_dir[0]);
+	by_direction(o, "stanzas_sent_total", "stanzas queued to peers and components, by link direction",
+		     stanzas_dir[1]);
 	head(o, "stanzas_generated_total", "counter",
 	     "stanzas the hub generated (bounces, answers to stanzas for its own domain)");
 	for (int g = 0; g < MET_GEN_N; g++)
 		met_put(o, "fedhub_stanzas_generated_total{kind=\"%s\"} %llu\n", gen_names[g],
 			(unsigned long long)SUM(generated[g]));
-	head(o, "received_bytes_total", "counter", "XML bytes received (after TLS), by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_received_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(bytes_dir[0][d]));
-	head(o, "sent_bytes_total", "counter", "XML bytes queued to send (before TLS), by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_sent_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(bytes_dir[1][d]));
+	by_direction(o, "received_bytes_total", "XML bytes received (after TLS), by link direction", bytes_dir[0]);
+	by_direction(o, "sent_bytes_total", "XML bytes queued to send (before TLS), by link direction", bytes_dir[1]);
 	head(o, "bounces_total", "counter", "stanzas bounced to their sender, by stanza error condition");
 	for (int c = 0; c < MET_COND_N; c++) {
 		uint64_t v = SUM(bounces[c]);
