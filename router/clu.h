@@ -48,7 +48,7 @@ bool clu_on_ctrl_msg(struct net_msg *m);
 
 bool clu_enabled(void);
 const char *clu_self_id(void); /* this node's node_id ("" when not clustered) */
-int clu_self(void);            /* this node's index in the directory (-1 before Redis answered) */
+int clu_self(void);            /* this node's index in the directory (-1 when not clustered) */
 
 /* Node directory, readable from any thread. An index is this process's
  * own (nodes number their directories in the order they learn of nodes:
@@ -91,6 +91,11 @@ struct clu_lease_ans {
 	enum clu_lease_st st;
 	int owner; /* node index (OURS: clu_self()) */
 	uint64_t token;
+	/* OURS: the self-fencing deadline (ms, net_now_ms() clock; read it with
+	 * __atomic_load_n, the control thread moves it at each renewal). The
+	 * pointer stays valid until the worker's clu_lease_release(). A link
+	 * sends as owner only while net_now_ms() is below it. */
+	const uint64_t *valid_until;
 };
 struct clu_lease_msg {
 	struct clu_lease_ans *a;

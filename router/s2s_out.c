@@ -1211,3 +1211,10 @@ void s2s_shutdown(struct hubw *h)
 		for (struct s2s_out *L = h->links[i]; L; L = L->hnext)
 			link_shutdown(h, L);
 }
+
+/* The cluster's answer about a remote's lease (router/clu.h). */
+void s2s_on_lease(struct hubw *h, const struct clu_lease_ans *a)
+{
+	(void)h;
+	(void)a;
+}
