@@ -358,7 +358,7 @@ int clu_comp_nodes(const char *domain, int *idx, int max)
 
 static void send_domain_msg(struct net_worker *self, int type, const char *domain)
 {
-	struct net_msg m = {.type = (uint16_t)type};
+	struct net_msg m = {.type = (uint16_t)type, .src = (uint16_t)net_worker_id(self)};
 	char *d = xstrdup(domain);
 	memcpy(m.u.bytes, &d, sizeof(d));
 	if (net_msg_send(self, NET_CTRL, &m) < 0) {
@@ -386,7 +386,7 @@ int clu_lease_ask(struct net_worker *self, const char *remote, size_t n)
 {
 	if (!clu_g.on)
 		return -ENOTSUP;
-	struct net_msg m = {.type = CLU_MSG_ASK};
+	struct net_msg m = {.type = CLU_MSG_ASK, .src = (uint16_t)net_worker_id(self)};
 	char *d = xstrndup(remote, n);
 	memcpy(m.u.bytes, &d, sizeof(d));
 	if (net_msg_send(self, NET_CTRL, &m) < 0) {
@@ -400,7 +400,7 @@ int clu_lease_release(struct net_worker *self, const char *remote, size_t n)
 {
 	if (!clu_g.on)
 		return 0;
-	struct net_msg m = {.type = CLU_MSG_RELEASE};
+	struct net_msg m = {.type = CLU_MSG_RELEASE, .src = (uint16_t)net_worker_id(self)};
 	char *d = xstrndup(remote, n);
 	memcpy(m.u.bytes, &d, sizeof(d));
 	if (net_msg_send(self, NET_CTRL, &m) < 0) {
@@ -420,9 +420,14 @@ bool clu_on_ctrl_msg(struct net_msg *m)
 	switch (m->type) {
 	case CLU_MSG_ASK: {
 		struct clu_lease *l = lease_get(d);
+		/* asked again by the link we told "forward": its owner refused
+		 * the token; look again (shortly) rather than repeat the answer */
+		bool refused = l->worker == m->src && l->told_st == CLU_LEASE_OTHER;
 		l->worker = m->src;
 		l->told_st = 0; /* a new link: tell it even what it would know */
-		if (l->st != LS_OURS && !l->inflight && l->st != LS_OTHER)
+		if (refused && l->st == LS_OTHER)
+			clu_ls_vacated(l, now + 100);
+		else if (l->st != LS_OURS && !l->inflight && l->st != LS_OTHER)
 			l->next_try = now;
 		clu_reg_kick(l, now);
 		break;
@@ -498,4 +503,31 @@ int clu_init(const struct cfg *c)
 	for (int i = 0; i < ncomps; i++)
 		snprintf(comps[i].name, sizeof(comps[i].name), "%s", c->components[i].name);
 	return clu_reg_init(c);
+}
+
+void clu_stats_get(struct clu_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!clu_g.on)
+		return;
+	int n = clu_node_count(), alive = 0;
+	for (int i = 0; i < n; i++)
+		alive += clu_node_alive(i);
+	out->nodes = (uint64_t)alive;
+	out->leases_held = __atomic_load_n(&clu_g.held, __ATOMIC_RELAXED);
+	out->gained = __atomic_load_n(&clu_g.gained, __ATOMIC_RELAXED);
+	out->lost = __atomic_load_n(&clu_g.lost, __ATOMIC_RELAXED);
+	out->fenced = __atomic_load_n(&clu_g.fenced, __ATOMIC_RELAXED);
+	out->redis_up = __atomic_load_n(&clu_g.redis_up, __ATOMIC_ACQUIRE);
+	struct clu_redis_stats r;
+	clu_redis_stats_get(&r);
+	out->commands = r.commands;
+	out->failures = r.failures;
+	out->timeouts = r.timeouts;
+	out->reconnects = r.reconnects;
+	out->master_changes = r.failovers;
+	out->lat_bounds = clu_redis_lat_bounds;
+	memcpy(out->lat_le, r.lat_le, sizeof(out->lat_le));
+	out->lat_count = r.lat_count;
+	out->lat_sum = (double)r.lat_sum_us / 1e6;
 }

@@ -126,6 +126,21 @@ int clu_comp_nodes(const char *domain, int *idx, int max);
 enum clu_redis_state { CLU_REDIS_OFF, CLU_REDIS_UP, CLU_REDIS_DOWN };
 enum clu_redis_state clu_redis_state(void);
 
+/* For /metrics (any thread). */
+#define CLU_LAT_BUCKETS 8
+struct clu_stats {
+	uint64_t nodes;        /* alive, us included */
+	uint64_t leases_held;  /* ours and not self-fenced */
+	uint64_t gained, lost; /* leases acquired / lost (taken over, or gone from Redis) */
+	uint64_t fenced;       /* leases that reached their self-fencing deadline */
+	bool redis_up;
+	uint64_t commands, failures, timeouts, reconnects, master_changes;
+	const double *lat_bounds; /* CLU_LAT_BUCKETS upper bounds, seconds */
+	uint64_t lat_le[CLU_LAT_BUCKETS], lat_count;
+	double lat_sum; /* seconds */
+};
+void clu_stats_get(struct clu_stats *out);
+
 /* Shared secrets, any thread. The dialback key (hex SHA-256 of the
  * cluster's dialback secret, XEP-0185) every node uses once Redis answered;
  * before that (or when not clustered) the local one, hub_dialback_key. The

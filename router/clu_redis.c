@@ -93,8 +93,17 @@ static uint64_t now_ms(void)
 
 void clu_redis_stats_get(struct clu_redis_stats *out)
 {
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	*out = st;
+#define LD(f) out->f = __atomic_load_n(&st.f, __ATOMIC_RELAXED)
+	LD(commands);
+	LD(failures);
+	LD(timeouts);
+	LD(reconnects);
+	LD(failovers);
+	LD(lat_count);
+	LD(lat_sum_us);
+	for (int i = 0; i < 8; i++)
+		LD(lat_le[i]);
+#undef LD
 }
 
 const char *clu_redis_master(void)

@@ -49,6 +49,7 @@
 #include "router/ctl.h"
 #include "router/reload.h"
 #include "router/clu.h"
+#include "router/nodelink.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -172,6 +173,8 @@ int main(int argc, char **argv)
 		log_error(0, "cannot initialise");
 		return 1;
 	}
+	if (clu_enabled())
+		nl_set_refused_hook(s2s_lease_refused);
 	rcu_register_thread();
 	if (hub_fill_table(&cfg) != 0) {
 		log_error(0, "cannot fill the routing table");
