@@ -111,6 +111,21 @@ void clu_reg_kick(struct clu_lease *l, uint64_t now);
 /* l's worker released it: give it up in Redis if ours, forget it. */
 void clu_reg_release(struct clu_lease *l, uint64_t now);
 void clu_reg_comp(struct clu_comp *c, bool up);
+/* helpers of the registry's files */
+char *clu_key(char *buf, size_t cap, const char *kind, const char *name); /* prefix + kind + name */
+/* nhex hex digits of HMAC-SHA256(cluster secret, label || a || " " || b) */
+void clu_hmac_hex(const char *label, const char *a, const char *b, char *out, size_t nhex);
+struct redisReply;
+/* The arguments, up to a NULL, as one command on the command connection. */
+int clu_cmdv(void (*fn)(struct redisReply *r, void *arg), void *arg, ...) __attribute__((sentinel));
+void clu_ignore_reply(struct redisReply *r, void *arg); /* frees arg */
+void clu_publish(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* on fh:events */
+
+/* ---- shared secrets (clu_secret.c) --------------------------------------- */
+
+void clu_secrets_sync(void);   /* (re)connected: put ours back, read Redis's */
+void clu_secrets_reread(void); /* an event or the minute's check */
+void clu_tickets_rotate_check(void);
 
 /* ---- Redis connections (clu_redis.c) ------------------------------------ */
 

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <hiredis/hiredis.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hmac.h>
@@ -89,13 +90,13 @@ static uint64_t next_hb, next_dir, next_comp, next_resync, next_sweep;
 static bool joined;     /* our node key is set (since the last connect) */
 static bool hb_conflict; /* another live node has our id */
 
-static char *key(char *buf, size_t cap, const char *kind, const char *name)
+char *clu_key(char *buf, size_t cap, const char *kind, const char *name)
 {
 	snprintf(buf, cap, "%s%s%s", clu_g.prefix, kind, name);
 	return buf;
 }
 
-static void hmac_hex(const char *label, const char *a, const char *b, char *out, size_t nhex)
+void clu_hmac_hex(const char *label, const char *a, const char *b, char *out, size_t nhex)
 {
 	Hmac h;
 	unsigned char mac[WC_SHA256_DIGEST_SIZE];
@@ -121,8 +122,7 @@ static int cmd(clu_reply_fn *fn, void *arg, int argc, const char **argv)
 }
 
 /* The arguments, up to a NULL, as one command. */
-static int cmdv(clu_reply_fn *fn, void *arg, ...) __attribute__((sentinel));
-static int cmdv(clu_reply_fn *fn, void *arg, ...)
+int clu_cmdv(clu_reply_fn *fn, void *arg, ...)
 {
 	const char *argv[16];
 	int argc = 0;
@@ -134,21 +134,20 @@ static int cmdv(clu_reply_fn *fn, void *arg, ...)
 	return cmd(fn, arg, argc, argv);
 }
 
-static void ignore_reply(redisReply *r, void *arg)
+void clu_ignore_reply(struct redisReply *r, void *arg)
 {
 	(void)r;
 	free(arg);
 }
 
-static void publish(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void publish(const char *fmt, ...)
+void clu_publish(const char *fmt, ...)
 {
 	char msg[400], ch[64];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	cmdv(ignore_reply, NULL, "PUBLISH", key(ch, sizeof(ch), "events", ""), msg, NULL);
+	clu_cmdv(clu_ignore_reply, NULL, "PUBLISH", clu_key(ch, sizeof(ch), "events", ""), msg, NULL);
 }
 
 static uint64_t now_ms(void)
@@ -205,7 +204,7 @@ static void acquire_done(redisReply *r, void *arg)
 		clu_ls_acquired(l, c->sent_at, token, clu_g.lease_ms);
 		STAT_INC(gained);
 		log_info(0, "cluster: lease on %s gained (token %llu)", l->remote, (unsigned long long)token);
-		publish("lease %s %s %llu", l->remote, clu_g.id, (unsigned long long)token);
+		clu_publish("lease %s %s %llu", l->remote, clu_g.id, (unsigned long long)token);
 	} else if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 && r->element[1]->str) {
 		char id[CLU_ID_MAX];
 		uint64_t token = 0;
@@ -233,8 +232,8 @@ static void acquire(struct clu_lease *l, uint64_t now)
 	snprintf(c->remote, sizeof(c->remote), "%s", l->remote);
 	snprintf(px, sizeof(px), "%u", clu_g.lease_ms);
 	snprintf(mt, sizeof(mt), "%llu", (unsigned long long)l->max_token);
-	const char *argv[] = {"EVAL", acquire_lua, "2", key(k1, sizeof(k1), "lease:", l->remote),
-			      key(k2, sizeof(k2), "token:", l->remote), clu_g.id, px, mt};
+	const char *argv[] = {"EVAL", acquire_lua, "2", clu_key(k1, sizeof(k1), "lease:", l->remote),
+			      clu_key(k2, sizeof(k2), "token:", l->remote), clu_g.id, px, mt};
 	if (cmd(acquire_done, c, 8, argv) < 0) {
 		free(c);
 		return;
@@ -305,7 +304,7 @@ static void renew_flush(struct renew_walk *w)
 	argv[a++] = renew_lua;
 	argv[a++] = nk;
 	for (int i = 0; i < c->n; i++)
-		argv[a++] = key(keys[i], sizeof(keys[i]), "lease:", c->e[i].remote);
+		argv[a++] = clu_key(keys[i], sizeof(keys[i]), "lease:", c->e[i].remote);
 	argv[a++] = px;
 	for (int i = 0; i < c->n; i++) {
 		snprintf(vals[i], sizeof(vals[i]), "%s %llu", clu_g.id, (unsigned long long)c->e[i].token);
@@ -342,8 +341,8 @@ static void release_value(const char *remote, uint64_t token)
 {
 	char k[300], v[100];
 	snprintf(v, sizeof(v), "%s %llu", clu_g.id, (unsigned long long)token);
-	cmdv(ignore_reply, NULL, "EVAL", release_lua, "1", key(k, sizeof(k), "lease:", remote), v, NULL);
-	publish("release %s %s", remote, clu_g.id);
+	clu_cmdv(clu_ignore_reply, NULL, "EVAL", release_lua, "1", clu_key(k, sizeof(k), "lease:", remote), v, NULL);
+	clu_publish("release %s %s", remote, clu_g.id);
 }
 
 void clu_reg_release(struct clu_lease *l, uint64_t now)
@@ -380,7 +379,7 @@ static void heartbeat_done(redisReply *r, void *arg)
 	if (!joined) {
 		joined = true;
 		log_info(0, "cluster: node %s joined (%s)", clu_g.id, clu_g.addr.text);
-		publish("node %s up", clu_g.id);
+		clu_publish("node %s up", clu_g.id);
 	}
 }
 
@@ -388,14 +387,14 @@ static void heartbeat(uint64_t now)
 {
 	char k[300], px[16];
 	snprintf(px, sizeof(px), "%u", clu_g.lease_ms);
-	cmdv(heartbeat_done, NULL, "EVAL", heartbeat_lua, "1", key(k, sizeof(k), "node:", clu_g.id), node_value, px, NULL);
-	cmdv(ignore_reply, NULL, "SADD", key(k, sizeof(k), "nodes", ""), clu_g.id, NULL);
+	clu_cmdv(heartbeat_done, NULL, "EVAL", heartbeat_lua, "1", clu_key(k, sizeof(k), "node:", clu_g.id), node_value, px, NULL);
+	clu_cmdv(clu_ignore_reply, NULL, "SADD", clu_key(k, sizeof(k), "nodes", ""), clu_g.id, NULL);
 	int n;
 	clu_comp_at(0, &n);
 	for (int i = 0; i < n; i++) {
 		struct clu_comp *c = clu_comp_at(i, NULL);
 		if (c->local)
-			cmdv(ignore_reply, NULL, "SADD", key(k, sizeof(k), "comp:", c->name), clu_g.id, NULL);
+			clu_cmdv(clu_ignore_reply, NULL, "SADD", clu_key(k, sizeof(k), "comp:", c->name), clu_g.id, NULL);
 	}
 	renew_round(now);
 }
@@ -426,11 +425,11 @@ static void node_down(int idx, const char *id, uint64_t now)
 	struct vacate v = {idx, now};
 	clu_lease_foreach(vacate_one, &v);
 	char k[300];
-	cmdv(ignore_reply, NULL, "SREM", key(k, sizeof(k), "nodes", ""), id, NULL);
+	clu_cmdv(clu_ignore_reply, NULL, "SREM", clu_key(k, sizeof(k), "nodes", ""), id, NULL);
 	int n;
 	clu_comp_at(0, &n);
 	for (int i = 0; i < n; i++)
-		cmdv(ignore_reply, NULL, "SREM", key(k, sizeof(k), "comp:", clu_comp_at(i, NULL)->name), id, NULL);
+		clu_cmdv(clu_ignore_reply, NULL, "SREM", clu_key(k, sizeof(k), "comp:", clu_comp_at(i, NULL)->name), id, NULL);
 	next_comp = 0;
 }
 
@@ -439,7 +438,7 @@ static bool node_parse(const char *id, const char *v, struct cfg_addr *a)
 	char addr[96], mac[40], want[33];
 	if (!v || sscanf(v, "%95s %39s", addr, mac) != 2)
 		return false;
-	hmac_hex("fedhub node ", id, addr, want, 32);
+	clu_hmac_hex("fedhub node ", id, addr, want, 32);
 	if (strcmp(mac, want))
 		return false;
 	return cfg_parse_addr(addr, a, 0) == 0;
@@ -478,7 +477,7 @@ static void dir_mget_done(redisReply *r, void *arg)
 		} else if (idx < 0) {
 			/* never seen alive: just prune it */
 			char k[300];
-			cmdv(ignore_reply, NULL, "SREM", key(k, sizeof(k), "nodes", ""), id, NULL);
+			clu_cmdv(clu_ignore_reply, NULL, "SREM", clu_key(k, sizeof(k), "nodes", ""), id, NULL);
 		}
 	}
 	free(c);
@@ -498,7 +497,7 @@ static void dir_members_done(redisReply *r, void *arg)
 		if (!r->element[i]->str)
 			continue;
 		snprintf(c->ids[c->n], sizeof(c->ids[0]), "%s", r->element[i]->str);
-		argv[1 + c->n] = key(keys[c->n], sizeof(keys[0]), "node:", c->ids[c->n]);
+		argv[1 + c->n] = clu_key(keys[c->n], sizeof(keys[0]), "node:", c->ids[c->n]);
 		c->n++;
 	}
 	if (!c->n || cmd(dir_mget_done, c, 1 + c->n, argv) < 0)
@@ -508,7 +507,7 @@ static void dir_members_done(redisReply *r, void *arg)
 static void dir_refresh(void)
 {
 	char k[300];
-	cmdv(dir_members_done, NULL, "SMEMBERS", key(k, sizeof(k), "nodes", ""), NULL);
+	clu_cmdv(dir_members_done, NULL, "SMEMBERS", clu_key(k, sizeof(k), "nodes", ""), NULL);
 }
 
 /* ---- components ------------------------------------------------------------ */
@@ -534,7 +533,7 @@ static void comp_members_done(redisReply *r, void *arg)
 static void comp_refresh(struct clu_comp *c)
 {
 	char k[300];
-	cmdv(comp_members_done, c, "SMEMBERS", key(k, sizeof(k), "comp:", c->name), NULL);
+	clu_cmdv(comp_members_done, c, "SMEMBERS", clu_key(k, sizeof(k), "comp:", c->name), NULL);
 }
 
 void clu_reg_comp(struct clu_comp *c, bool up)
@@ -542,8 +541,8 @@ void clu_reg_comp(struct clu_comp *c, bool up)
 	char k[300];
 	c->local = up;
 	log_info(0, "cluster: component %s %s on this node", c->name, up ? "attached" : "gone");
-	cmdv(ignore_reply, NULL, up ? "SADD" : "SREM", key(k, sizeof(k), "comp:", c->name), clu_g.id, NULL);
-	publish("comp %s", c->name);
+	clu_cmdv(clu_ignore_reply, NULL, up ? "SADD" : "SREM", clu_key(k, sizeof(k), "comp:", c->name), clu_g.id, NULL);
+	clu_publish("comp %s", c->name);
 }
 
 /* ---- resync ------------------------------------------------------------------ */
@@ -592,7 +591,7 @@ static void resync_flush(struct resync_walk *w)
 	char keys[RENEW_BATCH][300];
 	argv[0] = "MGET";
 	for (int i = 0; i < c->n; i++)
-		argv[1 + i] = key(keys[i], sizeof(keys[0]), "lease:", c->remote[i]);
+		argv[1 + i] = clu_key(keys[i], sizeof(keys[0]), "lease:", c->remote[i]);
 	if (cmd(resync_done, c, 1 + c->n, argv) < 0)
 		free(c);
 	w->c = NULL;
@@ -618,6 +617,7 @@ static void resync(void)
 }
 
 /* ---- events ------------------------------------------------------------------ */
+
 
 static void on_event(const char *msg, size_t n)
 {
@@ -656,98 +656,7 @@ static void on_event(const char *msg, size_t n)
 	} else if (!strcmp(kind, "node")) {
 		next_dir = 0;
 	} else if (!strcmp(kind, "secret")) {
-		next_hb = 0;
-	}
-}
-
-/* ---- shared secrets ------------------------------------------------------------ */
-
-static char *dialback_key_live; /* atomic pointer; older ones are kept (a change is rare) */
-static char secret_val[2][80];  /* the values in Redis we use: dialback, tickets */
-static pthread_mutex_t tk_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned char tk_blob[96];
-static size_t tk_len;
-static uint64_t tk_gen;
-
-const char *clu_dialback_key(void)
-{
-	const char *k = __atomic_load_n(&dialback_key_live, __ATOMIC_ACQUIRE);
-	return k ? k : hub_dialback_key;
-}
-
-size_t clu_ticket_keys(unsigned char *out, size_t cap, uint64_t *gen)
-{
-	pthread_mutex_lock(&tk_lock);
-	size_t n = tk_len < cap ? tk_len : cap;
-	memcpy(out, tk_blob, n);
-	if (gen)
-		*gen = tk_gen;
-	size_t len = tk_len;
-	pthread_mutex_unlock(&tk_lock);
-	return len;
-}
-
-static void secret_apply(int which, const char *v)
-{
-	if (!strcmp(secret_val[which], v))
-		return;
-	snprintf(secret_val[which], sizeof(secret_val[which]), "%s", v);
-	if (which == 0) {
-		/* the dialback secret is an HMAC of the value; the key, as
-		 * make_dialback_key() makes it: hex SHA-256 of the secret */
-		char secret[65], *k = xmalloc(65);
-		unsigned char d[WC_SHA256_DIGEST_SIZE];
-		hmac_hex("fedhub dialback ", v, "", secret, 64);
-		wc_Sha256Hash((const byte *)secret, 64, d);
-		hex_encode(d, sizeof(d), k);
-		explicit_bzero(secret, sizeof(secret));
-		__atomic_store_n(&dialback_key_live, k, __ATOMIC_RELEASE);
-		log_info(0, "cluster: dialback secret shared through Redis in use");
-	} else {
-		char h[3][65];
-		hmac_hex("fedhub tickets 1 ", v, "", h[0], 64);
-		hmac_hex("fedhub tickets 2 ", v, "", h[1], 64);
-		hmac_hex("fedhub tickets 3 ", v, "", h[2], 64);
-		pthread_mutex_lock(&tk_lock);
-		for (int i = 0; i < 96; i++) {
-			unsigned x;
-			sscanf(h[i / 32] + 2 * (i % 32), "%2x", &x);
-			tk_blob[i] = (unsigned char)x;
-		}
-		tk_len = 96;
-		tk_gen++;
-		pthread_mutex_unlock(&tk_lock);
-		explicit_bzero(h, sizeof(h));
-		log_info(0, "cluster: TLS session-ticket keys shared through Redis in use (generation %llu)",
-			 (unsigned long long)tk_gen);
-	}
-}
-
-static void secret_get_done(redisReply *r, void *arg)
-{
-	int which = (int)(intptr_t)arg;
-	if (r && r->type == REDIS_REPLY_STRING && r->len > 0 && r->len < sizeof(secret_val[0]))
-		secret_apply(which, r->str);
-}
-
-/* SET NX the value we use (or a new one), then use whatever Redis holds:
- * after a Redis restart the first node back puts the cluster's value back. */
-static void secrets_sync(void)
-{
-	static const char *const names[2] = {"secret:dialback", "secret:tickets"};
-	for (int i = 0; i < 2; i++) {
-		char k[300], fresh[49];
-		const char *v = secret_val[i];
-		if (!v[0]) { /* none yet: offer a new one; the value used is what Redis answers */
-			unsigned char raw[24];
-			if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-				continue;
-			hex_encode(raw, sizeof(raw), fresh);
-			explicit_bzero(raw, sizeof(raw));
-			v = fresh;
-		}
-		cmdv(ignore_reply, NULL, "SET", key(k, sizeof(k), names[i], ""), v, "NX", NULL);
-		cmdv(secret_get_done, (void *)(intptr_t)i, "GET", k, NULL);
+		clu_secrets_reread();
 	}
 }
 
@@ -759,7 +668,7 @@ static void on_up(void)
 	__atomic_store_n(&clu_g.redis_up, true, __ATOMIC_RELEASE);
 	log_info(0, "cluster: redis up (%s): reconciling", clu_redis_master());
 	joined = false;
-	secrets_sync();
+	clu_secrets_sync();
 	heartbeat(now); /* our node key, components and every lease we hold */
 	next_hb = now + clu_g.lease_ms / 3;
 	next_dir = next_comp = 0;
@@ -832,6 +741,12 @@ static void hook_process(const struct pollfd *pfd, int n)
 	if (up && now >= next_resync) {
 		next_resync = now + RESYNC_MS;
 		resync();
+		static uint64_t next_secrets;
+		if (now >= next_secrets) { /* a missed rotation event is repaired within a minute */
+			next_secrets = now + 60000;
+			clu_secrets_reread();
+			clu_tickets_rotate_check();
+		}
 	}
 	if (now >= next_sweep) {
 		next_sweep = now + SWEEP_MS;
@@ -847,7 +762,7 @@ int clu_reg_init(const struct cfg *c)
 {
 	const struct cfg_cluster *k = &c->cluster;
 	char mac[33];
-	hmac_hex("fedhub node ", clu_g.id, k->node_address.text, mac, 32);
+	clu_hmac_hex("fedhub node ", clu_g.id, k->node_address.text, mac, 32);
 	snprintf(node_value, sizeof(node_value), "%s %s", k->node_address.text, mac);
 	struct clu_redis_cfg rc = {.timeout_ms = k->redis_timeout_ms,
 				   .on_up = on_up,
@@ -859,7 +774,7 @@ int clu_reg_init(const struct cfg *c)
 		rc.port = cfg_addr_port(&k->redis);
 	}
 	char ch[64];
-	clu_redis_init(&rc, key(ch, sizeof(ch), "events", ""));
+	clu_redis_init(&rc, clu_key(ch, sizeof(ch), "events", ""));
 	for (int i = 0; i < k->nsentinel; i++) {
 		char host[64];
 		cfg_addr_host(&k->sentinel[i], host, sizeof(host));
@@ -896,16 +811,16 @@ void clu_ctrl_stop(void)
 		/* leave cleanly: others take over at once instead of after lease_time */
 		char k[300];
 		clu_lease_foreach(stop_one, NULL);
-		cmdv(ignore_reply, NULL, "EVAL", release_lua, "1", key(k, sizeof(k), "node:", clu_g.id), node_value, NULL);
-		cmdv(ignore_reply, NULL, "SREM", key(k, sizeof(k), "nodes", ""), clu_g.id, NULL);
+		clu_cmdv(clu_ignore_reply, NULL, "EVAL", release_lua, "1", clu_key(k, sizeof(k), "node:", clu_g.id), node_value, NULL);
+		clu_cmdv(clu_ignore_reply, NULL, "SREM", clu_key(k, sizeof(k), "nodes", ""), clu_g.id, NULL);
 		int n;
 		clu_comp_at(0, &n);
 		for (int i = 0; i < n; i++)
 			if (clu_comp_at(i, NULL)->local)
-				cmdv(ignore_reply, NULL, "SREM", key(k, sizeof(k), "comp:", clu_comp_at(i, NULL)->name),
+				clu_cmdv(clu_ignore_reply, NULL, "SREM", clu_key(k, sizeof(k), "comp:", clu_comp_at(i, NULL)->name),
 						     clu_g.id, NULL);
-		publish("node %s down", clu_g.id);
-		cmdv(ignore_reply, NULL, "PING", NULL);
+		clu_publish("node %s down", clu_g.id);
+		clu_cmdv(clu_ignore_reply, NULL, "PING", NULL);
 		uint64_t end = now_ms() + clu_g.timeout_ms;
 		while (now_ms() < end && clu_redis_up()) {
 			struct pollfd pfd[4];
