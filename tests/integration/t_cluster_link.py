@@ -14,6 +14,9 @@ and B, that know each other; a component attached only to B.
    out under the right secret only.
 4. lease: a stanza forwarded under a lease B does not hold comes back to
    the sender after <refused/>, byte for byte.
+5. restart: B is killed and started again; what A was sent meanwhile waits
+   in A's connect queue and reaches B's component once the link is back,
+   in order (delivered + bounced == sent).
 
 The nodes find each other through a static directory (the environment
 variable FEDHUB_NODELINK_STATIC) until the Redis registry provides it.
@@ -146,6 +149,10 @@ def start_hub(tmp, name, ports, env):
     d = os.path.join(tmp, name)
     os.mkdir(d)
     hub = Hub(CONF % ports, d, ready_ports=(ports[0], ports[1]))
+    return hub, with_env(hub, env)
+
+
+def with_env(hub, env):
     old = os.environ.get("FEDHUB_NODELINK_STATIC")
     os.environ["FEDHUB_NODELINK_STATIC"] = env
     try:
@@ -155,7 +162,7 @@ def start_hub(tmp, name, ports, env):
             os.environ.pop("FEDHUB_NODELINK_STATIC", None)
         else:
             os.environ["FEDHUB_NODELINK_STATIC"] = old
-    return hub, ok
+    return ok
 
 
 def wait_port(port, timeout=5):
@@ -223,6 +230,39 @@ def slow_case(rs, o):
     T.check("slow: no stanza bounced on either node",
             a1.get("fedhub_stanzas_bounced_total", 0) == a0.get("fedhub_stanzas_bounced_total", 0) and
             b1.get("fedhub_stanzas_bounced_total", 0) == b0.get("fedhub_stanzas_bounced_total", 0))
+    cnt.closed = True
+    s.close()
+
+
+def restart_case(rs, b, b_env):
+    """B dies (SIGKILL) and comes back: A's link closes, what A is sent
+    meanwhile waits for a new link, and B gets it once up."""
+    n = 300
+    b.kill()
+    time.sleep(0.5)
+    o = rs.connect_out(A_S2S, "echo.fake")
+    T.check("restart: the s2s link on A is authenticated", o.auth("echo.fake") == "valid")
+    done = sender(o.s, ["<message from='u@remote.fake' to='c@echo.fake' id='r%d'><body>%s</body></message>"
+                        % (i, PAD) for i in range(n)])
+    time.sleep(1.0)
+    m = metrics(A_HTTP)
+    waiting = m.get("fedhub_cluster_node_queue_stanzas", 0)
+    T.check("restart: A holds the stanzas for B meanwhile (%d in its connect queue)" % waiting, waiting > 0)
+    T.check("restart: B starts again", with_env(b, b_env))
+    s, cnt = component(B_COMP, "echo.fake")
+    deadline = time.time() + 20
+    while time.time() < deadline and len(cnt.ids()) + len(bounces(rs, "r")) < n:
+        time.sleep(0.1)
+    got = [i for i in cnt.ids() if i.startswith("r")]
+    nb = len(bounces(rs, "r"))
+    # a bounce can only come from B's few milliseconds between its node
+    # listener and the component's handshake: none is lost either way
+    T.check("restart: delivered + bounced == sent (%d + %d of %d)" % (len(got), nb, n), len(got) + nb == n,
+            (len(got), nb))
+    T.check("restart: most delivered after B came back", len(got) > n // 2, len(got))
+    T.check("restart: in order", in_order(got, "r"))
+    T.check("restart: the sender was read to the end", done.wait(5))
+    o.close()
     cnt.closed = True
     s.close()
 
@@ -298,8 +338,8 @@ def main():
     a, ok_a = start_hub(tmp, "a", (A_S2S, A_COMP, A_HTTP, NODNS, REMOTE),
                         "self=a secret=%s listen=127.0.0.1:%d node=b,127.0.0.1:%d comp=echo.fake,b"
                         % (SECRET, A_NODE, B_NODE))
-    b, ok_b = start_hub(tmp, "b", (B_S2S, B_COMP, B_HTTP, NODNS, REMOTE),
-                        "self=b secret=%s listen=127.0.0.1:%d node=a,127.0.0.1:%d" % (SECRET, B_NODE, A_NODE))
+    b_env = "self=b secret=%s listen=127.0.0.1:%d node=a,127.0.0.1:%d" % (SECRET, B_NODE, A_NODE)
+    b, ok_b = start_hub(tmp, "b", (B_S2S, B_COMP, B_HTTP, NODNS, REMOTE), b_env)
     T.check("both nodes start and listen for node links", ok_a and ok_b and wait_port(A_NODE) and wait_port(B_NODE))
     global FAST, CNT
     try:
@@ -309,6 +349,7 @@ def main():
         o.close()
         auth_case()
         lease_case()
+        restart_case(rs, b, b_env)
     except Exception as e:  # a failed step is a failure, not a crash of the script
         T.check("no step raised", False, repr(e))
     rs.close()
