@@ -38,6 +38,7 @@
 #include "net/net.h"
 #include "router/met.h"
 #include "router/met-int.h"
+#include "router/clu.h"
 
 static struct {
 	struct met_worker *blocks; /* one per worker */
@@ -752,6 +753,7 @@ size_t met_render(char *buf, size_t cap)
 	render_static(&o);
 	met_render_process(&o);
 	met_render_dns(&o);
+	met_render_cluster(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;
@@ -787,6 +789,10 @@ size_t met_render_health(char *buf, size_t cap, bool *ok)
 		put_json_str(&o, met.reason);
 	}
 	met_put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
+	/* a node without Redis still routes (cached owners, its leases
+	 * self-fence): not a reason for the balancer to drop it, so no 503 */
+	if (clu_redis_state() != CLU_REDIS_OFF)
+		met_put(&o, ",\"redis\":\"%s\"", clu_redis_state() == CLU_REDIS_UP ? "up" : "down");
 	pthread_mutex_unlock(&met.lock);
 	met_put(&o, "}");
 	if (cap)

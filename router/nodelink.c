@@ -748,10 +748,9 @@ int nl_listen(const struct sockaddr *sa, socklen_t len)
 
 int nl_init(const struct cfg *c)
 {
-	(void)c;
-	if (nls_init() < 0)
+	if (!c->cluster.on && nls_init() < 0)
 		return -EINVAL;
-	const struct cfg_addr *a = nls_on() ? nls_listen() : NULL;
+	const struct cfg_addr *a = c->cluster.on ? &c->cluster.node_listen : nls_on() ? nls_listen() : NULL;
 	if (!a)
 		return 0;
 	int rc = nl_listen((const struct sockaddr *)&a->ss, a->len);
