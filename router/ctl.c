@@ -147,6 +147,8 @@ static const char *kind_name(enum sess_kind k)
 		return "component";
 	case SESS_BACKEND:
 		return "backend";
+	case SESS_NODE:
+		return "node";
 	}
 	return "?";
 }
