@@ -34,6 +34,7 @@
 #include "net/alloc.h"
 #include "net/log.h"
 #include "net/net.h"
+#include "net/tls.h"
 #include "router/met.h"
 
 static struct {
@@ -950,6 +951,9 @@ size_t met_render(char *buf, size_t cap)
 	metric(&o, "proxy_untrusted", "_total", "counter",
 	       "connections refused: PROXY protocol header expected from a source not in proxy_from",
 	       net_proxy_refused());
+	metric(&o, "tls_tickets_rejected", "_total", "counter",
+	       "session tickets presented that no ticket key held opens (a full handshake instead)",
+	       tls_ticket_rejected());
 	metric(&o, "starttls_discarded_bytes", "_total", "counter",
 	       "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
 	metric(&o, "conns_open", "", "gauge", "connections open", sum_field(offsetof(struct met_worker, conns_open)));
