@@ -15,7 +15,7 @@
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNOWN };
+enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_CLUSTER, S_UNKNOWN };
 
 #define SB(s)     (1u << (s))
 #define HUB       SB(S_HUB)
@@ -23,6 +23,7 @@ enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNO
 #define COMPONENT SB(S_COMPONENT)
 #define ROUTE     SB(S_ROUTE)
 #define REMOTE    SB(S_REMOTE)
+#define CLUSTER   SB(S_CLUSTER)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 extern const char *const cfg_sect_names[];
@@ -88,7 +89,15 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(connect, ROUTE, 1, 1, 1)               \
 	X(tls, ROUTE | REMOTE, 0, 1, 1)          \
 	X(direct_tls, ROUTE, 0, 1, 1)            \
-	X(auth, REMOTE, 0, 1, 1)
+	X(auth, REMOTE, 0, 1, 1)                 \
+	X(redis, CLUSTER, 0, 1, 1)               \
+	X(sentinel, CLUSTER, 1, 2, 2)            \
+	X(node_id, CLUSTER, 0, 1, 1)             \
+	X(node_listen, CLUSTER, 0, 1, 1)         \
+	X(node_address, CLUSTER, 0, 1, 1)        \
+	X(cluster_secret_file, CLUSTER, 0, 1, 1) \
+	X(lease_time, CLUSTER, 0, 1, 1)          \
+	X(redis_timeout, CLUSTER, 0, 1, 1)
 
 enum cfg_dir_id {
 #define X(n, s, r, lo, hi) D_##n,
@@ -178,7 +187,7 @@ static inline struct cfg_remote *cur_remote(struct parser *p)
 }
 
 /* cfg_value.c */
-enum unit { U_NUM, U_BYTES, U_SECONDS };
+enum unit { U_NUM, U_BYTES, U_SECONDS, U_MS /* stored in ms: 500ms, 5s, 1m */ };
 /* Parse s as u (with its suffixes) into *field, in [lo, hi]; else an error. */
 void cfg_set_u32(struct parser *p, const char *name, const char *s, enum unit u, uint64_t lo, uint64_t hi,
 		 uint32_t *field);
@@ -195,5 +204,7 @@ int cfg_route_name_normalise(const char *in, char *out, size_t cap);
 /* Grow *arr (of *n elements of size, *cap allocated) by one zeroed element;
  * returns its index, or -1 (p->oom set). */
 int cfg_grow(struct parser *p, void **arr, int *n, int *cap, size_t size);
+/* [cluster] as a whole: what is missing or contradicts (from final_checks). */
+void cfg_cluster_checks(struct parser *p);
 
 #endif

@@ -48,7 +48,7 @@ bool clu_on_ctrl_msg(struct net_msg *m);
 
 bool clu_enabled(void);
 const char *clu_self_id(void); /* this node's node_id ("" when not clustered) */
-int clu_self(void);            /* this node's index in the directory (-1 before Redis answered) */
+int clu_self(void);            /* this node's index in the directory (-1 when not clustered) */
 
 /* Node directory, readable from any thread. An index is this process's
  * own (nodes number their directories in the order they learn of nodes:
@@ -91,6 +91,11 @@ struct clu_lease_ans {
 	enum clu_lease_st st;
 	int owner; /* node index (OURS: clu_self()) */
 	uint64_t token;
+	/* OURS: the self-fencing deadline (ms, net_now_ms() clock; read it with
+	 * __atomic_load_n, the control thread moves it at each renewal). The
+	 * pointer stays valid until the worker's clu_lease_release(). A link
+	 * sends as owner only while net_now_ms() is below it. */
+	const uint64_t *valid_until;
 };
 struct clu_lease_msg {
 	struct clu_lease_ans *a;
@@ -120,6 +125,21 @@ int clu_comp_nodes(const char *domain, int *idx, int max);
 
 enum clu_redis_state { CLU_REDIS_OFF, CLU_REDIS_UP, CLU_REDIS_DOWN };
 enum clu_redis_state clu_redis_state(void);
+
+/* For /metrics (any thread). */
+#define CLU_LAT_BUCKETS 8
+struct clu_stats {
+	uint64_t nodes;        /* alive, us included */
+	uint64_t leases_held;  /* ours and not self-fenced */
+	uint64_t gained, lost; /* leases acquired / lost (taken over, or gone from Redis) */
+	uint64_t fenced;       /* leases that reached their self-fencing deadline */
+	bool redis_up;
+	uint64_t commands, failures, timeouts, reconnects, master_changes;
+	const double *lat_bounds; /* CLU_LAT_BUCKETS upper bounds, seconds */
+	uint64_t lat_le[CLU_LAT_BUCKETS], lat_count;
+	double lat_sum; /* seconds */
+};
+void clu_stats_get(struct clu_stats *out);
 
 /* Shared secrets, any thread. The dialback key (hex SHA-256 of the
  * cluster's dialback secret, XEP-0185) every node uses once Redis answered;

@@ -21,6 +21,7 @@
 #include "router/ctl.h"
 #include "router/reload.h"
 #include "router/shape.h"
+#include "router/clu.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -52,9 +53,21 @@ static void on_msg(struct net_worker *w, struct net_msg *m)
 		memcpy(&r, m->u.bytes, sizeof(r));
 		if (!ctl_on_dns(h, r))
 			s2s_on_dns(h, r);
+	} else if (m->type == NET_MSG_CLU_LEASE) {
+		struct clu_lease_msg lm;
+		memcpy(&lm, m->u.bytes, sizeof(lm));
+		s2s_on_lease(h, lm.a);
+		clu_lease_msg_free(lm.a);
 	} else {
 		route_on_msg(h, m);
 	}
+}
+
+/* The control thread's messages: the cluster's, else DNS queries. */
+static void on_ctrl_msg(struct net_msg *m)
+{
+	if (!clu_on_ctrl_msg(m))
+		dns_on_ctrl_msg(m);
 }
 
 static void on_tick(struct net_worker *w, uint64_t now)
@@ -104,7 +117,7 @@ void hub_net_config(struct net_config *nc, const struct cfg *c)
 		.on_accept = on_accept,
 		.on_tick = on_tick,
 		.on_turn = on_turn,
-		.on_ctrl_msg = dns_on_ctrl_msg,
+		.on_ctrl_msg = on_ctrl_msg,
 	};
 }
 

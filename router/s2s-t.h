@@ -1,8 +1,9 @@
 /*
  * router/s2s-t.h — the types the s2s files share: router/s2s_in.c (inbound
- * streams), router/s2s_out.c (outbound links) and router/dialback.c (dialback
- * keys and verification streams), and the few functions they call in each
- * other. Types and prototypes only; the rest of the router sees hub.h.
+ * streams), router/s2s_out.c (outbound links), router/s2s_out_stream.c (the
+ * stream on an outbound link), router/s2s_target.c (where outbound streams
+ * connect) and router/dialback.c (dialback keys and verification streams),
+ * and the few functions they call in each other. Types and prototypes only; the rest of the router sees hub.h.
  */
 #ifndef FEDHUB_S2S_T_H
 #define FEDHUB_S2S_T_H
@@ -68,7 +69,31 @@ struct s2s_out {
 	uint32_t peer_max;  /* XEP-0478 max-bytes the peer announced; 0 = none */
 	uint64_t last_activity;
 	uint64_t last_keepalive;
+	/* cluster (router/s2s_clu.c): may this node send to the remote? An
+	 * alt link follows its parent's. */
+	uint8_t cl;                     /* enum s2s_cl */
+	int cl_node;                    /* CL_FORWARD: the owner's directory index */
+	uint64_t cl_token;              /* CL_OURS / CL_FORWARD: the lease's fencing token */
+	const uint64_t *cl_valid_until; /* CL_OURS: the self-fencing deadline (atomic) */
 };
+
+enum s2s_cl {
+	CL_OFF,     /* not clustered: always ours */
+	CL_ASK,     /* clustered, the ask could not be sent yet (tick retries) */
+	CL_ASKING,  /* asked; the queue waits, nothing is resolved or connected */
+	CL_OURS,    /* our lease: send while not self-fenced */
+	CL_FORWARD, /* node cl_node owns it: the queue drains into nl_forward() */
+	CL_WAIT,    /* lost, fenced or unknown owner: hold the queue */
+};
+
+/* May L's stanzas leave from this node now? (Cheap: one atomic load.) */
+static inline bool s2s_clu_may_send(const struct s2s_out *L)
+{
+	const struct s2s_out *R = L->parent ? L->parent : L;
+	if (R->cl == CL_OFF)
+		return true;
+	return R->cl == CL_OURS && net_now_ms() < __atomic_load_n(R->cl_valid_until, __ATOMIC_ACQUIRE);
+}
 
 /* A verification stream to one remote domain's authoritative server,
  * shared by every key we ask it about (dialback.c). */
@@ -91,7 +116,24 @@ void s2s_links_add(struct hubw *h, struct s2s_out *L);
 bool s2s_links_del(struct hubw *h, struct s2s_out *L);
 void s2s_links_free(struct hubw *h);
 
-/* s2s_out.c: static routes, resolution, outbound TLS policy */
+/* s2s_clu.c: the link's side of the cluster's leases */
+/* A new link (not an alt): in cluster mode, ask for the lease. */
+void s2s_clu_link_new(struct hubw *h, struct s2s_out *L);
+/* L goes away: give its lease back. */
+void s2s_clu_link_free(struct hubw *h, struct s2s_out *L);
+/* A stanza for a forward link: true when it was handled (forwarded or bounced). */
+bool s2s_clu_forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const char *p, size_t n,
+		     struct net_ref src);
+/* Once a second: an ask that could not be sent is sent again. */
+void s2s_clu_tick(struct hubw *h, struct s2s_out *L);
+/* s2s_out.c, for s2s_clu.c: start L if stanzas wait and it may send;
+ * flush what valid pairs queued while it could not. */
+void s2s_out_link_kick(struct hubw *h, struct s2s_out *L);
+/* Sources paused for L's queue read again once it is below half of
+ * link_queue_max (all of them when `all`). */
+void s2s_out_release_held(struct hubw *h, struct s2s_out *L, bool all);
+
+/* s2s_target.c: static routes, resolution, outbound TLS policy */
 /* Fill targets from a [route]; returns true if the domain has one. */
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
 /* Look `domain` up for link L or verification stream vs; s2s_on_dns() gets the answer. */
@@ -113,6 +155,24 @@ struct feats {
 	uint32_t max_bytes; /* XEP-0478 max-bytes; 0 = not announced */
 };
 int s2s_features_parse(struct xml_span raw, struct feats *f);
+
+/* s2s_out_stream.c: the stream on an outbound link's connection */
+/* Our stream header on s (at connect, after TLS, after SASL success). */
+void s2s_out_open_stream(struct sess *s);
+/* sess_drive() callback of an outbound stream. */
+enum drive s2s_out_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
+
+/* s2s_out.c: what the stream negotiation does to the link */
+/* The pair of local domain `local` on L, or NULL (a hash probe). */
+struct lpair *s2s_out_pair_find(const struct s2s_out *L, const char *local);
+/* p is valid: send its queue to the stream. */
+void s2s_out_pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p);
+/* Bounce p's queue with err. */
+void s2s_out_pair_bounce(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err);
+/* Start dialback for every pair of L not yet under way. */
+void s2s_out_start_dialback(struct hubw *h, struct s2s_out *L);
+/* The stream cannot authenticate: fail the link, close the stream. */
+void s2s_out_give_up(struct hubw *h, struct sess *s, const char *why);
 
 /* dialback.c */
 /* The XEP-0185 key for a stream id between two domains, as 64 hex chars. */
