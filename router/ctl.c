@@ -166,6 +166,8 @@ static const char *kind_name(enum sess_kind k)
 		return "verify";
 	case SESS_COMP:
 		return "component";
+	case SESS_NODE:
+		return "node";
 	}
 	return "?";
 }

@@ -22,6 +22,7 @@
 #include "router/reload.h"
 #include "router/shape.h"
 #include "router/clu.h"
+#include "router/nodelink.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -35,8 +36,12 @@ static void on_worker_start(struct net_worker *w)
 static void on_accept(struct net_conn *c, int kind)
 {
 	struct hubw *h = hubw_of(c->w);
-	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
 	MET_INC(h->m, conn_accepted);
+	if (kind == NL_LISTEN_KIND) { /* node_listen: another node of the cluster */
+		nl_accept(c);
+		return;
+	}
+	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
 	if (l->proxy_protocol) /* behind a load balancer: HAProxy's send-proxy(-v2) */
 		net_conn_expect_proxy(c);
 	if (l->kind == CFG_LISTEN_COMPONENT)
@@ -78,6 +83,7 @@ static void on_tick(struct net_worker *w, uint64_t now)
 	if (drain_active())
 		drain_worker_tick(hubw_of(w));
 	flow_tick(hubw_of(w), now);
+	nl_tick(hubw_of(w), now);
 	shape_tick(now); /* every loop turn: a paused link waits at most one turn past its refill */
 	if (now - last < 1000)
 		return;
@@ -103,6 +109,7 @@ static void on_worker_stop(struct net_worker *w)
 {
 	struct hubw *h = hubw_of(w);
 	s2s_shutdown(h);
+	nl_worker_stop(h);
 	net_worker_foreach(w, shutdown_conn, NULL);
 }
 

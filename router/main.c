@@ -223,6 +223,8 @@ int main(int argc, char **argv)
 							 : "s2s",
 			 l->addr.text);
 	}
+	if (nl_init(&cfg) < 0)
+		return 1;
 	bool cfg_http_on = cfg.http.len > 0; /* restart-only: a reload keeps it */
 	if (cfg.http.len && met_http_start(&cfg.http) < 0) {
 		log_error(0, "cannot start the HTTP endpoint on %s", cfg.http.text);

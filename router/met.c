@@ -182,13 +182,15 @@ void met_set_state(const char *status, const char *reason)
 
 /* ---- labels -------------------------------------------------------------- */
 
-static const char *const dir_names[MET_DIR_N] = {"in", "out", "verify", "component"};
-static const char *const auth_names[MET_AUTH_N] = {"sasl_external", "dialback", "xep0344", "handshake"};
+static const char *const dir_names[MET_DIR_N] = {"in", "out", "verify", "component", "node"};
+static const char *const auth_names[MET_AUTH_N] = {"sasl_external", "dialback", "xep0344", "handshake",
+						   "cluster_secret"};
 /* The auth methods each direction uses: their series exist from the start. */
 static const unsigned auth_used[MET_DIR_N] = {
 	[MET_DIR_IN] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK | 1u << MET_AUTH_XEP0344,
 	[MET_DIR_OUT] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK,
 	[MET_DIR_COMPONENT] = 1u << MET_AUTH_HANDSHAKE,
+	[MET_DIR_NODE] = 1u << MET_AUTH_CLUSTER_SECRET,
 };
 static const char *const tls_names[MET_TLS_N] = {"none", "TLSv1.2", "TLSv1.3", "other"};
 static const char *const gen_names[MET_GEN_N] = {"bounce", "answer"};
@@ -738,6 +740,14 @@ size_t met_render(char *buf, size_t cap)
 	met_metric(&o, "flow_queue_stanzas", "", "gauge", "stanzas waiting in flow queues",
 		   sum_field(offsetof(struct met_worker, flow_queue_stanzas)));
 	render_flow(&o);
+	met_metric_by(&o, "cluster_forwarded_total", "counter",
+		  "stanzas forwarded between cluster nodes: out to another node, in from one", "direction",
+		  (const char *const[]){"out", "in"}, (const uint64_t[]){SUM(cluster_fwd[0]), SUM(cluster_fwd[1])}, 2);
+	met_metric(&o, "cluster_node_queue_bytes", "", "gauge",
+	       "bytes waiting for node links (send queues, flow queues, links still authenticating)",
+	       SUM(nl_queue_bytes));
+	met_metric(&o, "cluster_node_queue_stanzas", "", "gauge", "stanzas waiting for a node link to authenticate",
+	       SUM(nl_queue_stanzas));
 	met_metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	met_metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	met_metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);

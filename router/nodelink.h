@@ -27,7 +27,10 @@
 /* The listener kind of node_listen: not an index of hub_cfg->listen. */
 #define NL_LISTEN_KIND 0xfff0
 
-/* Open the node listener (main.c, before net_start). 0 or -errno. */
+/* main.c, before net_start: when clustered, open the node listener.
+ * 0 or -errno (logged). */
+struct cfg;
+int nl_init(const struct cfg *c);
 int nl_listen(const struct sockaddr *sa, socklen_t len);
 /* hub.c's on_accept for NL_LISTEN_KIND. */
 void nl_accept(struct net_conn *c);
@@ -49,6 +52,9 @@ void nl_accept(struct net_conn *c);
  * the stanza with *why: -EHOSTUNREACH (no such node, or it is not alive),
  * -ENOBUFS / -ENOMEM (queues full: resource-constraint), -ETIMEDOUT (the
  * link made no progress for stall_timeout: remote-server-timeout).
+ * One exception: -ESTALE, that node refused (remote, token) already (see
+ * nl_set_refused_hook): keep the stanza queued and forward it once the
+ * lease was asked again; bounce it only when stall_timeout passes.
  * No allocation, lock or syscall per stanza on a live link.
  */
 int nl_forward(struct hubw *h, int node_idx, struct net_buf *b, const char *p, size_t n, const char *remote,

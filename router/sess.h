@@ -12,7 +12,7 @@
 #include "router/hub.h"
 #include "router/pix.h"
 
-enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
+enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP, SESS_NODE /* node link (nodelink.c) */ };
 
 /* A (remote, local) domain pair on an s2s link and its dialback state. */
 enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
@@ -34,6 +34,7 @@ enum sess_state {
 struct s2s_out;
 struct vstream;
 struct flowq;
+struct nl_conn;
 struct sess {
 	enum sess_kind kind;
 	struct net_conn *c;
@@ -49,6 +50,7 @@ struct sess {
 	struct pix pix;          /* index of pairs by (remote, local); none while few */
 	struct s2s_out *link;    /* SESS_S2S_OUT */
 	struct vstream *vstream; /* SESS_VERIFY: its verification stream (dialback.c owns it) */
+	struct nl_conn *nl;      /* SESS_NODE: the node link's state (nodelink.c owns it) */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */
