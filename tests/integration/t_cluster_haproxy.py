@@ -13,7 +13,7 @@ loopback addresses; HAProxy reaches the nodes from 127.0.0.1, the only
 address in their proxy_from. Ports 27200-27299 (lib/cluster.py's plan)."""
 import os, socket, ssl, struct, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from cluster import CLIENT_ADDR, STRANGER_ADDR, Cluster  # noqa: E402
+from cluster import CLIENT_ADDR, STRANGER_ADDR, Cluster, cluster_supported  # noqa: E402
 from fakepeer import Component, RemoteServer, Reader, attr, s2s_header, stream_id  # noqa: E402
 from fhit import PKI  # noqa: E402
 from hubproc import Results  # noqa: E402
@@ -31,7 +31,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="fedhub-clha-")
     pki = PKI(tmp)
     pki.leaves([("hub", ["echo.fake", "hub.fake"]), ("remote", ["remote.fake"])])
-    cluster = os.environ.get("CLUSTER_HAPROXY_STANDALONE") != "1" and cluster_available()
+    cluster = os.environ.get("CLUSTER_HAPROXY_STANDALONE") != "1" and cluster_supported(BASE)
     print("# nodes %s" % ("clustered (Redis)" if cluster else "standalone: this fedhub refuses lib/cluster.py's [cluster]"),
           flush=True)
     cl = Cluster(tmp, BASE, nodes=2, pki=pki, proxy_v1=True, cluster=cluster,
@@ -50,24 +50,6 @@ def main():
             rs.close()
         cl.finish(T)
     T.exit()
-
-
-def cluster_available():
-    """True when this fedhub accepts the [cluster] section lib/cluster.py writes."""
-    return os.environ.get("CLUSTER_HAPROXY_CLUSTER", "1") == "1" and cluster_ok()
-
-
-def cluster_ok():
-    import subprocess
-    from cluster import CLUSTER_CONF
-    from hubproc import FEDHUB
-    d = tempfile.mkdtemp(prefix="fedhub-clck-")
-    p = os.path.join(d, "c.conf")
-    with open(p, "w") as f:
-        f.write("[hub]\nlisten s2s 127.0.0.1:27299\n" + CLUSTER_CONF % {"redis": BASE, "node": 1, "port": 27298})
-    r = subprocess.run([FEDHUB, "-t", "-c", p], capture_output=True, text=True, timeout=20)
-    subprocess.call(["rm", "-rf", d])
-    return r.returncode == 0
 
 
 def components(cl):

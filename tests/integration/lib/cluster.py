@@ -238,10 +238,12 @@ class Cluster:
     """
 
     def __init__(self, tmp, base, nodes=3, pki=None, cluster=True, extra_hub="", extra_conf="",
-                 node_extra=None, proxy_v1=False, workers=1, cluster_conf=None):
+                 node_extra=None, proxy_v1=False, workers=1, cluster_conf=None, lease_ms=2000):
         self.tmp, self.base, self.pki, self.cluster = tmp, base, pki, cluster
         self.extra_hub, self.extra_conf, self.node_extra = extra_hub, extra_conf, node_extra
-        self.workers, self.cluster_conf = workers, cluster_conf
+        self.workers, self.cluster_conf, self.lease_ms = workers, cluster_conf, lease_ms
+        self.cluster_secret = os.path.join(tmp, "cluster.key")
+        write_secret(self.cluster_secret)
         self.redis = Redis(tmp, base) if cluster else None
         self.secret = os.path.join(tmp, "dialback.key")
         with open(self.secret, "w") as f:  # the same on every node (README "Deployment")
@@ -291,7 +293,8 @@ retry_min 1
         if not self.pki:  # no certificate: no TLS listener can work
             conf = re.sub(r"^listen s2s-tls .*\n", "", conf, flags=re.M)
         if self.cluster:
-            conf += (self.cluster_conf or CLUSTER_CONF) % {"redis": self.base, "node": n.i, "port": p.node}
+            conf += (self.cluster_conf or CLUSTER_CONF) % {"redis": self.base, "node": n.i, "port": p.node,
+                                                          "secret": self.cluster_secret, "lease": self.lease_ms}
         if self.pki:
             conf += "[domain echo.fake]\ncert %s\nkey %s\n" % (self.pki.cert("hub"), self.pki.key)
         conf += "[component echo.fake]\nsecret s3cret\n" + self.extra_conf
@@ -355,8 +358,39 @@ retry_min 1
 
 
 # The [cluster] section of every node: %(redis)d Redis's port, %(node)d the
-# node's number, %(port)d its node-to-node port.
+# node's number, %(port)d its node-to-node port, %(secret)s the cluster
+# secret's file, %(lease)d lease_time in ms.
 CLUSTER_CONF = """[cluster]
 redis 127.0.0.1:%(redis)d
 node_id node%(node)d
+node_listen 127.0.0.1:%(port)d
+cluster_secret_file %(secret)s
+lease_time %(lease)dms
+redis_timeout 300ms
 """
+
+
+def write_secret(path):
+    with open(path, "w") as f:  # 32..256 bytes, not readable by others
+        f.write("cluster-test-secret-0123456789abcdef0123456789\n")
+    os.chmod(path, 0o600)
+
+
+def cluster_supported(base):
+    """True when this fedhub accepts the [cluster] section written here
+    (`fedhub -t`): the t_cluster* scripts then run clustered."""
+    import tempfile
+    from hubproc import FEDHUB
+    d = tempfile.mkdtemp(prefix="fedhub-clck-")
+    try:
+        write_secret(os.path.join(d, "cluster.key"))
+        p = os.path.join(d, "c.conf")
+        with open(p, "w") as f:
+            f.write("[hub]\nlisten s2s 127.0.0.1:%d\n" % (base + 99) + CLUSTER_CONF % {
+                "redis": base, "node": 1, "port": base + 98, "secret": os.path.join(d, "cluster.key"),
+                "lease": 2000})
+        r = subprocess.run([os.environ.get("FEDHUB", FEDHUB), "-t", "-c", p], capture_output=True, text=True,
+                           timeout=20)
+        return r.returncode == 0
+    finally:
+        subprocess.call(["rm", "-rf", d])
