@@ -348,8 +348,11 @@ static WOLFSSL_CTX *tls_wctx_new(const struct tls_opts *o, bool server)
 		    WOLFSSL_SUCCESS)
 			goto fail;
 		wolfSSL_CTX_SNI_SetOptions(w, WOLFSSL_SNI_HOST_NAME, WOLFSSL_SNI_ANSWER_ON_MISMATCH);
-		/* tickets are stateless: no server-side session cache */
+		/* tickets are stateless: no server-side session cache; their
+		 * keys are net/tls_ticket.c's, shared by a cluster's nodes */
 		wolfSSL_CTX_set_session_cache_mode(w, WOLFSSL_SESS_CACHE_OFF);
+		if (tls_ticket_setup(w) < 0)
+			goto fail;
 	} else {
 		wolfSSL_CTX_UseSessionTicket(w);
 		wolfSSL_CTX_set_session_cache_mode(w, WOLFSSL_SESS_CACHE_CLIENT | WOLFSSL_SESS_CACHE_NO_INTERNAL);

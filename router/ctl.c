@@ -9,7 +9,8 @@
  *
  *   status                  state (ok / starting / draining), workers, links
  *   links                   every connection: direction, remote and local
- *                           domains, auth, TLS version, queued bytes, age
+ *                           domains, auth, TLS version, queued bytes, age,
+ *                           peer address (behind a balancer: the client)
  *   components              each [component] and its connections
  *   close ID                close the link with that id politely
  *   resolve DOMAIN          what the hub would do for DOMAIN: served here, a
@@ -198,9 +199,21 @@ static void link_record(struct net_conn *c, void *arg)
 			  : s->kind == SESS_BACKEND            ? backend_sess_queued(s)
 							       : 0;
 	uint64_t age = (net_now_ms() - c->born) / 1000;
-	sb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\n", (unsigned long long)c->id, net_worker_id(c->w),
-		  kind_name(s->kind), remotes[0] ? remotes : "-", locals[0] ? locals : "-", auth, tls ? tls : "?",
-		  (unsigned long long)c->oq_bytes, queued, (unsigned long long)age);
+	/* the other end: behind a balancer, the client its PROXY header named */
+	char peer[INET6_ADDRSTRLEN + 8] = "-";
+	const struct sockaddr_in6 *sa = &c->peer;
+	if (sa->sin6_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, peer, sizeof(peer));
+		snprintf(peer + strlen(peer), sizeof(peer) - strlen(peer), ":%u", ntohs(s4->sin_port));
+	} else if (sa->sin6_family == AF_INET6) {
+		peer[0] = '[';
+		inet_ntop(AF_INET6, &sa->sin6_addr, peer + 1, sizeof(peer) - 1);
+		snprintf(peer + strlen(peer), sizeof(peer) - strlen(peer), "]:%u", ntohs(sa->sin6_port));
+	}
+	sb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\t%s\n", (unsigned long long)c->id,
+		  net_worker_id(c->w), kind_name(s->kind), remotes[0] ? remotes : "-", locals[0] ? locals : "-", auth,
+		  tls ? tls : "?", (unsigned long long)c->oq_bytes, queued, (unsigned long long)age, peer);
 }
 
 struct close_arg {
@@ -375,8 +388,9 @@ static void cmd_status(struct sbuf *o, bool json)
 		  (unsigned long long)reload_count(false));
 }
 
+#define LINK_NFIELDS 11
 struct linkrec {
-	char *f[10];
+	char *f[LINK_NFIELDS];
 };
 
 static int split_records(char *text, struct linkrec **out)
@@ -389,13 +403,13 @@ static int split_records(char *text, struct linkrec **out)
 			*nl++ = 0;
 		struct linkrec r;
 		int k = 0;
-		for (char *f = line, *t; f && k < 10; f = t) {
+		for (char *f = line, *t; f && k < LINK_NFIELDS; f = t) {
 			t = strchr(f, '\t');
 			if (t)
 				*t++ = 0;
 			r.f[k++] = f;
 		}
-		if (k != 10)
+		if (k != LINK_NFIELDS)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -407,8 +421,8 @@ static int split_records(char *text, struct linkrec **out)
 	return n;
 }
 
-static const char *const link_fields[10] = {"id",   "worker", "direction",   "remote",         "local",
-					    "auth", "tls",    "queue_bytes", "queued_stanzas", "age_s"};
+static const char *const link_fields[LINK_NFIELDS] = {
+	"id", "worker", "direction", "remote", "local", "auth", "tls", "queue_bytes", "queued_stanzas", "age_s", "peer"};
 
 static void print_links(struct sbuf *o, bool json, const char *only_kind, int *count)
 {
@@ -416,8 +430,8 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 	if (json)
 		sb_printf(o, "[");
 	else
-		sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %7s\n", "ID", "W", "DIR", "REMOTE",
-			  "LOCAL", "AUTH", "TLS", "QUEUE", "QSTZ", "AGE");
+		sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %7s %s\n", "ID", "W", "DIR", "REMOTE",
+			  "LOCAL", "AUTH", "TLS", "QUEUE", "QSTZ", "AGE", "PEER");
 	for (int i = 0; i < n; i++) {
 		struct linkrec *v;
 		int k = split_records(ctl.ans[i].text, &v);
@@ -426,9 +440,9 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 				continue;
 			if (json) {
 				sb_printf(o, "%s{", total ? "," : "");
-				for (int f = 0; f < 10; f++) {
+				for (int f = 0; f < LINK_NFIELDS; f++) {
 					sb_printf(o, "%s\"%s\":", f ? "," : "", link_fields[f]);
-					if (f == 0 || f == 1 || f >= 7)
+					if (f == 0 || f == 1 || (f >= 7 && f <= 9))
 						sb_printf(o, "%s", v[j].f[f]);
 					else if (f == 3 || f == 4) { /* lists of domains */
 						sb_printf(o, "[");
@@ -445,9 +459,9 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 				}
 				sb_printf(o, "}");
 			} else {
-				sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %6ss\n", v[j].f[0],
+				sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %6ss %s\n", v[j].f[0],
 					  v[j].f[1], v[j].f[2], v[j].f[3], v[j].f[4], v[j].f[5], v[j].f[6], v[j].f[7],
-					  v[j].f[8], v[j].f[9]);
+					  v[j].f[8], v[j].f[9], v[j].f[10]);
 			}
 			total++;
 		}

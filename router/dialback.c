@@ -530,6 +530,8 @@ static void verify_on_tls(struct net_conn *c, int err)
 		return; /* on_close tries the next address */
 	}
 	MET_INC(h->m, tls_handshakes);
+	if (tls_resumed(c->tls))
+		MET_INC(h->m, tls_resumptions);
 	s->tls_on = true;
 	xml_tok_reset(&s->tok);
 	s->got_features = false;

@@ -36,6 +36,7 @@
 #include "net/alloc.h"
 #include "net/log.h"
 #include "net/net.h"
+#include "net/tls.h"
 #include "router/met.h"
 #include "router/met-int.h"
 #include "router/clu.h"
@@ -724,6 +725,9 @@ size_t met_render(char *buf, size_t cap)
 	met_metric(&o, "proxy_untrusted", "_total", "counter",
 		   "connections refused: PROXY protocol header expected from a source not in proxy_from",
 		   net_proxy_refused());
+	met_metric(&o, "tls_tickets_rejected", "_total", "counter",
+		   "session tickets presented that no ticket key held opens (a full handshake instead)",
+		   tls_ticket_rejected());
 	met_metric(&o, "starttls_discarded_bytes", "_total", "counter",
 		   "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
 	met_metric(&o, "conns_open", "", "gauge", "connections open",

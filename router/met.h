@@ -37,6 +37,7 @@
 	X(dns_failures, "DNS queries that failed")                                            \
 	X(tls_handshakes, "TLS handshakes completed")                                         \
 	X(tls_failures, "TLS handshakes that failed")                                         \
+	X(tls_resumptions, "TLS handshakes that resumed a session from a ticket")             \
 	X(send_queue_full, "stanzas refused because a queue was full")                        \
 	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
 	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")   \

@@ -471,6 +471,8 @@ static void out_on_tls(struct net_conn *c, int err)
 		return; /* the connection closes; on_close tries the next address or fails */
 	}
 	MET_INC(h->m, tls_handshakes);
+	if (tls_resumed(c->tls))
+		MET_INC(h->m, tls_resumptions);
 	s->tls_on = true;
 	int v = tls_peer_verify_domain(c->tls, s->remote);
 	log_info(c->id, "s2s out %s: %s %s%s, certificate %s", s->remote, tls_version(c->tls), tls_cipher(c->tls),

@@ -285,11 +285,13 @@ class RemoteServer:
         server)."""
         return "valid"
 
-    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1", tls=None, direct=False):
+    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1", tls=None, direct=False, source=None):
         """An s2s stream to the hub. tls: an ssl.SSLContext for STARTTLS (or
-        direct TLS when direct=True). The features last seen are in .features."""
+        direct TLS when direct=True); source: the local address to bind (a
+        loopback address other than 127.0.0.1 stands for another machine).
+        The features last seen are in .features."""
         frm = from_domain or self.domain
-        s = socket.create_connection((host, port), timeout=5)
+        s = socket.create_connection((host, port), timeout=5, source_address=(source, 0) if source else None)
         if direct:
             s = tls.wrap_socket(s, server_hostname=to_domain)
         r = Reader(s)
