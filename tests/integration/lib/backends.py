@@ -1,0 +1,271 @@
+"""backends: unmodified Prosody and ejabberd behind fedhub, and the outside world.
+
+Four real servers on loopback, each started once per script (lib/fhit.py
+starts them; this file only says how they are wired):
+
+  pb.fhbk  Prosody 0.12   behind the hub ("backend"), user alice
+  eb.fhbk  ejabberd 23.01 behind the hub, user bob; its outbound s2s leaves
+           from 127.0.0.8 (outgoing_s2s_ipv4_address), the address the hub's
+           [backend] allow_from names
+  po.fhbk  Prosody 0.12   outside, user carol: TLS required, certificates
+           only (s2s_require_encryption + s2s_secure_auth)
+  eo.fhbk  ejabberd 23.01 outside, user dave: STARTTLS required, no
+           mod_s2s_dialback: SASL EXTERNAL or nothing
+
+Two views of DNS, two dnsmasq instances (TLD .fhbk, NXDOMAIN for the rest):
+
+  127.0.0.6  the backends' (split horizon): every _xmpp-server._tcp SRV the
+             tests use names the hub's s2s listener. Prosody reads it through
+             lua-unbound (unbound = { resolvconf = ... }), ejabberd through
+             ERL_INETRC and, for the SRV target's address, glibc: it runs in a
+             private mount namespace with that resolv.conf on /etc/resolv.conf.
+  127.0.0.7  the world's: the backends' domains name the hub, the outside
+             servers' domains name themselves. The hub and the outside
+             servers resolve with it.
+
+With hub=False the same servers federate directly (the backends' view then
+names the real servers, and the backends get certificates so that the
+outside servers' TLS requirements hold): the proof that the harness works
+before fedhub is put in the middle (t_backend_peers.py).
+
+The backends' configurations are the generated fhit ones plus the snippets a
+provider is told to use, read from examples/backends/ (prosody.cfg.lua,
+ejabberd.yml) with only their addresses, ports and paths replaced: if the
+documented snippet stops working, these tests fail. Every certificate comes
+from a CA made for the run (fhit.PKI); the hub holds the backends' domains'
+certificates and the test CA.
+
+Ports 26800-26999 (the table in tests/integration/README.md).
+"""
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+import uuid
+
+import fhit
+from fhit import check, CaseFailed, LOOP
+
+TLD = "fhbk"
+IN_DNS = "127.0.0.6"
+OUT_DNS = "127.0.0.7"
+EB_SOURCE = "127.0.0.8"     # ejabberd backend's outbound source address
+STRANGER = "127.0.0.9"      # a source address no [backend] lists
+
+PB, EB, PO, EO = "pb." + TLD, "eb." + TLD, "po." + TLD, "eo." + TLD
+HUB = "hub." + TLD
+NOPE = "nope." + TLD
+
+PORTS = {
+    "hub_s2s": 26869, "hub_comp": 26847, "hub_http": 26880,
+    "pb_c2s": 26822, "pb_s2s": 26870,
+    "eb_c2s": 26832, "eb_s2s": 26871, "eb_dist": 26890,
+    "po_c2s": 26842, "po_s2s": 26872,
+    "eo_c2s": 26852, "eo_s2s": 26873, "eo_dist": 26891,
+}
+
+USERS = {"alice": PB, "bob": EB, "carol": PO, "dave": EO}
+
+EXAMPLES = os.path.join(fhit.REPO, "examples", "backends")
+
+
+def example(name, subst):
+    """The text of examples/backends/NAME with each key of subst replaced by
+    its value. Every key must occur: a snippet edited without the test is an
+    error here, not a test that silently stops testing the docs."""
+    with open(os.path.join(EXAMPLES, name)) as f:
+        text = f.read()
+    for old, new in subst.items():
+        if old not in text:
+            raise RuntimeError("examples/backends/%s no longer contains %r (update the test with it)" % (name, old))
+        text = text.replace(old, new)
+    return text
+
+
+def prosody_backend_lua(h, dns_name):
+    return example("prosody.cfg.lua", {
+        '"/etc/prosody/fedhub-resolv.conf"': '"%s"' % h.path(fhit.resolv_conf_name(dns_name)),
+        '"10.0.0.5"': '"%s"' % LOOP,
+        "{ 5269 }": "{ %d }" % PORTS["pb_s2s"],
+    })
+
+
+def ejabberd_backend_yml():
+    import yaml
+    return yaml.safe_load(example("ejabberd.yml", {
+        '"10.0.0.6"': '"%s"' % EB_SOURCE,
+        "outgoing_s2s_port: 5269": "outgoing_s2s_port: %d" % PORTS["hub_s2s"],
+    }))
+
+
+class World:
+    """The DNS views, the PKI and the four servers; with hub=True the
+    backends' traffic is pointed at PORTS['hub_s2s'] (the hub itself is the
+    script's: hub_config() below is a start for its configuration)."""
+
+    def __init__(self, h, hub=True):
+        self.h, self.hub = h, hub
+        self.pki = fhit.PKI(h)
+        self.servers = {}
+        self.users = {}
+
+    # ---- DNS
+
+    def start_dns(self):
+        hub = PORTS["hub_s2s"]
+        real = {PB: PORTS["pb_s2s"], EB: PORTS["eb_s2s"], PO: PORTS["po_s2s"], EO: PORTS["eo_s2s"]}
+        if self.hub:
+            inside = {d: hub for d in (EO, PO, EB, PB, HUB)}
+            outside = {PB: hub, EB: hub, HUB: hub, PO: real[PO], EO: real[EO]}
+        else:
+            inside = dict(real)
+            outside = dict(real)
+        fhit.start_dnsmasq(self.h, inside, ip=IN_DNS, name="dns_in", tld=TLD)
+        fhit.start_dnsmasq(self.h, outside, ip=OUT_DNS, name="dns_out", tld=TLD)
+        self.dns = {"in": inside, "out": outside}
+
+    # ---- servers
+
+    def _prosody_backend(self):
+        tls = None
+        if not self.hub:
+            tls = fhit.ProsodyTLS(self.pki.ca, {PB: self.pki.leaf("pb", [PB])}, secure=False)
+        extra = prosody_backend_lua(self.h, "dns_in") if self.hub else ""
+        p = fhit.Prosody(self.h, host=PB, c2s=PORTS["pb_c2s"], s2s=PORTS["pb_s2s"], extra_hosts=(), name="pb",
+                         tls=tls, resolv=self.h.path(fhit.resolv_conf_name("dns_in")), extra_global=extra)
+        p.register("alice")
+        p.start()
+        return p
+
+    def _prosody_outside(self):
+        tls = fhit.ProsodyTLS(self.pki.ca, {PO: self.pki.leaf("po", [PO])}, secure=True)
+        p = fhit.Prosody(self.h, host=PO, c2s=PORTS["po_c2s"], s2s=PORTS["po_s2s"], extra_hosts=(), name="po",
+                         tls=tls, resolv=self.h.path(fhit.resolv_conf_name("dns_out")))
+        p.register("carol")
+        p.start()
+        return p
+
+    def _ejabberd_backend(self):
+        tls, merge = None, None
+        if self.hub:
+            merge = ejabberd_backend_yml()
+        else:
+            tls = fhit.EjabberdTLS(self.pki.ca, [self.pki.combined("eb", [EB])], secure=False)
+            merge = {"outgoing_s2s_ipv4_address": EB_SOURCE}
+        e = fhit.Ejabberd(self.h, host=EB, node="fhbk1@localhost", c2s=PORTS["eb_c2s"], s2s=PORTS["eb_s2s"],
+                          dist=PORTS["eb_dist"], extra_hosts=(), tls=tls, name="eb", dns_ip=IN_DNS, merge=merge)
+        e.start()
+        e.register("bob")
+        return e
+
+    def _ejabberd_outside(self):
+        tls = fhit.EjabberdTLS(self.pki.ca, [self.pki.combined("eo", [EO])], secure=True)
+        e = fhit.Ejabberd(self.h, host=EO, node="fhbk2@localhost", c2s=PORTS["eo_c2s"], s2s=PORTS["eo_s2s"],
+                          dist=PORTS["eo_dist"], extra_hosts=(), tls=tls, name="eo", dns_ip=OUT_DNS)
+        e.start()
+        e.register("dave")
+        return e
+
+    async def start_servers(self, which=("pb", "eb", "po", "eo")):
+        """Starts them at once (ejabberd takes seconds); raises on the first
+        that fails, after every start has ended."""
+        makers = {"pb": self._prosody_backend, "eb": self._ejabberd_backend,
+                  "po": self._prosody_outside, "eo": self._ejabberd_outside}
+        loop = asyncio.get_running_loop()
+        futs = {n: loop.run_in_executor(None, makers[n]) for n in which}
+        errors = []
+        for n, f in futs.items():
+            try:
+                self.servers[n] = await f
+            except Exception as e:
+                errors.append("%s: %s" % (n, e))
+        if errors:
+            for n in which:
+                self.h.dump_logs(self.logs_of(n), tail=30)
+            raise RuntimeError("; ".join(errors))
+
+    def logs_of(self, n):
+        s = self.servers.get(n)
+        if s is not None:
+            return s.logs
+        return ["%s/prosody.log" % n, "%s.out" % n] if n in ("pb", "po") else \
+            ["%s/log/ejabberd.log" % n, "%s/log/error.log" % n, "%s.out" % n]
+
+    def all_logs(self):
+        return [f for n in ("pb", "eb", "po", "eo") for f in self.logs_of(n)]
+
+    def pid_of(self, n):
+        """The PID of the server process itself (for ejabberd the beam.smp in
+        the process group fhit started, not the unshare/sh/su chain)."""
+        p = self.servers[n].proc
+        if n in ("pb", "po"):
+            return p.pid
+        out = subprocess.run(["pgrep", "-g", str(p.pid), "beam.smp"], capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else p.pid
+
+    # ---- users
+
+    async def login_all(self, names=tuple(USERS)):
+        User = fhit.make_user_class()
+        ports = {"alice": PORTS["pb_c2s"], "bob": PORTS["eb_c2s"], "carol": PORTS["po_c2s"], "dave": PORTS["eo_c2s"]}
+        for n in names:
+            u = User("%s@%s/fhbk" % (n, USERS[n]), fhit.PASSWORD, ports[n])
+            self.users[n] = u
+            await u.login(30)
+        return self.users
+
+    def close_users(self):
+        for u in self.users.values():
+            u.close()
+
+
+def jid(name):
+    return "%s@%s" % (name, USERS[name])
+
+
+async def message_round_trip(src, dst, timeout=25):
+    """src's message reaches dst, dst's reply reaches src; an error stanza on
+    either side fails with its condition."""
+    for a, b in ((src, dst), (dst, src)):
+        token = uuid.uuid4().hex
+        a.send_message(mto=b.boundjid.bare, mbody=token, mtype="chat")
+        try:
+            m = await b.next_message(timeout, lambda m: m["body"] == token)
+        except CaseFailed:
+            errs = [e for e in list(a.inbox._queue) if e["type"] == "error"]
+            raise CaseFailed("%s -> %s: not delivered in %d s%s" % (
+                a.boundjid.bare, b.boundjid.bare, timeout,
+                "; bounced with %s" % fhit.error_condition(errs[-1]) if errs else ""))
+        check(m["from"].bare == a.boundjid.bare, "from is %s" % m["from"])
+
+
+def conns_of(pid):
+    """Established TCP connections of a process: [(local, peer)] as 'ip:port'."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True, text=True, timeout=10).stdout
+    res = []
+    for line in out.splitlines():
+        if "pid=%d," % pid not in line:
+            continue
+        f = line.split()
+        res.append((f[2], f[3]))
+    return res
+
+
+def owners_of_conns_to(port):
+    """PIDs owning the client side of established connections to 127.0.0.1:port."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", "%s:%d" % (LOOP, port)],
+                         capture_output=True, text=True, timeout=10).stdout
+    pids = set()
+    for line in out.splitlines():
+        pids.update(int(x) for x in re.findall(r"pid=(\d+),", line))
+    return pids
+
+
+def wait_until(pred, timeout, what):
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise CaseFailed("%s: not within %d s" % (what, timeout))
+        time.sleep(0.1)
