@@ -520,8 +520,14 @@ class Prosody:
                        s2s_direct=str(tls.direct_port) if tls.direct_port else "",
                        tls_comment="-- STARTTLS with the test CA's certificates (one per vhost, by file name).",
                        tls_extra='certificates = "%s"\nssl = { cafile = "%s" }\n' % (certdir, tls.cafile))
+        text = PROSODY_CFG.format(**fmt)
+        # An option extra_global sets replaces the generated line (Prosody
+        # warns about an option set twice).
+        for opt in re.findall(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)\s*=", extra_global):
+            head, sep, tail = text.partition(extra_global)
+            text = re.sub(r"(?m)^%s\s*=.*\n" % opt, "", head) + sep + tail
         with open(self.cfg, "w") as f:
-            f.write(PROSODY_CFG.format(**fmt))
+            f.write(text)
         self.proc = None
         self.logs = ["%s/prosody.log" % name, "%s.out" % name]
 
