@@ -3,7 +3,7 @@
 -- (before the first VirtualHost line); a later assignment of the same option
 -- wins. See README.md, "Fronting your XMPP servers".
 --
--- tests/integration/t_backend.py runs an unmodified Debian Prosody with this
+-- tests/integration/t_backend_interop.py runs an unmodified Debian Prosody with this
 -- file, replacing only the addresses, the port and the resolv.conf path, so
 -- what is written here is what is tested.
 

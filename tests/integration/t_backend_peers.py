@@ -6,7 +6,7 @@ Prosody and ejabberd outside, both outside ones requiring TLS and valid
 certificates) and its two dnsmasq views, wired to federate directly: each
 backend user exchanges messages with each outside user, over STARTTLS and
 SASL EXTERNAL (the outside servers accept nothing else). If this fails,
-t_backend.py's failures say nothing about fedhub.
+t_backend_interop.py's failures say nothing about fedhub.
 """
 import os
 import sys

@@ -100,6 +100,30 @@ def ejabberd_backend_yml():
     }))
 
 
+def hub_sections(pki):
+    """The [domain] and [backend] sections of the hub: examples/backends/fedhub.conf
+    with the test's names, addresses and certificates."""
+    pb_crt, pb_key = pki.leaf("hub-pb", [PB])
+    eb_crt, eb_key = pki.leaf("hub-eb", [EB])
+    return example("fedhub.conf", {
+        "/etc/fedhub/certs/example.org.pem": pb_crt, "/etc/fedhub/certs/example.org.key": pb_key,
+        "/etc/fedhub/certs/example.net.pem": eb_crt, "/etc/fedhub/certs/example.net.key": eb_key,
+        "connect 10.0.0.5:5269": "connect %s:%d" % (LOOP, PORTS["pb_s2s"]),
+        "connect 10.0.0.6:5269": "connect %s:%d" % (LOOP, PORTS["eb_s2s"]),
+        "allow_from 10.0.0.6": "allow_from %s" % EB_SOURCE,
+        "example.org": PB, "example.net": EB,
+    })
+
+
+def hub_config(h, pki, extra_hub=()):
+    """fedhub's router.conf: the [hub] of fhit (on this plan's ports, the
+    world's DNS view, the test CA) and hub_sections()."""
+    return fhit.fedhub_config(
+        h, components=(), ports=PORTS, dns_ip=OUT_DNS, hub_domain=HUB, s2s_tls="optional",
+        extra_hub="\n".join(["ca_file %s" % pki.ca, "connect_timeout 3s"] + list(extra_hub)),
+        sections=hub_sections(pki))
+
+
 class World:
     """The DNS views, the PKI and the four servers; with hub=True the
     backends' traffic is pointed at PORTS['hub_s2s'] (the hub itself is the
@@ -132,7 +156,13 @@ class World:
         tls = None
         if not self.hub:
             tls = fhit.ProsodyTLS(self.pki.ca, {PB: self.pki.leaf("pb", [PB])}, secure=False)
-        extra = prosody_backend_lua(self.h, "dns_in") if self.hub else ""
+        extra = ""
+        if self.hub:
+            # mod_offline on top of fhit's modules: what the hub delivers
+            # while the user is logged out (the backend-restart case) waits.
+            extra = prosody_backend_lua(self.h, "dns_in") + \
+                '\nmodules_enabled = { "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix"; "offline" }\n'
+
         p = fhit.Prosody(self.h, host=PB, c2s=PORTS["pb_c2s"], s2s=PORTS["pb_s2s"], extra_hosts=(), name="pb",
                          tls=tls, resolv=self.h.path(fhit.resolv_conf_name("dns_in")), extra_global=extra)
         p.register("alice")
@@ -202,8 +232,20 @@ class World:
         p = self.servers[n].proc
         if n in ("pb", "po"):
             return p.pid
-        out = subprocess.run(["pgrep", "-g", str(p.pid), "beam.smp"], capture_output=True, text=True).stdout.split()
-        return int(out[0]) if out else p.pid
+        out = subprocess.run(["ps", "-eo", "pid=,ppid=,comm="], capture_output=True, text=True, timeout=10).stdout
+        kids, comm = {}, {}
+        for line in out.splitlines():
+            f = line.split(None, 2)
+            if len(f) == 3:
+                kids.setdefault(int(f[1]), []).append(int(f[0]))
+                comm[int(f[0])] = f[2]
+        todo = [p.pid]
+        while todo:
+            pid = todo.pop()
+            if comm.get(pid) == "beam.smp":
+                return pid
+            todo += kids.get(pid, [])
+        raise CaseFailed("no beam.smp below %s's pid %d" % (n, p.pid))
 
     # ---- users
 
@@ -211,10 +253,27 @@ class World:
         User = fhit.make_user_class()
         ports = {"alice": PORTS["pb_c2s"], "bob": PORTS["eb_c2s"], "carol": PORTS["po_c2s"], "dave": PORTS["eo_c2s"]}
         for n in names:
-            u = User("%s@%s/fhbk" % (n, USERS[n]), fhit.PASSWORD, ports[n])
-            self.users[n] = u
+            u = self.new_user(User, n, ports[n])
             await u.login(30)
         return self.users
+
+    def new_user(self, User, n, port):
+        """A User that also queues every presence stanza it gets (u.presences)."""
+        from slixmpp.xmlstream.handler import Callback
+        from slixmpp.xmlstream.matcher import StanzaPath
+        u = User("%s@%s/fhbk" % (n, USERS[n]), fhit.PASSWORD, port)
+        u.presences = asyncio.Queue()
+        u.register_handler(Callback("bk presence", StanzaPath("presence"), u.presences.put_nowait))
+        self.users[n] = u
+        return u
+
+    async def relogin(self, n):
+        """A fresh session for user n (after its server restarted)."""
+        self.users[n].close()
+        ports = {"alice": PORTS["pb_c2s"], "bob": PORTS["eb_c2s"], "carol": PORTS["po_c2s"], "dave": PORTS["eo_c2s"]}
+        u = self.new_user(fhit.make_user_class(), n, ports[n])
+        await u.login(30)
+        return u
 
     def close_users(self):
         for u in self.users.values():

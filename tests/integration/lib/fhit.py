@@ -756,14 +756,17 @@ def fedhub_binary():
     return b if os.path.isfile(b) and os.access(b, os.X_OK) else None
 
 
-def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tls="optional", domains=None):
+def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tls="optional", domains=None,
+                  ports=None, dns_ip=DNS_IP, hub_domain=HUB, sections=""):
     """s2s_tls: the STARTTLS policy of the s2s listener. domains: {name: (cert,
-    key)}, one [domain] section each, in order."""
-    lines = ["# written by tests/integration/lib/fhit.py", "[hub]", "workers 2", "domain %s" % HUB,
-             "listen s2s %s:%d tls %s" % (LOOP, PORTS["hub_s2s"], s2s_tls),
-             "listen component %s:%d" % (LOOP, PORTS["hub_comp"]),
-             "http %s:%d" % (LOOP, PORTS["hub_http"]),
-             "dns_server %s:53" % DNS_IP,
+    key)}, one [domain] section each, in order. ports, dns_ip, hub_domain:
+    another plan than fhit's. sections: text appended as it is."""
+    ports = ports or PORTS
+    lines = ["# written by tests/integration/lib/fhit.py", "[hub]", "workers 2", "domain %s" % hub_domain,
+             "listen s2s %s:%d tls %s" % (LOOP, ports["hub_s2s"], s2s_tls),
+             "listen component %s:%d" % (LOOP, ports["hub_comp"]),
+             "http %s:%d" % (LOOP, ports["hub_http"]),
+             "dns_server %s:53" % dns_ip,
              "dns_allow_private yes",  # the test DNS points every domain at loopback
              "log_level debug"]
     if extra_hub:
@@ -776,7 +779,7 @@ def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tl
         lines += ["[domain %s]" % dom, "cert %s" % cert, "key %s" % key]
     fn = h.path("fedhub.conf")
     with open(fn, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + sections)
     return fn
 
 
