@@ -12,12 +12,16 @@ starts them; this file only says how they are wired):
   eo.fhbk  ejabberd 23.01 outside, user dave: STARTTLS required, no
            mod_s2s_dialback: SASL EXTERNAL or nothing
 
-Two views of DNS, two dnsmasq instances (TLD .fhbk, NXDOMAIN for the rest):
+Three views of DNS, three dnsmasq instances (TLD .fhbk, NXDOMAIN for the
+rest unless said):
 
-  127.0.0.6  the backends' (split horizon): every _xmpp-server._tcp SRV the
-             tests use names the hub's s2s listener. Prosody reads it through
-             lua-unbound (unbound = { resolvconf = ... }), ejabberd through
-             ERL_INETRC and, for the SRV target's address, glibc: it runs in a
+  127.0.0.6  Prosody backend's (split horizon by SRV): every _xmpp-server._tcp
+             SRV the tests use names the hub's s2s listener. Prosody reads it
+             through lua-unbound (unbound = { resolvconf = ... }).
+  127.0.0.5  ejabberd backend's (split horizon by address): every name under
+             .fhbk has the hub's address and no SRV record, so ejabberd falls
+             back to A and dials its outgoing_s2s_port, the hub's. It reads
+             it through ERL_INETRC and, for addresses, glibc: it runs in a
              private mount namespace with that resolv.conf on /etc/resolv.conf.
   127.0.0.7  the world's: the backends' domains name the hub, the outside
              servers' domains name themselves. The hub and the outside
@@ -50,6 +54,7 @@ from fhit import check, CaseFailed, LOOP
 
 TLD = "fhbk"
 IN_DNS = "127.0.0.6"
+IN_DNS_A = "127.0.0.5"
 OUT_DNS = "127.0.0.7"
 EB_SOURCE = "127.0.0.8"     # ejabberd backend's outbound source address
 STRANGER = "127.0.0.9"      # a source address no [backend] lists
@@ -147,6 +152,8 @@ class World:
             inside = dict(real)
             outside = dict(real)
         fhit.start_dnsmasq(self.h, inside, ip=IN_DNS, name="dns_in", tld=TLD)
+        if self.hub:
+            fhit.start_dnsmasq(self.h, {}, ip=IN_DNS_A, name="dns_in_a", tld=TLD, addresses={TLD: LOOP})
         fhit.start_dnsmasq(self.h, outside, ip=OUT_DNS, name="dns_out", tld=TLD)
         self.dns = {"in": inside, "out": outside}
 
@@ -185,7 +192,8 @@ class World:
             tls = fhit.EjabberdTLS(self.pki.ca, [self.pki.combined("eb", [EB])], secure=False)
             merge = {"outgoing_s2s_ipv4_address": EB_SOURCE}
         e = fhit.Ejabberd(self.h, host=EB, node="fhbk1@localhost", c2s=PORTS["eb_c2s"], s2s=PORTS["eb_s2s"],
-                          dist=PORTS["eb_dist"], extra_hosts=(), tls=tls, name="eb", dns_ip=IN_DNS, merge=merge)
+                          dist=PORTS["eb_dist"], extra_hosts=(), tls=tls, name="eb",
+                          dns_ip=IN_DNS_A if self.hub else IN_DNS, merge=merge)
         e.start()
         e.register("bob")
         return e

@@ -406,13 +406,14 @@ def dns_query(name, qtype, server=DNS_IP, port=53, timeout=1.0):
 RCODE_NXDOMAIN = 3
 
 
-def start_dnsmasq(h, srv, xmpps=None, ip=DNS_IP, name="dnsmasq", tld=TLD):
+def start_dnsmasq(h, srv, xmpps=None, ip=DNS_IP, name="dnsmasq", tld=TLD, addresses=None):
     """srv: {domain: port} -> _xmpp-server._tcp.DOMAIN SRV DOMAIN:port and
     DOMAIN A 127.0.0.1. xmpps: {domain: port} -> _xmpps-server._tcp.DOMAIN
     SRV DOMAIN:port (XEP-0368 direct TLS), same priority and weight.
     ip, name, tld: a further instance (another loopback address, its own
     NAME.log/.pid/.out, NXDOMAIN below .TLD); its resolv.conf is
-    h.path(resolv_conf_name(name))."""
+    h.path(resolv_conf_name(name)). addresses: {domain: ip} -> every name
+    at or below DOMAIN has that A record (and no SRV record: NODATA)."""
     if shutil.which("dnsmasq") is None:
         raise RuntimeError("dnsmasq not installed")
     argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
@@ -427,6 +428,8 @@ def start_dnsmasq(h, srv, xmpps=None, ip=DNS_IP, name="dnsmasq", tld=TLD):
         argv.append("--srv-host=_xmpps-server._tcp.%s,%s,%d,0,0" % (dom, dom, port))
         if dom not in srv:
             argv.append("--host-record=%s,%s" % (dom, LOOP))
+    for dom, addr in (addresses or {}).items():
+        argv.append("--address=/%s/%s" % (dom, addr))
     p = h.spawn(name, argv, name + ".out")
     t0 = time.monotonic()
     while time.monotonic() - t0 < 10:
@@ -434,7 +437,10 @@ def start_dnsmasq(h, srv, xmpps=None, ip=DNS_IP, name="dnsmasq", tld=TLD):
             h.dump_logs([name + ".out"])
             raise RuntimeError("dnsmasq exited with %s (is %s:53 taken?)" % (p.returncode, ip))
         try:
-            rcode, ans = dns_query("_xmpp-server._tcp.%s" % next(iter(srv)), "SRV", server=ip, timeout=0.3)
+            if srv:
+                rcode, ans = dns_query("_xmpp-server._tcp.%s" % next(iter(srv)), "SRV", server=ip, timeout=0.3)
+            else:
+                rcode, ans = dns_query("x.%s" % next(iter(addresses)), "A", server=ip, timeout=0.3)
             if rcode == 0 and ans:
                 break
         except OSError:
