@@ -16,7 +16,8 @@ in order, each under its own time bound:
 
   - messages both ways: Prosody behind <-> ejabberd outside, ejabberd behind
     <-> Prosody outside, the two backends with each other, and the other
-    crossings; the hub's links to the outside are SASL EXTERNAL;
+    crossings; the Prosody backend's second domain on the same internal link;
+    bursts arrive in order; the hub's links to the outside are SASL EXTERNAL;
   - a presence subscription (both ways, approved) and iq round trips (XEP-0199
     ping of the remote server, disco#info of a remote client) across the hub;
   - the backends connect to nothing but the hub (ss of their PIDs), and the
@@ -111,6 +112,32 @@ async def main():
             async def rt(a=a, b=b):
                 await backends.message_round_trip(u[a], u[b])
             await gated("%s_message_and_reply" % name, rt, 40)
+
+        async def two_domains():
+            await backends.message_round_trip(u["erin"], u["dave"])
+            conns = {}
+            for d in (PB, backends.PB2):
+                pat = r"\[(c\d+) [^]]*\] backend prosody1: %s -> %s authenticated" % (re.escape(EO), re.escape(d))
+                conns[d] = {re.search(pat, g).group(1) for g in fhit.log_lines(h, FLOG, pat)}
+            fhit.log("internal links eo.fhbk -> prosody1: %s" % conns)
+            check(all(conns.values()), "a domain of prosody1 was never authenticated toward it: %s" % conns)
+            check(conns[PB] & conns[backends.PB2], "pb.fhbk and pb2.fhbk on different internal links: %s" % conns)
+        await gated("prosody_backend_two_domains_one_internal_link", two_domains, 30)
+
+        async def burst(a, b, n=30):
+            ua, ub = u[a], u[b]
+            tag = uuid.uuid4().hex[:8]
+            bodies = ["%s-%02d" % (tag, i) for i in range(n)]
+            for x in bodies:
+                ua.send_message(mto=jid(b), mbody=x, mtype="chat")
+            got = []
+            while len(got) < n:
+                m = await ub.next_message(20, lambda m: (m["body"] or "").startswith(tag + "-"))
+                got.append(m["body"])
+            check(got == bodies, "%s -> %s out of order: %s" % (a, b, got))
+        await gated("order_kept_prosody_behind_to_ejabberd_outside", lambda: burst("alice", "dave"), 30)
+        await gated("order_kept_ejabberd_outside_to_prosody_behind", lambda: burst("dave", "alice"), 30)
+        await gated("order_kept_ejabberd_behind_to_prosody_outside", lambda: burst("bob", "carol"), 30)
 
         async def external():
             # Every (backend domain, outside domain) pair is authenticated both

@@ -37,7 +37,8 @@ async def main():
     try:
         await h.case("users_log_in", w.login_all, 60)
         u = w.users
-        for a, b in (("alice", "dave"), ("alice", "carol"), ("bob", "carol"), ("bob", "dave"), ("alice", "bob")):
+        for a, b in (("alice", "dave"), ("alice", "carol"), ("bob", "carol"), ("bob", "dave"), ("alice", "bob"),
+                     ("erin", "dave")):
             async def rt(a=a, b=b):
                 await backends.message_round_trip(u[a], u[b])
             await h.case("%s_%s_round_trip_direct" % (a, b), rt, 40)

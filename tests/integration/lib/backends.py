@@ -3,7 +3,8 @@
 Four real servers on loopback, each started once per script (lib/fhit.py
 starts them; this file only says how they are wired):
 
-  pb.fhbk  Prosody 0.12   behind the hub ("backend"), user alice
+  pb.fhbk  Prosody 0.12   behind the hub ("backend"), user alice; it also
+           hosts pb2.fhbk, user erin (one backend, two domains)
   eb.fhbk  ejabberd 23.01 behind the hub, user bob; its outbound s2s leaves
            from 127.0.0.8 (outgoing_s2s_ipv4_address), the address the hub's
            [backend] allow_from names
@@ -60,6 +61,7 @@ EB_SOURCE = "127.0.0.8"     # ejabberd backend's outbound source address
 STRANGER = "127.0.0.9"      # a source address no [backend] lists
 
 PB, EB, PO, EO = "pb." + TLD, "eb." + TLD, "po." + TLD, "eo." + TLD
+PB2 = "pb2." + TLD
 HUB = "hub." + TLD
 NOPE = "nope." + TLD
 
@@ -71,7 +73,8 @@ PORTS = {
     "eo_c2s": 26852, "eo_s2s": 26873, "eo_dist": 26891,
 }
 
-USERS = {"alice": PB, "bob": EB, "carol": PO, "dave": EO}
+USERS = {"alice": PB, "bob": EB, "carol": PO, "dave": EO, "erin": PB2}
+C2S = {"alice": "pb_c2s", "bob": "eb_c2s", "carol": "po_c2s", "dave": "eo_c2s", "erin": "pb_c2s"}
 
 EXAMPLES = os.path.join(fhit.REPO, "examples", "backends")
 
@@ -109,14 +112,16 @@ def hub_sections(pki):
     """The [domain] and [backend] sections of the hub: examples/backends/fedhub.conf
     with the test's names, addresses and certificates."""
     pb_crt, pb_key = pki.leaf("hub-pb", [PB])
+    pb2_crt, pb2_key = pki.leaf("hub-pb2", [PB2])
     eb_crt, eb_key = pki.leaf("hub-eb", [EB])
     return example("fedhub.conf", {
         "/etc/fedhub/certs/example.org.pem": pb_crt, "/etc/fedhub/certs/example.org.key": pb_key,
+        "/etc/fedhub/certs/example.com.pem": pb2_crt, "/etc/fedhub/certs/example.com.key": pb2_key,
         "/etc/fedhub/certs/example.net.pem": eb_crt, "/etc/fedhub/certs/example.net.key": eb_key,
         "connect 10.0.0.5:5269": "connect %s:%d" % (LOOP, PORTS["pb_s2s"]),
         "connect 10.0.0.6:5269": "connect %s:%d" % (LOOP, PORTS["eb_s2s"]),
         "allow_from 10.0.0.6": "allow_from %s" % EB_SOURCE,
-        "example.org": PB, "example.net": EB,
+        "example.org": PB, "example.com": PB2, "example.net": EB,
     })
 
 
@@ -144,10 +149,11 @@ class World:
 
     def start_dns(self):
         hub = PORTS["hub_s2s"]
-        real = {PB: PORTS["pb_s2s"], EB: PORTS["eb_s2s"], PO: PORTS["po_s2s"], EO: PORTS["eo_s2s"]}
+        real = {PB: PORTS["pb_s2s"], PB2: PORTS["pb_s2s"], EB: PORTS["eb_s2s"], PO: PORTS["po_s2s"],
+                EO: PORTS["eo_s2s"]}
         if self.hub:
-            inside = {d: hub for d in (EO, PO, EB, PB, HUB)}
-            outside = {PB: hub, EB: hub, HUB: hub, PO: real[PO], EO: real[EO]}
+            inside = {d: hub for d in (EO, PO, EB, PB, PB2, HUB)}
+            outside = {PB: hub, PB2: hub, EB: hub, HUB: hub, PO: real[PO], EO: real[EO]}
         else:
             inside = dict(real)
             outside = dict(real)
@@ -162,7 +168,8 @@ class World:
     def _prosody_backend(self):
         tls = None
         if not self.hub:
-            tls = fhit.ProsodyTLS(self.pki.ca, {PB: self.pki.leaf("pb", [PB])}, secure=False)
+            crt = self.pki.leaf("pb", [PB, PB2])
+            tls = fhit.ProsodyTLS(self.pki.ca, {PB: crt, PB2: crt}, secure=False)
         extra = ""
         if self.hub:
             # mod_offline on top of fhit's modules: what the hub delivers
@@ -170,9 +177,10 @@ class World:
             extra = prosody_backend_lua(self.h, "dns_in") + \
                 '\nmodules_enabled = { "roster"; "saslauth"; "dialback"; "disco"; "ping"; "posix"; "offline" }\n'
 
-        p = fhit.Prosody(self.h, host=PB, c2s=PORTS["pb_c2s"], s2s=PORTS["pb_s2s"], extra_hosts=(), name="pb",
+        p = fhit.Prosody(self.h, host=PB, c2s=PORTS["pb_c2s"], s2s=PORTS["pb_s2s"], extra_hosts=(PB2,), name="pb",
                          tls=tls, resolv=self.h.path(fhit.resolv_conf_name("dns_in")), extra_global=extra)
         p.register("alice")
+        p.register("erin", host=PB2)
         p.start()
         return p
 
@@ -259,9 +267,8 @@ class World:
 
     async def login_all(self, names=tuple(USERS)):
         User = fhit.make_user_class()
-        ports = {"alice": PORTS["pb_c2s"], "bob": PORTS["eb_c2s"], "carol": PORTS["po_c2s"], "dave": PORTS["eo_c2s"]}
         for n in names:
-            u = self.new_user(User, n, ports[n])
+            u = self.new_user(User, n, PORTS[C2S[n]])
             await u.login(30)
         return self.users
 
@@ -278,8 +285,7 @@ class World:
     async def relogin(self, n):
         """A fresh session for user n (after its server restarted)."""
         self.users[n].close()
-        ports = {"alice": PORTS["pb_c2s"], "bob": PORTS["eb_c2s"], "carol": PORTS["po_c2s"], "dave": PORTS["eo_c2s"]}
-        u = self.new_user(fhit.make_user_class(), n, ports[n])
+        u = self.new_user(fhit.make_user_class(), n, PORTS[C2S[n]])
         await u.login(30)
         return u
 
