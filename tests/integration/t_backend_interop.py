@@ -139,6 +139,20 @@ async def main():
         await gated("order_kept_ejabberd_outside_to_prosody_behind", lambda: burst("dave", "alice"), 30)
         await gated("order_kept_ejabberd_behind_to_prosody_outside", lambda: burst("bob", "carol"), 30)
 
+        def backend_metrics():
+            m = fhit.parse_metrics(fhit.http_get(PORTS["hub_http"], "/metrics")[1])
+            return lambda name, b: m.get('%s{backend="%s"}' % (name, b))
+
+        async def metrics_traffic():
+            m = backend_metrics()
+            for b in ("prosody1", "ejabberd1"):
+                for name in ("fedhub_backend_stanzas_in_total", "fedhub_backend_stanzas_out_total",
+                             "fedhub_backend_links_up"):
+                    check((m(name, b) or 0) > 0, "%s{backend=%s} is %s after the crossings" % (name, b, m(name, b)))
+                check(m("fedhub_backend_bounced_total", b) == 0, "bounced for %s: %s" % (b, m("fedhub_backend_bounced_total", b)))
+                check(m("fedhub_backend_queued", b) == 0, "queued for %s: %s" % (b, m("fedhub_backend_queued", b)))
+        await gated("metrics_count_backend_traffic", metrics_traffic, 10)
+
         async def external():
             # Every (backend domain, outside domain) pair is authenticated both
             # ways on the hub's links; with eo.fhbk (ejabberd without dialback)
@@ -283,6 +297,17 @@ async def main():
             check(not any(x["body"] == token for x in list(alice.inbox._queue)), "the bounced message was delivered too")
             await backends.message_round_trip(alice, u["dave"])
         await gated("prosody_backend_down_past_stall_timeout_bounced", stalled, STALL + 50)
+
+        async def metrics_bounce():
+            m = backend_metrics()
+            check(m("fedhub_backend_bounced_total", "prosody1") == 1,
+                  "fedhub_backend_bounced_total{backend=prosody1} is %s, not the 1 stanza bounced"
+                  % m("fedhub_backend_bounced_total", "prosody1"))
+            check(m("fedhub_backend_bounced_total", "ejabberd1") == 0, "ejabberd1 bounced something")
+            check((m("fedhub_backend_link_failures_total", "prosody1") or 0) > 0,
+                  "no failed link attempt counted while prosody1 was down")
+            check(m("fedhub_backend_queued", "prosody1") == 0, "stanzas still queued for prosody1")
+        await gated("metrics_count_the_bounce_and_the_failures", metrics_bounce, 10)
     finally:
         w.close_users()
         hub.finish("backend")
