@@ -406,17 +406,21 @@ def dns_query(name, qtype, server=DNS_IP, port=53, timeout=1.0):
 RCODE_NXDOMAIN = 3
 
 
-def start_dnsmasq(h, srv, xmpps=None):
+def start_dnsmasq(h, srv, xmpps=None, ip=DNS_IP, name="dnsmasq", tld=TLD, addresses=None):
     """srv: {domain: port} -> _xmpp-server._tcp.DOMAIN SRV DOMAIN:port and
     DOMAIN A 127.0.0.1. xmpps: {domain: port} -> _xmpps-server._tcp.DOMAIN
-    SRV DOMAIN:port (XEP-0368 direct TLS), same priority and weight."""
+    SRV DOMAIN:port (XEP-0368 direct TLS), same priority and weight.
+    ip, name, tld: a further instance (another loopback address, its own
+    NAME.log/.pid/.out, NXDOMAIN below .TLD); its resolv.conf is
+    h.path(resolv_conf_name(name)). addresses: {domain: ip} -> every name
+    at or below DOMAIN has that A record (and no SRV record: NODATA)."""
     if shutil.which("dnsmasq") is None:
         raise RuntimeError("dnsmasq not installed")
     argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
             "--no-resolv", "--no-hosts", "--no-poll",
-            "--listen-address=%s" % DNS_IP, "--bind-interfaces", "--port=53",
-            "--local=/%s/" % TLD, "--pid-file=%s" % h.path("dnsmasq.pid"),
-            "--user=root", "--log-queries", "--log-facility=%s" % h.path("dnsmasq.log")]
+            "--listen-address=%s" % ip, "--bind-interfaces", "--port=53",
+            "--local=/%s/" % tld, "--pid-file=%s" % h.path(name + ".pid"),
+            "--user=root", "--log-queries", "--log-facility=%s" % h.path(name + ".log")]
     for dom, port in srv.items():
         argv.append("--srv-host=_xmpp-server._tcp.%s,%s,%d,0,0" % (dom, dom, port))
         argv.append("--host-record=%s,%s" % (dom, LOOP))
@@ -424,14 +428,19 @@ def start_dnsmasq(h, srv, xmpps=None):
         argv.append("--srv-host=_xmpps-server._tcp.%s,%s,%d,0,0" % (dom, dom, port))
         if dom not in srv:
             argv.append("--host-record=%s,%s" % (dom, LOOP))
-    p = h.spawn("dnsmasq", argv, "dnsmasq.out")
+    for dom, addr in (addresses or {}).items():
+        argv.append("--address=/%s/%s" % (dom, addr))
+    p = h.spawn(name, argv, name + ".out")
     t0 = time.monotonic()
     while time.monotonic() - t0 < 10:
         if p.poll() is not None:
-            h.dump_logs(["dnsmasq.out"])
-            raise RuntimeError("dnsmasq exited with %s (is %s:53 taken?)" % (p.returncode, DNS_IP))
+            h.dump_logs([name + ".out"])
+            raise RuntimeError("dnsmasq exited with %s (is %s:53 taken?)" % (p.returncode, ip))
         try:
-            rcode, ans = dns_query("_xmpp-server._tcp.%s" % next(iter(srv)), "SRV", timeout=0.3)
+            if srv:
+                rcode, ans = dns_query("_xmpp-server._tcp.%s" % next(iter(srv)), "SRV", server=ip, timeout=0.3)
+            else:
+                rcode, ans = dns_query("x.%s" % next(iter(addresses)), "A", server=ip, timeout=0.3)
             if rcode == 0 and ans:
                 break
         except OSError:
@@ -439,9 +448,14 @@ def start_dnsmasq(h, srv, xmpps=None):
         time.sleep(0.1)
     else:
         raise RuntimeError("dnsmasq did not answer")
-    with open(h.path("resolv.conf"), "w") as f:
-        f.write("nameserver %s\noptions timeout:1 attempts:2\n" % DNS_IP)
+    with open(h.path(resolv_conf_name(name)), "w") as f:
+        f.write("nameserver %s\noptions timeout:1 attempts:2\n" % ip)
     return p
+
+
+def resolv_conf_name(dnsmasq_name="dnsmasq"):
+    """The resolv.conf start_dnsmasq() writes for the instance of that name."""
+    return "resolv.conf" if dnsmasq_name == "dnsmasq" else dnsmasq_name + ".resolv.conf"
 
 
 # --------------------------------------------------------------------------
@@ -471,8 +485,8 @@ allow_unencrypted_plain_auth = true
 s2s_require_encryption = {s2s_secure}
 s2s_secure_auth = {s2s_secure}
 s2s_timeout = 20
-unbound = {{ resolvconf = "{dir}/../resolv.conf" }}
-{tls_extra}{vhosts}
+unbound = {{ resolvconf = "{resolv}" }}
+{tls_extra}{extra_global}{vhosts}
 """
 
 
@@ -488,13 +502,17 @@ class ProsodyTLS:
 
 class Prosody:
     def __init__(self, h, host=PRO, c2s=PORTS["pro_c2s"], s2s=PORTS["pro_s2s"], extra_hosts=(PRO2,),
-                 name="prosody", tls=None, bidi=False):
+                 name="prosody", tls=None, bidi=False, resolv=None, extra_global=""):
+        """resolv: the resolv.conf libunbound reads (default: the main
+        dnsmasq's). extra_global: Lua placed after the generated global
+        settings (a later assignment wins) and before the VirtualHosts."""
         self.h, self.host, self.c2s, self.s2s = h, host, c2s, s2s
         self.name, self.tls = name, tls
         self.dir = h.path(name)
         os.makedirs(self.dir + "/data", exist_ok=True)
         self.cfg = os.path.join(self.dir, "prosody.cfg.lua")
-        fmt = dict(dir=self.dir, c2s=c2s, s2s=s2s, s2s_direct="", s2s_secure="false", tls_module="", tls_extra="",
+        fmt = dict(dir=self.dir, c2s=c2s, s2s=s2s, s2s_direct="", resolv=resolv or h.path("resolv.conf"),
+                   extra_global=extra_global + "\n" if extra_global else "", s2s_secure="false", tls_module="", tls_extra="",
                    bidi_module='; "s2s_bidi"' if bidi else "",
                    tls_comment="-- No certificates and no mod_tls: the peer speaks plaintext s2s.",
                    vhosts="\n".join('VirtualHost "%s"' % d for d in (host,) + tuple(extra_hosts)))
@@ -508,8 +526,14 @@ class Prosody:
                        s2s_direct=str(tls.direct_port) if tls.direct_port else "",
                        tls_comment="-- STARTTLS with the test CA's certificates (one per vhost, by file name).",
                        tls_extra='certificates = "%s"\nssl = { cafile = "%s" }\n' % (certdir, tls.cafile))
+        text = PROSODY_CFG.format(**fmt)
+        # An option extra_global sets replaces the generated line (Prosody
+        # warns about an option set twice).
+        for opt in re.findall(r"(?m)^([A-Za-z_][A-Za-z0-9_]*)\s*=", extra_global):
+            head, sep, tail = text.partition(extra_global)
+            text = re.sub(r"(?m)^%s\s*=.*\n" % opt, "", head) + sep + tail
         with open(self.cfg, "w") as f:
-            f.write(PROSODY_CFG.format(**fmt))
+            f.write(text)
         self.proc = None
         self.logs = ["%s/prosody.log" % name, "%s.out" % name]
 
@@ -620,10 +644,15 @@ class EjabberdTLS:
 
 class Ejabberd:
     def __init__(self, h, host=EJD, node="fhit1@localhost", c2s=PORTS["ejd_c2s"], s2s=PORTS["ejd_s2s"],
-                 dist=PORTS["ejd_dist"], extra_hosts=(EJD2,), tls=None):
-        self.h, self.host, self.node = h, host, node
+                 dist=PORTS["ejd_dist"], extra_hosts=(EJD2,), tls=None, name="ejabberd", dns_ip=DNS_IP,
+                 merge=None):
+        """name: its directory and log names (several instances in one run
+        need their own name, node and ports). dns_ip: the DNS server of its
+        resolv.conf. merge: a dict (parsed YAML) deep-merged into the
+        generated ejabberd.yml, its values winning."""
+        self.h, self.host, self.node, self.name = h, host, node, name
         self.c2s, self.s2s, self.dist = c2s, s2s, dist
-        self.dir = h.path("ejabberd")
+        self.dir = h.path(name)
         self.cfgdir = os.path.join(self.dir, "etc")
         self.spool = os.path.join(self.dir, "spool")
         self.logdir = os.path.join(self.dir, "log")
@@ -631,7 +660,7 @@ class Ejabberd:
             os.makedirs(d, exist_ok=True)
         self.resolv = os.path.join(self.dir, "resolv.conf")
         with open(self.resolv, "w") as f:
-            f.write("nameserver %s\noptions timeout:1 attempts:2\n" % DNS_IP)
+            f.write("nameserver %s\noptions timeout:1 attempts:2\n" % dns_ip)
         fmt = dict(certfiles="[]", ca_file="", direct_listener="", starttls="false",
                    dialback_module="  mod_s2s_dialback: {}",
                    starttls_comment="# Plaintext s2s with dialback. With no certificate, 'optional' would still\n"
@@ -652,16 +681,22 @@ class Ejabberd:
             if tls.direct_port:
                 fmt["direct_listener"] = ('  - port: %d\n    ip: "127.0.0.1"\n    module: ejabberd_s2s_in\n'
                                           '    tls: true\n    max_stanza_size: 524288\n' % tls.direct_port)
+        yml = EJABBERD_YML.format(hosts="\n".join("  - %s" % d for d in (host,) + tuple(extra_hosts)),
+                                  c2s=c2s, s2s=s2s, **fmt)
+        if merge:
+            import yaml
+            base = yaml.safe_load(yml)
+            deep_merge(base, merge)
+            yml = "# written by tests/integration/lib/fhit.py (merged)\n" + yaml.safe_dump(base, sort_keys=False)
         with open(os.path.join(self.cfgdir, "ejabberd.yml"), "w") as f:
-            f.write(EJABBERD_YML.format(hosts="\n".join("  - %s" % d for d in (host,) + tuple(extra_hosts)),
-                                        c2s=c2s, s2s=s2s, **fmt))
+            f.write(yml)
         with open(os.path.join(self.cfgdir, "inetrc"), "w") as f:
             f.write(INETRC.format(resolv=self.resolv))
         with open(os.path.join(self.cfgdir, "ejabberdctl.cfg"), "w") as f:
             f.write(EJABBERDCTL_CFG.format(node=node, dist=dist))
         subprocess.run(["chown", "-R", "ejabberd:ejabberd", self.dir], check=True)
         self.proc = None
-        self.logs = ["ejabberd/log/ejabberd.log", "ejabberd/log/error.log", "ejabberd.out"]
+        self.logs = ["%s/log/ejabberd.log" % name, "%s/log/error.log" % name, "%s.out" % name]
 
     def _ctl_argv(self):
         return ["ejabberdctl", "--config-dir", self.cfgdir, "--config", os.path.join(self.cfgdir, "ejabberd.yml"),
@@ -685,7 +720,7 @@ class Ejabberd:
         script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", self.resolv] + \
             self._ctl_argv() + ["foreground"]
-        self.proc = self.h.spawn("ejabberd", argv, "ejabberd.out", cwd=self.dir)
+        self.proc = self.h.spawn(self.name, argv, "%s.out" % self.name, cwd=self.dir)
         self.proc.fhit_stop = self.stop
         if not (wait_port(LOOP, self.c2s, 60, self.proc) and
                 all(wait_port(LOOP, p, 10, self.proc) for p in (self.s2s,) + direct)):
@@ -708,6 +743,17 @@ class Ejabberd:
             log("ejabberdctl stop: %s" % e)
 
 
+def deep_merge(base, over):
+    """Merges dict over into dict base in place: nested dicts merge, any
+    other value of over replaces base's."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
 # --------------------------------------------------------------------------
 # fedhub
 
@@ -716,14 +762,17 @@ def fedhub_binary():
     return b if os.path.isfile(b) and os.access(b, os.X_OK) else None
 
 
-def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tls="optional", domains=None):
+def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tls="optional", domains=None,
+                  ports=None, dns_ip=DNS_IP, hub_domain=HUB, sections=""):
     """s2s_tls: the STARTTLS policy of the s2s listener. domains: {name: (cert,
-    key)}, one [domain] section each, in order."""
-    lines = ["# written by tests/integration/lib/fhit.py", "[hub]", "workers 2", "domain %s" % HUB,
-             "listen s2s %s:%d tls %s" % (LOOP, PORTS["hub_s2s"], s2s_tls),
-             "listen component %s:%d" % (LOOP, PORTS["hub_comp"]),
-             "http %s:%d" % (LOOP, PORTS["hub_http"]),
-             "dns_server %s:53" % DNS_IP,
+    key)}, one [domain] section each, in order. ports, dns_ip, hub_domain:
+    another plan than fhit's. sections: text appended as it is."""
+    ports = ports or PORTS
+    lines = ["# written by tests/integration/lib/fhit.py", "[hub]", "workers 2", "domain %s" % hub_domain,
+             "listen s2s %s:%d tls %s" % (LOOP, ports["hub_s2s"], s2s_tls),
+             "listen component %s:%d" % (LOOP, ports["hub_comp"]),
+             "http %s:%d" % (LOOP, ports["hub_http"]),
+             "dns_server %s:53" % dns_ip,
              "dns_allow_private yes",  # the test DNS points every domain at loopback
              "log_level debug"]
     if extra_hub:
@@ -736,14 +785,16 @@ def fedhub_config(h, components=(ECHO, ECHO2), routes=None, extra_hub="", s2s_tl
         lines += ["[domain %s]" % dom, "cert %s" % cert, "key %s" % key]
     fn = h.path("fedhub.conf")
     with open(fn, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + sections)
     return fn
 
 
 class Fedhub:
-    def __init__(self, h, conf, extra_ports=()):
-        """extra_ports: PORTS keys of further listeners to wait for (hub_s2s_tls)."""
+    def __init__(self, h, conf, extra_ports=(), ports=None):
+        """extra_ports: PORTS keys of further listeners to wait for (hub_s2s_tls).
+        ports: another plan ({key: port}) to look those keys up in."""
         self.h, self.conf = h, conf
+        self.ports = ports or PORTS
         self.keys = ("hub_s2s", "hub_comp", "hub_http") + tuple(extra_ports)
         self.bin = fedhub_binary()
         self.proc = None
@@ -753,10 +804,10 @@ class Fedhub:
         if self.bin is None:
             raise RuntimeError("no fedhub binary (build it with make, or set FEDHUB=path)")
         for k in self.keys:
-            if not port_free(LOOP, PORTS[k]):
-                raise RuntimeError("port %d is taken" % PORTS[k])
+            if not port_free(LOOP, self.ports[k]):
+                raise RuntimeError("port %d is taken" % self.ports[k])
         self.proc = self.h.spawn("fedhub", [self.bin, "-c", self.conf], "fedhub.log")
-        ok = all(wait_port(LOOP, PORTS[k], 10, self.proc) for k in self.keys)
+        ok = all(wait_port(LOOP, self.ports[k], 10, self.proc) for k in self.keys)
         if not ok:
             self.h.dump_logs(self.logs)
             raise RuntimeError("fedhub did not listen (exit status %s)" % self.proc.poll())
