@@ -15,7 +15,7 @@
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNOWN };
+enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_BACKEND, S_UNKNOWN };
 
 #define SB(s)     (1u << (s))
 #define HUB       SB(S_HUB)
@@ -23,6 +23,7 @@ enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_UNKNO
 #define COMPONENT SB(S_COMPONENT)
 #define ROUTE     SB(S_ROUTE)
 #define REMOTE    SB(S_REMOTE)
+#define BACKEND   SB(S_BACKEND)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 extern const char *const cfg_sect_names[];
@@ -33,62 +34,64 @@ struct parser;
 typedef void cfg_handler(struct parser *p, int argc, char **argv);
 
 /* name, sections, repeatable, min values, max values */
-#define CFG_DIRECTIVES(X)                        \
-	X(workers, HUB, 0, 1, 1)                 \
-	X(domain, HUB, 0, 1, 1)                  \
-	X(listen, HUB, 1, 2, 5)                  \
-	X(http, HUB, 0, 1, 1)                    \
-	X(dialback_secret_file, HUB, 0, 1, 1)    \
-	X(log_level, HUB, 0, 1, 1)               \
-	X(log_format, HUB, 0, 1, 1)              \
-	X(log_rate_limit, HUB, 0, 1, 1)          \
-	X(metrics_domains_max, HUB, 0, 1, 1)     \
-	X(max_stanza_size, HUB, 0, 1, 1)         \
-	X(max_stanza_size_preauth, HUB, 0, 1, 1) \
-	X(max_depth, HUB, 0, 1, 1)               \
-	X(max_attrs, HUB, 0, 1, 1)               \
-	X(max_name, HUB, 0, 1, 1)                \
-	X(link_queue_max, HUB, 0, 1, 1)          \
-	X(send_queue_max, HUB, 0, 1, 1)          \
-	X(stall_timeout, HUB, 0, 1, 1)           \
-	X(queue_memory_max, HUB, 0, 1, 1)        \
-	X(source_allowance, HUB, 0, 1, 1)        \
-	X(idle_timeout, HUB, 0, 1, 1)            \
-	X(keepalive_interval, HUB, 0, 1, 1)      \
-	X(connect_timeout, HUB, 0, 1, 1)         \
-	X(retry_min, HUB, 0, 1, 1)               \
-	X(dns_server, HUB, 0, 1, 1)              \
-	X(dns_cache_max, HUB, 0, 1, 1)           \
-	X(dns_ttl_min, HUB, 0, 1, 1)             \
-	X(dns_ttl_max, HUB, 0, 1, 1)             \
-	X(dns_max_inflight, HUB, 0, 1, 1)        \
-	X(ca_file, HUB, 0, 1, 1)                 \
-	X(s2s_tls, HUB, 0, 1, 1)                 \
-	X(s2s_auth, HUB, 0, 1, 1)                \
-	X(remote_allow, HUB, 1, 1, 15)           \
-	X(remote_deny, HUB, 1, 1, 15)            \
-	X(dns_allow_private, HUB, 0, 1, 1)       \
-	X(max_connections, HUB, 0, 1, 1)         \
-	X(max_connections_per_ip, HUB, 0, 1, 1)  \
-	X(connection_rate_per_ip, HUB, 0, 1, 1)  \
-	X(preauth_timeout, HUB, 0, 1, 1)         \
-	X(max_preauth_bytes, HUB, 0, 1, 1)       \
-	X(max_pairs_per_stream, HUB, 0, 1, 1)    \
-	X(max_verify_per_stream, HUB, 0, 1, 1)   \
-	X(max_verify_total, HUB, 0, 1, 1)        \
-	X(proxy_from, HUB, 1, 1, 15)             \
-	X(drain_timeout, HUB, 0, 1, 1)           \
-	X(control_socket, HUB, 0, 1, 1)          \
-	X(link_rate, HUB, 0, 1, 1)               \
-	X(link_stanza_rate, HUB, 0, 1, 1)        \
-	X(remote_rate, HUB, 0, 1, 1)             \
-	X(cert, DOMAIN, 0, 1, 1)                 \
-	X(key, DOMAIN, 0, 1, 1)                  \
-	X(secret, COMPONENT, 0, 1, 1)            \
-	X(connect, ROUTE, 1, 1, 1)               \
-	X(tls, ROUTE | REMOTE, 0, 1, 1)          \
-	X(direct_tls, ROUTE, 0, 1, 1)            \
-	X(auth, REMOTE, 0, 1, 1)
+#define CFG_DIRECTIVES(X)                         \
+	X(workers, HUB, 0, 1, 1)                  \
+	X(domain, HUB | BACKEND, 1, 1, 15)        \
+	X(listen, HUB, 1, 2, 5)                   \
+	X(http, HUB, 0, 1, 1)                     \
+	X(dialback_secret_file, HUB, 0, 1, 1)     \
+	X(log_level, HUB, 0, 1, 1)                \
+	X(log_format, HUB, 0, 1, 1)               \
+	X(log_rate_limit, HUB, 0, 1, 1)           \
+	X(metrics_domains_max, HUB, 0, 1, 1)      \
+	X(max_stanza_size, HUB, 0, 1, 1)          \
+	X(max_stanza_size_preauth, HUB, 0, 1, 1)  \
+	X(max_depth, HUB, 0, 1, 1)                \
+	X(max_attrs, HUB, 0, 1, 1)                \
+	X(max_name, HUB, 0, 1, 1)                 \
+	X(link_queue_max, HUB, 0, 1, 1)           \
+	X(send_queue_max, HUB, 0, 1, 1)           \
+	X(stall_timeout, HUB, 0, 1, 1)            \
+	X(queue_memory_max, HUB, 0, 1, 1)         \
+	X(source_allowance, HUB, 0, 1, 1)         \
+	X(idle_timeout, HUB, 0, 1, 1)             \
+	X(keepalive_interval, HUB, 0, 1, 1)       \
+	X(connect_timeout, HUB, 0, 1, 1)          \
+	X(retry_min, HUB, 0, 1, 1)                \
+	X(dns_server, HUB, 0, 1, 1)               \
+	X(dns_cache_max, HUB, 0, 1, 1)            \
+	X(dns_ttl_min, HUB, 0, 1, 1)              \
+	X(dns_ttl_max, HUB, 0, 1, 1)              \
+	X(dns_max_inflight, HUB, 0, 1, 1)         \
+	X(ca_file, HUB, 0, 1, 1)                  \
+	X(s2s_tls, HUB, 0, 1, 1)                  \
+	X(s2s_auth, HUB, 0, 1, 1)                 \
+	X(remote_allow, HUB, 1, 1, 15)            \
+	X(remote_deny, HUB, 1, 1, 15)             \
+	X(dns_allow_private, HUB, 0, 1, 1)        \
+	X(max_connections, HUB, 0, 1, 1)          \
+	X(max_connections_per_ip, HUB, 0, 1, 1)   \
+	X(connection_rate_per_ip, HUB, 0, 1, 1)   \
+	X(preauth_timeout, HUB, 0, 1, 1)          \
+	X(max_preauth_bytes, HUB, 0, 1, 1)        \
+	X(max_pairs_per_stream, HUB, 0, 1, 1)     \
+	X(max_verify_per_stream, HUB, 0, 1, 1)    \
+	X(max_verify_total, HUB, 0, 1, 1)         \
+	X(proxy_from, HUB, 1, 1, 15)              \
+	X(drain_timeout, HUB, 0, 1, 1)            \
+	X(control_socket, HUB, 0, 1, 1)           \
+	X(link_rate, HUB, 0, 1, 1)                \
+	X(link_stanza_rate, HUB, 0, 1, 1)         \
+	X(remote_rate, HUB, 0, 1, 1)              \
+	X(cert, DOMAIN, 0, 1, 1)                  \
+	X(key, DOMAIN, 0, 1, 1)                   \
+	X(secret, COMPONENT, 0, 1, 1)             \
+	X(connect, ROUTE | BACKEND, 1, 1, 1)      \
+	X(tls, ROUTE | REMOTE | BACKEND, 0, 1, 1) \
+	X(direct_tls, ROUTE, 0, 1, 1)             \
+	X(auth, REMOTE, 0, 1, 1)                  \
+	X(domains, BACKEND, 1, 1, 15)             \
+	X(allow_from, BACKEND, 1, 1, 15)
 
 enum cfg_dir_id {
 #define X(n, s, r, lo, hi) D_##n,
@@ -109,7 +112,7 @@ CFG_DIRECTIVES(X)
  * share one with either, since a static route is for a domain we do not serve.
  * Open addressing: a deployment can hold thousands of domains.
  */
-enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K_REMOTE, K_ACL, K__COUNT };
+enum { K_DOMAIN, K_COMPONENT, K_ROUTE, K_REMOTE, K_ACL, K_BACKEND, K__COUNT };
 
 struct name_ent {
 	char *name;
@@ -146,9 +149,10 @@ struct parser {
 		struct cfg_component k;
 		struct cfg_route r;
 		struct cfg_remote m;
+		struct cfg_backend b;
 	} scratch;
 	bool *route_tls_set; /* per route: `tls` given, else s2s_tls applies */
-	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl;
+	int cap_domains, cap_components, cap_routes, cap_remotes, cap_acl, cap_backends, cap_bdoms;
 	struct name_set names;
 };
 
@@ -176,6 +180,23 @@ static inline struct cfg_remote *cur_remote(struct parser *p)
 {
 	return p->cur < 0 ? &p->scratch.m : &p->c->remotes[p->cur];
 }
+
+static inline struct cfg_backend *cur_backend(struct parser *p)
+{
+	return p->cur < 0 ? &p->scratch.b : &p->c->backends[p->cur];
+}
+
+/* cfg_backend.c: [backend NAME] */
+/* Open [backend NAME] (name as written); sets p->cur. */
+void cfg_backend_open(struct parser *p, const char *name);
+void cfg_backend_close(struct parser *p);
+/* The whole-file checks and the domain index, after the last section. */
+void cfg_backend_final(struct parser *p);
+void cfg_backend_free(struct cfg *c);
+/* [backend]'s `domain`, `connect` and `tls` (the handlers of cfg_dir.c pass them on). */
+void cfg_backend_domain(struct parser *p, int argc, char **argv);
+void cfg_backend_connect(struct parser *p, const char *arg);
+void cfg_backend_tls(struct parser *p, const char *arg);
 
 /* cfg_value.c */
 enum unit { U_NUM, U_BYTES, U_SECONDS };

@@ -53,12 +53,12 @@
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 const char *const cfg_sect_names[] = {
-	NULL, "hub", "domain", "component", "route", "remote", NULL,
+	NULL, "hub", "domain", "component", "route", "remote", "backend", NULL,
 };
 /* Sections that take a NAME. */
-static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE | REMOTE;
+static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE | REMOTE | BACKEND;
 
-const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", NULL};
+const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", "backend", NULL};
 
 /* ---- the directive table ------------------------------------------------ */
 
@@ -187,6 +187,9 @@ static void section_close(struct parser *p)
 			     cfg_tls_mode_name(m->tls));
 		break;
 	}
+	case S_BACKEND:
+		cfg_backend_close(p);
+		break;
 	default:
 		break;
 	}
@@ -281,6 +284,10 @@ static void section_open(struct parser *p, int argc, char **argv)
 	}
 	if (argc != 2) {
 		ERR(p, "[%s NAME] needs exactly one name", argv[0]);
+		return;
+	}
+	if (s == S_BACKEND) { /* a name of the operator's, not a domain */
+		cfg_backend_open(p, argv[1]);
 		return;
 	}
 	if ((s == S_ROUTE    ? cfg_route_name_normalise(argv[1], name, sizeof(name))
@@ -450,7 +457,7 @@ static void parse_directive(struct parser *p, int argc, char **argv)
 	}
 	if (!(d->sections & SB(p->sect))) {
 		const char *home = "";
-		for (int s = S_HUB; s < S_UNKNOWN; s++)
+		for (int s = S_UNKNOWN - 1; s >= S_HUB; s--) /* the first section it belongs in */
 			if (d->sections & SB(s))
 				home = cfg_sect_names[s];
 		ERR(p, "'%s' is not allowed in [%s] (it belongs in [%s%s])", d->name, cfg_sect_names[p->sect], home,
@@ -680,6 +687,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 		route_index_build(c);
 		c->policy = policy_tab_new(c); /* final_checks looks routes up in it */
 		final_checks(&p);
+		cfg_backend_final(&p);
 		if (!c->dialback_secret[0] && random_secret(c->dialback_secret, sizeof(c->dialback_secret)) < 0)
 			perr(&p, 0, "cannot generate a dialback secret: %s", strerror(errno));
 	}
@@ -779,5 +787,6 @@ void cfg_free(struct cfg *c)
 	free(c->acl);
 	policy_tab_free(c->policy);
 	pix_free(&c->route_ix);
+	cfg_backend_free(c);
 	explicit_bzero(c, sizeof(*c));
 }

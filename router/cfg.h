@@ -74,6 +74,27 @@ struct cfg_remote {              /* [remote NAME] or [remote *.SUFFIX]: policy f
 	int line;
 };
 
+/* [backend NAME]: an unmodified XMPP server behind the hub, serving some of
+ * the hosted domains (router/backend.c). */
+#define CFG_BACKEND_CONNECT_MAX 8
+#define CFG_BACKEND_ALLOW_MAX   16
+struct cfg_backend {
+	char name[64];
+	struct cfg_addr connect[CFG_BACKEND_CONNECT_MAX]; /* tried in order */
+	int nconnect;
+	struct proxy_cidr allow[CFG_BACKEND_ALLOW_MAX]; /* its streams' sources */
+	int nallow;                                     /* 0 in the file: the connect addresses */
+	enum cfg_tls_mode tls;                          /* the internal links (default optional) */
+	int ndomains;
+	int line;
+};
+
+struct cfg_bdom { /* one domain a backend serves */
+	char name[CFG_NAME_MAX];
+	int backend; /* index into cfg.backends */
+	int line;
+};
+
 struct cfg_acl {                 /* one remote_allow / remote_deny entry */
 	char name[CFG_NAME_MAX]; /* "example.org" or "*.example.org" */
 	bool allow;
@@ -139,8 +160,8 @@ struct cfg {
 	uint32_t remote_rate;                            /* bytes/s per remote domain per worker; 0 = off */
 	struct proxy_cidr proxy_from[PROXY_MAX_TRUSTED]; /* who may send a PROXY header */
 	int nproxy_from;                                 /* 0: loopback only */
-	uint32_t drain_timeout;      /* s; SIGTERM: time given to queues to flush */
-	char control_socket[108];    /* fedhubctl's Unix socket; empty = off */
+	uint32_t drain_timeout;                          /* s; SIGTERM: time given to queues to flush */
+	char control_socket[108];                        /* fedhubctl's Unix socket; empty = off */
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;
@@ -149,6 +170,11 @@ struct cfg {
 	struct cfg_route *routes;
 	int nroutes;
 	struct pix route_ix; /* routes by name (router/pix.h), built by cfg_parse */
+	struct cfg_backend *backends;
+	int nbackends;
+	struct cfg_bdom *bdoms; /* every backend's domains */
+	int nbdoms;
+	struct pix bdom_ix; /* bdoms by name, built by cfg_parse */
 };
 
 /* Parse text (name is used in messages). On error prints "NAME:LINE: message"
@@ -166,6 +192,15 @@ int cfg_load_default(struct cfg *c, FILE *err);
 /* The [route] for a domain (normalised), or NULL: one hash probe. */
 const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain);
 void cfg_free(struct cfg *c);
+/* The backend serving a domain (normalised), or NULL: one hash probe. */
+const struct cfg_backend *cfg_backend_of(const struct cfg *c, const char *domain);
+/* Is sa one of the sources whose streams are backend b's (allow_from)? */
+bool cfg_backend_allows(const struct cfg_backend *b, const struct sockaddr *sa);
+/* Do two configurations have the same [backend] sections? (reload.c) */
+bool cfg_backend_same(const struct cfg *a, const struct cfg *b);
+/* Replace dst's [backend] sections by copies of src's (control plane:
+ * aborts when out of memory). */
+void cfg_backend_copy(struct cfg *dst, const struct cfg *src);
 extern const char cfg_default_text[];
 
 /* Every directive and section name the parser knows, NULL-terminated. */

@@ -37,6 +37,19 @@ void cfg_d_domain(struct parser *p, int argc, char **argv)
 {
 	char name[CFG_NAME_MAX];
 
+	if (p->sect == S_BACKEND) {
+		cfg_backend_domain(p, argc, argv);
+		return;
+	}
+	/* the table lets it repeat for [backend]; in [hub] it is one name once */
+	if (p->seen[D_domain] != p->line) {
+		ERR(p, "duplicate 'domain' (first at line %d)", p->seen[D_domain]);
+		return;
+	}
+	if (argc != 1) {
+		ERR(p, "'domain' takes 1 value in [hub], got %d", argc);
+		return;
+	}
 	if (cfg_domain_normalise(argv[0], strlen(argv[0]), name, sizeof(name)) < 0)
 		ERR(p, "domain: '%s' is not a valid domain name", argv[0]);
 	else
@@ -489,6 +502,10 @@ void cfg_d_connect(struct parser *p, int argc, char **argv)
 	struct cfg_route *r = cur_route(p);
 	struct cfg_addr a;
 
+	if (p->sect == S_BACKEND) {
+		cfg_backend_connect(p, argv[0]);
+		return;
+	}
 	if (cfg_parse_addr(argv[0], &a, 5269) < 0) {
 		ERR(p, "connect: bad address '%s' (expected IPV4[:PORT] or [IPV6][:PORT])", argv[0]);
 		return;
@@ -502,6 +519,10 @@ void cfg_d_connect(struct parser *p, int argc, char **argv)
 
 void cfg_d_tls(struct parser *p, int argc, char **argv)
 {
+	if (p->sect == S_BACKEND) {
+		cfg_backend_tls(p, argv[0]);
+		return;
+	}
 	if (p->sect == S_REMOTE) {
 		if (cfg_parse_tls_mode(argv[0], &cur_remote(p)->tls) < 0)
 			ERR(p, "tls: '%s' is not one of required, optional, off", argv[0]);

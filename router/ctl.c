@@ -52,6 +52,7 @@
 #include "router/hub.h"
 #include "router/reload.h"
 #include "router/s2s-t.h"
+#include "router/backend.h"
 
 enum q_kind { Q_LINKS = 1, Q_CLOSE, Q_RESOLVE };
 
@@ -165,6 +166,8 @@ static const char *kind_name(enum sess_kind k)
 		return "verify";
 	case SESS_COMP:
 		return "component";
+	case SESS_BACKEND:
+		return "backend";
 	}
 	return "?";
 }
@@ -205,7 +208,9 @@ static void link_record(struct net_conn *c, void *arg)
 	else
 		auth = valid ? "valid" : "pending";
 	const char *tls = (s->tls_on && c->tls) ? tls_version(c->tls) : "none";
-	uint32_t queued = (s->kind == SESS_S2S_OUT && s->link) ? s->link->queued : 0;
+	uint32_t queued = (s->kind == SESS_S2S_OUT && s->link) ? s->link->queued
+			  : s->kind == SESS_BACKEND            ? backend_sess_queued(s)
+							       : 0;
 	uint64_t age = (net_now_ms() - c->born) / 1000;
 	wb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\n", (unsigned long long)c->id, net_worker_id(c->w),
 		  kind_name(s->kind), remotes[0] ? remotes : "-", locals[0] ? locals : "-", auth, tls ? tls : "?",

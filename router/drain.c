@@ -31,6 +31,7 @@
 #include "router/hub.h"
 #include "router/reload.h"
 #include "router/s2s-t.h"
+#include "router/backend.h"
 
 static _Atomic bool active;
 static _Atomic uint64_t ends_at; /* CLOCK_MONOTONIC ms */
@@ -118,6 +119,10 @@ static void drain_conn(struct net_conn *c, void *arg)
 		break;
 	case SESS_S2S_OUT:
 		if (!s->link || s->link->queued)
+			return;
+		break;
+	case SESS_BACKEND:
+		if (backend_sess_queued(s))
 			return;
 		break;
 	default:

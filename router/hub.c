@@ -21,6 +21,7 @@
 #include "router/ctl.h"
 #include "router/reload.h"
 #include "router/shape.h"
+#include "router/backend.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -70,6 +71,7 @@ static void on_tick(struct net_worker *w, uint64_t now)
 		return;
 	last = now;
 	s2s_tick(hubw_of(w), now);
+	backend_tick(hubw_of(w), now);
 }
 
 static void on_turn(struct net_worker *w)
@@ -81,7 +83,7 @@ static void shutdown_conn(struct net_conn *c, void *arg)
 {
 	struct sess *s = c->user;
 	(void)arg;
-	if (!s || s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY)
+	if (!s || s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY || s->kind == SESS_BACKEND)
 		return;
 	sess_stream_error(s, SERR_SYSTEM_SHUTDOWN, NULL);
 }
@@ -90,6 +92,7 @@ static void on_worker_stop(struct net_worker *w)
 {
 	struct hubw *h = hubw_of(w);
 	s2s_shutdown(h);
+	backend_shutdown(h);
 	net_worker_foreach(w, shutdown_conn, NULL);
 }
 
@@ -117,5 +120,9 @@ int hub_fill_table(const struct cfg *c)
 		rc |= rt_set_static(c->components[i].name, RT_COMPONENT);
 	if (c->hub_domain[0])
 		rc |= rt_set_static(c->hub_domain, RT_HUB);
+	/* a backend's domains are hosted here; route.c relays their stanzas */
+	for (int i = 0; i < c->nbdoms; i++)
+		rc |= rt_set_static(c->bdoms[i].name, RT_HOSTED);
+	met_set_backends(c);
 	return rc;
 }

@@ -92,6 +92,7 @@ enum {
 	HUB_MSG_TO_LINK,                   /* a stanza for a remote domain owned by this worker */
 	HUB_MSG_PAUSE,                     /* u.bytes: a struct net_ref of ours: stop reading it */
 	HUB_MSG_RESUME,                    /* ... read it again */
+	HUB_MSG_TO_BACKEND,                /* a stanza for a backend's internal link owned by this worker */
 };
 
 /* hub.c: the router's callbacks for net_init() (workers, max_pending from c). */

@@ -18,6 +18,12 @@
  * and the load balancer's health check, not for the Internet. A response is
  * rendered into a fresh buffer per request; nothing is cached, so what it
  * shows is as fresh as the last store of each worker.
+ *
+ * This file holds the counter blocks, the registry of labelled domains and
+ * the rendering of /metrics and /health. The HTTP endpoint is in
+ * router/met_http.c, the resolver and /proc collectors in router/met_sys.c,
+ * the certificate expiry parser in router/met_cert.c (their shared
+ * internals: router/met-int.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,14 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <dirent.h>
-#include <unistd.h>
-#include <microhttpd.h>
-#include "net/dns.h"
 #include "net/alloc.h"
 #include "net/log.h"
 #include "net/net.h"
 #include "router/met.h"
+#include "router/met-int.h"
 
 static struct {
 	struct met_worker *blocks; /* one per worker */
@@ -45,9 +48,6 @@ static struct {
 	char reason[128]; /* /health "reason"; empty: none */
 
 	pthread_mutex_t lock; /* ready, and blocks against met_init/met_free */
-
-	struct MHD_Daemon *httpd;
-	int port;
 
 	char build_version[64], build_wolfssl[128];
 	bool build_set, build_aesni;
@@ -375,156 +375,10 @@ void met_set_build_info(const char *version, const char *wolfssl, bool aesni)
 	pthread_mutex_unlock(&met.lock);
 }
 
-/* One DER element at *p (bounded by end): its tag, and its contents in
- * [*c, *c + *cn). Returns 0, or -1 when it does not fit. */
-static int der_elem(const uint8_t **p, const uint8_t *end, uint8_t *tag, const uint8_t **c, size_t *cn)
-{
-	const uint8_t *q = *p;
-	size_t len;
-
-	if (end - q < 2)
-		return -1;
-	*tag = *q++;
-	len = *q++;
-	if (len & 0x80) {
-		int k = (int)(len & 0x7f);
-		if (k < 1 || k > 4 || end - q < k)
-			return -1;
-		len = 0;
-		while (k--)
-			len = (len << 8) | *q++;
-	}
-	if ((size_t)(end - q) < len)
-		return -1;
-	*c = q;
-	*cn = len;
-	*p = q + len;
-	return 0;
-}
-
-static int two(const uint8_t *s)
-{
-	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-		return -1;
-	return (s[0] - '0') * 10 + (s[1] - '0');
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-int64_t met_der_not_after(const uint8_t *der, size_t n)
-{
-	const uint8_t *p = der, *end = der + n, *c, *t;
-	size_t cn, tn;
-	uint8_t tag;
-
-	/* Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version
-	 * OPTIONAL, serial, signature, issuer, validity SEQUENCE { notBefore,
-	 * notAfter }, ... } ... } (RFC 5280 §4.1) */
-	if (der_elem(&p, end, &tag, &c, &cn) < 0 || tag != 0x30)
-		return -1;
-	p = c;
-	end = c + cn;
-	if (der_elem(&p, end, &tag, &c, &cn) < 0 || tag != 0x30)
-		return -1;
-	p = c;
-	end = c + cn;
-	if (der_elem(&p, end, &tag, &c, &cn) < 0)
-		return -1;
-	if (tag == 0xa0 && der_elem(&p, end, &tag, &c, &cn) < 0) /* version, then serial */
-		return -1;
-	if (der_elem(&p, end, &tag, &c, &cn) < 0 || der_elem(&p, end, &tag, &c, &cn) < 0) /* signature, issuer */
-		return -1;
-	if (der_elem(&p, end, &tag, &c, &cn) < 0 || tag != 0x30) /* validity */
-		return -1;
-	p = c;
-	end = c + cn;
-	if (der_elem(&p, end, &tag, &c, &cn) < 0 || der_elem(&p, end, &tag, &t, &tn) < 0)
-		return -1;
-	/* UTCTime YYMMDDHHMMSSZ (RFC 5280 §4.1.2.5.1) or GeneralizedTime YYYYMMDDHHMMSSZ */
-	int64_t year;
-	if (tag == 0x17 && tn == 13 && t[12] == 'Z') {
-		int yy = two(t);
-		if (yy < 0)
-			return -1;
-		year = yy >= 50 ? 1900 + yy : 2000 + yy;
-		t += 2;
-	} else if (tag == 0x18 && tn == 15 && t[14] == 'Z') {
-		int hi = two(t), lo = two(t + 2);
-		if (hi < 0 || lo < 0)
-			return -1;
-		year = hi * 100 + lo;
-		t += 4;
-	} else {
-		return -1;
-	}
-	int mo = two(t), d = two(t + 2), hh = two(t + 4), mm = two(t + 6), ss = two(t + 8);
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
-		return -1;
-	return days_from_civil(year, mo, d) * 86400 + hh * 3600 + mm * 60 + ss;
-}
-
-static int b64val(int ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
 int met_cert_expiry_file(const char *domain, const char *path)
 {
-	static const char begin[] = "-----BEGIN CERTIFICATE-----", fin[] = "-----END CERTIFICATE-----";
-	FILE *f = fopen(path, "re");
-	char *pem, *a, *z;
-	uint8_t *der;
-	size_t n = 0, dn = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	int64_t t;
+	int64_t t = met_pem_not_after(path);
 
-	if (!f)
-		return -1;
-	pem = xmalloc(1 << 20);
-	n = fread(pem, 1, (1 << 20) - 1, f);
-	fclose(f);
-	pem[n] = 0;
-	a = strstr(pem, begin);
-	z = a ? strstr(a, fin) : NULL;
-	if (!z) {
-		free(pem);
-		return -1;
-	}
-	der = xmalloc(n);
-	for (a += sizeof(begin) - 1; a < z; a++) {
-		int v = b64val((unsigned char)*a);
-		if (v < 0)
-			continue; /* line breaks, padding */
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			der[dn++] = (uint8_t)(acc >> bits);
-		}
-	}
-	t = met_der_not_after(der, dn);
-	free(der);
-	free(pem);
 	if (t < 0)
 		return -1;
 	pthread_mutex_lock(&met.lock);
@@ -555,15 +409,8 @@ static uint64_t uptime_s(void)
 
 /* ---- rendering ----------------------------------------------------------- */
 
-/* An appender that counts what it could not write, like snprintf. */
-struct out {
-	char *p;
-	size_t cap, len;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct out *o, const char *fmt, ...)
+/* The appender (met-int.h). */
+void met_put(struct met_out *o, const char *fmt, ...)
 {
 	va_list ap;
 	size_t room = o->len < o->cap ? o->cap - o->len : 0;
@@ -576,45 +423,19 @@ static void put(struct out *o, const char *fmt, ...)
 		o->len += (size_t)n;
 }
 
-static void metric(struct out *o, const char *name, const char *suffix, const char *type, const char *help, uint64_t v)
+void met_metric(struct met_out *o, const char *name, const char *suffix, const char *type, const char *help, uint64_t v)
 {
-	put(o, "# HELP fedhub_%s%s %s\n# TYPE fedhub_%s%s %s\nfedhub_%s%s %llu\n", name, suffix, help, name, suffix,
-	    type, name, suffix, (unsigned long long)v);
+	met_put(o, "# HELP fedhub_%s%s %s\n# TYPE fedhub_%s%s %s\nfedhub_%s%s %llu\n", name, suffix, help, name, suffix,
+		type, name, suffix, (unsigned long long)v);
 }
 
 /* One metric with a label taking n values. */
-static void metric_by(struct out *o, const char *name, const char *type, const char *help, const char *label,
-		      const char *const *vals, const uint64_t *v, int n)
+void met_metric_by(struct met_out *o, const char *name, const char *type, const char *help, const char *label,
+		   const char *const *vals, const uint64_t *v, int n)
 {
-	put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s %s\n", name, help, name, type);
+	met_put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s %s\n", name, help, name, type);
 	for (int i = 0; i < n; i++)
-		put(o, "fedhub_%s{%s=\"%s\"} %llu\n", name, label, vals[i], (unsigned long long)v[i]);
-}
-
-/* The resolver's counters (net/dns.c, on the control thread). */
-static void render_dns(struct out *o)
-{
-	struct dns_stats d;
-	dns_stats_get(&d);
-	metric(o, "dns_lookups", "_total", "counter", "name lookups asked for by workers", d.lookups);
-	metric_by(o, "dns_cache_hits_total", "counter", "lookups answered from the DNS cache", "kind",
-		  (const char *const[]){"answer", "failure"}, (const uint64_t[]){d.hits, d.hits_negative}, 2);
-	metric(o, "dns_cache_misses", "_total", "counter", "lookups not answered from the DNS cache", d.misses);
-	metric(o, "dns_merged", "_total", "counter", "lookups that joined one already under way for the same domain",
-	       d.merged);
-	metric_by(o, "dns_queries_sent_total", "counter", "queries sent to the DNS server (addr: one A + AAAA lookup)",
-		  "kind", (const char *const[]){"srv", "addr"}, (const uint64_t[]){d.queries_srv, d.queries_addr}, 2);
-	metric(o, "dns_retries", "_total", "counter", "lookups tried again after a timeout", d.retries);
-	metric_by(o, "dns_lookup_failures_total", "counter", "lookups that failed, by reason", "kind",
-		  (const char *const[]){"nxdomain", "timeout", "error"},
-		  (const uint64_t[]){d.fail_nxdomain, d.fail_timeout, d.fail_error}, 3);
-	metric(o, "dns_cache_evictions", "_total", "counter", "DNS cache entries reused for another domain",
-	       d.evictions);
-	metric(o, "dns_inflight", "", "gauge", "domains being resolved", d.inflight);
-	metric(o, "dns_inflight_peak", "", "gauge",
-	       "the most domains ever resolved at once (dns_max_inflight bounds it)", d.inflight_peak);
-	metric(o, "dns_queued", "", "gauge", "domains waiting to be resolved (for a slot or a retry)", d.queued);
-	metric(o, "dns_cache_entries", "", "gauge", "entries in the DNS cache (answers and failures)", d.cache_entries);
+		met_put(o, "fedhub_%s{%s=\"%s\"} %llu\n", name, label, vals[i], (unsigned long long)v[i]);
 }
 
 static uint64_t sum_field(size_t off)
@@ -658,21 +479,21 @@ static const char *esc(const char *in, char *tmp, size_t cap)
 	return tmp;
 }
 
-static void head(struct out *o, const char *name, const char *type, const char *help)
+static void head(struct met_out *o, const char *name, const char *type, const char *help)
 {
-	put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s %s\n", name, help, name, type);
+	met_put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s %s\n", name, help, name, type);
 }
 
 /* Sum of a uint64 at byte offset off of every worker block. */
 #define SUM(expr) sum_field(offsetof(struct met_worker, expr))
 
-static void render_labelled(struct out *o)
+static void render_labelled(struct met_out *o)
 {
 	head(o, "connections_open", "gauge",
 	     "connections open by direction, from accept or connect to close (a stream need not be open)");
 	for (int d = 0; d < MET_DIR_N; d++)
-		put(o, "fedhub_connections_open{direction=\"%s\"} %llu\n", dir_names[d],
-		    (unsigned long long)SUM(conns_dir[d]));
+		met_put(o, "fedhub_connections_open{direction=\"%s\"} %llu\n", dir_names[d],
+			(unsigned long long)SUM(conns_dir[d]));
 	head(o, "links_authenticated", "gauge",
 	     "connections whose stream is authenticated, by direction, auth and TLS version");
 	for (int d = 0; d < MET_DIR_N; d++)
@@ -680,10 +501,10 @@ static void render_labelled(struct out *o)
 			for (int t = 0; t < MET_TLS_N; t++) {
 				uint64_t v = SUM(links_up[d][a][t]);
 				if (v)
-					put(o,
-					    "fedhub_links_authenticated{direction=\"%s\",auth=\"%s\",tls=\"%s\"} "
-					    "%llu\n",
-					    dir_names[d], auth_names[a], tls_names[t], (unsigned long long)v);
+					met_put(o,
+						"fedhub_links_authenticated{direction=\"%s\",auth=\"%s\",tls=\"%s\"} "
+						"%llu\n",
+						dir_names[d], auth_names[a], tls_names[t], (unsigned long long)v);
 			}
 	head(o, "link_authentications_total", "counter",
 	     "domain pairs or components authenticated, by direction and auth method");
@@ -691,43 +512,45 @@ static void render_labelled(struct out *o)
 		for (int a = 0; a < MET_AUTH_N; a++) {
 			uint64_t v = SUM(links_auth[d][a]);
 			if (v || auth_used[d] & (1u << a))
-				put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n",
-				    dir_names[d], auth_names[a], (unsigned long long)v);
+				met_put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n",
+					dir_names[d], auth_names[a], (unsigned long long)v);
 		}
 	head(o, "stanzas_received_total", "counter", "stanzas received from peers and components, by link direction");
 	for (int d = 0; d < MET_DIR_N; d++)
-		put(o, "fedhub_stanzas_received_total{direction=\"%s\"} %llu\n", dir_names[d],
-		    (unsigned long long)SUM(stanzas_dir[0][d]));
+		met_put(o, "fedhub_stanzas_received_total{direction=\"%s\"} %llu\n", dir_names[d],
+			(unsigned long long)SUM(stanzas_dir[0][d]));
 	head(o, "stanzas_sent_total", "counter", "stanzas queued to peers and components, by link direction");
 	for (int d = 0; d < MET_DIR_N; d++)
-		put(o, "fedhub_stanzas_sent_total{direction=\"%s\"} %llu\n", dir_names[d],
-		    (unsigned long long)SUM(stanzas_dir[1][d]));
+		met_put(o, "fedhub_stanzas_sent_total{direction=\"%s\"} %llu\n", dir_names[d],
+			(unsigned long long)SUM(stanzas_dir[1][d]));
 	head(o, "stanzas_generated_total", "counter",
 	     "stanzas the hub generated (bounces, answers to stanzas for its own domain)");
 	for (int g = 0; g < MET_GEN_N; g++)
-		put(o, "fedhub_stanzas_generated_total{kind=\"%s\"} %llu\n", gen_names[g],
-		    (unsigned long long)SUM(generated[g]));
+		met_put(o, "fedhub_stanzas_generated_total{kind=\"%s\"} %llu\n", gen_names[g],
+			(unsigned long long)SUM(generated[g]));
 	head(o, "received_bytes_total", "counter", "XML bytes received (after TLS), by link direction");
 	for (int d = 0; d < MET_DIR_N; d++)
-		put(o, "fedhub_received_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-		    (unsigned long long)SUM(bytes_dir[0][d]));
+		met_put(o, "fedhub_received_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
+			(unsigned long long)SUM(bytes_dir[0][d]));
 	head(o, "sent_bytes_total", "counter", "XML bytes queued to send (before TLS), by link direction");
 	for (int d = 0; d < MET_DIR_N; d++)
-		put(o, "fedhub_sent_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-		    (unsigned long long)SUM(bytes_dir[1][d]));
+		met_put(o, "fedhub_sent_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
+			(unsigned long long)SUM(bytes_dir[1][d]));
 	head(o, "bounces_total", "counter", "stanzas bounced to their sender, by stanza error condition");
 	for (int c = 0; c < MET_COND_N; c++) {
 		uint64_t v = SUM(bounces[c]);
 		if (v)
-			put(o, "fedhub_bounces_total{condition=\"%s\"} %llu\n", cond_names[c], (unsigned long long)v);
+			met_put(o, "fedhub_bounces_total{condition=\"%s\"} %llu\n", cond_names[c],
+				(unsigned long long)v);
 	}
 	head(o, "stream_errors_by_condition_total", "counter", "stream errors sent and received, by condition");
 	for (int s = 0; s < 2; s++)
 		for (int c = 0; c < MET_COND_N; c++) {
 			uint64_t v = SUM(stream_errors[s][c]);
 			if (v)
-				put(o, "fedhub_stream_errors_by_condition_total{side=\"%s\",condition=\"%s\"} %llu\n",
-				    s ? "sent" : "received", cond_names[c], (unsigned long long)v);
+				met_put(o,
+					"fedhub_stream_errors_by_condition_total{side=\"%s\",condition=\"%s\"} %llu\n",
+					s ? "sent" : "received", cond_names[c], (unsigned long long)v);
 		}
 }
 
@@ -741,7 +564,7 @@ static uint64_t sum_dom(uint32_t i, size_t off)
 }
 
 /* Per-domain series: the registered domains, then "_other" per kind. */
-static void render_domains(struct out *o)
+static void render_domains(struct met_out *o)
 {
 	static const struct {
 		const char *name, *type, *help;
@@ -760,8 +583,8 @@ static void render_domains(struct out *o)
 	uint32_t n = __atomic_load_n(&reg.n, __ATOMIC_ACQUIRE);
 	char e[2 * CFG_NAME_MAX];
 
-	metric(o, "metrics_domains_max", "", "gauge", "the cap on labelled domains (metrics_domains_max)", reg.max);
-	metric(o, "metrics_domains", "", "gauge", "domains with labelled series (the rest: domain=\"_other\")", n);
+	met_metric(o, "metrics_domains_max", "", "gauge", "the cap on labelled domains (metrics_domains_max)", reg.max);
+	met_metric(o, "metrics_domains", "", "gauge", "domains with labelled series (the rest: domain=\"_other\")", n);
 	if (!reg.names || !met.blocks)
 		return;
 	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
@@ -772,12 +595,12 @@ static void render_domains(struct out *o)
 			uint32_t i = j < n ? j : reg.max + (j - n);
 			const struct dom_name *d = &reg.names[i];
 			if (fam[f].dir >= 0)
-				put(o, "fedhub_%s{kind=\"%s\",domain=\"%s\",direction=\"%s\"} %llu\n", name,
-				    kind_names[d->kind], esc(d->name, e, sizeof(e)), fam[f].dir ? "out" : "in",
-				    (unsigned long long)sum_dom(i, fam[f].off));
+				met_put(o, "fedhub_%s{kind=\"%s\",domain=\"%s\",direction=\"%s\"} %llu\n", name,
+					kind_names[d->kind], esc(d->name, e, sizeof(e)), fam[f].dir ? "out" : "in",
+					(unsigned long long)sum_dom(i, fam[f].off));
 			else
-				put(o, "fedhub_%s{kind=\"%s\",domain=\"%s\"} %llu\n", name, kind_names[d->kind],
-				    esc(d->name, e, sizeof(e)), (unsigned long long)sum_dom(i, fam[f].off));
+				met_put(o, "fedhub_%s{kind=\"%s\",domain=\"%s\"} %llu\n", name, kind_names[d->kind],
+					esc(d->name, e, sizeof(e)), (unsigned long long)sum_dom(i, fam[f].off));
 		}
 	}
 	head(o, "domain_last_error_info", "gauge",
@@ -786,82 +609,27 @@ static void render_domains(struct out *o)
 		uint32_t i = j < n ? j : reg.max + (j - n);
 		int le = __atomic_load_n(&reg.names[i].last_err, __ATOMIC_RELAXED);
 		if (le > 0)
-			put(o, "fedhub_domain_last_error_info{kind=\"%s\",domain=\"%s\",condition=\"%s\"} 1\n",
-			    kind_names[reg.names[i].kind], esc(reg.names[i].name, e, sizeof(e)), cond_names[le - 1]);
+			met_put(o, "fedhub_domain_last_error_info{kind=\"%s\",domain=\"%s\",condition=\"%s\"} 1\n",
+				kind_names[reg.names[i].kind], esc(reg.names[i].name, e, sizeof(e)),
+				cond_names[le - 1]);
 	}
 }
 
-static void render_static(struct out *o)
+static void render_static(struct met_out *o)
 {
 	char a[256], b[256];
 
 	if (met.build_set) {
 		head(o, "build_info", "gauge", "the build (always 1)");
-		put(o, "fedhub_build_info{version=\"%s\",wolfssl=\"%s\",aesni=\"%s\"} 1\n",
-		    esc(met.build_version, a, sizeof(a)), esc(met.build_wolfssl, b, sizeof(b)),
-		    met.build_aesni ? "yes" : "no");
+		met_put(o, "fedhub_build_info{version=\"%s\",wolfssl=\"%s\",aesni=\"%s\"} 1\n",
+			esc(met.build_version, a, sizeof(a)), esc(met.build_wolfssl, b, sizeof(b)),
+			met.build_aesni ? "yes" : "no");
 	}
 	if (certs.n) {
 		head(o, "cert_expiry_seconds", "gauge", "notAfter of each hosted domain's certificate (Unix time)");
 		for (size_t i = 0; i < certs.n; i++)
-			put(o, "fedhub_cert_expiry_seconds{domain=\"%s\"} %lld\n", esc(certs.domain[i], a, sizeof(a)),
-			    (long long)certs.not_after[i]);
-	}
-}
-
-/* Process metrics from /proc (read at scrape, on the HTTP thread). */
-static void render_process(struct out *o)
-{
-	char buf[1024], *p;
-	unsigned long long ut, st, start, rss;
-	long tck = sysconf(_SC_CLK_TCK), pg = sysconf(_SC_PAGESIZE);
-	FILE *f;
-	size_t n;
-
-	f = fopen("/proc/self/stat", "re");
-	n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n] = 0;
-	/* fields after "(comm)": state is 3rd; utime 14, stime 15, starttime 22 */
-	p = strrchr(buf, ')');
-	if (p && tck > 0 &&
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu", &ut,
-		   &st, &start) == 3) {
-		put(o,
-		    "# HELP fedhub_process_cpu_seconds_total user and system CPU time\n"
-		    "# TYPE fedhub_process_cpu_seconds_total counter\nfedhub_process_cpu_seconds_total %.2f\n",
-		    (double)(ut + st) / (double)tck);
-		unsigned long long btime = 0;
-		char line[256];
-		if ((f = fopen("/proc/stat", "re"))) {
-			while (fgets(line, sizeof(line), f))
-				if (sscanf(line, "btime %llu", &btime) == 1)
-					break;
-			fclose(f);
-		}
-		if (btime)
-			put(o,
-			    "# HELP fedhub_process_start_time_seconds start time of the process (Unix time)\n"
-			    "# TYPE fedhub_process_start_time_seconds gauge\nfedhub_process_start_time_seconds %.2f\n",
-			    (double)btime + (double)start / (double)tck);
-	}
-	if ((f = fopen("/proc/self/statm", "re"))) {
-		if (fscanf(f, "%*u %llu", &rss) == 1)
-			metric(o, "process_resident_memory", "_bytes", "gauge", "resident set size",
-			       (uint64_t)rss * (uint64_t)pg);
-		fclose(f);
-	}
-	DIR *d = opendir("/proc/self/fd");
-	if (d) {
-		uint64_t fds = 0;
-		struct dirent *de;
-		while ((de = readdir(d)))
-			if (de->d_name[0] != '.')
-				fds++;
-		closedir(d);
-		metric(o, "process_open_fds", "", "gauge", "open file descriptors",
-		       fds ? fds - 1 : 0); /* not ours: the dir */
+			met_put(o, "fedhub_cert_expiry_seconds{domain=\"%s\"} %lld\n",
+				esc(certs.domain[i], a, sizeof(a)), (long long)certs.not_after[i]);
 	}
 }
 
@@ -890,7 +658,7 @@ void met_flow_publish(struct met_worker *w, const struct met_flow *f, int n)
 /* Per-destination flow queue depth: a consistent copy of each worker's list
  * (retried while the worker writes it). */
 #define NET_FLOW_WORKERS_MAX 64
-static void render_flow(struct out *o)
+static void render_flow(struct met_out *o)
 {
 	static const char *const names[] = {"flow_dest_queue_stanzas", "flow_dest_queue_bytes",
 					    "flow_dest_paused_sources"};
@@ -925,50 +693,55 @@ static void render_flow(struct out *o)
 		}
 	}
 	for (int m = 0; m < 3; m++) {
-		put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s gauge\n", names[m], helps[m], names[m]);
+		met_put(o, "# HELP fedhub_%s %s\n# TYPE fedhub_%s gauge\n", names[m], helps[m], names[m]);
 		for (int w = 0; w < nw; w++)
 			for (uint32_t i = 0; i < nf[w]; i++) {
 				uint64_t v = m == 0 ? f[w][i].stanzas : m == 1 ? f[w][i].bytes : f[w][i].paused;
-				put(o, "fedhub_%s{dest=\"", names[m]);
+				met_put(o, "fedhub_%s{dest=\"", names[m]);
 				/* a domain is [a-z0-9.-]; anything else would break the label */
 				for (const char *c = f[w][i].dest; *c; c++)
-					put(o, "%c", (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) ? '_' : *c);
-				put(o, "\",worker=\"%d\"} %llu\n", w, (unsigned long long)v);
+					met_put(o, "%c",
+						(*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) ? '_' : *c);
+				met_put(o, "\",worker=\"%d\"} %llu\n", w, (unsigned long long)v);
 			}
 	}
 }
 
 size_t met_render(char *buf, size_t cap)
 {
-	struct out o = {buf, cap, 0};
+	struct met_out o = {buf, cap, 0};
 
 	pthread_mutex_lock(&met.lock);
-#define MET_LINE(name, help) metric(&o, #name, "_total", "counter", help, sum_field(offsetof(struct met_worker, name)));
+#define MET_LINE(name, help) \
+	met_metric(&o, #name, "_total", "counter", help, sum_field(offsetof(struct met_worker, name)));
 	MET_COUNTERS(MET_LINE)
 	MET_COUNTERS_IN(MET_LINE)
 #undef MET_LINE
-	metric(&o, "proxy_untrusted", "_total", "counter",
-	       "connections refused: PROXY protocol header expected from a source not in proxy_from",
-	       net_proxy_refused());
-	metric(&o, "starttls_discarded_bytes", "_total", "counter",
-	       "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
-	metric(&o, "conns_open", "", "gauge", "connections open", sum_field(offsetof(struct met_worker, conns_open)));
-	metric(&o, "flow_paused_sources", "", "gauge", "source connections not read now (their destination is full)",
-	       sum_field(offsetof(struct met_worker, flow_paused_sources)));
-	metric(&o, "flow_queue_bytes", "", "gauge",
-	       "bytes of stanzas waiting in flow queues (queue_memory_max bounds it)",
-	       sum_field(offsetof(struct met_worker, flow_queue_bytes)));
-	metric(&o, "flow_queue_stanzas", "", "gauge", "stanzas waiting in flow queues",
-	       sum_field(offsetof(struct met_worker, flow_queue_stanzas)));
+	met_metric(&o, "proxy_untrusted", "_total", "counter",
+		   "connections refused: PROXY protocol header expected from a source not in proxy_from",
+		   net_proxy_refused());
+	met_metric(&o, "starttls_discarded_bytes", "_total", "counter",
+		   "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
+	met_metric(&o, "conns_open", "", "gauge", "connections open",
+		   sum_field(offsetof(struct met_worker, conns_open)));
+	met_metric(&o, "flow_paused_sources", "", "gauge",
+		   "source connections not read now (their destination is full)",
+		   sum_field(offsetof(struct met_worker, flow_paused_sources)));
+	met_metric(&o, "flow_queue_bytes", "", "gauge",
+		   "bytes of stanzas waiting in flow queues (queue_memory_max bounds it)",
+		   sum_field(offsetof(struct met_worker, flow_queue_bytes)));
+	met_metric(&o, "flow_queue_stanzas", "", "gauge", "stanzas waiting in flow queues",
+		   sum_field(offsetof(struct met_worker, flow_queue_stanzas)));
 	render_flow(&o);
-	metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
-	metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
-	metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
+	met_metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
+	met_metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
+	met_metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
 	render_labelled(&o);
 	render_domains(&o);
 	render_static(&o);
-	render_process(&o);
-	render_dns(&o);
+	met_render_process(&o);
+	met_render_dns(&o);
+	met_render_backends(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;
@@ -976,185 +749,39 @@ size_t met_render(char *buf, size_t cap)
 }
 
 /* RFC 8259 §7 string escaping. */
-static void put_json_str(struct out *o, const char *s)
+static void put_json_str(struct met_out *o, const char *s)
 {
-	put(o, "\"");
+	met_put(o, "\"");
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if (ch == '"' || ch == '\\')
-			put(o, "\\%c", ch);
+			met_put(o, "\\%c", ch);
 		else if (ch < 0x20)
-			put(o, "\\u%04x", ch);
+			met_put(o, "\\u%04x", ch);
 		else
-			put(o, "%c", ch);
+			met_put(o, "%c", ch);
 	}
-	put(o, "\"");
+	met_put(o, "\"");
 }
 
 size_t met_render_health(char *buf, size_t cap, bool *ok)
 {
-	struct out o = {buf, cap, 0};
+	struct met_out o = {buf, cap, 0};
 
 	pthread_mutex_lock(&met.lock);
 	*ok = met.ready;
-	put(&o, "{\"status\":");
+	met_put(&o, "{\"status\":");
 	put_json_str(&o, met.ready ? "ok" : met.state[0] ? met.state : "unavailable");
 	if (met.reason[0]) {
-		put(&o, ",\"reason\":");
+		met_put(&o, ",\"reason\":");
 		put_json_str(&o, met.reason);
 	}
-	put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
+	met_put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
 	pthread_mutex_unlock(&met.lock);
-	put(&o, "}");
+	met_put(&o, "}");
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;
 	return o.len;
-}
-
-/* ---- HTTP ---------------------------------------------------------------- */
-
-/* Render with `fn` into a malloc'd buffer sized to fit. */
-static char *render_alloc(size_t (*fn)(char *, size_t, bool *), bool *ok, size_t *len)
-{
-	size_t cap = 8192;
-
-	for (;;) {
-		char *b = malloc(cap);
-		if (!b)
-			return NULL;
-		*len = fn(b, cap, ok);
-		if (*len < cap)
-			return b;
-		free(b);
-		cap = *len + 1024; /* counters may have grown meanwhile */
-	}
-}
-
-static size_t render_metrics(char *buf, size_t cap, bool *ok)
-{
-	*ok = true;
-	return met_render(buf, cap);
-}
-
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, size_t len)
-{
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	ret = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
-{
-	char *b = strdup(text);
-
-	if (!b)
-		return MHD_NO;
-	return reply(conn, status, "text/plain; charset=utf-8", b, strlen(b));
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-				  const char *version, const char *upload_data, size_t *upload_data_size,
-				  void **req_cls)
-{
-	bool is_health = !strcmp(url, "/health"), is_metrics = !strcmp(url, "/metrics");
-	bool ok;
-	size_t len;
-	char *body;
-
-	if (!is_health && !is_metrics)
-		return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
-	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD)) {
-		struct MHD_Response *r;
-		enum MHD_Result ret;
-		/* Answer at once, without reading a request body. */
-		r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-		if (!r)
-			return MHD_NO;
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-		ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-		MHD_destroy_response(r);
-		return ret;
-	}
-	if (is_health) {
-		body = render_alloc(met_render_health, &ok, &len);
-		if (!body)
-			return MHD_NO;
-		return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body, len);
-	}
-	body = render_alloc(render_metrics, &ok, &len);
-	if (!body)
-		return MHD_NO;
-	/* The content type Prometheus expects for its text exposition format. */
-	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
-}
-
-static void on_mhd_error(void *cls, const char *fmt, va_list ap)
-{
-	char msg[256];
-	size_t n;
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	n = strlen(msg);
-	while (n && msg[n - 1] == '\n')
-		msg[--n] = 0;
-	log_warn(0, "http: %s", msg);
-}
-
-int met_http_start(const struct cfg_addr *addr)
-{
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-	const union MHD_DaemonInfo *info;
-	char host[64];
-	bool v6;
-
-	if (met.httpd)
-		return -EALREADY;
-	if (!addr || addr->len == 0)
-		return -EINVAL;
-	v6 = addr->ss.ss_family == AF_INET6;
-	if (v6)
-		flags |= MHD_USE_IPv6;
-	met.httpd = MHD_start_daemon(
-		flags, (uint16_t)cfg_addr_port(addr), NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-		on_mhd_error, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr->ss,
-		/* SO_REUSEPORT, like the listeners: a --takeover hand-over shares the port */
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-		/* a scraper and a health checker, not a crowd */
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
-	if (!met.httpd) {
-		log_error(0, "http: cannot listen on %s", addr->text);
-		return -EADDRNOTAVAIL;
-	}
-	info = MHD_get_daemon_info(met.httpd, MHD_DAEMON_INFO_BIND_PORT);
-	met.port = info ? info->port : cfg_addr_port(addr);
-	if (cfg_addr_host(addr, host, sizeof(host)) < 0)
-		strcpy(host, "?");
-	log_info(0, "http: /health and /metrics on %s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", met.port);
-	return 0;
-}
-
-int met_http_port(void)
-{
-	return met.httpd ? met.port : 0;
-}
-
-void met_http_stop(void)
-{
-	if (!met.httpd)
-		return;
-	MHD_stop_daemon(met.httpd);
-	met.httpd = NULL;
-	met.port = 0;
 }
 
 void met_free(void)

@@ -90,6 +90,19 @@ struct met_link {
 	bool open, up;
 };
 
+/* Per-backend counters of one worker ([backend NAME], router/backend.c),
+ * indexed by the backend's position in the configuration; backends past
+ * MET_BACKENDS_MAX share the last slot (backend="_other"). */
+#define MET_BACKENDS_MAX 64
+struct met_backend {
+	uint64_t links_up;    /* gauge: internal links with a pair authenticated */
+	uint64_t stanzas_in;  /* relayed to the backend */
+	uint64_t stanzas_out; /* received from it (transit or to hosted domains) */
+	uint64_t queued;      /* gauge: stanzas waiting for its links */
+	uint64_t bounced;     /* stanzas for it bounced */
+	uint64_t link_failed; /* attempts at a link that failed */
+};
+
 struct met_worker {
 #define MET_FIELD(name, help) uint64_t name;
 	MET_COUNTERS(MET_FIELD)
@@ -104,6 +117,7 @@ struct met_worker {
 	uint64_t generated[MET_GEN_N];                       /* stanzas the hub made */
 	uint64_t bounces[MET_COND_N];                        /* by stanza error condition */
 	uint64_t stream_errors[2][MET_COND_N];               /* [0] received, [1] sent */
+	struct met_backend bk[MET_BACKENDS_MAX];
 	struct met_dom *dom;          /* met_domains_max + MET_DOM_KIND_N: then one "_other" per kind */
 	uint64_t flow_paused_sources; /* gauge: connections of this worker not read now */
 	uint64_t flow_queue_bytes;    /* gauge: bytes waiting in this worker's flow queues */
@@ -205,6 +219,14 @@ int64_t met_der_not_after(const uint8_t *der, size_t n);
  * (backslash, double quote, newline) into out; returns the length like
  * snprintf. */
 size_t met_escape_label(const char *in, char *out, size_t cap);
+
+/* The backends' names for the labels (met_backend.c); the slot of backend
+ * index i is met_backend_slot(i). Call before the workers start. */
+void met_set_backends(const struct cfg *c);
+static inline int met_backend_slot(int i)
+{
+	return i < MET_BACKENDS_MAX - 1 ? i : MET_BACKENDS_MAX - 1;
+}
 
 /* Stop the endpoint and free the blocks. */
 void met_free(void);

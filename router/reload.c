@@ -16,7 +16,8 @@
  * What changes: hosted domains, components, static routes, certificates,
  * the CA bundle, limits, timers, policy. What cannot change without a
  * restart (listeners, workers, the HTTP endpoint, the control socket, DNS
- * resolver settings, the dialback secret, the hub's domain) is
+ * resolver settings, the dialback secret, the hub's domain, the [backend]
+ * sections) is
  * reported as "needs a restart" and the running value is kept, so the
  * published configuration always describes the process as it runs.
  *
@@ -251,6 +252,7 @@ static int keep_restart_only(const struct cfg *old, struct cfg *nc, FILE *out)
 	      strcpy(nc->dialback_secret, old->dialback_secret)));
 	/* a random secret (no file) is made per load: the running one stays */
 	strcpy(nc->dialback_secret, old->dialback_secret);
+	KEEP("[backend] sections", !cfg_backend_same(old, nc), cfg_backend_copy(nc, old));
 	KEEP("send_queue_max", old->send_queue_max != nc->send_queue_max, nc->send_queue_max = old->send_queue_max);
 	KEEP("dns_server", !addr_same(&old->dns_server, &nc->dns_server), nc->dns_server = old->dns_server);
 	KEEP("dns_cache_max / dns_ttl_min / dns_ttl_max / dns_max_inflight",
@@ -394,7 +396,8 @@ int reload_run(const char *why, FILE *out)
 	rcu_thread_online();
 	for (int i = 0; i < old->ndomains; i++) {
 		const char *d = old->domains[i].name;
-		if (!find_domain(nc, d) && !find_component(nc, d) && strcmp(d, nc->hub_domain)) {
+		if (!find_domain(nc, d) && !find_component(nc, d) && strcmp(d, nc->hub_domain) &&
+		    !cfg_backend_of(nc, d)) {
 			rt_del_static(d);
 			removed = true;
 		}
@@ -458,6 +461,8 @@ static void sweep_conn(struct net_conn *c, void *arg)
 	const struct rt_route *r = rt_lookup(s->local, strlen(s->local));
 	switch (s->kind) {
 	case SESS_S2S_IN:
+		if (s->bk_src && (!r || r->kind == RT_S2S_OUT))
+			break; /* a backend's transit stream: to a remote domain */
 		if (!r || (r->kind != RT_HUB && r->kind != RT_HOSTED && r->kind != RT_COMPONENT))
 			sess_stream_error(s, SERR_HOST_GONE, "this domain is no longer served here");
 		break;

@@ -35,6 +35,7 @@
 #include "router/flow.h"
 #include "router/s2s.h"
 #include "router/local.h"
+#include "router/backend.h"
 #include "net/log.h"
 
 /* What a cross-worker message carries: the slice plus where its `to` and
@@ -285,6 +286,24 @@ static void to_remote(struct hubw *h, const struct rt_route *r, const char *to, 
 	MET_INC(h->m, stanzas_cross_worker);
 }
 
+/* A backend's domain: over the internal link for (from domain, backend),
+ * which lives on one worker (backend_owner()) so the pair's order holds. */
+static void to_backend(struct hubw *h, const struct cfg_backend *bk, const struct stanza_addrs *a, struct net_buf *b,
+		       const struct xml_stanza *st, struct net_ref src)
+{
+	int owner = backend_owner(a->fr, bk);
+	if (owner == net_worker_id(h->w)) {
+		backend_enqueue(h, a->fr, a->to, b, st->raw.p, st->raw.n, src);
+		return;
+	}
+	struct net_msg m = {.type = HUB_MSG_TO_BACKEND, .buf = b}; /* carries our reference */
+	struct xstz *x = (struct xstz *)m.u.bytes;
+	fill_xstz(x, st);
+	fill_src(x, src);
+	flow_msg_send(h, owner, &m, src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
+	MET_INC(h->m, stanzas_cross_worker);
+}
+
 /* A stanza that leans on its stream header's prefix bindings, or whose
  * top-level element is prefixed, would not parse in the stream it goes to
  * (a component stream binds no `db`, no stream binds what a peer's header
@@ -344,7 +363,9 @@ struct addr_verdict s2s_in_accepts(struct sess *s, const struct stanza_addrs *a)
 {
 	if (a->tl <= 0 || a->fl <= 0)
 		return stream_err(SERR_IMPROPER_ADDRESSING);
-	if (!route_served(a->route))
+	/* a backend's stream carries transit to any domain, on pairs
+	 * validated for its own domains (backend_in.c) */
+	if (!route_served(a->route) && !s->bk_src)
 		return stream_err(SERR_HOST_UNKNOWN);
 	struct pair *pr = pair_find(s, a->fr, a->to);
 	if (!pr || pr->state != PAIR_VALID) {
@@ -406,9 +427,10 @@ struct addr_verdict route_accepts(struct sess *src, const struct stanza_addrs *a
 	case SESS_COMP:
 		return comp_accepts(src, a);
 	case SESS_VERIFY:
+	case SESS_BACKEND:
 		break;
 	}
-	/* a verification stream routes nothing */
+	/* a verification stream or an internal link routes nothing */
 	return stream_err(SERR_UNSUPPORTED_STANZA_TYPE);
 }
 
@@ -449,6 +471,9 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 						: met_dom_slot(MET_DOM_REMOTE, a.fr);
 		MET_INC(h->m, dom[ds].stanzas[0]);
 		MET_ADD(h->m, dom[ds].bytes[0], st->raw.n);
+		const struct cfg_backend *fb = src->bk_src ? cfg_backend_of(hub_cfg, a.fr) : NULL;
+		if (fb)
+			MET_INC(h->m, bk[met_backend_slot((int)(fb - hub_cfg->backends))].stanzas_out);
 	}
 	log_debug(src && src->c ? src->c->id : 0, "stanza %.*s from=%s to=%s id='%.*s' size=%zu",
 		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", a.fr, a.to,
@@ -461,9 +486,15 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			MET_INC(h->m, stanzas_local);
 			local_handle(h, st);
 			goto drop;
-		case RT_HOSTED:
+		case RT_HOSTED: {
+			const struct cfg_backend *bk = cfg_backend_of(hub_cfg, a.to);
+			if (bk) {
+				to_backend(h, bk, &a, b, st, flow_src_of(src));
+				return;
+			}
 			route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 			goto drop;
+		}
 		case RT_COMPONENT:
 			deliver_component(h, r, b, st, 0, flow_src_of(src));
 			return;
@@ -506,6 +537,14 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 	struct net_ref src = xstz_src(x);
 	if (m->type == HUB_MSG_STANZA) {
 		to_conn(h, x->dst, m->buf, &st, x->hops, src);
+	} else if (m->type == HUB_MSG_TO_BACKEND) {
+		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
+		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
+		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
+		if (tl > 0 && fl > 0)
+			backend_enqueue(h, fr, to, m->buf, st.raw.p, st.raw.n, src);
+		else
+			net_buf_unref(h->w, m->buf);
 	} else if (m->type == HUB_MSG_TO_LINK) {
 		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
 		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));

@@ -1,8 +1,9 @@
 /*
  * router/s2s-t.h — the types the s2s files share: router/s2s_in.c (inbound
- * streams), router/s2s_out.c (outbound links) and router/dialback.c (dialback
- * keys and verification streams), and the few functions they call in each
- * other. Types and prototypes only; the rest of the router sees hub.h.
+ * streams), router/s2s_out.c (outbound links), router/s2s_out_stream.c (the
+ * stream on an outbound link), router/s2s_target.c (where outbound streams
+ * connect) and router/dialback.c (dialback keys and verification streams),
+ * and the few functions they call in each other. Types and prototypes only; the rest of the router sees hub.h.
  */
 #ifndef FEDHUB_S2S_T_H
 #define FEDHUB_S2S_T_H
@@ -91,8 +92,8 @@ void s2s_links_add(struct hubw *h, struct s2s_out *L);
 bool s2s_links_del(struct hubw *h, struct s2s_out *L);
 void s2s_links_free(struct hubw *h);
 
-/* s2s_out.c: static routes, resolution, outbound TLS policy */
-/* Fill targets from a [route]; returns true if the domain has one. */
+/* s2s_target.c: static routes, resolution, outbound TLS policy */
+/* Fill targets from a [backend] (its domains) or a [route]; returns true if the domain has one. */
 bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt);
 /* Look `domain` up for link L or verification stream vs; s2s_on_dns() gets the answer. */
 void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs);
@@ -113,6 +114,24 @@ struct feats {
 	uint32_t max_bytes; /* XEP-0478 max-bytes; 0 = not announced */
 };
 int s2s_features_parse(struct xml_span raw, struct feats *f);
+
+/* s2s_out_stream.c: the stream on an outbound link's connection */
+/* Our stream header on s (at connect, after TLS, after SASL success). */
+void s2s_out_open_stream(struct sess *s);
+/* sess_drive() callback of an outbound stream. */
+enum drive s2s_out_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev);
+
+/* s2s_out.c: what the stream negotiation does to the link */
+/* The pair of local domain `local` on L, or NULL (a hash probe). */
+struct lpair *s2s_out_pair_find(const struct s2s_out *L, const char *local);
+/* p is valid: send its queue to the stream. */
+void s2s_out_pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p);
+/* Bounce p's queue with err. */
+void s2s_out_pair_bounce(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err);
+/* Start dialback for every pair of L not yet under way. */
+void s2s_out_start_dialback(struct hubw *h, struct s2s_out *L);
+/* The stream cannot authenticate: fail the link, close the stream. */
+void s2s_out_give_up(struct hubw *h, struct sess *s, const char *why);
 
 /* dialback.c */
 /* The XEP-0185 key for a stream id between two domains, as 64 hex chars. */

@@ -1,6 +1,7 @@
 /*
  * router/s2s.h — what the rest of the router calls in the s2s files
- * (router/s2s_in.c, s2s_out.c, dialback.c; their shared types: s2s-t.h).
+ * (router/s2s_in.c, s2s_out.c, s2s_out_stream.c, s2s_target.c, dialback.c;
+ * their shared types: s2s-t.h).
  */
 #ifndef FEDHUB_S2S_H
 #define FEDHUB_S2S_H

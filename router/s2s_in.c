@@ -48,6 +48,7 @@
 #include "router/guard.h"
 #include "router/policy.h"
 #include "router/shape.h"
+#include "router/backend.h"
 #include "net/log.h"
 #include "net/proxy.h"
 #include "net/tls.h"
@@ -84,7 +85,10 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 		return;
 	}
 	int tl = hd->to.n ? jid_domain(hd->to, memchr(hd->to.p, '&', hd->to.n) != NULL, to, sizeof(to)) : -1;
-	if (tl > 0 && !hub_serves(to, (size_t)tl)) {
+	/* a backend's stream may be to any domain: transit (backend_in.c) */
+	s->bk_src = backend_source((const struct sockaddr *)&s->c->peer);
+	bool transit = tl > 0 && !hub_serves(to, (size_t)tl);
+	if (transit && !s->bk_src) {
 		sess_stream_error(s, SERR_HOST_UNKNOWN, NULL);
 		return;
 	}
@@ -111,7 +115,14 @@ static void in_stream_open(struct hubw *h, struct sess *s)
 	} else {
 		fr[0] = 0;
 	}
-	if (fr[0] && !policy_for(fr).allowed) { /* remote_deny / remote_allow */
+	bool bdom = fr[0] && cfg_backend_of(hub_cfg, fr);
+	if (fr[0] && (bdom ? !backend_claim_ok(fr, (const struct sockaddr *)&s->c->peer) : transit)) {
+		/* RFC 6120 §4.9.3.10: a backend's domain from elsewhere, or a
+		 * transit stream from a domain of no backend at this source */
+		sess_stream_error(s, SERR_INVALID_FROM, "not a domain of a backend at this address");
+		return;
+	}
+	if (fr[0] && !bdom && !policy_for(fr).allowed) { /* remote_deny / remote_allow */
 		MET_INC(h->m, s2s_policy_refused);
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
 		return;
@@ -211,7 +222,15 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		net_close(s->c, true);
 		return;
 	}
-	if (policy_inbound(domain, true, true) != POLICY_IN_OK) { /* router/policy.h */
+	bool bdom = cfg_backend_of(hub_cfg, domain) != NULL;
+	if ((bdom || !hub_serves(s->local, strlen(s->local))) &&
+	    !backend_claim_ok(domain, (const struct sockaddr *)&s->c->peer)) {
+		/* backend_in.c: only a backend speaks for its domains, and a
+		 * transit stream only for them */
+		sess_stream_error(s, SERR_INVALID_FROM, "not a domain of a backend at this address");
+		return;
+	}
+	if (!bdom && policy_inbound(domain, true, true) != POLICY_IN_OK) { /* router/policy.h */
 		MET_INC(h->m, s2s_policy_refused);
 		sess_stream_error(s, SERR_POLICY_VIOLATION, "remote domain refused by policy");
 		return;
@@ -247,7 +266,15 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, NULL);
 		return;
 	}
-	if (!hub_serves(to, strlen(to))) {
+	bool bdom = cfg_backend_of(hub_cfg, from) != NULL;
+	bool served = hub_serves(to, strlen(to));
+	if ((bdom || (!served && s->bk_src)) && !backend_claim_ok(from, (const struct sockaddr *)&s->c->peer)) {
+		/* RFC 6120 §4.9.3.10 (backend_in.c): a backend's domain claimed
+		 * from elsewhere, or transit for a domain of no backend here */
+		sess_stream_error(s, SERR_INVALID_FROM, "not a domain of a backend at this address");
+		return;
+	}
+	if (!served && !bdom) {
 		/* XEP-0220 §2.4.1: item-not-found for a domain we do not host */
 		sess_sendf(s,
 			   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
@@ -260,7 +287,9 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_BAD_FORMAT, "db:result without a key");
 		return;
 	}
-	enum policy_in pin = policy_inbound(from, s->tls_on, s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0);
+	enum policy_in pin =
+		bdom ? POLICY_IN_OK
+		     : policy_inbound(from, s->tls_on, s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0);
 	if (pin != POLICY_IN_OK) { /* router/policy.h */
 		MET_INC(h->m, s2s_policy_refused);
 		if (pin == POLICY_IN_REFUSED)
@@ -369,7 +398,10 @@ static void in_db_verify(struct hubw *h, struct sess *s, const struct xml_stanza
 		return;
 	}
 	id[el] = 0;
-	if (!hub_serves(to, strlen(to))) {
+	/* a backend asks about a key we gave it on an internal link for
+	 * remote `to` (backend.c): we answer as `to`'s authoritative server */
+	bool bk_ask = s->bk_src && backend_claim_ok(from, (const struct sockaddr *)&s->c->peer);
+	if (!bk_ask && !hub_serves(to, strlen(to))) {
 		sess_sendf(s,
 			   "<db:verify from='%s' to='%s' id='%s' type='error'><error type='cancel'>"
 			   "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:verify>",

@@ -38,16 +38,17 @@
  *
  * Targets come from a [route] or from DNS (SRV, XEP-0368 direct TLS);
  * dialback verification streams (dialback.c) share that resolution.
+ *
+ * This file holds the links: their table entries, pairs, queues,
+ * connection attempts, close and tick. The stream negotiation on a
+ * link's connection (features, STARTTLS, SASL, dialback answers) is in
+ * router/s2s_out_stream.c; targets, resolution and the outbound TLS policy
+ * in router/s2s_target.c.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <mxml.h>
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/coding.h>
 
 #include "router/s2s-t.h"
 #include "router/flow.h"
@@ -56,107 +57,9 @@
 #include "net/log.h"
 #include "net/tls.h"
 
-#define NS_BIDI_FEAT "urn:xmpp:features:bidi"
-#define NS_DB_FEAT   "urn:xmpp:features:dialback"
-#define NS_LIMITS    "urn:xmpp:stream-limits:0"
-#define NS_STANZAS   "urn:ietf:params:xml:ns:xmpp-stanzas"
-
 static void link_try_next(struct hubw *h, struct s2s_out *L);
 static void link_release_held(struct hubw *h, struct s2s_out *L, bool all);
-static void out_start_dialback(struct hubw *h, struct s2s_out *L);
 static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p);
-
-/* ---- static routes and resolution ---------------------------------- */
-
-static const struct cfg_route *static_route(const char *domain)
-{
-	return cfg_route_find(hub_cfg, domain); /* a hash probe, built at config load */
-}
-
-/* Fill targets from a [route]; returns true if the domain has one. */
-bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
-{
-	const struct cfg_route *r = static_route(domain);
-	if (!r)
-		return false;
-	*nt = 0;
-	for (int i = 0; i < r->nconnect && *nt < DNS_MAX_TARGETS; i++) {
-		memcpy(&t[*nt].ss, &r->connect[i].ss, r->connect[i].len);
-		t[*nt].len = r->connect[i].len;
-		(*nt)++;
-	}
-	return true;
-}
-
-/* Addresses a remote's DNS must not send us to: loopback, RFC 1918 and
- * fc00::/7 private, link-local, CGNAT (RFC 6598), "this network",
- * multicast, broadcast and reserved, and v4-mapped forms of those. */
-static bool addr_private(const struct sockaddr_storage *ss)
-{
-	uint32_t a;
-	if (ss->ss_family == AF_INET6) {
-		const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		if (!memcmp(b, mapped, 12)) {
-			a = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
-			goto v4;
-		}
-		bool zero10 = true;
-		for (int i = 0; i < 15; i++)
-			zero10 &= b[i] == 0;
-		if (zero10 && (b[15] == 0 || b[15] == 1)) /* :: and ::1 */
-			return true;
-		return (b[0] & 0xfe) == 0xfc ||                   /* fc00::/7 unique local */
-		       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
-		       (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || /* fec0::/10 site-local */
-		       b[0] == 0xff;                              /* multicast */
-	}
-	if (ss->ss_family != AF_INET)
-		return true;
-	a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
-v4:
-	return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 || /* this net, private, loopback */
-	       (a >> 20) == (172u << 4 | 1) ||                          /* 172.16/12 */
-	       (a >> 16) == (192u << 8 | 168) ||                        /* 192.168/16 */
-	       (a >> 16) == (169u << 8 | 254) ||                        /* link-local */
-	       (a >> 22) == (100u << 2 | 1) ||                          /* 100.64/10 CGNAT */
-	       (a >> 28) >= 14;                                         /* multicast, reserved, broadcast */
-}
-
-void s2s_drop_private_targets(struct dns_target *t, int *nt, const char *domain)
-{
-	if (hub_cfg->dns_allow_private)
-		return;
-	int k = 0;
-	for (int i = 0; i < *nt; i++) {
-		if (!addr_private(&t[i].ss)) {
-			t[k++] = t[i];
-			continue;
-		}
-		char txt[INET6_ADDRSTRLEN] = "?";
-		const void *a = t[i].ss.ss_family == AF_INET6
-					? (const void *)&((struct sockaddr_in6 *)&t[i].ss)->sin6_addr
-					: (const void *)&((struct sockaddr_in *)&t[i].ss)->sin_addr;
-		inet_ntop(t[i].ss.ss_family, a, txt, sizeof(txt));
-		log_warn(0, "s2s %s: DNS points at %s, a loopback or private address: not used (dns_allow_private)",
-			 domain, txt);
-	}
-	*nt = k;
-}
-
-void s2s_resolve(struct hubw *h, const char *domain, struct s2s_out *L, struct vstream *vs)
-{
-	struct dns_wait *dw = xcalloc(1, sizeof(*dw));
-	snprintf(dw->req.domain, sizeof(dw->req.domain), "%s", domain);
-	dw->link = L;
-	dw->vs = vs;
-	dw->req.cookie = dw;
-	MET_INC(h->m, dns_queries);
-	if (dns_submit(h->w, &dw->req) < 0) {
-		dw->req.status = -EAGAIN;
-		s2s_on_dns(h, &dw->req);
-	}
-}
 
 /* ---- outbound links ------------------------------------------------ */
 
@@ -233,7 +136,7 @@ static uint32_t lpair_hash_at(const void *ctx, uint32_t i)
 /* The pair of local domain `local` on L, or NULL: a hash probe (pix.h),
  * since a link may carry thousands of local domains and every stanza to
  * the remote looks its pair up. */
-static struct lpair *link_pair_find(const struct s2s_out *L, const char *local)
+struct lpair *s2s_out_pair_find(const struct s2s_out *L, const char *local)
 {
 	const void *ctx[2] = {L, local};
 	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, pix_hash1(local, strlen(local)), lpair_eq, ctx);
@@ -292,7 +195,7 @@ static void link_hold_src(struct hubw *h, struct s2s_out *L, struct net_ref src)
 	flow_src_hold(h, src);
 }
 
-static void pair_bounce_queue(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
+void s2s_out_pair_bounce(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
 		route_bounce_raw(h, p->q[k].p, p->q[k].n, err);
@@ -321,7 +224,7 @@ static void out_sent(struct hubw *h, struct s2s_out *L, size_t n)
 	}
 }
 
-static void pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
+void s2s_out_pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
 	for (uint32_t k = 0; k < p->qlen; k++) {
 		if (too_big_for_peer(L, p->q[k].n)) {
@@ -369,7 +272,7 @@ static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, con
 	MET_INC(h->m, s2s_out_failed);
 	met_dom_error(MET_DOM_REMOTE, L->remote, "remote-connection-failed");
 	for (int i = 0; i < L->nlp; i++) {
-		pair_bounce_queue(h, L, &L->lp[i], err);
+		s2s_out_pair_bounce(h, L, &L->lp[i], err);
 		L->lp[i].state = PAIR_NONE;
 	}
 	L->state = L_BACKOFF;
@@ -388,26 +291,13 @@ static void link_start(struct hubw *h, struct s2s_out *L)
 	s2s_resolve(h, L->remote, L, NULL);
 }
 
-/* Outbound TLS policy: a [route]'s own tls, else the remote's policy
- * ([remote] tls, s2s_tls; required under auth certificate). */
-enum cfg_tls_mode s2s_out_tls_policy(const char *remote)
-{
-	const struct cfg_route *r = static_route(remote);
-	struct policy pol = policy_for(remote);
-	if (!hub_tls)
-		return pol.tls == CFG_TLS_REQUIRED ? CFG_TLS_REQUIRED : CFG_TLS_OFF;
-	if (r && r->tls_set && pol.auth != CFG_AUTH_CERTIFICATE)
-		return r->tls;
-	return (enum cfg_tls_mode)pol.tls;
-}
-
 static void link_try_next(struct hubw *h, struct s2s_out *L)
 {
 	while (L->next_t < L->nt) {
 		struct dns_target *t = &L->t[L->next_t++];
 		struct sess *s = sess_new(SESS_S2S_OUT);
 		s->tls_policy = (uint8_t)s2s_out_tls_policy(L->remote);
-		const struct cfg_route *sr = static_route(L->remote);
+		const struct cfg_route *sr = cfg_route_find(hub_cfg, L->remote);
 		s->direct_tls = (sr && sr->direct_tls) || t->tls;
 		s->link = L;
 		s->remote = xstrdup(L->remote);
@@ -538,14 +428,6 @@ bounce:
 	net_buf_unref(h->w, b);
 }
 
-static void out_open_stream(struct sess *s)
-{
-	sess_sendf(s,
-		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
-		   " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
-		   s->local, s->remote);
-}
-
 static void out_on_connect(struct net_conn *c, int err)
 {
 	struct sess *s = c->user;
@@ -566,7 +448,7 @@ static void out_on_connect(struct net_conn *c, int err)
 		net_start_tls(c, t, true); /* the stream opens once the handshake is done */
 		return;
 	}
-	out_open_stream(s);
+	s2s_out_open_stream(s);
 }
 
 /* The outbound handshake finished: check the certificate, open the stream. */
@@ -589,7 +471,7 @@ static void out_on_tls(struct net_conn *c, int err)
 		s->link->peer_cert_ok = v == 0;
 	xml_tok_reset(&s->tok);
 	s->got_features = false;
-	out_open_stream(s);
+	s2s_out_open_stream(s);
 }
 
 static void link_start(struct hubw *h, struct s2s_out *L);
@@ -634,17 +516,17 @@ static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p)
 			 L->remote);
 		p->state = PAIR_INVALID;
 		p->since = net_now_ms();
-		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
+		s2s_out_pair_bounce(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
 	}
 }
 
-static void out_start_dialback(struct hubw *h, struct s2s_out *L)
+void s2s_out_start_dialback(struct hubw *h, struct s2s_out *L)
 {
 	for (int i = 0; i < L->nlp; i++)
 		out_start_pair(h, L, &L->lp[i]);
 }
 
-static void out_give_up(struct hubw *h, struct sess *s, const char *why)
+void s2s_out_give_up(struct hubw *h, struct sess *s, const char *why)
 {
 	struct s2s_out *L = s->link;
 	if (L) {
@@ -656,343 +538,9 @@ static void out_give_up(struct hubw *h, struct sess *s, const char *why)
 	net_close(s->c, true);
 }
 
-/* The namespace of element n: its prefix's (or the default) declaration on
- * it or an ancestor inside the features element; above that, the stream
- * header's: jabber:server by default, `stream` and `db` as declared there. */
-static const char *node_ns(mxml_node_t *n, const char **local)
-{
-	const char *name = mxmlGetElement(n);
-	const char *colon = strchr(name, ':');
-	char attr[96];
-	if (colon && (size_t)(colon - name) < sizeof(attr) - 7)
-		snprintf(attr, sizeof(attr), "xmlns:%.*s", (int)(colon - name), name);
-	else
-		snprintf(attr, sizeof(attr), "xmlns");
-	*local = colon ? colon + 1 : name;
-	for (mxml_node_t *a = n; a && mxmlGetType(a) == MXML_ELEMENT; a = mxmlGetParent(a)) {
-		const char *v = mxmlElementGetAttr(a, attr);
-		if (v)
-			return v;
-	}
-	if (!colon)
-		return "jabber:server";
-	if (!strncmp(name, "stream:", 7))
-		return "http://etherx.jabber.org/streams";
-	if (!strncmp(name, "db:", 3))
-		return "jabber:server:dialback";
-	return "";
-}
-
-static bool is_elem(mxml_node_t *n, const char *ns, const char *name)
-{
-	const char *local;
-	if (mxmlGetType(n) != MXML_ELEMENT)
-		return false;
-	const char *nns = node_ns(n, &local);
-	return !strcmp(nns, ns) && !strcmp(local, name);
-}
-
-/* The character data of a simple element, trimmed, into out. */
-static void node_text(mxml_node_t *n, char *out, size_t cap)
-{
-	size_t k = 0;
-	for (mxml_node_t *t = mxmlGetFirstChild(n); t; t = mxmlGetNextSibling(t)) {
-		const char *o = mxmlGetType(t) == MXML_OPAQUE ? mxmlGetOpaque(t) : NULL;
-		for (; o && *o && k + 1 < cap; o++)
-			if (*o != ' ' && *o != '\t' && *o != '\r' && *o != '\n')
-				out[k++] = *o;
-	}
-	out[k] = 0;
-}
-
-/* A tree of the features element (validated bytes; once per stream, never
- * on the stanza path), with character data kept as it is. */
-static mxml_node_t *features_tree(struct xml_span raw)
-{
-	char *s = xstrndup(raw.p, raw.n);
-	mxml_node_t *n = mxmlLoadString(NULL, s, MXML_OPAQUE_CALLBACK);
-	free(s);
-	return n;
-}
-
-int s2s_features_parse(struct xml_span raw, struct feats *f)
-{
-	memset(f, 0, sizeof(*f));
-	mxml_node_t *tree = features_tree(raw);
-	if (!tree)
-		return -1;
-	mxml_node_t *top = mxmlGetType(tree) == MXML_ELEMENT ? tree : mxmlGetFirstChild(tree);
-	while (top && mxmlGetType(top) != MXML_ELEMENT)
-		top = mxmlGetNextSibling(top);
-	for (mxml_node_t *c = top ? mxmlGetFirstChild(top) : NULL; c; c = mxmlGetNextSibling(c)) {
-		if (is_elem(c, NS_TLS, "starttls")) {
-			f->starttls = true;
-			for (mxml_node_t *g = mxmlGetFirstChild(c); g; g = mxmlGetNextSibling(g))
-				if (is_elem(g, NS_TLS, "required"))
-					f->starttls_required = true;
-		} else if (is_elem(c, NS_SASL, "mechanisms")) {
-			for (mxml_node_t *g = mxmlGetFirstChild(c); g; g = mxmlGetNextSibling(g)) {
-				char mech[32];
-				if (!is_elem(g, NS_SASL, "mechanism"))
-					continue;
-				node_text(g, mech, sizeof(mech));
-				if (!strcmp(mech, "EXTERNAL"))
-					f->sasl_external = true;
-			}
-		} else if (is_elem(c, NS_DB_FEAT, "dialback")) {
-			f->dialback = true;
-		} else if (is_elem(c, NS_BIDI_FEAT, "bidi")) {
-			f->bidi = true;
-		} else if (is_elem(c, NS_LIMITS, "limits")) {
-			for (mxml_node_t *g = mxmlGetFirstChild(c); g; g = mxmlGetNextSibling(g)) {
-				char num[16];
-				if (!is_elem(g, NS_LIMITS, "max-bytes"))
-					continue;
-				node_text(g, num, sizeof(num));
-				char *end;
-				unsigned long v = strtoul(num, &end, 10);
-				if (num[0] >= '0' && num[0] <= '9' && !*end && v > 0 && v <= UINT32_MAX)
-					f->max_bytes = (uint32_t)v;
-			}
-		}
-	}
-	mxmlDelete(tree);
-	return 0;
-}
-
-static void out_features(struct hubw *h, struct sess *s, const struct feats *f)
-{
-	s->got_features = true;
-	struct s2s_out *L = s->link;
-	if (!s->tls_on) {
-		if (f->starttls && s->tls_policy != CFG_TLS_OFF) {
-			/* RFC 6120 §5.4.2.1 */
-			sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
-			s->starttls_sent = true;
-			return;
-		}
-		if (s->tls_policy == CFG_TLS_REQUIRED) {
-			log_warn(s->c->id, "s2s out %s: peer offers no STARTTLS and TLS is required", s->remote);
-			out_give_up(h, s, "TLS required, not offered");
-			return;
-		}
-		/* RFC 6120 §5.3.1: STARTTLS marked <required/> cannot be skipped. */
-		if (f->starttls_required) {
-			log_warn(s->c->id, "s2s out %s: peer requires STARTTLS and TLS is off here", s->remote);
-			out_give_up(h, s, "peer requires TLS");
-			return;
-		}
-	}
-	if (!L)
-		return;
-	L->state = L_OPEN;
-	if (f->max_bytes) {
-		/* XEP-0478: the peer closes a stream that sends it more */
-		L->peer_max = f->max_bytes;
-		log_debug(s->c->id, "s2s out %s: peer takes stanzas of up to %u bytes", s->remote, f->max_bytes);
-	}
-	/* XEP-0288: ask for a bidirectional stream before authenticating, so
-	 * the peer sends its stanzas for us over this link too; only of a peer
-	 * whose certificate proves its domain, since nothing else on this
-	 * stream authenticates the peer to us */
-	if (!s->bidi && f->bidi && L->peer_cert_ok) {
-		sess_sendf(s, "<bidi xmlns='urn:xmpp:bidi'/>");
-		s->bidi = true;
-		log_debug(s->c->id, "s2s out %s: bidirectional (XEP-0288)", s->remote);
-	}
-	/* servers that predate the dialback feature still do dialback; one
-	 * that offers SASL EXTERNAL and not dialback does not (and after SASL
-	 * the restarted stream's features name neither) */
-	if (f->dialback)
-		L->peer_dialback = true;
-	else if (s->tls_on && f->sasl_external)
-		L->peer_dialback = false;
-	/* XEP-0178: SASL EXTERNAL for the first local domain our certificate covers,
-	 * when the peer's certificate is good too (it will check ours). */
-	if (s->tls_on && !s->sasl_domain && !s->sasl_sent && f->sasl_external) {
-		for (int i = 0; i < L->nlp; i++) {
-			if (L->lp[i].state != PAIR_NONE || !tls_ctx_has_name(hub_tls, L->lp[i].local))
-				continue;
-			byte b64[CFG_NAME_MAX * 2];
-			word32 bl = sizeof(b64);
-			const char *d = L->lp[i].local;
-			if (Base64_Encode_NoNl((const byte *)d, (word32)strlen(d), b64, &bl) != 0)
-				break;
-			sess_sendf(s, "<auth xmlns='" NS_SASL "' mechanism='EXTERNAL'>%.*s</auth>", (int)bl, b64);
-			s->sasl_sent = true;
-			s->sasl_domain = xstrdup(d);
-			L->lp[i].state = PAIR_PENDING;
-			return; /* dialback for the others once SASL is done */
-		}
-	}
-	out_start_dialback(h, L);
-}
-
-static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
-{
-	struct s2s_out *L = s->link;
-	s->sasl_sent = false;
-	struct lpair *p = L && s->sasl_domain ? link_pair_find(L, s->sasl_domain) : NULL;
-	if (ok) {
-		/* RFC 6120 §6.4.6: the stream restarts */
-		log_info(s->c->id, "s2s out %s -> %s: authenticated (SASL EXTERNAL)", s->sasl_domain, s->remote);
-		MET_INC(h->m, s2s_out_links);
-		sess_met_up(h, s, MET_AUTH_SASL_EXTERNAL, s->remote);
-		xml_tok_reset(&s->tok);
-		s->got_features = false;
-		free(s->local);
-		s->local = xstrdup(s->sasl_domain);
-		out_open_stream(s);
-		if (p) {
-			p->state = PAIR_VALID;
-			pair_flush(h, L, p);
-		}
-	} else {
-		log_info(s->c->id, "s2s out %s: SASL EXTERNAL refused, using dialback", s->remote);
-		free(s->sasl_domain);
-		s->sasl_domain = xstrdup(""); /* do not try again on this stream */
-		if (p)
-			p->state = PAIR_NONE;
-		if (L)
-			out_start_dialback(h, L);
-	}
-}
-
-/* A <db:result/> on our outbound stream: the answer to one we sent
- * (XEP-0220 §2.1.3), from the remote to one of our pending local domains.
- * Without a type it is the peer asking us to verify it (reverse dialback
- * over a bidirectional link), which this hub does not do: it gets a
- * dialback error and changes nothing. */
-static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
-{
-	struct s2s_out *L = s->link;
-	char local[CFG_NAME_MAX], from[CFG_NAME_MAX];
-	if (!L)
-		return;
-	if (db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, local, sizeof(local)) < 0 ||
-	    db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0) {
-		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
-		return;
-	}
-	if (strcmp(from, L->remote) != 0) {
-		/* only the domain we connected to answers for itself here */
-		log_warn(s->c->id, "s2s out %s: db:result from %s refused", L->remote, from);
-		sess_stream_error(s, SERR_INVALID_FROM, NULL);
-		return;
-	}
-	if (!st->type.n) {
-		sess_sendf(s,
-			   "<db:result from='%s' to='%s' type='error'><error type='cancel'>"
-			   "<feature-not-implemented xmlns='" NS_STANZAS "'/>"
-			   "<text xmlns='" NS_STANZAS "'>no dialback toward the initiator on this stream</text>"
-			   "</error></db:result>",
-			   local, from);
-		return;
-	}
-	bool valid = span_eq(st->type, "valid");
-	if (!valid && !span_eq(st->type, "invalid") && !span_eq(st->type, "error")) {
-		sess_stream_error(s, SERR_BAD_FORMAT, "db:result type is valid, invalid or error");
-		return;
-	}
-	struct lpair *p = link_pair_find(L, local);
-	if (!p || p->state != PAIR_PENDING)
-		return; /* nothing asked: an answer to no question changes nothing */
-	if (valid) {
-		p->state = PAIR_VALID;
-		MET_INC(h->m, s2s_out_links);
-		sess_met_up(h, s, MET_AUTH_DIALBACK, L->remote);
-		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
-		pair_flush(h, L, p);
-	} else {
-		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote, (int)st->type.n,
-			 st->type.p);
-		p->state = PAIR_INVALID;
-		p->since = net_now_ms();
-		pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
-	}
-}
-
-static enum drive out_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
-{
-	if (ev == XML_EV_STREAM_OPEN) {
-		const struct xml_stream_hdr *hd = &s->tok.hdr;
-		int k = hd->id.n ? xml_attr_decode(hd->id, s->stream_id, sizeof(s->stream_id) - 1) : -1;
-		if (k <= 0) {
-			/* the id is part of the dialback key: it must be whole */
-			sess_stream_error(s, SERR_BAD_FORMAT, "missing or oversized stream id");
-			return DRIVE_ALL;
-		}
-		s->stream_id[k] = 0;
-		s->state = SESS_OPEN;
-		s->peer_v1 = span_eq(hd->version, "1.0");
-		if (s->tls_on && s->link && !s->link->peer_cert_ok &&
-		    policy_for(s->remote).auth == CFG_AUTH_CERTIFICATE) {
-			/* RFC 6125 §6.6.4, RFC 6120 §13.7.2: not the server we meant
-			 * to reach; nothing goes to it (on_close tries the next
-			 * address, then bounces) */
-			MET_INC(h->m, s2s_policy_refused);
-			log_warn(s->c->id, "s2s out %s: certificate does not authenticate the domain; auth certificate",
-				 s->remote);
-			sess_stream_error(s, SERR_POLICY_VIOLATION, "certificate does not authenticate the domain");
-			return DRIVE_ALL;
-		}
-		if (!s->peer_v1 && !s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
-			/* RFC 6120 §4.7.5, §5.3.1: a pre-1.0 stream cannot offer
-			 * STARTTLS; nothing (no dialback key) goes out in the clear */
-			log_warn(s->c->id, "s2s out %s: pre-1.0 stream and TLS is required", s->remote);
-			sess_stream_error(s, SERR_UNSUPPORTED_VERSION, "TLS is required");
-			return DRIVE_ALL;
-		}
-		if (!s->peer_v1) { /* no features will come (RFC 3920 peers) */
-			struct feats none = {0};
-			out_features(h, s, &none);
-		}
-		return DRIVE_ON;
-	}
-	const struct xml_stanza *st = &s->tok.st;
-	if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
-		struct feats f;
-		if (s->got_features) {
-			/* one features element per stream (RFC 6120 §4.3.2) */
-		} else if (s2s_features_parse(st->raw, &f) < 0) {
-			sess_stream_error(s, SERR_BAD_FORMAT, "stream features could not be read");
-			return DRIVE_ALL;
-		} else {
-			out_features(h, s, &f);
-		}
-	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
-		out_db_result(h, s, st);
-	} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
-		s->starttls_sent = false;
-		struct tls_conn *t =
-			span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, s->local) : NULL;
-		if (!t) {
-			out_give_up(h, s, "STARTTLS refused or failed");
-			return DRIVE_ALL;
-		}
-		net_start_tls(s->c, t, true);
-		return DRIVE_STOP; /* nothing may follow <proceed/> in the clear: net drops it */
-	} else if (st->nsid == XML_NS_SASL && s->sasl_sent) {
-		/* on success the tokenizer starts over: the peer's new header follows */
-		out_sasl_result(h, s, span_eq(st->name, "success"));
-	} else if (st->nsid == XML_NS_SERVER && st_routable(st)) {
-		if (!s->bidi || !s->link || !s->link->peer_cert_ok) {
-			/* XEP-0288: reverse stanzas only on a link we asked to be
-			 * bidirectional, from a peer whose certificate names it */
-			MET_INC(h->m, s2s_policy_refused);
-			sess_stream_error(s, SERR_NOT_AUTHORIZED, "the peer is not authenticated on this stream");
-			return DRIVE_ALL;
-		}
-		net_buf_ref(b);
-		route_stanza(h, s, b, st);
-	}
-	/* anything else on our outbound stream is ignored */
-	return DRIVE_ON;
-}
-
 static size_t out_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
-	return sess_drive(c->user, b, p, n, out_event);
+	return sess_drive(c->user, b, p, n, s2s_out_event);
 }
 
 static void out_on_close(struct net_conn *c, int err)
@@ -1088,7 +636,7 @@ bool s2s_out_pair_valid(struct sess *s, const char *local)
 	struct s2s_out *L = s->link;
 	if (!L)
 		return false;
-	const struct lpair *p = link_pair_find(L, local);
+	const struct lpair *p = s2s_out_pair_find(L, local);
 	return p && p->state == PAIR_VALID;
 }
 
@@ -1150,7 +698,7 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 				 L->remote, hub_cfg->connect_timeout);
 			p->state = PAIR_INVALID;
 			p->since = now;
-			pair_bounce_queue(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);
+			s2s_out_pair_bounce(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);
 		}
 	}
 	if (L->state == L_BACKOFF && now - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000) {
@@ -1195,7 +743,7 @@ void s2s_tick(struct hubw *h, uint64_t now)
 static void link_shutdown(struct hubw *h, struct s2s_out *L)
 {
 	for (int k = 0; k < L->nlp; k++) {
-		pair_bounce_queue(h, L, &L->lp[k], STERR_REMOTE_SERVER_TIMEOUT);
+		s2s_out_pair_bounce(h, L, &L->lp[k], STERR_REMOTE_SERVER_TIMEOUT);
 		if (L->lp[k].alt)
 			link_shutdown(h, L->lp[k].alt);
 	}

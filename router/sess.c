@@ -139,7 +139,7 @@ void sess_log_enter(struct sess *s)
 		.peer = &s->c->peer,
 		.local = &s->local,
 		.remote = &s->remote,
-		.outbound = s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY,
+		.outbound = s->kind == SESS_S2S_OUT || s->kind == SESS_VERIFY || s->kind == SESS_BACKEND,
 	};
 	log_ctx_enter(&x);
 }
@@ -205,7 +205,7 @@ static void stream_error(struct sess *s, const char *cond, const char *text)
 		      s->kind == SESS_COMP ? s->local : s->remote, cond);
 	log_info(s->c->id, "stream error %s%s%s", cond, text ? ": " : "", text ? text : "");
 	/* RFC 6120 §4.9.1.2: an error before our header is sent still opens one. */
-	if (s->state == SESS_WAIT_HDR && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY)
+	if (s->state == SESS_WAIT_HDR && s->kind != SESS_S2S_OUT && s->kind != SESS_VERIFY && s->kind != SESS_BACKEND)
 		sess_sendf(s,
 			   "<?xml version='1.0'?><stream:stream xmlns='%s' "
 			   "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",

@@ -12,7 +12,8 @@
 #include "router/hub.h"
 #include "router/pix.h"
 
-enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP };
+/* SESS_BACKEND: the hub's internal link to a backend server (backend.c). */
+enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP, SESS_BACKEND };
 
 /* A (remote, local) domain pair on an s2s link and its dialback state. */
 enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
@@ -32,6 +33,7 @@ enum sess_state {
 };
 
 struct s2s_out;
+struct bk_link;
 struct vstream;
 struct flowq;
 struct sess {
@@ -49,6 +51,8 @@ struct sess {
 	struct pix pix;          /* index of pairs by (remote, local); none while few */
 	struct s2s_out *link;    /* SESS_S2S_OUT */
 	struct vstream *vstream; /* SESS_VERIFY: its verification stream (dialback.c owns it) */
+	struct bk_link *bk;      /* SESS_BACKEND: its link (backend.c owns it) */
+	bool bk_src;             /* inbound: from a backend's allow_from (backend.h) */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */

@@ -183,6 +183,10 @@ static void test_router_conf_examples_are_valid(void **state)
 			strcpy(extra, "secret s\n");
 		else if (!strncmp(sect, "[route", 6) && strcmp(name, "connect"))
 			strcpy(extra, "connect 127.0.0.1:15269\n");
+		else if (!strncmp(sect, "[backend", 8)) /* a backend needs a domain and a connect */
+			snprintf(extra, sizeof(extra), "%s%s",
+				 strcmp(name, "connect") ? "connect 127.0.0.1:15269\n" : "",
+				 strncmp(name, "domain", 6) ? "domain backend.example\n" : "");
 		bool hub = !strcmp(sect, "[hub]");
 		assert_true(asprintf(&conf,
 				     "[hub]\nlisten s2s 127.0.0.1:5269\n%s"

@@ -268,7 +268,9 @@ class RemoteServer:
                     frm, to = attr(el, "from"), attr(el, "to")
                     with self.lock:
                         self.db_results.append((frm, to))
-                    c.sendall(("<db:result from='%s' to='%s' type='valid'/>" % (to, frm)).encode())
+                    m = re.search(r">([^<]*)<", el)
+                    typ = self.on_db_result(c, frm, to, m.group(1) if m else "", sid)
+                    c.sendall(("<db:result from='%s' to='%s' type='%s'/>" % (to, frm, typ)).encode())
                 else:
                     with self.lock:
                         self.inbox.append(el)
@@ -276,6 +278,11 @@ class RemoteServer:
             pass
         finally:
             c.close()
+
+    def on_db_result(self, c, frm, to, key, sid):
+        """The answer to a db:result on an inbound stream: 'valid' (this
+        fixture trusts the hub as receiving server)."""
+        return "valid"
 
     def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1", tls=None, direct=False):
         """An s2s stream to the hub. tls: an ssl.SSLContext for STARTTLS (or
@@ -333,3 +340,55 @@ class S2SOut(Stream):
         self.sid = stream_id(self.r.stream_header())
         self.features = self.r.element()
         return "success"
+
+
+class Backend(RemoteServer):
+    """A server behind the hub (a fedhub [backend]) serving `domains`, as an
+    unmodified server pointed at the hub would behave: it listens on `port`
+    for the hub's internal links (streams from a remote domain R to one of
+    its domains) and verification streams; it checks each <db:result/> the
+    hub sends by dialback toward "R", which it reaches at the hub
+    (hub_port), like a server whose resolver answers every domain with the
+    hub; and it sends through the hub with connect_out(). .verified lists
+    (R, D, answer, connection) for every key it checked."""
+
+    def __init__(self, domains, port, hub_port, secret="backend-secret", host="127.0.0.1"):
+        self.domains, self.hub_port, self.hub_host = list(domains), hub_port, host
+        self.verified = []
+        self.conns = []
+        super().__init__(self.domains[0], port, secret)
+
+    def _serve(self, c):
+        with self.lock:
+            self.conns.append(c)
+        RemoteServer._serve(self, c)
+
+    def on_db_result(self, c, frm, to, key, sid):
+        typ = "invalid"
+        try:
+            s = socket.create_connection((self.hub_host, self.hub_port), timeout=5)
+            r = Reader(s)
+            s.sendall(s2s_header(to, frm))
+            r.stream_header(10)
+            r.element(10)  # features
+            s.sendall(("<db:verify from='%s' to='%s' id='%s'>%s</db:verify>" % (to, frm, sid, key)).encode())
+            el = r.element(10)
+            typ = attr(el, "type") or "invalid"
+            s.close()
+        except (EOFError, OSError) as e:
+            typ = "error"
+        with self.lock:
+            self.verified.append((frm, to, typ, id(c)))
+        return "valid" if typ == "valid" else "invalid"
+
+    def kill(self):
+        """Stop listening and cut every connection (a backend going down)."""
+        self.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()

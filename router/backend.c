@@ -1,0 +1,801 @@
+/*
+ * router/backend.c — internal links from the hub to its backends: the
+ * unmodified XMPP servers ([backend NAME] in router.conf) that serve some
+ * of the hosted domains.
+ *
+ * Inbound relay. A remote server authenticates (R, D) at the hub as for any
+ * hosted domain D (TLS, SASL EXTERNAL or dialback, every limit of
+ * s2s_in.c). When D is a backend B's, route.c hands the stanza here, and it
+ * goes to B over an internal s2s link whose stream is from R to D: to the
+ * backend the hub *is* R. The hub authenticates R to B with dialback
+ * (XEP-0220): <db:result from=R to=D> with a key from its own secret
+ * (XEP-0185, receiving D, originating R, the backend's stream id). B checks
+ * it by connecting to "R", which its resolver or static route points at
+ * the hub, and asking <db:verify from=D to=R/>; the hub, seeing that stream
+ * come from B's allow_from, answers for the keys it issued (backend_in.c
+ * and s2s_in.c). The backend never needs to reach the internet, and the
+ * remote never learns where the backend is.
+ *
+ * One link (struct bk_link) per (R, B) carries every domain of B that R
+ * writes to: each is one pair (struct bk_pair), authenticated by its own
+ * db:result on the same stream (piggybacking). The link lives on one worker,
+ * chosen by hashing (R, B) (backend_owner()), so every stanza from R to B
+ * goes through one queue and one stream: order per (from, to) is kept.
+ *
+ * Loss. While the link is down or a pair not yet valid, stanzas wait in the
+ * pair's queue (copies: a receive buffer is not held for seconds); the link
+ * is tried again every retry_min over B's connect addresses in order
+ * (failover). A stanza that waited stall_timeout is bounced to its sender
+ * with remote-server-timeout; one the backend refused (dialback invalid) is
+ * bounced with service-unavailable. Past link_queue_max waiting stanzas the
+ * sources that feed the link are paused (flow.h) until it is down to half;
+ * past 16 times that they are bounced with resource-constraint. Once the
+ * link is up, stanzas go straight to its send queue (a slice of the
+ * receive buffer, no copy), and flow control applies as for any
+ * destination: a slow backend pauses its sources.
+ *
+ * TLS on the internal link follows the [backend]'s tls: off, optional (use
+ * STARTTLS when offered) or required. The backend's certificate is not
+ * checked: the hub knows the backend by its configured address, and has no
+ * certificate for R to show it either.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router/backend.h"
+#include "router/s2s-t.h"
+#include "router/flow.h"
+#include "router/route.h"
+#include "net/alloc.h"
+#include "net/log.h"
+#include "net/tls.h"
+
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+enum bk_state { BK_IDLE, BK_CONNECTING, BK_OPEN, BK_BACKOFF };
+
+struct bk_item {
+	struct net_buf *b;
+	const char *p;
+	uint32_t n;
+	uint64_t at; /* queued then: it waits at most stall_timeout */
+};
+
+struct bk_pair {
+	char *local; /* D, the backend's domain: the stream's `to` */
+	uint32_t hash;
+	uint8_t state; /* enum pair_state */
+	struct bk_item *q;
+	uint32_t qlen, qcap;
+	uint64_t since; /* PENDING: db:result sent; INVALID: refused */
+};
+
+struct bk_link {
+	char *remote;  /* R: the stream's `from` */
+	char *backend; /* the [backend]'s name: found again after a reload */
+	uint32_t hash;
+	struct bk_link *hnext;
+	struct sess *sess;
+	uint8_t state;
+	int next_t; /* the next connect address to try */
+	struct bk_pair *lp;
+	int nlp, clp;
+	struct pix lpix;
+	uint32_t queued;
+	int slot;             /* its backend's metrics (met.h) */
+	bool up;              /* counted in links_up: a pair is valid on the stream */
+	struct net_ref *held; /* sources paused while queued >= link_queue_max */
+	uint32_t nheld, cheld;
+	uint64_t failed_at, last_activity, last_keepalive;
+};
+
+/* ---- the worker's links by (remote, backend) ------------------------- */
+
+static __thread struct bk_link **btab;
+static __thread uint32_t btab_cap, btab_n;
+static pthread_key_t btab_key;
+static pthread_once_t btab_once = PTHREAD_ONCE_INIT;
+
+static void link_free(struct hubw *h, struct bk_link *L);
+
+/* Freed with its worker thread (every connection is gone by then). */
+static void btab_free_all(void *unused)
+{
+	(void)unused;
+	for (uint32_t i = 0; i < btab_cap; i++) {
+		for (struct bk_link *L = btab[i], *next; L; L = next) {
+			next = L->hnext;
+			L->sess = NULL;
+			link_free(NULL, L);
+		}
+	}
+	free(btab);
+	btab = NULL;
+	btab_cap = btab_n = 0;
+}
+
+static void btab_key_make(void)
+{
+	pthread_key_create(&btab_key, btab_free_all);
+}
+
+static uint32_t link_hash(const char *remote, const char *backend)
+{
+	return pix_hash2(remote, strlen(remote), backend, strlen(backend));
+}
+
+static void btab_grow(void)
+{
+	if (!btab_cap) {
+		pthread_once(&btab_once, btab_key_make);
+		pthread_setspecific(btab_key, (void *)1);
+	}
+	uint32_t cap = btab_cap ? btab_cap * 2 : 16;
+	struct bk_link **nb = xcalloc(cap, sizeof(*nb));
+	for (uint32_t i = 0; i < btab_cap; i++) {
+		for (struct bk_link *L = btab[i], *next; L; L = next) {
+			next = L->hnext;
+			L->hnext = nb[L->hash & (cap - 1)];
+			nb[L->hash & (cap - 1)] = L;
+		}
+	}
+	free(btab);
+	btab = nb;
+	btab_cap = cap;
+}
+
+static struct bk_link *link_get(const char *remote, const char *backend, int slot, bool create)
+{
+	uint32_t hv = link_hash(remote, backend);
+	if (btab_cap)
+		for (struct bk_link *L = btab[hv & (btab_cap - 1)]; L; L = L->hnext)
+			if (L->hash == hv && !strcmp(L->remote, remote) && !strcmp(L->backend, backend))
+				return L;
+	if (!create)
+		return NULL;
+	if (btab_n + 1 > btab_cap)
+		btab_grow();
+	struct bk_link *L = xcalloc(1, sizeof(*L));
+	L->remote = xstrdup(remote);
+	L->backend = xstrdup(backend);
+	L->slot = slot;
+	L->hash = hv;
+	L->last_activity = net_now_ms();
+	L->hnext = btab[hv & (btab_cap - 1)];
+	btab[hv & (btab_cap - 1)] = L;
+	btab_n++;
+	return L;
+}
+
+static void link_unlink(struct bk_link *L)
+{
+	for (struct bk_link **pp = &btab[L->hash & (btab_cap - 1)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == L) {
+			*pp = L->hnext;
+			btab_n--;
+			return;
+		}
+	}
+}
+
+static const struct cfg_backend *backend_named(const char *name)
+{
+	const struct cfg *c = hub_cfg;
+	for (int i = 0; i < c->nbackends; i++)
+		if (!strcmp(c->backends[i].name, name))
+			return &c->backends[i];
+	return NULL;
+}
+
+int backend_owner(const char *remote, const struct cfg_backend *b)
+{
+	int n = net_nworkers();
+	return n > 1 ? (int)(link_hash(remote, b->name) % (uint32_t)n) : 0;
+}
+
+/* ---- pairs ------------------------------------------------------------- */
+
+static bool pair_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	const struct bk_link *L = ((const void *const *)ctx)[0];
+	const char *local = ((const void *const *)ctx)[1];
+	return L->lp[i].hash == h && strcmp(L->lp[i].local, local) == 0;
+}
+
+static uint32_t pair_hash_at(const void *ctx, uint32_t i)
+{
+	const struct bk_link *L = ((const void *const *)ctx)[0];
+	return L->lp[i].hash;
+}
+
+static struct bk_pair *pair_get(struct bk_link *L, const char *local, bool create)
+{
+	uint32_t h = pix_hash1(local, strlen(local));
+	const void *ctx[2] = {L, local};
+	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, h, pair_eq, ctx);
+	if (i >= 0)
+		return &L->lp[i];
+	if (!create)
+		return NULL;
+	if (L->nlp == L->clp) {
+		L->clp = L->clp ? L->clp * 2 : 2;
+		L->lp = xrealloc(L->lp, (size_t)L->clp * sizeof(*L->lp));
+	}
+	struct bk_pair *p = &L->lp[L->nlp];
+	memset(p, 0, sizeof(*p));
+	p->local = xstrdup(local);
+	p->hash = h;
+	pix_added(&L->lpix, (uint32_t)L->nlp, h, pair_hash_at, ctx);
+	L->nlp++;
+	return p;
+}
+
+/* ---- queues ------------------------------------------------------------ */
+
+#define BK_ADD(h, L, field, n) MET_ADD((h)->m, bk[(L)->slot].field, n)
+
+static void queued_add(struct hubw *h, struct bk_link *L, int64_t d)
+{
+	L->queued = (uint32_t)((int64_t)L->queued + d);
+	BK_ADD(h, L, queued, d);
+}
+
+/* The stream went (or is going): the link no longer counts as up. */
+static void link_set_down(struct hubw *h, struct bk_link *L)
+{
+	if (L->up)
+		BK_ADD(h, L, links_up, -1);
+	L->up = false;
+}
+
+static void release_held(struct hubw *h, struct bk_link *L, bool all)
+{
+	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		flow_src_release(h, L->held[i]);
+	L->nheld = 0;
+}
+
+static void hold_src(struct hubw *h, struct bk_link *L, struct net_ref src)
+{
+	if (src.worker == FLOW_NO_SRC)
+		return;
+	for (uint32_t i = 0; i < L->nheld; i++)
+		if (L->held[i].worker == src.worker && L->held[i].slot == src.slot && L->held[i].gen == src.gen)
+			return;
+	if (L->nheld == L->cheld) {
+		uint32_t ncap = L->cheld ? L->cheld * 2 : 8;
+		struct net_ref *a = realloc(L->held, ncap * sizeof(*a));
+		if (!a)
+			return; /* not paused: its stanzas still wait */
+		L->held = a;
+		L->cheld = ncap;
+	}
+	L->held[L->nheld++] = src;
+	flow_src_hold(h, src);
+}
+
+/* Bounce the first k stanzas of p's queue with err. */
+static void pair_bounce(struct hubw *h, struct bk_link *L, struct bk_pair *p, uint32_t k, enum hub_sterr err)
+{
+	for (uint32_t i = 0; i < k; i++) {
+		route_bounce_raw(h, p->q[i].p, p->q[i].n, err);
+		net_buf_unref(h->w, p->q[i].b);
+	}
+	memmove(p->q, p->q + k, (p->qlen - k) * sizeof(*p->q));
+	p->qlen -= k;
+	queued_add(h, L, -(int64_t)k);
+	BK_ADD(h, L, bounced, k);
+	release_held(h, L, false);
+}
+
+static void pair_flush(struct hubw *h, struct bk_link *L, struct bk_pair *p)
+{
+	for (uint32_t k = 0; k < p->qlen; k++) {
+		enum hub_sterr why;
+		if (flow_send(h, L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
+			      &why) < 0) {
+			route_bounce_raw(h, p->q[k].p, p->q[k].n, why);
+			net_buf_unref(h->w, p->q[k].b);
+			BK_ADD(h, L, bounced, 1);
+		} else {
+			MET_INC(h->m, stanzas_routed);
+			BK_ADD(h, L, stanzas_in, 1);
+		}
+	}
+	queued_add(h, L, -(int64_t)p->qlen);
+	p->qlen = 0;
+	free(p->q);
+	p->q = NULL;
+	p->qcap = 0;
+	release_held(h, L, false);
+}
+
+/* ---- the link's stream ---------------------------------------------------- */
+
+static void link_try_next(struct hubw *h, struct bk_link *L);
+
+static void link_free(struct hubw *h, struct bk_link *L)
+{
+	if (L->sess) {
+		struct sess *s = L->sess;
+		L->sess = NULL;
+		s->bk = NULL;
+		sess_sendf(s, "</stream:stream>");
+		net_close(s->c, true);
+	}
+	if (h) {
+		link_set_down(h, L);
+		queued_add(h, L, -(int64_t)L->queued);
+	}
+	for (int i = 0; i < L->nlp; i++) {
+		for (uint32_t k = 0; k < L->lp[i].qlen; k++)
+			if (h)
+				net_buf_unref(h->w, L->lp[i].q[k].b);
+		free(L->lp[i].q);
+		free(L->lp[i].local);
+	}
+	if (h)
+		release_held(h, L, true);
+	free(L->lp);
+	pix_free(&L->lpix);
+	free(L->held);
+	free(L->remote);
+	free(L->backend);
+	free(L);
+}
+
+/* Every address failed (or the stream died before a pair was valid): try
+ * again retry_min from now while stanzas wait; they are bounced only once
+ * they waited stall_timeout (backend_tick). */
+static void link_down(struct hubw *h, struct bk_link *L, const char *why)
+{
+	log_info(0, "backend %s (for %s): %s; retrying in %us", L->backend, L->remote, why, hub_cfg->retry_min);
+	BK_ADD(h, L, link_failed, 1);
+	for (int i = 0; i < L->nlp; i++)
+		if (L->lp[i].state == PAIR_PENDING || L->lp[i].state == PAIR_VALID)
+			L->lp[i].state = PAIR_NONE;
+	L->state = BK_BACKOFF;
+	L->failed_at = net_now_ms();
+}
+
+static void link_start(struct hubw *h, struct bk_link *L)
+{
+	L->next_t = 0;
+	link_try_next(h, L);
+}
+
+static void link_try_next(struct hubw *h, struct bk_link *L)
+{
+	const struct cfg_backend *bk = backend_named(L->backend);
+	while (bk && L->next_t < bk->nconnect) {
+		const struct cfg_addr *a = &bk->connect[L->next_t++];
+		struct sess *s = sess_new(SESS_BACKEND);
+		s->tls_policy = (uint8_t)(hub_tls ? bk->tls : CFG_TLS_OFF);
+		if (bk->tls == CFG_TLS_REQUIRED)
+			s->tls_policy = CFG_TLS_REQUIRED; /* without certificates it fails, as it should */
+		s->bk = L;
+		s->remote = xstrdup(L->lp[0].local); /* the backend: the header's `to` */
+		s->local = xstrdup(L->remote);       /* we speak as R */
+		s->tok.authenticated = true;
+		struct net_conn *c = net_connect(h->w, (const struct sockaddr *)&a->ss, a->len, &backend_ops, s);
+		if (!c) {
+			sess_free(s);
+			continue;
+		}
+		s->c = c;
+		met_conn_open(h->m, &s->ml, MET_DIR_OUT);
+		c->deadline = net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000;
+		L->sess = s;
+		L->state = BK_CONNECTING;
+		return;
+	}
+	link_down(h, L, bk ? "no connect address could be reached" : "backend no longer configured");
+}
+
+static void send_db_result(struct bk_link *L, struct bk_pair *p)
+{
+	char key[65];
+	/* XEP-0185: receiving D, originating R, the backend's stream id */
+	dialback_key(p->local, L->remote, L->sess->stream_id, key);
+	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", L->remote, p->local, key);
+	p->state = PAIR_PENDING;
+	p->since = net_now_ms();
+}
+
+static void link_ready(struct hubw *h, struct bk_link *L)
+{
+	(void)h;
+	L->state = BK_OPEN;
+	for (int i = 0; i < L->nlp; i++)
+		if (L->lp[i].state == PAIR_NONE)
+			send_db_result(L, &L->lp[i]);
+}
+
+static void open_stream(struct sess *s)
+{
+	sess_sendf(s,
+		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' " STREAM_NS
+		   " xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>",
+		   s->local, s->remote);
+}
+
+static void bk_on_connect(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	sess_log_enter(s);
+	if (err) {
+		log_info(c->id, "backend link to %s: connect failed: %s", s->remote, strerror(-err));
+		return; /* on_close tries the next address */
+	}
+	open_stream(s);
+}
+
+static void bk_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		log_warn(c->id, "backend link to %s: TLS failed: %s", s->remote,
+			 c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return;
+	}
+	MET_INC(h->m, tls_handshakes);
+	s->tls_on = true;
+	xml_tok_reset(&s->tok);
+	s->got_features = false;
+	open_stream(s);
+}
+
+/* <db:result type=.../> from the backend: its answer for one pair. */
+static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
+{
+	struct bk_link *L = s->bk;
+	char local[CFG_NAME_MAX], to[CFG_NAME_MAX];
+	if (!L)
+		return;
+	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, local, sizeof(local)) < 0 ||
+	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
+		return;
+	}
+	struct bk_pair *p = pair_get(L, local, false);
+	if (!p || p->state != PAIR_PENDING || strcmp(to, L->remote) != 0)
+		return; /* an answer to no question changes nothing */
+	if (span_eq(st->type, "valid")) {
+		p->state = PAIR_VALID;
+		if (!L->up) {
+			L->up = true;
+			BK_ADD(h, L, links_up, 1);
+		}
+		log_info(s->c->id, "backend %s: %s -> %s authenticated (dialback)", L->backend, L->remote, local);
+		pair_flush(h, L, p);
+		return;
+	}
+	log_warn(s->c->id, "backend %s refused %s -> %s (dialback %.*s)", L->backend, L->remote, local, (int)st->type.n,
+		 st->type.p);
+	p->state = PAIR_INVALID;
+	p->since = net_now_ms();
+	pair_bounce(h, L, p, p->qlen, STERR_SERVICE_UNAVAILABLE);
+}
+
+static enum drive bk_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
+{
+	struct bk_link *L = s->bk;
+	(void)b;
+	if (ev == XML_EV_STREAM_OPEN) {
+		const struct xml_stream_hdr *hd = &s->tok.hdr;
+		int k = hd->id.n ? xml_attr_decode(hd->id, s->stream_id, sizeof(s->stream_id) - 1) : -1;
+		if (k <= 0) {
+			sess_stream_error(s, SERR_BAD_FORMAT, "missing or oversized stream id");
+			return DRIVE_ALL;
+		}
+		s->stream_id[k] = 0;
+		s->state = SESS_OPEN;
+		s->peer_v1 = span_eq(hd->version, "1.0");
+		if (!s->peer_v1) {
+			if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
+				sess_stream_error(s, SERR_UNSUPPORTED_VERSION, "TLS is required");
+				return DRIVE_ALL;
+			}
+			if (L)
+				link_ready(h, L); /* no features will come */
+		}
+		return DRIVE_ON;
+	}
+	const struct xml_stanza *st = &s->tok.st;
+	if (st->nsid == XML_NS_STREAMS && span_eq(st->name, "features")) {
+		struct feats f;
+		if (s->got_features)
+			return DRIVE_ON;
+		s->got_features = true;
+		if (s2s_features_parse(st->raw, &f) < 0) {
+			sess_stream_error(s, SERR_BAD_FORMAT, "stream features could not be read");
+			return DRIVE_ALL;
+		}
+		if (!s->tls_on && f.starttls && s->tls_policy != CFG_TLS_OFF && hub_tls) {
+			sess_sendf(s, "<starttls xmlns='" NS_TLS "'/>");
+			s->starttls_sent = true;
+			return DRIVE_ON;
+		}
+		if (!s->tls_on && s->tls_policy == CFG_TLS_REQUIRED) {
+			log_warn(s->c->id, "backend link to %s: no STARTTLS offered and tls is required", s->remote);
+			sess_sendf(s, "</stream:stream>");
+			net_close(s->c, true);
+			return DRIVE_ALL;
+		}
+		if (L)
+			link_ready(h, L);
+	} else if (st->nsid == XML_NS_TLS && s->starttls_sent) {
+		s->starttls_sent = false;
+		struct tls_conn *t =
+			span_eq(st->name, "proceed") ? tls_conn_new(hub_tls, false, s->remote, NULL) : NULL;
+		if (!t) {
+			log_warn(s->c->id, "backend link to %s: STARTTLS refused or failed", s->remote);
+			net_close(s->c, false);
+			return DRIVE_ALL;
+		}
+		net_start_tls(s->c, t, true);
+		return DRIVE_STOP;
+	} else if (st->nsid == XML_NS_DIALBACK && span_eq(st->name, "result")) {
+		bk_db_result(h, s, st);
+	} else if (st->nsid == XML_NS_SERVER && st_routable(st)) {
+		/* the backend's own stanzas come on its streams to the hub */
+		sess_stream_error(s, SERR_NOT_AUTHORIZED, "stanzas from the backend go on its own stream");
+		return DRIVE_ALL;
+	}
+	return DRIVE_ON;
+}
+
+static size_t bk_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	return sess_drive(c->user, b, p, n, bk_event);
+}
+
+static bool any_valid(const struct bk_link *L)
+{
+	for (int i = 0; i < L->nlp; i++)
+		if (L->lp[i].state == PAIR_VALID)
+			return true;
+	return false;
+}
+
+static void bk_on_close(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct bk_link *L = s->bk;
+	sess_log_enter(s);
+	if (!(c->flags & NET_F_CONNECTING))
+		log_info(c->id, "backend link closed: %s", err ? strerror(-err) : "by us or the peer");
+	if (L && L->sess == s) {
+		L->sess = NULL;
+		bool was_up = any_valid(L);
+		link_set_down(h, L);
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state != PAIR_INVALID)
+				L->lp[i].state = PAIR_NONE;
+		if (!was_up && L->state == BK_CONNECTING) {
+			link_try_next(h, L); /* never got through: the next address */
+		} else if (!was_up) {
+			link_down(h, L, "stream closed before authentication");
+		} else {
+			L->state = BK_IDLE;
+			if (L->queued)
+				link_start(h, L);
+		}
+	}
+	flow_close(h, s); /* what waited for it is routed again: into the link's queue */
+	sess_free(s);
+}
+
+/* Slices the stream did not send: the link starts again and takes them first. */
+static void bk_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct bk_link *L = s->bk;
+	if (L && L->sess == s) {
+		L->sess = NULL;
+		link_set_down(h, L);
+		for (int i = 0; i < L->nlp; i++)
+			if (L->lp[i].state != PAIR_INVALID)
+				L->lp[i].state = PAIR_NONE;
+		L->state = BK_IDLE;
+		s->bk = NULL;
+	}
+	route_raw(h, b, p, n);
+}
+
+static void bk_on_drain(struct net_conn *c)
+{
+	flow_drain(hubw_of(c->w), c->user);
+}
+
+static void bk_on_timer(struct net_conn *c)
+{
+	struct sess *s = c->user;
+	struct bk_link *L = s->bk;
+	if (L && L->sess == s && !any_valid(L)) {
+		log_info(c->id, "backend %s: no stream authenticated in %us", L->backend, hub_cfg->connect_timeout);
+		net_close(c, false); /* on_close tries the next address */
+		return;
+	}
+	c->deadline = 0;
+}
+
+const struct net_conn_ops backend_ops = {
+	.on_data = bk_on_data,
+	.on_connect = bk_on_connect,
+	.on_tls = bk_on_tls,
+	.on_unsent = bk_on_unsent,
+	.on_close = bk_on_close,
+	.on_timer = bk_on_timer,
+	.on_drain = bk_on_drain,
+};
+
+/* ---- the stanza path ----------------------------------------------------- */
+
+void backend_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
+		     struct net_ref src)
+{
+	const struct cfg_backend *bk = cfg_backend_of(hub_cfg, local);
+	enum hub_sterr bounce = STERR_SERVICE_UNAVAILABLE;
+	if (!bk)
+		goto bounce; /* a reload took the domain away meanwhile */
+	struct bk_link *L = link_get(remote, bk->name, met_backend_slot((int)(bk - hub_cfg->backends)), true);
+	L->last_activity = net_now_ms();
+	struct bk_pair *pr = pair_get(L, local, true);
+	if (L->state == BK_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
+		enum hub_sterr why;
+		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
+		if (rc == 0) {
+			MET_INC(h->m, stanzas_routed);
+			BK_ADD(h, L, stanzas_in, 1);
+			return;
+		}
+		if (rc != -EPIPE) {
+			bounce = why;
+			goto bounce;
+		}
+		/* the stream is closing: queue for the next one */
+	}
+	if (pr->state == PAIR_INVALID) {
+		if (net_now_ms() - pr->since < (uint64_t)hub_cfg->retry_min * 1000)
+			goto bounce; /* refused a moment ago */
+		pr->state = PAIR_NONE;
+	}
+	if (L->queued >= hub_cfg->link_queue_max) {
+		if (L->queued >= 16 * hub_cfg->link_queue_max) {
+			MET_INC(h->m, send_queue_full);
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		MET_INC(h->m, flow_waited);
+		hold_src(h, L, src);
+	}
+	if (pr->qlen == pr->qcap) {
+		/* data path: out of memory bounces this stanza, the queue stays */
+		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 16;
+		struct bk_item *nq = realloc(pr->q, ncap * sizeof(*pr->q));
+		if (!nq) {
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		pr->q = nq;
+		pr->qcap = ncap;
+	}
+	if (b->bid >= 0) {
+		/* the backend may be down for a while: keep a copy, not a
+		 * receive buffer */
+		struct net_buf *cb = net_buf_new(h->w, n);
+		if (!cb) {
+			bounce = STERR_RESOURCE_CONSTRAINT;
+			goto bounce;
+		}
+		memcpy(cb->data, p, n);
+		cb->len = (uint32_t)n;
+		net_buf_unref(h->w, b);
+		b = cb;
+		p = cb->data;
+	}
+	pr->q[pr->qlen++] = (struct bk_item){b, p, (uint32_t)n, net_now_ms()};
+	queued_add(h, L, 1);
+	if (L->state == BK_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
+		L->state = BK_IDLE;
+	if (L->state == BK_IDLE)
+		link_start(h, L);
+	else if (L->state == BK_OPEN && pr->state == PAIR_NONE && L->sess)
+		send_db_result(L, pr); /* piggybacked on the open stream */
+	return;
+bounce:
+	if (bk)
+		MET_INC(h->m, bk[met_backend_slot((int)(bk - hub_cfg->backends))].bounced);
+	route_bounce_raw(h, p, n, bounce);
+	net_buf_unref(h->w, b);
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+/* Returns true when L was freed. */
+static bool link_tick(struct hubw *h, struct bk_link *L, uint64_t now)
+{
+	uint64_t stall = (uint64_t)hub_cfg->stall_timeout * 1000;
+	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
+	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
+	for (int i = 0; i < L->nlp; i++) {
+		struct bk_pair *p = &L->lp[i];
+		uint32_t old = 0;
+		while (old < p->qlen && now - p->q[old].at >= stall)
+			old++;
+		if (old) {
+			log_info(L->sess ? L->sess->c->id : 0, "backend %s: %u stanza%s for %s waited %us: bounced",
+				 L->backend, old, old == 1 ? "" : "s", p->local, hub_cfg->stall_timeout);
+			pair_bounce(h, L, p, old, STERR_REMOTE_SERVER_TIMEOUT);
+		}
+		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000 && L->sess) {
+			/* no answer to our db:result: start the stream again */
+			log_warn(L->sess->c->id, "backend %s: no dialback answer for %s -> %s in %us", L->backend,
+				 L->remote, p->local, hub_cfg->connect_timeout);
+			p->state = PAIR_NONE;
+			net_close(L->sess->c, false);
+		}
+	}
+	if (L->state == BK_BACKOFF && now - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000) {
+		L->state = BK_IDLE;
+		if (L->queued)
+			link_start(h, L);
+	}
+	if (L->state == BK_OPEN && L->sess && !L->queued) {
+		if (idle && now - L->last_activity >= idle) {
+			link_unlink(L);
+			link_free(h, L);
+			return true;
+		}
+		if (ka && now - L->last_keepalive >= ka && now - L->last_activity >= ka) {
+			L->last_keepalive = now;
+			sess_send(L->sess, " ", 1);
+		}
+	}
+	if ((L->state == BK_IDLE || L->state == BK_BACKOFF) && !L->queued && !L->sess &&
+	    now - L->last_activity > (idle ? idle : stall)) {
+		link_unlink(L);
+		link_free(h, L);
+		return true;
+	}
+	return false;
+}
+
+void backend_tick(struct hubw *h, uint64_t now)
+{
+	for (uint32_t i = 0; i < btab_cap; i++) {
+		for (struct bk_link *L = btab[i], *next; L; L = next) {
+			next = L->hnext;
+			link_tick(h, L, now);
+		}
+	}
+}
+
+uint32_t backend_sess_queued(const struct sess *s)
+{
+	return s->bk ? s->bk->queued : 0;
+}
+
+void backend_shutdown(struct hubw *h)
+{
+	for (uint32_t i = 0; i < btab_cap; i++) {
+		for (struct bk_link *L = btab[i]; L; L = L->hnext) {
+			for (int k = 0; k < L->nlp; k++)
+				pair_bounce(h, L, &L->lp[k], L->lp[k].qlen, STERR_REMOTE_SERVER_TIMEOUT);
+			if (L->sess) {
+				sess_sendf(L->sess, "</stream:stream>");
+				net_close(L->sess->c, true);
+			}
+		}
+	}
+}

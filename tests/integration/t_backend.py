@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""fedhub in front of unmodified XMPP servers ([backend NAME]) against
+scripted peers (lib/fakepeer.py): a Backend plays the server behind the hub
+(it verifies the hub's dialback keys by asking the hub, as a server whose
+resolver points every domain at the hub would), a RemoteServer plays the
+federation. Inbound relay (remote -> hub -> backend, one internal link per
+remote and backend carrying several domains), outbound transit (backend ->
+hub -> remote), dialback both ways, a backend that is down (stanzas wait,
+are delivered once it is back, or bounced after stall_timeout), streams
+from a non-backend address refused, invalid-from. Real Prosody and ejabberd
+behind the hub are other scripts' business. Ports: 26700-26799."""
+import os, re, socket, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from fakepeer import Backend, RemoteServer, Reader, attr, db_key, s2s_header, stream_error_of  # noqa: E402
+from hubproc import Hub, Results, metrics  # noqa: E402
+
+S2S, HTTP, BACKEND, REMOTE, DOWN = 26769, 26780, 26771, 26772, 26773
+STALL = 4
+CONF = """
+[hub]
+workers 2
+domain hub.fake
+listen s2s 127.0.0.1:%d
+http 127.0.0.1:%d
+log_level debug
+connect_timeout 3
+retry_min 1
+stall_timeout %d
+[route remote.fake]
+connect 127.0.0.1:%d
+[backend pros]
+domain a.fake b.fake
+connect 127.0.0.1:%d
+allow_from 127.0.0.1
+tls off
+[backend down]
+domain down.fake
+connect 127.0.0.1:%d
+allow_from 127.0.0.1
+""" % (S2S, HTTP, STALL, REMOTE, BACKEND, DOWN)
+
+T = Results()
+check = T.check
+
+
+def wait_for(pred, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+def msg(frm, to, mid, body="hi"):
+    return "<message from='%s' to='%s' id='%s' type='chat'><body>%s</body></message>" % (frm, to, mid, body)
+
+
+def with_id(peer, mid):
+    return [m for m in peer.messages() if attr(m, "id") == mid]
+
+
+def from_addr(host):
+    """A connection to the hub from another loopback address."""
+    s = socket.socket()
+    s.bind((host, 0))
+    s.settimeout(5)
+    s.connect(("127.0.0.1", S2S))
+    return s
+
+
+def main():
+    hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-backend-"), ready_ports=(S2S, HTTP))
+    holder = []
+    try:
+        if check("hub starts", hub.start(), "see its log"):
+            run(holder)
+    except Exception as e:  # a case that broke the script is a failure
+        check("the cases ran to the end", False, repr(e))
+    finally:
+        for p in holder:
+            p.close()
+        hub.finish(T)
+    T.exit()
+
+
+def run(holder):
+    rs = RemoteServer("remote.fake", REMOTE)
+    bk = Backend(["a.fake", "b.fake"], BACKEND, S2S)
+    holder += [rs, bk]
+
+    # ---- inbound relay: remote -> hub -> backend ----
+    o = rs.connect_out(S2S, "a.fake")
+    check("remote authenticates to a backend domain at the hub", o.auth("a.fake") == "valid")
+    check("remote pair for the second domain on the same stream", o.auth("b.fake") == "valid")
+    o.send(msg("u@remote.fake/r", "v@a.fake", "in1"))
+    o.send(msg("u@remote.fake/r", "w@b.fake", "in2"))
+    got = wait_for(lambda: with_id(bk, "in1") and with_id(bk, "in2"))
+    check("stanzas for two backend domains relayed to the backend", got, bk.messages())
+    v = list(bk.verified)
+    check("the backend verified the hub's keys by dialback toward the hub",
+          sorted((r, d, t) for r, d, t, _ in v) == [("remote.fake", "a.fake", "valid"),
+                                                    ("remote.fake", "b.fake", "valid")], v)
+    check("one internal link carries both domains (piggybacking)", len(set(c for _, _, _, c in v)) == 1, v)
+    for i in range(20):
+        o.send(msg("u@remote.fake/r", "v@a.fake", "ord%d" % i))
+    wait_for(lambda: with_id(bk, "ord19"))
+    order = [attr(m, "id") for m in bk.messages() if (attr(m, "id") or "").startswith("ord")]
+    check("per-pair order kept through the hub", order == ["ord%d" % i for i in range(20)], order)
+
+    # a key the hub did not issue is refused when the backend asks about it
+    s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
+    r = Reader(s)
+    s.sendall(s2s_header("a.fake", "remote.fake"))
+    r.stream_header()
+    r.element()
+    s.sendall(b"<db:verify from='a.fake' to='remote.fake' id='nosuchid'>" + b"ab" * 32 + b"</db:verify>")
+    el = r.element()
+    check("db:verify from a backend for a key the hub did not issue: invalid", attr(el, "type") == "invalid", el)
+    s.close()
+
+    # ---- outbound transit: backend -> hub -> remote ----
+    t = bk.connect_out(S2S, "remote.fake", from_domain="a.fake")
+    check("a backend's stream to a remote domain is accepted (transit)", "dialback" in t.features, t.features)
+    check("the hub verifies the backend's key by dialback against the backend", t.auth("remote.fake") == "valid")
+    t.send(msg("v@a.fake/x", "u@remote.fake", "out1"))
+    got = wait_for(lambda: with_id(rs, "out1"))
+    check("the backend's stanza leaves on the hub's own link to the remote", got, rs.messages())
+    check("the remote's link is authenticated as the hosted domain",
+          ("a.fake", "remote.fake") in rs.db_results, rs.db_results)
+    # a reply from the remote comes back through the relay
+    o.send(msg("u@remote.fake/r", "v@a.fake/x", "back1"))
+    check("the remote's reply is relayed back to the backend", wait_for(lambda: with_id(bk, "back1")))
+
+    bad = bk.connect_out(S2S, "remote.fake", from_domain="a.fake")
+    bad.s.sendall(("<db:result from='a.fake' to='remote.fake'>%s</db:result>" % ("cd" * 32)).encode())
+    el = bad.r.element(10)
+    check("a wrong key from the backend: the backend says invalid, so does the hub",
+          attr(el, "type") == "invalid", el)
+    bad.close()
+
+    # ---- address rules ----
+    x = bk.connect_out(S2S, "remote.fake", from_domain="a.fake")
+    x.s.sendall(("<db:result from='zzz.fake' to='remote.fake'>%s</db:result>" % ("ab" * 32)).encode())
+    check("transit claim for a domain of no backend: invalid-from", stream_error_of(x) == "invalid-from")
+    s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
+    s.sendall(s2s_header("zzz.fake", "remote.fake"))
+    check("transit stream from a domain of no backend: invalid-from", stream_error_of(Reader(s)) == "invalid-from")
+    s.close()
+    s = from_addr("127.0.0.9")
+    s.sendall(s2s_header("a.fake", "remote.fake"))
+    check("stream to a remote domain from a non-backend address: host-unknown",
+          stream_error_of(Reader(s)) == "host-unknown")
+    s.close()
+    s = from_addr("127.0.0.9")
+    s.sendall(s2s_header("a.fake", "hub.fake"))
+    got = stream_error_of(Reader(s))
+    check("a stream from a backend's domain at a non-backend address: invalid-from", got == "invalid-from", got)
+    s.close()
+    s = from_addr("127.0.0.9")
+    r = Reader(s)
+    s.sendall(s2s_header("remote.fake", "hub.fake"))
+    r.stream_header()
+    r.element()
+    s.sendall(("<db:result from='a.fake' to='hub.fake'>%s</db:result>" % ("ab" * 32)).encode())
+    got = stream_error_of(r)
+    check("a backend's domain claimed from a non-backend address: invalid-from", got == "invalid-from", got)
+    s.close()
+    s = from_addr("127.0.0.9")
+    r = Reader(s)
+    s.sendall(s2s_header("remote.fake", "a.fake"))
+    r.stream_header()
+    r.element()
+    s.sendall(b"<db:verify from='a.fake' to='remote.fake' id='x'>" + b"ab" * 32 + b"</db:verify>")
+    el = r.element()
+    check("db:verify for a backend's key from a non-backend address: refused",
+          attr(el, "type") == "error" or el.startswith("<stream:error"), el)
+    s.close()
+
+    # ---- a backend that is down ----
+    check("remote pair for the down backend's domain", o.auth("down.fake") == "valid")
+    o.send(msg("u@remote.fake/r", "x@down.fake", "down2"))
+    t0 = time.time()
+    bounced = wait_for(lambda: [m for m in with_id(rs, "down2") if attr(m, "type") == "error"], STALL + 6)
+    el = bounced[0] if bounced else ""
+    check("a stanza for a backend that is down waits, then bounces remote-server-timeout",
+          "remote-server-timeout" in el and attr(el, "from") == "x@down.fake", rs.messages()[-3:])
+    check("... not before stall_timeout", time.time() - t0 >= STALL - 1, time.time() - t0)
+    o.send(msg("u@remote.fake/r", "x@down.fake", "down3"))
+    time.sleep(1.0)
+    bk2 = Backend(["down.fake"], DOWN, S2S)
+    holder.append(bk2)
+    check("a stanza that waited is delivered once the backend is back", wait_for(lambda: with_id(bk2, "down3"), 6),
+          bk2.messages())
+    check("... and not bounced", not [m for m in with_id(rs, "down3") if attr(m, "type") == "error"])
+
+    m = metrics(HTTP)
+    check("metrics: stanzas relayed to the backend", m.get('fedhub_backend_stanzas_in_total{backend="pros"}', 0) >= 23,
+          {k: v for k, v in m.items() if "backend" in k})
+    check("metrics: stanzas from the backend", m.get('fedhub_backend_stanzas_out_total{backend="pros"}', 0) >= 1)
+    check("metrics: the down backend's bounce", m.get('fedhub_backend_bounced_total{backend="down"}', 0) >= 1)
+    check("metrics: links up", m.get('fedhub_backend_links_up{backend="pros"}', 0) >= 1)
+    check("metrics: nothing queued now", m.get('fedhub_backend_queued{backend="down"}', -1) == 0)
+    o.close()
+    t.close()
+
+
+if __name__ == "__main__":
+    main()
