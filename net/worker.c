@@ -484,9 +484,13 @@ static void *worker_main(void *arg)
 		}
 		if ((net_stopping() || atomic_load_explicit(&nw_no_accept, memory_order_relaxed)) && w->nlis) {
 			/* the ring holds the socket open while its multishot
-			 * accept is armed: cancel that, then close (the kernel
-			 * resets what waits in the backlog) */
+			 * accept is armed, and the cancel completes later (or,
+			 * at exit, only when the kernel tears the ring down):
+			 * shutdown stops the listening now, whatever holds the
+			 * file, and resets what waits in the backlog; then
+			 * cancel and close */
 			for (int i = 0; i < w->nlis; i++) {
+				shutdown(w->lis[i].fd, SHUT_RDWR);
 				if (w->lis[i].armed)
 					nw_cancel_req(w, UD(&w->lis[i], OP_ACCEPT), NULL);
 				w->lis[i].resume_at = 0;
