@@ -507,7 +507,6 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			r = xml_prolog(t, b, &pi, end, &pst);
 			i = pi;
 			st = pst;
-		}
 			if (r < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
@@ -516,6 +515,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			t->sub[K_MODE] = MODE_HDR;
 			i++;
 			GO(S_STAG_NAME0);
+		}
 
 		case S_TOP:
 		case S_CLOSED:
