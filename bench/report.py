@@ -86,6 +86,17 @@ def ms(us):
     return f"{us / 1000:.3f}"
 
 
+def skipped_row(lead, why, blanks):
+    """A row for what was not measured: the lead cells, the reason, `blanks` empty cells."""
+    return f"| {lead} | skipped: {cell(why)} |" + " |" * blanks
+
+
+def target_rows(d, blanks, row):
+    """One row per target: row(name, t), or the reason it was skipped."""
+    return [skipped_row(name, t["skipped"], blanks) if "skipped" in t else row(name, t)
+            for name, t in d["targets"].items()]
+
+
 def load_table(d, with_ratio):
     rows = [
         "| target | stanzas/s | target CPU us/stanza | p50 ms | p99 ms | p99.9 ms | RSS MiB | sent | delivered | bounced | lost | out of order |"
@@ -95,10 +106,7 @@ def load_table(d, with_ratio):
     ref = d["targets"].get("fedhub")
     if ref and ("skipped" in ref or not ref.get("stanzas_per_s")):
         ref = None
-    for name, t in d["targets"].items():
-        if "skipped" in t:
-            rows.append(f"| {name} | skipped: {cell(t['skipped'])} |" + " |" * (11 + (2 if with_ratio else 0)))
-            continue
+    def row(name, t):
         r = (
             f"| {name} | {t['stanzas_per_s']:.0f} | {t['cpu_us_per_stanza']:.2f} | {ms(t['p50_us'])} | "
             f"{ms(t['p99_us'])} | {ms(t['p999_us'])} | {t['rss_kib'] / 1024:.1f} | {t['sent']} | "
@@ -110,7 +118,8 @@ def load_table(d, with_ratio):
                       f" {t['cpu_us_per_stanza'] / ref['cpu_us_per_stanza']:.2f}x |")
             else:
                 r += " n/a | n/a |"
-        rows.append(r)
+        return r
+    rows += target_rows(d, 11 + (2 if with_ratio else 0), row)
     return "\n".join(rows)
 
 
@@ -135,19 +144,14 @@ def idle_table(d):
         "| target | links up | setup s | links/s | RSS before MiB | RSS with links MiB | KiB per link | idle CPU % of a core | alive at the end (delivered/sent) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, t in d["targets"].items():
-        if "skipped" in t:
-            rows.append(f"| {name} | skipped: {cell(t['skipped'])} | | | | | | | |")
-            continue
+    def row(name, t):
         up = t["links_up"]
         per = (t["rss_kib"] - t["rss_before_kib"]) / up if up else 0
         rate = up / t["setup_s"] if t["setup_s"] else 0
         cpu = 100 * t["target_cpu_s"] / t["measured_s"] if t["measured_s"] else 0
-        rows.append(
-            f"| {name} | {up}/{t['links']} | {t['setup_s']:.2f} | {rate:.0f} | {t['rss_before_kib'] / 1024:.1f} | "
-            f"{t['rss_kib'] / 1024:.1f} | {per:.1f} | {cpu:.2f} | {t['delivered']}/{t['sent']} |"
-        )
-    return "\n".join(rows)
+        return (f"| {name} | {up}/{t['links']} | {t['setup_s']:.2f} | {rate:.0f} | {t['rss_before_kib'] / 1024:.1f} | "
+                f"{t['rss_kib'] / 1024:.1f} | {per:.1f} | {cpu:.2f} | {t['delivered']}/{t['sent']} |")
+    return "\n".join(rows + target_rows(d, 7, row))
 
 
 def errors(d):
@@ -243,7 +247,7 @@ def many_tables(d):
             continue
         x = t.get(k, {})
         if "skipped" in x:
-            out.append(f"| {r['per_link']} | {r['domains']} | skipped: {cell(x['skipped'])} | | | | | | |")
+            out.append(skipped_row(f"{r['per_link']} | {r['domains']}", x["skipped"], 6))
             continue
         res = "clean" if not x.get("lost") and not x.get("out_of_order") and not x.get("error") else \
             cell(x.get("error") or "stanzas lost or out of order")
@@ -263,7 +267,7 @@ def many_tables(d):
         x = t.get(k, {})
         how = "DNS" if r.get("dns") else "routes"
         if "skipped" in x:
-            out.append(f"| {r['domains']} | {how} | skipped: {cell(x['skipped'])} | | | | | | | | |")
+            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 8))
             continue
         out.append(f"| {r['domains']} | {how} | {x['drain_s']:.2f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | "
                    f"{ms(x['max_us'])} | {x['delivered']} | {x['bounced']} ({conds(x)}) | {x['lost']} | "
@@ -278,13 +282,10 @@ def burst_table(d):
            " back to its sender); latency from the write.", "",
            "| target | sent | delivered | bounced (by condition) | lost | out of order | drain s | p99 ms | target peak RSS MiB | target CPU us/stanza |",
            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for name, t in d["targets"].items():
-        if "skipped" in t:
-            out.append(f"| {name} | skipped: {cell(t['skipped'])} | | | | | | | | |")
-            continue
-        out.append(f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
-                   f"{t['out_of_order']} | {t['drain_s']:.2f} | {ms(t['p99_us'])} | "
-                   f"{t.get('peak_rss_kib', 0) / 1024:.1f} | {t['cpu_us_per_stanza']:.2f} |")
+    out += target_rows(d, 8, lambda name, t: (
+        f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
+        f"{t['out_of_order']} | {t['drain_s']:.2f} | {ms(t['p99_us'])} | "
+        f"{t.get('peak_rss_kib', 0) / 1024:.1f} | {t['cpu_us_per_stanza']:.2f} |"))
     return "\n".join(out)
 
 
@@ -294,14 +295,11 @@ def stall_table(d):
            " Every stanza must be delivered or bounced; comp2.fhb's latency is counted over the stall.", "",
            "| target | sent | delivered | bounced (by condition) | lost | all p99 ms | comp2.fhb during the stall: delivered | p50 ms | p99 ms | p99.9 ms | max ms | peak RSS MiB |",
            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, t in d["targets"].items():
-        if "skipped" in t:
-            out.append(f"| {name} | skipped: {cell(t['skipped'])} | | | | | | | | | | |")
-            continue
-        out.append(f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
-                   f"{ms(t['p99_us'])} | {t.get('other_delivered', 0)} | {ms(t.get('other_p50_us', 0))} | "
-                   f"{ms(t.get('other_p99_us', 0))} | {ms(t.get('other_p999_us', 0))} | "
-                   f"{ms(t.get('other_max_us', 0))} | {t.get('peak_rss_kib', 0) / 1024:.1f} |")
+    out += target_rows(d, 10, lambda name, t: (
+        f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
+        f"{ms(t['p99_us'])} | {t.get('other_delivered', 0)} | {ms(t.get('other_p50_us', 0))} | "
+        f"{ms(t.get('other_p99_us', 0))} | {ms(t.get('other_p999_us', 0))} | "
+        f"{ms(t.get('other_max_us', 0))} | {t.get('peak_rss_kib', 0) / 1024:.1f} |"))
     return "\n".join(out)
 
 

@@ -94,13 +94,9 @@ static long parse_next(const char *p, size_t n, struct xml_stanza *st)
 		if (!gen_tok || gen_tok->err) {
 			gen_tok = &gen_tok_store;
 			struct xml_limits lim;
-			xml_limits_default(&lim);
 			/* it parses what links accepted, under any configured limits,
 			 * and self-contained copies that have a few more attributes */
-			lim.max_stanza = lim.max_stanza_preauth = 1u << 30;
-			lim.max_depth = XML_MAX_DEPTH;
-			lim.max_attrs = XML_MAX_ATTRS;
-			lim.max_name = 0xFFFF;
+			xml_limits_widest(&lim, 1u << 30);
 			xml_tok_init(gen_tok, &lim);
 			gen_tok->authenticated = true;
 			if (xml_tok_next(gen_tok, gen_hdr, sizeof(gen_hdr) - 1, &used) != XML_EV_STREAM_OPEN)

@@ -36,6 +36,14 @@ void xml_limits_default(struct xml_limits *l)
 	l->max_name = 256;
 }
 
+void xml_limits_widest(struct xml_limits *l, uint32_t max_stanza)
+{
+	l->max_stanza = l->max_stanza_preauth = max_stanza;
+	l->max_depth = XML_MAX_DEPTH;
+	l->max_attrs = XML_MAX_ATTRS;
+	l->max_name = 0xFFFF;
+}
+
 static size_t utf8_put(char *o, uint32_t v)
 {
 	if (v < 0x80) {

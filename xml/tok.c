@@ -366,19 +366,20 @@ static inline __attribute__((always_inline)) int run_to_stop(struct xml_tok *t, 
 static int ref_step(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end)
 {
 	size_t i = *pi;
+	uint32_t rs = t->sub[K_REFST];
 	for (;;) {
 		if (i >= end)
 			goto more;
 		{
 			uint8_t c = b[i];
 			size_t rt = t->sub[K_REFTOK];
-			switch (t->sub[K_REFST]) {
+			switch (rs) {
 			case 0: /* after '&' */
 				if (c == '#') {
-					t->sub[K_REFST] = 2;
+					rs = 2;
 					i++;
 				} else if (xml_cls[c] & C_NS) {
-					t->sub[K_REFST] = 1;
+					rs = 1;
 					i++;
 				} else if (c >= 0x80) {
 					return xml_tok_fail(t, XML_ERR_RESTRICTED_XML, rt);
@@ -409,24 +410,24 @@ static int ref_step(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end)
 				return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
 			case 2: /* after "&#" */
 				if (c == 'x') {
-					t->sub[K_REFST] = 4;
+					rs = 4;
 					i++;
 					continue;
 				}
 				if (!(xml_cls[c] & C_DIG))
 					return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
-				t->sub[K_REFST] = 3;
+				rs = 3;
 				t->sub[K_REFVAL] = 0;
 				continue;
 			case 4: /* after "&#x" */
 				if (!(xml_cls[c] & C_HEX))
 					return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, rt);
-				t->sub[K_REFST] = 5;
+				rs = 5;
 				t->sub[K_REFVAL] = 0;
 				continue;
 			case 3:
 			case 5: {
-				bool hex = t->sub[K_REFST] == 5;
+				bool hex = rs == 5;
 				uint32_t v = t->sub[K_REFVAL];
 				while (i < end && (xml_cls[b[i]] & (hex ? C_HEX : C_DIG))) {
 					uint8_t d = b[i++];
@@ -451,6 +452,7 @@ static int ref_step(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end)
 		return xml_tok_fail(t, XML_ERR_NOT_WELL_FORMED, i); /* each sub-state continues or ends */
 	}
 more:
+	t->sub[K_REFST] = rs;
 	*pi = i;
 	return 1;
 }
@@ -507,7 +509,6 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			r = xml_prolog(t, b, &pi, end, &pst);
 			i = pi;
 			st = pst;
-		}
 			if (r < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
@@ -516,6 +517,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			t->sub[K_MODE] = MODE_HDR;
 			i++;
 			GO(S_STAG_NAME0);
+		}
 
 		case S_TOP:
 		case S_CLOSED:

@@ -73,6 +73,10 @@ struct xml_limits {
 #define XML_MAX_ATTRS  64 /* upper bound for max_attrs */
 #define XML_MAX_NSDECL 32 /* xmlns declarations in scope inside one stanza */
 void xml_limits_default(struct xml_limits *l);
+/* Every bound at the most the tokenizer supports, and stanzas of up to
+ * max_stanza bytes before and after authentication: for re-parsing bytes
+ * a link has accepted already (and for fuzzing). */
+void xml_limits_widest(struct xml_limits *l, uint32_t max_stanza);
 
 /* Well-known namespaces, resolved once so the router compares integers. */
 enum xml_ns {

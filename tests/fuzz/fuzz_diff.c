@@ -58,11 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	static struct xml_tok t;
 	struct xml_limits lim;
-	xml_limits_default(&lim);
-	lim.max_stanza = lim.max_stanza_preauth = 1u << 20;
-	lim.max_depth = XML_MAX_DEPTH;
-	lim.max_attrs = XML_MAX_ATTRS;
-	lim.max_name = 0xFFFF;
+	xml_limits_widest(&lim, 1u << 20);
 	xml_tok_init(&t, &lim);
 	t.authenticated = true;
 	size_t off = 0;

@@ -66,11 +66,7 @@ static void reparse_alone(const char *p, size_t n, uint32_t must_clear)
 				   "xmlns:fz='http://etherx.jabber.org/streams'>";
 	static struct xml_tok u;
 	struct xml_limits lim;
-	xml_limits_default(&lim);
-	lim.max_stanza = lim.max_stanza_preauth = 1u << 20;
-	lim.max_depth = XML_MAX_DEPTH;
-	lim.max_attrs = XML_MAX_ATTRS;
-	lim.max_name = 0xFFFF;
+	xml_limits_widest(&lim, 1u << 20);
 	xml_tok_init(&u, &lim);
 	u.authenticated = true;
 	size_t used;

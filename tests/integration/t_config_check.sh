@@ -24,8 +24,7 @@ junk_ca_file_refused listen_wildcard_and_specific_refused listen_same_address_tw
 http_on_listener_port_refused v6_wildcard_beside_other_v4_kind_refused dual_stack_pair_passes
 startup_refuses_expired_cert startup_names_unbindable_address"
 if ! fh_have_fedhub || ! command -v openssl >/dev/null; then
-	for c in $CASES; do fh_fail "$c" "no fedhub binary at $FH_BIN (run make) or no openssl"; done
-	fh_done
+	fh_fail_all "no fedhub binary at $FH_BIN (run make) or no openssl"
 fi
 
 D=$FH_DIR

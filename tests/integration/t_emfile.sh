@@ -17,10 +17,7 @@ CONNS=150
 CASES="start_logs_fd_limit accept_failure_logged log_rate_limited cpu_low_while_out_of_fds still_running
 accepts_again_after_close"
 
-if ! fh_have_fedhub; then
-	for c in $CASES; do fh_fail "$c" "no fedhub binary at $FH_BIN (run make)"; done
-	fh_done
-fi
+fh_have_fedhub || fh_fail_all "no fedhub binary at $FH_BIN (run make)"
 
 conf=$FH_DIR/hub.conf
 cat >"$conf" <<EOF

@@ -20,10 +20,7 @@ component_handshake_accepted component_bad_handshake_refused http_health_200_jso
 sigterm_exits_0_within_2s sigint_exits_0_within_2s check_xml_good_stream check_xml_bad_stream_not_well_formed
 check_xml_bad_stream_restricted_xml"
 
-if ! fh_have_fedhub; then
-	for c in $CASES; do fh_fail "$c" "no fedhub binary at $FH_BIN (run make)"; done
-	fh_done
-fi
+fh_have_fedhub || fh_fail_all "no fedhub binary at $FH_BIN (run make)"
 
 # config_case NAME CONF [LINE]: `fedhub -t -c CONF` passes ("configuration
 # ok", exit 0), or, with LINE, fails naming CONF:LINE

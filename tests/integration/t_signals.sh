@@ -20,10 +20,7 @@ CASES="start_listens sd_notify_ready sighup_reloads_configuration hub_survives_h
 existing_links_route_after_signals new_connection_routes_after_signals sigterm_after_hup_exits_0
 sd_notify_stopping second_instance_refused takeover_starts_beside takeover_serves_after_old_stops
 takeover_exits_0"
-if ! fh_have_fedhub; then
-	for c in $CASES; do fh_fail "$c" "no fedhub binary at $FH_BIN (run make)"; done
-	fh_done
-fi
+fh_have_fedhub || fh_fail_all "no fedhub binary at $FH_BIN (run make)"
 
 conf=$FH_DIR/hub.conf
 cat >"$conf" <<EOF

@@ -12,29 +12,7 @@
 #include <cmocka.h>
 #include "router/cfg.h"
 
-#define HUB "[hub]\nlisten s2s 127.0.0.1:5269\n"
-
-static int parse(struct cfg *c, const char *text, char **errs)
-{
-	size_t n;
-	FILE *f = open_memstream(errs, &n);
-	assert_non_null(f);
-	int r = cfg_parse(c, text, "router.conf", f);
-	fclose(f);
-	return r;
-}
-
-static void expect_error(const char *text, const char *want)
-{
-	struct cfg c;
-	char *errs = NULL;
-	int r = parse(&c, text, &errs);
-	if (r != 1 || !strstr(errs, want))
-		print_error("config:\n%s\nwanted 1 error containing \"%s\", got %d:\n%s", text, want, r, errs);
-	assert_int_equal(r, 1);
-	free(errs);
-	cfg_free(&c);
-}
+#include "tests/unit/cfg_parse.h"
 
 static void test_defaults(void **state)
 {
@@ -97,18 +75,18 @@ static void test_preauth_timeout_follows_connect_timeout(void **state)
 
 static void test_errors(void **state)
 {
-	expect_error(HUB "preauth_timeout 5\n", "preauth_timeout (5s) is shorter than connect_timeout (10s)");
-	expect_error(HUB "preauth_timeout 0\n", "preauth_timeout: 0 is out of range");
-	expect_error(HUB "max_preauth_bytes 8k\n", "max_preauth_bytes (8192) is less than max_stanza_size_preauth");
-	expect_error(HUB "max_pairs_per_stream 0\n", "max_pairs_per_stream: 0 is out of range");
-	expect_error(HUB "max_pairs_per_stream 70000\n", "out of range");
-	expect_error(HUB "max_verify_total 0\n", "out of range");
-	expect_error(HUB "connection_rate_per_ip fast\n", "is not a whole number");
-	expect_error(HUB "proxy_from 10.0.0.0/8\n", "no listener has proxy_protocol");
-	expect_error("[hub]\nlisten s2s 127.0.0.1:5269 proxy_protocol\nproxy_from 10.0.0.1/8\n",
-		     "router.conf:3: proxy_from: '10.0.0.1/8' is not an address or a block");
-	expect_error("[hub]\nlisten s2s 127.0.0.1:5269 proxy_protocol\nproxy_from lb.example\n",
-		     "proxy_from: 'lb.example'");
+	expect_one_error(HUB "preauth_timeout 5\n", "preauth_timeout (5s) is shorter than connect_timeout (10s)");
+	expect_one_error(HUB "preauth_timeout 0\n", "preauth_timeout: 0 is out of range");
+	expect_one_error(HUB "max_preauth_bytes 8k\n", "max_preauth_bytes (8192) is less than max_stanza_size_preauth");
+	expect_one_error(HUB "max_pairs_per_stream 0\n", "max_pairs_per_stream: 0 is out of range");
+	expect_one_error(HUB "max_pairs_per_stream 70000\n", "out of range");
+	expect_one_error(HUB "max_verify_total 0\n", "out of range");
+	expect_one_error(HUB "connection_rate_per_ip fast\n", "is not a whole number");
+	expect_one_error(HUB "proxy_from 10.0.0.0/8\n", "no listener has proxy_protocol");
+	expect_one_error("[hub]\nlisten s2s 127.0.0.1:5269 proxy_protocol\nproxy_from 10.0.0.1/8\n",
+			 "router.conf:3: proxy_from: '10.0.0.1/8' is not an address or a block");
+	expect_one_error("[hub]\nlisten s2s 127.0.0.1:5269 proxy_protocol\nproxy_from lb.example\n",
+			 "proxy_from: 'lb.example'");
 }
 
 /* Whole-file checks see what [hub] said even when other sections follow. */

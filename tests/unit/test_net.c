@@ -326,6 +326,24 @@ static bool fill(int fd, uint64_t *pos)
 	return false;
 }
 
+/* Every byte sent up to pos reached on_data, in order, and none while
+ * paused. */
+static void expect_all_received(uint64_t pos)
+{
+	assert_true(wait_at_least(&rx_total, pos));
+	assert_int_equal(atomic_load(&rx_total), pos);
+	assert_int_equal(atomic_load(&rx_bad), 0);
+	assert_int_equal(atomic_load(&calls_paused), 0);
+}
+
+/* The hub side closes after flushing; then the client's end. */
+static void close_flushed(int fd)
+{
+	cmd(CMD_CLOSE_FLUSH);
+	assert_true(wait_int(&closed, 1));
+	close(fd);
+}
+
 /* ---- tests: plain TCP ---- */
 
 static void test_pause_fills_sender_resume_delivers_in_order(void **state)
@@ -346,10 +364,7 @@ static void test_pause_fills_sender_resume_delivers_in_order(void **state)
 
 	cmd(CMD_RESUME);
 	send_pat(fd, &pos, 300000); /* and more after the resume */
-	assert_true(wait_at_least(&rx_total, pos));
-	assert_int_equal(atomic_load(&rx_total), pos);
-	assert_int_equal(atomic_load(&rx_bad), 0);
-	assert_int_equal(atomic_load(&calls_paused), 0);
+	expect_all_received(pos);
 
 	/* a second pause/resume cycle on the same connection */
 	cmd(CMD_PAUSE);
@@ -358,9 +373,7 @@ static void test_pause_fills_sender_resume_delivers_in_order(void **state)
 	assert_true(wait_at_least(&rx_total, pos));
 	assert_int_equal(atomic_load(&rx_bad), 0);
 
-	cmd(CMD_CLOSE_FLUSH);
-	assert_true(wait_int(&closed, 1));
-	close(fd);
+	close_flushed(fd);
 }
 
 static void test_pause_inside_on_data_keeps_the_rest(void **state)
@@ -378,13 +391,8 @@ static void test_pause_inside_on_data_keeps_the_rest(void **state)
 	assert_true(fill(fd, &pos));
 	assert_int_equal(atomic_load(&rx_total), at_pause);
 	cmd(CMD_RESUME);
-	assert_true(wait_at_least(&rx_total, pos));
-	assert_int_equal(atomic_load(&rx_total), pos);
-	assert_int_equal(atomic_load(&rx_bad), 0);
-	assert_int_equal(atomic_load(&calls_paused), 0);
-	cmd(CMD_CLOSE_FLUSH);
-	assert_true(wait_int(&closed, 1));
-	close(fd);
+	expect_all_received(pos);
+	close_flushed(fd);
 }
 
 /* The peer sent everything before on_data paused: the unconsumed half is
@@ -401,13 +409,8 @@ static void test_pause_inside_on_data_resumes_without_more_bytes(void **state)
 	uint64_t at_pause = atomic_load(&rx_total);
 	assert_true(at_pause < pos);
 	cmd(CMD_RESUME);
-	assert_true(wait_at_least(&rx_total, pos));
-	assert_int_equal(atomic_load(&rx_total), pos);
-	assert_int_equal(atomic_load(&rx_bad), 0);
-	assert_int_equal(atomic_load(&calls_paused), 0);
-	cmd(CMD_CLOSE_FLUSH);
-	assert_true(wait_int(&closed, 1));
-	close(fd);
+	expect_all_received(pos);
+	close_flushed(fd);
 }
 
 static void test_pause_then_close_and_resume_after_close(void **state)
@@ -577,14 +580,9 @@ static void test_tls_pause_and_resume(void **state)
 	assert_int_equal(atomic_load(&rx_total), at_pause);
 	cmd(CMD_RESUME);
 	flush_out(fd, t); /* blocking: the rest of the last records */
-	assert_true(wait_at_least(&rx_total, pos));
-	assert_int_equal(atomic_load(&rx_total), pos);
-	assert_int_equal(atomic_load(&rx_bad), 0);
-	assert_int_equal(atomic_load(&calls_paused), 0);
-	cmd(CMD_CLOSE_FLUSH);
-	assert_true(wait_int(&closed, 1));
+	expect_all_received(pos);
+	close_flushed(fd);
 	tls_conn_free(t);
-	close(fd);
 }
 
 /* ---- setup ---- */

@@ -174,16 +174,49 @@ static void roundtrip(struct end *cl, struct end *sv)
 	assert_memory_equal(cl->rx, b, sizeof(b) - 1);
 }
 
+/* A handshake between fresh contexts: a server holding sv_cert and a client
+ * holding cl_cert (NULL: none; else its local domain is cl_cert.example),
+ * each verify_required as *_strict, the client at most TLS 1.x cl_max (0:
+ * 1.3) and dialling `remote`; pumped in chunks of `chunk` bytes (0: whole
+ * flights). */
+struct hs {
+	bool sv_strict, cl_strict;
+	int cl_max;
+	const char *sv_cert, *cl_cert, *remote;
+	size_t chunk;
+	char local[64];
+	struct tls_ctx *sx, *cx;
+	struct end *sv, *cl;
+};
+
+static void hs_run(struct hs *h)
+{
+	h->sx = mkctx(h->sv_strict, 0);
+	h->cx = mkctx(h->cl_strict, h->cl_max);
+	add(h->sx, h->sv_cert);
+	if (h->cl_cert) {
+		add(h->cx, h->cl_cert);
+		snprintf(h->local, sizeof(h->local), "%s.example", h->cl_cert);
+	}
+	h->sv = end_new(h->sx, true, NULL, NULL);
+	h->cl = end_new(h->cx, false, h->remote, h->cl_cert ? h->local : NULL);
+	pump(h->cl, h->sv, h->chunk ? h->chunk : SIZE_MAX);
+}
+
+static void hs_free(struct hs *h)
+{
+	end_free(h->cl), end_free(h->sv);
+	tls_ctx_free(h->sx), tls_ctx_free(h->cx);
+}
+
 /* -------------------------------------------------------------- tests */
 
 static void test_tls13_mutual_verification(void **state)
 {
 	(void)state;
-	struct tls_ctx *sx = mkctx(true, 0), *cx = mkctx(true, 0);
-	add(sx, "a");
-	add(cx, "c");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "c.example");
-	pump(cl, sv, SIZE_MAX);
+	struct hs h = {.sv_strict = true, .cl_strict = true, .sv_cert = "a", .cl_cert = "c", .remote = "a.example"};
+	hs_run(&h);
+	struct end *sv = h.sv, *cl = h.cl;
 	assert_int_equal(cl->hs, 1);
 	assert_int_equal(sv->hs, 1);
 	assert_string_equal(tls_version(cl->c), "TLSv1.3");
@@ -193,18 +226,20 @@ static void test_tls13_mutual_verification(void **state)
 	assert_int_equal(tls_peer_verify_domain(sv->c, "c.example"), 0);
 	assert_int_equal(tls_peer_verify_domain(sv->c, "a.example"), TLS_ERR_NAME);
 	roundtrip(cl, sv);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	hs_free(&h);
 }
 
 static void test_tls12_handshake(void **state)
 {
 	(void)state;
-	struct tls_ctx *sx = mkctx(true, 0), *cx = mkctx(true, 12);
-	add(sx, "a");
-	add(cx, "c");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "c.example");
-	pump(cl, sv, SIZE_MAX);
+	struct hs h = {.sv_strict = true,
+		       .cl_strict = true,
+		       .cl_max = 12,
+		       .sv_cert = "a",
+		       .cl_cert = "c",
+		       .remote = "a.example"};
+	hs_run(&h);
+	struct end *sv = h.sv, *cl = h.cl;
 	assert_int_equal(cl->hs, 1);
 	assert_int_equal(sv->hs, 1);
 	assert_string_equal(tls_version(cl->c), "TLSv1.2");
@@ -212,8 +247,7 @@ static void test_tls12_handshake(void **state)
 	assert_non_null(strstr(tls_cipher(cl->c), "GCM"));
 	assert_int_equal(tls_peer_verify_domain(sv->c, "c.example"), 0);
 	roundtrip(cl, sv);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	hs_free(&h);
 }
 
 static void test_cipher_list_narrowed_to_chacha(void **state)
@@ -356,25 +390,19 @@ static void test_cn_used_only_without_san(void **state)
 /* verify_required client against a server presenting `cert` for `remote`. */
 static void expect_rejected(const char *cert, const char *remote, int want)
 {
-	struct tls_ctx *sx = mkctx(false, 0), *cx = mkctx(true, 0);
-	add(sx, cert);
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, remote, NULL);
-	pump(cl, sv, SIZE_MAX);
-	assert_int_equal(cl->hs, want);
-	assert_true(sv->hs < 0); /* the server got the client's alert */
-	assert_non_null(tls_error(cl->c));
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	struct hs h = {.cl_strict = true, .sv_cert = cert, .remote = remote};
+	hs_run(&h);
+	assert_int_equal(h.cl->hs, want);
+	assert_true(h.sv->hs < 0); /* the server got the client's alert */
+	assert_non_null(tls_error(h.cl->c));
+	hs_free(&h);
 
 	/* lenient: the handshake completes, the verdict is kept for the s2s layer */
-	sx = mkctx(false, 0), cx = mkctx(false, 0);
-	add(sx, cert);
-	sv = end_new(sx, true, NULL, NULL), cl = end_new(cx, false, remote, NULL);
-	pump(cl, sv, SIZE_MAX);
-	assert_int_equal(cl->hs, 1);
-	assert_int_equal(tls_peer_verify_domain(cl->c, remote), want);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	h.cl_strict = false;
+	hs_run(&h);
+	assert_int_equal(h.cl->hs, 1);
+	assert_int_equal(tls_peer_verify_domain(h.cl->c, remote), want);
+	hs_free(&h);
 }
 
 static void test_wrong_name_rejected(void **state)
@@ -404,40 +432,31 @@ static void test_server_cert_without_server_auth_rejected(void **state)
 static void test_client_cert_without_client_auth_rejected(void **state)
 {
 	(void)state;
-	struct tls_ctx *sx = mkctx(true, 0), *cx = mkctx(true, 0);
-	add(sx, "a");
-	add(cx, "serveronly");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "serveronly.example");
-	pump(cl, sv, SIZE_MAX);
-	assert_int_equal(sv->hs, TLS_ERR_VERIFY);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	struct hs h = {
+		.sv_strict = true, .cl_strict = true, .sv_cert = "a", .cl_cert = "serveronly", .remote = "a.example"};
+	hs_run(&h);
+	assert_int_equal(h.sv->hs, TLS_ERR_VERIFY);
+	hs_free(&h);
 }
 
 static void test_untrusted_client_cert_rejected(void **state)
 {
 	(void)state;
-	struct tls_ctx *sx = mkctx(true, 0), *cx = mkctx(true, 0);
-	add(sx, "a");
-	add(cx, "untrusted");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "untrusted.example");
-	pump(cl, sv, SIZE_MAX);
-	assert_int_equal(sv->hs, TLS_ERR_VERIFY);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	struct hs h = {
+		.sv_strict = true, .cl_strict = true, .sv_cert = "a", .cl_cert = "untrusted", .remote = "a.example"};
+	hs_run(&h);
+	assert_int_equal(h.sv->hs, TLS_ERR_VERIFY);
+	hs_free(&h);
 }
 
 static void test_no_client_cert_is_reported(void **state)
 {
 	(void)state;
-	struct tls_ctx *sx = mkctx(false, 0), *cx = mkctx(true, 0);
-	add(sx, "a");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", NULL);
-	pump(cl, sv, SIZE_MAX);
-	assert_int_equal(sv->hs, 1);
-	assert_int_equal(tls_peer_verify_domain(sv->c, "c.example"), TLS_ERR_NOCERT);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	struct hs h = {.cl_strict = true, .sv_cert = "a", .remote = "a.example"};
+	hs_run(&h);
+	assert_int_equal(h.sv->hs, 1);
+	assert_int_equal(tls_peer_verify_domain(h.sv->c, "c.example"), TLS_ERR_NOCERT);
+	hs_free(&h);
 }
 
 static void resume(int max_version)
@@ -581,10 +600,9 @@ static int count_records(const unsigned char *p, size_t n)
 static void test_many_stanzas_in_few_records(void **state)
 {
 	(void)state;
-	struct tls_ctx *sx = mkctx(false, 0), *cx = mkctx(true, 0);
-	add(sx, "a");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", NULL);
-	pump(cl, sv, SIZE_MAX);
+	struct hs h = {.cl_strict = true, .sv_cert = "a", .remote = "a.example"};
+	hs_run(&h);
+	struct end *sv = h.sv, *cl = h.cl;
 	assert_int_equal(cl->hs, 1);
 	assert_int_equal(sv->hs, 1);
 	enum { N = 200, S = 300 };
@@ -604,17 +622,20 @@ static void test_many_stanzas_in_few_records(void **state)
 	xfer(cl, sv, SIZE_MAX);
 	assert_int_equal(sv->rxlen, sizeof(batch));
 	assert_memory_equal(sv->rx, batch, sizeof(batch));
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	hs_free(&h);
 }
 
 static void byte_at_a_time(int max_version)
 {
-	struct tls_ctx *sx = mkctx(true, 0), *cx = mkctx(true, max_version);
-	add(sx, "a");
-	add(cx, "c");
-	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "c.example");
-	pump(cl, sv, 1);
+	struct hs h = {.sv_strict = true,
+		       .cl_strict = true,
+		       .cl_max = max_version,
+		       .sv_cert = "a",
+		       .cl_cert = "c",
+		       .remote = "a.example",
+		       .chunk = 1};
+	hs_run(&h);
+	struct end *sv = h.sv, *cl = h.cl;
 	assert_int_equal(cl->hs, 1);
 	assert_int_equal(sv->hs, 1);
 	assert_int_equal(tls_peer_verify_domain(sv->c, "c.example"), 0);
@@ -623,8 +644,7 @@ static void byte_at_a_time(int max_version)
 	assert_int_equal(xfer(cl, sv, 1) > sizeof(msg), 1);
 	assert_int_equal(sv->rxlen, sizeof(msg) - 1);
 	assert_memory_equal(sv->rx, msg, sizeof(msg) - 1);
-	end_free(cl), end_free(sv);
-	tls_ctx_free(sx), tls_ctx_free(cx);
+	hs_free(&h);
 }
 
 static void test_byte_at_a_time_tls13(void **state)

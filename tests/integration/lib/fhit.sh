@@ -69,6 +69,14 @@ fh_done() {
 
 fh_have_fedhub() { [ -x "$FH_BIN" ]; }
 
+# fh_fail_all WHY: what the script needs is missing: every case in $CASES
+# fails with WHY, and the script ends.
+fh_fail_all() {
+	local c
+	for c in $CASES; do fh_fail "$c" "$1"; done
+	fh_done
+}
+
 # fh_port_open PORT: true when something accepts TCP on 127.0.0.1:PORT.
 fh_port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
