@@ -299,39 +299,53 @@ static void hold_src(struct hubw *h, struct bk_link *L, struct net_ref src)
 	flow_src_hold(h, src);
 }
 
-/* Bounce the first k stanzas of p's queue with err. */
+/* Bounce the first k stanzas of p's queue with err. They leave the queue
+ * before any is bounced: a bounce is routed at once and may come back to
+ * this very link (a backend writing to itself through the hub), which may
+ * add to the queue or grow L->lp; p is not used once a bounce went. */
 static void pair_bounce(struct hubw *h, struct bk_link *L, struct bk_pair *p, uint32_t k, enum hub_sterr err)
 {
-	for (uint32_t i = 0; i < k; i++) {
-		route_bounce_raw(h, p->q[i].p, p->q[i].n, err);
-		net_buf_unref(h->w, p->q[i].b);
+	ptrdiff_t i = p - L->lp;
+	while (k) {
+		struct bk_item tmp[64];
+		p = &L->lp[i];
+		uint32_t m = k < 64 ? k : 64;
+		memcpy(tmp, p->q, m * sizeof(*tmp));
+		memmove(p->q, p->q + m, (p->qlen - m) * sizeof(*p->q));
+		p->qlen -= m;
+		queued_add(h, L, -(int64_t)m);
+		BK_ADD(h, L, bounced, m);
+		k -= m;
+		for (uint32_t j = 0; j < m; j++) {
+			route_bounce_raw(h, tmp[j].p, tmp[j].n, err);
+			net_buf_unref(h->w, tmp[j].b);
+		}
 	}
-	memmove(p->q, p->q + k, (p->qlen - k) * sizeof(*p->q));
-	p->qlen -= k;
-	queued_add(h, L, -(int64_t)k);
-	BK_ADD(h, L, bounced, k);
 	release_held(h, L, false);
 }
 
+/* The pair is valid: what waited goes to the stream, in order. The queue is
+ * taken off the pair first (see pair_bounce). */
 static void pair_flush(struct hubw *h, struct bk_link *L, struct bk_pair *p)
 {
-	for (uint32_t k = 0; k < p->qlen; k++) {
+	struct bk_item *q = p->q;
+	uint32_t n = p->qlen;
+	p->q = NULL;
+	p->qlen = p->qcap = 0;
+	queued_add(h, L, -(int64_t)n);
+	for (uint32_t k = 0; k < n; k++) {
 		enum hub_sterr why;
-		if (flow_send(h, L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
-			      &why) < 0) {
-			route_bounce_raw(h, p->q[k].p, p->q[k].n, why);
-			net_buf_unref(h->w, p->q[k].b);
+		if (!L->sess || flow_send(h, L->sess->c, q[k].b, q[k].p, q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
+					  &why) < 0) {
+			route_bounce_raw(h, q[k].p, q[k].n, L->sess ? why : STERR_REMOTE_SERVER_TIMEOUT);
+			net_buf_unref(h->w, q[k].b);
 			BK_ADD(h, L, bounced, 1);
 		} else {
 			MET_INC(h->m, stanzas_routed);
 			BK_ADD(h, L, stanzas_in, 1);
 		}
 	}
-	queued_add(h, L, -(int64_t)p->qlen);
-	p->qlen = 0;
-	free(p->q);
-	p->q = NULL;
-	p->qcap = 0;
+	free(q);
 	release_held(h, L, false);
 }
 
@@ -801,6 +815,7 @@ static bool link_tick(struct hubw *h, struct bk_link *L, uint64_t now)
 			log_info(L->sess ? L->sess->c->id : 0, "backend %s: %u stanza%s for %s waited %us: bounced",
 				 L->backend, old, old == 1 ? "" : "s", p->local, hub_cfg->stall_timeout);
 			pair_bounce(h, L, p, old, STERR_REMOTE_SERVER_TIMEOUT);
+			p = &L->lp[i]; /* a bounce may have grown L->lp */
 		}
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000 && L->sess) {
 			/* no answer to our db:result: start the stream again */

@@ -13,17 +13,20 @@ import json, os, re, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Backend, RemoteServer, Reader, attr, db_key, s2s_header, stream_error_of  # noqa: E402
 from hubproc import Hub, Results, metrics  # noqa: E402
+from fhit import PKI  # noqa: E402
 
-S2S, HTTP, BACKEND, REMOTE, DOWN, SOLO = 26769, 26780, 26771, 26772, 26773, 26774
+S2S, HTTP, BACKEND, REMOTE, DOWN, SOLO, SEC = 26769, 26780, 26771, 26772, 26773, 26774, 26775
 STALL = 4
 TMP = tempfile.mkdtemp(prefix="fedhub-backend-")
 CTL = os.path.join(TMP, "ctl.sock")
 FEDHUBCTL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fedhubctl")
+PKI_ = PKI(TMP)
+PKI_.leaves([("t1", ["t1.fake"])])
 CONF = """
 [hub]
 workers 2
 domain hub.fake
-listen s2s 127.0.0.1:%d
+listen s2s 127.0.0.1:%d tls optional
 http 127.0.0.1:%d
 log_level debug
 connect_timeout 3
@@ -31,6 +34,8 @@ retry_min 1
 stall_timeout %d
 max_connections_per_ip 3
 control_socket %s
+ca_file %s
+s2s_tls optional
 [route remote.fake]
 connect 127.0.0.1:%d
 [backend pros]
@@ -45,7 +50,14 @@ allow_from 127.0.0.1
 [backend solo]
 domain s1.fake s2.fake
 connect 127.0.0.1:%d
-""" % (S2S, HTTP, STALL, CTL, REMOTE, BACKEND, DOWN, SOLO)
+[backend sec]
+domain t1.fake
+connect 127.0.0.1:%d
+tls required
+[domain t1.fake]
+cert %s
+key %s
+""" % (S2S, HTTP, STALL, CTL, PKI_.ca, REMOTE, BACKEND, DOWN, SOLO, SEC, PKI_.cert("t1"), PKI_.key)
 
 T = Results()
 check = T.check
@@ -130,6 +142,14 @@ def run(holder):
     check("... over a link per domain", len(ok_links) == 2, solo.verified)
     order = [attr(m, "id") for m in solo.messages() if attr(m, "to") == "v@s2.fake"]
     check("... in order", order == ["so2", "so3"], order)
+
+    # tls required on the internal links: STARTTLS to the backend
+    sec = Backend(["t1.fake"], SEC, S2S, tls_server=PKI_.server_context("t1"))
+    holder.append(sec)
+    check("remote pair for the TLS backend's domain", o.auth("t1.fake") == "valid")
+    o.send(msg("u@remote.fake/r", "v@t1.fake", "tls1"))
+    check("tls required: relayed to the backend over STARTTLS", wait_for(lambda: with_id(sec, "tls1")), sec.messages())
+    check("... on a TLS stream", sec.tls_streams >= 1, sec.tls_streams)
 
     # a key the hub did not issue is refused when the backend asks about it
     s = socket.create_connection(("127.0.0.1", S2S), timeout=5)

@@ -194,6 +194,7 @@ class RemoteServer:
         self.lsock.listen(64)
         self.inbox, self.lock, self.stop = [], threading.Lock(), False
         self.inbound_conns = 0
+        self.tls_streams = 0  # inbound streams that did STARTTLS
         self.db_results = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -237,6 +238,8 @@ class RemoteServer:
                     c.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
                     c = self.tls_server.wrap_socket(c, server_side=True)
                     tls = True
+                    with self.lock:
+                        self.tls_streams += 1
                     r = Reader(c)
                     r.stream_header(10)
                     features()
@@ -355,12 +358,13 @@ class Backend(RemoteServer):
     hub; and it sends through the hub with connect_out(). .verified lists
     (R, D, answer, connection) for every key it checked."""
 
-    def __init__(self, domains, port, hub_port, secret="backend-secret", host="127.0.0.1", piggyback=True):
+    def __init__(self, domains, port, hub_port, secret="backend-secret", host="127.0.0.1", piggyback=True,
+                 tls_server=None):
         self.domains, self.hub_port, self.hub_host = list(domains), hub_port, host
         self.piggyback = piggyback  # False: a db:result for another domain than the stream's gets an error
         self.verified = []
         self.conns = []
-        super().__init__(self.domains[0], port, secret)
+        super().__init__(self.domains[0], port, secret, tls_server=tls_server)
 
     def _serve(self, c):
         with self.lock:
