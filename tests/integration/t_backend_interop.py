@@ -17,6 +17,7 @@ in order, each under its own time bound:
   - messages both ways: Prosody behind <-> ejabberd outside, ejabberd behind
     <-> Prosody outside, the two backends with each other, and the other
     crossings; the Prosody backend's second domain on the same internal link;
+    a Prosody backend with `tls required` on its internal link (pt.fhbk);
     bursts arrive in order; the hub's links to the outside are SASL EXTERNAL;
   - a presence subscription (both ways, approved) and iq round trips (XEP-0199
     ping of the remote server, disco#info of a remote client) across the hub;
@@ -112,6 +113,19 @@ async def main():
             async def rt(a=a, b=b):
                 await backends.message_round_trip(u[a], u[b])
             await gated("%s_message_and_reply" % name, rt, 40)
+
+        async def tls_backend():
+            await backends.message_round_trip(u["frank"], u["dave"])
+            await backends.message_round_trip(u["frank"], u["alice"])
+            # Prosody's side of both directions (only the hub connects to it,
+            # and it connects only to the hub): the stream the hub opened to
+            # it, and its own to the hub, were encrypted
+            for d, what in (("s2sin", "the hub's streams to it"), ("s2sout", "its own streams to the hub")):
+                check(fhit.log_lines(h, "pt/prosody.log", r"%s\S*\s+info\s+Stream encrypted" % d),
+                      "Prosody (pt) never encrypted %s" % what)
+            check(not fhit.log_lines(h, FLOG, r"backend link to .*(no STARTTLS|STARTTLS refused|TLS failed)"),
+                  "fedhub: %s" % fhit.log_lines(h, FLOG, r"backend link to .*TLS"))
+        await gated("prosody_backend_internal_link_tls_required", tls_backend, 40)
 
         async def two_domains():
             await backends.message_round_trip(u["erin"], u["dave"])
