@@ -192,8 +192,14 @@ void nw_conn_maybe_free(struct net_conn *c)
 		w->all = c->all_next;
 	if (c->all_next)
 		c->all_next->all_prev = c->all_prev;
-	c->flags = NET_F_CLOSED | NET_F_CLOSE_NOTIFIED | NET_F_FREED;
-	w->free_slots[w->nfree++] = c->ref.slot;
+	/* Still on the send list (closed in the turn it was marked, e.g. a
+	 * connection refused at accept after its TLS was set up): the slot is
+	 * reused only once nw_flush_sends has unlinked it, or a connection
+	 * allocated in it this turn would be linked to itself. */
+	bool dirty = c->flags & NET_F_DIRTY;
+	c->flags = NET_F_CLOSED | NET_F_CLOSE_NOTIFIED | NET_F_FREED | (dirty ? NET_F_DIRTY : 0);
+	if (!dirty)
+		w->free_slots[w->nfree++] = c->ref.slot;
 }
 
 /* Hand queued slices [from, oq_len) that never left back to the owner,
@@ -485,6 +491,10 @@ void nw_flush_sends(struct net_worker *w)
 	for (; c; c = next) {
 		next = c->dirty_next;
 		c->flags &= ~NET_F_DIRTY;
+		if (c->flags & NET_F_FREED) { /* freed while listed: its slot is free now */
+			w->free_slots[w->nfree++] = c->ref.slot;
+			continue;
+		}
 		if (!(c->flags & NET_F_OPEN) || c->fd < 0 || (c->flags & (NET_F_SENDING | NET_F_CONNECTING)))
 			continue;
 		if (!c->oq_len && !(c->tls && tls_pending_out(c->tls, &(const void *){NULL})) && !nw_bye_due(c))

@@ -584,10 +584,19 @@ int dns_submit(struct net_worker *w, struct dns_req *r)
 	return net_msg_send(w, NET_CTRL, &m);
 }
 
+static const struct dns_ctrl_hook *ctrl_hook;
+
+void dns_ctrl_set_hook(const struct dns_ctrl_hook *h)
+{
+	ctrl_hook = h;
+}
+
+#define HOOK_FDS 4
+
 void dns_ctrl_loop(void)
 {
 	while (!net_stopping()) {
-		struct pollfd pfd[1 + ARES_GETSOCK_MAXNUM];
+		struct pollfd pfd[1 + ARES_GETSOCK_MAXNUM + HOOK_FDS];
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		int n = 0;
 		pfd[n++] = (struct pollfd){.fd = net_ctrl_eventfd(), .events = POLLIN};
@@ -610,8 +619,13 @@ void dns_ctrl_loop(void)
 			ms = ams;
 		if (ms > 200)
 			ms = 200; /* notice net_stopping() promptly */
+		int hook_at = n, nhook = ctrl_hook ? ctrl_hook->prepare(pfd + n, HOOK_FDS, &ms) : 0;
+		n += nhook;
 		poll(pfd, (nfds_t)n, ms);
 		net_ctrl_drain();
+		if (ctrl_hook)
+			ctrl_hook->process(pfd + hook_at, nhook);
+		n = hook_at;
 		for (int i = 1; i < n; i++) {
 			ares_socket_t rs =
 				(pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) ? pfd[i].fd : ARES_SOCKET_BAD;

@@ -80,6 +80,16 @@ struct dns_stats {
 void dns_stats_get(struct dns_stats *out);
 /* Control thread: run the loop (net messages + c-ares) until net_stopping(). */
 void dns_ctrl_loop(void);
+/* Another source of events for that loop (the cluster's Redis connections):
+ * prepare() fills up to max pollfds and may lower *timeout_ms; process()
+ * gets them back after every poll, after the messages were delivered. Set
+ * before dns_ctrl_loop; one hook. */
+struct pollfd;
+struct dns_ctrl_hook {
+	int (*prepare)(struct pollfd *pfd, int max, int *timeout_ms);
+	void (*process)(const struct pollfd *pfd, int n);
+};
+void dns_ctrl_set_hook(const struct dns_ctrl_hook *h);
 /* Worker: submit (the request is owned by the control thread until it comes back). */
 int dns_submit(struct net_worker *w, struct dns_req *r);
 /* Control thread: handle a DNS_MSG_QUERY message. */

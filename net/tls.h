@@ -38,6 +38,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct tls_ctx;
@@ -143,5 +144,27 @@ const char *tls_strerror(int err);
 
 /* "wolfSSL 5.5.4, AES-NI: yes" — the build's AES-NI support and the CPU's. */
 const char *tls_library_info(void);
+
+/*
+ * Session tickets issued on inbound links (net/tls_ticket.c): ChaCha20-
+ * Poly1305 under a key that rotates every TLS_TICKET_PERIOD seconds of wall
+ * time, derived from a master secret; a ticket under the previous (or next)
+ * period's key is still accepted and replaced. The master comes from the
+ * source set here (any thread; fn returns the length of the secret it
+ * copied into out, 0 for none, and its generation), so nodes that share it
+ * resume each other's tickets; without a source, or while it has none, a
+ * random master drawn once per process.
+ */
+#define TLS_TICKET_PERIOD 3600
+typedef size_t (*tls_ticket_source_fn)(unsigned char *out, size_t cap, uint64_t *gen);
+void tls_ticket_source(tls_ticket_source_fn fn);
+/* Tickets presented that no key we hold opens (rotated out, another
+ * cluster, damaged): those handshakes were full ones. */
+uint64_t tls_ticket_rejected(void);
+/* Tests: move the ticket clock by this many seconds. */
+void tls_ticket_clock_skew(int64_t seconds);
+/* net/tls.c: install the ticket callback on a server context. */
+struct WOLFSSL_CTX;
+int tls_ticket_setup(struct WOLFSSL_CTX *w);
 
 #endif

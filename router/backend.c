@@ -18,7 +18,10 @@
  *
  * One link (struct bk_link) per (R, B) carries every domain of B that R
  * writes to: each is one pair (struct bk_pair), authenticated by its own
- * db:result on the same stream (piggybacking). The link lives on one worker,
+ * db:result on the same stream (piggybacking). A backend that answers such
+ * a db:result for a domain other than the stream's own with a dialback
+ * error takes no piggybacking: that domain moves, queue and all, to a link
+ * of its own (bk_link.only). The link lives on one worker,
  * chosen by hashing (R, B) (backend_owner()), so every stanza from R to B
  * goes through one queue and one stream: order per (from, to) is kept.
  *
@@ -71,11 +74,13 @@ struct bk_pair {
 	struct bk_item *q;
 	uint32_t qlen, qcap;
 	uint64_t since; /* PENDING: db:result sent; INVALID: refused */
+	bool solo;      /* the backend took no piggybacking: on a link of its own */
 };
 
 struct bk_link {
 	char *remote;  /* R: the stream's `from` */
 	char *backend; /* the [backend]'s name: found again after a reload */
+	char *only;    /* NULL, or the one domain of a link of its own */
 	uint32_t hash;
 	struct bk_link *hnext;
 	struct sess *sess;
@@ -127,6 +132,17 @@ static uint32_t link_hash(const char *remote, const char *backend)
 	return pix_hash2(remote, strlen(remote), backend, strlen(backend));
 }
 
+static uint32_t link_key(const char *remote, const char *backend, const char *only)
+{
+	uint32_t h = link_hash(remote, backend);
+	return only ? h ^ pix_hash1(only, strlen(only)) : h;
+}
+
+static bool same_only(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
 static void btab_grow(void)
 {
 	if (!btab_cap) {
@@ -147,12 +163,15 @@ static void btab_grow(void)
 	btab_cap = cap;
 }
 
-static struct bk_link *link_get(const char *remote, const char *backend, int slot, bool create)
+/* The link for (remote, backend), or with `only` the link of its own of
+ * that domain. */
+static struct bk_link *link_get(const char *remote, const char *backend, const char *only, int slot, bool create)
 {
-	uint32_t hv = link_hash(remote, backend);
+	uint32_t hv = link_key(remote, backend, only);
 	if (btab_cap)
 		for (struct bk_link *L = btab[hv & (btab_cap - 1)]; L; L = L->hnext)
-			if (L->hash == hv && !strcmp(L->remote, remote) && !strcmp(L->backend, backend))
+			if (L->hash == hv && !strcmp(L->remote, remote) && !strcmp(L->backend, backend) &&
+			    same_only(L->only, only))
 				return L;
 	if (!create)
 		return NULL;
@@ -161,6 +180,7 @@ static struct bk_link *link_get(const char *remote, const char *backend, int slo
 	struct bk_link *L = xcalloc(1, sizeof(*L));
 	L->remote = xstrdup(remote);
 	L->backend = xstrdup(backend);
+	L->only = only ? xstrdup(only) : NULL;
 	L->slot = slot;
 	L->hash = hv;
 	L->last_activity = net_now_ms();
@@ -346,6 +366,7 @@ static void link_free(struct hubw *h, struct bk_link *L)
 	free(L->held);
 	free(L->remote);
 	free(L->backend);
+	free(L->only);
 	free(L);
 }
 
@@ -412,7 +433,7 @@ static void link_ready(struct hubw *h, struct bk_link *L)
 	(void)h;
 	L->state = BK_OPEN;
 	for (int i = 0; i < L->nlp; i++)
-		if (L->lp[i].state == PAIR_NONE)
+		if (L->lp[i].state == PAIR_NONE && !L->lp[i].solo)
 			send_db_result(L, &L->lp[i]);
 }
 
@@ -452,6 +473,34 @@ static void bk_on_tls(struct net_conn *c, int err)
 	open_stream(s);
 }
 
+static void link_start(struct hubw *h, struct bk_link *L);
+
+/* Pair p of link L moves to a link of its own, with its queue (the order
+ * of its stanzas is kept: the new link starts with what waited). */
+static void pair_to_solo(struct hubw *h, struct bk_link *L, struct bk_pair *p)
+{
+	struct bk_link *A = link_get(L->remote, L->backend, p->local, L->slot, true);
+	struct bk_pair *ap = pair_get(A, p->local, true);
+	for (uint32_t k = 0; k < p->qlen; k++) {
+		if (ap->qlen == ap->qcap) {
+			ap->qcap = ap->qcap ? ap->qcap * 2 : 16;
+			ap->q = xrealloc(ap->q, ap->qcap * sizeof(*ap->q));
+		}
+		ap->q[ap->qlen++] = p->q[k];
+	}
+	queued_add(h, A, p->qlen);
+	queued_add(h, L, -(int64_t)p->qlen);
+	free(p->q);
+	p->q = NULL;
+	p->qlen = p->qcap = 0;
+	p->state = PAIR_NONE;
+	p->solo = true;
+	release_held(h, L, false);
+	A->last_activity = net_now_ms();
+	if (A->state == BK_IDLE && A->queued)
+		link_start(h, A);
+}
+
 /* <db:result type=.../> from the backend: its answer for one pair. */
 static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza *st)
 {
@@ -475,6 +524,15 @@ static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		}
 		log_info(s->c->id, "backend %s: %s -> %s authenticated (dialback)", L->backend, L->remote, local);
 		pair_flush(h, L, p);
+		return;
+	}
+	if (span_eq(st->type, "error") && !L->only && strcmp(local, s->remote) != 0) {
+		/* an error for a domain that is not the stream's own: the
+		 * backend takes no piggybacking (XEP-0220 §2.4); the domain gets
+		 * a link of its own, which carries its queue along */
+		log_info(s->c->id, "backend %s: no piggybacking for %s -> %s; it gets a link of its own", L->backend,
+			 L->remote, local);
+		pair_to_solo(h, L, p);
 		return;
 	}
 	log_warn(s->c->id, "backend %s refused %s -> %s (dialback %.*s)", L->backend, L->remote, local, (int)st->type.n,
@@ -648,9 +706,15 @@ void backend_enqueue(struct hubw *h, const char *remote, const char *local, stru
 	enum hub_sterr bounce = STERR_SERVICE_UNAVAILABLE;
 	if (!bk)
 		goto bounce; /* a reload took the domain away meanwhile */
-	struct bk_link *L = link_get(remote, bk->name, met_backend_slot((int)(bk - hub_cfg->backends)), true);
+	int slot = met_backend_slot((int)(bk - hub_cfg->backends));
+	struct bk_link *L = link_get(remote, bk->name, NULL, slot, true);
 	L->last_activity = net_now_ms();
 	struct bk_pair *pr = pair_get(L, local, true);
+	if (pr->solo) { /* the backend took no piggybacking for it */
+		L = link_get(remote, bk->name, local, slot, true);
+		L->last_activity = net_now_ms();
+		pr = pair_get(L, local, true);
+	}
 	if (L->state == BK_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
 		enum hub_sterr why;
 		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
@@ -784,6 +848,26 @@ void backend_tick(struct hubw *h, uint64_t now)
 uint32_t backend_sess_queued(const struct sess *s)
 {
 	return s->bk ? s->bk->queued : 0;
+}
+
+int backend_sess_domains(const struct sess *s, char *buf, size_t cap)
+{
+	const struct bk_link *L = s->bk;
+	int n = 0;
+	size_t len = 0;
+	if (cap)
+		buf[0] = 0;
+	for (int i = 0; L && i < L->nlp; i++) {
+		if (L->lp[i].state != PAIR_VALID)
+			continue;
+		n++;
+		size_t dl = strlen(L->lp[i].local);
+		if (len + dl + 2 < cap) {
+			snprintf(buf + len, cap - len, "%s%s", len ? "," : "", L->lp[i].local);
+			len = strlen(buf);
+		}
+	}
+	return n;
 }
 
 void backend_shutdown(struct hubw *h)

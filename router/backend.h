@@ -30,6 +30,9 @@ void backend_shutdown(struct hubw *h);
 /* Stanzas waiting for the link of internal link session s (0 when it has
  * none left): a drain closes it when nothing waits. */
 uint32_t backend_sess_queued(const struct sess *s);
+/* The backend domains authenticated on it, comma-separated into buf (cut
+ * to fit); returns how many. */
+int backend_sess_domains(const struct sess *s, char *buf, size_t cap);
 
 /* ---- streams from a backend to the hub (backend_in.c) ---- */
 

@@ -15,7 +15,7 @@
 
 /* ---- sections ---------------------------------------------------------- */
 
-enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_BACKEND, S_UNKNOWN };
+enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_BACKEND, S_CLUSTER, S_UNKNOWN };
 
 #define SB(s)     (1u << (s))
 #define HUB       SB(S_HUB)
@@ -24,6 +24,7 @@ enum cfg_sect { S_NONE, S_HUB, S_DOMAIN, S_COMPONENT, S_ROUTE, S_REMOTE, S_BACKE
 #define ROUTE     SB(S_ROUTE)
 #define REMOTE    SB(S_REMOTE)
 #define BACKEND   SB(S_BACKEND)
+#define CLUSTER   SB(S_CLUSTER)
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 extern const char *const cfg_sect_names[];
@@ -91,7 +92,15 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(direct_tls, ROUTE, 0, 1, 1)             \
 	X(auth, REMOTE, 0, 1, 1)                  \
 	X(domains, BACKEND, 1, 1, 15)             \
-	X(allow_from, BACKEND, 1, 1, 15)
+	X(allow_from, BACKEND, 1, 1, 15)          \
+	X(redis, CLUSTER, 0, 1, 1)                \
+	X(sentinel, CLUSTER, 1, 2, 2)             \
+	X(node_id, CLUSTER, 0, 1, 1)              \
+	X(node_listen, CLUSTER, 0, 1, 1)          \
+	X(node_address, CLUSTER, 0, 1, 1)         \
+	X(cluster_secret_file, CLUSTER, 0, 1, 1)  \
+	X(lease_time, CLUSTER, 0, 1, 1)           \
+	X(redis_timeout, CLUSTER, 0, 1, 1)
 
 enum cfg_dir_id {
 #define X(n, s, r, lo, hi) D_##n,
@@ -199,7 +208,7 @@ void cfg_backend_connect(struct parser *p, const char *arg);
 void cfg_backend_tls(struct parser *p, const char *arg);
 
 /* cfg_value.c */
-enum unit { U_NUM, U_BYTES, U_SECONDS };
+enum unit { U_NUM, U_BYTES, U_SECONDS, U_MS /* stored in ms: 500ms, 5s, 1m */ };
 /* Parse s as u (with its suffixes) into *field, in [lo, hi]; else an error. */
 void cfg_set_u32(struct parser *p, const char *name, const char *s, enum unit u, uint64_t lo, uint64_t hi,
 		 uint32_t *field);
@@ -216,5 +225,7 @@ int cfg_route_name_normalise(const char *in, char *out, size_t cap);
 /* Grow *arr (of *n elements of size, *cap allocated) by one zeroed element;
  * returns its index, or -1 (p->oom set). */
 int cfg_grow(struct parser *p, void **arr, int *n, int *cap, size_t size);
+/* [cluster] as a whole: what is missing or contradicts (from final_checks). */
+void cfg_cluster_checks(struct parser *p);
 
 #endif

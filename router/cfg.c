@@ -53,12 +53,12 @@
 
 /* Indexed by enum cfg_sect; NULL for the pseudo sections. */
 const char *const cfg_sect_names[] = {
-	NULL, "hub", "domain", "component", "route", "remote", "backend", NULL,
+	NULL, "hub", "domain", "component", "route", "remote", "backend", "cluster", NULL,
 };
 /* Sections that take a NAME. */
 static const unsigned sect_named = DOMAIN | COMPONENT | ROUTE | REMOTE | BACKEND;
 
-const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", "backend", NULL};
+const char *const cfg_section_names[] = {"hub", "domain", "component", "route", "remote", "backend", "cluster", NULL};
 
 /* ---- the directive table ------------------------------------------------ */
 
@@ -255,15 +255,6 @@ static void section_open(struct parser *p, int argc, char **argv)
 	for (int i = S_HUB; i < S_UNKNOWN; i++)
 		if (argc > 0 && !strcmp(argv[0], cfg_sect_names[i]))
 			s = (enum cfg_sect)i;
-	if (argc > 0 && !strcmp(argv[0], "cluster")) {
-		/* The Redis-backed cluster of the design is not written yet. A
-		 * node that parsed [cluster] and then ran alone would look
-		 * clustered and not be: refuse the file instead. */
-		ERR(p, "[cluster]: not supported by this build (fedhub has no cluster implementation yet); "
-		       "remove the section to run a single node");
-		p->sect = S_UNKNOWN; /* its directives are not reported again */
-		return;
-	}
 	if (s == S_UNKNOWN) {
 		const char *hint = argc > 0 ? closest(argv[0], cfg_section_names) : NULL;
 		ERR(p, "unknown section [%s]%s%s%s", argc > 0 ? argv[0] : "", hint ? " (did you mean [" : "",
@@ -278,8 +269,13 @@ static void section_open(struct parser *p, int argc, char **argv)
 		if (p->sect_first[s]) {
 			ERR(p, "duplicate section [%s] (first at line %d)", argv[0], p->sect_first[s]);
 			p->sect_dup = true;
-		} else
+		} else {
 			p->sect_first[s] = p->line;
+			if (s == S_CLUSTER) {
+				c->cluster.on = true;
+				c->cluster.line = p->line;
+			}
+		}
 		return;
 	}
 	if (argc != 2) {
@@ -520,6 +516,8 @@ static void set_defaults(struct cfg *c)
 	c->max_verify_per_stream = 64;
 	c->max_verify_total = 4096;
 	c->drain_timeout = 10;
+	c->cluster.lease_time_ms = 5000;
+	c->cluster.redis_timeout_ms = 1000;
 }
 
 static void final_checks(struct parser *p)
@@ -562,6 +560,8 @@ static void final_checks(struct parser *p)
 			perr(p, p->sect_first[S_HUB],
 			     "proxy_from: no listener has proxy_protocol, so no PROXY header is ever read");
 	}
+
+	cfg_cluster_checks(p);
 
 	for (int i = 0; i < c->ndomains; i++)
 		have_cert |= c->domains[i].cert[0] != 0;

@@ -103,6 +103,25 @@ struct cfg_acl {                 /* one remote_allow / remote_deny entry */
 
 struct policy_tab;
 
+#define CFG_MAX_SENTINELS 8
+
+struct cfg_cluster {           /* [cluster]: nodes sharing routing state in Redis (router/clu.h) */
+	bool on;               /* the section is present */
+	struct cfg_addr redis; /* len 0: through Sentinel */
+	struct cfg_addr sentinel[CFG_MAX_SENTINELS];
+	int nsentinel;
+	char master[64];  /* the master name all `sentinel` lines give */
+	char node_id[64]; /* resolved: `auto` became hostname-port */
+	struct cfg_addr node_listen;
+	struct cfg_addr node_address; /* advertised; node_listen when not given */
+	char secret_file[512];
+	unsigned char secret[256]; /* the cluster secret's bytes */
+	uint32_t secret_len;
+	uint32_t lease_time_ms;    /* default 5 s */
+	uint32_t redis_timeout_ms; /* every Redis command and connect; default 1 s */
+	int line;                  /* of [cluster] */
+};
+
 struct cfg {
 	/* [hub] */
 	int workers;                   /* 0 = auto: one per core */
@@ -162,6 +181,7 @@ struct cfg {
 	int nproxy_from;                                 /* 0: loopback only */
 	uint32_t drain_timeout;                          /* s; SIGTERM: time given to queues to flush */
 	char control_socket[108];                        /* fedhubctl's Unix socket; empty = off */
+	struct cfg_cluster cluster;
 	/* sections */
 	struct cfg_domain *domains;
 	int ndomains;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <idn2.h>
 #include "router/cfg.h"
 #include "xml/xml.h" /* XML_MAX_DEPTH bounds max_depth */
@@ -575,4 +576,179 @@ int cfg_grow(struct parser *p, void **arr, int *n, int *cap, size_t size)
 	}
 	memset((char *)*arr + (size_t)*n * size, 0, size);
 	return (*n)++;
+}
+
+/* ---- directive handlers: [cluster] ----------------------------------------- */
+
+void cfg_d_redis(struct parser *p, int argc, char **argv)
+{
+	if (cfg_parse_addr(argv[0], &p->c->cluster.redis, 6379) < 0)
+		ERR(p, "redis: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT]; no DNS names)",
+		    argv[0]);
+}
+
+void cfg_d_sentinel(struct parser *p, int argc, char **argv)
+{
+	struct cfg_cluster *k = &p->c->cluster;
+	struct cfg_addr a;
+
+	if (cfg_parse_addr(argv[0], &a, 26379) < 0) {
+		ERR(p, "sentinel: bad address '%s' (expected IPV4[:PORT], [IPV6][:PORT] or localhost[:PORT])", argv[0]);
+		return;
+	}
+	if (strlen(argv[1]) >= sizeof(k->master) || strspn(argv[1], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+							      "0123456789._-") != strlen(argv[1])) {
+		ERR(p, "sentinel: master name '%s' must be 1 to %zu letters, digits, '.', '_' or '-'", argv[1],
+		    sizeof(k->master) - 1);
+		return;
+	}
+	if (k->nsentinel && strcmp(k->master, argv[1])) {
+		ERR(p, "sentinel: every sentinel line names the same master ('%s' before, '%s' here)", k->master,
+		    argv[1]);
+		return;
+	}
+	if (k->nsentinel == CFG_MAX_SENTINELS) {
+		ERR(p, "sentinel: at most %d sentinels", CFG_MAX_SENTINELS);
+		return;
+	}
+	strcpy(k->master, argv[1]);
+	k->sentinel[k->nsentinel++] = a;
+}
+
+static bool node_id_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && n < 64 &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+void cfg_d_node_id(struct parser *p, int argc, char **argv)
+{
+	if (!strcmp(argv[0], "auto")) {
+		p->c->cluster.node_id[0] = 0; /* cfg_cluster_checks: hostname-port */
+		return;
+	}
+	if (!node_id_ok(argv[0])) {
+		ERR(p, "node_id: '%s' must be 1 to 63 letters, digits, '.', '_' or '-' (or auto)", argv[0]);
+		return;
+	}
+	strcpy(p->c->cluster.node_id, argv[0]);
+}
+
+void cfg_d_node_listen(struct parser *p, int argc, char **argv)
+{
+	if (cfg_parse_addr(argv[0], &p->c->cluster.node_listen, 0) < 0)
+		ERR(p, "node_listen: bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", argv[0]);
+}
+
+void cfg_d_node_address(struct parser *p, int argc, char **argv)
+{
+	if (cfg_parse_addr(argv[0], &p->c->cluster.node_address, 0) < 0)
+		ERR(p, "node_address: bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", argv[0]);
+}
+
+void cfg_d_cluster_secret_file(struct parser *p, int argc, char **argv)
+{
+	struct cfg_cluster *k = &p->c->cluster;
+	unsigned char buf[sizeof(k->secret) + 1];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (strlen(argv[0]) >= sizeof(k->secret_file)) {
+		ERR(p, "cluster_secret_file: path is too long");
+		return;
+	}
+	strcpy(k->secret_file, argv[0]); /* given: an error below is the only one */
+	fd = open(argv[0], O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		ERR(p, "cluster_secret_file: cannot read '%s': %s", argv[0], strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (st.st_mode & (S_IROTH | S_IWOTH)) {
+		/* whoever reads it can join the cluster and forge its values */
+		ERR(p, "cluster_secret_file: '%s' is readable or writable by everyone (chmod o-rw)", argv[0]);
+		close(fd);
+		return;
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0) {
+		ERR(p, "cluster_secret_file: cannot read '%s': %s", argv[0], strerror(errno));
+		return;
+	}
+	while (n > 0 && isspace(buf[n - 1])) /* the newline editors leave */
+		n--;
+	if (n < 32 || (size_t)n > sizeof(k->secret)) {
+		ERR(p, "cluster_secret_file: the secret in '%s' must be 32 to %zu bytes", argv[0], sizeof(k->secret));
+		explicit_bzero(buf, sizeof(buf));
+		return;
+	}
+	memcpy(k->secret, buf, (size_t)n);
+	k->secret_len = (uint32_t)n;
+	explicit_bzero(buf, sizeof(buf));
+}
+
+void cfg_d_lease_time(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "lease_time", argv[0], U_MS, 1000, 3600 * 1000, &p->c->cluster.lease_time_ms);
+}
+
+void cfg_d_redis_timeout(struct parser *p, int argc, char **argv)
+{
+	cfg_set_u32(p, "redis_timeout", argv[0], U_MS, 50, 60 * 1000, &p->c->cluster.redis_timeout_ms);
+}
+
+static bool addr_unspecified(const struct cfg_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+}
+
+void cfg_cluster_checks(struct parser *p)
+{
+	struct cfg_cluster *k = &p->c->cluster;
+	int line = k->line;
+
+	if (!k->on)
+		return;
+	if (!k->redis.len && !k->nsentinel)
+		perr(p, line, "[cluster]: neither 'redis' nor 'sentinel': the cluster has no registry");
+	if (k->redis.len && k->nsentinel)
+		perr(p, line, "[cluster]: 'redis' and 'sentinel' both given: one Redis, or the sentinels that name it");
+	if (!k->secret_file[0])
+		perr(p, line, "[cluster]: missing required 'cluster_secret_file' (node links and Redis values are "
+			      "authenticated with it)");
+	if (!k->node_listen.len) {
+		perr(p, line, "[cluster]: missing required 'node_listen' (the address other nodes forward to)");
+		return;
+	}
+	if (!k->node_address.len) {
+		if (addr_unspecified(&k->node_listen))
+			perr(p, line, "[cluster]: node_listen %s is a wildcard: give 'node_address', the address "
+				      "other nodes reach",
+			     k->node_listen.text);
+		k->node_address = k->node_listen;
+	} else if (addr_unspecified(&k->node_address)) {
+		perr(p, line, "[cluster]: node_address %s is not an address other nodes can reach",
+		     k->node_address.text);
+	}
+	if (!k->node_id[0]) {
+		char host[64] = "";
+		if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+			strcpy(host, "node");
+		host[strcspn(host, ".")] = 0; /* the short name */
+		snprintf(k->node_id, sizeof(k->node_id), "%.50s-%d", host, cfg_addr_port(&k->node_listen));
+		for (char *q = k->node_id; *q; q++)
+			if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", *q))
+				*q = '_';
+	}
+	if (k->redis_timeout_ms * 3 > k->lease_time_ms)
+		perr(p, line,
+		     "[cluster]: redis_timeout (%ums) is more than a third of lease_time (%ums): a renewal could "
+		     "not be retried before the lease is given up",
+		     k->redis_timeout_ms, k->lease_time_ms);
 }

@@ -59,6 +59,15 @@ static int parse_unit(const char *s, enum unit u, uint64_t *v)
 		default:
 			return -1;
 		}
+	} else if (*e && u == U_MS) {
+		if (!strcmp(e, "ms"))
+			e += 2;
+		else if (!strcmp(e, "s"))
+			mul = 1000, e++;
+		else if (!strcmp(e, "m"))
+			mul = 60000, e++;
+		else
+			return -1;
 	} else if (*e && u == U_SECONDS) {
 		switch (*e++) {
 		case 's':
@@ -86,6 +95,7 @@ static const char *const unit_hint[] = {
 	[U_NUM] = "a whole number",
 	[U_BYTES] = "a size in bytes, with an optional k or m suffix",
 	[U_SECONDS] = "a duration in seconds, with an optional s, m or h suffix",
+	[U_MS] = "a duration in milliseconds, with an optional ms, s or m suffix",
 };
 
 void cfg_set_u32(struct parser *p, const char *name, const char *s, enum unit u, uint64_t lo, uint64_t hi,

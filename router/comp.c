@@ -21,6 +21,7 @@
 #include "router/sess.h"
 #include "router/route.h"
 #include "router/comp.h"
+#include "router/clu.h"
 #include "net/log.h"
 
 static const struct cfg_component *find_component(const char *d)
@@ -89,6 +90,8 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 		sess_stream_error(s, SERR_RESOURCE_CONSTRAINT, "component pool full");
 		return;
 	}
+	if (pool == 1) /* the domain's first connection on this node: the cluster forwards here */
+		clu_comp_up(h->w, s->local);
 	s->state = SESS_COMP_READY;
 	s->tok.authenticated = true;
 	MET_INC(h->m, comp_links);
@@ -133,6 +136,8 @@ static void comp_on_close(struct net_conn *c, int err)
 	if (s->state == SESS_COMP_READY || s->was_ready) {
 		int left = s->state == SESS_COMP_READY ? rt_comp_del(s->local, c->ref) : -1;
 		log_info(c->id, "component %s disconnected%s", s->local, left == 0 ? " (pool empty)" : "");
+		if (left == 0)
+			clu_comp_down(c->w, s->local);
 	}
 	flow_close(hubw_of(c->w), s); /* out of the pool: what waited goes to the others */
 	sess_free(s);
@@ -145,7 +150,8 @@ static void comp_on_unsent(struct net_conn *c, struct net_buf *b, const char *p,
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
 	if (s->state == SESS_COMP_READY) {
-		rt_comp_del(s->local, c->ref);
+		if (rt_comp_del(s->local, c->ref) == 0)
+			clu_comp_down(c->w, s->local);
 		s->state = SESS_WAIT_HDR; /* on_close must not remove it twice */
 		s->was_ready = true;
 	}

@@ -9,7 +9,8 @@
  *
  *   status                  state (ok / starting / draining), workers, links
  *   links                   every connection: direction, remote and local
- *                           domains, auth, TLS version, queued bytes, age
+ *                           domains, auth, TLS version, queued bytes, age,
+ *                           peer address (behind a balancer: the client)
  *   components              each [component] and its connections
  *   close ID                close the link with that id politely
  *   resolve DOMAIN          what the hub would do for DOMAIN: served here, a
@@ -78,17 +79,24 @@ static struct {
 
 static char ctl_dns_cookie; /* marks the lookups made for `resolve` */
 
-/* ---- a growing text buffer (control plane: xrealloc) ----------------------- */
+/* ---- a growing text buffer ------------------------------------------------- */
 
+/* The control thread's answers grow with xrealloc (control plane: out of
+ * memory aborts). A worker's text is built with `may_fail` set: plain
+ * realloc, and `oom` records a failure, so the worker sends a NULL answer
+ * ("out of memory") instead. */
 struct sbuf {
 	char *p;
 	size_t n, cap;
+	bool may_fail, oom;
 };
 
 static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
+	if (b->oom)
+		return;
 	for (;;) {
 		va_start(ap, fmt);
 		int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
@@ -99,8 +107,14 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 			b->n += (size_t)k;
 			return;
 		}
-		b->cap = (b->cap + (size_t)k + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
+		size_t cap = (b->cap + (size_t)k + 1) * 2;
+		char *q = b->may_fail ? realloc(b->p, cap) : xrealloc(b->p, cap);
+		if (!q) {
+			b->oom = true;
+			return;
+		}
+		b->p = q;
+		b->cap = cap;
 	}
 }
 
@@ -121,40 +135,6 @@ static void sb_json_str(struct sbuf *b, const char *s)
 
 /* ---- worker side ------------------------------------------------------------ */
 
-/* Worker-side text: plain malloc, a NULL answer says "out of memory". */
-struct wbuf {
-	char *p;
-	size_t n, cap;
-	bool oom;
-};
-
-static void wb_printf(struct wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void wb_printf(struct wbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	if (b->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-		va_end(ap);
-		if (k < 0)
-			return;
-		if (b->p && b->n + (size_t)k < b->cap) {
-			b->n += (size_t)k;
-			return;
-		}
-		size_t cap = (b->cap + (size_t)k + 1) * 2;
-		char *q = realloc(b->p, cap);
-		if (!q) {
-			b->oom = true;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-}
-
 static const char *kind_name(enum sess_kind k)
 {
 	switch (k) {
@@ -168,14 +148,24 @@ static const char *kind_name(enum sess_kind k)
 		return "component";
 	case SESS_BACKEND:
 		return "backend";
+	case SESS_NODE:
+		return "node";
 	}
 	return "?";
+}
+
+/* Append name to a comma-separated list unless it is there or does not fit. */
+static void list_add(char *list, size_t cap, const char *name)
+{
+	size_t n = strlen(list);
+	if (name && !strstr(list, name) && n + strlen(name) + 2 < cap)
+		snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
 }
 
 /* One record per connection: tab-separated fields, see ctl_links(). */
 static void link_record(struct net_conn *c, void *arg)
 {
-	struct wbuf *b = arg;
+	struct sbuf *b = arg;
 	struct sess *s = c->user;
 	if (!s)
 		return;
@@ -186,14 +176,11 @@ static void link_record(struct net_conn *c, void *arg)
 		if (p->state != PAIR_VALID)
 			continue;
 		valid++;
-		if (p->local && !strstr(locals, p->local) && strlen(locals) + strlen(p->local) + 2 < sizeof(locals))
-			snprintf(locals + strlen(locals), sizeof(locals) - strlen(locals), "%s%s", locals[0] ? "," : "",
-				 p->local);
-		if (p->remote && !strstr(remotes, p->remote) &&
-		    strlen(remotes) + strlen(p->remote) + 2 < sizeof(remotes))
-			snprintf(remotes + strlen(remotes), sizeof(remotes) - strlen(remotes), "%s%s",
-				 remotes[0] ? "," : "", p->remote);
+		list_add(locals, sizeof(locals), p->local);
+		list_add(remotes, sizeof(remotes), p->remote);
 	}
+	if (s->kind == SESS_BACKEND) /* its pairs are the link's: the backend domains, "remote" here */
+		valid = backend_sess_domains(s, remotes, sizeof(remotes));
 	if (!locals[0] && s->local)
 		snprintf(locals, sizeof(locals), "%s", s->local);
 	if (!remotes[0] && s->remote)
@@ -212,9 +199,21 @@ static void link_record(struct net_conn *c, void *arg)
 			  : s->kind == SESS_BACKEND            ? backend_sess_queued(s)
 							       : 0;
 	uint64_t age = (net_now_ms() - c->born) / 1000;
-	wb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\n", (unsigned long long)c->id, net_worker_id(c->w),
-		  kind_name(s->kind), remotes[0] ? remotes : "-", locals[0] ? locals : "-", auth, tls ? tls : "?",
-		  (unsigned long long)c->oq_bytes, queued, (unsigned long long)age);
+	/* the other end: behind a balancer, the client its PROXY header named */
+	char peer[INET6_ADDRSTRLEN + 8] = "-";
+	const struct sockaddr_in6 *sa = &c->peer;
+	if (sa->sin6_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, peer, sizeof(peer));
+		snprintf(peer + strlen(peer), sizeof(peer) - strlen(peer), ":%u", ntohs(s4->sin_port));
+	} else if (sa->sin6_family == AF_INET6) {
+		peer[0] = '[';
+		inet_ntop(AF_INET6, &sa->sin6_addr, peer + 1, sizeof(peer) - 1);
+		snprintf(peer + strlen(peer), sizeof(peer) - strlen(peer), "]:%u", ntohs(sa->sin6_port));
+	}
+	sb_printf(b, "%llu\t%d\t%s\t%s\t%s\t%s\t%s\t%llu\t%u\t%llu\t%s\n", (unsigned long long)c->id,
+		  net_worker_id(c->w), kind_name(s->kind), remotes[0] ? remotes : "-", locals[0] ? locals : "-", auth,
+		  tls ? tls : "?", (unsigned long long)c->oq_bytes, queued, (unsigned long long)age, peer);
 }
 
 struct close_arg {
@@ -249,8 +248,8 @@ void ctl_worker_tick(struct hubw *h)
 	if (g == atomic_load_explicit(&ctl.ans[id].done, memory_order_relaxed) || g == ctl.ans[id].pending_gen)
 		return;
 	if (ctl.kind == Q_LINKS) {
-		struct wbuf b = {0};
-		wb_printf(&b, "%s", "");
+		struct sbuf b = {.may_fail = true};
+		sb_printf(&b, "%s", "");
 		net_worker_foreach(h->w, link_record, &b);
 		if (b.oom) {
 			free(b.p);
@@ -290,8 +289,8 @@ bool ctl_on_dns(struct hubw *h, struct dns_req *r)
 	if (r->cookie != &ctl_dns_cookie)
 		return false;
 	int id = net_worker_id(h->w);
-	struct wbuf b = {0};
-	wb_printf(&b, "%d\n", r->status);
+	struct sbuf b = {.may_fail = true};
+	sb_printf(&b, "%d\n", r->status);
 	for (int i = 0; i < r->ntargets; i++) {
 		char host[INET6_ADDRSTRLEN] = "?";
 		int port = 0;
@@ -305,7 +304,7 @@ bool ctl_on_dns(struct hubw *h, struct dns_req *r)
 			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
 			port = ntohs(a->sin6_port);
 		}
-		wb_printf(&b, "%s\t%d\t%s\n", host, port, r->t[i].tls ? "direct-tls" : "starttls");
+		sb_printf(&b, "%s\t%d\t%s\n", host, port, r->t[i].tls ? "direct-tls" : "starttls");
 	}
 	if (b.oom) {
 		free(b.p);
@@ -389,8 +388,9 @@ static void cmd_status(struct sbuf *o, bool json)
 		  (unsigned long long)reload_count(false));
 }
 
+#define LINK_NFIELDS 11
 struct linkrec {
-	char *f[10];
+	char *f[LINK_NFIELDS];
 };
 
 static int split_records(char *text, struct linkrec **out)
@@ -403,13 +403,13 @@ static int split_records(char *text, struct linkrec **out)
 			*nl++ = 0;
 		struct linkrec r;
 		int k = 0;
-		for (char *f = line, *t; f && k < 10; f = t) {
+		for (char *f = line, *t; f && k < LINK_NFIELDS; f = t) {
 			t = strchr(f, '\t');
 			if (t)
 				*t++ = 0;
 			r.f[k++] = f;
 		}
-		if (k != 10)
+		if (k != LINK_NFIELDS)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -421,8 +421,8 @@ static int split_records(char *text, struct linkrec **out)
 	return n;
 }
 
-static const char *const link_fields[10] = {"id",   "worker", "direction",   "remote",         "local",
-					    "auth", "tls",    "queue_bytes", "queued_stanzas", "age_s"};
+static const char *const link_fields[LINK_NFIELDS] = {
+	"id", "worker", "direction", "remote", "local", "auth", "tls", "queue_bytes", "queued_stanzas", "age_s", "peer"};
 
 static void print_links(struct sbuf *o, bool json, const char *only_kind, int *count)
 {
@@ -430,8 +430,8 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 	if (json)
 		sb_printf(o, "[");
 	else
-		sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %7s\n", "ID", "W", "DIR", "REMOTE",
-			  "LOCAL", "AUTH", "TLS", "QUEUE", "QSTZ", "AGE");
+		sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %7s %s\n", "ID", "W", "DIR", "REMOTE",
+			  "LOCAL", "AUTH", "TLS", "QUEUE", "QSTZ", "AGE", "PEER");
 	for (int i = 0; i < n; i++) {
 		struct linkrec *v;
 		int k = split_records(ctl.ans[i].text, &v);
@@ -440,9 +440,9 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 				continue;
 			if (json) {
 				sb_printf(o, "%s{", total ? "," : "");
-				for (int f = 0; f < 10; f++) {
+				for (int f = 0; f < LINK_NFIELDS; f++) {
 					sb_printf(o, "%s\"%s\":", f ? "," : "", link_fields[f]);
-					if (f == 0 || f == 1 || f >= 7)
+					if (f == 0 || f == 1 || (f >= 7 && f <= 9))
 						sb_printf(o, "%s", v[j].f[f]);
 					else if (f == 3 || f == 4) { /* lists of domains */
 						sb_printf(o, "[");
@@ -459,9 +459,9 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 				}
 				sb_printf(o, "}");
 			} else {
-				sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %6ss\n", v[j].f[0],
+				sb_printf(o, "%-8s %-3s %-9s %-28s %-28s %-13s %-8s %10s %6s %6ss %s\n", v[j].f[0],
 					  v[j].f[1], v[j].f[2], v[j].f[3], v[j].f[4], v[j].f[5], v[j].f[6], v[j].f[7],
-					  v[j].f[8], v[j].f[9]);
+					  v[j].f[8], v[j].f[9], v[j].f[10]);
 			}
 			total++;
 		}
@@ -527,6 +527,73 @@ static int cmd_components(struct sbuf *o, bool json)
 	}
 	free(names);
 	free(pool);
+	return 0;
+}
+
+/* Each [backend]: its domains, addresses and TLS, the links up and the
+ * stanzas waiting for it (summed over the workers' metrics), then its
+ * internal links. */
+static int cmd_backends(struct sbuf *o, bool json)
+{
+	int n = net_nworkers();
+	if (ask_workers(Q_LINKS, 3000) < n) {
+		sb_printf(o, "a worker did not answer in time\n");
+		return -1;
+	}
+	rcu_thread_online();
+	const struct cfg *c = hub_cfg;
+	int nb = c->nbackends;
+	struct bkrow {
+		char name[64], connect[160];
+		int ndomains;
+		const char *tls;
+		struct met_backend m;
+	} *rows = xcalloc((size_t)nb + 1, sizeof(*rows));
+	for (int i = 0; i < nb; i++) {
+		const struct cfg_backend *b = &c->backends[i];
+		snprintf(rows[i].name, sizeof(rows[i].name), "%s", b->name);
+		for (int k = 0; k < b->nconnect; k++)
+			snprintf(rows[i].connect + strlen(rows[i].connect), sizeof(rows[i].connect) - strlen(rows[i].connect),
+				 "%s%s", k ? "," : "", b->connect[k].text);
+		rows[i].ndomains = b->ndomains;
+		rows[i].tls = cfg_tls_mode_name(b->tls);
+		met_backend_totals(met_backend_slot(i), &rows[i].m);
+	}
+	rcu_thread_offline();
+	int count;
+	if (json) {
+		sb_printf(o, "{\"backends\":[");
+		for (int i = 0; i < nb; i++) {
+			const struct met_backend *m = &rows[i].m;
+			sb_printf(o, "%s{\"name\":", i ? "," : "");
+			sb_json_str(o, rows[i].name);
+			sb_printf(o, ",\"domains\":%d,\"connect\":", rows[i].ndomains);
+			sb_json_str(o, rows[i].connect);
+			sb_printf(o,
+				  ",\"tls\":\"%s\",\"links_up\":%llu,\"queued\":%llu,\"stanzas_in\":%llu,"
+				  "\"stanzas_out\":%llu,\"bounced\":%llu}",
+				  rows[i].tls, (unsigned long long)m->links_up, (unsigned long long)m->queued,
+				  (unsigned long long)m->stanzas_in, (unsigned long long)m->stanzas_out,
+				  (unsigned long long)m->bounced);
+		}
+		sb_printf(o, "],\"links\":");
+		print_links(o, true, "backend", &count);
+		o->n--; /* print_links ends with "]\n": close the object */
+		sb_printf(o, "}\n");
+	} else {
+		sb_printf(o, "%-20s %7s %-32s %-8s %5s %7s %10s %10s %8s\n", "BACKEND", "DOMAINS", "CONNECT", "TLS",
+			  "LINKS", "QUEUED", "IN", "OUT", "BOUNCED");
+		for (int i = 0; i < nb; i++) {
+			const struct met_backend *m = &rows[i].m;
+			sb_printf(o, "%-20s %7d %-32s %-8s %5llu %7llu %10llu %10llu %8llu\n", rows[i].name,
+				  rows[i].ndomains, rows[i].connect, rows[i].tls, (unsigned long long)m->links_up,
+				  (unsigned long long)m->queued, (unsigned long long)m->stanzas_in,
+				  (unsigned long long)m->stanzas_out, (unsigned long long)m->bounced);
+		}
+		sb_printf(o, "\n");
+		print_links(o, false, "backend", &count);
+	}
+	free(rows);
 	return 0;
 }
 
@@ -773,6 +840,8 @@ static int handle(char *line, struct sbuf *o)
 		return cmd_links(o, json);
 	if (!strcmp(cmd, "components") && argc == 1)
 		return cmd_components(o, json);
+	if (!strcmp(cmd, "backends") && argc == 1)
+		return cmd_backends(o, json);
 	if (!strcmp(cmd, "close") && argc == 2)
 		return cmd_close(o, json, argv[1]);
 	if (!strcmp(cmd, "resolve") && argc == 2)

@@ -38,6 +38,7 @@
 #include "router/s2s-t.h"
 #include "router/guard.h"
 #include "net/alloc.h"
+#include "router/clu.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -48,7 +49,7 @@ void dialback_key(const char *receiving, const char *originating, const char *id
 	Hmac hmac;
 	unsigned char mac[WC_SHA256_DIGEST_SIZE];
 	wc_HmacInit(&hmac, NULL, INVALID_DEVID);
-	wc_HmacSetKey(&hmac, WC_SHA256, (const byte *)hub_dialback_key, 64);
+	wc_HmacSetKey(&hmac, WC_SHA256, (const byte *)clu_dialback_key(), 64); /* the cluster's, once Redis answered */
 	wc_HmacUpdate(&hmac, (const byte *)receiving, (word32)strlen(receiving));
 	wc_HmacUpdate(&hmac, (const byte *)" ", 1);
 	wc_HmacUpdate(&hmac, (const byte *)originating, (word32)strlen(originating));
@@ -529,6 +530,8 @@ static void verify_on_tls(struct net_conn *c, int err)
 		return; /* on_close tries the next address */
 	}
 	MET_INC(h->m, tls_handshakes);
+	if (tls_resumed(c->tls))
+		MET_INC(h->m, tls_resumptions);
 	s->tls_on = true;
 	xml_tok_reset(&s->tok);
 	s->got_features = false;

@@ -29,6 +29,7 @@
 
 #include "net/log.h"
 #include "router/hub.h"
+#include "router/flow.h"
 #include "router/reload.h"
 #include "router/s2s-t.h"
 #include "router/backend.h"
@@ -123,6 +124,10 @@ static void drain_conn(struct net_conn *c, void *arg)
 		break;
 	case SESS_BACKEND:
 		if (backend_sess_queued(s))
+			return;
+		break;
+	case SESS_NODE: /* a node link: nothing waits for it and nothing came lately */
+		if (now - c->last_rx < IDLE_MS || (s->fq && s->fq->len))
 			return;
 		break;
 	default:

@@ -22,6 +22,8 @@
 #include "router/reload.h"
 #include "router/shape.h"
 #include "router/backend.h"
+#include "router/nodelink.h"
+#include "router/clu.h"
 
 static void on_worker_start(struct net_worker *w)
 {
@@ -35,8 +37,12 @@ static void on_worker_start(struct net_worker *w)
 static void on_accept(struct net_conn *c, int kind)
 {
 	struct hubw *h = hubw_of(c->w);
-	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
 	MET_INC(h->m, conn_accepted);
+	if (kind == NL_LISTEN_KIND) { /* node_listen: another node of the cluster */
+		nl_accept(c);
+		return;
+	}
+	const struct cfg_listen *l = &hub_cfg->listen[kind]; /* kind: the listener's index */
 	if (l->proxy_protocol) /* behind a load balancer: HAProxy's send-proxy(-v2) */
 		net_conn_expect_proxy(c);
 	if (l->kind == CFG_LISTEN_COMPONENT)
@@ -53,9 +59,21 @@ static void on_msg(struct net_worker *w, struct net_msg *m)
 		memcpy(&r, m->u.bytes, sizeof(r));
 		if (!ctl_on_dns(h, r))
 			s2s_on_dns(h, r);
+	} else if (m->type == NET_MSG_CLU_LEASE) {
+		struct clu_lease_msg lm;
+		memcpy(&lm, m->u.bytes, sizeof(lm));
+		s2s_on_lease(h, lm.a);
+		clu_lease_msg_free(lm.a);
 	} else {
 		route_on_msg(h, m);
 	}
+}
+
+/* The control thread's messages: the cluster's, else DNS queries. */
+static void on_ctrl_msg(struct net_msg *m)
+{
+	if (!clu_on_ctrl_msg(m))
+		dns_on_ctrl_msg(m);
 }
 
 static void on_tick(struct net_worker *w, uint64_t now)
@@ -66,6 +84,7 @@ static void on_tick(struct net_worker *w, uint64_t now)
 	if (drain_active())
 		drain_worker_tick(hubw_of(w));
 	flow_tick(hubw_of(w), now);
+	nl_tick(hubw_of(w), now);
 	shape_tick(now); /* every loop turn: a paused link waits at most one turn past its refill */
 	if (now - last < 1000)
 		return;
@@ -93,6 +112,7 @@ static void on_worker_stop(struct net_worker *w)
 	struct hubw *h = hubw_of(w);
 	s2s_shutdown(h);
 	backend_shutdown(h);
+	nl_worker_stop(h);
 	net_worker_foreach(w, shutdown_conn, NULL);
 }
 
@@ -107,7 +127,7 @@ void hub_net_config(struct net_config *nc, const struct cfg *c)
 		.on_accept = on_accept,
 		.on_tick = on_tick,
 		.on_turn = on_turn,
-		.on_ctrl_msg = dns_on_ctrl_msg,
+		.on_ctrl_msg = on_ctrl_msg,
 	};
 }
 

@@ -68,6 +68,7 @@ struct hubw {
 	struct flow_omsg *obox; /* messages waiting for a full ring */
 	uint32_t olen, ocap;
 	uint64_t oblocked; /* workers with messages in obox */
+	struct nl_worker *nl; /* nodelink.c: this worker's links to other nodes */
 };
 
 /* The running configuration and TLS context: a reload (reload.c) swaps them

@@ -48,6 +48,8 @@
 #include "router/check_xml.h"
 #include "router/ctl.h"
 #include "router/reload.h"
+#include "router/clu.h"
+#include "router/nodelink.h"
 #include "net/log.h"
 #include "net/tls.h"
 
@@ -86,7 +88,9 @@ static int print_version(void)
 static void *ctrl_main(void *arg)
 {
 	(void)arg;
+	clu_ctrl_start(); /* the cluster's Redis connections join the loop */
 	dns_ctrl_loop();
+	clu_ctrl_stop();
 	return NULL;
 }
 
@@ -165,10 +169,12 @@ int main(int argc, char **argv)
 		log_error(0, "cannot set up TLS");
 		return 1;
 	}
-	if (make_dialback_key() < 0 || rt_init() < 0) {
+	if (make_dialback_key() < 0 || rt_init() < 0 || clu_init(&cfg) < 0) {
 		log_error(0, "cannot initialise");
 		return 1;
 	}
+	if (clu_enabled())
+		nl_set_refused_hook(s2s_lease_refused);
 	rcu_register_thread();
 	if (hub_fill_table(&cfg) != 0) {
 		log_error(0, "cannot fill the routing table");
@@ -217,6 +223,8 @@ int main(int argc, char **argv)
 							 : "s2s",
 			 l->addr.text);
 	}
+	if (nl_init(&cfg) < 0)
+		return 1;
 	bool cfg_http_on = cfg.http.len > 0; /* restart-only: a reload keeps it */
 	if (cfg.http.len && met_http_start(&cfg.http) < 0) {
 		log_error(0, "cannot start the HTTP endpoint on %s", cfg.http.text);

@@ -28,6 +28,7 @@ void met_metric_by(struct met_out *o, const char *name, const char *type, const 
 void met_render_dns(struct met_out *o);
 void met_render_process(struct met_out *o);
 void met_render_backends(struct met_out *o);
+void met_render_cluster(struct met_out *o);
 
 /* met_cert.c: the notAfter (Unix time) of the first certificate in a PEM
  * file, or -1. */

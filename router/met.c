@@ -36,8 +36,10 @@
 #include "net/alloc.h"
 #include "net/log.h"
 #include "net/net.h"
+#include "net/tls.h"
 #include "router/met.h"
 #include "router/met-int.h"
+#include "router/clu.h"
 
 static struct {
 	struct met_worker *blocks; /* one per worker */
@@ -180,13 +182,15 @@ void met_set_state(const char *status, const char *reason)
 
 /* ---- labels -------------------------------------------------------------- */
 
-static const char *const dir_names[MET_DIR_N] = {"in", "out", "verify", "component"};
-static const char *const auth_names[MET_AUTH_N] = {"sasl_external", "dialback", "xep0344", "handshake"};
+static const char *const dir_names[MET_DIR_N] = {"in", "out", "verify", "component", "node"};
+static const char *const auth_names[MET_AUTH_N] = {"sasl_external", "dialback", "xep0344", "handshake",
+						   "cluster_secret"};
 /* The auth methods each direction uses: their series exist from the start. */
 static const unsigned auth_used[MET_DIR_N] = {
 	[MET_DIR_IN] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK | 1u << MET_AUTH_XEP0344,
 	[MET_DIR_OUT] = 1u << MET_AUTH_SASL_EXTERNAL | 1u << MET_AUTH_DIALBACK,
 	[MET_DIR_COMPONENT] = 1u << MET_AUTH_HANDSHAKE,
+	[MET_DIR_NODE] = 1u << MET_AUTH_CLUSTER_SECRET,
 };
 static const char *const tls_names[MET_TLS_N] = {"none", "TLSv1.2", "TLSv1.3", "other"};
 static const char *const gen_names[MET_GEN_N] = {"bounce", "answer"};
@@ -487,6 +491,17 @@ static void head(struct met_out *o, const char *name, const char *type, const ch
 /* Sum of a uint64 at byte offset off of every worker block. */
 #define SUM(expr) sum_field(offsetof(struct met_worker, expr))
 
+/* A counter labelled by link direction, from a uint64 [MET_DIR_N] array
+ * at byte offset off of each worker block. */
+static void by_direction_at(struct met_out *o, const char *name, const char *help, size_t off)
+{
+	head(o, name, "counter", help);
+	for (int d = 0; d < MET_DIR_N; d++)
+		met_put(o, "fedhub_%s{direction=\"%s\"} %llu\n", name, dir_names[d],
+			(unsigned long long)sum_field(off + (size_t)d * sizeof(uint64_t)));
+}
+#define by_direction(o, name, help, field) by_direction_at(o, name, help, offsetof(struct met_worker, field))
+
 static void render_labelled(struct met_out *o)
 {
 	head(o, "connections_open", "gauge",
@@ -515,27 +530,17 @@ static void render_labelled(struct met_out *o)
 				met_put(o, "fedhub_link_authentications_total{direction=\"%s\",auth=\"%s\"} %llu\n",
 					dir_names[d], auth_names[a], (unsigned long long)v);
 		}
-	head(o, "stanzas_received_total", "counter", "stanzas received from peers and components, by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_stanzas_received_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(stanzas_dir[0][d]));
-	head(o, "stanzas_sent_total", "counter", "stanzas queued to peers and components, by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_stanzas_sent_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(stanzas_dir[1][d]));
+	by_direction(o, "stanzas_received_total", "stanzas received from peers and components, by link direction",
+		     stanzas_dir[0]);
+	by_direction(o, "stanzas_sent_total", "stanzas queued to peers and components, by link direction",
+		     stanzas_dir[1]);
 	head(o, "stanzas_generated_total", "counter",
 	     "stanzas the hub generated (bounces, answers to stanzas for its own domain)");
 	for (int g = 0; g < MET_GEN_N; g++)
 		met_put(o, "fedhub_stanzas_generated_total{kind=\"%s\"} %llu\n", gen_names[g],
 			(unsigned long long)SUM(generated[g]));
-	head(o, "received_bytes_total", "counter", "XML bytes received (after TLS), by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_received_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(bytes_dir[0][d]));
-	head(o, "sent_bytes_total", "counter", "XML bytes queued to send (before TLS), by link direction");
-	for (int d = 0; d < MET_DIR_N; d++)
-		met_put(o, "fedhub_sent_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-			(unsigned long long)SUM(bytes_dir[1][d]));
+	by_direction(o, "received_bytes_total", "XML bytes received (after TLS), by link direction", bytes_dir[0]);
+	by_direction(o, "sent_bytes_total", "XML bytes queued to send (before TLS), by link direction", bytes_dir[1]);
 	head(o, "bounces_total", "counter", "stanzas bounced to their sender, by stanza error condition");
 	for (int c = 0; c < MET_COND_N; c++) {
 		uint64_t v = SUM(bounces[c]);
@@ -720,6 +725,9 @@ size_t met_render(char *buf, size_t cap)
 	met_metric(&o, "proxy_untrusted", "_total", "counter",
 		   "connections refused: PROXY protocol header expected from a source not in proxy_from",
 		   net_proxy_refused());
+	met_metric(&o, "tls_tickets_rejected", "_total", "counter",
+		   "session tickets presented that no ticket key held opens (a full handshake instead)",
+		   tls_ticket_rejected());
 	met_metric(&o, "starttls_discarded_bytes", "_total", "counter",
 		   "bytes received in the clear after <starttls/> or <proceed/> and discarded", net_starttls_dropped());
 	met_metric(&o, "conns_open", "", "gauge", "connections open",
@@ -733,6 +741,15 @@ size_t met_render(char *buf, size_t cap)
 	met_metric(&o, "flow_queue_stanzas", "", "gauge", "stanzas waiting in flow queues",
 		   sum_field(offsetof(struct met_worker, flow_queue_stanzas)));
 	render_flow(&o);
+	met_metric_by(&o, "cluster_forwarded_total", "counter",
+		      "stanzas forwarded between cluster nodes: out to another node, in from one", "direction",
+		      (const char *const[]){"out", "in"}, (const uint64_t[]){SUM(cluster_fwd[0]), SUM(cluster_fwd[1])},
+		      2);
+	met_metric(&o, "cluster_node_queue_bytes", "", "gauge",
+		   "bytes waiting for node links (send queues, flow queues, links still authenticating)",
+		   SUM(nl_queue_bytes));
+	met_metric(&o, "cluster_node_queue_stanzas", "", "gauge", "stanzas waiting for a node link to authenticate",
+		   SUM(nl_queue_stanzas));
 	met_metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	met_metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	met_metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
@@ -742,6 +759,7 @@ size_t met_render(char *buf, size_t cap)
 	met_render_process(&o);
 	met_render_dns(&o);
 	met_render_backends(&o);
+	met_render_cluster(&o);
 	pthread_mutex_unlock(&met.lock);
 	if (cap)
 		buf[o.len < cap ? o.len : cap - 1] = 0;
@@ -777,6 +795,10 @@ size_t met_render_health(char *buf, size_t cap, bool *ok)
 		put_json_str(&o, met.reason);
 	}
 	met_put(&o, ",\"workers\":%d,\"uptime_s\":%llu", met.nworkers, (unsigned long long)uptime_s());
+	/* a node without Redis still routes (cached owners, its leases
+	 * self-fence): not a reason for the balancer to drop it, so no 503 */
+	if (clu_redis_state() != CLU_REDIS_OFF)
+		met_put(&o, ",\"redis\":\"%s\"", clu_redis_state() == CLU_REDIS_UP ? "up" : "down");
 	pthread_mutex_unlock(&met.lock);
 	met_put(&o, "}");
 	if (cap)

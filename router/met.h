@@ -37,6 +37,7 @@
 	X(dns_failures, "DNS queries that failed")                                            \
 	X(tls_handshakes, "TLS handshakes completed")                                         \
 	X(tls_failures, "TLS handshakes that failed")                                         \
+	X(tls_resumptions, "TLS handshakes that resumed a session from a ticket")             \
 	X(send_queue_full, "stanzas refused because a queue was full")                        \
 	X(s2s_policy_refused, "s2s links, pairs or stanzas refused by remote policy")         \
 	X(stanzas_over_peer_limit, "stanzas bounced for exceeding a peer's XEP-0478 limit")   \
@@ -44,7 +45,10 @@
 	X(flow_pauses, "times a source was paused for a full destination")                    \
 	X(flow_ring_waits, "messages that waited for a full worker ring")                     \
 	X(flow_stall_bounced, "stanzas bounced: destination stalled for stall_timeout")       \
-	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")
+	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")                   \
+	X(cluster_refused, "forwarded stanzas sent back: their lease is not ours or newer than ours")              \
+	X(cluster_returned, "stanzas another node sent back (a stale lease), routed again")                        \
+	X(cluster_node_auth_failures, "node links closed: the cluster secret was not proved")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */
 #define MET_COUNTERS_IN(X)                                                                                \
@@ -64,8 +68,15 @@
 /* Labels. Each labelled counter is an array in struct met_worker indexed by
  * these enums; met.c names the values. Add a value before the _N member and
  * its name to the matching table in met.c. */
-enum met_dir { MET_DIR_IN, MET_DIR_OUT, MET_DIR_VERIFY, MET_DIR_COMPONENT, MET_DIR_N };
-enum met_auth { MET_AUTH_SASL_EXTERNAL, MET_AUTH_DIALBACK, MET_AUTH_XEP0344, MET_AUTH_HANDSHAKE, MET_AUTH_N };
+enum met_dir { MET_DIR_IN, MET_DIR_OUT, MET_DIR_VERIFY, MET_DIR_COMPONENT, MET_DIR_NODE, MET_DIR_N };
+enum met_auth {
+	MET_AUTH_SASL_EXTERNAL,
+	MET_AUTH_DIALBACK,
+	MET_AUTH_XEP0344,
+	MET_AUTH_HANDSHAKE,
+	MET_AUTH_CLUSTER_SECRET, /* node links: both sides proved the cluster secret */
+	MET_AUTH_N
+};
 enum met_tls { MET_TLS_NONE, MET_TLS_12, MET_TLS_13, MET_TLS_OTHER, MET_TLS_N };
 enum met_gen { MET_GEN_BOUNCE, MET_GEN_ANSWER, MET_GEN_N }; /* stanzas the hub generates */
 enum met_dom_kind { MET_DOM_REMOTE, MET_DOM_COMPONENT, MET_DOM_KIND_N };
@@ -122,6 +133,9 @@ struct met_worker {
 	uint64_t flow_paused_sources; /* gauge: connections of this worker not read now */
 	uint64_t flow_queue_bytes;    /* gauge: bytes waiting in this worker's flow queues */
 	uint64_t flow_queue_stanzas;  /* gauge: stanzas waiting there */
+	uint64_t cluster_fwd[2];      /* stanzas forwarded [0] to another node, [1] from one */
+	uint64_t nl_queue_bytes;      /* gauge, set each tick: bytes waiting for node links */
+	uint64_t nl_queue_stanzas;    /* gauge: stanzas waiting for a node link to authenticate */
 	/* the deepest flow queues, published by the worker once a tick
 	 * (met_flow_publish) under flow_seq: odd while it writes */
 	uint64_t flow_seq;
@@ -138,6 +152,7 @@ struct met_worker {
 #define MET_ADD(w, field, n) __atomic_store_n(&(w)->field, (w)->field + (uint64_t)(n), __ATOMIC_RELAXED)
 #define MET_INC(w, field)    MET_ADD(w, field, 1)
 #define MET_DEC(w, field)    MET_ADD(w, field, -1) /* gauges only (conns_open) */
+#define MET_SET(w, field, v) __atomic_store_n(&(w)->field, (uint64_t)(v), __ATOMIC_RELAXED)
 
 #define MET_FLOW_TOP 8
 /* Publish the worker's deepest flow queues (at most MET_FLOW_TOP). */
@@ -227,6 +242,8 @@ static inline int met_backend_slot(int i)
 {
 	return i < MET_BACKENDS_MAX - 1 ? i : MET_BACKENDS_MAX - 1;
 }
+/* One backend slot's counters summed over the workers (any thread). */
+void met_backend_totals(int slot, struct met_backend *out);
 
 /* Stop the endpoint and free the blocks. */
 void met_free(void);

@@ -37,6 +37,16 @@ static uint64_t sum_bk(int k, size_t off)
 	return s;
 }
 
+void met_backend_totals(int slot, struct met_backend *out)
+{
+	out->links_up = sum_bk(slot, offsetof(struct met_backend, links_up));
+	out->stanzas_in = sum_bk(slot, offsetof(struct met_backend, stanzas_in));
+	out->stanzas_out = sum_bk(slot, offsetof(struct met_backend, stanzas_out));
+	out->queued = sum_bk(slot, offsetof(struct met_backend, queued));
+	out->bounced = sum_bk(slot, offsetof(struct met_backend, bounced));
+	out->link_failed = sum_bk(slot, offsetof(struct met_backend, link_failed));
+}
+
 void met_render_backends(struct met_out *o)
 {
 	static const struct {

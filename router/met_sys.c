@@ -12,6 +12,7 @@
 #include "net/dns.h"
 #include "router/met.h"
 #include "router/met-int.h"
+#include "router/clu.h"
 
 /* The resolver's counters (net/dns.c, on the control thread). */
 void met_render_dns(struct met_out *o)
@@ -96,4 +97,39 @@ void met_render_process(struct met_out *o)
 		met_metric(o, "process_open_fds", "", "gauge", "open file descriptors",
 			   fds ? fds - 1 : 0); /* not ours: the dir */
 	}
+}
+
+/* The cluster registry (router/clu.h): only on a clustered node. */
+void met_render_cluster(struct met_out *o)
+{
+	struct clu_stats c;
+	if (!clu_enabled())
+		return;
+	clu_stats_get(&c);
+	met_metric(o, "cluster_nodes", "", "gauge", "cluster nodes alive (their key in Redis), this one included",
+		   c.nodes);
+	met_metric(o, "cluster_leases_held", "", "gauge",
+		   "remote domains whose lease this node holds and may send under (not self-fenced)", c.leases_held);
+	met_metric(o, "cluster_lease_gained", "_total", "counter", "leases on remote domains acquired", c.gained);
+	met_metric(o, "cluster_lease_lost", "_total", "counter",
+		   "leases lost: another node holds them, or Redis no longer had them", c.lost);
+	met_metric(o, "cluster_lease_fenced", "_total", "counter",
+		   "held leases that reached lease_time - margin without a renewal (sending stopped)", c.fenced);
+	met_metric(o, "redis_up", "", "gauge", "1 while the Redis command connection is up", c.redis_up);
+	met_metric(o, "redis_commands", "_total", "counter", "commands sent to Redis (any connection)", c.commands);
+	met_metric(o, "redis_command_failures", "_total", "counter",
+		   "Redis commands answered with an error or not answered", c.failures);
+	met_metric(o, "redis_timeouts", "_total", "counter",
+		   "Redis connects or commands past redis_timeout (the connection was made again)", c.timeouts);
+	met_metric(o, "redis_reconnects", "_total", "counter", "Redis command connections made again", c.reconnects);
+	met_metric(o, "redis_master_changes", "_total", "counter",
+		   "Redis master addresses learnt from Sentinel (the first one included)", c.master_changes);
+	met_put(o, "# HELP fedhub_redis_latency_seconds time from sending a Redis command to its reply\n"
+		   "# TYPE fedhub_redis_latency_seconds histogram\n");
+	for (int i = 0; i < CLU_LAT_BUCKETS; i++)
+		met_put(o, "fedhub_redis_latency_seconds_bucket{le=\"%g\"} %llu\n", c.lat_bounds[i],
+			(unsigned long long)c.lat_le[i]);
+	met_put(o, "fedhub_redis_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)c.lat_count);
+	met_put(o, "fedhub_redis_latency_seconds_sum %.6f\nfedhub_redis_latency_seconds_count %llu\n", c.lat_sum,
+		(unsigned long long)c.lat_count);
 }

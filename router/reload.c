@@ -212,6 +212,21 @@ static bool addr_same(const struct cfg_addr *a, const struct cfg_addr *b)
 	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
 }
 
+/* [cluster]: Redis, the node's identity and its leases are set up once. */
+static bool cluster_same(const struct cfg_cluster *a, const struct cfg_cluster *b)
+{
+	if (a->on != b->on || !addr_same(&a->redis, &b->redis) || a->nsentinel != b->nsentinel ||
+	    strcmp(a->master, b->master) || strcmp(a->node_id, b->node_id) ||
+	    !addr_same(&a->node_listen, &b->node_listen) || !addr_same(&a->node_address, &b->node_address) ||
+	    a->secret_len != b->secret_len || memcmp(a->secret, b->secret, a->secret_len) ||
+	    a->lease_time_ms != b->lease_time_ms || a->redis_timeout_ms != b->redis_timeout_ms)
+		return false;
+	for (int i = 0; i < a->nsentinel; i++)
+		if (!addr_same(&a->sentinel[i], &b->sentinel[i]))
+			return false;
+	return true;
+}
+
 static bool listen_same(const struct cfg *a, const struct cfg *b)
 {
 	if (a->nlisten != b->nlisten)
@@ -260,6 +275,7 @@ static int keep_restart_only(const struct cfg *old, struct cfg *nc, FILE *out)
 		     old->dns_ttl_max != nc->dns_ttl_max || old->dns_max_inflight != nc->dns_max_inflight,
 	     (nc->dns_cache_max = old->dns_cache_max, nc->dns_ttl_min = old->dns_ttl_min,
 	      nc->dns_ttl_max = old->dns_ttl_max, nc->dns_max_inflight = old->dns_max_inflight));
+	KEEP("[cluster]", !cluster_same(&old->cluster, &nc->cluster), nc->cluster = old->cluster);
 #undef KEEP
 	return n;
 }

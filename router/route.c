@@ -36,6 +36,7 @@
 #include "router/s2s.h"
 #include "router/local.h"
 #include "router/backend.h"
+#include "router/nodelink.h"
 #include "net/log.h"
 
 /* What a cross-worker message carries: the slice plus where its `to` and
@@ -196,10 +197,14 @@ static struct net_ref xstz_src(const struct xstz *x)
 	return (struct net_ref){.worker = x->src_worker, .slot = x->src_slot, .gen = x->src_gen};
 }
 
-static void deliver_component(struct hubw *h, const struct rt_route *r, struct net_buf *b, const struct xml_stanza *st,
-			      int hops, struct net_ref src)
+static void deliver_component(struct hubw *h, const struct rt_route *r, const char *dom, int dl, struct net_buf *b,
+			      const struct xml_stanza *st, int hops, struct net_ref src)
 {
 	if (!r->nconns) {
+		/* another node of the cluster may hold one (not for a reroute:
+		 * that one found a local connection closing) */
+		if (!hops && nl_comp_forward(h, dom, (size_t)dl, b, st, src))
+			return;
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 		net_buf_unref(h->w, b);
 		return;
@@ -219,7 +224,7 @@ static void reroute(struct hubw *h, struct net_buf *b, const struct xml_stanza *
 	int tl = jid_domain(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to));
 	const struct rt_route *r = tl > 0 ? rt_lookup(to, (size_t)tl) : NULL;
 	if (hops < 3 && r && r->kind == RT_COMPONENT) {
-		deliver_component(h, r, b, st, hops + 1, src);
+		deliver_component(h, r, to, tl, b, st, hops + 1, src);
 		return;
 	}
 	route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
@@ -426,6 +431,11 @@ struct addr_verdict route_accepts(struct sess *src, const struct stanza_addrs *a
 		return s2s_out_accepts(src, a);
 	case SESS_COMP:
 		return comp_accepts(src, a);
+	case SESS_NODE:
+		/* another node of the cluster made the checks of its own source */
+		if (a->tl <= 0 || a->fl <= 0)
+			return (struct addr_verdict){ADDR_BOUNCE, 0, STERR_BAD_REQUEST};
+		return accept_v;
 	case SESS_VERIFY:
 	case SESS_BACKEND:
 		break;
@@ -449,7 +459,13 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 	}
 	struct stanza_addrs a;
 	stanza_addrs_decode(st, &a);
-	struct addr_verdict v = route_accepts(src, &a);
+	route_decoded(h, src, b, st, &a);
+}
+
+void route_decoded(struct hubw *h, struct sess *src, struct net_buf *b, const struct xml_stanza *st,
+		   const struct stanza_addrs *a)
+{
+	struct addr_verdict v = route_accepts(src, a);
 	switch (v.verdict) {
 	case ADDR_ROUTE:
 		break;
@@ -468,18 +484,18 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 		MET_INC(h->m, stanzas_in);
 		MET_INC(h->m, stanzas_dir[0][src->ml.dir]);
 		int ds = src->kind == SESS_COMP ? met_dom_slot(MET_DOM_COMPONENT, src->local)
-						: met_dom_slot(MET_DOM_REMOTE, a.fr);
+						: met_dom_slot(MET_DOM_REMOTE, a->fr);
 		MET_INC(h->m, dom[ds].stanzas[0]);
 		MET_ADD(h->m, dom[ds].bytes[0], st->raw.n);
-		const struct cfg_backend *fb = src->bk_src ? cfg_backend_of(hub_cfg, a.fr) : NULL;
+		const struct cfg_backend *fb = src->bk_src ? cfg_backend_of(hub_cfg, a->fr) : NULL;
 		if (fb)
 			MET_INC(h->m, bk[met_backend_slot((int)(fb - hub_cfg->backends))].stanzas_out);
 	}
 	log_debug(src && src->c ? src->c->id : 0, "stanza %.*s from=%s to=%s id='%.*s' size=%zu",
-		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", a.fr, a.to,
+		  (int)(st->name.n ? st->name.n : 1), st->name.n ? st->name.p : "?", a->fr, a->to,
 		  (int)(st->id.n > 64 ? 64 : st->id.n), st->id.p ? st->id.p : "", (size_t)st->raw.n);
 
-	const struct rt_route *r = a.route;
+	const struct rt_route *r = a->route;
 	if (r) {
 		switch (r->kind) {
 		case RT_HUB:
@@ -487,27 +503,27 @@ void route_stanza(struct hubw *h, struct sess *src, struct net_buf *b, const str
 			local_handle(h, st);
 			goto drop;
 		case RT_HOSTED: {
-			const struct cfg_backend *bk = cfg_backend_of(hub_cfg, a.to);
+			const struct cfg_backend *bk = cfg_backend_of(hub_cfg, a->to);
 			if (bk) {
-				to_backend(h, bk, &a, b, st, flow_src_of(src));
+				to_backend(h, bk, a, b, st, flow_src_of(src));
 				return;
 			}
 			route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 			goto drop;
 		}
 		case RT_COMPONENT:
-			deliver_component(h, r, b, st, 0, flow_src_of(src));
+			deliver_component(h, r, a->to, a->tl, b, st, 0, flow_src_of(src));
 			return;
 		case RT_S2S_OUT:
 			break;
 		}
 	}
 	/* A remote domain: only for stanzas from a domain we serve. */
-	if (!hub_serves(a.fr, (size_t)a.fl)) {
+	if (!hub_serves(a->fr, (size_t)a->fl)) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 		goto drop;
 	}
-	to_remote(h, r, a.to, a.tl, a.fr, b, st, flow_src_of(src));
+	to_remote(h, r, a->to, a->tl, a->fr, b, st, flow_src_of(src));
 	return;
 drop:
 	net_buf_unref(h->w, b);

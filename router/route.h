@@ -44,6 +44,10 @@ void stanza_addrs_decode(const struct xml_stanza *st, struct stanza_addrs *a);
 struct addr_verdict s2s_in_accepts(struct sess *s, const struct stanza_addrs *a);
 struct addr_verdict s2s_out_accepts(struct sess *s, const struct stanza_addrs *a);
 struct addr_verdict comp_accepts(struct sess *s, const struct stanza_addrs *a);
+/* route_stanza once the addresses are decoded (a caller that needed them
+ * first, like a node link, decodes once). Consumes the reference. */
+void route_decoded(struct hubw *h, struct sess *src, struct net_buf *b, const struct xml_stanza *st,
+		   const struct stanza_addrs *a);
 /* The check for src's kind; src NULL: a stanza the hub generated. */
 struct addr_verdict route_accepts(struct sess *src, const struct stanza_addrs *a);
 /* A domain we are the server for (the hub's, a [domain], a [component]). */

@@ -69,7 +69,31 @@ struct s2s_out {
 	uint32_t peer_max;  /* XEP-0478 max-bytes the peer announced; 0 = none */
 	uint64_t last_activity;
 	uint64_t last_keepalive;
+	/* cluster (router/s2s_clu.c): may this node send to the remote? An
+	 * alt link follows its parent's. */
+	uint8_t cl;                     /* enum s2s_cl */
+	int cl_node;                    /* CL_FORWARD: the owner's directory index */
+	uint64_t cl_token;              /* CL_OURS / CL_FORWARD: the lease's fencing token */
+	const uint64_t *cl_valid_until; /* CL_OURS: the self-fencing deadline (atomic) */
 };
+
+enum s2s_cl {
+	CL_OFF,     /* not clustered: always ours */
+	CL_ASK,     /* clustered, the ask could not be sent yet (tick retries) */
+	CL_ASKING,  /* asked; the queue waits, nothing is resolved or connected */
+	CL_OURS,    /* our lease: send while not self-fenced */
+	CL_FORWARD, /* node cl_node owns it: the queue drains into nl_forward() */
+	CL_WAIT,    /* lost, fenced or unknown owner: hold the queue */
+};
+
+/* May L's stanzas leave from this node now? (Cheap: one atomic load.) */
+static inline bool s2s_clu_may_send(const struct s2s_out *L)
+{
+	const struct s2s_out *R = L->parent ? L->parent : L;
+	if (R->cl == CL_OFF)
+		return true;
+	return R->cl == CL_OURS && net_now_ms() < __atomic_load_n(R->cl_valid_until, __ATOMIC_ACQUIRE);
+}
 
 /* A verification stream to one remote domain's authoritative server,
  * shared by every key we ask it about (dialback.c). */
@@ -91,6 +115,23 @@ void s2s_links_add(struct hubw *h, struct s2s_out *L);
 /* false if L was not in the table */
 bool s2s_links_del(struct hubw *h, struct s2s_out *L);
 void s2s_links_free(struct hubw *h);
+
+/* s2s_clu.c: the link's side of the cluster's leases */
+/* A new link (not an alt): in cluster mode, ask for the lease. */
+void s2s_clu_link_new(struct hubw *h, struct s2s_out *L);
+/* L goes away: give its lease back. */
+void s2s_clu_link_free(struct hubw *h, struct s2s_out *L);
+/* A stanza for a forward link: true when it was handled (forwarded or bounced). */
+bool s2s_clu_forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const char *p, size_t n,
+		     struct net_ref src);
+/* Once a second: an ask that could not be sent is sent again. */
+void s2s_clu_tick(struct hubw *h, struct s2s_out *L);
+/* s2s_out.c, for s2s_clu.c: start L if stanzas wait and it may send;
+ * flush what valid pairs queued while it could not. */
+void s2s_out_link_kick(struct hubw *h, struct s2s_out *L);
+/* Sources paused for L's queue read again once it is below half of
+ * link_queue_max (all of them when `all`). */
+void s2s_out_release_held(struct hubw *h, struct s2s_out *L, bool all);
 
 /* s2s_target.c: static routes, resolution, outbound TLS policy */
 /* Fill targets from a [backend] (its domains) or a [route]; returns true if the domain has one. */

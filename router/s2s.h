@@ -17,6 +17,10 @@ void s2s_in_init(void);
 void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
 		      struct net_ref src);
 void s2s_on_dns(struct hubw *h, struct dns_req *r);
+struct clu_lease_ans;
+void s2s_on_lease(struct hubw *h, const struct clu_lease_ans *a);
+/* nodelink's refused hook (nl_set_refused_hook): the owner refused our forwards. */
+void s2s_lease_refused(struct hubw *h, const char *remote, size_t rn, uint64_t token, int node_idx);
 void s2s_tick(struct hubw *h, uint64_t now);
 void s2s_shutdown(struct hubw *h);
 /* Outbound: is `local` authenticated on this link (XEP-0288 reverse traffic)? */

@@ -45,6 +45,7 @@
 
 #include "net/alloc.h"
 #include "router/s2s-t.h"
+#include "router/clu.h"
 #include "router/guard.h"
 #include "router/policy.h"
 #include "router/shape.h"
@@ -466,6 +467,12 @@ static bool in_admit(struct hubw *h, struct sess *s)
 {
 	struct net_conn *c = s->c;
 	s->admitted = true;
+	if (backend_source((const struct sockaddr *)&c->peer)) {
+		/* a backend opens a stream per remote domain it talks to, all
+		 * from one address: the per-source limits are for strangers */
+		s->guard_slot = UINT32_MAX;
+		return true;
+	}
 	enum guard_verdict v = guard_conn_acquire((const struct sockaddr *)&c->peer, net_now_ms(), &s->guard_slot);
 	if (v == GUARD_OK)
 		return true;
@@ -571,10 +578,12 @@ static void in_on_tls(struct net_conn *c, int err)
 		return;
 	}
 	MET_INC(h->m, tls_handshakes);
+	if (tls_resumed(c->tls))
+		MET_INC(h->m, tls_resumptions);
 	s->tls_on = true;
 	s->tls_offered = false;
-	log_info(c->id, "s2s in: %s %s, SNI %s", tls_version(c->tls), tls_cipher(c->tls),
-		 tls_sni(c->tls) ? tls_sni(c->tls) : "(none)");
+	log_info(c->id, "s2s in: %s %s%s, SNI %s", tls_version(c->tls), tls_cipher(c->tls),
+		 tls_resumed(c->tls) ? " (resumed)" : "", tls_sni(c->tls) ? tls_sni(c->tls) : "(none)");
 	/* RFC 6120 §5.4.3.3: forget everything learnt before TLS: the parser
 	 * (net dropped the bytes), the pairs (a verification still out for one
 	 * was for the old stream id and is not applied), the peer's name, SASL */
@@ -637,4 +646,7 @@ void s2s_in_init(void)
 	guard_init(&l);
 	if (hub_cfg->nproxy_from)
 		proxy_set_trusted(hub_cfg->proxy_from, hub_cfg->nproxy_from);
+	/* the tickets we issue: under the cluster's shared keys once Redis has
+	 * given them (any node resumes them), local ones before and without */
+	tls_ticket_source(clu_ticket_keys);
 }

@@ -58,7 +58,6 @@
 #include "net/tls.h"
 
 static void link_try_next(struct hubw *h, struct s2s_out *L);
-static void link_release_held(struct hubw *h, struct s2s_out *L, bool all);
 static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p);
 
 /* ---- outbound links ------------------------------------------------ */
@@ -86,6 +85,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 		if (!L->parent) {
 			s2s_links_del(h, L);
 			rt_s2s_release(L->remote, (uint16_t)net_worker_id(h->w));
+			s2s_clu_link_free(h, L);
 		}
 		if (L->sess) { /* e.g. an alt still connected while its parent goes */
 			struct sess *s = L->sess;
@@ -103,7 +103,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 			L->lp[i].qlen = 0;
 		}
 		L->queued = 0;
-		link_release_held(h, L, true);
+		s2s_out_release_held(h, L, true);
 	}
 	if (L->dns_pending) {
 		L->dead = true;
@@ -166,7 +166,7 @@ static struct lpair *link_pair(struct s2s_out *L, const char *local)
 
 /* Sources paused for this link's queue are read again once it is below
  * half of link_queue_max (all of them when `all`: the link goes away). */
-static void link_release_held(struct hubw *h, struct s2s_out *L, bool all)
+void s2s_out_release_held(struct hubw *h, struct s2s_out *L, bool all)
 {
 	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
 		return;
@@ -203,7 +203,7 @@ void s2s_out_pair_bounce(struct hubw *h, struct s2s_out *L, struct lpair *p, enu
 	}
 	L->queued -= p->qlen;
 	p->qlen = 0;
-	link_release_held(h, L, false);
+	s2s_out_release_held(h, L, false);
 }
 
 /* XEP-0478: more than the peer said it takes would cost the whole link. */
@@ -226,6 +226,8 @@ static void out_sent(struct hubw *h, struct s2s_out *L, size_t n)
 
 void s2s_out_pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
+	if (!s2s_clu_may_send(L))
+		return; /* the lease is not ours now: the queue waits (s2s_clu.c) */
 	for (uint32_t k = 0; k < p->qlen; k++) {
 		if (too_big_for_peer(L, p->q[k].n)) {
 			MET_INC(h->m, stanzas_over_peer_limit);
@@ -252,7 +254,7 @@ void s2s_out_pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	free(p->q);
 	p->q = NULL;
 	p->qcap = 0;
-	link_release_held(h, L, false);
+	s2s_out_release_held(h, L, false);
 }
 
 static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
@@ -281,6 +283,8 @@ static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, con
 
 static void link_start(struct hubw *h, struct s2s_out *L)
 {
+	if (!s2s_clu_may_send(L))
+		return; /* no DNS, no connection before the lease is ours */
 	L->next_t = 0;
 	if (s2s_route_targets(L->remote, L->t, &L->nt)) {
 		link_try_next(h, L);
@@ -343,8 +347,11 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 			goto bounce;
 		}
 		L = link_new(h, remote);
+		s2s_clu_link_new(h, L);
 	}
 	L->last_activity = net_now_ms();
+	if (L->cl == CL_FORWARD && s2s_clu_forward(h, L, b, p, n, src))
+		return;
 	struct lpair *pr = link_pair(L, local);
 	if (pr->alt) {
 		L = pr->alt;
@@ -356,7 +363,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		bounce = STERR_POLICY_VIOLATION;
 		goto bounce;
 	}
-	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess && s2s_clu_may_send(L)) {
 		enum hub_sterr why;
 		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
 		if (rc == 0) {
@@ -420,7 +427,8 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	L->queued++;
 	if (L->state == L_IDLE)
 		link_start(h, L);
-	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess && L->sess->got_features)
+	else if (L->state == L_OPEN && pr->state == PAIR_NONE && L->sess && L->sess->got_features &&
+		 s2s_clu_may_send(L))
 		out_start_pair(h, L, pr); /* the others are on their way already */
 	return;
 bounce:
@@ -463,6 +471,8 @@ static void out_on_tls(struct net_conn *c, int err)
 		return; /* the connection closes; on_close tries the next address or fails */
 	}
 	MET_INC(h->m, tls_handshakes);
+	if (tls_resumed(c->tls))
+		MET_INC(h->m, tls_resumptions);
 	s->tls_on = true;
 	int v = tls_peer_verify_domain(c->tls, s->remote);
 	log_info(c->id, "s2s out %s: %s %s%s, certificate %s", s->remote, tls_version(c->tls), tls_cipher(c->tls),
@@ -493,7 +503,7 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->lp[0].state = PAIR_NONE;
 	A->queued = p->qlen;
 	L->queued -= p->qlen;
-	link_release_held(h, L, false);
+	s2s_out_release_held(h, L, false);
 	p->q = NULL;
 	p->qlen = p->qcap = 0;
 	p->alt = A;
@@ -669,6 +679,8 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
  * came, whitespace keepalives, idle links closed. Returns true if L was freed. */
 static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 {
+	if (!L->parent)
+		s2s_clu_tick(h, L);
 	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
 	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
 	uint64_t wait_max = (uint64_t)hub_cfg->connect_timeout * 1000;
@@ -689,7 +701,7 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 			memmove(p->q, p->q + old, (p->qlen - old) * sizeof(*p->q));
 			p->qlen -= old;
 			L->queued -= old;
-			link_release_held(h, L, false);
+			s2s_out_release_held(h, L, false);
 		}
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000) {
 			/* XEP-0220 has no deadline of its own: a peer that ignores
@@ -758,4 +770,27 @@ void s2s_shutdown(struct hubw *h)
 	for (uint32_t i = 0; i < h->nlinks_cap; i++)
 		for (struct s2s_out *L = h->links[i]; L; L = L->hnext)
 			link_shutdown(h, L);
+}
+
+void s2s_out_link_kick(struct hubw *h, struct s2s_out *L)
+{
+	if (!s2s_clu_may_send(L))
+		return;
+	if (L->state == L_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
+		L->state = L_IDLE;
+	if (L->state == L_IDLE && L->queued) {
+		link_start(h, L);
+		return;
+	}
+	if (L->state != L_OPEN || !L->sess)
+		return;
+	for (int i = 0; i < L->nlp; i++) {
+		struct lpair *p = &L->lp[i];
+		if (p->alt)
+			s2s_out_link_kick(h, p->alt);
+		else if (p->state == PAIR_VALID && p->qlen)
+			s2s_out_pair_flush(h, L, p);
+		else if (p->state == PAIR_NONE && p->qlen && L->sess->got_features)
+			out_start_pair(h, L, p);
+	}
 }

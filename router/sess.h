@@ -13,7 +13,14 @@
 #include "router/pix.h"
 
 /* SESS_BACKEND: the hub's internal link to a backend server (backend.c). */
-enum sess_kind { SESS_S2S_IN = 1, SESS_S2S_OUT, SESS_VERIFY, SESS_COMP, SESS_BACKEND };
+enum sess_kind {
+	SESS_S2S_IN = 1,
+	SESS_S2S_OUT,
+	SESS_VERIFY,
+	SESS_COMP,
+	SESS_BACKEND,
+	SESS_NODE /* node link (nodelink.c) */
+};
 
 /* A (remote, local) domain pair on an s2s link and its dialback state. */
 enum pair_state { PAIR_NONE, PAIR_PENDING, PAIR_VALID, PAIR_INVALID };
@@ -36,6 +43,7 @@ struct s2s_out;
 struct bk_link;
 struct vstream;
 struct flowq;
+struct nl_conn;
 struct sess {
 	enum sess_kind kind;
 	struct net_conn *c;
@@ -53,6 +61,7 @@ struct sess {
 	struct vstream *vstream; /* SESS_VERIFY: its verification stream (dialback.c owns it) */
 	struct bk_link *bk;      /* SESS_BACKEND: its link (backend.c owns it) */
 	bool bk_src;             /* inbound: from a backend's allow_from (backend.h) */
+	struct nl_conn *nl;      /* SESS_NODE: the node link's state (nodelink.c owns it) */
 	/* TLS and SASL (RFC 6120 §5, §6; XEP-0178) */
 	uint8_t tls_policy; /* enum cfg_tls_mode for this stream */
 	bool tls_offered;   /* inbound: we advertised STARTTLS */

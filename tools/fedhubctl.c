@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		   "  status            state (ok, starting, draining), workers, links, reloads\n"
 		   "  links             every connection: direction, domains, auth, TLS, queue, age\n"
 		   "  components        each component and its connections\n"
+		   "  backends          each [backend]: domains, addresses, links up, queued; its links\n"
 		   "  close ID          close one link politely (ID from `links`)\n"
 		   "  resolve DOMAIN    what the hub would dial for DOMAIN (static route or DNS)\n"
 		   "  reload            re-read the configuration (as SIGHUP)\n"

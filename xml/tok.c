@@ -234,6 +234,25 @@ static inline __attribute__((always_inline)) int name_start(struct xml_tok *t, c
 	return r;
 }
 
+/* A qualified name in two states: `first` reads its first character
+ * (recording where the name starts) and moves *pst to `rest`, which scans
+ * the rest. 0 when the name ended at b[*pi], 1 for more bytes, -1 on error
+ * (recorded). Inline, so st and i stay in registers in the machine. */
+static inline __attribute__((always_inline)) int read_qname(struct xml_tok *t, const uint8_t *b, size_t *pi, size_t end,
+							    int *pst, int first, int rest)
+{
+	if (*pst == first) {
+		int r = name_start(t, b, *pi, end);
+		if (r <= 0)
+			return r < 0 ? -1 : 1;
+		t->sub[K_TOK] = (uint32_t)*pi;
+		t->sub[K_COLON] = 0;
+		*pi += (size_t)r;
+		*pst = rest;
+	}
+	return scan_qname(t, b, pi, end);
+}
+
 /* Validate a run of non-ASCII text starting at b[i]: returns the new
  * position, or (size_t)-1 on error (recorded); stops short at a sequence
  * cut by the buffer end (the caller then waits for more). */
@@ -276,7 +295,7 @@ static struct xml_span ns_known_uri(enum xml_ns id)
 }
 
 /* The stanza event from the root record: spans into the caller's bytes. */
-static __attribute__((noinline)) void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
+static void emit_stanza(struct xml_tok *t, const uint8_t *b, size_t n)
 {
 	const struct xml_root_rec *r = &t->root;
 	struct xml_stanza *s = &t->st;
@@ -317,11 +336,11 @@ static __attribute__((noinline)) void emit_stanza(struct xml_tok *t, const uint8
  * left for the next call), -1 on bad UTF-8 (recorded). */
 static inline __attribute__((always_inline)) int run_to_stop(struct xml_tok *t, const uint8_t *b, size_t *pi,
 							     size_t end, uint8_t c1, uint8_t c2, uint8_t c3,
-							     const uint8_t *stop)
+							     const uint8_t *stop, const uint8_t *nib)
 {
 	size_t i = *pi;
 	for (;;) {
-		i = scan_run(b, i, end, c1, c2, c3, stop);
+		i = scan_run(b, i, end, c1, c2, c3, stop, nib);
 		if (i >= end)
 			break;
 		if (b[i] < 0x80) {
@@ -480,8 +499,16 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_INIT:
 		case S_INIT2:
 		case S_XMLDECL:
-		case S_PRE_HDR:
-			if ((r = xml_prolog(t, b, &i, end, &st)) < 0)
+		case S_PRE_HDR: {
+			/* through copies: taking the address of i or st would keep
+			 * them out of registers in the whole machine */
+			size_t pi = i;
+			int pst = st;
+			r = xml_prolog(t, b, &pi, end, &pst);
+			i = pi;
+			st = pst;
+		}
+			if (r < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
 				goto more;
@@ -584,17 +611,9 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				}
 			}
 #endif
-			if ((r = name_start(t, b, i, end)) < 0)
-				return XML_EV_ERROR;
-			if (r == 0)
-				goto more;
-			t->sub[K_TOK] = (uint32_t)i;
-			t->sub[K_COLON] = 0;
-			i += (size_t)r;
-			st = S_STAG_NAME;
 			/* fallthrough */
 		case S_STAG_NAME:
-			if ((r = scan_qname(t, b, &i, end)) < 0)
+			if ((r = read_qname(t, b, &i, end, &st, S_STAG_NAME0, S_STAG_NAME)) < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
 				goto more;
@@ -685,7 +704,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 				if (likely(q && nend - i <= t->lim.max_name)) {
 				attr_value:; /* from the one-vector check: name, '=', quote read */
 					size_t e =
-						scan_run(b, j, end, q, '<', '&', q == '"' ? xml_stop_dq : xml_stop_sq);
+						scan_run(b, j, end, q, '<', '&', q == '"' ? xml_stop_dq : xml_stop_sq,
+							 q == '"' ? XML_NIB(dq) : XML_NIB(sq));
 					if (likely(e < end && b[e] == q)) {
 						struct xml_attr_slot *a = &at[t->nattr++];
 						a->name = (uint32_t)i;
@@ -709,17 +729,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			st = S_ATTR_NAME0;
 			/* fallthrough */
 		case S_ATTR_NAME0:
-			if ((r = name_start(t, b, i, end)) < 0)
-				return XML_EV_ERROR;
-			if (r == 0)
-				goto more;
-			t->sub[K_TOK] = (uint32_t)i;
-			t->sub[K_COLON] = 0;
-			i += (size_t)r;
-			st = S_ATTR_NAME;
-			/* fallthrough */
 		case S_ATTR_NAME:
-			if ((r = scan_qname(t, b, &i, end)) < 0)
+			if ((r = read_qname(t, b, &i, end, &st, S_ATTR_NAME0, S_ATTR_NAME)) < 0)
 				return XML_EV_ERROR;
 			if (r > 0)
 				goto more;
@@ -753,7 +764,8 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		case S_ATTR_VAL: {
 			uint8_t q = (uint8_t)t->sub[K_QUOTE];
 			const uint8_t *stop = q == '"' ? xml_stop_dq : xml_stop_sq;
-			if ((r = run_to_stop(t, b, &i, end, q, '<', '&', stop)) < 0)
+			const uint8_t *nib = q == '"' ? XML_NIB(dq) : XML_NIB(sq);
+			if ((r = run_to_stop(t, b, &i, end, q, '<', '&', stop, nib)) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
 				goto more;
@@ -796,7 +808,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 		/* ---- content ---- */
 		case S_TEXT:
 		L_S_TEXT:
-			if ((r = run_to_stop(t, b, &i, end, '<', '&', ']', xml_stop_text)) < 0)
+			if ((r = run_to_stop(t, b, &i, end, '<', '&', ']', xml_stop_text, XML_NIB(text))) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
 				goto more;
@@ -917,7 +929,7 @@ int xml_tok_next(struct xml_tok *t, const char *cbuf, size_t len, size_t *consum
 			/* fallthrough */
 		case S_CDATA:
 		L_S_CDATA:
-			if ((r = run_to_stop(t, b, &i, end, ']', ']', ']', xml_stop_cdata)) < 0)
+			if ((r = run_to_stop(t, b, &i, end, ']', ']', ']', xml_stop_cdata, XML_NIB(cdata))) < 0)
 				return XML_EV_ERROR;
 			if (r == 0)
 				goto more;

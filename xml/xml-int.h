@@ -47,22 +47,19 @@ size_t xml_scan_scalar(const uint8_t *b, size_t i, size_t end, const uint8_t *st
 size_t xml_scan_sse2(const uint8_t *b, size_t i, size_t end, uint8_t c1, uint8_t c2, uint8_t c3, const uint8_t *stop);
 size_t xml_scan_avx2(const uint8_t *b, size_t i, size_t end, const uint8_t *nib);
 extern bool xml_have_avx2;
+/* The AVX2 loop's nibble tables, one per stop table (built at start). */
 extern uint8_t xml_nib_text[32], xml_nib_dq[32], xml_nib_sq[32], xml_nib_cdata[32];
-static inline const uint8_t *nib_for(const uint8_t *stop)
-{
-	return stop == xml_stop_text ? xml_nib_text
-	       : stop == xml_stop_dq ? xml_nib_dq
-	       : stop == xml_stop_sq ? xml_nib_sq
-				     : xml_nib_cdata;
-}
-
+#define XML_NIB(kind) xml_nib_##kind
+#else
+#define XML_NIB(kind) NULL
 #endif
 
 /* First byte in [i, end) that the run of this kind must stop at, or end.
  * With AVX2, non-ASCII is validated in the vector loop and is not a stop;
  * otherwise it stops there and hi_run() validates it. */
 static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, size_t i, size_t end, uint8_t c1,
-							     uint8_t c2, uint8_t c3, const uint8_t *stop)
+							     uint8_t c2, uint8_t c3, const uint8_t *stop,
+							     const uint8_t *nib)
 {
 #ifdef XML_HAVE_SSE2
 	/* Most runs in XMPP are short and ASCII (attribute values, a word of
@@ -85,13 +82,13 @@ static inline __attribute__((always_inline)) size_t scan_run(const uint8_t *b, s
 			i += 16;
 	}
 	if (xml_have_avx2) {
-		i = xml_scan_avx2(b, i, end, nib_for(stop));
+		i = xml_scan_avx2(b, i, end, nib);
 		if (i + 32 <= end)
 			return i;
 	}
 	return xml_scan_sse2(b, i, end, c1, c2, c3, stop);
 #else
-	(void)c1, (void)c2, (void)c3;
+	(void)c1, (void)c2, (void)c3, (void)nib;
 	return xml_scan_scalar(b, i, end, stop);
 #endif
 }

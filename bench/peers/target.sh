@@ -23,6 +23,8 @@
 # it would on the Internet, instead of static [route]s: a dnsmasq of ours on
 # 127.0.0.1:22353 (fedhub's dns_server) serves an _xmpp-server._tcp SRV
 # record per bench domain, naming benchhost.fhb:22270 (A 127.0.0.1).
+# FHB_FEDHUB=PATH starts that fedhub binary instead of the repository's (to
+# compare two builds back to back with the same bench).
 # `stop` kills what `start` started, by the PIDs it recorded in DIR, and
 # removes DIR. Every target serves the component domain comp.fhb (secret
 # s3cret) and must reach the bench's domains bench1.fhb..benchN.fhb at the
@@ -92,8 +94,8 @@ subst() { # subst IN OUT: @DIR@ @NDOM@ replaced
 }
 
 start_fedhub() {
-	local bin=""
-	for b in "$REPO/fedhub" "$REPO/build/release/fedhub"; do [ -x "$b" ] && bin=$b && break; done
+	local bin=${FHB_FEDHUB:-}
+	for b in "$REPO/fedhub" "$REPO/build/release/fedhub"; do [ -z "$bin" ] && [ -x "$b" ] && bin=$b; done
 	[ -n "$bin" ] || fail "fedhub is not built"
 	subst "$HERE/fedhub.conf.in" "$dir/router.conf"
 	if [ "$tls" = tls ]; then

@@ -9,13 +9,16 @@ hub -> remote), dialback both ways, a backend that is down (stanzas wait,
 are delivered once it is back, or bounced after stall_timeout), streams
 from a non-backend address refused, invalid-from. Real Prosody and ejabberd
 behind the hub are other scripts' business. Ports: 26700-26799."""
-import os, re, socket, sys, tempfile, time
+import json, os, re, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Backend, RemoteServer, Reader, attr, db_key, s2s_header, stream_error_of  # noqa: E402
 from hubproc import Hub, Results, metrics  # noqa: E402
 
-S2S, HTTP, BACKEND, REMOTE, DOWN = 26769, 26780, 26771, 26772, 26773
+S2S, HTTP, BACKEND, REMOTE, DOWN, SOLO = 26769, 26780, 26771, 26772, 26773, 26774
 STALL = 4
+TMP = tempfile.mkdtemp(prefix="fedhub-backend-")
+CTL = os.path.join(TMP, "ctl.sock")
+FEDHUBCTL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fedhubctl")
 CONF = """
 [hub]
 workers 2
@@ -26,6 +29,8 @@ log_level debug
 connect_timeout 3
 retry_min 1
 stall_timeout %d
+max_connections_per_ip 3
+control_socket %s
 [route remote.fake]
 connect 127.0.0.1:%d
 [backend pros]
@@ -37,7 +42,10 @@ tls off
 domain down.fake
 connect 127.0.0.1:%d
 allow_from 127.0.0.1
-""" % (S2S, HTTP, STALL, REMOTE, BACKEND, DOWN)
+[backend solo]
+domain s1.fake s2.fake
+connect 127.0.0.1:%d
+""" % (S2S, HTTP, STALL, CTL, REMOTE, BACKEND, DOWN, SOLO)
 
 T = Results()
 check = T.check
@@ -71,7 +79,7 @@ def from_addr(host):
 
 
 def main():
-    hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-backend-"), ready_ports=(S2S, HTTP))
+    hub = Hub(CONF, TMP, ready_ports=(S2S, HTTP))
     holder = []
     try:
         if check("hub starts", hub.start(), "see its log"):
@@ -108,6 +116,20 @@ def run(holder):
     wait_for(lambda: with_id(bk, "ord19"))
     order = [attr(m, "id") for m in bk.messages() if (attr(m, "id") or "").startswith("ord")]
     check("per-pair order kept through the hub", order == ["ord%d" % i for i in range(20)], order)
+
+    # a backend that takes no piggybacking: each domain gets a link of its own
+    solo = Backend(["s1.fake", "s2.fake"], SOLO, S2S, piggyback=False)
+    holder.append(solo)
+    check("remote pairs for the solo backend's domains", o.auth("s1.fake") == "valid" and o.auth("s2.fake") == "valid")
+    o.send(msg("u@remote.fake/r", "v@s1.fake", "so1"))
+    o.send(msg("u@remote.fake/r", "v@s2.fake", "so2"))
+    o.send(msg("u@remote.fake/r", "v@s2.fake", "so3"))
+    got = wait_for(lambda: with_id(solo, "so1") and with_id(solo, "so2") and with_id(solo, "so3"))
+    check("a backend refusing piggybacking gets every domain delivered", got, solo.messages())
+    ok_links = set(c for _, _, t, c in solo.verified if t == "valid")
+    check("... over a link per domain", len(ok_links) == 2, solo.verified)
+    order = [attr(m, "id") for m in solo.messages() if attr(m, "to") == "v@s2.fake"]
+    check("... in order", order == ["so2", "so3"], order)
 
     # a key the hub did not issue is refused when the backend asks about it
     s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
@@ -194,6 +216,55 @@ def run(holder):
     check("a stanza that waited is delivered once the backend is back", wait_for(lambda: with_id(bk2, "down3"), 6),
           bk2.messages())
     check("... and not bounced", not [m for m in with_id(rs, "down3") if attr(m, "type") == "error"])
+
+    # ---- two backends behind one hub talk to each other through it ----
+    t2 = bk.connect_out(S2S, "down.fake", from_domain="a.fake")
+    check("backend to another backend's domain: authenticated", t2.auth("down.fake") == "valid")
+    t2.send(msg("v@a.fake/x", "x@down.fake", "b2b"))
+    got = wait_for(lambda: with_id(bk2, "b2b"))
+    check("backend to backend: delivered over the other's internal link", got, bk2.messages())
+    check("... which the other backend verified with the hub",
+          ("a.fake", "down.fake", "valid") in [(r, d, t) for r, d, t, _ in bk2.verified], bk2.verified)
+    t2.close()
+
+    # ---- a backend's streams are not held to the per-address limits ----
+    many = []
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
+        s.sendall(s2s_header("a.fake", "remote.fake"))
+        many.append((s, Reader(s)))
+    def opened(r):
+        try:
+            r.stream_header(3)
+            return r.element(3).startswith("<stream:features")
+        except (EOFError, OSError) as e:
+            return repr(e)
+    got = [opened(r) for _, r in many]
+    check("five streams from a backend address, max_connections_per_ip 3: all open", got == [True] * 5, got)
+    strangers = []
+    for _ in range(5):
+        s = from_addr("127.0.0.10")
+        s.sendall(s2s_header("remote.fake", "a.fake"))
+        strangers.append((s, Reader(s)))
+    got = [stream_error_of(r, 2) for _, r in strangers]
+    check("... while a non-backend address gets policy-violation past 3", got.count("policy-violation") == 2, got)
+    for s, _ in many + strangers:
+        s.close()
+
+    out = subprocess.run([FEDHUBCTL, "-s", CTL, "--json", "backends"], capture_output=True, text=True, timeout=10)
+    try:
+        j = json.loads(out.stdout)
+    except ValueError:
+        j = {}
+    rows = {b["name"]: b for b in j.get("backends", [])}
+    check("fedhubctl backends lists each backend with its domains and links",
+          rows.get("pros", {}).get("domains") == 2 and rows.get("pros", {}).get("links_up", 0) >= 1 and
+          rows.get("solo", {}).get("links_up", 0) >= 2 and rows.get("down", {}).get("connect") == "127.0.0.1:%d" % DOWN,
+          out.stdout[:600] + out.stderr)
+    links = [l for l in j.get("links", []) if l.get("direction") == "backend"]
+    check("... and its internal links with their authenticated domains",
+          any(sorted(l.get("remote", [])) == ["a.fake", "b.fake"] and l.get("local") == ["remote.fake"]
+              for l in links), links)
 
     m = metrics(HTTP)
     check("metrics: stanzas relayed to the backend", m.get('fedhub_backend_stanzas_in_total{backend="pros"}', 0) >= 23,

@@ -5,23 +5,14 @@ server with dialback), components, close ID, resolve (a served domain, a
 static route, a DNS name the test's DNS server does not answer), reload,
 config check (a good file, then a broken one: refused, nothing applied), the
 socket's mode, and drain last (the hub then exits 0)."""
-import json, os, re, signal, socket, stat, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
+import json, os, re, signal, socket, stat, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer
+from hubproc import FEDHUB, ROOT, Results, health, hub_section
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
 CTL = os.environ.get("FEDHUBCTL", os.path.join(ROOT, "fedhubctl"))
 S2S, COMP, HTTP, REMOTE = 27569, 27647, 27580, 27570
-CONF = """
-[hub]
-workers 2
-domain hub.fake
-listen s2s 127.0.0.1:%d
-listen component 127.0.0.1:%d
-http 127.0.0.1:%d
-dns_server 127.0.0.1:27653
-control_socket %s
+CONF = hub_section(S2S, COMP, HTTP, dns=27653) + """control_socket %s
 drain_timeout 5
 [domain local.fake]
 [component a.fake]
@@ -31,12 +22,8 @@ secret s3cret
 [route remote.fake]
 connect 127.0.0.1:%d
 """
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:400]), flush=True)
+T = Results()
+check = T.check
 
 
 def ctl(sock, *args, json_out=False):
@@ -57,7 +44,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="fedhub-ctl-")
     sock = tmp + "/ctl.sock"
     conf = tmp + "/hub.conf"
-    open(conf, "w").write(CONF % (S2S, COMP, HTTP, sock, REMOTE))
+    open(conf, "w").write(CONF % (sock, REMOTE))
     logp = tmp + "/hub.log"
     hub = subprocess.Popen([FEDHUB, "-c", conf], stderr=open(logp, "w"), stdout=subprocess.DEVNULL)
     rs = None
@@ -154,13 +141,7 @@ def main():
         rc, js, _ = ctl(sock, "drain", json_out=True)
         check("drain_json", rc == 0 and js == {"draining": True}, js)
         time.sleep(0.2)
-        try:
-            urllib.request.urlopen("http://127.0.0.1:%d/health" % HTTP, timeout=2)
-            code, body = 200, None
-        except urllib.error.HTTPError as e:
-            code, body = e.code, json.loads(e.read())
-        except OSError:
-            code, body = 0, None
+        code, body = health(HTTP)
         rc2, out2, _ = ctl(sock, "status")
         check("drain_health_503_and_status", code == 503 and body["reason"] == "fedhubctl drain"
               and re.search(r"^state\s+draining$", out2, re.M), (code, body, out2))
@@ -181,7 +162,7 @@ def main():
         if hub.poll() is None:
             hub.kill()
             hub.wait()
-    sys.exit(0 if all(results) else 1)
+    T.exit()
 
 
 if __name__ == "__main__":

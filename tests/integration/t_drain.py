@@ -4,46 +4,23 @@ queued for it. /health turns 503 "draining" at once, the listeners refuse new
 connections, the queue flushes once the component reads again, every stanza
 is delivered or bounced, and the hub exits 0 within drain_timeout + margin. A
 second SIGTERM ends a drain at once (exit 0 too)."""
-import json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
+import os, re, signal, socket, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component
+from hubproc import FEDHUB, Results, health, hub_section
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
 S2S, COMP, HTTP = 27369, 27447, 27380
 DRAIN = 6
-CONF = """
-[hub]
-workers 2
-domain hub.fake
-listen s2s 127.0.0.1:%d
-listen component 127.0.0.1:%d
-http 127.0.0.1:%d
-dns_server 127.0.0.1:27453
-drain_timeout %d
+CONF = hub_section(S2S, COMP, HTTP, dns=27453) + """drain_timeout %d
 send_queue_max 64m
 [component a.fake]
 secret s3cret
 [component b.fake]
 secret s3cret
-""" % (S2S, COMP, HTTP, DRAIN)
+""" % DRAIN
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:300]), flush=True)
-
-
-def health():
-    try:
-        r = urllib.request.urlopen("http://127.0.0.1:%d/health" % HTTP, timeout=2)
-        return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError as e:
-        return 0, str(e)
+T = Results()
+check = T.check
 
 
 def start(tmp, name):
@@ -52,7 +29,7 @@ def start(tmp, name):
     log = open(os.path.join(tmp, name + ".log"), "w")
     hub = subprocess.Popen([FEDHUB, "-c", conf], stderr=log, stdout=log)
     for _ in range(100):
-        if health()[0] == 200:
+        if health(HTTP)[0] == 200:
             break
         time.sleep(0.05)
     return hub
@@ -75,7 +52,7 @@ def drain_under_load(tmp):
         t0 = time.time()
         hub.send_signal(signal.SIGTERM)
         time.sleep(0.3)
-        st, body = health()
+        st, body = health(HTTP)
         check("drain_health_503_draining", st == 503 and isinstance(body, dict) and body.get("status") == "draining"
               and body.get("reason") == "SIGTERM", (st, body))
         try:
@@ -165,7 +142,7 @@ def main():
             case(tmp)
         except Exception as e:
             check(case.__name__, False, repr(e))
-    sys.exit(0 if all(results) else 1)
+    T.exit()
 
 
 if __name__ == "__main__":

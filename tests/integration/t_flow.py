@@ -18,27 +18,18 @@ short stall_timeout so that queues fill and stalls end within seconds):
 
 Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
 hub and every socket are closed by the test."""
-import os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import os, re, signal, socket, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer, Reader, attr, NS_STREAM
+from hubproc import FEDHUB, Results, hub_section, metrics
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FEDHUB = os.path.abspath(os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub")))
 S2S, COMP, HTTP, REMOTE, SINK = 25969, 25947, 25980, 25970, 25971
 STALL = 2  # stall_timeout, seconds
-CONF = """
-[hub]
-workers 2
-domain hub.fake
-listen s2s 127.0.0.1:%d
-listen component 127.0.0.1:%d
-http 127.0.0.1:%d
-log_level info
+CONF = hub_section(S2S, COMP, HTTP, dns=25953) + """log_level info
 connect_timeout 5
 send_queue_max 64k
 source_allowance 32k
 stall_timeout %ds
-dns_server 127.0.0.1:25953
 [component slow.fake]
 secret s3cret
 [component stall.fake]
@@ -51,7 +42,7 @@ secret s3cret
 connect 127.0.0.1:%d
 [route sink.fake]
 connect 127.0.0.1:%d
-""" % (S2S, COMP, HTTP, STALL, REMOTE, SINK)
+""" % (STALL, REMOTE, SINK)
 PAD = "x" * 200
 # Loopback autotunes the hub's socket send buffer up to tcp_wmem's maximum
 # (4 MiB here): a destination only stays full once that much is unread too,
@@ -59,20 +50,8 @@ PAD = "x" * 200
 BIG = "y" * 2000
 MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:400]), flush=True)
-
-
-def metrics():
-    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % HTTP, timeout=3).read().decode()
-    out = {}
-    for m in re.finditer(r"^(fedhub_\w+)(\{[^}]*\})? ([0-9.e+]+)$", body, re.M):
-        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
+T = Results()
+check = T.check
 
 
 class Counter:
@@ -184,13 +163,13 @@ def slow_component(rs):
     s, cnt = component("slow.fake", rcvbuf=8192, chunk=8192, pace=0.004)
     o = rs.connect_out(S2S, "slow.fake")
     check("slow: the s2s link is authenticated", o.auth("slow.fake") == "valid")
-    m0 = metrics()
+    m0 = metrics(HTTP)
     t0 = time.time()
     done = sender(o.s, ["<message from='u@remote.fake' to='c@slow.fake' id='s%d'><body>%s</body></message>"
                         % (i, PAD) for i in range(n)])
     paused = 0
     while not done.is_set() and time.time() - t0 < 20:
-        paused = max(paused, metrics().get("fedhub_flow_paused_sources", 0))
+        paused = max(paused, metrics(HTTP).get("fedhub_flow_paused_sources", 0))
         time.sleep(0.1)
     cnt.wait(lambda it: len(it) >= n, 20)
     time.sleep(0.3)
@@ -201,7 +180,7 @@ def slow_component(rs):
     check("slow: in order", in_order(got, "s"))
     check("slow: nothing bounced", not b, list(b.values())[:2])
     check("slow: delivered + bounced == sent", len(got) + len(b) == n, (len(got), len(b)))
-    m1 = metrics()
+    m1 = metrics(HTTP)
     check("slow: the flooding link was paused (seen in /metrics)",
           m1.get("fedhub_flow_pauses_total", 0) > m0.get("fedhub_flow_pauses_total", 0),
           (paused, m1.get("fedhub_flow_pauses_total")))
@@ -230,7 +209,7 @@ def stalled_component(rs):
     # the stalled one reads nothing for STALL + 3 s
     depth = 0
     while time.time() - t0 < STALL + 3:
-        m = metrics()
+        m = metrics(HTTP)
         depth = max(depth, m.get('fedhub_flow_dest_queue_stanzas{dest="stall.fake",worker="0"}', 0),
                     m.get('fedhub_flow_dest_queue_stanzas{dest="stall.fake",worker="1"}', 0))
         time.sleep(0.1)
@@ -338,7 +317,7 @@ def slow_outbound():
                       for i in range(n)])
     paused = 0
     while time.time() - t0 < STALL - 0.5:
-        paused = max(paused, metrics().get("fedhub_flow_paused_sources", 0))
+        paused = max(paused, metrics(HTTP).get("fedhub_flow_paused_sources", 0))
         time.sleep(0.1)
     # (the kernel's socket buffers may take all it writes: the hub's gauge says it is paused)
     check("outbound: the component sending to it is paused", paused >= 1, (paused, done.is_set()))
@@ -408,11 +387,10 @@ def main():
                 rc = hub.wait()
             check("hub exits 0 on SIGTERM", rc == 0, rc)
         log.close()
-        if not all(results):
+        if not T.all_ok():
             print(open(os.path.join(tmp, "hub.log"), errors="replace").read()[-4000:])
         subprocess.call(["rm", "-rf", tmp])
-    print("%d passed, %d failed" % (results.count(True), results.count(False)))
-    sys.exit(0 if all(results) else 1)
+    T.exit()
 
 
 if __name__ == "__main__":

@@ -167,6 +167,17 @@ class Server:
     def wait(self, t=5):
         return self.done.wait(t)
 
+    def first(self, t=5):
+        """Waits up to t for a script to end; the first connection's peer, or None."""
+        self.wait(t)
+        return self.peers[0] if self.peers else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         try:
             self.ls.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
@@ -288,6 +299,21 @@ def cond_of(el):
     return m.group(1) if m else el[:120]
 
 
+def bounce_of(to, mid, t=6):
+    """Send a stanza from spare.fake to `to`: the condition of its bounce, or None."""
+    from_spare(to, mid)
+    return cond_of(spare_gets(mid, t))
+
+
+def refused_unreached(s, port, to, mid, cond, what, t=5):
+    """A stanza to `to` bounces with `cond`, and the listener on `port` (where
+    a wrong decision would connect) sees no connection."""
+    with Server(port, lambda p: p.drain(1)) as srv:
+        s.expect(bounce_of(to, mid, t), cond, "bounce")
+        time.sleep(0.3)
+        s.expect(len(srv.peers), 0, what)
+
+
 # ---- the cases ------------------------------------------------------------------
 
 def pre10_outbound(s):
@@ -296,20 +322,16 @@ def pre10_outbound(s):
         p.header()
         p.open("v0.fake", version=None)
         p.drain(4)
-    srv = Server(EX[0], script)
-    try:
+    with Server(EX[0], script) as srv:
         from_spare("u@v0.fake", "v0-1")
         bounce = spare_gets("v0-1")
-        srv.wait(5)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(5)
         s.expect(peer is not None, True, "the hub connected")
         if peer:
             register(s, peer)
             s.expect(any("unsupported-version" in e for e in peer.log), True, "unsupported-version to the peer")
             s.expect(b"db:result" in peer.clear or b"<message" in peer.clear, False, "key or stanza in cleartext")
         s.expect(cond_of(bounce), "remote-server-not-found", "bounce")
-    finally:
-        srv.close()
 
 
 def pre10_verify(s):
@@ -319,13 +341,11 @@ def pre10_verify(s):
         p.header()
         p.open("vv.fake", version=None)
         p.drain(4)
-    srv = Server(EX[1], script)
-    try:
+    with Server(EX[1], script) as srv:
         c = s.s2s(frm="vv.fake", attacked=False)
         c.send("<db:result from='vv.fake' to='echo.fake'>%s</db:result>" % ("ab" * 32))
         el = c.element(6)
-        srv.wait(5)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(5)
         s.expect(peer is not None, True, "the hub opened a verification stream")
         if peer:
             register(s, peer)
@@ -333,8 +353,6 @@ def pre10_verify(s):
             s.expect(b"db:verify" in peer.clear or b"ab" * 32 in peer.clear, False, "the key in cleartext")
         s.expect(attr(el, "type"), "error", "dialback answer on the inbound stream")
         c.close()
-    finally:
-        srv.close()
 
 
 def wrong_cert(s):
@@ -352,12 +370,10 @@ def wrong_cert(s):
             p.open("wc.fake", sid="peer-sid-2")
             p.send("<stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>")
             dialback_ok(p, t=3)
-    srv = Server(EX[2], script)
-    try:
+    with Server(EX[2], script) as srv:
         from_spare("u@wc.fake", "wc-1")
         bounce = spare_gets("wc-1", 8)
-        srv.wait(5)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(5)
         s.expect(peer is not None and peer.tls, True, "TLS was negotiated")
         if peer:
             register(s, peer)
@@ -365,8 +381,6 @@ def wrong_cert(s):
                      "policy-violation to the peer (%r %r)" % (peer.log[-3:], srv.errors))
             s.expect(peer.got("<message") or peer.got("db:result"), False, "anything sent to the wrong server")
         s.expect(cond_of(bounce), "remote-server-not-found", "bounce")
-    finally:
-        srv.close()
 
 
 def db_wrong_from(s):
@@ -379,19 +393,15 @@ def db_wrong_from(s):
         if el.startswith("<db:result"):
             p.send("<db:result from='evil.fake' to='%s' type='valid'/>" % attr(el, "from"))
         p.drain(3)
-    srv = Server(EX[3], script)
-    try:
+    with Server(EX[3], script) as srv:
         from_spare("u@dbf.fake", "dbf-1")
         bounce = spare_gets("dbf-1")
-        srv.wait(5)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(5)
         if peer:
             register(s, peer)
             s.expect(any("invalid-from" in e for e in peer.log), True, "invalid-from to the peer")
             s.expect(peer.got("<message"), False, "stanza sent to the spoofing peer")
         s.expect(cond_of(bounce), "remote-server-not-found", "bounce")
-    finally:
-        srv.close()
 
 
 def reverse_dialback(s):
@@ -408,11 +418,9 @@ def reverse_dialback(s):
             p.send("<db:result from='rdb.fake' to='%s' type='valid'/>" % attr(el, "from"))
             p.element()  # the stanza
         p.drain(1)
-    srv = Server(EX[3], script)
-    try:
+    with Server(EX[3], script) as srv:
         from_spare("u@rdb.fake", "rdb-1")
-        srv.wait(6)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(6)
         s.expect(peer is not None, True, "connected")
         if peer:
             reply = getattr(peer, "reply", "")
@@ -420,8 +428,6 @@ def reverse_dialback(s):
                      "dialback error for the reverse request: %r" % reply[:200])
             s.expect(peer.got("id='rdb-1'"), True, "the stanza delivered after the valid answer")
         s.expect(spare_gets("rdb-1", 0.5), None, "no bounce")
-    finally:
-        srv.close()
 
 
 def tricky_features(s):
@@ -434,19 +440,15 @@ def tricky_features(s):
                "<bidi/><starttls/></x><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>")
         p.msg = dialback_ok(p)
         p.drain(0.5)
-    srv = Server(EX[4], script)
-    try:
+    with Server(EX[4], script) as srv:
         from_spare("u@trick.fake", "tr-1")
-        srv.wait(6)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(6)
         s.expect(peer is not None, True, "connected")
         if peer:
             s.expect(peer.got("<starttls") or peer.got("<bidi") or peer.got("<auth"), False,
                      "the hub answered features that were not offered")
             s.expect(attr(getattr(peer, "msg", None) or "", "id"), "tr-1", "stanza delivered")
         s.expect(spare_gets("tr-1", 0.3), None, "no bounce")
-    finally:
-        srv.close()
 
 
 def foreign_required(s):
@@ -459,16 +461,12 @@ def foreign_required(s):
                "<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>" % NS_TLS)
         p.msg = dialback_ok(p)
         p.drain(0.5)
-    srv = Server(EX[4], script)
-    try:
+    with Server(EX[4], script) as srv:
         from_spare("u@trick2.fake", "tr2-1")
-        srv.wait(6)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(6)
         s.expect(peer is not None and attr(getattr(peer, "msg", None) or "", "id") == "tr2-1", True,
                  "stanza delivered")
         s.expect(spare_gets("tr2-1", 0.3), None, "no bounce")
-    finally:
-        srv.close()
 
 
 def bidi_unauthenticated(s):
@@ -481,19 +479,15 @@ def bidi_unauthenticated(s):
         dialback_ok(p)
         p.send("<message from='u@ub.fake/r' to='bot@spare.fake' id='ub-back'><body>spoof</body></message>")
         p.cond = p.drain(3)
-    srv = Server(EX[5], script)
-    try:
+    with Server(EX[5], script) as srv:
         from_spare("u@ub.fake", "ub-1")
-        srv.wait(6)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(6)
         s.expect(peer is not None, True, "connected")
         if peer:
             register(s, peer)
             s.expect(peer.got("<bidi"), False, "the hub asked an unauthenticated peer for bidi")
             s.expect(getattr(peer, "cond", None), "not-authorized", "stream error")
         s.expect(spare_gets("ub-back", 1), None, "the peer's stanza reached the component")
-    finally:
-        srv.close()
 
 
 def bidi_authenticated(s):
@@ -514,15 +508,12 @@ def bidi_authenticated(s):
             dialback_ok(p)
             p.send("<message from='u@cb.fake/r' to='bot@spare.fake' id='cb-back'><body>hi</body></message>")
             p.drain(2)
-    srv = Server(EX[5], script)
-    try:
+    with Server(EX[5], script) as srv:
         from_spare("u@cb.fake", "cb-1")
         back = spare_gets("cb-back", 6)
         peer = srv.peers[0] if srv.peers else None
         s.expect(peer is not None and peer.got("<bidi"), True, "the hub asked for bidi")
         s.expect(attr(back or "", "id"), "cb-back", "the peer's stanza reached the component")
-    finally:
-        srv.close()
 
 
 def peer_limit(s):
@@ -534,39 +525,27 @@ def peer_limit(s):
                "</limits><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>")
         p.msg = dialback_ok(p)
         p.drain(1.5)
-    srv = Server(EX[6], script)
-    try:
+    with Server(EX[6], script) as srv:
         from_spare("u@lim.fake", "lim-small")
         time.sleep(0.5)
         from_spare("u@lim.fake", "lim-big", size=2000)
         bounce = spare_gets("lim-big")
-        srv.wait(4)
-        peer = srv.peers[0] if srv.peers else None
+        peer = srv.first(4)
         s.expect(cond_of(bounce), "policy-violation", "bounce of the big stanza")
         s.expect(peer is not None and attr(getattr(peer, "msg", None) or "", "id") == "lim-small", True,
                  "the small stanza delivered")
         s.expect(peer is not None and peer.got("lim-big"), False, "the big stanza sent")
-    finally:
-        srv.close()
 
 
 def deny_out(s):
     """remote_deny *.denied.fake: no connection, policy-violation bounce."""
-    srv = Server(EX[7], lambda p: p.drain(1))
-    try:
-        from_spare("u@x.denied.fake", "dn-1")
-        bounce = spare_gets("dn-1", 3)
-        time.sleep(0.3)
-        s.expect(cond_of(bounce), "policy-violation", "bounce")
-        s.expect(len(srv.peers), 0, "connections made to a denied domain")
-    finally:
-        srv.close()
+    refused_unreached(s, EX[7], "u@x.denied.fake", "dn-1", "policy-violation",
+                      "connections made to a denied domain", t=3)
 
 
 def allow_list_out(s):
     """remote_allow *.fake exists: a domain outside it is refused at once."""
-    from_spare("u@elsewhere.example", "al-1")
-    return cond_of(spare_gets("al-1", 3)), "policy-violation"
+    return bounce_of("u@elsewhere.example", "al-1", 3), "policy-violation"
 
 
 def deny_in_header(s):
@@ -597,28 +576,21 @@ def tls_required_in(s):
 def private_srv(s):
     """SRV for priv.fake names a target whose A record is 127.0.0.1:
     dropped by default (dns_allow_private no)."""
-    srv = Server(EX[9], lambda p: p.drain(1))
-    try:
-        from_spare("u@priv.fake", "pv-1")
-        bounce = spare_gets("pv-1", 5)
-        s.expect(cond_of(bounce), "remote-server-not-found", "bounce")
-        s.expect(len(srv.peers), 0, "connections made to the private address")
-    finally:
-        srv.close()
+    refused_unreached(s, EX[9], "u@priv.fake", "pv-1", "remote-server-not-found",
+                      "connections made to the private address")
 
 
 def private_a(s):
     """No SRV; the domain's own A record is 10.9.8.7."""
-    from_spare("u@priva.fake", "pa-1")
-    return cond_of(spare_gets("pa-1", 5)), "remote-server-not-found"
+    return bounce_of("u@priva.fake", "pa-1", 5), "remote-server-not-found"
 
 
 def down_then_up(s):
     """flap.fake is down, then comes back: reached retry_min after, and a
     stanza sent during the back-off waits instead of being bounced."""
     for i in range(3):
-        from_spare("u@flap.fake", "fl-down-%d" % i)
-        s.expect(cond_of(spare_gets("fl-down-%d" % i, 5)), "remote-server-not-found", "bounce while down #%d" % i)
+        s.expect(bounce_of("u@flap.fake", "fl-down-%d" % i, 5), "remote-server-not-found",
+                 "bounce while down #%d" % i)
         time.sleep(0.3)
     got = {}
 
@@ -632,8 +604,7 @@ def down_then_up(s):
             if not m:
                 break
             got[attr(m, "id")] = time.time()
-    srv = Server(EX[8], script)   # the remote recovers
-    try:
+    with Server(EX[8], script) as srv:   # the remote recovers
         t0 = time.time()
         from_spare("u@flap.fake", "fl-up-1")  # within retry_min of the last failure: waits
         deadline = time.time() + 4
@@ -642,8 +613,6 @@ def down_then_up(s):
         s.expect(spare_gets("fl-up-1", 0.2), None, "bounce of the stanza sent during the back-off")
         s.expect("fl-up-1" in got and got["fl-up-1"] - t0 < 3, True,
                  "delivered within retry_min + a second: %s" % got)
-    finally:
-        srv.close()
 
 
 def auth_certificate_inbound(s):

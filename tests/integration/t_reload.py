@@ -5,22 +5,13 @@ component removed (its connection gets <host-gone/>, stanzas to it are
 bounced); a certificate renewed (the next handshake gets the new one, a link
 made before keeps going); a bad configuration refused (the hub keeps running
 on the old one); a listener change reported as needing a restart."""
-import os, re, signal, socket, ssl, subprocess, sys, tempfile, threading, time, urllib.request
+import os, re, signal, socket, ssl, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer
+from hubproc import FEDHUB, Results, health, hub_section
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
 S2S, COMP, HTTP, TLSP, REMOTE = 26569, 26647, 26580, 26568, 26570
-HUB = """
-[hub]
-workers 2
-domain hub.fake
-listen s2s 127.0.0.1:%d
-listen component 127.0.0.1:%d
-%s
-http 127.0.0.1:%d
-dns_server 127.0.0.1:26653
+HUB = hub_section(S2S, COMP, HTTP, dns=26653) + """%s
 connect_timeout 2
 [route remote.fake]
 connect 127.0.0.1:%d
@@ -29,16 +20,12 @@ secret s3cret
 [component b.fake]
 secret s3cret
 """
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:300]), flush=True)
+T = Results()
+check = T.check
 
 
 def write(conf, extra="", listen_extra=""):
-    open(conf, "w").write(HUB % (S2S, COMP, listen_extra, HTTP, REMOTE) + extra)
+    open(conf, "w").write(HUB % (listen_extra, REMOTE) + extra)
 
 
 def sh(*a):
@@ -180,7 +167,7 @@ def traffic_case(tmp, hub, conf, log):
     line = hup(hub, log)
     check("bad_reload_refused", line and "refused" in line, line)
     check("bad_reload_hub_keeps_running", hub.poll() is None and
-          urllib.request.urlopen("http://127.0.0.1:%d/health" % HTTP, timeout=2).status == 200)
+          health(HTTP)[0] == 200)
     a.send("<message from='u@a.fake' to='v@b.fake' id='after-bad'><body>x</body></message>")
     try:
         el = b.recv(5)
@@ -298,7 +285,7 @@ def main():
         cert_case(tmp)
     except Exception as e:
         check("cert_case", False, repr(e))
-    sys.exit(0 if all(results) else 1)
+    T.exit()
 
 
 if __name__ == "__main__":

@@ -6,17 +6,10 @@ t_interop_*; this one pins down fedhub's own behaviour precisely."""
 import os, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer, Reader, attr, db_key, error_condition, stream_error_of  # noqa: E402
-from hubproc import Hub, Results, metrics  # noqa: E402
+from hubproc import Hub, Results, hub_section, metrics  # noqa: E402
 
 S2S, COMP, HTTP, REMOTE, BIDI, PROXY = 24269, 24347, 24280, 24270, 24271, 24272
-CONF = """
-[hub]
-workers 2
-domain hub.fake
-listen s2s 127.0.0.1:%d
-listen component 127.0.0.1:%d
-listen s2s 127.0.0.1:%d proxy_protocol
-http 127.0.0.1:%d
+CONF = hub_section(S2S, COMP, HTTP) + """listen s2s 127.0.0.1:%d proxy_protocol
 log_level debug
 connect_timeout 3
 retry_min 1
@@ -30,7 +23,7 @@ connect 127.0.0.1:%d
 connect 127.0.0.1:24999
 [route bidi.fake]
 connect 127.0.0.1:%d
-""" % (S2S, COMP, PROXY, HTTP, REMOTE, BIDI) + "".join("[domain d%d.fake]\n" % i for i in range(200))
+""" % (PROXY, REMOTE, BIDI) + "".join("[domain d%d.fake]\n" % i for i in range(200))
 
 T = Results()
 check = T.check

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include "router/cfg.h"
@@ -170,7 +171,7 @@ static void test_router_conf_examples_are_valid(void **state)
 		/* Files must exist when the config is loaded. */
 		if (!strcmp(name, "cert") || !strcmp(name, "key") || !strcmp(name, "ca_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, pem);
-		else if (!strcmp(name, "dialback_secret_file"))
+		else if (!strcmp(name, "dialback_secret_file") || !strcmp(name, "cluster_secret_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, secret);
 		else if (!strcmp(name, "proxy_from")) /* only with a listener that reads the header */
 			snprintf(line, sizeof(line), "%s\nlisten s2s 127.0.0.1:5270 proxy_protocol\n", body);
@@ -187,6 +188,13 @@ static void test_router_conf_examples_are_valid(void **state)
 			snprintf(extra, sizeof(extra), "%s%s",
 				 strcmp(name, "connect") ? "connect 127.0.0.1:15269\n" : "",
 				 strncmp(name, "domain", 6) ? "domain backend.example\n" : "");
+		else if (!strcmp(sect, "[cluster]")) /* what the section needs besides the line */
+			snprintf(extra, sizeof(extra), "%s%s%s",
+				 strcmp(name, "redis") && strcmp(name, "sentinel") ? "redis 127.0.0.1:6379\n" : "",
+				 strcmp(name, "node_listen") ? "node_listen 127.0.0.1:27010\n" : "",
+				 strcmp(name, "cluster_secret_file") ? "" : "");
+		if (!strcmp(sect, "[cluster]") && strcmp(name, "cluster_secret_file"))
+			snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "cluster_secret_file %s\n", secret);
 		bool hub = !strcmp(sect, "[hub]");
 		assert_true(asprintf(&conf,
 				     "[hub]\nlisten s2s 127.0.0.1:5269\n%s"
@@ -734,31 +742,111 @@ static void test_many_sections(void **state)
 	free(conf);
 }
 
-/* No cluster implementation exists: [cluster] and its directives are refused,
- * never parsed and ignored. */
-static void test_cluster_section_refused(void **state)
+/* [cluster]: every directive parsed, everything missing refused. */
+#define SECRET32 "0123456789abcdef0123456789abcdef\n"
+static char *cluster_conf(const char *secret_path, const char *extra)
 {
-	static const char *const msg = "router.conf:3: [cluster]: not supported by this build";
+	char *t = NULL;
+	assert_true(asprintf(&t,
+			     HUB "[cluster]\nredis 127.0.0.1:27079\nnode_listen 127.0.0.1:27010\n"
+				 "cluster_secret_file %s\n%s",
+			     secret_path, extra) > 0);
+	return t;
+}
 
-	expect_one_error(HUB "[cluster]\n", msg);
-	/* its directives are not reported again, valid or not */
-	expect_one_error(HUB "[cluster]\nredis 127.0.0.1:6379\nnode_id auto\n", msg);
-	expect_one_error(HUB "[cluster]\nsentinel 127.0.0.1:26379 mymaster\nbogus x\n", msg);
-	expect_one_error(HUB "[cluster node1]\n", msg);
-	/* nor are they directives anywhere else */
-	expect_one_error(HUB "redis 127.0.0.1:6379\n", "router.conf:3: unknown directive 'redis'");
-	expect_one_error(HUB "node_id auto\n", "router.conf:3: unknown directive 'node_id'");
-	/* sections after it are parsed as usual */
+static void test_cluster_section_parsed(void **state)
+{
+	char *sec = tmpfile_with(SECRET32);
+	chmod(sec, 0600);
+	struct cfg c;
+	char *t = cluster_conf(sec, "node_id n1\nlease_time 2500ms\nredis_timeout 300ms\n");
+	expect_ok(&c, t);
+	assert_true(c.cluster.on);
+	assert_string_equal(c.cluster.node_id, "n1");
+	assert_int_equal(c.cluster.lease_time_ms, 2500);
+	assert_int_equal(c.cluster.redis_timeout_ms, 300);
+	assert_int_equal(c.cluster.secret_len, 32);
+	assert_int_equal(cfg_addr_port(&c.cluster.redis), 27079);
+	/* node_address defaults to node_listen */
+	assert_int_equal(cfg_addr_port(&c.cluster.node_address), 27010);
+	cfg_free(&c);
+	free(t);
+	/* auto: hostname-port */
+	t = cluster_conf(sec, "node_id auto\nlease_time 5s\n");
+	expect_ok(&c, t);
+	size_t n = strlen(c.cluster.node_id);
+	assert_true(n > 6 && !strcmp(c.cluster.node_id + n - 6, "-27010"));
+	assert_int_equal(c.cluster.lease_time_ms, 5000);
+	cfg_free(&c);
+	free(t);
+	/* no section: off */
+	expect_ok(&c, HUB);
+	assert_false(c.cluster.on);
+	cfg_free(&c);
+	rmtmp(sec);
+}
+
+static void test_cluster_refuses_what_it_cannot_honour(void **state)
+{
+	char *sec = tmpfile_with(SECRET32);
+	char *weak = tmpfile_with("short\n");
+	char *open_ = tmpfile_with(SECRET32);
+	chmod(sec, 0600);
+	chmod(weak, 0600);
+	chmod(open_, 0644);
+	expect_one_error(HUB "[cluster]\nredis 127.0.0.1\nnode_listen 127.0.0.1:27010\n", "missing required 'cluster_secret_file'");
+	char *t;
 	struct cfg c;
 	char *errs = NULL;
-	assert_int_equal(parse(&c, HUB "[cluster]\nredis 127.0.0.1\n[component c.example]\n", &errs), 2);
-	assert_non_null(strstr(errs, "[component c.example]: missing required 'secret'"));
+	/* no registry at all, no node_listen: both reported */
+	assert_true(asprintf(&t, HUB "[cluster]\ncluster_secret_file %s\n", sec) > 0);
+	assert_int_equal(parse(&c, t, &errs), 2);
+	assert_non_null(strstr(errs, "neither 'redis' nor 'sentinel'"));
+	assert_non_null(strstr(errs, "missing required 'node_listen'"));
 	free(errs);
 	cfg_free(&c);
-	for (const char *const *d = cfg_directive_names; *d; d++)
-		assert_true(strcmp(*d, "redis") && strcmp(*d, "sentinel") && strcmp(*d, "node_id"));
-	for (const char *const *d = cfg_section_names; *d; d++)
-		assert_string_not_equal(*d, "cluster");
+	free(t);
+#define ONE(extra, want)                              \
+	do {                                          \
+		t = cluster_conf(sec, extra);         \
+		expect_one_error(t, want);            \
+		free(t);                              \
+	} while (0)
+	ONE("sentinel 127.0.0.1:26379 m\n", "'redis' and 'sentinel' both given");
+	ONE("lease_time 500ms\n", "lease_time: 500 is out of range");
+	ONE("lease_time 5x\n", "lease_time: '5x' is not a duration in milliseconds");
+	ONE("redis_timeout 2s\n", "redis_timeout (2000ms) is more than a third of lease_time");
+	ONE("node_id bad/name\n", "node_id: 'bad/name' must be");
+	ONE("node_address 0.0.0.0:27010\n", "node_address 0.0.0.0:27010 is not an address");
+	ONE("redis 127.0.0.1:1\n", "duplicate 'redis'");
+#undef ONE
+	assert_true(asprintf(&t,
+			     HUB "[cluster]\nredis 127.0.0.1\nnode_listen 0.0.0.0:27010\ncluster_secret_file %s\n",
+			     sec) > 0);
+	expect_one_error(t, "node_listen 0.0.0.0:27010 is a wildcard");
+	free(t);
+	t = cluster_conf(weak, "");
+	expect_one_error(t, "must be 32 to 256 bytes");
+	free(t);
+	t = cluster_conf(open_, "");
+	expect_one_error(t, "readable or writable by everyone");
+	free(t);
+	/* sentinels: all name one master */
+	assert_true(asprintf(&t,
+			     HUB "[cluster]\nsentinel 127.0.0.1:26379 a\nsentinel 127.0.0.1:26380 b\n"
+				 "node_listen 127.0.0.1:27010\ncluster_secret_file %s\n",
+			     sec) > 0);
+	expect_one_error(t, "every sentinel line names the same master");
+	free(t);
+	/* the directives belong in [cluster] only */
+	expect_one_error(HUB "redis 127.0.0.1:6379\n", "router.conf:3: 'redis' is not allowed in [hub]");
+	assert_true(parse(&c, HUB "[cluster node1]\n", &errs) > 0);
+	assert_non_null(strstr(errs, "router.conf:3: [cluster] takes no name"));
+	free(errs);
+	cfg_free(&c);
+	rmtmp(sec);
+	rmtmp(weak);
+	rmtmp(open_);
 }
 
 static void test_dialback_secret(void **state)
@@ -854,7 +942,8 @@ int main(void)
 		cmocka_unit_test(test_domain_cert_and_key),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_many_sections),
-		cmocka_unit_test(test_cluster_section_refused),
+		cmocka_unit_test(test_cluster_section_parsed),
+		cmocka_unit_test(test_cluster_refuses_what_it_cannot_honour),
 		cmocka_unit_test(test_dialback_secret),
 		cmocka_unit_test(test_tls_default_follows_certificates),
 		cmocka_unit_test(test_load_missing_file),

@@ -38,7 +38,7 @@
 #define FILL_MAX (512u << 20) /* a paused receiver must stop the sender well before this */
 
 enum cmd { CMD_PAUSE = 1, CMD_RESUME, CMD_CLOSE_FLUSH, CMD_PAUSE_CLOSE };
-enum mode { M_PLAIN, M_PAUSE_IN_DATA, M_TLS_PAUSE, M_TLS_BYE };
+enum mode { M_PLAIN, M_PAUSE_IN_DATA, M_TLS_PAUSE, M_TLS_BYE, M_TLS_REFUSE };
 #define MSG_CMD (NET_MSG_USER + 1)
 
 static char dir[64];
@@ -150,12 +150,64 @@ static void t_tls(struct net_conn *c, int err)
 
 static const struct net_conn_ops t_ops = {.on_data = t_data, .on_close = t_close, .on_tls = t_tls};
 
+static size_t t_out_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
+{
+	(void)c, (void)b, (void)p;
+	return n;
+}
+
+static void t_out_close(struct net_conn *c, int err)
+{
+	(void)c, (void)err;
+}
+
+static void t_out_connect(struct net_conn *c, int err)
+{
+	(void)c;
+	if (err)
+		atomic_store(&worker_err, 1);
+}
+
+static const struct net_conn_ops t_out_ops = {
+	.on_data = t_out_data, .on_close = t_out_close, .on_connect = t_out_connect};
+
+/* M_TLS_REFUSE: TLS set up on the accepted connection (which puts it on the
+ * send list), then refused at once, as the accept path refuses a PROXY
+ * header from an untrusted source; in the same turn a new connection takes
+ * the freed slot and starts a TLS handshake toward our own listener. */
+static void refuse_then_reuse(struct net_conn *c)
+{
+	struct net_worker *w = c->w;
+	struct tls_conn *t = tls_conn_new(sctx, true, NULL, NULL);
+	if (!t) {
+		atomic_store(&worker_err, 1);
+		return;
+	}
+	net_start_tls(c, t, false);
+	net_close(c, false);
+	conn = NULL;
+	atomic_store(&mode, M_PLAIN); /* the next accept is the connection below */
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct net_conn *o = net_connect(w, (struct sockaddr *)&a, sizeof(a), &t_out_ops, NULL);
+	struct tls_conn *ct = o ? tls_conn_new(cctx, false, "a.example", NULL) : NULL;
+	if (!ct) {
+		atomic_store(&worker_err, 1);
+		return;
+	}
+	net_start_tls(o, ct, true); /* on the send list too */
+}
+
 static void t_accept(struct net_conn *c, int kind)
 {
 	(void)kind;
 	c->ops = &t_ops;
 	conn = c;
 	int m = atomic_load(&mode);
+	if (m == M_TLS_REFUSE) {
+		refuse_then_reuse(c);
+		return;
+	}
 	if (m == M_TLS_PAUSE || m == M_TLS_BYE) {
 		struct tls_conn *t = tls_conn_new(sctx, true, NULL, NULL);
 		if (!t) {
@@ -378,6 +430,29 @@ static void test_pause_then_close_and_resume_after_close(void **state)
 
 /* ---- tests: TLS ---- */
 
+/* A connection closed in the turn it was put on the send list leaves that
+ * list only at the end of the turn: its slot must not be handed to another
+ * connection before (that one would be linked to itself and the worker
+ * would spin in its send loop). The worker keeps working: the new
+ * connection reaches our listener. */
+static void test_tls_refused_at_accept_slot_not_reused_while_listed(void **state)
+{
+	(void)state;
+	reset(M_TLS_REFUSE);
+	alarm(60); /* a spinning worker would hang the whole binary in net_stop */
+	/* accepted is set by the second accept, of the worker's own connection:
+	 * only a worker that still runs its loop gets there */
+	int fd = dial();
+	char b;
+	assert_true(recv(fd, &b, 1, 0) <= 0); /* the refused connection is closed */
+	close(fd);
+	assert_int_equal(atomic_load(&worker_err), 0);
+	atomic_store(&closed, 0);
+	cmd(CMD_CLOSE_FLUSH);
+	assert_true(wait_int(&closed, 1));
+	alarm(0);
+}
+
 static void flush_out(int fd, struct tls_conn *t)
 {
 	const void *p;
@@ -576,6 +651,7 @@ int main(void)
 		cmocka_unit_test(test_pause_inside_on_data_keeps_the_rest),
 		cmocka_unit_test(test_pause_inside_on_data_resumes_without_more_bytes),
 		cmocka_unit_test(test_pause_then_close_and_resume_after_close),
+		cmocka_unit_test(test_tls_refused_at_accept_slot_not_reused_while_listed),
 		cmocka_unit_test(test_tls_close_sends_close_notify_after_data),
 		cmocka_unit_test(test_tls_pause_and_resume),
 	};

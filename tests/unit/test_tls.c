@@ -482,6 +482,93 @@ static void test_session_resumption_tls12(void **state)
 	resume(12);
 }
 
+/* ---- session tickets (net/tls_ticket.c) ---- */
+
+static unsigned char master_a[96], master_b[96];
+static const unsigned char *master_now; /* NULL: the local random master */
+
+static size_t test_source(unsigned char *out, size_t cap, uint64_t *gen)
+{
+	*gen = master_now == master_a ? 1 : master_now == master_b ? 2 : 0;
+	if (!master_now)
+		return 0;
+	size_t n = cap < sizeof(master_a) ? cap : sizeof(master_a);
+	memcpy(out, master_now, n);
+	return sizeof(master_a);
+}
+
+/* One handshake of client cx to server sx: whether it resumed (both ends agree). */
+static bool connect_resumed(struct tls_ctx *sx, struct tls_ctx *cx)
+{
+	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "c.example");
+	pump(cl, sv, SIZE_MAX);
+	assert_int_equal(cl->hs, 1);
+	assert_int_equal(sv->hs, 1);
+	roundtrip(cl, sv); /* the TLS 1.3 ticket arrives after the handshake */
+	bool r = tls_resumed(cl->c);
+	assert_int_equal(tls_resumed(sv->c), r);
+	end_free(cl), end_free(sv);
+	return r;
+}
+
+/* Two server contexts stand for two nodes: a ticket one issued resumes on
+ * the other when both take the same master from the source, not when the
+ * master differs; without a source each process has its own. TLS 1.3 only:
+ * wolfSSL 5.5.4 as a TLS 1.2 client fails the handshake ("out of order
+ * message") when it resumes against another server context, and when a
+ * server turns its ticket down (an OpenSSL client falls back to a full
+ * handshake there: t_cluster_haproxy). */
+static void tickets_across_nodes(int max_version)
+{
+	memset(master_a, 0xa5, sizeof(master_a));
+	memset(master_b, 0x5a, sizeof(master_b));
+	tls_ticket_source(test_source);
+	master_now = master_a;
+	struct tls_ctx *node1 = mkctx(false, 0), *node2 = mkctx(false, 0), *cx = mkctx(false, max_version);
+	add(node1, "a");
+	add(node2, "a");
+	add(cx, "c");
+	assert_false(connect_resumed(node1, cx)); /* full: the client has no ticket yet */
+	assert_true(connect_resumed(node2, cx));  /* node 1's ticket, on node 2 */
+	assert_true(connect_resumed(node1, cx));
+	uint64_t rej = tls_ticket_rejected();
+	master_now = master_b; /* another cluster's keys: the ticket opens nowhere */
+	assert_false(connect_resumed(node2, cx));
+	assert_int_equal(tls_ticket_rejected(), rej + 1); /* one ticket, counted once */
+	assert_true(connect_resumed(node1, cx)); /* the new ticket, under master b */
+	master_now = NULL; /* the local random master */
+	assert_false(connect_resumed(node1, cx));
+	assert_true(connect_resumed(node2, cx)); /* one process: one local master */
+	tls_ticket_source(NULL);
+	tls_ctx_free(node1), tls_ctx_free(node2), tls_ctx_free(cx);
+}
+
+static void test_ticket_resumes_on_another_node_with_the_shared_master(void **state)
+{
+	(void)state;
+	tickets_across_nodes(0);
+}
+
+/* A ticket stays good through the next rotation (and is replaced), not
+ * through two. */
+static void test_ticket_keys_rotate(void **state)
+{
+	(void)state;
+	struct tls_ctx *sx = mkctx(false, 0), *cx = mkctx(false, 0);
+	add(sx, "a");
+	add(cx, "c");
+	tls_ticket_clock_skew(0);
+	assert_false(connect_resumed(sx, cx));
+	tls_ticket_clock_skew(TLS_TICKET_PERIOD); /* the ticket's key is the previous one now */
+	assert_true(connect_resumed(sx, cx));
+	tls_ticket_clock_skew(2 * TLS_TICKET_PERIOD); /* the replacement: previous again */
+	assert_true(connect_resumed(sx, cx));
+	tls_ticket_clock_skew(4 * TLS_TICKET_PERIOD); /* two rotations later: rejected */
+	assert_false(connect_resumed(sx, cx));
+	tls_ticket_clock_skew(0);
+	tls_ctx_free(sx), tls_ctx_free(cx);
+}
+
 /* Count TLS records in a ciphertext span (5-byte headers). */
 static int count_records(const unsigned char *p, size_t n)
 {
@@ -689,6 +776,8 @@ int main(void)
 		cmocka_unit_test(test_no_client_cert_is_reported),
 		cmocka_unit_test(test_session_resumption_tls13),
 		cmocka_unit_test(test_session_resumption_tls12),
+		cmocka_unit_test(test_ticket_resumes_on_another_node_with_the_shared_master),
+		cmocka_unit_test(test_ticket_keys_rotate),
 		cmocka_unit_test(test_many_stanzas_in_few_records),
 		cmocka_unit_test(test_byte_at_a_time_tls13),
 		cmocka_unit_test(test_byte_at_a_time_tls12),

@@ -269,7 +269,7 @@ class RemoteServer:
                     with self.lock:
                         self.db_results.append((frm, to))
                     m = re.search(r">([^<]*)<", el)
-                    typ = self.on_db_result(c, frm, to, m.group(1) if m else "", sid)
+                    typ = self.on_db_result(c, frm, to, m.group(1) if m else "", sid, r.header)
                     c.sendall(("<db:result from='%s' to='%s' type='%s'/>" % (to, frm, typ)).encode())
                 else:
                     with self.lock:
@@ -279,16 +279,19 @@ class RemoteServer:
         finally:
             c.close()
 
-    def on_db_result(self, c, frm, to, key, sid):
-        """The answer to a db:result on an inbound stream: 'valid' (this
-        fixture trusts the hub as receiving server)."""
+    def on_db_result(self, c, frm, to, key, sid, header):
+        """The answer to a db:result on an inbound stream (whose header
+        was `header`): 'valid' (this fixture trusts the hub as receiving
+        server)."""
         return "valid"
 
-    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1", tls=None, direct=False):
+    def connect_out(self, port, to_domain, from_domain=None, host="127.0.0.1", tls=None, direct=False, source=None):
         """An s2s stream to the hub. tls: an ssl.SSLContext for STARTTLS (or
-        direct TLS when direct=True). The features last seen are in .features."""
+        direct TLS when direct=True); source: the local address to bind (a
+        loopback address other than 127.0.0.1 stands for another machine).
+        The features last seen are in .features."""
         frm = from_domain or self.domain
-        s = socket.create_connection((host, port), timeout=5)
+        s = socket.create_connection((host, port), timeout=5, source_address=(source, 0) if source else None)
         if direct:
             s = tls.wrap_socket(s, server_hostname=to_domain)
         r = Reader(s)
@@ -352,8 +355,9 @@ class Backend(RemoteServer):
     hub; and it sends through the hub with connect_out(). .verified lists
     (R, D, answer, connection) for every key it checked."""
 
-    def __init__(self, domains, port, hub_port, secret="backend-secret", host="127.0.0.1"):
+    def __init__(self, domains, port, hub_port, secret="backend-secret", host="127.0.0.1", piggyback=True):
         self.domains, self.hub_port, self.hub_host = list(domains), hub_port, host
+        self.piggyback = piggyback  # False: a db:result for another domain than the stream's gets an error
         self.verified = []
         self.conns = []
         super().__init__(self.domains[0], port, secret)
@@ -363,7 +367,11 @@ class Backend(RemoteServer):
             self.conns.append(c)
         RemoteServer._serve(self, c)
 
-    def on_db_result(self, c, frm, to, key, sid):
+    def on_db_result(self, c, frm, to, key, sid, header):
+        if not self.piggyback and attr(header + ">", "to") != to:
+            with self.lock:
+                self.verified.append((frm, to, "no-piggyback", id(c)))
+            return "error"
         typ = "invalid"
         try:
             s = socket.create_connection((self.hub_host, self.hub_port), timeout=5)

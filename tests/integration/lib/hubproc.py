@@ -1,6 +1,7 @@
 """hubproc: the fedhub process under test and the TAP tally, for the scripts
-that drive fedhub with scripted peers (t_robust, t_route_fake, t_tls_fake and
-the suites on lib/hostile.py).
+that drive fedhub with scripted peers (t_robust, t_route_fake, t_tls_fake,
+t_ctl, t_drain, t_flow, t_reload and the suites on lib/hostile.py), and what
+they share: the [hub] section's head, /health and /metrics.
 
     T = Results()
     hub = Hub(conf_text, tmpdir, ready_ports=(COMP,))
@@ -12,6 +13,7 @@ the suites on lib/hostile.py).
 Sanitizer builds (FEDHUB=build/asan/fedhub, build/tsan/fedhub) get their
 options from here; a sanitizer report in any of the hub's logs fails finish().
 """
+import json
 import os
 import re
 import signal
@@ -19,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
@@ -53,6 +56,28 @@ class Results:
         """The summary line; exit status 0 only when something ran and all passed."""
         print("%d passed, %d failed" % (self.results.count(True), self.results.count(False)), flush=True)
         sys.exit(0 if self.all_ok() else 1)
+
+
+def hub_section(s2s, comp, http, dns=None, workers=2):
+    """The head of the [hub] section the scripted-peer scripts share: the
+    hub's own domain hub.fake, an s2s and a component listener and the http
+    endpoint on loopback, and a DNS server port where nothing listens (the
+    configurations name their peers in [route] sections)."""
+    return ("[hub]\nworkers %d\ndomain hub.fake\nlisten s2s 127.0.0.1:%d\nlisten component 127.0.0.1:%d\n"
+            "http 127.0.0.1:%d\n" % (workers, s2s, comp, http)
+            + ("dns_server 127.0.0.1:%d\n" % dns if dns else ""))
+
+
+def health(port, host="127.0.0.1"):
+    """GET /health: (HTTP status, its JSON body); (0, the error) when the
+    hub does not answer."""
+    try:
+        with urllib.request.urlopen("http://%s:%d/health" % (host, port), timeout=2) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    except OSError as e:
+        return 0, str(e)
 
 
 def parse_metrics(body):

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Node-to-node links (README "Cluster", "Node links"): two fedhub nodes, A
+and B, that know each other; a component attached only to B.
+
+1. order: a remote server's s2s link lands on A; 10,000 stanzas for the
+   component on B are forwarded over A's node link and delivered, in order,
+   none bounced; /metrics on both nodes counts them as forwarded out / in.
+2. slow: the component on B reads slowly; a flood through A is delivered in
+   full, in order, nothing bounced, and A paused its s2s source (the back-
+   pressure reached through B's node link to A's source).
+3. auth: a node link speaking the protocol with the right secret is
+   accepted (<ok/>), with a wrong one it gets <not-authorized/>; a stanza
+   before the proof is not-authorized too. The acceptor's own proof checks
+   out under the right secret only.
+4. lease: a stanza forwarded under a lease B does not hold comes back to
+   the sender after <refused/>, byte for byte.
+5. restart: B is killed and started again; what A was sent meanwhile waits
+   in A's connect queue and reaches B's component once the link is back,
+   in order (delivered + bounced == sent).
+
+The nodes find each other through a static directory (the environment
+variable FEDHUB_NODELINK_STATIC) until the Redis registry provides it.
+Bounded by an alarm; the hubs and every socket are closed by the test."""
+import hashlib, hmac, os, re, signal, socket, sys, tempfile, threading, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from fakepeer import RemoteServer, Reader, attr, NS_STREAM, error_condition
+from hubproc import Hub, Results, metrics
+
+A_S2S, A_COMP, A_HTTP, A_NODE = 27110, 27111, 27112, 27113
+B_S2S, B_COMP, B_HTTP, B_NODE = 27120, 27121, 27122, 27123
+REMOTE, NODNS = 27130, 27153
+SECRET = "cluster-s3cret"
+NS_NODE = "urn:fedhub:node"
+CONF = """
+[hub]
+workers 2
+domain hub.fake
+listen s2s 127.0.0.1:%d
+listen component 127.0.0.1:%d
+http 127.0.0.1:%d
+log_level info
+connect_timeout 5
+send_queue_max 64k
+source_allowance 32k
+stall_timeout 10s
+dns_server 127.0.0.1:%d
+[component echo.fake]
+secret s3cret
+[route remote.fake]
+connect 127.0.0.1:%d
+"""
+PAD = "x" * 200
+BIG = "y" * 2000
+MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
+T = Results()
+
+
+class Counter:
+    """Records every <message/> read from a socket: (id, is_error). pace:
+    seconds between reads of chunk bytes (a slow reader)."""
+
+    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0):
+        self.s, self.buf, self.chunk, self.pace = sock, buf, chunk, pace
+        self.got, self.lock, self.closed = [], threading.Lock(), False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        self.s.settimeout(0.2)
+        while not self.closed:
+            try:
+                d = self.s.recv(self.chunk)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+            self.buf += d
+            last = 0
+            for m in MSG_RE.finditer(self.buf):
+                raw = m.group(0)
+                mid = re.search(rb"id='([^']*)'", raw)
+                with self.lock:
+                    self.got.append((mid.group(1).decode() if mid else "", b"type='error'" in raw))
+                last = m.end()
+            self.buf = self.buf[last:]
+            if self.pace:
+                time.sleep(self.pace)
+
+    def ids(self):
+        with self.lock:
+            return [i for i, err in self.got if not err]
+
+    def wait(self, n, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline and len(self.ids()) < n:
+            time.sleep(0.05)
+        return len(self.ids()) >= n
+
+
+def component(port, domain, rcvbuf=None, **kw):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    r = Reader(s)
+    s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
+               % (NS_STREAM, domain)).encode())
+    sid = attr(r.stream_header() + ">", "id") or ""
+    s.sendall(("<handshake>%s</handshake>" % hashlib.sha1((sid + "s3cret").encode()).hexdigest()).encode())
+    el = r.element()
+    if not el.startswith("<handshake"):
+        raise RuntimeError("handshake refused: " + el)
+    return s, Counter(s, r.buf, **kw)
+
+
+def sender(sock, stanzas):
+    done = threading.Event()
+
+    def run():
+        sock.settimeout(60)
+        try:
+            data = "".join(stanzas).encode()
+            for i in range(0, len(data), 16384):
+                sock.sendall(data[i:i + 16384])
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done
+
+
+def in_order(ids, prefix):
+    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
+    return nums == sorted(nums)
+
+
+def bounces(rs, prefix):
+    return [m for m in rs.messages() if "type='error'" in m and (attr(m, "id") or "").startswith(prefix)]
+
+
+def fwd(port, direction):
+    return metrics(port).get('fedhub_cluster_forwarded_total{direction="%s"}' % direction, 0)
+
+
+def start_hub(tmp, name, ports, env):
+    d = os.path.join(tmp, name)
+    os.mkdir(d)
+    hub = Hub(CONF % ports, d, ready_ports=(ports[0], ports[1]))
+    return hub, with_env(hub, env)
+
+
+def with_env(hub, env):
+    old = os.environ.get("FEDHUB_NODELINK_STATIC")
+    os.environ["FEDHUB_NODELINK_STATIC"] = env
+    try:
+        ok = hub.start()
+    finally:
+        if old is None:
+            os.environ.pop("FEDHUB_NODELINK_STATIC", None)
+        else:
+            os.environ["FEDHUB_NODELINK_STATIC"] = old
+    return ok
+
+
+def wait_port(port, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def order_case(rs):
+    n = 10000
+    o = rs.connect_out(A_S2S, "echo.fake")
+    T.check("order: the s2s link on A is authenticated", o.auth("echo.fake") == "valid")
+    out0, in0 = fwd(A_HTTP, "out"), fwd(B_HTTP, "in")
+    t0 = time.time()
+    done = sender(o.s, ["<message from='u@remote.fake' to='c@echo.fake' id='o%d'><body>%s</body></message>"
+                        % (i, PAD) for i in range(n)])
+    CNT.wait(n, 30)
+    time.sleep(0.3)
+    got = [i for i in CNT.ids() if i.startswith("o")]
+    T.check("order: %d of %d stanzas from A's s2s link delivered by B's component (%.1fs)"
+            % (len(got), n, time.time() - t0), len(got) == n and len(set(got)) == n, len(got))
+    T.check("order: in order", in_order(got, "o"))
+    T.check("order: nothing bounced", not bounces(rs, "o"), bounces(rs, "o")[:1])
+    T.check("order: the sender was read to the end", done.wait(5))
+    out1, in1 = fwd(A_HTTP, "out"), fwd(B_HTTP, "in")
+    T.check("order: A counts them forwarded out, B forwarded in (%d, %d)" % (out1 - out0, in1 - in0),
+            out1 - out0 == n and in1 - in0 == n, (out1 - out0, in1 - in0))
+    m = metrics(A_HTTP)
+    T.check("order: A shows an authenticated node link",
+            m.get('fedhub_links_authenticated{direction="node",auth="cluster_secret",tls="none"}', 0) >= 1,
+            [k for k in m if "node" in k][:8])
+    return o
+
+
+def slow_case(rs, o):
+    n = 8000
+    s, cnt = component(B_COMP, "echo.fake", rcvbuf=8192, chunk=16384, pace=0.004)
+    # the fast component leaves: the slow one is the pool
+    CNT.closed = True
+    FAST.close()
+    time.sleep(0.3)
+    a0, b0 = metrics(A_HTTP), metrics(B_HTTP)
+    t0 = time.time()
+    done = sender(o.s, ["<message from='v@remote.fake' to='d@echo.fake' id='s%d'><body>%s</body></message>"
+                        % (i, BIG) for i in range(n)])
+    cnt.wait(n, 60)
+    time.sleep(0.3)
+    got = [i for i in cnt.ids() if i.startswith("s")]
+    T.check("slow: %d of %d delivered to the slow component on B (%.1fs)" % (len(got), n, time.time() - t0),
+            len(got) == n and len(set(got)) == n, len(got))
+    T.check("slow: in order", in_order(got, "s"))
+    T.check("slow: nothing bounced", not bounces(rs, "s"), bounces(rs, "s")[:1])
+    T.check("slow: the sender was read to the end", done.wait(5))
+    a1, b1 = metrics(A_HTTP), metrics(B_HTTP)
+    T.check("slow: B paused its node link from A",
+            b1.get("fedhub_flow_pauses_total", 0) > b0.get("fedhub_flow_pauses_total", 0))
+    T.check("slow: A paused its s2s source (back-pressure through the node link)",
+            a1.get("fedhub_flow_pauses_total", 0) > a0.get("fedhub_flow_pauses_total", 0),
+            (a0.get("fedhub_flow_pauses_total"), a1.get("fedhub_flow_pauses_total")))
+    T.check("slow: no stanza bounced on either node",
+            a1.get("fedhub_stanzas_bounced_total", 0) == a0.get("fedhub_stanzas_bounced_total", 0) and
+            b1.get("fedhub_stanzas_bounced_total", 0) == b0.get("fedhub_stanzas_bounced_total", 0))
+    cnt.closed = True
+    s.close()
+
+
+def restart_case(rs, b, b_env):
+    """B dies (SIGKILL) and comes back: A's link closes, what A is sent
+    meanwhile waits for a new link, and B gets it once up."""
+    n = 300
+    b.kill()
+    time.sleep(0.5)
+    o = rs.connect_out(A_S2S, "echo.fake")
+    T.check("restart: the s2s link on A is authenticated", o.auth("echo.fake") == "valid")
+    done = sender(o.s, ["<message from='u@remote.fake' to='c@echo.fake' id='r%d'><body>%s</body></message>"
+                        % (i, PAD) for i in range(n)])
+    time.sleep(1.0)
+    m = metrics(A_HTTP)
+    waiting = m.get("fedhub_cluster_node_queue_stanzas", 0)
+    T.check("restart: A holds the stanzas for B meanwhile (%d in its connect queue)" % waiting, waiting > 0)
+    T.check("restart: B starts again", with_env(b, b_env))
+    s, cnt = component(B_COMP, "echo.fake")
+    deadline = time.time() + 20
+    while time.time() < deadline and len(cnt.ids()) + len(bounces(rs, "r")) < n:
+        time.sleep(0.1)
+    got = [i for i in cnt.ids() if i.startswith("r")]
+    nb = len(bounces(rs, "r"))
+    # a bounce can only come from B's few milliseconds between its node
+    # listener and the component's handshake: none is lost either way
+    T.check("restart: delivered + bounced == sent (%d + %d of %d)" % (len(got), nb, n), len(got) + nb == n,
+            (len(got), nb))
+    T.check("restart: most delivered after B came back", len(got) > n // 2, len(got))
+    T.check("restart: in order", in_order(got, "r"))
+    T.check("restart: the sender was read to the end", done.wait(5))
+    o.close()
+    cnt.closed = True
+    s.close()
+
+
+def mac(secret, role, id_conn, id_acc, from_conn, from_acc):
+    msg = b"fedhub-node " + b"\0".join(x.encode() for x in (role, id_conn, id_acc, from_conn, from_acc))
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def node_connect(my_id="x1", sid="c0ffee"):
+    """A scripted node opening a link to B: returns (sock, reader, B's stream id, B's proof)."""
+    s = socket.create_connection(("127.0.0.1", B_NODE), timeout=5)
+    r = Reader(s)
+    s.sendall(("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='%s' from='%s' "
+               "to='b' id='%s' version='1.0'>" % (NS_STREAM, my_id, sid)).encode())
+    hdr = r.stream_header()
+    bsid = attr(hdr + ">", "id")
+    el = r.element()
+    proof = re.search(r">([0-9a-f]+)<", el)
+    return s, r, bsid, proof.group(1) if proof else el
+
+
+def auth_case():
+    s, r, bsid, proof = node_connect("x1", "c0ffee01")
+    T.check("auth: B proves the right secret", proof == mac(SECRET, "acceptor", "c0ffee01", bsid, "x1", "b"),
+            proof)
+    T.check("auth: ... and not a wrong one", proof != mac("wrong", "acceptor", "c0ffee01", bsid, "x1", "b"))
+    s.sendall(("<auth xmlns='%s'>%s</auth>" % (NS_NODE, mac(SECRET, "connector", "c0ffee01", bsid, "x1", "b")))
+              .encode())
+    el = r.element()
+    T.check("auth: the right secret gets <ok/>", el.startswith("<ok"), el)
+    s.close()
+    f0 = metrics(B_HTTP).get("fedhub_cluster_node_auth_failures_total", 0)
+    s, r, bsid, _ = node_connect("x2", "c0ffee02")
+    s.sendall(("<auth xmlns='%s'>%s</auth>" % (NS_NODE, mac("wrong-secret", "connector", "c0ffee02", bsid, "x2",
+                                                          "b"))).encode())
+    el = r.element()
+    T.check("auth: a wrong secret gets <not-authorized/>", error_condition(el) == "not-authorized", el)
+    try:
+        rest = r.element(3)
+    except (EOFError, OSError) as e:
+        rest = "closed"
+    T.check("auth: ... and the link is closed", rest == "closed", rest)
+    s.close()
+    s, r, bsid, _ = node_connect("x3", "c0ffee03")
+    s.sendall(b"<message from='u@remote.fake' to='c@echo.fake' id='early'><body>x</body></message>")
+    el = r.element()
+    T.check("auth: a stanza before the proof gets <not-authorized/>", error_condition(el) == "not-authorized", el)
+    s.close()
+    f1 = metrics(B_HTTP).get("fedhub_cluster_node_auth_failures_total", 0)
+    T.check("auth: B counts the two refusals", f1 - f0 == 2, (f0, f1))
+
+
+def lease_case():
+    s, r, bsid, _ = node_connect("x4", "c0ffee04")
+    s.sendall(("<auth xmlns='%s'>%s</auth>" % (NS_NODE, mac(SECRET, "connector", "c0ffee04", bsid, "x4", "b")))
+              .encode())
+    T.check("lease: link up", r.element().startswith("<ok"))
+    st = "<message from='u@hub.fake' to='w@remote.fake' id='l1'><body>stale</body></message>"
+    s.sendall(("<lease xmlns='%s' r='remote.fake' t='7'/>" % NS_NODE + st).encode())
+    el = r.element()
+    T.check("lease: B does not hold remote.fake: <refused/> naming it",
+            el.startswith("<refused") and attr(el, "r") == "remote.fake" and attr(el, "t") == "7", el)
+    back = r.element()
+    T.check("lease: the stanza comes back byte for byte", back == st, back)
+    s.close()
+
+
+def main():
+    signal.alarm(200)
+    tmp = tempfile.mkdtemp(prefix="fh-clink-")
+    rs = RemoteServer("remote.fake", REMOTE)
+    a, ok_a = start_hub(tmp, "a", (A_S2S, A_COMP, A_HTTP, NODNS, REMOTE),
+                        "self=a secret=%s listen=127.0.0.1:%d node=b,127.0.0.1:%d comp=echo.fake,b"
+                        % (SECRET, A_NODE, B_NODE))
+    b_env = "self=b secret=%s listen=127.0.0.1:%d node=a,127.0.0.1:%d" % (SECRET, B_NODE, A_NODE)
+    b, ok_b = start_hub(tmp, "b", (B_S2S, B_COMP, B_HTTP, NODNS, REMOTE), b_env)
+    T.check("both nodes start and listen for node links", ok_a and ok_b and wait_port(A_NODE) and wait_port(B_NODE))
+    global FAST, CNT
+    try:
+        FAST, CNT = component(B_COMP, "echo.fake")
+        o = order_case(rs)
+        slow_case(rs, o)
+        o.close()
+        auth_case()
+        lease_case()
+        restart_case(rs, b, b_env)
+    except Exception as e:  # a failed step is a failure, not a crash of the script
+        T.check("no step raised", False, repr(e))
+    rs.close()
+    b.finish(T)
+    a.finish(T)
+    subprocess_cleanup(tmp)
+    T.exit()
+
+
+def subprocess_cleanup(tmp):
+    import shutil
+    if not (os.environ.get("FEDHUB_KEEP_LOGS") or os.environ.get("FHIT_KEEP")):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
