@@ -17,9 +17,11 @@ in order, each under its own time bound:
   - messages both ways: Prosody behind <-> ejabberd outside, ejabberd behind
     <-> Prosody outside, the two backends with each other, and the other
     crossings; the Prosody backend's second domain on the same internal link;
+    a Prosody backend with `tls required` on its internal link (pt.fhbk);
     bursts arrive in order; the hub's links to the outside are SASL EXTERNAL;
   - a presence subscription (both ways, approved) and iq round trips (XEP-0199
     ping of the remote server, disco#info of a remote client) across the hub;
+  - /metrics and `fedhubctl backends` count each backend's links and traffic;
   - the backends connect to nothing but the hub (ss of their PIDs), and the
     outside servers are reached only by the hub's process and address;
   - a stream from a source no [backend] lists is refused: to a remote domain
@@ -29,8 +31,10 @@ in order, each under its own time bound:
     stall_timeout, the message is bounced to its sender (remote-server-timeout).
 """
 import asyncio
+import json
 import os
 import re
+import subprocess
 import sys
 import uuid
 
@@ -41,6 +45,7 @@ from backends import jid, PORTS, LOOP, PB, EB, PO, EO  # noqa: E402
 from fhit import check, CaseFailed, bare  # noqa: E402
 
 STALL = 8           # the hub's stall_timeout, seconds
+CTL = os.environ.get("FEDHUBCTL", os.path.join(fhit.REPO, "fedhubctl"))
 FLOG = "fedhub.log"
 h = fhit.Harness("backend_interop", deadline_s=200)
 
@@ -92,7 +97,9 @@ async def raw_stream(frm, to, then=""):
 async def main():
     w = backends.World(h, hub=True)
     w.start_dns()
-    conf = backends.hub_config(h, w.pki, extra_hub=["stall_timeout %ds" % STALL, "retry_min 1s"])
+    sock = h.path("ctl.sock")
+    conf = backends.hub_config(h, w.pki, extra_hub=["stall_timeout %ds" % STALL, "retry_min 1s",
+                                                    "control_socket %s" % sock])
     hub = fhit.Fedhub(h, conf, ports=PORTS)
     hub.try_start()
     gated = hub.gate("backend")
@@ -112,6 +119,19 @@ async def main():
             async def rt(a=a, b=b):
                 await backends.message_round_trip(u[a], u[b])
             await gated("%s_message_and_reply" % name, rt, 40)
+
+        async def tls_backend():
+            await backends.message_round_trip(u["frank"], u["dave"])
+            await backends.message_round_trip(u["frank"], u["alice"])
+            # Prosody's side of both directions (only the hub connects to it,
+            # and it connects only to the hub): the stream the hub opened to
+            # it, and its own to the hub, were encrypted
+            for d, what in (("s2sin", "the hub's streams to it"), ("s2sout", "its own streams to the hub")):
+                check(fhit.log_lines(h, "pt/prosody.log", r"%s\S*\s+info\s+Stream encrypted" % d),
+                      "Prosody (pt) never encrypted %s" % what)
+            check(not fhit.log_lines(h, FLOG, r"backend link to .*(no STARTTLS|STARTTLS refused|TLS failed)"),
+                  "fedhub: %s" % fhit.log_lines(h, FLOG, r"backend link to .*TLS"))
+        await gated("prosody_backend_internal_link_tls_required", tls_backend, 40)
 
         async def two_domains():
             await backends.message_round_trip(u["erin"], u["dave"])
@@ -145,13 +165,31 @@ async def main():
 
         async def metrics_traffic():
             m = backend_metrics()
-            for b in ("prosody1", "ejabberd1"):
+            for b in ("prosody1", "ejabberd1", "prosody-tls"):
                 for name in ("fedhub_backend_stanzas_in_total", "fedhub_backend_stanzas_out_total",
                              "fedhub_backend_links_up"):
                     check((m(name, b) or 0) > 0, "%s{backend=%s} is %s after the crossings" % (name, b, m(name, b)))
                 check(m("fedhub_backend_bounced_total", b) == 0, "bounced for %s: %s" % (b, m("fedhub_backend_bounced_total", b)))
                 check(m("fedhub_backend_queued", b) == 0, "queued for %s: %s" % (b, m("fedhub_backend_queued", b)))
         await gated("metrics_count_backend_traffic", metrics_traffic, 10)
+
+        async def ctl_backends():
+            r = subprocess.run([CTL, "-s", sock, "--json", "backends"], capture_output=True, text=True, timeout=10)
+            check(r.returncode == 0, "fedhubctl backends: exit %d: %s" % (r.returncode, r.stderr.strip()))
+            j = json.loads(r.stdout)
+            bs = {b["name"]: b for b in j["backends"]}
+            fhit.log("fedhubctl backends: %s; %d links, e.g. %s" % (bs, len(j["links"]), j["links"][:1]))
+            check(set(bs) == {"prosody1", "ejabberd1", "prosody-tls"}, "backends %s" % sorted(bs))
+            check((bs["prosody1"]["domains"], bs["prosody-tls"]["tls"]) == (2, "required"), "%s" % bs)
+            m = backend_metrics()
+            for b in ("prosody1", "ejabberd1", "prosody-tls"):
+                check(bs[b]["links_up"] > 0 and bs[b]["stanzas_in"] > 0 and bs[b]["stanzas_out"] > 0,
+                      "%s after the crossings: %s" % (b, bs[b]))
+                check(bs[b]["stanzas_in"] == m("fedhub_backend_stanzas_in_total", b),
+                      "%s: fedhubctl says %d in, /metrics %s" % (b, bs[b]["stanzas_in"],
+                                                                m("fedhub_backend_stanzas_in_total", b)))
+            check(j["links"], "no internal link listed")
+        await gated("fedhubctl_backends_lists_backends_and_their_links", ctl_backends, 15)
 
         async def external():
             # Every (backend domain, outside domain) pair is authenticated both
@@ -303,7 +341,8 @@ async def main():
             check(m("fedhub_backend_bounced_total", "prosody1") == 1,
                   "fedhub_backend_bounced_total{backend=prosody1} is %s, not the 1 stanza bounced"
                   % m("fedhub_backend_bounced_total", "prosody1"))
-            check(m("fedhub_backend_bounced_total", "ejabberd1") == 0, "ejabberd1 bounced something")
+            for b in ("ejabberd1", "prosody-tls"):
+                check(m("fedhub_backend_bounced_total", b) == 0, "%s bounced something" % b)
             check((m("fedhub_backend_link_failures_total", "prosody1") or 0) > 0,
                   "no failed link attempt counted while prosody1 was down")
             check(m("fedhub_backend_queued", "prosody1") == 0, "stanzas still queued for prosody1")

@@ -5,6 +5,9 @@ starts them; this file only says how they are wired):
 
   pb.fhbk  Prosody 0.12   behind the hub ("backend"), user alice; it also
            hosts pb2.fhbk, user erin (one backend, two domains)
+  pt.fhbk  Prosody 0.12   behind the hub, user frank: the same snippet plus
+           a certificate and s2s_require_encryption = true, its [backend]
+           tls required (the internal link encrypted both ways)
   eb.fhbk  ejabberd 23.01 behind the hub, user bob; its outbound s2s leaves
            from 127.0.0.8 (outgoing_s2s_ipv4_address), the address the hub's
            [backend] allow_from names
@@ -62,19 +65,21 @@ STRANGER = "127.0.0.9"      # a source address no [backend] lists
 
 PB, EB, PO, EO = "pb." + TLD, "eb." + TLD, "po." + TLD, "eo." + TLD
 PB2 = "pb2." + TLD
+PT = "pt." + TLD
 HUB = "hub." + TLD
 NOPE = "nope." + TLD
 
 PORTS = {
     "hub_s2s": 26869, "hub_comp": 26847, "hub_http": 26880,
     "pb_c2s": 26822, "pb_s2s": 26870,
+    "pt_c2s": 26824, "pt_s2s": 26874,
     "eb_c2s": 26832, "eb_s2s": 26871, "eb_dist": 26890,
     "po_c2s": 26842, "po_s2s": 26872,
     "eo_c2s": 26852, "eo_s2s": 26873, "eo_dist": 26891,
 }
 
-USERS = {"alice": PB, "bob": EB, "carol": PO, "dave": EO, "erin": PB2}
-C2S = {"alice": "pb_c2s", "bob": "eb_c2s", "carol": "po_c2s", "dave": "eo_c2s", "erin": "pb_c2s"}
+USERS = {"alice": PB, "bob": EB, "carol": PO, "dave": EO, "erin": PB2, "frank": PT}
+C2S = {"alice": "pb_c2s", "bob": "eb_c2s", "carol": "po_c2s", "dave": "eo_c2s", "erin": "pb_c2s", "frank": "pt_c2s"}
 
 EXAMPLES = os.path.join(fhit.REPO, "examples", "backends")
 
@@ -92,12 +97,30 @@ def example(name, subst):
     return text
 
 
-def prosody_backend_lua(h, dns_name):
+def prosody_backend_lua(h, dns_name, s2s_port=PORTS["pb_s2s"], encrypt=False):
+    """encrypt: the TLS variant's one change, s2s_require_encryption = true."""
     return example("prosody.cfg.lua", {
         '"/etc/prosody/fedhub-resolv.conf"': '"%s"' % h.path(fhit.resolv_conf_name(dns_name)),
         '"10.0.0.5"': '"%s"' % LOOP,
-        "{ 5269 }": "{ %d }" % PORTS["pb_s2s"],
+        "{ 5269 }": "{ %d }" % s2s_port,
+        "s2s_require_encryption = false": "s2s_require_encryption = %s" % ("true" if encrypt else "false"),
     })
+
+
+# The TLS variant (README: "To encrypt the internal link"): the hub's
+# [backend] says tls required; the backend has a certificate and requires
+# encryption, but still takes dialback (the hub has no certificate for the
+# remote domains, and does not check the backend's).
+BACKEND_TLS_SECTION = """
+[domain %s]
+cert %s
+key %s
+
+[backend prosody-tls]
+domain %s
+connect %s:%d
+tls required
+"""
 
 
 def ejabberd_backend_yml():
@@ -114,6 +137,7 @@ def hub_sections(pki):
     pb_crt, pb_key = pki.leaf("hub-pb", [PB])
     pb2_crt, pb2_key = pki.leaf("hub-pb2", [PB2])
     eb_crt, eb_key = pki.leaf("hub-eb", [EB])
+    pt_crt, pt_key = pki.leaf("hub-pt", [PT])
     return example("fedhub.conf", {
         "/etc/fedhub/certs/example.org.pem": pb_crt, "/etc/fedhub/certs/example.org.key": pb_key,
         "/etc/fedhub/certs/example.com.pem": pb2_crt, "/etc/fedhub/certs/example.com.key": pb2_key,
@@ -122,7 +146,7 @@ def hub_sections(pki):
         "connect 10.0.0.6:5269": "connect %s:%d" % (LOOP, PORTS["eb_s2s"]),
         "allow_from 10.0.0.6": "allow_from %s" % EB_SOURCE,
         "example.org": PB, "example.com": PB2, "example.net": EB,
-    })
+    }) + BACKEND_TLS_SECTION % (PT, pt_crt, pt_key, PT, LOOP, PORTS["pt_s2s"])
 
 
 def hub_config(h, pki, extra_hub=()):
@@ -152,8 +176,8 @@ class World:
         real = {PB: PORTS["pb_s2s"], PB2: PORTS["pb_s2s"], EB: PORTS["eb_s2s"], PO: PORTS["po_s2s"],
                 EO: PORTS["eo_s2s"]}
         if self.hub:
-            inside = {d: hub for d in (EO, PO, EB, PB, PB2, HUB)}
-            outside = {PB: hub, PB2: hub, EB: hub, HUB: hub, PO: real[PO], EO: real[EO]}
+            inside = {d: hub for d in (EO, PO, EB, PB, PB2, PT, HUB)}
+            outside = {PB: hub, PB2: hub, PT: hub, EB: hub, HUB: hub, PO: real[PO], EO: real[EO]}
         else:
             inside = dict(real)
             outside = dict(real)
@@ -181,6 +205,16 @@ class World:
                          tls=tls, resolv=self.h.path(fhit.resolv_conf_name("dns_in")), extra_global=extra)
         p.register("alice")
         p.register("erin", host=PB2)
+        p.start()
+        return p
+
+    def _prosody_tls_backend(self):
+        crt = self.pki.leaf("pt", [PT])
+        tls = fhit.ProsodyTLS(self.pki.ca, {PT: crt}, secure=False)
+        extra = prosody_backend_lua(self.h, "dns_in", PORTS["pt_s2s"], encrypt=True)
+        p = fhit.Prosody(self.h, host=PT, c2s=PORTS["pt_c2s"], s2s=PORTS["pt_s2s"], extra_hosts=(), name="pt",
+                         tls=tls, resolv=self.h.path(fhit.resolv_conf_name("dns_in")), extra_global=extra)
+        p.register("frank")
         p.start()
         return p
 
@@ -214,11 +248,14 @@ class World:
         e.register("dave")
         return e
 
-    async def start_servers(self, which=("pb", "eb", "po", "eo")):
+    async def start_servers(self, which=None):
         """Starts them at once (ejabberd takes seconds); raises on the first
         that fails, after every start has ended."""
         makers = {"pb": self._prosody_backend, "eb": self._ejabberd_backend,
                   "po": self._prosody_outside, "eo": self._ejabberd_outside}
+        if self.hub:
+            makers["pt"] = self._prosody_tls_backend
+        which = which or tuple(makers)
         loop = asyncio.get_running_loop()
         futs = {n: loop.run_in_executor(None, makers[n]) for n in which}
         errors = []
@@ -236,17 +273,17 @@ class World:
         s = self.servers.get(n)
         if s is not None:
             return s.logs
-        return ["%s/prosody.log" % n, "%s.out" % n] if n in ("pb", "po") else \
+        return ["%s/prosody.log" % n, "%s.out" % n] if n in ("pb", "po", "pt") else \
             ["%s/log/ejabberd.log" % n, "%s/log/error.log" % n, "%s.out" % n]
 
     def all_logs(self):
-        return [f for n in ("pb", "eb", "po", "eo") for f in self.logs_of(n)]
+        return [f for n in ("pb", "eb", "po", "eo", "pt") for f in self.logs_of(n)]
 
     def pid_of(self, n):
         """The PID of the server process itself (for ejabberd the beam.smp in
         the process group fhit started, not the unshare/sh/su chain)."""
         p = self.servers[n].proc
-        if n in ("pb", "po"):
+        if n in ("pb", "po", "pt"):
             return p.pid
         out = subprocess.run(["ps", "-eo", "pid=,ppid=,comm="], capture_output=True, text=True, timeout=10).stdout
         kids, comm = {}, {}
@@ -265,8 +302,9 @@ class World:
 
     # ---- users
 
-    async def login_all(self, names=tuple(USERS)):
+    async def login_all(self, names=None):
         User = fhit.make_user_class()
+        names = names or [n for n in USERS if self.hub or n != "frank"]
         for n in names:
             u = self.new_user(User, n, PORTS[C2S[n]])
             await u.login(30)
