@@ -103,6 +103,7 @@ struct tls_conn {
 	int resume_verify_err;
 	bool server, done, eof, have_cert, name_err, resumed;
 	bool resume_have_cert;
+	bool offered; /* client: a cached session was offered (tls_sess_resume) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -309,7 +310,24 @@ static void tls_sess_resume(struct tls_conn *c)
 		}
 		c->resume_verify_err = s->verify_err;
 		c->resume_have_cert = s->have_cert;
+		c->offered = true;
 	}
+	pthread_mutex_unlock(&ctx->sess_lock);
+}
+
+/* Client: a handshake that offered a cached session failed. Forget the
+ * session, so the next attempt is a full handshake: wolfSSL 5.5.4 as a TLS
+ * 1.2 client fails the whole handshake when the server turns its ticket
+ * down (a server restarted, a node with other ticket keys), and a session
+ * kept would make every later attempt fail the same way. */
+static void tls_sess_forget(struct tls_conn *c)
+{
+	struct tls_ctx *ctx = c->ctx;
+	uint64_t h;
+	pthread_mutex_lock(&ctx->sess_lock);
+	struct tls_sess *s = sess_slot(ctx, c->sess_key, &h);
+	if (s->sess && s->hash == h && strcmp(s->key, c->sess_key) == 0)
+		sess_clear(s);
 	pthread_mutex_unlock(&ctx->sess_lock);
 }
 
@@ -516,6 +534,10 @@ static int tls_failed(struct tls_conn *c, int ret)
 		c->fail = TLS_ERR_CLOSED;
 	else
 		c->fail = TLS_ERR_PROTO;
+	if (!c->server && !c->done && c->offered && c->sess_key) {
+		tls_sess_forget(c);
+		c->offered = false;
+	}
 	return c->fail;
 }
 

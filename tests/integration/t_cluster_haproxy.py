@@ -32,8 +32,9 @@ def main():
     pki = PKI(tmp)
     pki.leaves([("hub", ["echo.fake", "hub.fake"]), ("remote", ["remote.fake"])])
     cluster = os.environ.get("CLUSTER_HAPROXY_STANDALONE") != "1" and cluster_supported(BASE)
-    print("# nodes %s" % ("clustered (Redis)" if cluster else "standalone: this fedhub refuses lib/cluster.py's [cluster]"),
-          flush=True)
+    why = "CLUSTER_HAPROXY_STANDALONE=1" if os.environ.get("CLUSTER_HAPROXY_STANDALONE") == "1" else \
+        "this fedhub refuses lib/cluster.py's [cluster]"
+    print("# nodes %s" % ("clustered (Redis)" if cluster else "standalone: " + why), flush=True)
     cl = Cluster(tmp, BASE, nodes=2, pki=pki, proxy_v1=True, cluster=cluster,
                  extra_conf="[route remote.fake]\nconnect 127.0.0.1:%d\n" % REMOTE)
     rs = None
@@ -246,6 +247,17 @@ def resumption(cl, pki, cluster):
         check("TLS: node 2 counts it", m2b - m2 == 1, (m2, m2b))
     else:
         check("TLS: standalone nodes keep their own ticket keys: node 2 makes a full handshake", not other)
+    # TLS 1.2 (a ticket in the NewSessionTicket of the handshake itself)
+    ctx12 = pki.client_context("remote")
+    ctx12.maximum_version = ssl.TLSVersion.TLSv1_2
+    sess, _ = tls_stream(n1.ports.tls_direct, ctx12)
+    _, same = tls_stream(n1.ports.tls_direct, ctx12, session=sess)
+    check("TLS 1.2: the ticket resumes the session on node 1", same)
+    _, other = tls_stream(n2.ports.tls_direct, ctx12, session=sess)
+    if cluster:
+        check("TLS 1.2: node 1's ticket resumes the session on node 2", other)
+    else:
+        check("TLS 1.2: standalone, node 2 turns the ticket down and makes a full handshake", not other)
 
 
 if __name__ == "__main__":

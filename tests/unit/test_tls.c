@@ -568,6 +568,34 @@ static void test_ticket_resumes_on_another_node_with_the_shared_master(void **st
 	tickets_across_nodes(0);
 }
 
+/* A handshake that offered a cached session and failed drops that session:
+ * the next attempt is a full handshake and completes. (wolfSSL 5.5.4 as a
+ * TLS 1.2 client fails when a server turns its ticket down; kept, the
+ * session would fail every later attempt too.) */
+static void test_failed_resumption_forgets_the_session(void **state)
+{
+	(void)state;
+	memset(master_a, 0xa5, sizeof(master_a));
+	memset(master_b, 0x5a, sizeof(master_b));
+	tls_ticket_source(test_source);
+	struct tls_ctx *sx = mkctx(false, 0), *cx = mkctx(false, 12);
+	add(sx, "a");
+	add(cx, "c");
+	master_now = master_a;
+	assert_false(connect_resumed(sx, cx));
+	master_now = master_b; /* the server no longer opens the client's ticket */
+	struct end *sv = end_new(sx, true, NULL, NULL), *cl = end_new(cx, false, "a.example", "c.example");
+	pump(cl, sv, SIZE_MAX);
+	bool ok = cl->hs == 1 && sv->hs == 1; /* a full handshake, or a failure */
+	assert_false(ok && tls_resumed(cl->c));
+	end_free(cl), end_free(sv);
+	assert_false(connect_resumed(sx, cx)); /* completes (connect_resumed asserts it), in full */
+	assert_true(connect_resumed(sx, cx));  /* and its new ticket works */
+	master_now = NULL;
+	tls_ticket_source(NULL);
+	tls_ctx_free(sx), tls_ctx_free(cx);
+}
+
 /* A ticket stays good through the next rotation (and is replaced), not
  * through two. */
 static void test_ticket_keys_rotate(void **state)
@@ -798,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_session_resumption_tls12),
 		cmocka_unit_test(test_ticket_resumes_on_another_node_with_the_shared_master),
 		cmocka_unit_test(test_ticket_keys_rotate),
+		cmocka_unit_test(test_failed_resumption_forgets_the_session),
 		cmocka_unit_test(test_many_stanzas_in_few_records),
 		cmocka_unit_test(test_byte_at_a_time_tls13),
 		cmocka_unit_test(test_byte_at_a_time_tls12),

@@ -193,6 +193,7 @@ class RemoteServer:
         self.lsock.bind(("127.0.0.1", port))
         self.lsock.listen(64)
         self.inbox, self.lock, self.stop = [], threading.Lock(), False
+        self.carriers = []            # per inbox element: the id of the stream it came on
         self.inbound_conns = 0
         self.tls_streams = 0  # inbound streams that did STARTTLS
         self.db_results = []
@@ -277,6 +278,7 @@ class RemoteServer:
                 else:
                     with self.lock:
                         self.inbox.append(el)
+                        self.carriers.append(sid)
         except (EOFError, OSError):
             pass
         finally:
@@ -319,6 +321,11 @@ class RemoteServer:
     def messages(self):
         with self.lock:
             return list(self.inbox)
+
+    def messages_with_stream(self):
+        """[(element, id of the stream it came on)] in arrival order."""
+        with self.lock:
+            return list(zip(self.inbox, self.carriers))
 
     def close(self):
         self.stop = True
