@@ -384,6 +384,14 @@ static void out_ready(struct hubw *h, struct nl_out *o)
 		struct nl_wait it = wq_pop(o);
 		enum hub_sterr why;
 		int rc = out_send(h, o, it.b, it.b->data, it.n, it.b->data + it.n, it.rn, it.token, it.src, &why);
+		if (rc == -EPIPE) { /* closing already: it waits, first, for the next link */
+			o->whead = (o->whead + o->wcap - 1) & (o->wcap - 1);
+			o->wq[o->whead] = it;
+			o->wlen++;
+			o->wbytes += it.n;
+			out_detach(o, true);
+			break;
+		}
 		if (it.held)
 			flow_src_release(h, it.src);
 		if (rc < 0) {
