@@ -11,8 +11,10 @@
 # SECONDS. The hubs' CPU (utime + stime from /proc, all threads) is taken
 # from just before the bench starts to just after it ends, so it includes
 # the four links' set-up (a few dialback exchanges), and divided by the
-# stanzas delivered. Ports: 27140-27143 (A), 27160-27163 (B), 27170-27172
-# (D), 27180 (the bench's dialback listener).
+# stanzas delivered. A and B find each other and B's component through a
+# redis-server started here (the cluster registry). Ports: 27140-27143 (A),
+# 27160-27163 (B), 27170-27172 (D), 27180 (the bench's dialback listener),
+# 27189 (Redis).
 #
 #   bench/cluster-fwd.sh                 # burst of 300000
 #   BURST=500000 bench/cluster-fwd.sh
@@ -34,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-conf() { # s2s comp http
+conf() { # s2s comp http [node_id node_port]
 	cat <<EOF
 [hub]
 workers 1
@@ -47,15 +49,18 @@ log_level warn
 secret s3cret
 EOF
 	for i in 1 2 3 4; do printf '[route bench%d.fhb]\nconnect 127.0.0.1:27180\n' "$i"; done
+	[ -n "${4:-}" ] && printf '[cluster]\nredis 127.0.0.1:27189\nnode_id %s\nnode_listen 127.0.0.1:%s\ncluster_secret_file %s\n' \
+		"$4" "$5" "$TMP/cluster.key"
+	return 0
 }
 
 cpu() { # utime+stime of a process in clock ticks
 	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-start() { # var name s2s comp http [static directory]: the pid in $var
-	conf "$3" "$4" "$5" >"$TMP/$2.conf"
-	FEDHUB_NODELINK_STATIC=${6:-} "$FEDHUB" -c "$TMP/$2.conf" >"$TMP/$2.log" 2>&1 &
+start() { # var name s2s comp http [node_id node_port]: the pid in $var
+	conf "$3" "$4" "$5" "${6:-}" "${7:-}" >"$TMP/$2.conf"
+	"$FEDHUB" -c "$TMP/$2.conf" >"$TMP/$2.log" 2>&1 &
 	PIDS+=($!)
 	printf -v "$1" %d $!
 }
@@ -92,10 +97,17 @@ wait "$D" 2>/dev/null
 nd=$(delivered direct)
 
 # forwarded: the component is on B only
-start A a 27140 27141 27142 "self=a secret=bench listen=127.0.0.1:27143 node=b,127.0.0.1:27163 comp=comp.fhb,b"
-start B b 27160 27161 27162 "self=b secret=bench listen=127.0.0.1:27163 node=a,127.0.0.1:27143"
+umask 077
+echo "bench-cluster-secret-0123456789abcdef" >"$TMP/cluster.key"
+redis-server --port 27189 --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+PIDS+=($!)
+wait_port 27189
+start A a 27140 27141 27142 a 27143
+start B b 27160 27161 27162 b 27163
 wait_port 27140
 wait_port 27160
+wait_port 27143
+wait_port 27163
 a0=$(cpu "$A")
 b0=$(cpu "$B")
 run_bench 27140 27161 forwarded || { cat "$TMP/forwarded.out"; exit 1; }

@@ -51,44 +51,8 @@
 #include "router/clu.h"
 #include "router/nodelink.h"
 #include "router/nodelink-int.h"
-#include "router/nl_static.h"
 
 #define NL_TOKEN_REFUSED (1ull << 63) /* in a sender's context table: that token was refused */
-
-/* ---- the directory: the cluster registry, or the temporary static one ---- */
-
-static bool dir_on(void)
-{
-	return clu_enabled() || nls_on();
-}
-static const char *dir_self_id(void)
-{
-	return clu_enabled() ? clu_self_id() : nls_self_id();
-}
-static int dir_self(void)
-{
-	return clu_enabled() ? clu_self() : -1;
-}
-static bool dir_node(int idx, struct clu_node *n)
-{
-	return clu_enabled() ? clu_node_get(idx, n) : nls_node_get(idx, n);
-}
-static uint64_t dir_gen(void)
-{
-	return clu_enabled() ? clu_nodes_gen() : 0;
-}
-static int dir_comp_nodes(const char *d, int *idx, int max)
-{
-	return clu_enabled() ? clu_comp_nodes(d, idx, max) : nls_comp_nodes(d, idx, max);
-}
-static uint64_t dir_lease_token(const char *r, size_t n)
-{
-	return clu_enabled() ? clu_lease_token(r, n) : 0;
-}
-static const unsigned char *dir_secret(size_t *len)
-{
-	return clu_enabled() ? clu_secret(len) : nls_secret(len);
-}
 
 /* ---- state ---------------------------------------------------------------- */
 
@@ -126,7 +90,7 @@ struct nl_wait {
 struct nl_out {
 	struct sess *s; /* the link's session; NULL: none */
 	struct clu_node node;
-	uint64_t gen; /* dir_gen() when node was read */
+	uint64_t gen; /* clu_nodes_gen() when node was read */
 	bool known;
 	uint32_t fails;    /* connection attempts in a row that did not authenticate */
 	uint64_t retry_at; /* ms: no new attempt before */
@@ -183,7 +147,7 @@ static void send_header(struct sess *s, const char *to)
 	sess_sendf(s,
 		   "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
 		   "xmlns:stream='http://etherx.jabber.org/streams' from='%s' to='%s' id='%s' version='1.0'>",
-		   dir_self_id(), to, s->stream_id);
+		   clu_self_id(), to, s->stream_id);
 	s->state = SESS_OPEN;
 }
 
@@ -191,12 +155,12 @@ static void send_proof(struct sess *s, const char *role)
 {
 	struct nl_conn *nc = s->nl;
 	size_t slen;
-	const unsigned char *secret = dir_secret(&slen);
+	const unsigned char *secret = clu_secret(&slen);
 	char mac[NL_MAC_HEX + 1], buf[160];
 	if (nc->outbound)
-		nl_mac(secret, slen, role, s->stream_id, nc->peer_sid, dir_self_id(), nc->peer, mac);
+		nl_mac(secret, slen, role, s->stream_id, nc->peer_sid, clu_self_id(), nc->peer, mac);
 	else
-		nl_mac(secret, slen, role, nc->peer_sid, s->stream_id, nc->peer, dir_self_id(), mac);
+		nl_mac(secret, slen, role, nc->peer_sid, s->stream_id, nc->peer, clu_self_id(), mac);
 	int k = nl_ctrl_auth(buf, sizeof(buf), mac);
 	sess_send(s, buf, (size_t)k);
 }
@@ -206,14 +170,14 @@ static bool proof_ok(struct sess *s, const char *role, struct xml_span got)
 {
 	struct nl_conn *nc = s->nl;
 	size_t slen;
-	const unsigned char *secret = dir_secret(&slen);
+	const unsigned char *secret = clu_secret(&slen);
 	char want[NL_MAC_HEX + 1];
 	if (!secret || !slen)
 		return false;
 	if (nc->outbound)
-		nl_mac(secret, slen, role, s->stream_id, nc->peer_sid, dir_self_id(), nc->peer, want);
+		nl_mac(secret, slen, role, s->stream_id, nc->peer_sid, clu_self_id(), nc->peer, want);
 	else
-		nl_mac(secret, slen, role, nc->peer_sid, s->stream_id, nc->peer, dir_self_id(), want);
+		nl_mac(secret, slen, role, nc->peer_sid, s->stream_id, nc->peer, clu_self_id(), want);
 	return nl_mac_ok(got, want);
 }
 
@@ -254,6 +218,17 @@ static void wq_bounce_all(struct hubw *h, struct nl_out *o, enum hub_sterr err)
 			flow_src_release(h, it.src);
 		route_bounce_raw(h, it.b->data, it.n, err);
 		net_buf_unref(h->w, it.b);
+	}
+}
+
+static void wq_reroute_all(struct hubw *h, struct nl_out *o)
+{
+	uint32_t n = o->wlen; /* what comes back here (it cannot: the node is gone) stays */
+	while (n-- && o->wlen) {
+		struct nl_wait it = wq_pop(o);
+		if (it.held)
+			flow_src_release(h, it.src);
+		route_raw(h, it.b, it.b->data, it.n);
 	}
 }
 
@@ -302,9 +277,9 @@ static int wq_push(struct hubw *h, struct nl_out *o, struct net_buf *b, const ch
 
 static bool out_node(struct nl_out *o, int idx)
 {
-	uint64_t g = dir_gen();
+	uint64_t g = clu_nodes_gen();
 	if (!o->known || o->gen != g) {
-		o->known = dir_node(idx, &o->node);
+		o->known = clu_node_get(idx, &o->node);
 		o->gen = g;
 	}
 	return o->known && o->node.alive;
@@ -409,6 +384,14 @@ static void out_ready(struct hubw *h, struct nl_out *o)
 		struct nl_wait it = wq_pop(o);
 		enum hub_sterr why;
 		int rc = out_send(h, o, it.b, it.b->data, it.n, it.b->data + it.n, it.rn, it.token, it.src, &why);
+		if (rc == -EPIPE) { /* closing already: it waits, first, for the next link */
+			o->whead = (o->whead + o->wcap - 1) & (o->wcap - 1);
+			o->wq[o->whead] = it;
+			o->wlen++;
+			o->wbytes += it.n;
+			out_detach(o, true);
+			break;
+		}
 		if (it.held)
 			flow_src_release(h, it.src);
 		if (rc < 0) {
@@ -422,7 +405,7 @@ int nl_forward(struct hubw *h, int node_idx, struct net_buf *b, const char *p, s
 	       size_t rn, uint64_t token, struct net_ref src, enum hub_sterr *why)
 {
 	*why = STERR_SERVICE_UNAVAILABLE;
-	if (node_idx < 0 || node_idx >= CLU_MAX_NODES || node_idx == dir_self() || !dir_on())
+	if (node_idx < 0 || node_idx >= CLU_MAX_NODES || node_idx == clu_self() || !clu_enabled())
 		return -EHOSTUNREACH;
 	struct nl_worker *nw = nlw(h);
 	struct nl_out *o = &nw->out[node_idx];
@@ -447,7 +430,7 @@ int nl_forward(struct hubw *h, int node_idx, struct net_buf *b, const char *p, s
 bool nl_comp_forward(struct hubw *h, const char *domain, size_t dn, struct net_buf *b, const struct xml_stanza *st,
 		     struct net_ref src)
 {
-	if (!dir_on() || !dn)
+	if (!clu_enabled() || !dn)
 		return false;
 	/* a stanza that came from another node is not forwarded again */
 	if (src.worker == net_worker_id(h->w)) {
@@ -456,7 +439,7 @@ bool nl_comp_forward(struct hubw *h, const char *domain, size_t dn, struct net_b
 			return false;
 	}
 	int idx[16];
-	int k = dir_comp_nodes(domain, idx, 16);
+	int k = clu_comp_nodes(domain, idx, 16);
 	if (k <= 0)
 		return false;
 	if (k > 16)
@@ -514,7 +497,7 @@ static void in_stanza(struct hubw *h, struct sess *s, struct net_buf *b, const s
 	if (a.tl > 0 && nc->ctx.n) {
 		struct nl_ctx_ent *e = nl_ctx_find(&nc->ctx, a.to, (size_t)a.tl, rt_hash(a.to, (size_t)a.tl));
 		if (e) {
-			uint64_t mine = dir_lease_token(a.to, (size_t)a.tl);
+			uint64_t mine = clu_lease_token(a.to, (size_t)a.tl);
 			if (!mine || e->token > mine) {
 				in_refuse(h, s, b, st, e);
 				return;
@@ -570,7 +553,7 @@ static void on_header(struct hubw *h, struct sess *s)
 			return;
 		}
 	} else {
-		if (hd->to.n && !span_eq(hd->to, dir_self_id())) {
+		if (hd->to.n && !span_eq(hd->to, clu_self_id())) {
 			sess_stream_error(s, SERR_HOST_UNKNOWN, "not this node");
 			return;
 		}
@@ -735,7 +718,7 @@ void nl_accept(struct net_conn *c)
 	c->ops = &nl_ops;
 	c->user = s;
 	c->deadline = net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000;
-	if (!dir_on()) {
+	if (!clu_enabled()) {
 		sess_stream_error(s, SERR_NOT_AUTHORIZED, "not clustered");
 		return;
 	}
@@ -748,17 +731,15 @@ int nl_listen(const struct sockaddr *sa, socklen_t len)
 
 int nl_init(const struct cfg *c)
 {
-	if (!c->cluster.on && nls_init() < 0)
-		return -EINVAL;
-	const struct cfg_addr *a = c->cluster.on ? &c->cluster.node_listen : nls_on() ? nls_listen() : NULL;
-	if (!a)
+	if (!c->cluster.on)
 		return 0;
+	const struct cfg_addr *a = &c->cluster.node_listen;
 	int rc = nl_listen((const struct sockaddr *)&a->ss, a->len);
 	if (rc < 0) {
 		log_error(0, "cannot listen for node links on %s: %s", a->text, strerror(-rc));
 		return rc;
 	}
-	log_info(0, "listening: node links %s (node %s)", a->text, dir_self_id());
+	log_info(0, "listening: node links %s (node %s)", a->text, clu_self_id());
 	return 0;
 }
 
@@ -778,6 +759,13 @@ void nl_tick(struct hubw *h, uint64_t now)
 			log_warn(0, "node link to %s: not up for %us: %u waiting stanzas bounced", o->node.id,
 				 hub_cfg->stall_timeout, o->wlen);
 			wq_bounce_all(h, o, STERR_REMOTE_SERVER_TIMEOUT);
+		}
+		if (o->wlen && !out_node(o, i)) {
+			/* the node left the directory: what waited for it is routed
+			 * again (another node, or a bounce), not held for a dead one */
+			log_info(0, "node link to %s: the node is gone: %u waiting stanzas routed again", o->node.id,
+				 o->wlen);
+			wq_reroute_all(h, o);
 		}
 		if (o->wlen && !o->s && now >= o->retry_at && out_node(o, i))
 			out_connect(h, o, i);
