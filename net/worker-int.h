@@ -45,12 +45,13 @@ enum op {
 /* A listener out of file descriptors waits this long before accepting again. */
 #define ACCEPT_PAUSE_MS 250
 /* Completion batching: the longest a completion waits for others (µs), chosen
- * per turn between the two bounds so that about BATCH_TARGET completions
- * arrive within it at the current rate, and the range of the batch size a
- * busy loop waits for. */
-#define BATCH_WAIT_MIN_US 200
-#define BATCH_WAIT_MAX_US 500
-#define BATCH_TARGET      20
+ * between the two bounds so that about BATCH_TARGET completions or
+ * BATCH_TARGET_BYTES received (whichever comes first) arrive within it at the
+ * current rates, and the range of the batch size a busy loop waits for. */
+#define BATCH_WAIT_MIN_US  200
+#define BATCH_WAIT_MAX_US  500
+#define BATCH_TARGET       20
+#define BATCH_TARGET_BYTES 6144
 #define BATCH_MIN         4
 #define BATCH_MAX         64
 /* Completions per second below which the loop does not batch at all: fewer
@@ -130,6 +131,7 @@ struct net_worker {
 	uint32_t batch;   /* completions to wait for while batching */
 	uint32_t wait_us; /* the longest a completion waits for others (min-wait) */
 	uint64_t win_n;   /* completions since rate_us */
+	uint64_t rate_rx; /* bytes received since rate_us */
 	uint64_t rate_us;
 	uint64_t cps;     /* completions per second over the last window */
 	uint64_t turn_rx; /* bytes received in this loop turn */

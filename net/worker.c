@@ -29,9 +29,11 @@
  *     Linux 6.12; min_wait_usec of IORING_ENTER_EXT_ARG) any completion ends
  *     the wait once wait_us have passed: no completion waits longer than that
  *     for others, and with DEFER_TASKRUN the thread is not even woken before.
- *     wait_us is the time BATCH_TARGET completions take at the measured rate,
- *     within BATCH_WAIT_MIN_US..BATCH_WAIT_MAX_US: 500 µs at 20,000 stanzas/s,
- *     200 µs from 100,000/s;
+ *     wait_us is the time BATCH_TARGET completions or BATCH_TARGET_BYTES
+ *     received take at the rates of the last 10 ms, whichever is shorter,
+ *     within BATCH_WAIT_MIN_US..BATCH_WAIT_MAX_US: 500 µs at 20,000 stanzas/s
+ *     of 300 bytes, 200 µs from 100,000/s (where one receive carries several
+ *     stanzas, the bytes decide);
  *   - loaded (BATCH_MAX completions or BATCH_BYTES received in one turn, or
  *     more than BATCH_FAST_BPMS received per ms): every wake-up finds work
  *     already; no added delay. Counting completions alone is not enough: at
@@ -376,8 +378,8 @@ static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 /* After a turn that handled n completions, received w->turn_rx bytes and
  * waited waited_us (it ended at now_us), choose the next wait: a batch when
  * completions come at BATCH_MIN_RATE or faster (the batch target twice the
- * last turn's count, the bound wait_us the time BATCH_TARGET completions take
- * at that rate); a plain wait when traffic is sparse or the last turn was
+ * last turn's count, the bound wait_us the time BATCH_TARGET completions or
+ * BATCH_TARGET_BYTES take at the current rates); a plain wait when traffic is sparse or the last turn was
  * nearly idle (a lone stanza is handled at once), or had work enough
  * (BATCH_MAX completions or BATCH_BYTES received), or bytes arrive faster
  * than BATCH_FAST_BPMS. At that load a receive carries many stanzas, every
@@ -389,16 +391,21 @@ static void batch_adapt(struct net_worker *w, unsigned n, uint64_t waited_us, ui
 	w->turn_rx = 0;
 	w->win_rx += rx;
 	w->win_n += n;
+	w->rate_rx += rx;
 	if (now_us - w->win_us >= 1000) {
 		w->fast = w->win_rx * 1000 / (now_us - w->win_us) >= BATCH_FAST_BPMS;
 		w->win_rx = 0;
 		w->win_us = now_us;
 	}
 	if (now_us - w->rate_us >= BATCH_RATE_WIN_US) {
-		w->cps = w->win_n * 1000000 / (now_us - w->rate_us);
-		w->win_n = 0;
+		uint64_t dt = now_us - w->rate_us;
+		w->cps = w->win_n * 1000000 / dt;
+		/* at high load one receive carries many stanzas: the bytes say so */
+		uint64_t t = w->win_n ? BATCH_TARGET * dt / w->win_n : BATCH_WAIT_MAX_US;
+		if (w->rate_rx && BATCH_TARGET_BYTES * dt / w->rate_rx < t)
+			t = BATCH_TARGET_BYTES * dt / w->rate_rx;
+		w->win_n = w->rate_rx = 0;
 		w->rate_us = now_us;
-		uint64_t t = w->cps ? BATCH_TARGET * 1000000ull / w->cps : BATCH_WAIT_MAX_US;
 		w->wait_us = t < BATCH_WAIT_MIN_US ? BATCH_WAIT_MIN_US : t > BATCH_WAIT_MAX_US ? BATCH_WAIT_MAX_US : (uint32_t)t;
 	}
 	if (w->fast || n >= BATCH_MAX || rx >= BATCH_BYTES || w->cps < BATCH_MIN_RATE ||
