@@ -59,6 +59,9 @@ enum bench_scenario {
 			   * domains: the target resolves, dials and authenticates
 			   * a link per domain; time until each is up */
 	BS_MANY_DOMAINS,  /* a series of the above (many.c), not an engine run */
+	BS_S2S_BACKEND,   /* the bench is a backend server behind the target
+			   * and the remote servers at once: remote -> target
+			   * -> backend and backend -> target -> remote */
 };
 
 enum bench_fault { BF_NONE, BF_DROP_ONE, BF_REORDER, BF_BOUNCE_ONE };
@@ -102,6 +105,7 @@ struct bench_opts {
 	char bounce_domain[256]; /* --fault bounce-one: the to= of that one stanza */
 	bool dns;                /* compare: the target resolves the bench's domains by DNS */
 	char rates[256];         /* compare --rates: a sweep, "max" = closed loop */
+	char backend_domain[256]; /* s2s-backend: the domain the bench serves as a backend */
 	char per_link[128];      /* many-domains: domains per link, e.g. 1,64,1000 */
 	char remote[128];        /* many-domains: remote domain counts, e.g. 1000,10000 */
 };

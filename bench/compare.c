@@ -52,13 +52,13 @@ int bench_find_peers(char *out, size_t cap)
 int bench_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
 		       char *err, size_t errcap)
 {
-	char cmd[PATH_MAX + 1024];
+	char cmd[PATH_MAX + 1024], opts[64];
 	/* the target must know the bench's domains (static routes, DNS records) */
+	snprintf(opts, sizeof opts, "%s%s%s%s%s", o->tls ? "tls" : "", o->tls && o->dns ? "," : "", o->dns ? "dns" : "",
+		 o->scenario == BS_S2S_BACKEND && (o->tls || o->dns) ? "," : "",
+		 o->scenario == BS_S2S_BACKEND ? "backend" : "");
 	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d %s", peers, name, dir, cpus, o->domains,
-		 o->tls && o->dns ? "tls,dns"
-		 : o->tls         ? "tls"
-		 : o->dns         ? "dns"
-				  : "");
+		 opts);
 	FILE *p = popen(cmd, "r");
 	if (!p) {
 		snprintf(err, errcap, "cannot run target.sh: %s", strerror(errno));

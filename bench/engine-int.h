@@ -47,6 +47,10 @@ struct bconn {
 	size_t soff;
 	char stream_id[128];
 	int dom_first, ndom, ndom_valid; /* S2S_OUT: piggybacked bench domains */
+	/* S2S_OUT of s2s-backend: a stream of the backend (from its domain) to
+	 * one remote bench domain, remote_dom, through the target */
+	bool backend;
+	int remote_dom;
 	int comp_dom;                    /* COMP: index into comp_domains */
 	int flow_first, nflows, next_flow;
 	/* TLS (--tls) */
@@ -79,6 +83,7 @@ struct bflow {
 	int from_dom, to_dom; /* bench domain index / component domain index */
 	int user;
 	bool from_comp;              /* component -> s2s */
+	bool from_backend;           /* s2s-backend: backend -> remote (from_dom is the remote) */
 	uint32_t next_seq, max_seen; /* max_seen = highest seq received + 1 */
 	uint64_t sent, delivered, bounced;
 	bool held; /* --fault reorder: a stanza kept back */

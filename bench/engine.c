@@ -340,7 +340,8 @@ static void be_on_connected(struct eng *e, struct bconn *c)
 		char d[256];
 		be_domain(e, c->dom_first, d, sizeof d);
 		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
-			  be_stream_ns_db, d, e->o->target_domain);
+			  be_stream_ns_db, c->backend ? e->o->backend_domain : d,
+			  c->backend ? d : e->o->target_domain);
 		c->state = BC_READY; /* nothing answers on a plain relay */
 		be_setup_done(e, c);
 	} else {
@@ -519,6 +520,14 @@ void be_plan(struct eng *e)
 		if (c->dom_first + c->ndom > doms)
 			c->ndom = doms - c->dom_first;
 	}
+	/* s2s-backend: as many links again, the backend's, each a stream from
+	 * its domain to one remote domain (a server opens one per remote) */
+	for (int l = 0; l < links && o->scenario == BS_S2S_BACKEND; l++) {
+		struct bconn *c = be_new_conn(e, BC_S2S_OUT, -1);
+		c->backend = true;
+		c->remote_dom = c->dom_first = l % doms;
+		c->ndom = 1;
+	}
 	/* flows */
 	int cap = 0;
 	for (int i = 0; i < e->nc; i++) {
@@ -549,6 +558,7 @@ void be_plan(struct eng *e)
 				f->from_dom = c->dom_first + j;
 				f->to_dom = f->from_dom % o->ncomp_domains;
 				f->user = i;
+				f->from_backend = c->backend;
 			} else {
 				while (d % o->components != c->idx)
 					d++;

@@ -51,6 +51,8 @@ const char *bm_scenario_name(enum bench_scenario s)
 		return "remote-domains";
 	case BS_MANY_DOMAINS:
 		return "many-domains";
+	case BS_S2S_BACKEND:
+		return "s2s-backend";
 	}
 	return "?";
 }
@@ -69,6 +71,11 @@ static void bm_usage(FILE *f)
 	      "  burst          s2s links write --burst N stanzas at once to a component (slow with\n"
 	      "                 --comp-read-rate / --comp-pause): delivered, bounced by condition, out of\n"
 	      "                 order, target peak RSS, time to drain; exit 1 if delivered+bounced != sent\n"
+	      "  s2s-backend    the bench is a backend server behind the target (--backend-domain,\n"
+	      "                 back.fhb; target.sh configures it as a [backend]) and the remote servers\n"
+	      "                 at once: remote -> target -> backend over --links s2s links, and backend\n"
+	      "                 -> target -> remote over as many streams of the backend, one per remote\n"
+	      "                 domain; the rate is split between the two directions\n"
 	      "  stall          s2s links, open loop, to two component domains (--comp-domain a,b,\n"
 	      "                 --components 2); the first stops reading for --stall-ms: every stanza\n"
 	      "                 must be delivered or bounced, and the second's latency during the stall\n"
@@ -98,6 +105,7 @@ static void bm_usage(FILE *f)
 	      "  --target-name NAME        label in reports and JSON        (target)\n"
 	      "  --target-domain D         to= of the bench's s2s streams   (the first component domain)\n"
 	      "  --comp-domain D[,D...]    component domain(s); component i uses the (i mod n)th (comp.fhb)\n"
+	      "  --backend-domain D        s2s-backend: the domain the bench serves as a backend (back.fhb)\n"
 	      "  --comp-secret S           XEP-0114 secret                  (s3cret)\n"
 	      "  --relay HOST:PORT         relay mode (HAProxy): the bench listens here as the far end of a\n"
 	      "                            plain TCP relay from --target-s2s; no XMPP peer, no dialback\n"
@@ -472,6 +480,8 @@ static int bm_scenario(const char *s, enum bench_scenario *out)
 		*out = BS_REMOTE_UP;
 	else if (!strcmp(s, "many-domains"))
 		*out = BS_MANY_DOMAINS;
+	else if (!strcmp(s, "s2s-backend"))
+		*out = BS_S2S_BACKEND;
 	else
 		return -1;
 	return 0;
@@ -525,6 +535,7 @@ static void bm_defaults(struct bench_opts *o)
 	o->comp_pause_every = 1000;
 	o->stall_ms = 3000;
 	snprintf(o->bounce_domain, sizeof o->bounce_domain, "absent.fhb");
+	snprintf(o->backend_domain, sizeof o->backend_domain, "back.fhb");
 	snprintf(o->per_link, sizeof o->per_link, "1,64,1000");
 	snprintf(o->remote, sizeof o->remote, "1000,10000,100000");
 }
@@ -570,7 +581,8 @@ enum {
 	O_DNS,
 	O_RATES,
 	O_PERLINK,
-	O_REMOTE
+	O_REMOTE,
+	O_BKDOM
 };
 static const struct option bm_longopts[] = {{"target-s2s", 1, 0, O_S2S},
 					    {"target-comp", 1, 0, O_COMP},
@@ -578,6 +590,7 @@ static const struct option bm_longopts[] = {{"target-s2s", 1, 0, O_S2S},
 					    {"target-name", 1, 0, O_NAME},
 					    {"target-domain", 1, 0, O_TDOM},
 					    {"comp-domain", 1, 0, O_CDOM},
+					    {"backend-domain", 1, 0, O_BKDOM},
 					    {"comp-secret", 1, 0, O_CSEC},
 					    {"relay", 1, 0, O_RELAY},
 					    {"listen", 1, 0, O_LISTEN},
@@ -643,6 +656,9 @@ static int bm_parse_opts(struct bm_args *a, int argc, char **argv, int first)
 			break;
 		case O_CDOM:
 			bm_split_domains(o, optarg);
+			break;
+		case O_BKDOM:
+			snprintf(o->backend_domain, sizeof o->backend_domain, "%s", optarg);
 			break;
 		case O_CSEC:
 			snprintf(o->comp_secret, sizeof o->comp_secret, "%s", optarg);
@@ -811,6 +827,17 @@ static int bm_check_opts(struct bm_args *a)
 				"stanzas to both component domains\n");
 		return 2;
 	}
+	if (o->scenario == BS_S2S_BACKEND) {
+		/* no component: the remote links write to the backend's domain */
+		if (o->tls) {
+			fprintf(stderr, "fedhub-bench: s2s-backend runs plaintext dialback links only (no --tls)\n");
+			return 2;
+		}
+		o->components = 0;
+		o->ncomp_domains = 1;
+		snprintf(o->comp_domains[0], sizeof o->comp_domains[0], "%s", o->backend_domain);
+		snprintf(o->target_domain, sizeof o->target_domain, "%s", o->backend_domain);
+	}
 	if (o->components == 0)
 		o->have_comp = false;
 	if ((o->scenario == BS_COMPONENT_S2S || o->scenario == BS_ECHO) && (!o->have_comp || o->relay)) {
@@ -844,7 +871,7 @@ static int bm_run_one(const struct bm_args *a, const char *cmdline)
 	bench_report(stdout, o, t.name, &t.r);
 	if (a->json)
 		bm_write_json(a->json, o, &t, 1, cmdline);
-	if (rc < 0 && (t.r.links_up < o->links || t.r.sent == 0))
+	if (rc < 0 && (t.r.links_up < t.r.links_wanted || t.r.sent == 0))
 		return 2;
 	return (t.r.lost || t.r.out_of_order || t.r.error[0]) ? 1 : 0;
 }

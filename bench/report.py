@@ -230,6 +230,47 @@ def tls_vs_plain():
     return s
 
 
+def backend_vs_component():
+    """The backend path's CPU per stanza against s2s -> component's (target: at most 1.2x)."""
+    s = ["## A backend behind the hub vs a component: fedhub CPU per stanza", "",
+         "The two runs above and the same two scenarios open loop at 20,000 stanzas/s, back to back,"
+         " each beside the bench's direct baseline: fedhub's share of the latency is each percentile"
+         " minus the direct run's (see 'Router-added latency' for the method). Target: the backend"
+         " path costs at most 1.2x the hub CPU per stanza of s2s -> component.", ""]
+    rows = [("closed loop (maximum)", "s2s-component", "s2s-backend"),
+            ("open loop, 20,000/s", "s2s-component-20k", "s2s-backend-20k")]
+    table = ["| load | component stanzas/s | backend stanzas/s | component us/stanza | backend us/stanza |"
+             " backend / component | router-added p99 ms, component | backend |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios = []
+    for label, cn, bn in rows:
+        dc, db = load(cn), load(bn)
+        c = dc and dc["targets"].get("fedhub")
+        b = db and db["targets"].get("fedhub")
+        if not c or not b or "skipped" in c or "skipped" in b or not c["cpu_us_per_stanza"] \
+                or not b["cpu_us_per_stanza"]:
+            table.append(f"| {label} | not measured: {cell('a run failed or did not run, see above')} |"
+                         " | | | | | |")
+            continue
+        ratio = b["cpu_us_per_stanza"] / c["cpu_us_per_stanza"]
+        ratios.append((label, ratio))
+
+        def added(d, x):
+            y = d["targets"].get("direct")
+            if not y or "skipped" in y:
+                return "n/a"
+            return ms(x["p99_us"] - y["p99_us"])
+        table.append(f"| {label} | {c['stanzas_per_s']:.0f} | {b['stanzas_per_s']:.0f} |"
+                     f" {c['cpu_us_per_stanza']:.2f} | {b['cpu_us_per_stanza']:.2f} | {ratio:.2f}x |"
+                     f" {added(dc, c)} | {added(db, b)} |")
+    s += table + [""]
+    if ratios:
+        ok = "within" if all(r <= 1.2 for _, r in ratios) else "**over**"
+        said = ", ".join(f"{r:.2f}x ({label})" for label, r in ratios)
+        s += [f"The backend path costs {said} the CPU per stanza of s2s -> component: {ok} the 1.2x target.", ""]
+    return s
+
+
 def conds(t):
     b = t.get("bounced_by") or {}
     return ", ".join(f"{k} {v}" for k, v in b.items()) or "-"
@@ -359,6 +400,19 @@ def latency_table(d):
     return "\n".join(out)
 
 
+def latency_table_20k(d):
+    """A run beside the direct baseline at the same rate: the table and fedhub's share of p50/p99."""
+    t = d["targets"]
+    out = [load_table(d, False), ""]
+    f, b = t.get("fedhub"), t.get("direct")
+    if not f or not b or "skipped" in f or "skipped" in b:
+        return "\n".join(out + ["fedhub's share: not measured (a run was skipped)."])
+    out.append(f"fedhub's share at {d['rate']:.0f} stanzas/s (fedhub minus direct): p50"
+               f" {ms(f['p50_us'] - b['p50_us'])} ms, p90 {ms(f['p90_us'] - b['p90_us'])} ms,"
+               f" p99 {ms(f['p99_us'] - b['p99_us'])} ms, p99.9 {ms(f['p999_us'] - b['p999_us'])} ms.")
+    return "\n".join(out)
+
+
 m = machine()
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 L = [
@@ -420,6 +474,17 @@ if load("echo-half") is None and read("echo-half", "skip"):
 else:
     L += section("fedhub: echo round trip at 50% of the maximum (open loop)", "echo-half",
                  lambda d: load_table(d, False))
+L += section("fedhub: a backend behind the hub (s2s-backend)", "s2s-backend", lambda d: load_table(d, False),
+             "The bench plays an unmodified XMPP server behind fedhub (`[backend bench]`: domain back.fhb,"
+             " connect and allow_from the bench's listener) and the remote servers at once. Remote ->"
+             " fedhub -> backend: 8 dialback links from 32 remote domains to back.fhb, relayed over"
+             " fedhub's internal links (one per remote domain) to the backend; backend -> fedhub ->"
+             " remote: 8 streams of the backend (from back.fhb, one per remote domain), which fedhub"
+             " takes from the backend's address and sends out on its own links, authenticated as"
+             " back.fhb. Half the stanzas go each way.")
+L += section("fedhub: a backend behind the hub, 20,000/s", "s2s-backend-20k", latency_table_20k)
+L += section("fedhub: s2s links to a component, 20,000/s", "s2s-component-20k", latency_table_20k)
+L += backend_vs_component()
 L += section("Idle links", "idle-links", idle_table,
              "Many authenticated s2s links held idle: memory per link, idle CPU, then one stanza per"
              " link to show every link still works.")

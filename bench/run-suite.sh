@@ -14,6 +14,12 @@
 #   5. echo            fedhub round trip, closed loop to find the max, the same
 #                      with TLS on every s2s link (both directions), then open
 #                      loop at 50% of the plaintext max (latency at a sane load)
+#   5b. s2s-backend    the bench as a backend server behind fedhub and as the
+#                      remote servers at once (remote -> fedhub -> backend,
+#                      backend -> fedhub -> remote), closed loop; then it and
+#                      s2s-component open loop at 20,000/s back to back, each
+#                      beside the bench's direct baseline (router-added
+#                      latency), for the CPU per stanza of the two paths
 #   6. idle-links      10,000 authenticated links (fewer if the fd limit is low);
 #                      idle-links-tls: fedhub with as many TLS links (STARTTLS,
 #                      SASL EXTERNAL), a domain and so a certificate name each
@@ -125,6 +131,14 @@ if [ "${max:-0}" -gt 0 ]; then
 elif wanted echo-half; then
 	echo "closed-loop echo measured nothing; open-loop echo skipped" >"$OUT/echo-half.skip"
 fi
+
+S2SB=(--cpus 0 --links 8 --domains 32 --warmup 2 --quiet)
+step s2s-backend 120 -- "$BENCH" compare s2s-backend --targets fedhub "${S2SB[@]}" --seconds "$T" \
+	--json "$OUT/s2s-backend.json"
+step s2s-backend-20k 120 -- "$BENCH" compare s2s-backend --targets fedhub,direct "${S2SB[@]}" --seconds "$T" \
+	--rate 20000 --json "$OUT/s2s-backend-20k.json"
+step s2s-component-20k 120 -- "$BENCH" compare s2s-component --targets fedhub,direct "${S2SB[@]}" --seconds "$T" \
+	--components 1 --rate 20000 --json "$OUT/s2s-component-20k.json"
 
 step idle-links 400 -- "$BENCH" compare idle-links --targets "$IDLE_TARGETS" --cpus 0 \
 	--links "$links" --domains 100 --seconds "$T" --warmup 0 --setup-timeout 120 --quiet \

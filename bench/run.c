@@ -120,6 +120,8 @@ static long be_fds_needed(const struct bench_opts *o)
 	long n = o->links + o->components + 64;
 	if (o->scenario == BS_REMOTE_UP || o->scenario == BS_COMPONENT_S2S || o->scenario == BS_ECHO)
 		n += o->domains; /* a link from the target per remote domain */
+	if (o->scenario == BS_S2S_BACKEND)
+		n += o->links + 2 * o->domains; /* the backend's links; internal and outbound ones */
 	return n;
 }
 
@@ -356,13 +358,14 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 		be_arm_accept(e, e->lfd_db, 0);
 	}
 	be_plan(e);
-	r->links_wanted = o->links;
+	/* s2s-backend: the backend's links too */
+	r->links_wanted = o->scenario == BS_S2S_BACKEND ? 2 * o->links : o->links;
 	udp0 = be_udp_rcvbuf_errors();
 
 	/* setup: components, then links, a bounded number at a time */
 	uint64_t t_start = be_now(), next_tick = t_start + 1000000000ull;
 	e->now = t_start;
-	while (r->links_up < o->links || (o->have_comp && r->comps_up < o->components)) {
+	while (r->links_up < r->links_wanted || (o->have_comp && r->comps_up < o->components)) {
 		be_start_setups(e);
 		if (be_ring_turn(e, 10000000ull) < 0)
 			goto out;
@@ -386,7 +389,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 					 "setup incomplete after %.0f s: %d/%d links (%d connecting, %d awaiting "
 					 "the stream, %d awaiting dialback results, %d closed; %d connections from "
 					 "the target), %d/%d components",
-					 o->setup_timeout, r->links_up, o->links, st[BC_CONNECTING], st[BC_STREAM],
+					 o->setup_timeout, r->links_up, r->links_wanted, st[BC_CONNECTING], st[BC_STREAM],
 					 st[BC_AUTH], st[BC_CLOSED], nin, r->comps_up,
 					 o->have_comp ? o->components : 0);
 			}

@@ -5,13 +5,21 @@
  *   S2S_OUT  the bench as a remote server dialling the target's s2s port:
  *            stream header, then one <db:result/> per bench domain piggybacked
  *            on the link (XEP-0220 §2.1, keys per XEP-0185), ready once the
- *            target says type='valid' for all of them.
+ *            target says type='valid' for all of them. In s2s-backend the
+ *            bench also plays the backend behind the target: as many links
+ *            again, each a stream from --backend-domain to one remote bench
+ *            domain, to the target's s2s port (which takes it from a
+ *            backend's address and sends it on out); its one <db:result/>
+ *            the target verifies by asking the bench's listener (S2S_IN).
  *   S2S_IN   the target dialling the bench, which is the authoritative server
  *            of its domains: it answers <db:verify/> by recomputing the key
  *            (valid only if it matches), accepts the target's own <db:result/>
  *            on that stream (both ends are on loopback and the bench is not
  *            the system under test), and receives stanzas: echo replies,
- *            component-to-s2s traffic, bounces.
+ *            component-to-s2s traffic, bounces. In s2s-backend the same
+ *            listener is the backend: the target's internal links (stream
+ *            from a remote domain to --backend-domain) and its outbound
+ *            links to the remote domains both land here.
  *   COMP     an XEP-0114 component: handshake = hex(SHA-1(stream id + secret)).
  *   RELAY_IN HAProxy mode: the far end of a plain TCP relay; no XMPP peer
  *            answers, the bench only frames and accounts what arrives.
@@ -234,6 +242,9 @@ static void be_flow_jids(struct eng *e, struct bflow *f, char *from, char *to, s
 	if (f->from_comp) {
 		snprintf(from, cap, "svc%d@%s", f->user, e->o->comp_domains[f->to_dom]);
 		snprintf(to, cap, "u%d@%s", f->user, d);
+	} else if (f->from_backend) {
+		snprintf(from, cap, "u%d@%s", f->user, e->o->backend_domain);
+		snprintf(to, cap, "u%d@%s", f->user, d);
 	} else {
 		snprintf(from, cap, "u%d@%s", f->user, d);
 		snprintf(to, cap, "%s", e->o->comp_domains[f->to_dom]);
@@ -441,6 +452,8 @@ static const char *be_extra_local(const struct eng *e, int dom)
  * --fault bounce-one's. */
 static int be_auth_want(const struct eng *e, const struct bconn *c)
 {
+	if (c->backend)
+		return 1;
 	int n = c->ndom + (e->o->fault == BF_BOUNCE_ONE);
 	for (int i = 0; i < c->ndom; i++)
 		n += be_extra_local(e, c->dom_first + i) != NULL;
@@ -451,6 +464,15 @@ static int be_auth_want(const struct eng *e, const struct bconn *c)
  * it are authenticated already, by SASL EXTERNAL). */
 static void be_s2s_out_results(struct eng *e, struct bconn *c, int first)
 {
+	if (c->backend) {
+		/* the backend's one pair: its domain to the stream's remote domain */
+		char d[256], key[65];
+		be_domain(e, c->remote_dom, d, sizeof d);
+		bench_db_key(e->o->db_secret, d, e->o->backend_domain, c->stream_id, key);
+		be_writef(e, c, "<db:result from='%s' to='%s'>%s</db:result>", e->o->backend_domain, d, key);
+		c->state = BC_AUTH;
+		return;
+	}
 	for (int i = first; i < c->ndom; i++) {
 		char d[256], key[65];
 		be_domain(e, c->dom_first + i, d, sizeof d);
@@ -485,8 +507,12 @@ void be_s2s_out_header(struct eng *e, struct bconn *c)
 {
 	char d[256];
 	be_domain(e, c->dom_first, d, sizeof d);
-	be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>", be_stream_ns_db, d,
-		  e->o->target_domain);
+	if (c->backend) /* the backend's stream to a remote domain, through the target */
+		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
+			  be_stream_ns_db, e->o->backend_domain, d);
+	else
+		be_writef(e, c, "<?xml version='1.0'?><stream:stream %s from='%s' to='%s' version='1.0'>",
+			  be_stream_ns_db, d, e->o->target_domain);
 }
 
 /* The handshake finished: check the peer, restart the stream (RFC 6120 §5.4.3.3). */

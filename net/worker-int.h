@@ -44,11 +44,21 @@ enum op {
 #define IOV_PER_SEND 256
 /* A listener out of file descriptors waits this long before accepting again. */
 #define ACCEPT_PAUSE_MS 250
-/* Completion batching: the longest a completion waits for others (µs) and the
- * range of the batch size a busy loop waits for. */
-#define BATCH_WAIT_US 200
-#define BATCH_MIN     4
-#define BATCH_MAX     64
+/* Completion batching: the longest a completion waits for others (µs), chosen
+ * between the two bounds so that about BATCH_TARGET completions or
+ * BATCH_TARGET_BYTES received (whichever comes first) arrive within it at the
+ * current rates, and the range of the batch size a busy loop waits for. */
+#define BATCH_WAIT_MIN_US  200
+#define BATCH_WAIT_MAX_US  500
+#define BATCH_TARGET       20
+#define BATCH_TARGET_BYTES 6144
+#define BATCH_MIN         4
+#define BATCH_MAX         64
+/* Completions per second below which the loop does not batch at all: fewer
+ * than BATCH_MIN would arrive within the longest wait, too few to pay for
+ * the delay. Measured over windows of BATCH_RATE_WIN_US. */
+#define BATCH_MIN_RATE    (BATCH_MIN * 1000000 / BATCH_WAIT_MAX_US)
+#define BATCH_RATE_WIN_US 10000
 /* A turn that received this much had enough work to pay for its wake-up. */
 #define BATCH_BYTES 8192
 /* Received faster than this (bytes per ms, over the last ms or more), the
@@ -119,6 +129,11 @@ struct net_worker {
 	bool min_wait_ok; /* the kernel has IORING_FEAT_MIN_TIMEOUT */
 	bool batching;    /* the last turn was busy: wait for a batch */
 	uint32_t batch;   /* completions to wait for while batching */
+	uint32_t wait_us; /* the longest a completion waits for others (min-wait) */
+	uint64_t win_n;   /* completions since rate_us */
+	uint64_t rate_rx; /* bytes received since rate_us */
+	uint64_t rate_us;
+	uint64_t cps;     /* completions per second over the last window */
 	uint64_t turn_rx; /* bytes received in this loop turn */
 	uint64_t win_rx;  /* bytes received since win_us */
 	uint64_t win_us;

@@ -17,15 +17,23 @@
  * Waiting in batches. At light load a loop that wakes for every completion
  * pays an io_uring_enter, a wake-up and a sendmsg for each stanza: at 20,000
  * stanzas/s over 8 links that was 20 µs of CPU per stanza, HAProxy's cost.
- * So the wait adapts to the last turn (batch_adapt):
- *   - nearly idle (at most one completion, after a wait of BATCH_WAIT_US or
- *     more): wait for one completion, as before; a lone stanza is not delayed;
- *   - busy (completions come faster than one per BATCH_WAIT_US): wait for a
- *     batch of twice the last turn's count (BATCH_MIN..BATCH_MAX), but with
- *     the kernel's min-wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12;
- *     min_wait_usec of IORING_ENTER_EXT_ARG) any completion ends the wait once
- *     BATCH_WAIT_US have passed: no completion waits longer than that for
- *     others, and with DEFER_TASKRUN the thread is not even woken before;
+ * Most of a turn's cost is fixed: the worker's own sleep and wake-up and the
+ * wake-up of each peer its sends reach (on a VM, an inter-processor
+ * interrupt each); profiled at about 40 µs per turn against 1-3 µs per
+ * stanza received. So the wait adapts to the load (batch_adapt):
+ *   - sparse (fewer than BATCH_MIN_RATE completions/s over the last 10 ms, or
+ *     at most one completion after a full wait): wait for one completion, as
+ *     before; a lone stanza is not delayed;
+ *   - busy: wait for a batch of twice the last turn's count (BATCH_MIN..
+ *     BATCH_MAX), but with the kernel's min-wait (IORING_FEAT_MIN_TIMEOUT,
+ *     Linux 6.12; min_wait_usec of IORING_ENTER_EXT_ARG) any completion ends
+ *     the wait once wait_us have passed: no completion waits longer than that
+ *     for others, and with DEFER_TASKRUN the thread is not even woken before.
+ *     wait_us is the time BATCH_TARGET completions or BATCH_TARGET_BYTES
+ *     received take at the rates of the last 10 ms, whichever is shorter,
+ *     within BATCH_WAIT_MIN_US..BATCH_WAIT_MAX_US: 500 µs at 20,000 stanzas/s
+ *     of 300 bytes, 200 µs from 100,000/s (where one receive carries several
+ *     stanzas, the bytes decide);
  *   - loaded (BATCH_MAX completions or BATCH_BYTES received in one turn, or
  *     more than BATCH_FAST_BPMS received per ms): every wake-up finds work
  *     already; no added delay. Counting completions alone is not enough: at
@@ -33,10 +41,10 @@
  *     (a bounded window of stanzas in flight) slowed down by a third when the
  *     loop waited there.
  * The sends of a whole batch then leave in one sendmsg per connection.
- * Measured (bench/NOTES.md, in BENCHMARKS.md): this halved the CPU per
- * stanza at 20,000/s. A plain timeout of BATCH_WAIT_US (kernels without
- * min-wait, the fallback here) costs about the same CPU at that load but
- * wakes when traffic stops; waiting longer than 200 µs gained little more.
+ * Measured (bench/NOTES.md, in BENCHMARKS.md): a fixed 200 µs halved the CPU
+ * per stanza at 20,000/s; the adaptive bound halved it again. A plain
+ * timeout of wait_us (kernels without min-wait, the fallback here) costs
+ * about the same CPU at that load but wakes when traffic stops.
  *
  * The rest of the runtime: net/conn.c (connections and the send queue),
  * net/rx.c (the receive path, TLS, PROXY), net/msg.c (messages between
@@ -333,8 +341,8 @@ static unsigned sq_flush(struct io_uring *r)
 
 /* One io_uring_enter: submit what is queued and wait. Not batching: for one
  * completion or the tick. Batching: for w->batch completions, but once
- * BATCH_WAIT_US has passed any completion at all ends the wait (the kernel's
- * min-wait, where it has one; else a plain timeout of BATCH_WAIT_US). */
+ * w->wait_us has passed any completion at all ends the wait (the kernel's
+ * min-wait, where it has one; else a plain timeout of w->wait_us). */
 static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 {
 	struct __kernel_timespec ts = {.tv_sec = (long long)(tick_ms / 1000),
@@ -350,10 +358,10 @@ static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 	if (w->batching && tick_ms > 0) {
 		nr = w->batch;
 		if (w->min_wait_ok) {
-			arg.pad = BATCH_WAIT_US; /* min_wait_usec */
-		} else if (tick_ms * 1000 > BATCH_WAIT_US) {
+			arg.pad = w->wait_us; /* min_wait_usec */
+		} else if (tick_ms * 1000 > w->wait_us) {
 			ts.tv_sec = 0;
-			ts.tv_nsec = BATCH_WAIT_US * 1000;
+			ts.tv_nsec = (long long)w->wait_us * 1000;
 		}
 	}
 	unsigned todo = sq_flush(&w->ring);
@@ -369,24 +377,39 @@ static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 
 /* After a turn that handled n completions, received w->turn_rx bytes and
  * waited waited_us (it ended at now_us), choose the next wait: a batch when
- * completions come faster than one per BATCH_WAIT_US (the batch target twice
- * the last turn's count); a plain wait when the last turn was nearly idle (a
- * lone stanza is handled at once), or had work enough (BATCH_MAX completions
- * or BATCH_BYTES received), or bytes arrive faster than BATCH_FAST_BPMS. At
- * that load a receive carries many stanzas, every wake-up finds work, and a
- * wait would only add delay: a peer that waits for our output before sending
- * more (a bounded window) would slow down by it. */
+ * completions come at BATCH_MIN_RATE or faster (the batch target twice the
+ * last turn's count, the bound wait_us the time BATCH_TARGET completions or
+ * BATCH_TARGET_BYTES take at the current rates); a plain wait when traffic is sparse or the last turn was
+ * nearly idle (a lone stanza is handled at once), or had work enough
+ * (BATCH_MAX completions or BATCH_BYTES received), or bytes arrive faster
+ * than BATCH_FAST_BPMS. At that load a receive carries many stanzas, every
+ * wake-up finds work, and a wait would only add delay: a peer that waits for
+ * our output before sending more (a bounded window) would slow down by it. */
 static void batch_adapt(struct net_worker *w, unsigned n, uint64_t waited_us, uint64_t now_us)
 {
 	uint64_t rx = w->turn_rx;
 	w->turn_rx = 0;
 	w->win_rx += rx;
+	w->win_n += n;
+	w->rate_rx += rx;
 	if (now_us - w->win_us >= 1000) {
 		w->fast = w->win_rx * 1000 / (now_us - w->win_us) >= BATCH_FAST_BPMS;
 		w->win_rx = 0;
 		w->win_us = now_us;
 	}
-	if (w->fast || n >= BATCH_MAX || rx >= BATCH_BYTES || (n < 2 && waited_us >= BATCH_WAIT_US)) {
+	if (now_us - w->rate_us >= BATCH_RATE_WIN_US) {
+		uint64_t dt = now_us - w->rate_us;
+		w->cps = w->win_n * 1000000 / dt;
+		/* at high load one receive carries many stanzas: the bytes say so */
+		uint64_t t = w->win_n ? BATCH_TARGET * dt / w->win_n : BATCH_WAIT_MAX_US;
+		if (w->rate_rx && BATCH_TARGET_BYTES * dt / w->rate_rx < t)
+			t = BATCH_TARGET_BYTES * dt / w->rate_rx;
+		w->win_n = w->rate_rx = 0;
+		w->rate_us = now_us;
+		w->wait_us = t < BATCH_WAIT_MIN_US ? BATCH_WAIT_MIN_US : t > BATCH_WAIT_MAX_US ? BATCH_WAIT_MAX_US : (uint32_t)t;
+	}
+	if (w->fast || n >= BATCH_MAX || rx >= BATCH_BYTES || w->cps < BATCH_MIN_RATE ||
+	    (n < 2 && waited_us >= w->wait_us)) {
 		w->batching = false;
 		return;
 	}
@@ -412,9 +435,10 @@ static void *worker_main(void *arg)
 	}
 	w->min_wait_ok = (w->ring.features & IORING_FEAT_MIN_TIMEOUT) != 0;
 	if (!w->min_wait_ok && w->id == 0)
-		log_info(0, "io_uring: no min-wait in this kernel; busy loops wait for batches with a %d us timeout",
-			 BATCH_WAIT_US);
+		log_info(0, "io_uring: no min-wait in this kernel; busy loops wait for batches with a %d-%d us timeout",
+			 BATCH_WAIT_MIN_US, BATCH_WAIT_MAX_US);
 	w->batch = BATCH_MIN;
+	w->wait_us = BATCH_WAIT_MAX_US;
 	w->iov_cap = 65536;
 	w->iov = xmalloc(w->iov_cap * sizeof(struct iovec));
 	w->mh_cap = 4096;

@@ -2,7 +2,8 @@
 # bench/peers/target.sh — start and stop the targets fedhub-bench compares.
 #
 #   target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]  NAME: fedhub prosody ejabberd haproxy
-#                                                  OPTIONS: tls, dns or tls,dns (fedhub only)
+#                                                  OPTIONS: tls, dns, backend, comma-separated
+#                                                  (fedhub only)
 #   target.sh stop NAME DIR
 #
 # `start` writes the target's config into DIR (a fresh temp dir), starts it on
@@ -25,6 +26,11 @@
 # record per bench domain, naming benchhost.fhb:22270 (A 127.0.0.1).
 # FHB_FEDHUB=PATH starts that fedhub binary instead of the repository's (to
 # compare two builds back to back with the same bench).
+# With `backend` (fedhub only; fedhub-bench s2s-backend), the bench's listener
+# is also a backend server behind fedhub: a [backend bench] section gives it
+# the domain back.fhb, connect 127.0.0.1:22270 and allow_from 127.0.0.1, so
+# fedhub relays the bench's remote links for back.fhb to it and takes its
+# streams to the bench's domains (transit) from that address.
 # `stop` kills what `start` started, by the PIDs it recorded in DIR, and
 # removes DIR. Every target serves the component domain comp.fhb (secret
 # s3cret) and must reach the bench's domains bench1.fhb..benchN.fhb at the
@@ -44,9 +50,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cmd=${1:-}; name=${2:-}; dir=${3:-}
 cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}; opts=${6:-}
-tls=""; dns=""
+tls=""; dns=""; backend=""
 case ",$opts," in *,tls,*) tls=tls ;; esac
 case ",$opts," in *,dns,*) dns=dns ;; esac
+case ",$opts," in *,backend,*) backend=backend ;; esac
 
 fail() { echo "error=$*"; exit 1; }
 
@@ -106,6 +113,10 @@ start_fedhub() {
 		printf '[domain comp.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
 			>>"$dir/router.conf"
 		printf '[domain hub.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
+			>>"$dir/router.conf"
+	fi
+	if [ "$backend" = backend ]; then
+		printf '[backend bench]\ndomain back.fhb\nconnect 127.0.0.1:22270\nallow_from 127.0.0.1\n' \
 			>>"$dir/router.conf"
 	fi
 	if [ "$dns" = dns ]; then
@@ -253,10 +264,13 @@ stop_target() {
 
 case "$cmd" in
 start)
-	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS [tls]]"
-	case ",$opts," in ,,|,tls,|,dns,|,tls,dns,|,dns,tls,) ;; *) fail "unknown options '$opts' (tls, dns)" ;; esac
+	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]"
+	for opt in ${opts//,/ }; do
+		case "$opt" in tls | dns | backend) ;; *) fail "unknown options '$opts' (tls, dns, backend)" ;; esac
+	done
 	[ -z "$tls" ] || [ "$name" = fedhub ] || fail "TLS runs are set up for fedhub only"
 	[ -z "$dns" ] || [ "$name" = fedhub ] || fail "prosody and ejabberd always resolve by DNS: no dns option"
+	[ -z "$backend" ] || [ "$name" = fedhub ] || fail "the backend option is set up for fedhub only"
 	case "$name" in
 	fedhub) start_fedhub ;;
 	prosody) start_prosody ;;
