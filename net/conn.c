@@ -70,6 +70,21 @@ struct net_buf *net_buf_new(struct net_worker *w, size_t cap)
 	return b;
 }
 
+int net_buf_own(struct net_worker *w, struct net_buf **b, const char **p, size_t n)
+{
+	if (!*b || (*b)->bid < 0)
+		return 0;
+	struct net_buf *cb = net_buf_new(w, n);
+	if (!cb)
+		return -ENOMEM;
+	memcpy(cb->data, *p, n);
+	cb->len = (uint32_t)n;
+	net_buf_unref(w, *b);
+	*b = cb;
+	*p = cb->data;
+	return 0;
+}
+
 static void backlog_push(struct net_worker *w, const struct net_msg *m)
 {
 	if (w->nbacklog == w->backlog_cap) {

@@ -253,6 +253,11 @@ static inline void net_buf_ref(struct net_buf *b)
 }
 void net_buf_unref(struct net_worker *self, struct net_buf *b);
 struct net_buf *net_buf_new(struct net_worker *w, size_t cap);
+/* A slice (*p, n) of *b that will wait long (a queue for a link coming up,
+ * a stalled destination): if *b is a receive buffer, move the slice into a
+ * buffer of its own so the ring gets its buffer back; *b's reference passes
+ * to the copy. 0, or -ENOMEM with *b and *p unchanged. */
+int net_buf_own(struct net_worker *w, struct net_buf **b, const char **p, size_t n);
 
 /* Messages: from worker `self` (NULL on the control thread) to worker dst
  * (or NET_CTRL). Returns 0 or -ENOBUFS when that ring is full. */

@@ -768,19 +768,10 @@ void backend_enqueue(struct hubw *h, const char *remote, const char *local, stru
 		pr->q = nq;
 		pr->qcap = ncap;
 	}
-	if (b->bid >= 0) {
-		/* the backend may be down for a while: keep a copy, not a
-		 * receive buffer */
-		struct net_buf *cb = net_buf_new(h->w, n);
-		if (!cb) {
-			bounce = STERR_RESOURCE_CONSTRAINT;
-			goto bounce;
-		}
-		memcpy(cb->data, p, n);
-		cb->len = (uint32_t)n;
-		net_buf_unref(h->w, b);
-		b = cb;
-		p = cb->data;
+	/* the backend may be down for a while: keep a copy, not a receive buffer */
+	if (net_buf_own(h->w, &b, &p, n) < 0) {
+		bounce = STERR_RESOURCE_CONSTRAINT;
+		goto bounce;
 	}
 	pr->q[pr->qlen++] = (struct bk_item){b, p, (uint32_t)n, net_now_ms()};
 	queued_add(h, L, 1);

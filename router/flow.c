@@ -259,16 +259,8 @@ static int push(struct hubw *h, struct sess *d, struct net_buf *b, const char *p
 	struct flow_src *e = src.worker == FLOW_NO_SRC ? NULL : src_entry(q, src, true);
 	if (src.worker != FLOW_NO_SRC && !e)
 		return -ENOMEM;
-	if (b && b->bid >= 0) {
-		struct net_buf *cb = net_buf_new(h->w, n);
-		if (!cb)
-			return -ENOMEM;
-		memcpy(cb->data, p, n);
-		cb->len = (uint32_t)n;
-		net_buf_unref(h->w, b);
-		b = cb;
-		p = cb->data;
-	}
+	if (net_buf_own(h->w, &b, &p, n) < 0)
+		return -ENOMEM;
 	if (!q->len) {
 		q->progress_at = net_now_ms();
 		q->last_oq = d->c->oq_bytes;

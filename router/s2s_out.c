@@ -409,19 +409,11 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		pr->q = nq;
 		pr->qcap = ncap;
 	}
-	if (b->bid >= 0) {
-		/* a link may take seconds to come up: do not hold a receive
-		 * buffer (the worker's, or another's) for that long, keep a copy */
-		struct net_buf *cb = net_buf_new(h->w, n);
-		if (!cb) {
-			bounce = STERR_RESOURCE_CONSTRAINT;
-			goto bounce;
-		}
-		memcpy(cb->data, p, n);
-		cb->len = (uint32_t)n;
-		net_buf_unref(h->w, b);
-		b = cb;
-		p = cb->data;
+	/* a link may take seconds to come up: do not hold a receive buffer
+	 * (the worker's, or another's) for that long, keep a copy */
+	if (net_buf_own(h->w, &b, &p, n) < 0) {
+		bounce = STERR_RESOURCE_CONSTRAINT;
+		goto bounce;
 	}
 	pr->q[pr->qlen++] = (struct qitem){b, p, (uint32_t)n, net_now_ms()}; /* the queue holds the reference */
 	L->queued++;
