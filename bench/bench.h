@@ -157,6 +157,10 @@ struct bench_result {
 };
 
 int bench_run(const struct bench_opts *o, struct bench_result *r);
+/* stall with --stall-timeout: true (and says so on stderr) when a stanza came
+ * back bounced before the target's stall_timeout had passed since the stall
+ * began, i.e. needlessly. */
+bool bench_bounced_early(const struct bench_opts *o, const char *name, const struct bench_result *r);
 
 /* compare.c: compare mode's pieces, shared with many.c. bench_target_start runs
  * `target.sh start` for name (o gets the target's addresses and pid); 0 or -1

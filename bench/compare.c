@@ -263,14 +263,8 @@ static int bm_compare_row(const struct bm_args *a, const char *peers, const char
 	bool none = x->r.measured_delivered == 0 && oo.scenario != BS_IDLE_LINKS;
 	if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
 		worst = 1;
-	/* stall: a stanza bounced before stall_timeout was bounced needlessly */
-	if (oo.scenario == BS_STALL && oo.stall_timeout_s && x->r.bounced &&
-	    x->r.first_bounce_s < oo.stall_timeout_s) {
-		fprintf(stderr, "fedhub-bench: %s bounced a stanza %.3f s into the stall, before its stall_timeout (%d s)\n",
-			x->name, x->r.first_bounce_s, oo.stall_timeout_s);
-		if (worst < 1)
-			worst = 1;
-	}
+	if (bench_bounced_early(&oo, x->name, &x->r) && worst < 1)
+		worst = 1; /* stall: bounced before stall_timeout, needlessly */
 	return worst;
 }
 

@@ -139,8 +139,9 @@ static void bm_usage(FILE *f)
 	      "  --comp-pause MS           components stop reading for MS after every --comp-pause-every\n"
 	      "  --comp-pause-every K      stanzas (1000)\n"
 	      "  --stall-ms MS             stall: how long the first component stops reading (3000)\n"
-	      "  --stall-timeout S         fedhub's stall_timeout (default: its own, 30 s); stall fails\n"
-	      "                            if a stanza is bounced before it\n"
+	      "  --stall-timeout S         the target's stall_timeout (compare mode writes it into\n"
+	      "                            fedhub's config; default: its own, 30 s); stall fails if a\n"
+	      "                            stanza comes back bounced sooner after the stall began\n"
 	      "  --mix msg=90,presence=5,iq=5   stanza mix (relative weights)\n"
 	      "Output:\n"
 	      "  --json FILE               write the results as JSON\n"
@@ -887,7 +888,8 @@ static int bm_run_one(const struct bm_args *a, const char *cmdline)
 		bm_write_json(a->json, o, &t, 1, cmdline);
 	if (rc < 0 && (t.r.links_up < t.r.links_wanted || t.r.sent == 0))
 		return 2;
-	return (t.r.lost || t.r.out_of_order || t.r.error[0]) ? 1 : 0;
+	bool early = bench_bounced_early(o, t.name, &t.r);
+	return (t.r.lost || t.r.out_of_order || t.r.error[0] || early) ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -290,6 +290,15 @@ static void be_timed(struct eng *e)
 		r->drain_s = (double)(e->last_acct - e->t_measure1) / 1e9;
 }
 
+bool bench_bounced_early(const struct bench_opts *o, const char *name, const struct bench_result *r)
+{
+	if (o->scenario != BS_STALL || !o->stall_timeout_s || !r->bounced || r->first_bounce_s >= o->stall_timeout_s)
+		return false;
+	fprintf(stderr, "fedhub-bench: %s bounced a stanza %.3f s into the stall, before its stall_timeout (%d s)\n",
+		name, r->first_bounce_s, o->stall_timeout_s);
+	return true;
+}
+
 int bench_run(const struct bench_opts *o, struct bench_result *r)
 {
 	struct eng E, *e = &E;

@@ -8,6 +8,14 @@
 #                                one bounce, counted as service-unavailable
 #   burst_drop_one_is_lost       the same burst with one stanza never written:
 #                                exit 1, lost 1 (the check above can fail)
+#   stall_shorter_clean          one of two component domains stops reading for
+#                                1 s, less than fedhub's stall_timeout (30 s):
+#                                exit 0, nothing bounced or lost, the other
+#                                domain delivered meanwhile
+#   stall_early_bounce_fails     the same with one stanza to absent.fhb, which
+#                                fedhub bounces at once: a bounce before
+#                                stall_timeout, so exit 1 (the check above can
+#                                fail)
 #   many_domains_one_link        200 domains piggybacked on one link: every
 #                                dialback verification stream fedhub opens to
 #                                the bench and closes after its answer is not
@@ -86,6 +94,26 @@ lost=$(field "$j" lost) delivered=$(field "$j" delivered)
 ok=0
 [ "$rc" = 1 ] && [ "$lost" = 1 ] && [ "$delivered" = 1999 ] && ok=1
 report burst_drop_one_is_lost $ok "exit $rc, want 1; lost $lost, want 1; delivered $delivered, want 1999"
+
+S=(stall --links 2 --domains 4 --components 2 --comp-domain comp.fhb,comp2.fhb --rate 4000 --stall-ms 1000
+	--stall-timeout 30 --seconds 2 --warmup 0.5 --drain 5)
+run stall_shorter_clean -- "${S[@]}"
+j=$tmp/stall_shorter_clean.json
+sent=$(field "$j" sent) delivered=$(field "$j" delivered) bounced=$(field "$j" bounced) lost=$(field "$j" lost)
+other=$(field "$j" other_delivered)
+ok=0
+[ "$rc" = 0 ] && [ "$bounced" = 0 ] && [ "$lost" = 0 ] && [ "$sent" != missing ] && [ "$sent" -gt 0 ] &&
+	[ "$delivered" = "$sent" ] && [ "$other" != missing ] && [ "$other" -gt 0 ] && ok=1
+report stall_shorter_clean $ok "exit $rc; sent $sent, delivered $delivered, bounced $bounced, lost $lost," \
+	"other domain during the stall $other"
+
+run stall_early_bounce_fails -- "${S[@]}" --fault bounce-one
+j=$tmp/stall_early_bounce_fails.json
+bounced=$(field "$j" bounced) lost=$(field "$j" lost) first=$(field "$j" first_bounce_s)
+ok=0
+[ "$rc" = 1 ] && [ "$bounced" = 1 ] && [ "$lost" = 0 ] && [ "$first" != missing ] &&
+	python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 30 else 1)' "$first" && ok=1
+report stall_early_bounce_fails $ok "exit $rc, want 1; bounced $bounced, want 1; lost $lost; first bounce at ${first}s"
 
 run many_domains_one_link -- s2s-component --links 1 --domains 200 --seconds 2 --warmup 0.5 --drain 5
 j=$tmp/many_domains_one_link.json
