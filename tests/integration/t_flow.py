@@ -18,9 +18,9 @@ short stall_timeout so that queues fill and stalls end within seconds):
 
 Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
 hub and every socket are closed by the test."""
-import os, re, signal, socket, subprocess, sys, tempfile, threading, time
+import os, signal, socket, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from fakepeer import Component, RemoteServer, Reader, attr, NS_STREAM
+from fakepeer import RemoteServer, Reader, attr, NS_STREAM, Counter, counted_component, sender, in_order
 from hubproc import FEDHUB, Results, hub_section, metrics
 
 S2S, COMP, HTTP, REMOTE, SINK = 25969, 25947, 25980, 25970, 25971
@@ -48,103 +48,14 @@ PAD = "x" * 200
 # (4 MiB here): a destination only stays full once that much is unread too,
 # so the stall scenarios send 6 MiB to it.
 BIG = "y" * 2000
-MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
 
 T = Results()
 check = T.check
 
 
-class Counter:
-    """Reads a socket (after its stream header) and records every <message/>:
-    (time, id, is_error, raw). `pace`: seconds to sleep between reads of
-    `chunk` bytes (a slow reader); `hold`: an Event that stops reading while set."""
-
-    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0, hold=None):
-        self.s, self.buf, self.chunk, self.pace, self.hold = sock, buf, chunk, pace, hold
-        self.got, self.lock, self.closed = [], threading.Lock(), False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        self.s.settimeout(0.2)
-        while not self.closed:
-            if self.hold is not None and self.hold.is_set():
-                time.sleep(0.02)
-                continue
-            try:
-                d = self.s.recv(self.chunk)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not d:
-                return
-            self.buf += d
-            now = time.time()
-            last = 0
-            for m in MSG_RE.finditer(self.buf):
-                raw = m.group(0)
-                mid = re.search(rb"id='([^']*)'", raw)
-                with self.lock:
-                    self.got.append((now, mid.group(1).decode() if mid else "", b"type='error'" in raw, raw))
-                last = m.end()
-            self.buf = self.buf[last:]
-            if self.pace:
-                time.sleep(self.pace)
-
-    def items(self):
-        with self.lock:
-            return list(self.got)
-
-    def wait(self, pred, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if pred(self.items()):
-                return True
-            time.sleep(0.05)
-        return pred(self.items())
-
-
 def component(domain, rcvbuf=None, **kw):
     """A component whose received stanzas a Counter records."""
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(5)
-    s.connect(("127.0.0.1", COMP))
-    r = Reader(s)
-    s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
-               % (NS_STREAM, domain)).encode())
-    import hashlib
-    sid = attr(r.stream_header() + ">", "id") or ""
-    s.sendall(("<handshake>%s</handshake>" % hashlib.sha1((sid + "s3cret").encode()).hexdigest()).encode())
-    el = r.element()
-    if not el.startswith("<handshake"):
-        raise RuntimeError("handshake refused: " + el)
-    return s, Counter(s, r.buf, **kw)
-
-
-def sender(sock, stanzas):
-    """Writes stanzas from a thread (it blocks while the hub does not read)."""
-    done = threading.Event()
-
-    def run():
-        sock.settimeout(60)
-        try:
-            data = "".join(stanzas).encode()
-            for i in range(0, len(data), 16384):
-                sock.sendall(data[i:i + 16384])
-        except OSError:
-            pass
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return done
-
-
-def in_order(ids, prefix):
-    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
-    return nums == sorted(nums)
+    return counted_component(COMP, domain, rcvbuf=rcvbuf, **kw)
 
 
 def bounces(rs, prefix):
