@@ -31,17 +31,7 @@ check = T.check
 
 def main():
     hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-route-"), ready_ports=(COMP, S2S, PROXY, HTTP))
-    holder = []
-    try:
-        if check("hub starts", hub.start(), "see its log"):
-            run(holder)
-    except Exception as e:  # a case that broke the script is a failure
-        check("the cases ran to the end", False, repr(e))
-    finally:
-        for rs in holder:
-            rs.close()
-        hub.finish(T)
-    T.exit()
+    T.run_script(lambda: ("hub starts", hub.start(), "see its log"), run, hub.finish)
 
 
 def run(holder):

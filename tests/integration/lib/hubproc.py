@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -56,6 +57,27 @@ class Results:
         """The summary line; exit status 0 only when something ran and all passed."""
         print("%d passed, %d failed" % (self.results.count(True), self.results.count(False)), flush=True)
         sys.exit(0 if self.all_ok() else 1)
+
+    def run_script(self, start, cases, finish):
+        """A script's body, then exit(). start() returns the first case,
+        (name, ok, detail): the peers are up. Only when it passed, cases(closing)
+        runs, appending to the list closing what must be closed at the end
+        (scripted peers). An exception is a failed case, its traceback on
+        stderr. Whatever happened, everything in closing is closed and
+        finish(self) checks the hub's (or the cluster's) exit."""
+        closing = []
+        try:
+            name, ok, detail = start()
+            if self.check(name, ok, detail):
+                cases(closing)
+        except Exception as e:  # a case that broke the script is a failure
+            traceback.print_exc()
+            self.check("the cases ran to the end", False, repr(e))
+        finally:
+            for c in closing:
+                c.close()
+            finish(self)
+        self.exit()
 
 
 def hub_section(s2s, comp, http, dns=None, workers=2):
