@@ -25,12 +25,12 @@ else
 fi
 
 gone=()
+# shellcheck disable=SC2016 # the backquotes are literal
 while read -r f; do
 	case $f in
 	*'*'*) compgen -G "$f" >/dev/null || gone+=("$f") ;;
 	*) [ -e "$f" ] || gone+=("$f") ;;
 	esac
-# shellcheck disable=SC2016 # the backquotes are literal
 done < <(grep -oE '`(router|net|xml|bench|tools)/[^` ]+`' <<<"$table" | tr -d '`' | sort -u)
 if [ "${#gone[@]}" -eq 0 ]; then
 	echo "ok readme_names_only_existing_files"
