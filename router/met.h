@@ -168,14 +168,12 @@ int met_init(int nworkers);
 struct met_worker *met_of(int worker);
 /* Connections open in the whole hub (every worker's gauge summed). */
 uint64_t met_conns_open(void);
-/* false: /health answers 503 {"status":"unavailable",...} so a load
- * balancer stops sending new links; the daemon clears it when shutdown
- * begins, while it drains. Initially true. Also exported as the gauge
- * fedhub_ready. Thread-safe. */
-void met_set_ready(bool ready);
-/* The same with a name and a reason: "ok" is ready (200); anything else,
- * e.g. met_set_state("draining", "SIGTERM"), answers 503
- * {"status":"draining","reason":"SIGTERM",...}. reason may be NULL. */
+/* The state /health reports: "ok" is ready (200, the initial state);
+ * anything else, e.g. met_set_state("draining", "SIGTERM"), answers 503
+ * {"status":"draining","reason":"SIGTERM",...} so a load balancer stops
+ * sending new links (the daemon says "starting" until its workers run and
+ * "draining" from the start of a shutdown). reason may be NULL. Also
+ * exported as the gauge fedhub_ready. Thread-safe. */
 void met_set_state(const char *status, const char *reason);
 
 /* Start the HTTP endpoint (libmicrohttpd, its own thread), bound to addr only.
@@ -234,6 +232,10 @@ int64_t met_der_not_after(const uint8_t *der, size_t n);
  * (backslash, double quote, newline) into out; returns the length like
  * snprintf. */
 size_t met_escape_label(const char *in, char *out, size_t cap);
+
+/* A JSON string (RFC 8259 §7): s quoted and escaped, written as pieces
+ * through put(o, bytes, length). /health and the control socket use it. */
+void met_json_str(void (*put)(void *o, const char *p, size_t n), void *o, const char *s);
 
 /* The backends' names for the labels (met_backend.c); the slot of backend
  * index i is met_backend_slot(i). Call before the workers start. */
