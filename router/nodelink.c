@@ -37,10 +37,11 @@
  * order; no new link to that node starts before that, so nothing overtakes.
  *
  * Until a link has authenticated, stanzas for it wait in its connect queue
- * (copies: a provided buffer must not wait on a connect), at most
- * link_queue_max of them (plus what a failed link's ring put back) and
- * stall_timeout long, then are bounced; when the node leaves the directory
- * they are routed again.
+ * (copies: a provided buffer must not wait on a connect), stall_timeout
+ * long, then are bounced; past link_queue_max of them (or source_allowance
+ * bytes) each holds a pause of its source, and only 16 times link_queue_max
+ * is refused, as for an s2s link coming up. When the node leaves the
+ * directory they are routed again.
  *
  * Leases. The receiver checks each stanza that travels under a lease
  * against its own: none, or an older token than the one named, means the
@@ -71,9 +72,9 @@
  * bounded by send_queue_max too), and entries its ring may hold in all. */
 #define NL_UNACKED_MAX 4096
 #define NL_RING_MAX 65536
-/* Unacknowledged entries past which a receive buffer's slice is moved into
- * a buffer of its own before it goes on the stream (net/'s rule for slow
- * send queues: the ring must not pin the provided-buffer pool). */
+/* Unacknowledged entries past which a slice of a receive buffer that runs
+ * short is moved into a buffer of its own before it goes on the stream
+ * (net/'s rule for slow send queues: the ring must not pin the pool). */
 #define NL_PIN_MAX 64
 
 /* ---- state ---------------------------------------------------------------- */
@@ -125,6 +126,7 @@ struct nl_out {
 	uint32_t whead, wlen, wcap;
 	uint64_t wbytes, wsince;
 	uint32_t old; /* its former links not closed yet: no new one before */
+	bool rerouting;
 };
 
 struct nl_worker {
@@ -250,13 +252,17 @@ static void wq_bounce_all(struct hubw *h, struct nl_out *o, enum hub_sterr err)
 
 static void wq_reroute_all(struct hubw *h, struct nl_out *o)
 {
-	uint32_t n = o->wlen; /* what comes back here (it cannot: the node is gone) stays */
+	uint32_t n = o->wlen; /* what comes back here stays */
+	if (o->rerouting)
+		return; /* a stanza being routed again triggered this again */
+	o->rerouting = true;
 	while (n-- && o->wlen) {
 		struct nl_wait it = wq_pop(o);
 		if (it.held)
 			flow_src_release(h, it.src);
 		route_raw(h, it.b, it.b->data, it.n);
 	}
+	o->rerouting = false;
 }
 
 /* Room in o's connect queue for `more` entries. */
@@ -297,7 +303,9 @@ static int wq_push(struct hubw *h, struct nl_out *o, struct net_buf *b, const ch
 		   size_t rn, uint64_t token, struct net_ref src, enum hub_sterr *why)
 {
 	*why = STERR_RESOURCE_CONSTRAINT;
-	if (o->wlen >= hub_cfg->link_queue_max) {
+	/* like an s2s link coming up: past link_queue_max a stanza still waits
+	 * and pauses its source; only 16 times that is refused */
+	if (o->wlen >= 16 * hub_cfg->link_queue_max) {
 		MET_INC(h->m, send_queue_full);
 		return -ENOBUFS;
 	}
@@ -311,7 +319,7 @@ static int wq_push(struct hubw *h, struct nl_out *o, struct net_buf *b, const ch
 	if (!o->wlen)
 		o->wsince = net_now_ms();
 	o->wbytes += n;
-	if (src.worker != FLOW_NO_SRC && o->wbytes > hub_cfg->source_allowance) {
+	if (src.worker != FLOW_NO_SRC && (o->wbytes > hub_cfg->source_allowance || o->wlen >= hub_cfg->link_queue_max)) {
 		it.held = true; /* the link is slow to come up: slow its sources too */
 		flow_src_hold(h, src);
 	}
@@ -413,7 +421,7 @@ static void out_pump(struct hubw *h, struct sess *s)
 				x->token = e->token;
 			}
 		}
-		if (r->nsent >= NL_PIN_MAX && e->b && e->b->bid >= 0)
+		if (r->nsent >= NL_PIN_MAX && net_buf_scarce(e->b))
 			(void)net_buf_own(h->w, &e->b, &e->p, e->n); /* out of memory: it stays a slice */
 		if (net_send_slice_take(c, NULL, e->p, e->n) < 0)
 			break; /* full (on_drain comes back) or closing (on_close takes the ring) */
@@ -603,6 +611,15 @@ int nl_forward(struct hubw *h, int node_idx, struct net_buf *b, const char *p, s
 	if (rc == 0 && !o->s && !o->old && net_now_ms() >= o->retry_at)
 		out_connect(h, o, node_idx);
 	return rc;
+}
+
+void nl_reroute_waiting(struct hubw *h, int node_idx)
+{
+	if (!h->nl || node_idx < 0 || node_idx >= CLU_MAX_NODES)
+		return;
+	struct nl_out *o = &h->nl->out[node_idx];
+	if (o->wlen && !o->old && !(o->s && o->s->nl->st == NLS_READY))
+		wq_reroute_all(h, o);
 }
 
 /* ---- component placement -------------------------------------------------- */

@@ -67,8 +67,9 @@ void nl_accept(struct net_conn *c);
  * mark (send_queue_max bytes queued, or NL_UNACKED_MAX stanzas or
  * send_queue_max bytes unacknowledged; src is paused while more than
  * source_allowance bytes wait, like for a slow component), or waiting
- * for the link to connect and authenticate (bounded by link_queue_max
- * stanzas and stall_timeout; then bounced remote-server-timeout).
+ * for the link to connect and authenticate (its source paused past
+ * link_queue_max stanzas, refused past 16 times that; bounced
+ * remote-server-timeout after stall_timeout).
  * Negative: not taken, the caller still holds the reference and bounces
  * the stanza with *why: -EHOSTUNREACH (no such node, or it is not alive),
  * -ENOBUFS / -ENOMEM (queues full: resource-constraint), -ETIMEDOUT (the
@@ -102,6 +103,15 @@ void nl_set_refused_hook(nl_refused_fn *fn);
  */
 bool nl_comp_forward(struct hubw *h, const char *domain, size_t dn, struct net_buf *b, const struct xml_stanza *st,
 		     struct net_ref src);
+
+/*
+ * What waits in this worker's connect queue for node node_idx (its link is
+ * not up) is routed again now, in order: that node lost a lease, or is gone.
+ * Stanzas that still belong to it come back to the queue, in order. The
+ * s2s links call it when the owner of their remote changes from that node,
+ * before routing anything newer, so the older stanzas go first.
+ */
+void nl_reroute_waiting(struct hubw *h, int node_idx);
 
 /* hub.c: every tick (~100 ms) on each worker (connect retries, stall
  * bounces, idle keepalive), and at worker stop. */
