@@ -382,6 +382,11 @@ static bool bufs_short(uint16_t owner)
 	return __atomic_load_n(&o->bufs_out, __ATOMIC_RELAXED) > o->nbufs / 2;
 }
 
+bool net_buf_scarce(const struct net_buf *b)
+{
+	return b && b->bid >= 0 && bufs_short(b->owner);
+}
+
 int net_send_slice(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	net_buf_ref(b); /* only ever on the owner's thread: see net.h */

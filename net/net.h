@@ -258,6 +258,10 @@ struct net_buf *net_buf_new(struct net_worker *w, size_t cap);
  * buffer of its own so the ring gets its buffer back; *b's reference passes
  * to the copy. 0, or -ENOMEM with *b and *p unchanged. */
 int net_buf_own(struct net_worker *w, struct net_buf **b, const char **p, size_t n);
+/* b is a receive buffer of a worker whose provided buffers run short (more
+ * than half are held): a slice that will be held a while should be moved
+ * out of it (net_buf_own), as send queues do past a few slices. */
+bool net_buf_scarce(const struct net_buf *b);
 
 /* Messages: from worker `self` (NULL on the control thread) to worker dst
  * (or NET_CTRL). Returns 0 or -ENOBUFS when that ring is full. */

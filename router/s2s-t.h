@@ -121,7 +121,9 @@ void s2s_links_free(struct hubw *h);
 void s2s_clu_link_new(struct hubw *h, struct s2s_out *L);
 /* L goes away: give its lease back. */
 void s2s_clu_link_free(struct hubw *h, struct s2s_out *L);
-/* A stanza for a forward link: true when it was handled (forwarded or bounced). */
+/* A stanza for a forward link: true when it was handled (forwarded or
+ * bounced); false: the owner is gone, the lease is asked again and the
+ * stanza is the caller's to queue. */
 bool s2s_clu_forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const char *p, size_t n,
 		     struct net_ref src);
 /* Once a second: an ask that could not be sent is sent again. */
