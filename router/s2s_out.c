@@ -299,7 +299,7 @@ static void link_start(struct hubw *h, struct s2s_out *L)
 {
 	if (!s2s_clu_may_send(L))
 		return; /* no DNS, no connection before the lease is ours */
-	struct dns_target t[DNS_MAX_TARGETS];
+	struct dns_target t[DNS_MAX_TARGETS] = {0};
 	int nt = 0;
 	L->next_t = 0;
 	if (s2s_route_targets(L->remote, t, &nt)) {

@@ -45,6 +45,7 @@ bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
 			continue; /* not IPv4 or IPv6: cfg takes no other */
 		memcpy(&t[*nt].ss, &r->connect[i].ss, r->connect[i].len);
 		t[*nt].len = r->connect[i].len;
+		t[*nt].tls = false; /* a [route]'s direct_tls is the route's own (s2s_out.c) */
 		(*nt)++;
 	}
 	return true;
