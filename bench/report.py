@@ -299,20 +299,24 @@ def many_tables(d):
             f" bench's listener and authenticates it by dialback. 'all up' = first write to the last stanza"
             f" accounted; come-up = per domain, write to delivery. Hard fd limit: {d.get('nofile_hard')}"
             " (the bench raises its own to it; target.sh raises fedhub's). UDP drops = datagrams this host"
-            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors).", "",
-            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | UDP drops |",
-            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors). KiB per domain ="
+            " (fedhub's peak RSS - its RSS before the run) / N: an outbound link with its pair, its DNS"
+            " answer or [route], and the bench's dialback verification stream into fedhub while it lasts.", "",
+            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | KiB per domain | UDP drops |",
+            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for k, r in rows.items():
         if r["kind"] != "remote":
             continue
         x = t.get(k, {})
         how = "DNS" if r.get("dns") else "routes"
         if "skipped" in x:
-            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 8))
+            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 9))
             continue
+        peak, before = x.get('peak_rss_kib', 0), x.get('rss_before_kib', 0)
+        per = (peak - before) / r['domains'] if peak > before and r['domains'] else 0
         out.append(f"| {r['domains']} | {how} | {x['drain_s']:.2f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | "
                    f"{ms(x['max_us'])} | {x['delivered']} | {x['bounced']} ({conds(x)}) | {x['lost']} | "
-                   f"{x.get('peak_rss_kib', 0) / 1024:.1f} | {x.get('udp_rcvbuf_drops', -1)} |")
+                   f"{peak / 1024:.1f} | {per:.2f} | {x.get('udp_rcvbuf_drops', -1)} |")
     return "\n".join(out)
 
 
