@@ -242,8 +242,13 @@ static void tls_in(struct net_worker *w, struct net_conn *c, const char *p, size
 	size_t off = 0;
 	while (off < n || (c->flags & NET_F_TLS_HS) == 0) {
 		if (off < n) {
-			size_t k = n - off;
-			int rc = tls_feed(c->tls, p + off, k);
+			/* in pieces the engine takes: bytes held while paused can be
+			 * more than its whole input bound, and offered at once they
+			 * would never fit */
+			size_t k = n - off, room = tls_in_room(c->tls);
+			if (k > room)
+				k = room;
+			int rc = k ? tls_feed(c->tls, p + off, k) : TLS_ERR_AGAIN;
 			if (rc == TLS_ERR_AGAIN)
 				k = 0; /* read what is buffered first */
 			else if (rc < 0) {
