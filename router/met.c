@@ -761,6 +761,7 @@ size_t met_render(char *buf, size_t cap)
 	render_static(&o);
 	met_render_process(&o);
 	met_render_dns(&o);
+	met_render_latency(&o);
 	met_render_backends(&o);
 	met_render_cluster(&o);
 	pthread_mutex_unlock(&met.lock);

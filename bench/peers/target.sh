@@ -156,6 +156,7 @@ start_fedhub() {
 	echo "pid=$pid"
 	echo "s2s=127.0.0.1:22269"
 	echo "comp=127.0.0.1:22347"
+	echo "http=127.0.0.1:22280"
 	[ "$tls" = tls ] && echo "tls_dir=$dir/certs"
 	return 0
 }
