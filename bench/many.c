@@ -206,8 +206,8 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 	       "or by static routes)\n");
 	printf("| remote domains | found by | all up s | come-up p50 ms | p99 ms | delivered | bounced (by condition) "
 	       "| "
-	       "lost | peak RSS MiB | UDP drops | result |\n");
-	printf("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|\n");
+	       "lost | peak RSS MiB | KiB per domain | UDP drops | result |\n");
+	printf("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n");
 	for (int i = 0; i < nr; i++) {
 		struct mrow *m = &rows[i];
 		if (strcmp(m->kind, "remote"))
@@ -220,8 +220,12 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		char res[64];
 		snprintf(res, sizeof res, r->bounced + r->lost ? "%llu of %d failed" : "all up",
 			 (unsigned long long)(r->bounced + r->lost), m->domains);
-		printf(") | %llu | %.1f | %lld | %s |\n", (unsigned long long)r->lost, r->target_peak_kib / 1024.0,
-		       (long long)r->udp_rcvbuf_drops,
+		/* what the domains added: the peak over fedhub's RSS before the run */
+		double kib = r->target_peak_kib > r->target_rss_before_kib && m->domains
+				     ? (double)(r->target_peak_kib - r->target_rss_before_kib) / m->domains
+				     : 0;
+		printf(") | %llu | %.1f | %.2f | %lld | %s |\n", (unsigned long long)r->lost, r->target_peak_kib / 1024.0,
+		       kib, (long long)r->udp_rcvbuf_drops,
 		       m->skipped[0] ? m->skipped
 		       : r->error[0] ? r->error
 				     : res);

@@ -231,16 +231,22 @@ def tls_vs_plain():
 
 
 def backend_vs_component():
-    """The backend path's CPU per stanza against s2s -> component's (target: at most 1.2x)."""
-    s = ["## A backend behind the hub vs a component: fedhub CPU per stanza", "",
-         "The two runs above and the same two scenarios open loop at 20,000 stanzas/s, back to back,"
-         " each beside the bench's direct baseline: fedhub's share of the latency is each percentile"
-         " minus the direct run's (see 'Router-added latency' for the method). Target: the backend"
-         " path costs at most 1.2x the hub CPU per stanza of s2s -> component.", ""]
-    rows = [("closed loop (maximum)", "s2s-component", "s2s-backend"),
+    """The backend path's CPU per stanza against s2s -> component's (target: at most 1.2x), from
+    back-to-back runs with the same links and domains: closed loop, then open loop at one rate."""
+    s = ["## Backends: backend → hub → remote", "",
+         "The bench plays a backend server behind fedhub and the remote servers at once"
+         " (s2s-backend: remote -> fedhub -> backend and backend -> fedhub -> remote, half the"
+         " stanzas each way; see 'fedhub: a backend behind the hub' above), against s2s -> component"
+         " with the same 8 links and 32 domains and one component. Each pair of runs is back to"
+         " back: closed loop (each at its own maximum), then open loop at 20,000 stanzas/s, each"
+         " beside the bench's direct baseline: fedhub's share of the latency (router-added) is each"
+         " percentile minus the direct run's (see 'Router-added latency' for the method). Target:"
+         " the backend path costs at most 1.2x the hub CPU per stanza of s2s -> component.", ""]
+    rows = [("closed loop (maximum)", "s2s-backend-comp", "s2s-backend"),
             ("open loop, 20,000/s", "s2s-component-20k", "s2s-backend-20k")]
+    s += ["```"] + [command(n) or f"({n}: not run)" for _, cn, bn in rows for n in (cn, bn)] + ["```", ""]
     table = ["| load | component stanzas/s | backend stanzas/s | component us/stanza | backend us/stanza |"
-             " backend / component | router-added p99 ms, component | backend |",
+             " backend / component | router-added p50 / p99 ms, component | backend |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     ratios = []
     for label, cn, bn in rows:
@@ -258,8 +264,8 @@ def backend_vs_component():
         def added(d, x):
             y = d["targets"].get("direct")
             if not y or "skipped" in y:
-                return "n/a"
-            return ms(x["p99_us"] - y["p99_us"])
+                return "n/a (no direct run)"
+            return f"{ms(x['p50_us'] - y['p50_us'])} / {ms(x['p99_us'] - y['p99_us'])}"
         table.append(f"| {label} | {c['stanzas_per_s']:.0f} | {b['stanzas_per_s']:.0f} |"
                      f" {c['cpu_us_per_stanza']:.2f} | {b['cpu_us_per_stanza']:.2f} | {ratio:.2f}x |"
                      f" {added(dc, c)} | {added(db, b)} |")
@@ -299,20 +305,24 @@ def many_tables(d):
             f" bench's listener and authenticates it by dialback. 'all up' = first write to the last stanza"
             f" accounted; come-up = per domain, write to delivery. Hard fd limit: {d.get('nofile_hard')}"
             " (the bench raises its own to it; target.sh raises fedhub's). UDP drops = datagrams this host"
-            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors).", "",
-            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | UDP drops |",
-            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors). KiB per domain ="
+            " (fedhub's peak RSS - its RSS before the run) / N: an outbound link with its pair, its DNS"
+            " answer or [route], and the bench's dialback verification stream into fedhub while it lasts.", "",
+            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | KiB per domain | UDP drops |",
+            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for k, r in rows.items():
         if r["kind"] != "remote":
             continue
         x = t.get(k, {})
         how = "DNS" if r.get("dns") else "routes"
         if "skipped" in x:
-            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 8))
+            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 9))
             continue
+        peak, before = x.get('peak_rss_kib', 0), x.get('rss_before_kib', 0)
+        per = (peak - before) / r['domains'] if peak > before and r['domains'] else 0
         out.append(f"| {r['domains']} | {how} | {x['drain_s']:.2f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | "
                    f"{ms(x['max_us'])} | {x['delivered']} | {x['bounced']} ({conds(x)}) | {x['lost']} | "
-                   f"{x.get('peak_rss_kib', 0) / 1024:.1f} | {x.get('udp_rcvbuf_drops', -1)} |")
+                   f"{peak / 1024:.1f} | {per:.2f} | {x.get('udp_rcvbuf_drops', -1)} |")
     return "\n".join(out)
 
 

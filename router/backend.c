@@ -713,10 +713,11 @@ const struct net_conn_ops backend_ops = {
 
 /* ---- the stanza path ----------------------------------------------------- */
 
-void backend_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
-		     struct net_ref src)
+void backend_enqueue(struct hubw *h, const struct cfg_backend *bk, const char *remote, const char *local,
+		     struct net_buf *b, const char *p, size_t n, struct net_ref src)
 {
-	const struct cfg_backend *bk = cfg_backend_of(hub_cfg, local);
+	if (!bk)
+		bk = cfg_backend_of(hub_cfg, local);
 	enum hub_sterr bounce = STERR_SERVICE_UNAVAILABLE;
 	if (!bk)
 		goto bounce; /* a reload took the domain away meanwhile */

@@ -20,9 +20,10 @@ extern const struct net_conn_ops backend_ops;
  * link carries them all, in order. */
 int backend_owner(const char *remote, const struct cfg_backend *b);
 /* A stanza from `remote` for the backend domain `local`, on the owner
- * worker. Consumes the reference on b. */
-void backend_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
-		     struct net_ref src);
+ * worker; bk is local's backend when the caller looked it up (in this
+ * configuration), else NULL. Consumes the reference on b. */
+void backend_enqueue(struct hubw *h, const struct cfg_backend *bk, const char *remote, const char *local,
+		     struct net_buf *b, const char *p, size_t n, struct net_ref src);
 /* Once a second: stalled queues bounced, dialback answers overdue, idle
  * links closed, back-off over. */
 void backend_tick(struct hubw *h, uint64_t now);

@@ -289,7 +289,7 @@ bool ctl_on_dns(struct hubw *h, struct dns_req *r)
 	for (int i = 0; i < r->ntargets; i++) {
 		char host[INET6_ADDRSTRLEN] = "?";
 		int port = 0;
-		const struct sockaddr_storage *ss = &r->t[i].ss;
+		const union dns_addr *ss = &r->t[i].ss;
 		if (ss->ss_family == AF_INET) {
 			const struct sockaddr_in *a = (const void *)ss;
 			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));

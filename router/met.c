@@ -742,6 +742,9 @@ size_t met_render(char *buf, size_t cap)
 		   SUM(nl_queue_bytes));
 	met_metric(&o, "cluster_node_queue_stanzas", "", "gauge", "stanzas waiting for a node link to authenticate",
 		   SUM(nl_queue_stanzas));
+	met_metric(&o, "node_link_unacked", "", "gauge",
+		   "stanzas sent or about to be sent on node links and not acknowledged by the receiving node yet",
+		   SUM(nl_unacked));
 	met_metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	met_metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	met_metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
@@ -750,6 +753,7 @@ size_t met_render(char *buf, size_t cap)
 	render_static(&o);
 	met_render_process(&o);
 	met_render_dns(&o);
+	met_render_latency(&o);
 	met_render_backends(&o);
 	met_render_cluster(&o);
 	pthread_mutex_unlock(&met.lock);

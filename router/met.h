@@ -48,7 +48,8 @@
 	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")                   \
 	X(cluster_refused, "forwarded stanzas sent back: their lease is not ours or newer than ours")              \
 	X(cluster_returned, "stanzas another node sent back (a stale lease), routed again")                        \
-	X(cluster_node_auth_failures, "node links closed: the cluster secret was not proved")
+	X(cluster_node_auth_failures, "node links closed: the cluster secret was not proved")                      \
+	X(node_link_resent, "stanzas a failed node link had not had acknowledged, queued to go again")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */
 #define MET_COUNTERS_IN(X)                                                                                \
@@ -136,6 +137,7 @@ struct met_worker {
 	uint64_t cluster_fwd[2];      /* stanzas forwarded [0] to another node, [1] from one */
 	uint64_t nl_queue_bytes;      /* gauge, set each tick: bytes waiting for node links */
 	uint64_t nl_queue_stanzas;    /* gauge: stanzas waiting for a node link to authenticate */
+	uint64_t nl_unacked;          /* gauge: stanzas in node links' rings (not acknowledged yet) */
 	/* the deepest flow queues, published by the worker once a tick
 	 * (met_flow_publish) under flow_seq: odd while it writes */
 	uint64_t flow_seq;

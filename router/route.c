@@ -296,7 +296,7 @@ static void to_backend(struct hubw *h, const struct cfg_backend *bk, const struc
 {
 	int owner = backend_owner(a->fr, bk);
 	if (owner == net_worker_id(h->w)) {
-		backend_enqueue(h, a->fr, a->to, b, st->raw.p, st->raw.n, src);
+		backend_enqueue(h, bk, a->fr, a->to, b, st->raw.p, st->raw.n, src);
 		return;
 	}
 	struct net_msg m;
@@ -473,6 +473,7 @@ void route_decoded(struct hubw *h, struct sess *src, struct net_buf *b, const st
 	case ADDR_DROP:
 		goto drop;
 	}
+	const struct cfg_backend *fb = NULL; /* from a backend's domain, on its own stream */
 	if (src) {
 		/* counted once it passed the address checks: what a peer or
 		 * component sent us; the hub's own stanzas count apart */
@@ -482,7 +483,7 @@ void route_decoded(struct hubw *h, struct sess *src, struct net_buf *b, const st
 						: met_dom_slot(MET_DOM_REMOTE, a->fr);
 		MET_INC(h->m, dom[ds].stanzas[0]);
 		MET_ADD(h->m, dom[ds].bytes[0], st->raw.n);
-		const struct cfg_backend *fb = src->bk_src ? cfg_backend_of(hub_cfg, a->fr) : NULL;
+		fb = src->bk_src ? cfg_backend_of(hub_cfg, a->fr) : NULL;
 		if (fb)
 			MET_INC(h->m, bk[met_backend_slot((int)(fb - hub_cfg->backends))].stanzas_out);
 	}
@@ -513,8 +514,9 @@ void route_decoded(struct hubw *h, struct sess *src, struct net_buf *b, const st
 			break;
 		}
 	}
-	/* A remote domain: only for stanzas from a domain we serve. */
-	if (!hub_serves(a->fr, (size_t)a->fl)) {
+	/* A remote domain: only for stanzas from a domain we serve (a
+	 * backend's domain is one: no second lookup for its transit). */
+	if (!fb && !hub_serves(a->fr, (size_t)a->fl)) {
 		route_bounce(h, st, STERR_SERVICE_UNAVAILABLE, NULL);
 		goto drop;
 	}
@@ -553,7 +555,7 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
 		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
 		if (tl > 0 && fl > 0)
-			backend_enqueue(h, fr, to, m->buf, st.raw.p, st.raw.n, src);
+			backend_enqueue(h, NULL, fr, to, m->buf, st.raw.p, st.raw.n, src);
 		else
 			net_buf_unref(h->w, m->buf);
 	} else if (m->type == HUB_MSG_TO_LINK) {
