@@ -550,23 +550,20 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 	struct net_ref src = xstz_src(x);
 	if (m->type == HUB_MSG_STANZA) {
 		to_conn(h, x->dst, m->buf, &st, x->hops, src);
-	} else if (m->type == HUB_MSG_TO_BACKEND) {
-		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
-		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
-		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
-		if (tl > 0 && fl > 0)
-			backend_enqueue(h, NULL, fr, to, m->buf, st.raw.p, st.raw.n, src);
-		else
-			net_buf_unref(h->w, m->buf);
-	} else if (m->type == HUB_MSG_TO_LINK) {
-		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
-		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
-		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
-		if (tl > 0 && fl > 0)
-			s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n, src);
-		else
-			net_buf_unref(h->w, m->buf);
+		return;
 	}
+	if (m->type != HUB_MSG_TO_BACKEND && m->type != HUB_MSG_TO_LINK)
+		return;
+	/* for a backend or an outbound link: its queue is by (from, to) domain */
+	char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
+	int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
+	int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
+	if (tl <= 0 || fl <= 0)
+		net_buf_unref(h->w, m->buf);
+	else if (m->type == HUB_MSG_TO_BACKEND)
+		backend_enqueue(h, NULL, fr, to, m->buf, st.raw.p, st.raw.n, src);
+	else
+		s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n, src);
 }
 
 void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text)

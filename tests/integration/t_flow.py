@@ -18,10 +18,10 @@ short stall_timeout so that queues fill and stalls end within seconds):
 
 Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
 hub and every socket are closed by the test."""
-import os, signal, socket, subprocess, sys, tempfile, threading, time
+import os, signal, socket, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import RemoteServer, Reader, attr, NS_STREAM, Counter, counted_component, sender, in_order
-from hubproc import FEDHUB, Results, hub_section, metrics
+from hubproc import Hub, Results, hub_section, metrics
 
 S2S, COMP, HTTP, REMOTE, SINK = 25969, 25947, 25980, 25970, 25971
 STALL = 2  # stall_timeout, seconds
@@ -259,49 +259,22 @@ def on_alarm(signum, frame):
 def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(90)
-    tmp = tempfile.mkdtemp(prefix="fedhub-flow-")
-    conf = os.path.join(tmp, "hub.conf")
-    open(conf, "w").write(CONF)
-    log = open(os.path.join(tmp, "hub.log"), "w")
-    hub = subprocess.Popen([FEDHUB, "-c", conf], stdout=log, stderr=log)
-    rs = None
-    try:
-        up = False
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
-                up = True
-                break
-            except OSError:
-                time.sleep(0.05)
-        check("hub starts", up)
+    hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-flow-"), ready_ports=(COMP,))
+
+    def cases(closing):
         rs = RemoteServer("remote.fake", REMOTE)
+        closing.append(rs)
         watch_bounces(rs)
         for scenario in (lambda: slow_component(rs), lambda: stalled_component(rs), slow_outbound):
             try:
                 scenario()
             except Exception as e:
                 check("scenario ran to the end", False, repr(e))
-        check("hub alive", hub.poll() is None, hub.returncode)
-    except Exception as e:
-        check("test ran to the end", False, repr(e))
+        check("hub alive", hub.alive(), hub.poll())
+    try:
+        T.run_script(lambda: ("hub starts", hub.start(), "see its log"), cases, hub.finish)
     finally:
         signal.alarm(0)
-        if rs:
-            rs.close()
-        if hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-            try:
-                rc = hub.wait(10)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                rc = hub.wait()
-            check("hub exits 0 on SIGTERM", rc == 0, rc)
-        log.close()
-        if not T.all_ok():
-            print(open(os.path.join(tmp, "hub.log"), errors="replace").read()[-4000:])
-        subprocess.call(["rm", "-rf", tmp])
-    T.exit()
 
 
 if __name__ == "__main__":
