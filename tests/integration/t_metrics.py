@@ -8,7 +8,7 @@ the domain's last error, certificate expiry, build and process info."""
 import os, re, socket, ssl, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer  # noqa: E402
-from hubproc import Hub, Results  # noqa: E402
+from hubproc import ROOT, Hub, Results  # noqa: E402
 
 S2S, COMP, HTTP, REMOTE = 24401, 24402, 24403, 24404
 N, M = 7, 5
