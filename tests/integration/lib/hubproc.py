@@ -147,8 +147,10 @@ class Hub:
     """The fedhub under test, one process per generation (a restart after a
     death is a new generation with a log of its own: hub.N.log)."""
 
-    def __init__(self, conf_text, tmp, ready_ports, binary=None):
+    def __init__(self, conf_text, tmp, ready_ports, binary=None, env=None):
+        """env: variables set for the process over this one's (None: unset)."""
         self.tmp, self.gen, self.proc, self.logs, self.log = tmp, 0, None, [], None
+        self.env = env or {}
         self.binary = binary or FEDHUB
         self.ready_ports = (ready_ports,) if isinstance(ready_ports, int) else tuple(ready_ports)
         self.conf = os.path.join(tmp, "hub.conf")
@@ -169,6 +171,11 @@ class Hub:
             f.write(TSAN_SUPP)
         env.setdefault("TSAN_OPTIONS", "halt_on_error=0:suppressions=" + supp)
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        for k, v in self.env.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         self.proc = subprocess.Popen([self.binary, "-c", self.conf], stderr=self.log, stdout=self.log, env=env)
         deadline = time.time() + 10
         for port in self.ready_ports:
