@@ -156,7 +156,7 @@ def idle_table(d):
 
 def errors(d):
     """What went wrong during a run that still measured something."""
-    out = [f"- {n}: {cell(t['error'])}" for n, t in d["targets"].items() if t.get("error")]
+    out = [f"- {n}: {cell(t['error'])}" for n, t in d.get("targets", {}).items() if t.get("error")]
     return ["", "Errors seen during the run:", ""] + out if out else []
 
 
@@ -565,7 +565,8 @@ L += section("Cluster", "cluster", cluster_table,
              " against D, then against A+B: a burst (the maximum) and open loop at fixed rates. Hub CPU is"
              " user+sys of every hub process over the run (link set-up included) divided by the stanzas"
              " delivered. Redis ops/s: each node's fedhub_redis_commands_total, and the server's"
-             " total_commands_processed (INFO stats), over the run or over a window with no traffic."
+             " total_commands_processed (INFO stats, which also counts the commands the registry's"
+             " scripts run inside Redis), over the run or over a window with no traffic."
              " Exit status 0: nothing lost or out of order in any run.")
 
 # Design notes written by hand (why a mechanism was chosen, with the measurements
