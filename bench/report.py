@@ -156,8 +156,39 @@ def idle_table(d):
 
 def errors(d):
     """What went wrong during a run that still measured something."""
-    out = [f"- {n}: {cell(t['error'])}" for n, t in d["targets"].items() if t.get("error")]
+    out = [f"- {n}: {cell(t['error'])}" for n, t in d.get("targets", {}).items() if t.get("error")]
     return ["", "Errors seen during the run:", ""] + out if out else []
+
+
+def cluster_table(d):
+    """bench/cluster-fwd.sh: a single hub (D) against two nodes (A forwards to B's component)."""
+    rows = ["| run | offered | delivered | stanzas/s | hub CPU us/stanza | Redis ops/s node A | node B | Redis server |",
+            "|---|---:|---:|---:|---|---:|---:|---:|"]
+    runs = {r["run"]: r for r in d["runs"]}
+    for r in d["runs"]:
+        if r["run"] == "rest":
+            rows.append(f"| cluster at rest ({r['seconds']:.0f} s, no traffic) | 0 | | | |"
+                        f" {r['redis_ops_per_s_a']:.1f} | {r['redis_ops_per_s_b']:.1f} | {r['redis_server_ops_per_s']:.1f} |")
+            continue
+        cpu = r["cpu_us"]
+        c = f"{cpu[0]:.3f}" if len(cpu) == 1 else f"A {cpu[0]:.3f} + B {cpu[1]:.3f} = {sum(cpu):.3f}"
+        offered = "burst (closed)" if r["rate"] == "burst" else f"{int(r['rate'])}/s"
+        ops = (f" {r['redis_ops_per_s_a']:.1f} | {r['redis_ops_per_s_b']:.1f} | {r['redis_server_ops_per_s']:.1f} |"
+               if "redis_ops_per_s_a" in r else " | | |")
+        rows.append(f"| {r['run']} | {offered} | {r['delivered']:.0f} | {r['stanzas_per_s']:.0f} | {c} |" + ops)
+    out = ["\n".join(rows), ""]
+    for r in d["runs"]:
+        if r["run"].startswith("direct-"):
+            f = runs.get("forwarded-" + r["run"][len("direct-"):])
+            if f:
+                extra = sum(f["cpu_us"]) - r["cpu_us"][0]
+                at = "at the maximum (burst)" if r["rate"] == "burst" else f"at {int(r['rate'])}/s"
+                out.append(f"- Forwarding adds {extra:.3f} us/stanza {at} (A + B - D);"
+                           f" throughput {f['stanzas_per_s'] / r['stanzas_per_s']:.2f}x the single hub's.")
+    out.append(f"- Leases held at the end (A, B): {', '.join('%.0f' % x for x in d['leases_held'])};"
+               f" stanzas node A forwarded: {d['forwarded']:.0f}.")
+    out.append(f"- Redis calls by command over the cluster's runs: {', '.join(d['commandstats'])}.")
+    return "\n".join(out)
 
 
 def section(title, name, body_fn, intro=""):
@@ -536,6 +567,17 @@ else:
                  " minus the same percentile of the direct run. Percentiles of a difference are not"
                  " differences of percentiles, so this is an estimate of the tail fedhub adds, not an exact"
                  " per-stanza figure; the two runs are back to back on the same pinned CPUs.")
+
+L += section("Cluster", "cluster", cluster_table,
+             "bench/cluster-fwd.sh: one hub (D, one worker) against a two-node cluster (A and B, one worker"
+             " each, a redis-server as the registry) with the component on B only, so every stanza takes"
+             " the forwarded path: 4 dialback links -> A -> node link -> B -> component. Each load runs"
+             " against D, then against A+B: a burst (the maximum) and open loop at fixed rates. Hub CPU is"
+             " user+sys of every hub process over the run (link set-up included) divided by the stanzas"
+             " delivered. Redis ops/s: each node's fedhub_redis_commands_total, and the server's"
+             " total_commands_processed (INFO stats, which also counts the commands the registry's"
+             " scripts run inside Redis), over the run or over a window with no traffic."
+             " Exit status 0: nothing lost or out of order in any run.")
 
 # Design notes written by hand (why a mechanism was chosen, with the measurements
 # behind it): bench/NOTES.md, copied verbatim after the generated sections.
