@@ -33,7 +33,7 @@
 
 #define DNS_RETRIES     2   /* further tries of a lookup that timed out */
 #define RETRY_BASE_MS   250 /* back-off before the first retry; doubled for the next */
-#define PENDING_BUCKETS 4096
+#define PENDING_MIN 1024 /* buckets of the pending table at first; it doubles */
 
 static ares_channel chan;
 static struct dns_limits lim = {DNS_DEFAULT_CACHE_MAX, DNS_DEFAULT_TTL_MIN, DNS_DEFAULT_TTL_MAX,
@@ -82,7 +82,10 @@ struct qwork {
 	bool fallback;
 };
 
-static struct query *pending[PENDING_BUCKETS];
+/* lookups under way or queued, by name: a chained table that doubles when
+ * it holds more lookups than buckets (up to DNS_MAX_QUEUED wait) */
+static struct query **pending;
+static uint32_t pcap;
 static uint32_t npending;
 static struct query *q_head, *q_tail; /* waiting for an in-flight slot */
 static uint32_t nqueued;
@@ -171,15 +174,32 @@ static void finish(struct dns_req *r)
 
 static struct query *pending_find(const char *d, uint64_t h)
 {
-	for (struct query *q = pending[h % PENDING_BUCKETS]; q; q = q->hnext)
+	if (!pcap)
+		return NULL;
+	for (struct query *q = pending[h & (pcap - 1)]; q; q = q->hnext)
 		if (q->hash == h && strcasecmp(q->domain, d) == 0)
 			return q;
 	return NULL;
 }
 
+static void pending_grow(void)
+{
+	uint32_t ncap = pcap ? pcap * 2 : PENDING_MIN;
+	struct query **nt = xcalloc(ncap, sizeof(*nt));
+	for (uint32_t i = 0; i < pcap; i++)
+		for (struct query *q = pending[i], *next; q; q = next) {
+			next = q->hnext;
+			q->hnext = nt[q->hash & (ncap - 1)];
+			nt[q->hash & (ncap - 1)] = q;
+		}
+	free(pending);
+	pending = nt;
+	pcap = ncap;
+}
+
 static void pending_remove(struct query *q)
 {
-	struct query **pp = &pending[q->hash % PENDING_BUCKETS];
+	struct query **pp = &pending[q->hash & (pcap - 1)];
 	while (*pp && *pp != q)
 		pp = &(*pp)->hnext;
 	if (*pp) {
@@ -567,8 +587,10 @@ void dns_on_ctrl_msg(struct net_msg *m)
 	snprintf(q->domain, sizeof(q->domain), "%s", r->domain);
 	q->hash = h;
 	q->waiters = r;
-	q->hnext = pending[h % PENDING_BUCKETS];
-	pending[h % PENDING_BUCKETS] = q;
+	if (npending >= pcap)
+		pending_grow();
+	q->hnext = pending[h & (pcap - 1)];
+	pending[h & (pcap - 1)] = q;
 	npending++;
 	if (nqueued >= DNS_MAX_QUEUED) {
 		static uint64_t said_at;
