@@ -275,8 +275,8 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		double kib = r->target_peak_kib > r->target_rss_before_kib && m->domains
 				     ? (double)(r->target_peak_kib - r->target_rss_before_kib) / m->domains
 				     : 0;
-		printf(") | %llu | %.1f | %.2f | %lld | %s |\n", (unsigned long long)r->lost, r->target_peak_kib / 1024.0,
-		       kib, (long long)r->udp_rcvbuf_drops,
+		printf(") | %llu | %.1f | %.2f | %lld | %s |\n", (unsigned long long)r->lost,
+		       r->target_peak_kib / 1024.0, kib, (long long)r->udp_rcvbuf_drops,
 		       m->skipped[0] ? m->skipped
 		       : r->error[0] ? r->error
 				     : res);
