@@ -33,7 +33,7 @@
 
 #define DNS_RETRIES     2   /* further tries of a lookup that timed out */
 #define RETRY_BASE_MS   250 /* back-off before the first retry; doubled for the next */
-#define PENDING_BUCKETS 4096
+#define PENDING_MIN     1024 /* buckets of the pending table at first; it doubles */
 
 static ares_channel chan;
 static struct dns_limits lim = {DNS_DEFAULT_CACHE_MAX, DNS_DEFAULT_TTL_MIN, DNS_DEFAULT_TTL_MAX,
@@ -82,7 +82,10 @@ struct qwork {
 	bool fallback;
 };
 
-static struct query *pending[PENDING_BUCKETS];
+/* lookups under way or queued, by name: a chained table that doubles when
+ * it holds more lookups than buckets (up to DNS_MAX_QUEUED wait) */
+static struct query **pending;
+static uint32_t pcap;
 static uint32_t npending;
 static struct query *q_head, *q_tail; /* waiting for an in-flight slot */
 static uint32_t nqueued;
@@ -171,15 +174,32 @@ static void finish(struct dns_req *r)
 
 static struct query *pending_find(const char *d, uint64_t h)
 {
-	for (struct query *q = pending[h % PENDING_BUCKETS]; q; q = q->hnext)
+	if (!pcap)
+		return NULL;
+	for (struct query *q = pending[h & (pcap - 1)]; q; q = q->hnext)
 		if (q->hash == h && strcasecmp(q->domain, d) == 0)
 			return q;
 	return NULL;
 }
 
+static void pending_grow(void)
+{
+	uint32_t ncap = pcap ? pcap * 2 : PENDING_MIN;
+	struct query **nt = xcalloc(ncap, sizeof(*nt));
+	for (uint32_t i = 0; i < pcap; i++)
+		for (struct query *q = pending[i], *next; q; q = next) {
+			next = q->hnext;
+			q->hnext = nt[q->hash & (ncap - 1)];
+			nt[q->hash & (ncap - 1)] = q;
+		}
+	free(pending);
+	pending = nt;
+	pcap = ncap;
+}
+
 static void pending_remove(struct query *q)
 {
-	struct query **pp = &pending[q->hash % PENDING_BUCKETS];
+	struct query **pp = &pending[q->hash & (pcap - 1)];
 	while (*pp && *pp != q)
 		pp = &(*pp)->hnext;
 	if (*pp) {
@@ -267,8 +287,8 @@ static void answer(struct query *q, bool was_inflight)
 		ST_ADD(fail_timeout, 1);
 	else if (q->status)
 		ST_ADD(fail_error, 1);
-	if (q->status != -EAGAIN &&
-	    dns_cache_put(the_cache(), q->domain, q->status, nt, t, !q->work || q->work->ttl == UINT32_MAX ? 0 : q->work->ttl))
+	if (q->status != -EAGAIN && dns_cache_put(the_cache(), q->domain, q->status, nt, t,
+						  !q->work || q->work->ttl == UINT32_MAX ? 0 : q->work->ttl))
 		log_info(0, "dns: %s: %s", q->domain, failure_reason(q));
 	pending_remove(q);
 	if (was_inflight)
@@ -420,14 +440,16 @@ static void order_srv(struct query *q)
 		for (int j = i; j > 0; j--) {
 			int a = idx[j - 1], b = idx[j];
 			if (q->work->rec[a].prio < q->work->rec[b].prio ||
-			    (q->work->rec[a].prio == q->work->rec[b].prio && (q->work->rec[a].tls || !q->work->rec[b].tls)))
+			    (q->work->rec[a].prio == q->work->rec[b].prio &&
+			     (q->work->rec[a].tls || !q->work->rec[b].tls)))
 				break;
 			idx[j - 1] = b;
 			idx[j] = a;
 		}
 	for (int i = 0; i < n && q->work->nsrv < DNS_MAX_TARGETS;) {
 		int j = i;
-		while (j < n && q->work->rec[idx[j]].prio == q->work->rec[idx[i]].prio && q->work->rec[idx[j]].tls == q->work->rec[idx[i]].tls)
+		while (j < n && q->work->rec[idx[j]].prio == q->work->rec[idx[i]].prio &&
+		       q->work->rec[idx[j]].tls == q->work->rec[idx[i]].tls)
 			j++;
 		while (i < j && q->work->nsrv < DNS_MAX_TARGETS) {
 			uint32_t total = 0, pick, rnd = 0;
@@ -445,7 +467,8 @@ static void order_srv(struct query *q)
 			int t = idx[k];
 			idx[k] = idx[i];
 			idx[i] = t;
-			memcpy(q->work->srv[q->work->nsrv].host, q->work->rec[idx[i]].host, sizeof(q->work->srv[0].host));
+			memcpy(q->work->srv[q->work->nsrv].host, q->work->rec[idx[i]].host,
+			       sizeof(q->work->srv[0].host));
 			q->work->srv[q->work->nsrv].port = q->work->rec[idx[i]].port;
 			q->work->srv[q->work->nsrv].tls = q->work->rec[idx[i]].tls;
 			q->work->nsrv++;
@@ -459,7 +482,8 @@ static void srv_done(struct query *q)
 {
 	if (q->work->nrec) {
 		/* RFC 6120 §3.2.1: a single "." target means the service is not offered */
-		if (q->work->nrec == 1 && (!q->work->rec[0].host[0] || strcmp(q->work->rec[0].host, ".") == 0)) { /* c-ares: "" */
+		if (q->work->nrec == 1 &&
+		    (!q->work->rec[0].host[0] || strcmp(q->work->rec[0].host, ".") == 0)) { /* c-ares: "" */
 			q->status = -ENOENT;
 			complete(q);
 			return;
@@ -468,7 +492,8 @@ static void srv_done(struct query *q)
 		lookup_addrs(q);
 		return;
 	}
-	if (q->work->srv_err == ARES_ETIMEOUT || q->work->srv_err == ARES_ECONNREFUSED || q->work->srv_err == ARES_ESERVFAIL) {
+	if (q->work->srv_err == ARES_ETIMEOUT || q->work->srv_err == ARES_ECONNREFUSED ||
+	    q->work->srv_err == ARES_ESERVFAIL) {
 		q->ares_status = q->work->srv_err;
 		q->status = ares_to_errno(q->work->srv_err);
 		complete(q);
@@ -567,8 +592,10 @@ void dns_on_ctrl_msg(struct net_msg *m)
 	snprintf(q->domain, sizeof(q->domain), "%s", r->domain);
 	q->hash = h;
 	q->waiters = r;
-	q->hnext = pending[h % PENDING_BUCKETS];
-	pending[h % PENDING_BUCKETS] = q;
+	if (npending >= pcap)
+		pending_grow();
+	q->hnext = pending[h & (pcap - 1)];
+	pending[h & (pcap - 1)] = q;
 	npending++;
 	if (nqueued >= DNS_MAX_QUEUED) {
 		static uint64_t said_at;

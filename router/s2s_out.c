@@ -417,7 +417,8 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	}
 	if (pr->qlen == pr->qcap) {
 		/* data path: out of memory bounces this stanza, the queue stays */
-		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 2; /* most pairs queue a stanza or two while their link comes up */
+		/* most pairs queue a stanza or two while their link comes up */
+		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 2;
 		struct qitem *nq = realloc(pr->q, ncap * sizeof(*pr->q));
 		if (!nq) {
 			bounce = STERR_RESOURCE_CONSTRAINT;

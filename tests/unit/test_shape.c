@@ -167,9 +167,12 @@ static void test_remote_domains_table_grows_shares_and_deletes(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fresh_bucket_holds_one_second), cmocka_unit_test(test_refill_at_rate),
-		cmocka_unit_test(test_slow_rate_accrues_fractions),   cmocka_unit_test(test_refill_stops_at_burst),
-		cmocka_unit_test(test_charge_beyond_burst_is_debt),   cmocka_unit_test(test_has_counts_whole_tokens),
+		cmocka_unit_test(test_fresh_bucket_holds_one_second),
+		cmocka_unit_test(test_refill_at_rate),
+		cmocka_unit_test(test_slow_rate_accrues_fractions),
+		cmocka_unit_test(test_refill_stops_at_burst),
+		cmocka_unit_test(test_charge_beyond_burst_is_debt),
+		cmocka_unit_test(test_has_counts_whole_tokens),
 		cmocka_unit_test(test_rate_zero_is_no_limit),
 		cmocka_unit_test(test_remote_domains_table_grows_shares_and_deletes),
 	};
