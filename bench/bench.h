@@ -104,6 +104,7 @@ struct bench_opts {
 	double comp_read_rate;
 	int comp_pause_ms, comp_pause_every;
 	int stall_ms;            /* stall: the first component stops reading this long */
+	int stall_timeout_s;     /* fedhub's stall_timeout (0: its default); stall: no bounce before it */
 	char bounce_domain[256]; /* --fault bounce-one: the to= of that one stanza */
 	bool dns;                /* compare: the target resolves the bench's domains by DNS */
 	char rates[256];         /* compare --rates: a sweep, "max" = closed loop */
@@ -159,6 +160,8 @@ struct bench_result {
 	/* stall: the other destination's latency while the first one stalls */
 	struct bench_hist other_hist;
 	double stall_s;
+	/* stall: the first and last bounce, seconds after the stall began (-1: none) */
+	double first_bounce_s, last_bounce_s;
 	char limit_note[160]; /* why a run was cut short by a system limit */
 	/* UDP datagrams this host dropped for a full socket receive buffer
 	 * during the run (/proc/net/snmp RcvbufErrors; any process's, e.g.

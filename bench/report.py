@@ -59,6 +59,8 @@ def status(name):
         return "not run"
     if rc == "0":
         return "clean (nothing lost, nothing out of order)"
+    if rc == "1" and name.startswith("stall"):
+        return "**stanzas lost or out of order, or bounced before stall_timeout** (exit 1)"
     if rc == "1" and name == "many-domains":
         return "**remote domains failed to come up, or stanzas were lost** (exit 1)"
     if rc == "1":
@@ -372,13 +374,22 @@ def burst_table(d):
 
 
 def stall_table(d):
+    st = d.get("stall_timeout_s") or 0
     out = [f"Open loop at {d['rate']:.0f} stanzas/s over {d['links']} links to comp.fhb and comp2.fhb (half each);"
-           f" comp.fhb stops reading for {d['stall_ms'] / 1000:.1f} s at the start of the measured window."
-           " Every stanza must be delivered or bounced; comp2.fhb's latency is counted over the stall.", "",
-           "| target | sent | delivered | bounced (by condition) | lost | all p99 ms | comp2.fhb during the stall: delivered | p50 ms | p99 ms | p99.9 ms | max ms | peak RSS MiB |",
-           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    out += target_rows(d, 10, lambda name, t: (
-        f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
+           f" comp.fhb stops reading for {d['stall_ms'] / 1000:.1f} s at the start of the measured window"
+           + (f", fedhub's `stall_timeout` is {st} s" if st else "") + "."
+           " Every stanza must be delivered or bounced (delivered + bounced == sent), and none bounced before"
+           " `stall_timeout`: bounces are timed from the start of the stall. comp2.fhb's latency is counted"
+           " over the stall.", "",
+           "| target | sent | delivered | bounced (by condition) | lost | bounces s after the stall began | all p99 ms | comp2.fhb during the stall: delivered | p50 ms | p99 ms | p99.9 ms | max ms | peak RSS MiB |",
+           "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def when(t):
+        if not t["bounced"] or t.get("first_bounce_s", -1) < -0.5:
+            return "-"
+        return f"{t['first_bounce_s']:.2f} to {t['last_bounce_s']:.2f}"
+    out += target_rows(d, 11, lambda name, t: (
+        f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | {when(t)} | "
         f"{ms(t['p99_us'])} | {t.get('other_delivered', 0)} | {ms(t.get('other_p50_us', 0))} | "
         f"{ms(t.get('other_p99_us', 0))} | {ms(t.get('other_p999_us', 0))} | "
         f"{ms(t.get('other_max_us', 0))} | {t.get('peak_rss_kib', 0) / 1024:.1f} |"))
@@ -548,11 +559,19 @@ L += section("Burst into a slow component", "burst", burst_table,
              "What flow control is for: links blast stanzas far faster than the component takes them."
              " Every stanza must come out delivered or bounced (with its condition counted); memory must"
              " stay bounded. Prosody and ejabberd run the same burst with their bench configs.")
+L += section("Burst into a slow component, TLS", "burst-tls", burst_table,
+             "The same burst against fedhub with every s2s link under STARTTLS and SASL EXTERNAL: a paused"
+             " TLS link keeps ciphertext the engine has not taken yet, and must deliver it when resumed.")
 L += section("A stalled component", "stall", stall_table,
-             "One destination stops reading; the other destination on the same links must keep flowing"
-             " (head-of-line blocking shows as comp2.fhb's latency during the stall). fedhub's"
-             " `stall_timeout` will bound how long stanzas wait for a stalled destination; for now the"
-             " stall length is the bench's --stall-ms.")
+             "One destination stops reading for less than `stall_timeout`; the other destination on the"
+             " same links must keep flowing (head-of-line blocking shows as comp2.fhb's latency during the"
+             " stall), and nothing may be bounced: the stall is shorter than the timeout.")
+L += section("A stalled component, longer than stall_timeout", "stall-long", stall_table,
+             "The same with a stall longer than a short `stall_timeout`: what waits for comp.fhb is"
+             " bounced (`resource-constraint`) once its queue has made no progress for `stall_timeout`,"
+             " and what is sent to it afterwards at once until it reads again; nothing earlier. comp2.fhb"
+             " waits behind comp.fhb only once the links' allowance for comp.fhb is used up, at most"
+             " `stall_timeout`.")
 L += section("Rate sweep: s2s links to a component", "sweep", sweep_table)
 if load("router-latency") is None and read("router-latency", "skip"):
     L += ["## Router-added latency", "", f"Skipped: {read('router-latency', 'skip').strip()}", ""]

@@ -411,6 +411,11 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 		be_timed(e);
 out:
 	r->lost = r->sent > r->delivered + r->bounced ? r->sent - r->delivered - r->bounced : 0;
+	r->first_bounce_s = r->last_bounce_s = -1;
+	if (e->stall_t0 && e->first_bounce) {
+		r->first_bounce_s = ((double)e->first_bounce - (double)e->stall_t0) / 1e9;
+		r->last_bounce_s = ((double)e->last_bounce - (double)e->stall_t0) / 1e9;
+	}
 	int64_t udp1 = be_udp_rcvbuf_errors();
 	r->udp_rcvbuf_drops = udp0 >= 0 && udp1 >= udp0 ? udp1 - udp0 : -1;
 	for (int i = 0; i < e->nc; i++) {

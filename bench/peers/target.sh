@@ -2,8 +2,8 @@
 # bench/peers/target.sh — start and stop the targets fedhub-bench compares.
 #
 #   target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]  NAME: fedhub prosody ejabberd haproxy
-#                                                  OPTIONS: tls, dns, backend, comma-separated
-#                                                  (fedhub only)
+#                                                  OPTIONS: tls, dns, backend, stall=SECONDS
+#                                                  (stall_timeout), comma-separated (fedhub only)
 #   target.sh stop NAME DIR
 #
 # `start` writes the target's config into DIR (a fresh temp dir), starts it on
@@ -50,8 +50,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cmd=${1:-}; name=${2:-}; dir=${3:-}
 cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}; opts=${6:-}
-tls=""; dns=""; backend=""
+tls=""; dns=""; backend=""; stall=""
 case ",$opts," in *,tls,*) tls=tls ;; esac
+case ",$opts," in *,stall=*) stall=${opts#*stall=}; stall=${stall%%,*} ;; esac
 case ",$opts," in *,dns,*) dns=dns ;; esac
 case ",$opts," in *,backend,*) backend=backend ;; esac
 
@@ -134,6 +135,9 @@ start_fedhub() {
 			>>"$dir/router.conf"
 		printf '[domain hub.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
 			>>"$dir/router.conf"
+	fi
+	if [ -n "$stall" ]; then
+		sed -i -e "s|^\[hub\]\$|[hub]\nstall_timeout ${stall}s|" "$dir/router.conf"
 	fi
 	if [ "$backend" = backend ]; then
 		printf '[backend bench]\ndomain back.fhb\nconnect 127.0.0.1:22270\nallow_from 127.0.0.1\n' \
@@ -287,7 +291,7 @@ case "$cmd" in
 start)
 	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]"
 	for opt in ${opts//,/ }; do
-		case "$opt" in tls | dns | backend) ;; *) fail "unknown options '$opts' (tls, dns, backend)" ;; esac
+		case "$opt" in tls | dns | backend | stall=[0-9]*) ;; *) fail "unknown options '$opts' (tls, dns, backend, stall=SECONDS)" ;; esac
 	done
 	[ -z "$tls" ] || [ "$name" = fedhub ] || fail "TLS runs are set up for fedhub only"
 	[ -z "$dns" ] || [ "$name" = fedhub ] || fail "prosody and ejabberd always resolve by DNS: no dns option"
