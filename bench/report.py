@@ -405,24 +405,33 @@ def sweep_table(d):
         if rate not in rates:
             rates.append(rate)
         cells[(name, rate)] = t
+    hub = [n for n in targets if any("hub_lat" in cells.get((n, r), {}) for r in rates)]
     head = "| offered stanzas/s |" + "".join(f" {n} stanzas/s | {n} CPU us/stanza | {n} p50 ms | {n} p99 ms |"
+                                            + (f" {n} in-hub p50 us | {n} in-hub p99 us |" if n in hub else "")
                                             for n in targets)
     out = ["Each rate against a freshly started target, open loop for the measured window (latency from the"
            " intended send time), `max` closed"
            " loop. CPU is the target process's; HAProxy relays bytes to the bench's far end (no XML work). A"
            " rate a target cannot keep up with shows as delivered stanzas/s below the offered rate and as"
            " latency growing with the backlog; `lost` there means not delivered within the 5 s drain.", "",
-           head, "|---:|" + "---:|---:|---:|---:|" * len(targets)]
+           "In-hub: fedhub's own histogram (`fedhub_router_latency_seconds` in /metrics, read at both ends of"
+           " the measured window): per stanza, from the loop turn that received it to the one that handed it"
+           " to the kernel, the upper bound of the bucket holding the percentile; the bench's own time and"
+           " loopback TCP are not in it.", "",
+           head, "|---:|" + "".join("---:|---:|---:|---:|" + ("---:|---:|" if n in hub else "") for n in targets)]
     for rate in rates:
         row = f"| {rate} |"
         for n in targets:
             t = cells.get((n, rate))
             if not t or "skipped" in t:
-                row += f" skipped: {cell(t['skipped']) if t else 'not run'} | | | |"
+                row += f" skipped: {cell(t['skipped']) if t else 'not run'} | | | |" + (" | |" if n in hub else "")
                 continue
             lost = f" ({t['lost']} lost)" if t["lost"] else ""
             row += (f" {t['stanzas_per_s']:.0f}{lost} | {t['cpu_us_per_stanza']:.2f} | {ms(t['p50_us'])} |"
                     f" {ms(t['p99_us'])} |")
+            if n in hub:
+                h = t.get("hub_lat")
+                row += f" {h['p50_us']:.0f} | {h['p99_us']:.0f} |" if h else " | |"
         out.append(row)
     return "\n".join(out)
 
@@ -431,6 +440,16 @@ def latency_table(d):
     t = d["targets"]
     out = [load_table(d, False), ""]
     f, b = t.get("fedhub"), t.get("direct")
+    h = f.get("hub_lat") if f and "skipped" not in f else None
+    if h:
+        out += ["fedhub's own histogram over the measured window (per stanza, upper bucket bounds):", "",
+                "| stanzas | mean us | p50 us | p90 us | p99 us | p99.9 us |", "|---:|---:|---:|---:|---:|---:|",
+                f"| {h['stanzas']} | {h['mean_us']:.1f} | {h['p50_us']:.0f} | {h['p90_us']:.0f} |"
+                f" {h['p99_us']:.0f} | {h['p999_us']:.0f} |", "",
+                f"At {d['rate']:.0f} stanzas/s offered ({f['stanzas_per_s']:.0f} delivered), a stanza spent at"
+                f" most {h['p99_us']:.0f} us in fedhub at p99 ({h['p50_us']:.0f} us at p50).", "",
+                "For comparison, the earlier method (the bench's end-to-end percentiles through fedhub minus"
+                " those of the direct path):", ""]
     if not f or not b or "skipped" in f or "skipped" in b:
         return "\n".join(out + ["fedhub's share: not measured (a run was skipped)."])
     out += ["fedhub's share: each percentile of the fedhub path minus the same percentile of the direct"
@@ -577,15 +596,18 @@ if load("router-latency") is None and read("router-latency", "skip"):
     L += ["## Router-added latency", "", f"Skipped: {read('router-latency', 'skip').strip()}", ""]
 else:
     L += section("Router-added latency", "router-latency", latency_table,
-                 "Method: the bench measures from its own send to its own receipt, so every figure includes"
-                 " the bench (which parses every stanza) and loopback TCP. To isolate fedhub's share the"
-                 " same scenario runs, at the same offered rate (half of fedhub's closed-loop maximum in the"
-                 " sweep), against the `direct` target: the bench's links connect straight to its own relay"
-                 " listener (the far end HAProxy relays to), with no process in between, the bench doing"
-                 " the same framing and accounting. fedhub's share is each percentile of the fedhub run"
-                 " minus the same percentile of the direct run. Percentiles of a difference are not"
-                 " differences of percentiles, so this is an estimate of the tail fedhub adds, not an exact"
-                 " per-stanza figure; the two runs are back to back on the same pinned CPUs.")
+                 "Method: fedhub times every stanza it forwards, from the loop turn that handed the received"
+                 " bytes to the router to the turn that handed them to the kernel for sending (no clock read"
+                 " per stanza: each turn reads the clock once, and the receive buffer carries its turn's"
+                 " time, across workers too), into the histogram `fedhub_router_latency_seconds` of its"
+                 " /metrics; the bench reads it at both ends of the measured window. The ingress time is"
+                 " never later than the bytes' arrival: a completion posted during a wait for a batch is"
+                 " dated at the wait's start, one already pending at the previous turn's end at that end,"
+                 " one that woke the worker at the wake-up (so the scheduler's wake-up latency is the one"
+                 " delay not in it). The bench's own time (it parses every stanza) and loopback TCP are"
+                 " excluded, whatever the bench's load. The run is at half of fedhub's closed-loop maximum"
+                 " in the sweep; `direct` (the bench's links straight to its own far end) and HAProxy are"
+                 " the end-to-end baselines of the older estimate, kept below.")
 
 L += section("Cluster", "cluster", cluster_table,
              "bench/cluster-fwd.sh: one hub (D, one worker) against a two-node cluster (A and B, one worker"
@@ -628,7 +650,7 @@ def carry_over(text):
 
     old_secs = {p.splitlines()[0]: p for p in split(old)[1:]}
     old_date = next((l[len("- Date: "):] for l in old.splitlines() if l.startswith("- Date: ")), "an earlier run")
-    old_date = old_date.split(" (")[0]
+    old_date = old_date.split(" (")[0].split(";")[0]
     parts = split(text)
     kept = 0
     for i, p in enumerate(parts[1:], 1):
