@@ -137,6 +137,27 @@ def stream_error_of(x, timeout=5):
         return "oserror " + str(e)
 
 
+def serve(port, handle, backlog=64, stopped=lambda: False):
+    """Listens on 127.0.0.1:port; each accepted connection goes to
+    handle(conn) in a thread of its own, until the listening socket (the
+    return value) is closed or stopped() is true."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(backlog)
+
+    def accept():
+        while not stopped():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return ls
+
+
 class Stream:
     """One XML stream on socket .s read by Reader .r."""
 
@@ -188,24 +209,12 @@ class RemoteServer:
         self.bidi_socks = []          # inbound streams whose initiator asked for it
         self.tls_server = tls_server  # ssl.SSLContext: offer STARTTLS and SASL EXTERNAL
         self.sasl_ok = []             # domains authenticated by SASL EXTERNAL on inbound streams
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
-        self.lsock.listen(64)
         self.inbox, self.lock, self.stop = [], threading.Lock(), False
         self.carriers = []            # per inbox element: the id of the stream it came on
         self.inbound_conns = 0
         self.tls_streams = 0  # inbound streams that did STARTTLS
         self.db_results = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.stop:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        self.lsock = serve(port, self._serve, stopped=lambda: self.stop)
 
     def _serve(self, c):
         r = Reader(c)
