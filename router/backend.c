@@ -103,7 +103,7 @@ struct bk_link {
 	uint64_t failed_at, last_activity, last_keepalive;
 };
 
-/* ---- the worker's links by (remote, backend) ------------------------- */
+/* ---- the worker's links by backend (and pair, for one of its own) ---- */
 
 static __thread struct bk_link **btab;
 static __thread uint32_t btab_cap, btab_n;
