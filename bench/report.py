@@ -549,7 +549,7 @@ L += section("fedhub: a backend behind the hub (s2s-backend)", "s2s-backend", la
              "The bench plays an unmodified XMPP server behind fedhub (`[backend bench]`: domain back.fhb,"
              " connect and allow_from the bench's listener) and the remote servers at once. Remote ->"
              " fedhub -> backend: 8 dialback links from 32 remote domains to back.fhb, relayed over"
-             " fedhub's internal links (one per remote domain) to the backend; backend -> fedhub ->"
+             " fedhub's internal links (one per fedhub worker, every remote domain's pairs piggybacked) to the backend; backend -> fedhub ->"
              " remote: 8 streams of the backend (from back.fhb, one per remote domain), which fedhub"
              " takes from the backend's address and sends out on its own links, authenticated as"
              " back.fhb. Half the stanzas go each way.")

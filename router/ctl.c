@@ -175,7 +175,7 @@ static void link_record(struct net_conn *c, void *arg)
 		list_add(remotes, sizeof(remotes), p->remote);
 	}
 	if (s->kind == SESS_BACKEND) /* its pairs are the link's: the backend domains, "remote" here */
-		valid = backend_sess_domains(s, remotes, sizeof(remotes));
+		valid = backend_sess_domains(s, remotes, locals, sizeof(remotes));
 	if (!locals[0] && s->local)
 		snprintf(locals, sizeof(locals), "%s", s->local);
 	if (!remotes[0] && s->remote)

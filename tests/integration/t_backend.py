@@ -4,7 +4,7 @@ scripted peers (lib/fakepeer.py): a Backend plays the server behind the hub
 (it verifies the hub's dialback keys by asking the hub, as a server whose
 resolver points every domain at the hub would), a RemoteServer plays the
 federation. Inbound relay (remote -> hub -> backend, one internal link per
-remote and backend carrying several domains), outbound transit (backend ->
+worker and backend carrying the pairs of several remote and local domains), outbound transit (backend ->
 hub -> remote), dialback both ways, a backend that is down (stanzas wait,
 are delivered once it is back, or bounced after stall_timeout), streams
 from a non-backend address refused, invalid-from; every per-backend metric
