@@ -81,6 +81,8 @@ int bench_target_start(const char *peers, const char *name, const char *dir, con
 		else if (sscanf(line, "comp=%479s", v) == 1) {
 			bm_parse_addr(v, &o->target_comp);
 			o->have_comp = true;
+		} else if (sscanf(line, "http=%479s", v) == 1) {
+			o->have_http = bm_parse_addr(v, &o->target_http) == 0;
 		} else if (sscanf(line, "relay=%479s", v) == 1) {
 			bm_parse_addr(v, &o->relay_listen);
 			o->relay = true;
@@ -221,6 +223,7 @@ static int bm_compare_row(const struct bm_args *a, const char *peers, const char
 	int worst = 0;
 	struct bench_opts oo = *o;
 	oo.relay = false;
+	oo.have_http = false;
 	oo.have_comp = o->components > 0;
 	oo.rate = rate;
 	bool direct = !strcmp(name, "direct");

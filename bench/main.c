@@ -251,6 +251,20 @@ double bm_cpu_us(const struct bench_result *r)
 	return r->have_target && r->measured_delivered ? r->target_cpu_s * 1e6 / (double)r->measured_delivered : 0;
 }
 
+/* fedhub's own account of the time stanzas spent in it (bench/hubmet.c) */
+static void report_hub_lat(FILE *f, const struct bench_result *r)
+{
+	if (!r->have_hub_lat)
+		return;
+	const struct bench_hublat *d = &r->hub_lat;
+	fprintf(f,
+		"in the hub     p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f us (at most; its /metrics histogram), mean %.1f us, "
+		"%llu stanzas\n",
+		bench_hublat_quantile(d, 0.5), bench_hublat_quantile(d, 0.9), bench_hublat_quantile(d, 0.99),
+		bench_hublat_quantile(d, 0.999), d->count ? d->sum_s * 1e6 / (double)d->count : 0,
+		(unsigned long long)d->count);
+}
+
 void bench_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r)
 {
 	fprintf(f, "\n== %s against %s\n", bm_scenario_name(o->scenario), name);
@@ -296,6 +310,7 @@ void bench_report(FILE *f, const struct bench_opts *o, const char *name, const s
 		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms (from the write)\n",
 			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
 			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+		report_hub_lat(f, r);
 		if (r->have_target)
 			fprintf(f, "target CPU     %.3f s, %.2f us per stanza delivered; RSS at the end %llu KiB\n",
 				r->target_cpu_s, bm_cpu_us(r), (unsigned long long)r->target_rss_kib);
@@ -311,6 +326,7 @@ void bench_report(FILE *f, const struct bench_opts *o, const char *name, const s
 		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
 			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
 			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+		report_hub_lat(f, r);
 		if (r->have_target)
 			fprintf(f,
 				"target CPU     %.1f%% of a core, %.2f us per stanza; RSS %llu KiB (VmHWM %llu KiB)\n",
@@ -401,6 +417,15 @@ void bench_json_target(FILE *f, const char *name, const struct bench_result *r, 
 			r->stall_s, (unsigned long long)oh->count, bench_hist_quantile(oh, 0.5) / 1e3,
 			bench_hist_quantile(oh, 0.99) / 1e3, bench_hist_quantile(oh, 0.999) / 1e3,
 			(double)oh->max / 1e3, r->first_bounce_s, r->last_bounce_s);
+	}
+	if (r->have_hub_lat) {
+		const struct bench_hublat *d = &r->hub_lat;
+		fprintf(f,
+			",\"hub_lat\":{\"stanzas\":%llu,\"mean_us\":%.1f,\"p50_us\":%.0f,\"p90_us\":%.0f,"
+			"\"p99_us\":%.0f,\"p999_us\":%.0f}",
+			(unsigned long long)d->count, d->count ? d->sum_s * 1e6 / (double)d->count : 0,
+			bench_hublat_quantile(d, 0.5), bench_hublat_quantile(d, 0.9), bench_hublat_quantile(d, 0.99),
+			bench_hublat_quantile(d, 0.999));
 	}
 	if (r->limit_note[0])
 		fprintf(f, ",\"limit\":\"%s\"", r->limit_note);

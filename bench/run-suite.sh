@@ -16,10 +16,13 @@
 #                      loop at 50% of the plaintext max (latency at a sane load)
 #   5b. s2s-backend    the bench as a backend server behind fedhub and as the
 #                      remote servers at once (remote -> fedhub -> backend,
-#                      backend -> fedhub -> remote), closed loop; then it and
-#                      s2s-component open loop at 20,000/s back to back, each
-#                      beside the bench's direct baseline (router-added
-#                      latency), for the CPU per stanza of the two paths
+#                      backend -> fedhub -> remote), closed loop right after
+#                      s2s-component with the same links and domains
+#                      (s2s-backend-comp); then both open loop at 20,000/s
+#                      back to back, each beside the bench's direct baseline
+#                      (router-added latency), for the CPU per stanza of the
+#                      two paths (BENCHMARKS.md "Backends: backend -> hub ->
+#                      remote")
 #   6. idle-links      10,000 authenticated links (fewer if the fd limit is low);
 #                      idle-links-tls: fedhub with as many TLS links (STARTTLS,
 #                      SASL EXTERNAL), a domain and so a certificate name each
@@ -40,6 +43,9 @@
 #                      haproxy, ejabberd: CPU per stanza and latency per rate
 #  12. router-latency  fedhub, the bench's direct loopback baseline and
 #                      haproxy at 50% of fedhub's maximum from the sweep
+#  13. cluster         one hub against a two-node cluster (bench/cluster-fwd.sh):
+#                      stanzas/s, CPU per stanza on the forwarded path, Redis
+#                      operations per node at rest and under load
 # then rewrites BENCHMARKS.md from the JSON results: every table with the
 # exact command that produced it, the machine and the date. A step that fails
 # is marked skipped (with why) in BENCHMARKS.md; the suite goes on.
@@ -136,6 +142,10 @@ elif wanted echo-half; then
 fi
 
 S2SB=(--cpus 0 --links 8 --domains 32 --warmup 2 --quiet)
+# the component path again, closed loop, right before the backend's: the
+# ratio of the two comes from back-to-back runs, not from runs minutes apart
+step s2s-backend-comp 120 -- "$BENCH" compare s2s-component --targets fedhub "${S2SB[@]}" --seconds "$T" \
+	--components 1 --json "$OUT/s2s-backend-comp.json"
 step s2s-backend 120 -- "$BENCH" compare s2s-backend --targets fedhub "${S2SB[@]}" --seconds "$T" \
 	--json "$OUT/s2s-backend.json"
 step s2s-backend-20k 120 -- "$BENCH" compare s2s-backend --targets fedhub,direct "${S2SB[@]}" --seconds "$T" \
@@ -192,5 +202,9 @@ if [ "${smax:-0}" -gt 0 ]; then
 elif wanted router-latency; then
 	echo "the sweep measured no maximum for fedhub; router-latency needs it" >"$OUT/router-latency.skip"
 fi
+
+# a single hub against a two-node cluster (forwarded path, Redis operations per node)
+step cluster 300 -- env BURST=1000000 RATES=20000,80000 SECONDS_RUN=10 REST_S=10 JSON="$OUT/cluster.json" \
+	bench/cluster-fwd.sh
 
 python3 bench/report.py "$OUT" BENCHMARKS.md && echo "run-suite: BENCHMARKS.md rewritten" >&2

@@ -152,6 +152,7 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 		}
 		memcpy(pb->data + old, p + off, chunk);
 		pb->len = (uint32_t)(old + chunk);
+		pb->rx_us = w->turn_in_us; /* the unit is complete now, if at all */
 		size_t used = c->ops->on_data(c, pb, pb->data, pb->len);
 		if (c->flags & NET_F_CLOSED)
 			return;
@@ -183,6 +184,7 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 	}
 	if (c->pend || off >= n || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
 		return;
+	b->rx_us = w->turn_in_us;
 	size_t used = c->ops->on_data(c, b, p + off, n - off);
 	if (c->flags & NET_F_CLOSED)
 		return;
@@ -348,11 +350,13 @@ void nw_tls_prep_send(struct net_worker *w, struct net_conn *c)
 				break; /* output full: the records already made go first */
 			c->oq_bytes -= k;
 			for (uint32_t i = 0; i < taken; i++) {
+				nw_lat_add(w, c->oq[c->oq_head].b);
 				net_buf_unref(w, c->oq[c->oq_head].b);
 				c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
 				c->oq_len--;
 			}
 			c->oq_sent_in_head = skip;
+			c->oq_lat_n = 0;
 		}
 		if (nw_bye_due(c) && !c->oq_len) {
 			c->flags |= NET_F_TLS_BYE_SENT;

@@ -16,14 +16,19 @@
  * and s2s_in.c). The backend never needs to reach the internet, and the
  * remote never learns where the backend is.
  *
- * One link (struct bk_link) per (R, B) carries every domain of B that R
- * writes to: each is one pair (struct bk_pair), authenticated by its own
- * db:result on the same stream (piggybacking). A backend that answers such
- * a db:result for a domain other than the stream's own with a dialback
- * error takes no piggybacking: that domain moves, queue and all, to a link
- * of its own (bk_link.only). The link lives on one worker,
- * chosen by hashing (R, B) (backend_owner()), so every stanza from R to B
- * goes through one queue and one stream: order per (from, to) is kept.
+ * The stanzas from R to B are relayed by one worker, chosen by hashing
+ * (R, B) (backend_owner()), and each worker has one link (struct bk_link)
+ * to B: it carries every (R, D) pair the worker relays to B, each pair
+ * authenticated by its own db:result on the same stream (XEP-0220
+ * piggybacking: the stream's header names one pair, the others vary
+ * `from`, `to` or both, as the hub's own outbound links vary their local
+ * domain). So every stanza from R to B goes through one queue and one
+ * stream (order per (from, to) is kept), and a backend that hears from many
+ * remote domains gets a few links, not one per remote domain: each stream
+ * the hub writes costs a send per loop turn. A backend that answers a
+ * db:result for another pair than the header's with a dialback error takes
+ * no piggybacking: that pair moves, queue and all, to a link of its own
+ * (bk_link.remote, bk_link.only).
  *
  * Loss. While the link is down or a pair not yet valid, stanzas wait in the
  * pair's queue (copies: a receive buffer is not held for seconds); the link
@@ -68,7 +73,8 @@ struct bk_item {
 };
 
 struct bk_pair {
-	char *local; /* D, the backend's domain: the stream's `to` */
+	char *remote; /* R: the db:result's `from` */
+	char *local;  /* D, the backend's domain: its `to` */
 	uint32_t hash;
 	uint8_t state; /* enum pair_state */
 	struct bk_item *q;
@@ -78,9 +84,9 @@ struct bk_pair {
 };
 
 struct bk_link {
-	char *remote;  /* R: the stream's `from` */
 	char *backend; /* the [backend]'s name: found again after a reload */
-	char *only;    /* NULL, or the one domain of a link of its own */
+	char *remote;  /* NULL, or the R of the one pair of a link of its own */
+	char *only;    /* NULL, or the D of that pair */
 	uint32_t hash;
 	struct bk_link *hnext;
 	struct sess *sess;
@@ -97,7 +103,7 @@ struct bk_link {
 	uint64_t failed_at, last_activity, last_keepalive;
 };
 
-/* ---- the worker's links by (remote, backend) ------------------------- */
+/* ---- the worker's links by backend (and pair, for one of its own) ---- */
 
 static __thread struct bk_link **btab;
 static __thread uint32_t btab_cap, btab_n;
@@ -132,10 +138,10 @@ static uint32_t link_hash(const char *remote, const char *backend)
 	return pix_hash2(remote, strlen(remote), backend, strlen(backend));
 }
 
-static uint32_t link_key(const char *remote, const char *backend, const char *only)
+static uint32_t link_key(const char *backend, const char *only_r, const char *only_l)
 {
-	uint32_t h = link_hash(remote, backend);
-	return only ? h ^ pix_hash1(only, strlen(only)) : h;
+	uint32_t h = pix_hash1(backend, strlen(backend));
+	return only_l ? h ^ pix_hash2(only_r, strlen(only_r), only_l, strlen(only_l)) : h;
 }
 
 static bool same_only(const char *a, const char *b)
@@ -163,24 +169,24 @@ static void btab_grow(void)
 	btab_cap = cap;
 }
 
-/* The link for (remote, backend), or with `only` the link of its own of
- * that domain. */
-static struct bk_link *link_get(const char *remote, const char *backend, const char *only, int slot, bool create)
+/* The worker's link to backend, or with only_r and only_l the link of its
+ * own of the pair (only_r, only_l). */
+static struct bk_link *link_get(const char *backend, const char *only_r, const char *only_l, int slot, bool create)
 {
-	uint32_t hv = link_key(remote, backend, only);
+	uint32_t hv = link_key(backend, only_r, only_l);
 	if (btab_cap)
 		for (struct bk_link *L = btab[hv & (btab_cap - 1)]; L; L = L->hnext)
-			if (L->hash == hv && !strcmp(L->remote, remote) && !strcmp(L->backend, backend) &&
-			    same_only(L->only, only))
+			if (L->hash == hv && !strcmp(L->backend, backend) && same_only(L->remote, only_r) &&
+			    same_only(L->only, only_l))
 				return L;
 	if (!create)
 		return NULL;
 	if (btab_n + 1 > btab_cap)
 		btab_grow();
 	struct bk_link *L = xcalloc(1, sizeof(*L));
-	L->remote = xstrdup(remote);
 	L->backend = xstrdup(backend);
-	L->only = only ? xstrdup(only) : NULL;
+	L->remote = only_r ? xstrdup(only_r) : NULL;
+	L->only = only_l ? xstrdup(only_l) : NULL;
 	L->slot = slot;
 	L->hash = hv;
 	L->last_activity = net_now_ms();
@@ -221,8 +227,8 @@ int backend_owner(const char *remote, const struct cfg_backend *b)
 static bool pair_eq(const void *ctx, uint32_t i, uint32_t h)
 {
 	const struct bk_link *L = ((const void *const *)ctx)[0];
-	const char *local = ((const void *const *)ctx)[1];
-	return L->lp[i].hash == h && strcmp(L->lp[i].local, local) == 0;
+	const char *remote = ((const void *const *)ctx)[1], *local = ((const void *const *)ctx)[2];
+	return L->lp[i].hash == h && strcmp(L->lp[i].local, local) == 0 && strcmp(L->lp[i].remote, remote) == 0;
 }
 
 static uint32_t pair_hash_at(const void *ctx, uint32_t i)
@@ -231,10 +237,10 @@ static uint32_t pair_hash_at(const void *ctx, uint32_t i)
 	return L->lp[i].hash;
 }
 
-static struct bk_pair *pair_get(struct bk_link *L, const char *local, bool create)
+static struct bk_pair *pair_get(struct bk_link *L, const char *remote, const char *local, bool create)
 {
-	uint32_t h = pix_hash1(local, strlen(local));
-	const void *ctx[2] = {L, local};
+	uint32_t h = pix_hash2(remote, strlen(remote), local, strlen(local));
+	const void *ctx[3] = {L, remote, local};
 	int64_t i = pix_find(&L->lpix, (uint32_t)L->nlp, h, pair_eq, ctx);
 	if (i >= 0)
 		return &L->lp[i];
@@ -246,6 +252,7 @@ static struct bk_pair *pair_get(struct bk_link *L, const char *local, bool creat
 	}
 	struct bk_pair *p = &L->lp[L->nlp];
 	memset(p, 0, sizeof(*p));
+	p->remote = xstrdup(remote);
 	p->local = xstrdup(local);
 	p->hash = h;
 	pix_added(&L->lpix, (uint32_t)L->nlp, h, pair_hash_at, ctx);
@@ -371,6 +378,7 @@ static void link_free(struct hubw *h, struct bk_link *L)
 			if (h)
 				net_buf_unref(h->w, L->lp[i].q[k].b);
 		free(L->lp[i].q);
+		free(L->lp[i].remote);
 		free(L->lp[i].local);
 	}
 	if (h)
@@ -389,7 +397,8 @@ static void link_free(struct hubw *h, struct bk_link *L)
  * they waited stall_timeout (backend_tick). */
 static void link_down(struct hubw *h, struct bk_link *L, const char *why)
 {
-	log_info(0, "backend %s (for %s): %s; retrying in %us", L->backend, L->remote, why, hub_cfg->retry_min);
+	log_info(0, "backend %s%s%s: %s; retrying in %us", L->backend, L->remote ? ", link of its own for " : "",
+		 L->remote ? L->remote : "", why, hub_cfg->retry_min);
 	BK_ADD(h, L, link_failed, 1);
 	for (int i = 0; i < L->nlp; i++)
 		if (L->lp[i].state == PAIR_PENDING || L->lp[i].state == PAIR_VALID)
@@ -414,8 +423,16 @@ static void link_try_next(struct hubw *h, struct bk_link *L)
 		if (bk->tls == CFG_TLS_REQUIRED)
 			s->tls_policy = CFG_TLS_REQUIRED; /* without certificates it fails, as it should */
 		s->bk = L;
-		s->remote = xstrdup(L->lp[0].local); /* the backend: the header's `to` */
-		s->local = xstrdup(L->remote);       /* we speak as R */
+		/* the header names one pair (a link of its own: its pair);
+		 * the others are piggybacked on the stream */
+		const struct bk_pair *hp = NULL;
+		for (int i = 0; i < L->nlp && (!hp || !hp->qlen); i++)
+			if (!L->lp[i].solo && (!hp || L->lp[i].qlen))
+				hp = &L->lp[i];
+		if (!hp)
+			hp = &L->lp[0];
+		s->remote = xstrdup(hp->local); /* the backend: the header's `to` */
+		s->local = xstrdup(hp->remote); /* we speak as R */
 		s->tok.authenticated = true;
 		struct net_conn *c = net_connect(h->w, (const struct sockaddr *)&a->ss, a->len, &backend_ops, s);
 		if (!c) {
@@ -436,8 +453,8 @@ static void send_db_result(struct bk_link *L, struct bk_pair *p)
 {
 	char key[65];
 	/* XEP-0185: receiving D, originating R, the backend's stream id */
-	dialback_key(p->local, L->remote, L->sess->stream_id, key);
-	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", L->remote, p->local, key);
+	dialback_key(p->local, p->remote, L->sess->stream_id, key);
+	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", p->remote, p->local, key);
 	p->state = PAIR_PENDING;
 	p->since = net_now_ms();
 }
@@ -493,8 +510,8 @@ static void link_start(struct hubw *h, struct bk_link *L);
  * of its stanzas is kept: the new link starts with what waited). */
 static void pair_to_solo(struct hubw *h, struct bk_link *L, struct bk_pair *p)
 {
-	struct bk_link *A = link_get(L->remote, L->backend, p->local, L->slot, true);
-	struct bk_pair *ap = pair_get(A, p->local, true);
+	struct bk_link *A = link_get(L->backend, p->remote, p->local, L->slot, true);
+	struct bk_pair *ap = pair_get(A, p->remote, p->local, true);
 	for (uint32_t k = 0; k < p->qlen; k++) {
 		if (ap->qlen == ap->qcap) {
 			ap->qcap = ap->qcap ? ap->qcap * 2 : 16;
@@ -527,8 +544,8 @@ static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
 		return;
 	}
-	struct bk_pair *p = pair_get(L, local, false);
-	if (!p || p->state != PAIR_PENDING || strcmp(to, L->remote) != 0)
+	struct bk_pair *p = pair_get(L, to, local, false);
+	if (!p || p->state != PAIR_PENDING)
 		return; /* an answer to no question changes nothing */
 	if (span_eq(st->type, "valid")) {
 		p->state = PAIR_VALID;
@@ -536,20 +553,20 @@ static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 			L->up = true;
 			BK_ADD(h, L, links_up, 1);
 		}
-		log_info(s->c->id, "backend %s: %s -> %s authenticated (dialback)", L->backend, L->remote, local);
+		log_info(s->c->id, "backend %s: %s -> %s authenticated (dialback)", L->backend, p->remote, local);
 		pair_flush(h, L, p);
 		return;
 	}
-	if (span_eq(st->type, "error") && !L->only && strcmp(local, s->remote) != 0) {
-		/* an error for a domain that is not the stream's own: the
-		 * backend takes no piggybacking (XEP-0220 §2.4); the domain gets
+	if (span_eq(st->type, "error") && !L->only && (strcmp(local, s->remote) != 0 || strcmp(to, s->local) != 0)) {
+		/* an error for a pair that is not the stream header's: the
+		 * backend takes no piggybacking (XEP-0220 §2.4); the pair gets
 		 * a link of its own, which carries its queue along */
 		log_info(s->c->id, "backend %s: no piggybacking for %s -> %s; it gets a link of its own", L->backend,
-			 L->remote, local);
+			 to, local);
 		pair_to_solo(h, L, p);
 		return;
 	}
-	log_warn(s->c->id, "backend %s refused %s -> %s (dialback %.*s)", L->backend, L->remote, local, (int)st->type.n,
+	log_warn(s->c->id, "backend %s refused %s -> %s (dialback %.*s)", L->backend, to, local, (int)st->type.n,
 		 st->type.p);
 	p->state = PAIR_INVALID;
 	p->since = net_now_ms();
@@ -713,21 +730,22 @@ const struct net_conn_ops backend_ops = {
 
 /* ---- the stanza path ----------------------------------------------------- */
 
-void backend_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
-		     struct net_ref src)
+void backend_enqueue(struct hubw *h, const struct cfg_backend *bk, const char *remote, const char *local,
+		     struct net_buf *b, const char *p, size_t n, struct net_ref src)
 {
-	const struct cfg_backend *bk = cfg_backend_of(hub_cfg, local);
+	if (!bk)
+		bk = cfg_backend_of(hub_cfg, local);
 	enum hub_sterr bounce = STERR_SERVICE_UNAVAILABLE;
 	if (!bk)
 		goto bounce; /* a reload took the domain away meanwhile */
 	int slot = met_backend_slot((int)(bk - hub_cfg->backends));
-	struct bk_link *L = link_get(remote, bk->name, NULL, slot, true);
+	struct bk_link *L = link_get(bk->name, NULL, NULL, slot, true);
 	L->last_activity = net_now_ms();
-	struct bk_pair *pr = pair_get(L, local, true);
+	struct bk_pair *pr = pair_get(L, remote, local, true);
 	if (pr->solo) { /* the backend took no piggybacking for it */
-		L = link_get(remote, bk->name, local, slot, true);
+		L = link_get(bk->name, remote, local, slot, true);
 		L->last_activity = net_now_ms();
-		pr = pair_get(L, local, true);
+		pr = pair_get(L, remote, local, true);
 	}
 	if (L->state == BK_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
 		enum hub_sterr why;
@@ -811,7 +829,7 @@ static bool link_tick(struct hubw *h, struct bk_link *L, uint64_t now)
 		if (p->state == PAIR_PENDING && now - p->since > (uint64_t)hub_cfg->connect_timeout * 1000 && L->sess) {
 			/* no answer to our db:result: start the stream again */
 			log_warn(L->sess->c->id, "backend %s: no dialback answer for %s -> %s in %us", L->backend,
-				 L->remote, p->local, hub_cfg->connect_timeout);
+				 p->remote, p->local, hub_cfg->connect_timeout);
 			p->state = PAIR_NONE;
 			net_close(L->sess->c, false);
 		}
@@ -856,22 +874,29 @@ uint32_t backend_sess_queued(const struct sess *s)
 	return s->bk ? s->bk->queued : 0;
 }
 
-int backend_sess_domains(const struct sess *s, char *buf, size_t cap)
+/* Append d to the comma-separated list buf unless it is there or does not fit. */
+static void list_put(char *buf, size_t cap, const char *d)
+{
+	size_t len = strlen(buf), dl = strlen(d);
+	for (const char *q = buf; (q = strstr(q, d)) != NULL; q += dl)
+		if ((q == buf || q[-1] == ',') && (q[dl] == ',' || !q[dl]))
+			return;
+	if (len + dl + 2 < cap)
+		snprintf(buf + len, cap - len, "%s%s", len ? "," : "", d);
+}
+
+int backend_sess_domains(const struct sess *s, char *doms, char *remotes, size_t cap)
 {
 	const struct bk_link *L = s->bk;
 	int n = 0;
-	size_t len = 0;
 	if (cap)
-		buf[0] = 0;
+		doms[0] = remotes[0] = 0;
 	for (int i = 0; L && i < L->nlp; i++) {
 		if (L->lp[i].state != PAIR_VALID)
 			continue;
 		n++;
-		size_t dl = strlen(L->lp[i].local);
-		if (len + dl + 2 < cap) {
-			snprintf(buf + len, cap - len, "%s%s", len ? "," : "", L->lp[i].local);
-			len = strlen(buf);
-		}
+		list_put(doms, cap, L->lp[i].local);
+		list_put(remotes, cap, L->lp[i].remote);
 	}
 	return n;
 }

@@ -15,14 +15,15 @@
 /* ---- internal links: hub -> backend (backend.c) ---- */
 
 extern const struct net_conn_ops backend_ops;
-/* The worker that owns the internal link for (remote, backend): a stanza
- * from `remote` to any domain of that backend goes through it, so one
- * link carries them all, in order. */
+/* The worker that relays what `remote` sends to the backend: its link to
+ * the backend carries every stanza from `remote` to any domain of it, in
+ * order. */
 int backend_owner(const char *remote, const struct cfg_backend *b);
 /* A stanza from `remote` for the backend domain `local`, on the owner
- * worker. Consumes the reference on b. */
-void backend_enqueue(struct hubw *h, const char *remote, const char *local, struct net_buf *b, const char *p, size_t n,
-		     struct net_ref src);
+ * worker; bk is local's backend when the caller looked it up (in this
+ * configuration), else NULL. Consumes the reference on b. */
+void backend_enqueue(struct hubw *h, const struct cfg_backend *bk, const char *remote, const char *local,
+		     struct net_buf *b, const char *p, size_t n, struct net_ref src);
 /* Once a second: stalled queues bounced, dialback answers overdue, idle
  * links closed, back-off over. */
 void backend_tick(struct hubw *h, uint64_t now);
@@ -30,9 +31,10 @@ void backend_shutdown(struct hubw *h);
 /* Stanzas waiting for the link of internal link session s (0 when it has
  * none left): a drain closes it when nothing waits. */
 uint32_t backend_sess_queued(const struct sess *s);
-/* The backend domains authenticated on it, comma-separated into buf (cut
- * to fit); returns how many. */
-int backend_sess_domains(const struct sess *s, char *buf, size_t cap);
+/* The pairs authenticated on it: their backend domains and their remote
+ * domains, each comma-separated (once each, cut to fit cap); returns how
+ * many pairs. */
+int backend_sess_domains(const struct sess *s, char *doms, char *remotes, size_t cap);
 
 /* ---- streams from a backend to the hub (backend_in.c) ---- */
 

@@ -16,7 +16,8 @@ in order, each under its own time bound:
 
   - messages both ways: Prosody behind <-> ejabberd outside, ejabberd behind
     <-> Prosody outside, the two backends with each other, and the other
-    crossings; the Prosody backend's second domain on the same internal link;
+    crossings; the Prosody backend's second domain on the same internal link,
+    and several remote domains on one internal link (one per hub worker);
     a Prosody backend with `tls required` on its internal link (pt.fhbk);
     bursts arrive in order; the hub's links to the outside are SASL EXTERNAL;
   - a presence subscription (both ways, approved) and iq round trips (XEP-0199
@@ -143,6 +144,23 @@ async def main():
             check(all(conns.values()), "a domain of prosody1 was never authenticated toward it: %s" % conns)
             check(conns[PB] & conns[backends.PB2], "pb.fhbk and pb2.fhbk on different internal links: %s" % conns)
         await gated("prosody_backend_two_domains_one_internal_link", two_domains, 30)
+
+        async def remotes_share_link():
+            # eo.fhbk, po.fhbk and eb.fhbk (the other backend) all wrote to
+            # alice on prosody1 above; the hub has 2 workers, each with one
+            # link to prosody1, so two of them share a link (piggybacked
+            # originating domains, which Prosody must take)
+            pat = r"\[(c\d+) [^]]*\] backend prosody1: (\S+) -> %s authenticated" % re.escape(PB)
+            by_conn = {}
+            for g in fhit.log_lines(h, FLOG, pat):
+                m_ = re.search(pat, g)
+                by_conn.setdefault(m_.group(1), set()).add(m_.group(2))
+            fhit.log("remote domains per internal link to prosody1: %s" % by_conn)
+            seen = set().union(*by_conn.values()) if by_conn else set()
+            check({EO, PO, EB} <= seen, "not every remote domain was authenticated toward prosody1: %s" % by_conn)
+            check(any(len(r) >= 2 for r in by_conn.values()),
+                  "every remote domain has an internal link of its own to prosody1: %s" % by_conn)
+        await gated("prosody_backend_remote_domains_share_an_internal_link", remotes_share_link, 10)
 
         async def burst(a, b, n=30):
             ua, ub = u[a], u[b]

@@ -22,10 +22,10 @@ short stall_timeout so that queues fill and stalls end within seconds):
 
 Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
 hub and every socket are closed by the test."""
-import os, re, signal, socket, subprocess, sys, tempfile, threading, time
+import os, signal, socket, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from fakepeer import Component, RemoteServer, Reader, attr, NS_STREAM
-from hubproc import FEDHUB, Results, hub_section, metrics
+from fakepeer import RemoteServer, Reader, attr, NS_STREAM, Counter, counted_component, sender, in_order
+from hubproc import Hub, Results, hub_section, metrics
 
 S2S, COMP, HTTP, REMOTE, SINK, SLOWPEER = 25969, 25947, 25980, 25970, 25971, 25972
 STALL = 2  # stall_timeout, seconds
@@ -54,103 +54,14 @@ PAD = "x" * 200
 # (4 MiB here): a destination only stays full once that much is unread too,
 # so the stall scenarios send 6 MiB to it.
 BIG = "y" * 2000
-MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
 
 T = Results()
 check = T.check
 
 
-class Counter:
-    """Reads a socket (after its stream header) and records every <message/>:
-    (time, id, is_error, raw). `pace`: seconds to sleep between reads of
-    `chunk` bytes (a slow reader); `hold`: an Event that stops reading while set."""
-
-    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0, hold=None):
-        self.s, self.buf, self.chunk, self.pace, self.hold = sock, buf, chunk, pace, hold
-        self.got, self.lock, self.closed = [], threading.Lock(), False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        self.s.settimeout(0.2)
-        while not self.closed:
-            if self.hold is not None and self.hold.is_set():
-                time.sleep(0.02)
-                continue
-            try:
-                d = self.s.recv(self.chunk)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not d:
-                return
-            self.buf += d
-            now = time.time()
-            last = 0
-            for m in MSG_RE.finditer(self.buf):
-                raw = m.group(0)
-                mid = re.search(rb"id='([^']*)'", raw)
-                with self.lock:
-                    self.got.append((now, mid.group(1).decode() if mid else "", b"type='error'" in raw, raw))
-                last = m.end()
-            self.buf = self.buf[last:]
-            if self.pace:
-                time.sleep(self.pace)
-
-    def items(self):
-        with self.lock:
-            return list(self.got)
-
-    def wait(self, pred, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if pred(self.items()):
-                return True
-            time.sleep(0.05)
-        return pred(self.items())
-
-
 def component(domain, rcvbuf=None, **kw):
     """A component whose received stanzas a Counter records."""
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(5)
-    s.connect(("127.0.0.1", COMP))
-    r = Reader(s)
-    s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
-               % (NS_STREAM, domain)).encode())
-    import hashlib
-    sid = attr(r.stream_header() + ">", "id") or ""
-    s.sendall(("<handshake>%s</handshake>" % hashlib.sha1((sid + "s3cret").encode()).hexdigest()).encode())
-    el = r.element()
-    if not el.startswith("<handshake"):
-        raise RuntimeError("handshake refused: " + el)
-    return s, Counter(s, r.buf, **kw)
-
-
-def sender(sock, stanzas):
-    """Writes stanzas from a thread (it blocks while the hub does not read)."""
-    done = threading.Event()
-
-    def run():
-        sock.settimeout(60)
-        try:
-            data = "".join(stanzas).encode()
-            for i in range(0, len(data), 16384):
-                sock.sendall(data[i:i + 16384])
-        except OSError:
-            pass
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return done
-
-
-def in_order(ids, prefix):
-    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
-    return nums == sorted(nums)
+    return counted_component(COMP, domain, rcvbuf=rcvbuf, **kw)
 
 
 def bounces(rs, prefix):
@@ -398,23 +309,11 @@ def on_alarm(signum, frame):
 def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(120)
-    tmp = tempfile.mkdtemp(prefix="fedhub-flow-")
-    conf = os.path.join(tmp, "hub.conf")
-    open(conf, "w").write(CONF)
-    log = open(os.path.join(tmp, "hub.log"), "w")
-    hub = subprocess.Popen([FEDHUB, "-c", conf], stdout=log, stderr=log)
-    rs = None
-    try:
-        up = False
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
-                up = True
-                break
-            except OSError:
-                time.sleep(0.05)
-        check("hub starts", up)
+    hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-flow-"), ready_ports=(COMP,))
+
+    def cases(closing):
         rs = RemoteServer("remote.fake", REMOTE)
+        closing.append(rs)
         watch_bounces(rs)
         for scenario in (lambda: slow_component(rs), lambda: stalled_component(rs), stalled_outbound,
                          slow_outbound):
@@ -422,26 +321,11 @@ def main():
                 scenario()
             except Exception as e:
                 check("scenario ran to the end", False, repr(e))
-        check("hub alive", hub.poll() is None, hub.returncode)
-    except Exception as e:
-        check("test ran to the end", False, repr(e))
+        check("hub alive", hub.alive(), hub.poll())
+    try:
+        T.run_script(lambda: ("hub starts", hub.start(), "see its log"), cases, hub.finish)
     finally:
         signal.alarm(0)
-        if rs:
-            rs.close()
-        if hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-            try:
-                rc = hub.wait(10)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                rc = hub.wait()
-            check("hub exits 0 on SIGTERM", rc == 0, rc)
-        log.close()
-        if not T.all_ok():
-            print(open(os.path.join(tmp, "hub.log"), errors="replace").read()[-4000:])
-        subprocess.call(["rm", "-rf", tmp])
-    T.exit()
 
 
 if __name__ == "__main__":
