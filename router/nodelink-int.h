@@ -113,11 +113,10 @@ struct nl_ua {
 	const char *p;
 	uint32_t n;
 	uint16_t rn;        /* remote's length; 0: no lease */
-	bool held;          /* it holds a pause of src (waiting for room) */
 	uint32_t hv;        /* rt_hash of remote */
 	const char *remote; /* the link's lease-context name (lives as long as the link) */
 	uint64_t token;
-	struct net_ref src;
+	struct net_ref src; /* the connection it was read from (back-pressure) */
 };
 struct nl_ring {
 	struct nl_ua *v;

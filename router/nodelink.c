@@ -70,8 +70,8 @@
 #define NL_TOKEN_NONE UINT64_MAX       /* in a sender's context table: named, not announced yet */
 /* Unacknowledged stanzas one link may have on its stream (the bytes are
  * bounded by send_queue_max too), and entries its ring may hold in all. */
-#define NL_UNACKED_MAX 4096
-#define NL_RING_MAX 65536
+#define NL_UNACKED_MAX 65536
+#define NL_RING_MAX (1u << 18)
 /* Unacknowledged entries past which a slice of a receive buffer that runs
  * short is moved into a buffer of its own before it goes on the stream
  * (net/'s rule for slow send queues: the ring must not pin the pool). */
@@ -101,6 +101,9 @@ struct nl_conn {
 	struct nl_ring ring;    /* outbound: stanzas not acknowledged yet */
 	uint64_t ack_at;        /* outbound: ms: the ring last moved (or became non-empty) */
 	uint32_t rx_n, rx_acked; /* inbound: stanzas taken / acknowledged so far */
+	bool window_full;       /* outbound: too much unacknowledged: wait for half of it */
+	struct net_ref *hsrc;   /* outbound: sources paused for what waits in the ring */
+	uint32_t nhsrc, chsrc;
 };
 
 /* A stanza waiting for its link to authenticate: our copy, the stanza's
@@ -395,6 +398,39 @@ static struct nl_out *out_of(struct hubw *h, struct sess *s)
 	return o->s == s ? o : NULL;
 }
 
+static bool ref_eq(struct net_ref a, struct net_ref b)
+{
+	return a.worker == b.worker && a.slot == b.slot && a.gen == b.gen;
+}
+
+/* More than source_allowance bytes wait in the ring: pause src (once) until
+ * no more than half of that waits. */
+static void ring_hold_src(struct hubw *h, struct nl_conn *nc, struct net_ref src)
+{
+	if (src.worker == FLOW_NO_SRC)
+		return;
+	for (uint32_t i = 0; i < nc->nhsrc; i++)
+		if (ref_eq(nc->hsrc[i], src))
+			return;
+	if (nc->nhsrc == nc->chsrc) {
+		uint32_t ncap = nc->chsrc ? nc->chsrc * 2 : 8;
+		struct net_ref *a = realloc(nc->hsrc, ncap * sizeof(*a));
+		if (!a)
+			return; /* not paused: the ring's bounds still hold */
+		nc->hsrc = a;
+		nc->chsrc = ncap;
+	}
+	nc->hsrc[nc->nhsrc++] = src;
+	flow_src_hold(h, src);
+}
+
+static void ring_release_srcs(struct hubw *h, struct nl_conn *nc)
+{
+	for (uint32_t i = 0; i < nc->nhsrc; i++)
+		flow_src_release(h, nc->hsrc[i]);
+	nc->nhsrc = 0;
+}
+
 /* Put what the ring of link s holds on its stream while there is room:
  * the send queue below send_queue_max, fewer than NL_UNACKED_MAX stanzas
  * (and send_queue_max bytes) unacknowledged. Each stanza's lease context
@@ -408,8 +444,10 @@ static void out_pump(struct hubw *h, struct sess *s)
 	struct nl_ua *e;
 	bool moved = false;
 	while ((e = nl_ring_pending(r))) {
-		if (r->nsent >= NL_UNACKED_MAX || (r->nsent && r->sent_bytes + e->n > hub_cfg->send_queue_max))
-			break; /* too much unacknowledged: the acknowledgements make room */
+		if (r->nsent >= NL_UNACKED_MAX || (r->nsent && r->sent_bytes + e->n > hub_cfg->send_queue_max)) {
+			nc->window_full = true; /* the acknowledgements make room */
+			break;
+		}
 		if (e->rn) {
 			struct nl_ctx_ent *x = nl_ctx_find(&nc->ctx, e->remote, e->rn, e->hv);
 			/* a refused token stays announced: the receiver refuses again */
@@ -425,20 +463,19 @@ static void out_pump(struct hubw *h, struct sess *s)
 			(void)net_buf_own(h->w, &e->b, &e->p, e->n); /* out of memory: it stays a slice */
 		if (net_send_slice_take(c, NULL, e->p, e->n) < 0)
 			break; /* full (on_drain comes back) or closing (on_close takes the ring) */
-		if (e->held) {
-			e->held = false;
-			flow_src_release(h, e->src);
-		}
 		nl_ring_mark_sent(r);
 		moved = true;
 	}
+	if (nc->nhsrc && r->pend_bytes <= hub_cfg->source_allowance / 2)
+		ring_release_srcs(h, nc);
 	if (moved && h->nl)
 		h->nl->out[nc->idx].last_tx = net_now_ms();
 }
 
 /* A stanza on a ready link: into its ring, then on the stream if there is
  * room; if not, it waits in the ring (our copy, not a receive buffer), and
- * past source_allowance bytes waiting its source is paused until it goes. */
+ * while more than source_allowance bytes wait its source is paused, until
+ * half of that is left (so a source is not paused and resumed per stanza). */
 static int out_send(struct hubw *h, struct nl_out *o, struct net_buf *b, const char *p, size_t n, const char *remote,
 		    size_t rn, uint64_t token, struct net_ref src, enum hub_sterr *why)
 {
@@ -481,10 +518,8 @@ static int out_send(struct hubw *h, struct nl_out *o, struct net_buf *b, const c
 		/* it waits: the last entry is this stanza */
 		struct nl_ua *w = &r->v[(r->head + r->len - 1) & (r->cap - 1)];
 		(void)net_buf_own(h->w, &w->b, &w->p, w->n);
-		if (src.worker != FLOW_NO_SRC && r->pend_bytes > hub_cfg->source_allowance) {
-			w->held = true;
-			flow_src_hold(h, src);
-		}
+		if (r->pend_bytes > hub_cfg->source_allowance)
+			ring_hold_src(h, nc, src);
 	}
 	MET_INC(h->m, cluster_fwd[0]);
 	MET_INC(h->m, stanzas_routed);
@@ -509,6 +544,12 @@ static void out_acked(struct hubw *h, struct sess *s, uint64_t hv)
 		net_buf_unref(h->w, e.b);
 	}
 	nc->ack_at = net_now_ms();
+	/* a full window reopens at half, like a send queue's drain: stanzas
+	 * move (and sources resume) in large steps, not one per ack */
+	if (nc->window_full &&
+	    (nc->ring.nsent > NL_UNACKED_MAX / 2 || nc->ring.sent_bytes > hub_cfg->send_queue_max / 2))
+		return;
+	nc->window_full = false;
 	out_pump(h, s);
 }
 
@@ -529,8 +570,6 @@ static void out_requeue(struct hubw *h, struct nl_out *o, struct sess *s)
 			 h->nl && h->nl->stopping ? " at shutdown" : " (out of memory)", m);
 		while (r->len) {
 			struct nl_ua e = nl_ring_pop(r);
-			if (e.held)
-				flow_src_release(h, e.src);
 			route_bounce_raw(h, e.p, e.n, STERR_REMOTE_SERVER_TIMEOUT);
 			net_buf_unref(h->w, e.b);
 		}
@@ -545,14 +584,12 @@ static void out_requeue(struct hubw *h, struct nl_out *o, struct sess *s)
 		struct nl_ua e = nl_ring_pop(r);
 		struct net_buf *cb = wq_copy(h, e.p, e.n, e.remote, e.rn);
 		if (!cb) {
-			if (e.held)
-				flow_src_release(h, e.src);
 			route_bounce_raw(h, e.p, e.n, STERR_RESOURCE_CONSTRAINT);
 			net_buf_unref(h->w, e.b);
 			continue;
 		}
 		net_buf_unref(h->w, e.b);
-		o->wq[(at + put) & (o->wcap - 1)] = (struct nl_wait){cb, e.n, e.rn, e.held, e.token, e.src};
+		o->wq[(at + put) & (o->wcap - 1)] = (struct nl_wait){cb, e.n, e.rn, false, e.token, e.src};
 		o->wbytes += e.n;
 		put++;
 	}
@@ -887,6 +924,8 @@ static void nl_on_close(struct net_conn *c, int err)
 			o->old--;
 		out_requeue(h, o, s);
 	}
+	ring_release_srcs(h, nc);
+	free(nc->hsrc);
 	nl_ring_free(&nc->ring);
 	nl_ctx_clear(&nc->ctx);
 	s->nl = NULL;
