@@ -163,32 +163,41 @@ def errors(d):
 
 
 def cluster_table(d):
-    """bench/cluster-fwd.sh: a single hub (D) against two nodes (A forwards to B's component)."""
-    rows = ["| run | offered | delivered | stanzas/s | hub CPU us/stanza | Redis ops/s node A | node B | Redis server |",
-            "|---|---:|---:|---:|---|---:|---:|---:|"]
+    """bench/cluster-fwd.sh: a single hub (D) against two nodes (A forwards to B's component) and three behind
+    HAProxy."""
+    rows = ["| run | offered | delivered | stanzas/s | hub CPU us/stanza (per node = sum) | HAProxy CPU us/stanza |"
+            " forwarded share | Redis ops/s per node | Redis server ops/s |",
+            "|---|---:|---:|---:|---|---:|---:|---|---:|"]
     runs = {r["run"]: r for r in d["runs"]}
     for r in d["runs"]:
+        ops = ", ".join(f"{x:.1f}" for x in r.get("redis_ops_per_s", []))
+        srv = f"{r['redis_server_ops_per_s']:.1f}" if "redis_server_ops_per_s" in r else ""
         if r["run"] == "rest":
-            rows.append(f"| cluster at rest ({r['seconds']:.0f} s, no traffic) | 0 | | | |"
-                        f" {r['redis_ops_per_s_a']:.1f} | {r['redis_ops_per_s_b']:.1f} | {r['redis_server_ops_per_s']:.1f} |")
+            rows.append(f"| two nodes at rest ({r['seconds']:.0f} s, no traffic) | 0 | | | | | | {ops} | {srv} |")
             continue
         cpu = r["cpu_us"]
-        c = f"{cpu[0]:.3f}" if len(cpu) == 1 else f"A {cpu[0]:.3f} + B {cpu[1]:.3f} = {sum(cpu):.3f}"
+        c = f"{cpu[0]:.3f}" if len(cpu) == 1 else " + ".join(f"{x:.3f}" for x in cpu) + f" = {sum(cpu):.3f}"
         offered = "burst (closed)" if r["rate"] == "burst" else f"{int(r['rate'])}/s"
-        ops = (f" {r['redis_ops_per_s_a']:.1f} | {r['redis_ops_per_s_b']:.1f} | {r['redis_server_ops_per_s']:.1f} |"
-               if "redis_ops_per_s_a" in r else " | | |")
-        rows.append(f"| {r['run']} | {offered} | {r['delivered']:.0f} | {r['stanzas_per_s']:.0f} | {c} |" + ops)
+        hap = f"{r['haproxy_cpu_us']:.3f}" if "haproxy_cpu_us" in r else ""
+        share = f"{r['forwarded_share']:.2f}" if "forwarded_share" in r else ""
+        rows.append(f"| {r['run']} | {offered} | {r['delivered']:.0f} | {r['stanzas_per_s']:.0f} | {c} | {hap} |"
+                    f" {share} | {ops} | {srv} |")
     out = ["\n".join(rows), ""]
     for r in d["runs"]:
         if r["run"].startswith("direct-"):
-            f = runs.get("forwarded-" + r["run"][len("direct-"):])
-            if f:
-                extra = sum(f["cpu_us"]) - r["cpu_us"][0]
-                at = "at the maximum (burst)" if r["rate"] == "burst" else f"at {int(r['rate'])}/s"
-                out.append(f"- Forwarding adds {extra:.3f} us/stanza {at} (A + B - D);"
-                           f" throughput {f['stanzas_per_s'] / r['stanzas_per_s']:.2f}x the single hub's.")
-    out.append(f"- Leases held at the end (A, B): {', '.join('%.0f' % x for x in d['leases_held'])};"
-               f" stanzas node A forwarded: {d['forwarded']:.0f}.")
+            k = r["run"][len("direct-"):]
+            at = "at the maximum (burst)" if r["rate"] == "burst" else f"at {int(r['rate'])}/s"
+            for kind, what in (("forwarded", "two nodes, every stanza forwarded"),
+                               ("haproxy", "three nodes behind HAProxy")):
+                f = runs.get(f"{kind}-{k}")
+                if f:
+                    extra = sum(f["cpu_us"]) - r["cpu_us"][0]
+                    per = (f", {extra / f['forwarded_share']:.3f} us per stanza forwarded"
+                           if kind == "haproxy" and f.get("forwarded_share") else "")
+                    out.append(f"- {what}, {at}: {extra:+.3f} us/stanza of hub CPU against the single hub{per};"
+                               f" {f['stanzas_per_s'] / r['stanzas_per_s']:.2f}x its stanzas/s.")
+    out.append(f"- Leases held at the end (A, B, C): {', '.join('%.0f' % x for x in d['leases_held'])}"
+               " (the load has no outbound s2s traffic).")
     out.append(f"- Redis calls by command over the cluster's runs: {', '.join(d['commandstats'])}.")
     return "\n".join(out)
 
@@ -612,12 +621,17 @@ else:
 L += section("Cluster", "cluster", cluster_table,
              "bench/cluster-fwd.sh: one hub (D, one worker) against a two-node cluster (A and B, one worker"
              " each, a redis-server as the registry) with the component on B only, so every stanza takes"
-             " the forwarded path: 4 dialback links -> A -> node link -> B -> component. Each load runs"
-             " against D, then against A+B: a burst (the maximum) and open loop at fixed rates. Hub CPU is"
+             " the forwarded path: 4 dialback links -> A -> node link -> B -> component; then against"
+             " three nodes (A, B, C) behind HAProxy (TCP mode, send-proxy-v2, round robin over the 4"
+             " links), the component still on B, so the links that land on A or C forward. Each load runs"
+             " against each layout: a burst (the maximum) and open loop at fixed rates. Hub CPU is"
              " user+sys of every hub process over the run (link set-up included) divided by the stanzas"
              " delivered. Redis ops/s: each node's fedhub_redis_commands_total, and the server's"
              " total_commands_processed (INFO stats, which also counts the commands the registry's"
-             " scripts run inside Redis), over the run or over a window with no traffic."
+             " scripts run inside Redis), over the run or over a window with no traffic. Forwarded"
+             " share: the nodes' fedhub_cluster_forwarded_total{direction=\"out\"} over the stanzas"
+             " delivered. On 2 cores shared by the bench, the hubs, Redis and HAProxy, stanzas/s shows"
+             " contention, not scaling; CPU per stanza is the figure."
              " Exit status 0: nothing lost or out of order in any run.")
 
 # Design notes written by hand (why a mechanism was chosen, with the measurements

@@ -43,9 +43,10 @@
 #                      haproxy, ejabberd: CPU per stanza and latency per rate
 #  12. router-latency  fedhub, the bench's direct loopback baseline and
 #                      haproxy at 50% of fedhub's maximum from the sweep
-#  13. cluster         one hub against a two-node cluster (bench/cluster-fwd.sh):
-#                      stanzas/s, CPU per stanza on the forwarded path, Redis
-#                      operations per node at rest and under load
+#  13. cluster         one hub against a two-node cluster and three nodes behind
+#                      HAProxy (bench/cluster-fwd.sh): stanzas/s, CPU per stanza
+#                      on the forwarded path, Redis operations per node at rest
+#                      and under load
 # then rewrites BENCHMARKS.md from the JSON results: every table with the
 # exact command that produced it, the machine and the date. A step that fails
 # is marked skipped (with why) in BENCHMARKS.md; the suite goes on.
@@ -203,7 +204,7 @@ elif wanted router-latency; then
 	echo "the sweep measured no maximum for fedhub; router-latency needs it" >"$OUT/router-latency.skip"
 fi
 
-# a single hub against a two-node cluster (forwarded path, Redis operations per node)
+# a single hub against two nodes and three behind HAProxy (forwarded path, Redis operations per node)
 step cluster 300 -- env BURST=1000000 RATES=20000,80000 SECONDS_RUN=10 REST_S=10 JSON="$OUT/cluster.json" \
 	bench/cluster-fwd.sh
 

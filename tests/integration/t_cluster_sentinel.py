@@ -16,7 +16,8 @@ is delivered.
 
 Ports 28100-28199 (lib/cluster.py's plan): base+0 unused (no plain redis),
 nodes at base+10/+20, master base+60, replica base+61, sentinels
-base+62..+64, the fake remote.fake base+70."""
+base+62..+64 and one that monitors nothing (named first) base+65, the fake
+remote.fake base+70."""
 import os, signal, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from cluster import REDIS, Cluster, cluster_supported, redis_cmd  # noqa: E402
@@ -26,6 +27,7 @@ from hubproc import Results, health, metrics  # noqa: E402
 BASE = 28100
 MASTER, REPLICA = BASE + 60, BASE + 61
 SENTINELS = (BASE + 62, BASE + 63, BASE + 64)
+STRANGER = BASE + 65  # a sentinel that monitors nothing: named first in the config
 REMOTE = BASE + 70
 NAME = "fhmaster"
 LEASE_MS = 2000
@@ -45,7 +47,7 @@ sentinel parallel-syncs %(name)s 1
 """
 
 # every node: the three sentinels, nothing else to find Redis with
-CLUSTER_CONF = "[cluster]\n" + "".join("sentinel 127.0.0.1:%d %s\n" % (p, NAME) for p in SENTINELS) + """\
+CLUSTER_CONF = "[cluster]\n" + "".join("sentinel 127.0.0.1:%d %s\n" % (p, NAME) for p in (STRANGER,) + SENTINELS) + """\
 node_id node%(node)d
 node_listen 127.0.0.1:%(port)d
 cluster_secret_file %(secret)s
@@ -98,11 +100,12 @@ def redis_args(port, master=None):
     return f
 
 
-def sentinel_args(port):
+def sentinel_args(port, monitor=True):
     def f(d):
         p = os.path.join(d, "sentinel.conf")  # the sentinel rewrites it: its own file
+        text = SENTINEL_CONF % {"port": port, "dir": d, "name": NAME, "master": MASTER}
         with open(p, "w") as fh:
-            fh.write(SENTINEL_CONF % {"port": port, "dir": d, "name": NAME, "master": MASTER})
+            fh.write(text if monitor else "\n".join(text.splitlines()[:5]) + "\n")
         return [p, "--sentinel"]
     return f
 
@@ -249,7 +252,10 @@ def setup(tmp, procs):
         s = Proc(tmp, "sentinel%d" % (k + 1), sentinel_args(port), port)
         procs.append(s)
         sents.append(s)
-    if not check("three sentinels start (redis-server --sentinel)", all(s.ready() for s in sents)):
+    stranger = Proc(tmp, "sentinel0", sentinel_args(STRANGER, monitor=False), STRANGER)
+    procs.append(stranger)
+    if not check("three sentinels start (redis-server --sentinel), and one that monitors nothing",
+                 all(s.ready() for s in sents) and stranger.ready()):
         return False
     # a failover needs every sentinel to know the replica and the other two
     def known():
@@ -310,6 +316,10 @@ def follow(nodes, act, new_port, changes_before, what):
 def failover(cl, rs, procs):
     master = procs[0]
     nodes = cl.nodes
+    for n in nodes:
+        check("node %d passes over the sentinel that does not know the master" % n.i,
+              wait(lambda: "cluster: sentinel 127.0.0.1:%d does not know master '%s'" % (STRANGER, NAME)
+                   in n.log_text(), 5))
     check("both nodes learn the master from the sentinels and connect",
           wait(lambda: all(redis_state(n) == "up" for n in nodes), 10), [redis_state(n) for n in nodes])
     for n in nodes:
