@@ -591,11 +591,7 @@ static void in_on_tls(struct net_conn *c, int err)
 	if (s->tok.authenticated) /* the pre-auth deadline had given way to the idle one */
 		c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
 	s->tok.authenticated = false;
-	for (int i = 0; i < s->npairs; i++) {
-		free(s->pairs[i].remote);
-		free(s->pairs[i].local);
-	}
-	s->npairs = 0;
+	pairs_clear(s);
 	free(s->remote);
 	s->remote = NULL;
 	s->sasl_offered = false;

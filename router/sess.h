@@ -136,6 +136,8 @@ struct pair *pair_find(const struct sess *s, const char *remote, const char *loc
 /* Find or append (control plane: aborts when out of memory). The pointer
  * stays good until the next pair_add() on s. */
 struct pair *pair_add(struct sess *s, const char *remote, const char *local);
+/* Drop every pair (and the index); the array is kept for the next ones. */
+void pairs_clear(struct sess *s);
 void pairs_free(struct sess *s);
 
 #endif

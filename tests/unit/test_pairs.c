@@ -222,6 +222,45 @@ static void test_pairs_find_after_growth(void **state)
 	free(s);
 }
 
+/* A stream restarted by STARTTLS forgets its pairs (RFC 6120 §5.4.3.3):
+ * with more than a handful the index has a table, whose slots must go with
+ * them, or a pair claimed again would be looked for among freed ones. */
+static void test_pairs_clear_drops_the_index(void **state)
+{
+	(void)state;
+	struct sess *s = calloc(1, sizeof(*s));
+	char r[64], l[64];
+	for (int i = 0; i < 100; i++) {
+		snprintf(l, sizeof(l), "local%d.example", i);
+		pair_add(s, "remote.example", l)->state = PAIR_VALID;
+	}
+	assert_true(s->pix.cap > 0);
+	pairs_clear(s);
+	assert_int_equal(s->npairs, 0);
+	assert_int_equal(s->pix.cap, 0);
+	assert_null(pair_find(s, "remote.example", "local7.example"));
+	/* claimed again in another order: each found as itself, fresh */
+	for (int i = 99; i >= 50; i--) {
+		snprintf(l, sizeof(l), "local%d.example", i);
+		assert_int_equal(pair_add(s, "remote.example", l)->state, PAIR_NONE);
+	}
+	for (int i = 0; i < 100; i++) {
+		snprintf(r, sizeof(r), "remote.example"); /* as a buffer, like a stanza's */
+		snprintf(l, sizeof(l), "local%d.example", i);
+		struct pair *p = pair_find(s, r, l);
+		if (i < 50) {
+			assert_null(p);
+			continue;
+		}
+		assert_non_null(p);
+		assert_string_equal(p->remote, r);
+		assert_string_equal(p->local, l);
+		assert_ptr_equal(p, &s->pairs[99 - i]);
+	}
+	pairs_free(s);
+	free(s);
+}
+
 static void test_pairs_one_pair_stays_small(void **state)
 {
 	(void)state;
@@ -346,11 +385,17 @@ static void test_few_routes_scan(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pix_small_has_no_table),         cmocka_unit_test(test_pix_all_collide),
-		cmocka_unit_test(test_pix_overlapping_runs),           cmocka_unit_test(test_pix_grows_to_thousands),
-		cmocka_unit_test(test_pix_wraps_around_the_table_end), cmocka_unit_test(test_pairs_find_after_growth),
-		cmocka_unit_test(test_pairs_one_pair_stays_small),     cmocka_unit_test(test_links_grow_and_delete),
-		cmocka_unit_test(test_routes_indexed_at_load),         cmocka_unit_test(test_few_routes_scan),
+		cmocka_unit_test(test_pix_small_has_no_table),
+		cmocka_unit_test(test_pix_all_collide),
+		cmocka_unit_test(test_pix_overlapping_runs),
+		cmocka_unit_test(test_pix_grows_to_thousands),
+		cmocka_unit_test(test_pix_wraps_around_the_table_end),
+		cmocka_unit_test(test_pairs_find_after_growth),
+		cmocka_unit_test(test_pairs_clear_drops_the_index),
+		cmocka_unit_test(test_pairs_one_pair_stays_small),
+		cmocka_unit_test(test_links_grow_and_delete),
+		cmocka_unit_test(test_routes_indexed_at_load),
+		cmocka_unit_test(test_few_routes_scan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
