@@ -74,6 +74,8 @@ struct bench_opts {
 	bool relay;                   /* HAProxy mode: plain relay, no XMPP peer */
 	struct sockaddr_in relay_listen;
 	int target_pid;            /* 0: no CPU/RSS figures */
+	struct sockaddr_in target_http; /* the target's /metrics (fedhub), if have_http */
+	bool have_http;
 	char target_domain[256];   /* s2s stream to=; defaults to the component domain */
 	char comp_domains[8][256]; /* --comp-domain a,b,...: component i uses [i % n] */
 	int ncomp_domains;
@@ -102,12 +104,24 @@ struct bench_opts {
 	double comp_read_rate;
 	int comp_pause_ms, comp_pause_every;
 	int stall_ms;            /* stall: the first component stops reading this long */
+	int stall_timeout_s;     /* fedhub's stall_timeout (0: its default); stall: no bounce before it */
 	char bounce_domain[256]; /* --fault bounce-one: the to= of that one stanza */
 	bool dns;                /* compare: the target resolves the bench's domains by DNS */
 	char rates[256];         /* compare --rates: a sweep, "max" = closed loop */
 	char backend_domain[256]; /* s2s-backend: the domain the bench serves as a backend */
 	char per_link[128];      /* many-domains: domains per link, e.g. 1,64,1000 */
 	char remote[128];        /* many-domains: remote domain counts, e.g. 1000,10000 */
+};
+
+/* hubmet.c: fedhub's own router-added latency histogram from its /metrics
+ * (cumulative buckets as exported), read at both ends of a window. */
+#define BENCH_HUBLAT_MAX 128
+struct bench_hublat {
+	int n;
+	double le[BENCH_HUBLAT_MAX]; /* s; the last is +Inf (1e300) */
+	uint64_t cum[BENCH_HUBLAT_MAX];
+	uint64_t count;
+	double sum_s;
 };
 
 /* A bounce's stanza error condition and how many came back with it. */
@@ -146,14 +160,23 @@ struct bench_result {
 	/* stall: the other destination's latency while the first one stalls */
 	struct bench_hist other_hist;
 	double stall_s;
+	/* stall: the first and last bounce, seconds after the stall began (-1: none) */
+	double first_bounce_s, last_bounce_s;
 	char limit_note[160]; /* why a run was cut short by a system limit */
 	/* UDP datagrams this host dropped for a full socket receive buffer
 	 * during the run (/proc/net/snmp RcvbufErrors; any process's, e.g.
 	 * the DNS server of remote-domains); -1 if unknown */
 	int64_t udp_rcvbuf_drops;
+	/* fedhub's own histogram over the measured window (have_hub_lat) */
+	bool have_hub_lat;
+	struct bench_hublat hub_lat;
 };
 
 int bench_run(const struct bench_opts *o, struct bench_result *r);
+
+int bench_hublat_read(const struct sockaddr_in *a, struct bench_hublat *h);
+int bench_hublat_diff(const struct bench_hublat *a, const struct bench_hublat *b, struct bench_hublat *d);
+double bench_hublat_quantile(const struct bench_hublat *d, double q);
 
 /* compare.c: compare mode's pieces, shared with many.c. bench_target_start runs
  * `target.sh start` for name (o gets the target's addresses and pid); 0 or -1

@@ -52,11 +52,15 @@ int bench_find_peers(char *out, size_t cap)
 int bench_target_start(const char *peers, const char *name, const char *dir, const char *cpus, struct bench_opts *o,
 		       char *err, size_t errcap)
 {
-	char cmd[PATH_MAX + 1024], opts[64];
+	char cmd[PATH_MAX + 1024], opts[96];
 	/* the target must know the bench's domains (static routes, DNS records) */
 	snprintf(opts, sizeof opts, "%s%s%s%s%s", o->tls ? "tls" : "", o->tls && o->dns ? "," : "", o->dns ? "dns" : "",
 		 o->scenario == BS_S2S_BACKEND && (o->tls || o->dns) ? "," : "",
 		 o->scenario == BS_S2S_BACKEND ? "backend" : "");
+	if (o->stall_timeout_s) {
+		size_t l = strlen(opts);
+		snprintf(opts + l, sizeof opts - l, "%sstall=%d", l ? "," : "", o->stall_timeout_s);
+	}
 	snprintf(cmd, sizeof cmd, "'%s/target.sh' start '%s' '%s' '%s' %d %s", peers, name, dir, cpus, o->domains,
 		 opts);
 	FILE *p = popen(cmd, "r");
@@ -77,6 +81,8 @@ int bench_target_start(const char *peers, const char *name, const char *dir, con
 		else if (sscanf(line, "comp=%479s", v) == 1) {
 			bm_parse_addr(v, &o->target_comp);
 			o->have_comp = true;
+		} else if (sscanf(line, "http=%479s", v) == 1) {
+			o->have_http = bm_parse_addr(v, &o->target_http) == 0;
 		} else if (sscanf(line, "relay=%479s", v) == 1) {
 			bm_parse_addr(v, &o->relay_listen);
 			o->relay = true;
@@ -217,6 +223,7 @@ static int bm_compare_row(const struct bm_args *a, const char *peers, const char
 	int worst = 0;
 	struct bench_opts oo = *o;
 	oo.relay = false;
+	oo.have_http = false;
 	oo.have_comp = o->components > 0;
 	oo.rate = rate;
 	bool direct = !strcmp(name, "direct");
@@ -259,6 +266,14 @@ static int bm_compare_row(const struct bm_args *a, const char *peers, const char
 	bool none = x->r.measured_delivered == 0 && oo.scenario != BS_IDLE_LINKS;
 	if ((x->r.lost || x->r.out_of_order || none || x->r.sent == 0) && worst < 1)
 		worst = 1;
+	/* stall: a stanza bounced before stall_timeout was bounced needlessly */
+	if (oo.scenario == BS_STALL && oo.stall_timeout_s && x->r.bounced &&
+	    x->r.first_bounce_s < oo.stall_timeout_s) {
+		fprintf(stderr, "fedhub-bench: %s bounced a stanza %.3f s into the stall, before its stall_timeout (%d s)\n",
+			x->name, x->r.first_bounce_s, oo.stall_timeout_s);
+		if (worst < 1)
+			worst = 1;
+	}
 	return worst;
 }
 

@@ -117,6 +117,7 @@ struct eng {
 	int nheld;                   /* components whose reading is held back */
 	uint64_t last_acct;          /* when the last stanza was accounted */
 	uint64_t stall_t0, stall_t1; /* stall: the first component does not read */
+	uint64_t first_bounce, last_bounce; /* stall: when bounces came back (0: none yet) */
 };
 
 /* ---- engine.c ----------------------------------------------------------------- */

@@ -139,6 +139,8 @@ static void bm_usage(FILE *f)
 	      "  --comp-pause MS           components stop reading for MS after every --comp-pause-every\n"
 	      "  --comp-pause-every K      stanzas (1000)\n"
 	      "  --stall-ms MS             stall: how long the first component stops reading (3000)\n"
+	      "  --stall-timeout S         fedhub's stall_timeout (default: its own, 30 s); stall fails\n"
+	      "                            if a stanza is bounced before it\n"
 	      "  --mix msg=90,presence=5,iq=5   stanza mix (relative weights)\n"
 	      "Output:\n"
 	      "  --json FILE               write the results as JSON\n"
@@ -248,6 +250,20 @@ double bm_cpu_us(const struct bench_result *r)
 	return r->have_target && r->measured_delivered ? r->target_cpu_s * 1e6 / (double)r->measured_delivered : 0;
 }
 
+/* fedhub's own account of the time stanzas spent in it (bench/hubmet.c) */
+static void report_hub_lat(FILE *f, const struct bench_result *r)
+{
+	if (!r->have_hub_lat)
+		return;
+	const struct bench_hublat *d = &r->hub_lat;
+	fprintf(f,
+		"in the hub     p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f us (at most; its /metrics histogram), mean %.1f us, "
+		"%llu stanzas\n",
+		bench_hublat_quantile(d, 0.5), bench_hublat_quantile(d, 0.9), bench_hublat_quantile(d, 0.99),
+		bench_hublat_quantile(d, 0.999), d->count ? d->sum_s * 1e6 / (double)d->count : 0,
+		(unsigned long long)d->count);
+}
+
 void bench_report(FILE *f, const struct bench_opts *o, const char *name, const struct bench_result *r)
 {
 	fprintf(f, "\n== %s against %s\n", bm_scenario_name(o->scenario), name);
@@ -293,6 +309,7 @@ void bench_report(FILE *f, const struct bench_opts *o, const char *name, const s
 		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms (from the write)\n",
 			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
 			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+		report_hub_lat(f, r);
 		if (r->have_target)
 			fprintf(f, "target CPU     %.3f s, %.2f us per stanza delivered; RSS at the end %llu KiB\n",
 				r->target_cpu_s, bm_cpu_us(r), (unsigned long long)r->target_rss_kib);
@@ -308,6 +325,7 @@ void bench_report(FILE *f, const struct bench_opts *o, const char *name, const s
 		fprintf(f, "latency        p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
 			bench_hist_quantile(h, 0.5) / 1e6, bench_hist_quantile(h, 0.9) / 1e6,
 			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+		report_hub_lat(f, r);
 		if (r->have_target)
 			fprintf(f,
 				"target CPU     %.1f%% of a core, %.2f us per stanza; RSS %llu KiB (VmHWM %llu KiB)\n",
@@ -336,6 +354,12 @@ void bench_report(FILE *f, const struct bench_opts *o, const char *name, const s
 			o->comp_domains[0], r->stall_s, o->ncomp_domains > 1 ? o->comp_domains[1] : "(none)",
 			(unsigned long long)h->count, bench_hist_quantile(h, 0.5) / 1e6,
 			bench_hist_quantile(h, 0.99) / 1e6, bench_hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6);
+		if (r->bounced && o->stall_timeout_s)
+			fprintf(f, "bounces        from %.3f s to %.3f s after the stall began (stall_timeout %d s)\n",
+				r->first_bounce_s, r->last_bounce_s, o->stall_timeout_s);
+		else if (r->bounced)
+			fprintf(f, "bounces        from %.3f s to %.3f s after the stall began\n", r->first_bounce_s,
+				r->last_bounce_s);
 	}
 	if (r->udp_rcvbuf_drops > 0)
 		fprintf(f,
@@ -388,10 +412,19 @@ void bench_json_target(FILE *f, const char *name, const struct bench_result *r, 
 		const struct bench_hist *oh = &r->other_hist;
 		fprintf(f,
 			",\"stall_s\":%.3f,\"other_delivered\":%llu,\"other_p50_us\":%.1f,\"other_p99_us\":%.1f,"
-			"\"other_p999_us\":%.1f,\"other_max_us\":%.1f",
+			"\"other_p999_us\":%.1f,\"other_max_us\":%.1f,\"first_bounce_s\":%.3f,\"last_bounce_s\":%.3f",
 			r->stall_s, (unsigned long long)oh->count, bench_hist_quantile(oh, 0.5) / 1e3,
 			bench_hist_quantile(oh, 0.99) / 1e3, bench_hist_quantile(oh, 0.999) / 1e3,
-			(double)oh->max / 1e3);
+			(double)oh->max / 1e3, r->first_bounce_s, r->last_bounce_s);
+	}
+	if (r->have_hub_lat) {
+		const struct bench_hublat *d = &r->hub_lat;
+		fprintf(f,
+			",\"hub_lat\":{\"stanzas\":%llu,\"mean_us\":%.1f,\"p50_us\":%.0f,\"p90_us\":%.0f,"
+			"\"p99_us\":%.0f,\"p999_us\":%.0f}",
+			(unsigned long long)d->count, d->count ? d->sum_s * 1e6 / (double)d->count : 0,
+			bench_hublat_quantile(d, 0.5), bench_hublat_quantile(d, 0.9), bench_hublat_quantile(d, 0.99),
+			bench_hublat_quantile(d, 0.999));
 	}
 	if (r->limit_note[0])
 		fprintf(f, ",\"limit\":\"%s\"", r->limit_note);
@@ -434,9 +467,9 @@ int bm_write_json(const char *path, const struct bench_opts *o, struct bm_named 
 		o->seconds, o->warmup, o->tls ? "true" : "false");
 	fprintf(f,
 		"\"burst\":%ld,\"comp_read_rate\":%.0f,\"comp_pause_ms\":%d,\"comp_pause_every\":%d,\"stall_ms\":%d,"
-		"\"rates\":\"%s\",",
+		"\"stall_timeout_s\":%d,\"rates\":\"%s\",",
 		o->scenario == BS_BURST ? o->burst : 0, o->comp_read_rate, o->comp_pause_ms, o->comp_pause_every,
-		o->scenario == BS_STALL ? o->stall_ms : 0, o->rates);
+		o->scenario == BS_STALL ? o->stall_ms : 0, o->stall_timeout_s, o->rates);
 	bench_json_machine(f);
 	fprintf(f, ",\"targets\":{");
 	for (int i = 0; i < nt; i++) {
@@ -578,6 +611,7 @@ enum {
 	O_CPAUSE,
 	O_CPEVERY,
 	O_STALL,
+	O_STALLTO,
 	O_DNS,
 	O_RATES,
 	O_PERLINK,
@@ -623,6 +657,7 @@ static const struct option bm_longopts[] = {{"target-s2s", 1, 0, O_S2S},
 					    {"comp-pause", 1, 0, O_CPAUSE},
 					    {"comp-pause-every", 1, 0, O_CPEVERY},
 					    {"stall-ms", 1, 0, O_STALL},
+					    {"stall-timeout", 1, 0, O_STALLTO},
 					    {"dns", 0, 0, O_DNS},
 					    {"rates", 1, 0, O_RATES},
 					    {"per-link", 1, 0, O_PERLINK},
@@ -770,6 +805,9 @@ static int bm_parse_opts(struct bm_args *a, int argc, char **argv, int first)
 		case O_STALL:
 			o->stall_ms = atoi(optarg);
 			break;
+		case O_STALLTO:
+			o->stall_timeout_s = atoi(optarg);
+			break;
 		case O_DNS:
 			o->dns = true;
 			break;
@@ -810,7 +848,8 @@ static int bm_check_opts(struct bm_args *a)
 	int min_links = o->scenario == BS_REMOTE_UP || o->scenario == BS_COMPONENT_S2S ? 0 : 1;
 	if (o->links < min_links || o->components < 0 || o->window < 1 || o->seconds <= 0 || o->size < 64 ||
 	    o->size > 4000 || o->connect_concurrency < 1 || o->burst < 1 || o->comp_read_rate < 0 ||
-	    o->comp_pause_ms < 0 || o->comp_pause_every < 1 || o->stall_ms < 0) {
+	    o->comp_pause_ms < 0 || o->comp_pause_every < 1 || o->stall_ms < 0 ||
+	    o->stall_timeout_s < 0) {
 		fprintf(stderr, "fedhub-bench: out-of-range option (links >= 1, window >= 1, 64 <= size <= 4000, "
 				"burst >= 1, comp-pause-every >= 1)\n");
 		return 2;

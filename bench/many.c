@@ -42,6 +42,18 @@ struct mrow {
 	char skipped[256];
 };
 
+static long md_proc_long(const char *path)
+{
+	long v = -1;
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 static long md_hard_nofile(void)
 {
 	struct rlimit rl;
@@ -126,14 +138,40 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		if (!cpus[0])
 			snprintf(cpus, sizeof cpus, "0-%d", n - 1);
 	}
-	/* the bench's and fedhub's limits: target.sh raises fedhub's to the same hard limit */
+	/* the bench's and fedhub's limits: target.sh raises fedhub's to the same
+	 * hard limit. As root the hard limit itself is raised (up to
+	 * fs.nr_open) to what the largest --remote needs: a link per domain in
+	 * fedhub, that link's other end and a verification stream in the bench */
+	long maxrem = 0;
+	for (int i = 0; i < nrem; i++)
+		maxrem = rem[i] > maxrem ? rem[i] : maxrem;
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rlim_t want = (rlim_t)(2 * maxrem + 1000), nr_open = (rlim_t)md_proc_long("/proc/sys/fs/nr_open");
+		if (nr_open > 0 && want > nr_open)
+			want = nr_open;
+		if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) {
+			struct rlimit up = {want, want};
+			if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+				rl = up;
+		}
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 	long hard = md_hard_nofile();
 	fprintf(stderr, "fedhub-bench: many-domains: RLIMIT_NOFILE raised to the hard limit, %ld\n", hard);
+	/* every link goes to the bench's one listener address: one loopback
+	 * source address has the ephemeral port range for it */
+	long plo = 0, phi = 0;
+	FILE *pr = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (pr) {
+		if (fscanf(pr, "%ld %ld", &plo, &phi) != 2)
+			plo = phi = 0;
+		fclose(pr);
+	}
+	long ports = phi > plo ? phi - plo + 1 : 0;
 
 	struct mrow *rows = calloc((size_t)(nper + 2 * nrem), sizeof *rows);
 	if (!rows) {
@@ -165,11 +203,24 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		m->dns = dns;
 		m->domains = (int)rem[i / 2];
 		long need = m->domains + 500;
-		if (hard > 0 && need > hard) {
+		/* both limits, as far as they stop it (skipped holds 256 bytes) */
+		int sk = 0;
+		if (hard > 0 && need > hard)
+			sk = snprintf(m->skipped, sizeof m->skipped,
+				      "%d remote domains need about %ld fds in the bench and in fedhub (one link "
+				      "each); the hard RLIMIT_NOFILE is %ld",
+				      m->domains, need, hard);
+		if (ports > 0 && need > ports && sk > 0 && (size_t)sk < sizeof m->skipped)
+			snprintf(m->skipped + sk, sizeof m->skipped - (size_t)sk,
+				 "; and as many connections from fedhub to the bench's one listener address: the "
+				 "ephemeral ports %ld-%ld give %ld",
+				 plo, phi, ports);
+		else if (ports > 0 && need > ports)
 			snprintf(m->skipped, sizeof m->skipped,
-				 "%d remote domains need about %ld fds in the bench and in fedhub (one link each); "
-				 "the hard RLIMIT_NOFILE is %ld",
-				 m->domains, need, hard);
+				 "%d remote domains need about %ld connections from fedhub to the bench's one listener "
+				 "address: the ephemeral ports %ld-%ld give %ld",
+				 m->domains, need, plo, phi, ports);
+		if (m->skipped[0]) {
 			fprintf(stderr, "fedhub-bench: many-domains %s skipped: %s\n", m->key, m->skipped);
 			continue;
 		}
@@ -206,8 +257,8 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 	       "or by static routes)\n");
 	printf("| remote domains | found by | all up s | come-up p50 ms | p99 ms | delivered | bounced (by condition) "
 	       "| "
-	       "lost | peak RSS MiB | UDP drops | result |\n");
-	printf("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|\n");
+	       "lost | peak RSS MiB | KiB per domain | UDP drops | result |\n");
+	printf("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n");
 	for (int i = 0; i < nr; i++) {
 		struct mrow *m = &rows[i];
 		if (strcmp(m->kind, "remote"))
@@ -220,8 +271,12 @@ int bench_many_domains(const struct bench_opts *base, const char *json, const ch
 		char res[64];
 		snprintf(res, sizeof res, r->bounced + r->lost ? "%llu of %d failed" : "all up",
 			 (unsigned long long)(r->bounced + r->lost), m->domains);
-		printf(") | %llu | %.1f | %lld | %s |\n", (unsigned long long)r->lost, r->target_peak_kib / 1024.0,
-		       (long long)r->udp_rcvbuf_drops,
+		/* what the domains added: the peak over fedhub's RSS before the run */
+		double kib = r->target_peak_kib > r->target_rss_before_kib && m->domains
+				     ? (double)(r->target_peak_kib - r->target_rss_before_kib) / m->domains
+				     : 0;
+		printf(") | %llu | %.1f | %.2f | %lld | %s |\n", (unsigned long long)r->lost,
+		       r->target_peak_kib / 1024.0, kib, (long long)r->udp_rcvbuf_drops,
 		       m->skipped[0] ? m->skipped
 		       : r->error[0] ? r->error
 				     : res);

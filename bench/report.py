@@ -59,6 +59,8 @@ def status(name):
         return "not run"
     if rc == "0":
         return "clean (nothing lost, nothing out of order)"
+    if rc == "1" and name.startswith("stall"):
+        return "**stanzas lost or out of order, or bounced before stall_timeout** (exit 1)"
     if rc == "1" and name == "many-domains":
         return "**remote domains failed to come up, or stanzas were lost** (exit 1)"
     if rc == "1":
@@ -156,8 +158,39 @@ def idle_table(d):
 
 def errors(d):
     """What went wrong during a run that still measured something."""
-    out = [f"- {n}: {cell(t['error'])}" for n, t in d["targets"].items() if t.get("error")]
+    out = [f"- {n}: {cell(t['error'])}" for n, t in d.get("targets", {}).items() if t.get("error")]
     return ["", "Errors seen during the run:", ""] + out if out else []
+
+
+def cluster_table(d):
+    """bench/cluster-fwd.sh: a single hub (D) against two nodes (A forwards to B's component)."""
+    rows = ["| run | offered | delivered | stanzas/s | hub CPU us/stanza | Redis ops/s node A | node B | Redis server |",
+            "|---|---:|---:|---:|---|---:|---:|---:|"]
+    runs = {r["run"]: r for r in d["runs"]}
+    for r in d["runs"]:
+        if r["run"] == "rest":
+            rows.append(f"| cluster at rest ({r['seconds']:.0f} s, no traffic) | 0 | | | |"
+                        f" {r['redis_ops_per_s_a']:.1f} | {r['redis_ops_per_s_b']:.1f} | {r['redis_server_ops_per_s']:.1f} |")
+            continue
+        cpu = r["cpu_us"]
+        c = f"{cpu[0]:.3f}" if len(cpu) == 1 else f"A {cpu[0]:.3f} + B {cpu[1]:.3f} = {sum(cpu):.3f}"
+        offered = "burst (closed)" if r["rate"] == "burst" else f"{int(r['rate'])}/s"
+        ops = (f" {r['redis_ops_per_s_a']:.1f} | {r['redis_ops_per_s_b']:.1f} | {r['redis_server_ops_per_s']:.1f} |"
+               if "redis_ops_per_s_a" in r else " | | |")
+        rows.append(f"| {r['run']} | {offered} | {r['delivered']:.0f} | {r['stanzas_per_s']:.0f} | {c} |" + ops)
+    out = ["\n".join(rows), ""]
+    for r in d["runs"]:
+        if r["run"].startswith("direct-"):
+            f = runs.get("forwarded-" + r["run"][len("direct-"):])
+            if f:
+                extra = sum(f["cpu_us"]) - r["cpu_us"][0]
+                at = "at the maximum (burst)" if r["rate"] == "burst" else f"at {int(r['rate'])}/s"
+                out.append(f"- Forwarding adds {extra:.3f} us/stanza {at} (A + B - D);"
+                           f" throughput {f['stanzas_per_s'] / r['stanzas_per_s']:.2f}x the single hub's.")
+    out.append(f"- Leases held at the end (A, B): {', '.join('%.0f' % x for x in d['leases_held'])};"
+               f" stanzas node A forwarded: {d['forwarded']:.0f}.")
+    out.append(f"- Redis calls by command over the cluster's runs: {', '.join(d['commandstats'])}.")
+    return "\n".join(out)
 
 
 def section(title, name, body_fn, intro=""):
@@ -305,20 +338,24 @@ def many_tables(d):
             f" bench's listener and authenticates it by dialback. 'all up' = first write to the last stanza"
             f" accounted; come-up = per domain, write to delivery. Hard fd limit: {d.get('nofile_hard')}"
             " (the bench raises its own to it; target.sh raises fedhub's). UDP drops = datagrams this host"
-            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors).", "",
-            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | UDP drops |",
-            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+            " dropped for a full socket buffer during the run (/proc/net/snmp RcvbufErrors). KiB per domain ="
+            " (fedhub's peak RSS - its RSS before the run) / N: an outbound link with its pair, its DNS"
+            " answer or [route], and the bench's dialback verification stream into fedhub while it lasts.", "",
+            "| remote domains | found by | all up s | come-up p50 ms | p99 ms | max ms | delivered | bounced (by condition) | lost | fedhub peak RSS MiB | KiB per domain | UDP drops |",
+            "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for k, r in rows.items():
         if r["kind"] != "remote":
             continue
         x = t.get(k, {})
         how = "DNS" if r.get("dns") else "routes"
         if "skipped" in x:
-            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 8))
+            out.append(skipped_row(f"{r['domains']} | {how}", x["skipped"], 9))
             continue
+        peak, before = x.get('peak_rss_kib', 0), x.get('rss_before_kib', 0)
+        per = (peak - before) / r['domains'] if peak > before and r['domains'] else 0
         out.append(f"| {r['domains']} | {how} | {x['drain_s']:.2f} | {ms(x['p50_us'])} | {ms(x['p99_us'])} | "
                    f"{ms(x['max_us'])} | {x['delivered']} | {x['bounced']} ({conds(x)}) | {x['lost']} | "
-                   f"{x.get('peak_rss_kib', 0) / 1024:.1f} | {x.get('udp_rcvbuf_drops', -1)} |")
+                   f"{peak / 1024:.1f} | {per:.2f} | {x.get('udp_rcvbuf_drops', -1)} |")
     return "\n".join(out)
 
 
@@ -337,13 +374,22 @@ def burst_table(d):
 
 
 def stall_table(d):
+    st = d.get("stall_timeout_s") or 0
     out = [f"Open loop at {d['rate']:.0f} stanzas/s over {d['links']} links to comp.fhb and comp2.fhb (half each);"
-           f" comp.fhb stops reading for {d['stall_ms'] / 1000:.1f} s at the start of the measured window."
-           " Every stanza must be delivered or bounced; comp2.fhb's latency is counted over the stall.", "",
-           "| target | sent | delivered | bounced (by condition) | lost | all p99 ms | comp2.fhb during the stall: delivered | p50 ms | p99 ms | p99.9 ms | max ms | peak RSS MiB |",
-           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    out += target_rows(d, 10, lambda name, t: (
-        f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | "
+           f" comp.fhb stops reading for {d['stall_ms'] / 1000:.1f} s at the start of the measured window"
+           + (f", fedhub's `stall_timeout` is {st} s" if st else "") + "."
+           " Every stanza must be delivered or bounced (delivered + bounced == sent), and none bounced before"
+           " `stall_timeout`: bounces are timed from the start of the stall. comp2.fhb's latency is counted"
+           " over the stall.", "",
+           "| target | sent | delivered | bounced (by condition) | lost | bounces s after the stall began | all p99 ms | comp2.fhb during the stall: delivered | p50 ms | p99 ms | p99.9 ms | max ms | peak RSS MiB |",
+           "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def when(t):
+        if not t["bounced"] or t.get("first_bounce_s", -1) < -0.5:
+            return "-"
+        return f"{t['first_bounce_s']:.2f} to {t['last_bounce_s']:.2f}"
+    out += target_rows(d, 11, lambda name, t: (
+        f"| {name} | {t['sent']} | {t['delivered']} | {t['bounced']} ({conds(t)}) | {t['lost']} | {when(t)} | "
         f"{ms(t['p99_us'])} | {t.get('other_delivered', 0)} | {ms(t.get('other_p50_us', 0))} | "
         f"{ms(t.get('other_p99_us', 0))} | {ms(t.get('other_p999_us', 0))} | "
         f"{ms(t.get('other_max_us', 0))} | {t.get('peak_rss_kib', 0) / 1024:.1f} |"))
@@ -359,24 +405,33 @@ def sweep_table(d):
         if rate not in rates:
             rates.append(rate)
         cells[(name, rate)] = t
+    hub = [n for n in targets if any("hub_lat" in cells.get((n, r), {}) for r in rates)]
     head = "| offered stanzas/s |" + "".join(f" {n} stanzas/s | {n} CPU us/stanza | {n} p50 ms | {n} p99 ms |"
+                                            + (f" {n} in-hub p50 us | {n} in-hub p99 us |" if n in hub else "")
                                             for n in targets)
     out = ["Each rate against a freshly started target, open loop for the measured window (latency from the"
            " intended send time), `max` closed"
            " loop. CPU is the target process's; HAProxy relays bytes to the bench's far end (no XML work). A"
            " rate a target cannot keep up with shows as delivered stanzas/s below the offered rate and as"
            " latency growing with the backlog; `lost` there means not delivered within the 5 s drain.", "",
-           head, "|---:|" + "---:|---:|---:|---:|" * len(targets)]
+           "In-hub: fedhub's own histogram (`fedhub_router_latency_seconds` in /metrics, read at both ends of"
+           " the measured window): per stanza, from the loop turn that received it to the one that handed it"
+           " to the kernel, the upper bound of the bucket holding the percentile; the bench's own time and"
+           " loopback TCP are not in it.", "",
+           head, "|---:|" + "".join("---:|---:|---:|---:|" + ("---:|---:|" if n in hub else "") for n in targets)]
     for rate in rates:
         row = f"| {rate} |"
         for n in targets:
             t = cells.get((n, rate))
             if not t or "skipped" in t:
-                row += f" skipped: {cell(t['skipped']) if t else 'not run'} | | | |"
+                row += f" skipped: {cell(t['skipped']) if t else 'not run'} | | | |" + (" | |" if n in hub else "")
                 continue
             lost = f" ({t['lost']} lost)" if t["lost"] else ""
             row += (f" {t['stanzas_per_s']:.0f}{lost} | {t['cpu_us_per_stanza']:.2f} | {ms(t['p50_us'])} |"
                     f" {ms(t['p99_us'])} |")
+            if n in hub:
+                h = t.get("hub_lat")
+                row += f" {h['p50_us']:.0f} | {h['p99_us']:.0f} |" if h else " | |"
         out.append(row)
     return "\n".join(out)
 
@@ -385,6 +440,16 @@ def latency_table(d):
     t = d["targets"]
     out = [load_table(d, False), ""]
     f, b = t.get("fedhub"), t.get("direct")
+    h = f.get("hub_lat") if f and "skipped" not in f else None
+    if h:
+        out += ["fedhub's own histogram over the measured window (per stanza, upper bucket bounds):", "",
+                "| stanzas | mean us | p50 us | p90 us | p99 us | p99.9 us |", "|---:|---:|---:|---:|---:|---:|",
+                f"| {h['stanzas']} | {h['mean_us']:.1f} | {h['p50_us']:.0f} | {h['p90_us']:.0f} |"
+                f" {h['p99_us']:.0f} | {h['p999_us']:.0f} |", "",
+                f"At {d['rate']:.0f} stanzas/s offered ({f['stanzas_per_s']:.0f} delivered), a stanza spent at"
+                f" most {h['p99_us']:.0f} us in fedhub at p99 ({h['p50_us']:.0f} us at p50).", "",
+                "For comparison, the earlier method (the bench's end-to-end percentiles through fedhub minus"
+                " those of the direct path):", ""]
     if not f or not b or "skipped" in f or "skipped" in b:
         return "\n".join(out + ["fedhub's share: not measured (a run was skipped)."])
     out += ["fedhub's share: each percentile of the fedhub path minus the same percentile of the direct"
@@ -513,25 +578,47 @@ L += section("Burst into a slow component", "burst", burst_table,
              "What flow control is for: links blast stanzas far faster than the component takes them."
              " Every stanza must come out delivered or bounced (with its condition counted); memory must"
              " stay bounded. Prosody and ejabberd run the same burst with their bench configs.")
+L += section("Burst into a slow component, TLS", "burst-tls", burst_table,
+             "The same burst against fedhub with every s2s link under STARTTLS and SASL EXTERNAL: a paused"
+             " TLS link keeps ciphertext the engine has not taken yet, and must deliver it when resumed.")
 L += section("A stalled component", "stall", stall_table,
-             "One destination stops reading; the other destination on the same links must keep flowing"
-             " (head-of-line blocking shows as comp2.fhb's latency during the stall). fedhub's"
-             " `stall_timeout` will bound how long stanzas wait for a stalled destination; for now the"
-             " stall length is the bench's --stall-ms.")
+             "One destination stops reading for less than `stall_timeout`; the other destination on the"
+             " same links must keep flowing (head-of-line blocking shows as comp2.fhb's latency during the"
+             " stall), and nothing may be bounced: the stall is shorter than the timeout.")
+L += section("A stalled component, longer than stall_timeout", "stall-long", stall_table,
+             "The same with a stall longer than a short `stall_timeout`: what waits for comp.fhb is"
+             " bounced (`resource-constraint`) once its queue has made no progress for `stall_timeout`,"
+             " and what is sent to it afterwards at once until it reads again; nothing earlier. comp2.fhb"
+             " waits behind comp.fhb only once the links' allowance for comp.fhb is used up, at most"
+             " `stall_timeout`.")
 L += section("Rate sweep: s2s links to a component", "sweep", sweep_table)
 if load("router-latency") is None and read("router-latency", "skip"):
     L += ["## Router-added latency", "", f"Skipped: {read('router-latency', 'skip').strip()}", ""]
 else:
     L += section("Router-added latency", "router-latency", latency_table,
-                 "Method: the bench measures from its own send to its own receipt, so every figure includes"
-                 " the bench (which parses every stanza) and loopback TCP. To isolate fedhub's share the"
-                 " same scenario runs, at the same offered rate (half of fedhub's closed-loop maximum in the"
-                 " sweep), against the `direct` target: the bench's links connect straight to its own relay"
-                 " listener (the far end HAProxy relays to), with no process in between, the bench doing"
-                 " the same framing and accounting. fedhub's share is each percentile of the fedhub run"
-                 " minus the same percentile of the direct run. Percentiles of a difference are not"
-                 " differences of percentiles, so this is an estimate of the tail fedhub adds, not an exact"
-                 " per-stanza figure; the two runs are back to back on the same pinned CPUs.")
+                 "Method: fedhub times every stanza it forwards, from the loop turn that handed the received"
+                 " bytes to the router to the turn that handed them to the kernel for sending (no clock read"
+                 " per stanza: each turn reads the clock once, and the receive buffer carries its turn's"
+                 " time, across workers too), into the histogram `fedhub_router_latency_seconds` of its"
+                 " /metrics; the bench reads it at both ends of the measured window. The ingress time is"
+                 " never later than the bytes' arrival: a completion posted during a wait for a batch is"
+                 " dated at the wait's start, one already pending at the previous turn's end at that end,"
+                 " one that woke the worker at the wake-up (so the scheduler's wake-up latency is the one"
+                 " delay not in it). The bench's own time (it parses every stanza) and loopback TCP are"
+                 " excluded, whatever the bench's load. The run is at half of fedhub's closed-loop maximum"
+                 " in the sweep; `direct` (the bench's links straight to its own far end) and HAProxy are"
+                 " the end-to-end baselines of the older estimate, kept below.")
+
+L += section("Cluster", "cluster", cluster_table,
+             "bench/cluster-fwd.sh: one hub (D, one worker) against a two-node cluster (A and B, one worker"
+             " each, a redis-server as the registry) with the component on B only, so every stanza takes"
+             " the forwarded path: 4 dialback links -> A -> node link -> B -> component. Each load runs"
+             " against D, then against A+B: a burst (the maximum) and open loop at fixed rates. Hub CPU is"
+             " user+sys of every hub process over the run (link set-up included) divided by the stanzas"
+             " delivered. Redis ops/s: each node's fedhub_redis_commands_total, and the server's"
+             " total_commands_processed (INFO stats, which also counts the commands the registry's"
+             " scripts run inside Redis), over the run or over a window with no traffic."
+             " Exit status 0: nothing lost or out of order in any run.")
 
 # Design notes written by hand (why a mechanism was chosen, with the measurements
 # behind it): bench/NOTES.md, copied verbatim after the generated sections.
@@ -563,7 +650,7 @@ def carry_over(text):
 
     old_secs = {p.splitlines()[0]: p for p in split(old)[1:]}
     old_date = next((l[len("- Date: "):] for l in old.splitlines() if l.startswith("- Date: ")), "an earlier run")
-    old_date = old_date.split(" (")[0]
+    old_date = old_date.split(" (")[0].split(";")[0]
     parts = split(text)
     kept = 0
     for i, p in enumerate(parts[1:], 1):

@@ -33,13 +33,19 @@
 #                      127.0.0.1:22353, and again by static routes); counts
 #                      above the hard fd limit are skipped and say so
 #   9. burst           100,000 stanzas written at once to a component that
-#                      reads 50,000/s and pauses; fedhub, Prosody, ejabberd
-#  10. stall           one of two component domains stops reading for 3 s;
+#                      reads 50,000/s and pauses; fedhub, Prosody, ejabberd;
+#                      burst-tls: fedhub, the same over TLS links
+#  10. stall           one of two component domains stops reading for 3 s
+#                      (stall_timeout 5 s: nothing bounced); stall-long: for
+#                      8 s (stall_timeout 2 s: bounced after it, not before);
 #                      the other's latency meanwhile (fedhub)
 #  11. sweep           s2s-component at 10k..300k stanzas/s and max, fedhub,
 #                      haproxy, ejabberd: CPU per stanza and latency per rate
 #  12. router-latency  fedhub, the bench's direct loopback baseline and
 #                      haproxy at 50% of fedhub's maximum from the sweep
+#  13. cluster         one hub against a two-node cluster (bench/cluster-fwd.sh):
+#                      stanzas/s, CPU per stanza on the forwarded path, Redis
+#                      operations per node at rest and under load
 # then rewrites BENCHMARKS.md from the JSON results: every table with the
 # exact command that produced it, the machine and the date. A step that fails
 # is marked skipped (with why) in BENCHMARKS.md; the suite goes on.
@@ -167,9 +173,16 @@ step burst 300 -- "$BENCH" compare burst --targets "$BURST_TARGETS" --cpus 0 --l
 	--burst 100000 --comp-read-rate 50000 --comp-pause 200 --comp-pause-every 20000 --drain 30 \
 	--quiet --json "$OUT/burst.json"
 
+step burst-tls 120 -- "$BENCH" compare burst --targets fedhub --cpus 0 --links 4 --domains 8 --tls \
+	--burst 100000 --comp-read-rate 50000 --comp-pause 200 --comp-pause-every 20000 --drain 30 \
+	--quiet --json "$OUT/burst-tls.json"
+
 step stall 120 -- "$BENCH" compare stall --targets fedhub --cpus 0 --links 4 --domains 8 --components 2 \
-	--comp-domain comp.fhb,comp2.fhb --rate 20000 --stall-ms 3000 --seconds 6 --warmup 1 --drain 10 \
-	--quiet --json "$OUT/stall.json"
+	--comp-domain comp.fhb,comp2.fhb --rate 20000 --stall-ms 3000 --stall-timeout 5 --seconds 6 --warmup 1 \
+	--drain 10 --quiet --json "$OUT/stall.json"
+step stall-long 120 -- "$BENCH" compare stall --targets fedhub --cpus 0 --links 4 --domains 8 --components 2 \
+	--comp-domain comp.fhb,comp2.fhb --rate 20000 --stall-ms 8000 --stall-timeout 2 --seconds 10 --warmup 1 \
+	--drain 10 --quiet --json "$OUT/stall-long.json"
 
 SWEEP_TARGETS=${SWEEP_TARGETS:-fedhub,haproxy,ejabberd}
 step sweep 400 -- "$BENCH" compare s2s-component --targets "$SWEEP_TARGETS" --cpus 0 --links 8 --domains 32 \
@@ -189,5 +202,9 @@ if [ "${smax:-0}" -gt 0 ]; then
 elif wanted router-latency; then
 	echo "the sweep measured no maximum for fedhub; router-latency needs it" >"$OUT/router-latency.skip"
 fi
+
+# a single hub against a two-node cluster (forwarded path, Redis operations per node)
+step cluster 300 -- env BURST=1000000 RATES=20000,80000 SECONDS_RUN=10 REST_S=10 JSON="$OUT/cluster.json" \
+	bench/cluster-fwd.sh
 
 python3 bench/report.py "$OUT" BENCHMARKS.md && echo "run-suite: BENCHMARKS.md rewritten" >&2

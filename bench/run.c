@@ -215,10 +215,14 @@ static void be_timed(struct eng *e)
 	uint64_t next_sample = t0;
 	double cpu0 = 0, cpu1 = 0;
 	bool measuring_started = false;
+	struct bench_hublat hub0;
+	bool hub0_ok = false;
 	for (;;) {
 		e->now = be_now();
 		if (!measuring_started && e->now >= e->t_measure0) {
 			measuring_started = e->measuring = true;
+			if (o->have_http)
+				hub0_ok = bench_hublat_read(&o->target_http, &hub0) == 0;
 			if (r->have_target)
 				bench_proc_sample(o->target_pid, &cpu0, &r->target_rss_kib, NULL);
 			if (o->scenario == BS_STALL) {
@@ -249,6 +253,10 @@ static void be_timed(struct eng *e)
 			}
 			if (!measuring_started)
 				cpu1 = cpu0 = 0;
+			/* after the CPU sample: the scrape's own cost is not counted */
+			struct bench_hublat hub1;
+			if (measuring_started && hub0_ok && bench_hublat_read(&o->target_http, &hub1) == 0)
+				r->have_hub_lat = bench_hublat_diff(&hub0, &hub1, &r->hub_lat) == 0;
 			break;
 		}
 		be_generate(e);
@@ -403,6 +411,11 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
 		be_timed(e);
 out:
 	r->lost = r->sent > r->delivered + r->bounced ? r->sent - r->delivered - r->bounced : 0;
+	r->first_bounce_s = r->last_bounce_s = -1;
+	if (e->stall_t0 && e->first_bounce) {
+		r->first_bounce_s = ((double)e->first_bounce - (double)e->stall_t0) / 1e9;
+		r->last_bounce_s = ((double)e->last_bounce - (double)e->stall_t0) / 1e9;
+	}
 	int64_t udp1 = be_udp_rcvbuf_errors();
 	r->udp_rcvbuf_drops = udp0 >= 0 && udp1 >= udp0 ? udp1 - udp0 : -1;
 	for (int i = 0; i < e->nc; i++) {

@@ -398,6 +398,9 @@ static void be_account(struct eng *e, const char *el, size_t n, size_t tl)
 	if (err) {
 		f->bounced++;
 		e->r->bounced++;
+		if (!e->first_bounce)
+			e->first_bounce = e->now;
+		e->last_bounce = e->now;
 		be_count_cond(e, el, n);
 		return;
 	}

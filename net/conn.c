@@ -67,6 +67,7 @@ struct net_buf *net_buf_new(struct net_worker *w, size_t cap)
 	b->owner = w ? (uint16_t)w->id : NET_CTRL;
 	b->cap = (uint32_t)cap;
 	b->len = 0;
+	b->rx_us = 0;
 	return b;
 }
 
@@ -79,6 +80,7 @@ int net_buf_own(struct net_worker *w, struct net_buf **b, const char **p, size_t
 		return -ENOMEM;
 	memcpy(cb->data, *p, n);
 	cb->len = (uint32_t)n;
+	cb->rx_us = (*b)->rx_us; /* still the same stanza's ingress */
 	net_buf_unref(w, *b);
 	*b = cb;
 	*p = cb->data;
@@ -382,6 +384,11 @@ static bool bufs_short(uint16_t owner)
 	return __atomic_load_n(&o->bufs_out, __ATOMIC_RELAXED) > o->nbufs / 2;
 }
 
+bool net_buf_scarce(const struct net_buf *b)
+{
+	return b && b->bid >= 0 && bufs_short(b->owner);
+}
+
 int net_send_slice(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	net_buf_ref(b); /* only ever on the owner's thread: see net.h */
@@ -479,7 +486,11 @@ static bool prep_send(struct net_worker *w, struct net_conn *c)
 		struct net_slice *s = &c->oq[(c->oq_head + i) & (c->oq_cap - 1)];
 		iov[i].iov_base = (void *)s->p;
 		iov[i].iov_len = s->n;
+		if (i >= c->oq_lat_n) /* first time out, not a retry of a short send */
+			nw_lat_add(w, s->b);
 	}
+	if (n > c->oq_lat_n)
+		c->oq_lat_n = n;
 	iov[0].iov_base = (char *)iov[0].iov_base + c->oq_sent_in_head;
 	iov[0].iov_len -= c->oq_sent_in_head;
 	w->iov_used += n;
@@ -563,6 +574,8 @@ void nw_on_send_done(struct net_worker *w, struct net_conn *c, int res)
 		c->oq_sent_in_head = 0;
 		if (c->raw_slices)
 			c->raw_slices--;
+		if (c->oq_lat_n)
+			c->oq_lat_n--;
 		net_buf_unref(w, s->b);
 		c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
 		c->oq_len--;

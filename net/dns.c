@@ -33,7 +33,7 @@
 
 #define DNS_RETRIES     2   /* further tries of a lookup that timed out */
 #define RETRY_BASE_MS   250 /* back-off before the first retry; doubled for the next */
-#define PENDING_BUCKETS 4096
+#define PENDING_MIN     1024 /* buckets of the pending table at first; it doubles */
 
 static ares_channel chan;
 static struct dns_limits lim = {DNS_DEFAULT_CACHE_MAX, DNS_DEFAULT_TTL_MIN, DNS_DEFAULT_TTL_MAX,
@@ -52,10 +52,15 @@ struct query {
 	int tries;         /* retries made */
 	struct dns_req *waiters;
 	char domain[256];
-	/* the answer being built */
 	int status;
-	int ares_status; /* the last c-ares failure, for the log */
-	int pending;     /* address lookups outstanding */
+	int ares_status;    /* the last c-ares failure, for the log */
+	struct qwork *work; /* while in flight (or being answered); NULL while it waits */
+};
+
+/* The answer being built: a lookup waiting for a slot does not hold it, so
+ * 100,000 queued domains cost their names, not their answers. */
+struct qwork {
+	int pending; /* address lookups outstanding */
 	int nsrv;
 	struct {
 		char host[256];
@@ -77,7 +82,10 @@ struct query {
 	bool fallback;
 };
 
-static struct query *pending[PENDING_BUCKETS];
+/* lookups under way or queued, by name: a chained table that doubles when
+ * it holds more lookups than buckets (up to DNS_MAX_QUEUED wait) */
+static struct query **pending;
+static uint32_t pcap;
 static uint32_t npending;
 static struct query *q_head, *q_tail; /* waiting for an in-flight slot */
 static uint32_t nqueued;
@@ -166,15 +174,32 @@ static void finish(struct dns_req *r)
 
 static struct query *pending_find(const char *d, uint64_t h)
 {
-	for (struct query *q = pending[h % PENDING_BUCKETS]; q; q = q->hnext)
+	if (!pcap)
+		return NULL;
+	for (struct query *q = pending[h & (pcap - 1)]; q; q = q->hnext)
 		if (q->hash == h && strcasecmp(q->domain, d) == 0)
 			return q;
 	return NULL;
 }
 
+static void pending_grow(void)
+{
+	uint32_t ncap = pcap ? pcap * 2 : PENDING_MIN;
+	struct query **nt = xcalloc(ncap, sizeof(*nt));
+	for (uint32_t i = 0; i < pcap; i++)
+		for (struct query *q = pending[i], *next; q; q = next) {
+			next = q->hnext;
+			q->hnext = nt[q->hash & (ncap - 1)];
+			nt[q->hash & (ncap - 1)] = q;
+		}
+	free(pending);
+	pending = nt;
+	pcap = ncap;
+}
+
 static void pending_remove(struct query *q)
 {
-	struct query **pp = &pending[q->hash % PENDING_BUCKETS];
+	struct query **pp = &pending[q->hash & (pcap - 1)];
 	while (*pp && *pp != q)
 		pp = &(*pp)->hnext;
 	if (*pp) {
@@ -223,9 +248,10 @@ static const char *failure_reason(const struct query *q)
 	static char buf[128];
 	switch (q->status) {
 	case -ENOENT:
-		if (q->nrec == 1 && (!q->rec[0].host[0] || strcmp(q->rec[0].host, ".") == 0))
+		if (q->work && q->work->nrec == 1 &&
+		    (!q->work->rec[0].host[0] || strcmp(q->work->rec[0].host, ".") == 0))
 			return "the domain offers no XMPP service (SRV target \".\")";
-		if (q->nrec)
+		if (q->work && q->work->nrec)
 			return "no address for any SRV target";
 		if (q->ares_status == ARES_ENOTFOUND || q->ares_status == ARES_ENONAME)
 			return "no such domain (NXDOMAIN)";
@@ -248,9 +274,9 @@ static void answer(struct query *q, bool was_inflight)
 	struct dns_target t[DNS_MAX_TARGETS];
 	int nt = 0;
 	memset(t, 0, sizeof(t));
-	for (int i = 0; i < q->nsrv; i++)
-		for (int j = 0; j < q->srv[i].nt && nt < DNS_MAX_TARGETS; j++)
-			t[nt++] = q->srv[i].t[j];
+	for (int i = 0; q->work && i < q->work->nsrv; i++)
+		for (int j = 0; j < q->work->srv[i].nt && nt < DNS_MAX_TARGETS; j++)
+			t[nt++] = q->work->srv[i].t[j];
 	if (nt == 0 && q->status == 0)
 		q->status = -ENOENT;
 	else if (nt)
@@ -261,8 +287,8 @@ static void answer(struct query *q, bool was_inflight)
 		ST_ADD(fail_timeout, 1);
 	else if (q->status)
 		ST_ADD(fail_error, 1);
-	if (q->status != -EAGAIN &&
-	    dns_cache_put(the_cache(), q->domain, q->status, nt, t, q->ttl == UINT32_MAX ? 0 : q->ttl))
+	if (q->status != -EAGAIN && dns_cache_put(the_cache(), q->domain, q->status, nt, t,
+						  !q->work || q->work->ttl == UINT32_MAX ? 0 : q->work->ttl))
 		log_info(0, "dns: %s: %s", q->domain, failure_reason(q));
 	pending_remove(q);
 	if (was_inflight)
@@ -275,6 +301,7 @@ static void answer(struct query *q, bool was_inflight)
 		memcpy(r->t, t, sizeof(r->t));
 		finish(r);
 	}
+	free(q->work);
 	free(q);
 	pump();
 }
@@ -293,6 +320,8 @@ static bool retry_later(struct query *q)
 		retry_list[k].head = q;
 	retry_list[k].tail = q;
 	nretry++;
+	free(q->work); /* a retry starts over */
+	q->work = NULL;
 	inflight--;
 	ST_ADD(retries, 1);
 	pump();
@@ -354,29 +383,31 @@ static void on_addr(void *arg, int status, int timeouts, struct ares_addrinfo *a
 	free(ac);
 	(void)timeouts;
 	if (status == ARES_SUCCESS && ai) {
-		for (struct ares_addrinfo_node *n = ai->nodes; n && q->srv[idx].nt < 4; n = n->ai_next) {
-			struct dns_target *t = &q->srv[idx].t[q->srv[idx].nt++];
+		for (struct ares_addrinfo_node *n = ai->nodes; n && q->work->srv[idx].nt < 4; n = n->ai_next) {
+			if (n->ai_addrlen > sizeof(union dns_addr))
+				continue;
+			struct dns_target *t = &q->work->srv[idx].t[q->work->srv[idx].nt++];
 			memcpy(&t->ss, n->ai_addr, n->ai_addrlen);
 			t->len = n->ai_addrlen;
-			t->tls = q->srv[idx].tls;
+			t->tls = q->work->srv[idx].tls;
 			if (n->ai_family == AF_INET)
-				((struct sockaddr_in *)&t->ss)->sin_port = htons(q->srv[idx].port);
+				((struct sockaddr_in *)&t->ss)->sin_port = htons(q->work->srv[idx].port);
 			else
-				((struct sockaddr_in6 *)&t->ss)->sin6_port = htons(q->srv[idx].port);
-			if ((uint32_t)n->ai_ttl < q->ttl)
-				q->ttl = (uint32_t)n->ai_ttl;
+				((struct sockaddr_in6 *)&t->ss)->sin6_port = htons(q->work->srv[idx].port);
+			if ((uint32_t)n->ai_ttl < q->work->ttl)
+				q->work->ttl = (uint32_t)n->ai_ttl;
 		}
 	} else {
 		if (status != ARES_SUCCESS)
 			q->ares_status = status;
-		if (q->fallback)
+		if (q->work->fallback)
 			q->status = ares_to_errno(status);
 		else if (status == ARES_ETIMEOUT && q->status == 0)
 			q->status = -ETIMEDOUT; /* stands unless another target answers */
 	}
 	if (ai)
 		ares_freeaddrinfo(ai);
-	if (--q->pending == 0)
+	if (--q->work->pending == 0)
 		complete(q);
 }
 
@@ -386,14 +417,14 @@ static void lookup_addrs(struct query *q)
 	memset(&h, 0, sizeof(h));
 	h.ai_family = AF_UNSPEC;
 	h.ai_socktype = SOCK_STREAM;
-	int n = q->nsrv; /* q may be gone after the last call: c-ares can answer inside it */
-	q->pending = n;
+	int n = q->work->nsrv; /* q may be gone after the last call: c-ares can answer inside it */
+	q->work->pending = n;
 	ST_ADD(queries_addr, n);
 	for (int i = 0; i < n; i++) {
 		struct addr_ctx *ac = xmalloc(sizeof(*ac));
 		ac->q = q;
 		ac->idx = i;
-		ares_getaddrinfo(chan, q->srv[i].host, NULL, &h, on_addr, ac);
+		ares_getaddrinfo(chan, q->work->srv[i].host, NULL, &h, on_addr, ac);
 	}
 }
 
@@ -402,42 +433,45 @@ static void lookup_addrs(struct query *q)
  * equal priority direct TLS goes first. */
 static void order_srv(struct query *q)
 {
-	int idx[32], n = q->nrec;
+	int idx[32], n = q->work->nrec;
 	for (int i = 0; i < n; i++)
 		idx[i] = i;
 	for (int i = 1; i < n; i++)
 		for (int j = i; j > 0; j--) {
 			int a = idx[j - 1], b = idx[j];
-			if (q->rec[a].prio < q->rec[b].prio ||
-			    (q->rec[a].prio == q->rec[b].prio && (q->rec[a].tls || !q->rec[b].tls)))
+			if (q->work->rec[a].prio < q->work->rec[b].prio ||
+			    (q->work->rec[a].prio == q->work->rec[b].prio &&
+			     (q->work->rec[a].tls || !q->work->rec[b].tls)))
 				break;
 			idx[j - 1] = b;
 			idx[j] = a;
 		}
-	for (int i = 0; i < n && q->nsrv < DNS_MAX_TARGETS;) {
+	for (int i = 0; i < n && q->work->nsrv < DNS_MAX_TARGETS;) {
 		int j = i;
-		while (j < n && q->rec[idx[j]].prio == q->rec[idx[i]].prio && q->rec[idx[j]].tls == q->rec[idx[i]].tls)
+		while (j < n && q->work->rec[idx[j]].prio == q->work->rec[idx[i]].prio &&
+		       q->work->rec[idx[j]].tls == q->work->rec[idx[i]].tls)
 			j++;
-		while (i < j && q->nsrv < DNS_MAX_TARGETS) {
+		while (i < j && q->work->nsrv < DNS_MAX_TARGETS) {
 			uint32_t total = 0, pick, rnd = 0;
 			for (int k = i; k < j; k++)
-				total += q->rec[idx[k]].weight + 1u;
+				total += q->work->rec[idx[k]].weight + 1u;
 			if (getrandom(&rnd, sizeof(rnd), 0) < 0)
 				rnd = (uint32_t)dns_mono_ms();
 			pick = rnd % total;
 			int k = i;
 			for (; k < j - 1; k++) {
-				if (pick < q->rec[idx[k]].weight + 1u)
+				if (pick < q->work->rec[idx[k]].weight + 1u)
 					break;
-				pick -= q->rec[idx[k]].weight + 1u;
+				pick -= q->work->rec[idx[k]].weight + 1u;
 			}
 			int t = idx[k];
 			idx[k] = idx[i];
 			idx[i] = t;
-			memcpy(q->srv[q->nsrv].host, q->rec[idx[i]].host, sizeof(q->srv[0].host));
-			q->srv[q->nsrv].port = q->rec[idx[i]].port;
-			q->srv[q->nsrv].tls = q->rec[idx[i]].tls;
-			q->nsrv++;
+			memcpy(q->work->srv[q->work->nsrv].host, q->work->rec[idx[i]].host,
+			       sizeof(q->work->srv[0].host));
+			q->work->srv[q->work->nsrv].port = q->work->rec[idx[i]].port;
+			q->work->srv[q->work->nsrv].tls = q->work->rec[idx[i]].tls;
+			q->work->nsrv++;
 			i++;
 		}
 		i = j;
@@ -446,9 +480,10 @@ static void order_srv(struct query *q)
 
 static void srv_done(struct query *q)
 {
-	if (q->nrec) {
+	if (q->work->nrec) {
 		/* RFC 6120 §3.2.1: a single "." target means the service is not offered */
-		if (q->nrec == 1 && (!q->rec[0].host[0] || strcmp(q->rec[0].host, ".") == 0)) { /* c-ares: "" */
+		if (q->work->nrec == 1 &&
+		    (!q->work->rec[0].host[0] || strcmp(q->work->rec[0].host, ".") == 0)) { /* c-ares: "" */
 			q->status = -ENOENT;
 			complete(q);
 			return;
@@ -457,17 +492,18 @@ static void srv_done(struct query *q)
 		lookup_addrs(q);
 		return;
 	}
-	if (q->srv_err == ARES_ETIMEOUT || q->srv_err == ARES_ECONNREFUSED || q->srv_err == ARES_ESERVFAIL) {
-		q->ares_status = q->srv_err;
-		q->status = ares_to_errno(q->srv_err);
+	if (q->work->srv_err == ARES_ETIMEOUT || q->work->srv_err == ARES_ECONNREFUSED ||
+	    q->work->srv_err == ARES_ESERVFAIL) {
+		q->ares_status = q->work->srv_err;
+		q->status = ares_to_errno(q->work->srv_err);
 		complete(q);
 		return;
 	}
 	/* No SRV record: A/AAAA of the domain itself, port 5269 (RFC 6120 §3.2.2). */
-	q->fallback = true;
-	q->nsrv = 1;
-	snprintf(q->srv[0].host, sizeof(q->srv[0].host), "%s", q->domain);
-	q->srv[0].port = 5269;
+	q->work->fallback = true;
+	q->work->nsrv = 1;
+	snprintf(q->work->srv[0].host, sizeof(q->work->srv[0].host), "%s", q->domain);
+	q->work->srv[0].port = 5269;
 	lookup_addrs(q);
 }
 
@@ -475,23 +511,23 @@ static void on_srv_common(struct query *q, bool tls, int status, unsigned char *
 {
 	struct ares_srv_reply *srv = NULL;
 	if (status == ARES_SUCCESS && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS) {
-		for (struct ares_srv_reply *r = srv; r && q->nrec < 32; r = r->next) {
+		for (struct ares_srv_reply *r = srv; r && q->work->nrec < 32; r = r->next) {
 			if (tls && (!r->host[0] || strcmp(r->host, ".") == 0)) /* c-ares spells the root "" */
 				continue;                                      /* no direct TLS offered: not an error */
-			snprintf(q->rec[q->nrec].host, sizeof(q->rec[0].host), "%s", r->host);
-			q->rec[q->nrec].port = r->port;
-			q->rec[q->nrec].prio = r->priority;
-			q->rec[q->nrec].weight = r->weight;
-			q->rec[q->nrec].tls = tls;
-			q->nrec++;
+			snprintf(q->work->rec[q->work->nrec].host, sizeof(q->work->rec[0].host), "%s", r->host);
+			q->work->rec[q->work->nrec].port = r->port;
+			q->work->rec[q->work->nrec].prio = r->priority;
+			q->work->rec[q->work->nrec].weight = r->weight;
+			q->work->rec[q->work->nrec].tls = tls;
+			q->work->nrec++;
 		}
 		if (srv)
 			ares_free_data(srv);
 	} else if (!tls) {
-		q->srv_err = status;
+		q->work->srv_err = status;
 		q->ares_status = status;
 	}
-	if (--q->srv_pending == 0)
+	if (--q->work->srv_pending == 0)
 		srv_done(q);
 }
 
@@ -512,16 +548,14 @@ static void start(struct query *q)
 	/* a retry starts over */
 	q->status = 0;
 	q->ares_status = 0;
-	q->nsrv = q->nrec = 0;
-	q->srv_err = 0;
-	q->fallback = false;
-	memset(q->srv, 0, sizeof(q->srv));
-	q->ttl = UINT32_MAX;
+	free(q->work);
+	q->work = xcalloc(1, sizeof(*q->work));
+	q->work->ttl = UINT32_MAX;
 	inflight++;
 	if (inflight > st.inflight_peak)
 		ST_SET(inflight_peak, inflight);
 	char name[300];
-	q->srv_pending = 2;
+	q->work->srv_pending = 2;
 	ST_ADD(queries_srv, 2);
 	snprintf(name, sizeof(name), "_xmpps-server._tcp.%s", q->domain);
 	ares_query(chan, name, ns_c_in, ns_t_srv, on_srvs, q);
@@ -558,9 +592,10 @@ void dns_on_ctrl_msg(struct net_msg *m)
 	snprintf(q->domain, sizeof(q->domain), "%s", r->domain);
 	q->hash = h;
 	q->waiters = r;
-	q->ttl = UINT32_MAX;
-	q->hnext = pending[h % PENDING_BUCKETS];
-	pending[h % PENDING_BUCKETS] = q;
+	if (npending >= pcap)
+		pending_grow();
+	q->hnext = pending[h & (pcap - 1)];
+	pending[h & (pcap - 1)] = q;
 	npending++;
 	if (nqueued >= DNS_MAX_QUEUED) {
 		static uint64_t said_at;

@@ -26,8 +26,17 @@
 #define DNS_MAX_TARGETS 8
 enum { DNS_MSG_QUERY = NET_MSG_USER, DNS_MSG_RESULT };
 
+/* An IPv4 or IPv6 socket address in 28 bytes, not a sockaddr_storage's 128:
+ * a link, a cache entry and every request hold up to DNS_MAX_TARGETS. */
+union dns_addr {
+	sa_family_t ss_family;
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
 struct dns_target {
-	struct sockaddr_storage ss;
+	union dns_addr ss;
 	socklen_t len;
 	bool tls; /* from _xmpps-server: direct TLS (XEP-0368) */
 };

@@ -22,7 +22,7 @@ struct ent {
 	int status;
 	int ntargets;
 	struct dns_target t[DNS_MAX_TARGETS];
-	char domain[256];
+	char domain[]; /* as long as the name: most are far shorter than 255 */
 };
 
 struct dns_cache {
@@ -158,16 +158,18 @@ bool dns_cache_put(struct dns_cache *c, const char *domain, int status, int ntar
 	if (e) {
 		lru_unlink(c, e);
 	} else {
-		if (c->count >= c->o.max) { /* full: reuse the least recently used */
+		if (c->count >= c->o.max) { /* full: the least recently used goes */
 			e = c->lru_tail;
 			lru_unlink(c, e);
 			bucket_unlink(c, e);
+			free(e);
 			c->evictions++;
-		} else {
-			e = xcalloc(1, sizeof(*e));
-			c->count++;
+			c->count--;
 		}
-		snprintf(e->domain, sizeof(e->domain), "%s", domain);
+		size_t dl = strnlen(domain, 255);
+		e = xcalloc(1, sizeof(*e) + dl + 1);
+		c->count++;
+		memcpy(e->domain, domain, dl);
 		e->hash = h;
 		e->hnext = c->buckets[h & c->mask];
 		c->buckets[h & c->mask] = e;

@@ -39,6 +39,7 @@ struct net_buf {
 	uint16_t owner; /* worker index */
 	uint32_t cap, len;
 	char *data;
+	uint64_t rx_us; /* µs, monotonic: the loop turn that handed these bytes to on_data (0: not received) */
 };
 
 struct net_slice {
@@ -102,6 +103,7 @@ struct net_conn {
 	uint32_t oq_head, oq_len, oq_cap;
 	uint32_t oq_sent_in_head; /* bytes of oq[head] already sent */
 	uint32_t oq_inflight_n;   /* slices covered by the send in flight */
+	uint32_t oq_lat_n;        /* slices at the head already counted in the latency histogram */
 	uint64_t oq_bytes;
 	/* TLS (net/tls.h), once net_start_tls() was called */
 	struct tls_conn *tls;
@@ -258,6 +260,10 @@ struct net_buf *net_buf_new(struct net_worker *w, size_t cap);
  * buffer of its own so the ring gets its buffer back; *b's reference passes
  * to the copy. 0, or -ENOMEM with *b and *p unchanged. */
 int net_buf_own(struct net_worker *w, struct net_buf **b, const char **p, size_t n);
+/* b is a receive buffer of a worker whose provided buffers run short (more
+ * than half are held): a slice that will be held a while should be moved
+ * out of it (net_buf_own), as send queues do past a few slices. */
+bool net_buf_scarce(const struct net_buf *b);
 
 /* Messages: from worker `self` (NULL on the control thread) to worker dst
  * (or NET_CTRL). Returns 0 or -ENOBUFS when that ring is full. */
@@ -266,6 +272,16 @@ int net_msg_send(struct net_worker *self, int dst, const struct net_msg *m);
 /* The control thread: runs fn(arg) in a loop with its own wake-up eventfd;
  * net_ctrl_wait() blocks until a message arrives or timeout_ms passes, also
  * watching the given fds (for c-ares). */
+/* Router-added latency, per stanza forwarded from a received buffer: from
+ * the loop turn that handed its bytes to on_data to the turn that handed them
+ * to the kernel (sendmsg, or tls_write on a TLS link). Each worker keeps its
+ * own histogram; net_lat_get() sums them (any thread; counts read relaxed).
+ * Bucket i holds values below net_lat_bound_us(i); the last one, above
+ * every bound, is counted only in the total. */
+#define NET_LAT_BUCKETS 89
+uint64_t net_lat_bound_us(int i);
+void net_lat_get(uint64_t counts[NET_LAT_BUCKETS], uint64_t *sum_us, uint64_t *n);
+
 int net_ctrl_eventfd(void);
 int net_ctrl_drain(void); /* deliver pending messages to on_ctrl_msg */
 

@@ -152,6 +152,7 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 		}
 		memcpy(pb->data + old, p + off, chunk);
 		pb->len = (uint32_t)(old + chunk);
+		pb->rx_us = w->turn_in_us; /* the unit is complete now, if at all */
 		size_t used = c->ops->on_data(c, pb, pb->data, pb->len);
 		if (c->flags & NET_F_CLOSED)
 			return;
@@ -183,6 +184,7 @@ static void deliver(struct net_worker *w, struct net_conn *c, struct net_buf *b,
 	}
 	if (c->pend || off >= n || (c->flags & (NET_F_CLOSED | NET_F_CLOSING)))
 		return;
+	b->rx_us = w->turn_in_us;
 	size_t used = c->ops->on_data(c, b, p + off, n - off);
 	if (c->flags & NET_F_CLOSED)
 		return;
@@ -242,8 +244,13 @@ static void tls_in(struct net_worker *w, struct net_conn *c, const char *p, size
 	size_t off = 0;
 	while (off < n || (c->flags & NET_F_TLS_HS) == 0) {
 		if (off < n) {
-			size_t k = n - off;
-			int rc = tls_feed(c->tls, p + off, k);
+			/* in pieces the engine takes: bytes held while paused can be
+			 * more than its whole input bound, and offered at once they
+			 * would never fit */
+			size_t k = n - off, room = tls_in_room(c->tls);
+			if (k > room)
+				k = room;
+			int rc = k ? tls_feed(c->tls, p + off, k) : TLS_ERR_AGAIN;
 			if (rc == TLS_ERR_AGAIN)
 				k = 0; /* read what is buffered first */
 			else if (rc < 0) {
@@ -343,11 +350,13 @@ void nw_tls_prep_send(struct net_worker *w, struct net_conn *c)
 				break; /* output full: the records already made go first */
 			c->oq_bytes -= k;
 			for (uint32_t i = 0; i < taken; i++) {
+				nw_lat_add(w, c->oq[c->oq_head].b);
 				net_buf_unref(w, c->oq[c->oq_head].b);
 				c->oq_head = (c->oq_head + 1) & (c->oq_cap - 1);
 				c->oq_len--;
 			}
 			c->oq_sent_in_head = skip;
+			c->oq_lat_n = 0;
 		}
 		if (nw_bye_due(c) && !c->oq_len) {
 			c->flags |= NET_F_TLS_BYE_SENT;

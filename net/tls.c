@@ -520,6 +520,12 @@ int tls_feed(struct tls_conn *c, const void *cipher, size_t n)
 	return 0;
 }
 
+size_t tls_in_room(const struct tls_conn *c)
+{
+	size_t have = (size_t)(c->in.len - c->in.off);
+	return have < c->ctx->opts.in_max ? c->ctx->opts.in_max - have : 0;
+}
+
 static int tls_failed(struct tls_conn *c, int ret)
 {
 	int e = wolfSSL_get_error(c->ssl, ret);

@@ -106,6 +106,8 @@ void tls_conn_free(struct tls_conn *c);
 
 /* Ciphertext from the socket. Copies. n == 0 marks end of stream. 0 or TLS_ERR_AGAIN (input full: read first). */
 int tls_feed(struct tls_conn *c, const void *cipher, size_t n);
+/* Bytes tls_feed() takes now (in_max less what is buffered): feed more in pieces. */
+size_t tls_in_room(const struct tls_conn *c);
 /* 1 done, 0 in progress (feed more / flush output), < 0 failed (tls_error() says why). */
 int tls_handshake(struct tls_conn *c);
 /* Plaintext: > 0 bytes, 0 nothing until more input, < 0 TLS_ERR_CLOSED or an error. */

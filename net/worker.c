@@ -162,7 +162,10 @@ static int ring_setup(struct net_worker *w)
 {
 	struct io_uring_params p;
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN;
+	/* TASKRUN_FLAG: the ring says when completions wait to be posted
+	 * (the latency histogram's ingress time, see worker_main) */
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN |
+		  IORING_SETUP_TASKRUN_FLAG;
 	p.flags |= IORING_SETUP_CQSIZE;
 	p.cq_entries = 16384;
 	int rc = io_uring_queue_init_params(4096, &w->ring, &p);
@@ -343,7 +346,7 @@ static unsigned sq_flush(struct io_uring *r)
  * completion or the tick. Batching: for w->batch completions, but once
  * w->wait_us has passed any completion at all ends the wait (the kernel's
  * min-wait, where it has one; else a plain timeout of w->wait_us). */
-static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
+static unsigned submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 {
 	struct __kernel_timespec ts = {.tv_sec = (long long)(tick_ms / 1000),
 				       .tv_nsec = (long long)(tick_ms % 1000) * 1000000};
@@ -352,7 +355,7 @@ static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 	if (!(w->ring.features & IORING_FEAT_EXT_ARG)) { /* before Linux 5.11: liburing emulates the timeout */
 		struct io_uring_cqe *cqe;
 		io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
-		return;
+		return 1;
 	}
 	unsigned nr = 1;
 	if (w->batching && tick_ms > 0) {
@@ -373,6 +376,7 @@ static void submit_and_wait(struct net_worker *w, uint64_t tick_ms)
 		log_warn(0, "worker %d: io_uring min-wait refused; batching with a plain timeout", w->id);
 	}
 	/* -ETIME, -EINTR, -EBUSY (CQ full): the completions are read all the same */
+	return nr;
 }
 
 /* After a turn that handled n completions, received w->turn_rx bytes and
@@ -417,6 +421,31 @@ static void batch_adapt(struct net_worker *w, unsigned n, uint64_t waited_us, ui
 	w->batch = n * 2 < BATCH_MIN ? BATCH_MIN : n * 2 > BATCH_MAX ? BATCH_MAX : n * 2;
 }
 
+/* ---- the latency histogram (net.h) --------------------------------- */
+
+uint64_t net_lat_bound_us(int i)
+{
+	if (i < 4)
+		return (uint64_t)i + 1;
+	if (i >= NET_LAT_BUCKETS - 1)
+		return UINT64_MAX;
+	int k = (i - 4) / 4 + 2, sub = (i - 4) % 4;
+	return (uint64_t)(4 + sub + 1) << (k - 2);
+}
+
+void net_lat_get(uint64_t counts[NET_LAT_BUCKETS], uint64_t *sum_us, uint64_t *n)
+{
+	memset(counts, 0, NET_LAT_BUCKETS * sizeof(counts[0]));
+	*sum_us = *n = 0;
+	for (int i = 0; i < nw_nworkers; i++) {
+		struct net_worker *w = &nw_workers[i];
+		for (int j = 0; j < NET_LAT_BUCKETS; j++)
+			counts[j] += __atomic_load_n(&w->lat_hist[j], __ATOMIC_RELAXED);
+		*sum_us += __atomic_load_n(&w->lat_sum_us, __ATOMIC_RELAXED);
+		*n += __atomic_load_n(&w->lat_n, __ATOMIC_RELAXED);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct net_worker *w = arg;
@@ -428,6 +457,7 @@ static void *worker_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	w->now = mono_ms();
+	w->reap_us = mono_us();
 	int rc = ring_setup(w);
 	if (rc < 0) {
 		log_error(0, "worker %d: io_uring setup failed: %s", w->id, strerror(-rc));
@@ -477,15 +507,28 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		rcu_quiescent_state();
+		uint64_t t0 = mono_us(); /* the sends' egress time, and the wait's start */
+		w->flush_us = t0;
 		nw_flush_sends(w);
 		nw_flush_wakes(w);
 		uint64_t wait = w->next_tick > w->now ? w->next_tick - w->now : 0;
+		/* completions already waiting to be posted arrived during the
+		 * last turn: with DEFER_TASKRUN the kernel posts them only in
+		 * the next io_uring_enter */
+		bool pending = io_uring_cq_ready(&w->ring) ||
+			       (IO_URING_READ_ONCE(*w->ring.sq.kflags) & IORING_SQ_TASKRUN);
 		rcu_thread_offline();
-		uint64_t t0 = mono_us();
-		submit_and_wait(w, wait);
+		unsigned nr = submit_and_wait(w, wait);
 		uint64_t t1 = mono_us();
 		rcu_thread_online();
 		w->now = t1 / 1000;
+		/* The ingress time stamped on what this turn receives, no later
+		 * than its true arrival (bar the wake-up's own latency): the last
+		 * reap if it was waiting already; the wait's start if the wait was
+		 * for a batch (it may have come at any time in it); else the
+		 * wait's end (it was woken by the first completion). */
+		w->turn_in_us = pending ? w->reap_us : nr > 1 ? t0 : t1;
+		w->reap_us = t1;
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 		io_uring_for_each_cqe(&w->ring, head, cqe)

@@ -356,16 +356,25 @@ int clu_comp_nodes(const char *domain, int *idx, int max)
 	return n;
 }
 
-static void send_domain_msg(struct net_worker *self, int type, const char *domain)
+/* A message to the control thread carrying a copy of the name (freed by
+ * its receiver); -ENOBUFS when the control ring is full. */
+static int send_name_msg(struct net_worker *self, int type, const char *name, size_t n)
 {
 	struct net_msg m = {.type = (uint16_t)type, .src = (uint16_t)net_worker_id(self)};
-	char *d = xstrdup(domain);
+	char *d = xstrndup(name, n);
 	memcpy(m.u.bytes, &d, sizeof(d));
 	if (net_msg_send(self, NET_CTRL, &m) < 0) {
 		free(d);
+		return -ENOBUFS;
+	}
+	return 0;
+}
+
+static void send_domain_msg(struct net_worker *self, int type, const char *domain)
+{
+	if (send_name_msg(self, type, domain, strlen(domain)) < 0)
 		log_warn(0, "cluster: control ring full: %s for %s not sent", type == CLU_MSG_ASK ? "ask" : "update",
 			 domain);
-	}
 }
 
 void clu_comp_up(struct net_worker *self, const char *domain)
@@ -386,28 +395,14 @@ int clu_lease_ask(struct net_worker *self, const char *remote, size_t n)
 {
 	if (!clu_g.on)
 		return -ENOTSUP;
-	struct net_msg m = {.type = CLU_MSG_ASK, .src = (uint16_t)net_worker_id(self)};
-	char *d = xstrndup(remote, n);
-	memcpy(m.u.bytes, &d, sizeof(d));
-	if (net_msg_send(self, NET_CTRL, &m) < 0) {
-		free(d);
-		return -ENOBUFS;
-	}
-	return 0;
+	return send_name_msg(self, CLU_MSG_ASK, remote, n);
 }
 
 int clu_lease_release(struct net_worker *self, const char *remote, size_t n)
 {
 	if (!clu_g.on)
 		return 0;
-	struct net_msg m = {.type = CLU_MSG_RELEASE, .src = (uint16_t)net_worker_id(self)};
-	char *d = xstrndup(remote, n);
-	memcpy(m.u.bytes, &d, sizeof(d));
-	if (net_msg_send(self, NET_CTRL, &m) < 0) {
-		free(d);
-		return -ENOBUFS;
-	}
-	return 0;
+	return send_name_msg(self, CLU_MSG_RELEASE, remote, n);
 }
 
 bool clu_on_ctrl_msg(struct net_msg *m)

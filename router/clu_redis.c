@@ -10,15 +10,17 @@
  *   - the subscriber connection (SUBSCRIBE to the events channel: a
  *     subscribed connection can send nothing else);
  *   - with Sentinel, one connection to a sentinel: SENTINEL
- *     get-master-addr-by-name, then SUBSCRIBE +switch-master on it; a
- *     failover moves the other two to the new master.
+ *     get-master-addr-by-name and SUBSCRIBE +switch-master, sent together;
+ *     a failover moves the other two to the new master. A sentinel that
+ *     does not know the master is left for the next one.
  *
  * Every command has a deadline (redis_timeout): replies come back in
  * order, so the oldest unanswered command is the only one to watch; when it
  * is late, or a connect takes too long, the connection is dropped (its
  * callbacks get NULL) and made again after a back-off that doubles from
  * 100 ms to 2 s. A READONLY error means we talk to a replica (a failover
- * we missed): drop it, ask the sentinels again.
+ * we missed): drop it, ask the sentinels again; so does a master that keeps
+ * refusing connections (at most once a second).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +36,7 @@
 
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 2000
+#define REASK_MS 1000 /* at most one new question to the sentinels per this */
 
 struct cmdw {
 	clu_reply_fn *fn;
@@ -133,9 +136,21 @@ static void ev_cleanup(void *p)
 	rc->want_r = rc->want_w = false;
 }
 
+/* The address rc talks to, for the log: HOST:PORT. */
+static const char *conn_peer(const struct rconn *rc)
+{
+	static char buf[96];
+	if (rc->kind != RC_SENTINEL)
+		return master_text;
+	snprintf(buf, sizeof(buf), "%s:%d", sentinels[cur_sentinel].host, sentinels[cur_sentinel].port);
+	return buf;
+}
+
 /* The connection ac of rc is gone (or going): forget it, plan the next
  * attempt. Called once per connection: later calls for the same ac (hiredis'
  * disconnect callback after we freed it) find rc->ac changed. */
+static void sentinel_reask(const char *why);
+
 static void conn_gone(struct rconn *rc, const redisAsyncContext *ac, const char *why)
 {
 	if (rc->ac != ac)
@@ -152,18 +167,30 @@ static void conn_gone(struct rconn *rc, const redisAsyncContext *ac, const char 
 	if (was_up)
 		log_warn(0, "cluster: %s connection lost: %s", rc->name, why);
 	else if (rc->fails == 1 || rc->fails % 30 == 0)
-		log_warn(0, "cluster: cannot connect to %s (%s): %s", rc->name,
-			 rc->kind == RC_SENTINEL ? sentinels[cur_sentinel].host : master_text, why);
+		log_warn(0, "cluster: cannot connect to %s (%s): %s", rc->name, conn_peer(rc), why);
 	if (rc->kind == RC_SENTINEL && nsentinels)
 		cur_sentinel = (cur_sentinel + 1) % nsentinels; /* try the next one */
 	if (rc->kind == RC_CMD && announced && rcfg.on_down)
 		rcfg.on_down();
-	/* with Sentinel, a master that keeps refusing may be gone: ask again */
-	if (rc->kind == RC_CMD && nsentinels && rc->fails >= 2 && conns[RC_SENTINEL].ac) {
-		redisAsyncContext *sac = conns[RC_SENTINEL].ac;
-		conn_gone(&conns[RC_SENTINEL], sac, "asking the sentinels again");
-		redisAsyncFree(sac);
-	}
+	/* with Sentinel, a master that keeps refusing may be gone: ask again,
+	 * but not more than once a second: a sentinel connection that just
+	 * answered is subscribed to +switch-master and will say when it moves
+	 * (dropping it each time would open windows where that is missed) */
+	if (rc->kind == RC_CMD && rc->fails >= 2 && now_ms() >= conns[RC_SENTINEL].started + REASK_MS)
+		sentinel_reask("asking the sentinels again");
+}
+
+/* With Sentinel: drop the sentinel connection (if any) so that the next one
+ * asks for the master again. Used when what we were told looks wrong: the
+ * master refuses connections, or answers as a read-only replica (a
+ * +switch-master we did not hear). */
+static void sentinel_reask(const char *why)
+{
+	redisAsyncContext *sac = conns[RC_SENTINEL].ac;
+	if (!nsentinels || !sac)
+		return;
+	conn_gone(&conns[RC_SENTINEL], sac, why);
+	redisAsyncFree(sac);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -176,8 +203,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	rc->up = true;
 	rc->fails = 0;
 	rc->backoff = BACKOFF_MIN;
-	log_info(0, "cluster: %s connected (%s)", rc->name,
-		 rc->kind == RC_SENTINEL ? sentinels[cur_sentinel].host : master_text);
+	log_info(0, "cluster: %s connected (%s)", rc->name, conn_peer(rc));
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -270,6 +296,7 @@ static void cmd_done(redisAsyncContext *ac, void *r, void *priv)
 				w->fn(NULL, w->arg);
 				free(w);
 				conn_drop(rc, "the server is a read-only replica");
+				sentinel_reask("the master it named is a replica now: asking again");
 				return;
 			}
 			log_warn(0, "cluster: redis error: %s", reply->str);
@@ -373,25 +400,32 @@ static void sentinel_msg(redisAsyncContext *ac, void *r, void *priv)
 
 static void sentinel_master(redisAsyncContext *ac, void *r, void *priv)
 {
+	struct rconn *rc = &conns[RC_SENTINEL];
 	redisReply *reply = r;
-	if (!reply)
+	if (!reply || rc->ac != ac)
 		return;
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[0]->str &&
 	    reply->element[1]->str) {
 		master_set(reply->element[0]->str, atoi(reply->element[1]->str), "asked the sentinel");
-	} else {
-		log_warn(0, "cluster: sentinel %s does not know master '%s'", sentinels[cur_sentinel].host,
-			 master_name);
 		return;
 	}
-	redisAsyncCommand(ac, sentinel_msg, NULL, "SUBSCRIBE +switch-master");
-	STAT_ADD(commands, 1);
+	/* nil (a sentinel that does not monitor this name) or an error: this
+	 * sentinel is of no use, the next one may be */
+	log_warn(0, "cluster: sentinel %s does not know master '%s'%s%s", conn_peer(rc), master_name,
+		 reply->type == REDIS_REPLY_ERROR ? ": " : "", reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+	conn_drop(rc, "no master address");
 }
 
+/* The question and the subscription go out together, in one write: the
+ * sentinel handles both in one turn of its loop, so no +switch-master can be
+ * published between the answer and the subscription (asked first, then
+ * subscribed, a failover in between would go unheard). hiredis hands the
+ * first reply to sentinel_master, the rest to sentinel_msg. */
 static void sentinel_start(struct rconn *rc)
 {
 	redisAsyncCommand(rc->ac, sentinel_master, NULL, "SENTINEL get-master-addr-by-name %s", master_name);
-	STAT_ADD(commands, 1);
+	redisAsyncCommand(rc->ac, sentinel_msg, NULL, "SUBSCRIBE +switch-master");
+	STAT_ADD(commands, 2);
 }
 
 /* ---- set-up and the loop -------------------------------------------------- */

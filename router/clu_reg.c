@@ -483,10 +483,30 @@ static void dir_mget_done(redisReply *r, void *arg)
 	free(c);
 }
 
+/* A node we hold alive that the set of nodes no longer names: another node
+ * saw its key expire first and removed it (node_down's SREM). It is gone
+ * for us too, or what waits for it would wait for nothing. */
+static void dir_prune_missing(redisReply *r, uint64_t now)
+{
+	for (int idx = 0; idx < CLU_MAX_NODES; idx++) {
+		struct clu_node nd;
+		if (idx == clu_g.self || !clu_node_alive(idx) || !clu_node_get(idx, &nd))
+			continue;
+		bool named = false;
+		for (size_t i = 0; i < r->elements && !named; i++)
+			named = r->element[i]->str && !strcmp(r->element[i]->str, nd.id);
+		if (!named)
+			node_down(idx, nd.id, now);
+	}
+}
+
 static void dir_members_done(redisReply *r, void *arg)
 {
 	(void)arg;
-	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements)
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		return;
+	dir_prune_missing(r, now_ms());
+	if (!r->elements)
 		return;
 	size_t n = r->elements > 256 ? 256 : r->elements;
 	struct dir_ctx *c = xcalloc(1, sizeof(*c) + n * sizeof(c->ids[0]));

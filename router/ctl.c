@@ -118,19 +118,14 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 	}
 }
 
+static void sb_put(void *b, const char *p, size_t n)
+{
+	sb_printf(b, "%.*s", (int)n, p);
+}
+
 static void sb_json_str(struct sbuf *b, const char *s)
 {
-	sb_printf(b, "\"");
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			sb_printf(b, "\\%c", ch);
-		else if (ch < 0x20)
-			sb_printf(b, "\\u%04x", ch);
-		else
-			sb_printf(b, "%c", ch);
-	}
-	sb_printf(b, "\"");
+	met_json_str(sb_put, b, s);
 }
 
 /* ---- worker side ------------------------------------------------------------ */
@@ -294,7 +289,7 @@ bool ctl_on_dns(struct hubw *h, struct dns_req *r)
 	for (int i = 0; i < r->ntargets; i++) {
 		char host[INET6_ADDRSTRLEN] = "?";
 		int port = 0;
-		const struct sockaddr_storage *ss = &r->t[i].ss;
+		const union dns_addr *ss = &r->t[i].ss;
 		if (ss->ss_family == AF_INET) {
 			const struct sockaddr_in *a = (const void *)ss;
 			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
@@ -347,6 +342,17 @@ static int ask_workers(int kind, int ms)
 	if (answered < n) /* a late answer is for a question nobody asks any more */
 		atomic_fetch_add_explicit(&ctl.gen, 1, memory_order_release);
 	return answered;
+}
+
+/* ask_workers(kind) within the control socket's bound; -1 and a line in o
+ * when a worker did not answer in time. */
+static int ask_all(struct sbuf *o, int kind)
+{
+	if (ask_workers(kind, 3000) < net_nworkers()) {
+		sb_printf(o, "a worker did not answer in time\n");
+		return -1;
+	}
+	return 0;
 }
 
 static void cmd_status(struct sbuf *o, bool json)
@@ -474,11 +480,8 @@ static void print_links(struct sbuf *o, bool json, const char *only_kind, int *c
 
 static int cmd_links(struct sbuf *o, bool json)
 {
-	int n = net_nworkers();
-	if (ask_workers(Q_LINKS, 3000) < n) {
-		sb_printf(o, "a worker did not answer in time\n");
+	if (ask_all(o, Q_LINKS) < 0)
 		return -1;
-	}
 	int count;
 	print_links(o, json, NULL, &count);
 	if (!json)
@@ -488,11 +491,8 @@ static int cmd_links(struct sbuf *o, bool json)
 
 static int cmd_components(struct sbuf *o, bool json)
 {
-	int n = net_nworkers();
-	if (ask_workers(Q_LINKS, 3000) < n) {
-		sb_printf(o, "a worker did not answer in time\n");
+	if (ask_all(o, Q_LINKS) < 0)
 		return -1;
-	}
 	rcu_thread_online();
 	const struct cfg *c = hub_cfg;
 	int nc = c->ncomponents;
@@ -535,11 +535,8 @@ static int cmd_components(struct sbuf *o, bool json)
  * internal links. */
 static int cmd_backends(struct sbuf *o, bool json)
 {
-	int n = net_nworkers();
-	if (ask_workers(Q_LINKS, 3000) < n) {
-		sb_printf(o, "a worker did not answer in time\n");
+	if (ask_all(o, Q_LINKS) < 0)
 		return -1;
-	}
 	rcu_thread_online();
 	const struct cfg *c = hub_cfg;
 	int nb = c->nbackends;
@@ -606,13 +603,10 @@ static int cmd_close(struct sbuf *o, bool json, const char *arg)
 		return -1;
 	}
 	ctl.close_id = id;
-	int n = net_nworkers();
-	if (ask_workers(Q_CLOSE, 3000) < n) {
-		sb_printf(o, "a worker did not answer in time\n");
+	if (ask_all(o, Q_CLOSE) < 0)
 		return -1;
-	}
 	int found = 0;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < net_nworkers(); i++)
 		found |= ctl.ans[i].found;
 	if (json)
 		sb_printf(o, "{\"id\":%llu,\"closed\":%s}\n", id, found ? "true" : "false");

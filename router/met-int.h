@@ -29,6 +29,8 @@ void met_render_dns(struct met_out *o);
 void met_render_process(struct met_out *o);
 void met_render_backends(struct met_out *o);
 void met_render_cluster(struct met_out *o);
+/* met_lat.c: the router-added latency histogram (net_lat_get) */
+void met_render_latency(struct met_out *o);
 
 /* met_cert.c: the notAfter (Unix time) of the first certificate in a PEM
  * file, or -1. */

@@ -163,14 +163,6 @@ struct met_worker *met_of(int worker)
 	return &met.blocks[worker];
 }
 
-void met_set_ready(bool ready)
-{
-	pthread_mutex_lock(&met.lock);
-	met.ready = ready;
-	met.state[0] = met.reason[0] = 0;
-	pthread_mutex_unlock(&met.lock);
-}
-
 void met_set_state(const char *status, const char *reason)
 {
 	pthread_mutex_lock(&met.lock);
@@ -750,6 +742,9 @@ size_t met_render(char *buf, size_t cap)
 		   SUM(nl_queue_bytes));
 	met_metric(&o, "cluster_node_queue_stanzas", "", "gauge", "stanzas waiting for a node link to authenticate",
 		   SUM(nl_queue_stanzas));
+	met_metric(&o, "node_link_unacked", "", "gauge",
+		   "stanzas sent or about to be sent on node links and not acknowledged by the receiving node yet",
+		   SUM(nl_unacked));
 	met_metric(&o, "workers", "", "gauge", "worker threads", (uint64_t)met.nworkers);
 	met_metric(&o, "uptime_seconds", "", "gauge", "seconds since start", uptime_s());
 	met_metric(&o, "ready", "", "gauge", "1 while /health answers 200", met.ready);
@@ -758,6 +753,7 @@ size_t met_render(char *buf, size_t cap)
 	render_static(&o);
 	met_render_process(&o);
 	met_render_dns(&o);
+	met_render_latency(&o);
 	met_render_backends(&o);
 	met_render_cluster(&o);
 	pthread_mutex_unlock(&met.lock);
@@ -766,20 +762,34 @@ size_t met_render(char *buf, size_t cap)
 	return o.len;
 }
 
-/* RFC 8259 §7 string escaping. */
+void met_json_str(void (*put)(void *o, const char *p, size_t n), void *o, const char *s)
+{
+	put(o, "\"", 1);
+	while (s && *s) {
+		size_t run = 0; /* bytes that stand for themselves */
+		while (s[run] && s[run] != '"' && s[run] != '\\' && (unsigned char)s[run] >= 0x20)
+			run++;
+		if (run) {
+			put(o, s, run);
+			s += run;
+			continue;
+		}
+		char esc[8];
+		unsigned char ch = (unsigned char)*s++;
+		int k = ch < 0x20 ? snprintf(esc, sizeof(esc), "\\u%04x", ch) : snprintf(esc, sizeof(esc), "\\%c", ch);
+		put(o, esc, (size_t)k);
+	}
+	put(o, "\"", 1);
+}
+
+static void met_out_put(void *o, const char *p, size_t n)
+{
+	met_put(o, "%.*s", (int)n, p);
+}
+
 static void put_json_str(struct met_out *o, const char *s)
 {
-	met_put(o, "\"");
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			met_put(o, "\\%c", ch);
-		else if (ch < 0x20)
-			met_put(o, "\\u%04x", ch);
-		else
-			met_put(o, "%c", ch);
-	}
-	met_put(o, "\"");
+	met_json_str(met_out_put, o, s);
 }
 
 size_t met_render_health(char *buf, size_t cap, bool *ok)

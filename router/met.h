@@ -48,7 +48,8 @@
 	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")                   \
 	X(cluster_refused, "forwarded stanzas sent back: their lease is not ours or newer than ours")              \
 	X(cluster_returned, "stanzas another node sent back (a stale lease), routed again")                        \
-	X(cluster_node_auth_failures, "node links closed: the cluster secret was not proved")
+	X(cluster_node_auth_failures, "node links closed: the cluster secret was not proved")                      \
+	X(node_link_resent, "stanzas a failed node link had not had acknowledged, queued to go again")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */
 #define MET_COUNTERS_IN(X)                                                                                \
@@ -136,6 +137,7 @@ struct met_worker {
 	uint64_t cluster_fwd[2];      /* stanzas forwarded [0] to another node, [1] from one */
 	uint64_t nl_queue_bytes;      /* gauge, set each tick: bytes waiting for node links */
 	uint64_t nl_queue_stanzas;    /* gauge: stanzas waiting for a node link to authenticate */
+	uint64_t nl_unacked;          /* gauge: stanzas in node links' rings (not acknowledged yet) */
 	/* the deepest flow queues, published by the worker once a tick
 	 * (met_flow_publish) under flow_seq: odd while it writes */
 	uint64_t flow_seq;
@@ -168,14 +170,12 @@ int met_init(int nworkers);
 struct met_worker *met_of(int worker);
 /* Connections open in the whole hub (every worker's gauge summed). */
 uint64_t met_conns_open(void);
-/* false: /health answers 503 {"status":"unavailable",...} so a load
- * balancer stops sending new links; the daemon clears it when shutdown
- * begins, while it drains. Initially true. Also exported as the gauge
- * fedhub_ready. Thread-safe. */
-void met_set_ready(bool ready);
-/* The same with a name and a reason: "ok" is ready (200); anything else,
- * e.g. met_set_state("draining", "SIGTERM"), answers 503
- * {"status":"draining","reason":"SIGTERM",...}. reason may be NULL. */
+/* The state /health reports: "ok" is ready (200, the initial state);
+ * anything else, e.g. met_set_state("draining", "SIGTERM"), answers 503
+ * {"status":"draining","reason":"SIGTERM",...} so a load balancer stops
+ * sending new links (the daemon says "starting" until its workers run and
+ * "draining" from the start of a shutdown). reason may be NULL. Also
+ * exported as the gauge fedhub_ready. Thread-safe. */
 void met_set_state(const char *status, const char *reason);
 
 /* Start the HTTP endpoint (libmicrohttpd, its own thread), bound to addr only.
@@ -234,6 +234,10 @@ int64_t met_der_not_after(const uint8_t *der, size_t n);
  * (backslash, double quote, newline) into out; returns the length like
  * snprintf. */
 size_t met_escape_label(const char *in, char *out, size_t cap);
+
+/* A JSON string (RFC 8259 §7): s quoted and escaped, written as pieces
+ * through put(o, bytes, length). /health and the control socket use it. */
+void met_json_str(void (*put)(void *o, const char *p, size_t n), void *o, const char *s);
 
 /* The backends' names for the labels (met_backend.c); the slot of backend
  * index i is met_backend_slot(i). Call before the workers start. */

@@ -86,6 +86,10 @@ void nl_ctrl_parse(const struct xml_stanza *st, struct nl_ctrl *out)
 	} else if (name_is(st, "refused")) {
 		if (parse_lease(st, out))
 			out->kind = NL_C_REFUSED;
+	} else if (name_is(st, "a")) {
+		struct xml_span h;
+		if (xml_attr_get(root_attrs(st), "h", &h) && parse_token(h, &out->token) && out->token <= UINT32_MAX)
+			out->kind = NL_C_ACK;
 	}
 }
 
@@ -109,6 +113,11 @@ int nl_ctrl_refused(char *out, size_t cap, const char *remote, size_t rn, uint64
 int nl_ctrl_auth(char *out, size_t cap, const char *mac)
 {
 	return fit(snprintf(out, cap, "<auth xmlns='" NL_NS "'>%s</auth>", mac), cap);
+}
+
+int nl_ctrl_ack(char *out, size_t cap, uint32_t h)
+{
+	return fit(snprintf(out, cap, "<a xmlns='" NL_NS "' h='%" PRIu32 "'/>", h), cap);
 }
 
 void nl_mac(const unsigned char *secret, size_t slen, const char *role, const char *id_conn, const char *id_acc,
@@ -210,4 +219,72 @@ void nl_ctx_clear(struct nl_ctx *t)
 		free(t->v[i].name);
 	free(t->v);
 	*t = (struct nl_ctx){0};
+}
+
+/* ---- the connector's ring ------------------------------------------------ */
+
+int nl_ring_push(struct nl_ring *r, const struct nl_ua *e, uint32_t max)
+{
+	if (r->len >= max)
+		return -ENOBUFS;
+	if (r->len == r->cap) {
+		uint32_t ncap = r->cap ? r->cap * 2 : 64;
+		struct nl_ua *v = malloc(ncap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < r->len; i++)
+			v[i] = r->v[(r->head + i) & (r->cap - 1)];
+		free(r->v);
+		r->v = v;
+		r->head = 0;
+		r->cap = ncap;
+	}
+	r->v[(r->head + r->len) & (r->cap - 1)] = *e;
+	r->len++;
+	r->pend_bytes += e->n;
+	return 0;
+}
+
+struct nl_ua *nl_ring_pending(struct nl_ring *r)
+{
+	return r->nsent < r->len ? &r->v[(r->head + r->nsent) & (r->cap - 1)] : NULL;
+}
+
+void nl_ring_mark_sent(struct nl_ring *r)
+{
+	struct nl_ua *e = nl_ring_pending(r);
+	if (!e)
+		return;
+	r->nsent++;
+	r->pend_bytes -= e->n;
+	r->sent_bytes += e->n;
+}
+
+int nl_ring_ack(const struct nl_ring *r, uint32_t h)
+{
+	uint32_t d = h - r->acked; /* modulo 2^32 */
+	return d > r->nsent ? -EPROTO : (int)d;
+}
+
+struct nl_ua nl_ring_pop(struct nl_ring *r)
+{
+	struct nl_ua e = r->v[r->head];
+	r->head = (r->head + 1) & (r->cap - 1);
+	r->len--;
+	if (r->nsent) {
+		r->nsent--;
+		r->acked++;
+		r->sent_bytes -= e.n;
+	} else {
+		r->pend_bytes -= e.n;
+	}
+	return e;
+}
+
+void nl_ring_free(struct nl_ring *r)
+{
+	free(r->v);
+	uint32_t acked = r->acked;
+	*r = (struct nl_ring){0};
+	r->acked = acked;
 }

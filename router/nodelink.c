@@ -15,19 +15,33 @@
  * what arrives on the worker that accepted the link, in arrival order, so
  * per-pair order holds end to end.
  *
- * Back-pressure. An outbound node link is a destination like a component:
- * flow_send() puts a stanza in its send queue, or in its flow queue above
- * the high-water mark, pausing the source past source_allowance; a link
- * with no progress for stall_timeout has what waits bounced. On the
- * acceptor, the link is a source: a slow destination pauses its reading,
- * TCP fills, the connector's send queue grows and its sources pause in
- * turn. Nothing bounces while stanzas still move.
+ * Back-pressure. An outbound node link is a destination like a component,
+ * with its own queue: every stanza accepted for the link enters its ring
+ * (struct nl_ring) and goes on the stream while the send queue is below
+ * send_queue_max and fewer than NL_UNACKED_MAX stanzas (send_queue_max
+ * bytes) are unacknowledged; past that it waits in the ring (our copy, not
+ * a receive buffer), and while more than source_allowance bytes wait each
+ * waiting stanza holds a pause of its source. A link with stanzas
+ * unacknowledged for stall_timeout is closed (the failure path below). On
+ * the acceptor, the link is a source: a slow destination pauses its
+ * reading, TCP fills, acknowledgements slow down, the connector's ring
+ * fills and its sources pause in turn. Nothing bounces while stanzas move.
+ *
+ * Acknowledgements (nodelink.h has the contract). The send queue borrows
+ * the stanza bytes from the ring (slices without a buffer: zero-copy, no
+ * extra reference, which another worker's buffer would not allow); the
+ * ring's reference goes when the acceptor's cumulative <a h=.../> covers
+ * the stanza. A link that closes drops what its send queue held (borrowed
+ * bytes and control elements) and, once no write refers to the ring any
+ * more (on_close), puts the whole ring in front of the connect queue, in
+ * order; no new link to that node starts before that, so nothing overtakes.
  *
  * Until a link has authenticated, stanzas for it wait in its connect queue
- * (copies: a provided buffer must not wait on a connect), at most
- * link_queue_max of them and stall_timeout long, then are bounced. A link
- * that closes hands its unsent stanzas (send queue, then flow queue) back to
- * the router, which queues them again for the next connection, in order.
+ * (copies: a provided buffer must not wait on a connect), stall_timeout
+ * long, then are bounced; past link_queue_max of them (or source_allowance
+ * bytes) each holds a pause of its source, and only 16 times link_queue_max
+ * is refused, as for an s2s link coming up. When the node leaves the
+ * directory they are routed again.
  *
  * Leases. The receiver checks each stanza that travels under a lease
  * against its own: none, or an older token than the one named, means the
@@ -53,6 +67,15 @@
 #include "router/nodelink-int.h"
 
 #define NL_TOKEN_REFUSED (1ull << 63) /* in a sender's context table: that token was refused */
+#define NL_TOKEN_NONE UINT64_MAX       /* in a sender's context table: named, not announced yet */
+/* Unacknowledged stanzas one link may have on its stream (the bytes are
+ * bounded by send_queue_max too), and entries its ring may hold in all. */
+#define NL_UNACKED_MAX 4096
+#define NL_RING_MAX 65536
+/* Unacknowledged entries past which a slice of a receive buffer that runs
+ * short is moved into a buffer of its own before it goes on the stream
+ * (net/'s rule for slow send queues: the ring must not pin the pool). */
+#define NL_PIN_MAX 64
 
 /* ---- state ---------------------------------------------------------------- */
 
@@ -72,8 +95,12 @@ struct nl_conn {
 	char peer_sid[128];     /* the peer's stream id */
 	struct nl_ctx ctx;      /* lease contexts announced (out) or received (in) */
 	bool refused_seen;      /* outbound: a <refused/> came: stanzas may follow */
+	bool detached;          /* outbound: no longer its nl_out's link (closing) */
 	char ref_r[CFG_NAME_MAX]; /* inbound: the last <refused/> sent */
 	uint64_t ref_t;
+	struct nl_ring ring;    /* outbound: stanzas not acknowledged yet */
+	uint64_t ack_at;        /* outbound: ms: the ring last moved (or became non-empty) */
+	uint32_t rx_n, rx_acked; /* inbound: stanzas taken / acknowledged so far */
 };
 
 /* A stanza waiting for its link to authenticate: our copy, the stanza's
@@ -98,15 +125,17 @@ struct nl_out {
 	struct nl_wait *wq;
 	uint32_t whead, wlen, wcap;
 	uint64_t wbytes, wsince;
+	uint32_t old; /* its former links not closed yet: no new one before */
+	bool rerouting;
 };
 
 struct nl_worker {
 	struct nl_out out[CLU_MAX_NODES];
 	int nout; /* indexes used: 0..nout-1 */
+	bool stopping;
 };
 
 static nl_refused_fn *refused_hook;
-static const struct net_ref no_src = {.worker = FLOW_NO_SRC};
 static const struct net_conn_ops nl_ops;
 
 void nl_set_refused_hook(nl_refused_fn *fn)
@@ -223,48 +252,74 @@ static void wq_bounce_all(struct hubw *h, struct nl_out *o, enum hub_sterr err)
 
 static void wq_reroute_all(struct hubw *h, struct nl_out *o)
 {
-	uint32_t n = o->wlen; /* what comes back here (it cannot: the node is gone) stays */
+	uint32_t n = o->wlen; /* what comes back here stays */
+	if (o->rerouting)
+		return; /* a stanza being routed again triggered this again */
+	o->rerouting = true;
 	while (n-- && o->wlen) {
 		struct nl_wait it = wq_pop(o);
 		if (it.held)
 			flow_src_release(h, it.src);
 		route_raw(h, it.b, it.b->data, it.n);
 	}
+	o->rerouting = false;
+}
+
+/* Room in o's connect queue for `more` entries. */
+static int wq_room(struct nl_out *o, uint32_t more)
+{
+	if (o->wlen + more <= o->wcap)
+		return 0;
+	uint32_t ncap = o->wcap ? o->wcap : 64;
+	while (ncap < o->wlen + more)
+		ncap *= 2;
+	struct nl_wait *a = malloc(ncap * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < o->wlen; i++)
+		a[i] = o->wq[(o->whead + i) & (o->wcap - 1)];
+	free(o->wq);
+	o->wq = a;
+	o->whead = 0;
+	o->wcap = ncap;
+	return 0;
+}
+
+/* Our copy of a stanza for the connect queue: its bytes, then the remote's
+ * name. NULL when out of memory. */
+static struct net_buf *wq_copy(struct hubw *h, const char *p, size_t n, const char *remote, size_t rn)
+{
+	struct net_buf *cb = net_buf_new(h->w, n + rn);
+	if (!cb)
+		return NULL;
+	memcpy(cb->data, p, n);
+	if (rn)
+		memcpy(cb->data + n, remote, rn);
+	cb->len = (uint32_t)(n + rn);
+	return cb;
 }
 
 static int wq_push(struct hubw *h, struct nl_out *o, struct net_buf *b, const char *p, size_t n, const char *remote,
 		   size_t rn, uint64_t token, struct net_ref src, enum hub_sterr *why)
 {
 	*why = STERR_RESOURCE_CONSTRAINT;
-	if (o->wlen >= hub_cfg->link_queue_max) {
+	/* like an s2s link coming up: past link_queue_max a stanza still waits
+	 * and pauses its source; only 16 times that is refused */
+	if (o->wlen >= 16 * hub_cfg->link_queue_max) {
 		MET_INC(h->m, send_queue_full);
 		return -ENOBUFS;
 	}
-	if (o->wlen == o->wcap) {
-		uint32_t ncap = o->wcap ? o->wcap * 2 : 64;
-		struct nl_wait *a = malloc(ncap * sizeof(*a));
-		if (!a)
-			return -ENOMEM;
-		for (uint32_t i = 0; i < o->wlen; i++)
-			a[i] = o->wq[(o->whead + i) & (o->wcap - 1)];
-		free(o->wq);
-		o->wq = a;
-		o->whead = 0;
-		o->wcap = ncap;
-	}
-	struct net_buf *cb = net_buf_new(h->w, n + rn);
+	if (wq_room(o, 1) < 0)
+		return -ENOMEM;
+	struct net_buf *cb = wq_copy(h, p, n, remote, rn);
 	if (!cb)
 		return -ENOMEM;
-	memcpy(cb->data, p, n);
-	if (rn)
-		memcpy(cb->data + n, remote, rn);
-	cb->len = (uint32_t)(n + rn);
 	net_buf_unref(h->w, b); /* the caller's reference: we keep our copy */
 	struct nl_wait it = {cb, (uint32_t)n, (uint16_t)rn, false, token, src};
 	if (!o->wlen)
 		o->wsince = net_now_ms();
 	o->wbytes += n;
-	if (src.worker != FLOW_NO_SRC && o->wbytes > hub_cfg->source_allowance) {
+	if (src.worker != FLOW_NO_SRC && (o->wbytes > hub_cfg->source_allowance || o->wlen >= hub_cfg->link_queue_max)) {
 		it.held = true; /* the link is slow to come up: slow its sources too */
 		flow_src_hold(h, src);
 	}
@@ -287,6 +342,8 @@ static bool out_node(struct nl_out *o, int idx)
 
 static void out_connect(struct hubw *h, struct nl_out *o, int idx)
 {
+	if (o->old)
+		return; /* a former link still holds stanzas that go first */
 	struct sess *s = sess_new(SESS_NODE);
 	struct nl_conn *nc = xcalloc(1, sizeof(*nc));
 	nc->outbound = true;
@@ -311,9 +368,14 @@ static void out_connect(struct hubw *h, struct nl_out *o, int idx)
 	log_debug(c->id, "node link to %s: connecting", nc->peer);
 }
 
-/* The link of o is going away: new stanzas wait for the next one. */
+/* The link of o is going away: new stanzas wait for the next one (behind
+ * what its ring holds, which joins them when it has closed). */
 static void out_detach(struct nl_out *o, bool was_ready)
 {
+	if (o->s && o->s->nl && !o->s->nl->detached) {
+		o->s->nl->detached = true;
+		o->old++;
+	}
 	o->s = NULL;
 	if (was_ready) {
 		o->fails = 0;
@@ -333,48 +395,174 @@ static struct nl_out *out_of(struct hubw *h, struct sess *s)
 	return o->s == s ? o : NULL;
 }
 
-/* A stanza on a ready link: its lease context first when it changed. */
+/* Put what the ring of link s holds on its stream while there is room:
+ * the send queue below send_queue_max, fewer than NL_UNACKED_MAX stanzas
+ * (and send_queue_max bytes) unacknowledged. Each stanza's lease context
+ * goes first when the link has not announced it. The send queue borrows
+ * the bytes: the ring keeps the reference until the acknowledgement. */
+static void out_pump(struct hubw *h, struct sess *s)
+{
+	struct net_conn *c = s->c;
+	struct nl_conn *nc = s->nl;
+	struct nl_ring *r = &nc->ring;
+	struct nl_ua *e;
+	bool moved = false;
+	while ((e = nl_ring_pending(r))) {
+		if (r->nsent >= NL_UNACKED_MAX || (r->nsent && r->sent_bytes + e->n > hub_cfg->send_queue_max))
+			break; /* too much unacknowledged: the acknowledgements make room */
+		if (e->rn) {
+			struct nl_ctx_ent *x = nl_ctx_find(&nc->ctx, e->remote, e->rn, e->hv);
+			/* a refused token stays announced: the receiver refuses again */
+			if (x && (x->token & ~NL_TOKEN_REFUSED) != e->token) {
+				char buf[CFG_NAME_MAX + 96];
+				int k = nl_ctrl_lease(buf, sizeof(buf), e->remote, e->rn, e->token);
+				if (k < 0 || net_send_copy(c, buf, (size_t)k) < 0)
+					break;
+				x->token = e->token;
+			}
+		}
+		if (r->nsent >= NL_PIN_MAX && net_buf_scarce(e->b))
+			(void)net_buf_own(h->w, &e->b, &e->p, e->n); /* out of memory: it stays a slice */
+		if (net_send_slice_take(c, NULL, e->p, e->n) < 0)
+			break; /* full (on_drain comes back) or closing (on_close takes the ring) */
+		if (e->held) {
+			e->held = false;
+			flow_src_release(h, e->src);
+		}
+		nl_ring_mark_sent(r);
+		moved = true;
+	}
+	if (moved && h->nl)
+		h->nl->out[nc->idx].last_tx = net_now_ms();
+}
+
+/* A stanza on a ready link: into its ring, then on the stream if there is
+ * room; if not, it waits in the ring (our copy, not a receive buffer), and
+ * past source_allowance bytes waiting its source is paused until it goes. */
 static int out_send(struct hubw *h, struct nl_out *o, struct net_buf *b, const char *p, size_t n, const char *remote,
 		    size_t rn, uint64_t token, struct net_ref src, enum hub_sterr *why)
 {
 	struct net_conn *c = o->s->c;
 	struct nl_conn *nc = o->s->nl;
+	struct nl_ring *r = &nc->ring;
+	if (!(c->flags & NET_F_OPEN) || (c->flags & NET_F_CLOSING))
+		return -EPIPE;
+	struct nl_ua e = {.b = b, .p = p, .n = (uint32_t)n, .rn = (uint16_t)rn, .token = token, .src = src};
 	if (rn) {
-		uint32_t hv = rt_hash(remote, rn);
-		struct nl_ctx_ent *e = nl_ctx_find(&nc->ctx, remote, rn, hv);
-		if (e && e->token == (token | NL_TOKEN_REFUSED)) {
+		e.hv = rt_hash(remote, rn);
+		struct nl_ctx_ent *x = nl_ctx_find(&nc->ctx, remote, rn, e.hv);
+		if (x && x->token == (token | NL_TOKEN_REFUSED)) {
 			*why = STERR_REMOTE_SERVER_TIMEOUT;
 			return -ESTALE;
 		}
-		if (!e || e->token != token) {
-			char buf[CFG_NAME_MAX + 96];
-			int k = nl_ctrl_lease(buf, sizeof(buf), remote, rn, token);
-			struct net_buf *lb = k > 0 ? net_buf_new(h->w, (size_t)k) : NULL;
-			if (!lb) {
+		if (!x) {
+			if (nl_ctx_put(&nc->ctx, remote, rn, e.hv, NL_TOKEN_NONE) < 0 ||
+			    !(x = nl_ctx_find(&nc->ctx, remote, rn, e.hv))) {
 				*why = STERR_RESOURCE_CONSTRAINT;
 				return -ENOMEM;
 			}
-			memcpy(lb->data, buf, (size_t)k);
-			lb->len = (uint32_t)k;
-			int rc = flow_send(h, c, lb, lb->data, (size_t)k, no_src, why);
-			if (rc < 0) {
-				net_buf_unref(h->w, lb);
-				return rc;
-			}
-			if (nl_ctx_put(&nc->ctx, remote, rn, hv, token) < 0)
-				log_warn(c->id, "node link to %s: lease context of %.*s not kept (it is sent again)",
-					 nc->peer, (int)rn, remote);
+		}
+		e.remote = x->name;
+	}
+	*why = STERR_RESOURCE_CONSTRAINT;
+	if (r->len > r->nsent && r->pend_bytes + n > flow_mem_share()) {
+		MET_INC(h->m, send_queue_full);
+		return -ENOBUFS;
+	}
+	int rc = nl_ring_push(r, &e, NL_RING_MAX);
+	if (rc < 0) {
+		MET_INC(h->m, send_queue_full);
+		return rc;
+	}
+	if (r->len == 1)
+		nc->ack_at = net_now_ms();
+	out_pump(h, o->s);
+	if (r->len > r->nsent) {
+		/* it waits: the last entry is this stanza */
+		struct nl_ua *w = &r->v[(r->head + r->len - 1) & (r->cap - 1)];
+		(void)net_buf_own(h->w, &w->b, &w->p, w->n);
+		if (src.worker != FLOW_NO_SRC && r->pend_bytes > hub_cfg->source_allowance) {
+			w->held = true;
+			flow_src_hold(h, src);
 		}
 	}
-	int rc = flow_send(h, c, b, p, n, src, why);
-	if (rc == 0) {
-		MET_INC(h->m, cluster_fwd[0]);
-		MET_INC(h->m, stanzas_routed);
-		MET_INC(h->m, stanzas_dir[1][MET_DIR_NODE]);
-		MET_ADD(h->m, bytes_dir[1][MET_DIR_NODE], n);
-		o->last_tx = net_now_ms();
+	MET_INC(h->m, cluster_fwd[0]);
+	MET_INC(h->m, stanzas_routed);
+	MET_INC(h->m, stanzas_dir[1][MET_DIR_NODE]);
+	MET_ADD(h->m, bytes_dir[1][MET_DIR_NODE], n);
+	return 0;
+}
+
+/* An acknowledgement on link s: what it covers leaves the ring. */
+static void out_acked(struct hubw *h, struct sess *s, uint64_t hv)
+{
+	struct nl_conn *nc = s->nl;
+	int k = nl_ring_ack(&nc->ring, (uint32_t)hv);
+	if (k < 0) {
+		sess_stream_error(s, SERR_UNDEFINED_CONDITION, "acknowledgement of stanzas not sent");
+		return;
 	}
-	return rc;
+	if (!k)
+		return;
+	while (k--) {
+		struct nl_ua e = nl_ring_pop(&nc->ring);
+		net_buf_unref(h->w, e.b);
+	}
+	nc->ack_at = net_now_ms();
+	out_pump(h, s);
+}
+
+/* Link s closed (no write refers to its ring any more): what its ring holds,
+ * acknowledged by nobody, goes to the front of o's connect queue, in order,
+ * ahead of what came meanwhile. From there it goes on the next link to that
+ * node, or, once the node has left the directory, is routed again (to the
+ * new lease owner, waiting for it in the s2s link's queue), or is bounced
+ * after stall_timeout: sent at least once more, never dropped silently. */
+static void out_requeue(struct hubw *h, struct nl_out *o, struct sess *s)
+{
+	struct nl_ring *r = &s->nl->ring;
+	uint32_t m = r->len;
+	if (!m)
+		return;
+	if ((h->nl && h->nl->stopping) || wq_room(o, m) < 0) {
+		log_warn(s->c->id, "node link to %s closed%s: %u unacknowledged stanzas bounced", s->nl->peer,
+			 h->nl && h->nl->stopping ? " at shutdown" : " (out of memory)", m);
+		while (r->len) {
+			struct nl_ua e = nl_ring_pop(r);
+			if (e.held)
+				flow_src_release(h, e.src);
+			route_bounce_raw(h, e.p, e.n, STERR_REMOTE_SERVER_TIMEOUT);
+			net_buf_unref(h->w, e.b);
+		}
+		return;
+	}
+	log_info(s->c->id, "node link to %s closed with %u stanzas unacknowledged: they go again, first", s->nl->peer,
+		 m);
+	if (!o->wlen)
+		o->wsince = net_now_ms();
+	uint32_t at = (o->whead + o->wcap - m) & (o->wcap - 1), put = 0;
+	while (r->len) {
+		struct nl_ua e = nl_ring_pop(r);
+		struct net_buf *cb = wq_copy(h, e.p, e.n, e.remote, e.rn);
+		if (!cb) {
+			if (e.held)
+				flow_src_release(h, e.src);
+			route_bounce_raw(h, e.p, e.n, STERR_RESOURCE_CONSTRAINT);
+			net_buf_unref(h->w, e.b);
+			continue;
+		}
+		net_buf_unref(h->w, e.b);
+		o->wq[(at + put) & (o->wcap - 1)] = (struct nl_wait){cb, e.n, e.rn, e.held, e.token, e.src};
+		o->wbytes += e.n;
+		put++;
+	}
+	/* close the gap the copies that failed left */
+	uint32_t newhead = (o->whead + o->wcap - put) & (o->wcap - 1);
+	for (uint32_t i = put; i-- > 0;)
+		o->wq[(newhead + i) & (o->wcap - 1)] = o->wq[(at + i) & (o->wcap - 1)];
+	o->whead = newhead;
+	o->wlen += put;
+	MET_ADD(h->m, node_link_resent, put);
 }
 
 /* The link authenticated: what waited goes, in order. */
@@ -409,7 +597,7 @@ int nl_forward(struct hubw *h, int node_idx, struct net_buf *b, const char *p, s
 		return -EHOSTUNREACH;
 	struct nl_worker *nw = nlw(h);
 	struct nl_out *o = &nw->out[node_idx];
-	if (o->s && o->s->nl->st == NLS_READY && !o->wlen) {
+	if (o->s && o->s->nl->st == NLS_READY && !o->wlen && !o->old) {
 		int rc = out_send(h, o, b, p, n, remote, rn, token, src, why);
 		if (rc != -EPIPE)
 			return rc;
@@ -420,9 +608,18 @@ int nl_forward(struct hubw *h, int node_idx, struct net_buf *b, const char *p, s
 	if (node_idx >= nw->nout)
 		nw->nout = node_idx + 1;
 	int rc = wq_push(h, o, b, p, n, remote, rn, token, src, why);
-	if (rc == 0 && !o->s && net_now_ms() >= o->retry_at)
+	if (rc == 0 && !o->s && !o->old && net_now_ms() >= o->retry_at)
 		out_connect(h, o, node_idx);
 	return rc;
+}
+
+void nl_reroute_waiting(struct hubw *h, int node_idx)
+{
+	if (!h->nl || node_idx < 0 || node_idx >= CLU_MAX_NODES)
+		return;
+	struct nl_out *o = &h->nl->out[node_idx];
+	if (o->wlen && !o->old && !(o->s && o->s->nl->st == NLS_READY))
+		wq_reroute_all(h, o);
 }
 
 /* ---- component placement -------------------------------------------------- */
@@ -605,6 +802,7 @@ static enum drive nl_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 			sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
 		} else if (!nc->outbound) {
 			in_stanza(h, s, b, st);
+			nc->rx_n++; /* routed, bounced or sent back: ours now */
 		} else if (nc->refused_seen) {
 			/* sent back: route it again as the hub's own */
 			MET_INC(h->m, cluster_returned);
@@ -628,6 +826,12 @@ static enum drive nl_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 		else
 			sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
 		break;
+	case NL_C_ACK:
+		if (nc->outbound)
+			out_acked(h, s, k.token);
+		else
+			sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
+		break;
 	default:
 		sess_stream_error(s, SERR_UNSUPPORTED_STANZA_TYPE, NULL);
 		break;
@@ -639,7 +843,18 @@ static enum drive nl_event(struct hubw *h, struct sess *s, struct net_buf *b, in
 
 static size_t nl_on_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
-	return sess_drive(c->user, b, p, n, nl_event);
+	struct sess *s = c->user;
+	size_t used = sess_drive(s, b, p, n, nl_event);
+	struct nl_conn *nc = s->nl;
+	if (nc && !nc->outbound && nc->rx_n != nc->rx_acked && !(c->flags & NET_F_CLOSING)) {
+		/* one acknowledgement per read batch, queued behind what routing
+		 * the batch wrote: the sender may forget these stanzas */
+		char buf[64];
+		int k = nl_ctrl_ack(buf, sizeof(buf), nc->rx_n);
+		if (k > 0 && net_send_copy(c, buf, (size_t)k) == 0)
+			nc->rx_acked = nc->rx_n;
+	}
+	return used;
 }
 
 static void nl_on_connect(struct net_conn *c, int err)
@@ -662,35 +877,47 @@ static void nl_on_close(struct net_conn *c, int err)
 	sess_log_enter(s);
 	if (!nc->outbound)
 		MET_INC(h->m, conn_closed); /* the pair of hub.c's conn_accepted */
-	struct nl_out *o = out_of(h, s);
-	if (o)
-		out_detach(o, nc->st == NLS_READY);
 	log_info(c->id, "node link %s %s closed: %s", nc->outbound ? "to" : "from", nc->peer[0] ? nc->peer : "?",
 		 err ? strerror(-err) : "by us or the peer");
+	if (nc->outbound && h->nl) {
+		struct nl_out *o = &h->nl->out[nc->idx];
+		if (o->s == s)
+			out_detach(o, nc->st == NLS_READY);
+		if (nc->detached && o->old)
+			o->old--;
+		out_requeue(h, o, s);
+	}
+	nl_ring_free(&nc->ring);
 	nl_ctx_clear(&nc->ctx);
 	s->nl = NULL;
 	free(nc);
-	/* sess_free hands what waits in the link's flow queue back to the
-	 * router, which queues it again for the next link */
 	sess_free(s);
 }
 
-/* Bytes queued to the link that never left: route them again (after the
- * link is detached, so they wait for the next one). Our control elements
- * in them are skipped. */
+/* Bytes queued to the link that never left. Outbound: the stanzas among
+ * them are borrowed from the ring, which on_close queues again; our control
+ * elements are made anew on the next link. Inbound: what we sent back
+ * (refused stanzas) and acknowledgements: the sender, not acknowledged for
+ * those stanzas, sends them again. So nothing here is routed. */
 static void nl_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
 	struct sess *s = c->user;
 	struct hubw *h = hubw_of(c->w);
 	struct nl_out *o = s->nl ? out_of(h, s) : NULL;
+	(void)p;
+	(void)n;
 	if (o)
 		out_detach(o, s->nl->st == NLS_READY);
-	route_raw(h, b, p, n);
+	net_buf_unref(h->w, b);
 }
 
 static void nl_on_drain(struct net_conn *c)
 {
-	flow_drain(hubw_of(c->w), c->user);
+	struct sess *s = c->user;
+	if (s->nl && s->nl->outbound && s->nl->st == NLS_READY)
+		out_pump(hubw_of(c->w), s);
+	else
+		flow_drain(hubw_of(c->w), s);
 }
 
 static void nl_on_timer(struct net_conn *c)
@@ -752,9 +979,31 @@ void nl_tick(struct hubw *h, uint64_t now)
 		return;
 	uint64_t stall = (uint64_t)hub_cfg->stall_timeout * 1000;
 	uint64_t keep = (uint64_t)hub_cfg->keepalive_interval * 1000;
-	uint64_t qbytes = 0, qstanzas = 0;
+	uint64_t qbytes = 0, qstanzas = 0, unacked = 0;
 	for (int i = 0; i < nw->nout; i++) {
 		struct nl_out *o = &nw->out[i];
+		struct sess *s = o->s;
+		if (s && s->nl->st == NLS_READY) {
+			struct nl_conn *nc = s->nl;
+			if (!out_node(o, i)) {
+				/* gone from the directory: its ring goes again (on_close) */
+				log_warn(s->c->id, "node link to %s: the node is gone: link closed, %u stanzas unacknowledged",
+					 nc->peer, nc->ring.len);
+				out_detach(o, true);
+				net_close(s->c, false);
+				s = NULL;
+			} else if (nc->ring.len && now - nc->ack_at >= stall) {
+				log_warn(s->c->id, "node link to %s: no acknowledgement for %us: link closed, %u stanzas unacknowledged",
+					 nc->peer, hub_cfg->stall_timeout, nc->ring.len);
+				out_detach(o, true);
+				net_close(s->c, false); /* no flush: the peer does not take it */
+				s = NULL;
+			} else if (nl_ring_pending(&nc->ring)) {
+				out_pump(h, s);
+			}
+		}
+		if (o->old)
+			continue; /* a former link's ring joins the connect queue first */
 		if (o->wlen && now - o->wsince >= stall) {
 			log_warn(0, "node link to %s: not up for %us: %u waiting stanzas bounced", o->node.id,
 				 hub_cfg->stall_timeout, o->wlen);
@@ -771,18 +1020,20 @@ void nl_tick(struct hubw *h, uint64_t now)
 			out_connect(h, o, i);
 		qbytes += o->wbytes;
 		qstanzas += o->wlen;
-		struct sess *s = o->s;
-		if (!s)
+		if (!s || s != o->s)
 			continue;
 		struct net_conn *c = s->c;
-		qbytes += c->oq_bytes + (s->fq ? s->fq->bytes : 0);
-		if (s->nl->st == NLS_READY && keep && !c->oq_len && !(s->fq && s->fq->len) && now - o->last_tx >= keep) {
+		unacked += s->nl->ring.len;
+		qbytes += c->oq_bytes + s->nl->ring.pend_bytes;
+		if (s->nl->st == NLS_READY && keep && !c->oq_len && !nl_ring_pending(&s->nl->ring) &&
+		    now - o->last_tx >= keep) {
 			net_send_copy(c, " ", 1); /* whitespace keepalive: a dead peer shows */
 			o->last_tx = now;
 		}
 	}
 	MET_SET(h->m, nl_queue_bytes, qbytes);
 	MET_SET(h->m, nl_queue_stanzas, qstanzas);
+	MET_SET(h->m, nl_unacked, unacked);
 }
 
 void nl_worker_stop(struct hubw *h)
@@ -790,6 +1041,7 @@ void nl_worker_stop(struct hubw *h)
 	struct nl_worker *nw = h->nl;
 	if (!nw)
 		return;
+	nw->stopping = true; /* rings of links closing from here on are bounced */
 	for (int i = 0; i < nw->nout; i++) {
 		wq_bounce_all(h, &nw->out[i], STERR_REMOTE_SERVER_TIMEOUT);
 		free(nw->out[i].wq);

@@ -13,6 +13,25 @@
  * take one ordered TCP stream. The receiving node routes them on the worker
  * that accepted the link, in arrival order.
  *
+ * Acknowledgements (at least once). The receiving node acknowledges, by a
+ * cumulative count after each read batch, the stanzas it has taken
+ * responsibility for: route_stanza() has handed each on — into its
+ * destination connection's send queue (an s2s link, a component), that
+ * destination's flow queue, an s2s link's connect or lease queue, or the
+ * ring to the worker that owns the destination — or has bounced it, or it
+ * went back after <refused/>. Not "written to the destination's socket":
+ * the acknowledgement is queued behind those writes in the same loop turn,
+ * so in practice it leaves after them. Until acknowledged, the sending node
+ * keeps each stanza (a reference to its buffer, no copy) in the link's
+ * ring; when the link fails (error, EOF, the peer gone from the directory,
+ * no acknowledgement for stall_timeout) the ring's stanzas go to the front
+ * of the connect queue, in order, ahead of anything that came meanwhile:
+ * sent again on the next link to that node, or routed again once the node
+ * has left the directory (they wait for the new lease owner), or bounced
+ * remote-server-timeout after stall_timeout. A stanza the receiver took
+ * but whose acknowledgement was lost with the link is sent twice: rare
+ * duplicates, never a silent loss.
+ *
  * Threads: every function here runs on a worker, about that worker's own
  * links (the same rule as net/), except nl_listen (main, before the
  * workers start).
@@ -43,11 +62,14 @@ void nl_accept(struct net_conn *c);
  * from (FLOW_NO_SRC: none), for back-pressure.
  *
  * Returns 0: the stanza is taken (the caller's reference on b is consumed,
- * any worker's buffer): sent, or waiting in the node link's flow queue
- * while the link is above its high-water mark (src is paused past its
- * allowance and resumed by flow.c, like for a slow component), or waiting
- * for the link to connect and authenticate (bounded by link_queue_max
- * stanzas and stall_timeout; then bounced remote-server-timeout).
+ * any worker's buffer, and kept until the receiver acknowledges it): sent,
+ * or waiting in the node link's ring while the link is above its high-water
+ * mark (send_queue_max bytes queued, or NL_UNACKED_MAX stanzas or
+ * send_queue_max bytes unacknowledged; src is paused while more than
+ * source_allowance bytes wait, like for a slow component), or waiting
+ * for the link to connect and authenticate (its source paused past
+ * link_queue_max stanzas, refused past 16 times that; bounced
+ * remote-server-timeout after stall_timeout).
  * Negative: not taken, the caller still holds the reference and bounces
  * the stanza with *why: -EHOSTUNREACH (no such node, or it is not alive),
  * -ENOBUFS / -ENOMEM (queues full: resource-constraint), -ETIMEDOUT (the
@@ -81,6 +103,15 @@ void nl_set_refused_hook(nl_refused_fn *fn);
  */
 bool nl_comp_forward(struct hubw *h, const char *domain, size_t dn, struct net_buf *b, const struct xml_stanza *st,
 		     struct net_ref src);
+
+/*
+ * What waits in this worker's connect queue for node node_idx (its link is
+ * not up) is routed again now, in order: that node lost a lease, or is gone.
+ * Stanzas that still belong to it come back to the queue, in order. The
+ * s2s links call it when the owner of their remote changes from that node,
+ * before routing anything newer, so the older stanzas go first.
+ */
+void nl_reroute_waiting(struct hubw *h, int node_idx);
 
 /* hub.c: every tick (~100 ms) on each worker (connect retries, stall
  * bounces, idle keepalive), and at worker stop. */

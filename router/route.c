@@ -167,8 +167,16 @@ static bool any_valid_pair_from(struct sess *s, const char *remote)
 	return false;
 }
 
-static void fill_xstz(struct xstz *x, const struct xml_stanza *st)
+static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops,
+		    struct net_ref src);
+
+/* m: the stanza in b handed to another worker as a message of that type,
+ * carrying our reference to b. Returns its struct xstz. */
+static struct xstz *xstz_msg(struct net_msg *m, uint16_t type, struct net_buf *b, const struct xml_stanza *st,
+			     struct net_ref src)
 {
+	*m = (struct net_msg){.type = type, .buf = b};
+	struct xstz *x = (struct xstz *)m->u.bytes;
 	x->n = st->raw.n;
 	x->p = st->raw.p;
 	x->to_off = st->to.n ? (uint32_t)(st->to.p - st->raw.p) : 0;
@@ -176,16 +184,18 @@ static void fill_xstz(struct xstz *x, const struct xml_stanza *st)
 	x->from_off = st->from.n ? (uint32_t)(st->from.p - st->raw.p) : 0;
 	x->from_len = (uint16_t)st->from.n;
 	x->flags = (uint8_t)st->flags;
-}
-
-static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const struct xml_stanza *st, int hops,
-		    struct net_ref src);
-
-static void fill_src(struct xstz *x, struct net_ref src)
-{
 	x->src_worker = src.worker;
 	x->src_slot = src.slot;
 	x->src_gen = src.gen;
+	return x;
+}
+
+/* Sends it to worker dst: a full ring keeps the message (and pauses its
+ * source), never bounces it. */
+static void xstz_send(struct hubw *h, int dst, const struct net_msg *m, struct net_ref src)
+{
+	flow_msg_send(h, dst, m, src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
+	MET_INC(h->m, stanzas_cross_worker);
 }
 
 static struct net_ref xstz_src(const struct xstz *x)
@@ -253,16 +263,11 @@ static void to_conn(struct hubw *h, struct net_ref dst, struct net_buf *b, const
 		}
 		return;
 	}
-	struct net_msg m = {.type = HUB_MSG_STANZA, .buf = b}; /* carries our reference */
-	struct xstz *x = (struct xstz *)m.u.bytes;
-	fill_xstz(x, st);
-	fill_src(x, src);
+	struct net_msg m;
+	struct xstz *x = xstz_msg(&m, HUB_MSG_STANZA, b, st, src);
 	x->dst = dst;
 	x->hops = (uint8_t)hops;
-	/* a full ring keeps the message (and pauses its source), never bounces it */
-	flow_msg_send(h, dst.worker, &m,
-		      src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
-	MET_INC(h->m, stanzas_cross_worker);
+	xstz_send(h, dst.worker, &m, src);
 }
 
 static void to_remote(struct hubw *h, const struct rt_route *r, const char *to, int tl, const char *fr,
@@ -279,12 +284,9 @@ static void to_remote(struct hubw *h, const struct rt_route *r, const char *to, 
 		s2s_link_enqueue(h, to, fr, b, st->raw.p, st->raw.n, src);
 		return;
 	}
-	struct net_msg m = {.type = HUB_MSG_TO_LINK, .buf = b}; /* carries our reference */
-	struct xstz *x = (struct xstz *)m.u.bytes;
-	fill_xstz(x, st);
-	fill_src(x, src);
-	flow_msg_send(h, owner, &m, src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
-	MET_INC(h->m, stanzas_cross_worker);
+	struct net_msg m;
+	xstz_msg(&m, HUB_MSG_TO_LINK, b, st, src);
+	xstz_send(h, owner, &m, src);
 }
 
 /* A backend's domain: over the internal link for (from domain, backend),
@@ -297,12 +299,9 @@ static void to_backend(struct hubw *h, const struct cfg_backend *bk, const struc
 		backend_enqueue(h, bk, a->fr, a->to, b, st->raw.p, st->raw.n, src);
 		return;
 	}
-	struct net_msg m = {.type = HUB_MSG_TO_BACKEND, .buf = b}; /* carries our reference */
-	struct xstz *x = (struct xstz *)m.u.bytes;
-	fill_xstz(x, st);
-	fill_src(x, src);
-	flow_msg_send(h, owner, &m, src.worker == net_worker_id(h->w) ? src : (struct net_ref){.worker = FLOW_NO_SRC});
-	MET_INC(h->m, stanzas_cross_worker);
+	struct net_msg m;
+	xstz_msg(&m, HUB_MSG_TO_BACKEND, b, st, src);
+	xstz_send(h, owner, &m, src);
 }
 
 /* A stanza that leans on its stream header's prefix bindings, or whose
@@ -551,23 +550,20 @@ void route_on_msg(struct hubw *h, struct net_msg *m)
 	struct net_ref src = xstz_src(x);
 	if (m->type == HUB_MSG_STANZA) {
 		to_conn(h, x->dst, m->buf, &st, x->hops, src);
-	} else if (m->type == HUB_MSG_TO_BACKEND) {
-		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
-		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
-		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
-		if (tl > 0 && fl > 0)
-			backend_enqueue(h, NULL, fr, to, m->buf, st.raw.p, st.raw.n, src);
-		else
-			net_buf_unref(h->w, m->buf);
-	} else if (m->type == HUB_MSG_TO_LINK) {
-		char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
-		int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
-		int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
-		if (tl > 0 && fl > 0)
-			s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n, src);
-		else
-			net_buf_unref(h->w, m->buf);
+		return;
 	}
+	if (m->type != HUB_MSG_TO_BACKEND && m->type != HUB_MSG_TO_LINK)
+		return;
+	/* for a backend or an outbound link: its queue is by (from, to) domain */
+	char to[CFG_NAME_MAX], fr[CFG_NAME_MAX];
+	int tl = jid_domain(st.to, st.flags & XML_ST_TO_ESC, to, sizeof(to));
+	int fl = jid_domain(st.from, st.flags & XML_ST_FROM_ESC, fr, sizeof(fr));
+	if (tl <= 0 || fl <= 0)
+		net_buf_unref(h->w, m->buf);
+	else if (m->type == HUB_MSG_TO_BACKEND)
+		backend_enqueue(h, NULL, fr, to, m->buf, st.raw.p, st.raw.n, src);
+	else
+		s2s_link_enqueue(h, to, fr, m->buf, st.raw.p, st.raw.n, src);
 }
 
 void route_bounce(struct hubw *h, const struct xml_stanza *st, enum hub_sterr err, const char *text)

@@ -129,7 +129,31 @@ int rt_del_static(const char *d)
 	return rc;
 }
 
-int rt_comp_add(const char *d, struct net_ref ref)
+static int pool_add(struct rt_route *r, struct net_ref ref)
+{
+	if (r->nconns == RT_POOL_MAX)
+		return -ENOSPC;
+	r->conns[r->nconns++] = ref;
+	return 0;
+}
+
+static int pool_del(struct rt_route *r, struct net_ref ref)
+{
+	for (int i = 0; i < r->nconns; i++) {
+		struct net_ref *x = &r->conns[i];
+		if (x->worker == ref.worker && x->slot == ref.slot && x->gen == ref.gen) {
+			/* keep the order of the others: each keeps its share */
+			memmove(x, x + 1, (size_t)(r->nconns - i - 1) * sizeof(*x));
+			r->nconns--;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* A changed copy of d's component pool replaces the entry; the pool's new
+ * size, or -errno. */
+static int comp_pool_change(const char *d, struct net_ref ref, int (*change)(struct rt_route *, struct net_ref))
 {
 	size_t n = strlen(d);
 	pthread_mutex_lock(&write_lock);
@@ -137,42 +161,24 @@ int rt_comp_add(const char *d, struct net_ref ref)
 	int rc = -ENOENT;
 	if (e && e->r.kind == RT_COMPONENT) {
 		struct rt_route r = e->r;
-		if (r.nconns == RT_POOL_MAX) {
-			rc = -ENOSPC;
-		} else {
-			r.conns[r.nconns++] = ref;
+		rc = change(&r, ref);
+		if (rc == 0)
 			rc = install(d, n, &r);
-			if (rc == 0)
-				rc = r.nconns;
-		}
+		if (rc == 0)
+			rc = r.nconns;
 	}
 	pthread_mutex_unlock(&write_lock);
 	return rc;
 }
 
+int rt_comp_add(const char *d, struct net_ref ref)
+{
+	return comp_pool_change(d, ref, pool_add);
+}
+
 int rt_comp_del(const char *d, struct net_ref ref)
 {
-	size_t n = strlen(d);
-	pthread_mutex_lock(&write_lock);
-	struct rt_entry *e = find(d, n);
-	int rc = -ENOENT;
-	if (e && e->r.kind == RT_COMPONENT) {
-		struct rt_route r = e->r;
-		for (int i = 0; i < r.nconns; i++) {
-			struct net_ref *x = &r.conns[i];
-			if (x->worker == ref.worker && x->slot == ref.slot && x->gen == ref.gen) {
-				/* keep the order of the others: each keeps its share */
-				memmove(x, x + 1, (size_t)(r.nconns - i - 1) * sizeof(*x));
-				r.nconns--;
-				rc = install(d, n, &r);
-				if (rc == 0)
-					rc = r.nconns;
-				break;
-			}
-		}
-	}
-	pthread_mutex_unlock(&write_lock);
-	return rc;
+	return comp_pool_change(d, ref, pool_del);
 }
 
 int rt_s2s_claim(const char *d, size_t n, uint16_t owner)

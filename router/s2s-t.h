@@ -56,13 +56,18 @@ struct s2s_out {
 	bool dead;        /* remove once DNS comes back */
 	struct lpair *lp; /* in the order the local domains came; see link_pair() */
 	int nlp, clp;
+	/* how many pairs are in each enum pair_state, and how many have an alt:
+	 * what the tick and the close path ask about a link, answered without
+	 * a scan of its pairs (a link may carry thousands). Kept by lp_set(). */
+	uint32_t npst[4];
+	uint32_t nalt;
 	struct pix lpix; /* index of lp by local domain; none while few */
 	uint32_t queued;
 	/* sources paused because queued passed link_queue_max while the link
 	 * comes up (flow.c); read again once it is below half of that */
 	struct net_ref *held;
 	uint32_t nheld, cheld;
-	struct dns_target t[DNS_MAX_TARGETS];
+	struct dns_target *t; /* the last lookup's or [route]'s targets, nt of them */
 	int nt, next_t;
 	uint64_t failed_at; /* L_BACKOFF: when the last attempt failed */
 	bool peer_cert_ok;  /* this stream's TLS certificate names the remote (RFC 6125) */
@@ -76,6 +81,14 @@ struct s2s_out {
 	uint64_t cl_token;              /* CL_OURS / CL_FORWARD: the lease's fencing token */
 	const uint64_t *cl_valid_until; /* CL_OURS: the self-fencing deadline (atomic) */
 };
+
+/* Every change of a pair's state goes through here (the link's counts). */
+static inline void lp_set(struct s2s_out *L, struct lpair *p, enum pair_state st)
+{
+	L->npst[p->state]--;
+	L->npst[st]++;
+	p->state = (uint8_t)st;
+}
 
 enum s2s_cl {
 	CL_OFF,     /* not clustered: always ours */
@@ -121,7 +134,9 @@ void s2s_links_free(struct hubw *h);
 void s2s_clu_link_new(struct hubw *h, struct s2s_out *L);
 /* L goes away: give its lease back. */
 void s2s_clu_link_free(struct hubw *h, struct s2s_out *L);
-/* A stanza for a forward link: true when it was handled (forwarded or bounced). */
+/* A stanza for a forward link: true when it was handled (forwarded or
+ * bounced); false: the owner is gone, the lease is asked again and the
+ * stanza is the caller's to queue. */
 bool s2s_clu_forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const char *p, size_t n,
 		     struct net_ref src);
 /* Once a second: an ask that could not be sent is sent again. */

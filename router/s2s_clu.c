@@ -52,15 +52,37 @@ void s2s_clu_tick(struct hubw *h, struct s2s_out *L)
 		L->cl = CL_ASKING;
 }
 
+/* may_wait: a stanza the link's queue can still take (false: it is being
+ * drained). */
+static bool forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const char *p, size_t n, struct net_ref src,
+		    bool may_wait)
+{
+	enum hub_sterr why = STERR_SERVICE_UNAVAILABLE;
+	int rc = nl_forward(h, L->cl_node, b, p, n, L->remote, strlen(L->remote), L->cl_token, src, &why);
+	if (rc == 0)
+		return true;
+	if (rc == -EHOSTUNREACH && may_wait && L->cl == CL_FORWARD) {
+		/* the owner we were told of has left the cluster (its node key
+		 * expired) before the registry's news reached this link: ask
+		 * again, and let the stanza wait in the link's queue for the
+		 * new owner rather than bounce it */
+		log_info(0, "s2s out %s: owner node %d is gone: asking for the lease again", L->remote, L->cl_node);
+		L->cl = CL_ASK;
+		if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
+			L->cl = CL_ASKING;
+		/* what waited for that node goes first, into our queue */
+		nl_reroute_waiting(h, L->cl_node);
+		return false;
+	}
+	route_bounce_raw(h, p, n, why);
+	net_buf_unref(h->w, b);
+	return true;
+}
+
 bool s2s_clu_forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const char *p, size_t n,
 		     struct net_ref src)
 {
-	enum hub_sterr why = STERR_SERVICE_UNAVAILABLE;
-	if (nl_forward(h, L->cl_node, b, p, n, L->remote, strlen(L->remote), L->cl_token, src, &why) < 0) {
-		route_bounce_raw(h, p, n, why);
-		net_buf_unref(h->w, b);
-	}
-	return true;
+	return forward(h, L, b, p, n, src, true);
 }
 
 /* Everything L and its alts queued goes to the owner, in order per pair. */
@@ -71,7 +93,7 @@ static void drain_to_owner(struct hubw *h, struct s2s_out *L, struct s2s_out *ro
 		if (p->alt)
 			drain_to_owner(h, p->alt, root);
 		for (uint32_t k = 0; k < p->qlen; k++)
-			s2s_clu_forward(h, root, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC});
+			forward(h, root, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC}, false);
 		L->queued -= p->qlen;
 		p->qlen = 0;
 	}
@@ -96,6 +118,7 @@ void s2s_on_lease(struct hubw *h, const struct clu_lease_ans *a)
 	if (!L || L->cl == CL_OFF)
 		return; /* gone meanwhile: its release is on its way */
 	uint8_t was = L->cl;
+	int was_node = L->cl_node;
 	switch (a->st) {
 	case CLU_LEASE_OURS:
 		L->cl = CL_OURS;
@@ -120,6 +143,11 @@ void s2s_on_lease(struct hubw *h, const struct clu_lease_ans *a)
 		L->cl_valid_until = NULL;
 		break;
 	}
+	/* stanzas we forwarded to the former owner that still wait for its
+	 * node link (it is down) are older than anything we route from now on:
+	 * they go first, to the new owner or into our queue */
+	if (was == CL_FORWARD && (L->cl != CL_FORWARD || L->cl_node != was_node))
+		nl_reroute_waiting(h, was_node);
 }
 
 /* The owner refused what we forwarded under (remote, token): it no longer

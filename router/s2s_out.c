@@ -102,6 +102,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 				net_buf_unref(h->w, L->lp[i].q[k].b);
 			L->lp[i].qlen = 0;
 		}
+		L->nalt = 0;
 		L->queued = 0;
 		s2s_out_release_held(h, L, true);
 	}
@@ -115,6 +116,7 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 	}
 	free(L->lp);
 	pix_free(&L->lpix);
+	free(L->t);
 	free(L->held);
 	free(L->remote);
 	free(L);
@@ -159,6 +161,7 @@ static struct lpair *link_pair(struct s2s_out *L, const char *local)
 	memset(p, 0, sizeof(*p));
 	p->local = xstrdup(local);
 	p->hash = h;
+	L->npst[PAIR_NONE]++;
 	pix_added(&L->lpix, (uint32_t)L->nlp, h, lpair_hash_at, ctx);
 	L->nlp++;
 	return p;
@@ -262,7 +265,7 @@ static void send_db_result(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	char key[65];
 	dialback_key(L->remote, p->local, L->sess->stream_id, key);
 	sess_sendf(L->sess, "<db:result from='%s' to='%s'>%s</db:result>", p->local, L->remote, key);
-	p->state = PAIR_PENDING;
+	lp_set(L, p, PAIR_PENDING);
 	p->since = net_now_ms();
 }
 
@@ -275,18 +278,32 @@ static void link_fail(struct hubw *h, struct s2s_out *L, enum hub_sterr err, con
 	met_dom_error(MET_DOM_REMOTE, L->remote, "remote-connection-failed");
 	for (int i = 0; i < L->nlp; i++) {
 		s2s_out_pair_bounce(h, L, &L->lp[i], err);
-		L->lp[i].state = PAIR_NONE;
+		lp_set(L, &L->lp[i], PAIR_NONE);
 	}
 	L->state = L_BACKOFF;
 	L->failed_at = net_now_ms();
+}
+
+/* L's targets: an array sized to them (a link mostly has one or two, a
+ * lookup may give DNS_MAX_TARGETS). */
+static void link_set_targets(struct s2s_out *L, const struct dns_target *t, int nt)
+{
+	if (nt != L->nt || !L->t)
+		L->t = xrealloc(L->t, (size_t)(nt ? nt : 1) * sizeof(*L->t));
+	memcpy(L->t, t, (size_t)nt * sizeof(*t));
+	L->nt = nt;
+	L->next_t = 0;
 }
 
 static void link_start(struct hubw *h, struct s2s_out *L)
 {
 	if (!s2s_clu_may_send(L))
 		return; /* no DNS, no connection before the lease is ours */
+	struct dns_target t[DNS_MAX_TARGETS] = {0};
+	int nt = 0;
 	L->next_t = 0;
-	if (s2s_route_targets(L->remote, L->t, &L->nt)) {
+	if (s2s_route_targets(L->remote, t, &nt)) {
+		link_set_targets(L, t, nt);
 		link_try_next(h, L);
 		return;
 	}
@@ -384,7 +401,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 			bounce = STERR_REMOTE_SERVER_NOT_FOUND;
 			goto bounce;
 		}
-		pr->state = PAIR_NONE; /* try again */
+		lp_set(L, pr, PAIR_NONE); /* try again */
 	}
 	if (L->queued >= hub_cfg->link_queue_max) {
 		/* The link is still coming up: past link_queue_max the stanza
@@ -400,7 +417,8 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 	}
 	if (pr->qlen == pr->qcap) {
 		/* data path: out of memory bounces this stanza, the queue stays */
-		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 16;
+		/* most pairs queue a stanza or two while their link comes up */
+		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 2;
 		struct qitem *nq = realloc(pr->q, ncap * sizeof(*pr->q));
 		if (!nq) {
 			bounce = STERR_RESOURCE_CONSTRAINT;
@@ -493,12 +511,14 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->lp[0].local = xstrdup(p->local);
 	A->lp[0].alt = NULL;
 	A->lp[0].state = PAIR_NONE;
+	A->npst[PAIR_NONE] = 1;
 	A->queued = p->qlen;
 	L->queued -= p->qlen;
 	s2s_out_release_held(h, L, false);
 	p->q = NULL;
 	p->qlen = p->qcap = 0;
 	p->alt = A;
+	L->nalt++;
 	log_info(L->sess ? L->sess->c->id : 0, "s2s out %s: no dialback offered; %s gets a link of its own", L->remote,
 		 p->local);
 	link_start(h, A);
@@ -516,7 +536,7 @@ static void out_start_pair(struct hubw *h, struct s2s_out *L, struct lpair *p)
 		/* a link of its own already, and neither SASL nor dialback */
 		log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: peer offers no way to authenticate", p->local,
 			 L->remote);
-		p->state = PAIR_INVALID;
+		lp_set(L, p, PAIR_INVALID);
 		p->since = net_now_ms();
 		s2s_out_pair_bounce(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
 	}
@@ -555,10 +575,7 @@ static void out_on_close(struct net_conn *c, int err)
 		log_info(c->id, "s2s out closed: %s", err ? strerror(-err) : "by us or the peer");
 	if (L && L->sess == s) {
 		L->sess = NULL;
-		bool any_valid = false;
-		for (int i = 0; i < L->nlp; i++)
-			if (L->lp[i].state == PAIR_VALID)
-				any_valid = true;
+		bool any_valid = L->npst[PAIR_VALID] > 0;
 		if (!any_valid && L->state != L_OPEN) {
 			/* never got through: next address, or fail */
 			L->state = L_CONNECTING;
@@ -569,7 +586,7 @@ static void out_on_close(struct net_conn *c, int err)
 		} else {
 			/* an established link went away: start again if work is queued */
 			for (int i = 0; i < L->nlp; i++)
-				L->lp[i].state = PAIR_NONE;
+				lp_set(L, &L->lp[i], PAIR_NONE);
 			L->state = L_IDLE;
 			if (L->queued)
 				link_start(h, L);
@@ -591,7 +608,7 @@ static void out_on_unsent(struct net_conn *c, struct net_buf *b, const char *p, 
 		L->sess = NULL;
 		for (int i = 0; i < L->nlp; i++)
 			if (L->lp[i].state != PAIR_INVALID)
-				L->lp[i].state = PAIR_NONE;
+				lp_set(L, &L->lp[i], PAIR_NONE);
 		L->state = L_IDLE;
 		s->link = NULL;
 	}
@@ -609,10 +626,7 @@ static void out_on_timer(struct net_conn *c)
 	struct hubw *h = hubw_of(c->w);
 	struct s2s_out *L = s->link;
 	if (L && L->sess == s) {
-		bool any_valid = false;
-		for (int i = 0; i < L->nlp; i++)
-			if (L->lp[i].state == PAIR_VALID)
-				any_valid = true;
+		bool any_valid = L->npst[PAIR_VALID] > 0;
 		if (!any_valid) {
 			L->sess = NULL;
 			s->link = NULL;
@@ -655,10 +669,9 @@ void s2s_on_dns(struct hubw *h, struct dns_req *r)
 		} else if (r->status) {
 			link_fail(h, L, STERR_REMOTE_SERVER_NOT_FOUND, "DNS lookup failed");
 		} else {
-			memcpy(L->t, r->t, sizeof(L->t));
-			L->nt = r->ntargets;
-			L->next_t = 0;
-			s2s_drop_private_targets(L->t, &L->nt, L->remote);
+			int nt = r->ntargets;
+			s2s_drop_private_targets(r->t, &nt, L->remote);
+			link_set_targets(L, r->t, nt);
 			link_try_next(h, L);
 		}
 	} else if (dw->vs) {
@@ -676,10 +689,15 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 	uint64_t idle = (uint64_t)hub_cfg->idle_timeout * 1000;
 	uint64_t ka = (uint64_t)hub_cfg->keepalive_interval * 1000;
 	uint64_t wait_max = (uint64_t)hub_cfg->connect_timeout * 1000;
-	for (int i = 0; i < L->nlp; i++) {
+	/* nothing queued, no dialback answer awaited, no alt: nothing to look
+	 * at in the pairs (an idle link costs the same with 1 or 1,000) */
+	bool pairs = L->queued || L->npst[PAIR_PENDING] || L->nalt;
+	for (int i = 0; pairs && i < L->nlp; i++) {
 		struct lpair *p = &L->lp[i];
-		if (p->alt && link_tick(h, p->alt, now))
+		if (p->alt && link_tick(h, p->alt, now)) {
 			p->alt = NULL;
+			L->nalt--;
+		}
 		/* a stanza waits at most connect_timeout for its link (FIFO:
 		 * the oldest are first) */
 		uint32_t old = 0;
@@ -700,7 +718,7 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 			 * our db:result must not hold the queue forever */
 			log_warn(L->sess ? L->sess->c->id : 0, "s2s out %s -> %s: no dialback answer in %us", p->local,
 				 L->remote, hub_cfg->connect_timeout);
-			p->state = PAIR_INVALID;
+			lp_set(L, p, PAIR_INVALID);
 			p->since = now;
 			s2s_out_pair_bounce(h, L, p, STERR_REMOTE_SERVER_TIMEOUT);
 		}

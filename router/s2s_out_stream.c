@@ -205,7 +205,7 @@ static void out_features(struct hubw *h, struct sess *s, const struct feats *f)
 			sess_sendf(s, "<auth xmlns='" NS_SASL "' mechanism='EXTERNAL'>%.*s</auth>", (int)bl, b64);
 			s->sasl_sent = true;
 			s->sasl_domain = xstrdup(d);
-			L->lp[i].state = PAIR_PENDING;
+			lp_set(L, &L->lp[i], PAIR_PENDING);
 			return; /* dialback for the others once SASL is done */
 		}
 	}
@@ -228,7 +228,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 		s->local = xstrdup(s->sasl_domain);
 		s2s_out_open_stream(s);
 		if (p) {
-			p->state = PAIR_VALID;
+			lp_set(L, p, PAIR_VALID);
 			s2s_out_pair_flush(h, L, p);
 		}
 	} else {
@@ -236,7 +236,7 @@ static void out_sasl_result(struct hubw *h, struct sess *s, bool ok)
 		free(s->sasl_domain);
 		s->sasl_domain = xstrdup(""); /* do not try again on this stream */
 		if (p)
-			p->state = PAIR_NONE;
+			lp_set(L, p, PAIR_NONE);
 		if (L)
 			s2s_out_start_dialback(h, L);
 	}
@@ -282,7 +282,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 	if (!p || p->state != PAIR_PENDING)
 		return; /* nothing asked: an answer to no question changes nothing */
 	if (valid) {
-		p->state = PAIR_VALID;
+		lp_set(L, p, PAIR_VALID);
 		MET_INC(h->m, s2s_out_links);
 		sess_met_up(h, s, MET_AUTH_DIALBACK, L->remote);
 		log_info(s->c->id, "s2s out %s -> %s: authenticated (dialback)", p->local, L->remote);
@@ -290,7 +290,7 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 	} else {
 		log_warn(s->c->id, "s2s out %s -> %s: dialback refused (%.*s)", p->local, L->remote, (int)st->type.n,
 			 st->type.p);
-		p->state = PAIR_INVALID;
+		lp_set(L, p, PAIR_INVALID);
 		p->since = net_now_ms();
 		s2s_out_pair_bounce(h, L, p, STERR_REMOTE_SERVER_NOT_FOUND);
 	}

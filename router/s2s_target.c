@@ -41,8 +41,11 @@ bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
 		return false;
 	*nt = 0;
 	for (int i = 0; i < r->nconnect && *nt < DNS_MAX_TARGETS; i++) {
+		if (r->connect[i].len > sizeof(t[*nt].ss))
+			continue; /* not IPv4 or IPv6: cfg takes no other */
 		memcpy(&t[*nt].ss, &r->connect[i].ss, r->connect[i].len);
 		t[*nt].len = r->connect[i].len;
+		t[*nt].tls = false; /* a [route]'s direct_tls is the route's own (s2s_out.c) */
 		(*nt)++;
 	}
 	return true;
@@ -51,7 +54,7 @@ bool s2s_route_targets(const char *domain, struct dns_target *t, int *nt)
 /* Addresses a remote's DNS must not send us to: loopback, RFC 1918 and
  * fc00::/7 private, link-local, CGNAT (RFC 6598), "this network",
  * multicast, broadcast and reserved, and v4-mapped forms of those. */
-static bool addr_private(const struct sockaddr_storage *ss)
+static bool addr_private(const union dns_addr *ss)
 {
 	uint32_t a;
 	if (ss->ss_family == AF_INET6) {

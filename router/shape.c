@@ -28,6 +28,7 @@
 #include "net/log.h"
 #include "net/net.h"
 #include "router/hub.h"
+#include "router/pix.h"
 #include "router/shape.h"
 
 void shape_tb_init(struct shape_tb *b, uint32_t rate, uint32_t burst, uint64_t now_ms)
@@ -82,9 +83,10 @@ bool shape_tb_has(struct shape_tb *b, uint64_t n, uint64_t now_ms)
 
 struct shape_dom {
 	char *name;
+	uint32_t hash; /* pix_hash1(name) */
 	uint32_t links;
 	struct shape_tb tb;
-	struct shape_dom *next;
+	struct shape_dom *next; /* the bucket's chain */
 };
 
 struct shape_link {
@@ -96,7 +98,34 @@ struct shape_link {
 };
 
 static __thread struct shape_link *paused;
-static __thread struct shape_dom *doms;
+/* This worker's remote domains with an inbound link, by name: a chained
+ * table that doubles when it holds more entries than buckets, so binding a
+ * link costs the same with 10 or 100,000 remote domains. */
+static __thread struct shape_dom **dtab;
+static __thread uint32_t dcap, dn;
+
+static struct shape_dom **dom_slot(const char *name, uint32_t h)
+{
+	struct shape_dom **pp = &dtab[h & (dcap - 1)];
+	while (*pp && ((*pp)->hash != h || strcmp((*pp)->name, name) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void dom_grow(void)
+{
+	uint32_t ncap = dcap ? dcap * 2 : 64;
+	struct shape_dom **nt = xcalloc(ncap, sizeof(*nt));
+	for (uint32_t i = 0; i < dcap; i++)
+		for (struct shape_dom *d = dtab[i], *next; d; d = next) {
+			next = d->next;
+			d->next = nt[d->hash & (ncap - 1)];
+			nt[d->hash & (ncap - 1)] = d;
+		}
+	free(dtab);
+	dtab = nt;
+	dcap = ncap;
+}
 
 struct shape_link *shape_link_new(struct net_conn *c)
 {
@@ -131,10 +160,11 @@ void shape_link_free(struct shape_link *l)
 	unpause(l);
 	struct shape_dom *d = l->dom;
 	if (d && --d->links == 0) {
-		struct shape_dom **pp = &doms;
+		struct shape_dom **pp = &dtab[d->hash & (dcap - 1)];
 		while (*pp != d)
 			pp = &(*pp)->next;
 		*pp = d->next;
+		dn--;
 		free(d->name);
 		free(d);
 	}
@@ -145,21 +175,25 @@ void shape_link_bind(struct shape_link *l, const char *remote)
 {
 	if (!l || l->dom || !hub_cfg->remote_rate || !remote)
 		return;
-	struct shape_dom *d;
-	/* at most one entry per inbound link of this worker: a short list
-	 * walked once per link, never per stanza */
-	for (d = doms; d; d = d->next)
-		if (!strcmp(d->name, remote))
-			break;
+	uint32_t h = pix_hash1(remote, strlen(remote));
+	if (dn >= dcap)
+		dom_grow();
+	struct shape_dom **pp = dom_slot(remote, h), *d = *pp;
 	if (!d) {
 		d = xcalloc(1, sizeof(*d));
 		d->name = xstrdup(remote);
+		d->hash = h;
 		shape_tb_init(&d->tb, hub_cfg->remote_rate, 0, net_now_ms());
-		d->next = doms;
-		doms = d;
+		*pp = d;
+		dn++;
 	}
 	d->links++;
 	l->dom = d;
+}
+
+uint32_t shape_dom_links(const struct shape_link *l)
+{
+	return l && l->dom ? l->dom->links : 0;
 }
 
 bool shape_link_unbound(const struct shape_link *l)

@@ -49,6 +49,8 @@ void shape_link_bind(struct shape_link *l, const char *remote);
 /* Whether shape_link_bind() would still do something: it is called only
  * then, so the pairs are not searched for every stanza. */
 bool shape_link_unbound(const struct shape_link *l);
+/* How many of this worker's links share l's remote-domain bucket (0 if unbound). */
+uint32_t shape_dom_links(const struct shape_link *l);
 /* Charge one stanza of n bytes. When a bucket is empty, the connection is
  * paused (what on_data has not consumed is kept) and false is returned. */
 bool shape_charge(struct shape_link *l, uint64_t n);

@@ -2,8 +2,8 @@
 # bench/peers/target.sh — start and stop the targets fedhub-bench compares.
 #
 #   target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]  NAME: fedhub prosody ejabberd haproxy
-#                                                  OPTIONS: tls, dns, backend, comma-separated
-#                                                  (fedhub only)
+#                                                  OPTIONS: tls, dns, backend, stall=SECONDS
+#                                                  (stall_timeout), comma-separated (fedhub only)
 #   target.sh stop NAME DIR
 #
 # `start` writes the target's config into DIR (a fresh temp dir), starts it on
@@ -50,8 +50,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 cmd=${1:-}; name=${2:-}; dir=${3:-}
 cpus=${4:-0-$(($(nproc) - 1))}; ndom=${5:-16}; opts=${6:-}
-tls=""; dns=""; backend=""
+tls=""; dns=""; backend=""; stall=""
 case ",$opts," in *,tls,*) tls=tls ;; esac
+case ",$opts," in *,stall=*) stall=${opts#*stall=}; stall=${stall%%,*} ;; esac
 case ",$opts," in *,dns,*) dns=dns ;; esac
 case ",$opts," in *,backend,*) backend=backend ;; esac
 
@@ -69,8 +70,15 @@ wait_port() {
 }
 
 # The dnsmasq serving the bench's domains (Prosody, ejabberd, fedhub with dns; see above).
-start_dns() { # start_dns SRV_TARGET [ADDRESS PORT]
+# With `cname` each bench domain's SRV name is a CNAME of one SRV record
+# (_xmpp-server._tcp.srv.fhb): dnsmasq keeps CNAMEs in its hashed cache but
+# scans its srv-host list for every query (10,000 srv-host lines answered
+# 10,000 SRV queries in 5.5 s, the CNAMEs in 0.36 s). dnsmasq then takes a
+# few seconds to load them (about 4 s for 10,000): start_dns waits until it
+# listens.
+start_dns() { # start_dns SRV_TARGET [ADDRESS PORT [cname]]
 	local conf="$dir/dnsmasq.conf" i srv_target=${1:-benchhost.fhb} addr=${2:-127.0.0.3} port=${3:-53}
+	local form=${4:-srv}
 	{
 		echo "no-resolv"
 		echo "no-hosts"
@@ -80,7 +88,12 @@ start_dns() { # start_dns SRV_TARGET [ADDRESS PORT]
 		echo "local=/fhb/"
 		echo "address=/benchhost.fhb/127.0.0.1"
 		echo "cache-size=10000"
-		seq 1 "$ndom" | awk -v t="$srv_target" '{ printf "srv-host=_xmpp-server._tcp.bench%d.fhb,%s,22270\n", $1, t }'
+		if [ "$form" = cname ]; then
+			echo "srv-host=_xmpp-server._tcp.srv.fhb,$srv_target,22270"
+			seq 1 "$ndom" | awk '{ printf "cname=_xmpp-server._tcp.bench%d.fhb,_xmpp-server._tcp.srv.fhb\n", $1 }'
+		else
+			seq 1 "$ndom" | awk -v t="$srv_target" '{ printf "srv-host=_xmpp-server._tcp.bench%d.fhb,%s,22270\n", $1, t }'
+		fi
 	} >"$conf"
 	# a previous run's dnsmasq may still be letting go of the port: retry
 	for ((i = 0; i < 10; i++)); do
@@ -93,6 +106,14 @@ start_dns() { # start_dns SRV_TARGET [ADDRESS PORT]
 	done
 	kill -0 "$(cat "$dir/dns.pid")" 2>/dev/null ||
 		fail "dnsmasq did not start on $addr:$port: $(tail -n 2 "$dir/dnsmasq.out" | tr '\n' ' ')"
+	# it binds its socket once the configuration is loaded
+	for ((i = 0; i < 300; i++)); do
+		ss -Hlun "sport = :$port" 2>/dev/null | grep -qF "$addr:$port" && break
+		kill -0 "$(cat "$dir/dns.pid")" 2>/dev/null || break
+		sleep 0.1
+	done
+	ss -Hlun "sport = :$port" 2>/dev/null | grep -qF "$addr:$port" ||
+		fail "dnsmasq does not listen on $addr:$port: $(tail -n 2 "$dir/dnsmasq.out" | tr '\n' ' ')"
 	echo "nameserver $addr" >"$dir/resolv.conf"
 }
 
@@ -115,12 +136,15 @@ start_fedhub() {
 		printf '[domain hub.fhb]\ncert %s\nkey %s\n' "$dir/certs/target.pem" "$dir/certs/target.key" \
 			>>"$dir/router.conf"
 	fi
+	if [ -n "$stall" ]; then
+		sed -i -e "s|^\[hub\]\$|[hub]\nstall_timeout ${stall}s|" "$dir/router.conf"
+	fi
 	if [ "$backend" = backend ]; then
 		printf '[backend bench]\ndomain back.fhb\nconnect 127.0.0.1:22270\nallow_from 127.0.0.1\n' \
 			>>"$dir/router.conf"
 	fi
 	if [ "$dns" = dns ]; then
-		start_dns benchhost.fhb 127.0.0.1 22353
+		start_dns benchhost.fhb 127.0.0.1 22353 cname
 		# the bench's domains resolve to loopback, which fedhub drops from
 		# DNS answers unless told otherwise
 		sed -i -e "s|^\[hub\]\$|[hub]\ndns_server 127.0.0.1:22353\ndns_allow_private yes|" "$dir/router.conf"
@@ -136,6 +160,7 @@ start_fedhub() {
 	echo "pid=$pid"
 	echo "s2s=127.0.0.1:22269"
 	echo "comp=127.0.0.1:22347"
+	echo "http=127.0.0.1:22280"
 	[ "$tls" = tls ] && echo "tls_dir=$dir/certs"
 	return 0
 }
@@ -266,7 +291,7 @@ case "$cmd" in
 start)
 	[ -n "$dir" ] && mkdir -p "$dir" || fail "usage: target.sh start NAME DIR CPUS [NDOMAINS [OPTIONS]]"
 	for opt in ${opts//,/ }; do
-		case "$opt" in tls | dns | backend) ;; *) fail "unknown options '$opts' (tls, dns, backend)" ;; esac
+		case "$opt" in tls | dns | backend | stall=[0-9]*) ;; *) fail "unknown options '$opts' (tls, dns, backend, stall=SECONDS)" ;; esac
 	done
 	[ -z "$tls" ] || [ "$name" = fedhub ] || fail "TLS runs are set up for fedhub only"
 	[ -z "$dns" ] || [ "$name" = fedhub ] || fail "prosody and ejabberd always resolve by DNS: no dns option"

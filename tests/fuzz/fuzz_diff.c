@@ -26,6 +26,7 @@
 
 #include "xml/xml.h"
 #include "tests/expat_oracle.h"
+#include "tests/xml_chunks.h"
 
 #define HDR                                                                                     \
 	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
@@ -43,13 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t flags = data[0];
 	data++, size--;
 	static char doc[(1 << 16) + sizeof HDR];
-	size_t n = 0;
-	if (flags & 1) {
-		memcpy(doc, HDR, sizeof HDR - 1);
-		n = sizeof HDR - 1;
-	}
-	memcpy(doc + n, data, size);
-	n += size;
+	size_t n = xc_document(doc, flags & 1, HDR, data, size);
 	if (!oracle_only_known_chars((const uint8_t *)doc, n, known_chars, sizeof known_chars / sizeof known_chars[0]))
 		return 0;
 

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "xml/xml.h"
+#include "tests/xml_chunks.h"
 
 #define HDR                                                                                     \
 	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
@@ -179,12 +180,8 @@ static void fx_run(const uint8_t *doc, size_t n, const struct xml_limits *lim, b
 			if (k < c)
 				c = k;
 		}
-		char *nb = malloc(have + c + 1);
-		if (have)
-			memcpy(nb, buf, have);
-		memcpy(nb + have, doc + fed, c);
-		free(buf);
-		buf = nb;
+		if (!(buf = xc_append(buf, have, (const char *)doc + fed, c)))
+			abort();
 		have += c;
 		fed += c;
 	}
@@ -199,13 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data += 2;
 	size -= 2;
 	uint8_t *doc = malloc(size + sizeof HDR);
-	size_t n = 0;
-	if (flags & 1) {
-		memcpy(doc, HDR, sizeof HDR - 1);
-		n = sizeof HDR - 1;
-	}
-	memcpy(doc + n, data, size);
-	n += size;
+	size_t n = xc_document((char *)doc, flags & 1, HDR, data, size);
 
 	struct xml_limits lim;
 	xml_limits_default(&lim);

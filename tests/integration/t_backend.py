@@ -94,17 +94,7 @@ def from_addr(host):
 
 def main():
     hub = Hub(CONF, TMP, ready_ports=(S2S, HTTP))
-    holder = []
-    try:
-        if check("hub starts", hub.start(), "see its log"):
-            run(holder)
-    except Exception as e:  # a case that broke the script is a failure
-        check("the cases ran to the end", False, repr(e))
-    finally:
-        for p in holder:
-            p.close()
-        hub.finish(T)
-    T.exit()
+    T.run_script(lambda: ("hub starts", hub.start(), "see its log"), run, hub.finish)
 
 
 def run(holder):

@@ -14,46 +14,25 @@
 # links in, external component out.
 . "$(dirname "$0")/lib/bench.sh" fhb-acct
 hpid=""
-pdir=""
-fails=0
 cleanup() {
 	[ -n "$hpid" ] && kill "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
-	[ -n "$pdir" ] && bench/peers/target.sh stop prosody "$pdir" >/dev/null 2>&1
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-# the targets' ports are shared with `make bench`: one at a time
-exec 9>/tmp/fhb-bench.lock
-flock -w 600 9 || { echo "not ok bench_lock (another bench run holds /tmp/fhb-bench.lock)"; exit 1; }
-
-if [ ! -x "$BENCH" ]; then
-	echo "not ok bench_built ($BENCH missing: run make)"
-	exit 1
-fi
-
-field() { # field FILE NAME: a number from the bench's JSON
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=list(d["targets"].values())[0]; print(t.get(sys.argv[2], "missing"))' "$1" "$2" 2>/dev/null
-}
+need_built fedhub-bench
 
 # check NAME WANT_RC WANT_LOST WANT_OOO -- bench args...
 check() {
 	local name=$1 want_rc=$2 want_lost=$3 want_ooo=$4
-	shift 5
-	local j="$tmp/$name.json"
-	timeout 60 "$BENCH" "$@" --quiet --json "$j" >"$tmp/$name.out" 2>&1
-	local rc=$? lost ooo delivered
+	shift 4
+	run "$name" "$@"
+	local j="$tmp/$name.json" lost ooo delivered
 	lost=$(field "$j" lost)
 	ooo=$(field "$j" out_of_order)
 	delivered=$(field "$j" delivered)
-	if [ "$rc" = "$want_rc" ] && [ "$lost" = "$want_lost" ] && [ "$ooo" = "$want_ooo" ] &&
-		[ "${delivered:-0}" != missing ] && [ "${delivered:-0}" -gt 0 ]; then
-		echo "ok $name"
-	else
-		fails=$((fails + 1))
-		echo "not ok $name (exit $rc, want $want_rc; lost $lost, want $want_lost;" \
-			"out_of_order $ooo, want $want_ooo; delivered $delivered)"
-		sed 's/^/#   /' "$tmp/$name.out" | tail -n 15
-	fi
+	local ok=0
+	[ "$rc" = "$want_rc" ] && [ "$lost" = "$want_lost" ] && [ "$ooo" = "$want_ooo" ] &&
+		[ "$delivered" != missing ] && [ "$delivered" -gt 0 ] && ok=1
+	report "$name" $ok "exit $rc, want $want_rc; lost $lost, want $want_lost;" \
+		"out_of_order $ooo, want $want_ooo; delivered $delivered"
 }
 
 # --- through HAProxy (TCP relay) ---------------------------------------------
@@ -90,20 +69,16 @@ fi
 
 # --- through Prosody (dialback in, component out) ----------------------------
 if command -v prosody >/dev/null; then
-	pdir=$(mktemp -d /tmp/fhb-acct-prosody-XXXXXX)
-	out=$(bench/peers/target.sh start prosody "$pdir" "0-$(($(nproc) - 1))" 2)
-	ppid=$(sed -n 's/^pid=//p' <<<"$out")
-	if [ -z "$ppid" ]; then
-		echo "not ok prosody_start ($out)"
+	if ! target_start prosody 2; then
+		echo "not ok prosody_start ($target_out)"
 		fails=$((fails + 1))
 	else
-		P=(s2s-component --target-s2s 127.0.0.1:22469 --target-comp 127.0.0.1:22447 --target-pid "$ppid"
+		P=(s2s-component --target-s2s 127.0.0.1:22469 --target-comp 127.0.0.1:22447 --target-pid "$target_pid"
 			--links 2 --domains 2 --seconds 1 --warmup 0.5 --drain 5 --window 8)
 		check prosody_clean_run 0 0 0 -- "${P[@]}"
 		check prosody_drop_one_is_lost 1 1 0 -- "${P[@]}" --fault drop-one
 		check prosody_reorder_is_out_of_order 1 0 1 -- "${P[@]}" --fault reorder
 	fi
-	bench/peers/target.sh stop prosody "$pdir" >/dev/null 2>&1
-	pdir=""
+	target_stop
 fi
 [ "$fails" -eq 0 ]

@@ -16,58 +16,18 @@
 #                             check above can fail)
 # Each case checks the exit status and the JSON the bench wrote.
 . "$(dirname "$0")/lib/bench.sh" fhb-bbk
-tdir=""
-fails=0
-stop_target() {
-	[ -n "$tdir" ] && bench/peers/target.sh stop fedhub "$tdir" >/dev/null 2>&1
-	tdir=""
-}
-cleanup() {
-	stop_target
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-# the targets' ports are shared with `make bench`: one at a time
-exec 9>/tmp/fhb-bench.lock
-flock -w 600 9 || { echo "not ok bench_lock (another bench run holds /tmp/fhb-bench.lock)"; exit 1; }
-if [ ! -x "$BENCH" ] || { ! [ -x fedhub ] && ! [ -x build/release/fedhub ]; }; then
-	echo "not ok built (fedhub and fedhub-bench: run make)"
-	exit 1
-fi
+need_built fedhub-bench fedhub
 
-field() { # field FILE NAME: a value from the bench's JSON (first target)
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=list(d["targets"].values())[0]
-print(t.get(sys.argv[2], "missing"))' "$1" "$2" 2>/dev/null || echo missing
-}
 metric() { # metric NAME: its value in fedhub's /metrics (the bench config's http port)
 	curl -s --max-time 5 http://127.0.0.1:22280/metrics | awk -v n="$1" 'index($1, n "{") == 1 || $1 == n { s += $2 } END { print s + 0 }'
 }
 start_target() { # start_target OPTIONS
-	tdir=$(mktemp -d /tmp/fhb-bbk-fedhub-XXXXXX)
-	local out
-	out=$(bench/peers/target.sh start fedhub "$tdir" "0-$(($(nproc) - 1))" 4 "$1")
-	fpid=$(sed -n 's/^pid=//p' <<<"$out")
-	[ -n "$fpid" ] || { echo "not ok fedhub_start ($out)"; exit 1; }
+	target_start fedhub 4 "$1" || { echo "not ok fedhub_start ($target_out)"; exit 1; }
 }
-report() { # report NAME OK DETAIL
-	if [ "$2" = 1 ]; then
-		echo "ok $1"
-	else
-		fails=$((fails + 1))
-		echo "not ok $1 (${*:3})"
-		sed 's/^/#   /' "$tmp/$1.out" | tail -n 15
-	fi
-}
-run() { # run NAME -- bench args...
-	local name=$1
-	shift 2
-	timeout 60 "$BENCH" s2s-backend --links 2 --domains 4 --rate 2000 --seconds 2 --warmup 1 --drain 5 \
-		--target-pid "$fpid" --quiet --json "$tmp/$name.json" "$@" >"$tmp/$name.out" 2>&1
-	rc=$?
-}
+BK=(s2s-backend --links 2 --domains 4 --rate 2000 --seconds 2 --warmup 1 --drain 5)
 
 start_target backend
-run backend_both_directions --
+run backend_both_directions -- "${BK[@]}" --target-pid "$target_pid"
 j=$tmp/backend_both_directions.json
 sent=$(field "$j" sent) delivered=$(field "$j" delivered) lost=$(field "$j" lost) ooo=$(field "$j" out_of_order)
 in=$(metric fedhub_backend_stanzas_in_total) out=$(metric fedhub_backend_stanzas_out_total)
@@ -77,15 +37,15 @@ ok=0
 	[ $((out * 3)) -ge "$sent" ] && ok=1
 report backend_both_directions $ok "exit $rc; sent $sent, delivered $delivered, lost $lost," \
 	"out of order $ooo; fedhub backend stanzas in $in, out $out"
-stop_target
+target_stop
 
 start_target ""
-run backend_needs_the_backend -- --setup-timeout 5
+run backend_needs_the_backend -- "${BK[@]}" --target-pid "$target_pid" --setup-timeout 5
 j=$tmp/backend_needs_the_backend.json
 sent=$(field "$j" sent)
 ok=0
 [ "$rc" = 2 ] && { [ "$sent" = 0 ] || [ "$sent" = missing ]; } && ok=1
 report backend_needs_the_backend $ok "exit $rc (want 2), sent $sent"
-stop_target
+target_stop
 
 [ "$fails" = 0 ]

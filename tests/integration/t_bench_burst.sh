@@ -17,60 +17,13 @@
 #   many_domains_series          the many-domains driver itself (its own fedhub)
 #                                with 200 domains on one link: exit 0, clean
 # Bounded: each bench run has a timeout; fedhub is stopped by its PID file.
-set -u
-cd "$(dirname "$0")/../.."
-BENCH=${BENCH:-./fedhub-bench}
-[ -x "$BENCH" ] || BENCH=build/release/fedhub-bench
-tmp=$(mktemp -d /tmp/fhb-burst-XXXXXX)
-fdir=""
-fails=0
-cleanup() {
-	[ -n "$fdir" ] && bench/peers/target.sh stop fedhub "$fdir" >/dev/null 2>&1
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-# the targets' ports are shared with `make bench`: one at a time
-exec 9>/tmp/fhb-bench.lock
-flock -w 600 9 || { echo "not ok bench_lock (another bench run holds /tmp/fhb-bench.lock)"; exit 1; }
-if [ ! -x "$BENCH" ]; then
-	echo "not ok bench_built ($BENCH missing: run make)"
-	exit 1
-fi
-
-field() { # field FILE NAME: a value from the bench's JSON (first target)
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=list(d["targets"].values())[0]
-v=t
-for k in sys.argv[2].split("."): v=v.get(k, "missing") if isinstance(v, dict) else "missing"
-print(v)' "$1" "$2" 2>/dev/null || echo missing
-}
-
-# run NAME -- bench args...: runs it (bounded), leaves $tmp/NAME.json, sets rc
-run() {
-	local name=$1
-	shift 2
-	timeout 60 "$BENCH" "$@" --target-pid "$fpid" --quiet --json "$tmp/$name.json" >"$tmp/$name.out" 2>&1
-	rc=$?
-}
-report() { # report NAME OK DETAIL
-	if [ "$2" = 1 ]; then
-		echo "ok $1"
-	else
-		fails=$((fails + 1))
-		echo "not ok $1 (${*:3})"
-		sed 's/^/#   /' "$tmp/$1.out" | tail -n 15
-	fi
-}
-
-fdir=$(mktemp -d /tmp/fhb-burst-fedhub-XXXXXX)
-out=$(bench/peers/target.sh start fedhub "$fdir" "0-$(($(nproc) - 1))" 300)
-fpid=$(sed -n 's/^pid=//p' <<<"$out")
-if [ -z "$fpid" ]; then
-	echo "not ok fedhub_start ($out)"
-	exit 1
-fi
+. "$(dirname "$0")/lib/bench.sh" fhb-burst
+need_built fedhub-bench
+target_start fedhub 300 || { echo "not ok fedhub_start ($target_out)"; exit 1; }
+fpid=$target_pid
 
 B=(burst --links 2 --domains 4 --burst 2000)
-run burst_bounce_one_accounted -- "${B[@]}" --fault bounce-one --drain 10
+run burst_bounce_one_accounted -- "${B[@]}" --target-pid "$fpid" --fault bounce-one --drain 10
 j=$tmp/burst_bounce_one_accounted.json
 sent=$(field "$j" sent) delivered=$(field "$j" delivered) bounced=$(field "$j" bounced) lost=$(field "$j" lost)
 su=$(field "$j" bounced_by.service-unavailable)
@@ -80,14 +33,15 @@ ok=0
 report burst_bounce_one_accounted $ok "exit $rc; sent $sent, delivered $delivered, bounced $bounced" \
 	"(service-unavailable $su), lost $lost"
 
-run burst_drop_one_is_lost -- "${B[@]}" --fault drop-one --drain 3
+run burst_drop_one_is_lost -- "${B[@]}" --target-pid "$fpid" --fault drop-one --drain 3
 j=$tmp/burst_drop_one_is_lost.json
 lost=$(field "$j" lost) delivered=$(field "$j" delivered)
 ok=0
 [ "$rc" = 1 ] && [ "$lost" = 1 ] && [ "$delivered" = 1999 ] && ok=1
 report burst_drop_one_is_lost $ok "exit $rc, want 1; lost $lost, want 1; delivered $delivered, want 1999"
 
-run many_domains_one_link -- s2s-component --links 1 --domains 200 --seconds 2 --warmup 0.5 --drain 5
+run many_domains_one_link -- s2s-component --links 1 --domains 200 --seconds 2 --warmup 0.5 --drain 5 \
+	--target-pid "$fpid"
 j=$tmp/many_domains_one_link.json
 lost=$(field "$j" lost) ooo=$(field "$j" out_of_order) delivered=$(field "$j" delivered)
 links=$(field "$j" links_up) vs=$(field "$j" verify_streams) err=$(field "$j" error)
@@ -97,18 +51,16 @@ ok=0
 report many_domains_one_link $ok "exit $rc; links up $links, verification streams $vs (want 200)," \
 	"delivered $delivered, lost $lost, out of order $ooo, error $err"
 
-run remote_domains_come_up -- remote-domains --domains 300 --drain 20
+run remote_domains_come_up -- remote-domains --domains 300 --drain 20 --target-pid "$fpid"
 j=$tmp/remote_domains_come_up.json
 delivered=$(field "$j" delivered) bounced=$(field "$j" bounced) lost=$(field "$j" lost)
 ok=0
 [ "$rc" = 0 ] && [ "$delivered" = 300 ] && [ "$bounced" = 0 ] && [ "$lost" = 0 ] && ok=1
 report remote_domains_come_up $ok "exit $rc; delivered $delivered of 300, bounced $bounced, lost $lost"
 
-bench/peers/target.sh stop fedhub "$fdir" >/dev/null 2>&1
-fdir=""
+target_stop
 
 # the driver starts (and stops) its own fedhub on the same ports
-fpid=0
 timeout 90 "$BENCH" many-domains --links 1 --per-link 200 --remote "" --seconds 1 --warmup 0.5 --quiet \
 	--json "$tmp/many_domains_series.json" >"$tmp/many_domains_series.out" 2>&1
 rc=$?

@@ -19,46 +19,13 @@
 #   transit_runs_as_echo      `transit` is the echo run under its own name
 # Each case checks the exit status and the JSON the bench wrote.
 . "$(dirname "$0")/lib/bench.sh" fhb-btls
-tdir=""
-fails=0
-stop_target() {
-	[ -n "$tdir" ] && bench/peers/target.sh stop fedhub "$tdir" >/dev/null 2>&1
-	tdir=""
-}
-cleanup() {
-	stop_target
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-# the targets' ports are shared with `make bench`: one at a time
-exec 9>/tmp/fhb-bench.lock
-flock -w 600 9 || { echo "not ok bench_lock (another bench run holds /tmp/fhb-bench.lock)"; exit 1; }
-
-if [ ! -x "$BENCH" ] || ! [ -x fedhub ] && ! [ -x build/release/fedhub ]; then
-	echo "not ok built (fedhub and fedhub-bench: run make)"
-	exit 1
-fi
+need_built fedhub-bench fedhub
 
 # start_target [tls]: fedhub from target.sh; sets pid and certs
 start_target() {
-	tdir=$(mktemp -d /tmp/fhb-btls-target-XXXXXX)
-	local out
-	out=$(bench/peers/target.sh start fedhub "$tdir" "0-$(($(nproc) - 1))" 4 "$@")
-	pid=$(sed -n 's/^pid=//p' <<<"$out")
-	certs=$(sed -n 's/^tls_dir=//p' <<<"$out")
-	[ -n "$pid" ] || { echo "# target.sh: $out"; return 1; }
-}
-
-field() { # field FILE NAME: a value from the bench's JSON (first target)
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=list(d["targets"].values())[0]; print(d.get(sys.argv[2], t.get(sys.argv[2], "missing")))' "$1" "$2" 2>/dev/null || echo missing
-}
-
-# run NAME -- bench args...: runs it; rc in $rc, JSON in $tmp/NAME.json
-run() {
-	local name=$1
-	shift 2
-	timeout 60 "$BENCH" "$@" --quiet --json "$tmp/$name.json" >"$tmp/$name.out" 2>&1
-	rc=$?
+	target_start fedhub 4 "$@" || { echo "# target.sh: $target_out"; return 1; }
+	pid=$target_pid
+	certs=$(sed -n 's/^tls_dir=//p' <<<"$target_out")
 }
 
 # verdict NAME COND...: ok when the test expression holds
@@ -121,7 +88,7 @@ else
 	echo "not ok tls_target_start"
 	fails=$((fails + 1))
 fi
-stop_target
+target_stop
 
 # --- fedhub without certificates ----------------------------------------------
 if start_target; then
@@ -138,5 +105,5 @@ else
 	echo "not ok plain_target_start"
 	fails=$((fails + 1))
 fi
-stop_target
+target_stop
 [ "$fails" -eq 0 ]

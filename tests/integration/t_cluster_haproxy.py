@@ -37,20 +37,13 @@ def main():
     print("# nodes %s" % ("clustered (Redis)" if cluster else "standalone: " + why), flush=True)
     cl = Cluster(tmp, BASE, nodes=2, pki=pki, proxy_v1=True, cluster=cluster,
                  extra_conf="[route remote.fake]\nconnect 127.0.0.1:%d\n" % REMOTE)
-    rs = None
-    try:
-        if check("redis, 2 nodes and HAProxy (examples/haproxy.cfg) start", cl.start(), cl.why):
-            rs = RemoteServer("remote.fake", REMOTE, secret="unused", tls_server=pki.server_context("remote"))
-            run(cl, pki, rs, cluster)
-    except Exception as e:  # a case that broke the script is a failure
-        import traceback
-        traceback.print_exc()
-        check("the cases ran to the end", False, repr(e))
-    finally:
-        if rs:
-            rs.close()
-        cl.finish(T)
-    T.exit()
+
+    def cases(closing):
+        rs = RemoteServer("remote.fake", REMOTE, secret="unused", tls_server=pki.server_context("remote"))
+        closing.append(rs)
+        run(cl, pki, rs, cluster)
+    T.run_script(lambda: ("redis, 2 nodes and HAProxy (examples/haproxy.cfg) start", cl.start(), cl.why), cases,
+                 cl.finish)
 
 
 def components(cl):

@@ -21,9 +21,10 @@ and B, that know each other; a component attached only to B.
 The nodes find each other, and B's component, through a real redis-server
 started here (the cluster registry). Bounded by an alarm; the hubs, Redis
 and every socket are closed by the test."""
-import hashlib, hmac, os, re, signal, socket, subprocess, sys, tempfile, threading, time
+import hashlib, hmac, os, re, signal, socket, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from fakepeer import RemoteServer, Reader, attr, NS_STREAM, error_condition
+from fakepeer import RemoteServer, Reader, attr, NS_STREAM, error_condition, counted_component, sender, in_order
+from cluster import Redis
 from hubproc import Hub, Results, metrics
 
 A_S2S, A_COMP, A_HTTP, A_NODE = 27110, 27111, 27112, 27113
@@ -58,90 +59,11 @@ redis_timeout 300ms
 """
 PAD = "x" * 200
 BIG = "y" * 2000
-MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
 T = Results()
 
 
-class Counter:
-    """Records every <message/> read from a socket: (id, is_error). pace:
-    seconds between reads of chunk bytes (a slow reader)."""
-
-    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0):
-        self.s, self.buf, self.chunk, self.pace = sock, buf, chunk, pace
-        self.got, self.lock, self.closed = [], threading.Lock(), False
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        self.s.settimeout(0.2)
-        while not self.closed:
-            try:
-                d = self.s.recv(self.chunk)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not d:
-                return
-            self.buf += d
-            last = 0
-            for m in MSG_RE.finditer(self.buf):
-                raw = m.group(0)
-                mid = re.search(rb"id='([^']*)'", raw)
-                with self.lock:
-                    self.got.append((mid.group(1).decode() if mid else "", b"type='error'" in raw))
-                last = m.end()
-            self.buf = self.buf[last:]
-            if self.pace:
-                time.sleep(self.pace)
-
-    def ids(self):
-        with self.lock:
-            return [i for i, err in self.got if not err]
-
-    def wait(self, n, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline and len(self.ids()) < n:
-            time.sleep(0.05)
-        return len(self.ids()) >= n
-
-
 def component(port, domain, rcvbuf=None, **kw):
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(5)
-    s.connect(("127.0.0.1", port))
-    r = Reader(s)
-    s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
-               % (NS_STREAM, domain)).encode())
-    sid = attr(r.stream_header() + ">", "id") or ""
-    s.sendall(("<handshake>%s</handshake>" % hashlib.sha1((sid + "s3cret").encode()).hexdigest()).encode())
-    el = r.element()
-    if not el.startswith("<handshake"):
-        raise RuntimeError("handshake refused: " + el)
-    return s, Counter(s, r.buf, **kw)
-
-
-def sender(sock, stanzas):
-    done = threading.Event()
-
-    def run():
-        sock.settimeout(60)
-        try:
-            data = "".join(stanzas).encode()
-            for i in range(0, len(data), 16384):
-                sock.sendall(data[i:i + 16384])
-        except OSError:
-            pass
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return done
-
-
-def in_order(ids, prefix):
-    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
-    return nums == sorted(nums)
+    return counted_component(port, domain, rcvbuf=rcvbuf, **kw)
 
 
 def bounces(rs, prefix):
@@ -150,56 +72,6 @@ def bounces(rs, prefix):
 
 def fwd(port, direction):
     return metrics(port).get('fedhub_cluster_forwarded_total{direction="%s"}' % direction, 0)
-
-
-class Redis:
-    """A redis-server of the test's own: no persistence, its own directory."""
-
-    def __init__(self, tmp):
-        self.dir, self.proc = os.path.join(tmp, "redis"), None
-        os.makedirs(self.dir, exist_ok=True)
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "redis.log"), "a")
-        self.proc = subprocess.Popen(["redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir], stdout=self.log, stderr=self.log)
-        deadline = time.time() + 5
-        while time.time() < deadline and self.proc.poll() is None:
-            try:
-                if self.cmd("PING") == "+PONG":
-                    return True
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-            self.log.close()
-
-    def cmd(self, *args):
-        """One command over RESP; the reply's first line (enough here)."""
-        s = socket.create_connection(("127.0.0.1", REDIS), timeout=2)
-        try:
-            s.sendall(("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)).encode())
-            return s.makefile("rb").readline().decode().rstrip("\r\n")
-        finally:
-            s.close()
-
-    def members(self, key):
-        s = socket.create_connection(("127.0.0.1", REDIS), timeout=2)
-        try:
-            s.sendall(("*2\r\n$8\r\nSMEMBERS\r\n$%d\r\n%s\r\n" % (len(key), key)).encode())
-            f = s.makefile("rb")
-            n = int(f.readline()[1:])
-            out = []
-            for _ in range(max(n, 0)):
-                f.readline()
-                out.append(f.readline().decode().rstrip("\r\n"))
-            return out
-        finally:
-            s.close()
 
 
 def node_conf(ports, name, node_port, secret_file):
@@ -386,7 +258,7 @@ def main():
         f.write(SECRET + "\n")
     os.chmod(secret, 0o600)
     global REG, FAST, CNT
-    REG = Redis(tmp)
+    REG = Redis(tmp, REDIS)
     if not T.check("redis-server starts", REG.start()):
         T.exit()
     rs = RemoteServer("remote.fake", REMOTE)

@@ -7,9 +7,10 @@ lease_time and delivers; Redis killed and restarted: routing goes on and the
 leases are reconciled (node key back, lease re-acquired with a newer token);
 an owner cut off from Redis stops sending after lease_time - margin and sends
 again once Redis is back."""
-import os, re, signal, socket, subprocess, sys, tempfile, time
+import os, re, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer, attr  # noqa: E402
+from cluster import Redis  # noqa: E402
 from hubproc import Hub, Results, metrics  # noqa: E402
 
 REDIS = 27079
@@ -48,65 +49,6 @@ redis_timeout 300ms
 """ % (name, n["s2s"], n["comp"], n["http"], REMOTE, REDIS, name, n["node"], secret, LEASE_MS)
 
 
-class Redis:
-    def __init__(self, tmp):
-        self.dir, self.proc = os.path.join(tmp, "redis"), None
-        os.makedirs(self.dir, exist_ok=True)
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "redis.log"), "a")
-        self.proc = subprocess.Popen(["redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir], stdout=self.log, stderr=self.log)
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return False  # e.g. the port is taken: another server would answer
-            try:
-                if self.cmd("PING") == "PONG":
-                    time.sleep(0.1)
-                    return self.proc.poll() is None
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def cmd(self, *args):
-        """One command over RESP; the reply as str, int, list or None."""
-        s = socket.create_connection(("127.0.0.1", REDIS), timeout=2)
-        try:
-            out = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)
-            s.sendall(out.encode())
-            f = s.makefile("rb")
-            return self._read(f)
-        finally:
-            s.close()
-
-    def _read(self, f):
-        line = f.readline().decode().rstrip("\r\n")
-        t, rest = line[0], line[1:]
-        if t in "+-":
-            return rest
-        if t == ":":
-            return int(rest)
-        if t == "$":
-            n = int(rest)
-            return None if n < 0 else f.read(n + 2)[:-2].decode()
-        if t == "*":
-            n = int(rest)
-            return None if n < 0 else [self._read(f) for _ in range(n)]
-        raise OSError("bad reply " + line)
-
-    def get(self, key):
-        try:
-            return self.cmd("GET", key)
-        except OSError:
-            return "(redis down)"
-
-
 def wait_for(fn, timeout, step=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -128,7 +70,7 @@ def main():
     with open(secret, "w") as f:
         f.write("test-cluster-secret-0123456789abcdef0123456789\n")
     os.chmod(secret, 0o600)
-    redis = Redis(tmp)
+    redis = Redis(tmp, REDIS)
     rs = None
     hubs = []
     try:

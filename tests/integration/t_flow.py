@@ -11,19 +11,23 @@ short stall_timeout so that queues fill and stalls end within seconds):
    same s2s link also carries stanzas for a second component. The second one
    keeps receiving during the stall; stanzas for the stalled one are bounced
    (resource-constraint) only after stall_timeout; delivered + bounced == sent.
-3. slow outbound peer: a remote server that authenticates the hub's link and
-   then stops reading. The component sending to it is paused, then its
-   stanzas are bounced (remote-server-timeout) after the stall;
+3. stalled outbound peer: a remote server that authenticates the hub's link
+   and then stops reading. The component sending to it is paused, then its
+   stanzas are bounced (remote-server-timeout) after the stall, none before;
    delivered + bounced == sent.
+4. slow outbound peer: a remote server that reads slowly, taking longer than
+   stall_timeout to read everything. The component sending to it is paused
+   (back-pressure reaches it) but nothing is bounced: the link makes
+   progress. Everything is delivered, in order.
 
 Each scenario asserts delivered + bounced == sent. Bounded by an alarm; the
 hub and every socket are closed by the test."""
-import os, re, signal, socket, subprocess, sys, tempfile, threading, time
+import os, signal, socket, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from fakepeer import Component, RemoteServer, Reader, attr, NS_STREAM
-from hubproc import FEDHUB, Results, hub_section, metrics
+from fakepeer import RemoteServer, Reader, attr, NS_STREAM, Counter, counted_component, sender, in_order
+from hubproc import Hub, Results, hub_section, metrics
 
-S2S, COMP, HTTP, REMOTE, SINK = 25969, 25947, 25980, 25970, 25971
+S2S, COMP, HTTP, REMOTE, SINK, SLOWPEER = 25969, 25947, 25980, 25970, 25971, 25972
 STALL = 2  # stall_timeout, seconds
 CONF = hub_section(S2S, COMP, HTTP, dns=25953) + """log_level info
 connect_timeout 5
@@ -42,109 +46,22 @@ secret s3cret
 connect 127.0.0.1:%d
 [route sink.fake]
 connect 127.0.0.1:%d
-""" % (STALL, REMOTE, SINK)
+[route slowpeer.fake]
+connect 127.0.0.1:%d
+""" % (STALL, REMOTE, SINK, SLOWPEER)
 PAD = "x" * 200
 # Loopback autotunes the hub's socket send buffer up to tcp_wmem's maximum
 # (4 MiB here): a destination only stays full once that much is unread too,
 # so the stall scenarios send 6 MiB to it.
 BIG = "y" * 2000
-MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
 
 T = Results()
 check = T.check
 
 
-class Counter:
-    """Reads a socket (after its stream header) and records every <message/>:
-    (time, id, is_error, raw). `pace`: seconds to sleep between reads of
-    `chunk` bytes (a slow reader); `hold`: an Event that stops reading while set."""
-
-    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0, hold=None):
-        self.s, self.buf, self.chunk, self.pace, self.hold = sock, buf, chunk, pace, hold
-        self.got, self.lock, self.closed = [], threading.Lock(), False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        self.s.settimeout(0.2)
-        while not self.closed:
-            if self.hold is not None and self.hold.is_set():
-                time.sleep(0.02)
-                continue
-            try:
-                d = self.s.recv(self.chunk)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not d:
-                return
-            self.buf += d
-            now = time.time()
-            last = 0
-            for m in MSG_RE.finditer(self.buf):
-                raw = m.group(0)
-                mid = re.search(rb"id='([^']*)'", raw)
-                with self.lock:
-                    self.got.append((now, mid.group(1).decode() if mid else "", b"type='error'" in raw, raw))
-                last = m.end()
-            self.buf = self.buf[last:]
-            if self.pace:
-                time.sleep(self.pace)
-
-    def items(self):
-        with self.lock:
-            return list(self.got)
-
-    def wait(self, pred, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if pred(self.items()):
-                return True
-            time.sleep(0.05)
-        return pred(self.items())
-
-
 def component(domain, rcvbuf=None, **kw):
     """A component whose received stanzas a Counter records."""
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(5)
-    s.connect(("127.0.0.1", COMP))
-    r = Reader(s)
-    s.sendall(("<stream:stream xmlns='jabber:component:accept' xmlns:stream='%s' to='%s'>"
-               % (NS_STREAM, domain)).encode())
-    import hashlib
-    sid = attr(r.stream_header() + ">", "id") or ""
-    s.sendall(("<handshake>%s</handshake>" % hashlib.sha1((sid + "s3cret").encode()).hexdigest()).encode())
-    el = r.element()
-    if not el.startswith("<handshake"):
-        raise RuntimeError("handshake refused: " + el)
-    return s, Counter(s, r.buf, **kw)
-
-
-def sender(sock, stanzas):
-    """Writes stanzas from a thread (it blocks while the hub does not read)."""
-    done = threading.Event()
-
-    def run():
-        sock.settimeout(60)
-        try:
-            data = "".join(stanzas).encode()
-            for i in range(0, len(data), 16384):
-                sock.sendall(data[i:i + 16384])
-        except OSError:
-            pass
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return done
-
-
-def in_order(ids, prefix):
-    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
-    return nums == sorted(nums)
+    return counted_component(COMP, domain, rcvbuf=rcvbuf, **kw)
 
 
 def bounces(rs, prefix):
@@ -258,16 +175,19 @@ def bounce_times_ok(rs, prefix, not_before):
 
 
 class Sink:
-    """A remote server sink.fake that authenticates the hub's outbound link
-    (answers its db:result) and then reads nothing while `hold` is set."""
+    """A remote server (sink.fake) that authenticates the hub's outbound link
+    (answers its db:result) and then reads nothing while `hold` is set, or
+    `chunk` bytes every `pace` seconds."""
 
-    def __init__(self):
+    def __init__(self, domain="sink.fake", port=SINK, held=True, chunk=65536, pace=0.0):
+        self.domain, self.chunk, self.pace = domain, chunk, pace
         self.hold = threading.Event()
-        self.hold.set()
+        if held:
+            self.hold.set()
         self.l = socket.socket()
         self.l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.l.bind(("127.0.0.1", SINK))
+        self.l.bind(("127.0.0.1", port))
         self.l.listen(4)
         self.cnt = None
         threading.Thread(target=self._run, daemon=True).start()
@@ -281,13 +201,13 @@ class Sink:
         r = Reader(c)
         r.stream_header(10)
         c.sendall(("<stream:stream xmlns='jabber:server' xmlns:stream='%s' xmlns:db='jabber:server:dialback'"
-                   " id='sink1' from='sink.fake' version='1.0'><stream:features/>" % NS_STREAM).encode())
+                   " id='sink1' from='%s' version='1.0'><stream:features/>" % (NS_STREAM, self.domain)).encode())
         while True:
             el = r.element(10)
             if el.startswith("<db:result"):
-                c.sendall(("<db:result from='sink.fake' to='%s' type='valid'/>" % attr(el, "from")).encode())
+                c.sendall(("<db:result from='%s' to='%s' type='valid'/>" % (self.domain, attr(el, "from"))).encode())
                 break
-        self.cnt = Counter(c, r.buf, hold=self.hold)
+        self.cnt = Counter(c, r.buf, hold=self.hold, chunk=self.chunk, pace=self.pace)
 
     def close(self):
         if self.cnt:
@@ -299,7 +219,7 @@ class Sink:
                 pass
 
 
-def slow_outbound():
+def stalled_outbound():
     n = 3000
     sink = Sink()
     s, comp = component("src.fake")
@@ -333,6 +253,9 @@ def slow_outbound():
     got = [i for _, i, err, _ in sink.cnt.items() if i.startswith("q")]
     check("outbound: bounced after the stall (%d), with remote-server-timeout" % len(b),
           b and all(b"remote-server-timeout" in raw for raw in b.values()), list(b.values())[:1])
+    first = min([t for t, i, err, _ in comp.items() if err and i.startswith("q")] or [0])
+    check("outbound: no bounce earlier than stall_timeout after the sending began (first at %.2fs)"
+          % (first - t0), first >= t0 + STALL, first - t0)
     check("outbound: delivered + bounced == sent (%d + %d of %d)" % (len(got), len(b), n),
           len(got) + len(b) == n and not (set(got) & set(b)), (len(got), len(b)))
     check("outbound: what the peer got is in order", in_order(got, "q"))
@@ -341,56 +264,68 @@ def slow_outbound():
     sink.close()
 
 
+def slow_outbound():
+    """The peer reads about 1.6 MB/s: 6 MB take longer than stall_timeout,
+    but the link keeps moving, so nothing may be bounced."""
+    n = 3000
+    sink = Sink("slowpeer.fake", SLOWPEER, held=False, chunk=4096, pace=0.0025)
+    s, comp = component("src.fake")
+    s.sendall(b"<message from='a@src.fake' to='b@slowpeer.fake' id='w'><body>hi</body></message>")
+    deadline = time.time() + 10
+    while time.time() < deadline and sink.cnt is None:
+        time.sleep(0.05)
+    check("slow outbound: the hub's link to slowpeer.fake is authenticated", sink.cnt is not None)
+    if sink.cnt is None:
+        sink.close()
+        return
+    m0 = metrics(HTTP)
+    t0 = time.time()
+    done = sender(s, ["<message from='a@src.fake' to='b@slowpeer.fake' id='p%d'><body>%s</body></message>"
+                      % (i, BIG) for i in range(n)])
+    sink.cnt.wait(lambda it: len([1 for _, i, _, _ in it if i.startswith("p")]) >= n, 30)
+    took = time.time() - t0
+    time.sleep(0.5)
+    got = [i for _, i, _, _ in sink.cnt.items() if i.startswith("p")]
+    b = [i for _, i, err, _ in comp.items() if err and i.startswith("p")]
+    m1 = metrics(HTTP)
+    check("slow outbound: the peer took longer than stall_timeout to read it all (%.1fs)" % took, took > STALL)
+    check("slow outbound: every stanza delivered (%d of %d)" % (len(got), n), len(got) == n and len(set(got)) == n)
+    check("slow outbound: nothing bounced", not b, len(b))
+    check("slow outbound: delivered + bounced == sent", len(got) + len(b) == n, (len(got), len(b)))
+    check("slow outbound: in order", in_order(got, "p"))
+    check("slow outbound: the component was paused meanwhile (seen in /metrics)",
+          m1.get("fedhub_flow_pauses_total", 0) > m0.get("fedhub_flow_pauses_total", 0),
+          (m0.get("fedhub_flow_pauses_total"), m1.get("fedhub_flow_pauses_total")))
+    check("slow outbound: the component's sending ended", done.wait(5))
+    comp.closed = True
+    s.close()
+    sink.close()
+
+
 def on_alarm(signum, frame):
-    raise TimeoutError("t_flow took more than 90 s")
+    raise TimeoutError("t_flow took more than 120 s")
 
 
 def main():
     signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(90)
-    tmp = tempfile.mkdtemp(prefix="fedhub-flow-")
-    conf = os.path.join(tmp, "hub.conf")
-    open(conf, "w").write(CONF)
-    log = open(os.path.join(tmp, "hub.log"), "w")
-    hub = subprocess.Popen([FEDHUB, "-c", conf], stdout=log, stderr=log)
-    rs = None
-    try:
-        up = False
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
-                up = True
-                break
-            except OSError:
-                time.sleep(0.05)
-        check("hub starts", up)
+    signal.alarm(120)
+    hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-flow-"), ready_ports=(COMP,))
+
+    def cases(closing):
         rs = RemoteServer("remote.fake", REMOTE)
+        closing.append(rs)
         watch_bounces(rs)
-        for scenario in (lambda: slow_component(rs), lambda: stalled_component(rs), slow_outbound):
+        for scenario in (lambda: slow_component(rs), lambda: stalled_component(rs), stalled_outbound,
+                         slow_outbound):
             try:
                 scenario()
             except Exception as e:
                 check("scenario ran to the end", False, repr(e))
-        check("hub alive", hub.poll() is None, hub.returncode)
-    except Exception as e:
-        check("test ran to the end", False, repr(e))
+        check("hub alive", hub.alive(), hub.poll())
+    try:
+        T.run_script(lambda: ("hub starts", hub.start(), "see its log"), cases, hub.finish)
     finally:
         signal.alarm(0)
-        if rs:
-            rs.close()
-        if hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-            try:
-                rc = hub.wait(10)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                rc = hub.wait()
-            check("hub exits 0 on SIGTERM", rc == 0, rc)
-        log.close()
-        if not T.all_ok():
-            print(open(os.path.join(tmp, "hub.log"), errors="replace").read()[-4000:])
-        subprocess.call(["rm", "-rf", tmp])
-    T.exit()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import hostile as H  # noqa: E402
 from hostile import NS_STREAM, Reader, attr, s2s_header  # noqa: E402
+from fakepeer import serve  # noqa: E402
 
 KEY = "0123456789abcdef" * 4  # the XEP-0185 form: 64 hex digits
 NSTLS = "urn:ietf:params:xml:ns:xmpp-tls"
@@ -171,25 +172,16 @@ class Authoritative:
         self.conns = self.verifies = 0
         self.keys = []
         self.lock = threading.Lock()
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", port))
-        self.ls.listen(128)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.ls = serve(port, self._conn, backlog=128)
 
     def counts(self):
         with self.lock:
             return self.conns, self.verifies
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.conns += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    def _conn(self, c):
+        with self.lock:
+            self.conns += 1
+        self._serve(c)
 
     def _serve(self, c):
         r = Reader(c)

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import hostile as H  # noqa: E402
-from fakepeer import Component, Reader, attr, NS_STREAM  # noqa: E402
+from fakepeer import Component, Reader, attr, serve, NS_STREAM  # noqa: E402
 
 BASE = 25500
 P = H.Ports(BASE)
@@ -137,24 +137,12 @@ class Server:
 
     def __init__(self, port, script):
         self.script, self.peers, self.errors = script, [], []
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", port))
-        self.ls.listen(16)
         self.done = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.ls = serve(port, self._run, backlog=16)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            p = Peer(c)
-            self.peers.append(p)
-            threading.Thread(target=self._run, args=(p,), daemon=True).start()
-
-    def _run(self, p):
+    def _run(self, c):
+        p = Peer(c)
+        self.peers.append(p)
         try:
             self.script(p)
         except (EOFError, OSError) as e:

@@ -4,13 +4,11 @@ peer address and the domains; repeated lines are rate limited and the
 suppressed ones counted; log_format json writes one parseable object per line;
 under the journal (JOURNAL_STREAM) lines carry <N> priorities and no
 timestamp; the per-stanza trace appears at debug only."""
-import json, os, re, signal, socket, subprocess, sys, tempfile, time
+import json, os, re, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer  # noqa: E402
-from hubproc import SANITIZER  # noqa: E402
+from hubproc import Hub, Results  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
 S2S, COMP, REMOTE = 24411, 24412, 24414
 CONF = """
 [hub]
@@ -28,45 +26,36 @@ connect 127.0.0.1:%d
 BURST = 20
 LIMIT = 3
 
-results = []
+T = Results()
+check = T.check
 
 
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:600]), flush=True)
+class LogHub(Hub):
+    """A hub on this script's configuration (extra: more [hub] lines), in a
+    directory of its own under tmp, started at once; never under the
+    journal unless env says so."""
 
-
-class Hub:
-    def __init__(self, tmp, name, extra, env=None):
-        self.conf = os.path.join(tmp, name + ".conf")
-        self.logp = os.path.join(tmp, name + ".log")
-        open(self.conf, "w").write(CONF % (S2S, COMP, extra, REMOTE))
-        self.log = open(self.logp, "w")
-        e = dict(os.environ)
-        e.pop("JOURNAL_STREAM", None)
-        e.update(env or {})
-        self.p = subprocess.Popen([FEDHUB, "-c", self.conf], stderr=self.log, stdout=self.log, env=e)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    def __init__(self, tmp, name, extra, env=None, log_file_first=False):
+        """log_file_first: create the log file before the environment is
+        computed (the journal case names the file's device and inode)."""
+        self.name = name
+        d = os.path.join(tmp, name)
+        os.makedirs(d)
+        if log_file_first:
+            open(os.path.join(d, "hub.1.log"), "w").close()
+        env = dict({"JOURNAL_STREAM": None}, **(env(d) if callable(env) else env or {}))
+        super().__init__(CONF % (S2S, COMP, extra, REMOTE), d, ready_ports=(COMP,), env=env)
+        self.start()
 
     def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            rc = self.p.wait(5)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            rc = "timeout"
-        self.log.close()
-        check("no sanitizer report in the %s hub's log" % os.path.basename(self.logp), not SANITIZER.search(self.text()))
+        rc = super().stop(grace=5)
+        check("no sanitizer report in the %s hub's log" % self.name, not self.sanitizer_reports(),
+              self.sanitizer_reports())
         return rc
 
     def text(self):
-        return open(self.logp).read()
+        with open(self.logs[-1], errors="replace") as f:
+            return f.read()
 
 
 def wait_for(fn, timeout=5):
@@ -109,7 +98,7 @@ def garbage():
 
 
 def text_mode(tmp, rs):
-    hub = Hub(tmp, "text", "log_level info\nlog_rate_limit %d" % LIMIT)
+    hub = LogHub(tmp, "text", "log_level info\nlog_rate_limit %d" % LIMIT)
     c = Component(COMP, "echo.lfake", "s3cret")
     spoof(rs)
     line = wait_for(lambda: [l for l in hub.text().splitlines() if "stream error invalid-from" in l])
@@ -144,7 +133,7 @@ def text_mode(tmp, rs):
 
 
 def json_mode(tmp, rs):
-    hub = Hub(tmp, "json", "log_level debug\nlog_format json")
+    hub = LogHub(tmp, "json", "log_level debug\nlog_format json")
     c = Component(COMP, "echo.lfake", "s3cret")
     spoof(rs)
     wait_for(lambda: "invalid-from" in hub.text())
@@ -173,14 +162,17 @@ def journal_mode(tmp):
     # JOURNAL_STREAM names the stream systemd connected as DEV:INODE; here,
     # the log file the hub's stderr is. A stale value (stderr redirected
     # since) must not count.
-    p = os.path.join(tmp, "journal.log")
+    p = os.path.join(tmp, "other.log")
     open(p, "w").close()
     st = os.stat(p)
-    hub = Hub(tmp, "stale", "log_level info", env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+    hub = LogHub(tmp, "stale", "log_level info", env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
     check("stale hub exits 0", hub.stop() == 0)
     check("a JOURNAL_STREAM that is not stderr changes nothing",
           re.match(r"\d{4}-\d\d-\d\dT\S+ info  fedhub ", hub.text()), hub.text()[:200])
-    hub = Hub(tmp, "journal", "log_level info", env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+    def stream_of(d):
+        st = os.stat(os.path.join(d, "hub.1.log"))
+        return {"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)}
+    hub = LogHub(tmp, "journal", "log_level info", env=stream_of, log_file_first=True)
     check("journal hub exits 0", hub.stop() == 0)
     lines = hub.text().splitlines()
     check("under the journal lines start with a syslog priority",
@@ -197,17 +189,18 @@ def main():
         text_mode(tmp, rs)
         json_mode(tmp, rs)
         journal_mode(tmp)
+    except Exception as e:  # a case that broke the script is a failure
+        check("the cases ran to the end", False, repr(e))
     finally:
         rs.close()
-        if not all(results):
+        if not T.all_ok():
             for n in ("text", "json", "journal"):
-                p = os.path.join(tmp, n + ".log")
+                p = os.path.join(tmp, n, "hub.1.log")
                 if os.path.exists(p):
-                    print("---- %s.log" % n)
-                    print(open(p).read()[-3000:])
+                    print("---- %s/hub.1.log" % n)
+                    print(open(p, errors="replace").read()[-3000:])
         subprocess.call(["rm", "-rf", tmp])
-    print("%d passed, %d failed" % (results.count(True), results.count(False)))
-    sys.exit(0 if all(results) else 1)
+    T.exit()
 
 
 if __name__ == "__main__":

@@ -5,13 +5,11 @@ domain, in bytes), links by auth method, the hub's own stanzas (a ping answer,
 a bounce) apart, a connection that never opened a stream in the open gauge, the
 cap on labelled domains (metrics_domains_max), stream errors by condition with
 the domain's last error, certificate expiry, build and process info."""
-import os, re, signal, socket, ssl, subprocess, sys, tempfile, time, urllib.request
+import os, re, socket, ssl, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from fakepeer import Component, RemoteServer  # noqa: E402
-from hubproc import SANITIZER  # noqa: E402
+from hubproc import ROOT, Hub, Results  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FEDHUB = os.environ.get("FEDHUB", os.path.join(ROOT, "fedhub"))
 S2S, COMP, HTTP, REMOTE = 24401, 24402, 24403, 24404
 N, M = 7, 5
 CONF = """
@@ -40,12 +38,8 @@ connect 127.0.0.1:%d
 tls off
 """
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok " if cond else "not ok ") + name + ("" if cond else "  # " + str(detail)[:400]), flush=True)
+T = Results()
+check = T.check
 
 
 def scrape():
@@ -102,38 +96,14 @@ def make_pki(d):
 def main():
     tmp = tempfile.mkdtemp(prefix="fedhub-metrics-")
     make_pki(tmp)
-    conf = os.path.join(tmp, "hub.conf")
-    open(conf, "w").write(CONF % (S2S, COMP, HTTP, tmp, tmp, tmp, REMOTE))
-    log = open(os.path.join(tmp, "hub.log"), "w")
-    hub = subprocess.Popen([FEDHUB, "-c", conf], stderr=log, stdout=log)
-    rs = None
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", COMP), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        time.sleep(0.2)  # the probe connection above is closed
+    hub = Hub(CONF % (S2S, COMP, HTTP, tmp, tmp, tmp, REMOTE), tmp, ready_ports=(COMP,))
+
+    def cases(closing):
+        time.sleep(0.2)  # the probe connection of hub.start() is closed
         rs = RemoteServer("remote.mfake", REMOTE)
+        closing.append(rs)
         run(rs, tmp)
-    finally:
-        if rs:
-            rs.close()
-        hub.send_signal(signal.SIGTERM)
-        try:
-            rc = hub.wait(5)
-        except subprocess.TimeoutExpired:
-            hub.kill()
-            rc = "timeout"
-        check("hub exits 0 on SIGTERM", rc == 0, rc)
-        log.close()
-        check("no sanitizer report in the hub's log", not SANITIZER.search(open(os.path.join(tmp, "hub.log")).read()))
-        if not all(results):
-            print(open(os.path.join(tmp, "hub.log")).read()[-4000:])
-        subprocess.call(["rm", "-rf", tmp])
-    print("%d passed, %d failed" % (results.count(True), results.count(False)))
-    sys.exit(0 if all(results) else 1)
+    T.run_script(lambda: ("hub starts", hub.start(), "see its log"), cases, hub.finish)
 
 
 def run(rs, tmp):

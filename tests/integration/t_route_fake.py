@@ -31,20 +31,27 @@ check = T.check
 
 def main():
     hub = Hub(CONF, tempfile.mkdtemp(prefix="fedhub-route-"), ready_ports=(COMP, S2S, PROXY, HTTP))
-    holder = []
-    try:
-        if check("hub starts", hub.start(), "see its log"):
-            run(holder)
-    except Exception as e:  # a case that broke the script is a failure
-        check("the cases ran to the end", False, repr(e))
-    finally:
-        for rs in holder:
-            rs.close()
-        hub.finish(T)
-    T.exit()
+    T.run_script(lambda: ("hub starts", hub.start(), "see its log"), run, hub.finish)
 
 
-def run(holder):
+def run(closing):
+    c = component_cases()
+    if c is None:
+        return
+    rs = RemoteServer("remote.fake", REMOTE)
+    closing.append(rs)
+    o = s2s_cases(c, rs)
+    pool_cases(c, o)
+    piggyback_cases(c, rs)
+    address_cases(o, rs)
+    bidi_case(c)
+    proxy_cases()
+    c.send("<message from='bot@elsewhere.fake' to='u@remote.fake' id='x3'/>")
+    check("component sending as another domain: invalid-from", stream_error_of(c.r) == "invalid-from")
+
+
+def component_cases():
+    """The component handshake and the hub's own domain; returns the component (None if refused)."""
     def handshake(secret):
         """(the Component, 'accepted') or (None, the stream error condition)."""
         try:
@@ -69,9 +76,11 @@ def run(holder):
     c.send("<iq type='get' id='v1' from='bot@echo.fake' to='hub.fake'><query xmlns='jabber:iq:version'/></iq>")
     el = c.recv()
     check("other iq to the hub gets service-unavailable", "service-unavailable" in el and attr(el, "type") == "error", el)
+    return c
 
-    rs = RemoteServer("remote.fake", REMOTE)
-    holder.append(rs)
+
+def s2s_cases(c, rs):
+    """Dialback both ways, piggybacking, bounces; returns the inbound link from remote.fake."""
     o = rs.connect_out(S2S, "echo.fake")
     check("inbound dialback verified through the authoritative server", o.auth("echo.fake") == "valid")
     o.send("<message from='u@remote.fake/r' to='bot@echo.fake' id='m1'><body>hello</body></message>")
@@ -104,7 +113,10 @@ def run(holder):
     c.send("<iq from='bot@echo.fake' to='hub.fake' id='p2' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
     el = c.recv(5)
     check("error stanzas are never bounced", attr(el, "id") == "p2", el)
+    return o
 
+
+def pool_cases(c, o):
     # component pool: two connections for echo.fake, stanzas spread per pair and ordered
     c_b = Component(COMP, "echo.fake", "s3cret")
     senders = ["s%d@remote.fake" % i for i in range(8)]
@@ -148,6 +160,8 @@ def run(holder):
     check("metrics count routed and bounced stanzas",
           m.get("fedhub_stanzas_routed_total", 0) >= 160 and m.get("fedhub_stanzas_bounced_total", 0) >= 2, m)
 
+
+def piggyback_cases(c, rs):
     # 200 pairs piggybacked on one inbound link: every key is checked with the
     # authoritative server over one reused verification stream, not one
     # connection each (count the hub's connections to it, any state)
@@ -190,6 +204,8 @@ def run(holder):
     check("stanzas flow on the link after its 200 verifications", attr(el, "id") == "d199m", el)
     o3.close()
 
+
+def address_cases(o, rs):
     # address checks: from a domain not authenticated on the link
     o.send("<message from='u@other.fake' to='bot@echo.fake' id='x1'><body>spoof</body></message>")
     check("unauthenticated from closes the link with invalid-from", stream_error_of(o.r) == "invalid-from")
@@ -214,6 +230,8 @@ def run(holder):
     rd.stream_header()
     check("stream to a domain the hub does not serve: host-unknown", stream_error_of(rd) == "host-unknown")
 
+
+def bidi_case(c):
     # XEP-0288: only a peer whose certificate proves its domain is asked for a
     # bidirectional link (t_hostile_outbound covers that case over TLS); a
     # plaintext peer authenticated by nothing is not, and still gets our stanzas
@@ -228,6 +246,8 @@ def run(holder):
     finally:
         rb.close()
 
+
+def proxy_cases():
     # behind a load balancer: a PROXY protocol header first, then the stream
     hdr = (b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
            b"xmlns:db='jabber:server:dialback' from='remote.fake' to='echo.fake' version='1.0'>")
@@ -255,8 +275,7 @@ def run(holder):
     check("a listener expecting PROXY closes a connection without the header", closed, d)
     ps.close()
 
-    c.send("<message from='bot@elsewhere.fake' to='u@remote.fake' id='x3'/>")
-    check("component sending as another domain: invalid-from", stream_error_of(c.r) == "invalid-from")
+
 
 
 if __name__ == "__main__":

@@ -38,18 +38,12 @@ secret s3cret
 connect 127.0.0.1:%d
 tls required
 """ % (S2S, S2STLS, COMP, HTTP, pki.ca, pki.cert("hub"), pki.key, REMOTE), tmp, ready_ports=(S2S, S2STLS, COMP, HTTP))
-    rs = None
-    try:
-        if check("hub starts", hub.start(), "see its log"):
-            rs = RemoteServer("remote.fake", REMOTE, tls_server=pki.server_context("remote"))
-            run(pki, rs, hub)
-    except Exception as e:  # a case that broke the script is a failure
-        check("the cases ran to the end", False, repr(e))
-    finally:
-        if rs:
-            rs.close()
-        hub.finish(T)
-    T.exit()
+
+    def cases(closing):
+        rs = RemoteServer("remote.fake", REMOTE, tls_server=pki.server_context("remote"))
+        closing.append(rs)
+        run(pki, rs, hub)
+    T.run_script(lambda: ("hub starts", hub.start(), "see its log"), cases, hub.finish)
 
 
 def run(pki, rs, hub):

@@ -157,17 +157,17 @@ static void test_health_503_when_not_ready(void **state)
 {
 	struct http_reply r;
 
-	met_set_ready(false);
+	met_set_state("starting", "workers not running yet");
 	r = get("/health");
 	assert_int_equal(r.status, 503);
-	assert_non_null(strstr(r.body, "{\"status\":\"unavailable\",\"workers\":2,"));
+	assert_non_null(strstr(r.body, "{\"status\":\"starting\",\"reason\":\"workers not running yet\",\"workers\":2,"));
 	reply_free(&r);
 	r = get("/metrics");
 	assert_int_equal(r.status, 200);
 	assert_int_equal(sample(r.body, "fedhub_ready"), 0);
 	reply_free(&r);
 
-	met_set_ready(true);
+	met_set_state("ok", NULL);
 	r = get("/health");
 	assert_int_equal(r.status, 200);
 	reply_free(&r);
@@ -297,6 +297,39 @@ static void test_render_reports_full_length(void **state)
 }
 
 /* ---- labels ------------------------------------------------------------ */
+
+struct jbuf {
+	char b[128];
+	size_t n;
+	int pieces;
+};
+
+static void jbuf_put(void *o, const char *p, size_t n)
+{
+	struct jbuf *j = o;
+	assert_true(j->n + n < sizeof(j->b));
+	memcpy(j->b + j->n, p, n);
+	j->n += n;
+	j->b[j->n] = 0;
+	j->pieces++;
+}
+
+static void test_json_strings_are_escaped(void **state)
+{
+	(void)state;
+	struct jbuf j = {0};
+	met_json_str(jbuf_put, &j, "plain text");
+	assert_string_equal(j.b, "\"plain text\"");
+	assert_int_equal(j.pieces, 3); /* a run that needs no escape is one piece */
+
+	j = (struct jbuf){0};
+	met_json_str(jbuf_put, &j, "a\"b\\c\nd\x01");
+	assert_string_equal(j.b, "\"a\\\"b\\\\c\\u000ad\\u0001\"");
+
+	j = (struct jbuf){0};
+	met_json_str(jbuf_put, &j, NULL);
+	assert_string_equal(j.b, "\"\"");
+}
 
 static void test_label_values_are_escaped(void **state)
 {
@@ -570,6 +603,7 @@ static void test_ipv6_endpoint(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_json_strings_are_escaped),
 		cmocka_unit_test_setup(test_health_is_ok_json, reset),
 		cmocka_unit_test_setup(test_health_503_when_not_ready, reset),
 		cmocka_unit_test_setup(test_metrics_sum_the_workers, reset),

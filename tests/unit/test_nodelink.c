@@ -1,8 +1,10 @@
 /*
  * tests/unit/test_nodelink.c — the node stream's control elements, its
- * authentication MAC and the lease-context table (router/nl_proto.c,
- * protocol in router/nodelink-int.h).
+ * authentication MAC, the lease-context table and the connector's ring of
+ * unacknowledged stanzas (router/nl_proto.c, protocol in
+ * router/nodelink-int.h).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -192,6 +194,155 @@ static void test_ctx_table_grows_and_updates(void **state)
 	assert_null(nl_ctx_find(&t, "r7.example", 10, rt_hash("r7.example", 10)));
 }
 
+static void test_ack_element(void **state)
+{
+	char a[64];
+	assert_true(nl_ctrl_ack(a, sizeof(a), 4294967295u) > 0);
+	struct nl_ctrl k = one(a);
+	assert_int_equal(k.kind, NL_C_ACK);
+	assert_true(k.token == 4294967295u);
+	assert_int_equal(one("<a xmlns='urn:fedhub:node' h='0'/>").kind, NL_C_ACK);
+	/* h counts modulo 2^32: a wider one is not ours */
+	assert_int_equal(one("<a xmlns='urn:fedhub:node' h='4294967296'/>").kind, NL_C_BAD);
+	assert_int_equal(one("<a xmlns='urn:fedhub:node'/>").kind, NL_C_BAD);
+	assert_int_equal(one("<a xmlns='urn:fedhub:node' h='x'/>").kind, NL_C_BAD);
+	assert_int_equal(nl_ctrl_ack(a, 8, 1), -1); /* does not fit */
+}
+
+static char bytes[4096];
+
+static struct nl_ua ua(uint32_t i)
+{
+	/* entry i: bytes[i], i % 7 + 1 long (only p and n are looked at) */
+	return (struct nl_ua){.p = bytes + i % 4000, .n = i % 7 + 1, .token = i};
+}
+
+static uint64_t ua_bytes(uint32_t from, uint32_t to)
+{
+	uint64_t b = 0;
+	for (uint32_t i = from; i < to; i++)
+		b += i % 7 + 1;
+	return b;
+}
+
+static void test_ring_acks_cumulatively_in_order(void **state)
+{
+	struct nl_ring r = {0};
+	for (uint32_t i = 0; i < 10; i++)
+		assert_int_equal(nl_ring_push(&r, &(struct nl_ua[]){ua(i)}[0], 100), 0);
+	assert_true(r.pend_bytes == ua_bytes(0, 10) && r.sent_bytes == 0);
+	/* nothing sent: nothing can be acknowledged */
+	assert_int_equal(nl_ring_ack(&r, 0), 0);
+	assert_int_equal(nl_ring_ack(&r, 1), -EPROTO);
+	for (uint32_t i = 0; i < 6; i++) {
+		struct nl_ua *e = nl_ring_pending(&r);
+		assert_non_null(e);
+		assert_true(e->token == i); /* in push order */
+		nl_ring_mark_sent(&r);
+	}
+	assert_int_equal(r.nsent, 6);
+	assert_true(r.sent_bytes == ua_bytes(0, 6) && r.pend_bytes == ua_bytes(6, 10));
+	/* h=4 acknowledges the first four, once */
+	assert_int_equal(nl_ring_ack(&r, 4), 4);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_true(nl_ring_pop(&r).token == i);
+	assert_int_equal(r.acked, 4);
+	assert_int_equal(nl_ring_ack(&r, 4), 0);
+	/* cumulative: h=6 covers 4 and 5 only; h=7 counts one never sent */
+	assert_int_equal(nl_ring_ack(&r, 6), 2);
+	assert_int_equal(nl_ring_ack(&r, 7), -EPROTO);
+	/* going back is as wrong as going too far */
+	assert_int_equal(nl_ring_ack(&r, 3), -EPROTO);
+	assert_int_equal(r.len, 6);
+	assert_true(nl_ring_pending(&r)->token == 6);
+	nl_ring_free(&r);
+}
+
+static void test_ring_is_bounded_and_grows_in_order(void **state)
+{
+	struct nl_ring r = {0};
+	/* wrap the head around before growing: order must survive */
+	for (uint32_t i = 0; i < 50; i++)
+		assert_int_equal(nl_ring_push(&r, &(struct nl_ua[]){ua(i)}[0], 1000), 0);
+	for (uint32_t i = 0; i < 50; i++)
+		nl_ring_mark_sent(&r);
+	assert_int_equal(nl_ring_ack(&r, 40), 40);
+	for (uint32_t i = 0; i < 40; i++)
+		nl_ring_pop(&r);
+	for (uint32_t i = 50; i < 300; i++)
+		assert_int_equal(nl_ring_push(&r, &(struct nl_ua[]){ua(i)}[0], 260), i - 40 < 260 ? 0 : -ENOBUFS);
+	assert_int_equal(r.len, 260);
+	assert_int_equal(nl_ring_push(&r, &(struct nl_ua[]){ua(999)}[0], 260), -ENOBUFS);
+	for (uint32_t i = 40; i < 300; i++) {
+		if (i >= 50)
+			nl_ring_mark_sent(&r);
+	}
+	assert_int_equal(nl_ring_ack(&r, 300), 260);
+	for (uint32_t i = 40; i < 300; i++)
+		assert_true(nl_ring_pop(&r).token == i);
+	assert_int_equal(r.len, 0);
+	assert_true(r.sent_bytes == 0 && r.pend_bytes == 0);
+	nl_ring_free(&r);
+}
+
+static void test_ring_counter_wraps(void **state)
+{
+	/* a long-lived link passes 2^32 stanzas: h wraps with the count */
+	struct nl_ring r = {.acked = UINT32_MAX - 2};
+	for (uint32_t i = 0; i < 6; i++) {
+		assert_int_equal(nl_ring_push(&r, &(struct nl_ua[]){ua(i)}[0], 100), 0);
+		nl_ring_mark_sent(&r);
+	}
+	assert_int_equal(nl_ring_ack(&r, UINT32_MAX), 2);
+	assert_int_equal(nl_ring_ack(&r, 2), 5); /* UINT32_MAX - 2 + 5 == 2 mod 2^32 */
+	assert_int_equal(nl_ring_ack(&r, 4), -EPROTO);
+	for (int i = 0; i < 5; i++)
+		nl_ring_pop(&r);
+	assert_int_equal(r.acked, 2);
+	assert_int_equal(nl_ring_ack(&r, 3), 1);
+	nl_ring_free(&r);
+	assert_int_equal(r.acked, 2); /* the count belongs to the stream, not the array */
+}
+
+/* A sender and a receiver over a stream that fails: the receiver counts what
+ * it took and acknowledges now and then; whatever the ring still holds when
+ * the link fails is exactly what the receiver did not take, in order. */
+static void test_ring_holds_exactly_the_unacknowledged_suffix(void **state)
+{
+	for (uint32_t fail_at = 0; fail_at < 300; fail_at += 7) {
+		struct nl_ring r = {0};
+		uint32_t next = 0, taken = 0, told = 0, seed = fail_at * 2654435761u + 1;
+		while (taken < fail_at || next < fail_at) {
+			seed = seed * 1103515245u + 12345u;
+			uint32_t act = (seed >> 16) % 3;
+			if (act == 0 && next < 400) { /* a source routes a stanza here */
+				assert_int_equal(nl_ring_push(&r, &(struct nl_ua[]){ua(next)}[0], 4096), 0);
+				next++;
+			} else if (act == 1 && nl_ring_pending(&r)) { /* it goes on the stream */
+				nl_ring_mark_sent(&r);
+			} else if (taken < r.acked + r.nsent && taken < fail_at) { /* the receiver takes one */
+				taken++;
+				if ((seed >> 8) % 4 == 0) { /* and acknowledges its batch */
+					int k = nl_ring_ack(&r, taken);
+					assert_int_equal(k, (int)(taken - r.acked));
+					while (k--)
+						nl_ring_pop(&r);
+					told = taken;
+				}
+			}
+			if (next >= 400 && !nl_ring_pending(&r) && taken == r.acked + r.nsent)
+				break;
+		}
+		/* the link fails: the last acknowledgement may never have left */
+		assert_int_equal(r.acked, told);
+		assert_true(r.acked <= taken);
+		for (uint32_t i = told; i < next; i++)
+			assert_true(nl_ring_pop(&r).token == i);
+		assert_int_equal(r.len, 0);
+		nl_ring_free(&r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +350,11 @@ int main(void)
 		cmocka_unit_test(test_ctrl_elements_refused_when_malformed),
 		cmocka_unit_test(test_mac_binds_role_ids_and_secret),
 		cmocka_unit_test(test_ctx_table_grows_and_updates),
+		cmocka_unit_test(test_ack_element),
+		cmocka_unit_test(test_ring_acks_cumulatively_in_order),
+		cmocka_unit_test(test_ring_is_bounded_and_grows_in_order),
+		cmocka_unit_test(test_ring_counter_wraps),
+		cmocka_unit_test(test_ring_holds_exactly_the_unacknowledged_suffix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * link_stanza_rate and remote_rate (router/shape.c): a fresh bucket holds
  * one second's worth, refills at its rate up to the burst, and a charge
  * larger than what is left is taken whole and paid back by waiting. Time
- * is passed in, so nothing here depends on the clock. */
+ * is passed in, so nothing here depends on the clock. Then the table of
+ * remote domains that links bind to (remote_rate): growth, sharing,
+ * deletion. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,6 +12,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <string.h>
+
+#include "router/cfg.h"
+#include "router/hub.h"
 #include "router/shape.h"
 
 static void test_fresh_bucket_holds_one_second(void **st)
@@ -106,13 +113,68 @@ static void test_rate_zero_is_no_limit(void **st)
 	assert_true(shape_tb_ready(&b, 0));
 }
 
+/* 6000 links over 2500 remote domains: the table grows from 64 buckets
+ * past 2048 (chains collide on the way), every link of a domain shares its
+ * bucket, and a domain goes when its last link does: bound again it is new. */
+static void test_remote_domains_table_grows_shares_and_deletes(void **st)
+{
+	(void)st;
+	static struct cfg c;
+	memset(&c, 0, sizeof(c));
+	c.remote_rate = 1000;
+	hub_cfg_live = &c;
+	enum { NL = 6000, ND = 2500 };
+	static struct shape_link *l[NL];
+	char name[64];
+	for (int i = 0; i < NL; i++) {
+		l[i] = shape_link_new(NULL);
+		assert_non_null(l[i]);
+		assert_true(shape_link_unbound(l[i]));
+		snprintf(name, sizeof(name), "r%d.example", i % ND);
+		shape_link_bind(l[i], name);
+		assert_false(shape_link_unbound(l[i]));
+		shape_link_bind(l[i], "other.example"); /* the first bind wins */
+	}
+	for (int i = 0; i < NL; i++) /* domains i % ND < 1000 have 3 links, the others 2 */
+		assert_int_equal(shape_dom_links(l[i]), i % ND < NL - 2 * ND ? 3 : 2);
+	/* drop the first link of every domain */
+	for (int i = 0; i < ND; i++) {
+		shape_link_free(l[i]);
+		l[i] = NULL;
+	}
+	for (int i = ND; i < NL; i++)
+		assert_int_equal(shape_dom_links(l[i]), i % ND < NL - 2 * ND ? 2 : 1);
+	/* the third links go: every domain is down to one link */
+	for (int i = 2 * ND; i < NL; i++) {
+		shape_link_free(l[i]);
+		l[i] = NULL;
+	}
+	for (int i = ND; i < 2 * ND; i++)
+		assert_int_equal(shape_dom_links(l[i]), 1);
+	/* each last link goes (its domain with it) and a new one binds: a new entry */
+	for (int i = ND; i < 2 * ND; i++) {
+		shape_link_free(l[i]);
+		l[i] = shape_link_new(NULL);
+		snprintf(name, sizeof(name), "r%d.example", i % ND);
+		shape_link_bind(l[i], name);
+		assert_int_equal(shape_dom_links(l[i]), 1);
+	}
+	for (int i = ND; i < 2 * ND; i++)
+		shape_link_free(l[i]);
+	hub_cfg_live = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fresh_bucket_holds_one_second), cmocka_unit_test(test_refill_at_rate),
-		cmocka_unit_test(test_slow_rate_accrues_fractions),   cmocka_unit_test(test_refill_stops_at_burst),
-		cmocka_unit_test(test_charge_beyond_burst_is_debt),   cmocka_unit_test(test_has_counts_whole_tokens),
+		cmocka_unit_test(test_fresh_bucket_holds_one_second),
+		cmocka_unit_test(test_refill_at_rate),
+		cmocka_unit_test(test_slow_rate_accrues_fractions),
+		cmocka_unit_test(test_refill_stops_at_burst),
+		cmocka_unit_test(test_charge_beyond_burst_is_debt),
+		cmocka_unit_test(test_has_counts_whole_tokens),
 		cmocka_unit_test(test_rate_zero_is_no_limit),
+		cmocka_unit_test(test_remote_domains_table_grows_shares_and_deletes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

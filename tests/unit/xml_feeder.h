@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 #include "xml/xml.h"
+#include "tests/xml_chunks.h"
 
 #define HDR                                                                                     \
 	"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " \
@@ -148,13 +149,8 @@ static inline void feed(const char *doc, size_t n, const struct xml_limits *lim,
 		if (c == 0 || c > n - fed)
 			c = n - fed;
 		/* move the kept bytes somewhere else, as a connection may */
-		char *nb = malloc(have + c + 1);
-		assert_non_null(nb);
-		if (have)
-			memcpy(nb, buf, have);
-		memcpy(nb + have, doc + fed, c);
-		free(buf);
-		buf = nb;
+		buf = xc_append(buf, have, doc + fed, c);
+		assert_non_null(buf);
 		have += c;
 		fed += c;
 	}

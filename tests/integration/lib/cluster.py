@@ -128,11 +128,16 @@ def wait_port(port, proc=None, within=10, host="127.0.0.1"):
 
 
 class Redis:
+    """A redis-server of the test's own on 127.0.0.1:port: no persistence,
+    its own directory under tmp."""
+
     def __init__(self, tmp, port):
         self.port, self.dir, self.proc, self.log = port, os.path.join(tmp, "redis"), None, None
         os.makedirs(self.dir, exist_ok=True)
 
     def start(self):
+        """True once it answers PING and is still running (when the port is
+        taken, another server would answer and this one exit)."""
         self.log = open(os.path.join(self.dir, "redis.log"), "a")
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -142,7 +147,8 @@ class Redis:
         while time.time() < deadline and self.proc.poll() is None:
             try:
                 if redis_cmd(self.port, "PING") == "PONG":
-                    return True
+                    time.sleep(0.1)
+                    return self.proc.poll() is None
             except OSError:
                 time.sleep(0.05)
         return False
@@ -158,6 +164,22 @@ class Redis:
         if self.log:
             self.log.close()
             self.log = None
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+    def cmd(self, *args):
+        return redis_cmd(self.port, *args)
+
+    def get(self, key):
+        """GET key, or "(redis down)" when it does not answer."""
+        try:
+            return self.cmd("GET", key)
+        except OSError:
+            return "(redis down)"
+
+    def members(self, key):
+        return self.cmd("SMEMBERS", key) or []
 
 
 class HAProxy:

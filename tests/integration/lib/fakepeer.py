@@ -137,6 +137,27 @@ def stream_error_of(x, timeout=5):
         return "oserror " + str(e)
 
 
+def serve(port, handle, backlog=64, stopped=lambda: False):
+    """Listens on 127.0.0.1:port; each accepted connection goes to
+    handle(conn) in a thread of its own, until the listening socket (the
+    return value) is closed or stopped() is true."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(backlog)
+
+    def accept():
+        while not stopped():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return ls
+
+
 class Stream:
     """One XML stream on socket .s read by Reader .r."""
 
@@ -188,24 +209,12 @@ class RemoteServer:
         self.bidi_socks = []          # inbound streams whose initiator asked for it
         self.tls_server = tls_server  # ssl.SSLContext: offer STARTTLS and SASL EXTERNAL
         self.sasl_ok = []             # domains authenticated by SASL EXTERNAL on inbound streams
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
-        self.lsock.listen(64)
         self.inbox, self.lock, self.stop = [], threading.Lock(), False
         self.carriers = []            # per inbox element: the id of the stream it came on
         self.inbound_conns = 0
         self.tls_streams = 0  # inbound streams that did STARTTLS
         self.db_results = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.stop:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        self.lsock = serve(port, self._serve, stopped=lambda: self.stop)
 
     def _serve(self, c):
         r = Reader(c)
@@ -411,3 +420,110 @@ class Backend(RemoteServer):
             except OSError:
                 pass
             c.close()
+
+
+# ---- counting what a destination receives, and flooding a link (flow and
+# node-link tests)
+
+MSG_RE = re.compile(rb"<message\b[^>]*>.*?</message>", re.S)
+
+
+class Counter:
+    """Reads a socket (after its stream header) on a thread and records every
+    <message/>: (time, id, is_error, raw). pace: seconds to sleep between reads
+    of chunk bytes (a slow reader); hold: an Event that stops reading while
+    set; closed = True ends the thread."""
+
+    def __init__(self, sock, buf=b"", chunk=65536, pace=0.0, hold=None):
+        self.s, self.buf, self.chunk, self.pace, self.hold = sock, buf, chunk, pace, hold
+        self.got, self.lock, self.closed = [], threading.Lock(), False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        self.s.settimeout(0.2)
+        while not self.closed:
+            if self.hold is not None and self.hold.is_set():
+                time.sleep(0.02)
+                continue
+            try:
+                d = self.s.recv(self.chunk)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+            self.buf += d
+            now = time.time()
+            last = 0
+            for m in MSG_RE.finditer(self.buf):
+                raw = m.group(0)
+                mid = re.search(rb"id='([^']*)'", raw)
+                with self.lock:
+                    self.got.append((now, mid.group(1).decode() if mid else "", b"type='error'" in raw, raw))
+                last = m.end()
+            self.buf = self.buf[last:]
+            if self.pace:
+                time.sleep(self.pace)
+
+    def items(self):
+        with self.lock:
+            return list(self.got)
+
+    def ids(self):
+        """The ids of the messages received that are not errors, in order."""
+        return [i for _, i, err, _ in self.items() if not err]
+
+    def wait(self, want, timeout):
+        """Until want holds: a number of ids(), or a predicate on items()."""
+        pred = want if callable(want) else (lambda _items: len(self.ids()) >= want)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if pred(self.items()):
+                return True
+            time.sleep(0.05)
+        return pred(self.items())
+
+
+def counted_component(port, domain, secret="s3cret", rcvbuf=None, **kw):
+    """A component connection (SO_RCVBUF rcvbuf if given) whose received
+    stanzas a Counter(**kw) records; returns (socket, counter)."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    r = Reader(s)
+    s.sendall(comp_header(domain))
+    sid = attr(r.stream_header() + ">", "id") or ""
+    s.sendall(handshake(sid, secret))
+    el = r.element()
+    if not el.startswith("<handshake"):
+        raise RuntimeError("handshake refused: " + el)
+    return s, Counter(s, r.buf, **kw)
+
+
+def sender(sock, stanzas):
+    """Writes stanzas from a thread (it blocks while the hub does not read);
+    returns an Event set when all is written or the socket failed."""
+    done = threading.Event()
+
+    def run():
+        sock.settimeout(60)
+        try:
+            data = "".join(stanzas).encode()
+            for i in range(0, len(data), 16384):
+                sock.sendall(data[i:i + 16384])
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done
+
+
+def in_order(ids, prefix):
+    """The ids with that prefix (PREFIX + a number) came in increasing order."""
+    nums = [int(i[len(prefix):]) for i in ids if i.startswith(prefix)]
+    return nums == sorted(nums)

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -56,6 +57,27 @@ class Results:
         """The summary line; exit status 0 only when something ran and all passed."""
         print("%d passed, %d failed" % (self.results.count(True), self.results.count(False)), flush=True)
         sys.exit(0 if self.all_ok() else 1)
+
+    def run_script(self, start, cases, finish):
+        """A script's body, then exit(). start() returns the first case,
+        (name, ok, detail): the peers are up. Only when it passed, cases(closing)
+        runs, appending to the list closing what must be closed at the end
+        (scripted peers). An exception is a failed case, its traceback on
+        stderr. Whatever happened, everything in closing is closed and
+        finish(self) checks the hub's (or the cluster's) exit."""
+        closing = []
+        try:
+            name, ok, detail = start()
+            if self.check(name, ok, detail):
+                cases(closing)
+        except Exception as e:  # a case that broke the script is a failure
+            traceback.print_exc()
+            self.check("the cases ran to the end", False, repr(e))
+        finally:
+            for c in closing:
+                c.close()
+            finish(self)
+        self.exit()
 
 
 def hub_section(s2s, comp, http, dns=None, workers=2):
@@ -125,8 +147,10 @@ class Hub:
     """The fedhub under test, one process per generation (a restart after a
     death is a new generation with a log of its own: hub.N.log)."""
 
-    def __init__(self, conf_text, tmp, ready_ports, binary=None):
+    def __init__(self, conf_text, tmp, ready_ports, binary=None, env=None):
+        """env: variables set for the process over this one's (None: unset)."""
         self.tmp, self.gen, self.proc, self.logs, self.log = tmp, 0, None, [], None
+        self.env = env or {}
         self.binary = binary or FEDHUB
         self.ready_ports = (ready_ports,) if isinstance(ready_ports, int) else tuple(ready_ports)
         self.conf = os.path.join(tmp, "hub.conf")
@@ -147,6 +171,11 @@ class Hub:
             f.write(TSAN_SUPP)
         env.setdefault("TSAN_OPTIONS", "halt_on_error=0:suppressions=" + supp)
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        for k, v in self.env.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         self.proc = subprocess.Popen([self.binary, "-c", self.conf], stderr=self.log, stdout=self.log, env=env)
         deadline = time.time() + 10
         for port in self.ready_ports:
