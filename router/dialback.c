@@ -231,7 +231,7 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 	 * restart) proves nothing about this stream */
 	if (p && p->state == PAIR_PENDING && strcmp(v->id, in->stream_id) == 0) {
 		if (result == 1) {
-			p->state = PAIR_VALID;
+			pair_set(in, p, PAIR_VALID);
 			MET_INC(h->m, dialback_ok);
 			MET_INC(h->m, s2s_in_links);
 			sess_met_up(h, in, MET_AUTH_DIALBACK, v->remote);
@@ -239,12 +239,12 @@ static void verify_answer(struct hubw *h, struct verify *v, int result)
 			log_info(ic->id, "s2s in %s -> %s: authenticated (dialback)", v->remote, v->local);
 			sess_sendf(in, "<db:result from='%s' to='%s' type='valid'/>", v->local, v->remote);
 		} else if (result == 0) {
-			p->state = PAIR_INVALID;
+			pair_set(in, p, PAIR_INVALID);
 			MET_INC(h->m, dialback_fail);
 			log_warn(ic->id, "s2s in %s -> %s: dialback key invalid", v->remote, v->local);
 			sess_sendf(in, "<db:result from='%s' to='%s' type='invalid'/>", v->local, v->remote);
 		} else {
-			p->state = PAIR_NONE;
+			pair_set(in, p, PAIR_NONE);
 			MET_INC(h->m, dialback_fail);
 			/* the stream's failure is logged once for all its keys */
 			log_debug(ic->id, "s2s in %s -> %s: authoritative server unreachable", v->remote, v->local);

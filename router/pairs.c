@@ -75,6 +75,7 @@ void pairs_clear(struct sess *s)
 	for (int i = 0; i < s->npairs; i++)
 		free(s->pairs[i].remote); /* local is in the same allocation */
 	s->npairs = 0;
+	s->npend = s->nvalid = 0;
 	pix_free(&s->pix); /* its slots name the entries just dropped */
 }
 

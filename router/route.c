@@ -153,10 +153,7 @@ bool comp_from_allowed(const char *d, size_t dn, const char *base, size_t bn)
 /* Error paths only: a stream's pairs are scanned when a stanza is refused. */
 static bool any_valid_pair(const struct sess *s)
 {
-	for (int i = 0; i < s->npairs; i++)
-		if (s->pairs[i].state == PAIR_VALID)
-			return true;
-	return false;
+	return s->nvalid > 0;
 }
 
 static bool any_valid_pair_from(struct sess *s, const char *remote)

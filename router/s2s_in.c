@@ -70,10 +70,7 @@
 
 static bool in_has_valid(struct sess *s)
 {
-	for (int i = 0; i < s->npairs; i++)
-		if (s->pairs[i].state == PAIR_VALID)
-			return true;
-	return false;
+	return s->nvalid > 0;
 }
 
 static void in_stream_open(struct hubw *h, struct sess *s)
@@ -242,7 +239,7 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 		return;
 	}
 	struct pair *p = pair_add(s, domain, s->local);
-	p->state = PAIR_VALID;
+	pair_set(s, p, PAIR_VALID);
 	MET_INC(h->m, s2s_in_links);
 	sess_met_up(h, s, MET_AUTH_SASL_EXTERNAL, domain);
 	s->tok.authenticated = true;
@@ -251,9 +248,9 @@ static void in_sasl_auth(struct hubw *h, struct sess *s, const struct xml_stanza
 	sess_sendf(s, "<success xmlns='" NS_SASL "'/>");
 	/* the restarted stream has a new id: a verification of a key made for
 	 * the old one is not applied (dialback.c), so its pair starts over */
-	for (int i = 0; i < s->npairs; i++)
+	for (int i = 0; s->npend && i < s->npairs; i++)
 		if (s->pairs[i].state == PAIR_PENDING)
-			s->pairs[i].state = PAIR_NONE;
+			pair_set(s, &s->pairs[i], PAIR_NONE);
 	xml_tok_reset(&s->tok); /* RFC 6120 §6.4.6: the peer restarts the stream */
 	s->tok.authenticated = true;
 	s->state = SESS_WAIT_HDR;
@@ -345,7 +342,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 	}
 	if (s->tls_on && tls_peer_verify_domain(s->c->tls, from) == 0) {
 		/* XEP-0344 §2.3: the certificate already proves the domain */
-		p->state = PAIR_VALID;
+		pair_set(s, p, PAIR_VALID);
 		MET_INC(h->m, dialback_ok);
 		MET_INC(h->m, s2s_in_links);
 		sess_met_up(h, s, MET_AUTH_XEP0344, from);
@@ -354,10 +351,7 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		sess_sendf(s, "<db:result from='%s' to='%s' type='valid'/>", to, from);
 		return;
 	}
-	uint32_t pending = 0;
-	for (int i = 0; i < s->npairs; i++)
-		pending += s->pairs[i].state == PAIR_PENDING;
-	bool stream_full = pending >= hub_cfg->max_verify_per_stream;
+	bool stream_full = s->npend >= hub_cfg->max_verify_per_stream;
 	if (stream_full || !guard_verify_acquire(hub_cfg->max_verify_total)) {
 		/* a stanza error (RFC 6120 §8.3.3.18) in a dialback error: the
 		 * peer may ask again once earlier verifications are done */
@@ -365,14 +359,14 @@ static void in_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 			MET_INC(h->m, s2s_in_refused_verify_stream);
 		else
 			MET_INC(h->m, s2s_in_refused_verify_total);
-		p->state = PAIR_NONE;
+		pair_set(s, p, PAIR_NONE);
 		sess_sendf(s,
 			   "<db:result from='%s' to='%s' type='error'><error type='wait'>"
 			   "<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
 			   to, from);
 		return;
 	}
-	p->state = PAIR_PENDING;
+	pair_set(s, p, PAIR_PENDING);
 	db_verify_start(h, s, from, to, key); /* guard_verify_release() when it ends */
 }
 
@@ -544,10 +538,7 @@ static void in_on_timer(struct net_conn *c)
 	struct sess *s = c->user;
 	sess_log_enter(s);
 	uint64_t now = net_now_ms();
-	bool authed = false;
-	for (int i = 0; i < s->npairs; i++)
-		if (s->pairs[i].state == PAIR_VALID)
-			authed = true;
+	bool authed = s->nvalid > 0;
 	if (!authed) {
 		/* preauth_timeout counts from accept: pending pairs and
 		 * whitespace do not extend it */

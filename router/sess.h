@@ -56,6 +56,7 @@ struct sess {
 	char *remote;        /* s2s: the peer's domain */
 	struct pair *pairs;  /* in the order claimed; find them with pair_find() */
 	uint16_t npairs, cpairs;
+	uint16_t npend, nvalid;  /* pairs PAIR_PENDING, PAIR_VALID: kept by pair_set() */
 	struct pix pix;          /* index of pairs by (remote, local); none while few */
 	struct s2s_out *link;    /* SESS_S2S_OUT */
 	struct vstream *vstream; /* SESS_VERIFY: its verification stream (dialback.c owns it) */
@@ -136,6 +137,16 @@ struct pair *pair_find(const struct sess *s, const char *remote, const char *loc
 /* Find or append (control plane: aborts when out of memory). The pointer
  * stays good until the next pair_add() on s. */
 struct pair *pair_add(struct sess *s, const char *remote, const char *local);
+/* Every change of a pair's state goes through here: the stream's counts
+ * answer "any valid?" and "how many pending?" without a scan of its pairs. */
+static inline void pair_set(struct sess *s, struct pair *p, enum pair_state st)
+{
+	s->npend -= p->state == PAIR_PENDING;
+	s->nvalid -= p->state == PAIR_VALID;
+	s->npend += st == PAIR_PENDING;
+	s->nvalid += st == PAIR_VALID;
+	p->state = (uint8_t)st;
+}
 /* Drop every pair (and the index); the array is kept for the next ones. */
 void pairs_clear(struct sess *s);
 void pairs_free(struct sess *s);

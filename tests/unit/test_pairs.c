@@ -261,6 +261,41 @@ static void test_pairs_clear_drops_the_index(void **state)
 	free(s);
 }
 
+/* The stream's counts of pending and valid pairs follow every pair_set(),
+ * and go with the pairs. */
+static void test_pairs_counts_follow_pair_set(void **state)
+{
+	(void)state;
+	struct sess *s = calloc(1, sizeof(*s));
+	char l[64];
+	for (int i = 0; i < 300; i++) {
+		snprintf(l, sizeof(l), "local%d.example", i);
+		pair_set(s, pair_add(s, "remote.example", l), i % 2 ? PAIR_PENDING : PAIR_NONE);
+	}
+	assert_int_equal(s->npend, 150);
+	assert_int_equal(s->nvalid, 0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(l, sizeof(l), "local%d.example", i);
+		struct pair *p = pair_find(s, "remote.example", l);
+		pair_set(s, p, i % 3 == 0 ? PAIR_VALID : i % 3 == 1 ? PAIR_INVALID : p->state);
+	}
+	int pend = 0, valid = 0;
+	for (int i = 0; i < s->npairs; i++) {
+		pend += s->pairs[i].state == PAIR_PENDING;
+		valid += s->pairs[i].state == PAIR_VALID;
+	}
+	assert_int_equal(valid, 100);
+	assert_int_equal(s->npend, pend);
+	assert_int_equal(s->nvalid, valid);
+	pair_set(s, &s->pairs[0], PAIR_VALID); /* the same state again counts once */
+	assert_int_equal(s->nvalid, valid);
+	pairs_clear(s);
+	assert_int_equal(s->npend, 0);
+	assert_int_equal(s->nvalid, 0);
+	pairs_free(s);
+	free(s);
+}
+
 static void test_pairs_one_pair_stays_small(void **state)
 {
 	(void)state;
@@ -392,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_pix_wraps_around_the_table_end),
 		cmocka_unit_test(test_pairs_find_after_growth),
 		cmocka_unit_test(test_pairs_clear_drops_the_index),
+		cmocka_unit_test(test_pairs_counts_follow_pair_set),
 		cmocka_unit_test(test_pairs_one_pair_stays_small),
 		cmocka_unit_test(test_links_grow_and_delete),
 		cmocka_unit_test(test_routes_indexed_at_load),

@@ -240,10 +240,11 @@ static struct sess in_s = {.kind = SESS_S2S_IN, .pairs = pairs};
 static void add_pair(struct sess *s, const char *remote, const char *local, enum pair_state st)
 {
 	/* few pairs: pair_find() compares each one's hash, no index to keep */
-	s->pairs[s->npairs++] = (struct pair){.remote = (char *)remote,
-					      .local = (char *)local,
-					      .hash = pix_hash2(remote, strlen(remote), local, strlen(local)),
-					      .state = st};
+	struct pair *p = &s->pairs[s->npairs++];
+	*p = (struct pair){.remote = (char *)remote,
+			   .local = (char *)local,
+			   .hash = pix_hash2(remote, strlen(remote), local, strlen(local))};
+	pair_set(s, p, st); /* the stream counts its pending and valid pairs */
 }
 
 static int setup_addr(void **state)
@@ -254,6 +255,7 @@ static int setup_addr(void **state)
 	assert_int_equal(rt_set_static("also.example", RT_HOSTED), 0);
 	assert_int_equal(rt_set_static("comp.ours.example", RT_COMPONENT), 0);
 	in_s.npairs = 0;
+	in_s.npend = in_s.nvalid = 0;
 	add_pair(&in_s, "peer.example", "ours.example", PAIR_VALID);
 	add_pair(&in_s, "peer.example", "also.example", PAIR_PENDING);
 	add_pair(&in_s, "other.example", "also.example", PAIR_INVALID);
