@@ -507,8 +507,7 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		rcu_quiescent_state();
-		uint64_t t0 = mono_us(); /* the sends' egress time, and the wait's start */
-		w->flush_us = t0;
+		w->flush_us = mono_us(); /* the sends' egress time */
 		nw_flush_sends(w);
 		nw_flush_wakes(w);
 		uint64_t wait = w->next_tick > w->now ? w->next_tick - w->now : 0;
@@ -518,6 +517,7 @@ static void *worker_main(void *arg)
 		bool pending = io_uring_cq_ready(&w->ring) ||
 			       (IO_URING_READ_ONCE(*w->ring.sq.kflags) & IORING_SQ_TASKRUN);
 		rcu_thread_offline();
+		uint64_t t0 = mono_us();
 		unsigned nr = submit_and_wait(w, wait);
 		uint64_t t1 = mono_us();
 		rcu_thread_online();
