@@ -205,8 +205,28 @@ class Sender:
             return list(self.sent)
 
 
+LIMIT_S = 150
+STARTED = {"procs": [], "cl": None}  # what the watchdog must stop
+
+
+def watchdog():
+    """The script's time bound: stop everything it started, by PID, and fail."""
+    print("not ok the script ran within %d s" % LIMIT_S, flush=True)
+    for p in STARTED["procs"]:
+        if p.proc.poll() is None:
+            p.proc.kill()
+    cl = STARTED["cl"]
+    if cl:
+        for n in cl.nodes:
+            n.hub.kill()
+        if cl.haproxy.proc is not None and cl.haproxy.proc.poll() is None:
+            cl.haproxy.proc.kill()
+        subprocess.call(["rm", "-rf", cl.tmp])
+    os._exit(1)
+
+
 def main():
-    timer = threading.Timer(110, lambda: os._exit(3))  # the whole script is bounded
+    timer = threading.Timer(LIMIT_S, watchdog)
     timer.daemon = True
     timer.start()
     if not cluster_supported(BASE):
@@ -218,6 +238,7 @@ def main():
                  extra_conf="[route remote.fake]\nconnect 127.0.0.1:%d\n" % REMOTE + comps)
     cl.redis = None  # no plain Redis: the servers and sentinels are this script's
     procs, rs = [], None
+    STARTED["procs"], STARTED["cl"] = procs, cl
     try:
         if setup(tmp, procs) and check("2 nodes configured with 3 sentinels start", cl.start(), cl.why):
             rs = RemoteServer("remote.fake", REMOTE)
@@ -320,8 +341,9 @@ def failover(cl, rs, procs):
         check("node %d passes over the sentinel that does not know the master" % n.i,
               wait(lambda: "cluster: sentinel 127.0.0.1:%d does not know master '%s'" % (STRANGER, NAME)
                    in n.log_text(), 5))
-    check("both nodes learn the master from the sentinels and connect",
-          wait(lambda: all(redis_state(n) == "up" for n in nodes), 10), [redis_state(n) for n in nodes])
+    if not check("both nodes learn the master from the sentinels and connect",
+                 wait(lambda: all(redis_state(n) == "up" for n in nodes), 10), [redis_state(n) for n in nodes]):
+        return
     for n in nodes:
         check("node %d logs the master the sentinels named" % n.i,
               "cluster: redis master %s is 127.0.0.1:%d" % (NAME, MASTER) in n.log_text())
