@@ -76,6 +76,22 @@ def eventually(name, fn, want, timeout=5):
     check(name, got == want, "got %r, want %r" % (got, want))
 
 
+def check_latency_histogram(body):
+    """fedhub_router_latency_seconds is a Prometheus histogram: cumulative
+    buckets in increasing le, +Inf equal to _count, a _sum."""
+    b = [(float(m.group(1)), float(m.group(2))) for m in
+         re.finditer(r'^fedhub_router_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$', body, re.M)]
+    s = samples(body)
+    les = [le for le, _ in b]
+    counts = [c for _, c in b]
+    check("router_latency_seconds: buckets in increasing le, +Inf last",
+          len(b) > 10 and les == sorted(les) and les[-1] == float("inf"), les[:3] + les[-3:])
+    check("router_latency_seconds: cumulative counts", counts == sorted(counts), counts[-5:])
+    check("router_latency_seconds: +Inf == _count, a _sum",
+          counts and counts[-1] == s.get("fedhub_router_latency_seconds_count") and
+          s.get("fedhub_router_latency_seconds_sum", -1) >= 0, (counts[-1:], s.get("fedhub_router_latency_seconds_count")))
+
+
 def sh(*a):
     subprocess.run(a, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -184,6 +200,9 @@ def run(rs, tmp):
                lambda: val("fedhub_domain_bytes_total", kind="component", domain="echo.mfake", direction="in"),
                back_bytes)
     eventually("stanzas_in_total counts only received stanzas", lambda: val("fedhub_stanzas_in_total"), N + M)
+    eventually("router_latency_seconds counts each forwarded stanza once (N + M)",
+               lambda: val("fedhub_router_latency_seconds_count"), N + M)
+    check_latency_histogram(scrape())
 
     # the hub's own stanzas: a ping answer and a bounce
     c.send("<iq type='get' id='p1' from='bot@echo.mfake' to='hub.mfake'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -200,6 +219,8 @@ def run(rs, tmp):
     eventually("stanzas_in_total too", lambda: val("fedhub_stanzas_in_total"), N + M + 2)
     eventually("sent counts what reached the component (N + answer + bounce)",
                lambda: val("fedhub_stanzas_sent_total", direction="component"), N + 2)
+    check("router_latency_seconds leaves out what the hub made",
+          val("fedhub_router_latency_seconds_count") == N + M, val("fedhub_router_latency_seconds_count"))
 
     # the cap: remote.mfake and echo.mfake are labelled; a third domain is not
     c3 = Component(COMP, "third.mfake", "s3cret")
