@@ -138,11 +138,17 @@ uint64_t be_inflight(struct eng *e);
 int be_ring_turn(struct eng *e, uint64_t wait_ns);
 void be_progress(struct eng *e, double t, const char *phase);
 
+/* ---- traffic.c ---------------------------------------------------------------- */
+
+uint64_t be_rand(struct eng *e);
+void be_send_one(struct eng *e, struct bconn *c, uint64_t ts);
+void be_generate(struct eng *e);
+/* A stanza reached its final receiver: el (n bytes, start tag tl bytes). */
+void be_account(struct eng *e, const char *el, size_t n, size_t tl);
+
 /* ---- stream.c ----------------------------------------------------------------- */
 
 extern const char *be_stream_ns_db;
-void be_send_one(struct eng *e, struct bconn *c, uint64_t ts);
-void be_generate(struct eng *e);
 void be_setup_done(struct eng *e, struct bconn *c);
 void be_s2s_out_header(struct eng *e, struct bconn *c);
 bool be_close_is_error(struct eng *e, struct bconn *c);

@@ -1,7 +1,7 @@
 /*
- * router/nodelink-int.h — what router/nodelink.c and router/nl_proto.c
- * share: the node stream's control elements, the authentication MAC and
- * the per-link table of lease contexts. Not for the rest of the router.
+ * router/nodelink-int.h — what router/nodelink.c, router/nl_fwd.c and
+ * router/nl_proto.c share: the link state, the node stream's control
+ * elements, the authentication MAC and the per-link table of lease contexts. Not for the rest of the router.
  *
  * The node stream (both directions are XML streams in jabber:server, so a
  * forwarded stanza's bytes mean on it what they meant where they came from):
@@ -44,6 +44,9 @@
 #include <stdint.h>
 #include "xml/xml.h"
 #include "net/net.h"
+#include "router/cfg.h"
+#include "router/clu.h"
+#include "router/hub.h"
 
 #define NL_NS "urn:fedhub:node"
 #define NL_MAC_HEX 64 /* hex HMAC-SHA256 */
@@ -137,5 +140,91 @@ int nl_ring_ack(const struct nl_ring *r, uint32_t h);
 /* Take the head entry (len > 0): an acknowledged one, or any on close. */
 struct nl_ua nl_ring_pop(struct nl_ring *r);
 void nl_ring_free(struct nl_ring *r);
+
+/* ---- link state, shared by nodelink.c (setup, receive) and nl_fwd.c (send) ---- */
+
+#define NL_TOKEN_REFUSED (1ull << 63) /* in a sender's context table: that token was refused */
+#define NL_TOKEN_NONE UINT64_MAX       /* in a sender's context table: named, not announced yet */
+/* Unacknowledged stanzas one link may have on its stream (the bytes are
+ * bounded by send_queue_max too), and entries its ring may hold in all. */
+#define NL_UNACKED_MAX 65536
+#define NL_RING_MAX (1u << 18)
+/* Unacknowledged entries past which a slice of a receive buffer that runs
+ * short is moved into a buffer of its own before it goes on the stream
+ * (net/'s rule for slow send queues: the ring must not pin the pool). */
+#define NL_PIN_MAX 64
+
+enum nl_st {
+	NLS_HDR,   /* waiting for the peer's stream header */
+	NLS_AUTH,  /* waiting for the peer's proof */
+	NLS_OK,    /* connector: proof sent, waiting for <ok/> */
+	NLS_READY, /* stanzas flow */
+};
+
+struct nl_conn {
+	bool outbound;
+	uint8_t st; /* enum nl_st */
+	bool counted_up;
+	int idx;                /* outbound: the peer's directory index */
+	char peer[CLU_ID_MAX];  /* the peer's node id */
+	char peer_sid[128];     /* the peer's stream id */
+	struct nl_ctx ctx;      /* lease contexts announced (out) or received (in) */
+	bool refused_seen;      /* outbound: a <refused/> came: stanzas may follow */
+	bool detached;          /* outbound: no longer its nl_out's link (closing) */
+	char ref_r[CFG_NAME_MAX]; /* inbound: the last <refused/> sent */
+	uint64_t ref_t;
+	struct nl_ring ring;    /* outbound: stanzas not acknowledged yet */
+	uint64_t ack_at;        /* outbound: ms: the ring last moved (or became non-empty) */
+	uint32_t rx_n, rx_acked; /* inbound: stanzas taken / acknowledged so far */
+	bool window_full;       /* outbound: too much unacknowledged: wait for half of it */
+	struct net_ref *hsrc;   /* outbound: sources paused for what waits in the ring */
+	uint32_t nhsrc, chsrc;
+};
+
+/* A stanza waiting for its link to authenticate: our copy, the stanza's
+ * bytes then the remote's name. */
+struct nl_wait {
+	struct net_buf *b;
+	uint32_t n;
+	uint16_t rn;
+	bool held; /* it holds a pause of src */
+	uint64_t token;
+	struct net_ref src;
+};
+
+struct nl_out {
+	struct sess *s; /* the link's session; NULL: none */
+	struct clu_node node;
+	uint64_t gen; /* clu_nodes_gen() when node was read */
+	bool known;
+	uint32_t fails;    /* connection attempts in a row that did not authenticate */
+	uint64_t retry_at; /* ms: no new attempt before */
+	uint64_t last_tx;  /* ms: last bytes queued (keepalive) */
+	struct nl_wait *wq;
+	uint32_t whead, wlen, wcap;
+	uint64_t wbytes, wsince;
+	uint32_t old; /* its former links not closed yet: no new one before */
+	bool rerouting;
+};
+
+struct nl_worker {
+	struct nl_out out[CLU_MAX_NODES];
+	int nout; /* indexes used: 0..nout-1 */
+	bool stopping;
+};
+
+struct nl_worker *nl_worker_of(struct hubw *h);
+/* setup (nodelink.c) */
+bool nl_out_node(struct nl_out *o, int idx);
+void nl_out_connect(struct hubw *h, struct nl_out *o, int idx);
+/* sending (nl_fwd.c) */
+void nl_wq_bounce_all(struct hubw *h, struct nl_out *o, enum hub_sterr err);
+void nl_wq_reroute_all(struct hubw *h, struct nl_out *o);
+void nl_out_detach(struct nl_out *o, bool was_ready);
+void nl_release_srcs(struct hubw *h, struct nl_conn *nc);
+void nl_out_pump(struct hubw *h, struct sess *s);
+void nl_out_acked(struct hubw *h, struct sess *s, uint64_t hv);
+void nl_out_requeue(struct hubw *h, struct nl_out *o, struct sess *s);
+void nl_out_ready(struct hubw *h, struct nl_out *o);
 
 #endif

@@ -101,8 +101,23 @@ def run(holder):
     rs = RemoteServer("remote.fake", REMOTE)
     bk = Backend(["a.fake", "b.fake"], BACKEND, S2S)
     holder += [rs, bk]
+    o = inbound_cases(rs, bk)
+    solo_case(o, holder)
+    tls_case(o, holder)
+    unissued_key_case()
+    t = transit_cases(rs, bk, o)
+    address_cases(bk)
+    bk2 = down_cases(rs, o, holder)
+    b2b_case(bk, bk2)
+    limits_cases()
+    rows = ctl_cases()
+    metrics_cases(rows)
+    o.close()
+    t.close()
 
-    # ---- inbound relay: remote -> hub -> backend ----
+
+def inbound_cases(rs, bk):
+    """Inbound relay: remote -> hub -> backend; returns the remote's stream to the hub."""
     o = rs.connect_out(S2S, "a.fake")
     check("remote authenticates to a backend domain at the hub", o.auth("a.fake") == "valid")
     check("remote pair for the second domain on the same stream", o.auth("b.fake") == "valid")
@@ -120,7 +135,10 @@ def run(holder):
     wait_for(lambda: with_id(bk, "ord19"))
     order = [attr(m, "id") for m in bk.messages() if (attr(m, "id") or "").startswith("ord")]
     check("per-pair order kept through the hub", order == ["ord%d" % i for i in range(20)], order)
+    return o
 
+
+def solo_case(o, holder):
     # a backend that takes no piggybacking: each domain gets a link of its own
     solo = Backend(["s1.fake", "s2.fake"], SOLO, S2S, piggyback=False)
     holder.append(solo)
@@ -135,6 +153,8 @@ def run(holder):
     order = [attr(m, "id") for m in solo.messages() if attr(m, "to") == "v@s2.fake"]
     check("... in order", order == ["so2", "so3"], order)
 
+
+def tls_case(o, holder):
     # tls required on the internal links: STARTTLS to the backend
     sec = Backend(["t1.fake"], SEC, S2S, tls_server=PKI_.server_context("t1"))
     holder.append(sec)
@@ -143,6 +163,8 @@ def run(holder):
     check("tls required: relayed to the backend over STARTTLS", wait_for(lambda: with_id(sec, "tls1")), sec.messages())
     check("... on a TLS stream", sec.tls_streams >= 1, sec.tls_streams)
 
+
+def unissued_key_case():
     # a key the hub did not issue is refused when the backend asks about it
     s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
     r = Reader(s)
@@ -154,7 +176,9 @@ def run(holder):
     check("db:verify from a backend for a key the hub did not issue: invalid", attr(el, "type") == "invalid", el)
     s.close()
 
-    # ---- outbound transit: backend -> hub -> remote ----
+
+def transit_cases(rs, bk, o):
+    """Outbound transit: backend -> hub -> remote; returns the backend's transit stream."""
     t = bk.connect_out(S2S, "remote.fake", from_domain="a.fake")
     check("a backend's stream to a remote domain is accepted (transit)", "dialback" in t.features, t.features)
     check("the hub verifies the backend's key by dialback against the backend", t.auth("remote.fake") == "valid")
@@ -173,8 +197,11 @@ def run(holder):
     check("a wrong key from the backend: the backend says invalid, so does the hub",
           attr(el, "type") == "invalid", el)
     bad.close()
+    return t
 
-    # ---- address rules ----
+
+def address_cases(bk):
+    # address rules
     x = bk.connect_out(S2S, "remote.fake", from_domain="a.fake")
     x.s.sendall(("<db:result from='zzz.fake' to='remote.fake'>%s</db:result>" % ("ab" * 32)).encode())
     check("transit claim for a domain of no backend: invalid-from", stream_error_of(x) == "invalid-from")
@@ -212,7 +239,9 @@ def run(holder):
           attr(el, "type") == "error" or el.startswith("<stream:error"), el)
     s.close()
 
-    # ---- a backend that is down ----
+
+def down_cases(rs, o, holder):
+    """A backend that is down; returns the backend started in its place."""
     check("remote pair for the down backend's domain", o.auth("down.fake") == "valid")
     o.send(msg("u@remote.fake/r", "x@down.fake", "down2"))
     t0 = time.time()
@@ -228,8 +257,11 @@ def run(holder):
     check("a stanza that waited is delivered once the backend is back", wait_for(lambda: with_id(bk2, "down3"), 6),
           bk2.messages())
     check("... and not bounced", not [m for m in with_id(rs, "down3") if attr(m, "type") == "error"])
+    return bk2
 
-    # ---- two backends behind one hub talk to each other through it ----
+
+def b2b_case(bk, bk2):
+    # two backends behind one hub talk to each other through it
     t2 = bk.connect_out(S2S, "down.fake", from_domain="a.fake")
     check("backend to another backend's domain: authenticated", t2.auth("down.fake") == "valid")
     t2.send(msg("v@a.fake/x", "x@down.fake", "b2b"))
@@ -239,7 +271,9 @@ def run(holder):
           ("a.fake", "down.fake", "valid") in [(r, d, t) for r, d, t, _ in bk2.verified], bk2.verified)
     t2.close()
 
-    # ---- a backend's streams are not held to the per-address limits ----
+
+def limits_cases():
+    # a backend's streams are not held to the per-address limits
     many = []
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", S2S), timeout=5)
@@ -263,6 +297,9 @@ def run(holder):
     for s, _ in many + strangers:
         s.close()
 
+
+def ctl_cases():
+    """fedhubctl backends; returns its rows by backend name."""
     out = subprocess.run([FEDHUBCTL, "-s", CTL, "--json", "backends"], capture_output=True, text=True, timeout=10)
     try:
         j = json.loads(out.stdout)
@@ -277,7 +314,10 @@ def run(holder):
     check("... and its internal links with their authenticated domains",
           any(sorted(l.get("remote", [])) == ["a.fake", "b.fake"] and l.get("local") == ["remote.fake"]
               for l in links), links)
+    return rows
 
+
+def metrics_cases(rows):
     m = metrics(HTTP)
     check("metrics: stanzas relayed to the backend", m.get('fedhub_backend_stanzas_in_total{backend="pros"}', 0) >= 23,
           {k: v for k, v in m.items() if "backend" in k})
@@ -301,8 +341,6 @@ def run(holder):
                          ("stanzas_out", "stanzas_out_total"), ("bounced", "bounced_total"))
             if rows[b].get(k) != m.get('fedhub_backend_%s{backend="%s"}' % (n, b))]
     check("fedhubctl backends agrees with /metrics for every backend", len(rows) == 4 and not diff, diff)
-    o.close()
-    t.close()
 
 
 if __name__ == "__main__":
