@@ -132,6 +132,8 @@ static void test_router_conf_examples_are_valid(void **state)
 		/* Files must exist when the config is loaded. */
 		if (!strcmp(name, "cert") || !strcmp(name, "key") || !strcmp(name, "ca_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, pem);
+		else if (!strcmp(name, "node_tls"))
+			snprintf(line, sizeof(line), "%s %s %s %s\n", name, pem, pem, pem);
 		else if (!strcmp(name, "dialback_secret_file") || !strcmp(name, "cluster_secret_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, secret);
 		else if (!strcmp(name, "proxy_from")) /* only with a listener that reads the header */
