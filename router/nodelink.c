@@ -503,8 +503,13 @@ static void nl_on_drain(struct net_conn *c)
 static void nl_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
-	if (s->nl && s->nl->st != NLS_READY)
+	if (c->flags & NET_F_TLS_HS) {
+		log_info(c->id, "node link %s %s: no TLS handshake in time", s->nl && s->nl->outbound ? "to" : "from",
+			 s->nl && s->nl->peer[0] ? s->nl->peer : "?");
+		net_close(c, false); /* no TLS yet: nothing can be said */
+	} else if (s->nl && s->nl->st != NLS_READY) {
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "node link not authenticated in time");
+	}
 }
 
 static const struct net_conn_ops nl_ops = {

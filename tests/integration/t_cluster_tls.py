@@ -13,7 +13,8 @@ CA, one real redis-server (the registry).
    TLS client with a certificate of the other CA, or none, gets no stream
    from B; with a certificate of the right CA it gets B's stream header.
 4. plaintext: a node speaking the node protocol in the clear to B gets no
-   stream and the link is closed.
+   stream and the link is closed; one that sends nothing is closed at
+   connect_timeout.
 
 Bounded by an alarm; the hubs, Redis and every socket are closed here."""
 import os, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
@@ -212,6 +213,16 @@ def plaintext_case():
     time.sleep(0.3)
     T.check("plaintext: B counts the failed handshake",
             metrics(B["http"]).get("fedhub_tls_failures_total", 0) > f0)
+    # a peer that never starts the handshake is closed at connect_timeout (3s)
+    s = socket.create_connection(("127.0.0.1", B["node"]), timeout=10)
+    t0, closed = time.time(), False
+    try:
+        closed = s.recv(1) == b""
+    except OSError:
+        closed = True
+    s.close()
+    T.check("silent: B closes a node link with no TLS handshake (%.1fs)" % (time.time() - t0),
+            closed and time.time() - t0 < 9.5)
 
 
 def main():
