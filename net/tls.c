@@ -478,8 +478,10 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, bool server, const char *remo
 		if (tls_canon(local, canon) >= 0 && !(c->remote = strdup(canon)))
 			goto fail;
 	}
-	if (!server && local) {
-		struct tls_cert *cert = tls_names_lookup(ctx, local);
+	if (!server) {
+		struct tls_cert *cert = local ? tls_names_lookup(ctx, local) : NULL;
+		if (!cert && ctx->opts.client_default_cert)
+			cert = ctx->def;
 		if (cert && tls_load_cert(c->ssl, cert) < 0)
 			goto fail;
 	}

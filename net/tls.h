@@ -70,6 +70,9 @@ struct tls_opts {
 	unsigned session_cache; /* outbound session cache slots; 0: 1024 */
 	size_t out_max;         /* bound on buffered ciphertext to send; 0: 256 KiB */
 	size_t in_max;          /* bound on buffered ciphertext received; 0: 64 KiB */
+	/* true: a client whose `local` names no certificate held presents the
+	 * default one (node links: one certificate per node, no domain) */
+	bool client_default_cert;
 };
 
 /* wolfSSL global init is done on first use. */

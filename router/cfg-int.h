@@ -98,6 +98,7 @@ typedef void cfg_handler(struct parser *p, int argc, char **argv);
 	X(node_id, CLUSTER, 0, 1, 1)              \
 	X(node_listen, CLUSTER, 0, 1, 1)          \
 	X(node_address, CLUSTER, 0, 1, 1)         \
+	X(node_tls, CLUSTER, 0, 3, 3)             \
 	X(cluster_secret_file, CLUSTER, 0, 1, 1)  \
 	X(lease_time, CLUSTER, 0, 1, 1)           \
 	X(redis_timeout, CLUSTER, 0, 1, 1)

@@ -115,6 +115,10 @@ struct cfg_cluster {           /* [cluster]: nodes sharing routing state in Redi
 	struct cfg_addr node_listen;
 	struct cfg_addr node_address; /* advertised; node_listen when not given */
 	char secret_file[512];
+	/* node_tls CERT KEY CA: node links are TLS 1.3 from the first byte,
+	 * both sides presenting CERT and requiring the peer's to chain to CA;
+	 * empty: node links in the clear */
+	char node_tls_cert[512], node_tls_key[512], node_tls_ca[512];
 	unsigned char secret[256]; /* the cluster secret's bytes */
 	uint32_t secret_len;
 	uint32_t lease_time_ms;    /* default 5 s */

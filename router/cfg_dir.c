@@ -647,6 +647,26 @@ void cfg_d_node_address(struct parser *p, int argc, char **argv)
 		ERR(p, "node_address: bad address '%s' (expected IPV4:PORT or [IPV6]:PORT)", argv[0]);
 }
 
+void cfg_d_node_tls(struct parser *p, int argc, char **argv)
+{
+	struct cfg_cluster *k = &p->c->cluster;
+	char *dst[3] = {k->node_tls_cert, k->node_tls_key, k->node_tls_ca};
+	static const char *const what[3] = {"certificate", "key", "CA"};
+
+	for (int i = 0; i < 3; i++) {
+		if (strlen(argv[i]) >= sizeof(k->node_tls_cert)) {
+			ERR(p, "node_tls: %s path is too long", what[i]);
+			return;
+		}
+		if (access(argv[i], R_OK) < 0) {
+			ERR(p, "node_tls: cannot read the %s '%s': %s", what[i], argv[i], strerror(errno));
+			return;
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		strcpy(dst[i], argv[i]);
+}
+
 void cfg_d_cluster_secret_file(struct parser *p, int argc, char **argv)
 {
 	struct cfg_cluster *k = &p->c->cluster;

@@ -51,6 +51,7 @@
 #include "net/tls.h"
 #include "net/x509.h"
 #include "router/check.h"
+#include "router/nodelink.h"
 
 struct chk {
 	const char *file; /* the configuration's name in messages */
@@ -575,6 +576,13 @@ int check_config(const struct cfg *c, const char *file, FILE *err)
 		if (c->domains[i].cert[0])
 			check_domain(&k, &c->domains[i], tls);
 	tls_ctx_free(tls);
+	if (c->cluster.on && c->cluster.node_tls_cert[0]) {
+		char why[1200];
+		struct tls_ctx *nt = nl_tls_make(&c->cluster, why, sizeof(why));
+		if (!nt)
+			error(&k, directive_line(&k, 1, "node_tls"), "node_tls: %s", why);
+		tls_ctx_free(nt);
+	}
 	check_listeners(&k, c);
 	free(k.text);
 	return k.nerr;

@@ -48,7 +48,7 @@
 	X(shaping_pauses, "inbound s2s links paused by link_rate, link_stanza_rate, remote_rate")                   \
 	X(cluster_refused, "forwarded stanzas sent back: their lease is not ours or newer than ours")              \
 	X(cluster_returned, "stanzas another node sent back (a stale lease), routed again")                        \
-	X(cluster_node_auth_failures, "node links closed: the cluster secret was not proved")                      \
+	X(cluster_node_auth_failures, "node links closed: cluster secret or node_tls not proved")                    \
 	X(node_link_resent, "stanzas a failed node link had not had acknowledged, queued to go again")
 
 /* Refusals at the inbound s2s edge, one counter per reason. */

@@ -33,6 +33,7 @@
 
 #include "net/alloc.h"
 #include "net/log.h"
+#include "net/tls.h"
 #include "router/hub.h"
 #include "router/sess.h"
 #include "router/route.h"
@@ -44,6 +45,11 @@
 
 static nl_refused_fn *refused_hook;
 static const struct net_conn_ops nl_ops;
+/* node_tls: links are TLS from the first byte (as XEP-0368 for s2s), both
+ * sides present the node certificate and require the peer's to chain to the
+ * cluster CA; the cluster-secret proof still follows on the stream. NULL:
+ * node links in the clear. Set once by nl_init, read-only afterwards. */
+static struct tls_ctx *nl_tls;
 
 void nl_set_refused_hook(nl_refused_fn *fn)
 {
@@ -131,8 +137,10 @@ static void link_up(struct hubw *h, struct sess *s)
 	nc->st = NLS_READY;
 	s->tok.authenticated = true;
 	s->c->deadline = 0;
-	met_link_up(h->m, &s->ml, MET_AUTH_CLUSTER_SECRET, MET_TLS_NONE, MET_DOM_REMOTE, NULL);
-	log_info(s->c->id, "node link %s %s up", nc->outbound ? "to" : "from", nc->peer);
+	const char *v = s->c->tls ? tls_version(s->c->tls) : NULL;
+	met_link_up(h->m, &s->ml, MET_AUTH_CLUSTER_SECRET, met_tls_of(v), MET_DOM_REMOTE, NULL);
+	log_info(s->c->id, "node link %s %s up%s%s", nc->outbound ? "to" : "from", nc->peer, v ? ", " : "",
+		 v ? v : "");
 }
 
 /* ---- outbound links ------------------------------------------------------- */
@@ -395,8 +403,48 @@ static void nl_on_connect(struct net_conn *c, int err)
 		log_info(c->id, "node link to %s: connect failed: %s", s->nl->peer, strerror(-err));
 		return; /* on_close follows */
 	}
+	if (nl_tls) {
+		/* no SNI, no resumption: the acceptor's chain must reach the CA */
+		struct tls_conn *t = tls_conn_new(nl_tls, false, NULL, NULL);
+		if (!t) {
+			net_close(c, false);
+			return;
+		}
+		net_start_tls(c, t, true); /* the stream opens once the handshake is done (nl_on_tls) */
+		return;
+	}
 	sess_new_stream_id(h, s);
 	send_header(s, s->nl->peer);
+}
+
+static void nl_on_tls(struct net_conn *c, int err)
+{
+	struct sess *s = c->user;
+	struct hubw *h = hubw_of(c->w);
+	struct nl_conn *nc = s->nl;
+	const char *dir = nc->outbound ? "to" : "from";
+	const char *peer = nc->peer[0] ? nc->peer : "?";
+	if (err) {
+		MET_INC(h->m, tls_failures);
+		MET_INC(h->m, cluster_node_auth_failures);
+		log_warn(c->id, "node link %s %s: TLS failed: %s", dir, peer, c->tls ? tls_error(c->tls) : tls_strerror(err));
+		return; /* the connection closes */
+	}
+	if (tls_resumed(c->tls)) {
+		/* a connector never resumes: a ticket (issued on an s2s link, say)
+		 * would carry no node certificate */
+		MET_INC(h->m, tls_failures);
+		MET_INC(h->m, cluster_node_auth_failures);
+		log_warn(c->id, "node link %s %s: resumed TLS session refused", dir, peer);
+		net_close(c, false);
+		return;
+	}
+	MET_INC(h->m, tls_handshakes);
+	log_debug(c->id, "node link %s %s: %s %s", dir, peer, tls_version(c->tls), tls_cipher(c->tls));
+	if (nc->outbound) {
+		sess_new_stream_id(h, s);
+		send_header(s, nc->peer);
+	}
 }
 
 static void nl_on_close(struct net_conn *c, int err)
@@ -455,13 +503,19 @@ static void nl_on_drain(struct net_conn *c)
 static void nl_on_timer(struct net_conn *c)
 {
 	struct sess *s = c->user;
-	if (s->nl && s->nl->st != NLS_READY)
+	if (c->flags & NET_F_TLS_HS) {
+		log_info(c->id, "node link %s %s: no TLS handshake in time", s->nl && s->nl->outbound ? "to" : "from",
+			 s->nl && s->nl->peer[0] ? s->nl->peer : "?");
+		net_close(c, false); /* no TLS yet: nothing can be said */
+	} else if (s->nl && s->nl->st != NLS_READY) {
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, "node link not authenticated in time");
+	}
 }
 
 static const struct net_conn_ops nl_ops = {
 	.on_data = nl_on_data,
 	.on_connect = nl_on_connect,
+	.on_tls = nl_on_tls,
 	.on_close = nl_on_close,
 	.on_timer = nl_on_timer,
 	.on_unsent = nl_on_unsent,
@@ -481,6 +535,37 @@ void nl_accept(struct net_conn *c)
 		sess_stream_error(s, SERR_NOT_AUTHORIZED, "not clustered");
 		return;
 	}
+	if (nl_tls) {
+		struct tls_conn *t = tls_conn_new(nl_tls, true, NULL, NULL);
+		if (t)
+			net_start_tls(c, t, false);
+		else
+			net_close(c, false);
+	}
+}
+
+struct tls_ctx *nl_tls_make(const struct cfg_cluster *k, char *err, size_t cap)
+{
+	struct tls_opts o = {
+		.ca_file = k->node_tls_ca,
+		.min_version = 13,
+		.max_version = 13,
+		.verify_required = true,
+		.client_default_cert = true,
+	};
+	struct tls_ctx *t = tls_ctx_new(&o);
+	if (!t) {
+		snprintf(err, cap, "cannot set up TLS with the CA %s", k->node_tls_ca);
+		return NULL;
+	}
+	int rc = tls_ctx_add_cert(t, k->node_tls_cert, k->node_tls_key);
+	if (rc < 0) {
+		snprintf(err, cap, "cannot load the certificate %s with the key %s: %s", k->node_tls_cert,
+			 k->node_tls_key, tls_strerror(rc));
+		tls_ctx_free(t);
+		return NULL;
+	}
+	return t;
 }
 
 int nl_listen(const struct sockaddr *sa, socklen_t len)
@@ -492,13 +577,20 @@ int nl_init(const struct cfg *c)
 {
 	if (!c->cluster.on)
 		return 0;
+	if (c->cluster.node_tls_cert[0]) {
+		char err[1200];
+		if (!(nl_tls = nl_tls_make(&c->cluster, err, sizeof(err)))) {
+			log_error(0, "node_tls: %s", err);
+			return -EINVAL;
+		}
+	}
 	const struct cfg_addr *a = &c->cluster.node_listen;
 	int rc = nl_listen((const struct sockaddr *)&a->ss, a->len);
 	if (rc < 0) {
 		log_error(0, "cannot listen for node links on %s: %s", a->text, strerror(-rc));
 		return rc;
 	}
-	log_info(0, "listening: node links %s (node %s)", a->text, clu_self_id());
+	log_info(0, "listening: node links %s (node %s)%s", a->text, clu_self_id(), nl_tls ? ", TLS" : "");
 	return 0;
 }
 

@@ -50,6 +50,10 @@
  * 0 or -errno (logged). */
 struct cfg;
 int nl_init(const struct cfg *c);
+/* The TLS context of node_tls (its certificate, key and CA), or NULL with
+ * why in err. check.c tries it for `fedhub -t`. */
+struct tls_ctx;
+struct tls_ctx *nl_tls_make(const struct cfg_cluster *k, char *err, size_t cap);
 int nl_listen(const struct sockaddr *sa, socklen_t len);
 /* hub.c's on_accept for NL_LISTEN_KIND. */
 void nl_accept(struct net_conn *c);

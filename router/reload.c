@@ -219,7 +219,9 @@ static bool cluster_same(const struct cfg_cluster *a, const struct cfg_cluster *
 	    strcmp(a->master, b->master) || strcmp(a->node_id, b->node_id) ||
 	    !addr_same(&a->node_listen, &b->node_listen) || !addr_same(&a->node_address, &b->node_address) ||
 	    a->secret_len != b->secret_len || memcmp(a->secret, b->secret, a->secret_len) ||
-	    a->lease_time_ms != b->lease_time_ms || a->redis_timeout_ms != b->redis_timeout_ms)
+	    a->lease_time_ms != b->lease_time_ms || a->redis_timeout_ms != b->redis_timeout_ms ||
+	    strcmp(a->node_tls_cert, b->node_tls_cert) || strcmp(a->node_tls_key, b->node_tls_key) ||
+	    strcmp(a->node_tls_ca, b->node_tls_ca))
 		return false;
 	for (int i = 0; i < a->nsentinel; i++)
 		if (!addr_same(&a->sentinel[i], &b->sentinel[i]))

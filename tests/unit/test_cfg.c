@@ -132,6 +132,8 @@ static void test_router_conf_examples_are_valid(void **state)
 		/* Files must exist when the config is loaded. */
 		if (!strcmp(name, "cert") || !strcmp(name, "key") || !strcmp(name, "ca_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, pem);
+		else if (!strcmp(name, "node_tls"))
+			snprintf(line, sizeof(line), "%s %s %s %s\n", name, pem, pem, pem);
 		else if (!strcmp(name, "dialback_secret_file") || !strcmp(name, "cluster_secret_file"))
 			snprintf(line, sizeof(line), "%s %s\n", name, secret);
 		else if (!strcmp(name, "proxy_from")) /* only with a listener that reads the header */
@@ -780,7 +782,28 @@ static void test_cluster_refuses_what_it_cannot_honour(void **state)
 	ONE("node_id bad/name\n", "node_id: 'bad/name' must be");
 	ONE("node_address 0.0.0.0:27010\n", "node_address 0.0.0.0:27010 is not an address");
 	ONE("redis 127.0.0.1:1\n", "duplicate 'redis'");
+	ONE("node_tls /nonexistent/node.crt /nonexistent/node.key /nonexistent/ca.pem\n",
+	    "node_tls: cannot read the certificate '/nonexistent/node.crt'");
+	ONE("node_tls a b\n", "node_tls");
 #undef ONE
+	/* node_tls: the three paths kept; absent, links in the clear */
+	{
+		char *x;
+		assert_true(asprintf(&x, "node_tls %s %s %s\n", sec, open_, weak) > 0);
+		t = cluster_conf(sec, x);
+		expect_ok(&c, t);
+		assert_string_equal(c.cluster.node_tls_cert, sec);
+		assert_string_equal(c.cluster.node_tls_key, open_);
+		assert_string_equal(c.cluster.node_tls_ca, weak);
+		cfg_free(&c);
+		free(t);
+		free(x);
+		t = cluster_conf(sec, "");
+		expect_ok(&c, t);
+		assert_string_equal(c.cluster.node_tls_cert, "");
+		cfg_free(&c);
+		free(t);
+	}
 	assert_true(asprintf(&t,
 			     HUB "[cluster]\nredis 127.0.0.1\nnode_listen 0.0.0.0:27010\ncluster_secret_file %s\n",
 			     sec) > 0);
