@@ -26,10 +26,7 @@
 
 static const struct cfg_component *find_component(const char *d)
 {
-	for (int i = 0; i < hub_cfg->ncomponents; i++)
-		if (strcmp(hub_cfg->components[i].name, d) == 0)
-			return &hub_cfg->components[i];
-	return NULL;
+	return cfg_component_find(hub_cfg, d); /* hashed (router/cfg.c) */
 }
 
 static void comp_open(struct hubw *h, struct sess *s)
