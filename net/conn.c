@@ -203,6 +203,7 @@ void nw_conn_maybe_free(struct net_conn *c)
 	net_buf_unref(w, c->held);
 	net_buf_unref(w, c->held_plain);
 	c->held = c->held_plain = NULL;
+	nw_timer_unlink(c);
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
 	else
@@ -294,13 +295,13 @@ void net_close(struct net_conn *c, bool flush)
 	 * alert) nor while one is in progress. */
 	if (flush && c->tls && !(c->flags & (NET_F_TLS_HS | NET_F_CONNECTING | NET_F_CLOSING))) {
 		c->flags |= NET_F_CLOSING | NET_F_TLS_BYE;
-		c->deadline = c->w->now + 2000;
+		net_conn_set_deadline(c, c->w->now + 2000);
 		nw_mark_dirty(c);
 		return;
 	}
 	if (flush && c->oq_len && !(c->flags & NET_F_CONNECTING)) {
 		c->flags |= NET_F_CLOSING;
-		c->deadline = c->w->now + 2000; /* do not wait forever for a dead peer */
+		net_conn_set_deadline(c, c->w->now + 2000); /* do not wait forever for a dead peer */
 		return;
 	}
 	nw_conn_teardown(c, 0);
@@ -421,10 +422,13 @@ int net_send_slice_take(struct net_conn *c, struct net_buf *b, const char *p, si
 			return -ENOMEM;
 		for (uint32_t i = 0; i < c->oq_len; i++)
 			q[i] = c->oq[(c->oq_head + i) & (c->oq_cap - 1)];
+		bool first = !c->oq;
 		free(c->oq);
 		c->oq = q;
 		c->oq_head = 0;
 		c->oq_cap = ncap;
+		if (first)
+			nw_timer_rearm(c); /* for its release once idle */
 	}
 	c->oq[(c->oq_head + c->oq_len) & (c->oq_cap - 1)] = (struct net_slice){b, p, (uint32_t)n};
 	c->oq_len++;

@@ -92,7 +92,10 @@ struct net_conn {
 	uint16_t listen_kind; /* which listener accepted it (cfg_listen_kind) */
 	const struct net_conn_ops *ops;
 	void *user;
-	uint64_t deadline;        /* ms, monotonic; 0 = none */
+	uint64_t deadline;        /* ms, monotonic; 0 = none; set it with net_conn_set_deadline */
+	uint64_t tw_at;           /* ms: filed in the worker's timer wheel for then; 0 = not filed */
+	struct net_conn *tw_next, *tw_prev;
+	uint32_t tw_slot;
 	uint64_t last_rx;         /* ms of the last received bytes */
 	uint64_t born;            /* ms: accepted or connected (its age, for fedhubctl links) */
 	struct sockaddr_in6 peer; /* IPv4 or IPv6: both fit, and a conn stays small */
@@ -190,6 +193,10 @@ int net_worker_id(const struct net_worker *w);
 void *net_worker_user(struct net_worker *w);
 void net_worker_set_user(struct net_worker *w, void *u);
 uint64_t net_now_ms(void); /* cached per loop turn on workers */
+/* Set c's deadline (ms, monotonic; 0 clears it): ops->on_timer runs at the
+ * first tick after it. Every write goes through here: the worker's timer
+ * wheel (net/timer.c) visits only connections that are due. */
+void net_conn_set_deadline(struct net_conn *c, uint64_t at);
 bool net_stopping(void);
 /* Every worker closes its listeners on its next loop turn (a drain): new
  * connections are refused, open ones carry on. Not undone. */

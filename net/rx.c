@@ -231,7 +231,7 @@ void nw_tls_fail(struct net_worker *w, struct net_conn *c, int err)
 	const void *p;
 	if (tls_pending_out(c->tls, &p)) {
 		c->flags |= NET_F_CLOSING;
-		c->deadline = w->now + 1000;
+		net_conn_set_deadline(c, w->now + 1000);
 		nw_mark_dirty(c);
 	} else {
 		nw_conn_teardown(c, err);
@@ -294,6 +294,7 @@ static void tls_in(struct net_worker *w, struct net_conn *c, const char *p, size
 					nw_conn_teardown(c, -ENOMEM);
 					return;
 				}
+				nw_timer_rearm(c); /* for its release once idle */
 			}
 			ssize_t r = tls_read(c->tls, pb->data, pb->cap);
 			if (r == 0)

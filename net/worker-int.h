@@ -3,7 +3,8 @@
  * (threads, the loop, batching, timers, start/stop), net/conn.c (connection
  * slots, buffers, the send queue, close and teardown, pause/resume),
  * net/rx.c (the receive path, delivery, the TLS and PROXY glue) and
- * net/msg.c (SPSC rings, messages between workers, connect, accept).
+ * net/msg.c (SPSC rings, messages between workers, connect, accept) and
+ * net/timer.c (the timer wheel: deadlines, idle-buffer release).
  * Nothing here is API: other modules use net/net.h.
  *
  * user_data of an SQE is a pointer with the operation in its low 3 bits.
@@ -41,6 +42,8 @@ enum op {
 
 #define BGID         1
 #define TICK_MS      100
+#define TW_SLOTS     512 /* timer wheel: 51.2 s of ticks, a power of two */
+#define IDLE_FREE_MS 5000 /* no input for this long: a connection's idle buffers go back */
 #define IOV_PER_SEND 256
 /* A listener out of file descriptors waits this long before accepting again. */
 #define ACCEPT_PAUSE_MS 250
@@ -124,6 +127,10 @@ struct net_worker {
 	uint32_t mh_used, mh_cap;
 	uint64_t now;
 	uint64_t next_tick;
+	/* timer wheel (net/timer.c): tw[i] lists the connections due in a
+	 * tick t with t % TW_SLOTS == i; tw[TW_SLOTS] those being visited */
+	struct net_conn *tw[TW_SLOTS + 1];
+	uint64_t tw_done; /* the last tick (now / TICK_MS) visited */
 	bool stopped;
 	/* completion batching (see the header comment) */
 	bool min_wait_ok; /* the kernel has IORING_FEAT_MIN_TIMEOUT */
@@ -189,6 +196,11 @@ struct net_conn *nw_conn_alloc(struct net_worker *w);
 void nw_conn_maybe_free(struct net_conn *c);
 void nw_cancel_req(struct net_worker *w, uint64_t ud, struct net_conn *c);
 void nw_conn_teardown(struct net_conn *c, int err);
+/* net/timer.c: visit the connections due up to w->now; file c again for
+ * its next wake (deadline, idle-buffer release); take c off the wheel. */
+void nw_timers_run(struct net_worker *w);
+void nw_timer_rearm(struct net_conn *c);
+void nw_timer_unlink(struct net_conn *c);
 struct io_uring_sqe *nw_get_sqe(struct net_worker *w);
 void nw_arm_recv(struct net_conn *c);
 void nw_mark_dirty(struct net_conn *c);

@@ -229,32 +229,7 @@ static int open_listener(int kind, const struct sockaddr *sa, socklen_t len)
 
 static void run_timers(struct net_worker *w)
 {
-	struct net_conn *c, *next;
-	for (c = w->all; c; c = next) {
-		next = c->all_next;
-		if (c->flags & NET_F_CLOSED)
-			continue;
-		/* an idle connection keeps no buffers: what it had is given back */
-		if (w->now - c->last_rx > 5000 && !(c->flags & NET_F_SENDING)) {
-			if (!c->oq_len && c->oq) {
-				free(c->oq);
-				c->oq = NULL;
-				c->oq_cap = 0;
-				c->oq_head = 0;
-			}
-			if (c->plain && c->plain->ref == 1) {
-				net_buf_unref(w, c->plain);
-				c->plain = NULL;
-			}
-		}
-		if (c->deadline && c->deadline <= w->now) {
-			c->deadline = 0;
-			if (c->flags & NET_F_CLOSING)
-				nw_conn_teardown(c, -ETIMEDOUT);
-			else if (c->ops && c->ops->on_timer)
-				c->ops->on_timer(c);
-		}
-	}
+	nw_timers_run(w); /* only the connections due (net/timer.c) */
 	nw_accept_resume(w);
 	if (nw_cfg.on_tick)
 		nw_cfg.on_tick(w, w->now);

@@ -441,7 +441,7 @@ static void link_try_next(struct hubw *h, struct bk_link *L)
 		}
 		s->c = c;
 		met_conn_open(h->m, &s->ml, MET_DIR_OUT);
-		c->deadline = net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000;
+		net_conn_set_deadline(c, net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000);
 		L->sess = s;
 		L->state = BK_CONNECTING;
 		return;
@@ -715,7 +715,7 @@ static void bk_on_timer(struct net_conn *c)
 		net_close(c, false); /* on_close tries the next address */
 		return;
 	}
-	c->deadline = 0;
+	net_conn_set_deadline(c, 0);
 }
 
 const struct net_conn_ops backend_ops = {

@@ -650,6 +650,57 @@ const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain)
 	return i < 0 ? NULL : &c->routes[i];
 }
 
+/* Components (looked up on every component stream and handshake) and
+ * domains (by reload's comparison of two configurations): the same kind
+ * of index, over the name at the start of each section. */
+struct name_ix_ctx {
+	const char *base; /* the section array */
+	size_t size;      /* one section's size; its name is its first member */
+	const char *name; /* the key, when looking up */
+};
+
+static const char *name_at(const struct name_ix_ctx *x, uint32_t i)
+{
+	return x->base + (size_t)i * x->size;
+}
+
+static bool name_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	(void)h;
+	const struct name_ix_ctx *x = ctx;
+	return strcmp(name_at(x, i), x->name) == 0;
+}
+
+static uint32_t name_hash_at(const void *ctx, uint32_t i)
+{
+	const char *n = name_at(ctx, i);
+	return pix_hash1(n, strlen(n));
+}
+
+static void name_indexes_build(struct cfg *c)
+{
+	_Static_assert(offsetof(struct cfg_component, name) == 0, "the name leads the section");
+	_Static_assert(offsetof(struct cfg_domain, name) == 0, "the name leads the section");
+	struct name_ix_ctx cx = {(const char *)c->components, sizeof(*c->components), NULL};
+	pix_rebuild(&c->comp_ix, (uint32_t)c->ncomponents, name_hash_at, &cx);
+	struct name_ix_ctx dx = {(const char *)c->domains, sizeof(*c->domains), NULL};
+	pix_rebuild(&c->dom_ix, (uint32_t)c->ndomains, name_hash_at, &dx);
+}
+
+const struct cfg_component *cfg_component_find(const struct cfg *c, const char *name)
+{
+	struct name_ix_ctx x = {(const char *)c->components, sizeof(*c->components), name};
+	int64_t i = pix_find(&c->comp_ix, (uint32_t)c->ncomponents, pix_hash1(name, strlen(name)), name_eq, &x);
+	return i < 0 ? NULL : &c->components[i];
+}
+
+const struct cfg_domain *cfg_domain_find(const struct cfg *c, const char *name)
+{
+	struct name_ix_ctx x = {(const char *)c->domains, sizeof(*c->domains), name};
+	int64_t i = pix_find(&c->dom_ix, (uint32_t)c->ndomains, pix_hash1(name, strlen(name)), name_eq, &x);
+	return i < 0 ? NULL : &c->domains[i];
+}
+
 int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 {
 	struct parser p = {.c = c, .file = name ? name : "router.conf", .err = err, .cur = -1};
@@ -685,6 +736,7 @@ int cfg_parse(struct cfg *c, const char *text, const char *name, FILE *err)
 	if (!p.oom) {
 		section_close(&p);
 		route_index_build(c);
+		name_indexes_build(c);
 		c->policy = policy_tab_new(c); /* final_checks looks routes up in it */
 		final_checks(&p);
 		cfg_backend_final(&p);
@@ -787,6 +839,8 @@ void cfg_free(struct cfg *c)
 	free(c->acl);
 	policy_tab_free(c->policy);
 	pix_free(&c->route_ix);
+	pix_free(&c->comp_ix);
+	pix_free(&c->dom_ix);
 	cfg_backend_free(c);
 	explicit_bzero(c, sizeof(*c));
 }

@@ -194,6 +194,8 @@ struct cfg {
 	struct cfg_route *routes;
 	int nroutes;
 	struct pix route_ix; /* routes by name (router/pix.h), built by cfg_parse */
+	struct pix comp_ix;  /* components by name, built by cfg_parse */
+	struct pix dom_ix;   /* domains by name, built by cfg_parse */
 	struct cfg_backend *backends;
 	int nbackends;
 	struct cfg_bdom *bdoms; /* every backend's domains */
@@ -215,6 +217,9 @@ int cfg_load(struct cfg *c, const char *path, FILE *err);
 int cfg_load_default(struct cfg *c, FILE *err);
 /* The [route] for a domain (normalised), or NULL: one hash probe. */
 const struct cfg_route *cfg_route_find(const struct cfg *c, const char *domain);
+/* [component NAME] / [domain NAME] by name, or NULL: one hash probe. */
+const struct cfg_component *cfg_component_find(const struct cfg *c, const char *name);
+const struct cfg_domain *cfg_domain_find(const struct cfg *c, const char *name);
 void cfg_free(struct cfg *c);
 /* The backend serving a domain (normalised), or NULL: one hash probe. */
 const struct cfg_backend *cfg_backend_of(const struct cfg *c, const char *domain);

@@ -26,10 +26,7 @@
 
 static const struct cfg_component *find_component(const char *d)
 {
-	for (int i = 0; i < hub_cfg->ncomponents; i++)
-		if (strcmp(hub_cfg->components[i].name, d) == 0)
-			return &hub_cfg->components[i];
-	return NULL;
+	return cfg_component_find(hub_cfg, d); /* hashed (router/cfg.c) */
 }
 
 static void comp_open(struct hubw *h, struct sess *s)
@@ -98,7 +95,7 @@ static void comp_handshake(struct hubw *h, struct sess *s, const struct xml_stan
 	sess_met_up(h, s, MET_AUTH_HANDSHAKE, s->local);
 	sess_sendf(s, "<handshake/>");
 	log_info(s->c->id, "component %s connected (%d in pool)", s->local, pool);
-	s->c->deadline = 0;
+	net_conn_set_deadline(s->c, 0);
 }
 
 static enum drive comp_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
@@ -186,5 +183,5 @@ void comp_accept(struct net_conn *c)
 	met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_COMPONENT);
 	c->ops = &comp_ops;
 	c->user = s;
-	c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+	net_conn_set_deadline(c, net_now_ms() + hub_cfg->connect_timeout * 1000);
 }

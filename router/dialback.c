@@ -295,7 +295,7 @@ static void vs_set_deadline(struct vstream *vs)
 	for (struct verify *v = vs->fly; v; v = v->next)
 		oldest = v->sent_at;
 	uint64_t now = net_now_ms(), to = (uint64_t)hub_cfg->connect_timeout * 1000;
-	vs->sess->c->deadline = (vs->fly ? oldest : now) + to;
+	net_conn_set_deadline(vs->sess->c, (vs->fly ? oldest : now) + to);
 }
 
 /* Send what waits, up to VERIFY_INFLIGHT_MAX unanswered. */
@@ -341,7 +341,7 @@ static void vs_try_next(struct hubw *h, struct vstream *vs)
 		s->c = c;
 		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_VERIFY);
 		s->vstream = vs; /* back-pointer; sess_free leaves it */
-		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+		net_conn_set_deadline(c, net_now_ms() + hub_cfg->connect_timeout * 1000);
 		vs->sess = s;
 		vs->ready = false;
 		return;

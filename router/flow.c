@@ -186,13 +186,45 @@ static void busy_add(struct hubw *h, struct sess *d)
 	d->fq->busy = true;
 }
 
-static struct flow_src *src_entry(struct flowq *q, struct net_ref r, bool add)
+/* ---- a flow queue's sources, indexed by net_ref ----------------------- */
+
+uint32_t flow_ref_hash(struct net_ref r)
 {
-	for (uint32_t i = 0; i < q->nsrc; i++)
-		if (ref_eq(q->src[i].ref, r))
-			return &q->src[i];
-	if (!add)
-		return NULL;
+	uint64_t k = ((uint64_t)r.slot << 16 | r.worker) ^ ((uint64_t)r.gen << 40);
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	return (uint32_t)k;
+}
+
+struct src_key {
+	const struct flowq *q;
+	struct net_ref r;
+};
+
+static bool src_eq(const void *ctx, uint32_t i, uint32_t h)
+{
+	const struct src_key *k = ctx;
+	return k->q->src[i].hash == h && ref_eq(k->q->src[i].ref, k->r);
+}
+
+static uint32_t src_hash_at(const void *ctx, uint32_t i)
+{
+	const struct src_key *k = ctx;
+	return k->q->src[i].hash;
+}
+
+struct flow_src *flow_src_find(struct flowq *q, struct net_ref r)
+{
+	struct src_key k = {q, r};
+	int64_t i = pix_find(&q->six, q->nsrc, flow_ref_hash(r), src_eq, &k);
+	return i < 0 ? NULL : &q->src[i];
+}
+
+struct flow_src *flow_src_add(struct flowq *q, struct net_ref r)
+{
+	struct src_key k = {q, r};
+	uint32_t h = flow_ref_hash(r);
 	if (q->nsrc == q->csrc) {
 		uint32_t ncap = q->csrc ? q->csrc * 2 : 4;
 		struct flow_src *a = realloc(q->src, ncap * sizeof(*a));
@@ -201,8 +233,35 @@ static struct flow_src *src_entry(struct flowq *q, struct net_ref r, bool add)
 		q->src = a;
 		q->csrc = ncap;
 	}
-	q->src[q->nsrc] = (struct flow_src){.ref = r};
-	return &q->src[q->nsrc++];
+	if (pix_reserve(&q->six, q->nsrc + 1, src_hash_at, &k) < 0)
+		return NULL;
+	uint32_t i = q->nsrc++;
+	q->src[i] = (struct flow_src){.ref = r, .hash = h};
+	pix_added(&q->six, i, h, src_hash_at, &k); /* room made: no allocation */
+	return &q->src[i];
+}
+
+void flow_src_del(struct flowq *q, struct flow_src *e)
+{
+	struct src_key k = {q, e->ref};
+	uint32_t i = (uint32_t)(e - q->src);
+	pix_removing(&q->six, q->nsrc, i, e->hash, src_hash_at, &k);
+	q->src[i] = q->src[--q->nsrc];
+}
+
+void flow_src_clear(struct flowq *q)
+{
+	/* last first: nothing moves, each removal is one probe run; the
+	 * table stays for the next episode (freed with the queue) */
+	while (q->nsrc)
+		flow_src_del(q, &q->src[q->nsrc - 1]);
+	q->npaused = 0;
+}
+
+static struct flow_src *src_entry(struct flowq *q, struct net_ref r, bool add)
+{
+	struct flow_src *e = flow_src_find(q, r);
+	return e || !add ? e : flow_src_add(q, r);
 }
 
 static void release_all(struct hubw *h, struct flowq *q)
@@ -210,7 +269,7 @@ static void release_all(struct hubw *h, struct flowq *q)
 	for (uint32_t i = 0; i < q->nsrc; i++)
 		if (q->src[i].paused)
 			src_hold_release(h, q->src[i].ref, false);
-	q->nsrc = 0;
+	flow_src_clear(q);
 }
 
 /* Take the head item off q, with its accounting. */
@@ -228,10 +287,11 @@ static struct flow_item pop(struct hubw *h, struct flowq *q)
 		e->bytes -= it.n;
 		if (e->paused && e->bytes <= hub_cfg->source_allowance / 2) {
 			e->paused = false;
+			q->npaused--;
 			src_hold_release(h, e->ref, false);
 		}
 		if (!e->bytes && !e->paused)
-			*e = q->src[--q->nsrc];
+			flow_src_del(q, e);
 	}
 	return it;
 }
@@ -277,6 +337,7 @@ static int push(struct hubw *h, struct sess *d, struct net_buf *b, const char *p
 		e->bytes += (uint32_t)n;
 		if (!e->paused && e->bytes > hub_cfg->source_allowance) {
 			e->paused = true;
+			q->npaused++;
 			src_hold_release(h, src, true);
 		}
 	}
@@ -368,6 +429,7 @@ void flow_close(struct hubw *h, struct sess *d)
 	release_all(h, q);
 	free(q->q);
 	free(q->src);
+	pix_free(&q->six);
 	free(q);
 }
 
@@ -414,9 +476,7 @@ void flow_publish(struct hubw *h)
 		struct sess *d = c ? c->user : NULL;
 		if (!d || !d->fq)
 			continue;
-		struct met_flow f = {.stanzas = d->fq->len, .bytes = d->fq->bytes};
-		for (uint32_t s = 0; s < d->fq->nsrc; s++)
-			f.paused += d->fq->src[s].paused;
+		struct met_flow f = {.stanzas = d->fq->len, .bytes = d->fq->bytes, .paused = d->fq->npaused};
 		const char *name = d->kind == SESS_COMP ? d->local : d->remote;
 		snprintf(f.dest, sizeof(f.dest), "%s", name ? name : "?");
 		int at;

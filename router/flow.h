@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include "router/hub.h"
 #include "router/sess.h"
+#include "router/pix.h"
 
 #define FLOW_NO_SRC 0xffffu /* net_ref.worker of "no source" (generated stanzas) */
 struct flow_item {
@@ -20,6 +21,7 @@ struct flow_item {
 };
 struct flow_src {
 	struct net_ref ref;
+	uint32_t hash;  /* flow_ref_hash(ref), for the index */
 	uint32_t bytes; /* its bytes waiting here */
 	bool paused;    /* it holds one pause of that source */
 };
@@ -27,8 +29,9 @@ struct flowq {
 	struct flow_item *q; /* ring, cap a power of two */
 	uint32_t head, len, cap;
 	uint64_t bytes;
-	struct flow_src *src;
-	uint32_t nsrc, csrc;
+	struct flow_src *src; /* sources with bytes here, indexed by ref (six) */
+	uint32_t nsrc, csrc, npaused;
+	struct pix six;
 	uint64_t progress_at; /* ms: the destination last took something */
 	uint64_t last_oq;     /* its send queue's bytes then */
 	bool stalled;         /* no progress for stall_timeout: bounce at once */
@@ -65,6 +68,15 @@ uint64_t flow_mem_share(void);
 void flow_turn(struct hubw *h);               /* every loop turn: the outbox */
 void flow_tick(struct hubw *h, uint64_t now); /* every tick: drains, stalls */
 void flow_publish(struct hubw *h);
+/* A flow queue's source entries: O(1) lookup by the source's net_ref
+ * whatever the number of sources (router/pix.h). find returns NULL when
+ * absent; add (absent first) returns NULL only when out of memory; del
+ * removes e (the last entry moves into its place); clear removes all. */
+uint32_t flow_ref_hash(struct net_ref r);
+struct flow_src *flow_src_find(struct flowq *q, struct net_ref r);
+struct flow_src *flow_src_add(struct flowq *q, struct net_ref r);
+void flow_src_del(struct flowq *q, struct flow_src *e);
+void flow_src_clear(struct flowq *q);
 static inline struct net_ref flow_src_of(const struct sess *s)
 {
 	return s && s->c ? s->c->ref : (struct net_ref){.worker = FLOW_NO_SRC};

@@ -136,7 +136,7 @@ static void link_up(struct hubw *h, struct sess *s)
 	struct nl_conn *nc = s->nl;
 	nc->st = NLS_READY;
 	s->tok.authenticated = true;
-	s->c->deadline = 0;
+	net_conn_set_deadline(s->c, 0);
 	const char *v = s->c->tls ? tls_version(s->c->tls) : NULL;
 	met_link_up(h->m, &s->ml, MET_AUTH_CLUSTER_SECRET, met_tls_of(v), MET_DOM_REMOTE, NULL);
 	log_info(s->c->id, "node link %s %s up%s%s", nc->outbound ? "to" : "from", nc->peer, v ? ", " : "",
@@ -178,7 +178,7 @@ void nl_out_connect(struct hubw *h, struct nl_out *o, int idx)
 	}
 	s->c = c;
 	met_conn_open(h->m, &s->ml, MET_DIR_NODE);
-	c->deadline = net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000;
+	net_conn_set_deadline(c, net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000);
 	o->s = s;
 	log_debug(c->id, "node link to %s: connecting", nc->peer);
 }
@@ -530,7 +530,7 @@ void nl_accept(struct net_conn *c)
 	met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_NODE);
 	c->ops = &nl_ops;
 	c->user = s;
-	c->deadline = net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000;
+	net_conn_set_deadline(c, net_now_ms() + (uint64_t)hub_cfg->connect_timeout * 1000);
 	if (!clu_enabled()) {
 		sess_stream_error(s, SERR_NOT_AUTHORIZED, "not clustered");
 		return;

@@ -124,6 +124,28 @@ static inline void pix_added(struct pix *x, uint32_t i, uint32_t h, pix_hash_fn 
 	pix_put(x, i, h);
 }
 
+/* Make room for entry n - 1 (the n - 1 before it are indexed) so that
+ * pix_added then neither allocates nor aborts: for the data path, where
+ * running out of memory is an error to report. -1 when out of memory (the
+ * index is as it was). */
+static inline int pix_reserve(struct pix *x, uint32_t n, pix_hash_fn hf, const void *ctx)
+{
+	if ((n <= PIX_LINEAR && !x->cap) || 2 * n <= x->cap)
+		return 0;
+	uint32_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	uint32_t *s = calloc(cap, sizeof(*s));
+	if (!s)
+		return -1;
+	free(x->slot);
+	x->slot = s;
+	x->cap = cap;
+	for (uint32_t i = 0; i + 1 < n; i++)
+		pix_put(x, i, hf(ctx, i));
+	return 0;
+}
+
 static inline uint32_t *pix_slot_of(struct pix *x, uint32_t i, uint32_t h)
 {
 	for (uint32_t k = h & (x->cap - 1);; k = (k + 1) & (x->cap - 1))

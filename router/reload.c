@@ -172,28 +172,21 @@ static void say(FILE *out, int level, const char *fmt, ...)
 		fprintf(out, "%s\n", line);
 }
 
+/* hashed lookups (router/cfg.c): comparing two configurations of N
+ * sections costs O(N), not O(N^2) */
 static const struct cfg_domain *find_domain(const struct cfg *c, const char *name)
 {
-	for (int i = 0; i < c->ndomains; i++)
-		if (!strcmp(c->domains[i].name, name))
-			return &c->domains[i];
-	return NULL;
+	return cfg_domain_find(c, name);
 }
 
 static const struct cfg_component *find_component(const struct cfg *c, const char *name)
 {
-	for (int i = 0; i < c->ncomponents; i++)
-		if (!strcmp(c->components[i].name, name))
-			return &c->components[i];
-	return NULL;
+	return cfg_component_find(c, name);
 }
 
 static const struct cfg_route *find_route(const struct cfg *c, const char *name)
 {
-	for (int i = 0; i < c->nroutes; i++)
-		if (!strcmp(c->routes[i].name, name))
-			return &c->routes[i];
-	return NULL;
+	return cfg_route_find(c, name);
 }
 
 static bool route_same(const struct cfg_route *a, const struct cfg_route *b)

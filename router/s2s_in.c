@@ -553,9 +553,8 @@ static void in_on_timer(struct net_conn *c)
 		sess_stream_error(s, SERR_CONNECTION_TIMEOUT, NULL);
 		return;
 	}
-	c->deadline = c->last_rx + (uint64_t)hub_cfg->idle_timeout * 1000;
-	if (c->deadline <= now)
-		c->deadline = now + 1000;
+	uint64_t at = c->last_rx + (uint64_t)hub_cfg->idle_timeout * 1000;
+	net_conn_set_deadline(c, at > now ? at : now + 1000);
 }
 
 static void in_on_tls(struct net_conn *c, int err)
@@ -580,7 +579,7 @@ static void in_on_tls(struct net_conn *c, int err)
 	 * was for the old stream id and is not applied), the peer's name, SASL */
 	xml_tok_reset(&s->tok);
 	if (s->tok.authenticated) /* the pre-auth deadline had given way to the idle one */
-		c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
+		net_conn_set_deadline(c, net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000);
 	s->tok.authenticated = false;
 	pairs_clear(s);
 	free(s->remote);
@@ -608,7 +607,7 @@ void s2s_accept(struct net_conn *c, const struct cfg_listen *l)
 	s->shape = shape_link_new(c);
 	s->tls_policy = (uint8_t)(hub_tls ? l->tls : CFG_TLS_OFF);
 	s->direct_tls = l->kind == CFG_LISTEN_S2S_TLS && hub_tls;
-	c->deadline = net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000;
+	net_conn_set_deadline(c, net_now_ms() + (uint64_t)hub_cfg->preauth_timeout * 1000);
 	/* behind a balancer: once the PROXY header names the source (in_on_peer) */
 	if (!(c->flags & NET_F_PROXY) && !in_admit(hubw_of(c->w), s))
 		return;

@@ -331,7 +331,7 @@ static void link_try_next(struct hubw *h, struct s2s_out *L)
 		}
 		s->c = c;
 		met_conn_open(hubw_of(c->w)->m, &s->ml, MET_DIR_OUT);
-		c->deadline = net_now_ms() + hub_cfg->connect_timeout * 1000;
+		net_conn_set_deadline(c, net_now_ms() + hub_cfg->connect_timeout * 1000);
 		L->sess = s;
 		L->state = L_CONNECTING;
 		L->peer_dialback = true; /* until its features say otherwise */

@@ -3,8 +3,9 @@
  * lookup constant as domains and links grow: the hash index of router/pix.h
  * (forced collisions, growth past the linear threshold, deletion with
  * backward shift), a session's (remote, local) pairs (router/pairs.c), a
- * worker's outbound link table (router/s2s_links.c) and the [route] index
- * built at configuration load (router/cfg.c).
+ * worker's outbound link table (router/s2s_links.c) and the [route],
+ * [component] and [domain] indexes built at configuration load
+ * (router/cfg.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -402,6 +403,51 @@ static void test_routes_indexed_at_load(void **state)
 	free(text);
 }
 
+static void test_components_and_domains_indexed_at_load(void **state)
+{
+	(void)state;
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+	n += (size_t)snprintf(text + n, cap - n, "[hub]\ndomain hub.example\nlisten s2s 127.0.0.1:15269\n");
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(text + n, cap - n, "[component c%d.example]\nsecret s%d\n", i, i);
+	for (int i = 0; i < 400; i++)
+		n += (size_t)snprintf(text + n, cap - n, "[domain d%d.example]\n", i);
+	struct cfg c;
+	assert_int_equal(cfg_parse(&c, text, "names.conf", stderr), 0);
+	assert_int_equal(c.ncomponents, 300);
+	assert_true(c.comp_ix.cap >= 600);
+	assert_true(c.dom_ix.cap >= 800);
+	char name[64], sec[16];
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%d.example", i);
+		snprintf(sec, sizeof(sec), "s%d", i);
+		const struct cfg_component *cc = cfg_component_find(&c, name);
+		assert_non_null(cc);
+		assert_string_equal(cc->name, name);
+		assert_string_equal(cc->secret, sec);
+		assert_null(cfg_domain_find(&c, name));
+	}
+	for (int i = 0; i < 400; i++) {
+		snprintf(name, sizeof(name), "d%d.example", i);
+		const struct cfg_domain *d = cfg_domain_find(&c, name);
+		assert_non_null(d);
+		assert_string_equal(d->name, name);
+		assert_null(cfg_component_find(&c, name));
+	}
+	assert_null(cfg_component_find(&c, "c300.example"));
+	assert_null(cfg_domain_find(&c, "d400.example"));
+	assert_null(cfg_component_find(&c, ""));
+	cfg_free(&c);
+	/* a handful: scanned, no table */
+	assert_int_equal(cfg_parse(&c, "[hub]\ndomain hub.example\nlisten s2s 127.0.0.1:15269\n[component one.example]\nsecret x\n", "one.conf", stderr), 0);
+	assert_int_equal(c.comp_ix.cap, 0);
+	assert_non_null(cfg_component_find(&c, "one.example"));
+	assert_null(cfg_component_find(&c, "two.example"));
+	cfg_free(&c);
+	free(text);
+}
+
 static void test_few_routes_scan(void **state)
 {
 	(void)state;
@@ -432,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_links_grow_and_delete),
 		cmocka_unit_test(test_routes_indexed_at_load),
 		cmocka_unit_test(test_few_routes_scan),
+		cmocka_unit_test(test_components_and_domains_indexed_at_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
