@@ -15,7 +15,7 @@ with a real Redis (lib/cluster.py), against scripted peers (lib/fakepeer.py):
 Ports 27300-27399 (lib/cluster.py's plan; the fake remote.fake at 27360)."""
 import os, socket, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from cluster import CLIENT_ADDR, Cluster, cluster_supported, redis_cmd  # noqa: E402
+from cluster import CLIENT_ADDR, Cluster, Collector, cluster_supported, redis_cmd  # noqa: E402
 from fakepeer import Component, RemoteServer, attr  # noqa: E402
 from hubproc import Results  # noqa: E402
 
@@ -24,28 +24,6 @@ REMOTE = BASE + 60
 LEASE_MS = 2000
 T = Results()
 check = T.check
-
-
-class Collector:
-    """A component's inbound elements, read in a thread: ids of messages and
-    of bounces (type='error') in arrival order."""
-
-    def __init__(self, comp):
-        self.comp, self.msgs, self.errors, self.lock = comp, [], [], threading.Lock()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                el = self.comp.r.element(timeout=3600)
-            except (EOFError, OSError):
-                return
-            with self.lock:
-                (self.errors if attr(el, "type") == "error" else self.msgs).append(attr(el, "id"))
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.msgs), list(self.errors)
 
 
 def inbox_ids(rs, prefix):

@@ -21,7 +21,7 @@ base+62..+64 and one that monitors nothing (named first) base+65, the fake
 remote.fake base+70."""
 import os, signal, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from cluster import REDIS, Cluster, cluster_supported, redis_cmd  # noqa: E402
+from cluster import REDIS, Cluster, Collector, cluster_supported, redis_cmd  # noqa: E402
 from fakepeer import Component, RemoteServer, attr  # noqa: E402
 from hubproc import Results, health, metrics  # noqa: E402
 
@@ -149,29 +149,6 @@ def wait(cond, within, step=0.05):
             return True
         time.sleep(step)
     return bool(cond())
-
-
-class Collector:
-    """Bounces (type='error') a component gets, by id, read in a thread."""
-
-    def __init__(self, comp):
-        self.comp, self.errors, self.lock = comp, set(), threading.Lock()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                el = self.comp.r.element(timeout=3600)
-            except (EOFError, OSError):
-                return
-            if attr(el, "type") == "error":
-                with self.lock:
-                    self.errors.add(attr(el, "id"))
-                    self.first = getattr(self, "first", None) or el
-
-    def snapshot(self):
-        with self.lock:
-            return set(self.errors)
 
 
 class Sender:
@@ -402,7 +379,7 @@ def failover(cl, rs, procs):
         d = {attr(el, "id") for el in rs.messages() if (attr(el, "id") or "").startswith("s")}
         b = set()
         for c in cols.values():
-            b |= {x for x in c.snapshot() if x.startswith("s")}
+            b |= {x for x in c.snapshot()[1] if x.startswith("s")}
         return d, b
 
     ids = [mid for mid, _ in sent]
@@ -417,7 +394,7 @@ def failover(cl, rs, procs):
         ts = sorted(at[x] for x in b if x in at)
         print("# %d bounced, sent between %.2fs and %.2fs after the start; the first: %s" % (
             len(b), ts[0] - sent[0][1], ts[-1] - sent[0][1],
-            next((c.first for c in cols.values() if getattr(c, "first", None)), "")[:300]))
+            next((c.first for c in cols.values() if c.first is not None), "")[:300]))
     late = [mid for mid, at in sent if at >= t_mark]
     check("everything sent after the failover is delivered (%d)" % len(late),
           late and all(x in d for x in late), [x for x in late if x not in d][:5])

@@ -32,8 +32,10 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
+from fakepeer import attr
 from hubproc import Hub, ROOT, metrics
 
 EXAMPLE = os.path.join(ROOT, "examples", "haproxy.cfg")
@@ -416,3 +418,30 @@ def cluster_supported(base):
         return r.returncode == 0
     finally:
         subprocess.call(["rm", "-rf", d])
+
+
+class Collector:
+    """A component's inbound elements, read in a thread: ids of messages and
+    of bounces (type='error') in arrival order, and the first bounce itself."""
+
+    def __init__(self, comp):
+        self.comp, self.msgs, self.errors, self.first, self.lock = comp, [], [], None, threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                el = self.comp.r.element(timeout=3600)
+            except (EOFError, OSError):
+                return
+            with self.lock:
+                if attr(el, "type") == "error":
+                    self.errors.append(attr(el, "id"))
+                    self.first = self.first or el
+                else:
+                    self.msgs.append(attr(el, "id"))
+
+    def snapshot(self):
+        """(message ids, bounce ids), copies."""
+        with self.lock:
+            return list(self.msgs), list(self.errors)
