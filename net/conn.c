@@ -407,8 +407,10 @@ int net_send_slice_take(struct net_conn *c, struct net_buf *b, const char *p, si
 		net_buf_unref(c->w, b);
 		return 0;
 	}
-	if (c->oq_bytes + n > nw_queue_limit)
+	if (c->oq_bytes + n > nw_queue_limit) {
+		c->flags |= NET_F_OQ_REFUSED;
 		return -ENOBUFS;
+	}
 	if (b && b->bid >= 0 && c->oq_len >= PIN_MAX_SLICES && bufs_short(b->owner)) {
 		int rc = net_send_copy(c, p, n);
 		if (rc == 0)
@@ -447,8 +449,10 @@ int net_send_copy(struct net_conn *c, const char *p, size_t n)
 		struct net_buf *b = last->b;
 		if (b && b->bid < 0 && b->ref == 1 && b->owner == c->w->id && last->p + last->n == b->data + b->len &&
 		    b->len + n <= b->cap) {
-			if (c->oq_bytes + n > nw_queue_limit)
+			if (c->oq_bytes + n > nw_queue_limit) {
+				c->flags |= NET_F_OQ_REFUSED;
 				return -ENOBUFS;
+			}
 			memcpy(b->data + b->len, p, n);
 			b->len += (uint32_t)n;
 			last->n += (uint32_t)n;
@@ -538,6 +542,22 @@ void nw_flush_sends(struct net_worker *w)
 	w->dirty = retry;
 }
 
+/* After a send completion: on_drain once the queue is at or below half of
+ * its limit, for a sender that was refused room (whatever took the bytes
+ * off: this completion, or, on TLS, the encryption in nw_tls_prep_send) or
+ * when this completion crossed the half mark. */
+static void drain_due(struct net_conn *c, uint64_t was)
+{
+	uint64_t half = nw_queue_limit / 2;
+	if ((c->flags & NET_F_CLOSED) || c->oq_bytes > half)
+		return;
+	if (!(c->flags & NET_F_OQ_REFUSED) && was <= half)
+		return;
+	c->flags &= ~NET_F_OQ_REFUSED;
+	if (c->ops && c->ops->on_drain)
+		c->ops->on_drain(c);
+}
+
 void nw_on_send_done(struct net_worker *w, struct net_conn *c, int res)
 {
 	c->flags &= ~NET_F_SENDING;
@@ -562,6 +582,7 @@ void nw_on_send_done(struct net_worker *w, struct net_conn *c, int res)
 			nw_mark_dirty(c);
 		else if (c->flags & NET_F_CLOSING)
 			nw_conn_teardown(c, 0);
+		drain_due(c, c->oq_bytes);
 		return;
 	}
 	uint64_t was = c->oq_bytes;
@@ -588,7 +609,5 @@ void nw_on_send_done(struct net_worker *w, struct net_conn *c, int res)
 		nw_mark_dirty(c);
 	else if (c->flags & NET_F_CLOSING)
 		nw_conn_teardown(c, 0);
-	if (was > nw_queue_limit / 2 && c->oq_bytes <= nw_queue_limit / 2 && c->ops && c->ops->on_drain &&
-	    !(c->flags & NET_F_CLOSED))
-		c->ops->on_drain(c);
+	drain_due(c, was);
 }

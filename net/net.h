@@ -144,6 +144,7 @@ enum net_conn_flag {
 	NET_F_TLS_BYE = 1 << 15,     /* send close_notify after the queue */
 	NET_F_TLS_BYE_SENT = 1 << 16,
 	NET_F_RESUME_Q = 1 << 17, /* on the worker's list of resumed reads */
+	NET_F_OQ_REFUSED = 1 << 18, /* a send was refused for room: on_drain is owed */
 };
 
 /* Fixed-size messages between threads. */

@@ -37,8 +37,9 @@
 #define WAIT_MS  10000
 #define FILL_MAX (512u << 20) /* a paused receiver must stop the sender well before this */
 
-enum cmd { CMD_PAUSE = 1, CMD_RESUME, CMD_CLOSE_FLUSH, CMD_PAUSE_CLOSE };
-enum mode { M_PLAIN, M_PAUSE_IN_DATA, M_TLS_PAUSE, M_TLS_BYE, M_TLS_REFUSE, M_TLS_SMALL_IN };
+enum cmd { CMD_PAUSE = 1, CMD_RESUME, CMD_CLOSE_FLUSH, CMD_PAUSE_CLOSE, CMD_FILL, CMD_LIMIT_DEFAULT };
+enum mode { M_PLAIN, M_PAUSE_IN_DATA, M_TLS_PAUSE, M_TLS_BYE, M_TLS_REFUSE, M_TLS_SMALL_IN, M_TLS_DRAIN };
+#define FILL_LIMIT (256u << 10) /* CMD_FILL: the send queue's limit while filling */
 #define MSG_CMD (NET_MSG_USER + 1)
 
 static char dir[64];
@@ -59,6 +60,8 @@ static _Atomic uint64_t calls_paused; /* on_data calls while paused: must stay 0
 static _Atomic bool paused_flag;  /* M_PAUSE_IN_DATA: on_data paused itself */
 static _Atomic uint64_t pause_at; /* M_PAUSE_IN_DATA: pause once this many bytes came */
 static _Atomic size_t bye_len;    /* M_TLS_BYE: bytes queued before the close */
+static _Atomic uint64_t fill_len; /* CMD_FILL: bytes queued until the queue refused more */
+static _Atomic int drains;        /* on_drain calls */
 
 static uint8_t pat(uint64_t i)
 {
@@ -149,7 +152,35 @@ static void t_tls(struct net_conn *c, int err)
 	}
 }
 
-static const struct net_conn_ops t_ops = {.on_data = t_data, .on_close = t_close, .on_tls = t_tls};
+static void t_drain(struct net_conn *c)
+{
+	(void)c;
+	atomic_fetch_add(&drains, 1);
+}
+
+static const struct net_conn_ops t_ops = {
+	.on_data = t_data, .on_close = t_close, .on_tls = t_tls, .on_drain = t_drain};
+
+/* CMD_FILL: queue the pattern until the send queue refuses more. */
+static void fill_queue(struct net_conn *c)
+{
+	static char chunk[16384];
+	uint64_t pos = 0;
+	net_set_queue_limit(FILL_LIMIT);
+	for (;;) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = (char)pat(pos + i);
+		int rc = net_send_copy(c, chunk, sizeof(chunk));
+		if (rc == -ENOBUFS)
+			break;
+		if (rc < 0 || pos > 4 * FILL_LIMIT) {
+			atomic_store(&worker_err, 1);
+			break;
+		}
+		pos += sizeof(chunk);
+	}
+	atomic_store(&fill_len, pos);
+}
 
 static size_t t_out_data(struct net_conn *c, struct net_buf *b, const char *p, size_t n)
 {
@@ -209,7 +240,7 @@ static void t_accept(struct net_conn *c, int kind)
 		refuse_then_reuse(c);
 		return;
 	}
-	if (m == M_TLS_PAUSE || m == M_TLS_BYE || m == M_TLS_SMALL_IN) {
+	if (m == M_TLS_PAUSE || m == M_TLS_BYE || m == M_TLS_SMALL_IN || m == M_TLS_DRAIN) {
 		struct tls_conn *t = tls_conn_new(m == M_TLS_SMALL_IN ? sctx_small : sctx, true, NULL, NULL);
 		if (!t) {
 			atomic_store(&worker_err, 1);
@@ -248,8 +279,13 @@ static void t_msg(struct net_worker *w, struct net_msg *m)
 			net_conn_pause_recv(c);
 			net_conn_resume_recv(c);
 			break;
+		case CMD_FILL:
+			fill_queue(c);
+			break;
 		}
 	}
+	if (m->u32 == CMD_LIMIT_DEFAULT)
+		net_set_queue_limit(4u << 20);
 	atomic_store(&acked, (int)m->u32);
 }
 
@@ -288,6 +324,7 @@ static void reset(int m)
 	atomic_store(&calls_paused, 0);
 	atomic_store(&worker_err, 0);
 	atomic_store(&paused_flag, false);
+	atomic_store(&drains, 0);
 }
 
 /* Bytes of the pattern from position *pos, written whole (blocking). */
@@ -664,6 +701,57 @@ static int group_teardown(void **state)
 	return system(cmdline) == 0 ? 0 : -1;
 }
 
+/* A TLS link's send queue filled until it refused more, then read by the
+ * peer: its owner hears on_drain. The queue empties into the TLS engine when
+ * its records are made, not on a send completion: a flow queue waiting for
+ * this link was drained only by the router's tick when on_drain looked at
+ * completions alone. */
+static void test_tls_drain_after_full_queue(void **state)
+{
+	(void)state;
+	reset(M_TLS_DRAIN);
+	int fd;
+	struct tls_conn *t = tls_dial(&fd);
+	assert_true(wait_int(&tls_ok, 1));
+	cmd(CMD_FILL);
+	uint64_t want = atomic_load(&fill_len);
+	assert_true(want >= FILL_LIMIT / 2);
+	assert_int_equal(atomic_load(&worker_err), 0);
+	static char plain[FILL_LIMIT + 65536];
+	size_t got = 0;
+	while (got < want) {
+		char buf[16384];
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		assert_true(n > 0); /* SO_RCVTIMEO bounds it */
+		size_t off = 0;
+		while (off < (size_t)n) {
+			size_t k = (size_t)n - off;
+			int rc = tls_feed(t, buf + off, k);
+			if (rc == TLS_ERR_AGAIN)
+				k = 0;
+			else
+				assert_int_equal(rc, 0);
+			off += k;
+			ssize_t r;
+			while ((r = tls_read(t, plain + got, sizeof(plain) - got)) > 0)
+				got += (size_t)r;
+			assert_int_equal(r, 0);
+		}
+	}
+	assert_int_equal(got, want);
+	for (size_t i = 0; i < got; i++)
+		if ((uint8_t)plain[i] != pat(i))
+			fail_msg("byte %zu differs", i);
+	int ok = 0;
+	for (uint64_t end = ms() + WAIT_MS; !(ok = atomic_load(&drains) > 0) && ms() < end;)
+		usleep(1000);
+	cmd(CMD_LIMIT_DEFAULT);
+	assert_true(ok);
+	tls_conn_free(t);
+	close(fd);
+	assert_true(wait_int(&closed, 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -675,6 +763,7 @@ int main(void)
 		cmocka_unit_test(test_tls_close_sends_close_notify_after_data),
 		cmocka_unit_test(test_tls_pause_and_resume),
 		cmocka_unit_test(test_tls_input_beyond_the_engine_bound),
+		cmocka_unit_test(test_tls_drain_after_full_queue),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
