@@ -492,11 +492,8 @@ static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 	char local[CFG_NAME_MAX], to[CFG_NAME_MAX];
 	if (!L)
 		return;
-	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, local, sizeof(local)) < 0 ||
-	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0) {
-		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
+	if (db_result_addrs(s, st, local, to) < 0)
 		return;
-	}
 	struct bk_pair *p = pair_get(L, to, local, false);
 	if (!p || p->state != PAIR_PENDING)
 		return; /* an answer to no question changes nothing */

@@ -188,6 +188,9 @@ void dialback_key(const char *receiving, const char *originating, const char *id
 bool db_key_ok(struct xml_span got, const char *want);
 /* The normalised domain of a dialback element's from/to; -1 if absent or bad. */
 int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap);
+/* The normalised from and to of a <db:result/>; -1 (and a stream error
+ * on s) when either is absent or bad. */
+int db_result_addrs(struct sess *s, const struct xml_stanza *st, char from[CFG_NAME_MAX], char to[CFG_NAME_MAX]);
 /* Ask remote's authoritative server whether `key` is good for inbound
  * session `in` (XEP-0220 §2.3); the answer goes to `in` as a <db:result/>. */
 void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key);
