@@ -65,20 +65,12 @@
 
 enum bk_state { BK_IDLE, BK_CONNECTING, BK_OPEN, BK_BACKOFF };
 
-struct bk_item {
-	struct net_buf *b;
-	const char *p;
-	uint32_t n;
-	uint64_t at; /* queued then: it waits at most stall_timeout */
-};
-
 struct bk_pair {
 	char *remote; /* R: the db:result's `from` */
 	char *local;  /* D, the backend's domain: its `to` */
 	uint32_t hash;
 	uint8_t state; /* enum pair_state */
-	struct bk_item *q;
-	uint32_t qlen, qcap;
+	struct pairq q; /* each stanza waits at most stall_timeout */
 	uint64_t since; /* PENDING: db:result sent; INVALID: refused */
 	bool solo;      /* the backend took no piggybacking: on a link of its own */
 };
@@ -98,8 +90,7 @@ struct bk_link {
 	uint32_t queued;
 	int slot;             /* its backend's metrics (met.h) */
 	bool up;              /* counted in links_up: a pair is valid on the stream */
-	struct net_ref *held; /* sources paused while queued >= link_queue_max */
-	uint32_t nheld, cheld;
+	struct pq_held held; /* sources paused while queued >= link_queue_max */
 	uint64_t failed_at, last_activity, last_keepalive;
 };
 
@@ -280,30 +271,7 @@ static void link_set_down(struct hubw *h, struct bk_link *L)
 
 static void release_held(struct hubw *h, struct bk_link *L, bool all)
 {
-	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
-		return;
-	for (uint32_t i = 0; i < L->nheld; i++)
-		flow_src_release(h, L->held[i]);
-	L->nheld = 0;
-}
-
-static void hold_src(struct hubw *h, struct bk_link *L, struct net_ref src)
-{
-	if (src.worker == FLOW_NO_SRC)
-		return;
-	for (uint32_t i = 0; i < L->nheld; i++)
-		if (L->held[i].worker == src.worker && L->held[i].slot == src.slot && L->held[i].gen == src.gen)
-			return;
-	if (L->nheld == L->cheld) {
-		uint32_t ncap = L->cheld ? L->cheld * 2 : 8;
-		struct net_ref *a = realloc(L->held, ncap * sizeof(*a));
-		if (!a)
-			return; /* not paused: its stanzas still wait */
-		L->held = a;
-		L->cheld = ncap;
-	}
-	L->held[L->nheld++] = src;
-	flow_src_hold(h, src);
+	pairq_release(h, &L->held, L->queued, all);
 }
 
 /* Bounce the first k stanzas of p's queue with err. They leave the queue
@@ -314,19 +282,13 @@ static void pair_bounce(struct hubw *h, struct bk_link *L, struct bk_pair *p, ui
 {
 	ptrdiff_t i = p - L->lp;
 	while (k) {
-		struct bk_item tmp[64];
+		struct pq_item tmp[64];
 		p = &L->lp[i];
-		uint32_t m = k < 64 ? k : 64;
-		memcpy(tmp, p->q, m * sizeof(*tmp));
-		memmove(p->q, p->q + m, (p->qlen - m) * sizeof(*p->q));
-		p->qlen -= m;
+		uint32_t m = pairq_take_first(&p->q, k < 64 ? k : 64, tmp);
 		queued_add(h, L, -(int64_t)m);
 		BK_ADD(h, L, bounced, m);
 		k -= m;
-		for (uint32_t j = 0; j < m; j++) {
-			route_bounce_raw(h, tmp[j].p, tmp[j].n, err);
-			net_buf_unref(h->w, tmp[j].b);
-		}
+		pairq_bounce_items(h, tmp, m, err);
 	}
 	release_held(h, L, false);
 }
@@ -335,10 +297,9 @@ static void pair_bounce(struct hubw *h, struct bk_link *L, struct bk_pair *p, ui
  * taken off the pair first (see pair_bounce). */
 static void pair_flush(struct hubw *h, struct bk_link *L, struct bk_pair *p)
 {
-	struct bk_item *q = p->q;
-	uint32_t n = p->qlen;
-	p->q = NULL;
-	p->qlen = p->qcap = 0;
+	struct pairq t = pairq_take(&p->q);
+	struct pq_item *q = t.v;
+	uint32_t n = t.len;
 	queued_add(h, L, -(int64_t)n);
 	for (uint32_t k = 0; k < n; k++) {
 		enum hub_sterr why;
@@ -374,10 +335,10 @@ static void link_free(struct hubw *h, struct bk_link *L)
 		queued_add(h, L, -(int64_t)L->queued);
 	}
 	for (int i = 0; i < L->nlp; i++) {
-		for (uint32_t k = 0; k < L->lp[i].qlen; k++)
+		for (uint32_t k = 0; k < L->lp[i].q.len; k++)
 			if (h)
-				net_buf_unref(h->w, L->lp[i].q[k].b);
-		free(L->lp[i].q);
+				net_buf_unref(h->w, L->lp[i].q.v[k].b);
+		free(L->lp[i].q.v);
 		free(L->lp[i].remote);
 		free(L->lp[i].local);
 	}
@@ -385,7 +346,7 @@ static void link_free(struct hubw *h, struct bk_link *L)
 		release_held(h, L, true);
 	free(L->lp);
 	pix_free(&L->lpix);
-	free(L->held);
+	free(L->held.v);
 	free(L->remote);
 	free(L->backend);
 	free(L->only);
@@ -426,8 +387,8 @@ static void link_try_next(struct hubw *h, struct bk_link *L)
 		/* the header names one pair (a link of its own: its pair);
 		 * the others are piggybacked on the stream */
 		const struct bk_pair *hp = NULL;
-		for (int i = 0; i < L->nlp && (!hp || !hp->qlen); i++)
-			if (!L->lp[i].solo && (!hp || L->lp[i].qlen))
+		for (int i = 0; i < L->nlp && (!hp || !hp->q.len); i++)
+			if (!L->lp[i].solo && (!hp || L->lp[i].q.len))
 				hp = &L->lp[i];
 		if (!hp)
 			hp = &L->lp[0];
@@ -512,18 +473,10 @@ static void pair_to_solo(struct hubw *h, struct bk_link *L, struct bk_pair *p)
 {
 	struct bk_link *A = link_get(L->backend, p->remote, p->local, L->slot, true);
 	struct bk_pair *ap = pair_get(A, p->remote, p->local, true);
-	for (uint32_t k = 0; k < p->qlen; k++) {
-		if (ap->qlen == ap->qcap) {
-			ap->qcap = ap->qcap ? ap->qcap * 2 : 16;
-			ap->q = xrealloc(ap->q, ap->qcap * sizeof(*ap->q));
-		}
-		ap->q[ap->qlen++] = p->q[k];
-	}
-	queued_add(h, A, p->qlen);
-	queued_add(h, L, -(int64_t)p->qlen);
-	free(p->q);
-	p->q = NULL;
-	p->qlen = p->qcap = 0;
+	uint32_t n = p->q.len;
+	pairq_move(&ap->q, 16, &p->q);
+	queued_add(h, A, n);
+	queued_add(h, L, -(int64_t)n);
 	p->state = PAIR_NONE;
 	p->solo = true;
 	release_held(h, L, false);
@@ -539,11 +492,8 @@ static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 	char local[CFG_NAME_MAX], to[CFG_NAME_MAX];
 	if (!L)
 		return;
-	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, local, sizeof(local)) < 0 ||
-	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, sizeof(to)) < 0) {
-		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
+	if (db_result_addrs(s, st, local, to) < 0)
 		return;
-	}
 	struct bk_pair *p = pair_get(L, to, local, false);
 	if (!p || p->state != PAIR_PENDING)
 		return; /* an answer to no question changes nothing */
@@ -570,7 +520,7 @@ static void bk_db_result(struct hubw *h, struct sess *s, const struct xml_stanza
 		 st->type.p);
 	p->state = PAIR_INVALID;
 	p->since = net_now_ms();
-	pair_bounce(h, L, p, p->qlen, STERR_SERVICE_UNAVAILABLE);
+	pair_bounce(h, L, p, p->q.len, STERR_SERVICE_UNAVAILABLE);
 }
 
 static enum drive bk_event(struct hubw *h, struct sess *s, struct net_buf *b, int ev)
@@ -747,7 +697,7 @@ void backend_enqueue(struct hubw *h, const struct cfg_backend *bk, const char *r
 		L->last_activity = net_now_ms();
 		pr = pair_get(L, remote, local, true);
 	}
-	if (L->state == BK_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess) {
+	if (L->state == BK_OPEN && pr->state == PAIR_VALID && !pr->q.len && L->sess) {
 		enum hub_sterr why;
 		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
 		if (rc == 0) {
@@ -766,32 +716,11 @@ void backend_enqueue(struct hubw *h, const struct cfg_backend *bk, const char *r
 			goto bounce; /* refused a moment ago */
 		pr->state = PAIR_NONE;
 	}
-	if (L->queued >= hub_cfg->link_queue_max) {
-		if (L->queued >= 16 * hub_cfg->link_queue_max) {
-			MET_INC(h->m, send_queue_full);
-			bounce = STERR_RESOURCE_CONSTRAINT;
-			goto bounce;
-		}
-		MET_INC(h->m, flow_waited);
-		hold_src(h, L, src);
-	}
-	if (pr->qlen == pr->qcap) {
-		/* data path: out of memory bounces this stanza, the queue stays */
-		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 16;
-		struct bk_item *nq = realloc(pr->q, ncap * sizeof(*pr->q));
-		if (!nq) {
-			bounce = STERR_RESOURCE_CONSTRAINT;
-			goto bounce;
-		}
-		pr->q = nq;
-		pr->qcap = ncap;
-	}
 	/* the backend may be down for a while: keep a copy, not a receive buffer */
-	if (net_buf_own(h->w, &b, &p, n) < 0) {
+	if (!pairq_admit(h, &L->held, L->queued, src) || pairq_push(h->w, &pr->q, 16, b, p, n, net_now_ms()) < 0) {
 		bounce = STERR_RESOURCE_CONSTRAINT;
 		goto bounce;
 	}
-	pr->q[pr->qlen++] = (struct bk_item){b, p, (uint32_t)n, net_now_ms()};
 	queued_add(h, L, 1);
 	if (L->state == BK_BACKOFF && net_now_ms() - L->failed_at >= (uint64_t)hub_cfg->retry_min * 1000)
 		L->state = BK_IDLE;
@@ -818,7 +747,7 @@ static bool link_tick(struct hubw *h, struct bk_link *L, uint64_t now)
 	for (int i = 0; i < L->nlp; i++) {
 		struct bk_pair *p = &L->lp[i];
 		uint32_t old = 0;
-		while (old < p->qlen && now - p->q[old].at >= stall)
+		while (old < p->q.len && now - p->q.v[old].at >= stall)
 			old++;
 		if (old) {
 			log_info(L->sess ? L->sess->c->id : 0, "backend %s: %u stanza%s for %s waited %us: bounced",
@@ -906,7 +835,7 @@ void backend_shutdown(struct hubw *h)
 	for (uint32_t i = 0; i < btab_cap; i++) {
 		for (struct bk_link *L = btab[i]; L; L = L->hnext) {
 			for (int k = 0; k < L->nlp; k++)
-				pair_bounce(h, L, &L->lp[k], L->lp[k].qlen, STERR_REMOTE_SERVER_TIMEOUT);
+				pair_bounce(h, L, &L->lp[k], L->lp[k].q.len, STERR_REMOTE_SERVER_TIMEOUT);
 			if (L->sess) {
 				sess_sendf(L->sess, "</stream:stream>");
 				net_close(L->sess->c, true);

@@ -78,6 +78,16 @@ int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap)
 	return jid_domain(v, esc, out, cap);
 }
 
+int db_result_addrs(struct sess *s, const struct xml_stanza *st, char from[CFG_NAME_MAX], char to[CFG_NAME_MAX])
+{
+	if (db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, CFG_NAME_MAX) < 0 ||
+	    db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, to, CFG_NAME_MAX) < 0) {
+		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- verify streams (we are the receiving server) ----------------- */
 
 /* db:verify sent and not yet answered on one stream: an authoritative

@@ -16,6 +16,7 @@
 #include "router/sess.h"
 #include "router/route.h"
 #include "router/s2s.h"
+#include "router/pairq.h"
 
 #define STREAM_NS "xmlns:stream='http://etherx.jabber.org/streams'"
 #define NS_TLS    "urn:ietf:params:xml:ns:xmpp-tls"
@@ -23,19 +24,11 @@
 
 enum link_state { L_IDLE, L_RESOLVING, L_CONNECTING, L_OPEN, L_BACKOFF };
 
-struct qitem {
-	struct net_buf *b;
-	const char *p;
-	uint32_t n;
-	uint64_t at; /* when it was queued: it waits at most connect_timeout */
-};
-
 struct lpair {
 	char *local;
 	uint32_t hash; /* pix_hash1(local): the key of s2s_out.lpix */
 	uint8_t state; /* enum pair_state */
-	struct qitem *q;
-	uint32_t qlen, qcap;
+	struct pairq q;      /* each stanza waits at most connect_timeout */
 	uint64_t since;      /* PENDING: db:result sent; INVALID: refused */
 	struct s2s_out *alt; /* a link of its own for this local domain */
 };
@@ -65,8 +58,7 @@ struct s2s_out {
 	uint32_t queued;
 	/* sources paused because queued passed link_queue_max while the link
 	 * comes up (flow.c); read again once it is below half of that */
-	struct net_ref *held;
-	uint32_t nheld, cheld;
+	struct pq_held held;
 	struct dns_target *t; /* the last lookup's or [route]'s targets, nt of them */
 	int nt, next_t;
 	uint64_t failed_at; /* L_BACKOFF: when the last attempt failed */
@@ -196,6 +188,9 @@ void dialback_key(const char *receiving, const char *originating, const char *id
 bool db_key_ok(struct xml_span got, const char *want);
 /* The normalised domain of a dialback element's from/to; -1 if absent or bad. */
 int db_norm_attr(struct xml_span v, bool esc, char *out, size_t cap);
+/* The normalised from and to of a <db:result/>; -1 (and a stream error
+ * on s) when either is absent or bad. */
+int db_result_addrs(struct sess *s, const struct xml_stanza *st, char from[CFG_NAME_MAX], char to[CFG_NAME_MAX]);
 /* Ask remote's authoritative server whether `key` is good for inbound
  * session `in` (XEP-0220 §2.3); the answer goes to `in` as a <db:result/>. */
 void db_verify_start(struct hubw *h, struct sess *in, const char *remote, const char *local, struct xml_span key);

@@ -92,10 +92,10 @@ static void drain_to_owner(struct hubw *h, struct s2s_out *L, struct s2s_out *ro
 		struct lpair *p = &L->lp[i];
 		if (p->alt)
 			drain_to_owner(h, p->alt, root);
-		for (uint32_t k = 0; k < p->qlen; k++)
-			forward(h, root, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC}, false);
-		L->queued -= p->qlen;
-		p->qlen = 0;
+		for (uint32_t k = 0; k < p->q.len; k++)
+			forward(h, root, p->q.v[k].b, p->q.v[k].p, p->q.v[k].n, (struct net_ref){.worker = FLOW_NO_SRC}, false);
+		L->queued -= p->q.len;
+		p->q.len = 0;
 	}
 	s2s_out_release_held(h, L, false);
 }

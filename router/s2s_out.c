@@ -98,9 +98,9 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 			if (L->lp[i].alt)
 				link_free(h, L->lp[i].alt);
 			L->lp[i].alt = NULL;
-			for (uint32_t k = 0; k < L->lp[i].qlen; k++)
-				net_buf_unref(h->w, L->lp[i].q[k].b);
-			L->lp[i].qlen = 0;
+			for (uint32_t k = 0; k < L->lp[i].q.len; k++)
+				net_buf_unref(h->w, L->lp[i].q.v[k].b);
+			L->lp[i].q.len = 0;
 		}
 		L->nalt = 0;
 		L->queued = 0;
@@ -111,13 +111,13 @@ static void link_free(struct hubw *h, struct s2s_out *L)
 		return;
 	}
 	for (int i = 0; i < L->nlp; i++) {
-		free(L->lp[i].q);
+		free(L->lp[i].q.v);
 		free(L->lp[i].local);
 	}
 	free(L->lp);
 	pix_free(&L->lpix);
 	free(L->t);
-	free(L->held);
+	free(L->held.v);
 	free(L->remote);
 	free(L);
 }
@@ -171,41 +171,14 @@ static struct lpair *link_pair(struct s2s_out *L, const char *local)
  * half of link_queue_max (all of them when `all`: the link goes away). */
 void s2s_out_release_held(struct hubw *h, struct s2s_out *L, bool all)
 {
-	if (!L->nheld || (!all && L->queued >= hub_cfg->link_queue_max / 2))
-		return;
-	for (uint32_t i = 0; i < L->nheld; i++)
-		flow_src_release(h, L->held[i]);
-	L->nheld = 0;
-}
-
-/* The link's queue is past link_queue_max: hold the source (once per link). */
-static void link_hold_src(struct hubw *h, struct s2s_out *L, struct net_ref src)
-{
-	if (src.worker == FLOW_NO_SRC)
-		return;
-	for (uint32_t i = 0; i < L->nheld; i++)
-		if (L->held[i].worker == src.worker && L->held[i].slot == src.slot && L->held[i].gen == src.gen)
-			return;
-	if (L->nheld == L->cheld) {
-		uint32_t ncap = L->cheld ? L->cheld * 2 : 8;
-		struct net_ref *a = realloc(L->held, ncap * sizeof(*a));
-		if (!a)
-			return; /* not paused: its stanzas still wait in the queue */
-		L->held = a;
-		L->cheld = ncap;
-	}
-	L->held[L->nheld++] = src;
-	flow_src_hold(h, src);
+	pairq_release(h, &L->held, L->queued, all);
 }
 
 void s2s_out_pair_bounce(struct hubw *h, struct s2s_out *L, struct lpair *p, enum hub_sterr err)
 {
-	for (uint32_t k = 0; k < p->qlen; k++) {
-		route_bounce_raw(h, p->q[k].p, p->q[k].n, err);
-		net_buf_unref(h->w, p->q[k].b);
-	}
-	L->queued -= p->qlen;
-	p->qlen = 0;
+	pairq_bounce_items(h, p->q.v, p->q.len, err);
+	L->queued -= p->q.len;
+	p->q.len = 0;
 	s2s_out_release_held(h, L, false);
 }
 
@@ -231,32 +204,30 @@ void s2s_out_pair_flush(struct hubw *h, struct s2s_out *L, struct lpair *p)
 {
 	if (!s2s_clu_may_send(L))
 		return; /* the lease is not ours now: the queue waits (s2s_clu.c) */
-	for (uint32_t k = 0; k < p->qlen; k++) {
-		if (too_big_for_peer(L, p->q[k].n)) {
+	for (uint32_t k = 0; k < p->q.len; k++) {
+		if (too_big_for_peer(L, p->q.v[k].n)) {
 			MET_INC(h->m, stanzas_over_peer_limit);
-			route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_POLICY_VIOLATION);
-			net_buf_unref(h->w, p->q[k].b);
+			route_bounce_raw(h, p->q.v[k].p, p->q.v[k].n, STERR_POLICY_VIOLATION);
+			net_buf_unref(h->w, p->q.v[k].b);
 			continue;
 		}
 		/* the queue's reference moves to the connection's queue, or
 		 * waits in its flow queue when that is full */
 		enum hub_sterr why;
-		if (flow_send(h, L->sess->c, p->q[k].b, p->q[k].p, p->q[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
+		if (flow_send(h, L->sess->c, p->q.v[k].b, p->q.v[k].p, p->q.v[k].n, (struct net_ref){.worker = FLOW_NO_SRC},
 			      &why) < 0) {
-			route_bounce_raw(h, p->q[k].p, p->q[k].n, why);
-			net_buf_unref(h->w, p->q[k].b);
+			route_bounce_raw(h, p->q.v[k].p, p->q.v[k].n, why);
+			net_buf_unref(h->w, p->q.v[k].b);
 		} else {
 			MET_INC(h->m, stanzas_routed);
-			out_sent(h, L, p->q[k].n);
+			out_sent(h, L, p->q.v[k].n);
 		}
 	}
-	L->queued -= p->qlen;
-	p->qlen = 0;
+	L->queued -= p->q.len;
+	p->q.len = 0;
 	/* a valid pair sends straight to the stream: its queue is only for
 	 * the next time the link comes up, so do not keep it per idle link */
-	free(p->q);
-	p->q = NULL;
-	p->qcap = 0;
+	free(pairq_take(&p->q).v);
 	s2s_out_release_held(h, L, false);
 }
 
@@ -380,7 +351,7 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		bounce = STERR_POLICY_VIOLATION;
 		goto bounce;
 	}
-	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->qlen && L->sess && s2s_clu_may_send(L)) {
+	if (L->state == L_OPEN && pr->state == PAIR_VALID && !pr->q.len && L->sess && s2s_clu_may_send(L)) {
 		enum hub_sterr why;
 		int rc = flow_send(h, L->sess->c, b, p, n, src, &why);
 		if (rc == 0) {
@@ -403,37 +374,13 @@ void s2s_link_enqueue(struct hubw *h, const char *remote, const char *local, str
 		}
 		lp_set(L, pr, PAIR_NONE); /* try again */
 	}
-	if (L->queued >= hub_cfg->link_queue_max) {
-		/* The link is still coming up: past link_queue_max the stanza
-		 * still waits (a bounce too: it must not be lost) and its source
-		 * is paused; only 16 times link_queue_max is refused. */
-		if (L->queued >= 16 * hub_cfg->link_queue_max) {
-			MET_INC(h->m, send_queue_full);
-			bounce = STERR_RESOURCE_CONSTRAINT;
-			goto bounce;
-		}
-		MET_INC(h->m, flow_waited);
-		link_hold_src(h, L, src);
-	}
-	if (pr->qlen == pr->qcap) {
-		/* data path: out of memory bounces this stanza, the queue stays */
-		/* most pairs queue a stanza or two while their link comes up */
-		uint32_t ncap = pr->qcap ? pr->qcap * 2 : 2;
-		struct qitem *nq = realloc(pr->q, ncap * sizeof(*pr->q));
-		if (!nq) {
-			bounce = STERR_RESOURCE_CONSTRAINT;
-			goto bounce;
-		}
-		pr->q = nq;
-		pr->qcap = ncap;
-	}
 	/* a link may take seconds to come up: do not hold a receive buffer
-	 * (the worker's, or another's) for that long, keep a copy */
-	if (net_buf_own(h->w, &b, &p, n) < 0) {
+	 * (the worker's, or another's) for that long, keep a copy; most pairs
+	 * queue a stanza or two while their link comes up */
+	if (!pairq_admit(h, &L->held, L->queued, src) || pairq_push(h->w, &pr->q, 2, b, p, n, net_now_ms()) < 0) {
 		bounce = STERR_RESOURCE_CONSTRAINT;
 		goto bounce;
 	}
-	pr->q[pr->qlen++] = (struct qitem){b, p, (uint32_t)n, net_now_ms()}; /* the queue holds the reference */
 	L->queued++;
 	if (L->state == L_IDLE)
 		link_start(h, L);
@@ -512,11 +459,10 @@ static void pair_to_alt(struct hubw *h, struct s2s_out *L, struct lpair *p)
 	A->lp[0].alt = NULL;
 	A->lp[0].state = PAIR_NONE;
 	A->npst[PAIR_NONE] = 1;
-	A->queued = p->qlen;
-	L->queued -= p->qlen;
+	A->queued = p->q.len;
+	L->queued -= p->q.len;
 	s2s_out_release_held(h, L, false);
-	p->q = NULL;
-	p->qlen = p->qcap = 0;
+	p->q = (struct pairq){0};
 	p->alt = A;
 	L->nalt++;
 	log_info(L->sess ? L->sess->c->id : 0, "s2s out %s: no dialback offered; %s gets a link of its own", L->remote,
@@ -701,15 +647,12 @@ static bool link_tick(struct hubw *h, struct s2s_out *L, uint64_t now)
 		/* a stanza waits at most connect_timeout for its link (FIFO:
 		 * the oldest are first) */
 		uint32_t old = 0;
-		while (old < p->qlen && now - p->q[old].at > wait_max)
+		while (old < p->q.len && now - p->q.v[old].at > wait_max)
 			old++;
 		if (old) {
-			for (uint32_t k = 0; k < old; k++) {
-				route_bounce_raw(h, p->q[k].p, p->q[k].n, STERR_REMOTE_SERVER_TIMEOUT);
-				net_buf_unref(h->w, p->q[k].b);
-			}
-			memmove(p->q, p->q + old, (p->qlen - old) * sizeof(*p->q));
-			p->qlen -= old;
+			pairq_bounce_items(h, p->q.v, old, STERR_REMOTE_SERVER_TIMEOUT);
+			memmove(p->q.v, p->q.v + old, (p->q.len - old) * sizeof(*p->q.v));
+			p->q.len -= old;
 			L->queued -= old;
 			s2s_out_release_held(h, L, false);
 		}
@@ -798,9 +741,9 @@ void s2s_out_link_kick(struct hubw *h, struct s2s_out *L)
 		struct lpair *p = &L->lp[i];
 		if (p->alt)
 			s2s_out_link_kick(h, p->alt);
-		else if (p->state == PAIR_VALID && p->qlen)
+		else if (p->state == PAIR_VALID && p->q.len)
 			s2s_out_pair_flush(h, L, p);
-		else if (p->state == PAIR_NONE && p->qlen && L->sess->got_features)
+		else if (p->state == PAIR_NONE && p->q.len && L->sess->got_features)
 			out_start_pair(h, L, p);
 	}
 }

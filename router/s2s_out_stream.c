@@ -253,11 +253,8 @@ static void out_db_result(struct hubw *h, struct sess *s, const struct xml_stanz
 	char local[CFG_NAME_MAX], from[CFG_NAME_MAX];
 	if (!L)
 		return;
-	if (db_norm_attr(st->to, st->flags & XML_ST_TO_ESC, local, sizeof(local)) < 0 ||
-	    db_norm_attr(st->from, st->flags & XML_ST_FROM_ESC, from, sizeof(from)) < 0) {
-		sess_stream_error(s, SERR_IMPROPER_ADDRESSING, "db:result needs from and to");
+	if (db_result_addrs(s, st, from, local) < 0)
 		return;
-	}
 	if (strcmp(from, L->remote) != 0) {
 		/* only the domain we connected to answers for itself here */
 		log_warn(s->c->id, "s2s out %s: db:result from %s refused", L->remote, from);
