@@ -74,6 +74,19 @@ static bool forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const 
 		nl_reroute_waiting(h, L->cl_node);
 		return false;
 	}
+	if (rc == -ESTALE && may_wait && L->cl == CL_FORWARD) {
+		/* that node refused this (remote, token) already: the token we
+		 * hold is stale (the lease moved on before the registry's news
+		 * reached this link). Ask again (the control thread then reads
+		 * the registry rather than its cache) and let the stanza wait in
+		 * the link's queue for the answer, as nodelink.h asks */
+		log_info(0, "s2s out %s: node %d refused token %llu: asking for the lease again", L->remote, L->cl_node,
+			 (unsigned long long)L->cl_token);
+		L->cl = CL_ASK;
+		if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
+			L->cl = CL_ASKING;
+		return false;
+	}
 	route_bounce_raw(h, p, n, why);
 	net_buf_unref(h->w, b);
 	return true;
