@@ -525,6 +525,30 @@ static struct tls_conn *tls_dial(int *fdp)
 	return t;
 }
 
+/* Feed one chunk received on the transport to t, reading out what it
+ * decrypts into plain (from *got, up to cap). Returns TLS_ERR_CLOSED as soon
+ * as t saw a close_notify, else 0. */
+static ssize_t feed_read(struct tls_conn *t, const char *buf, size_t n, char *plain, size_t cap, size_t *got)
+{
+	size_t off = 0;
+	while (off < n) {
+		size_t k = n - off;
+		int rc = tls_feed(t, buf + off, k);
+		if (rc == TLS_ERR_AGAIN)
+			k = 0;
+		else
+			assert_int_equal(rc, 0);
+		off += k;
+		ssize_t r;
+		while ((r = tls_read(t, plain + *got, cap - *got)) > 0)
+			*got += (size_t)r;
+		if (r == TLS_ERR_CLOSED)
+			return r;
+		assert_int_equal(r, 0);
+	}
+	return 0;
+}
+
 static void test_tls_close_sends_close_notify_after_data(void **state)
 {
 	(void)state;
@@ -541,27 +565,11 @@ static void test_tls_close_sends_close_notify_after_data(void **state)
 		assert_true(n >= 0);
 		if (n == 0)
 			break; /* the transport ended */
-		size_t off = 0;
-		while (off < (size_t)n) {
-			size_t k = (size_t)n - off;
-			int rc = tls_feed(t, buf + off, k);
-			if (rc == TLS_ERR_AGAIN)
-				k = 0;
-			else
-				assert_int_equal(rc, 0);
-			off += k;
-			ssize_t r;
-			while ((r = tls_read(t, plain + got, sizeof(plain) - got)) > 0)
-				got += (size_t)r;
-			if (r == TLS_ERR_CLOSED) /* before any end of the transport: close_notify */
-				notified = true;
-			else
-				assert_int_equal(r, 0);
-			if (notified)
-				break;
-		}
-		if (notified)
+		/* TLS_ERR_CLOSED before any end of the transport: close_notify */
+		if (feed_read(t, buf, (size_t)n, plain, sizeof(plain), &got) == TLS_ERR_CLOSED) {
+			notified = true;
 			break;
+		}
 	}
 	assert_true(notified);
 	assert_int_equal(got, atomic_load(&bye_len));
@@ -723,20 +731,7 @@ static void test_tls_drain_after_full_queue(void **state)
 		char buf[16384];
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 		assert_true(n > 0); /* SO_RCVTIMEO bounds it */
-		size_t off = 0;
-		while (off < (size_t)n) {
-			size_t k = (size_t)n - off;
-			int rc = tls_feed(t, buf + off, k);
-			if (rc == TLS_ERR_AGAIN)
-				k = 0;
-			else
-				assert_int_equal(rc, 0);
-			off += k;
-			ssize_t r;
-			while ((r = tls_read(t, plain + got, sizeof(plain) - got)) > 0)
-				got += (size_t)r;
-			assert_int_equal(r, 0);
-		}
+		assert_int_equal(feed_read(t, buf, (size_t)n, plain, sizeof(plain), &got), 0);
 	}
 	assert_int_equal(got, want);
 	for (size_t i = 0; i < got; i++)
