@@ -27,13 +27,20 @@
 #include "router/nodelink.h"
 #include "net/log.h"
 
+/* Ask the control thread for L's lease; a full control ring leaves it for
+ * the next tick (CL_ASK). */
+static void ask(struct hubw *h, struct s2s_out *L)
+{
+	L->cl = CL_ASK;
+	if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
+		L->cl = CL_ASKING;
+}
+
 void s2s_clu_link_new(struct hubw *h, struct s2s_out *L)
 {
 	if (!clu_enabled())
 		return;
-	L->cl = CL_ASK;
-	if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
-		L->cl = CL_ASKING;
+	ask(h, L);
 }
 
 void s2s_clu_link_free(struct hubw *h, struct s2s_out *L)
@@ -48,8 +55,8 @@ void s2s_clu_link_free(struct hubw *h, struct s2s_out *L)
 
 void s2s_clu_tick(struct hubw *h, struct s2s_out *L)
 {
-	if (L->cl == CL_ASK && clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
-		L->cl = CL_ASKING;
+	if (L->cl == CL_ASK)
+		ask(h, L);
 }
 
 /* may_wait: a stanza the link's queue can still take (false: it is being
@@ -67,9 +74,7 @@ static bool forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const 
 		 * again, and let the stanza wait in the link's queue for the
 		 * new owner rather than bounce it */
 		log_info(0, "s2s out %s: owner node %d is gone: asking for the lease again", L->remote, L->cl_node);
-		L->cl = CL_ASK;
-		if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
-			L->cl = CL_ASKING;
+		ask(h, L);
 		/* what waited for that node goes first, into our queue */
 		nl_reroute_waiting(h, L->cl_node);
 		return false;
@@ -82,9 +87,7 @@ static bool forward(struct hubw *h, struct s2s_out *L, struct net_buf *b, const 
 		 * the link's queue for the answer, as nodelink.h asks */
 		log_info(0, "s2s out %s: node %d refused token %llu: asking for the lease again", L->remote, L->cl_node,
 			 (unsigned long long)L->cl_token);
-		L->cl = CL_ASK;
-		if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
-			L->cl = CL_ASKING;
+		ask(h, L);
 		return false;
 	}
 	route_bounce_raw(h, p, n, why);
@@ -176,7 +179,5 @@ void s2s_lease_refused(struct hubw *h, const char *remote, size_t rn, uint64_t t
 	struct s2s_out *L = s2s_links_find(h, name);
 	if (!L || L->cl != CL_FORWARD || L->cl_token != token || L->cl_node != node_idx)
 		return;
-	L->cl = CL_ASK;
-	if (clu_lease_ask(h->w, L->remote, strlen(L->remote)) == 0)
-		L->cl = CL_ASKING;
+	ask(h, L);
 }
